@@ -1,0 +1,319 @@
+"""The compiler driver: C sources in, a plugin with a manifest out.
+
+minildr's analogue of `go build -buildmode=plugin`. The steps, each a function:
+
+1. `find_compiler`      - $CC, else cc / gcc / clang (cl on Windows).
+2. `read_exports`       - preprocess the exports header and record the C type
+                          of every function and `extern` variable it declares.
+3. `manifest_source`    - write the manifest into a C file, as a note section.
+4. `compile_command`    - compile with everything hidden by default; the exports
+                          header is force-included into every source inside
+                          `#pragma GCC visibility push(default)`, so exactly its
+                          declarations are exported, and the compiler checks
+                          each definition against its declaration.
+5. `check_exports`      - read the result's dynamic symbol table: every declared
+                          export is defined, nothing undeclared is exported.
+6. install              - move the file into place atomically, so a process
+                          that has the old version mapped never sees a half-
+                          written file.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import ctype, elf
+from .contract import Contract
+from .errors import BuildError, CompilerNotFound
+from .host import HOST, SUFFIXES
+from .manifest import ABI_VERSION, NT_MINILDR_MANIFEST, NOTE_OWNER, Export, Manifest
+
+log = logging.getLogger("minildr")
+
+INCLUDE_DIR = Path(__file__).with_name("include")
+PathLike = Union[str, "os.PathLike[str]"]
+
+HOW_TO_GET_A_COMPILER = {
+    "linux": "on Debian/Ubuntu run `sudo apt install build-essential`, on Fedora "
+             "`sudo dnf install gcc`",
+    "darwin": "run `xcode-select --install` to get Apple's command line tools (clang)",
+    "windows": "install 'Build Tools for Visual Studio' and use a 'Developer Command "
+               "Prompt', or install MinGW-w64 gcc",
+}
+
+
+@dataclass(frozen=True)
+class Compiler:
+    path: str
+    family: str          # "gcc", "clang" or "msvc"
+    version: str         # the first line of `--version`, recorded in the manifest
+
+
+# ---------------------------------------------------------------------------
+# 1. the compiler
+# ---------------------------------------------------------------------------
+def find_compiler(os_name: str = HOST.os, environ: Optional[Mapping[str, str]] = None) -> Compiler:
+    """The C compiler to use: $CC if set, else the platform's usual names."""
+    environ = os.environ if environ is None else environ
+    wanted = environ.get("CC", "").split()
+    candidates = [wanted[0]] if wanted else (
+        ["cl", "gcc", "clang", "cc"] if os_name == "windows" else ["cc", "gcc", "clang"])
+    for name in candidates:
+        found = shutil.which(name, path=environ.get("PATH"))
+        if found:
+            return _identify(found)
+    looked = f"$CC={environ['CC']!r}" if wanted else ", ".join(candidates)
+    raise CompilerNotFound(None, (
+        f"no C compiler found (looked for {looked}). minildr.build compiles C source into "
+        f"a plugin, so it needs one: {HOW_TO_GET_A_COMPILER.get(os_name, HOW_TO_GET_A_COMPILER['linux'])}; "
+        "or, in a conda environment, `conda install -c conda-forge c-compiler`. "
+        "Then set CC if it is not on your PATH."))
+
+
+@functools.lru_cache(maxsize=None)
+def _identify(path: str) -> Compiler:
+    if Path(path).stem.lower() == "cl":
+        return Compiler(path, "msvc", "MSVC cl")
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CompilerNotFound(None, f"the C compiler {path} does not run ({exc}); "
+                                     "reinstall it or set CC to another compiler") from None
+    first = out.splitlines()[0].strip() if out else Path(path).name
+    return Compiler(path, "clang" if "clang" in out else "gcc", first)
+
+
+# ---------------------------------------------------------------------------
+# 2. the exports header
+# ---------------------------------------------------------------------------
+def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
+                       cflags: Sequence[str] = ()) -> List[str]:
+    """Preprocess the header alone, against stand-in standard headers (see fake_libc/)."""
+    user = [f for f in cflags if f.startswith(("-I", "-D", "-U", "/I", "/D"))]
+    if compiler.family == "msvc":
+        return [compiler.path, "/nologo", "/E", "/X", "/I", str(ctype.FAKE_LIBC),
+                *[f"/I{d}" for d in include_dirs], *user, "/D__declspec(x)=", str(header)]
+    return [compiler.path, "-E", "-nostdinc", "-I", str(ctype.FAKE_LIBC),
+            *[f"-I{d}" for d in include_dirs], *user,
+            "-D__attribute__(x)=", "-D__extension__=", "-D__restrict=", "-D__inline=inline",
+            str(header)]
+
+
+def read_exports(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
+                 cflags: Sequence[str] = ()) -> Tuple[List[ctype.Declaration], str]:
+    """The declarations of the exports header, with canonical C types."""
+    cmd = preprocess_command(compiler, header, include_dirs, cflags)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BuildError(header, f"the exports header does not preprocess:\n{done.stderr.strip()}")
+    try:
+        declarations, types = ctype.parse_header(done.stdout, str(header))
+    except ctype.CTypeError as exc:
+        raise BuildError(header, f"cannot read the exports header: {exc}") from None
+    if not declarations:
+        raise BuildError(header, "the exports header declares no function or extern variable; "
+                                 "declare what the plugin exports there")
+    return declarations, types
+
+
+# ---------------------------------------------------------------------------
+# 3. the manifest, as C
+# ---------------------------------------------------------------------------
+def manifest_source(payload: bytes) -> str:
+    """A C file holding `payload` as a minildr note, in the section each format uses."""
+    text = payload.decode("ascii")
+    size = (len(payload) + 3) & ~3
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("?", "\\?")
+    chunks = "\n    ".join(f'"{escaped[i:i + 100]}"' for i in range(0, len(escaped), 100))
+    return f"""\
+/* The plugin's manifest, generated by minildr.build: do not edit.
+ * An ELF-style note (namesz, descsz, type, owner name, JSON payload) placed
+ * where each binary format keeps such data, so that tools can read it
+ * without running the plugin. */
+#if defined(__APPLE__)
+#  define MINILDR_MANIFEST_SECTION __attribute__((section("__TEXT,__minildr"), used, aligned(4)))
+#elif defined(_MSC_VER)
+#  pragma section(".minildr", read)
+#  pragma comment(linker, "/include:minildr_manifest")
+#  define MINILDR_MANIFEST_SECTION __declspec(allocate(".minildr"))
+#elif defined(_WIN32)
+#  define MINILDR_MANIFEST_SECTION __attribute__((section(".minildr"), used, aligned(4)))
+#else
+#  define MINILDR_MANIFEST_SECTION __attribute__((section(".note.minildr"), used, aligned(4)))
+#endif
+
+MINILDR_MANIFEST_SECTION const struct {{
+    unsigned int namesz, descsz, type;
+    char name[8];
+    char desc[{size}];
+}} minildr_manifest = {{
+    {len(NOTE_OWNER) + 1}, {len(payload)}, {NT_MINILDR_MANIFEST:#x}u, "{NOTE_OWNER}",
+    {chunks}
+}};
+"""
+
+
+def exports_wrapper(header: Path, os_name: str) -> str:
+    """The file force-included into every source: the exports header, made public."""
+    if os_name == "windows":       # PE exports are listed in the .def file instead
+        return f'#include "{header.as_posix()}"\n'
+    return (f"#pragma GCC visibility push(default)\n"
+            f'#include "{header.as_posix()}"\n'
+            f"#pragma GCC visibility pop\n")
+
+
+# ---------------------------------------------------------------------------
+# 4. the compile command
+# ---------------------------------------------------------------------------
+def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], out: Path, *,
+                    forced_includes: Sequence[Path], include_dirs: Sequence[Path],
+                    defines: Mapping[str, str], cflags: Sequence[str] = (),
+                    def_file: Optional[Path] = None) -> List[str]:
+    """The command that compiles and links the plugin on `os_name`."""
+    srcs = [str(s) for s in sources]
+    if compiler.family == "msvc":
+        return [compiler.path, "/nologo", "/LD", "/O2", "/W3",
+                *[f"/FI{f}" for f in forced_includes], *[f"/I{d}" for d in include_dirs],
+                *[f"/D{k}={v}" for k, v in defines.items()], *cflags, *srcs,
+                f"/Fe:{out}", "/link", f"/DEF:{def_file}"]
+    shared = {"linux": ["-shared", "-fPIC"], "darwin": ["-dynamiclib", "-fPIC"],
+              "windows": ["-shared"]}[os_name]
+    cmd = [compiler.path, *shared, "-fvisibility=hidden", "-O2", "-Wall",
+           "-Werror=implicit-function-declaration"]
+    for f in forced_includes:
+        cmd += ["-include", str(f)]
+    cmd += [f"-I{d}" for d in include_dirs]
+    cmd += [f"-D{k}={v}" for k, v in defines.items()]
+    cmd += [*cflags, *srcs]
+    if os_name == "windows" and def_file is not None:
+        cmd.append(str(def_file))
+    return cmd + ["-o", str(out)]
+
+
+def def_file_text(name: str, exports: Iterable[str]) -> str:
+    """A module-definition file: the list of DLL exports, for Windows linkers."""
+    return f"LIBRARY {name}\nEXPORTS\n" + "".join(f"    {e}\n" for e in exports)
+
+
+# ---------------------------------------------------------------------------
+# 5. the exported symbols
+# ---------------------------------------------------------------------------
+_LINKER_SYMBOLS = {"_init", "_fini", "_edata", "_end", "__bss_start"}
+
+
+def check_exports(path: Path, declared: Sequence[ctype.Declaration], header: Path) -> None:
+    """Declared and exported must be the same set of names (ELF: .dynsym)."""
+    binary = elf.ElfFile(path.read_bytes(), path)
+    exported = {s.name for s in binary.exported_symbols()} - _LINKER_SYMBOLS
+    names = {d.name for d in declared}
+    missing = sorted(names - exported)
+    extra = sorted(exported - names)
+    if missing:
+        raise BuildError(header, f"declares {', '.join(missing)} but no source file defines "
+                                 f"{'it' if len(missing) == 1 else 'them'}; define "
+                                 f"{'it' if len(missing) == 1 else 'them'} (not static) or "
+                                 "remove the declaration")
+    if extra:
+        raise BuildError(header, f"the plugin also exports {', '.join(extra)}, which this "
+                                 "header does not declare; declare it here, or remove the "
+                                 "visibility attribute that exports it")
+
+
+# ---------------------------------------------------------------------------
+# build(): all the steps
+# ---------------------------------------------------------------------------
+def _as_paths(sources: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
+    if isinstance(sources, (str, os.PathLike)):
+        return [Path(sources)]
+    return [Path(s) for s in sources]
+
+
+def _find_header(exports: PathLike, sources: Sequence[Path]) -> Path:
+    header = Path(exports)
+    if not header.is_absolute() and not header.exists() and sources:
+        beside = sources[0].parent / header
+        if beside.exists():
+            header = beside
+    if not header.is_file():
+        raise BuildError(exports, "exports header not found; pass exports= the header that "
+                                  "declares what the plugin exports (relative to the current "
+                                  "directory or to the first source file)")
+    return header
+
+
+def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
+          version: str = "0.1.0", exports: PathLike = "greet.h",
+          contracts: Iterable[Contract] = (), out_dir: PathLike = ".",
+          cflags: Sequence[str] = ()) -> Path:
+    """Compile C sources into `out_dir/<name><SUFFIX>`, a plugin with a manifest.
+
+    Only the functions and `extern` variables declared in the `exports`
+    header are exported, and their C types are recorded in the manifest.
+    Each contract is compiled in (force-included) and recorded by hash.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise BuildError(name, "plugin names may use letters, digits, '_', '.' and '-'")
+    srcs = _as_paths(sources)
+    if not srcs:
+        raise BuildError(None, "no source files given")
+    for src in srcs:
+        if not src.is_file():
+            raise BuildError(src, "source file not found")
+    header = _find_header(exports, srcs)
+    contracts = list(contracts)
+    compiler = find_compiler()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{name}{SUFFIXES.get(HOST.os, '.so')}"
+
+    with tempfile.TemporaryDirectory(prefix="minildr-build-") as tmp:
+        work = Path(tmp)
+        contract_dir = work / "contracts"
+        contract_dir.mkdir()
+        for c in contracts:
+            (contract_dir / c.filename).write_text(c.text, encoding="utf-8")
+        include_dirs = [contract_dir, INCLUDE_DIR]
+        declared, types = read_exports(compiler, header.resolve(), include_dirs, cflags)
+
+        manifest = Manifest(
+            abi=ABI_VERSION, platform=HOST, name=name, version=version,
+            exports={d.name: Export(d.name, d.kind, d.ctype) for d in declared},
+            contracts={c.name: c.ref for c in contracts}, types=types,
+            compiler=compiler.version)
+        (work / "minildr_manifest.c").write_text(manifest_source(manifest.encode()))
+        (work / "minildr_exports.h").write_text(exports_wrapper(header.resolve(), HOST.os))
+        def_file = work / f"{name}.def"
+        def_file.write_text(def_file_text(name, [d.name for d in declared]))
+
+        partial = work / target.name
+        cmd = compile_command(
+            compiler, HOST.os, [*srcs, work / "minildr_manifest.c"], partial,
+            forced_includes=[*(contract_dir / c.filename for c in contracts),
+                             work / "minildr_exports.h"],
+            include_dirs=include_dirs,
+            defines={"MINILDR_PLUGIN_NAME": f'"{name}"', "MINILDR_PLUGIN_VERSION": f'"{version}"'},
+            cflags=cflags, def_file=def_file)
+        log.debug("build %s: %s", name, " ".join(cmd))
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        output = (done.stdout + done.stderr).replace(f"{work}{os.sep}", "")
+        if done.returncode != 0:
+            raise BuildError(srcs[0] if len(srcs) == 1 else name,
+                             f"the C compiler failed (exit {done.returncode}):\n{output.strip()}")
+        if output.strip():
+            log.warning("build %s: compiler output:\n%s", name, output.strip())
+        if HOST.os == "linux":
+            check_exports(partial, declared, header)
+        staged = out_dir / f".{target.name}.{os.getpid()}.tmp"
+        shutil.copy(partial, staged)
+        os.replace(staged, target)       # atomic: a new inode, never a half-written file
+    log.info("built %s: %s %s, %d export(s)", target, name, version, len(declared))
+    return target

@@ -1,0 +1,140 @@
+"""C types as text: read declarations from a header, and compare types exactly.
+
+A plugin's manifest records the C type of each export as written in its
+exports header, in one canonical spelling ("const char *(void)"), so that a
+typed lookup can compare the host's expectation with the plugin's
+declaration as text, before any call is made.
+
+Canonical means: what pycparser's C generator prints for the type with
+parameter names and storage classes removed. So `char const* (void)` and
+`const char *(void)` are the same type, and `int (int)` and `long (int)`
+are not. Typedef names are kept as written, not expanded: `int32_t (void)`
+matches only `int32_t (void)`.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from pycparser import c_ast, c_generator, c_parser
+
+FAKE_LIBC = Path(__file__).with_name("fake_libc")
+# The typedefs of the stand-in standard headers: every type string may use them.
+_STANDARD_TYPES = (FAKE_LIBC / "_types.h").read_text()
+_STANDARD_TYPES = "\n".join(line for line in _STANDARD_TYPES.splitlines()
+                            if not line.startswith("#"))
+
+
+class CTypeError(ValueError):
+    """Text that is not a C type or declaration pycparser can read."""
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One declaration of an exports header: 'function' or 'data', and its type."""
+    name: str
+    kind: str
+    ctype: str
+
+
+@functools.lru_cache(maxsize=None)
+def _parser() -> c_parser.CParser:
+    return c_parser.CParser()
+
+
+def _parse(text: str, filename: str = "<header>") -> c_ast.FileAST:
+    try:
+        return _parser().parse(text, filename)
+    except c_parser.ParseError as exc:
+        raise CTypeError(str(exc)) from None
+
+
+def _strip_names(node: c_ast.Node) -> c_ast.Node:
+    """A copy of a declarator with every declared name removed (an abstract type)."""
+    node = copy.deepcopy(node)
+
+    def visit(n: c_ast.Node) -> None:
+        if isinstance(n, c_ast.TypeDecl):
+            n.declname = None
+        if isinstance(n, c_ast.Decl):          # a named parameter
+            n.name, n.storage, n.funcspec = None, [], []
+        for _, child in n.children():
+            visit(child)
+
+    visit(node)
+    return node
+
+
+def _spell(type_node: c_ast.Node) -> str:
+    typename = c_ast.Typename(name=None, quals=[], align=None, type=_strip_names(type_node))
+    return c_generator.CGenerator().visit(typename)
+
+
+def parse_header(preprocessed: str, header: str) -> Tuple[List[Declaration], str]:
+    """The declarations a header makes itself, and the type declarations it relies on.
+
+    `preprocessed` is the header after the C preprocessor (with its line
+    markers), `header` the path the markers give for the header itself.
+    Returns the functions and `extern` variables declared in that file, in
+    order, and the text of the typedefs, structs and enums (from it and the
+    user headers it includes) that a reader of those types needs.
+    """
+    ast = _parse(preprocessed, header)
+    gen = c_generator.CGenerator()
+    declarations: List[Declaration] = []
+    types: List[str] = []
+    for node in ast.ext:
+        from_header = Path(node.coord.file) == Path(header) if node.coord else False
+        standard = node.coord is not None and Path(node.coord.file).parent == FAKE_LIBC
+        if isinstance(node, c_ast.Typedef) or (isinstance(node, c_ast.Decl) and not node.name):
+            if not standard:
+                types.append(gen.visit(node) + ";")
+            continue
+        if not isinstance(node, c_ast.Decl) or not from_header or "static" in node.storage:
+            continue
+        if isinstance(node.type, c_ast.FuncDecl):
+            declarations.append(Declaration(node.name, "function", _spell(node.type)))
+        elif "extern" in node.storage:
+            declarations.append(Declaration(node.name, "data", _spell(node.type)))
+        else:
+            raise CTypeError(
+                f"{header}:{node.coord.line}: '{gen.visit(node)}' defines a variable in a "
+                f"header; declare it 'extern {gen.visit(node)};' there and define it in one "
+                "source file")
+    return declarations, "\n".join(types)
+
+
+@functools.lru_cache(maxsize=1024)
+def canonical(ctype: str, types: str = "") -> str:
+    """The canonical spelling of a C type written as text, e.g. 'const char *(void)'."""
+    if not ctype.strip() or re.search(r"[;{}]", ctype):
+        raise CTypeError(f"{ctype!r} is not a C type")
+    # A type is parsed as the parameter of a probe function: that is the one
+    # place where C's grammar accepts a bare type such as 'int (void)'.
+    text = f"{_STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
+    ast = _parse(text, "<type>")
+    probe = ast.ext[-1]
+    params = probe.type.args.params if probe.type.args else []
+    if len(params) != 1 or isinstance(params[0], c_ast.EllipsisParam):
+        raise CTypeError(f"{ctype!r} is not a single C type")
+    return _spell(params[0].type)
+
+
+def pointer_to(ctype: str, types: str = "") -> str:
+    """The type of a pointer to `ctype`: 'int (*)(int)' for 'int (int)', 'int *' for 'int'."""
+    text = f"{_STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
+    param = _parse(text, "<type>").ext[-1].type.args.params[0]
+    return _spell(c_ast.PtrDecl(quals=[], type=param.type))
+
+
+def standard_types() -> Dict[str, str]:
+    """Typedef name -> its stand-in definition (for documentation and tests)."""
+    result = {}
+    for node in _parse(_STANDARD_TYPES).ext:
+        if isinstance(node, c_ast.Typedef):
+            result[node.name] = _spell(node.type)
+    return result

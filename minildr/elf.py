@@ -1,0 +1,287 @@
+"""ELF, the file format of shared libraries on Linux: structures from the spec.
+
+Every structure is declared once, here, with the names the System V gABI
+gives its fields, and read through `ElfFile`, which checks every offset, size
+and count against the file before using it. A damaged or hostile file raises
+`NotAPlugin` naming the file and what is wrong; it never raises from deep
+inside `struct`, and never reads past the end of the bytes.
+
+Only 64-bit ELF is read in full (the platforms minildr loads plugins on);
+a 32-bit file is recognised from its identification bytes and refused.
+
+Used by the manifest reader (`manifest.py`), the build check of exported
+symbols (`build.py`), and the native loader.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, List, NamedTuple, Optional
+
+from .binary import Reader, declare, sizeof
+
+# ---------------------------------------------------------------------------
+# e_ident: the first 16 bytes, the same in every ELF file
+# ---------------------------------------------------------------------------
+ELFMAG = b"\x7fELF"
+EI_CLASS, EI_DATA, EI_VERSION, EI_OSABI = 4, 5, 6, 7
+EI_NIDENT = 16
+ELFCLASS32, ELFCLASS64 = 1, 2
+ELFDATA2LSB, ELFDATA2MSB = 1, 2
+EV_CURRENT = 1
+
+# e_type
+ET_NONE, ET_REL, ET_EXEC, ET_DYN, ET_CORE = 0, 1, 2, 3, 4
+ET_NAMES = {ET_NONE: "unknown", ET_REL: "object file (.o)", ET_EXEC: "executable",
+            ET_DYN: "shared library", ET_CORE: "core dump"}
+
+# e_machine, with minildr's architecture names (host.normalize_arch)
+EM_386, EM_ARM, EM_PPC64, EM_S390, EM_X86_64, EM_AARCH64, EM_RISCV = 3, 40, 21, 22, 62, 183, 243
+EM_ARCH = {EM_386: "i386", EM_ARM: "arm", EM_PPC64: "ppc64", EM_S390: "s390x",
+           EM_X86_64: "x86_64", EM_AARCH64: "aarch64", EM_RISCV: "riscv64"}
+
+# p_type, p_flags
+PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_SHLIB, PT_PHDR, PT_TLS = range(8)
+PT_GNU_EH_FRAME, PT_GNU_STACK, PT_GNU_RELRO, PT_GNU_PROPERTY = (
+    0x6474E550, 0x6474E551, 0x6474E552, 0x6474E553)
+PT_NAMES = {PT_NULL: "NULL", PT_LOAD: "LOAD", PT_DYNAMIC: "DYNAMIC", PT_INTERP: "INTERP",
+            PT_NOTE: "NOTE", PT_SHLIB: "SHLIB", PT_PHDR: "PHDR", PT_TLS: "TLS",
+            PT_GNU_EH_FRAME: "GNU_EH_FRAME", PT_GNU_STACK: "GNU_STACK",
+            PT_GNU_RELRO: "GNU_RELRO", PT_GNU_PROPERTY: "GNU_PROPERTY"}
+PF_X, PF_W, PF_R = 1, 2, 4
+
+# sh_type
+SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
+SHT_HASH, SHT_DYNAMIC, SHT_NOTE, SHT_NOBITS, SHT_DYNSYM = 5, 6, 7, 8, 11
+SHN_UNDEF = 0
+
+# Symbol binding, type and visibility (st_info, st_other)
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE, STT_COMMON, STT_TLS = range(7)
+STT_GNU_IFUNC = 10
+STV_DEFAULT, STV_INTERNAL, STV_HIDDEN, STV_PROTECTED = range(4)
+STB_NAMES = {STB_LOCAL: "LOCAL", STB_GLOBAL: "GLOBAL", STB_WEAK: "WEAK"}
+STT_NAMES = {STT_NOTYPE: "NOTYPE", STT_OBJECT: "OBJECT", STT_FUNC: "FUNC",
+             STT_SECTION: "SECTION", STT_FILE: "FILE", STT_COMMON: "COMMON",
+             STT_TLS: "TLS", STT_GNU_IFUNC: "IFUNC"}
+STV_NAMES = {STV_DEFAULT: "DEFAULT", STV_INTERNAL: "INTERNAL",
+             STV_HIDDEN: "HIDDEN", STV_PROTECTED: "PROTECTED"}
+
+
+# ---------------------------------------------------------------------------
+# The structures. The format string beside each is its layout in the file.
+# ---------------------------------------------------------------------------
+class Elf64_Ehdr(NamedTuple):
+    e_ident: bytes      # 16s  magic, class, data encoding, version, OS ABI
+    e_type: int         # H    ET_DYN for a shared library
+    e_machine: int      # H    EM_X86_64, EM_AARCH64, ...
+    e_version: int      # I
+    e_entry: int        # Q
+    e_phoff: int        # Q    where the program header table starts
+    e_shoff: int        # Q    where the section header table starts
+    e_flags: int        # I
+    e_ehsize: int       # H
+    e_phentsize: int    # H
+    e_phnum: int        # H
+    e_shentsize: int    # H
+    e_shnum: int        # H
+    e_shstrndx: int     # H    which section holds the section names
+
+
+class Elf64_Phdr(NamedTuple):
+    p_type: int         # I    PT_LOAD, PT_DYNAMIC, PT_NOTE, ...
+    p_flags: int        # I    PF_R | PF_W | PF_X
+    p_offset: int       # Q    where the segment's bytes start in the file
+    p_vaddr: int        # Q    where they go in memory (relative to the load base)
+    p_paddr: int        # Q
+    p_filesz: int       # Q    bytes in the file
+    p_memsz: int        # Q    bytes in memory (the rest is zero-filled: .bss)
+    p_align: int        # Q
+
+
+class Elf64_Shdr(NamedTuple):
+    sh_name: int        # I    offset of the name in the section-name string table
+    sh_type: int        # I
+    sh_flags: int       # Q
+    sh_addr: int        # Q
+    sh_offset: int      # Q
+    sh_size: int        # Q
+    sh_link: int        # I    for a symbol table: its string table's index
+    sh_info: int        # I
+    sh_addralign: int   # Q
+    sh_entsize: int     # Q
+
+
+class Elf64_Sym(NamedTuple):
+    st_name: int        # I    offset of the name in the string table
+    st_info: int        # B    binding << 4 | type
+    st_other: int       # B    visibility in the low 2 bits
+    st_shndx: int       # H    SHN_UNDEF when the symbol comes from elsewhere
+    st_value: int       # Q
+    st_size: int        # Q
+
+
+class Elf64_Dyn(NamedTuple):
+    d_tag: int          # q
+    d_val: int          # Q
+
+
+class Elf64_Nhdr(NamedTuple):
+    n_namesz: int       # I    length of the owner's name, with its NUL
+    n_descsz: int       # I    length of the payload
+    n_type: int         # I    meaning chosen by the owner
+
+
+declare(Elf64_Ehdr, "16sHHIQQQIHHHHHH")
+declare(Elf64_Phdr, "IIQQQQQQ")
+declare(Elf64_Shdr, "IIQQQQIIQQ")
+declare(Elf64_Sym, "IBBHQQ")
+declare(Elf64_Dyn, "qQ")
+declare(Elf64_Nhdr, "III")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One ELF note: an owner's name, a type number, and a payload."""
+    name: str
+    type: int
+    desc: bytes
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A symbol table entry with its name and its decoded fields."""
+    name: str
+    value: int
+    size: int
+    bind: str           # LOCAL, GLOBAL, WEAK
+    type: str           # FUNC, OBJECT, ...
+    visibility: str     # DEFAULT, HIDDEN, ...
+    defined: bool       # False when the symbol is imported from another library
+
+
+class ElfFile(Reader):
+    """A 64-bit ELF file held in memory, read with every bound checked.
+
+    Construction checks the identification bytes and that the header tables
+    lie inside the file; the accessors check everything else they read.
+    """
+
+    def __init__(self, data: bytes, path: "os.PathLike[str] | str") -> None:
+        super().__init__(data, path)
+        ident = bytes(self.data[:EI_NIDENT])
+        if ident[:4] != ELFMAG:
+            self.fail("not an ELF file (no \\x7fELF magic)")
+        if len(ident) < EI_NIDENT:
+            self.fail(f"truncated ELF identification ({len(self.data)} bytes)")
+        if ident[EI_CLASS] == ELFCLASS32:
+            self.fail("a 32-bit ELF file; minildr loads 64-bit plugins only")
+        if ident[EI_CLASS] != ELFCLASS64:
+            self.fail(f"unknown ELF class {ident[EI_CLASS]}")
+        if ident[EI_DATA] not in (ELFDATA2LSB, ELFDATA2MSB):
+            self.fail(f"unknown ELF data encoding {ident[EI_DATA]}")
+        self.order = "<" if ident[EI_DATA] == ELFDATA2LSB else ">"
+        self.header: Elf64_Ehdr = self.read(Elf64_Ehdr, 0, "ELF header")
+        if self.header.e_version != EV_CURRENT:
+            self.fail(f"unknown ELF version {self.header.e_version}")
+        self.program_headers: List[Elf64_Phdr] = self._header_table(
+            Elf64_Phdr, self.header.e_phoff, self.header.e_phnum,
+            self.header.e_phentsize, "program header table")
+        self.section_headers: List[Elf64_Shdr] = self._header_table(
+            Elf64_Shdr, self.header.e_shoff, self.header.e_shnum,
+            self.header.e_shentsize, "section header table")
+
+    def _header_table(self, cls, offset: int, count: int, entsize: int, what: str) -> list:
+        if count and entsize != sizeof(cls):
+            self.fail(f"{what} entries are {entsize} bytes, expected {sizeof(cls)}")
+        return self.table(cls, offset, count, what)
+
+    def string_at(self, table_offset: int, table_size: int, index: int, what: str) -> str:
+        """A NUL-terminated string from a string table, never reading past it."""
+        if index >= table_size:
+            self.fail(f"{what}: name offset {index} is past its string table")
+        self.check_range(table_offset, table_size, f"string table of {what}")
+        end = bytes(self.data[table_offset + index:table_offset + table_size]).find(b"\0")
+        if end < 0:
+            self.fail(f"{what}: name is not NUL-terminated")
+        raw = bytes(self.data[table_offset + index:table_offset + index + end])
+        return raw.decode("utf-8", "replace")
+
+    # -- what the rest of minildr asks --------------------------------
+    @property
+    def arch(self) -> str:
+        return EM_ARCH.get(self.header.e_machine, f"machine {self.header.e_machine}")
+
+    @property
+    def kind(self) -> str:
+        return ET_NAMES.get(self.header.e_type, f"ELF type {self.header.e_type}")
+
+    def segments(self, p_type: int) -> Iterator[Elf64_Phdr]:
+        return (ph for ph in self.program_headers if ph.p_type == p_type)
+
+    def notes(self) -> Iterator[Note]:
+        """Every note in the PT_NOTE segments (what `readelf -n` lists)."""
+        for ph in self.segments(PT_NOTE):
+            self.check_range(ph.p_offset, ph.p_filesz, "note segment")
+            align = 8 if ph.p_align == 8 else 4
+            offset, end = ph.p_offset, ph.p_offset + ph.p_filesz
+            while offset + sizeof(Elf64_Nhdr) <= end:
+                nh = self.read(Elf64_Nhdr, offset, "note header")
+                name_at = offset + sizeof(Elf64_Nhdr)
+                desc_at = name_at + _align(nh.n_namesz, align)
+                next_at = desc_at + _align(nh.n_descsz, align)
+                if next_at > end:
+                    self.fail(f"damaged or truncated note: it claims {nh.n_descsz} bytes of "
+                               f"payload but its segment ends {end - desc_at} bytes later")
+                name = self.bytes_at(name_at, nh.n_namesz, "note name").rstrip(b"\0")
+                yield Note(name.decode("ascii", "replace"), nh.n_type,
+                           self.bytes_at(desc_at, nh.n_descsz, "note payload"))
+                offset = next_at
+
+    def section_name(self, sh: Elf64_Shdr) -> str:
+        idx = self.header.e_shstrndx
+        if idx >= len(self.section_headers):
+            self.fail("section-name string table index is out of range")
+        names = self.section_headers[idx]
+        return self.string_at(names.sh_offset, names.sh_size, sh.sh_name, "section name")
+
+    def section(self, name: str) -> Optional[Elf64_Shdr]:
+        for sh in self.section_headers:
+            if self.section_name(sh) == name:
+                return sh
+        return None
+
+    def symbols(self, sh_type: int = SHT_DYNSYM) -> List[Symbol]:
+        """The symbols of the SHT_DYNSYM table (what other code can find) or SHT_SYMTAB."""
+        result: List[Symbol] = []
+        for sh in self.section_headers:
+            if sh.sh_type != sh_type:
+                continue
+            if sh.sh_entsize != sizeof(Elf64_Sym):
+                self.fail(f"symbol table entries are {sh.sh_entsize} bytes, "
+                           f"expected {sizeof(Elf64_Sym)}")
+            if sh.sh_link >= len(self.section_headers):
+                self.fail("symbol table names a string table that does not exist")
+            strtab = self.section_headers[sh.sh_link]
+            count = sh.sh_size // sh.sh_entsize
+            self.check_range(sh.sh_offset, count * sh.sh_entsize, "symbol table")
+            for i in range(1, count):          # entry 0 is always the null symbol
+                sym = self.read(Elf64_Sym, sh.sh_offset + i * sh.sh_entsize, "symbol")
+                result.append(Symbol(
+                    name=self.string_at(strtab.sh_offset, strtab.sh_size, sym.st_name, "symbol"),
+                    value=sym.st_value, size=sym.st_size,
+                    bind=STB_NAMES.get(sym.st_info >> 4, str(sym.st_info >> 4)),
+                    type=STT_NAMES.get(sym.st_info & 0xF, str(sym.st_info & 0xF)),
+                    visibility=STV_NAMES[sym.st_other & 3],
+                    defined=sym.st_shndx != SHN_UNDEF))
+        return result
+
+    def exported_symbols(self) -> List[Symbol]:
+        """Defined, non-local dynamic symbols: what `dlsym` can find."""
+        return [s for s in self.symbols(SHT_DYNSYM)
+                if s.defined and s.bind != "LOCAL" and s.visibility in ("DEFAULT", "PROTECTED")
+                and s.type not in ("SECTION", "FILE")]
+
+
+def _align(n: int, to: int) -> int:
+    return (n + to - 1) & ~(to - 1)

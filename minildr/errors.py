@@ -1,0 +1,88 @@
+"""Every way loading a plugin can fail, in one place.
+
+Each error names the file it is about and says what to do next, so that
+a message read out of context (a log line, a CI failure) is still useful.
+All of them derive from `PluginError`, so a host can catch one class and
+keep running.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+
+class PluginError(Exception):
+    """Base class: something about a plugin file stops it from loading."""
+
+    def __init__(self, path: "os.PathLike[str] | str | None", message: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.reason = message
+        text = message if self.path is None else f"{self.path}: {message}"
+        super().__init__(text)
+
+
+class PluginNotFound(PluginError):
+    """The path does not exist, or is not a regular file."""
+
+
+class NotAPlugin(PluginError):
+    """The file is not a shared library for this machine, or carries no manifest."""
+
+
+class VersionMismatch(PluginError):
+    """The plugin was built for another minildr ABI version or another platform."""
+
+
+class DependencyMismatch(PluginError):
+    """Host and plugin were built against different versions of the same contract."""
+
+
+class SymbolNotFound(PluginError):
+    """The plugin does not export that name."""
+
+
+class SymbolTypeError(PluginError):
+    """The plugin exports the name, but with another C type."""
+
+
+class ContractMismatch(PluginError):
+    """An exported variable does not have the layout of the contract asked for."""
+
+
+class UntrustedPlugin(PluginError):
+    """The plugin's digest or signature is not trusted."""
+
+
+class PluginCrashed(PluginError):
+    """An isolated plugin's worker process died (signal or exit code)."""
+
+
+class PluginTimeout(PluginError):
+    """An isolated plugin did not answer in time."""
+
+
+class UnsupportedELF(PluginError):
+    """The native loader met an ELF feature it does not implement."""
+
+
+class LoadError(PluginError):
+    """The operating system's loader refused the file (for example, a missing dependency)."""
+
+
+class PluginClosed(PluginError):
+    """The plugin was closed; open it again to use it."""
+
+
+class BuildError(PluginError):
+    """The compiler or linker rejected the plugin's sources, or its exports are wrong."""
+
+
+class CompilerNotFound(BuildError):
+    """No C compiler was found on this machine."""
+
+    def __init__(self, path: Optional[str], message: str) -> None:
+        super().__init__(path, message)
+
+
+__all__ = [name for name, value in dict(globals()).items()
+           if isinstance(value, type) and issubclass(value, PluginError)]

@@ -1,0 +1,228 @@
+"""The manifest: what `build` stamps into a plugin, read back without running it.
+
+Go's `-buildmode=plugin` stamps metadata the Go runtime checks before it
+trusts a plugin. minildr does the same in a way any tool can see: a JSON
+document inside a note, the format-neutral way binaries carry metadata.
+
+    ELF     a PT_NOTE entry, owner "minildr"    (`readelf -n plugin.so` shows it)
+    Mach-O  the section __TEXT,__minildr        (`otool -s __TEXT __minildr`)
+    PE      the section .minildr                (`objdump -s -j .minildr`)
+
+In all three the bytes have the ELF note layout: namesz, descsz, type (32-bit
+each), the owner name "minildr\\0", then the JSON payload.
+
+Reading it only parses headers; no code of the plugin runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Tuple
+
+from . import elf, macho, pe
+from .errors import NotAPlugin, PluginNotFound
+from .host import HOST, Platform
+
+ABI_VERSION = 1                   # bumped whenever the plugin conventions change
+MANIFEST_FORMAT = 1               # the layout of the JSON document itself
+NOTE_OWNER = "minildr"
+NT_MINILDR_MANIFEST = 0x4D4C4452  # "MLDR"; note types are scoped by their owner
+
+
+@dataclass(frozen=True)
+class BinaryInfo:
+    """What a file is, read from its headers: format, kind, architecture, pointer size."""
+    format: str          # "ELF", "Mach-O", "PE"
+    kind: str            # "shared library", "executable", ...
+    arch: str            # "x86_64", "aarch64", ...
+    bits: int
+    os: str              # the OS family the format belongs to
+
+    def __str__(self) -> str:
+        return f"{self.bits}-bit {self.format} {self.kind} for {self.arch}"
+
+
+@dataclass(frozen=True)
+class Export:
+    """One exported symbol: its name, 'function' or 'data', and its C type."""
+    name: str
+    kind: str
+    ctype: str
+
+
+@dataclass(frozen=True)
+class ContractRef:
+    """A contract the plugin was built against, identified by its content hash."""
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    abi: int
+    platform: Platform
+    name: str
+    version: str
+    exports: Mapping[str, Export]
+    contracts: Mapping[str, ContractRef] = field(default_factory=dict)
+    types: str = ""                  # C declarations the export types refer to
+    compiler: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "minildr": MANIFEST_FORMAT,
+            "abi": self.abi,
+            "platform": self.platform.as_dict(),
+            "name": self.name,
+            "version": self.version,
+            "exports": {e.name: {"kind": e.kind, "ctype": e.ctype} for e in self.exports.values()},
+            "types": self.types,
+            "contracts": {c.name: {"version": c.version, "sha256": c.sha256}
+                          for c in self.contracts.values()},
+            "compiler": self.compiler,
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def decode(cls, payload: bytes, path: "os.PathLike[str] | str") -> "Manifest":
+        """Parse and validate the JSON payload; anything malformed is NotAPlugin."""
+        try:
+            doc = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise NotAPlugin(path, f"its minildr manifest is damaged (not valid JSON: {exc}); "
+                                   "rebuild the plugin with minildr.build") from None
+        check = _SchemaCheck(path)
+        check.shape(doc, dict, "the manifest")
+        platform = check.field(doc, "platform", dict)
+        exports = check.field(doc, "exports", dict)
+        contracts = doc.get("contracts", {})
+        check.shape(contracts, dict, "'contracts'")
+        return cls(
+            abi=check.field(doc, "abi", int),
+            platform=Platform(os=check.field(platform, "os", str),
+                              arch=check.field(platform, "arch", str),
+                              bits=check.field(platform, "bits", int)),
+            name=check.field(doc, "name", str),
+            version=check.field(doc, "version", str),
+            exports={name: Export(name, check.field(e, "kind", str, name),
+                                  check.field(e, "ctype", str, name))
+                     for name, e in exports.items() if check.shape(e, dict, f"export {name!r}")},
+            contracts={name: ContractRef(name, check.field(c, "version", str, name),
+                                         check.field(c, "sha256", str, name))
+                       for name, c in contracts.items()
+                       if check.shape(c, dict, f"contract {name!r}")},
+            types=check.field(doc, "types", str, default=""),
+            compiler=check.field(doc, "compiler", str, default=""),
+        )
+
+
+class _SchemaCheck:
+    """Field access on the decoded JSON that turns every surprise into NotAPlugin."""
+
+    _MISSING = object()
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def shape(self, value, kind: type, what: str) -> bool:
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise NotAPlugin(self.path, f"its minildr manifest is damaged: {what} should be "
+                                        f"a {kind.__name__}; rebuild the plugin with minildr.build")
+        return True
+
+    def field(self, doc: dict, key: str, kind: type, where: str = "", default=_MISSING):
+        where = f" of {where!r}" if where else ""
+        if key not in doc:
+            if default is not self._MISSING:
+                return default
+            raise NotAPlugin(self.path, f"its minildr manifest is damaged: field {key!r}{where} "
+                                        "is missing; rebuild the plugin with minildr.build")
+        self.shape(doc[key], kind, f"field {key!r}{where}")
+        return doc[key]
+
+
+# ---------------------------------------------------------------------------
+# Finding the note in each binary format
+# ---------------------------------------------------------------------------
+def parse_note(raw: bytes, path) -> Optional[bytes]:
+    """The payload of a minildr note held in a Mach-O or PE section."""
+    if len(raw) < 12:
+        raise NotAPlugin(path, "its minildr manifest section is truncated")
+    namesz, descsz, ntype = struct.unpack_from("<III", raw)
+    name_end = 12 + namesz
+    desc_at = 12 + ((namesz + 3) & ~3)
+    if desc_at + descsz > len(raw) or name_end > len(raw):
+        raise NotAPlugin(path, "its minildr manifest is truncated: the note claims "
+                               f"{descsz} bytes but the section holds {len(raw) - desc_at}")
+    if raw[12:name_end].rstrip(b"\0") != NOTE_OWNER.encode() or ntype != NT_MINILDR_MANIFEST:
+        raise NotAPlugin(path, "its minildr manifest section does not hold a minildr note")
+    return raw[desc_at:desc_at + descsz]
+
+
+def examine(data: bytes, path: "os.PathLike[str] | str") -> Tuple[BinaryInfo, Optional[bytes]]:
+    """What the file is, and the manifest payload if it carries one."""
+    if data[:4] == elf.ELFMAG:
+        f = elf.ElfFile(data, path)
+        info = BinaryInfo("ELF", f.kind, f.arch, 64, "linux")
+        payload = next((n.desc for n in f.notes()
+                        if n.name == NOTE_OWNER and n.type == NT_MINILDR_MANIFEST), None)
+        return info, payload
+    if macho.is_macho(data):
+        m = macho.MachOFile(data, path, HOST.arch)
+        info = BinaryInfo("Mach-O", m.kind, m.arch, 64, "darwin")
+        raw = m.section_bytes(macho.MANIFEST_SEGMENT, macho.MANIFEST_SECTION)
+        return info, None if raw is None else parse_note(raw, path)
+    if pe.is_pe(data):
+        p = pe.PEFile(data, path)
+        info = BinaryInfo("PE", p.kind, p.arch, 64, "windows")
+        raw = p.section_bytes(pe.MANIFEST_SECTION)
+        return info, None if raw is None else parse_note(raw, path)
+    raise NotAPlugin(path, f"not a shared library: {describe_unknown(data)}")
+
+
+def describe_unknown(data: bytes) -> str:
+    if not data:
+        return "the file is empty"
+    if len(data) < 4 and elf.ELFMAG.startswith(data):
+        return "a truncated ELF file"
+    if data.startswith(b"!<arch>"):
+        return "a static archive (.a), not a shared library"
+    head = data[:512]
+    try:
+        head.decode("utf-8")
+        if b"\0" not in head:
+            return "it looks like a text file"
+    except UnicodeDecodeError:
+        pass
+    return f"unknown format (first bytes {data[:8].hex(' ')})"
+
+
+def manifest_from_bytes(data: bytes, path: "os.PathLike[str] | str") -> Manifest:
+    info, payload = examine(data, path)
+    if payload is None:
+        raise NotAPlugin(path, f"a {info} without a minildr manifest: built without "
+                               "minildr.build? Rebuild it with minildr.build (or "
+                               "`python -m minildr build`)")
+    return Manifest.decode(payload, path)
+
+
+def read_manifest(path: "os.PathLike[str] | str") -> Manifest:
+    """The plugin's manifest, read from its headers WITHOUT running any of its code."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise PluginNotFound(path, "no such file; check the path (see minildr.plugin_path)") from None
+    except IsADirectoryError:
+        raise PluginNotFound(path, "is a directory, not a plugin file") from None
+    except OSError as exc:
+        raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
+    return manifest_from_bytes(data, path)
+
+
