@@ -1,0 +1,41 @@
+"""minildr: a small, real plugin loader for C shared libraries, and the course built on it.
+
+    import minildr
+    path = minildr.build(["greet.c"], name="greet", exports="greet.h")
+    with minildr.open(path) as plugin:
+        greet = plugin.lookup("greet", "const char *(void)")
+        print(minildr.ffi.string(greet()).decode())
+
+Each idea lives in its own module: manifest (what build stamps), build (the
+compiler driver), contract (shared headers), image (the bytes checked are
+the bytes loaded), system (dlopen), loader (open, Plugin, Symbol), discover
+(folder scans), errors (every PluginError).
+"""
+from __future__ import annotations
+
+import logging
+
+from .build import build
+from .contract import Contract
+from .discover import Report, discover, plugin_path
+from .errors import (BuildError, CompilerNotFound, ContractMismatch, DependencyMismatch,
+                     LoadError, NotAPlugin, PluginClosed, PluginCrashed, PluginError,
+                     PluginNotFound, PluginTimeout, SymbolNotFound, SymbolTypeError,
+                     UnsupportedELF, UntrustedPlugin, VersionMismatch)
+from .host import HOST, SUFFIX, Platform
+from .loader import Plugin, Symbol, open
+from .manifest import ABI_VERSION, Manifest, read_manifest
+from .system import ffi
+
+__version__ = "0.1.0"
+
+logging.getLogger("minildr").addHandler(logging.NullHandler())
+
+__all__ = [
+    "ABI_VERSION", "SUFFIX", "HOST", "Platform", "build", "open", "read_manifest", "discover",
+    "plugin_path", "Contract", "Plugin", "Symbol", "Manifest", "Report", "ffi",
+    "PluginError", "PluginNotFound", "NotAPlugin", "VersionMismatch", "DependencyMismatch",
+    "SymbolNotFound", "SymbolTypeError", "ContractMismatch", "UntrustedPlugin",
+    "PluginCrashed", "PluginTimeout", "CompilerNotFound", "UnsupportedELF", "BuildError",
+    "LoadError", "PluginClosed",
+]

@@ -1,0 +1,233 @@
+"""The load path: the bytes checked are the bytes loaded.
+
+`read` reads a plugin file once into memory. Every check `open` makes (is it a
+shared library, its manifest, versions, contract hashes, its SHA-256) runs
+on those bytes. Then `PluginImage.acquire` gives the loader a path to *those
+same bytes*, never to the file on disk:
+
+- Linux: a memfd (an anonymous file in memory) holding the bytes, sealed so
+  nobody can change it any more, loaded through /proc/self/fd/N.
+- elsewhere: a private copy in a directory only this process can write to.
+
+So swapping the file between the check and the load changes nothing, and
+because each image is a new file for the system loader, a rebuilt plugin
+always runs its new code (dlopen would otherwise hand back the old library
+it already has for that path).
+
+Reading an unchanged file again reuses its image: the cache trusts a file
+whose device, inode, size, mtime and ctime (in nanoseconds) are unchanged,
+the way Python's import system trusts a .pyc by its source's size and mtime.
+"""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from .errors import PluginError, PluginNotFound
+from .manifest import BinaryInfo, Manifest, examine, manifest_from_bytes
+
+log = logging.getLogger("minildr")
+
+# Tests switch this off to exercise the private-copy path on Linux too.
+USE_MEMFD = sys.platform.startswith("linux") and hasattr(os, "memfd_create")
+CACHE_SIZE = 32
+
+Identity = Tuple[int, int, int, int, int]     # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(eq=False)
+class PluginImage:
+    """A plugin file's bytes, read once, with their digest and a sealed copy to load."""
+
+    path: str                 # as the caller named it, for messages
+    data: bytes = field(repr=False)
+    sha256: str
+    identity: Identity
+    _fd: Optional[int] = field(default=None, repr=False)
+    _copy: Optional[str] = field(default=None, repr=False)
+    _users: int = 0
+    _cached: bool = True
+    _resident: bool = False    # the system loader would not unload it: keep its name unique
+    _examined: Optional[Tuple[BinaryInfo, Optional[bytes]]] = field(default=None, repr=False)
+    _manifest: Optional[Manifest] = field(default=None, repr=False)
+
+    # -- the checks' view: parsed once per image ----------------------
+    def examine(self) -> Tuple[BinaryInfo, Optional[bytes]]:
+        if self._examined is None:
+            self._examined = examine(self.data, self.path)
+        return self._examined
+
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            self._manifest = manifest_from_bytes(self.data, self.path)
+        return self._manifest
+
+    # -- the loader's view ----------------------------------------------
+    @property
+    def users(self) -> int:
+        """How many loaded libraries currently come from this image."""
+        return self._users
+
+    def acquire(self) -> str:
+        """A path the system loader can open that holds exactly `data`."""
+        with _lock:
+            if self._fd is None and self._copy is None:
+                if USE_MEMFD:
+                    self._fd = _sealed_memfd(self.data, os.path.basename(self.path))
+                else:
+                    self._copy = _private_copy(self.data, os.path.basename(self.path))
+            self._users += 1
+            return f"/proc/self/fd/{self._fd}" if self._fd is not None else self._copy  # type: ignore[return-value]
+
+    def release(self, *, resident: bool = False) -> None:
+        """One loaded library from this image was unloaded (or stayed resident)."""
+        with _lock:
+            self._users -= 1
+            self._resident = self._resident or resident
+            if self._users == 0 and not self._cached:
+                self._discard()
+
+    def _discard(self) -> None:
+        """Free the sealed copy, unless a library loaded from it is still mapped.
+
+        The system loader recognises libraries by path: while one loaded from
+        /proc/self/fd/N is resident, fd N must stay ours, or the next plugin
+        given that number would be mistaken for it.
+        """
+        if self._resident:
+            return
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._copy is not None:
+            try:
+                os.unlink(self._copy)
+            except OSError:
+                pass
+            self._copy = None
+
+
+def _sealed_memfd(data: bytes, name: str) -> int:
+    import fcntl
+    fd = os.memfd_create(f"minildr:{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        # No more writes, no growing or shrinking, no removing these seals.
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW
+                    | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_private_dir: Optional[str] = None
+_copies = 0
+
+
+def _private_copy(data: bytes, name: str) -> str:
+    """A read-only copy in a directory only this process's user can write to."""
+    global _private_dir, _copies
+    if _private_dir is None:
+        _private_dir = tempfile.mkdtemp(prefix="minildr-")       # mode 0700
+        atexit.register(shutil.rmtree, _private_dir, True)
+    _copies += 1
+    path = os.path.join(_private_dir, f"{_copies}-{name}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o500)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Reading, with the identity cache
+# ---------------------------------------------------------------------------
+_lock = threading.RLock()
+_cache: "OrderedDict[Tuple[str, Identity], PluginImage]" = OrderedDict()
+
+
+def _stat_regular_file(path: str) -> os.stat_result:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise PluginNotFound(path, f"is a symbolic link to {os.readlink(path)!r}, "
+                                       "which does not exist") from None
+        raise PluginNotFound(path, "no such file; check the path (relative paths are "
+                                   "resolved against the current directory: see "
+                                   "minildr.plugin_path)") from None
+    except OSError as exc:
+        raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise PluginNotFound(path, "is a directory, not a plugin file "
+                                   "(to load every plugin in it, use minildr.discover)")
+    if not stat.S_ISREG(st.st_mode):
+        raise PluginNotFound(path, "is not a regular file (a device, pipe or socket?)")
+    return st
+
+
+def read(path: "os.PathLike[str] | str") -> PluginImage:
+    """The image of the file at `path`: from the cache if the file is unchanged."""
+    path = os.fspath(path)
+    st = _stat_regular_file(path)
+    key = (os.path.abspath(path), _identity(st))
+    with _lock:
+        image = _cache.get(key)
+        if image is not None:
+            _cache.move_to_end(key)
+            return image
+    image = _read_file(path)
+    key = (os.path.abspath(path), image.identity)
+    with _lock:
+        for old in [k for k in _cache if k[0] == key[0]]:   # older versions of this file
+            _evict(old)
+        _cache[key] = image
+        while len(_cache) > CACHE_SIZE:
+            _evict(next(iter(_cache)))
+    return image
+
+
+def _read_file(path: str) -> PluginImage:
+    try:
+        with open(path, "rb") as f:
+            before = _identity(os.fstat(f.fileno()))
+            data = f.read()
+            after = _identity(os.fstat(f.fileno()))
+    except OSError as exc:
+        raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
+    if before != after or len(data) != after[2]:
+        raise PluginError(path, "changed while it was being read; try again once the "
+                                "build that writes it has finished")
+    return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
+                       identity=after)
+
+
+def _evict(key) -> None:
+    image = _cache.pop(key)
+    image._cached = False
+    if image._users == 0:
+        image._discard()
+
+
+def clear_cache() -> None:
+    """Forget every cached image (images still in use stay alive until closed)."""
+    with _lock:
+        for key in list(_cache):
+            _evict(key)
