@@ -73,6 +73,10 @@ else:
         _libdl.dlopen
     except AttributeError:              # pragma: no cover - older glibc
         _libdl = ffi.dlopen("libdl.so.2")
+    # Bind each function now: cffi otherwise finds it with dlsym on first
+    # use, and that dlsym would clear the message dlerror() is about to give.
+    for _name in ("dlopen", "dlsym", "dlclose", "dlerror", "dladdr"):
+        getattr(_libdl, _name)
 
     def _open(path: str) -> Any:
         # RTLD_NOW: resolve every undefined symbol now, so a plugin needing
