@@ -14,6 +14,7 @@ symbols (`build.py`), and the native loader.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Iterator, List, NamedTuple, Optional
@@ -187,9 +188,19 @@ class ElfFile(Reader):
         self.program_headers: List[Elf64_Phdr] = self._header_table(
             Elf64_Phdr, self.header.e_phoff, self.header.e_phnum,
             self.header.e_phentsize, "program header table")
-        self.section_headers: List[Elf64_Shdr] = self._header_table(
-            Elf64_Shdr, self.header.e_shoff, self.header.e_shnum,
-            self.header.e_shentsize, "section header table")
+        # The section header table is checked now and parsed when first needed.
+        if self.header.e_shnum:
+            if self.header.e_shentsize != sizeof(Elf64_Shdr):
+                self.fail(f"section header table entries are {self.header.e_shentsize} "
+                          f"bytes, expected {sizeof(Elf64_Shdr)}")
+            self.check_range(self.header.e_shoff, self.header.e_shnum * sizeof(Elf64_Shdr),
+                             "section header table")
+
+    @functools.cached_property
+    def section_headers(self) -> List[Elf64_Shdr]:
+        """The linker's view (sections); loading needs only the program headers."""
+        return self._header_table(Elf64_Shdr, self.header.e_shoff, self.header.e_shnum,
+                                  self.header.e_shentsize, "section header table")
 
     def _header_table(self, cls, offset: int, count: int, entsize: int, what: str) -> list:
         if count and entsize != sizeof(cls):

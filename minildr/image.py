@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from .errors import PluginError, PluginNotFound
-from .manifest import BinaryInfo, Manifest, examine, manifest_from_bytes
+from .manifest import BinaryInfo, Manifest, examine, manifest_from_payload
 
 log = logging.getLogger("minildr")
 
@@ -73,7 +73,7 @@ class PluginImage:
 
     def manifest(self) -> Manifest:
         if self._manifest is None:
-            self._manifest = manifest_from_bytes(self.data, self.path)
+            self._manifest = manifest_from_payload(*self.examine(), self.path)
         return self._manifest
 
     # -- the loader's view ----------------------------------------------

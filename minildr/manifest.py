@@ -204,7 +204,11 @@ def describe_unknown(data: bytes) -> str:
 
 
 def manifest_from_bytes(data: bytes, path: "os.PathLike[str] | str") -> Manifest:
-    info, payload = examine(data, path)
+    return manifest_from_payload(*examine(data, path), path)
+
+
+def manifest_from_payload(info: BinaryInfo, payload: Optional[bytes],
+                          path: "os.PathLike[str] | str") -> Manifest:
     if payload is None:
         raise NotAPlugin(path, f"a {info} without a minildr manifest: built without "
                                "minildr.build? Rebuild it with minildr.build (or "
