@@ -96,22 +96,31 @@ def _identify(path: str) -> Compiler:
 # 2. the exports header
 # ---------------------------------------------------------------------------
 def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
-                       cflags: Sequence[str] = ()) -> List[str]:
-    """Preprocess the header alone, against stand-in standard headers (see fake_libc/)."""
+                       cflags: Sequence[str] = (),
+                       forced_includes: Sequence[Path] = ()) -> List[str]:
+    """Preprocess the header as the sources will see it, against stand-in standard headers.
+
+    The contracts are force-included first, as in the compile command, so the
+    header can use their types; the stand-ins (see fake_libc/) keep compiler
+    extensions out of the text the C parser reads.
+    """
     user = [f for f in cflags if f.startswith(("-I", "-D", "-U", "/I", "/D"))]
     if compiler.family == "msvc":
         return [compiler.path, "/nologo", "/E", "/X", "/I", str(ctype.FAKE_LIBC),
-                *[f"/I{d}" for d in include_dirs], *user, "/D__declspec(x)=", str(header)]
+                *[f"/I{d}" for d in include_dirs], *[f"/FI{f}" for f in forced_includes],
+                *user, "/D__declspec(x)=", str(header)]
+    forced = [arg for f in forced_includes for arg in ("-include", str(f))]
     return [compiler.path, "-E", "-nostdinc", "-I", str(ctype.FAKE_LIBC),
-            *[f"-I{d}" for d in include_dirs], *user,
+            *[f"-I{d}" for d in include_dirs], *forced, *user,
             "-D__attribute__(x)=", "-D__extension__=", "-D__restrict=", "-D__inline=inline",
             str(header)]
 
 
 def read_exports(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
-                 cflags: Sequence[str] = ()) -> Tuple[List[ctype.Declaration], str]:
+                 cflags: Sequence[str] = (), forced_includes: Sequence[Path] = (),
+                 ) -> Tuple[List[ctype.Declaration], str]:
     """The declarations of the exports header, with canonical C types."""
-    cmd = preprocess_command(compiler, header, include_dirs, cflags)
+    cmd = preprocess_command(compiler, header, include_dirs, cflags, forced_includes)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise BuildError(header, f"the exports header does not preprocess:\n{done.stderr.strip()}")
@@ -285,7 +294,9 @@ def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
         for c in contracts:
             (contract_dir / c.filename).write_text(c.text, encoding="utf-8")
         include_dirs = [contract_dir, INCLUDE_DIR]
-        declared, types = read_exports(compiler, header.resolve(), include_dirs, cflags)
+        contract_headers = [contract_dir / c.filename for c in contracts]
+        declared, types = read_exports(compiler, header.resolve(), include_dirs, cflags,
+                                       contract_headers)
 
         manifest = Manifest(
             abi=ABI_VERSION, platform=HOST, name=name, version=version,
@@ -300,8 +311,7 @@ def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
         partial = work / target.name
         cmd = compile_command(
             compiler, HOST.os, [*srcs, work / "minildr_manifest.c"], partial,
-            forced_includes=[*(contract_dir / c.filename for c in contracts),
-                             work / "minildr_exports.h"],
+            forced_includes=[*contract_headers, work / "minildr_exports.h"],
             include_dirs=include_dirs,
             defines={"MINILDR_PLUGIN_NAME": f'"{name}"', "MINILDR_PLUGIN_VERSION": f'"{version}"'},
             cflags=cflags, def_file=def_file)
