@@ -8,7 +8,6 @@ keep running.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 
 class PluginError(Exception):
@@ -79,9 +78,6 @@ class BuildError(PluginError):
 
 class CompilerNotFound(BuildError):
     """No C compiler was found on this machine."""
-
-    def __init__(self, path: Optional[str], message: str) -> None:
-        super().__init__(path, message)
 
 
 __all__ = [name for name, value in dict(globals()).items()

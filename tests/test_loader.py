@@ -12,7 +12,7 @@ import pytest
 import minildr
 from minildr import image as images
 
-from conftest import build_example, write_plugin
+from conftest import write_plugin
 
 GREET_T = "const char *(void)"
 
