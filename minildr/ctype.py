@@ -53,11 +53,40 @@ def _parse(text: str, filename: str = "<header>") -> c_ast.FileAST:
         raise CTypeError(str(exc)) from None
 
 
+# C11 6.7.2p2: the lists of type specifiers that name a basic type, in any
+# order. pycparser accepts any list ('int int'), and prints it as written
+# ('long int', 'int long'); each basic type gets the first spelling of its group.
+_BASIC_TYPES: Dict[Tuple[str, ...], List[str]] = {}
+for _group in ("void", "char", "signed char", "unsigned char", "_Bool", "float", "double",
+               "long double", "float _Complex", "double _Complex", "long double _Complex",
+               "short|signed short|short int|signed short int",
+               "unsigned short|unsigned short int", "int|signed|signed int",
+               "unsigned int|unsigned", "long|signed long|long int|signed long int",
+               "unsigned long|unsigned long int",
+               "long long|signed long long|long long int|signed long long int",
+               "unsigned long long|unsigned long long int",
+               "__int128|signed __int128", "unsigned __int128"):
+    _spellings = _group.split("|")
+    for _spelling in _spellings:
+        _BASIC_TYPES[tuple(sorted(_spelling.split()))] = _spellings[0].split()
+
+
+def _specifiers(names: List[str]) -> List[str]:
+    key = tuple(sorted(names))
+    if key in _BASIC_TYPES:
+        return list(_BASIC_TYPES[key])
+    if len(names) == 1:                    # a typedef name
+        return names
+    raise CTypeError(f"'{' '.join(names)}' is not a C type")
+
+
 def _strip_names(node: c_ast.Node) -> c_ast.Node:
     """A copy of a declarator with every declared name removed (an abstract type)."""
     node = copy.deepcopy(node)
 
     def visit(n: c_ast.Node) -> None:
+        if isinstance(n, c_ast.IdentifierType):
+            n.names = _specifiers(n.names)
         if isinstance(n, c_ast.TypeDecl):
             n.declname = None
         if isinstance(n, c_ast.Decl):          # a named parameter

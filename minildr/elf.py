@@ -238,10 +238,12 @@ class ElfFile(Reader):
             offset, end = ph.p_offset, ph.p_offset + ph.p_filesz
             while offset + sizeof(Elf64_Nhdr) <= end:
                 nh = self.read(Elf64_Nhdr, offset, "note header")
+                # The payload and the next note start at the next `align`
+                # boundary (counted from the segment's start) after what precedes them.
                 name_at = offset + sizeof(Elf64_Nhdr)
-                desc_at = name_at + _align(nh.n_namesz, align)
-                next_at = desc_at + _align(nh.n_descsz, align)
-                if next_at > end:
+                desc_at = ph.p_offset + _align(name_at + nh.n_namesz - ph.p_offset, align)
+                next_at = ph.p_offset + _align(desc_at + nh.n_descsz - ph.p_offset, align)
+                if desc_at + nh.n_descsz > end:
                     self.fail(f"damaged or truncated note: it claims {nh.n_descsz} bytes of "
                                f"payload but its segment ends {end - desc_at} bytes later")
                 name = self.bytes_at(name_at, nh.n_namesz, "note name").rstrip(b"\0")

@@ -94,7 +94,9 @@ class Manifest:
         """Parse and validate the JSON payload; anything malformed is NotAPlugin."""
         try:
             doc = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # ValueError covers UnicodeDecodeError and JSONDecodeError, and also the int
+        # digit limit ("abi": 9999...); RecursionError: arrays nested too deep.
+        except (ValueError, RecursionError) as exc:
             raise NotAPlugin(path, f"its minildr manifest is damaged (not valid JSON: {exc}); "
                                    "rebuild the plugin with minildr.build") from None
         check = _SchemaCheck(path)
