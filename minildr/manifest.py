@@ -19,11 +19,10 @@ import json
 import os
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Optional, Tuple
 
 from . import elf, macho, pe
-from .errors import NotAPlugin, PluginNotFound
+from .errors import NotAPlugin
 from .host import HOST, Platform
 
 ABI_VERSION = 1                   # bumped whenever the plugin conventions change
@@ -219,16 +218,10 @@ def manifest_from_payload(info: BinaryInfo, payload: Optional[bytes],
 
 
 def read_manifest(path: "os.PathLike[str] | str") -> Manifest:
-    """The plugin's manifest, read from its headers WITHOUT running any of its code."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise PluginNotFound(path, "no such file; check the path (see minildr.plugin_path)") from None
-    except IsADirectoryError:
-        raise PluginNotFound(path, "is a directory, not a plugin file") from None
-    except OSError as exc:
-        raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
-    return manifest_from_bytes(data, path)
+    """The plugin's manifest, read from its headers WITHOUT running any of its code.
 
-
+    The file is read the way `open` reads it (image.read: a regular file,
+    read once, cached by identity), so both see the same bytes.
+    """
+    from .image import read       # image builds on this module; import at call time
+    return read(path).manifest()
