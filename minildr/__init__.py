@@ -29,6 +29,12 @@ from .system import ffi
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext minildr`: adds the %%minildr cell magic (see magic.py)."""
+    from .magic import load
+    load(ipython)
+
 logging.getLogger("minildr").addHandler(logging.NullHandler())
 
 __all__ = [
