@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from .build import build
+from .build import build, build_many
 from .contract import Contract
 from .discover import Report, discover, plugin_path
 from .errors import (BuildError, CompilerNotFound, ContractMismatch, DependencyMismatch,
@@ -38,7 +38,7 @@ def load_ipython_extension(ipython) -> None:
 logging.getLogger("minildr").addHandler(logging.NullHandler())
 
 __all__ = [
-    "ABI_VERSION", "SUFFIX", "HOST", "Platform", "build", "open", "read_manifest", "discover",
+    "ABI_VERSION", "SUFFIX", "HOST", "Platform", "build", "build_many", "open", "read_manifest", "discover",
     "plugin_path", "Contract", "Plugin", "Symbol", "Manifest", "Report", "ffi",
     "PluginError", "PluginNotFound", "NotAPlugin", "VersionMismatch", "DependencyMismatch",
     "SymbolNotFound", "SymbolTypeError", "ContractMismatch", "UntrustedPlugin",
