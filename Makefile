@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-stamp
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test browser-test bench clean
+.PHONY: lab test browser-test exercises check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lab: $(STAMP)
 # --nbval-current-env: run notebooks with this .venv's Python, not whatever
 # "python3" kernel happens to be installed on the machine.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser
 
 # The course as a person uses it: `make lab` serving notebook 02 to headless
@@ -38,6 +38,14 @@ browser-test: $(STAMP)
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		  apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	$(BIN)/python -m pytest tests/browser -p no:cacheprovider
+
+# Regenerate exercises/ from solutions/ (after editing a solution notebook).
+exercises: $(STAMP)
+	$(BIN)/python -m minildr.exercises
+
+# A learner's progress: run my exercise notebooks, show which tasks are done.
+check: $(STAMP)
+	@$(BIN)/python -m minildr.selfcheck exercises
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py
