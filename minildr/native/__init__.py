@@ -29,8 +29,8 @@ system loader, on the same sealed bytes.
 from __future__ import annotations
 
 from .library import NativeLibrary, check_host, from_image, load
-from .parse import Plan, parse
+from .parse import Plan
 from .trace import Event, Segment
 
-__all__ = ["load", "from_image", "NativeLibrary", "parse", "Plan", "Event", "Segment",
+__all__ = ["load", "from_image", "NativeLibrary", "Plan", "Event", "Segment",
            "check_host"]

@@ -49,6 +49,9 @@ class NativeLibrary:
         self.path = path
         self.trace = Trace(trace)
         self.plan: Plan = parse(data, path)
+        if self.plan.arch.MACHINE != HOST.arch:
+            raise UnsupportedELF(path, f"is a library for {self.plan.arch.MACHINE}, but this "
+                                       f"machine is {HOST.arch}: its code cannot run here")
         self._on_unload: Optional[Callable[[], None]] = None
         self._live = 0
         self._closing = False
