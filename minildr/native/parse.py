@@ -98,7 +98,8 @@ def check_target(f: elf.ElfFile) -> ModuleType:
         refuse(f.path, "a program interpreter (PT_INTERP): it is an executable, not a library")
     arch = ARCHES.get(f.header.e_machine)
     if arch is None:
-        refuse(f.path, f"another architecture ({f.arch})")
+        raise UnsupportedELF(f.path, f"is a library for another architecture ({f.arch}); the "
+                                     "native loader loads x86_64 and aarch64 libraries only")
     return arch
 
 
@@ -180,7 +181,7 @@ def read_symbols(f: elf.ElfFile, dyn: Dynamic):
         f.file_offset(dyn.get(elf.DT_HASH), 4 * (2 + header.nbucket + header.nchain), "DT_HASH")
         count = header.nchain if gnu is None else count
     if gnu is None and sysv is None:
-        refuse(f.path, "no symbol hash table (neither DT_GNU_HASH nor DT_HASH)")
+        refuse(f.path, "a dynamic section without a symbol hash table (no DT_GNU_HASH, no DT_HASH)")
     offset = f.file_offset(dyn.get(elf.DT_SYMTAB), count * sizeof(Elf64_Sym), "symbol table")
     symbols = f.table(Elf64_Sym, offset, count, "symbol table")
     names = [f.string_at(*dyn.strtab, s.st_name, "symbol name") for s in symbols]
