@@ -1,7 +1,6 @@
 """Helpers shared by the native loader's tests (tests/test_native_*.py)."""
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 from pathlib import Path

@@ -12,9 +12,14 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+if sys.platform == "win32":
+    pytest.skip("the native loader's modules need a POSIX libc", allow_module_level=True)
+
 from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_D_TAG, ENUM_RELOC_TYPE_x64
 
@@ -25,7 +30,6 @@ from minildr.native import map as mapping
 from minildr.native.parse import Plan, decode_relr, parse
 from minildr.native.trace import Trace
 
-from conftest import build_example
 from native_util import AARCH64, LIB_DIRS, build_relocs, linker_supports
 
 SYSTEM = ["libz.so.1", "libbz2.so.1.0", "liblzma.so.5"]

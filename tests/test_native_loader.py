@@ -19,7 +19,7 @@ import pytest
 
 import minildr
 import minildr.native
-from minildr import elf, image as images
+from minildr import elf
 from minildr.native.parse import parse
 
 from conftest import ROOT, write_plugin
@@ -119,14 +119,15 @@ def test_bad_input_corpus_is_refused_the_same_way(built, tmp_path):
 
 
 # -- what it maps: the sealed image, with W^X and RELRO --------------------------
-def test_native_maps_the_sealed_image_not_the_file(greet_so):
-    images.clear_cache()
-    with minildr.open(greet_so, loader="native") as plugin:
-        rows = mappings_of("minildr:greet.so")
+def test_native_maps_the_sealed_image_not_the_file(greet_so, tmp_path):
+    path = tmp_path / "sealed-check.so"              # a name no other test maps
+    greet_so.rename(path)
+    with minildr.open(path, loader="native") as plugin:
+        rows = mappings_of("minildr:sealed-check.so")
         assert rows, "the mapping must come from the sealed memfd"
-        assert not mappings_of(os.fspath(greet_so))
+        assert not mappings_of(os.fspath(path))
         assert ffi.string(plugin.lookup("greet", GREET_T)()).startswith(b"Hello")
-    assert not mappings_of("minildr:greet.so")
+    assert not mappings_of("minildr:sealed-check.so")
 
 
 def test_layout_trace_wx_and_relro(echo_so):
@@ -275,6 +276,8 @@ def test_other_host_is_refused_clearly(greet_so, monkeypatch):
     from minildr.native import library
     monkeypatch.setattr(library, "HOST", Platform("darwin", "arm64", 64))
     with pytest.raises(minildr.UnsupportedELF, match="Linux x86_64 and aarch64 only"):
+        minildr.open(greet_so, loader="native")
+    with pytest.raises(minildr.UnsupportedELF, match="Linux x86_64 and aarch64 only"):
         minildr.native.load(greet_so)
 
 
@@ -304,3 +307,16 @@ def test_noexec_mount_gives_a_clear_error(greet_so):
     assert proc.returncode == 0, proc.stderr
     assert "REFUSED" in proc.stdout and "noexec" in proc.stdout
     assert "PLUGIN b'Hello" in proc.stdout
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_symbol_version_is_honoured(echo_so, loader):
+    """Ask for a glibc version that does not exist: both loaders refuse, naming it."""
+    data = echo_so.read_bytes()
+    f = elf.ElfFile(data, "echo")
+    tags = {d.d_tag: d.d_val for d in f.dynamic()}
+    start = f.file_offset(tags[elf.DT_STRTAB], tags[elf.DT_STRSZ], "dynstr")
+    at = data.index(b"\0GLIBC_2.2.5\0", start, start + tags[elf.DT_STRSZ]) + 1
+    echo_so.write_bytes(data[:at] + b"GLIBC_9.9.9" + data[at + 11:])
+    with pytest.raises(minildr.LoadError, match="GLIBC_9.9.9"):
+        minildr.open(echo_so, loader=loader)

@@ -12,7 +12,6 @@ import json
 import os
 import struct
 import subprocess
-from pathlib import Path
 
 import pytest
 

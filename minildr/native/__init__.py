@@ -28,9 +28,23 @@ system loader, on the same sealed bytes.
 """
 from __future__ import annotations
 
-from .library import NativeLibrary, check_host, from_image, load
-from .parse import Plan
+import os
+import sys
+from typing import Any
+
+from .parse import Plan, check_host
 from .trace import Event, Segment
+
+if sys.platform.startswith("linux"):
+    from .library import NativeLibrary, from_image, load
+else:                                        # pragma: no cover - other systems
+    NativeLibrary = None                     # mapping needs Linux's mmap and dlvsym
+
+    def load(path: "os.PathLike[str] | str", **_: Any) -> Any:
+        check_host(os.fspath(path))
+
+    def from_image(image: Any, **_: Any) -> Any:
+        check_host(image.path)
 
 __all__ = ["load", "from_image", "NativeLibrary", "Plan", "Event", "Segment",
            "check_host"]

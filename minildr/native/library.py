@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import weakref
 from typing import Any, Callable, List, Optional
 
@@ -24,19 +23,11 @@ from .. import ctype as ctypes_, elf
 from ..errors import LoadError, SymbolNotFound, UnsupportedELF
 from ..host import HOST
 from . import initfini, lookup, map as mapping, relocate
-from .parse import Plan, parse
+from .parse import Plan, check_host, parse
 from .trace import Event, Segment, Trace, with_gaps
 
 log = logging.getLogger("minildr")
 ffi = cffi.FFI()
-
-SUPPORTED_HOSTS = {("linux", "x86_64"), ("linux", "aarch64")}
-
-
-def check_host(path: str) -> None:
-    if (HOST.os, HOST.arch) not in SUPPORTED_HOSTS or not sys.platform.startswith("linux"):
-        raise UnsupportedELF(path, f"the native loader runs on Linux x86_64 and aarch64 only, "
-                                   f"not {HOST.os} {HOST.arch}; use loader='system'")
 
 
 class NativeLibrary:
@@ -45,7 +36,7 @@ class NativeLibrary:
     def __init__(self, data: bytes, path: str, fd: int, *,
                  trace: Optional[Callable[[Event], None]] = None,
                  on_unload: Optional[Callable[[], None]] = None) -> None:
-        check_host(path)
+        check_host(path, HOST)
         self.path = path
         self.trace = Trace(trace)
         self.plan: Plan = parse(data, path)

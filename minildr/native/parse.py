@@ -10,14 +10,16 @@ scope), never later with an exception from inside or a crash.
 from __future__ import annotations
 
 import mmap
+import sys
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import elf
 from ..binary import sizeof
 from ..elf import Elf64_Phdr, Elf64_Rela, Elf64_Sym
 from ..errors import UnsupportedELF
+from ..host import HOST
 from . import aarch64, x86_64
 
 PAGE = mmap.PAGESIZE
@@ -62,6 +64,14 @@ class Plan:
 def refuse(path: str, feature: str) -> None:
     raise UnsupportedELF(path, f"uses {feature}, which minildr's native loader does not "
                                "implement; load it with the system loader (loader='system')")
+
+
+def check_host(path: str, host: Any = HOST) -> None:
+    """The native loader maps and runs code: only on the machines its tables describe."""
+    if (host.os, host.arch) not in {("linux", "x86_64"), ("linux", "aarch64")} \
+            or not sys.platform.startswith("linux"):
+        raise UnsupportedELF(path, f"the native loader runs on Linux x86_64 and aarch64 only, "
+                                   f"not {host.os} {host.arch}; use loader='system'")
 
 
 def page_down(n: int) -> int:
