@@ -13,7 +13,7 @@ import mmap
 import sys
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
 from .. import elf
 from ..binary import sizeof
@@ -57,11 +57,11 @@ class Plan:
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
 
-    def refuse(self, feature: str) -> None:
+    def refuse(self, feature: str) -> NoReturn:
         refuse(self.path, feature)
 
 
-def refuse(path: str, feature: str) -> None:
+def refuse(path: str, feature: str) -> NoReturn:
     raise UnsupportedELF(path, f"uses {feature}, which minildr's native loader does not "
                                "implement; load it with the system loader (loader='system')")
 
@@ -83,6 +83,7 @@ def page_up(n: int) -> int:
 
 
 def parse(data: bytes, path: str) -> Plan:
+    """Read and check `data` (the bytes that will be mapped) into a Plan; map nothing."""
     f = elf.ElfFile(data, path)
     arch = check_target(f)
     loads, span, relro = check_segments(f)
