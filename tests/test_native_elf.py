@@ -70,6 +70,10 @@ def path_of(name: str, libraries) -> Path:
     return libraries[name]
 
 
+def test_the_aarch64_files_are_there():
+    assert len(AARCH64_FILES) >= 4 and (AARCH64 / "tls.so").is_file()
+
+
 @pytest.mark.parametrize("name", all_names())
 def test_agrees_with_pyelftools(name, libraries):
     path = path_of(name, libraries)
