@@ -21,7 +21,8 @@ static int (*resolve_answer(void))(void) { return answer_generic; }
 int answer(void) __attribute__((ifunc("resolve_answer")));          /* exported: GLOB_DAT */
 static int twice_generic(int x) { return 2 * x; }
 static int (*resolve_twice(void))(int) { return twice_generic; }
-static int twice(int) __attribute__((ifunc("resolve_twice")));      /* internal: IRELATIVE */
+__attribute__((visibility("hidden"))) int twice(int) __attribute__((ifunc("resolve_twice")));
+                                                 /* internal (hidden): IRELATIVE */
 
 int double_it(int x)
 {
