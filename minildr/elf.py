@@ -10,12 +10,14 @@ Only 64-bit ELF is read in full (the platforms minildr loads plugins on);
 a 32-bit file is recognised from its identification bytes and refused.
 
 Used by the manifest reader (`manifest.py`), the build check of exported
-symbols (`build.py`), and the native loader.
+symbols (`build.py`), and the native loader (`native/`), which reads the
+dynamic section, relocations, hash tables and version tables declared here.
 """
 from __future__ import annotations
 
 import functools
 import os
+import struct
 from dataclasses import dataclass
 from typing import Iterator, List, NamedTuple, Optional
 
@@ -67,6 +69,21 @@ STT_NAMES = {STT_NOTYPE: "NOTYPE", STT_OBJECT: "OBJECT", STT_FUNC: "FUNC",
              STT_TLS: "TLS", STT_GNU_IFUNC: "IFUNC"}
 STV_NAMES = {STV_DEFAULT: "DEFAULT", STV_INTERNAL: "INTERNAL",
              STV_HIDDEN: "HIDDEN", STV_PROTECTED: "PROTECTED"}
+SHN_ABS = 0xFFF1
+
+# d_tag: what each entry of the dynamic section (PT_DYNAMIC) describes
+(DT_NULL, DT_NEEDED, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ,
+ DT_RELAENT, DT_STRSZ, DT_SYMENT, DT_INIT, DT_FINI, DT_SONAME, DT_RPATH, DT_SYMBOLIC, DT_REL,
+ DT_RELSZ, DT_RELENT, DT_PLTREL, DT_DEBUG, DT_TEXTREL, DT_JMPREL, DT_BIND_NOW, DT_INIT_ARRAY,
+ DT_FINI_ARRAY, DT_INIT_ARRAYSZ, DT_FINI_ARRAYSZ, DT_RUNPATH, DT_FLAGS) = range(31)
+DT_PREINIT_ARRAY, DT_PREINIT_ARRAYSZ, DT_SYMTAB_SHNDX, DT_RELRSZ, DT_RELR, DT_RELRENT = range(32, 38)
+DT_GNU_HASH = 0x6FFFFEF5
+DT_VERSYM, DT_RELACOUNT, DT_RELCOUNT, DT_FLAGS_1 = 0x6FFFFFF0, 0x6FFFFFF9, 0x6FFFFFFA, 0x6FFFFFFB
+DT_VERDEF, DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
+# DT_FLAGS bits
+DF_ORIGIN, DF_SYMBOLIC, DF_TEXTREL, DF_BIND_NOW, DF_STATIC_TLS = 0x1, 0x2, 0x4, 0x8, 0x10
+# Symbol versions (DT_VERSYM entries): 0 local, 1 global (unversioned); bit 15 hides it
+VER_NDX_LOCAL, VER_NDX_GLOBAL, VERSYM_HIDDEN = 0, 1, 0x8000
 
 
 # ---------------------------------------------------------------------------
@@ -133,12 +150,59 @@ class Elf64_Nhdr(NamedTuple):
     n_type: int         # I    meaning chosen by the owner
 
 
+class Elf64_Rela(NamedTuple):
+    r_offset: int       # Q    where to write (relative to the load base)
+    r_info: int         # Q    symbol index << 32 | relocation type
+    r_addend: int       # q    a constant added to the computed value
+
+
+def ELF64_R_SYM(r_info: int) -> int:
+    return r_info >> 32
+
+
+def ELF64_R_TYPE(r_info: int) -> int:
+    return r_info & 0xFFFFFFFF
+
+
+class Elf64_Verneed(NamedTuple):    # one library whose symbol versions this file needs
+    vn_version: int     # H    1
+    vn_cnt: int         # H    how many Elf64_Vernaux follow
+    vn_file: int        # I    the library's name (string table offset)
+    vn_aux: int         # I    offset of its first Elf64_Vernaux, from this entry
+    vn_next: int        # I    offset of the next Elf64_Verneed, from this entry (0: last)
+
+
+class Elf64_Vernaux(NamedTuple):    # one version needed from that library
+    vna_hash: int       # I
+    vna_flags: int      # H
+    vna_other: int      # H    the index DT_VERSYM entries use for this version
+    vna_name: int       # I    the version's name, such as "GLIBC_2.14"
+    vna_next: int       # I    offset of the next Elf64_Vernaux, from this entry (0: last)
+
+
+class Elf_HashHeader(NamedTuple):   # DT_HASH (System V): then bucket[nbucket], chain[nchain]
+    nbucket: int        # I
+    nchain: int         # I    equals the number of symbols
+
+
+class Elf_GnuHashHeader(NamedTuple):  # DT_GNU_HASH: then bloom[bloom_size] (64-bit words),
+    nbuckets: int       # I      buckets[nbuckets], chain[] (32-bit words)
+    symoffset: int      # I    symbols below this index are not in the table
+    bloom_size: int     # I
+    bloom_shift: int    # I
+
+
 declare(Elf64_Ehdr, "16sHHIQQQIHHHHHH")
 declare(Elf64_Phdr, "IIQQQQQQ")
 declare(Elf64_Shdr, "IIQQQQIIQQ")
 declare(Elf64_Sym, "IBBHQQ")
 declare(Elf64_Dyn, "qQ")
 declare(Elf64_Nhdr, "III")
+declare(Elf64_Rela, "QQq")
+declare(Elf64_Verneed, "HHIII")
+declare(Elf64_Vernaux, "IHHII")
+declare(Elf_HashHeader, "II")
+declare(Elf_GnuHashHeader, "IIII")
 
 
 @dataclass(frozen=True)
@@ -229,6 +293,39 @@ class ElfFile(Reader):
 
     def segments(self, p_type: int) -> Iterator[Elf64_Phdr]:
         return (ph for ph in self.program_headers if ph.p_type == p_type)
+
+    def array(self, code: str, offset: int, count: int, what: str) -> tuple:
+        """`count` numbers of struct type `code` ("I", "Q", "H") from `offset`."""
+        layout = struct.Struct(f"{self.order}{count}{code}")
+        self.check_range(offset, layout.size, what)
+        return layout.unpack_from(self.data, offset)
+
+    def file_offset(self, vaddr: int, size: int, what: str) -> int:
+        """Where the `size` bytes the loader maps at `vaddr` are in the file.
+
+        The dynamic section gives addresses, not file offsets; a table the
+        loader reads must lie in the file-backed part of one PT_LOAD segment.
+        """
+        for ph in self.segments(PT_LOAD):
+            if ph.p_vaddr <= vaddr and vaddr + size <= ph.p_vaddr + ph.p_filesz:
+                offset = ph.p_offset + vaddr - ph.p_vaddr
+                self.check_range(offset, size, what)
+                return offset
+        self.fail(f"damaged: the {what} (address {vaddr:#x}, {size} bytes) is not "
+                  "inside any loadable segment's file contents")
+
+    def dynamic(self) -> List[Elf64_Dyn]:
+        """The entries of the dynamic section (PT_DYNAMIC), up to DT_NULL."""
+        segment = next(self.segments(PT_DYNAMIC), None)
+        if segment is None:
+            return []
+        count = segment.p_filesz // sizeof(Elf64_Dyn)
+        entries = []
+        for entry in self.table(Elf64_Dyn, segment.p_offset, count, "dynamic section"):
+            if entry.d_tag == DT_NULL:
+                break
+            entries.append(entry)
+        return entries
 
     def notes(self) -> Iterator[Note]:
         """Every note in the PT_NOTE segments (what `readelf -n` lists)."""

@@ -10,14 +10,16 @@ each has its own error:
 5. `check_contracts`  same hash for every contract both name        DependencyMismatch
 6. (trust, isolation: see their own modules)
 
-Only then does the system loader map it and run its initialisers.
+Only then does a loader map it and run its initialisers: the system loader
+(dlopen, `system.py`) or, with loader="native", minildr's own (`native/`).
+Both map the same sealed bytes the checks read.
 """
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Protocol, Sequence, Union
 
 import cffi
 
@@ -86,6 +88,21 @@ def check_contracts(image: PluginImage, manifest: Manifest,
                 f"{contract.filename}"))
 
 
+class Library(Protocol):
+    """What a Plugin needs of a loaded library, whichever loader loaded it."""
+    def address(self, name: str) -> Optional[int]: ...
+    def keep_mapped_while(self, obj: object) -> None: ...
+    def close(self) -> None: ...
+
+
+def load_library(image: PluginImage, loader: str) -> Library:
+    """Map the checked image with the loader asked for."""
+    if loader == "native":
+        from . import native
+        return native.from_image(image)
+    return SystemLibrary(image)
+
+
 # ---------------------------------------------------------------------------
 # Symbols and plugins
 # ---------------------------------------------------------------------------
@@ -104,13 +121,13 @@ class Symbol:
 class Plugin:
     """A loaded plugin. Look up its exports; close it (or use `with`) to unload it."""
 
-    def __init__(self, image: PluginImage, manifest: Manifest, library: SystemLibrary) -> None:
+    def __init__(self, image: PluginImage, manifest: Manifest, library: Library) -> None:
         self.path = image.path
         self.sha256 = image.sha256
         self.manifest = manifest
         self.name = manifest.name
         self.version = manifest.version
-        self._library: Optional[SystemLibrary] = library
+        self._library: Optional[Library] = library
         self._ffi: Optional[cffi.FFI] = None
 
     # -- lookup --------------------------------------------------------
@@ -210,14 +227,15 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
 
     contracts: the contracts the host was built with; a plugin built against
         another version of one of them is refused (DependencyMismatch).
-    trust, isolate, loader: verification, worker-process isolation and the
-        pure-Python loader ("native") arrive in their own modules; only
-        trust=None, isolate=False, loader="system" are available so far.
+    loader: "system" (dlopen) or "native" (minildr.native, the loader in
+        Python; Linux x86_64/aarch64, UnsupportedELF for what it cannot load).
+    trust, isolate: verification and worker-process isolation arrive in their
+        own modules; only trust=None, isolate=False are available so far.
     """
     if loader not in ("system", "native"):
         raise ValueError(f"loader must be 'system' or 'native', not {loader!r}")
-    if loader == "native" or isolate or trust is not None:
-        raise NotImplementedError("trust=, isolate=True and loader='native' are not "
+    if isolate or trust is not None:
+        raise NotImplementedError("trust= and isolate=True are not "
                                   "implemented yet in this version of minildr")
     image: Optional[PluginImage] = None
     try:
@@ -226,7 +244,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         manifest = check_manifest(image)
         check_versions(image, manifest)
         check_contracts(image, manifest, contracts)
-        library = SystemLibrary(image)
+        library = load_library(image, loader)
     except PluginError as exc:
         log.warning("open %s sha256=%s: refused: %s", os.fspath(path),
                     image.sha256 if image else "-", exc.reason)

@@ -218,7 +218,7 @@ def test_missing_dependency_is_a_load_error(tmp_path):
 
 
 # -- options that belong to later parts --------------------------------------
-@pytest.mark.parametrize("kwargs", [{"isolate": True}, {"loader": "native"}, {"trust": object()}])
+@pytest.mark.parametrize("kwargs", [{"isolate": True}, {"trust": object()}])
 def test_options_not_yet_available_say_so(greet_so, kwargs):
     with pytest.raises(NotImplementedError):
         minildr.open(greet_so, **kwargs)

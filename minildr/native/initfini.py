@@ -1,0 +1,54 @@
+"""Step 5, init and fini: the library's own start-up and shut-down code.
+
+C constructors (`__attribute__((constructor))`), C++ static initialisers
+and the C runtime's frame setup are listed in DT_INIT_ARRAY (and, in older
+files, DT_INIT). They run once the library is relocated and its RELRO part
+is read-only: this is the first moment any of its code runs (apart from
+IFUNC resolvers). On close, DT_FINI_ARRAY runs in reverse, then DT_FINI,
+before anything is unmapped; the C runtime's entry in it calls
+`__cxa_finalize`, which runs the handlers the library gave `atexit`.
+
+glibc calls initialisers with (argc, argv, envp); so does this loader, with
+an empty argument list and the real environment.
+"""
+from __future__ import annotations
+
+import struct
+from typing import List, Tuple
+
+import cffi
+
+from .. import elf
+from ..errors import NotAPlugin
+from .parse import Plan, segment_of
+from .trace import Trace
+
+ffi = cffi.FFI()
+ffi.cdef("extern char **environ;")
+libc = ffi.dlopen(None)
+_argv = ffi.new("char *[1]")
+INITIALISER = "void (*)(int, char **, char **)"
+
+
+def functions(plan: Plan, base: int, entries: List[Tuple[str, int]]) -> List[Tuple[str, int]]:
+    """Read the relocated arrays; check every function is code of this library."""
+    memory = ffi.buffer(ffi.cast("char *", base), plan.span)
+    result = []
+    for tag, where in entries:
+        address = where + base if tag in ("DT_INIT", "DT_FINI") else struct.unpack_from(
+            "<Q", memory, where)[0]
+        if address in (0, 2**64 - 1):          # empty slots, which some linkers leave
+            continue
+        ph = segment_of(plan, address - base, 1)
+        if ph is None or not ph.p_flags & elf.PF_X:
+            raise NotAPlugin(plan.path, f"damaged: an initialiser or finaliser ({tag}) points "
+                                        f"at {address:#x}, outside the library's code")
+        result.append((tag, address))
+    return result
+
+
+def run(plan: Plan, base: int, calls: List[Tuple[str, int]], step: str, trace: Trace) -> None:
+    for tag, address in calls:
+        trace.event(step, f"{tag} function at base+{address - base:#x}", tag=tag,
+                    offset=address - base)
+        ffi.cast(INITIALISER, address)(0, _argv, libc.environ)

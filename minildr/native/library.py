@@ -1,0 +1,184 @@
+"""The steps in order: a library loaded by the native loader.
+
+    parse -> (DT_NEEDED via the system loader) -> bind symbols -> reserve and map
+          -> relocate -> RELRO -> initialisers        ...  close: finalisers -> unmap
+
+`NativeLibrary` has the small interface `minildr.open` uses for either
+loader (`address`, `keep_mapped_while`, `close`), plus `lookup`, the
+`trace` of the load and its `layout`. Memory is only ever unmapped by an
+explicit `close()`, and even then not while a function or pointer handed
+out from the library is still alive: garbage collection never pulls code
+from under a caller.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Any, Callable, List, Optional
+
+import cffi
+
+from .. import ctype as ctypes_, elf
+from ..errors import LoadError, SymbolNotFound, UnsupportedELF
+from ..host import HOST
+from . import initfini, lookup, map as mapping, relocate
+from .parse import Plan, check_host, parse
+from .trace import Event, Segment, Trace, with_gaps
+
+log = logging.getLogger("minildr")
+ffi = cffi.FFI()
+
+
+class NativeLibrary:
+    """One ELF shared library, loaded by minildr's own loader from `fd` (holding `data`)."""
+
+    def __init__(self, data: bytes, path: str, fd: int, *,
+                 trace: Optional[Callable[[Event], None]] = None,
+                 on_unload: Optional[Callable[[], None]] = None) -> None:
+        check_host(path, HOST)
+        self.path = path
+        self.trace = Trace(trace)
+        self.plan: Plan = parse(data, path)
+        if self.plan.arch.MACHINE != HOST.arch:
+            raise UnsupportedELF(path, f"is a library for {self.plan.arch.MACHINE}, but this "
+                                       f"machine is {HOST.arch}: its code cannot run here")
+        self._on_unload: Optional[Callable[[], None]] = None
+        self._live = 0
+        self._closing = False
+        self._cache: dict = {}
+        self._needed = relocate.open_needed(self.plan, self.trace)
+        self.base: Optional[int] = None
+        try:
+            bound = relocate.bind_symbols(self.plan, self._needed, self.trace)
+            self.base = mapping.reserve(self.plan)
+            self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
+            relocate.relocate(self.plan, self.base, bound, self.trace)
+            mapping.protect_relro(self.plan, self.base, self.trace)
+            inits = initfini.functions(self.plan, self.base, self.plan.init)
+            self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
+        except BaseException:
+            self._release_memory()
+            raise
+        self._on_unload = on_unload
+        initfini.run(self.plan, self.base, inits, "init", self.trace)
+
+    # -- what minildr.open uses ------------------------------------------
+    def address(self, name: str) -> Optional[int]:
+        """Where `name` is in memory, if this library defines and exports it."""
+        if self.base is None:
+            return None
+        if name not in self._cache:
+            index = lookup.find(self.plan, name)
+            if index is None:
+                return None
+            sym = self.plan.symbols[index]
+            address = self.base + sym.st_value
+            if sym.st_info & 0xF == elf.STT_GNU_IFUNC:
+                address = relocate.call_resolver(self.plan, address)
+            self._cache[name] = address
+        return self._cache[name]
+
+    def keep_mapped_while(self, obj: object) -> None:
+        """Do not unmap the library while `obj` (a function or data pointer) is alive."""
+        self._live += 1
+        weakref.finalize(obj, self._release_one).atexit = False
+
+    def _release_one(self) -> None:
+        self._live -= 1
+        if self._closing and self._live == 0:
+            self._unload()
+
+    def close(self) -> None:
+        """Run the finalisers and unmap: now, or once no pointer into it is held."""
+        if self.base is None or self._closing:
+            return
+        self._closing = True
+        if self._live:
+            log.info("close %s: still mapped while %d function(s) or pointer(s) from it are "
+                     "referenced; it unloads when they are dropped", self.path, self._live)
+            return
+        self._unload()
+
+    def _unload(self) -> None:
+        if self.base is None:
+            return
+        initfini.run(self.plan, self.base, self._fini, "fini", self.trace)
+        self._release_memory()
+
+    def _release_memory(self) -> None:
+        if self.base is not None:
+            mapping.unmap(self.base, self.plan.span)
+            self.trace.event("unmap", f"{self.plan.span} bytes at {self.base:#x}")
+            self.base = None
+        relocate.close_needed(self._needed)
+        self._needed = []
+        if self._on_unload is not None:
+            self._on_unload, on_unload = None, self._on_unload
+            on_unload()
+
+    @property
+    def unloaded(self) -> bool:
+        return self.base is None
+
+    # -- for learners ----------------------------------------------------
+    def lookup(self, name: str, ctype: Optional[str] = None) -> Any:
+        """The address of `name`; given its C type, a cffi function or pointer to call or read."""
+        address = self.address(name)
+        if address is None:
+            raise SymbolNotFound(self.path, f"does not export {name!r}")
+        if ctype is None:
+            return address
+        pointer = ffi.cast(ctypes_.pointer_to(ctype), address)
+        self.keep_mapped_while(pointer)
+        return pointer
+
+    @property
+    def layout(self) -> List[Segment]:
+        """The mapped address space: file-backed, zero-filled and inaccessible parts."""
+        if self.base is None:
+            return []
+        return with_gaps(self._layout, self.base, self.plan.span)
+
+    def __enter__(self) -> "NativeLibrary":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "closed" if self.base is None else f"at {self.base:#x}"
+        return f"<NativeLibrary {os.path.basename(self.path)} {where}>"
+
+
+def load(path: "os.PathLike[str] | str", *,
+         trace: Optional[Callable[[Event], None]] = None) -> NativeLibrary:
+    """Load the shared library at `path` with the native loader (no manifest needed)."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LoadError(path, f"cannot be opened ({exc.strerror})") from None
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
+        return NativeLibrary(data, path, fd, trace=trace)
+    finally:
+        os.close(fd)          # the mappings keep their own reference to the file
+
+
+def from_image(image: Any, *, trace: Optional[Callable[[Event], None]] = None) -> NativeLibrary:
+    """Load a checked `PluginImage`: map its sealed copy, whose bytes are the ones checked."""
+    load_path = image.acquire()
+    try:
+        fd = os.open(load_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        image.release()
+        raise LoadError(image.path, f"cannot open its sealed copy ({exc.strerror})") from None
+    try:
+        return NativeLibrary(image.data, image.path, fd, trace=trace, on_unload=image.release)
+    except BaseException:
+        image.release()
+        raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,91 @@
+"""Step 4, look up: find a name in the library's own symbols through its hash table.
+
+A library lists its exported symbols in a hash table so that a lookup costs
+one bucket, not a scan. Two formats exist, and a file has one or both:
+
+- DT_HASH (System V): bucket[hash % nbucket] starts a chain of symbol
+  indices, linked through chain[].
+- DT_GNU_HASH: a Bloom filter first (two bits per name; if either is clear
+  the name is certainly absent, without touching the symbols), then buckets
+  of symbols sorted by hash, whose chain words hold each hash with the low
+  bit marking the end of the bucket.
+
+Both give an index into the dynamic symbol table; the symbol's address is
+the load base plus its st_value.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from .. import elf
+from ..binary import sizeof
+from .parse import Plan
+
+
+def sysv_hash(name: bytes) -> int:
+    h = 0
+    for c in name:
+        h = ((h << 4) + c) & 0xFFFFFFFF
+        h ^= (h >> 24) & 0xF0
+    return h & 0x0FFFFFFF
+
+
+def gnu_hash(name: bytes) -> int:
+    h = 5381
+    for c in name:
+        h = (h * 33 + c) & 0xFFFFFFFF
+    return h
+
+
+def find(plan: Plan, name: str) -> Optional[int]:
+    """The index of the defined, exported, default-version symbol `name`, or None."""
+    candidates = gnu_candidates(plan, name) if plan.gnu_hash is not None else sysv_candidates(plan, name)
+    for index in candidates:
+        if plan.names[index] == name and exported(plan, index):
+            return index
+    return None
+
+
+def exported(plan: Plan, index: int) -> bool:
+    sym = plan.symbols[index]
+    hidden_version = bool(plan.versym) and plan.versym[index] & elf.VERSYM_HIDDEN
+    return (sym.st_shndx != elf.SHN_UNDEF and sym.st_info >> 4 != elf.STB_LOCAL
+            and sym.st_other & 3 in (elf.STV_DEFAULT, elf.STV_PROTECTED) and not hidden_version)
+
+
+def sysv_candidates(plan: Plan, name: str) -> Iterator[int]:
+    f, at = plan.elf, plan.sysv_hash
+    header = f.read(elf.Elf_HashHeader, at, "DT_HASH")
+    if not header.nbucket:
+        return
+    buckets_at = at + sizeof(elf.Elf_HashHeader)
+    chain_at = buckets_at + 4 * header.nbucket
+    index = f.array("I", buckets_at + 4 * (sysv_hash(name.encode()) % header.nbucket), 1, "bucket")[0]
+    for _ in range(len(plan.symbols)):            # a damaged chain must not loop forever
+        if index == 0 or index >= len(plan.symbols):
+            return
+        yield index
+        index = f.array("I", chain_at + 4 * index, 1, "DT_HASH chain")[0]
+
+
+def gnu_candidates(plan: Plan, name: str) -> Iterator[int]:
+    f, at = plan.elf, plan.gnu_hash
+    h = f.read(elf.Elf_GnuHashHeader, at, "DT_GNU_HASH")
+    bloom_at = at + sizeof(elf.Elf_GnuHashHeader)
+    buckets_at = bloom_at + 8 * h.bloom_size
+    chain_at = buckets_at + 4 * h.nbuckets
+    hashed = gnu_hash(name.encode())
+    word = f.array("Q", bloom_at + 8 * ((hashed // 64) % h.bloom_size), 1, "Bloom filter")[0]
+    mask = (1 << (hashed % 64)) | (1 << ((hashed >> h.bloom_shift) % 64))
+    if word & mask != mask:
+        return                                     # the Bloom filter says: certainly not here
+    index = f.array("I", buckets_at + 4 * (hashed % h.nbuckets), 1, "bucket")[0]
+    if index < h.symoffset:
+        return
+    while index < len(plan.symbols):
+        chained = f.array("I", chain_at + 4 * (index - h.symoffset), 1, "DT_GNU_HASH chain")[0]
+        if chained | 1 == hashed | 1:
+            yield index
+        if chained & 1:
+            return
+        index += 1

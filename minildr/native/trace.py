@@ -1,0 +1,76 @@
+"""Step 6, trace: what the load did, as data a notebook can print or plot.
+
+Every step reports to a `Trace`: each segment mapped, each relocation
+applied (with its type), each symbol resolved, each initialiser and
+finaliser run. `Trace.events` keeps them in order; a callback given to
+`load(trace=...)` sees each one as it happens. The mapped layout is a list
+of `Segment` rows (offsets from the load base, protections), ready for a
+bar chart of the address space.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+
+@dataclass(frozen=True)
+class Event:
+    step: str           # "map", "resolve", "relocate", "ifunc", "relro", "init", "fini", "unmap"
+    message: str
+    data: Dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.step:<9} {self.message}"
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: str           # "file" (mapped from the file), "bss" (zero pages) or "gap" (PROT_NONE)
+    start: int          # offset from the load base, page-aligned
+    end: int
+    prot: str           # "r-x", "rw-", "r--", "---"
+    address: int        # base + start, where it really is
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def prot_text(prot: int) -> str:
+    return "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
+
+
+class Trace:
+    def __init__(self, callback: Optional[Callable[[Event], None]] = None) -> None:
+        self.events: List[Event] = []
+        self.callback = callback
+
+    def event(self, step: str, message: str, **data: Any) -> None:
+        e = Event(step, message, data)
+        self.events.append(e)
+        if self.callback is not None:
+            self.callback(e)
+
+    def segment(self, kind: str, base: int, start: int, end: int, prot: int, ph: Any) -> Segment:
+        row = Segment(kind, start, end, prot_text(prot), base + start)
+        self.event("map", f"{kind:<4} {row.prot} base+{start:#07x}..{end:#07x} "
+                          f"(file offset {ph.p_offset:#x}, {ph.p_filesz} of {ph.p_memsz} bytes)",
+                   **row.as_dict())
+        return row
+
+    def counts(self, step: str = "relocate") -> Counter:
+        """How many events of a step, by type: relocations applied per relocation type."""
+        return Counter(e.data.get("type", "") for e in self.events if e.step == step)
+
+
+def with_gaps(layout: List[Segment], base: int, span: int) -> List[Segment]:
+    """The layout with the reserved, inaccessible (PROT_NONE) holes between segments."""
+    rows, at = [], 0
+    for row in sorted(layout, key=lambda r: r.start):
+        if row.start > at:
+            rows.append(Segment("gap", at, row.start, "---", base + at))
+        rows.append(row)
+        at = max(at, row.end)
+    if span > at:
+        rows.append(Segment("gap", at, span, "---", base + at))
+    return rows
