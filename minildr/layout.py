@@ -84,7 +84,8 @@ class Declarations:
         return self.structs.get(" ".join(words))
 
     def names(self) -> List[str]:
-        return [*self.structs, *self.others]
+        """Every type name, typedef names before 'struct tag' names (messages use the former)."""
+        return sorted([*self.structs, *self.others], key=lambda n: n.startswith("struct "))
 
 
 def _struct_definitions(node: c_ast.Node):
@@ -139,8 +140,6 @@ def compare(host: Declarations, plugin: Declarations, names: Optional[List[str]]
             problem = compare_struct(mine, theirs)
             if problem:
                 return problem
-            if not mine.evolvable and len(mine.fields) != len(theirs.fields):
-                return f"{name} has another number of fields in the plugin"
         elif name in host.others and name in plugin.others:
             if host.others[name] != plugin.others[name]:
                 return (f"{name} is '{host.others[name]}' in the host's contract but "

@@ -426,6 +426,8 @@ def _violation(proxy: "ContractProxy", method: str, what: str) -> None:
 
 def _failed(proxy: "ContractProxy", method: str, status: int, err: Any) -> None:
     message = _ffi.string(err.message).decode("utf-8", "replace")
+    if status >= 2 ** 31:          # cffi reads the enum as unsigned: show what C returned
+        status -= 2 ** 32
     if status == 1:
         raise PluginCallError(proxy._path, (
             f"plugin {proxy._plugin_name}: {method}() failed: "
@@ -563,7 +565,8 @@ def bind(plugin: Any, name: str, export: Any, address: int, contract: Contract) 
     if theirs.struct(export.ctype) is None:
         raise ContractMismatch(path, f"its manifest does not declare the struct of '{name}' "
                                      f"({export.ctype}); rebuild it with minildr.build")
-    problem = layout.compare(contract.declarations, theirs)
+    own = contract.declarations
+    problem = layout.compare(own, theirs, [host.name] + [n for n in own.names() if n != host.name])
     if problem:
         raise ContractMismatch(path, (
             f"'{name}' does not have the layout of contract {contract.name} "
