@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import cffi
-from pycparser import c_ast
+from pycparser import c_ast, c_generator
 
 from . import layout
 from .contract import Contract
@@ -265,8 +265,8 @@ def method_source(contract: Contract, method: Method) -> str:
     for p in method.params:
         if p.kind == "str":
             lines += [f"    if {p.name}.__class__ is not str: {p.name} = _text({p.name}, {p.name!r})",
-                      f"    {p.name} = {p.name}.encode()",
-                      f"    if b'\\0' in {p.name}: _nul({p.name!r})"]
+                      f"    if '\\0' in {p.name}: _nul({p.name!r})",    # on str: 5x faster
+                      f"    {p.name} = {p.name}.encode()"]
             call_args.append(p.name)
         elif p.kind == "bytes":
             lines.append(f"    if {p.name}.__class__ is not bytes: {p.name} = _data({p.name}, {p.name!r})")
@@ -291,7 +291,9 @@ def method_source(contract: Contract, method: Method) -> str:
         if method.returns == "str":
             lines += [f"    r = {call}",
                       "    if not r: _violation(self, NAME, 'returned NULL where a string is required')",
-                      "    return _decode(self, NAME, string(r))"]
+                      "    r = string(r)",
+                      "    try: return r.decode()",
+                      "    except UnicodeDecodeError as e: _not_utf8(self, NAME, e)"]
         elif method.returns == "bool":
             lines.append(f"    return bool({call})")
         elif method.returns == "none":
@@ -337,7 +339,8 @@ def method_source(contract: Contract, method: Method) -> str:
             if out.kind == "str":
                 lines += [f"    if r{n} is None: _violation(self, NAME, 'returned MINILDR_OK "
                           f"but left its string output NULL')",
-                          f"    r{n} = _decode(self, NAME, r{n})"]
+                          f"    try: r{n} = r{n}.decode()",
+                          f"    except UnicodeDecodeError as e: _not_utf8(self, NAME, e)"]
             elif out.kind == "bytes":
                 lines.append(f"    if r{n} is None: _violation(self, NAME, 'returned MINILDR_OK "
                              f"with a NULL data pointer and a non-zero size')")
@@ -378,7 +381,8 @@ def _factory(contract: Contract, struct_name: str, method_name: str) -> Callable
     names = ", ".join(["fn", "release", "new", "string", "buffer", *records])
     source = f"def factory({names}):\n    NAME = {method_name!r}\n{inner}\n    return {method_name}\n"
     namespace = {"_text": _text, "_data": _data, "_nul": _nul, "_decode": _decode,
-                 "_field": _field, "_violation": _violation, "_failed": _failed}
+                 "_field": _field, "_violation": _violation, "_failed": _failed,
+                 "_not_utf8": _not_utf8}
     exec(compile(source, f"<minildr proxy {contract.name}.{method_name}>", "exec"), namespace)
     factory = namespace["factory"]
     return functools.partial(factory, **records) if records else factory
@@ -406,8 +410,12 @@ def _decode(proxy: "ContractProxy", method: str, raw: bytes) -> str:
     try:
         return raw.decode()
     except UnicodeDecodeError as exc:
-        _violation(proxy, method, f"returned text that is not UTF-8 ({exc.reason} at byte "
-                                f"{exc.start}); minildr.h says strings are UTF-8")
+        _not_utf8(proxy, method, exc)
+
+
+def _not_utf8(proxy: "ContractProxy", method: str, exc: UnicodeDecodeError) -> None:
+    _violation(proxy, method, f"returned text that is not UTF-8 ({exc.reason} at byte "
+                              f"{exc.start}); minildr.h says strings are UTF-8")
 
 
 def _field(proxy: "ContractProxy", method: str, pointer: Any, name: str) -> str:
@@ -534,13 +542,17 @@ def _return_annotation(method: Method) -> str:
 # ---------------------------------------------------------------------------
 # bind(): from an exported variable to a proxy, checking the layout first
 # ---------------------------------------------------------------------------
+def host_ffi_source(contract: Contract) -> str:
+    """The contract's declarations as cffi's cdef reads them (preprocessed, C only)."""
+    gen = c_generator.CGenerator()
+    return "\n".join(gen.visit(node) + ";" for node in contract.declarations.nodes)
+
+
 @functools.lru_cache(maxsize=64)
 def host_ffi(contract: Contract) -> cffi.FFI:
     """cffi, taught the contract's types as the host declares them."""
-    from pycparser import c_generator
     ffi = cffi.FFI()
-    gen = c_generator.CGenerator()
-    ffi.cdef("\n".join(gen.visit(node) + ";" for node in contract.declarations.nodes))
+    ffi.cdef(host_ffi_source(contract))
     return ffi
 
 
