@@ -112,6 +112,9 @@ def _read_struct(name: str, struct: c_ast.Struct) -> Struct:
 # ---------------------------------------------------------------------------
 def compare_struct(host: Struct, plugin: Struct) -> Optional[str]:
     """None if one is the other plus fields at the end (and may grow); else what differs."""
+    if host.evolvable != plugin.evolvable:
+        return (f"{host.name} starts with 'size_t struct_size' on one side only (the "
+                f"{'host' if host.evolvable else 'plugin'}'s), so its size cannot be known")
     for number, (mine, theirs) in enumerate(zip(host.fields, plugin.fields), 1):
         if mine.name != theirs.name or mine.ctype != theirs.ctype:
             return (f"field {number} of {host.name} is '{_show(mine)}' in the host's contract "

@@ -35,7 +35,7 @@ import functools
 import keyword
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Tuple
 
 import cffi
 from pycparser import c_ast, c_generator
@@ -571,7 +571,7 @@ def bind(plugin: Any, name: str, export: Any, address: int, contract: Contract) 
             f"declare (its vtables: {known}); the plugin implements another contract"))
     methods = read_methods(contract, host)
     try:
-        theirs = layout.Declarations(plugin.manifest.types, "<manifest>")
+        theirs = _manifest_declarations(plugin.manifest.types)
     except Exception as exc:        # a damaged manifest: nothing to compare with
         raise ContractMismatch(path, f"its recorded declarations cannot be read ({exc})") from None
     if theirs.struct(export.ctype) is None:
@@ -604,6 +604,11 @@ def bind(plugin: Any, name: str, export: Any, address: int, contract: Contract) 
             f"{', '.join(needing)} hand memory to the host, which could then never free it; "
             "set .release to the function that frees what the plugin allocates"))
     return _make_proxy(plugin, contract, host, methods, available, release, ffi)
+
+
+@functools.lru_cache(maxsize=64)
+def _manifest_declarations(types: str) -> layout.Declarations:
+    return layout.Declarations(types, "<the plugin's manifest>")
 
 
 def _vtable_size(plugin: Any, name: str, export: Any, address: int, host: layout.Struct,

@@ -2,7 +2,6 @@
 with real files, cross-checked against Python's own quopri module."""
 from __future__ import annotations
 
-import os
 import quopri
 import shutil
 import subprocess

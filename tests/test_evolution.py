@@ -186,3 +186,10 @@ def test_vtables_may_grow_at_the_end_only():
     assert layout.compare(new, old) is None and layout.compare(old, new) is None
     inserted = decls("typedef struct v { size_t struct_size; int (*b)(int); int (*a)(void); } v_t;")
     assert "field 2" in layout.compare(inserted, old)
+
+
+def test_a_size_field_on_one_side_only_is_a_difference():
+    sized = decls("typedef struct v { size_t struct_size; int (*a)(void); } v_t;")
+    empty = decls("typedef struct v { int (*a)(void); } v_t;")
+    assert "struct_size' on one side only (the host's)" in layout.compare(sized, empty)
+    assert "(the plugin's)" in layout.compare(empty, sized)

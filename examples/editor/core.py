@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import minildr
 
-from .contracts import CONTRACTS, FORMAT, LINTER
+from .contracts import CONTRACTS, FORMAT
 from .protocols import FileFormat, LintDiagnostic, Linter
 
 log = logging.getLogger("examples.editor")
