@@ -42,7 +42,8 @@ from pycparser import c_ast, c_generator
 
 from . import layout
 from .contract import Contract
-from .errors import ContractMismatch, ContractViolation, NotImplementedByPlugin, PluginCallError
+from .errors import (ContractMismatch, ContractViolation, DependencyMismatch,
+                     NotImplementedByPlugin, PluginCallError)
 
 STATUS_TYPE = "minildr_status"
 ERROR_TYPE = "minildr_error *"
@@ -569,6 +570,14 @@ def bind(plugin: Any, name: str, export: Any, address: int, contract: Contract) 
         raise ContractMismatch(path, (
             f"'{name}' is a '{export.ctype}', a type contract {contract.name} does not "
             f"declare (its vtables: {known}); the plugin implements another contract"))
+    ref = plugin.manifest.contracts.get(contract.name)
+    why = None if ref is None else contract.compatible_with(ref, plugin.manifest.types)
+    if why is not None:                 # open() checks this too, if given the contract
+        raise DependencyMismatch(path, (
+            f"plugin was built with a different version of contract {contract.name}: the "
+            f"plugin has {contract.name} {ref.version}, the host has {contract.name} "
+            f"{contract.version}: {why}; rebuild the plugin against the host's "
+            f"{contract.filename}"))
     methods = read_methods(contract, host)
     try:
         theirs = _manifest_declarations(plugin.manifest.types)

@@ -234,3 +234,37 @@ def test_protocols_module_is_generated_from_the_headers():
     committed = (ROOT / "examples" / "editor" / "protocols.py").read_text()
     assert committed == protocol_source(FORMAT, LINTER), \
         "regenerate examples/editor/protocols.py with minildr.proxy.protocol_source(FORMAT, LINTER)"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200) | st.text(alphabet="=AF09az \t\r\n\x00\xff", max_size=60).map(
+    lambda s: s.encode("latin-1")))
+def test_decoding_any_bytes_is_text_or_an_error_value(qp, data):
+    try:
+        text = qp.decode(data)
+    except minildr.PluginCallError as exc:
+        assert exc.plugin_message.startswith(("line ", "the decoded text is not UTF-8"))
+    else:
+        text.decode("utf-8")
+        assert len(text) <= len(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from(list("ab é\t\r\n")), max_size=120))
+def test_diagnostics_point_into_the_text(lint, text):
+    lines = text.split("\n")
+    for d in lint.lint(text):
+        assert 1 <= d.line <= len(lines)
+        line = lines[d.line - 1]
+        if d.line < len(lines) and line.endswith("\r"):
+            line = line[:-1]
+        if d.rule == "line-too-long":
+            assert len(line) > 79 and d.column == 80
+        elif d.rule == "missing-final-newline":
+            assert d.line == len(lines) and d.column == len(line) + 1
+        elif d.rule == "tab":
+            assert line[d.column - 1] == "\t" and "\t" not in line[:d.column - 1]
+        else:
+            assert d.rule == "trailing-whitespace"
+            assert line[d.column - 1:].strip(" \t") == "" and line[d.column - 2:d.column - 1] \
+                not in (" ", "\t")

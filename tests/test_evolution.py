@@ -193,3 +193,11 @@ def test_a_size_field_on_one_side_only_is_a_difference():
     empty = decls("typedef struct v { int (*a)(void); } v_t;")
     assert "struct_size' on one side only (the host's)" in layout.compare(sized, empty)
     assert "(the plugin's)" in layout.compare(empty, sized)
+
+
+def test_lookup_checks_the_version_when_open_was_not_given_the_contract(plugins):
+    with minildr.open(plugins["2.0"]) as plugin:          # no contracts=: open cannot tell
+        with pytest.raises(minildr.DependencyMismatch, match="newer major version"):
+            plugin.lookup("cmd", V1_1)
+    with minildr.open(plugins["1.0"]) as plugin:
+        assert not plugin.lookup("cmd", V1_1).has("help")
