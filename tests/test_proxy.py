@@ -323,3 +323,17 @@ def test_protocol_source_is_valid_python_naming_every_method():
     assert methods == {"has", "text", "status", "output", "items", "reverse", "measure",
                        "nothing", "add", "half", "is_even", "optional"}
     assert namespace["ProbeItem"]._fields == ("id", "weight", "kind", "label")
+
+
+def test_command_line_writes_the_protocols(tmp_path, capsys):
+    from minildr import cli
+    spec = f"{EXAMPLES / 'command' / 'command.h'}:command:1.1"
+    assert cli.main(["protocol", spec]) == 0
+    namespace: dict = {}
+    exec(capsys.readouterr().out, namespace)
+    assert {"name", "run", "help", "has"} <= set(vars(namespace["Command"]))
+    out = tmp_path / "command_types.py"
+    assert cli.main(["protocol", spec, "-o", str(out)]) == 0
+    assert out.read_text() == COMMAND.protocol_source()
+    assert cli.main(["protocol", str(tmp_path / "missing.h")]) == 2
+    assert "cannot read the contract" in capsys.readouterr().err
