@@ -50,6 +50,7 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_native.py
+	$(BIN)/python benchmarks/bench_contract.py
 
 clean:
 	rm -rf $(VENV) notebooks/build .pytest_cache

@@ -22,6 +22,8 @@ from .errors import (BuildError, CompilerNotFound, ContractMismatch, DependencyM
                      LoadError, NotAPlugin, PluginClosed, PluginCrashed, PluginError,
                      PluginNotFound, PluginTimeout, SymbolNotFound, SymbolTypeError,
                      UnsupportedELF, UntrustedPlugin, VersionMismatch)
+from .errors import ContractViolation, NotImplementedByPlugin, PluginCallError  # contracts
+from .proxy import ContractProxy  # contracts
 from .host import HOST, SUFFIX, Platform
 from .loader import Plugin, Symbol, open
 from .manifest import ABI_VERSION, Manifest, read_manifest
@@ -44,4 +46,5 @@ __all__ = [
     "SymbolNotFound", "SymbolTypeError", "ContractMismatch", "UntrustedPlugin",
     "PluginCrashed", "PluginTimeout", "CompilerNotFound", "UnsupportedELF", "BuildError",
     "LoadError", "PluginClosed",
+    "PluginCallError", "NotImplementedByPlugin", "ContractViolation", "ContractProxy",  # contracts
 ]

@@ -69,6 +69,21 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return EXIT_OK if report.ok else EXIT_PLUGIN
 
 
+def cmd_protocol(args: argparse.Namespace) -> int:
+    """Type hints (typing.Protocol) for the proxies of some contracts (contracts issue)."""
+    from .proxy import protocol_source
+    try:
+        text = protocol_source(*[_contract(c) for c in args.contract])
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read the contract: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minildr",
                                 description="Build, inspect and scan minildr plugins.")
@@ -95,6 +110,11 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="try to open every plugin in a folder")
     s.add_argument("folder", type=Path)
     s.set_defaults(run=cmd_scan)
+
+    t = sub.add_parser("protocol", help="write typing.Protocol hints for contract proxies")
+    t.add_argument("contract", nargs="+", metavar="FILE[:NAME:VERSION]")
+    t.add_argument("-o", "--output", type=Path, default=None, help="a .py file (default: stdout)")
+    t.set_defaults(run=cmd_protocol)
     return p
 
 

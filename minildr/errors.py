@@ -80,5 +80,40 @@ class CompilerNotFound(BuildError):
     """No C compiler was found on this machine."""
 
 
+# --- contract calls (contracts issue) ---------------------------------------
+class PluginCallError(PluginError):
+    """A contract method returned an error: the plugin's own message, as a value.
+
+    `plugin` is the plugin's name, `method` the contract method, `status`
+    the status code it returned and `plugin_message` what it wrote in `err`.
+    """
+
+    def __init__(self, path: "os.PathLike[str] | str | None", message: str, *,
+                 plugin: str = "", method: str = "", status: int = 1,
+                 plugin_message: str = "") -> None:
+        super().__init__(path, message)
+        self.plugin, self.method, self.status = plugin, method, status
+        self.plugin_message = plugin_message
+
+    def __reduce__(self):      # picklable, so a worker process can send it back
+        return (_rebuild, (type(self), self.path, self.reason, self.plugin, self.method,
+                           self.status, self.plugin_message))
+
+
+class NotImplementedByPlugin(PluginCallError, NotImplementedError):
+    """The plugin does not provide this contract method (older contract version, NULL
+    entry, or it answered MINILDR_UNSUPPORTED)."""
+
+
+class ContractViolation(PluginCallError):
+    """The plugin broke the calling convention of minildr.h: an unknown status code,
+    NULL where a string is required, text that is not UTF-8."""
+
+
+def _rebuild(cls, path, reason, plugin, method, status, plugin_message):
+    return cls(path, reason, plugin=plugin, method=method, status=status,
+               plugin_message=plugin_message)
+
+
 __all__ = [name for name, value in dict(globals()).items()
            if isinstance(value, type) and issubclass(value, PluginError)]

@@ -7,7 +7,8 @@ each has its own error:
 2. `check_binary`     a shared library for this OS and CPU          NotAPlugin
 3. `check_manifest`   it carries a minildr manifest                 NotAPlugin
 4. `check_versions`   same minildr ABI, same platform               VersionMismatch
-5. `check_contracts`  same hash for every contract both name        DependencyMismatch
+5. `check_contracts`  every contract both name: same hash, or an    DependencyMismatch
+                      append-only change within one major version
 6. (trust, isolation: see their own modules)
 
 Only then does a loader map it and run its initialisers: the system loader
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Optional, Protocol, Sequence, Union
 
 import cffi
 
-from . import ctype, image as images
+from . import ctype, image as images, proxy
 from .contract import Contract
 from .errors import (DependencyMismatch, NotAPlugin, PluginClosed, PluginError,
                      SymbolNotFound, SymbolTypeError, VersionMismatch)
@@ -79,13 +80,20 @@ def check_contracts(image: PluginImage, manifest: Manifest,
                     contracts: Iterable[Contract]) -> None:
     for contract in contracts:
         theirs = manifest.contracts.get(contract.name)
-        if theirs is not None and theirs.sha256 != contract.sha256:
+        if theirs is None:
+            continue
+        why = contract.compatible_with(theirs, manifest.types)
+        if why is not None:
             raise DependencyMismatch(image.path, (
                 f"plugin was built with a different version of contract {contract.name}: "
                 f"the plugin has {contract.name} {theirs.version} (sha256 {theirs.sha256[:16]}), "
                 f"the host has {contract.name} {contract.version} (sha256 "
-                f"{contract.sha256[:16]}); rebuild the plugin against the host's "
+                f"{contract.sha256[:16]}): {why}; rebuild the plugin against the host's "
                 f"{contract.filename}"))
+        if theirs.sha256 != contract.sha256:
+            log.info("open %s: contract %s %s (plugin) and %s (host) differ by appended "
+                     "fields only: compatible", image.path, contract.name, theirs.version,
+                     contract.version)
 
 
 class Library(Protocol):
@@ -145,6 +153,8 @@ class Plugin:
         `plugin.lookup("greet")` gives a Symbol (name, C type, address).
         `plugin.lookup("greet", "const char *(void)")` gives a function to call;
         for a variable, `lookup("calls", "int")` gives an `int *` pointing at it.
+        `plugin.lookup("upper", command_contract)` gives a proxy object whose
+        methods call the vtable `upper` (ContractMismatch if its layout differs).
         The type must be the one the plugin's exports header declares
         (spelling aside), or SymbolTypeError says both.
         """
@@ -174,9 +184,8 @@ class Plugin:
                 "plugin is damaged or was altered after minildr.build; rebuild it"))
         if wanted is None:
             return Symbol(name, export.ctype, export.kind, address)
-        if isinstance(wanted, Contract):
-            raise NotImplementedError("looking up a contract object arrives with contracts' "
-                                      "Python proxies (see the contracts issue)")
+        if isinstance(wanted, Contract):                  # a vtable: see proxy.py
+            return proxy.bind(self, name, export, address, wanted)
         try:
             asked = ctype.canonical(wanted, self.manifest.types)
         except ctype.CTypeError as exc:

@@ -1,0 +1,10 @@
+/* upper.h: the upper plugin exports one command (contract command 1.1). */
+#ifndef UPPER_H
+#define UPPER_H
+
+extern const command_t upper;
+
+/* How many output strings are allocated and not yet released (for tests). */
+extern long live_outputs;
+
+#endif

@@ -1,0 +1,68 @@
+"""python -m examples.editor FILE: open a file, show it, save it (linting on save).
+
+    python -m examples.editor notes.qp                 # plugins built into build/editor-plugins
+    python -m examples.editor notes.qp --plugins DIR   # or any plugins folder
+    python -m examples.editor notes.qp --save-as copy.txt --append "one more line"
+
+Prints the plugin scan (what loaded, what was skipped and why), the decoded
+text, then saves and prints each diagnostic as LINE:COLUMN: RULE: MESSAGE.
+Exit status: 0 clean, 1 diagnostics, 2 the file could not be opened or saved.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from . import Editor, EditorError, build_plugins
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m examples.editor", description=__doc__.split("\n")[0])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--plugins", type=Path, default=None,
+                        help="plugins folder (default: build the examples into "
+                             "build/editor-plugins)")
+    parser.add_argument("--save-as", type=Path, default=None, help="save to another file")
+    parser.add_argument("--append", action="append", default=[],
+                        help="append a line before saving (repeatable)")
+    args = parser.parse_args(argv)
+    folder = args.plugins
+    if folder is None:
+        folder = ROOT / "build" / "editor-plugins"
+        build_plugins(folder)
+    with Editor() as editor:
+        report = editor.load_plugins(folder)
+        print(report.table())
+        for name, reason in editor.skipped:
+            if not any(name == path.name for path, _ in report.failed):
+                print(f"skipped {name}: {reason}")
+        try:
+            buffer = editor.open(args.file)
+        except EditorError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"--- {buffer.path.name} ({buffer.format or 'plain text'}, "
+              f"{len(buffer.lines)} lines) ---")
+        print(buffer.text, end="" if buffer.text.endswith("\n") else "\n")
+        if args.append:
+            text = buffer.text
+            if text and not text.endswith("\n"):
+                text += "\n"
+            buffer.replace(text + "".join(line + "\n" for line in args.append))
+        try:
+            diagnostics = editor.save(buffer, args.save_as)
+        except EditorError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"--- saved {buffer.path.name}: {len(diagnostics)} diagnostic(s) ---")
+        for d in diagnostics:
+            print(f"{buffer.path.name}:{d}")
+        return 1 if diagnostics else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+/* lint.h: the whitespace linter, contract linter 1.1. */
+#ifndef LINT_H
+#define LINT_H
+
+extern const linter_t whitespace;
+
+/* Blocks handed to the host and not yet released (for tests). */
+extern long live_blocks;
+
+#endif

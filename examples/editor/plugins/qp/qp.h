@@ -1,0 +1,10 @@
+/* qp.h: the quoted-printable file format (RFC 2045, section 6.7), contract format 1.0. */
+#ifndef QP_H
+#define QP_H
+
+extern const file_format_t quoted_printable;
+
+/* Blocks handed to the host and not yet released (for tests). */
+extern long live_blocks;
+
+#endif
