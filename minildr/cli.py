@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import __version__
+from . import __version__, trust
 from .build import build
 from .contract import Contract
 from .discover import discover
@@ -71,7 +71,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minildr",
-                                description="Build, inspect and scan minildr plugins.")
+                                description="Build, inspect, scan, sign and verify minildr plugins.")
     p.add_argument("--version", action="version", version=f"minildr {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
     sub = p.add_subparsers(dest="command", required=True)
@@ -95,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="try to open every plugin in a folder")
     s.add_argument("folder", type=Path)
     s.set_defaults(run=cmd_scan)
+
+    trust.add_commands(sub)            # keygen, sign, pin, verify
     return p
 
 

@@ -8,9 +8,11 @@ each has its own error:
 3. `check_manifest`   it carries a minildr manifest                 NotAPlugin
 4. `check_versions`   same minildr ABI, same platform               VersionMismatch
 5. `check_contracts`  same hash for every contract both name        DependencyMismatch
-6. (trust, isolation: see their own modules)
+6. `check_trust`      a pinned digest or a trusted signature        UntrustedPlugin
+                      (only with trust=..., see trust.py)
 
-Only then does the system loader map it and run its initialisers.
+Only then does the system loader map it and run its initialisers: in this
+process, or with isolate=True in a worker process (see isolate.py).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from .host import BINARY_FORMAT, HOST
 from .image import PluginImage
 from .manifest import ABI_VERSION, BinaryInfo, Manifest
 from .system import SystemLibrary
+from .trust import as_store
 
 log = logging.getLogger("minildr")
 
@@ -84,6 +87,12 @@ def check_contracts(image: PluginImage, manifest: Manifest,
                 f"the host has {contract.name} {contract.version} (sha256 "
                 f"{contract.sha256[:16]}); rebuild the plugin against the host's "
                 f"{contract.filename}"))
+
+
+def check_trust(image: PluginImage, trust: Any) -> None:
+    """With a trust store (or the path of a trust file), refuse what it does not trust."""
+    if trust is not None:
+        as_store(trust).check(image)
 
 
 # ---------------------------------------------------------------------------
@@ -204,33 +213,43 @@ class Plugin:
 # open()
 # ---------------------------------------------------------------------------
 def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
-         trust: Optional[Any] = None, isolate: bool = False,
+         trust: Optional[Any] = None, isolate: Union[bool, float] = False,
          loader: str = "system") -> Plugin:
     """Check the plugin at `path` without running it, then load it.
 
     contracts: the contracts the host was built with; a plugin built against
         another version of one of them is refused (DependencyMismatch).
-    trust, isolate, loader: verification, worker-process isolation and the
-        pure-Python loader ("native") arrive in their own modules; only
-        trust=None, isolate=False, loader="system" are available so far.
+    trust: a TrustStore (or the path of a trust file); a plugin it does not
+        trust is refused before any of its code runs (UntrustedPlugin).
+    isolate: True (or a per-call timeout in seconds) loads the plugin in a
+        worker process: a crash gives PluginCrashed, a hang PluginTimeout,
+        and the host keeps running (see isolate.py).
+    loader: "system" (dlopen); the pure-Python loader ("native") arrives in
+        its own module.
     """
     if loader not in ("system", "native"):
         raise ValueError(f"loader must be 'system' or 'native', not {loader!r}")
-    if loader == "native" or isolate or trust is not None:
-        raise NotImplementedError("trust=, isolate=True and loader='native' are not "
-                                  "implemented yet in this version of minildr")
+    if loader == "native":
+        raise NotImplementedError("loader='native' is not implemented yet in this version "
+                                  "of minildr")
     image: Optional[PluginImage] = None
     try:
         image = check_file(path)
         check_binary(image)
         manifest = check_manifest(image)
         check_versions(image, manifest)
+        contracts = list(contracts)
         check_contracts(image, manifest, contracts)
-        library = SystemLibrary(image)
+        check_trust(image, trust)
+        if isolate:
+            from .isolate import open_isolated
+            plugin: Plugin = open_isolated(image, manifest, contracts, isolate)
+        else:
+            plugin = Plugin(image, manifest, SystemLibrary(image))
     except PluginError as exc:
         log.warning("open %s sha256=%s: refused: %s", os.fspath(path),
                     image.sha256 if image else "-", exc.reason)
         raise
-    log.info("open %s sha256=%s: loaded %s %s", image.path, image.sha256,
-             manifest.name, manifest.version)
-    return Plugin(image, manifest, library)
+    log.info("open %s sha256=%s: loaded %s %s%s", image.path, image.sha256, manifest.name,
+             manifest.version, " (isolated)" if isolate else "")
+    return plugin
