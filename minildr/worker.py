@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import threading
+from time import perf_counter
 from typing import Any, Dict, List, Optional
 
 import cffi
@@ -82,6 +83,7 @@ class Server:
     def __init__(self) -> None:
         self.plugin: Optional[Plugin] = None
         self.handles: List[Any] = []          # (object, Marshal or method names)
+        self.spin = 0.0                       # the host's isolate.SPIN_SECONDS
 
     def handle(self, op: str, args: List[Any]) -> Any:
         if op == isolate.CALL:
@@ -109,6 +111,7 @@ class Server:
         raise ValueError(f"unknown request {op!r}")
 
     def open(self, spec: Dict[str, Any]) -> Dict[str, Any]:
+        self.spin = float(spec.get("spin", 0.0))
         image = read_image(spec)
         check_binary(image)
         manifest = check_manifest(image)
@@ -169,6 +172,18 @@ def reply_error(seq: int, exc: BaseException) -> bytes:
     return isolate.frame(["error", seq, name, text])
 
 
+def receive(recv: Any, spin: float) -> bytes:
+    """The next bytes from the host: polled for `spin` seconds, then waited for."""
+    if spin:
+        end = perf_counter() + spin
+        while perf_counter() < end:
+            try:
+                return recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                os.sched_yield()
+    return recv(1 << 16)
+
+
 def serve(sock: socket.socket) -> None:
     server = Server()
     reader = isolate.FrameReader()
@@ -179,7 +194,7 @@ def serve(sock: socket.socket) -> None:
     while True:
         message = reader.next()
         if message is None:
-            data = recv(1 << 16)
+            data = receive(recv, server.spin)
             if not data:
                 return                        # the host closed its end: it is gone
             reader.feed(data)

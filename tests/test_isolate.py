@@ -1,0 +1,515 @@
+"""Isolation: plugins in a worker process, forwarded calls, crashes, hangs, no orphans.
+
+Every failure here is triggered for real: the test plugins segfault, abort,
+exit, hang, crash in their constructor and write garbage over the protocol
+socket; the host must report each with its own error and keep working.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import minildr
+from minildr import image as images
+from minildr import isolate
+
+from conftest import ROOT, write_plugin
+
+GREET_T = "const char *(void)"
+
+CRASHY_H = """
+#include <stdbool.h>
+int add(int a, int b);
+long long widen(long long x);
+double scale(double x, float by);
+char next_char(char c);
+bool negate(bool b);
+const char *shout(const char *text);
+const char *null_string(void);
+int length(const char *text);
+void say(const char *text);
+void segfault(void);
+void do_abort(void);
+void do_exit(int code);
+void hang(void);
+void corrupt(void);
+void garbage_stdout(void);
+int *address(void);
+void *opaque(int x);
+int sum(int n, ...);
+extern double ratio;
+extern int *pointer;
+"""
+
+CRASHY_C = r"""
+#include <ctype.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+double ratio = 0.5;
+int *pointer = 0;
+static char buffer[256];
+
+int add(int a, int b) { return a + b; }
+long long widen(long long x) { return x * 1000000; }
+double scale(double x, float by) { return x * by; }
+char next_char(char c) { return (char)(c + 1); }
+bool negate(bool b) { return !b; }
+const char *shout(const char *text)
+{
+    size_t i;
+    for (i = 0; text[i] && i < sizeof buffer - 1; i++)
+        buffer[i] = (char)toupper((unsigned char)text[i]);
+    buffer[i] = '\0';
+    return buffer;
+}
+const char *null_string(void) { return NULL; }
+int length(const char *text) { return text ? (int)strlen(text) : -1; }
+void say(const char *text)
+{
+    printf("plugin stdout: %s\n", text);          /* buffered: a pipe */
+    fprintf(stderr, "plugin stderr: %s\n", text);
+}
+void segfault(void)
+{
+    fprintf(stderr, "crashy: about to write through NULL\n");
+    *(volatile int *)0 = 1;
+}
+void do_abort(void) { fprintf(stderr, "crashy: calling abort()\n"); abort(); }
+void do_exit(int code) { fprintf(stderr, "crashy: calling exit(%d)\n", code); exit(code); }
+void hang(void) { for (;;) pause(); }
+void corrupt(void)
+{
+    /* Find the worker's protocol socket and write over it. */
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+            (void)!write(fd, "this is not a frame\n", 20);
+    }
+}
+void garbage_stdout(void)
+{
+    static const char junk[] = "MLDR\xff\xff\xff\x7f garbage on stdout\n";
+    (void)!write(1, junk, sizeof junk - 1);
+}
+int *address(void) { return &pointer[0]; }
+void *opaque(int x) { return (void *)(long)x; }
+int sum(int n, ...) { return n; }
+"""
+
+
+@pytest.fixture(scope="module")
+def crashy(tmp_path_factory) -> Path:
+    return write_plugin(tmp_path_factory.mktemp("crashy"), "crashy", CRASHY_C, CRASHY_H)
+
+
+def gone(pid: int, wait: float = 5.0) -> bool:
+    """The process has ended, and if it was our child, has been reaped (no zombie left)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return True
+        if fields[0] == "Z" and int(fields[1]) != os.getpid():
+            return True                   # ended; reaping it is its parent's job
+        time.sleep(0.02)
+    return False
+
+
+def in_host_maps(name: str) -> bool:
+    with open("/proc/self/maps") as maps:
+        return f"minildr:{name}" in maps.read()
+
+
+# ---------------------------------------------------------------------------
+# The same API, in another process
+# ---------------------------------------------------------------------------
+def test_isolated_plugin_has_the_plugin_api(greet_so):
+    with minildr.open(greet_so, isolate=True) as plugin:
+        assert isinstance(plugin, minildr.Plugin)
+        assert (plugin.name, plugin.version, plugin.exports) == ("greet", "0.1.0", ["greet"])
+        assert plugin.manifest == minildr.read_manifest(greet_so)
+        assert plugin.worker_pid != os.getpid()
+        greet = plugin.lookup("greet", GREET_T)
+        assert minildr.ffi.string(greet()) == b"Hello from the greet plugin (version 0.1.0)"
+        symbol = plugin.lookup("greet")
+        assert (symbol.name, symbol.ctype, symbol.kind) == ("greet", GREET_T, "function")
+        assert "isolated" in repr(plugin)
+        assert not in_host_maps("greet.so")           # the code is not in the host
+        pid = plugin.worker_pid
+    assert plugin.closed and gone(pid)
+    with pytest.raises(minildr.PluginClosed):
+        plugin.lookup("greet", GREET_T)
+
+
+def test_constructor_runs_in_the_worker(tmp_path):
+    source = ("#include <stdio.h>\n#include <unistd.h>\n"
+              "static int pid;\n"
+              "__attribute__((constructor)) static void init(void) { pid = getpid(); }\n"
+              "int loaded_in(void) { return pid; }\n")
+    path = write_plugin(tmp_path, "where", source, "int loaded_in(void);\n")
+    with minildr.open(path, isolate=True) as plugin:
+        assert plugin.lookup("loaded_in", "int (void)")() == plugin.worker_pid
+
+
+def test_lookup_errors_are_the_in_process_ones(greet_so):
+    with minildr.open(greet_so) as local, minildr.open(greet_so, isolate=True) as remote:
+        for name, ctype, error in [("greet", "int (void)", minildr.SymbolTypeError),
+                                   ("message", None, minildr.SymbolNotFound),
+                                   ("greet", "int (", minildr.SymbolTypeError)]:
+            with pytest.raises(error) as here:
+                local.lookup(name, ctype)
+            with pytest.raises(error) as there:
+                remote.lookup(name, ctype)
+            assert str(there.value) == str(here.value)
+
+
+def test_values_cross_both_ways(crashy):
+    with minildr.open(crashy, isolate=True) as plugin:
+        f = lambda name, t: plugin.lookup(name, t)    # noqa: E731
+        assert f("add", "int (int, int)")(2, 40) == 42
+        assert f("add", "int (int, int)")(-7, 2) == -5
+        assert f("widen", "long long (long long)")(2**40) == 2**40 * 1000000
+        assert f("scale", "double (double, float)")(3.0, 0.5) == 1.5
+        assert math.isnan(f("scale", "double (double, float)")(math.nan, 1.0))
+        assert f("next_char", "char (char)")(b"a") == b"b"
+        assert f("negate", "bool (bool)")(True) is False
+        shout = f("shout", "const char *(const char *)")
+        assert minildr.ffi.string(shout(b"hello \xe9")) == b"HELLO \xe9"
+        assert f("null_string", GREET_T)() == minildr.ffi.NULL
+        length = f("length", "int (const char *)")
+        assert (length(b"four"), length(None)) == (4, -1)
+        ratio = f("ratio", "double")
+        assert ratio[0] == 0.5
+        ratio[0] = 2.25
+        assert ratio[0] == 2.25
+
+
+@pytest.mark.parametrize("name, args, error, fragment", [
+    ("add", (1,), TypeError, "takes 2 argument(s) (1 given)"),
+    ("add", ("1", 2), TypeError, "takes an int"),
+    ("add", (2**40, 1), OverflowError, "does not fit 'int'"),
+    ("length", ("text",), TypeError, "takes bytes"),
+    ("next_char", (b"ab",), TypeError, "length 1"),
+])
+def test_bad_arguments_raise_like_cffi(crashy, name, args, error, fragment):
+    with minildr.open(crashy, isolate=True) as plugin:
+        function = plugin.lookup(name, minildr.read_manifest(crashy).exports[name].ctype)
+        with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            function(*args)
+        assert plugin.lookup("add", "int (int, int)")(1, 1) == 2       # still fine
+
+
+@pytest.mark.parametrize("name, what", [
+    ("address", "its result type 'int *'"),
+    ("opaque", "its result type 'void *'"),
+    ("sum", "a variadic argument list"),
+    ("pointer", "a variable of this type"),
+])
+def test_pointers_are_refused_clearly(crashy, name, what):
+    with minildr.open(crashy, isolate=True) as plugin:
+        ctype = plugin.manifest.exports[name].ctype
+        with pytest.raises(minildr.SymbolTypeError) as err:
+            plugin.lookup(name, ctype)
+    assert what in str(err.value) and "cannot cross into the isolated worker" in str(err.value)
+    assert str(crashy) in str(err.value)
+
+
+def test_echo_run_with_an_out_buffer_is_refused(echo_so):
+    with minildr.open(echo_so, isolate=True) as plugin:
+        with pytest.raises(minildr.SymbolTypeError, match=r"parameter 2 \('char \*'\)"):
+            plugin.lookup("run", "size_t (const char *, char *, size_t)")
+        calls = plugin.lookup("calls", "int")
+        calls[0] = 5
+        assert calls[0] == 5
+        with pytest.raises(IndexError):
+            calls[1]
+
+
+def test_private_copy_path_sends_the_bytes(greet_so, monkeypatch):
+    """Where there is no memfd, the verified bytes travel in the open message."""
+    monkeypatch.setattr(images, "USE_MEMFD", False)
+    images.clear_cache()
+    with minildr.open(greet_so, isolate=True) as plugin:
+        assert minildr.ffi.string(plugin.lookup("greet", GREET_T)()).startswith(b"Hello")
+    images.clear_cache()
+
+
+def test_contract_lookup_is_forwarded_to_the_worker(greet_so):
+    """The worker answers a contract lookup as its in-process Plugin does."""
+    contract = minildr.Contract.from_header("int x;", name="Thing")
+    with minildr.open(greet_so) as local:
+        try:
+            local.lookup("greet", contract)
+            expected = None
+        except Exception as exc:                          # what this version does
+            expected = exc
+    with minildr.open(greet_so, isolate=True) as remote:
+        if expected is None:
+            assert remote.lookup("greet", contract) is not None
+        else:
+            with pytest.raises(type(expected)) as err:
+                remote.lookup("greet", contract)
+            assert str(err.value).endswith(expected.reason if hasattr(expected, "reason")
+                                           else str(expected))
+            assert remote.lookup("greet", GREET_T)() != minildr.ffi.NULL   # still usable
+
+
+# ---------------------------------------------------------------------------
+# Output: the plugin's stdout and stderr appear in the host's
+# ---------------------------------------------------------------------------
+def test_plugin_output_is_shown_by_the_host(crashy, capsys):
+    with minildr.open(crashy, isolate=True) as plugin:
+        plugin.lookup("say", "void (const char *)")(b"hello")
+        captured = capsys.readouterr()
+        assert captured.out == "plugin stdout: hello\n"
+        assert captured.err == "plugin stderr: hello\n"
+
+
+def test_garbage_on_stdout_is_just_output(crashy, capsys):
+    with minildr.open(crashy, isolate=True) as plugin:
+        plugin.lookup("garbage_stdout", "void (void)")()
+        assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
+    assert "garbage on stdout" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Crashes and hangs: specific errors, the host keeps working, no orphans
+# ---------------------------------------------------------------------------
+CRASHES = {
+    "segfault": ((), "SIGSEGV", None, "crashy: about to write through NULL"),
+    "do_abort": ((), "SIGABRT", None, "crashy: calling abort()"),
+    "do_exit": ((3,), None, 3, "crashy: calling exit(3)"),
+}
+
+
+@pytest.mark.parametrize("name", list(CRASHES))
+def test_crash_is_reported_and_the_host_survives(crashy, greet_so, name):
+    args, signame, code, last_line = CRASHES[name]
+    other = minildr.open(greet_so, isolate=True)
+    local = minildr.open(greet_so)
+    plugin = minildr.open(crashy, isolate=True)
+    pid = plugin.worker_pid
+    function = plugin.lookup(name, plugin.manifest.exports[name].ctype)
+    with pytest.raises(minildr.PluginCrashed) as err:
+        function(*args)
+    error = err.value
+    assert (error.signal, error.exit_code) == (signame, code)
+    message = str(error)
+    assert str(crashy) in message and f"during {name}()" in message
+    assert (f"killed by {signame}" if signame else f"exited with code {code}") in message
+    assert error.stderr[-1] == last_line and last_line in message
+    assert "open the plugin again" in message
+    assert gone(pid)
+    assert plugin.closed
+    with pytest.raises(minildr.PluginCrashed):            # it stays crashed
+        function(*args)
+    # The host, an in-process plugin and another isolated plugin are unharmed.
+    assert minildr.ffi.string(other.lookup("greet", GREET_T)()).startswith(b"Hello")
+    assert minildr.ffi.string(local.lookup("greet", GREET_T)()).startswith(b"Hello")
+    # And the crashed plugin opens again, in a new worker.
+    with minildr.open(crashy, isolate=True) as again:
+        assert again.worker_pid != pid
+        assert again.lookup("add", "int (int, int)")(20, 22) == 42
+    plugin.close()
+    other.close()
+    local.close()
+
+
+def test_hang_times_out(crashy):
+    plugin = minildr.open(crashy, isolate=0.5)
+    assert plugin.timeout == 0.5
+    pid = plugin.worker_pid
+    hang = plugin.lookup("hang", "void (void)")
+    start = time.monotonic()
+    with pytest.raises(minildr.PluginTimeout) as err:
+        hang()
+    assert 0.5 <= time.monotonic() - start < 5
+    assert "no answer within 0.5 s during hang()" in str(err.value)
+    assert gone(pid)
+    with minildr.open(crashy, isolate=0.5) as again:
+        assert again.lookup("add", "int (int, int)")(1, 2) == 3
+
+
+def test_garbage_on_the_protocol_socket(crashy):
+    plugin = minildr.open(crashy, isolate=True)
+    pid = plugin.worker_pid
+    with pytest.raises(minildr.PluginProtocolError) as err:
+        plugin.lookup("corrupt", "void (void)")()
+    assert isinstance(err.value, minildr.PluginCrashed)
+    assert "this is not a frame" in str(err.value) and "during corrupt()" in str(err.value)
+    assert gone(pid)
+    with minildr.open(crashy, isolate=True) as again:
+        assert again.lookup("add", "int (int, int)")(2, 2) == 4
+
+
+def test_crash_in_the_constructor(tmp_path, greet_so):
+    source = ("#include <stdio.h>\n#include <stdlib.h>\n"
+              "__attribute__((constructor)) static void init(void)\n"
+              "{ fprintf(stderr, \"boom: constructor gives up\\n\"); abort(); }\n"
+              "int answer(void) { return 1; }\n")
+    path = write_plugin(tmp_path, "boom", source, "int answer(void);\n")
+    before = set(children())
+    with pytest.raises(minildr.PluginCrashed) as err:
+        minildr.open(path, isolate=True)
+    message = str(err.value)
+    assert "killed by SIGABRT" in message and "during loading the plugin" in message
+    assert "boom: constructor gives up" in message and str(path) in message
+    assert set(children()) <= before                     # no worker left behind
+    with minildr.open(greet_so, isolate=True) as plugin:   # isolation still works
+        assert plugin.lookup("greet", GREET_T)() != minildr.ffi.NULL
+
+
+def test_constructor_hang_times_out(tmp_path):
+    source = ("#include <unistd.h>\n"
+              "__attribute__((constructor)) static void init(void) { for (;;) pause(); }\n"
+              "int answer(void) { return 1; }\n")
+    path = write_plugin(tmp_path, "stuck", source, "int answer(void);\n")
+    before = set(children())
+    with pytest.raises(minildr.PluginTimeout, match="during loading the plugin"):
+        minildr.open(path, isolate=0.5)
+    assert set(children()) <= before
+
+
+def children() -> list:
+    """Pids of this process's live children (zombies excluded)."""
+    result = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                result.append(int(entry))
+    return result
+
+
+def test_untrusted_plugin_starts_no_worker(crashy):
+    before = set(children())
+    with pytest.raises(minildr.UntrustedPlugin):
+        minildr.open(crashy, isolate=True, trust=minildr.TrustStore())
+    assert set(children()) <= before
+
+
+def test_dropping_an_unclosed_plugin_ends_its_worker(greet_so):
+    plugin = minildr.open(greet_so, isolate=True)
+    pid = plugin.worker_pid
+    del plugin
+    gc.collect()
+    assert gone(pid)
+
+
+# ---------------------------------------------------------------------------
+# No orphans when the host goes away
+# ---------------------------------------------------------------------------
+GUARD = r"""
+# A subreaper: orphans of the host below are re-parented to this process,
+# so it can tell whether the worker outlived its host.
+import ctypes, json, os, signal, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER
+host = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+pid = int(host.stdout.readline())
+if sys.argv[2] == "kill":
+    host.kill()
+host.wait()
+deadline = time.monotonic() + 10
+state = "running"
+while time.monotonic() < deadline:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        state = "gone"                     # the host reaped it before exiting
+        break
+    if done:
+        state = "exited after the host"    # it ended by itself, we reaped it
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, signal.SIGKILL)
+print(json.dumps({"pid": pid, "state": state, "host": host.returncode}))
+"""
+
+HOST = r"""
+import sys, minildr
+plugin = minildr.open(sys.argv[1] if len(sys.argv) > 1 else {path!r}, isolate=True)
+hang = plugin.lookup("hang", "void (void)")
+print(plugin.worker_pid, flush=True)
+{then}
+"""
+
+
+@pytest.mark.parametrize("then, how, expected", [
+    ("pass", "exit", "gone"),                                 # exits without close()
+    ("import os; os._exit(0)", "exit", "exited after the host"),   # no atexit at all
+    ("hang()", "kill", "exited after the host"),              # SIGKILLed mid-call
+], ids=["exit-without-close", "os._exit", "sigkill-during-hang"])
+def test_worker_never_outlives_its_host(crashy, then, how, expected):
+    host = HOST.format(path=str(crashy), then=then)
+    result = subprocess.run([sys.executable, "-c", GUARD, host, how], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["state"] == expected, outcome
+
+
+# ---------------------------------------------------------------------------
+# Load: four isolated plugins, interleaved, one crashing half-way
+# ---------------------------------------------------------------------------
+STEP_C = """
+#include <stdlib.h>
+int step(int i)
+{
+#ifdef CRASH_AT
+    if (i == CRASH_AT) abort();
+#endif
+    return i * FACTOR + 1;
+}
+"""
+
+
+def test_four_plugins_ten_thousand_calls_each_one_crashing(tmp_path):
+    calls = 10_000
+    factors = [3, 5, 7, 11]
+    crash_at = calls // 2
+    plugins = []
+    for n, factor in enumerate(factors):
+        flags = [f"-DFACTOR={factor}"] + ([f"-DCRASH_AT={crash_at}"] if n == 1 else [])
+        path = write_plugin(tmp_path, f"load{n}", STEP_C, "int step(int i);\n", cflags=flags)
+        plugins.append(minildr.open(path, isolate=True))
+    steps = [p.lookup("step", "int (int)") for p in plugins]
+    right = [0] * len(steps)
+    crashed_at = None
+    for i in range(calls):
+        for n, step in enumerate(steps):
+            if n == 1 and crashed_at is not None:
+                continue
+            try:
+                result = step(i)
+            except minildr.PluginCrashed:
+                assert n == 1
+                crashed_at = i
+                continue
+            right[n] += result == i * factors[n] + 1
+    assert crashed_at == crash_at
+    assert right == [calls, crash_at, calls, calls]
+    for p in plugins:
+        p.close()
