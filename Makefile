@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py
+	$(BIN)/python benchmarks/bench_isolate.py
 
 clean:
 	rm -rf $(VENV) notebooks/build .pytest_cache

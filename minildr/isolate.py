@@ -71,13 +71,14 @@ STDERR_LINES = 20          # how many of the worker's last stderr lines a crash 
 MAGIC = b"MLDR"
 HEADER = struct.Struct("<4sI")
 MAX_FRAME = 64 << 20
-# Waking a sleeping process costs tens of microseconds, more than the rest of a
-# round trip. So each side first polls its socket for a short while before
-# it sleeps: a call that answers quickly then costs a few microseconds, and a
-# slow one wastes at most this much CPU. Never on a single CPU, where the
-# spinning side would only delay the other.
-SPIN_SECONDS = 100e-6 if len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity")
-                             else range(os.cpu_count() or 1)) > 1 else 0.0
+# Waking a sleeping process costs tens of microseconds, often more than the
+# rest of a round trip. Setting SPIN_SECONDS makes both sides poll their
+# socket that long before they sleep (yielding the CPU between polls): on an
+# idle machine with CPUs to spare a quick call then costs a few microseconds.
+# Off by default: on a busy machine the spinning side takes the CPU the other
+# side needs, and calls get slower (benchmarks/bench_isolate.py measures both).
+# A worker keeps the value it was started with.
+SPIN_SECONDS = 0.0
 
 # Requests (host -> worker), each [op, seq, ...]; replies are
 # ["ok", seq, value] or ["error", seq, error class name, message].
@@ -305,6 +306,7 @@ class Worker:
     def __init__(self, image: PluginImage, timeout: float) -> None:
         self.path = image.path
         self.timeout = timeout
+        self.spin = SPIN_SECONDS            # as it was when this worker started
         self._lock = threading.RLock()
         self._seq = 0
         self._reader = FrameReader()
@@ -359,7 +361,7 @@ class Worker:
         """Wait for the worker's Python, then have it check and load the image."""
         self.request([READY], "starting the worker", timeout=max(START_TIMEOUT, self.timeout))
         spec = {"path": image.path, "sha256": image.sha256, "fd": self._memfd,
-                "spin": SPIN_SECONDS,
+                "spin": self.spin,
                 "contracts": [[c.name, c.version, c.text, c.filename] for c in contracts]}
         if self._memfd is None:
             spec["data"] = base64.b64encode(image.data).decode("ascii")
@@ -430,10 +432,10 @@ class Worker:
 
     def _receive_spinning(self, during: str) -> Any:
         """The reply, if it comes within SPIN_SECONDS (see there); else None."""
-        if not SPIN_SECONDS:
+        if not self.spin:
             return None
         recv, reader, yield_cpu = self._sock.recv, self._reader, os.sched_yield
-        end = perf_counter() + SPIN_SECONDS
+        end = perf_counter() + self.spin
         while True:
             try:
                 data = recv(1 << 16, socket.MSG_DONTWAIT)

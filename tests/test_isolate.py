@@ -272,6 +272,19 @@ def test_contract_lookup_is_forwarded_to_the_worker(greet_so):
             assert remote.lookup("greet", GREET_T)() != minildr.ffi.NULL   # still usable
 
 
+def test_spinning_worker_gives_the_same_answers_and_output(crashy, monkeypatch, capsys):
+    """SPIN_SECONDS (off by default) changes how both sides wait, nothing else."""
+    monkeypatch.setattr(isolate, "SPIN_SECONDS", 200e-6)
+    with minildr.open(crashy, isolate=True) as plugin:
+        assert plugin._worker.spin == 200e-6
+        add = plugin.lookup("add", "int (int, int)")
+        assert [add(i, i) for i in range(200)] == [2 * i for i in range(200)]
+        plugin.lookup("say", "void (const char *)")(b"spun")
+        assert capsys.readouterr() == ("plugin stdout: spun\n", "plugin stderr: spun\n")
+        with pytest.raises(minildr.PluginCrashed, match="SIGSEGV"):
+            plugin.lookup("segfault", "void (void)")()
+
+
 # ---------------------------------------------------------------------------
 # Output: the plugin's stdout and stderr appear in the host's
 # ---------------------------------------------------------------------------
@@ -513,3 +526,58 @@ def test_four_plugins_ten_thousand_calls_each_one_crashing(tmp_path):
     assert right == [calls, crash_at, calls, calls]
     for p in plugins:
         p.close()
+
+
+# ---------------------------------------------------------------------------
+# The same, with the host in a Jupyter kernel
+# ---------------------------------------------------------------------------
+def test_a_jupyter_kernel_shows_output_under_the_cell_and_survives(crashy):
+    """Output lands under the calling cell; a crash, then an interrupt, leave the kernel up."""
+    import threading
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.kernel_spec.argv[0] = sys.executable            # this environment's Python
+    km.start_kernel(cwd=str(ROOT))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+
+        def run(code: str) -> tuple:
+            outputs = []
+            reply = kc.execute_interactive(code, timeout=60, output_hook=outputs.append)
+            streams = {}
+            for msg in outputs:
+                if msg["msg_type"] == "stream":
+                    name = msg["content"]["name"]
+                    streams[name] = streams.get(name, "") + msg["content"]["text"]
+            return reply["content"], streams
+
+        setup = (f"import os, minildr\nplugin = minildr.open({str(crashy)!r}, isolate=True)\n"
+                 "kernel_pid = os.getpid()\nprint(plugin.worker_pid)")
+        content, streams = run(setup)
+        assert content["status"] == "ok", content
+        worker = int(streams["stdout"])
+        content, streams = run('plugin.lookup("say", "void (const char *)")(b"in a cell")')
+        assert streams == {"stdout": "plugin stdout: in a cell\n",
+                           "stderr": "plugin stderr: in a cell\n"}
+        content, _ = run('plugin.lookup("segfault", "void (void)")()')
+        assert (content["status"], content["ename"]) == ("error", "PluginCrashed")
+        assert gone(worker)
+        content, streams = run("print(os.getpid() == kernel_pid)")
+        assert streams["stdout"] == "True\n"             # the same kernel, still running
+        # An interrupt while a plugin hangs stops its worker, not the kernel.
+        content, streams = run(f"plugin = minildr.open({str(crashy)!r}, isolate=True)\n"
+                               "print(plugin.worker_pid)")
+        worker = int(streams["stdout"])
+        threading.Timer(1.0, km.interrupt_kernel).start()
+        content, _ = run('plugin.lookup("hang", "void (void)")()')
+        assert (content["status"], content["ename"]) == ("error", "KeyboardInterrupt")
+        assert gone(worker)
+        content, streams = run("again = minildr.open(plugin.path, isolate=True)\n"
+                               "print(again.lookup('add', 'int (int, int)')(40, 2))")
+        assert streams["stdout"] == "42\n"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
