@@ -691,26 +691,28 @@ class RemoteContract:
 
     def __init__(self, worker: Worker, handle: int, name: str, contract: Contract,
                  methods: Sequence[str]) -> None:
+        # Underscored: a contract's methods (often `name`) must not be shadowed.
         self._worker, self._handle = worker, handle
-        self.name, self.contract, self.methods = name, contract, tuple(methods)
+        self._symbol, self._contract, self._methods = name, contract, tuple(methods)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method.startswith("_") or method not in self.methods:
-            raise AttributeError(f"{self.contract.name} has no method {method!r}; it has: "
-                                 f"{', '.join(self.methods) or 'none'}")
+        if method.startswith("_") or method not in self._methods:
+            raise AttributeError(f"{self._contract.name} has no method {method!r}; it has: "
+                                 f"{', '.join(self._methods) or 'none'}")
 
         def call(*args: Any) -> Any:
             wire = [encode_value(a) for a in args]
             return decode_value(self._worker.request(
-                [METHOD, self._handle, method, wire], f"{self.name}.{method}()"))
+                [METHOD, self._handle, method, wire], f"{self._symbol}.{method}()"))
         call.__name__ = method
         return call
 
     def __dir__(self) -> List[str]:
-        return list(self.methods) + ["name", "contract", "methods"]
+        return list(self._methods)
 
     def __repr__(self) -> str:
-        return f"<isolated {self.contract.name} {self.name}, in worker pid {self._worker.pid}>"
+        return (f"<isolated {self._contract.name} {self._symbol}, "
+                f"in worker pid {self._worker.pid}>")
 
 
 class IsolatedPlugin(Plugin):

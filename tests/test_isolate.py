@@ -581,3 +581,115 @@ def test_a_jupyter_kernel_shows_output_under_the_cell_and_survives(crashy):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+# ---------------------------------------------------------------------------
+# The protocol's pieces, on their own
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("data, fragment", [
+    (b"this is not a frame", "does not start with the frame magic"),
+    (b"ML", None),                                         # incomplete: wait for more
+    (b"MX", "does not start with the frame magic"),
+    (isolate.HEADER.pack(b"MLDR", isolate.MAX_FRAME + 1), "announces a"),
+    (isolate.HEADER.pack(b"MLDR", 3) + b"{x}", "not JSON"),
+    (isolate.HEADER.pack(b"MLDR", 2) + b"\xff\xfe", "not JSON"),
+])
+def test_frame_reader_refuses_what_is_not_a_frame(data, fragment):
+    reader = isolate.FrameReader()
+    reader.feed(data)
+    if fragment is None:
+        assert reader.next() is None
+    else:
+        with pytest.raises(isolate.ProtocolViolation, match=fragment):
+            reader.next()
+
+
+def test_frames_round_trip_split_anywhere():
+    messages = [["ok", 1, "é\x00"], ["call", 2, 0, [1, 2.5, None]], ["ok", 3, None]]
+    stream = b"".join(isolate.frame(m) for m in messages)
+    reader, got = isolate.FrameReader(), []
+    for i in range(0, len(stream), 3):
+        reader.feed(stream[i:i + 3])
+        while (m := reader.next()) is not None:
+            got.append(m)
+    assert got == messages
+
+
+@pytest.mark.parametrize("kind, value", [("i", "1"), ("i", 1.5), ("f", "x"), ("c", "ab"),
+                                         ("s", 5), ("v", 0), ("b", "yes")])
+def test_a_result_of_the_wrong_kind_is_a_violation(kind, value):
+    with pytest.raises(isolate.ProtocolViolation):
+        isolate.decode_result(kind, value, minildr.ffi)
+
+
+def test_worker_refuses_bytes_other_than_the_verified_ones(tmp_path):
+    """The worker loads nothing whose digest is not the one the host checked."""
+    import base64
+    from minildr.worker import Server
+    marker = tmp_path / "ran"
+    source = ("#include <fcntl.h>\n#include <unistd.h>\n"
+              "__attribute__((constructor)) static void init(void)\n"
+              f"{{ int fd = creat({json.dumps(str(marker))}, 0644); if (fd >= 0) close(fd); }}\n"
+              "int answer(void) { return 42; }\n")
+    path = write_plugin(tmp_path, "w", source, "int answer(void);\n")
+    spec = {"path": str(path), "sha256": "0" * 64, "fd": None, "contracts": [],
+            "data": base64.b64encode(path.read_bytes()).decode()}
+    with pytest.raises(minildr.PluginError, match="not the 0000.* the host verified"):
+        Server().open(spec)
+    assert not marker.exists()
+
+
+def test_contract_methods_are_forwarded_by_name(tmp_path):
+    """The contract path end to end without the process: host proxy -> worker server.
+
+    The worker calls the method on whatever object its in-process
+    `lookup(name, contract)` returns; here a stand-in object, since the
+    in-process contract proxies live in contract.py.
+    """
+    from minildr.worker import Server
+
+    class Command:
+        def name(self):
+            return "echo"
+
+        def run(self, text, times):
+            return text.upper() * times
+
+    class StandIn:
+        def lookup(self, name, contract):
+            assert (name, contract.name) == ("command", "Command")
+            return Command()
+
+    server = Server()
+    server.plugin = StandIn()
+
+    class LoopbackWorker:
+        pid = 0
+
+        def request(self, message, during, timeout=None):
+            return json.loads(json.dumps(server.handle(message[0], message[1:])))
+
+    contract = minildr.Contract.from_header("struct Command { int x; };", name="Command")
+    handle, methods = LoopbackWorker().request([isolate.CONTRACT, "command",
+                                                [contract.name, contract.version,
+                                                 contract.text, contract.filename]], "")
+    assert methods == ["name", "run"]
+    proxy = isolate.RemoteContract(LoopbackWorker(), handle, "command", contract, methods)
+    assert proxy.name() == "echo"
+    assert proxy.run(b"ab", 2) == b"ABAB"
+    with pytest.raises(AttributeError, match="has no method 'nope'"):
+        proxy.nope
+
+
+def test_discover_isolated(tmp_path, built, crashy):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    for path in (built["greet"], built["echo"], crashy):
+        (folder / path.name).symlink_to(path)
+    (folder / "broken.so").write_bytes(b"\x7fELF broken")
+    with minildr.discover(folder, isolate=True) as report:
+        assert sorted(p.name for p in report.loaded) == ["crashy", "echo", "greet"]
+        assert all(isinstance(p, isolate.IsolatedPlugin) for p in report.loaded)
+        pids = [p.worker_pid for p in report.loaded]
+        assert [type(e) for _, e in report.failed] == [minildr.NotAPlugin]
+    assert all(gone(pid) for pid in pids)
