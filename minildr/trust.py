@@ -398,7 +398,12 @@ class TrustStore:
 
 def as_store(trust: Union[TrustStore, PathLike]) -> TrustStore:
     """open(trust=...) takes a TrustStore or the path of a trust file."""
-    return trust if isinstance(trust, TrustStore) else TrustStore.load(trust)
+    if isinstance(trust, TrustStore):
+        return trust
+    if not isinstance(trust, (str, os.PathLike)):
+        raise TypeError(f"trust= takes a TrustStore or the path of a trust file, not "
+                        f"{type(trust).__name__}")
+    return TrustStore.load(trust)
 
 
 # ---------------------------------------------------------------------------

@@ -218,9 +218,16 @@ def test_missing_dependency_is_a_load_error(tmp_path):
 
 
 # -- options that belong to later parts --------------------------------------
-@pytest.mark.parametrize("kwargs", [{"isolate": True}, {"loader": "native"}, {"trust": object()}])
+@pytest.mark.parametrize("kwargs", [{"loader": "native"}])
 def test_options_not_yet_available_say_so(greet_so, kwargs):
     with pytest.raises(NotImplementedError):
+        minildr.open(greet_so, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"trust": object()}, "trust= takes"),
+                                           ({"isolate": "yes"}, "isolate= takes")])
+def test_wrong_option_types_are_type_errors(greet_so, kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
         minildr.open(greet_so, **kwargs)
 
 
