@@ -323,6 +323,7 @@ class Worker:
         err_r, err_w = os.pipe()
         image.acquire()
         memfd = image.sealed_fd()
+        ours = (host_sock, life_w, out_r, err_r)
         try:
             keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else [])
             env = dict(os.environ)
@@ -334,6 +335,11 @@ class Worker:
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=keep,
                 start_new_session=True,     # the terminal's Ctrl-C goes to the host only
                 env=env)
+        except BaseException:
+            host_sock.close()
+            for fd in ours[1:]:
+                os.close(fd)
+            raise
         finally:
             image.release()           # the worker holds its own descriptor of the memfd
             worker_sock.close()
@@ -393,12 +399,15 @@ class Worker:
                     f"the reply {str(reply)[:80]!r} does not answer request {seq}"), during)
             if reply[0] == "ok":
                 return reply[2]
-            if reply[0] == "error" and len(reply) == 4:
+            if reply[0] == "error" and len(reply) == 4 and isinstance(reply[2], str) \
+                    and isinstance(reply[3], str):
                 cls = _error_classes().get(reply[2])
-                if cls is not None and isinstance(reply[3], str):
-                    if issubclass(cls, PluginError):
-                        raise cls(self.path, reply[3])
-                    raise cls(reply[3])
+                if cls is None:          # say, an exception from a contract method
+                    raise RuntimeError(f"{reply[2]} in the isolated plugin's worker: "
+                                       f"{reply[3]}")
+                if issubclass(cls, PluginError):
+                    raise cls(self.path, reply[3])
+                raise cls(reply[3])
             raise self._violated(ProtocolViolation(f"malformed reply {str(reply)[:80]!r}"),
                                  during)
 
@@ -464,8 +473,8 @@ class Worker:
         sys.stderr.write(text)
         sys.stderr.flush()
         lines = (self._partial_line + text).split("\n")
-        self._partial_line = lines.pop()
-        self._stderr_tail.extend(lines)
+        self._partial_line = lines.pop()[-4096:]     # a line that never ends: its end
+        self._stderr_tail.extend(line[-4096:] for line in lines[-STDERR_LINES:])
 
     def _forward(self, fd: int, final: bool = False) -> bool:
         """Copy what the worker wrote to fd into the host's stream; False at end of file."""

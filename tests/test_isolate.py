@@ -693,3 +693,24 @@ def test_discover_isolated(tmp_path, built, crashy):
         pids = [p.worker_pid for p in report.loaded]
         assert [type(e) for _, e in report.failed] == [minildr.NotAPlugin]
     assert all(gone(pid) for pid in pids)
+
+
+def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_path,
+                                                                  monkeypatch):
+    """Exceptions outside the known classes arrive as RuntimeError; the worker lives on."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent("""
+        import minildr.isolate
+        class Weird(Exception):
+            pass
+        def marshal_for(*args):
+            raise Weird("the worker's lookup went wrong")
+        minildr.isolate.marshal_for = marshal_for
+    """))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    with minildr.open(crashy, isolate=True) as plugin:
+        with pytest.raises(RuntimeError, match="Weird in the isolated plugin's worker: "
+                                               "the worker's lookup went wrong"):
+            plugin.lookup("add", "int (int, int)")
+        assert plugin.lookup("add").name == "add"             # still answering
