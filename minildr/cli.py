@@ -64,7 +64,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    with discover(args.folder) as report:
+    options = {"trust": args.trust} if args.trust else {}
+    if args.isolate:
+        options["isolate"] = True
+    with discover(args.folder, **options) as report:
         print(report.table())
         return EXIT_OK if report.ok else EXIT_PLUGIN
 
@@ -94,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scan", help="try to open every plugin in a folder")
     s.add_argument("folder", type=Path)
+    s.add_argument("--trust", type=Path, help="refuse plugins this trust file does not trust")
+    s.add_argument("--isolate", action="store_true", help="load each in a worker process")
     s.set_defaults(run=cmd_scan)
 
     trust.add_commands(sub)            # keygen, sign, pin, verify

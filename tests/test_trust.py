@@ -307,3 +307,17 @@ def test_cli_reports_a_bad_trust_file(plugin, tmp_path, capsys):
     trust_file.write_text("nonsense\n")
     assert cli.main(["verify", "--trust", str(trust_file), str(plugin)]) == 1
     assert "unknown entry 'nonsense'" in capsys.readouterr().err
+
+
+def test_cli_scan_with_a_trust_file(tmp_path, capsys):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    good = Path(shutil.copy(ctor_plugin(tmp_path, "good", tmp_path / "good-ran"), folder))
+    shutil.copy(ctor_plugin(tmp_path, "bad", tmp_path / "bad-ran"), folder)
+    trust_file = tmp_path / "trust.txt"
+    assert cli.main(["pin", "--trust", str(trust_file), str(good)]) == 0
+    capsys.readouterr()
+    assert cli.main(["scan", "--trust", str(trust_file), "--isolate", str(folder)]) == 1
+    table = capsys.readouterr().out
+    assert "bad.so   UntrustedPlugin" in table and "good.so  loaded" in table
+    assert not (tmp_path / "bad-ran").exists() and (tmp_path / "good-ran").exists()
