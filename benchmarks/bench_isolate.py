@@ -12,7 +12,8 @@ All in one run, interleaved round by round, on the same plugin:
                  with no protocol at all
 
 Each figure is the median and 99th percentile of single calls, in
-microseconds. Goal (issue 4): isolated median <= 30 us.
+microseconds. Goal (issue 4): isolated median <= 30 us. Then the price of
+isolation paid once: opening (start a worker, check, load) and closing.
 
     python benchmarks/bench_isolate.py [--calls 20000] [--rounds 5]
 """
@@ -76,6 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=20_000, help="calls per round and kind")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--opens", type=int, default=10, help="isolated opens to time")
     args = ap.parse_args()
 
     out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
@@ -117,6 +119,13 @@ def main() -> None:
     median = statistics.median(samples["isolated"]) / 1000
     print(f"goal: isolated median <= 30 us: {'met' if median <= 30 else 'NOT met'} "
           f"({median:.1f} us)")
+
+    opens = {"open+close in-process": lambda: minildr.open(path).close(),
+             "open+close isolated": lambda: minildr.open(path, isolate=True).close()}
+    print(f"{'':<24}{'median ms':>10}{'max ms':>10}")
+    for name, fn in opens.items():
+        values = sorted(timings(fn, args.opens))
+        print(f"{name:<24}{statistics.median(values) / 1e6:>10.3f}{values[-1] / 1e6:>10.3f}")
 
     stop_floor()
     for plugin in (local, remote, spinning):
