@@ -536,6 +536,7 @@ class Worker:
         error.signal = name                                   # type: ignore[attr-defined]
         error.exit_code = None if code < 0 else code         # type: ignore[attr-defined]
         error.stderr = tail                                   # type: ignore[attr-defined]
+        error.pid = self.pid                                  # type: ignore[attr-defined]
         return self._fail(error)
 
     def _timed_out(self, during: str, timeout: float) -> PluginError:
@@ -800,6 +801,9 @@ def open_isolated(image: PluginImage, manifest: Manifest, contracts: Iterable[Co
                   isolate: Union[bool, float]) -> IsolatedPlugin:
     """Start a worker for a checked image and have it load exactly those bytes."""
     timeout = DEFAULT_TIMEOUT if isolate is True else _check_timeout(isolate)
+    if sys.platform == "win32":                   # pragma: no cover - Windows only
+        raise NotImplementedError("isolate=True needs a POSIX system (Linux, macOS): the "
+                                  "worker is given its socket and the plugin by descriptor")
     worker = Worker(image, timeout)
     try:
         worker.start(image, list(contracts))

@@ -10,7 +10,6 @@ import gc
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -329,6 +328,7 @@ def test_crash_is_reported_and_the_host_survives(crashy, greet_so, name):
     assert str(crashy) in message and f"during {name}()" in message
     assert (f"killed by {signame}" if signame else f"exited with code {code}") in message
     assert error.stderr[-1] == last_line and last_line in message
+    assert error.pid == pid
     assert "open the plugin again" in message
     assert gone(pid)
     assert plugin.closed
