@@ -43,6 +43,7 @@ void do_exit(int code);
 void hang(void);
 void corrupt(void);
 void garbage_stdout(void);
+int flood(int lines);
 int *address(void);
 void *opaque(int x);
 int sum(int n, ...);
@@ -105,6 +106,12 @@ void garbage_stdout(void)
 {
     static const char junk[] = "MLDR\xff\xff\xff\x7f garbage on stdout\n";
     (void)!write(1, junk, sizeof junk - 1);
+}
+int flood(int lines)
+{
+    for (int i = 0; i < lines; i++)
+        printf("line %06d of the flood\n", i);
+    return lines;
 }
 int *address(void) { return &pointer[0]; }
 void *opaque(int x) { return (void *)(long)x; }
@@ -293,6 +300,15 @@ def test_plugin_output_is_shown_by_the_host(crashy, capsys):
         captured = capsys.readouterr()
         assert captured.out == "plugin stdout: hello\n"
         assert captured.err == "plugin stderr: hello\n"
+
+
+def test_more_output_than_a_pipe_holds(crashy, capsys):
+    """The host drains the pipes while it waits, so a chatty call cannot deadlock."""
+    with minildr.open(crashy, isolate=5.0) as plugin:
+        assert plugin.lookup("flood", "int (int)")(20_000) == 20_000
+        out = capsys.readouterr().out
+    assert len(out) == 20_000 * len("line 000000 of the flood\n")
+    assert out.endswith("line 019999 of the flood\n")
 
 
 def test_garbage_on_stdout_is_just_output(crashy, capsys):
