@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import codecs
 import collections
+import functools
 import json
 import logging
 import os
@@ -268,24 +269,49 @@ def decode_result(kind: str, value: Any, ffi: Any) -> Any:
     return value
 
 
-# Contract methods: no C types known to the host, so any JSON value, with bytes tagged.
+# Contract methods: the worker's proxy converts C values to Python ones (str,
+# bytes, int, float, bool, None, tuples, lists, records as named tuples); these
+# cross as JSON, the non-JSON ones tagged. A record is rebuilt in the host as
+# a named tuple of the same name and fields.
 def encode_value(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        return {"bytes": bytes(value).decode("latin-1")}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytes": bytes(value).decode("latin-1")}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return {"record": type(value).__name__, "fields": list(value._fields),
+                "values": [encode_value(v) for v in value]}
+    if isinstance(value, tuple):
+        return {"tuple": [encode_value(v) for v in value]}
+    if isinstance(value, list):
         return [encode_value(v) for v in value]
-    raise TypeError(f"a {type(value).__name__} cannot be sent to an isolated plugin: pass "
-                    "numbers, strings, bytes, None, or lists of them")
+    raise TypeError(f"a {type(value).__name__} cannot cross to or from an isolated plugin: "
+                    "numbers, strings, bytes, None, tuples, lists and records can")
 
 
 def decode_value(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"bytes"} and isinstance(value["bytes"], str):
-        return value["bytes"].encode("latin-1")
     if isinstance(value, list):
         return [decode_value(v) for v in value]
-    return value
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"bytes"} and isinstance(value["bytes"], str):
+        return value["bytes"].encode("latin-1")
+    if set(value) == {"tuple"} and isinstance(value["tuple"], list):
+        return tuple(decode_value(v) for v in value["tuple"])
+    if set(value) == {"record", "fields", "values"}:
+        cls = _record_class(value["record"], tuple(value["fields"]))
+        return cls(*(decode_value(v) for v in value["values"]))
+    raise ProtocolViolation(f"the value {str(value)[:80]!r} is not one the protocol sends")
+
+
+@functools.lru_cache(maxsize=256)
+def _record_class(name: str, fields: Tuple[str, ...]) -> type:
+    """The same named-tuple class for the same record name and fields."""
+    try:
+        return collections.namedtuple(name, fields)          # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ProtocolViolation(f"the record {name!r} {fields!r} is not a valid record") \
+            from None
 
 
 # ---------------------------------------------------------------------------
@@ -298,6 +324,29 @@ def _error_classes() -> dict:
     classes.update({c.__name__: c for c in (TypeError, ValueError, OverflowError,
                                             NotImplementedError, IndexError)})
     return classes
+
+
+def read_reply(reply: Any, seq: int, path: str) -> Any:
+    """The value a reply carries, or the error it reports raised again in the host.
+
+    The worker's PluginErrors arrive as the same class with the same message
+    (so isolated and in-process plugins fail alike); cffi's argument errors
+    as themselves; anything else as RuntimeError. A reply that is not one is
+    a ProtocolViolation.
+    """
+    if not isinstance(reply, list) or len(reply) < 3 or reply[1] != seq:
+        raise ProtocolViolation(f"the reply {str(reply)[:80]!r} does not answer request {seq}")
+    if reply[0] == "ok" and len(reply) == 3:
+        return reply[2]
+    if reply[0] == "error" and len(reply) == 4 and isinstance(reply[2], str) \
+            and isinstance(reply[3], str):
+        cls = _error_classes().get(reply[2])
+        if cls is None:
+            raise RuntimeError(f"{reply[2]} in the isolated plugin's worker: {reply[3]}")
+        if issubclass(cls, PluginError):
+            raise cls(path, reply[3])
+        raise cls(reply[3])
+    raise ProtocolViolation(f"malformed reply {str(reply)[:80]!r}")
 
 
 class Worker:
@@ -394,22 +443,10 @@ class Worker:
                 raise self._crashed(during) from None
             except ProtocolViolation as exc:
                 raise self._violated(exc, during) from None
-            if not isinstance(reply, list) or len(reply) < 3 or reply[1] != seq:
-                raise self._violated(ProtocolViolation(
-                    f"the reply {str(reply)[:80]!r} does not answer request {seq}"), during)
-            if reply[0] == "ok":
-                return reply[2]
-            if reply[0] == "error" and len(reply) == 4 and isinstance(reply[2], str) \
-                    and isinstance(reply[3], str):
-                cls = _error_classes().get(reply[2])
-                if cls is None:          # say, an exception from a contract method
-                    raise RuntimeError(f"{reply[2]} in the isolated plugin's worker: "
-                                       f"{reply[3]}")
-                if issubclass(cls, PluginError):
-                    raise cls(self.path, reply[3])
-                raise cls(reply[3])
-            raise self._violated(ProtocolViolation(f"malformed reply {str(reply)[:80]!r}"),
-                                 during)
+            try:
+                return read_reply(reply, seq, self.path)
+            except ProtocolViolation as exc:
+                raise self._violated(exc, during) from None
 
     def _receive(self, timeout: float, during: str) -> Any:
         message = self._receive_spinning(during)
@@ -695,15 +732,43 @@ class RemoteContract:
     """A contract object of an isolated plugin: each method call runs in the worker.
 
     The request is (handle, method name, arguments): the worker holds the
-    in-process contract object that `lookup(name, contract)` made and calls
+    in-process contract proxy that `lookup(name, contract)` made and calls
     the method on it, so the host needs nothing of the contract's layout.
+    Like the in-process proxy it offers `methods`, `contract`, `has(method)`
+    and `call(method, *args)` beside the methods themselves.
     """
 
     def __init__(self, worker: Worker, handle: int, name: str, contract: Contract,
-                 methods: Sequence[str]) -> None:
+                 methods: Sequence[str], available: Sequence[str]) -> None:
         # Underscored: a contract's methods (often `name`) must not be shadowed.
         self._worker, self._handle = worker, handle
-        self._symbol, self._contract, self._methods = name, contract, tuple(methods)
+        self._symbol, self._contract = name, contract
+        self._methods, self._available = tuple(methods), frozenset(available)
+
+    @property
+    def methods(self) -> Tuple[str, ...]:
+        return self._methods
+
+    @property
+    def contract(self) -> Contract:
+        return self._contract
+
+    def has(self, method: str) -> bool:
+        """Whether the plugin implements `method` (an optional one may be left out)."""
+        return method in self._available
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Run `method` in the worker with these arguments; its result, copied back."""
+        if method not in self._methods:
+            raise AttributeError(f"{self._contract.name} has no method {method!r}; it has: "
+                                 f"{', '.join(self._methods) or 'none'}")
+        wire = [encode_value(a) for a in args]
+        during = f"{self._symbol}.{method}()"
+        value = self._worker.request([METHOD, self._handle, method, wire], during)
+        try:
+            return decode_value(value)
+        except ProtocolViolation as exc:
+            raise self._worker._violated(exc, during) from None
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_") or method not in self._methods:
@@ -711,14 +776,12 @@ class RemoteContract:
                                  f"{', '.join(self._methods) or 'none'}")
 
         def call(*args: Any) -> Any:
-            wire = [encode_value(a) for a in args]
-            return decode_value(self._worker.request(
-                [METHOD, self._handle, method, wire], f"{self._symbol}.{method}()"))
+            return self.call(method, *args)
         call.__name__ = method
         return call
 
     def __dir__(self) -> List[str]:
-        return list(self._methods)
+        return list(self._methods) + ["methods", "contract", "has", "call"]
 
     def __repr__(self) -> str:
         return (f"<isolated {self._contract.name} {self._symbol}, "
@@ -764,8 +827,9 @@ class IsolatedPlugin(Plugin):
                                           "open the plugin again to use it")
         if isinstance(wanted, Contract):
             contract = [wanted.name, wanted.version, wanted.text, wanted.filename]
-            handle, methods = worker.request([CONTRACT, name, contract], f"looking up {name}")
-            return RemoteContract(worker, handle, name, wanted, methods)
+            handle, methods, available = worker.request([CONTRACT, name, contract],
+                                                        f"looking up {name}")
+            return RemoteContract(worker, handle, name, wanted, methods, available)
         reply = worker.request([LOOKUP, name, wanted], f"looking up {name}")
         export = self.manifest.exports[name]
         if wanted is None:

@@ -105,9 +105,10 @@ class Server:
         if op == isolate.CONTRACT:
             return self.contract(args[0], Contract(*args[1]))
         if op == isolate.METHOD:
-            obj, _ = self.handles[args[0]]
-            method = getattr(obj, args[1])
-            return isolate.encode_value(method(*[isolate.decode_value(a) for a in args[2]]))
+            return self.method(args[0], args[1], args[2])
+        if op == isolate.CLOSE:
+            self.close()
+            return None
         raise ValueError(f"unknown request {op!r}")
 
     def open(self, spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -133,10 +134,24 @@ class Server:
 
     def contract(self, name: str, contract: Contract) -> List[Any]:
         assert self.plugin is not None
-        obj = self.plugin.lookup(name, contract)
-        methods = [m for m in dir(obj) if not m.startswith("_") and callable(getattr(obj, m))]
-        self.handles.append((obj, methods))
-        return [len(self.handles) - 1, methods]
+        proxy = self.plugin.lookup(name, contract)
+        methods = list(getattr(proxy, "methods", None) or
+                       [m for m in dir(proxy) if not m.startswith("_")
+                        and callable(getattr(proxy, m))])
+        has = getattr(proxy, "has", None)
+        available = [m for m in methods if has(m)] if callable(has) else methods
+        self.handles.append((proxy, methods))
+        return [len(self.handles) - 1, methods, available]
+
+    def method(self, handle: int, method: str, args: List[Any]) -> Any:
+        """One contract method, called through the proxy's `call` when it has one."""
+        proxy, methods = self.handles[handle]
+        if method not in methods:
+            raise AttributeError(f"no method {method!r}")
+        values = [isolate.decode_value(a) for a in args]
+        call = getattr(proxy, "call", None)
+        result = call(method, *values) if callable(call) else getattr(proxy, method)(*values)
+        return isolate.encode_value(result)
 
     @staticmethod
     def from_wire(kind: str, value: Any) -> Any:
@@ -184,13 +199,21 @@ def receive(recv: Any, spin: float) -> bytes:
     return recv(1 << 16)
 
 
+def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
+    """The reply frame to one request: its result, or the error it raised, as a value."""
+    try:
+        result = server.handle(op, args)
+    except Exception as exc:            # every failure goes back to the host as a value
+        _libc.fflush(_libc_ffi.NULL)
+        return reply_error(seq, exc)
+    _libc.fflush(_libc_ffi.NULL)        # what the plugin printed goes before the reply
+    return isolate.frame(["ok", seq, result])
+
+
 def serve(sock: socket.socket) -> None:
     server = Server()
     reader = isolate.FrameReader()
     recv, send = sock.recv, sock.sendall
-    frame = isolate.frame
-    flush = _libc.fflush
-    null = _libc_ffi.NULL
     while True:
         message = reader.next()
         if message is None:
@@ -200,18 +223,9 @@ def serve(sock: socket.socket) -> None:
             reader.feed(data)
             continue
         op, seq, args = message[0], message[1], message[2:]
-        try:
-            if op == isolate.CLOSE:
-                server.close()
-                flush(null)
-                send(frame(["ok", seq, None]))
-                return
-            result = server.handle(op, args)
-            flush(null)
-            send(frame(["ok", seq, result]))
-        except Exception as exc:            # every failure goes back to the host as a value
-            flush(null)
-            send(reply_error(seq, exc))
+        send(respond(server, op, seq, args))
+        if op == isolate.CLOSE:
+            return
 
 
 def main(argv: List[str]) -> None:

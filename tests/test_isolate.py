@@ -655,46 +655,83 @@ def test_worker_refuses_bytes_other_than_the_verified_ones(tmp_path):
     assert not marker.exists()
 
 
-def test_contract_methods_are_forwarded_by_name(tmp_path):
-    """The contract path end to end without the process: host proxy -> worker server.
+def test_contract_methods_are_forwarded_by_name():
+    """The contract path end to end through the frames, without the process.
 
-    The worker calls the method on whatever object its in-process
-    `lookup(name, contract)` returns; here a stand-in object, since the
-    in-process contract proxies live in contract.py.
+    The worker calls the method on whatever proxy its in-process
+    `lookup(name, contract)` returns: here a stand-in with the proxy's
+    interface (methods, has, call), since the real proxies live in the
+    contracts module.
     """
-    from minildr.worker import Server
+    from collections import namedtuple
+    from minildr.worker import Server, respond
 
-    class Command:
-        def name(self):
-            return "echo"
+    Span = namedtuple("Span", ["start", "end"])
 
-        def run(self, text, times):
-            return text.upper() * times
+    class StandInProxy:
+        methods = ("name", "run", "spans", "fail", "optional")
 
-    class StandIn:
+        def has(self, method):
+            return method != "optional"
+
+        def call(self, method, *args):
+            if method == "name":
+                return "echo"
+            if method == "run":
+                text, times = args
+                return (text.upper() * times, len(text))
+            if method == "spans":
+                return [Span(0, 2), Span(3, 5)]
+            raise minildr.PluginError("plugin.so", "the plugin reported an error: bad input")
+
+    class StandInPlugin:
         def lookup(self, name, contract):
             assert (name, contract.name) == ("command", "Command")
-            return Command()
+            return StandInProxy()
 
     server = Server()
-    server.plugin = StandIn()
+    server.plugin = StandInPlugin()
 
     class LoopbackWorker:
-        pid = 0
+        """Request frames in, reply frames out, as over the socket."""
+        pid, seq = 0, 0
 
         def request(self, message, during, timeout=None):
-            return json.loads(json.dumps(server.handle(message[0], message[1:])))
+            self.seq += 1
+            message.insert(1, self.seq)
+            there = isolate.FrameReader()
+            there.feed(isolate.frame(message))
+            sent = there.next()
+            back = isolate.FrameReader()
+            back.feed(respond(server, sent[0], sent[1], sent[2:]))
+            return isolate.read_reply(back.next(), self.seq, "plugin.so")
 
+    worker = LoopbackWorker()
     contract = minildr.Contract.from_header("struct Command { int x; };", name="Command")
-    handle, methods = LoopbackWorker().request([isolate.CONTRACT, "command",
-                                                [contract.name, contract.version,
-                                                 contract.text, contract.filename]], "")
-    assert methods == ["name", "run"]
-    proxy = isolate.RemoteContract(LoopbackWorker(), handle, "command", contract, methods)
+    handle, methods, available = worker.request(
+        [isolate.CONTRACT, "command", [contract.name, contract.version, contract.text,
+                                       contract.filename]], "")
+    proxy = isolate.RemoteContract(worker, handle, "command", contract, methods, available)
+    assert proxy.methods == StandInProxy.methods and proxy.contract is contract
+    assert proxy.has("run") and not proxy.has("optional")
     assert proxy.name() == "echo"
-    assert proxy.run(b"ab", 2) == b"ABAB"
+    assert proxy.run(b"ab", 2) == (b"ABAB", 2)
+    assert proxy.call("run", "xy", 1) == ("XY", 2)
+    spans = proxy.spans()
+    assert spans == [(0, 2), (3, 5)] and spans[1].end == 5 and type(spans[0]).__name__ == "Span"
+    with pytest.raises(minildr.PluginError, match="plugin.so: the plugin reported an error"):
+        proxy.fail()
     with pytest.raises(AttributeError, match="has no method 'nope'"):
         proxy.nope
+    with pytest.raises(TypeError, match="cannot cross"):
+        proxy.run(object(), 1)
+
+
+@pytest.mark.parametrize("value", [{"bytes": 1}, {"record": "1x", "fields": ["a"], "values": [1]},
+                                   {"other": 1}])
+def test_values_that_are_not_protocol_values_are_violations(value):
+    with pytest.raises(isolate.ProtocolViolation):
+        isolate.decode_value(value)
 
 
 def test_discover_isolated(tmp_path, built, crashy):
