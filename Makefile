@@ -5,13 +5,14 @@
 
 PYTHON ?= python3
 VENV   := .venv
-BIN    := $(VENV)/bin
+# A venv keeps its programs in bin/ (Linux, macOS) or Scripts/ (Windows).
+BIN    := $(VENV)/$(if $(filter Windows_NT,$(OS)),Scripts,bin)
 STAMP  := $(VENV)/.installed-stamp
 
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test bench clean
+.PHONY: lab test browser-test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,14 +20,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# LAB_ARGS: extra JupyterLab options (the browser test sets port and token).
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_ARGS)
 
 # --nbval-current-env: run notebooks with this .venv's Python, not whatever
 # "python3" kernel happens to be installed on the machine.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg
+		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser
+
+# The course as a person uses it: `make lab` serving notebook 02 to headless
+# Chromium, which runs every cell; needs Debian's chromium and chromedriver
+# (installed here if missing, as root). The screenshot lands in build/browser/.
+browser-test: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	$(BIN)/python -m pytest tests/browser -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py

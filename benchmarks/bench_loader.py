@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
 from minildr import image as images  # noqa: E402
+from minildr.progress import progress  # noqa: E402
 
 
 def best_of(fn, number: int, rounds: int) -> float:
@@ -64,7 +65,7 @@ def main() -> None:
     # and runs its initialisers, every close unmaps it. Interleave the sides
     # round by round so drift affects both alike.
     t_raw = t_open = t_first = float("inf")
-    for _ in range(args.rounds):
+    for _ in progress(range(args.rounds), desc="opens", unit="round"):
         t_raw = min(t_raw, best_of(raw_open, args.opens, 1))
         t_open = min(t_open, best_of(minildr_open, args.opens, 1))
         t_first = min(t_first, best_of(minildr_first_open, args.opens // 4, 1))
@@ -74,7 +75,7 @@ def main() -> None:
     plugin = minildr.open(path)
     typed_call = plugin.lookup("greet", "const char *(void)")
     t_rawcall = t_typed = float("inf")
-    for _ in range(args.rounds):
+    for _ in progress(range(args.rounds), desc="calls", unit="round"):
         t_rawcall = min(t_rawcall, best_of(raw_call, args.calls, 1))
         t_typed = min(t_typed, best_of(typed_call, args.calls, 1))
 

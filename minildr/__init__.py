@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from .build import build
+from .build import build, build_many
 from .contract import Contract
 from .discover import Report, discover, plugin_path
 from .errors import (BuildError, CompilerNotFound, ContractMismatch, DependencyMismatch,
@@ -32,10 +32,16 @@ from .trust import PublicKey, TrustStore, Verdict
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext minildr`: adds the %%minildr cell magic (see magic.py)."""
+    from .magic import load
+    load(ipython)
+
 logging.getLogger("minildr").addHandler(logging.NullHandler())
 
 __all__ = [
-    "ABI_VERSION", "SUFFIX", "HOST", "Platform", "build", "open", "read_manifest", "discover",
+    "ABI_VERSION", "SUFFIX", "HOST", "Platform", "build", "build_many", "open", "read_manifest", "discover",
     "plugin_path", "Contract", "Plugin", "Symbol", "Manifest", "Report", "ffi",
     "PluginError", "PluginNotFound", "NotAPlugin", "VersionMismatch", "DependencyMismatch",
     "SymbolNotFound", "SymbolTypeError", "ContractMismatch", "UntrustedPlugin",
