@@ -51,9 +51,9 @@ import sys
 import threading
 import time
 import weakref
-from time import perf_counter
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Callable, Deque, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import ctype as ctypes_
@@ -513,7 +513,7 @@ class Worker:
         self._partial_line = lines.pop()[-4096:]     # a line that never ends: its end
         self._stderr_tail.extend(line[-4096:] for line in lines[-STDERR_LINES:])
 
-    def _forward(self, fd: int, final: bool = False) -> bool:
+    def _forward(self, fd: int) -> bool:
         """Copy what the worker wrote to fd into the host's stream; False at end of file."""
         write, decoder = self._outputs[fd]
         try:
@@ -536,11 +536,10 @@ class Worker:
         """Forward everything the worker has written (until end of file, within `wait` s)."""
         deadline = _now() + wait
         while self._open_outputs:
-            ready = select.select(list(self._open_outputs), [], [],
-                                  max(0.0, deadline - _now()))[0]
+            ready = self._output_poller.poll(max(0.0, deadline - _now()) * 1000)
             if not ready:
                 return
-            for fd in ready:
+            for fd, _ in ready:
                 self._forward(fd)
 
     # -- failures -------------------------------------------------------------------------

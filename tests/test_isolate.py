@@ -767,3 +767,16 @@ def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_pa
                                                "the worker's lookup went wrong"):
             plugin.lookup("add", "int (int, int)")
         assert plugin.lookup("add").name == "add"             # still answering
+
+
+def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
+    source = ("#include <stdlib.h>\n"
+              "__attribute__((destructor)) static void fini(void) { abort(); }\n"
+              "int answer(void) { return 1; }\n")
+    path = write_plugin(tmp_path, "fini", source, "int answer(void);\n")
+    plugin = minildr.open(path, isolate=True)
+    pid = plugin.worker_pid
+    assert plugin.lookup("answer", "int (void)")() == 1
+    plugin.close()                                        # does not raise
+    assert plugin.closed and gone(pid)
+    assert any("killed by SIGABRT during closing" in r.getMessage() for r in caplog.records)
