@@ -556,13 +556,8 @@ class Worker:
         if self._partial_line:
             self._stderr_tail.append(self._partial_line)
             self._partial_line = ""
-        name = None
-        if code < 0:
-            number = -code
-            name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
-            how = f"was killed by {name} ({signal.strsignal(number)})"
-        else:
-            how = f"exited with code {code}"
+        name = _signal_name(-code) if code < 0 else None
+        how = _status(code)
         tail = [line for line in self._stderr_tail if line.strip()]
         said = ("; the last lines it wrote to stderr:\n    " + "\n    ".join(tail)) if tail else \
             "; it wrote nothing to stderr"
@@ -603,7 +598,12 @@ class Worker:
             if self._failure is None:
                 self._failure = PluginClosed(self.path, "is closed; open the plugin again "
                                                         "to use it")
-            self._stop(grace=2.0)
+                self._stop(grace=2.0)
+                if self.process.returncode:            # say, a destructor at exit crashed
+                    log.warning("isolated %s: its worker (pid %d) %s after close",
+                                self.path, self.pid, _status(self.process.returncode))
+            else:
+                self._stop(grace=2.0)
 
     def _stop(self, grace: float) -> None:
         if grace and self.process.returncode is None:
@@ -619,6 +619,17 @@ class Worker:
 
 def _now() -> float:
     return time.monotonic()
+
+
+def _signal_name(number: int) -> str:
+    return signal.Signals(number).name if number in signal.valid_signals() else str(number)
+
+
+def _status(code: int) -> str:
+    """A worker's exit status in words: 'was killed by SIGSEGV (...)' or 'exited with code 3'."""
+    if code < 0:
+        return f"was killed by {_signal_name(-code)} ({signal.strsignal(-code)})"
+    return f"exited with code {code}"
 
 
 def _close_fd(fd: int) -> None:

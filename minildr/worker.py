@@ -177,6 +177,8 @@ class Server:
         return self.to_wire(marshal.result, result) if marshal.result in "sc" else result
 
     def close(self) -> None:
+        """Drop what the host was handed, so the library really unloads (destructors run)."""
+        self.handles.clear()
         if self.plugin is not None:
             self.plugin.close()
 

@@ -779,4 +779,19 @@ def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
     assert plugin.lookup("answer", "int (void)")() == 1
     plugin.close()                                        # does not raise
     assert plugin.closed and gone(pid)
-    assert any("killed by SIGABRT during closing" in r.getMessage() for r in caplog.records)
+    assert any("killed by SIGABRT (Aborted) during closing" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_worker_failing_after_close_is_logged(greet_so, tmp_path, monkeypatch, caplog):
+    """Something at the worker's exit (after its plugin closed fine) is still reported."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import atexit, os\natexit.register(os._exit, 5)\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    plugin = minildr.open(greet_so, isolate=True)
+    pid = plugin.worker_pid
+    plugin.close()
+    assert gone(pid)
+    assert any(f"its worker (pid {pid}) exited with code 5 after close" in r.getMessage()
+               for r in caplog.records)
