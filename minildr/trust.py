@@ -34,12 +34,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Union
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
-                                                               Ed25519PublicKey)
+from typing import TYPE_CHECKING, Dict, Iterable, Optional, Union
 
 from .errors import BadTrustFile, PluginError, UntrustedPlugin
 from .image import PluginImage, read as read_image
@@ -51,6 +46,30 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9_.@+-]+")
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
+                                                                   Ed25519PublicKey)
+
+
+def _ed25519():
+    """The `cryptography` package's Ed25519 module, imported on first use.
+
+    Importing it costs more than the rest of minildr's trust code, and most
+    programs (and every isolated plugin's worker) never verify a signature.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    return ed25519
+
+
+def _serialization():
+    from cryptography.hazmat.primitives import serialization
+    return serialization
+
+
+def _invalid_signature() -> type:
+    from cryptography.exceptions import InvalidSignature
+    return InvalidSignature
 
 
 def signed_message(sha256: str) -> bytes:
@@ -75,6 +94,7 @@ class PublicKey:
 
     @property
     def raw(self) -> bytes:
+        serialization = _serialization()
         return self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     @property
@@ -110,7 +130,7 @@ class PublicKey:
 def _public_key(text: str, source: str) -> Ed25519PublicKey:
     try:
         raw = base64.b64decode(text, validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
+        return _ed25519().Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError):
         raise BadTrustFile(source, f"{text!r} is not an Ed25519 public key (32 bytes, "
                                    "base64)") from None
@@ -131,7 +151,8 @@ def generate_key(name: str, out_dir: PathLike = ".") -> tuple[Path, Path]:
         raise ValueError(f"key name {name!r}: use letters, digits and . _ @ + - only")
     folder = Path(out_dir)
     private_path, public_path = folder / f"{name}.key", folder / f"{name}.pub"
-    private = Ed25519PrivateKey.generate()
+    serialization = _serialization()
+    private = _ed25519().Ed25519PrivateKey.generate()
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -149,11 +170,11 @@ def load_private_key(path: PathLike) -> Ed25519PrivateKey:
     except OSError as exc:
         raise BadTrustFile(path, f"cannot read the private key ({exc.strerror})") from None
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = _serialization().load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise BadTrustFile(path, f"not an unencrypted PEM private key ({exc}); make one "
                                  "with python -m minildr keygen NAME") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(key, _ed25519().Ed25519PrivateKey):
         raise BadTrustFile(path, "is not an Ed25519 key; make one with python -m minildr keygen")
     return key
 
@@ -185,7 +206,7 @@ class Signature:
     def valid_with(self, key: PublicKey) -> bool:
         try:
             key.key.verify(self.signature, signed_message(self.sha256))
-        except InvalidSignature:
+        except _invalid_signature():
             return False
         return True
 
@@ -222,7 +243,7 @@ def sign(plugin: PathLike, private_key: Union[PathLike, Ed25519PrivateKey], *,
 
     `name` labels the signer (default: the key file's stem, e.g. `alice` for alice.key).
     """
-    if isinstance(private_key, Ed25519PrivateKey):
+    if isinstance(private_key, _ed25519().Ed25519PrivateKey):
         key, label = private_key, name or "key"
     else:
         key, label = load_private_key(private_key), name or Path(private_key).stem
