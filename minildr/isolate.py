@@ -17,26 +17,27 @@ abort() or an exit() in plugin code ends the host too, and a hang hangs it.
 
 The protocol runs over its own socket pair, never over the plugin's stdout or
 stderr: those are pipes that the host forwards to its own sys.stdout and
-sys.stderr while a request waits for its reply (so a notebook shows them
-under the cell that made the call; what a plugin's own thread prints between
-calls appears at the next call or at close()). Each message is a frame: the magic b"MLDR", a 32-bit length, then JSON.
-JSON, not pickle: the worker runs untrusted code, and unpickling what it
-sends would let that code run in the host too. Anything that is not a valid
-frame ends the worker (`PluginProtocolError`).
+sys.stderr while a request waits for its reply, so a notebook shows them
+under the cell that made the call (what a plugin's own thread prints between
+calls appears at the next call or at close()). Each message is a frame: the
+magic b"MLDR", a 32-bit length, then JSON. JSON, not pickle: the worker runs
+untrusted code, and unpickling what it sends would let that code run in the
+host too. Anything that is not a valid frame ends the worker
+(`PluginProtocolError`).
 
 Only plain values cross: integers, floating-point numbers, _Bool, char, and
-`const char *` strings (copied); contract methods are called by name on the
-worker's own contract proxy, and their Python results (str, bytes, numbers,
-tuples, lists, records) are copied back. A pointer is an address in one process's
+`const char *` strings (copied). A pointer is an address in one process's
 memory and means nothing in the other, so a function taking or returning any
-other pointer is refused at lookup, with a clear SymbolTypeError.
+other pointer is refused at lookup, with a clear SymbolTypeError. Contract
+methods are called by name on the worker's own contract proxy, and their
+Python results (str, bytes, numbers, tuples, lists, records) are copied back.
 
 `isolate=True` bounds each call by DEFAULT_TIMEOUT seconds, `isolate=2.5` by
 2.5 s: a call still running then is a hang, `PluginTimeout`, and its worker
-is killed. No orphans: the worker dies with its socket (close(), or the host exiting)
-and, while busy in plugin code, through a *lifeline* pipe that only the host
-holds open: when the host is gone, even by SIGKILL, the read end sees
-end-of-file and the worker exits.
+is killed. No orphans: the worker dies with its socket (close(), or the host
+exiting) and, while busy in plugin code, through a *lifeline* pipe that only
+the host holds open: when the host is gone, even by SIGKILL, the read end
+sees end-of-file and the worker exits.
 """
 from __future__ import annotations
 
