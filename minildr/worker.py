@@ -17,6 +17,7 @@ plugin printed reaches the host before the reply does.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import signal
 import socket
@@ -67,7 +68,6 @@ def read_image(spec: Dict[str, Any]) -> PluginImage:
         data = b"".join(chunks)
     else:
         data = base64.b64decode(spec["data"])
-    import hashlib
     image = PluginImage(path=spec["path"], data=data, sha256=hashlib.sha256(data).hexdigest(),
                         identity=(0, 0, len(data), 0, 0), _fd=fd, _cached=False)
     if image.sha256 != spec["sha256"]:
