@@ -795,3 +795,16 @@ def test_a_worker_failing_after_close_is_logged(greet_so, tmp_path, monkeypatch,
     assert gone(pid)
     assert any(f"its worker (pid {pid}) exited with code 5 after close" in r.getMessage()
                for r in caplog.records)
+
+
+def test_threads_share_one_worker_safely(crashy):
+    """Requests from several threads are serialized: each gets its own reply."""
+    from concurrent.futures import ThreadPoolExecutor
+    with minildr.open(crashy, isolate=True) as plugin:
+        add = plugin.lookup("add", "int (int, int)")
+
+        def work(k: int) -> bool:
+            return all(add(i, k) == i + k for i in range(500))
+
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(work, range(4)))
