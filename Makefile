@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_native.py
 	$(BIN)/python benchmarks/bench_contract.py
+	$(BIN)/python benchmarks/bench_isolate.py
 
 clean:
 	rm -rf $(VENV) notebooks/build .pytest_cache

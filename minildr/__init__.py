@@ -9,7 +9,8 @@
 Each idea lives in its own module: manifest (what build stamps), build (the
 compiler driver), contract (shared headers), image (the bytes checked are
 the bytes loaded), system (dlopen), loader (open, Plugin, Symbol), discover
-(folder scans), errors (every PluginError).
+(folder scans), errors (every PluginError), trust (pinned digests and
+signatures), isolate and worker (plugins in a worker process).
 """
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ from .errors import (BuildError, CompilerNotFound, ContractMismatch, DependencyM
                      UnsupportedELF, UntrustedPlugin, VersionMismatch)
 from .errors import ContractViolation, NotImplementedByPlugin, PluginCallError  # contracts
 from .proxy import ContractProxy  # contracts
+from .errors import BadTrustFile, PluginProtocolError
 from .host import HOST, SUFFIX, Platform
 from .loader import Plugin, Symbol, open
 from .manifest import ABI_VERSION, Manifest, read_manifest
 from .system import ffi
+from .trust import PublicKey, TrustStore, Verdict
 
 __version__ = "0.1.0"
 
@@ -47,4 +50,5 @@ __all__ = [
     "PluginCrashed", "PluginTimeout", "CompilerNotFound", "UnsupportedELF", "BuildError",
     "LoadError", "PluginClosed",
     "PluginCallError", "NotImplementedByPlugin", "ContractViolation", "ContractProxy",  # contracts
+    "TrustStore", "PublicKey", "Verdict", "BadTrustFile", "PluginProtocolError",
 ]

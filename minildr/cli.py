@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from . import __version__
+from . import __version__, trust
 from .build import build
 from .contract import Contract
 from .discover import discover
@@ -64,7 +64,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    with discover(args.folder) as report:
+    options = {"trust": args.trust} if args.trust else {}
+    if args.isolate:
+        options["isolate"] = True
+    with discover(args.folder, **options) as report:
         print(report.table())
         return EXIT_OK if report.ok else EXIT_PLUGIN
 
@@ -86,7 +89,7 @@ def cmd_protocol(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minildr",
-                                description="Build, inspect and scan minildr plugins.")
+                                description="Build, inspect, scan, sign and verify minildr plugins.")
     p.add_argument("--version", action="version", version=f"minildr {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log every step")
     sub = p.add_subparsers(dest="command", required=True)
@@ -109,12 +112,16 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scan", help="try to open every plugin in a folder")
     s.add_argument("folder", type=Path)
+    s.add_argument("--trust", type=Path, help="refuse plugins this trust file does not trust")
+    s.add_argument("--isolate", action="store_true", help="load each in a worker process")
     s.set_defaults(run=cmd_scan)
 
     t = sub.add_parser("protocol", help="write typing.Protocol hints for contract proxies")
     t.add_argument("contract", nargs="+", metavar="FILE[:NAME:VERSION]")
     t.add_argument("-o", "--output", type=Path, default=None, help="a .py file (default: stdout)")
     t.set_defaults(run=cmd_protocol)
+
+    trust.add_commands(sub)            # keygen, sign, pin, verify
     return p
 
 

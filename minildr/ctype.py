@@ -167,3 +167,24 @@ def standard_types() -> Dict[str, str]:
         if isinstance(node, c_ast.Typedef):
             result[node.name] = _spell(node.type)
     return result
+
+
+def signature(ctype: str, types: str = "") -> Tuple[str, List[str], bool]:
+    """A function type's parts, each spelled canonically: (result, parameters, variadic).
+
+    `signature('size_t (const char *, char *, size_t)')` gives
+    ('size_t', ['const char *', 'char *', 'size_t'], False); `(void)` has no parameters.
+    Isolation (isolate.py) reads it to decide how each argument crosses to the worker.
+    """
+    text = f"{_STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
+    func = _parse(text, "<type>").ext[-1].type.args.params[0].type
+    if not isinstance(func, c_ast.FuncDecl):
+        raise CTypeError(f"{ctype!r} is not a function type")
+    params: List[str] = []
+    variadic = False
+    for param in func.args.params if func.args else []:
+        if isinstance(param, c_ast.EllipsisParam):
+            variadic = True
+        elif (spelled := _spell(param.type)) != "void":
+            params.append(spelled)
+    return _spell(func.type), params, variadic

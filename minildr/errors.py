@@ -115,5 +115,17 @@ def _rebuild(cls, path, reason, plugin, method, status, plugin_message):
                plugin_message=plugin_message)
 
 
+class BadTrustFile(PluginError):
+    """A trust file, key file or signature file cannot be read or is malformed."""
+
+
+class PluginProtocolError(PluginCrashed):
+    """An isolated plugin's worker sent something that is not a protocol message.
+
+    The worker is stopped: its plugin wrote over the channel the host reads,
+    so nothing more it sends can be believed.
+    """
+
+
 __all__ = [name for name, value in dict(globals()).items()
            if isinstance(value, type) and issubclass(value, PluginError)]

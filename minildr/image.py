@@ -93,6 +93,14 @@ class PluginImage:
             self._users += 1
             return f"/proc/self/fd/{self._fd}" if self._fd is not None else self._copy  # type: ignore[return-value]
 
+    def sealed_fd(self) -> Optional[int]:
+        """The sealed memfd holding `data` while acquired (None on the private-copy path).
+
+        Isolation hands this descriptor to the worker process, so the worker
+        loads the very bytes the host checked.
+        """
+        return self._fd
+
     def release(self, *, resident: bool = False) -> None:
         """One loaded library from this image was unloaded (or stayed resident)."""
         with _lock:

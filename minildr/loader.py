@@ -9,11 +9,13 @@ each has its own error:
 4. `check_versions`   same minildr ABI, same platform               VersionMismatch
 5. `check_contracts`  every contract both name: same hash, or an    DependencyMismatch
                       append-only change within one major version
-6. (trust, isolation: see their own modules)
+6. `check_trust`      a pinned digest or a trusted signature        UntrustedPlugin
+                      (only with trust=..., see trust.py)
 
 Only then does a loader map it and run its initialisers: the system loader
 (dlopen, `system.py`) or, with loader="native", minildr's own (`native/`).
-Both map the same sealed bytes the checks read.
+Both map the same sealed bytes the checks read. With isolate=True, the
+system loader does it in a worker process instead (see isolate.py).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from .host import BINARY_FORMAT, HOST
 from .image import PluginImage
 from .manifest import ABI_VERSION, BinaryInfo, Manifest
 from .system import SystemLibrary
+from .trust import as_store
 
 log = logging.getLogger("minildr")
 
@@ -109,6 +112,12 @@ def load_library(image: PluginImage, loader: str) -> Library:
         from . import native
         return native.from_image(image)
     return SystemLibrary(image)
+
+
+def check_trust(image: PluginImage, trust: Any) -> None:
+    """With a trust store (or the path of a trust file), refuse what it does not trust."""
+    if trust is not None:
+        as_store(trust).check(image)
 
 
 # ---------------------------------------------------------------------------
@@ -230,34 +239,44 @@ class Plugin:
 # open()
 # ---------------------------------------------------------------------------
 def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
-         trust: Optional[Any] = None, isolate: bool = False,
+         trust: Optional[Any] = None, isolate: Union[bool, float] = False,
          loader: str = "system") -> Plugin:
     """Check the plugin at `path` without running it, then load it.
 
     contracts: the contracts the host was built with; a plugin built against
         another version of one of them is refused (DependencyMismatch).
+    trust: a TrustStore (or the path of a trust file); a plugin it does not
+        trust is refused before any of its code runs (UntrustedPlugin).
+    isolate: True (or a per-call timeout in seconds) loads the plugin in a
+        worker process: a crash gives PluginCrashed, a hang PluginTimeout,
+        and the host keeps running (see isolate.py).
     loader: "system" (dlopen) or "native" (minildr.native, the loader in
         Python; Linux x86_64/aarch64, UnsupportedELF for what it cannot load).
-    trust, isolate: verification and worker-process isolation arrive in their
-        own modules; only trust=None, isolate=False are available so far.
+        An isolated plugin is loaded by the system loader in its worker.
     """
     if loader not in ("system", "native"):
         raise ValueError(f"loader must be 'system' or 'native', not {loader!r}")
-    if isolate or trust is not None:
-        raise NotImplementedError("trust= and isolate=True are not "
-                                  "implemented yet in this version of minildr")
+    if isolate and loader == "native":
+        raise ValueError("isolate=True loads the plugin with the system loader in a worker "
+                         "process; use loader='native' without isolate")
     image: Optional[PluginImage] = None
     try:
         image = check_file(path)
         check_binary(image)
         manifest = check_manifest(image)
         check_versions(image, manifest)
+        contracts = list(contracts)
         check_contracts(image, manifest, contracts)
-        library = load_library(image, loader)
+        check_trust(image, trust)
+        if isolate:
+            from .isolate import open_isolated
+            plugin: Plugin = open_isolated(image, manifest, contracts, isolate)
+        else:
+            plugin = Plugin(image, manifest, load_library(image, loader))
     except PluginError as exc:
         log.warning("open %s sha256=%s: refused: %s", os.fspath(path),
                     image.sha256 if image else "-", exc.reason)
         raise
-    log.info("open %s sha256=%s: loaded %s %s", image.path, image.sha256,
-             manifest.name, manifest.version)
-    return Plugin(image, manifest, library)
+    log.info("open %s sha256=%s: loaded %s %s%s", image.path, image.sha256, manifest.name,
+             manifest.version, " (isolated)" if isolate else "")
+    return plugin

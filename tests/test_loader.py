@@ -217,10 +217,10 @@ def test_missing_dependency_is_a_load_error(tmp_path):
     assert "/proc/self/fd" not in str(err.value) and os.fspath(path) in str(err.value)
 
 
-# -- options that belong to later parts --------------------------------------
-@pytest.mark.parametrize("kwargs", [{"isolate": True}, {"trust": object()}])
-def test_options_not_yet_available_say_so(greet_so, kwargs):
-    with pytest.raises(NotImplementedError):
+@pytest.mark.parametrize("kwargs, match", [({"trust": object()}, "trust= takes"),
+                                           ({"isolate": "yes"}, "isolate= takes")])
+def test_wrong_option_types_are_type_errors(greet_so, kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
         minildr.open(greet_so, **kwargs)
 
 

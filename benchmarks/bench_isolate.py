@@ -1,0 +1,136 @@
+"""Isolation benchmark: one call's round trip to a worker process, beside an in-process call.
+
+All in one run, interleaved round by round, on the same plugin:
+
+- in-process     greet() called through the cffi pointer `lookup` gives
+- isolated       greet() forwarded to the worker: request frame, the call,
+                 reply frame, the string copied back (minildr.open(isolate=True))
+- isolated+spin  the same, with both sides polling their socket for
+                 isolate.SPIN_SECONDS before they sleep (see isolate.py)
+- os floor       a bare 40-byte ping-pong over a socket pair between two
+                 Python processes: what waking the other process costs here,
+                 with no protocol at all
+
+Each figure is the median and 99th percentile of single calls, in
+microseconds. Goal (issue 4): isolated median <= 30 us. Then the price of
+isolation paid once: opening (start a worker, check, load) and closing.
+
+    python benchmarks/bench_isolate.py [--calls 20000] [--rounds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import minildr  # noqa: E402
+from minildr import isolate  # noqa: E402
+
+GREET_T = "const char *(void)"
+
+
+def timings(fn, calls: int) -> list:
+    clock = time.perf_counter_ns
+    out = []
+    for _ in range(calls):
+        start = clock()
+        fn()
+        out.append(clock() - start)
+    return out
+
+
+def ping_pong():
+    """A child process echoing 40-byte messages: the operating system's floor."""
+    a, b = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:                                   # pragma: no cover - the child
+        a.close()
+        while True:
+            data = b.recv(1 << 16)
+            if not data:
+                os._exit(0)
+            b.sendall(data)
+    b.close()
+    poller = select.poll()
+    poller.register(a.fileno(), select.POLLIN)
+
+    def once() -> None:
+        a.sendall(b"x" * 40)
+        poller.poll(1000)
+        a.recv(1 << 16)
+
+    def stop() -> None:
+        a.close()
+        os.waitpid(pid, 0)
+    return once, stop
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=20_000, help="calls per round and kind")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--opens", type=int, default=10, help="isolated opens to time")
+    args = ap.parse_args()
+
+    out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
+    greet = ROOT / "examples" / "greet"
+    path = minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h",
+                         out_dir=out)
+
+    local = minildr.open(path)
+    spin = isolate.SPIN_SECONDS
+    isolate.SPIN_SECONDS = 0.0
+    remote = minildr.open(path, isolate=True)
+    isolate.SPIN_SECONDS = 100e-6
+    spinning = minildr.open(path, isolate=True)
+    isolate.SPIN_SECONDS = spin
+    floor, stop_floor = ping_pong()
+
+    kinds = {
+        "in-process": local.lookup("greet", GREET_T),
+        "isolated": remote.lookup("greet", GREET_T),
+        "isolated+spin (100 us)": spinning.lookup("greet", GREET_T),
+        "os floor (ping-pong)": floor,
+    }
+    for fn in kinds.values():                     # warm up
+        timings(fn, 1000)
+    samples = {name: [] for name in kinds}
+    for _ in range(args.rounds):
+        for name, fn in kinds.items():
+            samples[name] += timings(fn, args.calls)
+
+    assert minildr.ffi.string(kinds["isolated"]()) == minildr.ffi.string(kinds["in-process"]())
+    print(f"greet() round trip, {args.rounds} x {args.calls} calls each, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}, SPIN_SECONDS default {spin * 1e6:g} us")
+    print(f"{'':<24}{'median us':>10}{'p99 us':>10}")
+    for name, values in samples.items():
+        values.sort()
+        median = statistics.median(values) / 1000
+        p99 = values[int(len(values) * 0.99)] / 1000
+        print(f"{name:<24}{median:>10.2f}{p99:>10.2f}")
+    median = statistics.median(samples["isolated"]) / 1000
+    print(f"goal: isolated median <= 30 us: {'met' if median <= 30 else 'NOT met'} "
+          f"({median:.1f} us)")
+
+    opens = {"open+close in-process": lambda: minildr.open(path).close(),
+             "open+close isolated": lambda: minildr.open(path, isolate=True).close()}
+    print(f"{'':<24}{'median ms':>10}{'max ms':>10}")
+    for name, fn in opens.items():
+        values = sorted(timings(fn, args.opens))
+        print(f"{name:<24}{statistics.median(values) / 1e6:>10.3f}{values[-1] / 1e6:>10.3f}")
+
+    stop_floor()
+    for plugin in (local, remote, spinning):
+        plugin.close()
+
+
+if __name__ == "__main__":
+    main()
