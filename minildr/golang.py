@@ -350,9 +350,10 @@ class Workspace:
         probe = generated.with_name("minildr_header_check.c")
         probe.write_text(f'#include "{generated.name}"\n#include "{header.resolve()}"\n')
         done = subprocess.run([cc, "-fsyntax-only", "-Wall", str(probe)], cwd=generated.parent,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True,
+                              env={**os.environ, "LC_ALL": "C"})   # plain quotes in messages
         if done.returncode != 0:
-            message = self.sanitize(done.stderr).replace(f"{generated.parent}{os.sep}", "")
+            message = self.sanitize(done.stderr.replace(f"{generated.parent}{os.sep}", ""))
             raise BuildError(header, "does not match the Go //export functions (the header "
                                      f"Go generated says otherwise):\n{message.strip()}\n"
                                      "Make the C types agree with the Go signatures")
