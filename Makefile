@@ -1,6 +1,6 @@
 # The two commands a newcomer types:
 #   make lab    open the course in JupyterLab
-#   make test   run every test (pytest over tests/ and nbval over notebooks/)
+#   make test   run every test (pytest over tests/, nbval over notebooks/ and solutions/)
 # Both create .venv and install the course into it the first time.
 
 PYTHON ?= python3
@@ -27,7 +27,7 @@ lab: $(STAMP)
 # --nbval-current-env: run notebooks with this .venv's Python, not whatever
 # "python3" kernel happens to be installed on the machine.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
+	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser
 
 # The course as a person uses it: `make lab` serving notebook 02 to headless
@@ -43,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py
 
 clean:
-	rm -rf $(VENV) notebooks/build .pytest_cache
+	rm -rf $(VENV) notebooks/build solutions/build build/go-cache build/go-tests .pytest_cache
