@@ -212,7 +212,7 @@ class Workspace:
     # -- environment -------------------------------------------------------
     def environment(self, toolchain: Optional[Toolchain] = None,
                     extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-        """The environment of every go command: offline, caches inside the workspace."""
+        """The environment of every go command: offline, GOPATH in the workspace."""
         toolchain = toolchain or self.toolchain
         env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
         env.update({
@@ -262,8 +262,14 @@ class Workspace:
         try:
             done = subprocess.run(command, cwd=cwd, env=dict(env), timeout=timeout,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except OSError as exc:        # the program was never built, or cannot run here
+            return Result(tuple(self.sanitize(c) for c in command), 127,
+                          self.sanitize(f"cannot run {command[0]}: {exc.strerror}; build it "
+                                        "first (Workspace.build)\n"))
         except subprocess.TimeoutExpired as exc:
-            partial = exc.stdout.decode("utf-8", "replace") if isinstance(exc.stdout, bytes) else ""
+            partial = exc.stdout or ""   # bytes or str, depending on the Python version
+            if isinstance(partial, bytes):
+                partial = partial.decode("utf-8", "replace")
             return Result(tuple(self.sanitize(c) for c in command), -9,
                           self.sanitize(partial + f"\n(timed out after {timeout} s)"))
         return Result(tuple(self.sanitize(c) for c in command), done.returncode,
@@ -271,7 +277,7 @@ class Workspace:
 
     def sanitize(self, text: str) -> str:
         """Machine paths and build hashes out: what a notebook may show."""
-        replacements = [(str(self.root), self.shown_as),
+        replacements = [(str(self.root), self.shown_as), (str(self.cache), "$GOCACHE"),
                         (str(self.toolchain.goroot), "$GOROOT"),
                         (str(Path.home()), "~")]
         for old, new in sorted(replacements, key=lambda r: -len(r[0])):

@@ -154,6 +154,23 @@ def test_a_build_that_needs_the_network_fails_offline(ws):
     assert str(ws.root) not in result.output
 
 
+def test_running_a_program_that_was_never_built_is_a_result(ws):
+    result = ws.run("never-built-host", "x.so")
+    assert result.returncode == 127 and not result.ok
+    assert result.output == ("cannot run WORK/out/never-built-host: No such file or directory; "
+                             "build it first (Workspace.build)\n")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a POSIX shell script")
+def test_a_program_that_hangs_is_stopped_at_the_timeout(ws):
+    sleeper = ws.out / "sleeper"
+    sleeper.write_text("#!/bin/sh\necho started\nexec sleep 30\n")
+    sleeper.chmod(0o755)
+    result = ws.run("sleeper", timeout=1)
+    assert result.returncode == -9 and result.status == "killed by signal 9"
+    assert result.output.startswith("started\n") and "(timed out after 1 s)" in result.output
+
+
 @needs_go_plugins
 def test_a_plugin_and_its_host_build_and_run(ws):
     assert ws.build("./greet", "greet.so", buildmode="plugin").ok
