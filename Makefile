@@ -1,6 +1,6 @@
 # The two commands a newcomer types:
 #   make lab    open the course in JupyterLab
-#   make test   run every test (pytest over tests/ and nbval over notebooks/)
+#   make test   run every test (pytest over tests/, nbval over notebooks/ and solutions/)
 # Both create .venv and install the course into it the first time.
 
 PYTHON ?= python3
@@ -54,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_isolate.py
 
 clean:
-	rm -rf $(VENV) notebooks/build .pytest_cache
+	rm -rf $(VENV) notebooks/build solutions/build exercises/build build/go-cache build/go-tests .pytest_cache
