@@ -106,6 +106,7 @@ def exercise_from_solution(solution: nbformat.NotebookNode, name: str) -> nbform
             continue
         if cell.cell_type != "code":
             continue
+        cell.metadata.pop("execution", None)        # timings of the run that made the solution
         cell.source, found = clear_solutions(cell.source, c_code=is_c_cell(cell.source),
                                              where=where)
         cell.outputs, cell.execution_count = [], None

@@ -116,7 +116,9 @@ def test_every_course_notebook_with_an_exercise_exists_and_each_has_tasks():
     for path in sorted(SOLUTIONS.glob("*.ipynb")):
         text = path.read_text()
         assert (ROOT / "notebooks" / path.name).exists(), f"{path.name}: no course notebook"
-        assert 2 <= text.count("@task(") <= 4, f"{path.name}: 2-4 tasks"
+        # Course notebooks 01-07: 2-4 tasks each; the Go appendix (08) has one.
+        low = 1 if path.name.startswith("08") else 2
+        assert low <= text.count("@task(") <= 4, f"{path.name}: {low}-4 tasks"
 
 
 # ---------------------------------------------------------------------------
