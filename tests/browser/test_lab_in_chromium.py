@@ -79,6 +79,12 @@ def lab(tmp_path):
     docmanager.mkdir(parents=True)
     # The test must not save the notebook it runs: that file is the course.
     (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
+    # Every cell in the page (JupyterLab otherwise renders only those near the
+    # viewport), so the check below sees every output.
+    notebook_settings = settings / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    (notebook_settings / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none"}))
     # No news or update checks: they would reach for the network, and their
     # prompt would cover the screenshot.
     apputils = settings / "@jupyterlab" / "apputils-extension"
@@ -178,7 +184,7 @@ def test_notebook_02_runs_in_jupyterlab_in_a_browser(lab, browser):
     # Bring the greeting into view and keep a picture of it.
     browser.execute_script("""
         const hit = [...document.querySelectorAll('.jp-OutputArea-output')]
-            .find(e => e.innerText.includes(arguments[0]));
+            .reverse().find(e => e.innerText.includes(arguments[0]));
         if (hit) hit.scrollIntoView({block: 'center'});""", EXPECTED)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / f"{notebook.stem}.png"
