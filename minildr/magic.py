@@ -33,6 +33,7 @@ from pycparser import c_ast, c_generator
 
 from . import ctype
 from .build import INCLUDE_DIR, build, find_compiler, preprocess_command
+from .cli import _contract
 from .contract import Contract
 from .errors import BuildError, PluginError
 from .loader import Plugin, open as open_plugin
@@ -157,13 +158,6 @@ def _arguments() -> argparse.ArgumentParser:
     p.add_argument("--cflag", action="append", default=[])
     p.add_argument("--loader", default="system", choices=["system", "native"])
     return p
-
-
-def _contract(spec: str) -> Contract:
-    parts = spec.split(":")
-    if len(parts) == 3:
-        return Contract.from_header(Path(parts[0]), name=parts[1], version=parts[2])
-    return Contract.from_header(Path(spec))
 
 
 def _summary(plugin: Plugin) -> str:
