@@ -14,11 +14,15 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
 .PHONY: lab test browser-test exercises check bench clean
 
+# Quiet, with a line before and after: setuptools' notices about editable
+# installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@
+	@echo "minildr: installing the course into $(VENV)/ (first run only; a few minutes)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --progress-bar on -e '.[dev]'
+	@touch $@
+	@echo "minildr: $(VENV)/ is ready."
 
 # LAB_ARGS: extra JupyterLab options (the browser test sets port and token).
 lab: $(STAMP)
