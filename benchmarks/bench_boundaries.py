@@ -393,16 +393,25 @@ def _plugins(n: int) -> str:
     return f"{n} plugin" if n == 1 else f"{n} plugins"
 
 
-def plot(results: Results, path: Optional[Path] = None, loads: bool = True):
-    """Per-call ratios (log scale), and the load/setup costs beside them; a Figure."""
+def plot(results: Results, path: Optional[Path] = None, calls: bool = True,
+         loads: bool = True):
+    """Per-call ratios (log scale) and/or the load/setup costs; a matplotlib Figure."""
     import matplotlib
     if path is not None and "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 2 if loads else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.2), squeeze=False)
-    ax = axes[0][0]
+    panels = [draw for draw, wanted in ((_plot_calls, calls), (_plot_loads, loads)) if wanted]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    for draw, ax in zip(panels, axes[0]):
+        draw(results, ax)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def _plot_calls(results: Results, ax) -> None:
     labels = [r["label"] for r in results.calls][::-1]
     ratios = [r["ratio"] for r in results.calls][::-1]
     bars = ax.barh(labels, ratios, color="#4c72b0")
@@ -413,23 +422,20 @@ def plot(results: Results, path: Optional[Path] = None, loads: bool = True):
         ax.text(bar.get_width() * 1.15, bar.get_y() + bar.get_height() / 2,
                 f"{_times(r['ratio'])}  ({_human(r['seconds'])})", va="center", fontsize=8)
     ax.set_xlim(0.3, max(ratios) * 60)
-    if loads:
-        ax = axes[0][1]
-        rows = results.loads + [{"label": f"discover {_plugins(r['plugins'])}",
-                                 "seconds": r["seconds"]} for r in results.discover]
-        bars = ax.barh([r["label"] for r in rows][::-1], [r["seconds"] for r in rows][::-1],
-                       color="#dd8452")
-        ax.set_xscale("log")
-        ax.set_xlabel("seconds, paid once (log scale)")
-        ax.set_title("load / setup")
-        for bar, r in zip(bars, rows[::-1]):
-            ax.text(bar.get_width() * 1.15, bar.get_y() + bar.get_height() / 2,
-                    _human(r["seconds"]), va="center", fontsize=8)
-        ax.set_xlim(min(r["seconds"] for r in rows) / 3, max(r["seconds"] for r in rows) * 30)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+
+
+def _plot_loads(results: Results, ax) -> None:
+    rows = results.loads + [{"label": f"discover {_plugins(r['plugins'])}",
+                             "seconds": r["seconds"]} for r in results.discover]
+    bars = ax.barh([r["label"] for r in rows][::-1], [r["seconds"] for r in rows][::-1],
+                   color="#dd8452")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds, paid once (log scale)")
+    ax.set_title("load / setup")
+    for bar, r in zip(bars, rows[::-1]):
+        ax.text(bar.get_width() * 1.15, bar.get_y() + bar.get_height() / 2,
+                _human(r["seconds"]), va="center", fontsize=8)
+    ax.set_xlim(min(r["seconds"] for r in rows) / 3, max(r["seconds"] for r in rows) * 30)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

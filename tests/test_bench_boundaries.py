@@ -49,6 +49,7 @@ def test_plot_writes_a_png(results, tmp_path):
     fig = bench.plot(res, tmp_path / "b.png")
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     assert len(fig.axes) == 2
+    assert len(bench.plot(res, calls=False).axes) == 1
 
 
 def test_a_program_that_does_not_compile_is_an_error(tmp_path, monkeypatch):
