@@ -1,0 +1,471 @@
+"""Boundary benchmark: what one call costs across each boundary a program can put code behind.
+
+The same C function, `int add(int a, int b)` (benchmarks/boundary/add.c), or
+its Python twin, called from Python across each boundary, side by side in
+one run:
+
+    python        a Python function in a statically imported module
+    cffi-api      add() compiled into a cffi API-mode extension module
+                  (ffi.set_source + ffi.compile, out of line, into the build folder)
+    plugin        add() in a minildr plugin, a typed lookup (cffi ABI mode, dlopen)
+    contract      the same add() through a contract's vtable (a proxy method)
+    isolated      add() in a plugin opened with isolate=True: a worker process
+    process       a new process per call: `add 2 3` run as a program
+    config-once   the behaviour named in a config file, parsed once at start
+    config-reread the same, but the file read and parsed again on every call
+
+Per call: short batches, interleaved (python, cffi-api, ..., python, ...) so
+every boundary sees the same machine; each figure is the best batch, the one
+least disturbed by everything else running. Ratios are against `python`.
+Then the price paid once per option (load/setup): import, compile, build,
+open, start a worker, parse; and minildr.discover over 1, 10, 100, 1000
+plugins.
+
+    python benchmarks/bench_boundaries.py             # table; JSON + CSV into build/bench/boundaries/
+    python benchmarks/bench_boundaries.py --plot      # and boundaries.png beside them
+    python benchmarks/bench_boundaries.py --quick     # a few thousand calls: seconds, not minutes
+
+Notebook 06 imports this module and runs the --quick version.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import importlib.util
+import json
+import operator
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import cffi
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+import minildr  # noqa: E402
+from minildr.build import find_compiler  # noqa: E402
+from minildr.progress import progress  # noqa: E402
+
+SOURCES = Path(__file__).resolve().parent / "boundary"
+DEFAULT_OUT = ROOT / "build" / "bench" / "boundaries"
+ADD_T = "int (int, int)"
+A, B, SUM = 2, 3, 5
+
+# The behaviours a config file may name: a config can choose among what the
+# host already has, never add a new one (that is what a plugin is for).
+OPERATIONS: Dict[str, Callable[[int, int], int]] = {"add": operator.add, "sub": operator.sub}
+
+
+@dataclass
+class Boundary:
+    """One way to reach add(): a zero-argument call, and how much slower than Python it may be.
+
+    `share` divides the batch size, so that a boundary 1000 times slower
+    does not take 1000 times longer to measure.
+    """
+    key: str
+    label: str
+    call: Callable[[], int]
+    share: int = 1
+
+
+@dataclass
+class Results:
+    meta: Dict[str, object]
+    calls: List[Dict[str, object]] = field(default_factory=list)   # key, label, seconds, ratio
+    loads: List[Dict[str, object]] = field(default_factory=list)   # key, label, seconds, repeats
+    discover: List[Dict[str, object]] = field(default_factory=list)  # plugins, seconds
+
+    def call_seconds(self) -> Dict[str, float]:
+        return {row["key"]: row["seconds"] for row in self.calls}
+
+    def ratios(self) -> Dict[str, float]:
+        return {row["key"]: row["ratio"] for row in self.calls}
+
+    def table(self) -> str:
+        lines = [f"{'per call':<44}{'ns':>12}{'x python':>10}"]
+        lines += [f"{r['label']:<44}{r['seconds'] * 1e9:>12,.0f}{r['ratio']:>10,.1f}"
+                  for r in self.calls]
+        lines += ["", f"{'once per option (load / setup)':<44}{'us':>12}{'repeats':>10}"]
+        lines += [f"{r['label']:<44}{r['seconds'] * 1e6:>12,.1f}{r['repeats']:>10}"
+                  for r in self.loads]
+        if self.discover:
+            lines += ["", f"{'minildr.discover + close':<44}{'ms':>12}{'per plugin us':>14}"]
+            lines += [f"{_plugins(r['plugins']):<44}{r['seconds'] * 1e3:>12,.2f}"
+                      f"{r['seconds'] / r['plugins'] * 1e6:>14,.1f}" for r in self.discover]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# 1. prepare each boundary (and time what that costs)
+# ---------------------------------------------------------------------------
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _best(fn: Callable[[], object], repeats: int) -> float:
+    return min(_seconds(fn) for _ in range(repeats))
+
+
+def import_python() -> Callable[[int, int], int]:
+    """The plain Python side: boundary/pyadd.py, imported like any module."""
+    if str(SOURCES) not in sys.path:
+        sys.path.insert(0, str(SOURCES))
+    return importlib.import_module("pyadd").add
+
+
+def build_cffi_api(out: Path) -> Path:
+    """add.c compiled into an extension module, cffi's API (out-of-line) mode."""
+    ffibuilder = cffi.FFI()
+    ffibuilder.cdef("int add(int a, int b);")
+    ffibuilder.set_source("_boundary_add", "int add(int a, int b);",
+                          sources=[str(SOURCES / "add.c")])
+    return Path(ffibuilder.compile(tmpdir=str(out / "cffi-api"), verbose=False))
+
+
+def import_extension(path: Path):
+    """Import a compiled extension module from its file (it is not on sys.path)."""
+    spec = importlib.util.spec_from_file_location("_boundary_add", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_plugin(out: Path, contract: minildr.Contract) -> Path:
+    return minildr.build([SOURCES / "add.c", SOURCES / "adder.c"], name="boundary",
+                         version="1.0.0", exports=SOURCES / "add.h", contracts=[contract],
+                         out_dir=out)
+
+
+def build_program(out: Path) -> Path:
+    """add_main.c + add.c as a program, with the C compiler minildr.build uses."""
+    compiler = find_compiler()
+    exe = out / ("add.exe" if os.name == "nt" else "add")
+    if compiler.family == "msvc":
+        cmd = [compiler.path, "/nologo", "/O2", f"/Fe{exe}", f"/Fo{out}{os.sep}",
+               str(SOURCES / "add_main.c"), str(SOURCES / "add.c")]
+    else:
+        cmd = [compiler.path, "-O2", "-o", str(exe), str(SOURCES / "add_main.c"),
+               str(SOURCES / "add.c")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"compiling {exe.name} failed:\n{done.stdout}{done.stderr}")
+    return exe
+
+
+def run_program(exe: Path) -> Callable[[], int]:
+    args = [str(exe), str(A), str(B)]
+
+    def call() -> int:
+        return int(subprocess.run(args, capture_output=True, check=True).stdout)
+    return call
+
+
+def write_config(out: Path) -> Path:
+    path = out / "config.json"
+    path.write_text(json.dumps({"operation": "add"}) + "\n", encoding="utf-8")
+    return path
+
+
+def read_config(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class Bench:
+    """Everything built and opened once; `boundaries` to time; `close()` at the end."""
+
+    def __init__(self, out: Path, repeats: int) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.out = out
+        self.loads: List[Dict[str, object]] = []
+        self._closers: List[Callable[[], None]] = []
+        contract = minildr.Contract.from_header(SOURCES / "adder.h", name="adder",
+                                                version="1.0")
+
+        def once(key: str, label: str, seconds: float, repeats: int = 1) -> None:
+            self.loads.append({"key": key, "label": label, "seconds": seconds,
+                               "repeats": repeats})
+
+        # python: the first import, then a re-import from the cached .pyc
+        py_add = import_python()
+
+        def reimport() -> None:
+            sys.modules.pop("pyadd", None)
+            importlib.import_module("pyadd")
+        once("python-import", "python: import a module (from .pyc)", _best(reimport, repeats),
+             repeats)
+
+        # cffi API mode: compile once (the C compiler, at build time), import once
+        shutil.rmtree(out / "cffi-api", ignore_errors=True)     # a real compile, not "up to date"
+        start = time.perf_counter()
+        ext_path = build_cffi_api(out)
+        once("cffi-api-compile", "cffi-api: compile the extension", time.perf_counter() - start)
+        start = time.perf_counter()
+        ext = import_extension(ext_path)
+        once("cffi-api-import", "cffi-api: import it (once per process)",
+             time.perf_counter() - start)
+
+        # the plugin: build once; open+close as often as we like
+        start = time.perf_counter()
+        plugin_path = build_plugin(out, contract)
+        once("plugin-build", "plugin: minildr.build", time.perf_counter() - start)
+        raw = cffi.FFI()
+        once("raw-dlopen", "plugin: raw ffi.dlopen + dlclose",
+             _best(lambda: raw.dlclose(raw.dlopen(str(plugin_path))), repeats), repeats)
+        once("plugin-open", "plugin: minildr.open + close",
+             _best(lambda: minildr.open(plugin_path).close(), repeats), repeats)
+        once("plugin-open-native", "plugin: minildr.open(loader='native') + close",
+             _best(lambda: minildr.open(plugin_path, loader="native").close(), repeats),
+             repeats)
+
+        def open_contract() -> None:
+            with minildr.open(plugin_path, contracts=[contract]) as p:
+                p.lookup("adder", contract)
+        once("contract-open", "contract: open + lookup(contract) + close",
+             _best(open_contract, repeats), repeats)
+        few = max(1, repeats // 10)
+        once("isolated-open", "isolated: open(isolate=True) + close",
+             _best(lambda: minildr.open(plugin_path, isolate=True).close(), few), few)
+
+        # the program: compile once; every call starts it
+        start = time.perf_counter()
+        exe = build_program(out)
+        once("process-compile", "process: compile the program", time.perf_counter() - start)
+
+        # the config file: parse once
+        config_path = write_config(out)
+        once("config-parse", "config: read + parse the file",
+             _best(lambda: read_config(config_path), repeats), repeats)
+        config = read_config(config_path)
+
+        plugin = minildr.open(plugin_path, contracts=[contract])
+        self._closers.append(plugin.close)
+        isolated = minildr.open(plugin_path, isolate=True)
+        self._closers.append(isolated.close)
+        self.plugin_path = plugin_path
+
+        cffi_add = ext.lib.add
+        typed_add = plugin.lookup("add", ADD_T)
+        vtable = plugin.lookup("adder", contract)
+        remote_add = isolated.lookup("add", ADD_T)
+        process_add = run_program(exe)
+        self.boundaries = [
+            Boundary("python", "python function (static import)", lambda: py_add(A, B)),
+            Boundary("cffi-api", "cffi API mode (compiled extension)", lambda: cffi_add(A, B)),
+            Boundary("plugin", "plugin, typed lookup (ABI mode, dlopen)",
+                     lambda: typed_add(A, B)),
+            Boundary("contract", "plugin, contract method", lambda: vtable.add(A, B)),
+            Boundary("isolated", "isolated plugin (worker process)",
+                     lambda: remote_add(A, B), share=50),
+            Boundary("process", "new process per call", process_add, share=2000),
+            Boundary("config-once", "config file, parsed once",
+                     lambda: OPERATIONS[config["operation"]](A, B)),
+            Boundary("config-reread", "config file, re-read every call",
+                     lambda: OPERATIONS[read_config(config_path)["operation"]](A, B),
+                     share=50),
+        ]
+        for b in self.boundaries:              # every side computes the same thing
+            got = b.call()
+            if got != SUM:
+                raise AssertionError(f"{b.key}: add({A}, {B}) gave {got!r}, not {SUM}")
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+
+# ---------------------------------------------------------------------------
+# 2. time the calls, interleaved
+# ---------------------------------------------------------------------------
+def batch_seconds(fn: Callable[[], object], number: int) -> float:
+    """Seconds per call of fn() over one batch of `number` calls."""
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def time_calls(boundaries: Sequence[Boundary], calls: int, rounds: int,
+               show: Optional[bool] = None) -> Dict[str, float]:
+    """Best seconds per call of each boundary; rounds interleave every boundary."""
+    best = {b.key: float("inf") for b in boundaries}
+    for b in boundaries:                                  # warm up
+        batch_seconds(b.call, max(1, calls // b.share // 10))
+    steps = [(r, b) for r in range(rounds) for b in boundaries]
+    for _, b in progress(steps, desc="calls", unit="batch", show=show):
+        best[b.key] = min(best[b.key], batch_seconds(b.call, max(1, calls // b.share)))
+    return best
+
+
+def time_discover(plugin: Path, out: Path, counts: Sequence[int], repeats: int,
+                  show: Optional[bool] = None) -> List[Dict[str, object]]:
+    """minildr.discover over folders of 1, 10, ... copies of one plugin, then close."""
+    rows = []
+    for n in progress(counts, desc="discover", unit="folder", show=show):
+        folder = out / f"discover-{n}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir()
+        for i in range(n):
+            shutil.copyfile(plugin, folder / f"p{i:04d}{minildr.SUFFIX}")
+
+        def scan() -> None:
+            report = minildr.discover(folder)
+            if len(report.loaded) != n:
+                raise AssertionError(f"discover {folder.name}: {report.table()}")
+            report.close()
+        rows.append({"plugins": n, "seconds": _best(scan, repeats if n < 1000 else 1)})
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# 3. the whole run, its files and its plot
+# ---------------------------------------------------------------------------
+def run(out: Path = DEFAULT_OUT, *, calls: int = 20_000, rounds: int = 15, repeats: int = 50,
+        discover_counts: Sequence[int] = (1, 10, 100, 1000),
+        show: Optional[bool] = None) -> Results:
+    out = Path(out)
+    bench = Bench(out, repeats)
+    try:
+        seconds = time_calls(bench.boundaries, calls, rounds, show)
+        discovered = time_discover(bench.plugin_path, out, discover_counts,
+                                   max(1, repeats // 10), show)
+    finally:
+        bench.close()
+    meta = {"python": platform.python_version(), "machine": platform.machine(),
+            "system": platform.system(), "cpus": os.cpu_count(), "calls": calls,
+            "rounds": rounds, "repeats": repeats,
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    base = seconds["python"]
+    rows = [{"key": b.key, "label": b.label, "seconds": seconds[b.key],
+             "ratio": seconds[b.key] / base} for b in bench.boundaries]
+    return Results(meta, rows, bench.loads, discovered)
+
+
+def write(results: Results, out: Path = DEFAULT_OUT) -> List[Path]:
+    """boundaries.json (everything) and boundaries.csv (one row per figure)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = out / "boundaries.json", out / "boundaries.csv"
+    json_path.write_text(json.dumps(asdict(results), indent=2) + "\n", encoding="utf-8")
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["kind", "key", "label", "seconds", "ratio_to_python"])
+        for r in results.calls:
+            w.writerow(["call", r["key"], r["label"], f"{r['seconds']:.4g}", f"{r['ratio']:.4g}"])
+        for r in results.loads:
+            w.writerow(["load", r["key"], r["label"], f"{r['seconds']:.4g}", ""])
+        for r in results.discover:
+            w.writerow(["discover", f"discover-{r['plugins']}",
+                        f"discover {_plugins(r['plugins'])}", f"{r['seconds']:.4g}", ""])
+    return [json_path, csv_path]
+
+
+def load(path: Path = DEFAULT_OUT / "boundaries.json") -> Results:
+    """Results a previous run wrote."""
+    return Results(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _human(seconds: float) -> str:
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.2g}x"
+
+
+def _plugins(n: int) -> str:
+    return f"{n} plugin" if n == 1 else f"{n} plugins"
+
+
+def plot(results: Results, path: Optional[Path] = None, calls: bool = True,
+         loads: bool = True):
+    """Per-call ratios (log scale) and/or the load/setup costs; a matplotlib Figure."""
+    import matplotlib
+    if path is not None and "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [draw for draw, wanted in ((_plot_calls, calls), (_plot_loads, loads)) if wanted]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    for draw, ax in zip(panels, axes[0]):
+        draw(results, ax)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def _plot_calls(results: Results, ax) -> None:
+    labels = [r["label"] for r in results.calls][::-1]
+    ratios = [r["ratio"] for r in results.calls][::-1]
+    bars = ax.barh(labels, ratios, color="#4c72b0")
+    ax.set_xscale("log")
+    ax.set_xlabel("cost of one call, times a Python call (log scale)")
+    ax.set_title("one call across each boundary")
+    for bar, r in zip(bars, results.calls[::-1]):
+        ax.text(bar.get_width() * 1.15, bar.get_y() + bar.get_height() / 2,
+                f"{_times(r['ratio'])}  ({_human(r['seconds'])})", va="center", fontsize=8)
+    ax.set_xlim(0.3, max(ratios) * 60)
+
+
+def _plot_loads(results: Results, ax) -> None:
+    rows = results.loads + [{"label": f"discover {_plugins(r['plugins'])}",
+                             "seconds": r["seconds"]} for r in results.discover]
+    bars = ax.barh([r["label"] for r in rows][::-1], [r["seconds"] for r in rows][::-1],
+                   color="#dd8452")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds, paid once (log scale)")
+    ax.set_title("load / setup")
+    for bar, r in zip(bars, rows[::-1]):
+        ax.text(bar.get_width() * 1.15, bar.get_y() + bar.get_height() / 2,
+                _human(r["seconds"]), va="center", fontsize=8)
+    ax.set_xlim(min(r["seconds"] for r in rows) / 3, max(r["seconds"] for r in rows) * 30)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                    help="build folder for the results (default build/bench/boundaries)")
+    ap.add_argument("--calls", type=int, default=20_000, help="calls per batch (python)")
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
+    ap.add_argument("--repeats", type=int, default=50, help="timed opens/imports per option")
+    ap.add_argument("--quick", action="store_true",
+                    help="a few thousand calls and no 1000-plugin folder")
+    ap.add_argument("--plot", action="store_true", help="also write boundaries.png")
+    args = ap.parse_args(argv)
+    counts = (1, 10, 100, 1000)
+    if args.quick:
+        args.calls, args.rounds, args.repeats, counts = 2000, 5, 10, (1, 10, 100)
+    results = run(args.out, calls=args.calls, rounds=args.rounds, repeats=args.repeats,
+                  discover_counts=counts)
+    m = results.meta
+    print(f"add(2, 3) across each boundary: best of {m['rounds']} interleaved batches, "
+          f"{m['calls']} python calls each; {m['cpus']} CPUs, load average "
+          f"{m['load_average']:.2f}, Python {m['python']}")
+    print(results.table())
+    written = write(results, args.out)
+    if args.plot:
+        written.append(args.out / "boundaries.png")
+        plot(results, written[-1])
+    print("\nwrote " + ", ".join(os.path.relpath(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
