@@ -89,9 +89,11 @@ def plugin_path(name: str, base: "os.PathLike[str] | str") -> Path:
 
     Typical bases: `__file__` (next to this module), `sys.executable`, or an
     application's plugins folder. The result is absolute, so changing the
-    working directory later does not change what it names.
+    working directory later does not change what it names. Only an existing
+    file counts as a file: a base that does not exist yet is a folder, so that
+    the error for a missing plugins folder names the file inside it.
     """
     base_path = Path(base).resolve()
-    folder = base_path if base_path.is_dir() else base_path.parent
+    folder = base_path.parent if base_path.is_file() else base_path
     filename = name if name.endswith(SUFFIX) else f"{name}{SUFFIX}"
     return folder / filename
