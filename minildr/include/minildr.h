@@ -41,8 +41,8 @@
  *    plugin sets to sizeof(its struct): `.struct_size = sizeof(command_t)`.
  *    The host reads it before anything else.
  *
- * 2. Append only (the same rule as Win32's cbSize structs and Vulkan's
- *    versioned structs). Version MAJOR.MINOR of a contract only ever ADDS
+ * 2. Append only (the rule behind Win32's cbSize structs: a struct that
+ *    states its own size can grow at its end). Version MAJOR.MINOR of a contract only ever ADDS
  *    fields at the END of its structs. Then:
  *      - a host built against 1.2 loads a plugin built against 1.1: a method
  *        that lies beyond the plugin's struct_size is absent (the host never
