@@ -19,6 +19,17 @@ class PluginError(Exception):
         text = message if self.path is None else f"{self.path}: {message}"
         super().__init__(text)
 
+    def __reduce__(self):
+        """Picklable (multiprocessing, concurrent.futures): Exception's default would call
+        the class with one argument; any extra attributes (PluginCrashed.signal) go along."""
+        return (_restore, (type(self), self.path, self.reason), dict(self.__dict__))
+
+
+def _restore(cls, path, reason):
+    error = cls.__new__(cls)
+    PluginError.__init__(error, path, reason)
+    return error
+
 
 class PluginNotFound(PluginError):
     """The path does not exist, or is not a regular file."""

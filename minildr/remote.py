@@ -279,7 +279,7 @@ def _direct_check(ffi: Any, struct_name: str, method: proxies.Method) -> Check:
     if kind == "none":
         return _exactly_none
     fields = dict(ffi.typeof(struct_name).fields)
-    return _int_check(ffi, fields[method.name].type.item.result)
+    return _int_check(ffi, fields[method.name].type.result)
 
 
 def _output_check(contract: Contract, ffi: Any, output: proxies.Output) -> Check:
