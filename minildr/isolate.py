@@ -767,8 +767,9 @@ class RemoteVariable:
 class IsolatedPlugin(Plugin):
     """A plugin loaded in a worker process, with the API of an in-process Plugin.
 
-    `lookup` gives the same Symbol, and for a typed lookup a RemoteFunction
-    or RemoteVariable instead of a cffi pointer. `timeout` (seconds) bounds
+    `lookup` gives the same Symbol, for a typed lookup a RemoteFunction or
+    RemoteVariable instead of a cffi pointer, and for a contract a
+    remote.RemoteContract with the in-process proxy's API. `timeout` (seconds) bounds
     every call; `worker_pid` is the worker's process id.
     """
 
@@ -804,13 +805,18 @@ class IsolatedPlugin(Plugin):
         if isinstance(wanted, Contract):
             from .remote import bind_remote
             return bind_remote(self, worker, name, wanted)
-        reply = worker.request([LOOKUP, name, wanted], f"looking up {name}")
-        export = self.manifest.exports[name]
+        during = f"looking up {name}"
+        reply = worker.request([LOOKUP, name, wanted], during)
+        export = self.manifest.exports.get(name)
+        if type(reply) is not int or reply < 0 or export is None:   # an address or a handle
+            raise worker._violated(ProtocolViolation(
+                f"the lookup reply {str(reply)[:80]!r} is not a number for an export "
+                "the manifest lists"), during)
         if wanted is None:
-            return Symbol(name, export.ctype, export.kind, int(reply))
+            return Symbol(name, export.ctype, export.kind, reply)
         marshal = marshal_for(self._cffi(), self.path, export, self.manifest.types)
         cls = RemoteFunction if marshal.kind == "function" else RemoteVariable
-        return cls(worker, int(reply), export, marshal, _host_ffi())
+        return cls(worker, reply, export, marshal, _host_ffi())
 
     def close(self) -> None:
         """Unload the plugin and end its worker process. Closing twice is fine."""

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from . import proxy as proxies
 from .contract import Contract
-from .isolate import ProtocolViolation
+from .isolate import CONTRACT, METHOD, ProtocolViolation
 
 Check = Callable[[Any], Any]
 
@@ -37,38 +37,23 @@ Check = Callable[[Any], Any]
 # ---------------------------------------------------------------------------
 # The proxy object the host holds
 # ---------------------------------------------------------------------------
-class RemoteContract:
+class RemoteContract(proxies.ContractProxy):
     """A plugin's vtable in a worker process, with the in-process ContractProxy's API.
 
-    Like the in-process proxy it offers `methods`, `contract`, `has(method)`
-    and `call(method, *args)` beside the methods themselves. One difference:
-    the in-process proxy keeps its library mapped after `plugin.close()`;
-    closing an isolated plugin ends its worker, so a call then raises
-    PluginClosed.
+    A ContractProxy (isinstance holds), so it offers `methods`, `contract`,
+    `has(method)` and `call(method, *args)` beside the methods themselves.
+    One difference: the in-process proxy keeps its library mapped after
+    `plugin.close()`; closing an isolated plugin ends its worker, so a call
+    then raises PluginClosed.
     """
 
-    _methods: Tuple[str, ...] = ()
     _shapes: Dict[str, "Shape"] = {}
 
     def __init__(self, worker: Any, handle: int, plugin_name: str, path: str,
                  contract: Contract, struct: str, available: Sequence[str]) -> None:
+        super().__init__(plugin_name, path, contract, struct, tuple(available))
         # Underscored: a contract's methods (often `name`) must not be shadowed.
         self._worker, self._handle = worker, handle
-        self._plugin_name, self._path = plugin_name, path
-        self._contract, self._struct = contract, struct
-        self._available = frozenset(available)
-
-    @property
-    def contract(self) -> Contract:
-        return self._contract
-
-    @property
-    def methods(self) -> Tuple[str, ...]:
-        """Every method of the host's contract, in vtable order (present or not)."""
-        return self._methods
-
-    has = proxies.ContractProxy.has
-    call = proxies.ContractProxy.call
 
     def _forward(self, method: str, args: tuple) -> Any:
         """One method call, run in the worker; its result checked against the contract."""
@@ -78,7 +63,7 @@ class RemoteContract:
         wire = shape.arguments(args)
         during = f"{self._struct}.{method}() of plugin {self._plugin_name}"
         worker = self._worker
-        value = worker.request(["method", self._handle, method, wire], during)
+        value = worker.request([METHOD, self._handle, method, wire], during)
         try:
             return shape.result(value)
         except ProtocolViolation as exc:
@@ -120,9 +105,9 @@ def remote_class(contract: Contract, struct_name: str) -> type:
 def bind_remote(plugin: Any, worker: Any, name: str, contract: Contract) -> RemoteContract:
     """Ask the worker to bind `name` to `contract` (every check of proxy.bind runs there),
     then build the host's object from the host's own contract and check the reply."""
-    reply = worker.request(["contract", name, [contract.name, contract.version, contract.text,
-                                                contract.filename]], f"looking up {name}")
     during = f"looking up {name}"
+    reply = worker.request([CONTRACT, name, [contract.name, contract.version, contract.text,
+                                             contract.filename]], during)
     try:
         export = plugin.manifest.exports.get(name)
         struct = None if export is None else contract.declarations.struct(export.ctype)
@@ -188,15 +173,17 @@ class Shape:
                 if value.__class__ is not bytes:
                     value = proxies._data(value, name)
                 wire.append({"bytes": value.decode("latin-1")})
-            elif kind == "int":
+            elif kind == "int":          # what cffi takes: int (and bool), no __index__
                 if not isinstance(value, int):
-                    raise TypeError(f"argument {name!r} must be int, not {type(value).__name__}")
+                    raise TypeError("an integer is required")
                 wire.append(int(value))
-            else:
-                if not isinstance(value, (int, float)):
-                    raise TypeError(f"argument {name!r} must be float, not "
-                                    f"{type(value).__name__}")
-                wire.append(float(value))
+            else:                        # what cffi takes: as float() would, but no str
+                if isinstance(value, float):
+                    wire.append(value)
+                elif hasattr(value, "__float__") or hasattr(value, "__index__"):
+                    wire.append(float(value))
+                else:
+                    raise TypeError(f"must be real number, not {type(value).__name__}")
         return wire
 
 

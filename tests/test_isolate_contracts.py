@@ -92,6 +92,7 @@ def test_records_are_the_in_process_class(both):
 def test_the_isolated_proxy_has_the_proxy_api(both):
     import inspect
     local, isolated = both["lint"]
+    assert isinstance(isolated, minildr.ContractProxy)
     assert isolated.methods == local.methods == ("name", "lint", "configure")
     assert isolated.contract is local.contract is LINTER
     for m in local.methods:
@@ -257,18 +258,20 @@ def test_isolated_editor_survives_a_crashing_linter(built, tmp_path):
 # A worker that lies: every reply is checked against the host's contract
 # ---------------------------------------------------------------------------
 # Loaded by the worker's Python at start (PYTHONPATH): every contract method's
-# result is replaced, on the wire, by the JSON text in the file MINILDR_TEST_LIE.
+# result (or, with MINILDR_TEST_LIE_SEQ=N, the Nth reply) is replaced, on the
+# wire, by the JSON text in the file MINILDR_TEST_LIE.
 SITECUSTOMIZE = '''
 import os
 if os.environ.get("MINILDR_TEST_LIE"):
     from minildr import isolate
     with open(os.environ["MINILDR_TEST_LIE"]) as f:
         LIE = f.read()
+    SEQ = int(os.environ.get("MINILDR_TEST_LIE_SEQ", "0"))
     real_frame, SENTINEL = isolate.frame, "\\0lie"
     def encode_value(value):
         return SENTINEL
     def frame(message):
-        if message[0] == "ok" and message[2] == SENTINEL:
+        if message[0] == "ok" and (message[2] == SENTINEL or message[1] == SEQ):
             payload = ('["ok",%d,%s]' % (message[1], LIE)).encode()
             return isolate.HEADER.pack(isolate.MAGIC, len(payload)) + payload
         return real_frame(message)
@@ -313,9 +316,10 @@ def liar(tmp_path, monkeypatch):
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     monkeypatch.setenv("PYTHONPATH", str(site))
 
-    def lie(text):
+    def lie(text, seq=0):
         (tmp_path / "lie.json").write_text(text)
         monkeypatch.setenv("MINILDR_TEST_LIE", str(tmp_path / "lie.json"))
+        monkeypatch.setenv("MINILDR_TEST_LIE_SEQ", str(seq))
     return lie
 
 
@@ -343,6 +347,24 @@ def test_a_reply_of_the_right_shape_is_accepted(built, liar, key, lie, expected)
     liar(lie)
     with minildr.open(built[key], contracts=[contract], isolate=True) as plugin:
         assert getattr(plugin.lookup(export, contract), method)(argument) == expected
+
+
+LOOKUP_SEQ = 3          # ready, open, then the lookup
+
+
+@pytest.mark.parametrize("lie, wanted, fragment", [
+    ('[0, ["name", "run"], []]', COMMAND, "where the contract has"),
+    ('[0, ["name", "run", "help"], ["fly"]]', COMMAND, "not a subset"),
+    ('"0"', "long", "is not a number"),
+    ('-4', None, "is not a number"),
+])
+def test_a_lookup_reply_is_checked(built, liar, lie, wanted, fragment):
+    liar(lie, seq=LOOKUP_SEQ)
+    name = "upper" if wanted is COMMAND else "live_outputs"
+    with minildr.open(built["upper"], contracts=[COMMAND], isolate=True) as plugin:
+        with pytest.raises(minildr.PluginProtocolError, match=fragment):
+            plugin.lookup(name, wanted)
+        assert plugin.closed
 
 
 @pytest.mark.parametrize("reply, fragment", [

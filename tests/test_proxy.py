@@ -141,6 +141,29 @@ def test_numbers_in_and_out(probe):
     assert probe.is_even(10) is True and probe.is_even(7) is False
 
 
+class Seven:
+    def __index__(self):
+        return 7
+
+
+class Half:
+    def __float__(self):
+        return 0.5
+
+
+def test_number_arguments_are_taken_as_cffi_takes_them(probe):
+    """The isolated proxy checks numbers in the host: it must accept and refuse what cffi does."""
+    assert probe.add(True, 1) == 2 and probe.half(Half()) == 0.25 and probe.half(1) == 0.5
+    with pytest.raises(TypeError, match="an integer is required"):
+        probe.add(Seven(), 1)
+    with pytest.raises(TypeError, match="an integer is required"):
+        probe.add(1.5, 1)
+    with pytest.raises(TypeError, match="must be real number, not str"):
+        probe.half("1")
+    with pytest.raises(OverflowError, match="does not fit 'int'"):
+        probe.add(2 ** 40, 1)
+
+
 def test_bad_arguments_are_python_errors_before_any_call(probe, plugin):
     before = plugin.lookup("releases", "long")[0]
     with pytest.raises(ValueError, match="NUL character"):
