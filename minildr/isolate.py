@@ -66,8 +66,8 @@ from typing import Any, Deque, Iterable, List, Optional, Tuple, Union
 
 from . import ctype as ctypes_
 from .contract import Contract
-from .errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
-                     PluginTimeout, SymbolTypeError)
+from .errors import (PluginCallError, PluginClosed, PluginCrashed, PluginError,
+                     PluginProtocolError, PluginTimeout, SymbolTypeError)
 from .image import PluginImage
 from .loader import Plugin, Symbol
 from .manifest import Export, Manifest
@@ -326,7 +326,6 @@ CALL_ERROR_FIELDS = {"plugin": str, "method": str, "status": int, "plugin_messag
 
 def error_reply(seq: int, exc: BaseException) -> list:
     """An exception as a reply: ["error", seq, class name, message(, details)]."""
-    from .errors import PluginCallError
     text = exc.reason if isinstance(exc, PluginError) else str(exc)
     reply = ["error", seq, type(exc).__name__, text]
     if isinstance(exc, PluginCallError):
@@ -342,7 +341,6 @@ def _raise_error(reply: list, path: str) -> None:
     cls = _error_classes().get(name)
     if cls is None:
         raise RuntimeError(f"{name[:80]} in the isolated plugin's worker: {text}")
-    from .errors import PluginCallError
     if issubclass(cls, PluginCallError):
         details = reply[4] if len(reply) == 5 else None
         if not (isinstance(details, dict) and set(details) == set(CALL_ERROR_FIELDS)
@@ -769,8 +767,8 @@ class IsolatedPlugin(Plugin):
 
     `lookup` gives the same Symbol, for a typed lookup a RemoteFunction or
     RemoteVariable instead of a cffi pointer, and for a contract a
-    remote.RemoteContract with the in-process proxy's API. `timeout` (seconds) bounds
-    every call; `worker_pid` is the worker's process id.
+    remote.RemoteContract with the in-process proxy's API. `timeout`
+    (seconds) bounds every call; `worker_pid` is the worker's process id.
     """
 
     def __init__(self, image: PluginImage, manifest: Manifest, worker: Worker) -> None:

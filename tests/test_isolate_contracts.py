@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import minildr
 from minildr import errors, isolate, remote
-from examples.editor import Editor, FORMAT, LINTER, build_plugins
+from examples.editor import Editor, EditorError, FORMAT, LINTER, build_plugins
 
 from conftest import EXAMPLES, write_plugin
 
@@ -232,16 +232,48 @@ const linter_t crashlint = { .struct_size = sizeof(linter_t), .release = release
 """
 
 
-def test_isolated_editor_survives_a_crashing_linter(built, tmp_path):
+CRASHFMT_C = r"""
+#include <stdlib.h>
+#include <string.h>
+static void release(void *memory) { free(memory); }
+static const char *name(void) { return "crashfmt"; }
+static const char *suffixes(void) { return ".crash"; }
+static minildr_status copy(const void *data, size_t size, minildr_bytes *out, minildr_error *err)
+{
+    if (size >= 5 && memcmp(data, "CRASH", 5) == 0) {
+        volatile int *nowhere = 0;
+        return *nowhere;
+    }
+    out->data = malloc(size + 1);
+    memcpy(out->data, data, size);
+    out->size = size;
+    return MINILDR_OK;
+}
+const file_format_t crashfmt = { .struct_size = sizeof(file_format_t), .release = release,
+                                 .name = name, .suffixes = suffixes, .decode = copy,
+                                 .encode = copy };
+"""
+
+
+def test_isolated_editor_survives_a_crashing_linter_and_format(built, tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
     shutil.copy(built["qp"], folder)
     shutil.copy(built["lint"], folder)
     shutil.copy(write_plugin(tmp_path, "crashlint", CRASHLINT_C,
                              "extern const linter_t crashlint;\n", contracts=[LINTER]), folder)
+    shutil.copy(write_plugin(tmp_path, "crashfmt", CRASHFMT_C,
+                             "extern const file_format_t crashfmt;\n", contracts=[FORMAT]), folder)
+    (tmp_path / "ok.crash").write_text("fine\n")
+    (tmp_path / "bad.crash").write_text("CRASH\n")
     with Editor(isolate=True) as editor:
         editor.load_plugins(folder)
         assert sorted(name for name, _ in editor.hooks) == ["crashlint", "whitespace"]
+        assert editor.open(tmp_path / "ok.crash").text == "fine\n"
+        with pytest.raises(EditorError, match="bad.crash: its format plugin failed: .*SIGSEGV"):
+            editor.open(tmp_path / "bad.crash")
+        with pytest.raises(EditorError, match="ok.crash: its format plugin failed"):
+            editor.open(tmp_path / "ok.crash")          # that worker is gone: still an error
         buffer = editor.open(Path(shutil.copy(EXAMPLES.parent / "tests" / "data" / "editor"
                                               / "letter.qp", tmp_path / "letter.qp")))
         buffer.replace("fine\nCRASH here \n")
@@ -252,6 +284,9 @@ def test_isolated_editor_survives_a_crashing_linter(built, tmp_path):
         assert [(d.line, d.rule) for d in found if d.source == "whitespace"] == \
             [(2, "trailing-whitespace")]                   # the other linter still ran
         assert editor.open(buffer.path).text == "fine\nCRASH here \n"   # format still works
+        with pytest.raises(EditorError, match="copy.crash: its format plugin failed"):
+            editor.save(buffer, tmp_path / "copy.crash")
+        assert not (tmp_path / "copy.crash").exists()
 
 
 # ---------------------------------------------------------------------------
