@@ -10,6 +10,13 @@ All in one run, interleaved round by round, on the same plugin:
 - os floor       a bare 40-byte ping-pong over a socket pair between two
                  Python processes: what waking the other process costs here,
                  with no protocol at all
+- run() ...      a contract method, the command example's upper.run("hello,
+                 world"), through its proxy: in-process (proxy.py: the string
+                 in, the plugin's malloc'd output copied and released), and
+                 isolated (remote.py: arguments checked, forwarded, the worker's
+                 proxy does the in-process call, the result checked against the
+                 contract), with and without spinning; and the host's checks
+                 alone, without the round trip
 
 Each figure is the median and 99th percentile of single calls, in
 microseconds. Goal (issue 4): isolated median <= 30 us. Then the price of
@@ -85,20 +92,42 @@ def main() -> None:
     path = minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h",
                          out_dir=out)
 
+    command = ROOT / "examples" / "command"
+    contract = minildr.Contract.from_header(command / "command.h", name="command",
+                                            version="1.1")
+    upper = minildr.build([command / "upper.c"], name="upper", exports=command / "upper.h",
+                          contracts=[contract], out_dir=out)
+
     local = minildr.open(path)
+    local_cmd = minildr.open(upper, contracts=[contract])
     spin = isolate.SPIN_SECONDS
     isolate.SPIN_SECONDS = 0.0
     remote = minildr.open(path, isolate=True)
+    remote_cmd = minildr.open(upper, contracts=[contract], isolate=True)
     isolate.SPIN_SECONDS = 100e-6
     spinning = minildr.open(path, isolate=True)
+    spinning_cmd = minildr.open(upper, contracts=[contract], isolate=True)
     isolate.SPIN_SECONDS = spin
     floor, stop_floor = ping_pong()
+
+    def run(plugin):
+        method = plugin.lookup("upper", contract).run
+        return lambda: method("hello, world")
+
+    def checks(proxy):
+        """What remote.py adds in the host: the argument and the result checked."""
+        shape = proxy._shapes["run"]
+        return lambda: shape.result("HELLO, WORLD") and shape.arguments(("hello, world",))
 
     kinds = {
         "in-process": local.lookup("greet", GREET_T),
         "isolated": remote.lookup("greet", GREET_T),
         "isolated+spin (100 us)": spinning.lookup("greet", GREET_T),
         "os floor (ping-pong)": floor,
+        "run() in-process": run(local_cmd),
+        "run() isolated": run(remote_cmd),
+        "run() isolated+spin": run(spinning_cmd),
+        "run() host checks only": checks(remote_cmd.lookup("upper", contract)),
     }
     for fn in kinds.values():                     # warm up
         timings(fn, 1000)
@@ -108,7 +137,9 @@ def main() -> None:
             samples[name] += timings(fn, args.calls)
 
     assert minildr.ffi.string(kinds["isolated"]()) == minildr.ffi.string(kinds["in-process"]())
-    print(f"greet() round trip, {args.rounds} x {args.calls} calls each, {os.cpu_count()} CPUs, "
+    assert kinds["run() isolated"]() == kinds["run() in-process"]() == "HELLO, WORLD"
+    print(f"greet() and upper.run() round trips, {args.rounds} x {args.calls} calls each, "
+          f"{os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}, SPIN_SECONDS default {spin * 1e6:g} us")
     print(f"{'':<24}{'median us':>10}{'p99 us':>10}")
     for name, values in samples.items():
@@ -116,9 +147,10 @@ def main() -> None:
         median = statistics.median(values) / 1000
         p99 = values[int(len(values) * 0.99)] / 1000
         print(f"{name:<24}{median:>10.2f}{p99:>10.2f}")
-    median = statistics.median(samples["isolated"]) / 1000
-    print(f"goal: isolated median <= 30 us: {'met' if median <= 30 else 'NOT met'} "
-          f"({median:.1f} us)")
+    for name in ("isolated", "run() isolated"):
+        median = statistics.median(samples[name]) / 1000
+        print(f"goal: {name} median <= 30 us: {'met' if median <= 30 else 'NOT met'} "
+              f"({median:.1f} us)")
 
     opens = {"open+close in-process": lambda: minildr.open(path).close(),
              "open+close isolated": lambda: minildr.open(path, isolate=True).close()}
@@ -128,7 +160,7 @@ def main() -> None:
         print(f"{name:<24}{statistics.median(values) / 1e6:>10.3f}{values[-1] / 1e6:>10.3f}")
 
     stop_floor()
-    for plugin in (local, remote, spinning):
+    for plugin in (local, remote, spinning, local_cmd, remote_cmd, spinning_cmd):
         plugin.close()
 
 

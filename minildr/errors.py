@@ -19,6 +19,18 @@ class PluginError(Exception):
         text = message if self.path is None else f"{self.path}: {message}"
         super().__init__(text)
 
+    def __reduce__(self):
+        """Picklable (multiprocessing, concurrent.futures): Exception's default would call
+        the class with one argument; the attributes (PluginCallError.plugin_message,
+        PluginCrashed.signal) go along as its state."""
+        return (_restore, (type(self), self.path, self.reason), dict(self.__dict__))
+
+
+def _restore(cls, path, reason):
+    error = cls.__new__(cls)
+    PluginError.__init__(error, path, reason)
+    return error
+
 
 class PluginNotFound(PluginError):
     """The path does not exist, or is not a regular file."""
@@ -95,10 +107,6 @@ class PluginCallError(PluginError):
         self.plugin, self.method, self.status = plugin, method, status
         self.plugin_message = plugin_message
 
-    def __reduce__(self):      # picklable, so a worker process can send it back
-        return (_rebuild, (type(self), self.path, self.reason, self.plugin, self.method,
-                           self.status, self.plugin_message))
-
 
 class NotImplementedByPlugin(PluginCallError, NotImplementedError):
     """The plugin does not provide this contract method (older contract version, NULL
@@ -108,11 +116,6 @@ class NotImplementedByPlugin(PluginCallError, NotImplementedError):
 class ContractViolation(PluginCallError):
     """The plugin broke the calling convention of minildr.h: an unknown status code,
     NULL where a string is required, text that is not UTF-8."""
-
-
-def _rebuild(cls, path, reason, plugin, method, status, plugin_message):
-    return cls(path, reason, plugin=plugin, method=method, status=status,
-               plugin_message=plugin_message)
 
 
 class BadTrustFile(PluginError):

@@ -30,7 +30,10 @@ Only plain values cross: integers, floating-point numbers, _Bool, char, and
 memory and means nothing in the other, so a function taking or returning any
 other pointer is refused at lookup, with a clear SymbolTypeError. Contract
 methods are called by name on the worker's own contract proxy, and their
-Python results (str, bytes, numbers, tuples, lists, records) are copied back.
+Python results (str, bytes, numbers, tuples, lists, records) are copied back
+and checked against the host's contract (remote.py). Errors cross as values:
+the class name, the message and, for a PluginCallError, the plugin's name,
+the method, the status and the plugin's own message, each checked.
 
 `isolate=True` bounds each call by DEFAULT_TIMEOUT seconds, `isolate=2.5` by
 2.5 s: a call still running then is a hang, `PluginTimeout`, and its worker
@@ -44,7 +47,6 @@ from __future__ import annotations
 import base64
 import codecs
 import collections
-import functools
 import json
 import logging
 import os
@@ -60,12 +62,12 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Callable, Deque, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Iterable, List, Optional, Tuple, Union
 
 from . import ctype as ctypes_
 from .contract import Contract
-from .errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
-                     PluginTimeout, SymbolTypeError)
+from .errors import (PluginCallError, PluginClosed, PluginCrashed, PluginError,
+                     PluginProtocolError, PluginTimeout, SymbolTypeError)
 from .image import PluginImage
 from .loader import Plugin, Symbol
 from .manifest import Export, Manifest
@@ -136,7 +138,7 @@ class FrameReader:
         del buf[:end]
         try:
             return json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):   # [[[[... nested too deep
             self.buffer = bytearray(payload)
             raise self._violation("carries a payload that is not JSON") from None
 
@@ -277,8 +279,9 @@ def decode_result(kind: str, value: Any, ffi: Any) -> Any:
 
 # Contract methods: the worker's proxy converts C values to Python ones (str,
 # bytes, int, float, bool, None, tuples, lists, records as named tuples); these
-# cross as JSON, the non-JSON ones tagged. A record is rebuilt in the host as
-# a named tuple of the same name and fields.
+# cross as JSON, the non-JSON ones tagged. The host does not rebuild them
+# blindly: remote.py checks each against the shape its own contract gives the
+# method, and builds records with proxy.record_class, the in-process class.
 def encode_value(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -296,28 +299,12 @@ def encode_value(value: Any) -> Any:
 
 
 def decode_value(value: Any) -> Any:
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if set(value) == {"bytes"} and isinstance(value["bytes"], str):
+    """An argument as the worker's proxy takes it (the host checked it: remote.Shape)."""
+    if isinstance(value, dict) and set(value) == {"bytes"} and isinstance(value["bytes"], str):
         return value["bytes"].encode("latin-1")
-    if set(value) == {"tuple"} and isinstance(value["tuple"], list):
-        return tuple(decode_value(v) for v in value["tuple"])
-    if set(value) == {"record", "fields", "values"}:
-        cls = _record_class(value["record"], tuple(value["fields"]))
-        return cls(*(decode_value(v) for v in value["values"]))
-    raise ProtocolViolation(f"the value {str(value)[:80]!r} is not one the protocol sends")
-
-
-@functools.lru_cache(maxsize=256)
-def _record_class(name: str, fields: Tuple[str, ...]) -> type:
-    """The same named-tuple class for the same record name and fields."""
-    try:
-        return collections.namedtuple(name, fields)          # type: ignore[misc]
-    except (TypeError, ValueError):
-        raise ProtocolViolation(f"the record {name!r} {fields!r} is not a valid record") \
-            from None
+    if isinstance(value, (dict, list)):
+        raise ProtocolViolation(f"the value {str(value)[:80]!r} is not one the protocol sends")
+    return value
 
 
 # ---------------------------------------------------------------------------
@@ -328,30 +315,61 @@ def _error_classes() -> dict:
     from . import errors
     classes = {name: getattr(errors, name) for name in errors.__all__}
     classes.update({c.__name__: c for c in (TypeError, ValueError, OverflowError,
-                                            NotImplementedError, IndexError)})
+                                            NotImplementedError, IndexError, AttributeError)})
     return classes
+
+
+MAX_ERROR_TEXT = 1 << 16        # characters of an error message from the worker
+# A PluginCallError's details (errors.PluginCallError), each with its JSON type.
+CALL_ERROR_FIELDS = {"plugin": str, "method": str, "status": int, "plugin_message": str}
+
+
+def error_reply(seq: int, exc: BaseException) -> list:
+    """An exception as a reply: ["error", seq, class name, message(, details)]."""
+    text = exc.reason if isinstance(exc, PluginError) else str(exc)
+    reply = ["error", seq, type(exc).__name__, text]
+    if isinstance(exc, PluginCallError):
+        reply.append({key: getattr(exc, key) for key in CALL_ERROR_FIELDS})
+    return reply
+
+
+def _raise_error(reply: list, path: str) -> None:
+    """Raise the error an error reply reports, after checking every part of it."""
+    name, text = reply[2], reply[3]
+    if not isinstance(name, str) or not isinstance(text, str) or len(text) > MAX_ERROR_TEXT:
+        raise ProtocolViolation(f"malformed error reply {str(reply)[:80]!r}")
+    cls = _error_classes().get(name)
+    if cls is None:
+        raise RuntimeError(f"{name[:80]} in the isolated plugin's worker: {text}")
+    if issubclass(cls, PluginCallError):
+        details = reply[4] if len(reply) == 5 else None
+        if not (isinstance(details, dict) and set(details) == set(CALL_ERROR_FIELDS)
+                and all(type(details[k]) is t for k, t in CALL_ERROR_FIELDS.items())
+                and len(details["plugin_message"]) <= MAX_ERROR_TEXT):
+            raise ProtocolViolation(f"the {name} reply {str(reply)[:120]!r} lacks its "
+                                    "plugin, method, status and plugin_message")
+        raise cls(path, text, **details)
+    if len(reply) != 4:
+        raise ProtocolViolation(f"malformed error reply {str(reply)[:80]!r}")
+    if issubclass(cls, PluginError):
+        raise cls(path, text)
+    raise cls(text)
 
 
 def read_reply(reply: Any, seq: int, path: str) -> Any:
     """The value a reply carries, or the error it reports raised again in the host.
 
     The worker's PluginErrors arrive as the same class with the same message
-    (so isolated and in-process plugins fail alike); cffi's argument errors
-    as themselves; anything else as RuntimeError. A reply that is not one is
-    a ProtocolViolation.
+    (so isolated and in-process plugins fail alike), a PluginCallError with
+    its details; Python's argument errors as themselves; anything else as
+    RuntimeError. A reply that is not one is a ProtocolViolation.
     """
     if not isinstance(reply, list) or len(reply) < 3 or reply[1] != seq:
         raise ProtocolViolation(f"the reply {str(reply)[:80]!r} does not answer request {seq}")
     if reply[0] == "ok" and len(reply) == 3:
         return reply[2]
-    if reply[0] == "error" and len(reply) == 4 and isinstance(reply[2], str) \
-            and isinstance(reply[3], str):
-        cls = _error_classes().get(reply[2])
-        if cls is None:
-            raise RuntimeError(f"{reply[2]} in the isolated plugin's worker: {reply[3]}")
-        if issubclass(cls, PluginError):
-            raise cls(path, reply[3])
-        raise cls(reply[3])
+    if reply[0] == "error" and len(reply) in (4, 5):
+        _raise_error(reply, path)
     raise ProtocolViolation(f"malformed reply {str(reply)[:80]!r}")
 
 
@@ -744,72 +762,13 @@ class RemoteVariable:
         return f"<isolated variable {self.name}: {self.ctype}, in worker pid {self._worker.pid}>"
 
 
-class RemoteContract:
-    """A contract object of an isolated plugin: each method call runs in the worker.
-
-    The request is (handle, method name, arguments): the worker holds the
-    in-process contract proxy that `lookup(name, contract)` made and calls
-    the method on it, so the host needs nothing of the contract's layout.
-    Like the in-process proxy it offers `methods`, `contract`, `has(method)`
-    and `call(method, *args)` beside the methods themselves.
-    """
-
-    def __init__(self, worker: Worker, handle: int, name: str, contract: Contract,
-                 methods: Sequence[str], available: Sequence[str]) -> None:
-        # Underscored: a contract's methods (often `name`) must not be shadowed.
-        self._worker, self._handle = worker, handle
-        self._symbol, self._contract = name, contract
-        self._methods, self._available = tuple(methods), frozenset(available)
-
-    @property
-    def methods(self) -> Tuple[str, ...]:
-        return self._methods
-
-    @property
-    def contract(self) -> Contract:
-        return self._contract
-
-    def has(self, method: str) -> bool:
-        """Whether the plugin implements `method` (an optional one may be left out)."""
-        return method in self._available
-
-    def call(self, method: str, *args: Any) -> Any:
-        """Run `method` in the worker with these arguments; its result, copied back."""
-        if method not in self._methods:
-            raise AttributeError(f"{self._contract.name} has no method {method!r}; it has: "
-                                 f"{', '.join(self._methods) or 'none'}")
-        wire = [encode_value(a) for a in args]
-        during = f"{self._symbol}.{method}()"
-        value = self._worker.request([METHOD, self._handle, method, wire], during)
-        try:
-            return decode_value(value)
-        except ProtocolViolation as exc:
-            raise self._worker._violated(exc, during) from None
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method.startswith("_") or method not in self._methods:
-            raise AttributeError(f"{self._contract.name} has no method {method!r}; it has: "
-                                 f"{', '.join(self._methods) or 'none'}")
-
-        def call(*args: Any) -> Any:
-            return self.call(method, *args)
-        call.__name__ = method
-        return call
-
-    def __dir__(self) -> List[str]:
-        return list(self._methods) + ["methods", "contract", "has", "call"]
-
-    def __repr__(self) -> str:
-        return (f"<isolated {self._contract.name} {self._symbol}, "
-                f"in worker pid {self._worker.pid}>")
-
-
 class IsolatedPlugin(Plugin):
     """A plugin loaded in a worker process, with the API of an in-process Plugin.
 
-    `lookup` gives the same Symbol, and for a typed lookup a RemoteFunction
-    or RemoteVariable instead of a cffi pointer. `timeout` (seconds) bounds
-    every call; `worker_pid` is the worker's process id.
+    `lookup` gives the same Symbol, for a typed lookup a RemoteFunction or
+    RemoteVariable instead of a cffi pointer, and for a contract a
+    remote.RemoteContract with the in-process proxy's API. `timeout`
+    (seconds) bounds every call; `worker_pid` is the worker's process id.
     """
 
     def __init__(self, image: PluginImage, manifest: Manifest, worker: Worker) -> None:
@@ -842,17 +801,20 @@ class IsolatedPlugin(Plugin):
             raise PluginClosed(self.path, f"is closed, so {name!r} cannot be looked up; "
                                           "open the plugin again to use it")
         if isinstance(wanted, Contract):
-            contract = [wanted.name, wanted.version, wanted.text, wanted.filename]
-            handle, methods, available = worker.request([CONTRACT, name, contract],
-                                                        f"looking up {name}")
-            return RemoteContract(worker, handle, name, wanted, methods, available)
-        reply = worker.request([LOOKUP, name, wanted], f"looking up {name}")
-        export = self.manifest.exports[name]
+            from .remote import bind_remote
+            return bind_remote(self, worker, name, wanted)
+        during = f"looking up {name}"
+        reply = worker.request([LOOKUP, name, wanted], during)
+        export = self.manifest.exports.get(name)
+        if type(reply) is not int or reply < 0 or export is None:   # an address or a handle
+            raise worker._violated(ProtocolViolation(
+                f"the lookup reply {str(reply)[:80]!r} is not a number for an export "
+                "the manifest lists"), during)
         if wanted is None:
-            return Symbol(name, export.ctype, export.kind, int(reply))
+            return Symbol(name, export.ctype, export.kind, reply)
         marshal = marshal_for(self._cffi(), self.path, export, self.manifest.types)
         cls = RemoteFunction if marshal.kind == "function" else RemoteVariable
-        return cls(worker, int(reply), export, marshal, _host_ffi())
+        return cls(worker, reply, export, marshal, _host_ffi())
 
     def close(self) -> None:
         """Unload the plugin and end its worker process. Closing twice is fine."""

@@ -133,25 +133,21 @@ class Server:
         return len(self.handles) - 1
 
     def contract(self, name: str, contract: Contract) -> List[Any]:
+        """Bind the vtable `name` (every check of proxy.bind runs here); [handle, methods,
+        available] for the host, which builds its own object from its own contract."""
         assert self.plugin is not None
         proxy = self.plugin.lookup(name, contract)
-        methods = list(getattr(proxy, "methods", None) or
-                       [m for m in dir(proxy) if not m.startswith("_")
-                        and callable(getattr(proxy, m))])
-        has = getattr(proxy, "has", None)
-        available = [m for m in methods if has(m)] if callable(has) else methods
+        methods = list(proxy.methods)
         self.handles.append((proxy, methods))
-        return [len(self.handles) - 1, methods, available]
+        return [len(self.handles) - 1, methods, [m for m in methods if proxy.has(m)]]
 
     def method(self, handle: int, method: str, args: List[Any]) -> Any:
-        """One contract method, called through the proxy's `call` when it has one."""
+        """One contract method, called through the proxy's `call`, the forwardable form."""
         proxy, methods = self.handles[handle]
         if method not in methods:
             raise AttributeError(f"no method {method!r}")
         values = [isolate.decode_value(a) for a in args]
-        call = getattr(proxy, "call", None)
-        result = call(method, *values) if callable(call) else getattr(proxy, method)(*values)
-        return isolate.encode_value(result)
+        return isolate.encode_value(proxy.call(method, *values))
 
     @staticmethod
     def from_wire(kind: str, value: Any) -> Any:
@@ -184,9 +180,7 @@ class Server:
 
 
 def reply_error(seq: int, exc: BaseException) -> bytes:
-    name = type(exc).__name__
-    text = exc.reason if isinstance(exc, PluginError) else str(exc)
-    return isolate.frame(["error", seq, name, text])
+    return isolate.frame(isolate.error_reply(seq, exc))
 
 
 def receive(recv: Any, spin: float) -> bytes:

@@ -2,6 +2,7 @@
 with real files, cross-checked against Python's own quopri module."""
 from __future__ import annotations
 
+import os
 import quopri
 import shutil
 import subprocess
@@ -28,22 +29,29 @@ def plugins_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module", params=[False, True], ids=["in-process", "isolated"])
+def isolate(request):
+    """The format, the linter and the editor, in-process and each plugin in a worker process:
+    every test below that uses them must pass both ways."""
+    return request.param
+
+
 @pytest.fixture
-def editor(plugins_dir):
-    with Editor() as e:
+def editor(plugins_dir, isolate):
+    with Editor(isolate=isolate) as e:
         e.load_plugins(plugins_dir)
         yield e
 
 
 @pytest.fixture(scope="module")
-def qp(plugins_dir):
-    with minildr.open(plugins_dir / "qp.so", contracts=[FORMAT]) as plugin:
+def qp(plugins_dir, isolate):
+    with minildr.open(plugins_dir / "qp.so", contracts=[FORMAT], isolate=isolate) as plugin:
         yield plugin.lookup("quoted_printable", FORMAT)
 
 
 @pytest.fixture
-def lint(plugins_dir):
-    with minildr.open(plugins_dir / "lint.so", contracts=[LINTER]) as plugin:
+def lint(plugins_dir, isolate):
+    with minildr.open(plugins_dir / "lint.so", contracts=[LINTER], isolate=isolate) as plugin:
         linter = plugin.lookup("whitespace", LINTER)
         yield linter
         linter.configure("max-line-length", "79")      # module state: put it back
@@ -150,8 +158,8 @@ def test_configure_is_the_1_1_method(lint):
 # ---------------------------------------------------------------------------
 # The editor
 # ---------------------------------------------------------------------------
-def test_broken_plugin_is_reported_and_skipped(plugins_dir):
-    with Editor() as editor:
+def test_broken_plugin_is_reported_and_skipped(plugins_dir, isolate):
+    with Editor(isolate=isolate) as editor:
         report = editor.load_plugins(plugins_dir)
         assert sorted(p.name for p in report.loaded) == ["lint", "qp"]
         [(path, error)] = report.failed
@@ -160,6 +168,8 @@ def test_broken_plugin_is_reported_and_skipped(plugins_dir):
         assert [name for name, _ in editor.skipped] == ["broken.so"]
         assert set(editor.formats) == {".qp", ".qpt"}
         assert [name for name, _ in editor.hooks] == ["whitespace"]
+        workers = {getattr(p, "worker_pid", os.getpid()) for p in report.loaded}
+        assert (os.getpid() not in workers and len(workers) == 2) == bool(isolate)
 
 
 def test_open_edit_save_round_trip(editor, tmp_path):
@@ -210,10 +220,11 @@ def test_a_failing_hook_is_a_diagnostic_not_a_crash(editor, tmp_path):
     assert (d.rule, d.source) == ("linter-failed", "flaky") and "boom" in d.message
 
 
-def test_command_line(plugins_dir, tmp_path):
+@pytest.mark.parametrize("options", [[], ["--isolate"], ["--isolate", "--timeout", "5"]])
+def test_command_line(plugins_dir, tmp_path, options):
     path = Path(shutil.copy(DATA / "letter.qp", tmp_path / "note.qp"))
     done = subprocess.run([sys.executable, "-m", "examples.editor", str(path), "--plugins",
-                           str(plugins_dir), "--append", "new line  "],
+                           str(plugins_dir), "--append", "new line  ", *options],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 1, done.stderr
     out = done.stdout
@@ -221,6 +232,7 @@ def test_command_line(plugins_dir, tmp_path):
     assert "Dear Zoë," in out and "(quoted-printable, 10 lines)" in out
     assert "note.qp:11:9: trailing-whitespace: 2 whitespace character(s)" in out
     assert "--- saved note.qp: 6 diagnostic(s) ---" in out
+    assert ("isolated: 2 plugin(s), each in its own worker process" in out) == bool(options)
     assert editor_text(plugins_dir, path).endswith("new line  \n")
 
 

@@ -76,8 +76,14 @@ def plugins(tmp_path_factory):
             "1.2": build(tmp, V1_2, "HELP", "COMPLETE"), "2.0": build(tmp, V2_0, "HELP", "FLAGS")}
 
 
-def test_newer_host_loads_older_plugin_and_its_missing_method_is_absent(plugins):
-    with minildr.open(plugins["1.0"], contracts=[V1_1]) as plugin:
+@pytest.fixture(params=[False, True], ids=["in-process", "isolated"])
+def isolate(request):
+    """Evolution through a worker process (minildr.remote) must look the same."""
+    return request.param
+
+
+def test_newer_host_loads_older_plugin_and_its_missing_method_is_absent(plugins, isolate):
+    with minildr.open(plugins["1.0"], contracts=[V1_1], isolate=isolate) as plugin:
         cmd = plugin.lookup("cmd", V1_1)
         assert cmd.run("a line") == "a line" and cmd.name() == "cmd10"
         assert cmd.has("run") and not cmd.has("help")
@@ -89,26 +95,26 @@ def test_newer_host_loads_older_plugin_and_its_missing_method_is_absent(plugins)
         assert "help (absent)" in repr(cmd)
 
 
-def test_older_host_loads_newer_plugin_and_sees_its_own_methods(plugins):
-    with minildr.open(plugins["1.1"], contracts=[V1_0]) as plugin:
+def test_older_host_loads_newer_plugin_and_sees_its_own_methods(plugins, isolate):
+    with minildr.open(plugins["1.1"], contracts=[V1_0], isolate=isolate) as plugin:
         cmd = plugin.lookup("cmd", V1_0)
         assert cmd.methods == ("name", "run") and not hasattr(cmd, "help")
         assert cmd.run("x") == "x"
 
 
-def test_two_minors_apart_both_ways(plugins):
-    with minildr.open(plugins["1.2"], contracts=[V1_1]) as plugin:
+def test_two_minors_apart_both_ways(plugins, isolate):
+    with minildr.open(plugins["1.2"], contracts=[V1_1], isolate=isolate) as plugin:
         cmd = plugin.lookup("cmd", V1_1)
         assert cmd.help() == "help of cmd12" and not hasattr(cmd, "complete")
-    with minildr.open(plugins["1.0"], contracts=[V1_2]) as plugin:
+    with minildr.open(plugins["1.0"], contracts=[V1_2], isolate=isolate) as plugin:
         cmd = plugin.lookup("cmd", V1_2)
         assert [m for m in cmd.methods if cmd.has(m)] == ["name", "run"]
         with pytest.raises(minildr.NotImplementedByPlugin):
             cmd.complete("pre")
 
 
-def test_same_version_both_sides_has_every_method(plugins):
-    with minildr.open(plugins["1.2"], contracts=[V1_2]) as plugin:
+def test_same_version_both_sides_has_every_method(plugins, isolate):
+    with minildr.open(plugins["1.2"], contracts=[V1_2], isolate=isolate) as plugin:
         cmd = plugin.lookup("cmd", V1_2)
         assert all(cmd.has(m) for m in cmd.methods) and cmd.complete("ab") == "ab"
 
@@ -195,9 +201,9 @@ def test_a_size_field_on_one_side_only_is_a_difference():
     assert "(the plugin's)" in layout.compare(empty, sized)
 
 
-def test_lookup_checks_the_version_when_open_was_not_given_the_contract(plugins):
-    with minildr.open(plugins["2.0"]) as plugin:          # no contracts=: open cannot tell
+def test_lookup_checks_the_version_when_open_was_not_given_the_contract(plugins, isolate):
+    with minildr.open(plugins["2.0"], isolate=isolate) as plugin:          # no contracts=: open cannot tell
         with pytest.raises(minildr.DependencyMismatch, match="newer major version"):
             plugin.lookup("cmd", V1_1)
-    with minildr.open(plugins["1.0"]) as plugin:
+    with minildr.open(plugins["1.0"], isolate=isolate) as plugin:
         assert not plugin.lookup("cmd", V1_1).has("help")

@@ -27,9 +27,16 @@ def probe_so(tmp_path_factory):
                          contracts=[PROBE], out_dir=out)
 
 
+@pytest.fixture(params=[False, True], ids=["in-process", "isolated"])
+def isolate(request):
+    """Every test that takes this runs twice: in-process, and through a worker process
+    (minildr.remote), which must give the same results and the same errors."""
+    return request.param
+
+
 @pytest.fixture
-def plugin(probe_so):
-    with minildr.open(probe_so, contracts=[PROBE]) as p:
+def plugin(probe_so, isolate):
+    with minildr.open(probe_so, contracts=[PROBE], isolate=isolate) as p:
         yield p
 
 
@@ -53,8 +60,8 @@ def live(plugin):
 # ---------------------------------------------------------------------------
 # The command example: what a learner types
 # ---------------------------------------------------------------------------
-def test_command_methods_take_and_return_python_values(upper_so):
-    with minildr.open(upper_so, contracts=[COMMAND]) as plugin:
+def test_command_methods_take_and_return_python_values(upper_so, isolate):
+    with minildr.open(upper_so, contracts=[COMMAND], isolate=isolate) as plugin:
         cmd = plugin.lookup("upper", COMMAND)
         assert cmd.name() == "upper"
         assert cmd.run("hello, wörld") == "HELLO, WöRLD"
@@ -63,8 +70,8 @@ def test_command_methods_take_and_return_python_values(upper_so):
         assert plugin.lookup("live_outputs", "long")[0] == 0
 
 
-def test_plugin_error_is_a_value_with_the_plugins_message_and_name(upper_so):
-    with minildr.open(upper_so, contracts=[COMMAND]) as plugin:
+def test_plugin_error_is_a_value_with_the_plugins_message_and_name(upper_so, isolate):
+    with minildr.open(upper_so, contracts=[COMMAND], isolate=isolate) as plugin:
         cmd = plugin.lookup("upper", COMMAND)
         with pytest.raises(minildr.PluginCallError) as err:
             cmd.run("tab\there")
@@ -79,16 +86,16 @@ def test_plugin_error_is_a_value_with_the_plugins_message_and_name(upper_so):
         assert (type(copy), str(copy), copy.plugin_message) == (type(e), str(e), e.plugin_message)
 
 
-def test_proxy_methods_have_the_headers_signatures(upper_so):
-    with minildr.open(upper_so) as plugin:
+def test_proxy_methods_have_the_headers_signatures(upper_so, isolate):
+    with minildr.open(upper_so, isolate=isolate) as plugin:
         cmd = plugin.lookup("upper", COMMAND)
         assert str(inspect.signature(cmd.run)) == "(line: 'str') -> 'str'"
         assert "run" in dir(cmd) and "minildr_status" in cmd.run.__doc__
         assert "upper" in repr(cmd) and "command 1.1" in repr(cmd)
 
 
-def test_call_by_name_is_the_same_call(upper_so):
-    with minildr.open(upper_so) as plugin:
+def test_call_by_name_is_the_same_call(upper_so, isolate):
+    with minildr.open(upper_so, isolate=isolate) as plugin:
         cmd = plugin.lookup("upper", COMMAND)
         assert cmd.call("run", "abc") == "ABC"
         with pytest.raises(AttributeError, match="has no method 'fly'"):
@@ -132,6 +139,29 @@ def test_numbers_in_and_out(probe):
     assert probe.add(2, 40) == 42
     assert probe.half(3.0) == 1.5
     assert probe.is_even(10) is True and probe.is_even(7) is False
+
+
+class Seven:
+    def __index__(self):
+        return 7
+
+
+class Half:
+    def __float__(self):
+        return 0.5
+
+
+def test_number_arguments_are_taken_as_cffi_takes_them(probe):
+    """The isolated proxy checks numbers in the host: it must accept and refuse what cffi does."""
+    assert probe.add(True, 1) == 2 and probe.half(Half()) == 0.25 and probe.half(1) == 0.5
+    with pytest.raises(TypeError, match="an integer is required"):
+        probe.add(Seven(), 1)
+    with pytest.raises(TypeError, match="an integer is required"):
+        probe.add(1.5, 1)
+    with pytest.raises(TypeError, match="must be real number, not str"):
+        probe.half("1")
+    with pytest.raises(OverflowError, match="does not fit 'int'"):
+        probe.add(2 ** 40, 1)
 
 
 def test_bad_arguments_are_python_errors_before_any_call(probe, plugin):
@@ -251,10 +281,10 @@ const command_t impostor = { sizeof(command_t), 0, name };
 """
 
 
-def test_same_type_name_other_fields_names_the_field(tmp_path):
+def test_same_type_name_other_fields_names_the_field(tmp_path, isolate):
     """Built without the contract (so no hash to compare), caught by the layout check."""
     path = write_plugin(tmp_path, "impostor", IMPOSTOR_C, IMPOSTOR_H)
-    with minildr.open(path, contracts=[COMMAND]) as plugin:
+    with minildr.open(path, contracts=[COMMAND], isolate=isolate) as plugin:
         with pytest.raises(minildr.ContractMismatch) as err:
             plugin.lookup("impostor", COMMAND)
     message = str(err.value)

@@ -9,6 +9,11 @@ The editor knows two contracts (contracts.py), and nothing about any plugin:
 plugin that passes minildr's checks and exports a vtable of one of the two
 contracts is registered; every other one is reported with its reason and
 skipped, and the editor keeps working without it.
+
+`Editor(isolate=True)` loads each plugin in its own worker process
+(minildr's isolation): the formats and linters behave the same, and a plugin
+that crashes or hangs becomes an error (a linter's, a diagnostic) instead of
+ending the editor. `isolate=2.5` also bounds each plugin call to 2.5 s.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import minildr
 
@@ -65,12 +70,13 @@ class Editor:
     formats: Dict[str, FileFormat] = field(default_factory=dict)     # suffix -> format
     hooks: List[Tuple[str, Linter]] = field(default_factory=list)    # (name, linter)
     skipped: List[Tuple[str, str]] = field(default_factory=list)     # (file, reason)
+    isolate: Union[bool, float] = False      # each plugin in a worker process (minildr)
     _reports: List[minildr.Report] = field(default_factory=list, repr=False)
 
     # -- plugins -------------------------------------------------------
     def load_plugins(self, folder: "os.PathLike[str] | str") -> minildr.Report:
         """Register every format and linter a plugins folder offers; report the rest."""
-        report = minildr.discover(folder, contracts=CONTRACTS)
+        report = minildr.discover(folder, contracts=CONTRACTS, isolate=self.isolate)
         for path, error in report.failed:
             self.skipped.append((path.name, f"{type(error).__name__}: {error.reason}"))
         for plugin in report.loaded:
@@ -138,11 +144,15 @@ class Editor:
         if fmt is None:
             raw, name = data, None
         else:
-            name = fmt.name()
+            name = None
             try:
+                name = fmt.name()
                 raw = fmt.decode(data)
             except minildr.PluginCallError as exc:
-                raise EditorError(f"{path}: not valid {name}: {exc.plugin_message or exc}") from None
+                raise EditorError(f"{path}: not valid {name or 'for its format'}: "
+                                  f"{exc.plugin_message or exc}") from None
+            except minildr.PluginError as exc:      # an isolated format crashed or hung
+                raise EditorError(f"{path}: its format plugin failed: {exc}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -173,6 +183,8 @@ class Editor:
                 data = fmt.encode(data)
             except minildr.PluginCallError as exc:
                 raise EditorError(f"{target}: cannot write as {fmt.name()}: {exc}") from None
+            except minildr.PluginError as exc:      # an isolated format crashed or hung
+                raise EditorError(f"{target}: its format plugin failed: {exc}") from None
         fd, staged = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "wb") as f:
