@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml
 	@echo "minildr: $(VENV)/ is ready."
 
 # LAB_ARGS: extra JupyterLab options (the browser test sets port and token).
+# The whole course is served (notebooks/, exercises/, solutions/), and the
+# browser opens on notebook 00.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=. $(ALLOW_ROOT) \
+		--LabApp.default_url=/lab/tree/notebooks/00-the-plugin-problem.ipynb $(LAB_ARGS)
 
 # --nbval-current-env: run notebooks with this .venv's Python, not whatever
 # "python3" kernel happens to be installed on the machine.

@@ -156,11 +156,20 @@ CELLS = PANEL + """
                  .map(o => o.ename + ': ' + o.evalue)}));"""
 
 
+def test_make_lab_opens_on_notebook_00_with_the_whole_course(lab):
+    base, token = lab
+    with urllib.request.urlopen(f"{base}/?token={token}", timeout=10) as r:
+        assert r.url.split("?")[0].endswith("/lab/tree/notebooks/00-the-plugin-problem.ipynb")
+    with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=10) as r:
+        top = {item["name"] for item in json.load(r)["content"]}
+    assert {"notebooks", "exercises", "solutions"} <= top
+
+
 def test_notebook_02_runs_in_jupyterlab_in_a_browser(lab, browser):
     notebook = _notebook()
     saved = notebook.read_bytes()
     base, token = lab
-    browser.get(f"{base}/lab/tree/{notebook.name}?token={token}")
+    browser.get(f"{base}/lab/tree/notebooks/{notebook.name}?token={token}")
     _wait_for(lambda: browser.execute_script(KERNEL_IDLE), START_TIMEOUT,
               f"{notebook.name} to open with an idle kernel")
 
