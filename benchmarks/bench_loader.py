@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cffi
@@ -21,19 +20,11 @@ import cffi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
+from timing import best_of  # noqa: E402  (benchmarks/timing.py)
 from minildr import image as images  # noqa: E402
 from minildr.progress import progress  # noqa: E402
 
 
-def best_of(fn, number: int, rounds: int) -> float:
-    """Seconds per call of fn(), the best of `rounds` rounds of `number` calls."""
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
 
 
 def main() -> None:

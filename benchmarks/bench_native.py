@@ -22,20 +22,13 @@ import cffi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
+from timing import best_of  # noqa: E402  (benchmarks/timing.py)
 import minildr.native  # noqa: E402
 from minildr.native import initfini, map as mapping, relocate  # noqa: E402
 from minildr.native.parse import parse  # noqa: E402
 from minildr.native.trace import Trace  # noqa: E402
 
 
-def best_of(fn, number: int, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
 
 
 def steps(path: Path, number: int) -> dict:
