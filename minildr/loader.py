@@ -19,6 +19,7 @@ system loader does it in a worker process instead (see isolate.py).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -123,6 +124,20 @@ def check_trust(image: PluginImage, trust: Any) -> None:
 # ---------------------------------------------------------------------------
 # Symbols and plugins
 # ---------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def ffi_for_types(types: str) -> cffi.FFI:
+    """A cffi FFI that knows a manifest's type declarations.
+
+    Reading C declarations is the slow part of a lookup, and an FFI only
+    holds types, so plugins whose manifests declare the same types (every
+    build of the same plugin, every plugin of one contract) share one.
+    """
+    ffi = cffi.FFI()
+    if types:
+        ffi.cdef(types)
+    return ffi
+
+
 @dataclass(frozen=True)
 class Symbol:
     """An exported symbol, as `lookup(name)` finds it without a type."""
@@ -211,9 +226,7 @@ class Plugin:
 
     def _cffi(self) -> cffi.FFI:
         if self._ffi is None:
-            self._ffi = cffi.FFI()
-            if self.manifest.types:
-                self._ffi.cdef(self.manifest.types)
+            self._ffi = ffi_for_types(self.manifest.types)
         return self._ffi
 
     # -- unloading -----------------------------------------------------
