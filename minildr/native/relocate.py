@@ -22,25 +22,14 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Dict, List, Tuple
-
-import cffi
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import elf
 from ..errors import LoadError
-from .parse import Plan
+from .libc import ffi, libc
+from .parse import Plan, Relocation
 from .trace import Trace
 
-ffi = cffi.FFI()
-ffi.cdef("""
-    void *dlopen(const char *filename, int flags);
-    void *dlsym(void *handle, const char *symbol);
-    void *dlvsym(void *handle, const char *symbol, const char *version);
-    int dlclose(void *handle);
-    char *dlerror(void);
-    unsigned long getauxval(unsigned long type);
-""")
-libc = ffi.dlopen(None)
 RTLD_DEFAULT = ffi.NULL
 AT_HWCAP, AT_HWCAP2 = 16, 26
 WORD = struct.Struct("<Q")
@@ -79,6 +68,7 @@ def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Bind
 
 
 def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
+    """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
     sym, name = plan.symbols[index], plan.names[index]
     defined = sym.st_shndx != elf.SHN_UNDEF
     own: Binding = ("ifunc" if sym.st_info & 0xF == elf.STT_GNU_IFUNC else
@@ -89,9 +79,9 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     if defined and (sym.st_info >> 4 == elf.STB_LOCAL or plan.symbolic
                     or sym.st_other & 3 == elf.STV_PROTECTED):
         return traced(trace, name, "this library", own)
-    for where, handle in (("the host process", RTLD_DEFAULT), *((n, h) for n, h in zip(plan.needed, handles))):
-        if where != "the host process" and defined:
-            break                                   # own definition comes before dependencies
+    # A definition of our own comes before those of the DT_NEEDED libraries.
+    scopes = [("the host process", RTLD_DEFAULT)] + ([] if defined else list(zip(plan.needed, handles)))
+    for where, handle in scopes:
         pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
                    else libc.dlsym(handle, name.encode()))
         if pointer != ffi.NULL:
@@ -113,33 +103,32 @@ def traced(trace: Trace, name: str, where: str, binding: Binding, version: Any =
 
 
 def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> None:
-    """Write every relocation; the IFUNC ones last, once the rest are in place."""
+    """Write every relocation; those an IFUNC resolver answers last, once the rest are in place."""
     memory = ffi.buffer(ffi.cast("char *", base), plan.span)
-    later = []
-    for r in plan.relocations:
+    writes = [r for r in plan.relocations if plan.arch.SUPPORTED[r.type][1] != "none"]
+    for r in sorted(writes, key=lambda r: resolver_of(plan, r, bound) is not None):  # stable
         name, how = plan.arch.SUPPORTED[r.type]
         kind, value = bound.get(r.symbol, ("abs", 0))
-        if how == "none":
-            continue
-        if how == "ifunc(B + A)" or (how == "S + A" and kind == "ifunc"):
-            later.append(r)
-            continue
-        if how == "B + A":
-            addend = WORD.unpack_from(memory, r.offset)[0] if r.table == "RELR" else r.addend
-            result = base + addend
-        else:
+        resolver = resolver_of(plan, r, bound)
+        if resolver is not None:        # what the resolver picks for this CPU (+ A for S + A)
+            result = call_resolver(plan, base + resolver) + (0 if how == "ifunc(B + A)" else r.addend)
+        elif how == "B + A":            # a RELR entry's addend is the word already there
+            result = base + (WORD.unpack_from(memory, r.offset)[0] if r.table == "RELR" else r.addend)
+        else:                           # S + A
             result = (base if kind == "own" else 0) + value + r.addend
         WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
-        trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}",
-                    type=name, offset=r.offset, value=result, table=r.table)
-    for r in later:
-        name, how = plan.arch.SUPPORTED[r.type]
-        resolver = base + (r.addend if how == "ifunc(B + A)" else bound[r.symbol][1])
-        result = call_resolver(plan, resolver) + (0 if how == "ifunc(B + A)" else r.addend)
-        WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
-        trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x} (from the "
-                                f"resolver at base+{resolver - base:#x})",
-                    type=name, offset=r.offset, value=result, table=r.table, ifunc=True)
+        note = "" if resolver is None else f" (from the resolver at base+{resolver:#x})"
+        trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}{note}", type=name,
+                    offset=r.offset, value=result, table=r.table, **({"ifunc": True} if note else {}))
+
+
+def resolver_of(plan: Plan, r: Relocation, bound: Dict[int, Binding]) -> Optional[int]:
+    """Where the IFUNC resolver whose answer `r` writes is (from the base), or None."""
+    how = plan.arch.SUPPORTED[r.type][1]
+    if how == "ifunc(B + A)":
+        return r.addend
+    kind, value = bound.get(r.symbol, ("abs", 0))
+    return value if how == "S + A" and kind == "ifunc" else None
 
 
 def call_resolver(plan: Plan, address: int) -> int:
