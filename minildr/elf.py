@@ -431,7 +431,8 @@ class DynamicSection:
                 f.fail(f"damaged: {name} is {self.get(tag)}, expected {size}")
         if not self.has(DT_STRTAB) or not self.has(DT_SYMTAB):
             f.fail("damaged: the dynamic section has no string or symbol table")
-        self.strtab = (self.offset(DT_STRTAB, self.get(DT_STRSZ), "string table"), self.get(DT_STRSZ))
+        size = self.get(DT_STRSZ)
+        self.strtab = (self.offset(DT_STRTAB, size, "string table"), size)
 
     def has(self, tag: int) -> bool:
         return tag in self.entries
@@ -474,11 +475,13 @@ class DynamicSection:
         if not h.nbuckets or h.bloom_size & (h.bloom_size - 1) or not h.bloom_size:
             self.f.fail("damaged DT_GNU_HASH: no buckets, or a Bloom filter size not a power of 2")
         chain_at = buckets_at + 4 * h.nbuckets
-        chain = self.f.array("I", chain_at, max(0, max(buckets) + 1 - h.symoffset), "DT_GNU_HASH chain")
-        while chain and not chain[-1] & 1:
-            chain += self.f.array("I", chain_at + 4 * len(chain), 1, "DT_GNU_HASH chain")
-        return GnuHash(at, h.symoffset, h.bloom_shift, self.f.array(
-            "Q", at + sizeof(Elf_GnuHashHeader), h.bloom_size, "DT_GNU_HASH"), buckets, chain)
+        count = max(0, max(buckets) + 1 - h.symoffset)    # up to the last bucket's first symbol,
+        while count and not self.f.array("I", chain_at + 4 * (count - 1), 1,
+                                         "DT_GNU_HASH chain")[0] & 1:
+            count += 1                                    # then on to the end of its chain
+        bloom = self.f.array("Q", at + sizeof(Elf_GnuHashHeader), h.bloom_size, "DT_GNU_HASH")
+        return GnuHash(at, h.symoffset, h.bloom_shift, bloom, buckets,
+                       self.f.array("I", chain_at, count, "DT_GNU_HASH chain"))
 
     def sysv_hash(self) -> Optional[SysvHash]:
         """DT_HASH: nbucket, nchain, then bucket[nbucket] and chain[nchain]."""

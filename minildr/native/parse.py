@@ -199,22 +199,17 @@ def decode_relr(words: Tuple[int, ...]) -> List[int]:
     """DT_RELR: an address, then bitmaps of which of the next 63 words are relative too.
 
     An even word is an address to relocate; an odd word is a bitmap whose
-    bit i (from 1) marks the word i places after the last address (then the
-    base moves on 63 words). The addend is the word already there.
+    bit i (from 1 to 63) marks the word i places after the last address;
+    the next bitmap goes on 63 words later. The addend is the word already there.
     """
-    where, out = 0, []
+    where, out = 0, []                    # where: the word after the last one covered
     for word in words:
-        if not word & 1:
+        if not word & 1:                  # an address
             out.append(word)
             where = word + 8
-            continue
-        bits, slot = word >> 1, where
-        while bits:
-            if bits & 1:
-                out.append(slot)
-            bits >>= 1
-            slot += 8
-        where += 63 * 8
+        else:                             # a bitmap: bit i marks the word at where + 8 * (i - 1)
+            out += [where + 8 * (i - 1) for i in range(1, 64) if word >> i & 1]
+            where += 63 * 8
     return out
 
 

@@ -79,8 +79,9 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     if defined and (sym.st_info >> 4 == elf.STB_LOCAL or plan.symbolic
                     or sym.st_other & 3 == elf.STV_PROTECTED):
         return traced(trace, name, "this library", own)
-    # A definition of our own comes before those of the DT_NEEDED libraries.
-    scopes = [("the host process", RTLD_DEFAULT)] + ([] if defined else list(zip(plan.needed, handles)))
+    scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]
+    if not defined:             # a definition of our own comes before the DT_NEEDED libraries'
+        scopes += zip(plan.needed, handles)
     for where, handle in scopes:
         pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
                    else libc.dlsym(handle, name.encode()))
@@ -109,17 +110,19 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> 
     for r in sorted(writes, key=lambda r: resolver_of(plan, r, bound) is not None):  # stable
         name, how = plan.arch.SUPPORTED[r.type]
         kind, value = bound.get(r.symbol, ("abs", 0))
+        addend = WORD.unpack_from(memory, r.offset)[0] if r.table == "RELR" else r.addend
         resolver = resolver_of(plan, r, bound)
         if resolver is not None:        # what the resolver picks for this CPU (+ A for S + A)
-            result = call_resolver(plan, base + resolver) + (0 if how == "ifunc(B + A)" else r.addend)
-        elif how == "B + A":            # a RELR entry's addend is the word already there
-            result = base + (WORD.unpack_from(memory, r.offset)[0] if r.table == "RELR" else r.addend)
+            result = call_resolver(plan, base + resolver) + (0 if how == "ifunc(B + A)" else addend)
+        elif how == "B + A":            # (a RELR entry's addend is the word already there)
+            result = base + addend
         else:                           # S + A
-            result = (base if kind == "own" else 0) + value + r.addend
+            result = (base if kind == "own" else 0) + value + addend
         WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
-        note = "" if resolver is None else f" (from the resolver at base+{resolver:#x})"
-        trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}{note}", type=name,
-                    offset=r.offset, value=result, table=r.table, **({"ifunc": True} if note else {}))
+        note, ifunc = ("", {}) if resolver is None else (
+            f" (from the resolver at base+{resolver:#x})", {"ifunc": True})
+        trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}{note}",
+                    type=name, offset=r.offset, value=result, table=r.table, **ifunc)
 
 
 def resolver_of(plan: Plan, r: Relocation, bound: Dict[int, Binding]) -> Optional[int]:
