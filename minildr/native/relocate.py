@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from .. import elf
 from ..errors import LoadError
@@ -106,32 +106,31 @@ def traced(trace: Trace, name: str, where: str, binding: Binding, version: Any =
 def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> None:
     """Write every relocation; those an IFUNC resolver answers last, once the rest are in place."""
     memory = ffi.buffer(ffi.cast("char *", base), plan.span)
-    writes = [r for r in plan.relocations if plan.arch.SUPPORTED[r.type][1] != "none"]
-    for r in sorted(writes, key=lambda r: resolver_of(plan, r, bound) is not None):  # stable
+    later = []
+    for r in plan.relocations:
         name, how = plan.arch.SUPPORTED[r.type]
         kind, value = bound.get(r.symbol, ("abs", 0))
-        addend = WORD.unpack_from(memory, r.offset)[0] if r.table == "RELR" else r.addend
-        resolver = resolver_of(plan, r, bound)
-        if resolver is not None:        # what the resolver picks for this CPU (+ A for S + A)
-            result = call_resolver(plan, base + resolver) + (0 if how == "ifunc(B + A)" else addend)
-        elif how == "B + A":            # (a RELR entry's addend is the word already there)
-            result = base + addend
-        else:                           # S + A
-            result = (base if kind == "own" else 0) + value + addend
-        WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
-        note, ifunc = ("", {}) if resolver is None else (
-            f" (from the resolver at base+{resolver:#x})", {"ifunc": True})
-        trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}{note}",
-                    type=name, offset=r.offset, value=result, table=r.table, **ifunc)
+        if how == "ifunc(B + A)" or (how == "S + A" and kind == "ifunc"):
+            later.append(r)
+        elif how == "B + A":            # a RELR entry's addend is the word already there
+            addend = WORD.unpack_from(memory, r.offset)[0] if r.table == "RELR" else r.addend
+            write(memory, r, name, base + addend, trace)
+        elif how == "S + A":
+            write(memory, r, name, (base if kind == "own" else 0) + value + r.addend, trace)
+    for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
+        name, how = plan.arch.SUPPORTED[r.type]
+        resolver = r.addend if how == "ifunc(B + A)" else bound[r.symbol][1]
+        result = call_resolver(plan, base + resolver) + (0 if how == "ifunc(B + A)" else r.addend)
+        write(memory, r, name, result, trace, f" (from the resolver at base+{resolver:#x})",
+              ifunc=True)
 
 
-def resolver_of(plan: Plan, r: Relocation, bound: Dict[int, Binding]) -> Optional[int]:
-    """Where the IFUNC resolver whose answer `r` writes is (from the base), or None."""
-    how = plan.arch.SUPPORTED[r.type][1]
-    if how == "ifunc(B + A)":
-        return r.addend
-    kind, value = bound.get(r.symbol, ("abs", 0))
-    return value if how == "S + A" and kind == "ifunc" else None
+def write(memory: Any, r: Relocation, name: str, result: int, trace: Trace, note: str = "",
+          **ifunc: bool) -> None:
+    """Store one relocated word, and say so."""
+    WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
+    trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}{note}",
+                type=name, offset=r.offset, value=result, table=r.table, **ifunc)
 
 
 def call_resolver(plan: Plan, address: int) -> int:
