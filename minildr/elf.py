@@ -11,7 +11,9 @@ a 32-bit file is recognised from its identification bytes and refused.
 
 Used by the manifest reader (`manifest.py`), the build check of exported
 symbols (`build.py`), and the native loader (`native/`), which reads the
-dynamic section, relocations, hash tables and version tables declared here.
+dynamic section, relocations, hash tables and version tables through
+`DynamicSection`: the tables a loader finds by address, each located in
+the file through the PT_LOAD segments and bounds-checked like the rest.
 """
 from __future__ import annotations
 

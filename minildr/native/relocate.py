@@ -12,8 +12,8 @@ parse.decode_relr); their addend is the word already in memory.
 
 Binding comes first and happens before anything is mapped: each symbol a
 relocation names is looked up in the host process (dlsym/dlvsym on
-RTLD_DEFAULT, the global scope), then in this library's DT_NEEDED
-libraries (opened by the system loader), then in the library itself. A
+RTLD_DEFAULT, the global scope), then in the library itself if it defines
+it, else in its DT_NEEDED libraries (opened by the system loader). A
 weak symbol found nowhere is 0; any other is an error naming it, raised
 before any code of the library has run. IFUNC resolvers, which are code
 of the library, run last, once every other word is in place.
