@@ -160,6 +160,7 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Tupl
 
 
 def read_dynamic(f: elf.ElfFile) -> elf.DynamicSection:
+    """The dynamic section (checked by elf), refused if it asks for what this loader lacks."""
     dyn = elf.DynamicSection(f)
     if dyn.has(elf.DT_REL) or dyn.get(elf.DT_PLTREL, elf.DT_RELA) != elf.DT_RELA:
         refuse(f.path, "DT_REL relocations (without addends)")
