@@ -50,8 +50,11 @@ class Reader:
         return cls._make(layout.unpack_from(self.data, offset))  # type: ignore[attr-defined]
 
     def table(self, cls: Type[T], offset: int, count: int, what: str) -> list:
-        self.check_range(offset, count * sizeof(cls), what)
-        return [self.read(cls, offset + i * sizeof(cls), what) for i in range(count)]
+        """`count` structures one after another; the whole table is checked once."""
+        layout = _LAYOUTS[cls, self.order]
+        self.check_range(offset, count * layout.size, what)
+        rows = layout.iter_unpack(self.data[offset:offset + count * layout.size])
+        return [cls._make(row) for row in rows]  # type: ignore[attr-defined]
 
     def bytes_at(self, offset: int, size: int, what: str) -> bytes:
         self.check_range(offset, size, what)

@@ -11,7 +11,9 @@ a 32-bit file is recognised from its identification bytes and refused.
 
 Used by the manifest reader (`manifest.py`), the build check of exported
 symbols (`build.py`), and the native loader (`native/`), which reads the
-dynamic section, relocations, hash tables and version tables declared here.
+dynamic section, relocations, hash tables and version tables through
+`DynamicSection`: the tables a loader finds by address, each located in
+the file through the PT_LOAD segments and bounds-checked like the rest.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import functools
 import os
 import struct
 from dataclasses import dataclass
-from typing import Iterator, List, NamedTuple, Optional
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .binary import Reader, declare, sizeof
 
@@ -391,6 +393,126 @@ class ElfFile(Reader):
         return [s for s in self.symbols(SHT_DYNSYM)
                 if s.defined and s.bind != "LOCAL" and s.visibility in ("DEFAULT", "PROTECTED")
                 and s.type not in ("SECTION", "FILE")]
+
+
+class GnuHash(NamedTuple):
+    """DT_GNU_HASH, read in full (see `DynamicSection.gnu_hash`)."""
+    offset: int                 # of its header, in the file
+    symoffset: int              # symbols below this index are not in the table
+    bloom_shift: int
+    bloom: Tuple[int, ...]      # 64-bit words: two bits set per name in the table
+    buckets: Tuple[int, ...]    # the first symbol of each bucket (0: empty)
+    chain: Tuple[int, ...]      # the hash of each symbol from symoffset on; low bit: last in bucket
+
+
+class SysvHash(NamedTuple):
+    """DT_HASH, read in full: chain[i] is the next symbol after symbol i in its bucket."""
+    offset: int
+    buckets: Tuple[int, ...]
+    chain: Tuple[int, ...]      # one entry per symbol
+
+
+class DynamicSection:
+    """The dynamic section (PT_DYNAMIC): d_tag -> values, and the tables they point at.
+
+    Its entries give addresses, not file offsets: every table is found with
+    `ElfFile.file_offset`, so it must lie in the file contents of one loadable
+    segment, and is read bounds-checked. Checked on construction: the entry
+    sizes are ELF64's, and the string and symbol tables exist.
+    """
+
+    def __init__(self, f: ElfFile) -> None:
+        self.f = f
+        self.entries: Dict[int, List[int]] = {}
+        for d in f.dynamic():
+            self.entries.setdefault(d.d_tag, []).append(d.d_val)
+        for tag, size, name in ((DT_SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
+                                (DT_RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
+                                (DT_RELRENT, 8, "DT_RELRENT")):
+            if self.get(tag, size) != size:
+                f.fail(f"damaged: {name} is {self.get(tag)}, expected {size}")
+        if not self.has(DT_STRTAB) or not self.has(DT_SYMTAB):
+            f.fail("damaged: the dynamic section has no string or symbol table")
+        size = self.get(DT_STRSZ)
+        self.strtab = (self.offset(DT_STRTAB, size, "string table"), size)
+
+    def has(self, tag: int) -> bool:
+        return tag in self.entries
+
+    def get(self, tag: int, default: int = 0) -> int:
+        return self.entries.get(tag, [default])[0]
+
+    def all(self, tag: int) -> List[int]:
+        return self.entries.get(tag, [])
+
+    def offset(self, tag: int, size: int, what: str) -> int:
+        """Where in the file the `size` bytes at the address `tag` gives are."""
+        return self.f.file_offset(self.get(tag), size, what)
+
+    def string(self, index: int, what: str) -> str:
+        return self.f.string_at(*self.strtab, index, what)
+
+    def table(self, cls: type, tag: int, size: int, what: str) -> list:
+        """The structures in the `size` bytes at `tag`'s address; none if `tag` is absent."""
+        if not self.has(tag):
+            return []
+        return self.f.table(cls, self.offset(tag, size, what), size // sizeof(cls), what)
+
+    def array(self, code: str, tag: int, size: int, what: str) -> tuple:
+        """The numbers (struct `code`) in the `size` bytes at `tag`'s address, or ()."""
+        if not self.has(tag):
+            return ()
+        count = size // struct.calcsize(code)
+        return self.f.array(code, self.offset(tag, size, what), count, what)
+
+    def gnu_hash(self) -> Optional[GnuHash]:
+        """DT_GNU_HASH: a header, the Bloom filter, the buckets, then one chain word per
+        symbol, up to the end of the last bucket's chain (which is how many symbols exist)."""
+        if not self.has(DT_GNU_HASH):
+            return None
+        at = self.offset(DT_GNU_HASH, sizeof(Elf_GnuHashHeader), "DT_GNU_HASH")
+        h = self.f.read(Elf_GnuHashHeader, at, "DT_GNU_HASH")
+        buckets_at = at + sizeof(Elf_GnuHashHeader) + 8 * h.bloom_size
+        buckets = self.f.array("I", buckets_at, h.nbuckets, "DT_GNU_HASH buckets")
+        if not h.nbuckets or h.bloom_size & (h.bloom_size - 1) or not h.bloom_size:
+            self.f.fail("damaged DT_GNU_HASH: no buckets, or a Bloom filter size not a power of 2")
+        chain_at = buckets_at + 4 * h.nbuckets
+        count = max(0, max(buckets) + 1 - h.symoffset)    # up to the last bucket's first symbol,
+        while count and not self.f.array("I", chain_at + 4 * (count - 1), 1,
+                                         "DT_GNU_HASH chain")[0] & 1:
+            count += 1                                    # then on to the end of its chain
+        bloom = self.f.array("Q", at + sizeof(Elf_GnuHashHeader), h.bloom_size, "DT_GNU_HASH")
+        return GnuHash(at, h.symoffset, h.bloom_shift, bloom, buckets,
+                       self.f.array("I", chain_at, count, "DT_GNU_HASH chain"))
+
+    def sysv_hash(self) -> Optional[SysvHash]:
+        """DT_HASH: nbucket, nchain, then bucket[nbucket] and chain[nchain]."""
+        if not self.has(DT_HASH):
+            return None
+        at = self.offset(DT_HASH, sizeof(Elf_HashHeader), "DT_HASH")
+        h = self.f.read(Elf_HashHeader, at, "DT_HASH")
+        words = self.array("I", DT_HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
+        return SysvHash(at, words[2:2 + h.nbucket], words[2 + h.nbucket:])
+
+    def versions_needed(self) -> Dict[int, str]:
+        """The versions this file asks of other libraries (DT_VERNEED): DT_VERSYM index -> name."""
+        versions: Dict[int, str] = {}
+        if not self.has(DT_VERNEED):
+            return versions
+        at = self.offset(DT_VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
+        budget = 1 << 16                      # a cycle of offsets must not loop forever
+        for _ in range(self.get(DT_VERNEEDNUM)):
+            need = self.f.read(Elf64_Verneed, at, "DT_VERNEED entry")
+            aux = at + need.vn_aux
+            for _ in range(need.vn_cnt):
+                budget -= 1
+                entry = self.f.read(Elf64_Vernaux, aux, "DT_VERNEED version")
+                versions[entry.vna_other] = self.string(entry.vna_name, "version")
+                aux += entry.vna_next
+            if not need.vn_next or budget < 0:
+                break
+            at += need.vn_next
+        return versions
 
 
 def _align(n: int, to: int) -> int:

@@ -15,7 +15,13 @@ same work in C):
     lookup.py     find an exported name: DT_GNU_HASH (Bloom filter) or DT_HASH
     trace.py      every step as an event; the layout as rows to plot
     x86_64.py, aarch64.py   the relocation types of each architecture
+    libc.py       the C functions those steps call (mmap, dlsym, ...), in one place
     library.py    the steps in order: NativeLibrary, load()
+
+The ELF tables themselves (dynamic section, symbols, hash and version
+tables, relocation entries) are read, bounds-checked, by `minildr.elf`
+(`DynamicSection`), the one ELF reader of the project; `parse.py` decides
+what the loader can do with them.
 
 Scope: 64-bit little-endian ELF shared libraries (ET_DYN) for x86_64 and
 aarch64 on Linux, with RELA and RELR relocations of the types each

@@ -22,6 +22,8 @@ SUPPORTED = {
     1032: ("R_AARCH64_IRELATIVE", "ifunc(B + A)"),
 }
 
+RELATIVE = 1027             # R_AARCH64_RELATIVE: what DT_RELR's packed entries are
+
 REFUSED = {
     1024: ("R_AARCH64_COPY", "a COPY relocation (only executables use them)"),
     1028: ("R_AARCH64_TLS_DTPMOD", "thread-local storage"),
@@ -31,5 +33,5 @@ REFUSED = {
 }
 
 # glibc passes AArch64 resolvers the hardware capabilities (AT_HWCAP) and a
-# pointer to a struct with both capability words; see ifunc_arguments().
+# pointer to a struct with both capability words; see relocate.call_resolver().
 IFUNC_RESOLVER = "void *(*)(uint64_t, void *)"

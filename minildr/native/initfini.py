@@ -16,16 +16,10 @@ from __future__ import annotations
 import struct
 from typing import List, Tuple
 
-import cffi
-
-from .. import elf
-from ..errors import NotAPlugin
-from .parse import Plan, segment_of
+from .libc import ffi, libc
+from .parse import Plan, check_code
 from .trace import Trace
 
-ffi = cffi.FFI()
-ffi.cdef("extern char **environ;")
-libc = ffi.dlopen(None)
 _argv = ffi.new("char *[1]")
 INITIALISER = "void (*)(int, char **, char **)"
 
@@ -39,10 +33,7 @@ def functions(plan: Plan, base: int, entries: List[Tuple[str, int]]) -> List[Tup
             "<Q", memory, where)[0]
         if address in (0, 2**64 - 1):          # empty slots, which some linkers leave
             continue
-        ph = segment_of(plan, address - base, 1)
-        if ph is None or not ph.p_flags & elf.PF_X:
-            raise NotAPlugin(plan.path, f"damaged: an initialiser or finaliser ({tag}) points "
-                                        f"at {address:#x}, outside the library's code")
+        check_code(plan, address - base, f"an initialiser or finaliser ({tag})")
         result.append((tag, address))
     return result
 

@@ -17,17 +17,15 @@ import os
 import weakref
 from typing import Any, Callable, List, Optional
 
-import cffi
-
 from .. import ctype as ctypes_, elf
 from ..errors import LoadError, SymbolNotFound, UnsupportedELF
 from ..host import HOST
 from . import initfini, lookup, map as mapping, relocate
+from .libc import ffi
 from .parse import Plan, check_host, parse
 from .trace import Event, Segment, Trace, with_gaps
 
 log = logging.getLogger("minildr")
-ffi = cffi.FFI()
 
 
 class NativeLibrary:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from .. import elf
-from ..binary import sizeof
 from .parse import Plan
 
 
@@ -39,7 +38,7 @@ def gnu_hash(name: bytes) -> int:
 
 def find(plan: Plan, name: str) -> Optional[int]:
     """The index of the defined, exported, default-version symbol `name`, or None."""
-    candidates = gnu_candidates(plan, name) if plan.gnu_hash is not None else sysv_candidates(plan, name)
+    candidates = gnu_candidates(plan, name) if plan.gnu is not None else sysv_candidates(plan, name)
     for index in candidates:
         if plan.names[index] == name and exported(plan, index):
             return index
@@ -54,36 +53,26 @@ def exported(plan: Plan, index: int) -> bool:
 
 
 def sysv_candidates(plan: Plan, name: str) -> Iterator[int]:
-    f, at = plan.elf, plan.sysv_hash
-    header = f.read(elf.Elf_HashHeader, at, "DT_HASH")
-    if not header.nbucket:
+    buckets, chain = plan.sysv.buckets, plan.sysv.chain
+    if not buckets:
         return
-    buckets_at = at + sizeof(elf.Elf_HashHeader)
-    chain_at = buckets_at + 4 * header.nbucket
-    index = f.array("I", buckets_at + 4 * (sysv_hash(name.encode()) % header.nbucket), 1, "bucket")[0]
-    for _ in range(len(plan.symbols)):            # a damaged chain must not loop forever
-        if index == 0 or index >= len(plan.symbols):
+    index = buckets[sysv_hash(name.encode()) % len(buckets)]
+    for _ in range(len(chain)):                   # a damaged chain must not loop forever
+        if not 0 < index < min(len(chain), len(plan.symbols)):
             return
         yield index
-        index = f.array("I", chain_at + 4 * index, 1, "DT_HASH chain")[0]
+        index = chain[index]
 
 
 def gnu_candidates(plan: Plan, name: str) -> Iterator[int]:
-    f, at = plan.elf, plan.gnu_hash
-    h = f.read(elf.Elf_GnuHashHeader, at, "DT_GNU_HASH")
-    bloom_at = at + sizeof(elf.Elf_GnuHashHeader)
-    buckets_at = bloom_at + 8 * h.bloom_size
-    chain_at = buckets_at + 4 * h.nbuckets
-    hashed = gnu_hash(name.encode())
-    word = f.array("Q", bloom_at + 8 * ((hashed // 64) % h.bloom_size), 1, "Bloom filter")[0]
-    mask = (1 << (hashed % 64)) | (1 << ((hashed >> h.bloom_shift) % 64))
+    table, hashed = plan.gnu, gnu_hash(name.encode())
+    word = table.bloom[(hashed // 64) % len(table.bloom)]
+    mask = (1 << (hashed % 64)) | (1 << ((hashed >> table.bloom_shift) % 64))
     if word & mask != mask:
         return                                     # the Bloom filter says: certainly not here
-    index = f.array("I", buckets_at + 4 * (hashed % h.nbuckets), 1, "bucket")[0]
-    if index < h.symoffset:
-        return
-    while index < len(plan.symbols):
-        chained = f.array("I", chain_at + 4 * (index - h.symoffset), 1, "DT_GNU_HASH chain")[0]
+    index = table.buckets[hashed % len(table.buckets)]
+    while table.symoffset <= index < table.symoffset + len(table.chain):
+        chained = table.chain[index - table.symoffset]
         if chained | 1 == hashed | 1:
             yield index
         if chained & 1:

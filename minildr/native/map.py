@@ -21,20 +21,11 @@ import errno
 import os
 from typing import List
 
-import cffi
-
 from .. import elf
 from ..errors import LoadError
+from .libc import ffi, libc
 from .parse import Plan, page_down, page_up
 from .trace import Segment, Trace
-
-ffi = cffi.FFI()
-ffi.cdef("""
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
-    int mprotect(void *addr, size_t length, int prot);
-    int munmap(void *addr, size_t length);
-""")
-libc = ffi.dlopen(None)
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE = 0x02, 0x10, 0x20, 0x4000

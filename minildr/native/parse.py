@@ -6,6 +6,11 @@ hash table says), the version needs, and every relocation, each target
 inside a writable segment. So a hostile file fails here, with `NotAPlugin`
 (damaged) or `UnsupportedELF` (a feature outside the native loader's
 scope), never later with an exception from inside or a crash.
+
+Reading the tables is `minildr.elf`'s job (`DynamicSection`, which checks
+every address, size and count against the file); this step decides whether
+the loader can do what they ask, and that every address they hold lies
+inside the library.
 """
 from __future__ import annotations
 
@@ -50,15 +55,22 @@ class Plan:
     names: List[str]
     versions: Dict[int, str]                    # DT_VERSYM index -> needed version name
     versym: Tuple[int, ...]
-    gnu_hash: Optional[int]                     # file offsets of the hash tables
-    sysv_hash: Optional[int]
+    gnu: Optional[elf.GnuHash]                  # the hash tables: one or both
+    sysv: Optional[elf.SysvHash]
     relocations: List[Relocation]
     init: List[Tuple[str, int]] = field(default_factory=list)    # see read_initfini
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
 
-    def refuse(self, feature: str) -> NoReturn:
-        refuse(self.path, feature)
+    @property
+    def gnu_hash(self) -> Optional[int]:
+        """Where DT_GNU_HASH is in the file, or None."""
+        return None if self.gnu is None else self.gnu.offset
+
+    @property
+    def sysv_hash(self) -> Optional[int]:
+        """Where DT_HASH is in the file, or None."""
+        return None if self.sysv is None else self.sysv.offset
 
 
 def refuse(path: str, feature: str) -> NoReturn:
@@ -88,12 +100,14 @@ def parse(data: bytes, path: str) -> Plan:
     arch = check_target(f)
     loads, span, relro = check_segments(f)
     dyn = read_dynamic(f)
-    symbols, names, gnu, sysv = read_symbols(f, dyn)
+    gnu, sysv = dyn.gnu_hash(), dyn.sysv_hash()
+    symbols = read_symbols(dyn, gnu, sysv)
     plan = Plan(path=f.path, elf=f, arch=arch, loads=loads, span=span, relro=relro,
-                needed=[f.string_at(*dyn.strtab, v, "DT_NEEDED") for v in dyn.all(elf.DT_NEEDED)],
-                symbols=symbols, names=names, versions=read_versions(f, dyn),
-                versym=read_versym(f, dyn, len(symbols)), gnu_hash=gnu, sysv_hash=sysv,
-                relocations=read_relocations(f, dyn, arch, len(symbols)),
+                needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT_NEEDED)],
+                symbols=symbols, names=[dyn.string(s.st_name, "symbol name") for s in symbols],
+                versions=dyn.versions_needed(),
+                versym=dyn.array("H", elf.DT_VERSYM, 2 * len(symbols), "DT_VERSYM"),
+                gnu=gnu, sysv=sysv, relocations=read_relocations(f, dyn, arch, len(symbols)),
                 symbolic=dyn.has(elf.DT_SYMBOLIC) or bool(dyn.get(elf.DT_FLAGS) & elf.DF_SYMBOLIC))
     check_relocations(plan)
     plan.init, plan.fini = read_initfini(plan, dyn)
@@ -145,114 +159,32 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Tupl
     return loads, end, pages
 
 
-class Dynamic:
-    """The dynamic section as a multi-map from d_tag to values, checked for what we refuse."""
-
-    def __init__(self, f: elf.ElfFile) -> None:
-        self.entries: Dict[int, List[int]] = {}
-        for d in f.dynamic():
-            self.entries.setdefault(d.d_tag, []).append(d.d_val)
-        if self.has(elf.DT_REL) or self.get(elf.DT_PLTREL, elf.DT_RELA) != elf.DT_RELA:
-            refuse(f.path, "DT_REL relocations (without addends)")
-        if self.has(elf.DT_TEXTREL) or self.get(elf.DT_FLAGS) & elf.DF_TEXTREL:
-            refuse(f.path, "text relocations (DT_TEXTREL: code built without -fPIC)")
-        for tag, size, what in ((elf.DT_SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
-                                (elf.DT_RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
-                                (elf.DT_RELRENT, 8, "DT_RELRENT")):
-            if self.get(tag, size) != size:
-                f.fail(f"damaged: {what} is {self.get(tag)}, expected {size}")
-        if not self.has(elf.DT_STRTAB) or not self.has(elf.DT_SYMTAB):
-            f.fail("damaged: the dynamic section has no string or symbol table")
-        size = self.get(elf.DT_STRSZ)
-        self.strtab = (f.file_offset(self.get(elf.DT_STRTAB), size, "string table"), size)
-
-    def has(self, tag: int) -> bool:
-        return tag in self.entries
-
-    def get(self, tag: int, default: int = 0) -> int:
-        return self.entries.get(tag, [default])[0]
-
-    def all(self, tag: int) -> List[int]:
-        return self.entries.get(tag, [])
-
-
-def read_dynamic(f: elf.ElfFile) -> Dynamic:
-    return Dynamic(f)
-
-
-def read_symbols(f: elf.ElfFile, dyn: Dynamic):
-    """The dynamic symbols: their count is not stored, so it comes from the hash table."""
-    gnu = sysv = None
-    if dyn.has(elf.DT_GNU_HASH):
-        gnu = f.file_offset(dyn.get(elf.DT_GNU_HASH), sizeof(elf.Elf_GnuHashHeader), "DT_GNU_HASH")
-        count = gnu_symbol_count(f, gnu)
-    if dyn.has(elf.DT_HASH):
-        sysv = f.file_offset(dyn.get(elf.DT_HASH), sizeof(elf.Elf_HashHeader), "DT_HASH")
-        header = f.read(elf.Elf_HashHeader, sysv, "DT_HASH")
-        f.file_offset(dyn.get(elf.DT_HASH), 4 * (2 + header.nbucket + header.nchain), "DT_HASH")
-        count = header.nchain if gnu is None else count
-    if gnu is None and sysv is None:
+def read_dynamic(f: elf.ElfFile) -> elf.DynamicSection:
+    """The dynamic section (checked by elf), refused if it asks for what this loader lacks."""
+    dyn = elf.DynamicSection(f)
+    if dyn.has(elf.DT_REL) or dyn.get(elf.DT_PLTREL, elf.DT_RELA) != elf.DT_RELA:
+        refuse(f.path, "DT_REL relocations (without addends)")
+    if dyn.has(elf.DT_TEXTREL) or dyn.get(elf.DT_FLAGS) & elf.DF_TEXTREL:
+        refuse(f.path, "text relocations (DT_TEXTREL: code built without -fPIC)")
+    if not dyn.has(elf.DT_GNU_HASH) and not dyn.has(elf.DT_HASH):
         refuse(f.path, "a dynamic section without a symbol hash table (no DT_GNU_HASH, no DT_HASH)")
-    offset = f.file_offset(dyn.get(elf.DT_SYMTAB), count * sizeof(Elf64_Sym), "symbol table")
-    symbols = f.table(Elf64_Sym, offset, count, "symbol table")
-    names = [f.string_at(*dyn.strtab, s.st_name, "symbol name") for s in symbols]
-    return symbols, names, gnu, sysv
+    return dyn
 
 
-def gnu_symbol_count(f: elf.ElfFile, at: int) -> int:
-    """One past the last symbol a GNU hash chain reaches (the end of the symbol table)."""
-    h = f.read(elf.Elf_GnuHashHeader, at, "DT_GNU_HASH")
-    buckets_at = at + sizeof(elf.Elf_GnuHashHeader) + 8 * h.bloom_size
-    buckets = f.array("I", buckets_at, h.nbuckets, "DT_GNU_HASH buckets")
-    if not h.nbuckets or h.bloom_size & (h.bloom_size - 1) or not h.bloom_size:
-        f.fail("damaged DT_GNU_HASH: no buckets, or a Bloom filter size not a power of 2")
-    last = max(buckets)
-    if last < h.symoffset:
-        return h.symoffset
-    chain_at = buckets_at + 4 * h.nbuckets
-    while not f.array("I", chain_at + 4 * (last - h.symoffset), 1, "DT_GNU_HASH chain")[0] & 1:
-        last += 1
-    return last + 1
+def read_symbols(dyn: elf.DynamicSection, gnu: Optional[elf.GnuHash],
+                 sysv: Optional[elf.SysvHash]) -> List[Elf64_Sym]:
+    """The dynamic symbols: their count is stored nowhere, so the hash table says."""
+    count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain)
+    return dyn.table(Elf64_Sym, elf.DT_SYMTAB, count * sizeof(Elf64_Sym), "symbol table")
 
 
-def read_versym(f: elf.ElfFile, dyn: Dynamic, count: int) -> Tuple[int, ...]:
-    if not dyn.has(elf.DT_VERSYM):
-        return ()
-    return f.array("H", f.file_offset(dyn.get(elf.DT_VERSYM), 2 * count, "DT_VERSYM"),
-                   count, "DT_VERSYM")
-
-
-def read_versions(f: elf.ElfFile, dyn: Dynamic) -> Dict[int, str]:
-    """The versions this file asks of other libraries: DT_VERSYM index -> name."""
-    versions: Dict[int, str] = {}
-    if not dyn.has(elf.DT_VERNEED):
-        return versions
-    at = f.file_offset(dyn.get(elf.DT_VERNEED), sizeof(elf.Elf64_Verneed), "DT_VERNEED")
-    budget = 1 << 16                      # a cycle of offsets must not loop forever
-    for _ in range(dyn.get(elf.DT_VERNEEDNUM)):
-        need = f.read(elf.Elf64_Verneed, at, "DT_VERNEED entry")
-        aux = at + need.vn_aux
-        for _ in range(need.vn_cnt):
-            budget -= 1
-            entry = f.read(elf.Elf64_Vernaux, aux, "DT_VERNEED version")
-            versions[entry.vna_other] = f.string_at(*dyn.strtab, entry.vna_name, "version")
-            aux += entry.vna_next
-        if not need.vn_next or budget < 0:
-            break
-        at += need.vn_next
-    return versions
-
-
-def read_relocations(f: elf.ElfFile, dyn: Dynamic, arch: ModuleType, nsyms: int) -> List[Relocation]:
+def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
+                     nsyms: int) -> List[Relocation]:
+    """RELA, then JMPREL (the PLT's), each of a type the table supports; then RELR."""
     relocations: List[Relocation] = []
     for table, addr_tag, size_tag in (("RELA", elf.DT_RELA, elf.DT_RELASZ),
                                       ("JMPREL", elf.DT_JMPREL, elf.DT_PLTRELSZ)):
-        if not dyn.has(addr_tag):
-            continue
-        size = dyn.get(size_tag)
-        count = size // sizeof(Elf64_Rela)
-        at = f.file_offset(dyn.get(addr_tag), size, f"DT_{table} table")
-        for r in f.table(Elf64_Rela, at, count, f"DT_{table} table"):
+        for r in dyn.table(Elf64_Rela, addr_tag, dyn.get(size_tag), f"DT_{table} table"):
             rtype, sym = elf.ELF64_R_TYPE(r.r_info), elf.ELF64_R_SYM(r.r_info)
             if rtype not in arch.SUPPORTED:
                 name, feature = arch.REFUSED.get(rtype, (f"type {rtype}", "an unknown relocation"))
@@ -260,35 +192,25 @@ def read_relocations(f: elf.ElfFile, dyn: Dynamic, arch: ModuleType, nsyms: int)
             if sym >= nsyms:
                 f.fail(f"damaged: a relocation names symbol {sym}, but there are {nsyms}")
             relocations.append(Relocation(table, r.r_offset, rtype, sym, r.r_addend))
-    if dyn.has(elf.DT_RELR):
-        size = dyn.get(elf.DT_RELRSZ)
-        words = f.array("Q", f.file_offset(dyn.get(elf.DT_RELR), size, "DT_RELR table"),
-                        size // 8, "DT_RELR table")
-        relative = next(t for t, (_, how) in arch.SUPPORTED.items() if how == "B + A")
-        relocations += [Relocation("RELR", where, relative, 0, 0) for where in decode_relr(words)]
-    return relocations
+    words = dyn.array("Q", elf.DT_RELR, dyn.get(elf.DT_RELRSZ), "DT_RELR table")
+    return relocations + [Relocation("RELR", at, arch.RELATIVE, 0, 0) for at in decode_relr(words)]
 
 
 def decode_relr(words: Tuple[int, ...]) -> List[int]:
     """DT_RELR: an address, then bitmaps of which of the next 63 words are relative too.
 
     An even word is an address to relocate; an odd word is a bitmap whose
-    bit i (from 1) marks the word i places after the last address (then the
-    base moves on 63 words). The addend is the word already there.
+    bit i (from 1 to 63) marks the word i places after the last address;
+    the next bitmap goes on 63 words later. The addend is the word already there.
     """
-    where, out = 0, []
+    where, out = 0, []                    # where: the word after the last one covered
     for word in words:
-        if not word & 1:
+        if not word & 1:                  # an address
             out.append(word)
             where = word + 8
-            continue
-        bits, slot = word >> 1, where
-        while bits:
-            if bits & 1:
-                out.append(slot)
-            bits >>= 1
-            slot += 8
-        where += 63 * 8
+        else:                             # a bitmap: bit i marks the word at where + 8 * (i - 1)
+            out += [where + 8 * (i - 1) for i in range(1, 64) if word >> i & 1]
+            where += 63 * 8
     return out
 
 
@@ -306,12 +228,12 @@ def check_relocations(plan: Plan) -> None:
         if ph is None:
             plan.elf.fail(f"damaged: a relocation writes at {r.offset:#x}, outside the library")
         if not ph.p_flags & elf.PF_W:
-            plan.refuse("a text relocation (it writes into a read-only segment)")
+            refuse(plan.path, "a text relocation (it writes into a read-only segment)")
         if plan.arch.SUPPORTED[r.type][1] == "ifunc(B + A)":
             check_code(plan, r.addend, "an IFUNC resolver")
         sym = plan.symbols[r.symbol]
         if r.symbol and sym.st_info & 0xF == elf.STT_TLS:
-            plan.refuse("thread-local storage (a TLS symbol)")
+            refuse(plan.path, "thread-local storage (a TLS symbol)")
         if r.symbol and sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS):
             if segment_of(plan, sym.st_value, 0) is None:
                 plan.elf.fail(f"damaged: symbol {plan.names[r.symbol]!r} lies outside the library")
@@ -325,7 +247,7 @@ def check_code(plan: Plan, address: int, what: str) -> None:
         plan.elf.fail(f"damaged: {what} at {address:#x} is not in an executable segment")
 
 
-def read_initfini(plan: Plan, dyn: Dynamic) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
+def read_initfini(plan: Plan, dyn: elf.DynamicSection) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
     """The initialisers and finalisers in calling order, as (tag, address).
 
     DT_INIT and DT_FINI give a function's address; the arrays give slots

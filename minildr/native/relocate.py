@@ -12,8 +12,8 @@ parse.decode_relr); their addend is the word already in memory.
 
 Binding comes first and happens before anything is mapped: each symbol a
 relocation names is looked up in the host process (dlsym/dlvsym on
-RTLD_DEFAULT, the global scope), then in this library's DT_NEEDED
-libraries (opened by the system loader), then in the library itself. A
+RTLD_DEFAULT, the global scope), then in the library itself if it defines
+it, else in its DT_NEEDED libraries (opened by the system loader). A
 weak symbol found nowhere is 0; any other is an error naming it, raised
 before any code of the library has run. IFUNC resolvers, which are code
 of the library, run last, once every other word is in place.
@@ -24,23 +24,12 @@ import os
 import struct
 from typing import Any, Dict, List, Tuple
 
-import cffi
-
 from .. import elf
 from ..errors import LoadError
-from .parse import Plan
+from .libc import ffi, libc
+from .parse import Plan, Relocation
 from .trace import Trace
 
-ffi = cffi.FFI()
-ffi.cdef("""
-    void *dlopen(const char *filename, int flags);
-    void *dlsym(void *handle, const char *symbol);
-    void *dlvsym(void *handle, const char *symbol, const char *version);
-    int dlclose(void *handle);
-    char *dlerror(void);
-    unsigned long getauxval(unsigned long type);
-""")
-libc = ffi.dlopen(None)
 RTLD_DEFAULT = ffi.NULL
 AT_HWCAP, AT_HWCAP2 = 16, 26
 WORD = struct.Struct("<Q")
@@ -79,6 +68,7 @@ def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Bind
 
 
 def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
+    """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
     sym, name = plan.symbols[index], plan.names[index]
     defined = sym.st_shndx != elf.SHN_UNDEF
     own: Binding = ("ifunc" if sym.st_info & 0xF == elf.STT_GNU_IFUNC else
@@ -89,9 +79,10 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     if defined and (sym.st_info >> 4 == elf.STB_LOCAL or plan.symbolic
                     or sym.st_other & 3 == elf.STV_PROTECTED):
         return traced(trace, name, "this library", own)
-    for where, handle in (("the host process", RTLD_DEFAULT), *((n, h) for n, h in zip(plan.needed, handles))):
-        if where != "the host process" and defined:
-            break                                   # own definition comes before dependencies
+    scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]
+    if not defined:             # a definition of our own comes before the DT_NEEDED libraries'
+        scopes += zip(plan.needed, handles)
+    for where, handle in scopes:
         pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
                    else libc.dlsym(handle, name.encode()))
         if pointer != ffi.NULL:
@@ -113,33 +104,33 @@ def traced(trace: Trace, name: str, where: str, binding: Binding, version: Any =
 
 
 def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> None:
-    """Write every relocation; the IFUNC ones last, once the rest are in place."""
+    """Write every relocation; those an IFUNC resolver answers last, once the rest are in place."""
     memory = ffi.buffer(ffi.cast("char *", base), plan.span)
     later = []
     for r in plan.relocations:
         name, how = plan.arch.SUPPORTED[r.type]
         kind, value = bound.get(r.symbol, ("abs", 0))
-        if how == "none":
-            continue
         if how == "ifunc(B + A)" or (how == "S + A" and kind == "ifunc"):
             later.append(r)
-            continue
-        if how == "B + A":
+        elif how == "B + A":            # a RELR entry's addend is the word already there
             addend = WORD.unpack_from(memory, r.offset)[0] if r.table == "RELR" else r.addend
-            result = base + addend
-        else:
-            result = (base if kind == "own" else 0) + value + r.addend
-        WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
-        trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}",
-                    type=name, offset=r.offset, value=result, table=r.table)
-    for r in later:
+            write(memory, r, name, base + addend, trace)
+        elif how == "S + A":
+            write(memory, r, name, (base if kind == "own" else 0) + value + r.addend, trace)
+    for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
         name, how = plan.arch.SUPPORTED[r.type]
-        resolver = base + (r.addend if how == "ifunc(B + A)" else bound[r.symbol][1])
-        result = call_resolver(plan, resolver) + (0 if how == "ifunc(B + A)" else r.addend)
-        WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
-        trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x} (from the "
-                                f"resolver at base+{resolver - base:#x})",
-                    type=name, offset=r.offset, value=result, table=r.table, ifunc=True)
+        resolver = r.addend if how == "ifunc(B + A)" else bound[r.symbol][1]
+        result = call_resolver(plan, base + resolver) + (0 if how == "ifunc(B + A)" else r.addend)
+        write(memory, r, name, result, trace, f" (from the resolver at base+{resolver:#x})",
+              ifunc=True)
+
+
+def write(memory: Any, r: Relocation, name: str, result: int, trace: Trace, note: str = "",
+          **ifunc: bool) -> None:
+    """Store one relocated word, and say so."""
+    WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
+    trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}{note}",
+                type=name, offset=r.offset, value=result, table=r.table, **ifunc)
 
 
 def call_resolver(plan: Plan, address: int) -> int:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 @dataclass(frozen=True)
 class Event:
-    step: str           # "map", "resolve", "relocate", "ifunc", "relro", "init", "fini", "unmap"
+    step: str           # "needed", "resolve", "map", "relocate", "relro", "init", "fini", "unmap"
     message: str
     data: Dict[str, Any] = field(default_factory=dict)
 

@@ -9,7 +9,7 @@ clang emit into ordinary C shared libraries, with and without -z now,
 libraries and checks that every type they contain is listed here), and what
 the libraries a Debian system ships contain (a survey of /usr/lib found
 RELATIVE, GLOB_DAT, JUMP_SLOT, 64 and IRELATIVE, plus the TLS types refused
-below). DT_RELR, packed RELATIVE relocations, is decoded in relocate.py.
+below). DT_RELR, packed RELATIVE relocations, is decoded in parse.decode_relr.
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ SUPPORTED = {
     8: ("R_X86_64_RELATIVE", "B + A"),
     37: ("R_X86_64_IRELATIVE", "ifunc(B + A)"),   # call the resolver at B + A
 }
+
+RELATIVE = 8                # R_X86_64_RELATIVE: what DT_RELR's packed entries are
 
 # Types a loader must know to refuse: the feature each belongs to.
 REFUSED = {
