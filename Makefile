@@ -59,7 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_native.py
 	$(BIN)/python benchmarks/bench_contract.py
 	$(BIN)/python benchmarks/bench_isolate.py
-	$(BIN)/python benchmarks/bench_boundaries.py --plot
+	$(BIN)/python benchmarks/bench_boundaries.py --plot --save
 
 clean:
 	rm -rf $(VENV) notebooks/build solutions/build exercises/build build/go-cache build/go-tests .pytest_cache

@@ -354,6 +354,11 @@ def run(out: Path = DEFAULT_OUT, *, calls: int = 20_000, rounds: int = 15, repea
     return Results(meta, rows, bench.loads, discovered)
 
 
+# The results of one full run on the development machine, kept in the repository
+# (`make bench` refreshes them): what notebook 06's decision guide was written from.
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
 def write(results: Results, out: Path = DEFAULT_OUT) -> List[Path]:
     """boundaries.json (everything) and boundaries.csv (one row per figure)."""
     out = Path(out)
@@ -448,6 +453,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="a few thousand calls and no 1000-plugin folder")
     ap.add_argument("--plot", action="store_true", help="also write boundaries.png")
+    ap.add_argument("--save", action="store_true",
+                    help="also copy the results and plot into benchmarks/results/ (committed)")
     args = ap.parse_args(argv)
     counts = (1, 10, 100, 1000)
     if args.quick:
@@ -463,6 +470,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.plot:
         written.append(args.out / "boundaries.png")
         plot(results, written[-1])
+    if args.save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        written += [Path(shutil.copy(p, RESULTS / p.name)) for p in list(written)]
     print("\nwrote " + ", ".join(os.path.relpath(p) for p in written))
     return 0
 
