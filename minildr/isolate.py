@@ -769,7 +769,9 @@ class IsolatedPlugin(Plugin):
     RemoteVariable instead of a cffi pointer, and for a contract a
     remote.RemoteContract with the in-process proxy's API. `timeout`
     (seconds) bounds every call; `worker_pid` is the worker's process id.
+    `loader` is "isolated"; `trace` is None (the load happened in the worker).
     """
+    loader = "isolated"
 
     def __init__(self, image: PluginImage, manifest: Manifest, worker: Worker) -> None:
         self.path = image.path
