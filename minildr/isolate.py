@@ -771,16 +771,9 @@ class IsolatedPlugin(Plugin):
     (seconds) bounds every call; `worker_pid` is the worker's process id.
     `loader` is "isolated"; `trace` is None (the load happened in the worker).
     """
-    loader = "isolated"
 
     def __init__(self, image: PluginImage, manifest: Manifest, worker: Worker) -> None:
-        self.path = image.path
-        self.sha256 = image.sha256
-        self.manifest = manifest
-        self.name = manifest.name
-        self.version = manifest.version
-        self._library = None
-        self._ffi = None
+        super().__init__(image, manifest, None, loader="isolated")   # no library in this process
         self._worker: Optional[Worker] = worker
         self.worker_pid = worker.pid
 

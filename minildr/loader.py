@@ -162,18 +162,17 @@ class Plugin:
     `minildr.native.Trace`: `.events`, `.counts()`), kept after close; None
     for the other loaders, whose work cannot be watched from Python.
     """
-    loader: str = "system"
-    trace: Optional["Trace"] = None
 
-    def __init__(self, image: PluginImage, manifest: Manifest, library: Library,
+    def __init__(self, image: PluginImage, manifest: Manifest, library: Optional[Library],
                  loader: str = "system") -> None:
         self.path = image.path
         self.sha256 = image.sha256
         self.manifest = manifest
         self.name = manifest.name
         self.version = manifest.version
-        self.loader = loader
-        self.trace = getattr(library, "trace", None) if loader == "native" else None
+        self.loader: str = loader
+        self.trace: Optional["Trace"] = (getattr(library, "trace", None) if loader == "native"
+                                         else None)
         self._library: Optional[Library] = library
         self._ffi: Optional[cffi.FFI] = None
 

@@ -1,4 +1,4 @@
-"""The native loader's public teaching API: plan(), the reserve event, relocation data, Plugin.trace.
+"""The native loader's teaching API: plan(), the reserve event, relocation data, Plugin.trace.
 
 What notebook 03 relies on to follow a load without private attributes:
 `minildr.native.plan(path)` reads a library into its Plan and runs nothing;
@@ -20,7 +20,8 @@ import minildr.native
 from minildr.native.parse import parse
 
 from conftest import write_plugin
-from native_util import AARCH64, build_relocs, linker_supports, mapped_range, mappings_of, native_host
+from native_util import (AARCH64, build_relocs, linker_supports, mapped_range, mappings_of,
+                         native_host)
 
 GREET_T = "const char *(void)"
 ffi = minildr.ffi
@@ -78,7 +79,7 @@ def test_reserve_event_gives_the_base_before_the_segments(greet_so):
     seen = []
 
     def watch(event):
-        if event.step == "reserve":          # the span is reserved, inaccessible, nothing mapped yet
+        if event.step == "reserve":          # reserved, inaccessible; nothing mapped yet
             rows = mapped_range(event.data["base"], event.data["base"] + event.data["span"])
             seen.append((event, [line.split()[1] for line in rows]))
         elif event.step == "map":
@@ -129,7 +130,8 @@ def test_relocate_events_name_the_symbol_and_the_word_before(relocs_libs, kind):
             tables.add(e.data["table"])
             assert e.data["symbol"] == (lib.plan.names[r.symbol] if r.symbol else None)
             assert e.data["before"] == file_word(lib.plan, r.offset), e   # mapped, untouched
-            word = struct.unpack("<Q", bytes(ffi.buffer(ffi.cast("char *", lib.base + r.offset), 8)))[0]
+            memory = ffi.buffer(ffi.cast("char *", lib.base + r.offset), 8)
+            word = struct.unpack("<Q", bytes(memory))[0]
             assert word == e.data["value"] & 0xFFFFFFFFFFFFFFFF                # what it wrote
             if e.data["table"] == "RELR":                                   # the addend is the word
                 assert e.data["value"] == lib.base + e.data["before"] and e.data["symbol"] is None
