@@ -9,6 +9,7 @@ says which loader loaded it (`loader`, `trace`, its repr).
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
 import struct
@@ -173,3 +174,23 @@ def test_isolated_plugin_says_isolated(greet_so):
             f"<Plugin greet 0.1.0 from {plugin.path} (isolated, worker pid {plugin.worker_pid})>"
         assert ffi.string(plugin.lookup("greet", GREET_T)()).startswith(b"Hello")
     assert plugin.loader == "isolated" and plugin.trace is None
+
+
+# -- the step numbers are the order a load runs ---------------------------------------
+@native_host
+def test_step_numbers_follow_the_order_a_load_runs(echo_so):
+    """Each step module's docstring number matches when its first event happens."""
+    steps = [("parse", None), ("resolve", "resolve"), ("map", "map"), ("relocate", "relocate"),
+             ("initfini", "init"), ("lookup", None)]
+    for number, (module, _) in enumerate(steps, 1):
+        doc = importlib.import_module(f"minildr.native.{module}").__doc__
+        assert doc.startswith(f"Step {number}, "), (module, doc.splitlines()[0])
+    listed = [line.split()[1] for line in minildr.native.__doc__.splitlines()
+              if line.strip()[:2] in {f"{n} " for n in range(1, 7)}]
+    assert listed == [f"{module}.py" for module, _ in steps]
+    with minildr.native.load(echo_so) as lib:
+        order = [e.step for e in lib.trace.events]
+        firsts = [order.index(event) for _, event in steps if event]
+        assert firsts == sorted(firsts)
+        assert order.index("reserve") < order.index("map") and order.index("relocate") < \
+            order.index("relro") < order.index("init")
