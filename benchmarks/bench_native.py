@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
 from timing import best_of  # noqa: E402  (benchmarks/timing.py)
 import minildr.native  # noqa: E402
-from minildr.native import initfini, map as mapping, relocate  # noqa: E402
+from minildr.native import initfini, map as mapping, relocate, resolve  # noqa: E402
 from minildr.native.parse import parse  # noqa: E402
 from minildr.native.trace import Trace  # noqa: E402
 
@@ -41,20 +41,20 @@ def steps(path: Path, number: int) -> dict:
         t0 = time.perf_counter()
         plan = parse(data, str(path))
         t1 = time.perf_counter()
-        handles = relocate.open_needed(plan, trace)
-        bound = relocate.bind_symbols(plan, handles, trace)
+        handles = resolve.open_needed(plan, trace)
+        bound = resolve.bind_symbols(plan, handles, trace)
         t2 = time.perf_counter()
-        base = mapping.reserve(plan)
+        base = mapping.reserve(plan, trace)
         mapping.map_segments(plan, base, fd, trace)
         t3 = time.perf_counter()
         relocate.relocate(plan, base, bound, trace)
-        mapping.protect_relro(plan, base, trace)
+        relocate.protect_relro(plan, base, trace)
         t4 = time.perf_counter()
         initfini.run(plan, base, initfini.functions(plan, base, plan.init), "init", trace)
         t5 = time.perf_counter()
         initfini.run(plan, base, initfini.functions(plan, base, plan.fini), "fini", trace)
         mapping.unmap(base, plan.span)
-        relocate.close_needed(handles)
+        resolve.close_needed(handles)
         t6 = time.perf_counter()
         for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
             totals[key] += seconds

@@ -769,16 +769,11 @@ class IsolatedPlugin(Plugin):
     RemoteVariable instead of a cffi pointer, and for a contract a
     remote.RemoteContract with the in-process proxy's API. `timeout`
     (seconds) bounds every call; `worker_pid` is the worker's process id.
+    `loader` is "isolated"; `trace` is None (the load happened in the worker).
     """
 
     def __init__(self, image: PluginImage, manifest: Manifest, worker: Worker) -> None:
-        self.path = image.path
-        self.sha256 = image.sha256
-        self.manifest = manifest
-        self.name = manifest.name
-        self.version = manifest.version
-        self._library = None
-        self._ffi = None
+        super().__init__(image, manifest, None, loader="isolated")   # no library in this process
         self._worker: Optional[Worker] = worker
         self.worker_pid = worker.pid
 

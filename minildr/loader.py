@@ -23,7 +23,7 @@ import functools
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Sequence, Union
 
 import cffi
 
@@ -36,6 +36,9 @@ from .image import PluginImage
 from .manifest import ABI_VERSION, BinaryInfo, Manifest
 from .system import SystemLibrary
 from .trust import as_store
+
+if TYPE_CHECKING:
+    from .native.trace import Trace
 
 log = logging.getLogger("minildr")
 
@@ -151,14 +154,25 @@ class Symbol:
 
 
 class Plugin:
-    """A loaded plugin. Look up its exports; close it (or use `with`) to unload it."""
+    """A loaded plugin. Look up its exports; close it (or use `with`) to unload it.
 
-    def __init__(self, image: PluginImage, manifest: Manifest, library: Library) -> None:
+    `loader` says which loader loaded it: "system" (dlopen), "native"
+    (minildr.native) or "isolated" (the system loader, in a worker process;
+    see isolate.py). `trace` is the native loader's record of the load (a
+    `minildr.native.Trace`: `.events`, `.counts()`), kept after close; None
+    for the other loaders, whose work cannot be watched from Python.
+    """
+
+    def __init__(self, image: PluginImage, manifest: Manifest, library: Optional[Library],
+                 loader: str = "system") -> None:
         self.path = image.path
         self.sha256 = image.sha256
         self.manifest = manifest
         self.name = manifest.name
         self.version = manifest.version
+        self.loader: str = loader
+        self.trace: Optional["Trace"] = (getattr(library, "trace", None) if loader == "native"
+                                         else None)
         self._library: Optional[Library] = library
         self._ffi: Optional[cffi.FFI] = None
 
@@ -244,8 +258,9 @@ class Plugin:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<Plugin {self.name} {self.version} from {self.path} ({state})>"
+        state = "closed" if self.closed else "open"          # the system loader: unnamed
+        by = "" if self.loader == "system" else f"{self.loader} loader, "
+        return f"<Plugin {self.name} {self.version} from {self.path} ({by}{state})>"
 
 
 # ---------------------------------------------------------------------------
@@ -285,7 +300,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
             from .isolate import open_isolated
             plugin: Plugin = open_isolated(image, manifest, contracts, isolate)
         else:
-            plugin = Plugin(image, manifest, load_library(image, loader))
+            plugin = Plugin(image, manifest, load_library(image, loader), loader)
     except PluginError as exc:
         log.warning("open %s sha256=%s: refused: %s", os.fspath(path),
                     image.sha256 if image else "-", exc.reason)

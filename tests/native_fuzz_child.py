@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, seed, settings, strategies as st
 
 from minildr import elf
 from minildr.errors import PluginError
-from minildr.native import lookup, map as mapping, relocate
+from minildr.native import lookup, map as mapping, relocate, resolve
 from minildr.native.parse import parse
 from minildr.native.trace import Trace
 
@@ -73,15 +73,15 @@ def try_load(data: bytes) -> None:
     plan.relocations = [r for r in plan.relocations
                         if plan.arch.SUPPORTED[r.type][1] != "ifunc(B + A)"
                         and plan.symbols[r.symbol].st_info & 0xF != elf.STT_GNU_IFUNC]
-    bound = relocate.bind_symbols(plan, [], Trace())
+    bound = resolve.bind_symbols(plan, [], Trace())
     fd = os.memfd_create("fuzzed", os.MFD_CLOEXEC)
     base = None
     try:
         os.write(fd, data)
-        base = mapping.reserve(plan)
+        base = mapping.reserve(plan, Trace())
         mapping.map_segments(plan, base, fd, Trace())
         relocate.relocate(plan, base, bound, Trace())
-        mapping.protect_relro(plan, base, Trace())
+        relocate.protect_relro(plan, base, Trace())
     finally:
         if base is not None:
             mapping.unmap(base, plan.span)

@@ -25,7 +25,7 @@ from elftools.elf.enums import ENUM_D_TAG, ENUM_RELOC_TYPE_x64
 
 import minildr
 from minildr import elf
-from minildr.native import aarch64, lookup, relocate, x86_64
+from minildr.native import aarch64, lookup, relocate, resolve, x86_64
 from minildr.native import map as mapping
 from minildr.native.parse import Plan, decode_relr, parse
 from minildr.native.trace import Trace
@@ -269,8 +269,8 @@ def test_aarch64_relocations_applied_by_the_table(tmp_path):
                         if aarch64.SUPPORTED[r.type][1] != "ifunc(B + A)"
                         and plan.symbols[r.symbol].st_info & 0xF != elf.STT_GNU_IFUNC]
     trace = Trace()
-    bound = relocate.bind_symbols(plan, [], trace)
-    base = mapping.reserve(plan)
+    bound = resolve.bind_symbols(plan, [], trace)
+    base = mapping.reserve(plan, trace)
     try:
         with open(path, "rb") as f:
             mapping.map_segments(plan, base, f.fileno(), trace)

@@ -4,7 +4,7 @@ C constructors (`__attribute__((constructor))`), C++ static initialisers
 and the C runtime's frame setup are listed in DT_INIT_ARRAY (and, in older
 files, DT_INIT). They run once the library is relocated and its RELRO part
 is read-only: this is the first moment any of its code runs (apart from
-IFUNC resolvers). On close, DT_FINI_ARRAY runs in reverse, then DT_FINI,
+IFUNC resolvers, step 4). On close, DT_FINI_ARRAY runs in reverse, then DT_FINI,
 before anything is unmapped; the C runtime's entry in it calls
 `__cxa_finalize`, which runs the handlers the library gave `atexit`.
 

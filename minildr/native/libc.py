@@ -1,9 +1,10 @@
 """The C library functions the native loader calls: all of its contact with the system.
 
-mmap, mprotect and munmap lay out memory (map.py); dlopen and dlsym/dlvsym
-bring in DT_NEEDED libraries and find symbols already in the process
-(relocate.py), as does getauxval for what AArch64 IFUNC resolvers are told;
-initialisers receive environ (initfini.py). Everything else is Python.
+mmap and munmap lay out memory (map.py), mprotect seals RELRO and getauxval
+gives what AArch64 IFUNC resolvers are told (relocate.py); dlopen and
+dlsym/dlvsym bring in DT_NEEDED libraries and find symbols already in the
+process (resolve.py); initialisers receive environ (initfini.py). Everything
+else is Python.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The steps in order: a library loaded by the native loader.
 
-    parse -> (DT_NEEDED via the system loader) -> bind symbols -> reserve and map
-          -> relocate -> RELRO -> initialisers        ...  close: finalisers -> unmap
+    1 parse -> 2 resolve (DT_NEEDED via the system loader, then each symbol)
+      -> 3 reserve and map -> 4 relocate, then RELRO -> 5 initialisers
+      ... 6 lookup, whenever the host asks ...    close: 5 finalisers -> unmap
 
 `NativeLibrary` has the small interface `minildr.open` uses for either
 loader (`address`, `keep_mapped_while`, `close`), plus `lookup`, the
@@ -20,7 +21,7 @@ from typing import Any, Callable, List, Optional
 from .. import ctype as ctypes_, elf
 from ..errors import LoadError, SymbolNotFound, UnsupportedELF
 from ..host import HOST
-from . import initfini, lookup, map as mapping, relocate
+from . import initfini, lookup, map as mapping, relocate, resolve
 from .libc import ffi
 from .parse import Plan, check_host, parse
 from .trace import Event, Segment, Trace, with_gaps
@@ -45,14 +46,14 @@ class NativeLibrary:
         self._live = 0
         self._closing = False
         self._cache: dict = {}
-        self._needed = relocate.open_needed(self.plan, self.trace)
+        self._needed = resolve.open_needed(self.plan, self.trace)
         self.base: Optional[int] = None
         try:
-            bound = relocate.bind_symbols(self.plan, self._needed, self.trace)
-            self.base = mapping.reserve(self.plan)
+            bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
+            self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
             relocate.relocate(self.plan, self.base, bound, self.trace)
-            mapping.protect_relro(self.plan, self.base, self.trace)
+            relocate.protect_relro(self.plan, self.base, self.trace)
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
         except BaseException:
@@ -109,7 +110,7 @@ class NativeLibrary:
             mapping.unmap(self.base, self.plan.span)
             self.trace.event("unmap", f"{self.plan.span} bytes at {self.base:#x}")
             self.base = None
-        relocate.close_needed(self._needed)
+        resolve.close_needed(self._needed)
         self._needed = []
         if self._on_unload is not None:
             self._on_unload, on_unload = None, self._on_unload

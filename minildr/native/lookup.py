@@ -1,4 +1,4 @@
-"""Step 4, look up: find a name in the library's own symbols through its hash table.
+"""Step 6, look up: find a name the host asks for in the library's own hash table.
 
 A library lists its exported symbols in a hash table so that a lookup costs
 one bucket, not a scan. Two formats exist, and a file has one or both:
@@ -11,7 +11,9 @@ one bucket, not a scan. Two formats exist, and a file has one or both:
   bit marking the end of the bucket.
 
 Both give an index into the dynamic symbol table; the symbol's address is
-the load base plus its st_value.
+the load base plus its st_value. This runs after the initialisers (step 5),
+whenever the host asks: `NativeLibrary.lookup` / `address`, or
+`Plugin.lookup` for a plugin opened with loader="native".
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 2, map: put the file's segments in memory where their addresses say.
+"""Step 3, map: put the file's segments in memory where their addresses say.
 
 A shared library can go at any address, but its segments must keep their
 distances from each other (code refers to data by those distances). So the
@@ -12,8 +12,8 @@ fresh anonymous memory.
 Each segment gets the protection its p_flags ask, and is never writable
 and executable at once. Read-only segments are never written (parse
 refused text relocations), so they get their final protection now; the
-writable segment is relocated in place, then its PT_GNU_RELRO part (GOT,
-vtables, init arrays) becomes read-only, in `protect_relro`.
+writable segment is relocated in place (step 4), which then makes its
+PT_GNU_RELRO part (GOT, vtables, init arrays) read-only.
 """
 from __future__ import annotations
 
@@ -50,9 +50,12 @@ def _mmap(plan: Plan, address: int, length: int, prot: int, flags: int, fd: int,
     return result
 
 
-def reserve(plan: Plan) -> int:
+def reserve(plan: Plan, trace: Trace) -> int:
     """Reserve the whole span; the address the kernel picks is the load base."""
-    return _mmap(plan, 0, plan.span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    base = _mmap(plan, 0, plan.span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    trace.event("reserve", f"{plan.span} bytes at {base:#x}, inaccessible: the base",
+                base=base, span=plan.span)
+    return base
 
 
 def map_segments(plan: Plan, base: int, fd: int, trace: Trace) -> List[Segment]:
@@ -81,16 +84,6 @@ def zero_bss(plan: Plan, base: int, ph: elf.Elf64_Phdr, prot: int, trace: Trace,
         _mmap(plan, base + start, mem_end - start, prot,
               MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0)
         layout.append(trace.segment("bss", base, start, mem_end, prot, ph))
-
-
-def protect_relro(plan: Plan, base: int, trace: Trace) -> None:
-    """After relocation, what only the loader had to write becomes read-only."""
-    if plan.relro and plan.relro[1] > plan.relro[0]:
-        start, end = plan.relro
-        if libc.mprotect(ffi.cast("void *", base + start), end - start, PROT_READ):
-            raise LoadError(plan.path, f"mprotect failed: {os.strerror(ffi.errno)}")
-        trace.event("relro", f"made read-only: {end - start} bytes at base+{start:#x}",
-                    start=start, end=end)
 
 
 def unmap(base: int, span: int) -> None:

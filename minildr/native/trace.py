@@ -1,9 +1,12 @@
-"""Step 6, trace: what the load did, as data a notebook can print or plot.
+"""Beside every step, the trace: what the load did, as data a notebook can print or plot.
 
-Every step reports to a `Trace`: each segment mapped, each relocation
-applied (with its type), each symbol resolved, each initialiser and
-finaliser run. `Trace.events` keeps them in order; a callback given to
-`load(trace=...)` sees each one as it happens. The mapped layout is a list
+Every step reports to a `Trace`, in the order a load runs: each DT_NEEDED
+library brought in and each symbol resolved (step 2), the span reserved
+with its base and each segment mapped (step 3), each relocation applied
+with its type, symbol and the word it replaced, and RELRO (step 4), each
+initialiser run (step 5); on close, each finaliser and the unmap.
+`Trace.events` keeps them in order; a callback given to `load(trace=...)`
+sees each one as it happens. The mapped layout is a list
 of `Segment` rows (offsets from the load base, protections), ready for a
 bar chart of the address space.
 """
@@ -16,7 +19,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 @dataclass(frozen=True)
 class Event:
-    step: str           # "needed", "resolve", "map", "relocate", "relro", "init", "fini", "unmap"
+    step: str           # "needed", "resolve", "reserve", "map", "relocate", "relro", "init",
+    #                     "fini", "unmap": in the order a load and a close run them
     message: str
     data: Dict[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,96 @@
+"""Step 2, resolve: find every symbol the library uses, before anything is mapped.
+
+A library names the functions and variables it uses but does not define
+(and, unless it was linked -Bsymbolic, the ones it defines but lets others
+override). Its DT_NEEDED libraries come in first, through the system
+loader (dlopen); then each symbol a relocation names is looked up in the
+host process (dlsym/dlvsym on RTLD_DEFAULT, the global scope, as glibc's
+own loader searches first), then in the library itself if it defines it,
+else in its DT_NEEDED libraries. Where the library asks for a symbol
+version (`fopen@GLIBC_2.2.5`), dlvsym asks for that one.
+
+A weak symbol found nowhere is 0; any other is an error naming it. glibc
+and musl resolve while they relocate, after mapping; this loader resolves
+everything first, so a missing name stops the load before a byte is mapped
+or any code of the library runs.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Tuple
+
+from .. import elf
+from ..errors import LoadError
+from .libc import ffi, libc
+from .parse import Plan
+from .trace import Trace
+
+RTLD_DEFAULT = ffi.NULL
+
+# A bound symbol: ("abs", address) from elsewhere, ("own", st_value) in this
+# library, or ("ifunc", st_value) for an IFUNC of this library.
+Binding = Tuple[str, int]
+
+
+def open_needed(plan: Plan, trace: Trace) -> List[Any]:
+    """The system loader brings in the DT_NEEDED libraries (and theirs) first."""
+    handles = []
+    for name in plan.needed:
+        handle = libc.dlopen(name.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        if handle == ffi.NULL:
+            close_needed(handles)
+            message = ffi.string(libc.dlerror()).decode("utf-8", "replace")
+            raise LoadError(plan.path, f"needs {name}, which the system loader cannot "
+                                       f"load: {message}")
+        handles.append(handle)
+        trace.event("needed", f"{name} (loaded by the system loader)", name=name)
+    return handles
+
+
+def close_needed(handles: List[Any]) -> None:
+    for handle in reversed(handles):
+        libc.dlclose(handle)
+
+
+def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Binding]:
+    bound: Dict[int, Binding] = {}
+    for r in plan.relocations:
+        if r.symbol and r.symbol not in bound:
+            bound[r.symbol] = bind(plan, r.symbol, handles, trace)
+    return bound
+
+
+def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
+    """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
+    sym, name = plan.symbols[index], plan.names[index]
+    defined = sym.st_shndx != elf.SHN_UNDEF
+    own: Binding = ("ifunc" if sym.st_info & 0xF == elf.STT_GNU_IFUNC else
+                    "abs" if sym.st_shndx == elf.SHN_ABS else "own", sym.st_value)
+    version = None if defined or not plan.versym else plan.versions.get(
+        plan.versym[index] & ~elf.VERSYM_HIDDEN)
+    # A local symbol, or -Bsymbolic, or protected visibility: always this library's own.
+    if defined and (sym.st_info >> 4 == elf.STB_LOCAL or plan.symbolic
+                    or sym.st_other & 3 == elf.STV_PROTECTED):
+        return traced(trace, name, "this library", own)
+    scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]
+    if not defined:             # a definition of our own comes before the DT_NEEDED libraries'
+        scopes += zip(plan.needed, handles)
+    for where, handle in scopes:
+        pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
+                   else libc.dlsym(handle, name.encode()))
+        if pointer != ffi.NULL:
+            return traced(trace, name, where, ("abs", int(ffi.cast("uintptr_t", pointer))), version)
+    if defined:
+        return traced(trace, name, "this library", own)
+    if sym.st_info >> 4 == elf.STB_WEAK:
+        return traced(trace, name, "nowhere (weak: 0)", ("abs", 0))
+    wanted = f"{name}@{version}" if version else name
+    raise LoadError(plan.path, f"undefined symbol {wanted!r}: neither the host process nor "
+                               f"{', '.join(plan.needed) or 'any needed library'} defines it; "
+                               "load the library that does first, or link against it")
+
+
+def traced(trace: Trace, name: str, where: str, binding: Binding, version: Any = None) -> Binding:
+    trace.event("resolve", f"{name}{'@' + version if version else ''} -> {where}",
+                symbol=name, version=version, source=where)
+    return binding
