@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import weakref
 from typing import Any, Optional
 
 import cffi
 
 from .errors import LoadError
 from .image import PluginImage
+from .lifetime import KeepsMappedWhileReferenced
 
 log = logging.getLogger("minildr")
 
@@ -108,7 +108,7 @@ else:
         return ffi.string(info.dli_fname).decode("utf-8", "replace") == path
 
 
-class SystemLibrary:
+class SystemLibrary(KeepsMappedWhileReferenced):
     """One plugin image, loaded by the operating system's loader."""
 
     def __init__(self, image: PluginImage) -> None:
@@ -120,8 +120,6 @@ class SystemLibrary:
             image.release()
             raise LoadError(image.path, f"the system loader refused it: {message}")
         self._handle: Optional[Any] = handle
-        self._live = 0                  # callables handed out and still referenced
-        self._closing = False
 
     def address(self, name: str) -> Optional[int]:
         """Where `name` is in memory, if this library (not a dependency) defines it."""
@@ -132,26 +130,9 @@ class SystemLibrary:
             return None
         return int(ffi.cast("uintptr_t", pointer))
 
-    def keep_mapped_while(self, obj: object) -> None:
-        """Do not unmap the library while `obj` (a function or data pointer) is alive."""
-        self._live += 1
-        weakref.finalize(obj, self._release_one).atexit = False
-
-    def _release_one(self) -> None:
-        self._live -= 1
-        if self._closing and self._live == 0:
-            self._unload()
-
-    def close(self) -> None:
-        if self._handle is None or self._closing:
-            return
-        self._closing = True
-        if self._live:
-            log.info("close %s: still mapped while %d function(s) or pointer(s) from it "
-                     "are referenced; it unloads when they are dropped",
-                     self.image.path, self._live)
-            return
-        self._unload()
+    @property
+    def _name(self) -> str:
+        return self.image.path
 
     def _unload(self) -> None:
         handle, self._handle = self._handle, None

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import weakref
 from typing import Any, Callable, List, Optional
 
 from .. import ctype as ctypes_, elf
 from ..errors import LoadError, SymbolNotFound, UnsupportedELF
 from ..host import HOST
+from ..lifetime import KeepsMappedWhileReferenced
 from . import initfini, lookup, map as mapping, relocate, resolve
 from .libc import ffi
 from .parse import Plan, check_host, parse
@@ -29,7 +29,7 @@ from .trace import Event, Segment, Trace, with_gaps
 log = logging.getLogger("minildr")
 
 
-class NativeLibrary:
+class NativeLibrary(KeepsMappedWhileReferenced):
     """One ELF shared library, loaded by minildr's own loader from `fd` (holding `data`)."""
 
     def __init__(self, data: bytes, path: str, fd: int, *,
@@ -43,8 +43,6 @@ class NativeLibrary:
             raise UnsupportedELF(path, f"is a library for {self.plan.arch.MACHINE}, but this "
                                        f"machine is {HOST.arch}: its code cannot run here")
         self._on_unload: Optional[Callable[[], None]] = None
-        self._live = 0
-        self._closing = False
         self._cache: dict = {}
         self._needed = resolve.open_needed(self.plan, self.trace)
         self.base: Optional[int] = None
@@ -78,26 +76,9 @@ class NativeLibrary:
             self._cache[name] = address
         return self._cache[name]
 
-    def keep_mapped_while(self, obj: object) -> None:
-        """Do not unmap the library while `obj` (a function or data pointer) is alive."""
-        self._live += 1
-        weakref.finalize(obj, self._release_one).atexit = False
-
-    def _release_one(self) -> None:
-        self._live -= 1
-        if self._closing and self._live == 0:
-            self._unload()
-
-    def close(self) -> None:
-        """Run the finalisers and unmap: now, or once no pointer into it is held."""
-        if self.base is None or self._closing:
-            return
-        self._closing = True
-        if self._live:
-            log.info("close %s: still mapped while %d function(s) or pointer(s) from it are "
-                     "referenced; it unloads when they are dropped", self.path, self._live)
-            return
-        self._unload()
+    @property
+    def _name(self) -> str:
+        return self.path
 
     def _unload(self) -> None:
         if self.base is None:
