@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import cffi
@@ -20,7 +19,7 @@ import cffi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
-from timing import best_of  # noqa: E402  (benchmarks/timing.py)
+from timing import best_of, build_greet  # noqa: E402  (benchmarks/timing.py)
 from minildr import image as images  # noqa: E402
 from minildr.progress import progress  # noqa: E402
 
@@ -34,9 +33,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200_000)
     args = ap.parse_args()
 
-    out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
-    greet = ROOT / "examples" / "greet"
-    path = minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h", out_dir=out)
+    path = build_greet()
 
     raw_ffi = cffi.FFI()
     raw_ffi.cdef("const char *greet(void);")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import cffi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
-from timing import best_of  # noqa: E402  (benchmarks/timing.py)
+from timing import best_of, build_greet  # noqa: E402  (benchmarks/timing.py)
 import minildr.native  # noqa: E402
 from minildr.native import initfini, map as mapping, relocate, resolve  # noqa: E402
 from minildr.native.parse import parse  # noqa: E402
@@ -68,9 +67,7 @@ def main() -> None:
     ap.add_argument("--opens", type=int, default=300)
     args = ap.parse_args()
 
-    out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
-    greet = ROOT / "examples" / "greet"
-    path = minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h", out_dir=out)
+    path = build_greet()
     raw_ffi = cffi.FFI()
 
     def open_system():

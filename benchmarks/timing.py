@@ -19,3 +19,14 @@ def best_of(fn: Callable[[], object], number: int, rounds: int) -> float:
             fn()
         best = min(best, (time.perf_counter() - start) / number)
     return best
+
+
+def build_greet():
+    """The greet example, built into a fresh temporary folder: the plugin the loader benchmarks open."""
+    import tempfile
+    from pathlib import Path
+
+    import minildr
+    greet = Path(__file__).resolve().parents[1] / "examples" / "greet"
+    out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
+    return minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h", out_dir=out)
