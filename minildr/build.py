@@ -11,11 +11,16 @@ minildr's analogue of `go build -buildmode=plugin`. The steps, each a function:
                           `#pragma GCC visibility push(default)`, so exactly its
                           declarations are exported, and the compiler checks
                           each definition against its declaration.
-5. `check_exports`      - read the result's dynamic symbol table: every declared
+5. `check_exports`      - read the result's exports (ELF .dynsym, PE export
+                          directory, Mach-O export trie): every declared
                           export is defined, nothing undeclared is exported.
 6. install              - move the file into place atomically, so a process
                           that has the old version mapped never sees a half-
                           written file.
+
+`build` runs these steps for the machine it runs on; `build_for` runs them for
+another target with a cross compiler (tests/data/crossbuild/ is made that way),
+and the manifest then records the target's platform, not this machine's.
 """
 from __future__ import annotations
 
@@ -28,12 +33,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import ctype, elf
+from . import ctype, elf, macho, pe
 from .contract import Contract
 from .errors import BuildError, CompilerNotFound
-from .host import HOST, SUFFIXES
+from .host import HOST, SUFFIXES, Platform
 from .manifest import ABI_VERSION, NT_MINILDR_MANIFEST, NOTE_OWNER, Export, Manifest
 
 log = logging.getLogger("minildr")
@@ -55,6 +60,9 @@ class Compiler:
     path: str
     family: str          # "gcc", "clang" or "msvc"
     version: str         # the first line of `--version`, recorded in the manifest
+    # Arguments that choose the target, given to every command the compiler
+    # runs (e.g. ("-target", "arm64-apple-macos11") to cross-compile with clang).
+    target_flags: Tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -110,7 +118,7 @@ def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[
                 *[f"/I{d}" for d in include_dirs], *[f"/FI{f}" for f in forced_includes],
                 *user, "/D__declspec(x)=", str(header)]
     forced = [arg for f in forced_includes for arg in ("-include", str(f))]
-    return [compiler.path, "-E", "-nostdinc", "-I", str(ctype.FAKE_LIBC),
+    return [compiler.path, *compiler.target_flags, "-E", "-nostdinc", "-I", str(ctype.FAKE_LIBC),
             *[f"-I{d}" for d in include_dirs], *forced, *user,
             "-D__attribute__(x)=", "-D__extension__=", "-D__restrict=", "-D__inline=inline",
             str(header)]
@@ -197,9 +205,12 @@ def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], o
                 *[f"/FI{f}" for f in forced_includes], *[f"/I{d}" for d in include_dirs],
                 *[f"/D{k}={v}" for k, v in defines.items()], *cflags, *srcs,
                 f"/Fe:{out}", "/link", f"/DEF:{def_file}"]
-    shared = {"linux": ["-shared", "-fPIC"], "darwin": ["-dynamiclib", "-fPIC"],
+    shared = {"linux": ["-shared", "-fPIC"],
+              # The install name is what a program that links against the dylib
+              # records; without it, ld64 records the output path of this build.
+              "darwin": ["-dynamiclib", "-fPIC", f"-Wl,-install_name,@rpath/{out.name}"],
               "windows": ["-shared"]}[os_name]
-    cmd = [compiler.path, *shared, "-fvisibility=hidden", "-O2", "-Wall",
+    cmd = [compiler.path, *compiler.target_flags, *shared, "-fvisibility=hidden", "-O2", "-Wall",
            "-Werror=implicit-function-declaration"]
     for f in forced_includes:
         cmd += ["-include", str(f)]
@@ -211,9 +222,15 @@ def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], o
     return cmd + ["-o", str(out)]
 
 
-def def_file_text(name: str, exports: Iterable[str]) -> str:
-    """A module-definition file: the list of DLL exports, for Windows linkers."""
-    return f"LIBRARY {name}\nEXPORTS\n" + "".join(f"    {e}\n" for e in exports)
+def def_file_text(name: str, exports: Iterable[str], data: Iterable[str] = ()) -> str:
+    """A module-definition file: the list of DLL exports, for Windows linkers.
+
+    Variables are marked DATA: without it the linker puts a call stub for
+    them in the import library, as if they were functions.
+    """
+    data = set(data)
+    return f"LIBRARY {name}\nEXPORTS\n" + "".join(
+        f"    {e}{' DATA' if e in data else ''}\n" for e in exports)
 
 
 # ---------------------------------------------------------------------------
@@ -222,10 +239,27 @@ def def_file_text(name: str, exports: Iterable[str]) -> str:
 _LINKER_SYMBOLS = {"_init", "_fini", "_edata", "_end", "__bss_start"}
 
 
-def check_exports(path: Path, declared: Sequence[ctype.Declaration], header: Path) -> None:
-    """Declared and exported must be the same set of names (ELF: .dynsym)."""
-    binary = elf.ElfFile(path.read_bytes(), path)
-    exported = {s.name for s in binary.exported_symbols()} - _LINKER_SYMBOLS
+def exported_names(path: Path, arch: str = HOST.arch) -> Set[str]:
+    """The names a shared library exports, read from its own format's table.
+
+    ELF: the defined global symbols of .dynsym; PE: the export directory;
+    Mach-O: the export trie, without C's leading underscore (`arch` picks
+    the slice of a universal file).
+    """
+    data = path.read_bytes()
+    if data[:4] == elf.ELFMAG:
+        return {s.name for s in elf.ElfFile(data, path).exported_symbols()} - _LINKER_SYMBOLS
+    if pe.is_pe(data):
+        return {e.name for e in pe.PEFile(data, path).exports()}
+    if macho.is_macho(data):
+        return {e.name for e in macho.MachOFile(data, path, arch).exports()}
+    raise BuildError(path, "the compiler made a file that is neither ELF, PE nor Mach-O")
+
+
+def check_exports(path: Path, declared: Sequence[ctype.Declaration], header: Path,
+                  arch: str = HOST.arch) -> None:
+    """Declared and exported must be the same set of names, in every format."""
+    exported = exported_names(path, arch)
     names = {d.name for d in declared}
     missing = sorted(names - exported)
     extra = sorted(exported - names)
@@ -237,7 +271,7 @@ def check_exports(path: Path, declared: Sequence[ctype.Declaration], header: Pat
     if extra:
         raise BuildError(header, f"the plugin also exports {', '.join(extra)}, which this "
                                  "header does not declare; declare it here, or remove the "
-                                 "visibility attribute that exports it")
+                                 "attribute (visibility or dllexport) that exports it")
 
 
 # ---------------------------------------------------------------------------
@@ -272,6 +306,22 @@ def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
     header are exported, and their C types are recorded in the manifest.
     Each contract is compiled in (force-included) and recorded by hash.
     """
+    return build_for(HOST, None, sources, name=name, version=version, exports=exports,
+                     contracts=contracts, out_dir=out_dir, cflags=cflags)
+
+
+def build_for(target: Platform, compiler: Optional[Compiler],
+              sources: Union[PathLike, Iterable[PathLike]], *, name: str,
+              version: str = "0.1.0", exports: PathLike = "greet.h",
+              contracts: Iterable[Contract] = (), out_dir: PathLike = ".",
+              cflags: Sequence[str] = ()) -> Path:
+    """`build` for `target` (os, arch), with `compiler` (None: find the usual one).
+
+    With a cross compiler (e.g. `Compiler(..., target_flags=("-target",
+    "arm64-apple-macos11"))`) this makes a plugin for another OS: the file
+    is named, linked and checked the way that OS wants, and its manifest
+    records `target`, which is what `open` compares with the host there.
+    """
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         raise BuildError(name, "plugin names may use letters, digits, '_', '.' and '-'")
     srcs = _as_paths(sources)
@@ -282,10 +332,10 @@ def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
             raise BuildError(src, "source file not found")
     header = _find_header(exports, srcs)
     contracts = list(contracts)
-    compiler = find_compiler()
+    compiler = compiler or find_compiler(target.os)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{name}{SUFFIXES.get(HOST.os, '.so')}"
+    installed = out_dir / f"{name}{SUFFIXES.get(target.os, '.so')}"
 
     with tempfile.TemporaryDirectory(prefix="minildr-build-") as tmp:
         work = Path(tmp)
@@ -299,18 +349,19 @@ def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
                                        contract_headers)
 
         manifest = Manifest(
-            abi=ABI_VERSION, platform=HOST, name=name, version=version,
+            abi=ABI_VERSION, platform=target, name=name, version=version,
             exports={d.name: Export(d.name, d.kind, d.ctype) for d in declared},
             contracts={c.name: c.ref for c in contracts}, types=types,
             compiler=compiler.version)
         (work / "minildr_manifest.c").write_text(manifest_source(manifest.encode()))
-        (work / "minildr_exports.h").write_text(exports_wrapper(header.resolve(), HOST.os))
+        (work / "minildr_exports.h").write_text(exports_wrapper(header.resolve(), target.os))
         def_file = work / f"{name}.def"
-        def_file.write_text(def_file_text(name, [d.name for d in declared]))
+        def_file.write_text(def_file_text(name, [d.name for d in declared],
+                                          [d.name for d in declared if d.kind == "data"]))
 
-        partial = work / target.name
+        partial = work / installed.name
         cmd = compile_command(
-            compiler, HOST.os, [*srcs, work / "minildr_manifest.c"], partial,
+            compiler, target.os, [*srcs, work / "minildr_manifest.c"], partial,
             forced_includes=[*contract_headers, work / "minildr_exports.h"],
             include_dirs=include_dirs,
             defines={"MINILDR_PLUGIN_NAME": f'"{name}"', "MINILDR_PLUGIN_VERSION": f'"{version}"'},
@@ -323,13 +374,12 @@ def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
                              f"the C compiler failed (exit {done.returncode}):\n{output.strip()}")
         if output.strip():
             log.warning("build %s: compiler output:\n%s", name, output.strip())
-        if HOST.os == "linux":
-            check_exports(partial, declared, header)
-        staged = out_dir / f".{target.name}.{os.getpid()}.tmp"
+        check_exports(partial, declared, header, target.arch)
+        staged = out_dir / f".{installed.name}.{os.getpid()}.tmp"
         shutil.copy(partial, staged)
-        os.replace(staged, target)       # atomic: a new inode, never a half-written file
-    log.info("built %s: %s %s, %d export(s)", target, name, version, len(declared))
-    return target
+        os.replace(staged, installed)    # atomic: a new inode, never a half-written file
+    log.info("built %s: %s %s, %d export(s)", installed, name, version, len(declared))
+    return installed
 
 
 # ---------------------------------------------------------------------------

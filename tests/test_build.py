@@ -94,6 +94,28 @@ def test_def_file_lists_exports():
     assert text.splitlines() == ["LIBRARY echo", "EXPORTS", "    name", "    run", "    calls"]
 
 
+def test_def_file_marks_variables_data():
+    text = builder.def_file_text("echo", ["name", "run", "calls"], data=["calls"])
+    assert text.splitlines()[2:] == ["    name", "    run", "    calls DATA"]
+
+
+def test_dylib_install_name_is_not_the_build_folder():
+    """ld64 records -o's path as the dylib's name unless told: a temporary folder here."""
+    cmd = builder.compile_command(CLANG, "darwin", [Path("a.c")], Path("/tmp/x/p.dylib"),
+                                  forced_includes=[], include_dirs=[], defines={})
+    assert "-Wl,-install_name,@rpath/p.dylib" in cmd
+    assert not any("/tmp/x" in arg for arg in cmd[:-1])
+
+
+def test_target_flags_reach_both_commands():
+    cross = builder.Compiler("/usr/bin/clang", "clang", "clang 14",
+                             target_flags=("-target", "arm64-apple-macos11"))
+    compile_cmd = command(cross, "darwin")
+    preprocess_cmd = builder.preprocess_command(cross, Path("x.h"), [Path("inc")])
+    for cmd in (compile_cmd, preprocess_cmd):
+        assert cmd[1:3] == ["-target", "arm64-apple-macos11"]
+
+
 # ---------------------------------------------------------------------------
 # The manifest, as C, compiled for real
 # ---------------------------------------------------------------------------
