@@ -1,0 +1,422 @@
+"""Real Windows and macOS plugins, made on this Linux machine by cross toolchains.
+
+tests/data/crossbuild/ holds greet, echo and upper (a contract plugin) built
+by `minildr.build.build_for` (the steps of `minildr.build`) with MinGW-w64 gcc
+for Windows and clang + ld64.lld for macOS x86_64 and arm64; its build.py
+says how. They are committed, so on every machine:
+
+1. minildr's PE and Mach-O readers say what each file is, find its manifest
+   (which records the TARGET platform, not the build machine's) and list
+   its exports: exactly what the exports header declares;
+2. independent readers agree, field by field: pefile for PE, macholib for
+   Mach-O (as pyelftools checks the ELF reader);
+3. damaged copies are refused with NotAPlugin naming the file, and mutated
+   ones never make a reader fail any other way.
+
+Where the tools are installed, the recipe is run again (the rebuilt files
+carry the same manifests and exports), and Wine loads the greet DLL into a
+MinGW-built Windows program: the exports and the manifest section as the
+Windows loader sees them. On macOS and Windows themselves, minildr.open
+loads the committed file for that machine and calls it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pefile
+import pytest
+from hypothesis import given, settings, strategies as st
+from macholib.MachO import MachO
+from macholib.SymbolTable import SymbolTable
+
+import minildr
+from minildr import HOST, macho, manifest, pe
+from minildr.binary import c_string
+from minildr.build import BuildError, exported_names
+
+DATA = Path(__file__).resolve().parent / "data" / "crossbuild"
+_spec = importlib.util.spec_from_file_location("crossbuild_recipe", DATA / "build.py")
+recipe = sys.modules.setdefault("crossbuild_recipe", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(recipe)
+
+SUFFIX = {"windows": ".dll", "darwin": ".dylib"}
+FORMAT = {"windows": "PE", "darwin": "Mach-O"}
+# What each exports header declares: name -> kind.
+EXPORTS = {
+    "greet": {"greet": "function"},
+    "echo": {"name": "function", "run": "function", "calls": "data"},
+    "upper": {"upper": "data", "live_outputs": "data"},
+}
+TARGETS = {t.folder: t for t in recipe.TARGETS}
+FILES = [(t.folder, name) for t in recipe.TARGETS for name in EXPORTS]
+PE_FILES = [f for f in FILES if TARGETS[f[0]].platform.os == "windows"]
+MACHO_FILES = [f for f in FILES if TARGETS[f[0]].platform.os == "darwin"]
+
+
+def fixture(folder: str, name: str) -> Path:
+    return DATA / folder / f"{name}{SUFFIX[TARGETS[folder].platform.os]}"
+
+
+def file_id(f) -> str:
+    return "/".join(f)
+
+
+def test_every_target_and_plugin_is_committed():
+    assert sorted(TARGETS) == ["macos-arm64", "macos-x86_64", "windows-x86_64"]
+    for folder, name in FILES:
+        assert fixture(folder, name).stat().st_size < 64 * 1024, "keep the fixtures small"
+
+
+# ---------------------------------------------------------------------------
+# 1. What minildr's readers say
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("folder, name", FILES, ids=map(file_id, FILES))
+def test_manifest_records_the_target(folder, name):
+    target = TARGETS[folder]
+    found = minildr.read_manifest(fixture(folder, name))
+    assert found.platform == target.platform != HOST
+    assert (found.name, found.version, found.abi) == (name, recipe.VERSION, minildr.ABI_VERSION)
+    assert {e.name: e.kind for e in found.exports.values()} == EXPORTS[name]
+    assert found.contracts == ({"command": recipe.COMMAND.ref} if name == "upper" else {})
+    assert ("mingw32-gcc" if target.platform.os == "windows" else "clang") in found.compiler
+
+
+@pytest.mark.parametrize("folder, name", FILES, ids=map(file_id, FILES))
+def test_examine_says_what_the_file_is(folder, name):
+    platform = TARGETS[folder].platform
+    info, payload = manifest.examine(fixture(folder, name).read_bytes(), "f")
+    assert (info.format, info.kind, info.arch, info.os, info.bits) == (
+        FORMAT[platform.os], "shared library", platform.arch, platform.os, 64)
+    assert payload == minildr.read_manifest(fixture(folder, name)).encode()
+
+
+@pytest.mark.parametrize("folder, name", FILES, ids=map(file_id, FILES))
+def test_exports_are_exactly_the_declared_ones(folder, name):
+    """What build's check_exports saw: not the manifest, not static functions, nothing else."""
+    path = fixture(folder, name)
+    assert exported_names(path, TARGETS[folder].platform.arch) == set(EXPORTS[name])
+
+
+@pytest.mark.skipif(HOST.os != "linux", reason="on Linux, PE and Mach-O files are foreign")
+@pytest.mark.parametrize("folder", sorted(TARGETS))
+def test_open_on_linux_names_the_other_os(folder):
+    path = fixture(folder, "greet")
+    os_name = {"windows": "Windows", "darwin": "macOS"}[TARGETS[folder].platform.os]
+    with pytest.raises(minildr.NotAPlugin, match=f"the format of {os_name}") as err:
+        minildr.open(path)
+    assert str(path) in str(err.value)
+
+
+def native_fixture():
+    for folder, target in TARGETS.items():
+        if target.platform == HOST:
+            return fixture(folder, "greet")
+    return None
+
+
+@pytest.mark.skipif(native_fixture() is None,
+                    reason=f"no committed fixture was built for this machine ({HOST})")
+def test_open_the_fixture_built_for_this_machine(tmp_path):
+    """On a Mac or a Windows PC (a fork's CI), the cross-built file loads and runs."""
+    path = Path(shutil.copy(native_fixture(), tmp_path))
+    with minildr.open(path) as plugin:
+        text = plugin.lookup("greet", "const char *(void)")()
+        assert minildr.ffi.string(text) == b"Hello from the greet plugin (version 1.0.0)"
+
+
+# ---------------------------------------------------------------------------
+# 2. The same fields, read by pefile and macholib
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("folder, name", PE_FILES, ids=map(file_id, PE_FILES))
+def test_pe_reader_agrees_with_pefile(folder, name):
+    data = fixture(folder, name).read_bytes()
+    ours, theirs = pe.PEFile(data, "f"), pefile.PE(data=data)
+    assert ours.arch == {0x8664: "x86_64"}[theirs.FILE_HEADER.Machine]
+    assert theirs.is_dll() and ours.kind == "shared library"
+    assert ours.optional.Magic == theirs.OPTIONAL_HEADER.Magic == pe.PE32PLUS_MAGIC
+    assert [(d.VirtualAddress, d.Size) for d in ours.directories] == [
+        (d.VirtualAddress, d.Size) for d in theirs.OPTIONAL_HEADER.DATA_DIRECTORY]
+    assert [(c_string(s.Name), s.VirtualAddress, s.VirtualSize, s.SizeOfRawData,
+             s.PointerToRawData, s.Characteristics) for s in ours.sections] == [
+        (s.Name.rstrip(b"\0").decode(), s.VirtualAddress, s.Misc_VirtualSize, s.SizeOfRawData,
+         s.PointerToRawData, s.Characteristics) for s in theirs.sections]
+    assert sorted(ours.exports()) == sorted(
+        (e.name.decode(), e.ordinal, e.address) for e in theirs.DIRECTORY_ENTRY_EXPORT.symbols)
+    section = next(s for s in theirs.sections if s.Name.rstrip(b"\0") == b".minildr")
+    raw = section.get_data()[:section.Misc_VirtualSize]
+    assert ours.section_bytes(pe.MANIFEST_SECTION) == raw
+    assert manifest.parse_note(raw, "f") == minildr.read_manifest(fixture(folder, name)).encode()
+
+
+def macholib_sections(header) -> list:
+    return [(s.segname.rstrip(b"\0").decode(), s.sectname.rstrip(b"\0").decode(), s.addr,
+             s.size, s.offset)
+            for lc, cmd, data in header.commands if lc.cmd == macho.LC_SEGMENT_64
+            for s in data]
+
+
+@pytest.mark.parametrize("folder, name", MACHO_FILES, ids=map(file_id, MACHO_FILES))
+def test_macho_reader_agrees_with_macholib(folder, name):
+    path = fixture(folder, name)
+    data = path.read_bytes()
+    ours = macho.MachOFile(data, "f", TARGETS[folder].platform.arch)
+    theirs = MachO(str(path))
+    header = theirs.headers[0]
+    assert ours.arch == macho.CPU_TYPES[header.header.cputype]
+    assert ours.header.filetype == header.header.filetype == macho.MH_DYLIB
+    assert ours.header.ncmds == len(header.commands)
+    assert [(c_string(s.segname), c_string(s.sectname), s.addr, s.size, s.offset)
+            for s in ours.sections()] == macholib_sections(header)
+    at, size = next((s[4], s[3]) for s in macholib_sections(header)
+                    if s[:2] == ("__TEXT", "__minildr"))
+    raw = data[at:at + size]
+    assert ours.section_bytes(macho.MANIFEST_SEGMENT, macho.MANIFEST_SECTION) == raw
+    assert manifest.parse_note(raw, "f") == minildr.read_manifest(path).encode()
+
+    # The export trie (ours) against the symbol table's external definitions
+    # (macholib): same names, same addresses (trie: offset from the header,
+    # which __TEXT maps at its vmaddr).
+    text = next(cmd for lc, cmd, _ in header.commands
+                if lc.cmd == macho.LC_SEGMENT_64 and cmd.segname.rstrip(b"\0") == b"__TEXT")
+    symbols = {raw_name.decode().removeprefix("_"): nlist.n_value
+               for nlist, raw_name in SymbolTable(theirs).extdefsyms}
+    assert {e.name: text.vmaddr + e.address for e in ours.exports()} == symbols
+    info = next(cmd for lc, cmd, _ in header.commands if lc.cmd == macho.LC_DYLD_INFO_ONLY)
+    assert ours.export_trie() == data[info.export_off:info.export_off + info.export_size]
+
+
+# ---------------------------------------------------------------------------
+# 3. The recipe makes them again (where the cross tools are installed)
+# ---------------------------------------------------------------------------
+def without_compiler(found: minildr.Manifest) -> dict:
+    """The manifest but the compiler's version line, which another machine may spell
+    differently (Debian's clang 14 and Homebrew's clang 17 make the same plugin)."""
+    doc = found.to_json()
+    doc.pop("compiler")
+    return doc
+
+
+@pytest.mark.parametrize("folder", sorted(TARGETS))
+def test_recipe_rebuilds_the_same_plugins(folder, tmp_path):
+    target = TARGETS[folder]
+    missing = recipe.missing_tools(target)
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (Debian: gcc-mingw-w64-x86-64, "
+                    "clang, lld); the committed files are tested above all the same")
+    rebuilt = recipe.build_target(target, tmp_path)
+    assert [p.name for p in rebuilt] == [fixture(folder, n).name for n in EXPORTS]
+    for path in rebuilt:
+        committed = fixture(folder, path.stem)
+        assert without_compiler(minildr.read_manifest(path)) == without_compiler(
+            minildr.read_manifest(committed))
+        arch = target.platform.arch
+        assert exported_names(path, arch) == exported_names(committed, arch)
+
+
+@pytest.mark.parametrize("folder", sorted(TARGETS))
+def test_recipe_is_reproducible(folder, tmp_path):
+    """The same sources and tools give the same bytes: a pinned digest survives a rebuild."""
+    target = TARGETS[folder]
+    if recipe.missing_tools(target):
+        pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
+    sources, header, contracts = recipe.PLUGINS["greet"]
+    first, second = (recipe.build_for(target.platform, recipe.compiler_for(target), sources,
+                                      name="greet", exports=header, out_dir=tmp_path / d,
+                                      cflags=target.cflags) for d in "ab")
+    assert first.read_bytes() == second.read_bytes()
+
+
+# check_exports runs for every format now: an export the header does not
+# declare is refused, each format's way of making one.
+UNDECLARED = {
+    "windows-x86_64": "__declspec(dllexport) int secret(void) { return 7; }\n",
+    "macos-arm64": '__attribute__((visibility("default"))) int secret(void) { return 7; }\n',
+}
+
+
+@pytest.mark.parametrize("folder", sorted(UNDECLARED))
+def test_build_for_refuses_an_undeclared_export(folder, tmp_path):
+    target = TARGETS[folder]
+    if recipe.missing_tools(target):
+        pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
+    (tmp_path / "p.h").write_text("int answer(void);\n")
+    (tmp_path / "p.c").write_text("int answer(void) { return 42; }\n" + UNDECLARED[folder])
+    with pytest.raises(BuildError, match="also exports secret, which this header does not "
+                                         "declare") as err:
+        recipe.build_for(target.platform, recipe.compiler_for(target), [tmp_path / "p.c"],
+                         name="p", exports=tmp_path / "p.h", out_dir=tmp_path / "out",
+                         cflags=target.cflags)
+    assert str(tmp_path / "p.h") in str(err.value)
+    assert not (tmp_path / "out" / f"p{SUFFIX[target.platform.os]}").exists()
+
+
+@pytest.mark.parametrize("folder", sorted(UNDECLARED))
+def test_build_for_refuses_a_declared_export_not_defined(folder, tmp_path):
+    target = TARGETS[folder]
+    if recipe.missing_tools(target):
+        pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
+    (tmp_path / "p.h").write_text("int answer(void);\nint missing(void);\n")
+    (tmp_path / "p.c").write_text("int answer(void) { return 42; }\n")
+    with pytest.raises(BuildError) as err:
+        recipe.build_for(target.platform, recipe.compiler_for(target), [tmp_path / "p.c"],
+                         name="p", exports=tmp_path / "p.h", out_dir=tmp_path / "out",
+                         cflags=target.cflags)
+    # MinGW's linker refuses the .def entry itself; on macOS the file links
+    # and check_exports finds the name missing.
+    assert "missing" in str(err.value)
+
+
+# ---------------------------------------------------------------------------
+# 4. The Windows loader (Wine) loads the DLL
+# ---------------------------------------------------------------------------
+def find_wine():
+    found = shutil.which("wine") or shutil.which("wine64")
+    return found or next((p for p in ("/usr/lib/wine/wine64", "/usr/lib/wine/wine")
+                          if os.access(p, os.X_OK)), None)
+
+
+@pytest.fixture(scope="module")
+def wine():
+    """Wine in a prefix of its own (~700 MB, made in a few seconds), removed afterwards."""
+    program = find_wine()
+    if program is None or recipe.missing_tools(TARGETS["windows-x86_64"]):
+        pytest.skip("needs Wine and MinGW-w64 gcc (Debian: wine64, gcc-mingw-w64-x86-64)")
+    prefix = tempfile.mkdtemp(prefix="minildr-wine-")
+    env = {**os.environ, "WINEPREFIX": prefix, "WINEDEBUG": "-all",
+           "WINEDLLOVERRIDES": "mscoree,mshtml="}     # no Mono or Gecko install prompts
+    env.pop("DISPLAY", None)
+    try:
+        yield lambda *args: subprocess.run([program, *map(str, args)], env=env,
+                                           capture_output=True, text=True, timeout=300)
+    finally:
+        server = Path(program).with_name("wineserver")
+        server = str(server) if server.exists() else shutil.which("wineserver")
+        if server:      # this prefix's own wineserver only
+            subprocess.run([server, "-k"], env=env, capture_output=True, timeout=60)
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def test_wine_loads_the_greet_dll(wine, tmp_path):
+    host = tmp_path / "loadgreet.exe"
+    subprocess.run(["x86_64-w64-mingw32-gcc", "-municode", "-O2", "-s", DATA / "loadgreet.c",
+                    "-o", host], check=True)
+    dll = Path(shutil.copy(fixture("windows-x86_64", "greet"), tmp_path))
+    payload = len(minildr.read_manifest(dll).encode())
+    done = wine(host, dll)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.replace("\r\n", "\n").splitlines() == [
+        "greet: Hello from the greet plugin (version 1.0.0)",
+        "message exported: no",
+        "minildr_manifest exported: no",
+        f"manifest section mapped: owner minildr, {payload} bytes of JSON",
+    ]
+
+
+# ---------------------------------------------------------------------------
+# 5. Damaged copies
+# ---------------------------------------------------------------------------
+def patched(data: bytes, offset: int, new: bytes) -> bytes:
+    return data[:offset] + new + data[offset + len(new):]
+
+
+def damage_pe_export_names(data: bytes) -> bytes:
+    """Point the export name table far outside the file."""
+    f = pe.PEFile(data, "f")
+    entry = f.directories[pe.IMAGE_DIRECTORY_ENTRY_EXPORT]
+    at = f.file_offset(entry.VirtualAddress, 40, "x") + 32          # AddressOfNames
+    return patched(data, at, struct.pack("<I", 0x7FFF0000))
+
+
+def damage_pe_export_index(data: bytes) -> bytes:
+    f = pe.PEFile(data, "f")
+    d = f.export_directory()
+    at = f.file_offset(d.AddressOfNameOrdinals, 2, "x")
+    return patched(data, at, struct.pack("<H", 999))
+
+
+def trie_at(data: bytes) -> int:
+    f = macho.MachOFile(data, "f", "x86_64")
+    return next(f.command(macho.dyld_info_command, lc, off).export_off
+                for lc, off in f.load_commands() if lc.cmd == macho.LC_DYLD_INFO_ONLY)
+
+
+def damage_trie_loop(data: bytes) -> bytes:
+    """greet's trie: root -> "_greet" -> terminal node; make the edge lead back to the root."""
+    at = trie_at(data)
+    assert data[at:at + 2] == b"\0\1" and data[at + 2:at + 9] == b"_greet\0"
+    return patched(data, at + 9, b"\0")
+
+
+def damage_trie_number(data: bytes) -> bytes:
+    """A LEB128 number that never ends: every byte has its continuation bit."""
+    at = trie_at(data)
+    return patched(data, at + 9, b"\xff" * 40)
+
+
+DAMAGED = {
+    "pe-export-names-outside": ("windows-x86_64", damage_pe_export_names,
+                                "export name table", "is in no section's data"),
+    "pe-export-index": ("windows-x86_64", damage_pe_export_index, "index 999 past its"),
+    "macho-trie-loop": ("macos-x86_64", damage_trie_loop, "node 0 is reached twice"),
+    "macho-trie-number": ("macos-x86_64", damage_trie_number, "runs past the trie"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_damaged_exports_are_refused_naming_the_file(case, tmp_path):
+    folder, damage, *fragments = DAMAGED[case]
+    path = tmp_path / f"bad{SUFFIX[TARGETS[folder].platform.os]}"
+    path.write_bytes(damage(fixture(folder, "greet").read_bytes()))
+    with pytest.raises(minildr.NotAPlugin) as err:
+        exported_names(path, TARGETS[folder].platform.arch)
+    assert str(err.value).startswith(f"{path}: ")
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def read_everything(data: bytes, arch: str):
+    """Everything the readers can say about the bytes: NotAPlugin is the only way to fail."""
+    try:
+        info, payload = manifest.examine(data, "fuzz")
+        f = pe.PEFile(data, "fuzz") if info.format == "PE" else macho.MachOFile(data, "fuzz",
+                                                                                arch)
+        f.exports()
+    except minildr.NotAPlugin as exc:
+        assert str(exc).startswith("fuzz: ")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(FILES), st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)),
+                                        min_size=1, max_size=8),
+       st.one_of(st.none(), st.integers(0, 64 * 1024)))
+def test_fuzz_mutated_real_files(which, edits, cut):
+    """Bytes changed in the headers and tables (the first 4 kB), and cuts anywhere."""
+    folder, name = which
+    data = bytearray(fixture(folder, name).read_bytes())
+    for at, value in edits:
+        data[at % len(data)] = value
+    if cut is not None:
+        del data[cut % (len(data) + 1):]
+    read_everything(bytes(data), TARGETS[folder].platform.arch)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(MACHO_FILES), st.binary(min_size=1, max_size=64), st.integers(0, 63))
+def test_fuzz_export_trie(which, noise, where):
+    """Any bytes at all inside the export trie."""
+    folder, name = which
+    data = fixture(folder, name).read_bytes()
+    at = trie_at(data) if folder == "macos-x86_64" else None
+    if at is None:
+        f = macho.MachOFile(data, "f", "aarch64")
+        at = next(f.command(macho.dyld_info_command, lc, off).export_off
+                  for lc, off in f.load_commands() if lc.cmd == macho.LC_DYLD_INFO_ONLY)
+    read_everything(patched(data, at + where, noise), TARGETS[folder].platform.arch)
