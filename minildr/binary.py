@@ -14,6 +14,8 @@ from typing import Dict, NoReturn, Tuple, Type, TypeVar
 from .errors import NotAPlugin
 
 T = TypeVar("T")
+# What a user can do about a file whose tables point past its end or at nonsense.
+REBUILD = "rebuild the plugin, or copy it again if it was damaged on the way"
 _LAYOUTS: Dict[Tuple[type, str], struct.Struct] = {}
 
 
@@ -39,10 +41,14 @@ class Reader:
     def fail(self, what: str) -> NoReturn:
         raise NotAPlugin(self.path, what)
 
+    def damaged(self, what: str) -> NoReturn:
+        """A table of the file is broken: say which, and what to do."""
+        self.fail(f"damaged: {what}; {REBUILD}")
+
     def check_range(self, offset: int, size: int, what: str) -> None:
         if offset < 0 or size < 0 or offset + size > len(self.data):
             self.fail(f"damaged or truncated: the {what} (bytes {offset}..{offset + size}) "
-                      f"lies outside the file ({len(self.data)} bytes)")
+                      f"lies outside the file ({len(self.data)} bytes); {REBUILD}")
 
     def read(self, cls: Type[T], offset: int, what: str) -> T:
         layout = _LAYOUTS[cls, self.order]

@@ -190,15 +190,15 @@ class MachOFile(Reader):
         for _ in range(self.header.ncmds):
             lc = self.read(load_command, offset, "load command")
             if lc.cmdsize < sizeof(load_command) or offset + lc.cmdsize > end:
-                self.fail(f"damaged load command (size {lc.cmdsize}) at offset {offset}")
+                self.damaged(f"load command (size {lc.cmdsize}) at offset {offset}")
             yield lc, offset
             offset += lc.cmdsize
 
     def command(self, cls, lc: load_command, offset: int):
         """A load command read as `cls`, which must fit in its cmdsize."""
         if lc.cmdsize < sizeof(cls):
-            self.fail(f"damaged load command {lc.cmd:#x}: {lc.cmdsize} bytes, "
-                      f"{cls.__name__} needs {sizeof(cls)}")
+            self.damaged(f"load command {lc.cmd:#x} is {lc.cmdsize} bytes, "
+                         f"{cls.__name__} needs {sizeof(cls)}")
         return self.read(cls, offset, cls.__name__)
 
     def sections(self) -> Iterator[section_64]:
@@ -207,7 +207,7 @@ class MachOFile(Reader):
                 seg = self.command(segment_command_64, lc, offset)
                 first = offset + sizeof(segment_command_64)
                 if first + seg.nsects * sizeof(section_64) > offset + lc.cmdsize:
-                    self.fail(f"segment {c_string(seg.segname)} claims more sections than fit")
+                    self.damaged(f"segment {c_string(seg.segname)} claims more sections than fit")
                 yield from self.table(section_64, first, seg.nsects, "section table")
 
     def section_bytes(self, segname: str, sectname: str) -> Optional[bytes]:
@@ -240,19 +240,19 @@ class MachOFile(Reader):
         while trie and pending:
             node, prefix = pending.pop()
             if node in seen:
-                self.fail(f"damaged export trie: node {node} is reached twice")
+                self.damaged(f"export trie: node {node} is reached twice")
             seen.add(node)
             terminal_size, at = self.uleb128(trie, node)
             if terminal_size:
                 found.append(self._terminal(trie, at, prefix))
             at += terminal_size
             if at >= len(trie):
-                self.fail(f"damaged export trie: node {node} ends past the trie")
+                self.damaged(f"export trie: node {node} ends past the trie")
             children, at = trie[at], at + 1
             for _ in range(children):
                 end = trie.find(b"\0", at)
                 if end < 0:
-                    self.fail("damaged export trie: an edge name is not NUL-terminated")
+                    self.damaged("export trie: an edge name is not NUL-terminated")
                 edge = trie[at:end]
                 child, at = self.uleb128(trie, end + 1)
                 pending.append((child, prefix + edge))
@@ -272,7 +272,7 @@ class MachOFile(Reader):
         value, shift = 0, 0
         while True:
             if at >= len(data) or shift > 63:
-                self.fail("damaged export trie: a number runs past the trie")
+                self.damaged("export trie: a number runs past the trie")
             byte = data[at]
             value |= (byte & 0x7F) << shift
             at, shift = at + 1, shift + 7

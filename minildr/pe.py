@@ -123,8 +123,8 @@ class PEFile(Reader):
         room = (self.header.SizeOfOptionalHeader - sizeof(IMAGE_OPTIONAL_HEADER64)) \
             // sizeof(IMAGE_DATA_DIRECTORY)
         if self.optional.NumberOfRvaAndSizes > room:
-            self.fail(f"the optional header claims {self.optional.NumberOfRvaAndSizes} data "
-                      f"directories but has room for {max(room, 0)}")
+            self.damaged(f"the optional header claims {self.optional.NumberOfRvaAndSizes} data "
+                         f"directories but has room for {max(room, 0)}")
         return self.table(IMAGE_DATA_DIRECTORY, at, self.optional.NumberOfRvaAndSizes,
                           "data directories")
 
@@ -154,7 +154,7 @@ class PEFile(Reader):
             start = sect.VirtualAddress
             if start <= rva and rva + size <= start + sect.SizeOfRawData:
                 return sect
-        self.fail(f"damaged: the {what} (RVA {rva:#x}, {size} bytes) is in no section's data")
+        self.damaged(f"the {what} (RVA {rva:#x}, {size} bytes) is in no section's data")
 
     def file_offset(self, rva: int, size: int, what: str) -> int:
         """Where the bytes at `rva` (an address once loaded) lie in the file."""
@@ -170,7 +170,7 @@ class PEFile(Reader):
         end = min(sect.PointerToRawData + sect.SizeOfRawData, len(self.data))
         name, nul, _ = bytes(self.data[start:end]).partition(b"\0")
         if not nul:
-            self.fail(f"damaged: the {what} is not NUL-terminated")
+            self.damaged(f"the {what} is not NUL-terminated")
         return name.decode("ascii", "replace")
 
     def export_directory(self) -> Optional[IMAGE_EXPORT_DIRECTORY]:
@@ -201,8 +201,8 @@ class PEFile(Reader):
         found = []
         for name_rva, index in zip(names, indexes):
             if index >= d.NumberOfFunctions:
-                self.fail(f"damaged export table: index {index} past its "
-                          f"{d.NumberOfFunctions} functions")
+                self.damaged(f"export table: index {index} past its {d.NumberOfFunctions} "
+                             "functions")
             found.append(PEExport(self.string_at_rva(name_rva, "export name"),
                                   d.Base + index, functions[index]))
         return found

@@ -29,7 +29,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import minildr
-from minildr import elf
+from minildr import elf, macho, pe
+from minildr.binary import c_string
 from minildr.build import find_compiler, manifest_source
 from minildr.errors import (DependencyMismatch, NotAPlugin, PluginError, PluginNotFound,
                             SymbolTypeError, VersionMismatch)
@@ -256,6 +257,38 @@ def _pe(dest, built):
     optional = struct.pack("<H", 0x20B) + bytes(238)                # PE32+
     dest.write_bytes(dos + coff + optional + bytes(512))
     return dest
+
+
+# -- real Windows and macOS plugins (tests/data/crossbuild/), cut short ------
+CROSSBUILT = Path(__file__).resolve().parent / "data" / "crossbuild"
+
+
+def _cut_real(file: str, at: Callable[[bytes], int]):
+    def make(dest: Path, built: dict) -> Path:
+        data = (CROSSBUILT / file).read_bytes()
+        dest.write_bytes(data[:at(data)])
+        return dest
+    return make
+
+
+def _pe_section(data: bytes, name: str):
+    return next(s for s in pe.PEFile(data, "-").sections if c_string(s.Name) == name)
+
+
+def _macho_section(data: bytes, name: str):
+    return next(s for s in macho.MachOFile(data, "-", "x86_64").sections()
+                if c_string(s.sectname) == name)
+
+
+case("pe-real-cut-in-section-table", NotAPlugin, "damaged or truncated", "section table",
+     "(500 bytes); rebuild the plugin")(_cut_real("windows-x86_64/greet.dll", lambda d: 500))
+case("pe-real-cut-in-manifest", NotAPlugin, "damaged or truncated", "section .minildr")(
+    _cut_real("windows-x86_64/greet.dll",
+              lambda d: _pe_section(d, ".minildr").PointerToRawData + 40))
+case("macho-real-cut-in-load-commands", NotAPlugin, "damaged or truncated", "load commands")(
+    _cut_real("macos-x86_64/greet.dylib", lambda d: 100))
+case("macho-real-cut-in-manifest", NotAPlugin, "damaged or truncated", "section __minildr")(
+    _cut_real("macos-x86_64/greet.dylib", lambda d: _macho_section(d, "__minildr").offset + 40))
 
 
 # -- a shared library, but no minildr manifest -----------------------------

@@ -221,7 +221,7 @@ def test_macho_read_manifest(tmp_path, payload):
     (macho(note(b"{}"))[:100], "outside the file"),
     (macho(note(b"{}"), sizeofcmds=10_000), "load commands"),
     (macho(note(b"{}"), section_offset=1_000_000), "section __minildr"),
-    (macho(note(b"{}"), nsects=1000), "more sections than fit"),
+    (macho(note(b"{}"), nsects=1000), "more sections than fit; rebuild the plugin"),
     (macho(note(b"{}"), magic=MH_MAGIC), "32-bit"),
 ], ids=["truncated", "sizeofcmds", "section-outside", "nsects", "32-bit"])
 def test_damaged_macho_is_not_a_plugin(tmp_path, data, why):
@@ -288,7 +288,7 @@ def test_pe_read_manifest(tmp_path, payload):
 @pytest.mark.parametrize("data, why", [
     (pe(note(b"{}"), magic=0x10B), "32-bit"),
     (pe(note(b"{}"), raw_pointer=1_000_000), "section .minildr"),
-    (pe(note(b"{}"))[:200], "outside the file"),
+    (pe(note(b"{}"))[:200], "outside the file (200 bytes); rebuild the plugin"),
 ], ids=["pe32", "section-outside", "truncated"])
 def test_damaged_pe_is_not_a_plugin(tmp_path, data, why):
     path = tmp_path / "bad.dll"
