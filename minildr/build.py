@@ -115,8 +115,8 @@ def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[
     user = [f for f in cflags if f.startswith(("-I", "-D", "-U", "/I", "/D"))]
     if compiler.family == "msvc":
         return [compiler.path, "/nologo", "/E", "/X", "/I", str(ctype.FAKE_LIBC),
-                *[f"/I{d}" for d in include_dirs], *[f"/FI{f}" for f in forced_includes],
-                *user, "/D__declspec(x)=", str(header)]
+                *[f"/I{d}" for d in include_dirs], f"/FI{ctype.FAKE_LIBC / '_msvc.h'}",
+                *[f"/FI{f}" for f in forced_includes], *user, str(header)]
     forced = [arg for f in forced_includes for arg in ("-include", str(f))]
     return [compiler.path, *compiler.target_flags, "-E", "-nostdinc", "-I", str(ctype.FAKE_LIBC),
             *[f"-I{d}" for d in include_dirs], *forced, *user,
@@ -225,11 +225,14 @@ def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], o
 def def_file_text(name: str, exports: Iterable[str], data: Iterable[str] = ()) -> str:
     """A module-definition file: the list of DLL exports, for Windows linkers.
 
-    Variables are marked DATA: without it the linker puts a call stub for
-    them in the import library, as if they were functions.
+    The DLL's file name is given whole and quoted: a bare `LIBRARY v1.2`
+    is a syntax error for GNU ld, and `LIBRARY my.plugin` names the DLL
+    "my.plugin", without ".dll". Variables are marked DATA: without it the
+    linker puts a call stub for them in the import library, as if they
+    were functions.
     """
     data = set(data)
-    return f"LIBRARY {name}\nEXPORTS\n" + "".join(
+    return f'LIBRARY "{name}.dll"\nEXPORTS\n' + "".join(
         f"    {e}{' DATA' if e in data else ''}\n" for e in exports)
 
 

@@ -87,11 +87,22 @@ def test_preprocess_command_msvc():
     assert {"/E", "/X", "/Iinc", "/FIc.h", "/DX=1"} <= set(cmd)
     assert cmd[cmd.index("/X") + 1:cmd.index("/X") + 3] == ["/I", str(ctype.FAKE_LIBC)]
     assert cmd[-1] == "x.h"
+    # cl's /D cannot define a function-like macro: a forced include does it.
+    assert not [arg for arg in cmd if arg.startswith("/D") and "(" in arg]
+    assert cmd.index(f"/FI{ctype.FAKE_LIBC / '_msvc.h'}") < cmd.index("/FIc.h")
+
+
+def test_msvc_keywords_header_takes_out_declspec(tmp_path):
+    (tmp_path / "x.h").write_text("__declspec(dllexport) int f(void);\n")
+    done = subprocess.run(["cc", "-E", "-P", "-include", str(ctype.FAKE_LIBC / "_msvc.h"),
+                           str(tmp_path / "x.h")], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "int f(void);"
 
 
 def test_def_file_lists_exports():
     text = builder.def_file_text("echo", ["name", "run", "calls"])
-    assert text.splitlines() == ["LIBRARY echo", "EXPORTS", "    name", "    run", "    calls"]
+    assert text.splitlines() == ['LIBRARY "echo.dll"', "EXPORTS", "    name", "    run",
+                                 "    calls"]
 
 
 def test_def_file_marks_variables_data():

@@ -258,6 +258,19 @@ def test_build_for_refuses_an_undeclared_export(folder, tmp_path):
     assert not (tmp_path / "out" / f"p{SUFFIX[target.platform.os]}").exists()
 
 
+@pytest.mark.parametrize("name", ["v1.2.3", "my.plugin", "greet-2"])
+def test_dll_names_with_dots_and_dashes(name, tmp_path):
+    """build's names may hold '.' and '-': the .def file's LIBRARY line must take them."""
+    target = TARGETS["windows-x86_64"]
+    if recipe.missing_tools(target):
+        pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
+    sources, header, _ = recipe.PLUGINS["greet"]
+    path = recipe.build_for(target.platform, recipe.compiler_for(target), sources, name=name,
+                            exports=header, out_dir=tmp_path, cflags=target.cflags)
+    assert path.name == f"{name}.dll"
+    assert pefile.PE(str(path)).DIRECTORY_ENTRY_EXPORT.name == f"{name}.dll".encode()
+
+
 @pytest.mark.parametrize("folder", sorted(UNDECLARED))
 def test_build_for_refuses_a_declared_export_not_defined(folder, tmp_path):
     target = TARGETS[folder]
