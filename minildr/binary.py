@@ -48,7 +48,7 @@ class Reader:
     def check_range(self, offset: int, size: int, what: str) -> None:
         if offset < 0 or size < 0 or offset + size > len(self.data):
             self.fail(f"damaged or truncated: the {what} (bytes {offset}..{offset + size}) "
-                      f"lies outside the file ({len(self.data)} bytes); {REBUILD}")
+                      f"lies outside the file ({len(self.data)} bytes)")
 
     def read(self, cls: Type[T], offset: int, what: str) -> T:
         layout = _LAYOUTS[cls, self.order]

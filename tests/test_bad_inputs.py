@@ -281,7 +281,7 @@ def _macho_section(data: bytes, name: str):
 
 
 case("pe-real-cut-in-section-table", NotAPlugin, "damaged or truncated", "section table",
-     "(500 bytes); rebuild the plugin")(_cut_real("windows-x86_64/greet.dll", lambda d: 500))
+     "(500 bytes)")(_cut_real("windows-x86_64/greet.dll", lambda d: 500))
 case("pe-real-cut-in-manifest", NotAPlugin, "damaged or truncated", "section .minildr")(
     _cut_real("windows-x86_64/greet.dll",
               lambda d: _pe_section(d, ".minildr").PointerToRawData + 40))

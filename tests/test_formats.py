@@ -288,7 +288,7 @@ def test_pe_read_manifest(tmp_path, payload):
 @pytest.mark.parametrize("data, why", [
     (pe(note(b"{}"), magic=0x10B), "32-bit"),
     (pe(note(b"{}"), raw_pointer=1_000_000), "section .minildr"),
-    (pe(note(b"{}"))[:200], "outside the file (200 bytes); rebuild the plugin"),
+    (pe(note(b"{}"))[:200], "outside the file"),
 ], ids=["pe32", "section-outside", "truncated"])
 def test_damaged_pe_is_not_a_plugin(tmp_path, data, why):
     path = tmp_path / "bad.dll"

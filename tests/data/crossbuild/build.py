@@ -111,7 +111,8 @@ def main() -> None:
     for target in TARGETS:
         missing = missing_tools(target)
         if missing:
-            sys.exit(f"{target.folder}: {', '.join(missing)} not found (see this script's docstring)")
+            sys.exit(f"{target.folder}: {', '.join(missing)} not found "
+                     "(see this script's docstring)")
         for path in build_target(target, HERE / target.folder):
             print(f"{path.relative_to(HERE)}: {path.stat().st_size} bytes")
 
