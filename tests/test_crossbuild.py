@@ -69,10 +69,19 @@ def file_id(f) -> str:
     return "/".join(f)
 
 
+UNIVERSAL_FOLDER, UNIVERSAL_NAME, UNIVERSAL_PARTS = recipe.UNIVERSAL
+UNIVERSAL = DATA / UNIVERSAL_FOLDER / f"{UNIVERSAL_NAME}.dylib"
+
+
 def test_every_target_and_plugin_is_committed():
+    """(git ignores *.dll and *.dylib but for these: see .gitignore)"""
     assert sorted(TARGETS) == ["macos-arm64", "macos-x86_64", "windows-x86_64"]
-    for folder, name in FILES:
-        assert fixture(folder, name).stat().st_size < 64 * 1024, "keep the fixtures small"
+    for path in [*(fixture(*f) for f in FILES), UNIVERSAL]:
+        assert path.stat().st_size < 64 * 1024, "keep the fixtures small"
+    tracked = subprocess.run(["git", "ls-files", str(DATA)], capture_output=True, text=True,
+                             cwd=DATA).stdout.split()
+    if tracked:         # in a git checkout
+        assert len([t for t in tracked if t.endswith((".dll", ".dylib"))]) == len(FILES) + 1
 
 
 # ---------------------------------------------------------------------------
@@ -193,6 +202,37 @@ def test_macho_reader_agrees_with_macholib(folder, name):
     assert ours.export_trie() == data[info.export_off:info.export_off + info.export_size]
 
 
+# A universal file: one slice per CPU, each a whole Mach-O image with its own
+# manifest, offsets relative to its slice.
+@pytest.mark.parametrize("part", UNIVERSAL_PARTS)
+def test_universal_file_gives_each_cpu_its_own_slice(part):
+    arch = TARGETS[part].platform.arch
+    thin = fixture(part, UNIVERSAL_NAME)
+    ours = macho.MachOFile(UNIVERSAL.read_bytes(), "f", arch)
+    alone = macho.MachOFile(thin.read_bytes(), "f", arch)
+    assert ours.slices == ("x86_64", "aarch64") and ours.base > 0
+    assert ours.arch == arch
+    raw = ours.section_bytes(macho.MANIFEST_SEGMENT, macho.MANIFEST_SECTION)
+    assert minildr.Manifest.decode(manifest.parse_note(raw, "f"), "f").platform.arch == arch
+    assert raw == alone.section_bytes(macho.MANIFEST_SEGMENT, macho.MANIFEST_SECTION)
+    assert ours.exports() == alone.exports()
+    assert exported_names(UNIVERSAL, arch) == {"greet"}
+    # macholib reads the same slice at the same offset, with the same sections.
+    header = next(h for h in MachO(str(UNIVERSAL)).headers
+                  if macho.CPU_TYPES[h.header.cputype] == arch)
+    assert header.offset == ours.base
+    assert [(c_string(s.segname), c_string(s.sectname), s.addr, s.size, s.offset)
+            for s in ours.sections()] == macholib_sections(header)
+
+
+def test_universal_file_examined_for_this_machine():
+    """read_manifest picks this machine's slice, else the first (x86_64)."""
+    found = minildr.read_manifest(UNIVERSAL)
+    assert found.platform.arch == (HOST.arch if HOST.arch in ("x86_64", "aarch64")
+                                   else "x86_64")
+    assert found.platform.os == "darwin"
+
+
 # ---------------------------------------------------------------------------
 # 3. The recipe makes them again (where the cross tools are installed)
 # ---------------------------------------------------------------------------
@@ -219,6 +259,31 @@ def test_recipe_rebuilds_the_same_plugins(folder, tmp_path):
             minildr.read_manifest(committed))
         arch = target.platform.arch
         assert exported_names(path, arch) == exported_names(committed, arch)
+
+
+def test_recipe_rebuilds_the_universal_file(tmp_path):
+    needed = [t for t in ("llvm-lipo", "clang", "ld64.lld") if recipe.find_tool(t) is None]
+    if needed:
+        pytest.skip(f"{', '.join(needed)} not installed (Debian: llvm, clang, lld)")
+    slices = []
+    for part in UNIVERSAL_PARTS:
+        target = TARGETS[part]
+        sources, header, contracts = recipe.PLUGINS[UNIVERSAL_NAME]
+        slices.append(recipe.build_for(target.platform, recipe.compiler_for(target), sources,
+                                       name=UNIVERSAL_NAME, version=recipe.VERSION,
+                                       exports=header, out_dir=tmp_path / part,
+                                       cflags=target.cflags))
+    rebuilt = recipe.build_universal(tmp_path / "universal", slices)
+    for part in UNIVERSAL_PARTS:
+        arch = TARGETS[part].platform.arch
+        new, old = (macho.MachOFile(p.read_bytes(), p, arch) for p in (rebuilt, UNIVERSAL))
+        assert new.slices == old.slices
+        assert new.exports() == old.exports()
+        payloads = [manifest.parse_note(f.section_bytes(macho.MANIFEST_SEGMENT,
+                                                        macho.MANIFEST_SECTION), "f")
+                    for f in (new, old)]
+        assert without_compiler(minildr.Manifest.decode(payloads[0], "new")) == \
+            without_compiler(minildr.Manifest.decode(payloads[1], "old"))
 
 
 @pytest.mark.parametrize("folder", sorted(TARGETS))
@@ -406,19 +471,23 @@ def read_everything(data: bytes, arch: str):
         assert str(exc).startswith("fuzz: ")
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.sampled_from(FILES), st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)),
-                                        min_size=1, max_size=8),
+FUZZED = [(fixture(*f), TARGETS[f[0]].platform.arch) for f in FILES] + [
+    (UNIVERSAL, arch) for arch in ("x86_64", "aarch64")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(FUZZED), st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)),
+                                         min_size=1, max_size=8),
        st.one_of(st.none(), st.integers(0, 64 * 1024)))
 def test_fuzz_mutated_real_files(which, edits, cut):
     """Bytes changed in the headers and tables (the first 4 kB), and cuts anywhere."""
-    folder, name = which
-    data = bytearray(fixture(folder, name).read_bytes())
+    path, arch = which
+    data = bytearray(path.read_bytes())
     for at, value in edits:
         data[at % len(data)] = value
     if cut is not None:
         del data[cut % (len(data) + 1):]
-    read_everything(bytes(data), TARGETS[folder].platform.arch)
+    read_everything(bytes(data), arch)
 
 
 @settings(max_examples=150, deadline=None)

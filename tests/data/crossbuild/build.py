@@ -24,6 +24,8 @@ for macOS. What works, and why:
   need: the C standard's prototypes (`-nostdlibinc -isystem macos-stub/include`,
   so glibc's headers are never used for a Mac) and a libSystem.tbd stub
   (`-L macos-stub`, found by clang's usual `-lSystem`). See macos-stub/README.md.
+- macOS universal: `llvm-lipo -create` joins the two greet dylibs into one
+  file with a slice for each CPU, as Apple's `lipo` does.
 """
 from __future__ import annotations
 
@@ -79,9 +81,9 @@ PLUGINS: Dict[str, tuple] = {
 
 
 def find_tool(tool: str) -> Optional[str]:
-    """A program on PATH; ld64.lld is also found where clang looks (Debian: llvm-14/bin)."""
+    """A program on PATH, or one of LLVM's where clang looks (Debian: llvm-14/bin)."""
     found = shutil.which(tool)
-    if found is None and tool == "ld64.lld" and shutil.which("clang"):
+    if found is None and tool in ("ld64.lld", "llvm-lipo") and shutil.which("clang"):
         asked = subprocess.run(["clang", f"-print-prog-name={tool}"], capture_output=True,
                                text=True).stdout.strip()
         found = asked if os.path.isabs(asked) and os.path.exists(asked) else None
@@ -106,6 +108,18 @@ def build_target(target: Target, out_dir: Path) -> List[Path]:
             for name, (sources, header, contracts) in PLUGINS.items()]
 
 
+UNIVERSAL = ("macos-universal", "greet", ("macos-x86_64", "macos-arm64"))
+
+
+def build_universal(out_dir: Path, slices: List[Path]) -> Path:
+    """One Mach-O file holding a slice per CPU (a "fat" or universal binary)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / slices[0].name
+    subprocess.run([find_tool("llvm-lipo"), "-create", *map(str, slices), "-output", str(out)],
+                   check=True)
+    return out
+
+
 def main() -> None:
     logging.basicConfig(format="%(message)s")      # compiler warnings, if any
     for target in TARGETS:
@@ -115,6 +129,11 @@ def main() -> None:
                      "(see this script's docstring)")
         for path in build_target(target, HERE / target.folder):
             print(f"{path.relative_to(HERE)}: {path.stat().st_size} bytes")
+    folder, name, parts = UNIVERSAL
+    if find_tool("llvm-lipo") is None:
+        sys.exit(f"{folder}: llvm-lipo not found (Debian: llvm)")
+    path = build_universal(HERE / folder, [HERE / p / f"{name}.dylib" for p in parts])
+    print(f"{path.relative_to(HERE)}: {path.stat().st_size} bytes")
 
 
 if __name__ == "__main__":
