@@ -210,6 +210,12 @@ def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], o
               # records; without it, ld64 records the output path of this build.
               "darwin": ["-dynamiclib", "-fPIC", f"-Wl,-install_name,@rpath/{out.name}"],
               "windows": ["-shared"]}[os_name]
+    if os_name == "windows" and compiler.family == "gcc":
+        # MinGW's GNU ld stamps the time, and derives the DLL's preferred
+        # address from the output's path (a new temporary folder each build):
+        # without these, the same sources give another file, and another
+        # SHA-256 for the trust store, every time (as they do not on Linux).
+        shared += ["-Wl,--no-insert-timestamp", "-Wl,--disable-auto-image-base"]
     cmd = [compiler.path, *compiler.target_flags, *shared, "-fvisibility=hidden", "-O2", "-Wall",
            "-Werror=implicit-function-declaration"]
     for f in forced_includes:

@@ -41,7 +41,8 @@ def command(compiler: Compiler, os_name: str) -> list:
 @pytest.mark.parametrize("compiler, os_name, wanted, unwanted", [
     (GCC, "linux", ["-shared", "-fPIC", "-fvisibility=hidden"], ["-dynamiclib", "p.def"]),
     (CLANG, "darwin", ["-dynamiclib", "-fvisibility=hidden"], ["-shared", "p.def"]),
-    (GCC, "windows", ["-shared", "-fvisibility=hidden", "p.def"], ["-fPIC", "-dynamiclib"]),
+    (GCC, "windows", ["-shared", "-fvisibility=hidden", "p.def", "-Wl,--no-insert-timestamp",
+                      "-Wl,--disable-auto-image-base"], ["-fPIC", "-dynamiclib"]),
     (MSVC, "windows", ["/LD", "/DEF:p.def", "/link", "/Fe:" + str(Path("out/p.so"))],
      ["-shared", "-o"]),
 ])

@@ -14,10 +14,7 @@ Tools (Debian): gcc-mingw-w64-x86-64 for Windows; clang and lld (ld64.lld)
 for macOS. What works, and why:
 
 - Windows: x86_64-w64-mingw32-gcc, as build.py calls gcc. `-s` drops the
-  debug information of MinGW's start-up objects (86 kB -> 13 kB);
-  `--no-insert-timestamp` and `--disable-auto-image-base` keep the DLL the
-  same from one build to the next (GNU ld's automatic image base is a hash
-  of the output's path, which is a new temporary folder in every build).
+  debug information of MinGW's start-up objects (86 kB -> 13 kB).
 - macOS: `clang -target x86_64-apple-macos11` (and arm64-apple-macos11),
   linked by `-fuse-ld=lld` (ld64.lld, LLVM's Mach-O linker). There is no
   macOS SDK here, so macos-stub/ stands in for the two parts the examples
@@ -63,8 +60,7 @@ class Target:
 MACOS_FLAGS = ("-fuse-ld=lld", "-nostdlibinc", "-isystem", str(STUB / "include"), f"-L{STUB}")
 TARGETS = [
     Target("windows-x86_64", Platform("windows", "x86_64", 64), ("x86_64-w64-mingw32-gcc",),
-           ("-s", "-Wl,--no-insert-timestamp", "-Wl,--disable-auto-image-base"),
-           ("x86_64-w64-mingw32-gcc",)),
+           ("-s",), ("x86_64-w64-mingw32-gcc",)),
     Target("macos-x86_64", Platform("darwin", "x86_64", 64),
            ("clang", "-target", "x86_64-apple-macos11"), MACOS_FLAGS, ("clang", "ld64.lld")),
     Target("macos-arm64", Platform("darwin", "aarch64", 64),
