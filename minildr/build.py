@@ -97,6 +97,8 @@ def _identify(path: str) -> Compiler:
         raise CompilerNotFound(None, f"the C compiler {path} does not run ({exc}); "
                                      "reinstall it or set CC to another compiler") from None
     first = out.splitlines()[0].strip() if out else Path(path).name
+    if Path(path).stem.lower() == "clang-cl":   # LLVM's driver with cl's command line
+        return Compiler(path, "msvc", first)
     return Compiler(path, "clang" if "clang" in out else "gcc", first)
 
 
@@ -114,7 +116,8 @@ def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[
     """
     user = [f for f in cflags if f.startswith(("-I", "-D", "-U", "/I", "/D"))]
     if compiler.family == "msvc":
-        return [compiler.path, "/nologo", "/E", "/X", "/I", str(ctype.FAKE_LIBC),
+        return [compiler.path, *compiler.target_flags, "/nologo", "/E", "/X", "/I",
+                str(ctype.FAKE_LIBC),
                 *[f"/I{d}" for d in include_dirs], f"/FI{ctype.FAKE_LIBC / '_msvc.h'}",
                 *[f"/FI{f}" for f in forced_includes], *user, str(header)]
     forced = [arg for f in forced_includes for arg in ("-include", str(f))]
@@ -201,10 +204,12 @@ def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], o
     """The command that compiles and links the plugin on `os_name`."""
     srcs = [str(s) for s in sources]
     if compiler.family == "msvc":
-        return [compiler.path, "/nologo", "/LD", "/O2", "/W3",
+        return [compiler.path, *compiler.target_flags, "/nologo", "/LD", "/O2", "/W3",
                 *[f"/FI{f}" for f in forced_includes], *[f"/I{d}" for d in include_dirs],
                 *[f"/D{k}={v}" for k, v in defines.items()], *cflags, *srcs,
-                f"/Fe:{out}", "/link", f"/DEF:{def_file}"]
+                # /Brepro: a hash of the contents where link.exe would put the
+                # time, so the same sources give the same DLL (and SHA-256).
+                f"/Fe:{out}", "/link", "/Brepro", f"/DEF:{def_file}"]
     shared = {"linux": ["-shared", "-fPIC"],
               # The install name is what a program that links against the dylib
               # records; without it, ld64 records the output path of this build.

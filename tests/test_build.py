@@ -43,7 +43,7 @@ def command(compiler: Compiler, os_name: str) -> list:
     (CLANG, "darwin", ["-dynamiclib", "-fvisibility=hidden"], ["-shared", "p.def"]),
     (GCC, "windows", ["-shared", "-fvisibility=hidden", "p.def", "-Wl,--no-insert-timestamp",
                       "-Wl,--disable-auto-image-base"], ["-fPIC", "-dynamiclib"]),
-    (MSVC, "windows", ["/LD", "/DEF:p.def", "/link", "/Fe:" + str(Path("out/p.so"))],
+    (MSVC, "windows", ["/LD", "/DEF:p.def", "/link", "/Brepro", "/Fe:" + str(Path("out/p.so"))],
      ["-shared", "-o"]),
 ])
 def test_compile_command_flags(compiler, os_name, wanted, unwanted):
@@ -184,6 +184,19 @@ def test_cc_pointing_nowhere_is_named(tmp_path):
 def test_cc_is_used_when_set(tmp_path):
     cc = shutil.which("cc")
     assert builder.find_compiler("linux", environ={"PATH": str(tmp_path), "CC": cc}).path == cc
+
+
+@pytest.mark.parametrize("program, family", [("clang-cl", "msvc"), ("clang", "clang"),
+                                             ("gcc", "gcc")])
+def test_clang_cl_takes_cl_command_lines(tmp_path, program, family):
+    """clang-cl answers --version like clang, but wants cl's options (/LD, /Fe:)."""
+    fake = tmp_path / program
+    fake.write_text("#!/bin/sh\necho 'clang version 17.0.6'\n" if "clang" in program
+                    else "#!/bin/sh\necho 'gcc (Debian 12.2.0-14) 12.2.0'\n")
+    fake.chmod(0o755)
+    found = builder._identify(str(fake))
+    assert found.family == family
+    assert found.version.startswith(("clang version", "gcc"))
 
 
 def test_build_without_compiler_raises(tmp_path, monkeypatch):

@@ -56,7 +56,7 @@ EXPORTS = {
     "upper": {"upper": "data", "live_outputs": "data"},
 }
 TARGETS = {t.folder: t for t in recipe.TARGETS}
-FILES = [(t.folder, name) for t in recipe.TARGETS for name in EXPORTS]
+FILES = [(t.folder, name) for t in recipe.TARGETS for name in t.plugins]
 PE_FILES = [f for f in FILES if TARGETS[f[0]].platform.os == "windows"]
 MACHO_FILES = [f for f in FILES if TARGETS[f[0]].platform.os == "darwin"]
 
@@ -75,7 +75,8 @@ UNIVERSAL = DATA / UNIVERSAL_FOLDER / f"{UNIVERSAL_NAME}.dylib"
 
 def test_every_target_and_plugin_is_committed():
     """(git ignores *.dll and *.dylib but for these: see .gitignore)"""
-    assert sorted(TARGETS) == ["macos-arm64", "macos-x86_64", "windows-x86_64"]
+    assert sorted(TARGETS) == ["macos-arm64", "macos-x86_64", "windows-msvc-x86_64",
+                               "windows-x86_64"]
     for path in [*(fixture(*f) for f in FILES), UNIVERSAL]:
         assert path.stat().st_size < 64 * 1024, "keep the fixtures small"
     tracked = subprocess.run(["git", "ls-files", str(DATA)], capture_output=True, text=True,
@@ -95,7 +96,7 @@ def test_manifest_records_the_target(folder, name):
     assert (found.name, found.version, found.abi) == (name, recipe.VERSION, minildr.ABI_VERSION)
     assert {e.name: e.kind for e in found.exports.values()} == EXPORTS[name]
     assert found.contracts == ({"command": recipe.COMMAND.ref} if name == "upper" else {})
-    assert ("mingw32-gcc" if target.platform.os == "windows" else "clang") in found.compiler
+    assert ("mingw32-gcc" if folder == "windows-x86_64" else "clang") in found.compiler
 
 
 @pytest.mark.parametrize("folder, name", FILES, ids=map(file_id, FILES))
@@ -252,7 +253,7 @@ def test_recipe_rebuilds_the_same_plugins(folder, tmp_path):
         pytest.skip(f"{', '.join(missing)} not installed (Debian: gcc-mingw-w64-x86-64, "
                     "clang, lld); the committed files are tested above all the same")
     rebuilt = recipe.build_target(target, tmp_path)
-    assert [p.name for p in rebuilt] == [fixture(folder, n).name for n in EXPORTS]
+    assert [p.name for p in rebuilt] == [fixture(folder, n).name for n in target.plugins]
     for path in rebuilt:
         committed = fixture(folder, path.stem)
         assert without_compiler(minildr.read_manifest(path)) == without_compiler(
@@ -292,10 +293,7 @@ def test_recipe_is_reproducible(folder, tmp_path):
     target = TARGETS[folder]
     if recipe.missing_tools(target):
         pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
-    sources, header, contracts = recipe.PLUGINS["greet"]
-    first, second = (recipe.build_for(target.platform, recipe.compiler_for(target), sources,
-                                      name="greet", exports=header, out_dir=tmp_path / d,
-                                      cflags=target.cflags) for d in "ab")
+    first, second = (recipe.build_plugin(target, "greet", tmp_path / d) for d in "ab")
     assert first.read_bytes() == second.read_bytes()
 
 
@@ -303,8 +301,17 @@ def test_recipe_is_reproducible(folder, tmp_path):
 # declare is refused, each format's way of making one.
 UNDECLARED = {
     "windows-x86_64": "__declspec(dllexport) int secret(void) { return 7; }\n",
+    "windows-msvc-x86_64": "__declspec(dllexport) int secret(void) { return 7; }\n",
     "macos-arm64": '__attribute__((visibility("default"))) int secret(void) { return 7; }\n',
 }
+
+
+def build_p(target, tmp_path: Path) -> Path:
+    """Plugin p from tmp_path/p.c and p.h, built for `target`."""
+    return recipe.build_for(target.platform, recipe.compiler_for(target),
+                            [tmp_path / "p.c", *target.extra_sources], name="p",
+                            exports=tmp_path / "p.h", out_dir=tmp_path / "out",
+                            cflags=target.cflags)
 
 
 @pytest.mark.parametrize("folder", sorted(UNDECLARED))
@@ -316,9 +323,7 @@ def test_build_for_refuses_an_undeclared_export(folder, tmp_path):
     (tmp_path / "p.c").write_text("int answer(void) { return 42; }\n" + UNDECLARED[folder])
     with pytest.raises(BuildError, match="also exports secret, which this header does not "
                                          "declare") as err:
-        recipe.build_for(target.platform, recipe.compiler_for(target), [tmp_path / "p.c"],
-                         name="p", exports=tmp_path / "p.h", out_dir=tmp_path / "out",
-                         cflags=target.cflags)
+        build_p(target, tmp_path)
     assert str(tmp_path / "p.h") in str(err.value)
     assert not (tmp_path / "out" / f"p{SUFFIX[target.platform.os]}").exists()
 
@@ -344,11 +349,9 @@ def test_build_for_refuses_a_declared_export_not_defined(folder, tmp_path):
     (tmp_path / "p.h").write_text("int answer(void);\nint missing(void);\n")
     (tmp_path / "p.c").write_text("int answer(void) { return 42; }\n")
     with pytest.raises(BuildError) as err:
-        recipe.build_for(target.platform, recipe.compiler_for(target), [tmp_path / "p.c"],
-                         name="p", exports=tmp_path / "p.h", out_dir=tmp_path / "out",
-                         cflags=target.cflags)
-    # MinGW's linker refuses the .def entry itself; on macOS the file links
-    # and check_exports finds the name missing.
+        build_p(target, tmp_path)
+    # The Windows linkers refuse the .def entry themselves; on macOS the
+    # file links and check_exports finds the name missing.
     assert "missing" in str(err.value)
 
 
@@ -382,11 +385,20 @@ def wine():
         shutil.rmtree(prefix, ignore_errors=True)
 
 
-def test_wine_loads_the_greet_dll(wine, tmp_path):
-    host = tmp_path / "loadgreet.exe"
+@pytest.fixture(scope="module")
+def loadgreet(wine, tmp_path_factory) -> Path:
+    host = tmp_path_factory.mktemp("wine") / "loadgreet.exe"
     subprocess.run(["x86_64-w64-mingw32-gcc", "-municode", "-O2", "-s", DATA / "loadgreet.c",
                     "-o", host], check=True)
-    dll = Path(shutil.copy(fixture("windows-x86_64", "greet"), tmp_path))
+    return host
+
+
+@pytest.mark.parametrize("folder", [f for f in sorted(TARGETS)
+                                    if TARGETS[f].platform.os == "windows"])
+def test_wine_loads_the_greet_dll(wine, loadgreet, folder, tmp_path):
+    """Both DLLs, GNU ld's and lld-link's (MSVC's layout), in the Windows loader."""
+    host = loadgreet
+    dll = Path(shutil.copy(fixture(folder, "greet"), tmp_path))
     payload = len(minildr.read_manifest(dll).encode())
     done = wine(host, dll)
     assert done.returncode == 0, done.stdout + done.stderr

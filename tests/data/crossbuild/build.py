@@ -15,6 +15,10 @@ for macOS. What works, and why:
 
 - Windows: x86_64-w64-mingw32-gcc, as build.py calls gcc. `-s` drops the
   debug information of MinGW's start-up objects (86 kB -> 13 kB).
+- Windows, MSVC's way: clang-cl (LLVM's cl-compatible driver) and lld-link,
+  given build.py's cl command line through msvc/clang-cl, a shim for POSIX
+  paths (see there). There is no MSVC C runtime here, so only greet, which
+  calls no C library function, is built, with `/Zl` and msvc/entry.c's entry.
 - macOS: `clang -target x86_64-apple-macos11` (and arm64-apple-macos11),
   linked by `-fuse-ld=lld` (ld64.lld, LLVM's Mach-O linker). There is no
   macOS SDK here, so macos-stub/ stands in for the two parts the examples
@@ -47,26 +51,6 @@ EXAMPLES = ROOT / "examples"
 STUB = HERE / "macos-stub"
 VERSION = "1.0.0"
 
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    folder: str                  # where its files go, under this folder
-    platform: Platform           # what the manifest records
-    command: Tuple[str, ...]     # the compiler and the flags that choose the target
-    cflags: Tuple[str, ...]
-    tools: Tuple[str, ...]       # programs that must be on PATH
-
-
-MACOS_FLAGS = ("-fuse-ld=lld", "-nostdlibinc", "-isystem", str(STUB / "include"), f"-L{STUB}")
-TARGETS = [
-    Target("windows-x86_64", Platform("windows", "x86_64", 64), ("x86_64-w64-mingw32-gcc",),
-           ("-s",), ("x86_64-w64-mingw32-gcc",)),
-    Target("macos-x86_64", Platform("darwin", "x86_64", 64),
-           ("clang", "-target", "x86_64-apple-macos11"), MACOS_FLAGS, ("clang", "ld64.lld")),
-    Target("macos-arm64", Platform("darwin", "aarch64", 64),
-           ("clang", "-target", "arm64-apple-macos11"), MACOS_FLAGS, ("clang", "ld64.lld")),
-]
-
 COMMAND = Contract.from_header(EXAMPLES / "command" / "command.h", name="command", version="1.1")
 # name: (sources, exports header, contracts)
 PLUGINS: Dict[str, tuple] = {
@@ -76,10 +60,36 @@ PLUGINS: Dict[str, tuple] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Target:
+    folder: str                  # where its files go, under this folder
+    platform: Platform           # what the manifest records
+    command: Tuple[str, ...]     # the compiler and the flags that choose the target
+    cflags: Tuple[str, ...]
+    tools: Tuple[str, ...]       # programs that must be on PATH
+    plugins: Tuple[str, ...] = tuple(PLUGINS)
+    extra_sources: Tuple[Path, ...] = ()
+
+
+MACOS_FLAGS = ("-fuse-ld=lld", "-nostdlibinc", "-isystem", str(STUB / "include"), f"-L{STUB}")
+TARGETS = [
+    Target("windows-x86_64", Platform("windows", "x86_64", 64), ("x86_64-w64-mingw32-gcc",),
+           ("-s",), ("x86_64-w64-mingw32-gcc",)),
+    Target("windows-msvc-x86_64", Platform("windows", "x86_64", 64),
+           (str(HERE / "msvc" / "clang-cl"), "--target=x86_64-pc-windows-msvc"),
+           ("-fuse-ld=lld", "/Zl"), ("clang", "lld-link"),
+           plugins=("greet",), extra_sources=(HERE / "msvc" / "entry.c",)),
+    Target("macos-x86_64", Platform("darwin", "x86_64", 64),
+           ("clang", "-target", "x86_64-apple-macos11"), MACOS_FLAGS, ("clang", "ld64.lld")),
+    Target("macos-arm64", Platform("darwin", "aarch64", 64),
+           ("clang", "-target", "arm64-apple-macos11"), MACOS_FLAGS, ("clang", "ld64.lld")),
+]
+
+
 def find_tool(tool: str) -> Optional[str]:
     """A program on PATH, or one of LLVM's where clang looks (Debian: llvm-14/bin)."""
     found = shutil.which(tool)
-    if found is None and tool in ("ld64.lld", "llvm-lipo") and shutil.which("clang"):
+    if found is None and tool in ("ld64.lld", "lld-link", "llvm-lipo") and shutil.which("clang"):
         asked = subprocess.run(["clang", f"-print-prog-name={tool}"], capture_output=True,
                                text=True).stdout.strip()
         found = asked if os.path.isabs(asked) and os.path.exists(asked) else None
@@ -95,13 +105,17 @@ def compiler_for(target: Target) -> Compiler:
     return dataclasses.replace(found, target_flags=target.command[1:])
 
 
+def build_plugin(target: Target, name: str, out_dir: Path) -> Path:
+    """One plugin of PLUGINS, built for `target` into `out_dir`."""
+    sources, header, contracts = PLUGINS[name]
+    return build_for(target.platform, compiler_for(target),
+                     [*sources, *target.extra_sources], name=name, version=VERSION,
+                     exports=header, contracts=contracts, out_dir=out_dir,
+                     cflags=target.cflags)
+
+
 def build_target(target: Target, out_dir: Path) -> List[Path]:
-    """Every plugin of PLUGINS, built for `target` into `out_dir`."""
-    compiler = compiler_for(target)
-    return [build_for(target.platform, compiler, sources, name=name, version=VERSION,
-                      exports=header, contracts=contracts, out_dir=out_dir,
-                      cflags=target.cflags)
-            for name, (sources, header, contracts) in PLUGINS.items()]
+    return [build_plugin(target, name, out_dir) for name in target.plugins]
 
 
 UNIVERSAL = ("macos-universal", "greet", ("macos-x86_64", "macos-arm64"))
