@@ -2,8 +2,9 @@
 
 minildr.build puts the manifest in a section named `.minildr`. This module
 reads the DOS stub, the COFF file header and the section table (names from
-<winnt.h>) to say what a file is and to find that section, and the export
-directory to list what the DLL exports (what GetProcAddress can find).
+<winnt.h>) to say what a file is and to find that section; and, through the
+optional header's data directories, the export directory, to list what the
+DLL exports (what GetProcAddress can find).
 """
 from __future__ import annotations
 

@@ -97,7 +97,9 @@ def find_tool(tool: str) -> Optional[str]:
 
 
 def missing_tools(target: Target) -> List[str]:
-    return [tool for tool in target.tools if find_tool(tool) is None]
+    """What this machine lacks to build for `target` (msvc/clang-cl, a script, runs on POSIX)."""
+    needed = [target.command[0], *target.tools]
+    return [tool for tool in dict.fromkeys(needed) if find_tool(tool) is None]
 
 
 def compiler_for(target: Target) -> Compiler:
