@@ -14,9 +14,9 @@ says how. They are committed, so on every machine:
    ones never make a reader fail any other way.
 
 Where the tools are installed, the recipe is run again (the rebuilt files
-carry the same manifests and exports), and Wine loads the greet DLL into a
-MinGW-built Windows program: the exports and the manifest section as the
-Windows loader sees them. On macOS and Windows themselves, minildr.open
+carry the same manifests and exports), and Wine loads the DLLs into
+MinGW-built Windows programs: the exports, the manifest section, exported
+variables and a contract's vtable as the Windows loader sees them. On macOS and Windows themselves, minildr.open
 loads the committed file for that machine and calls it.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ from macholib.SymbolTable import SymbolTable
 import minildr
 from minildr import HOST, macho, manifest, pe
 from minildr.binary import c_string
-from minildr.build import BuildError, exported_names
+from minildr.build import INCLUDE_DIR, BuildError, exported_names
 
 DATA = Path(__file__).resolve().parent / "data" / "crossbuild"
 _spec = importlib.util.spec_from_file_location("crossbuild_recipe", DATA / "build.py")
@@ -234,6 +234,23 @@ def test_universal_file_examined_for_this_machine():
     assert found.platform.os == "darwin"
 
 
+@pytest.mark.parametrize("folder, name", MACHO_FILES, ids=map(file_id, MACHO_FILES))
+def test_exports_trie_command_of_newer_linkers(folder, name):
+    """Apple's ld for macOS 12+ points at the trie with LC_DYLD_EXPORTS_TRIE instead
+    (lld 14 cannot write it): the same file, its LC_DYLD_INFO_ONLY rewritten so."""
+    data = fixture(folder, name).read_bytes()
+    arch = TARGETS[folder].platform.arch
+    before = macho.MachOFile(data, "f", arch)
+    lc, at = next((lc, at) for lc, at in before.load_commands()
+                  if lc.cmd == macho.LC_DYLD_INFO_ONLY)
+    info = before.command(macho.dyld_info_command, lc, at)
+    newer = struct.pack("<IIII", macho.LC_DYLD_EXPORTS_TRIE, lc.cmdsize, info.export_off,
+                        info.export_size).ljust(lc.cmdsize, b"\0")
+    after = macho.MachOFile(patched(data, at, newer), "f", arch)
+    assert not [c for c, _ in after.load_commands() if c.cmd == macho.LC_DYLD_INFO_ONLY]
+    assert after.exports() == before.exports() != []
+
+
 # ---------------------------------------------------------------------------
 # 3. The recipe makes them again (where the cross tools are installed)
 # ---------------------------------------------------------------------------
@@ -407,6 +424,25 @@ def test_wine_loads_the_greet_dll(wine, loadgreet, folder, tmp_path):
         "message exported: no",
         "minildr_manifest exported: no",
         f"manifest section mapped: owner minildr, {payload} bytes of JSON",
+    ]
+
+
+def test_wine_calls_exported_variables_and_a_contract(wine, tmp_path):
+    """echo's `calls` and upper's vtable (function pointers the loader relocates)."""
+    host = tmp_path / "loadcommand.exe"
+    subprocess.run(["x86_64-w64-mingw32-gcc", "-municode", "-O2", "-s", "-Wall", "-Werror",
+                    f"-I{INCLUDE_DIR}",
+                    f"-I{recipe.EXAMPLES / 'command'}", DATA / "loadcommand.c", "-o", host],
+                   check=True)
+    dlls = [Path(shutil.copy(fixture("windows-x86_64", n), tmp_path)) for n in ("echo", "upper")]
+    done = wine(host, *dlls)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.replace("\r\n", "\n").splitlines() == [
+        "echo run: AGAIN, calls: 2",
+        "upper upper: status 0, output HI FROM WINE, live outputs 1",
+        "upper refuses: status 1, control character 0x01 at byte 4: a command takes one "
+        "line of text; live outputs 0",
+        "struct_size ok",
     ]
 
 
