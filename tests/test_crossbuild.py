@@ -468,8 +468,9 @@ def damage_pe_export_index(data: bytes) -> bytes:
     return patched(data, at, struct.pack("<H", 999))
 
 
-def trie_at(data: bytes) -> int:
-    f = macho.MachOFile(data, "f", "x86_64")
+def trie_at(data: bytes, arch: str = "x86_64") -> int:
+    """Where the export trie starts in the file."""
+    f = macho.MachOFile(data, "f", arch)
     return next(f.command(macho.dyld_info_command, lc, off).export_off
                 for lc, off in f.load_commands() if lc.cmd == macho.LC_DYLD_INFO_ONLY)
 
@@ -543,10 +544,5 @@ def test_fuzz_mutated_real_files(which, edits, cut):
 def test_fuzz_export_trie(which, noise, where):
     """Any bytes at all inside the export trie."""
     folder, name = which
-    data = fixture(folder, name).read_bytes()
-    at = trie_at(data) if folder == "macos-x86_64" else None
-    if at is None:
-        f = macho.MachOFile(data, "f", "aarch64")
-        at = next(f.command(macho.dyld_info_command, lc, off).export_off
-                  for lc, off in f.load_commands() if lc.cmd == macho.LC_DYLD_INFO_ONLY)
-    read_everything(patched(data, at + where, noise), TARGETS[folder].platform.arch)
+    data, arch = fixture(folder, name).read_bytes(), TARGETS[folder].platform.arch
+    read_everything(patched(data, trie_at(data, arch) + where, noise), arch)
