@@ -69,6 +69,7 @@ class Target:
     tools: Tuple[str, ...]       # programs that must be on PATH
     plugins: Tuple[str, ...] = tuple(PLUGINS)
     extra_sources: Tuple[Path, ...] = ()
+    posix_only: bool = False     # its compiler is a script (msvc/clang-cl)
 
 
 MACOS_FLAGS = ("-fuse-ld=lld", "-nostdlibinc", "-isystem", str(STUB / "include"), f"-L{STUB}")
@@ -78,7 +79,7 @@ TARGETS = [
     Target("windows-msvc-x86_64", Platform("windows", "x86_64", 64),
            (str(HERE / "msvc" / "clang-cl"), "--target=x86_64-pc-windows-msvc"),
            ("-fuse-ld=lld", "/Zl"), ("clang", "lld-link"),
-           plugins=("greet",), extra_sources=(HERE / "msvc" / "entry.c",)),
+           plugins=("greet",), extra_sources=(HERE / "msvc" / "entry.c",), posix_only=True),
     Target("macos-x86_64", Platform("darwin", "x86_64", 64),
            ("clang", "-target", "x86_64-apple-macos11"), MACOS_FLAGS, ("clang", "ld64.lld")),
     Target("macos-arm64", Platform("darwin", "aarch64", 64),
@@ -97,7 +98,9 @@ def find_tool(tool: str) -> Optional[str]:
 
 
 def missing_tools(target: Target) -> List[str]:
-    """What this machine lacks to build for `target` (msvc/clang-cl, a script, runs on POSIX)."""
+    """What this machine lacks to build for `target`."""
+    if target.posix_only and os.name != "posix":
+        return [f"a POSIX system (to run {Path(target.command[0]).name}, a script)"]
     needed = [target.command[0], *target.tools]
     return [tool for tool in dict.fromkeys(needed) if find_tool(tool) is None]
 
