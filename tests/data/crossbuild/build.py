@@ -100,7 +100,7 @@ def find_tool(tool: str) -> Optional[str]:
 def missing_tools(target: Target) -> List[str]:
     """What this machine lacks to build for `target`."""
     if target.posix_only and os.name != "posix":
-        return [f"a POSIX system (to run {Path(target.command[0]).name}, a script)"]
+        return [f"a POSIX system (to run {os.path.basename(target.command[0])}, a script)"]
     needed = [target.command[0], *target.tools]
     return [tool for tool in dict.fromkeys(needed) if find_tool(tool) is None]
 
