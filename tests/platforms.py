@@ -1,0 +1,131 @@
+"""Where each test can run: the test suite's platform markers and notebook rule, declared once.
+
+The package is portable (build, manifests, contracts, trust, the system
+loader through cffi), but some tests check things only one kind of system
+has. Each such test carries one of the markers below, and its reason is what
+`pytest -ra` prints for the skip, so a run on macOS or Windows says exactly
+what it did not check and why:
+
+    requires_native_loader  minildr.native maps ELF files itself: Linux x86_64/aarch64
+    requires_elf            reads the ELF file minildr.build writes on Linux
+    requires_proc           reads /proc/self (maps, statm, fd)
+    requires_isolation      isolate=True: POSIX only (Windows: NotImplementedError)
+    requires_linux(why)     any other Linux-only detail, with its own reason
+    requires_posix(why)     any other POSIX-only detail (not Windows)
+
+Notebooks (nbval) follow one rule, `pytest_collection_modifyitems` below:
+their saved outputs were recorded on one platform, named in the notebook's
+metadata (`"minildr": {"outputs_recorded_on": "Linux x86_64"}`). On another
+platform every cell still runs (an error still fails), but saved outputs are
+not compared, and cells tagged `linux-only` (or `posix-only`, on Windows) are
+skipped with the reason in their metadata (`"minildr": {"why": ...}`). A
+notebook whose metadata has `"linux_only": "<why>"` is skipped whole off Linux
+(`"posix_only": "<why>"`: on Windows).
+
+MINILDR_TEST_PRETEND_HOST="Darwin arm64" (or "Windows AMD64") makes the
+markers and the notebook rule believe they run there: the tests of this
+rule use it, and it shows on Linux what a macOS or Windows run would skip.
+Nothing in the package reads it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Tuple
+
+import pytest
+
+from minildr.host import HOST, normalize_arch, normalize_os
+
+PRETEND_ENV = "MINILDR_TEST_PRETEND_HOST"
+OS_NAMES = {"linux": "Linux", "darwin": "Darwin", "windows": "Windows"}
+
+# Notebook metadata (see the module docstring).
+LINUX_ONLY = "linux-only"
+POSIX_ONLY = "posix-only"
+
+
+def parse_platform(text: str) -> Tuple[str, str]:
+    """('darwin', 'aarch64') from 'Darwin arm64': an OS name and a machine, as uname says them."""
+    os_name, _, machine = text.strip().partition(" ")
+    return normalize_os(os_name.lower()), normalize_arch(machine.strip())
+
+
+def host() -> Tuple[str, str]:
+    """The (os, arch) the tests run on, or pretend to (MINILDR_TEST_PRETEND_HOST)."""
+    pretend = os.environ.get(PRETEND_ENV, "").strip()
+    return parse_platform(pretend) if pretend else (HOST.os, HOST.arch)
+
+
+def describe(platform: Tuple[str, str]) -> str:
+    """'Linux x86_64': the spelling notebooks record."""
+    return f"{OS_NAMES.get(platform[0], platform[0])} {platform[1]}"
+
+
+# ---------------------------------------------------------------------------
+# The markers
+# ---------------------------------------------------------------------------
+def requires_linux(why: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(host()[0] != "linux", reason=f"Linux only: {why}")
+
+
+def requires_posix(why: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(host()[0] == "windows", reason=f"POSIX only (not Windows): {why}")
+
+
+requires_native_loader = pytest.mark.skipif(
+    host() not in {("linux", "x86_64"), ("linux", "aarch64")},
+    reason="the native loader maps ELF files: Linux x86_64/aarch64 only")
+
+requires_elf = requires_linux(
+    "reads the ELF file minildr.build writes here (macOS builds Mach-O, Windows PE)")
+
+requires_proc = requires_linux("reads /proc/self (maps, statm, fd), which only Linux has")
+
+requires_isolation = requires_posix(
+    "isolate=True gives its worker a socketpair and the plugin by descriptor (pass_fds) "
+    "and reads signals; on Windows it raises NotImplementedError")
+
+
+# ---------------------------------------------------------------------------
+# The notebook rule (nbval)
+# ---------------------------------------------------------------------------
+def _notebook_items(items):
+    for item in items:
+        if type(item).__name__ == "IPyNbCell" and hasattr(item, "options"):
+            yield item
+
+
+def cell_skip_reason(notebook_meta: dict, cell_meta: dict, here: Tuple[str, str]) -> str:
+    """Why this cell cannot run here ('' if it can)."""
+    ours = notebook_meta.get("minildr", {})
+    recorded = ours.get("outputs_recorded_on", "Linux x86_64")
+    if here[0] != "linux" and ours.get("linux_only"):
+        return f"notebook is Linux only: {ours['linux_only']} (this host is {describe(here)})"
+    if here[0] == "windows" and ours.get("posix_only"):
+        return f"notebook is POSIX only: {ours['posix_only']} (this host is {describe(here)})"
+    tags = cell_meta.get("tags", [])
+    why = cell_meta.get("minildr", {}).get("why", "see the cell")
+    if here[0] != "linux" and LINUX_ONLY in tags:
+        return f"{LINUX_ONLY} cell: {why} (outputs recorded on {recorded}; this host is " \
+               f"{describe(here)})"
+    if here[0] == "windows" and POSIX_ONLY in tags:
+        return f"{POSIX_ONLY} cell: {why} (this host is {describe(here)})"
+    return ""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Notebooks recorded elsewhere: run every cell, compare no output, skip tagged cells.
+
+    pytest hands this hook every collected item, so it sees the notebooks in
+    notebooks/ and solutions/ although it lives in tests/conftest.py.
+    """
+    here = host()
+    for item in _notebook_items(items):
+        meta = item.parent.nb.metadata
+        recorded = meta.get("minildr", {}).get("outputs_recorded_on")
+        if recorded is None or parse_platform(recorded) == here:
+            continue                           # recorded here: nbval as usual
+        item.options["check"] = False          # outputs are this machine's, not the saved ones
+        reason = cell_skip_reason(meta, item.cell.metadata, here)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
