@@ -23,6 +23,9 @@ from minildr import image as images
 from minildr import isolate
 
 from conftest import ROOT, write_plugin
+from platforms import requires_isolation
+
+pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test
 
 GREET_T = "const char *(void)"
 

@@ -331,3 +331,11 @@ def test_a_read_only_private_copy_is_still_deleted(monkeypatch):
     monkeypatch.setattr(os, "unlink", windows_unlink)
     images._remove_copy(copy)
     assert not os.path.exists(copy)
+
+
+def test_isolation_on_windows_says_it_needs_posix(greet_so, monkeypatch):
+    """What Windows does with isolate=True (sys.platform set as Windows sets it)."""
+    from minildr import isolate
+    monkeypatch.setattr(isolate.sys, "platform", "win32")
+    with pytest.raises(NotImplementedError, match="needs a POSIX system"):
+        minildr.open(greet_so, isolate=True)
