@@ -18,9 +18,9 @@ their saved outputs were recorded on one platform, named in the notebook's
 metadata (`"minildr": {"outputs_recorded_on": "Linux x86_64"}`). On another
 platform every cell still runs (an error still fails), but saved outputs are
 not compared, and cells tagged `linux-only` (or `posix-only`, on Windows) are
-skipped with the reason in their metadata (`"minildr": {"why": ...}`). A
-notebook whose metadata has `"linux_only": "<why>"` is skipped whole off Linux
-(`"posix_only": "<why>"`: on Windows).
+skipped with the reason in their metadata (`"minildr": {"why": ...}`); a
+notebook marked `"linux_only"` (`"posix_only"`) is skipped whole. Which cells
+cannot run where is minildr.runs_on's rule, the one `make check` follows too.
 
 MINILDR_TEST_PRETEND_HOST="Darwin arm64" (or "Windows AMD64") makes the
 markers and the notebook rule believe they run there: the tests of this
@@ -34,14 +34,12 @@ from typing import Tuple
 
 import pytest
 
+from minildr import runs_on
 from minildr.host import HOST, normalize_arch, normalize_os
 
 PRETEND_ENV = "MINILDR_TEST_PRETEND_HOST"
 OS_NAMES = {"linux": "Linux", "darwin": "Darwin", "windows": "Windows"}
 
-# Notebook metadata (see the module docstring).
-LINUX_ONLY = "linux-only"
-POSIX_ONLY = "posix-only"
 
 
 def parse_platform(text: str) -> Tuple[str, str]:
@@ -72,6 +70,12 @@ def requires_posix(why: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(host()[0] == "windows", reason=f"POSIX only (not Windows): {why}")
 
 
+def skip_on(os_name: str, why: str) -> pytest.MarkDecorator:
+    """Skip on one OS ('linux', 'darwin', 'windows'), where the test would not make sense."""
+    return pytest.mark.skipif(host()[0] == os_name,
+                              reason=f"not on {OS_NAMES.get(os_name, os_name)}: {why}")
+
+
 requires_native_loader = pytest.mark.skipif(
     host() not in {("linux", "x86_64"), ("linux", "aarch64")},
     reason="the native loader maps ELF files: Linux x86_64/aarch64 only")
@@ -96,21 +100,15 @@ def _notebook_items(items):
 
 
 def cell_skip_reason(notebook_meta: dict, cell_meta: dict, here: Tuple[str, str]) -> str:
-    """Why this cell cannot run here ('' if it can)."""
-    ours = notebook_meta.get("minildr", {})
-    recorded = ours.get("outputs_recorded_on", "Linux x86_64")
-    if here[0] != "linux" and ours.get("linux_only"):
-        return f"notebook is Linux only: {ours['linux_only']} (this host is {describe(here)})"
-    if here[0] == "windows" and ours.get("posix_only"):
-        return f"notebook is POSIX only: {ours['posix_only']} (this host is {describe(here)})"
-    tags = cell_meta.get("tags", [])
-    why = cell_meta.get("minildr", {}).get("why", "see the cell")
-    if here[0] != "linux" and LINUX_ONLY in tags:
-        return f"{LINUX_ONLY} cell: {why} (outputs recorded on {recorded}; this host is " \
-               f"{describe(here)})"
-    if here[0] == "windows" and POSIX_ONLY in tags:
-        return f"{POSIX_ONLY} cell: {why} (this host is {describe(here)})"
-    return ""
+    """Why this cell cannot run here ('' if it can): minildr.runs_on's rule, with the host named."""
+    recorded = notebook_meta.get("minildr", {}).get("outputs_recorded_on", "Linux x86_64")
+    whole = runs_on.notebook_skip_reason(notebook_meta, here[0])
+    if whole:
+        return f"{whole} (this host is {describe(here)})"
+    reason = runs_on.cell_skip_reason(cell_meta, here[0])
+    if reason.startswith(runs_on.LINUX_ONLY):
+        return f"{reason} (outputs recorded on {recorded}; this host is {describe(here)})"
+    return f"{reason} (this host is {describe(here)})" if reason else ""
 
 
 def pytest_collection_modifyitems(config, items):
