@@ -339,3 +339,16 @@ def test_isolation_on_windows_says_it_needs_posix(greet_so, monkeypatch):
     monkeypatch.setattr(isolate.sys, "platform", "win32")
     with pytest.raises(NotImplementedError, match="needs a POSIX system"):
         minildr.open(greet_so, isolate=True)
+
+
+@requires_posix("dladdr is POSIX, and Windows makes symbolic links for administrators only")
+def test_a_library_is_recognised_under_another_spelling_of_its_path(greet_so, tmp_path):
+    """dladdr may name the loaded file by another path (macOS: /private/var for /var)."""
+    from minildr.system import same_library
+    alias = tmp_path / "alias"
+    alias.symlink_to(greet_so.parent, target_is_directory=True)
+    assert same_library(str(alias / greet_so.name), str(greet_so))
+    assert same_library(str(greet_so), str(greet_so))
+    other = Path(shutil.copy(greet_so, tmp_path / "copy"))
+    assert not same_library(str(other), str(greet_so))           # same bytes, another file
+    assert not same_library(str(tmp_path / "gone"), str(greet_so))
