@@ -173,7 +173,9 @@ def _private_copy(data: bytes, name: str) -> str:
         atexit.register(_remove_private_dir, _private_dir)
     _copies += 1
     path = os.path.join(_private_dir, f"{_copies}-{name}")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # O_BINARY (Windows only): without it, os.open's descriptor is in text mode
+    # and every \n written would become \r\n, corrupting the library.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o500)

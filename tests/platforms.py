@@ -24,8 +24,12 @@ cannot run where is minildr.runs_on's rule, the one `make check` follows too.
 
 MINILDR_TEST_PRETEND_HOST="Darwin arm64" (or "Windows AMD64") makes the
 markers and the notebook rule believe they run there: the tests of this
-rule use it, and it shows on Linux what a macOS or Windows run would skip.
-Nothing in the package reads it.
+rule use it, and on Linux
+
+    MINILDR_TEST_PRETEND_HOST="Windows AMD64" make test
+
+shows what a Windows run would skip, and that no cell left running needs a
+skipped one (a NameError would fail it). Nothing in the package reads it.
 """
 from __future__ import annotations
 
