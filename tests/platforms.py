@@ -45,7 +45,6 @@ PRETEND_ENV = "MINILDR_TEST_PRETEND_HOST"
 OS_NAMES = {"linux": "Linux", "darwin": "Darwin", "windows": "Windows"}
 
 
-
 def parse_platform(text: str) -> Tuple[str, str]:
     """('darwin', 'aarch64') from 'Darwin arm64': an OS name and a machine, as uname says them."""
     os_name, _, machine = text.strip().partition(" ")
@@ -118,8 +117,11 @@ def cell_skip_reason(notebook_meta: dict, cell_meta: dict, here: Tuple[str, str]
 def pytest_collection_modifyitems(config, items):
     """Notebooks recorded elsewhere: run every cell, compare no output, skip tagged cells.
 
-    pytest hands this hook every collected item, so it sees the notebooks in
-    notebooks/ and solutions/ although it lives in tests/conftest.py.
+    tests/conftest.py imports this hook, and pytest hands a conftest's
+    collection hook every collected item: the notebooks in notebooks/ and
+    solutions/ too, whenever tests/ is among the paths (as in `make test`).
+    Run alone (`pytest --nbval notebooks/x.ipynb`), add `-p platforms` with
+    tests/ on PYTHONPATH to have the rule.
     """
     here = host()
     for item in _notebook_items(items):
