@@ -62,7 +62,7 @@ def test_an_incomplete_go_folder_is_refused(tmp_path):
 def test_an_installed_toolchain_is_reused_without_pip(tmp_path, monkeypatch):
     goroot = tmp_path / "go9.9.9" / "go"
     (goroot / "bin").mkdir(parents=True)
-    (goroot / "bin" / "go").write_text("#!/bin/sh\n")
+    (goroot / "bin" / ("go.exe" if minildr.HOST.os == "windows" else "go")).write_text("")
     (goroot / "VERSION").write_text("go9.9.9\ntime 2026-01-01\n")
 
     def no_pip(*args, **kwargs):
