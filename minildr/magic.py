@@ -57,7 +57,6 @@ def split_line(line: str, windows: bool = os.name == "nt") -> List[str]:
 # ---------------------------------------------------------------------------
 # 1. what a cell exports
 # ---------------------------------------------------------------------------
-
 def _include_lines(source: str) -> List[str]:
     return [line for line in source.splitlines() if re.match(r"\s*#\s*include\b", line)]
 
