@@ -9,6 +9,15 @@ VENV   := .venv
 BIN    := $(VENV)/$(if $(filter Windows_NT,$(OS)),Scripts,bin)
 STAMP  := $(VENV)/.installed-stamp
 
+# The course's files are UTF-8. Windows' Python reads and writes text in the
+# ANSI code page unless told otherwise; UTF-8 mode makes it read them as they are.
+ifeq ($(OS),Windows_NT)
+export PYTHONUTF8 := 1
+endif
+
+# Extra pytest options for `make test`, e.g. PYTEST_ARGS=--junitxml=build/report.xml (CI).
+PYTEST_ARGS ?=
+
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
@@ -35,7 +44,7 @@ lab: $(STAMP)
 # "python3" kernel happens to be installed on the machine.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser
+		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser $(PYTEST_ARGS)
 
 # The course as a person uses it: `make lab` serving notebook 02 to headless
 # Chromium, which runs every cell; needs Debian's chromium and chromedriver

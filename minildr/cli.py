@@ -24,9 +24,9 @@ EXIT_OK, EXIT_PLUGIN, EXIT_USAGE = 0, 1, 2
 
 
 def _contract(spec: str) -> Contract:
-    """FILE or FILE:NAME:VERSION."""
-    parts = spec.split(":")
-    if len(parts) == 3:
+    """FILE or FILE:NAME:VERSION (FILE may start with a Windows drive, C:)."""
+    parts = spec.rsplit(":", 2)
+    if len(parts) == 3 and len(parts[0]) > 1:          # not a bare drive letter
         return Contract.from_header(Path(parts[0]), name=parts[1], version=parts[2])
     return Contract.from_header(Path(spec))
 

@@ -122,10 +122,7 @@ class PluginImage:
             os.close(self._fd)
             self._fd = None
         if self._copy is not None:
-            try:
-                os.unlink(self._copy)
-            except OSError:
-                pass
+            _remove_copy(self._copy)
             self._copy = None
 
 
@@ -149,15 +146,36 @@ _private_dir: Optional[str] = None
 _copies = 0
 
 
+def _remove_copy(path: str) -> None:
+    """Delete a private copy; made writable first, as Windows refuses to delete a read-only file.
+
+    A copy the system loader still has mapped cannot be deleted on Windows:
+    it stays, and goes with the folder at exit (or the next clean-up of the temp dir).
+    """
+    try:
+        os.chmod(path, 0o600)
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _remove_private_dir(folder: str) -> None:
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        _remove_copy(os.path.join(folder, name))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _private_copy(data: bytes, name: str) -> str:
     """A read-only copy in a directory only this process's user can write to."""
     global _private_dir, _copies
     if _private_dir is None:
         _private_dir = tempfile.mkdtemp(prefix="minildr-")       # mode 0700
-        atexit.register(shutil.rmtree, _private_dir, True)
+        atexit.register(_remove_private_dir, _private_dir)
     _copies += 1
     path = os.path.join(_private_dir, f"{_copies}-{name}")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # O_BINARY (Windows only): without it, os.open's descriptor is in text mode
+    # and every \n written would become \r\n, corrupting the library.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o500)

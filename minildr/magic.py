@@ -42,6 +42,18 @@ DEFAULT_OUT_DIR = Path("build") / "cells"
 CELL = "cell"             # how the cell's file is named in compiler messages
 
 
+def split_line(line: str, windows: bool = os.name == "nt") -> List[str]:
+    """The magic line's words, quoted as in a shell; on Windows, backslashes stay.
+
+    A POSIX shell reads a backslash as an escape, so a path like C:\\Users\\h.h
+    would lose its backslashes; Windows paths are made of them.
+    """
+    if not windows:
+        return shlex.split(line)
+    return [w[1:-1] if len(w) >= 2 and w[0] == w[-1] and w[0] in "\"'" else w
+            for w in shlex.split(line, posix=False)]
+
+
 # ---------------------------------------------------------------------------
 # 1. what a cell exports
 # ---------------------------------------------------------------------------
@@ -184,7 +196,7 @@ if Magics is not None:
         @cell_magic
         def minildr(self, line: str, cell: str) -> None:
             try:
-                args = _arguments().parse_args(shlex.split(line))
+                args = _arguments().parse_args(split_line(line))
             except SystemExit:
                 raise UsageError("usage: %%minildr NAME [--version V] [--exports HEADER] "
                                  "[--contract FILE[:NAME:VERSION]] [--out-dir DIR] "

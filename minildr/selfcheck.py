@@ -33,9 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
+from . import runs_on
+from .host import HOST
+
 MIME = "application/vnd.minildr.check+json"
 DONE, NOT_YET, ERROR = "done", "not yet", "error"
 SYMBOLS = {DONE: "✅", NOT_YET: "⏳", ERROR: "❌"}
+SKIPPED = "⏭"
 
 
 class NotDone(Exception):
@@ -110,6 +114,8 @@ class NotebookResult:
     verdicts: List[Verdict]
     problem: str = ""          # the notebook could not run at all
     seconds: float = 0.0
+    skipped: str = ""          # not run on this platform, and why (see runs_on.py)
+    cells_left_out: int = 0    # cells this platform cannot run, left out
 
 
 def verdicts_in(nb) -> List[Verdict]:
@@ -124,18 +130,36 @@ def verdicts_in(nb) -> List[Verdict]:
     return found
 
 
-def run_notebook(path: Path, timeout: int = 300) -> NotebookResult:
-    """Execute a notebook in a fresh kernel (errors allowed), in its own folder."""
+def leave_out_what_cannot_run(nb, os_name: str) -> int:
+    """Drop the cells tagged for other platforms (runs_on.py); how many were dropped."""
+    keep = [c for c in nb.cells if c.cell_type != "code"
+            or not runs_on.cell_skip_reason(c.metadata, os_name)]
+    dropped = len(nb.cells) - len(keep)
+    nb.cells = keep
+    return dropped
+
+
+def run_notebook(path: Path, timeout: int = 300, os_name: str = HOST.os) -> NotebookResult:
+    """Execute a notebook in a fresh kernel (errors allowed), in its own folder.
+
+    What cannot run on this platform (runs_on.py) is left out, and said so.
+    """
     import nbformat
     from nbclient import NotebookClient
     from traitlets.config import Config
     nb = nbformat.read(path, as_version=4)
+    why = runs_on.notebook_skip_reason(nb.metadata, os_name)
+    if why:
+        return NotebookResult(path, [], skipped=why)
+    left_out = leave_out_what_cannot_run(nb, os_name)
     start = time.monotonic()
-    # A local socket rather than TCP: nothing to warn about, nothing on the network.
     sockets = tempfile.mkdtemp(prefix="minildr-check-")
     config = Config()
-    config.KernelManager.transport = "ipc"
-    config.KernelManager.ip = os.path.join(sockets, "kernel")
+    if os.name == "posix":
+        # A local socket rather than TCP: nothing to warn about, nothing on the
+        # network. (Windows: TCP on loopback, jupyter_client's default.)
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = os.path.join(sockets, "kernel")
     client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
                             config=config, resources={"metadata": {"path": str(path.parent)}})
     problem = ""
@@ -146,7 +170,8 @@ def run_notebook(path: Path, timeout: int = 300) -> NotebookResult:
         problem = f"{type(exc).__name__}: {first}"
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
-    return NotebookResult(path, verdicts_in(nb), problem, time.monotonic() - start)
+    return NotebookResult(path, verdicts_in(nb), problem, time.monotonic() - start,
+                          cells_left_out=left_out)
 
 
 def report(results: Iterable[NotebookResult]) -> str:
@@ -157,6 +182,12 @@ def report(results: Iterable[NotebookResult]) -> str:
     for result in results:
         name = os.path.relpath(result.path)
         lines.append(f"{name}")
+        if result.skipped:
+            lines.append(f"  {SKIPPED} not run on this machine: {result.skipped}")
+            continue
+        if result.cells_left_out:
+            lines.append(f"  {SKIPPED} {result.cells_left_out} cell(s) left out: they cannot "
+                         "run on this machine (see their tags)")
         if result.problem:
             lines.append(f"  {SYMBOLS[ERROR]} the notebook stopped: {result.problem}")
             first_problem = first_problem or f"{name}: {result.problem}"

@@ -105,7 +105,22 @@ else:
         info = ffi.new("Dl_info *")
         if not _libdl.dladdr(address, info) or info.dli_fname == ffi.NULL:
             return False
-        return ffi.string(info.dli_fname).decode("utf-8", "replace") == path
+        return same_library(os.fsdecode(ffi.string(info.dli_fname)), path)
+
+
+def same_library(reported: str, loaded: str) -> bool:
+    """Whether the file dladdr names is the one we loaded.
+
+    glibc reports the path dlopen was given; macOS's dyld may report another
+    spelling of it (/private/var/... for /var/..., the folder of temporary
+    files), so a different string is compared by file identity.
+    """
+    if reported == loaded:
+        return True
+    try:
+        return os.path.samefile(reported, loaded)
+    except OSError:
+        return False
 
 
 class SystemLibrary(KeepsMappedWhileReferenced):

@@ -155,7 +155,8 @@ def generate_key(name: str, out_dir: PathLike = ".") -> tuple[Path, Path]:
     private = _ed25519().Ed25519PrivateKey.generate()
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 0o600)                      # O_BINARY: Windows' descriptors are text by default
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     public = PublicKey(name, private.public_key())

@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 
 import minildr
+from minildr.host import SUFFIX
+
+# The platform markers (requires_linux, ...) and the notebook rule: see platforms.py.
+from platforms import pytest_collection_modifyitems  # noqa: F401  (a pytest hook)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -28,12 +32,12 @@ def built(tmp_path_factory) -> dict:
 @pytest.fixture
 def greet_so(built, tmp_path) -> Path:
     """A private copy of the greet plugin that a test may move, edit or delete."""
-    return Path(shutil.copy(built["greet"], tmp_path / "greet.so"))
+    return Path(shutil.copy(built["greet"], tmp_path / f"greet{SUFFIX}"))
 
 
 @pytest.fixture
 def echo_so(built, tmp_path) -> Path:
-    return Path(shutil.copy(built["echo"], tmp_path / "echo.so"))
+    return Path(shutil.copy(built["echo"], tmp_path / f"echo{SUFFIX}"))
 
 
 def write_plugin(tmp_path: Path, name: str, source: str, header: str, **kwargs) -> Path:

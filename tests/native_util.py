@@ -9,6 +9,7 @@ from typing import List, Optional, Sequence
 import pytest
 
 import minildr
+from platforms import requires_native_loader
 from minildr import elf
 from minildr.host import HOST
 
@@ -18,9 +19,7 @@ AARCH64 = HERE / "data" / "aarch64"
 LIB_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
             "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"]
 
-native_host = pytest.mark.skipif(
-    (HOST.os, HOST.arch) not in {("linux", "x86_64"), ("linux", "aarch64")},
-    reason="the native loader runs on Linux x86_64 and aarch64 only")
+native_host = requires_native_loader        # declared once, in platforms.py
 
 
 def build_relocs(out_dir: Path, cflags: Sequence[str] = ()) -> Path:

@@ -13,9 +13,15 @@ import sys
 import pytest
 
 from conftest import ROOT
+from platforms import requires_isolation, requires_native_loader
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_boundaries as bench  # noqa: E402
+
+
+# The benchmark times every boundary, the native loader and isolation included.
+def needs_every_boundary(test):
+    return requires_isolation(requires_native_loader(test))
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +30,7 @@ def results(tmp_path_factory):
     return out, bench.run(out, calls=200, rounds=1, repeats=2, discover_counts=(1, 3), show=False)
 
 
+@needs_every_boundary
 def test_every_boundary_is_timed_against_python(results):
     _, res = results
     keys = [r["key"] for r in res.calls]
@@ -34,6 +41,7 @@ def test_every_boundary_is_timed_against_python(results):
     assert [r["plugins"] for r in res.discover] == [1, 3]
 
 
+@needs_every_boundary
 def test_results_written_as_json_and_csv_and_read_back(results):
     out, res = results
     json_path, csv_path = bench.write(res, out)
@@ -44,6 +52,7 @@ def test_results_written_as_json_and_csv_and_read_back(results):
     assert json.loads(json_path.read_text())["meta"]["calls"] == 200
 
 
+@needs_every_boundary
 def test_plot_writes_a_png(results, tmp_path):
     _, res = results
     fig = bench.plot(res, tmp_path / "b.png")
@@ -57,10 +66,11 @@ def test_a_program_that_does_not_compile_is_an_error(tmp_path, monkeypatch):
     shutil.copytree(bench.SOURCES, sources)
     (sources / "add_main.c").write_text("int main(void) { return nope; }\n")
     monkeypatch.setattr(bench, "SOURCES", sources)
-    with pytest.raises(RuntimeError, match="(?s)compiling add failed:.*nope"):
+    with pytest.raises(RuntimeError, match=r"(?s)compiling add(\.exe)? failed:.*nope"):
         bench.build_program(tmp_path)
 
 
+@needs_every_boundary
 def test_a_boundary_computing_the_wrong_sum_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "OPERATIONS", {"add": lambda a, b: a - b})
     with pytest.raises(AssertionError, match=r"config-once: add\(2, 3\) gave -1, not 5"):

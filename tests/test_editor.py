@@ -18,6 +18,8 @@ from examples.editor.core import Diagnostic
 from minildr.proxy import protocol_source
 
 from conftest import ROOT
+from minildr.host import SUFFIX
+from platforms import requires_isolation
 
 DATA = Path(__file__).resolve().parent / "data" / "editor"
 
@@ -29,7 +31,8 @@ def plugins_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["in-process", "isolated"])
+@pytest.fixture(scope="module", params=[False, pytest.param(True, marks=requires_isolation)],
+                ids=["in-process", "isolated"])
 def isolate(request):
     """The format, the linter and the editor, in-process and each plugin in a worker process:
     every test below that uses them must pass both ways."""
@@ -45,13 +48,13 @@ def editor(plugins_dir, isolate):
 
 @pytest.fixture(scope="module")
 def qp(plugins_dir, isolate):
-    with minildr.open(plugins_dir / "qp.so", contracts=[FORMAT], isolate=isolate) as plugin:
+    with minildr.open(plugins_dir / f"qp{SUFFIX}", contracts=[FORMAT], isolate=isolate) as plugin:
         yield plugin.lookup("quoted_printable", FORMAT)
 
 
 @pytest.fixture
 def lint(plugins_dir, isolate):
-    with minildr.open(plugins_dir / "lint.so", contracts=[LINTER], isolate=isolate) as plugin:
+    with minildr.open(plugins_dir / f"lint{SUFFIX}", contracts=[LINTER], isolate=isolate) as plugin:
         linter = plugin.lookup("whitespace", LINTER)
         yield linter
         linter.configure("max-line-length", "79")      # module state: put it back
@@ -163,9 +166,9 @@ def test_broken_plugin_is_reported_and_skipped(plugins_dir, isolate):
         report = editor.load_plugins(plugins_dir)
         assert sorted(p.name for p in report.loaded) == ["lint", "qp"]
         [(path, error)] = report.failed
-        assert path.name == "broken.so" and isinstance(error, minildr.DependencyMismatch)
+        assert path.name == f"broken{SUFFIX}" and isinstance(error, minildr.DependencyMismatch)
         assert "contract format" in str(error) and "same version label" in str(error)
-        assert [name for name, _ in editor.skipped] == ["broken.so"]
+        assert [name for name, _ in editor.skipped] == [f"broken{SUFFIX}"]
         assert set(editor.formats) == {".qp", ".qpt"}
         assert [name for name, _ in editor.hooks] == ["whitespace"]
         workers = {getattr(p, "worker_pid", os.getpid()) for p in report.loaded}
@@ -220,7 +223,9 @@ def test_a_failing_hook_is_a_diagnostic_not_a_crash(editor, tmp_path):
     assert (d.rule, d.source) == ("linter-failed", "flaky") and "boom" in d.message
 
 
-@pytest.mark.parametrize("options", [[], ["--isolate"], ["--isolate", "--timeout", "5"]])
+@pytest.mark.parametrize("options", [[], pytest.param(["--isolate"], marks=requires_isolation),
+                                     pytest.param(["--isolate", "--timeout", "5"],
+                                                  marks=requires_isolation)])
 def test_command_line(plugins_dir, tmp_path, options):
     path = Path(shutil.copy(DATA / "letter.qp", tmp_path / "note.qp"))
     done = subprocess.run([sys.executable, "-m", "examples.editor", str(path), "--plugins",
@@ -228,7 +233,7 @@ def test_command_line(plugins_dir, tmp_path, options):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 1, done.stderr
     out = done.stdout
-    assert "broken.so  DependencyMismatch" in out and "2 loaded, 1 failed" in out
+    assert f"broken{SUFFIX}  DependencyMismatch" in out and "2 loaded, 1 failed" in out
     assert "Dear Zoë," in out and "(quoted-printable, 10 lines)" in out
     assert "note.qp:11:9: trailing-whitespace: 2 whitespace character(s)" in out
     assert "--- saved note.qp: 6 diagnostic(s) ---" in out

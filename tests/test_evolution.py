@@ -8,6 +8,7 @@ import minildr
 from minildr import layout
 
 from conftest import EXAMPLES
+from platforms import requires_isolation, requires_proc
 
 V1_1_TEXT = (EXAMPLES / "command" / "command.h").read_text()
 HELP = "    /* --- 1.1 --- one line of help: the plugin's constant string. */\n" \
@@ -76,7 +77,7 @@ def plugins(tmp_path_factory):
             "1.2": build(tmp, V1_2, "HELP", "COMPLETE"), "2.0": build(tmp, V2_0, "HELP", "FLAGS")}
 
 
-@pytest.fixture(params=[False, True], ids=["in-process", "isolated"])
+@pytest.fixture(params=[False, pytest.param(True, marks=requires_isolation)], ids=["in-process", "isolated"])
 def isolate(request):
     """Evolution through a worker process (minildr.remote) must look the same."""
     return request.param
@@ -119,6 +120,7 @@ def test_same_version_both_sides_has_every_method(plugins, isolate):
         assert all(cmd.has(m) for m in cmd.methods) and cmd.complete("ab") == "ab"
 
 
+@requires_proc
 def test_newer_major_is_refused_before_loading(plugins):
     with pytest.raises(minildr.DependencyMismatch) as err:
         minildr.open(plugins["2.0"], contracts=[V1_1])

@@ -16,6 +16,7 @@ from minildr import elf, manifest
 from minildr.host import HOST
 
 from conftest import write_plugin
+from platforms import requires_elf, skip_on
 
 # ---------------------------------------------------------------------------
 # ELF: every field minildr reads, compared with an independent reader
@@ -61,6 +62,7 @@ def elf_pair(request, built):
     stream.close()
 
 
+@requires_elf
 def test_elf_header_matches_pyelftools(elf_pair):
     ours, theirs = elf_pair
     assert ours.header.e_machine == enums.ENUM_E_MACHINE[theirs.header["e_machine"]]
@@ -68,6 +70,7 @@ def test_elf_header_matches_pyelftools(elf_pair):
     assert (ours.arch, ours.kind) == (HOST.arch, "shared library")
 
 
+@requires_elf
 def test_program_headers_match_pyelftools(elf_pair):
     ours, theirs = elf_pair
     expected = [(number(s["p_type"], P_TYPES), s["p_offset"], s["p_vaddr"], s["p_filesz"],
@@ -77,6 +80,7 @@ def test_program_headers_match_pyelftools(elf_pair):
     assert expected
 
 
+@requires_elf
 def test_section_names_match_pyelftools(elf_pair):
     ours, theirs = elf_pair
     names = [ours.section_name(sh) for sh in ours.section_headers]
@@ -84,6 +88,7 @@ def test_section_names_match_pyelftools(elf_pair):
     assert ".dynsym" in names
 
 
+@requires_elf
 def test_notes_match_pyelftools(elf_pair):
     ours, theirs = elf_pair
     expected = [(n["n_name"], number(n["n_type"], NOTE_TYPES), bytes(n["n_descdata"]))
@@ -93,6 +98,7 @@ def test_notes_match_pyelftools(elf_pair):
     assert expected
 
 
+@requires_elf
 def test_dynamic_symbols_match_pyelftools(elf_pair):
     ours, theirs = elf_pair
     dynsym = theirs.get_section_by_name(".dynsym")
@@ -108,6 +114,7 @@ def test_dynamic_symbols_match_pyelftools(elf_pair):
     assert any(defined for *_, defined in got)
 
 
+@requires_elf
 def test_minildr_note_is_the_manifest(built):
     f = elf.ElfFile(built["greet"].read_bytes(), built["greet"])
     [note] = [n for n in f.notes() if n.name == "minildr"]
@@ -115,6 +122,7 @@ def test_minildr_note_is_the_manifest(built):
     assert json.loads(note.desc)["name"] == "greet"
 
 
+@requires_elf
 @pytest.mark.parametrize("name, exported", [("greet", {"greet"}),
                                              ("echo", {"name", "run", "calls"})])
 def test_exported_symbols_are_exactly_the_header(built, name, exported):
@@ -122,12 +130,14 @@ def test_exported_symbols_are_exactly_the_header(built, name, exported):
     assert {s.name for s in f.exported_symbols()} == exported
 
 
+@requires_elf
 def test_static_helper_is_not_exported(built):
     f = elf.ElfFile(built["greet"].read_bytes(), built["greet"])
     assert "message" not in {s.name for s in f.exported_symbols()}
     assert "message" not in {s.name for s in f.symbols()}
 
 
+@requires_elf
 @pytest.mark.skipif(HOST.arch != "x86_64", reason="-fcf-protection is an x86 flag")
 def test_plugin_with_8_byte_aligned_property_note_opens(tmp_path):
     # -fcf-protection adds .note.gnu.property, in its own PT_NOTE with p_align 8,
@@ -239,8 +249,8 @@ def test_macho_note_truncated(payload):
         manifest.examine(data, "p.dylib")
 
 
-@pytest.mark.skipif(HOST.os != "linux", reason="a Mach-O file is foreign only off macOS")
-def test_open_macho_on_linux_says_macos(tmp_path, payload):
+@skip_on("darwin", "a Mach-O file is this host's own format, not a foreign one")
+def test_open_macho_off_macos_says_macos(tmp_path, payload):
     path = tmp_path / "greet.so"
     path.write_bytes(macho(note(payload)))
     with pytest.raises(minildr.NotAPlugin) as err:
@@ -299,8 +309,8 @@ def test_damaged_pe_is_not_a_plugin(tmp_path, data, why):
     assert why in str(err.value)
 
 
-@pytest.mark.skipif(HOST.os != "linux", reason="a PE file is foreign only off Windows")
-def test_open_pe_on_linux_says_windows(tmp_path, payload):
+@skip_on("windows", "a PE file is this host's own format, not a foreign one")
+def test_open_pe_off_windows_says_windows(tmp_path, payload):
     path = tmp_path / "greet.so"
     path.write_bytes(pe(note(payload)))
     with pytest.raises(minildr.NotAPlugin, match="a PE file, the format of Windows"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import sys
 import tomllib
 from pathlib import Path
 
@@ -19,12 +18,12 @@ from packaging.requirements import Requirement
 import minildr
 from minildr import elf, golang
 from minildr.errors import BuildError, GoToolchainNotFound
+from platforms import host, requires_linux, requires_posix
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORTED, WHY_NOT = golang.plugin_support()
 needs_go_plugins = pytest.mark.skipif(not SUPPORTED, reason=WHY_NOT)
-needs_elf = pytest.mark.skipif(sys.platform != "linux",
-                               reason="the bridge's export check reads ELF (Linux) only")
+needs_elf = requires_linux("the Go bridge's export check reads ELF")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,7 @@ def test_an_incomplete_go_folder_is_refused(tmp_path):
 def test_an_installed_toolchain_is_reused_without_pip(tmp_path, monkeypatch):
     goroot = tmp_path / "go9.9.9" / "go"
     (goroot / "bin").mkdir(parents=True)
-    (goroot / "bin" / "go").write_text("#!/bin/sh\n")
+    (goroot / "bin" / ("go.exe" if minildr.HOST.os == "windows" else "go")).write_text("")
     (goroot / "VERSION").write_text("go9.9.9\ntime 2026-01-01\n")
 
     def no_pip(*args, **kwargs):
@@ -154,6 +153,7 @@ def test_a_build_that_needs_the_network_fails_offline(ws):
     assert str(ws.root) not in result.output
 
 
+@requires_posix("expects POSIX's wording (ENOENT) and a program name without .exe")
 def test_running_a_program_that_was_never_built_is_a_result(ws):
     result = ws.run("never-built-host", "x.so")
     assert result.returncode == 127 and not result.ok
@@ -161,7 +161,7 @@ def test_running_a_program_that_was_never_built_is_a_result(ws):
                              "build it first (Workspace.build)\n")
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="uses a POSIX shell script")
+@requires_posix("runs a POSIX shell script and expects SIGKILL")
 def test_a_program_that_hangs_is_stopped_at_the_timeout(ws):
     sleeper = ws.out / "sleeper"
     sleeper.write_text("#!/bin/sh\necho started\nexec sleep 30\n")
@@ -212,8 +212,8 @@ def test_a_relative_plugin_path_follows_the_working_directory(ws):
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bridge(ws) -> Path:
-    if sys.platform != "linux":
-        pytest.skip("the bridge's export check reads ELF (Linux) only")
+    if host()[0] != "linux":
+        pytest.skip("Linux only: the Go bridge's export check reads ELF")
     return ws.build_c_shared(ws.src / "bridge", name="gobridge",
                              exports=ws.src / "bridge" / "bridge.h", version="1.2.3")
 

@@ -10,6 +10,7 @@ import gc
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,9 @@ from minildr import image as images
 from minildr import isolate
 
 from conftest import ROOT, write_plugin
+from platforms import requires_isolation, requires_linux, requires_proc
+
+pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test
 
 GREET_T = "const char *(void)"
 
@@ -128,15 +132,25 @@ def gone(pid: int, wait: float = 5.0) -> bool:
     """The process has ended, and if it was our child, has been reaped (no zombie left)."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
+        if ended(pid):
             return True
-        if fields[0] == "Z" and int(fields[1]) != os.getpid():
-            return True                   # ended; reaping it is its parent's job
         time.sleep(0.02)
     return False
+
+
+def ended(pid: int) -> bool:
+    if not sys.platform.startswith("linux"):       # no /proc: a zombie still answers kill 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return True
+    return fields[0] == "Z" and int(fields[1]) != os.getpid()   # its parent's job to reap
 
 
 def in_host_maps(name: str) -> bool:
@@ -158,7 +172,6 @@ def test_isolated_plugin_has_the_plugin_api(greet_so):
         symbol = plugin.lookup("greet")
         assert (symbol.name, symbol.ctype, symbol.kind) == ("greet", GREET_T, "function")
         assert "isolated" in repr(plugin)
-        assert not in_host_maps("greet.so")           # the code is not in the host
         pid = plugin.worker_pid
     assert plugin.closed and gone(pid)
     with pytest.raises(minildr.PluginClosed):
@@ -173,6 +186,15 @@ def test_constructor_runs_in_the_worker(tmp_path):
     path = write_plugin(tmp_path, "where", source, "int loaded_in(void);\n")
     with minildr.open(path, isolate=True) as plugin:
         assert plugin.lookup("loaded_in", "int (void)")() == plugin.worker_pid
+
+
+@requires_proc
+def test_an_isolated_plugin_is_not_mapped_in_the_host(greet_so):
+    with minildr.open(greet_so, isolate=True) as plugin:
+        assert plugin.lookup("greet", GREET_T)
+        assert not in_host_maps(greet_so.name)        # the code is not in the host
+    with minildr.open(greet_so) as plugin:             # the control: in-process, it is
+        assert in_host_maps(greet_so.name)
 
 
 def test_lookup_errors_are_the_in_process_ones(greet_so):
@@ -419,6 +441,12 @@ def test_constructor_hang_times_out(tmp_path):
 
 def children() -> list:
     """Pids of this process's live children (zombies excluded)."""
+    if not sys.platform.startswith("linux"):        # no /proc: ask ps (BSD and procps agree)
+        ps = subprocess.Popen(["ps", "-A", "-o", "pid=,ppid=,stat="], stdout=subprocess.PIPE,
+                              text=True)
+        rows = [line.split() for line in ps.communicate()[0].splitlines()]
+        return [int(pid) for pid, ppid, stat, *_ in rows                # not ps itself
+                if int(ppid) == os.getpid() and not stat.startswith("Z") and int(pid) != ps.pid]
     result = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -486,6 +514,7 @@ print(plugin.worker_pid, flush=True)
 """
 
 
+@requires_linux("watches for orphans as Linux's child subreaper (prctl)")
 @pytest.mark.parametrize("then, how, expected", [
     ("pass", "exit", "gone"),                                 # exits without close()
     ("import os; os._exit(0)", "exit", "exited after the host"),   # no atexit at all
@@ -667,7 +696,7 @@ def test_discover_isolated(tmp_path, built, crashy):
     folder.mkdir()
     for path in (built["greet"], built["echo"], crashy):
         (folder / path.name).symlink_to(path)
-    (folder / "broken.so").write_bytes(b"\x7fELF broken")
+    (folder / f"broken{minildr.SUFFIX}").write_bytes(b"\x7fELF broken")
     with minildr.discover(folder, isolate=True) as report:
         assert sorted(p.name for p in report.loaded) == ["crashy", "echo", "greet"]
         assert all(isinstance(p, isolate.IsolatedPlugin) for p in report.loaded)
@@ -707,7 +736,8 @@ def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
     assert plugin.lookup("answer", "int (void)")() == 1
     plugin.close()                                        # does not raise
     assert plugin.closed and gone(pid)
-    assert any("killed by SIGABRT (Aborted) during closing" in r.getMessage()
+    aborted = signal.strsignal(signal.SIGABRT)       # "Aborted"; macOS: "Abort trap: 6"
+    assert any(f"killed by SIGABRT ({aborted}) during closing" in r.getMessage()
                for r in caplog.records)
 
 

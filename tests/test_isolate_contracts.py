@@ -16,6 +16,7 @@ from minildr import errors, isolate, remote
 from examples.editor import Editor, EditorError, FORMAT, LINTER, build_plugins
 
 from conftest import EXAMPLES, write_plugin
+from platforms import requires_isolation
 
 COMMAND = minildr.Contract.from_header(EXAMPLES / "command" / "command.h", name="command",
                                        version="1.1")
@@ -68,6 +69,7 @@ def typed(value):
 TEXT = st.text(alphabet=st.sampled_from(list("ab=é \t\r\n\x01✓")), max_size=120)
 
 
+@requires_isolation
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=TEXT, data=st.binary(max_size=120))
 def test_in_process_and_isolated_agree_on_every_call(both, text, data):
@@ -81,6 +83,7 @@ def test_in_process_and_isolated_agree_on_every_call(both, text, data):
                 outcome(getattr(local, method), *args), (key, method, args)
 
 
+@requires_isolation
 def test_records_are_the_in_process_class(both):
     local, isolated = both["lint"]
     mine, theirs = local.lint("x \n\tz"), isolated.lint("x \n\tz")
@@ -89,6 +92,7 @@ def test_records_are_the_in_process_class(both):
     assert pickle.loads(pickle.dumps(theirs)) == theirs
 
 
+@requires_isolation
 def test_the_isolated_proxy_has_the_proxy_api(both):
     import inspect
     local, isolated = both["lint"]
@@ -111,6 +115,7 @@ def test_the_isolated_proxy_has_the_proxy_api(both):
     assert "worker pid" in repr(isolated) and "linter 1.1" in repr(isolated)
 
 
+@requires_isolation
 @pytest.mark.parametrize("method, args, error, fragment", [
     ("run", (b"x",), TypeError, "argument 'line' must be str, not bytes"),
     ("run", ("a\x00b",), ValueError, "NUL character"),
@@ -124,6 +129,7 @@ def test_bad_arguments_fail_in_the_host_as_in_process(both, method, args, error,
     assert isolated.run("fine") == "FINE"
 
 
+@requires_isolation
 def test_bytes_arguments_accept_what_in_process_accepts(both):
     local, isolated = both["qp"]
     for value in (b"a=3Db", bytearray(b"a=3Db"), memoryview(b"a=3Db"), "a=3Db"):
@@ -132,6 +138,7 @@ def test_bytes_arguments_accept_what_in_process_accepts(both):
         isolated.decode(3)
 
 
+@requires_isolation
 def test_a_closed_isolated_plugin_says_so(built):
     plugin = minildr.open(built["upper"], contracts=[COMMAND], isolate=True)
     cmd = plugin.lookup("upper", COMMAND)
@@ -177,6 +184,7 @@ def crashcmd(tmp_path_factory):
                         "extern const command_t crashcmd;\n", contracts=[COMMAND])
 
 
+@requires_isolation
 @pytest.mark.parametrize("line, signal, exit_code", [("segv", "SIGSEGV", None),
                                                     ("abort", "SIGABRT", None),
                                                     ("exit", None, 3)])
@@ -203,6 +211,7 @@ def test_a_method_that_crashes_is_plugin_crashed_and_the_host_goes_on(crashcmd, 
     other.close()
 
 
+@requires_isolation
 def test_a_method_that_hangs_times_out(crashcmd):
     with minildr.open(crashcmd, contracts=[COMMAND], isolate=0.5) as plugin:
         cmd = plugin.lookup("crashcmd", COMMAND)
@@ -255,6 +264,7 @@ const file_format_t crashfmt = { .struct_size = sizeof(file_format_t), .release 
 """
 
 
+@requires_isolation
 def test_isolated_editor_survives_a_crashing_linter_and_format(built, tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
@@ -358,6 +368,7 @@ def liar(tmp_path, monkeypatch):
     return lie
 
 
+@requires_isolation
 @pytest.mark.parametrize("key, lie, fragment", LIES)
 def test_a_reply_the_contract_does_not_allow_stops_the_worker(built, liar, key, lie, fragment):
     contract, export, method, argument = CALLS[key]
@@ -372,6 +383,7 @@ def test_a_reply_the_contract_does_not_allow_stops_the_worker(built, liar, key, 
             proxy.name()
 
 
+@requires_isolation
 @pytest.mark.parametrize("key, lie, expected", [
     ("upper", '"LIE"', "LIE"),                  # the shape is checked, not the truth
     ("lint", json.dumps([record([1, 2, "r", "m" * 159])]), [(1, 2, "r", "m" * 159)]),
@@ -387,6 +399,7 @@ def test_a_reply_of_the_right_shape_is_accepted(built, liar, key, lie, expected)
 LOOKUP_SEQ = 3          # ready, open, then the lookup
 
 
+@requires_isolation
 @pytest.mark.parametrize("lie, wanted, fragment", [
     ('[0, ["name", "run"], []]', COMMAND, "where the contract has"),
     ('[0, ["name", "run", "help"], ["fly"]]', COMMAND, "not a subset"),

@@ -13,6 +13,8 @@ import minildr
 from minildr import image as images
 
 from conftest import write_plugin
+from minildr.host import SUFFIX
+from platforms import requires_elf, requires_linux, requires_posix, requires_proc
 
 GREET_T = "const char *(void)"
 
@@ -78,6 +80,7 @@ def test_unexported_names_are_not_found(greet_so, name):
     assert "greet (const char *(void))" in str(err.value)   # it lists what is exported
 
 
+@requires_elf
 def test_hidden_function_in_binary_is_not_found(tmp_path):
     source = ("const char *greet(void) { return \"hi\"; }\n"
               "int helper(void) { return 42; }\n")          # defined, not declared: hidden
@@ -113,17 +116,19 @@ def test_struct_typedefs_from_the_header_are_usable(tmp_path):
 
 
 # -- close, unload, reload -------------------------------------------------
+@requires_proc
 def test_close_unloads_and_later_lookups_raise(greet_so):
     plugin = minildr.open(greet_so)
-    assert mapped("greet.so") > 0
+    assert mapped(f"greet{SUFFIX}") > 0
     plugin.close()
     gc.collect()
-    assert plugin.closed and mapped("greet.so") == 0
+    assert plugin.closed and mapped(f"greet{SUFFIX}") == 0
     with pytest.raises(minildr.PluginClosed, match="open the plugin again"):
         plugin.lookup("greet")
     plugin.close()                                   # closing twice is harmless
 
 
+@requires_proc
 def test_a_held_function_keeps_its_library_mapped(greet_so):
     plugin = minildr.open(greet_so)
     greet = plugin.lookup("greet", GREET_T)
@@ -131,7 +136,7 @@ def test_a_held_function_keeps_its_library_mapped(greet_so):
     assert minildr.ffi.string(greet()).startswith(b"Hello")   # still safe to call
     del greet
     gc.collect()
-    assert mapped("greet.so") == 0
+    assert mapped(f"greet{SUFFIX}") == 0
 
 
 def test_context_manager_closes(greet_so):
@@ -167,7 +172,8 @@ def test_file_overwritten_in_place_is_reread(greet_so, echo_so):
 def test_unchanged_file_reuses_its_image(greet_so):
     first = images.read(greet_so)
     assert images.read(greet_so) is first
-    os.utime(greet_so)                               # new mtime: read again
+    st = os.stat(greet_so)                           # a new mtime, one second on: read again
+    os.utime(greet_so, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert images.read(greet_so) is not first
 
 
@@ -192,11 +198,21 @@ def test_private_copy_path_when_memfd_is_unavailable(greet_so, monkeypatch):
         assert greeting(plugin).startswith("Hello")
         copy = plugin._library.load_path
         assert not copy.startswith("/proc/") and Path(copy).read_bytes() == greet_so.read_bytes()
+    images.clear_cache()
+    assert not Path(copy).exists()          # read-only (0500) and still removed, Windows too
+
+
+@requires_posix("checks POSIX permission bits (mode 0700), which Windows does not keep")
+def test_private_copies_live_in_a_folder_only_this_user_can_write(greet_so, monkeypatch):
+    monkeypatch.setattr(images, "USE_MEMFD", False)
+    images.clear_cache()
+    with minildr.open(greet_so) as plugin:
+        copy = plugin._library.load_path
         assert oct(os.stat(Path(copy).parent).st_mode & 0o777) == "0o700"
     images.clear_cache()
-    assert not Path(copy).exists()
 
 
+@requires_proc
 def test_two_opens_of_one_file_share_and_both_close(greet_so):
     a = minildr.open(greet_so)
     b = minildr.open(greet_so)
@@ -204,9 +220,11 @@ def test_two_opens_of_one_file_share_and_both_close(greet_so):
     assert greeting(b).startswith("Hello")
     b.close()
     gc.collect()
-    assert mapped("greet.so") == 0
+    assert mapped(f"greet{SUFFIX}") == 0
 
 
+@requires_linux("only ELF shared libraries link with undefined symbols; the macOS and Windows "
+                "linkers refuse them at build time, so the load never sees one")
 def test_missing_dependency_is_a_load_error(tmp_path):
     header = "int uses_missing(void);\n"
     source = "int not_defined_anywhere(void);\nint uses_missing(void) { return not_defined_anywhere(); }\n"
@@ -233,15 +251,16 @@ def test_unknown_loader_is_a_value_error(greet_so):
 def test_discover_loads_good_and_reports_bad(built, tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
-    shutil.copy(built["greet"], folder / "greet.so")
-    shutil.copy(built["echo"], folder / "echo.so")
-    (folder / "broken.so").write_text("not a library")
+    shutil.copy(built["greet"], folder / f"greet{SUFFIX}")
+    shutil.copy(built["echo"], folder / f"echo{SUFFIX}")
+    (folder / f"broken{SUFFIX}").write_text("not a library")
     (folder / "notes.txt").write_text("ignored: wrong suffix")
     with minildr.discover(folder) as report:
         assert sorted(p.name for p in report.loaded) == ["echo", "greet"]
-        assert [(p.name, type(e)) for p, e in report.failed] == [("broken.so", minildr.NotAPlugin)]
+        assert [(p.name, type(e)) for p, e in report.failed] == [(f"broken{SUFFIX}",
+                                                                  minildr.NotAPlugin)]
         table = report.table()
-        assert "broken.so" in table and "NotAPlugin" in table and "2 loaded, 1 failed" in table
+        assert f"broken{SUFFIX}" in table and "NotAPlugin" in table and "2 loaded, 1 failed" in table
     assert all(p.closed for p in report.loaded)
 
 
@@ -257,19 +276,19 @@ def test_plugin_path_ignores_the_working_directory(tmp_path, monkeypatch, greet_
     assert resolved == greet_so.resolve()
     monkeypatch.chdir(tmp_path.parent)
     assert minildr.plugin_path("greet", module_file) == resolved
-    assert minildr.plugin_path("greet.so", greet_so.parent) == resolved
+    assert minildr.plugin_path(greet_so.name, greet_so.parent) == resolved
     with minildr.open(resolved) as plugin:
         assert plugin.name == "greet"
 
 
 def test_relative_path_breaks_when_the_directory_changes(greet_so, monkeypatch, tmp_path):
     monkeypatch.chdir(greet_so.parent)
-    minildr.open("greet.so").close()
+    minildr.open(greet_so.name).close()
     other = tmp_path / "elsewhere"
     other.mkdir()
     monkeypatch.chdir(other)
     with pytest.raises(minildr.PluginNotFound, match="plugin_path"):
-        minildr.open("greet.so")
+        minildr.open(greet_so.name)
 
 
 # -- logging ---------------------------------------------------------------
@@ -292,3 +311,44 @@ def test_log_records_refused_opens(tmp_path, caplog):
     with pytest.raises(minildr.NotAPlugin):
         minildr.open(bad)
     assert f"open {bad} sha256=" in caplog.text and "refused" in caplog.text
+
+
+def test_a_read_only_private_copy_is_still_deleted(monkeypatch):
+    """Windows refuses to delete a read-only file; the copy is made writable first.
+
+    Windows' rule is imitated here (unlink of a file without its write bit
+    fails), so that the clean-up is checked on every system.
+    """
+    real_unlink = os.unlink
+
+    def windows_unlink(path, *args, **kwargs):
+        if not os.stat(path).st_mode & 0o200:
+            raise PermissionError(13, "Access is denied", path)
+        real_unlink(path, *args, **kwargs)
+
+    copy = images._private_copy(b"bytes of a plugin", "readonly.so")
+    assert not os.stat(copy).st_mode & 0o200               # copies are read-only (0500)
+    monkeypatch.setattr(os, "unlink", windows_unlink)
+    images._remove_copy(copy)
+    assert not os.path.exists(copy)
+
+
+def test_isolation_on_windows_says_it_needs_posix(greet_so, monkeypatch):
+    """What Windows does with isolate=True (sys.platform set as Windows sets it)."""
+    from minildr import isolate
+    monkeypatch.setattr(isolate.sys, "platform", "win32")
+    with pytest.raises(NotImplementedError, match="needs a POSIX system"):
+        minildr.open(greet_so, isolate=True)
+
+
+@requires_posix("dladdr is POSIX, and Windows makes symbolic links for administrators only")
+def test_a_library_is_recognised_under_another_spelling_of_its_path(greet_so, tmp_path):
+    """dladdr may name the loaded file by another path (macOS: /private/var for /var)."""
+    from minildr.system import same_library
+    alias = tmp_path / "alias"
+    alias.symlink_to(greet_so.parent, target_is_directory=True)
+    assert same_library(str(alias / greet_so.name), str(greet_so))
+    assert same_library(str(greet_so), str(greet_so))
+    other = Path(shutil.copy(greet_so, tmp_path / "copy"))
+    assert not same_library(str(other), str(greet_so))           # same bytes, another file
+    assert not same_library(str(tmp_path / "gone"), str(greet_so))

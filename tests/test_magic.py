@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 import minildr
+from platforms import requires_posix
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
@@ -74,7 +76,7 @@ def test_compiler_errors_show_the_cells_line_numbers(ip):
     assert not result.success
     message = str(result.error_in_exec)
     assert "cell:3:" in message and "missing_name" in message
-    assert os.getcwd() not in message and "/tmp" not in message
+    assert os.getcwd() not in message and tempfile.gettempdir() not in message
     # The previous version stays bound and working: nothing is lost.
     assert ip.user_ns["cellbroken"] is good and not good.closed
     assert good.lookup("answer", "int (void)")() == 7
@@ -127,3 +129,35 @@ def test_a_cell_that_exports_nothing_is_refused_clearly(ip):
     result = run(ip, "cellnothing", "static int f(void) { return 1; }")
     assert not result.success
     assert "defines no function or variable to export" in str(result.error_in_exec)
+
+
+# -- Windows paths in the magic line and in --contract --------------------------
+@pytest.mark.parametrize("windows, line, words", [
+    (False, "x --exports 'my dir/h.h'", ["x", "--exports", "my dir/h.h"]),
+    (True, r"x --exports C:\Users\me\h.h", ["x", "--exports", r"C:\Users\me\h.h"]),
+    (True, r'x --contract "C:\My Files\c.h:C:1.0"', ["x", "--contract",
+                                                     r"C:\My Files\c.h:C:1.0"]),
+])
+def test_the_magic_line_keeps_windows_backslashes(windows, line, words):
+    from minildr.magic import split_line
+    assert split_line(line, windows=windows) == words
+
+
+def test_a_contract_spec_takes_an_absolute_path(tmp_path):
+    """FILE:NAME:VERSION with this machine's absolute path (C:\\... on Windows)."""
+    from minildr.cli import _contract
+    header = tmp_path / "shape.h"
+    header.write_text("typedef struct { int w, h; } shape_size;\n")
+    contract = _contract(f"{header}:Shape:1.0")
+    assert (contract.name, contract.version) == ("Shape", "1.0")
+
+
+@requires_posix("makes a file whose name holds a colon and backslashes, as C:\\... reads")
+def test_a_contract_path_may_start_with_a_drive_letter(tmp_path, monkeypatch):
+    """A Windows path's drive colon is not the FILE:NAME separator."""
+    from minildr.cli import _contract
+    monkeypatch.chdir(tmp_path)
+    name = r"C:\course\shape.h"            # here: one file name; on Windows: a drive and folders
+    (tmp_path / name).write_text("typedef struct { int w, h; } shape_size;\n")
+    contract = _contract(f"{name}:Shape:1.0")
+    assert (contract.name, contract.version) == ("Shape", "1.0")

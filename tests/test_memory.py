@@ -9,17 +9,16 @@ by megabytes. A control test leaks on purpose, to show the RSS check sees it.
 from __future__ import annotations
 
 import gc
-import sys
 
 import pytest
 
 import minildr
 from examples.editor import FORMAT, LINTER, build_plugins
 
+from platforms import requires_proc
 from test_proxy import COMMAND, PROBE, upper_so, probe_so  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="reads resident memory from /proc/self/statm")
+pytestmark = requires_proc                  # resident memory, from /proc/self/statm
 CALLS = 100_000
 PAGE = 4096
 

@@ -21,6 +21,7 @@ import minildr.native
 from minildr.native.parse import parse
 
 from conftest import write_plugin
+from platforms import requires_elf, requires_isolation, requires_proc
 from native_util import (AARCH64, build_relocs, linker_supports, mapped_range, mappings_of,
                          native_host)
 
@@ -37,6 +38,8 @@ int answer(void) { return 42; }
 
 
 # -- plan(path): step 1 alone -----------------------------------------------------
+@requires_elf
+@requires_proc
 def test_plan_reads_the_file_and_runs_nothing(tmp_path):
     marker = tmp_path / "constructor-ran"
     source = f"#define MARKER {json.dumps(str(marker))}\n" + CTOR_C
@@ -167,6 +170,7 @@ def test_native_plugin_shows_its_loader_and_trace(greet_so):
     assert plugin.trace.events[-1].step == "unmap"      # the trace outlives the plugin
 
 
+@requires_isolation
 def test_isolated_plugin_says_isolated(greet_so):
     with minildr.open(greet_so, isolate=True) as plugin:
         assert plugin.loader == "isolated" and plugin.trace is None

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
-if sys.platform == "win32":
-    pytest.skip("the native loader's modules need a POSIX libc", allow_module_level=True)
+from platforms import host, requires_elf, requires_linux, requires_native_loader
+
+if host()[0] == "windows":     # minildr.native.libc opens the C library with dlopen(NULL)
+    pytest.skip("POSIX only (not Windows): the native loader's modules need a POSIX libc",
+                allow_module_level=True)
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_D_TAG, ENUM_RELOC_TYPE_x64
@@ -56,15 +59,20 @@ def libraries(built, tmp_path_factory):
 
 
 def all_names():
-    return (["greet", "echo", "relocs", "relocs-sysv", "relocs-noplt-now", "relocs-relr"]
-            + SYSTEM + [f"aarch64/{n}" for n in AARCH64_FILES])
+    """Libraries built here or installed (ELF on Linux only), and the committed AArch64 files."""
+    here = ["greet", "echo", "relocs", "relocs-sysv", "relocs-noplt-now", "relocs-relr"]
+    return ([pytest.param(n, marks=requires_elf) for n in here]
+            + [pytest.param(n, marks=requires_linux("reads the system's ELF libraries"))
+               for n in SYSTEM]
+            + [f"aarch64/{n}" for n in AARCH64_FILES])
 
 
-def path_of(name: str, libraries) -> Path:
+def path_of(name: str, request) -> Path:
     if name in SYSTEM:
         return find_system(name)
     if name.startswith("aarch64/"):
         return AARCH64 / name.split("/", 1)[1]
+    libraries = request.getfixturevalue("libraries")       # built only where needed
     if name not in libraries:
         pytest.skip(f"{name} needs a linker with -z pack-relative-relocs")
     return libraries[name]
@@ -75,8 +83,8 @@ def test_the_aarch64_files_are_there():
 
 
 @pytest.mark.parametrize("name", all_names())
-def test_agrees_with_pyelftools(name, libraries):
-    path = path_of(name, libraries)
+def test_agrees_with_pyelftools(name, request):
+    path = path_of(name, request)
     plan = parse(path.read_bytes(), str(path))
     with open(path, "rb") as stream:
         theirs = ELFFile(stream)
@@ -179,6 +187,7 @@ def test_hash_functions_known_values(name, gnu, sysv):
     assert lookup.sysv_hash(name) == sysv
 
 
+@requires_elf
 def test_bloom_filter_rejects_without_touching_symbols(libraries):
     path = libraries["relocs"]
     plan = parse(path.read_bytes(), str(path))
@@ -248,6 +257,7 @@ def test_aarch64_tls_is_refused():
         parse(path.read_bytes(), str(path))
 
 
+@requires_native_loader
 def test_aarch64_library_cannot_be_loaded_on_another_machine():
     if minildr.HOST.arch == "aarch64":
         pytest.skip("this machine is AArch64: the file is loadable here")
@@ -255,7 +265,7 @@ def test_aarch64_library_cannot_be_loaded_on_another_machine():
         minildr.native.load(AARCH64 / "relocs.so")
 
 
-@pytest.mark.skipif(minildr.HOST.os != "linux", reason="maps memory with Linux's mmap")
+@requires_linux("maps memory with Linux's mmap")
 def test_aarch64_relocations_applied_by_the_table(tmp_path):
     """Map a real AArch64 library (never run it) and apply its relocations by the table.
 

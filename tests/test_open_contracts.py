@@ -6,6 +6,7 @@ import pytest
 import minildr
 
 from conftest import write_plugin
+from platforms import requires_proc
 
 COMMAND_V1 = """
 /* command.h: what the host calls a command. */
@@ -77,6 +78,7 @@ def test_checks_run_in_order_versions_before_contracts(tmp_path, shout, monkeypa
         minildr.open(shout, contracts=[changed])
 
 
+@requires_proc
 def test_refused_plugin_is_never_loaded(shout):
     changed = contract(COMMAND_V1.replace("int (*run)", "long (*run)"))
     with pytest.raises(minildr.DependencyMismatch):

@@ -14,6 +14,7 @@ import minildr
 from minildr import proxy as proxies
 
 from conftest import EXAMPLES, write_plugin
+from platforms import requires_isolation
 
 HERE = Path(__file__).resolve().parent / "contracts"
 PROBE = minildr.Contract.from_header(HERE / "probe.h", version="1.0")
@@ -27,7 +28,7 @@ def probe_so(tmp_path_factory):
                          contracts=[PROBE], out_dir=out)
 
 
-@pytest.fixture(params=[False, True], ids=["in-process", "isolated"])
+@pytest.fixture(params=[False, pytest.param(True, marks=requires_isolation)], ids=["in-process", "isolated"])
 def isolate(request):
     """Every test that takes this runs twice: in-process, and through a worker process
     (minildr.remote), which must give the same results and the same errors."""

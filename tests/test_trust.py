@@ -18,15 +18,17 @@ from minildr import cli, loader, trust
 from minildr.trust import PublicKey, TrustStore
 
 from conftest import write_plugin
+from minildr.host import SUFFIX
+from platforms import requires_isolation
 
 ANSWER_T = "int (void)"
 
 
 def ctor_plugin(tmp_path: Path, name: str, marker: Path, answer: int = 42) -> Path:
     """A plugin whose constructor creates `marker`, and whose answer() returns `answer`."""
-    source = ("#include <fcntl.h>\n#include <unistd.h>\n"
+    source = ("#include <stdio.h>\n"
               "__attribute__((constructor)) static void init(void)\n"
-              f"{{ int fd = creat({json.dumps(str(marker))}, 0644); if (fd >= 0) close(fd); }}\n"
+              f"{{ FILE *f = fopen({json.dumps(str(marker))}, \"w\"); if (f) fclose(f); }}\n"
               f"int answer(void) {{ return {answer}; }}\n")
     return write_plugin(tmp_path, name, source, "int answer(void);\n")
 
@@ -109,7 +111,7 @@ def test_unknown_digest_without_keys(plugin, marker, built):
 
 
 def test_missing_signature(plugin, marker, alice_store):
-    refused(plugin, alice_store, marker, "no-signature", "ctor.so.sig is missing",
+    refused(plugin, alice_store, marker, "no-signature", f"ctor{SUFFIX}.sig is missing",
             "python -m minildr sign")
 
 
@@ -147,7 +149,7 @@ def test_truncated_signature_file(plugin, marker, keys, alice_store, keep):
     trust.sign(plugin, keys["alice"][0])
     sig = Path(f"{plugin}.sig")
     sig.write_bytes(sig.read_bytes()[:keep])
-    refused(plugin, alice_store, marker, "damaged-signature", "ctor.so.sig is damaged",
+    refused(plugin, alice_store, marker, "damaged-signature", f"ctor{SUFFIX}.sig is damaged",
             "sign the plugin again")
 
 
@@ -168,7 +170,7 @@ def test_pin_beats_a_bad_signature(plugin, keys, alice_store):
 # ---------------------------------------------------------------------------
 # No window between the check and the load
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
+@pytest.mark.parametrize("isolate", [False, pytest.param(True, marks=requires_isolation)], ids=["in-process", "isolated"])
 def test_file_replaced_right_after_verification_loads_the_verified_bytes(
         plugin, marker, tmp_path, monkeypatch, isolate):
     """The hook swaps in another plugin the moment trust is checked: it never runs."""
@@ -249,7 +251,7 @@ def test_discover_reports_untrusted_and_loads_the_rest(tmp_path, keys, alice_sto
     folder = tmp_path / "plugins"
     folder.mkdir()
     markers = {n: tmp_path / f"{n}-ran" for n in ("pinned", "signed", "unsigned", "tampered")}
-    paths = {n: Path(shutil.copy(ctor_plugin(tmp_path, n, m), folder / f"{n}.so"))
+    paths = {n: Path(shutil.copy(ctor_plugin(tmp_path, n, m), folder / f"{n}{SUFFIX}"))
              for n, m in markers.items()}
     alice_store.pin(paths["pinned"])
     trust.sign(paths["signed"], keys["alice"][0])
@@ -258,10 +260,10 @@ def test_discover_reports_untrusted_and_loads_the_rest(tmp_path, keys, alice_sto
     with minildr.discover(folder, trust=alice_store) as report:
         assert sorted(p.name for p in report.loaded) == ["pinned", "signed"]
         failed = {path.name: err for path, err in report.failed}
-    assert set(failed) == {"unsigned.so", "tampered.so"}
+    assert set(failed) == {f"unsigned{SUFFIX}", f"tampered{SUFFIX}"}
     assert all(isinstance(e, minildr.UntrustedPlugin) for e in failed.values())
-    assert failed["tampered.so"].verdict.status == "tampered"
-    assert failed["unsigned.so"].verdict.status == "no-signature"
+    assert failed[f"tampered{SUFFIX}"].verdict.status == "tampered"
+    assert failed[f"unsigned{SUFFIX}"].verdict.status == "no-signature"
     assert not markers["unsigned"].exists() and not markers["tampered"].exists()
     assert markers["pinned"].exists() and markers["signed"].exists()
 
@@ -276,7 +278,7 @@ def test_cli_keygen_sign_verify(plugin, marker, tmp_path, capsys):
     assert (tmp_path / "carol.key").exists() and "key carol ed25519" in trust_file.read_text()
     assert cli.main(["verify", "--trust", str(trust_file), str(plugin)]) == 1
     out = capsys.readouterr().out
-    assert "NOT trusted" in out and "ctor.so.sig is missing" in out
+    assert "NOT trusted" in out and f"ctor{SUFFIX}.sig is missing" in out
     assert cli.main(["sign", "--key", str(tmp_path / "carol.key"), str(plugin)]) == 0
     assert cli.main(["verify", "--trust", str(trust_file), str(plugin)]) == 0
     out = capsys.readouterr().out
@@ -309,6 +311,7 @@ def test_cli_reports_a_bad_trust_file(plugin, tmp_path, capsys):
     assert "unknown entry 'nonsense'" in capsys.readouterr().err
 
 
+@requires_isolation
 def test_cli_scan_with_a_trust_file(tmp_path, capsys):
     folder = tmp_path / "plugins"
     folder.mkdir()
@@ -319,5 +322,5 @@ def test_cli_scan_with_a_trust_file(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["scan", "--trust", str(trust_file), "--isolate", str(folder)]) == 1
     table = capsys.readouterr().out
-    assert "bad.so   UntrustedPlugin" in table and "good.so  loaded" in table
+    assert f"bad{SUFFIX}   UntrustedPlugin" in table and f"good{SUFFIX}  loaded" in table
     assert not (tmp_path / "bad-ran").exists() and (tmp_path / "good-ran").exists()
