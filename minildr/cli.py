@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from . import __version__, trust
 from .build import build
+from .console import tolerant_output
 from .contract import Contract
 from .discover import discover
 from .errors import PluginError
@@ -127,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    tolerant_output()                   # plugin and file names may hold any character
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
     if not args.verbose:

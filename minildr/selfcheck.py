@@ -176,11 +176,12 @@ def run_notebook(path: Path, timeout: int = 300, os_name: str = HOST.os) -> Note
 
 def report(results: Iterable[NotebookResult]) -> str:
     """The progress table, one line per task, and what to do next."""
+    from .console import shown_path
     lines: List[str] = []
     total = done = 0
     first_problem: Optional[str] = None
     for result in results:
-        name = os.path.relpath(result.path)
+        name = shown_path(result.path)
         lines.append(f"{name}")
         if result.skipped:
             lines.append(f"  {SKIPPED} not run on this machine: {result.skipped}")
@@ -225,9 +226,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not notebooks:
         print(f"no exercise notebooks in {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
+    from .console import tolerant_output
     from .progress import progress
     results = [run_notebook(nb, args.timeout)
                for nb in progress(notebooks, desc="checking", unit="notebook")]
+    tolerant_output()               # the table's symbols, on a cp1252 pipe
     print(report(results))
     all_done = all(v.status == DONE for r in results for v in r.verdicts) and \
         not any(r.problem for r in results)

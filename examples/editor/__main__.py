@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from minildr.console import tolerant_output
+
 from . import Editor, EditorError, build_plugins
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.timeout is not None and (not args.isolate or args.timeout <= 0):
         parser.error("--timeout takes a number of seconds > 0, and needs --isolate")
     isolate = (args.timeout or True) if args.isolate else False
+    tolerant_output(sys.stdout, sys.stderr)   # the text shown may hold any character
     folder = args.plugins
     if folder is None:
         folder = ROOT / "build" / "editor-plugins"

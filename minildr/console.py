@@ -1,0 +1,49 @@
+"""Printing that survives a narrow output encoding, and paths shown short.
+
+On Windows, Python writes to a pipe or a file (Git Bash, a CI log, a program
+that captures the output) in the ANSI code page, cp1252 in western Europe and
+the Americas, unless UTF-8 mode is on. A character outside that code page (the
+progress table's ✅, an emoji in a letter the editor shows, a file name in
+another script) then raises UnicodeEncodeError halfway through the output, and
+the command dies having printed half its answer. The command-line entry points
+call `tolerant_output` first, so such a character comes out escaped (\\u2705),
+as Python already does on stderr.
+"""
+from __future__ import annotations
+
+import codecs
+import os
+import sys
+from typing import Any, TextIO
+
+
+_NEVER_FAIL = {"backslashreplace", "replace", "ignore", "xmlcharrefreplace", "namereplace"}
+
+
+def tolerant_output(*streams: TextIO) -> None:
+    """Escape what the streams' encoding cannot write instead of failing (default: stdout).
+
+    A UTF-8 stream is left as it is: it can write every character, and its
+    error handler may be surrogateescape on purpose (file names' raw bytes).
+    """
+    for stream in streams or (sys.stdout,):
+        reconfigure = getattr(stream, "reconfigure", None)   # Jupyter's streams have none
+        if reconfigure is None or getattr(stream, "errors", None) in _NEVER_FAIL:
+            continue
+        if codecs.lookup(getattr(stream, "encoding", None) or "utf-8").name.startswith("utf"):
+            continue
+        reconfigure(errors="backslashreplace")
+
+
+def shown_path(path: "os.PathLike[str] | str", start: str = os.curdir,
+               pathmod: Any = os.path) -> str:
+    """`path` relative to `start` for a message, or whole when it has no relative form.
+
+    On Windows a path on another drive has none (relpath raises ValueError):
+    GitHub's Windows runners check the course out on D: and keep temporary
+    files on C:.
+    """
+    try:
+        return pathmod.relpath(os.fspath(path), start)
+    except ValueError:
+        return os.fspath(path)
