@@ -58,6 +58,10 @@ setup_prefix() {
     mkdir -p "$ROOT"
     [ -f "$WINEPREFIX/system.reg" ] || "$WINE" wineboot -i </dev/null >/dev/null 2>&1
     start_wineserver
+    # A crashing program ends with 0xC0000005, as on Windows, instead of
+    # starting wine's debugger (which holds its pipes open).
+    "$WINE" reg add 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \
+        /v Debugger /d '' /f </dev/null 2>&1 | cat >/dev/null
     sys32="$WINEPREFIX/drive_c/windows/system32"
     [ -f "$sys32/bcryptprimitives.dll" ] || x86_64-w64-mingw32-gcc -shared -O2 \
         -o "$sys32/bcryptprimitives.dll" "$REPO/tools/wine/bcryptprimitives.c" -ladvapi32
