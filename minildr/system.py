@@ -37,8 +37,9 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         void *LoadLibraryExW(const wchar_t *name, void *reserved, unsigned long flags);
         void *GetProcAddress(void *module, const char *name);
         int FreeLibrary(void *module);
-        unsigned long GetLastError(void);
+        int GetModuleHandleExW(unsigned long flags, const wchar_t *name, void **module);
     """)
+    _UNCHANGED_REFCOUNT = 0x2        # GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT
     _kernel32 = ffi.dlopen("kernel32.dll")
 
     def _open(path: str) -> Any:
@@ -51,12 +52,18 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         _kernel32.FreeLibrary(handle)
 
     def _still_loaded(path: str) -> bool:
-        return False
+        return bool(_kernel32.GetModuleHandleExW(_UNCHANGED_REFCOUNT, path,
+                                                 ffi.new("void **")))
 
     def _error() -> str:
-        return f"LoadLibrary failed with Windows error {_kernel32.GetLastError()}"
+        # cffi keeps the error of its last call: GetLastError() through cffi
+        # could read one set by cffi's own work in between.
+        code, message = ffi.getwinerror()
+        return f"{message.strip()} (Windows error {code})"
 
     def _defined_in(address: Any, path: str) -> bool:
+        # GetProcAddress reads only this module's export table: unlike dlsym
+        # on a handle, it never finds a dependency's function.
         return True
 else:
     ffi.cdef("""

