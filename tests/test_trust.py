@@ -19,7 +19,7 @@ from minildr.trust import PublicKey, TrustStore
 
 from conftest import write_plugin
 from minildr.host import SUFFIX
-from platforms import requires_isolation
+from platforms import requires_isolation, requires_posix
 
 ANSWER_T = "int (void)"
 
@@ -232,6 +232,7 @@ def test_missing_trust_file(tmp_path, greet_so):
         minildr.open(greet_so, trust=tmp_path / "nope.txt")
 
 
+@requires_posix("0600 is a POSIX permission; Windows keeps a file private through its ACL")
 def test_private_key_file_is_private_and_pem(keys):
     private, public = keys["alice"]
     assert private.stat().st_mode & 0o077 == 0
