@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test browser-test exercises check bench clean
+.PHONY: lab test browser-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -54,6 +54,16 @@ browser-test: $(STAMP)
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		  apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	$(BIN)/python -m pytest tests/browser -p no:cacheprovider
+
+# The cross toolchains tests/test_crossbuild.py rebuilds the Windows and macOS
+# fixtures with, and wine, which loads the DLLs (Debian packages, installed if
+# missing, as root; about 1.2 GB). Without them those tests skip and say why.
+CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64
+cross-tools:
+	@missing=$$(for p in $(CROSS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "cross-tools: installing" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 # Regenerate exercises/ from solutions/ (after editing a solution notebook).
 exercises: $(STAMP)
