@@ -263,13 +263,19 @@ def without_compiler(found: minildr.Manifest) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("folder", sorted(TARGETS))
-def test_recipe_rebuilds_the_same_plugins(folder, tmp_path):
-    target = TARGETS[folder]
+def needs_tools(target):
+    """`target`, or skip naming what this machine lacks to build for it."""
     missing = recipe.missing_tools(target)
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (Debian: gcc-mingw-w64-x86-64, "
-                    "clang, lld); the committed files are tested above all the same")
+        pytest.skip(f"{', '.join(missing)} not installed (`make cross-tools` installs Debian's "
+                    "gcc-mingw-w64-x86-64, clang, lld, llvm); the committed files are tested "
+                    "all the same")
+    return target
+
+
+@pytest.mark.parametrize("folder", sorted(TARGETS))
+def test_recipe_rebuilds_the_same_plugins(folder, tmp_path):
+    target = needs_tools(TARGETS[folder])
     rebuilt = recipe.build_target(target, tmp_path)
     assert [p.name for p in rebuilt] == [fixture(folder, n).name for n in target.plugins]
     for path in rebuilt:
@@ -308,9 +314,7 @@ def test_recipe_rebuilds_the_universal_file(tmp_path):
 @pytest.mark.parametrize("folder", sorted(TARGETS))
 def test_recipe_is_reproducible(folder, tmp_path):
     """The same sources and tools give the same bytes: a pinned digest survives a rebuild."""
-    target = TARGETS[folder]
-    if recipe.missing_tools(target):
-        pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
+    target = needs_tools(TARGETS[folder])
     first, second = (recipe.build_plugin(target, "greet", tmp_path / d) for d in "ab")
     assert first.read_bytes() == second.read_bytes()
 
@@ -334,9 +338,7 @@ def build_p(target, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("folder", sorted(UNDECLARED))
 def test_build_for_refuses_an_undeclared_export(folder, tmp_path):
-    target = TARGETS[folder]
-    if recipe.missing_tools(target):
-        pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
+    target = needs_tools(TARGETS[folder])
     (tmp_path / "p.h").write_text("int answer(void);\n")
     (tmp_path / "p.c").write_text("int answer(void) { return 42; }\n" + UNDECLARED[folder])
     with pytest.raises(BuildError, match="also exports secret, which this header does not "
@@ -349,9 +351,7 @@ def test_build_for_refuses_an_undeclared_export(folder, tmp_path):
 @pytest.mark.parametrize("name", ["v1.2.3", "my.plugin", "greet-2"])
 def test_dll_names_with_dots_and_dashes(name, tmp_path):
     """build's names may hold '.' and '-': the .def file's LIBRARY line must take them."""
-    target = TARGETS["windows-x86_64"]
-    if recipe.missing_tools(target):
-        pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
+    target = needs_tools(TARGETS["windows-x86_64"])
     sources, header, _ = recipe.PLUGINS["greet"]
     path = recipe.build_for(target.platform, recipe.compiler_for(target), sources, name=name,
                             exports=header, out_dir=tmp_path, cflags=target.cflags)
@@ -361,9 +361,7 @@ def test_dll_names_with_dots_and_dashes(name, tmp_path):
 
 @pytest.mark.parametrize("folder", sorted(UNDECLARED))
 def test_build_for_refuses_a_declared_export_not_defined(folder, tmp_path):
-    target = TARGETS[folder]
-    if recipe.missing_tools(target):
-        pytest.skip(f"{', '.join(recipe.missing_tools(target))} not installed")
+    target = needs_tools(TARGETS[folder])
     (tmp_path / "p.h").write_text("int answer(void);\nint missing(void);\n")
     (tmp_path / "p.c").write_text("int answer(void) { return 42; }\n")
     with pytest.raises(BuildError) as err:
