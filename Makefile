@@ -67,11 +67,11 @@ cross-tools:
 
 # Regenerate exercises/ from solutions/ (after editing a solution notebook).
 exercises: $(STAMP)
-	$(BIN)/python -m minildr.exercises
+	$(BIN)/python -m minildr.course.exercises
 
 # A learner's progress: run my exercise notebooks, show which tasks are done.
 check: $(STAMP)
-	@$(BIN)/python -m minildr.selfcheck exercises
+	@$(BIN)/python -m minildr.course.selfcheck exercises
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py

@@ -19,9 +19,9 @@ import sys
 
 from hypothesis import HealthCheck, given, seed, settings, strategies as st
 
-from minildr import elf
+from minildr.formats import elf
 from minildr.errors import PluginError
-from minildr.native import lookup, map as mapping, relocate, resolve
+from minildr.native import lookup, mapping, relocate, resolve
 from minildr.native.parse import parse
 from minildr.native.trace import Trace
 

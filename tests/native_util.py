@@ -10,7 +10,7 @@ import pytest
 
 import minildr
 from platforms import requires_native_loader
-from minildr import elf
+from minildr.formats import elf
 from minildr.host import HOST
 
 HERE = Path(__file__).resolve().parent

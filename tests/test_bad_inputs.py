@@ -29,8 +29,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import minildr
-from minildr import elf, macho, pe
-from minildr.binary import c_string
+from minildr.formats import elf, macho, pe
+from minildr.formats.reader import c_string
 from minildr.build import find_compiler, manifest_source
 from minildr.errors import (DependencyMismatch, NotAPlugin, PluginError, PluginNotFound,
                             SymbolTypeError, VersionMismatch)

@@ -15,7 +15,8 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 import minildr
-from minildr import ctype, elf, host, manifest
+from minildr import ctype, host, manifest
+from minildr.formats import elf
 from minildr.build import Compiler
 
 # `minildr.build` is the function; the module it comes from:

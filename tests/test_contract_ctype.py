@@ -8,7 +8,7 @@ import pytest
 
 import minildr
 from minildr import ctype
-from minildr.contract import canonical_text
+from minildr.contracts.contract import canonical_text
 
 builder = importlib.import_module("minildr.build")
 

@@ -38,8 +38,9 @@ from macholib.MachO import MachO
 from macholib.SymbolTable import SymbolTable
 
 import minildr
-from minildr import HOST, macho, manifest, pe
-from minildr.binary import c_string
+from minildr import HOST, manifest
+from minildr.formats import macho, pe
+from minildr.formats.reader import c_string
 from minildr.build import INCLUDE_DIR, BuildError, exported_names
 
 DATA = Path(__file__).resolve().parent / "data" / "crossbuild"

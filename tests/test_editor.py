@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import minildr
 from examples.editor import Editor, EditorError, FORMAT, LINTER, build_plugins
 from examples.editor.core import Diagnostic
-from minildr.proxy import protocol_source
+from minildr.contracts.stubs import protocol_source
 
 from conftest import ROOT
 from minildr.host import SUFFIX
@@ -250,7 +250,7 @@ def editor_text(plugins_dir, path):
 def test_protocols_module_is_generated_from_the_headers():
     committed = (ROOT / "examples" / "editor" / "protocols.py").read_text()
     assert committed == protocol_source(FORMAT, LINTER), \
-        "regenerate examples/editor/protocols.py with minildr.proxy.protocol_source(FORMAT, LINTER)"
+        "regenerate examples/editor/protocols.py with minildr.contracts.stubs.protocol_source(FORMAT, LINTER)"
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import minildr
-from minildr import layout
+from minildr.contracts import layout
 
 from conftest import EXAMPLES
 from platforms import requires_isolation, requires_proc
@@ -79,7 +79,7 @@ def plugins(tmp_path_factory):
 
 @pytest.fixture(params=[False, pytest.param(True, marks=requires_isolation)], ids=["in-process", "isolated"])
 def isolate(request):
-    """Evolution through a worker process (minildr.remote) must look the same."""
+    """Evolution through a worker process (minildr.isolation.contracts) must look the same."""
     return request.param
 
 

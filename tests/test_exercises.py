@@ -15,8 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from minildr import exercises, selfcheck
-from minildr.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
+from minildr.course import exercises, selfcheck
+from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -90,7 +90,7 @@ def test_committed_exercises_are_what_the_generator_makes(tmp_path):
     assert sorted(p.name for p in EXERCISES.glob("*.ipynb")) == \
         sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
     # The command says the same, with its exit code.
-    done = subprocess.run([sys.executable, "-m", "minildr.exercises", "--check"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "minildr.course.exercises", "--check"], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -99,7 +99,7 @@ def test_the_check_command_notices_a_stale_exercise(tmp_path):
     out = tmp_path / "exercises"
     assert len(exercises.generate(SOLUTIONS, out)) == len(list(SOLUTIONS.glob("*.ipynb")))
     (out / "02-smallest-plugin.ipynb").write_text("{}")
-    done = subprocess.run([sys.executable, "-m", "minildr.exercises", "--check",
+    done = subprocess.run([sys.executable, "-m", "minildr.course.exercises", "--check",
                            "--solutions", str(SOLUTIONS), "--exercises", str(out)],
                           capture_output=True, text=True)
     assert done.returncode == 1 and "02-smallest-plugin.ipynb" in done.stdout
@@ -150,7 +150,7 @@ def test_judge_turns_every_outcome_into_a_verdict():
 
 def run_check(*paths: Path) -> subprocess.CompletedProcess:
     """make check's table, read as UTF-8 whatever the console's code page (cp1252 on Windows)."""
-    return subprocess.run([sys.executable, "-m", "minildr.selfcheck", "--strict",
+    return subprocess.run([sys.executable, "-m", "minildr.course.selfcheck", "--strict",
                            *map(str, paths)], cwd=ROOT, capture_output=True, encoding="utf-8",
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
@@ -190,7 +190,7 @@ def test_progress_counts_a_learners_finished_task(tmp_path):
 def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3",
                                                            "display_name": "Python 3"}})
-    nb.cells = [nbformat.v4.new_code_cell("from minildr.selfcheck import task\n"
+    nb.cells = [nbformat.v4.new_code_cell("from minildr.course.selfcheck import task\n"
                                           "@task('9.1', 'first')\ndef _(): pass"),
                 nbformat.v4.new_code_cell("import os; os._exit(3)")]
     path = tmp_path / "09-crash.ipynb"
@@ -211,14 +211,14 @@ def test_fresh_exercises_run_with_only_their_todo_cells_failing():
 
 
 # ---------------------------------------------------------------------------
-# Notebooks and cells for other platforms (minildr.runs_on): left out, said so
+# Notebooks and cells for other platforms (minildr.course.runs_on): left out, said so
 # ---------------------------------------------------------------------------
 def tagged_notebook(path: Path, **notebook_meta) -> Path:
     """x is 1, except in a cell tagged linux-only; a task checks which ran."""
     nb = nbformat.v4.new_notebook(metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3"},
         "minildr": {"outputs_recorded_on": "Linux x86_64", **notebook_meta}})
-    nb.cells = [nbformat.v4.new_code_cell("from minildr.selfcheck import expect, task\nx = 1"),
+    nb.cells = [nbformat.v4.new_code_cell("from minildr.course.selfcheck import expect, task\nx = 1"),
                 nbformat.v4.new_code_cell("x = 2", metadata={
                     "tags": ["linux-only"], "minildr": {"why": "reads /proc"}}),
                 nbformat.v4.new_code_cell('@task("9.1", "x")\ndef _():\n'

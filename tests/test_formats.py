@@ -12,7 +12,8 @@ from elftools.elf import enums
 from elftools.elf.elffile import ELFFile
 
 import minildr
-from minildr import elf, manifest
+from minildr import manifest
+from minildr.formats import elf
 from minildr.host import HOST
 
 from conftest import write_plugin

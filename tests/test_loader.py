@@ -85,7 +85,7 @@ def test_hidden_function_in_binary_is_not_found(tmp_path):
     source = ("const char *greet(void) { return \"hi\"; }\n"
               "int helper(void) { return 42; }\n")          # defined, not declared: hidden
     path = write_plugin(tmp_path, "hidden", source, "const char *greet(void);\n")
-    symtab = {s.name for s in minildr.elf.ElfFile(path.read_bytes(), path).symbols(2)}
+    symtab = {s.name for s in minildr.formats.elf.ElfFile(path.read_bytes(), path).symbols(2)}
     assert "helper" in symtab                                   # it is in the binary...
     with minildr.open(path) as plugin:
         with pytest.raises(minildr.SymbolNotFound):
@@ -335,8 +335,8 @@ def test_a_read_only_private_copy_is_still_deleted(monkeypatch):
 
 def test_isolation_on_windows_says_it_needs_posix(greet_so, monkeypatch):
     """What Windows does with isolate=True (sys.platform set as Windows sets it)."""
-    from minildr import isolate
-    monkeypatch.setattr(isolate.sys, "platform", "win32")
+    from minildr.isolation import plugin as isolated
+    monkeypatch.setattr(isolated.sys, "platform", "win32")
     with pytest.raises(NotImplementedError, match="needs a POSIX system"):
         minildr.open(greet_so, isolate=True)
 

@@ -139,25 +139,25 @@ def test_a_cell_that_exports_nothing_is_refused_clearly(ip):
                                                      r"C:\My Files\c.h:C:1.0"]),
 ])
 def test_the_magic_line_keeps_windows_backslashes(windows, line, words):
-    from minildr.magic import split_line
+    from minildr.course.magic import split_line
     assert split_line(line, windows=windows) == words
 
 
 def test_a_contract_spec_takes_an_absolute_path(tmp_path):
     """FILE:NAME:VERSION with this machine's absolute path (C:\\... on Windows)."""
-    from minildr.cli import _contract
+    from minildr import Contract
     header = tmp_path / "shape.h"
     header.write_text("typedef struct { int w, h; } shape_size;\n")
-    contract = _contract(f"{header}:Shape:1.0")
+    contract = Contract.from_spec(f"{header}:Shape:1.0")
     assert (contract.name, contract.version) == ("Shape", "1.0")
 
 
 @requires_posix("makes a file whose name holds a colon and backslashes, as C:\\... reads")
 def test_a_contract_path_may_start_with_a_drive_letter(tmp_path, monkeypatch):
     """A Windows path's drive colon is not the FILE:NAME separator."""
-    from minildr.cli import _contract
+    from minildr import Contract
     monkeypatch.chdir(tmp_path)
     name = r"C:\course\shape.h"            # here: one file name; on Windows: a drive and folders
     (tmp_path / name).write_text("typedef struct { int w, h; } shape_size;\n")
-    contract = _contract(f"{name}:Shape:1.0")
+    contract = Contract.from_spec(f"{name}:Shape:1.0")
     assert (contract.name, contract.version) == ("Shape", "1.0")

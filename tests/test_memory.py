@@ -91,7 +91,7 @@ def test_the_rss_check_sees_a_leak(upper_so):
     """Control: call run() through raw cffi and never release: the check must notice."""
     with minildr.open(upper_so) as plugin:
         address = plugin.lookup("upper").address
-        ffi = minildr.proxy.host_ffi(COMMAND)
+        ffi = minildr.contracts.proxy.host_ffi(COMMAND)
         run = ffi.cast("command_t *", address).run
         line = b"y" * 1000
         out, err = ffi.new("char *[1]"), ffi.new("minildr_error *")

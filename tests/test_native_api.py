@@ -184,7 +184,7 @@ def test_isolated_plugin_says_isolated(greet_so):
 @native_host
 def test_step_numbers_follow_the_order_a_load_runs(echo_so):
     """Each step module's docstring number matches when its first event happens."""
-    steps = [("parse", None), ("resolve", "resolve"), ("map", "map"), ("relocate", "relocate"),
+    steps = [("parse", None), ("resolve", "resolve"), ("mapping", "map"), ("relocate", "relocate"),
              ("initfini", "init"), ("lookup", None)]
     for number, (module, _) in enumerate(steps, 1):
         doc = importlib.import_module(f"minildr.native.{module}").__doc__

@@ -27,9 +27,9 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_D_TAG, ENUM_RELOC_TYPE_x64
 
 import minildr
-from minildr import elf
+from minildr.formats import elf
 from minildr.native import aarch64, lookup, relocate, resolve, x86_64
-from minildr.native import map as mapping
+from minildr.native import mapping
 from minildr.native.parse import Plan, decode_relr, parse
 from minildr.native.trace import Trace
 

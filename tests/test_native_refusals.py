@@ -17,7 +17,7 @@ import pytest
 
 import minildr
 import minildr.native
-from minildr import elf
+from minildr.formats import elf
 from minildr.native.parse import parse
 
 from conftest import write_plugin

@@ -72,7 +72,7 @@ def test_contract_the_plugin_does_not_name_is_ignored(shout):
 
 def test_checks_run_in_order_versions_before_contracts(tmp_path, shout, monkeypatch):
     """A plugin wrong in two ways reports the earlier check (ABI before contracts)."""
-    monkeypatch.setattr(minildr.loader, "ABI_VERSION", minildr.ABI_VERSION + 1)
+    monkeypatch.setattr(minildr.checks, "ABI_VERSION", minildr.ABI_VERSION + 1)
     changed = contract(COMMAND_V1.replace("int (*run)", "long (*run)"))
     with pytest.raises(minildr.VersionMismatch):
         minildr.open(shout, contracts=[changed])

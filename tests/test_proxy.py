@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import minildr
-from minildr import proxy as proxies
+from minildr.contracts import convention as proxies
+from minildr.contracts.stubs import protocol_source
 
 from conftest import EXAMPLES, write_plugin
 from platforms import requires_isolation
@@ -31,7 +32,7 @@ def probe_so(tmp_path_factory):
 @pytest.fixture(params=[False, pytest.param(True, marks=requires_isolation)], ids=["in-process", "isolated"])
 def isolate(request):
     """Every test that takes this runs twice: in-process, and through a worker process
-    (minildr.remote), which must give the same results and the same errors."""
+    (minildr.isolation.contracts), which must give the same results and the same errors."""
     return request.param
 
 
@@ -349,7 +350,7 @@ def test_contract_header_macros_and_conditions_are_followed():
 
 def test_protocol_source_is_valid_python_naming_every_method():
     namespace: dict = {}
-    exec(PROBE.protocol_source(), namespace)
+    exec(protocol_source(PROBE), namespace)
     methods = {n for n in vars(namespace["Probe"]) if not n.startswith("_")}
     assert methods == {"has", "text", "status", "output", "items", "reverse", "measure",
                        "nothing", "add", "half", "is_even", "optional"}
@@ -365,6 +366,6 @@ def test_command_line_writes_the_protocols(tmp_path, capsys):
     assert {"name", "run", "help", "has"} <= set(vars(namespace["Command"]))
     out = tmp_path / "command_types.py"
     assert cli.main(["protocol", spec, "-o", str(out)]) == 0
-    assert out.read_text() == COMMAND.protocol_source()
+    assert out.read_text() == protocol_source(COMMAND)
     assert cli.main(["protocol", str(tmp_path / "missing.h")]) == 2
     assert "cannot read the contract" in capsys.readouterr().err

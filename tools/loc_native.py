@@ -1,6 +1,6 @@
 """Lines of code of the native loader's steps: what a learner has to read.
 
-    python benchmarks/loc_native.py          # a table per module, and the total
+    python tools/loc_native.py          # a table per module, and the total
 
 A line counts when it holds Python code: blank lines, comment-only lines and
 the lines of docstrings (the string that opens a module, class or function)
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Dict, Set, Tuple
 
 NATIVE = Path(__file__).resolve().parents[1] / "minildr" / "native"
-CORE = ["parse.py", "resolve.py", "map.py", "relocate.py", "x86_64.py", "aarch64.py",
+CORE = ["parse.py", "resolve.py", "mapping.py", "relocate.py", "x86_64.py", "aarch64.py",
         "initfini.py", "lookup.py", "trace.py", "libc.py"]
 REST = ["library.py", "__init__.py"]
 NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,

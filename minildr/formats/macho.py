@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
-from .binary import Reader, c_string, declare, sizeof
+from .reader import Reader, c_string, declare, sizeof
 
 MH_MAGIC, MH_MAGIC_64 = 0xFEEDFACE, 0xFEEDFACF
 MH_CIGAM, MH_CIGAM_64 = 0xCEFAEDFE, 0xCFFAEDFE     # the same, byte-swapped

@@ -12,7 +12,7 @@ import os
 import struct
 from typing import List, NamedTuple, Optional
 
-from .binary import Reader, c_string, declare, sizeof
+from .reader import Reader, c_string, declare, sizeof
 
 IMAGE_FILE_MACHINE = {0x14C: "i386", 0x8664: "x86_64", 0xAA64: "aarch64", 0x1C4: "arm"}
 IMAGE_FILE_DLL = 0x2000

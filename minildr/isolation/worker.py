@@ -1,6 +1,6 @@
-"""The worker process of an isolated plugin: `python -m minildr.worker SOCKET_FD LIFELINE_FD`.
+"""The worker process of an isolated plugin: `python -m minildr.isolation.worker SOCKET_FD LIFELINE_FD`.
 
-The host (isolate.py) starts one worker per isolated plugin. The worker:
+The host (isolation/process.py) starts one worker per isolated plugin. The worker:
 
 1. answers `ready`, then `open`: it reads the plugin's bytes from the sealed
    memfd the host passed (or from the message), checks that their SHA-256 is
@@ -28,16 +28,19 @@ from typing import Any, Dict, List, Optional
 
 import cffi
 
-from . import isolate
-from .contract import Contract
-from .errors import PluginError
-from .image import PluginImage
-from .loader import Plugin, check_binary, check_contracts, check_manifest, check_versions
-from .system import SystemLibrary
+from . import marshal, protocol
+from .marshal import Value
+from ..contracts.contract import Contract
+from ..errors import PluginError
+from ..image import PluginImage
+from ..checks import check_binary, check_contracts, check_manifest, check_versions
+from ..plugin import Plugin
+from ..system import SystemLibrary
 
 _libc_ffi = cffi.FFI()
 _libc_ffi.cdef("int fflush(void *stream);")
 _libc = _libc_ffi.dlopen(None)
+_COPIED = (Value.STRING, Value.CHAR)      # results copied out of the worker's memory
 
 
 def watch_lifeline(fd: int) -> None:
@@ -83,30 +86,30 @@ class Server:
     def __init__(self) -> None:
         self.plugin: Optional[Plugin] = None
         self.handles: List[Any] = []          # (object, Marshal or method names)
-        self.spin = 0.0                       # the host's isolate.SPIN_SECONDS
+        self.spin = 0.0                       # the host's process.SPIN_SECONDS
 
     def handle(self, op: str, args: List[Any]) -> Any:
-        if op == isolate.CALL:
-            function, marshal = self.handles[args[0]]
-            return self.call(function, marshal, args[1])
-        if op == isolate.READY:
+        if op == protocol.CALL:
+            function, how = self.handles[args[0]]
+            return self.call(function, how, args[1])
+        if op == protocol.READY:
             return os.getpid()
-        if op == isolate.OPEN:
+        if op == protocol.OPEN:
             return self.open(args[0])
-        if op == isolate.LOOKUP:
+        if op == protocol.LOOKUP:
             return self.lookup(args[0], args[1])
-        if op == isolate.GET:
-            pointer, marshal = self.handles[args[0]]
-            return self.to_wire(marshal.result, pointer[0])
-        if op == isolate.SET:
-            pointer, marshal = self.handles[args[0]]
-            pointer[0] = self.from_wire(marshal.result, args[1])
+        if op == protocol.GET:
+            pointer, how = self.handles[args[0]]
+            return marshal.to_wire(how.result, pointer[0])
+        if op == protocol.SET:
+            pointer, how = self.handles[args[0]]
+            pointer[0] = marshal.from_wire(how.result, args[1])
             return None
-        if op == isolate.CONTRACT:
+        if op == protocol.CONTRACT:
             return self.contract(args[0], Contract(*args[1]))
-        if op == isolate.METHOD:
+        if op == protocol.METHOD:
             return self.method(args[0], args[1], args[2])
-        if op == isolate.CLOSE:
+        if op == protocol.CLOSE:
             self.close()
             return None
         raise ValueError(f"unknown request {op!r}")
@@ -127,9 +130,9 @@ class Server:
         if ctype is None:
             return found.address
         export = self.plugin.manifest.exports[name]
-        marshal = isolate.marshal_for(self.plugin._cffi(), self.plugin.path, export,
-                                      self.plugin.manifest.types)
-        self.handles.append((found, marshal))
+        how = marshal.marshal_for(self.plugin._cffi(), self.plugin.path, export,
+                                  self.plugin.manifest.types)
+        self.handles.append((found, how))
         return len(self.handles) - 1
 
     def contract(self, name: str, contract: Contract) -> List[Any]:
@@ -146,31 +149,15 @@ class Server:
         proxy, methods = self.handles[handle]
         if method not in methods:
             raise AttributeError(f"no method {method!r}")
-        values = [isolate.decode_value(a) for a in args]
-        return isolate.encode_value(proxy.call(method, *values))
+        values = [protocol.decode_value(a) for a in args]
+        return protocol.encode_value(proxy.call(method, *values))
 
-    @staticmethod
-    def from_wire(kind: str, value: Any) -> Any:
-        if kind == "s":
-            return _libc_ffi.NULL if value is None else value.encode("latin-1")
-        if kind == "c":
-            return value.encode("latin-1")
-        return value
-
-    @staticmethod
-    def to_wire(kind: str, value: Any) -> Any:
-        if kind == "s":
-            return None if value == _libc_ffi.NULL else _libc_ffi.string(value).decode("latin-1")
-        if kind == "c":
-            return value.decode("latin-1")
-        return value
-
-    def call(self, function: Any, marshal: "isolate.Marshal", wire: List[Any]) -> Any:
-        params = marshal.params
-        if "s" in params or "c" in params:
-            wire = [self.from_wire(k, v) for k, v in zip(params, wire)]
+    def call(self, function: Any, how: marshal.Marshal, wire: List[Any]) -> Any:
+        params = how.params
+        if Value.STRING in params or Value.CHAR in params:
+            wire = [marshal.from_wire(k, v) for k, v in zip(params, wire)]
         result = function(*wire)
-        return self.to_wire(marshal.result, result) if marshal.result in "sc" else result
+        return marshal.to_wire(how.result, result) if how.result in _COPIED else result
 
     def close(self) -> None:
         """Drop what the host was handed, so the library really unloads (destructors run)."""
@@ -180,7 +167,7 @@ class Server:
 
 
 def reply_error(seq: int, exc: BaseException) -> bytes:
-    return isolate.frame(isolate.error_reply(seq, exc))
+    return protocol.frame(protocol.error_reply(seq, exc))
 
 
 def receive(recv: Any, spin: float) -> bytes:
@@ -203,12 +190,12 @@ def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
         _libc.fflush(_libc_ffi.NULL)
         return reply_error(seq, exc)
     _libc.fflush(_libc_ffi.NULL)        # what the plugin printed goes before the reply
-    return isolate.frame(["ok", seq, result])
+    return protocol.frame(["ok", seq, result])
 
 
 def serve(sock: socket.socket) -> None:
     server = Server()
-    reader = isolate.FrameReader()
+    reader = protocol.FrameReader()
     recv, send = sock.recv, sock.sendall
     while True:
         message = reader.next()
@@ -220,7 +207,7 @@ def serve(sock: socket.socket) -> None:
             continue
         op, seq, args = message[0], message[1], message[2:]
         send(respond(server, op, seq, args))
-        if op == isolate.CLOSE:
+        if op == protocol.CLOSE:
             return
 
 

@@ -27,9 +27,11 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from . import proxy as proxies
-from .contract import Contract
-from .isolate import CONTRACT, METHOD, ProtocolViolation
+from ..contracts import convention
+from ..contracts.convention import Kind
+from ..contracts.proxy import ContractProxy, host_ffi
+from ..contracts.contract import Contract
+from .protocol import CONTRACT, METHOD, ProtocolViolation
 
 Check = Callable[[Any], Any]
 
@@ -37,7 +39,7 @@ Check = Callable[[Any], Any]
 # ---------------------------------------------------------------------------
 # The proxy object the host holds
 # ---------------------------------------------------------------------------
-class RemoteContract(proxies.ContractProxy):
+class RemoteContract(ContractProxy):
     """A plugin's vtable in a worker process, with the in-process ContractProxy's API.
 
     A ContractProxy (isinstance holds), so it offers `methods`, `contract`,
@@ -58,7 +60,7 @@ class RemoteContract(proxies.ContractProxy):
     def _forward(self, method: str, args: tuple) -> Any:
         """One method call, run in the worker; its result checked against the contract."""
         if method not in self._available:
-            raise proxies._missing(self, method)       # type: ignore[arg-type]
+            raise convention.missing(self, method)       # type: ignore[arg-type]
         shape = self._shapes[method]
         wire = shape.arguments(args)
         during = f"{self._struct}.{method}() of plugin {self._plugin_name}"
@@ -85,7 +87,7 @@ def remote_class(contract: Contract, struct_name: str) -> type:
     wrong argument count behave alike in both.
     """
     struct = contract.declarations.struct(struct_name)
-    methods = proxies.read_methods(contract, struct)
+    methods = convention.read_methods(contract, struct)
     namespace: Dict[str, Any] = {
         "_methods": tuple(m.name for m in methods),
         "_shapes": {m.name: Shape(contract, struct_name, m) for m in methods},
@@ -98,8 +100,8 @@ def remote_class(contract: Contract, struct_name: str) -> type:
                   f"    return self._forward({m.name!r}, ({args}{',' if args else ''}))\n")
         scope: Dict[str, Any] = {}
         exec(compile(source, f"<minildr isolated {contract.name}.{m.name}>", "exec"), scope)
-        namespace[m.name] = proxies._annotate(scope[m.name], m)
-    return type(f"{proxies._class_name(struct_name)}Remote", (RemoteContract,), namespace)
+        namespace[m.name] = convention.annotate(scope[m.name], m)
+    return type(f"{convention.class_name(struct_name)}Remote", (RemoteContract,), namespace)
 
 
 def bind_remote(plugin: Any, worker: Any, name: str, contract: Contract) -> RemoteContract:
@@ -144,9 +146,9 @@ def _contract_reply(reply: Any, methods: Tuple[str, ...]) -> Tuple[int, List[str
 class Shape:
     """One method's arguments (checked as proxy.py checks them) and result (checked strictly)."""
 
-    def __init__(self, contract: Contract, struct_name: str, method: proxies.Method) -> None:
+    def __init__(self, contract: Contract, struct_name: str, method: convention.Method) -> None:
         self.method = method
-        ffi = proxies.host_ffi(contract)
+        ffi = host_ffi(contract)
         self.params = tuple((p.name, p.kind) for p in method.params)
         if method.status:
             checks = [_output_check(contract, ffi, o) for o in method.outputs]
@@ -163,17 +165,17 @@ class Shape:
         """The arguments as JSON values; a wrong one is the in-process proxy's error."""
         wire: List[Any] = []
         for (name, kind), value in zip(self.params, args):
-            if kind == "str":
+            if kind is Kind.STR:
                 if value.__class__ is not str:
-                    proxies._text(value, name)
+                    convention.check_text(value, name)
                 if "\0" in value:
-                    proxies._nul(name)
+                    convention.refuse_nul(name)
                 wire.append(value)
-            elif kind == "bytes":
+            elif kind is Kind.BYTES:
                 if value.__class__ is not bytes:
-                    value = proxies._data(value, name)
+                    value = convention.check_data(value, name)
                 wire.append({"bytes": value.decode("latin-1")})
-            elif kind == "int":          # what cffi takes: int (and bool), no __index__
+            elif kind is Kind.INT:          # what cffi takes: int (and bool), no __index__
                 if not isinstance(value, int):
                     raise TypeError("an integer is required")
                 wire.append(int(value))
@@ -255,26 +257,26 @@ def _bool_check(value: Any) -> bool:
     return value
 
 
-def _direct_check(ffi: Any, struct_name: str, method: proxies.Method) -> Check:
+def _direct_check(ffi: Any, struct_name: str, method: convention.Method) -> Check:
     kind = method.returns
-    if kind == "str":
+    if kind is Kind.STR:
         return _text_check()
-    if kind == "float":
+    if kind is Kind.FLOAT:
         return _float_check
-    if kind == "bool":
+    if kind is Kind.BOOL:
         return _bool_check
-    if kind == "none":
+    if kind is Kind.NONE:
         return _exactly_none
     fields = dict(ffi.typeof(struct_name).fields)
     return _int_check(ffi, fields[method.name].type.result)
 
 
-def _output_check(contract: Contract, ffi: Any, output: proxies.Output) -> Check:
-    if output.kind == "str":
+def _output_check(contract: Contract, ffi: Any, output: convention.Output) -> Check:
+    if output.kind is Kind.STR:
         return _text_check()
-    if output.kind == "bytes":
+    if output.kind is Kind.BYTES:
         return _bytes_check
-    if output.kind == "int":
+    if output.kind is Kind.INT:
         return _int_check(ffi, output.record)
     return _records_check(contract, ffi, output.record)
 
@@ -290,18 +292,18 @@ def _tuple_check(checks: List[Check]) -> Check:
 
 def _records_check(contract: Contract, ffi: Any, record: str) -> Check:
     """A list of the records proxy.py makes: the same class, each field of its kind."""
-    kinds = proxies._record_fields(contract, record)
+    kinds = convention.record_fields(contract, record)
     names = tuple(name for name, _ in kinds)
-    cls = proxies.record_class(record, names)
+    cls = convention.record_class(record, names)
     c_fields = dict(ffi.typeof(record).fields)
     checks: List[Check] = []
     for name, kind in kinds:
         t = c_fields[name].type
-        if kind == "int":
+        if kind is Kind.INT:
             checks.append(_int_check(ffi, t))
-        elif kind == "float":
+        elif kind is Kind.FLOAT:
             checks.append(_float_check)
-        elif kind == "chars":
+        elif kind is Kind.CHARS:
             checks.append(_text_check(limit=t.length))
         else:
             checks.append(_text_check())

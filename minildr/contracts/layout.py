@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from pycparser import c_ast, c_generator
 
-from . import ctype
+from .. import ctype
 
 SIZE_FIELD = ("struct_size", "size_t")
 
@@ -53,8 +53,8 @@ class Declarations:
     """
 
     def __init__(self, text: str, source: str = "<declarations>") -> None:
-        standard = len(ctype._parse(ctype._STANDARD_TYPES).ext)
-        nodes = ctype._parse(f"{ctype._STANDARD_TYPES}\n{text}", source).ext[standard:]
+        standard = len(ctype.parse(ctype.STANDARD_TYPES).ext)
+        nodes = ctype.parse(f"{ctype.STANDARD_TYPES}\n{text}", source).ext[standard:]
         self.nodes: List[c_ast.Node] = nodes
         self.structs: Dict[str, Struct] = {}
         self.others: Dict[str, str] = {}           # enum / typedef name -> its definition
@@ -73,7 +73,7 @@ class Declarations:
                     if definition is not None:
                         self.structs[node.name] = _read_struct(node.name, definition)
                         continue
-                self.others[node.name] = ctype._spell(node.type)
+                self.others[node.name] = ctype.spell(node.type)
             for enum in _enum_definitions(node):
                 if enum.name:
                     self.others[f"enum {enum.name}"] = c_generator.CGenerator().visit(enum)
@@ -103,7 +103,7 @@ def _enum_definitions(node: c_ast.Node):
 
 
 def _read_struct(name: str, struct: c_ast.Struct) -> Struct:
-    fields = tuple(Field(d.name, ctype._spell(d.type), d.type) for d in struct.decls or ())
+    fields = tuple(Field(d.name, ctype.spell(d.type), d.type) for d in struct.decls or ())
     return Struct(name, fields)
 
 

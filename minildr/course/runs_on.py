@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .host import HOST
+from ..host import HOST
 
 LINUX_ONLY = "linux-only"
 POSIX_ONLY = "posix-only"

@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
-from .binary import Reader, declare, sizeof
+from .reader import Reader, declare, sizeof
 
 # ---------------------------------------------------------------------------
 # e_ident: the first 16 bytes, the same in every ELF file

@@ -11,7 +11,7 @@ import os
 import struct
 from typing import Dict, NoReturn, Tuple, Type, TypeVar
 
-from .errors import NotAPlugin
+from ..errors import NotAPlugin
 
 T = TypeVar("T")
 # What a user can do about a file whose tables point past its end or at nonsense.

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from . import ctype, layout
-from .manifest import ContractRef
+from .. import ctype
+from . import layout
+from ..errors import DependencyMismatch
+from ..manifest import ContractRef
 
-INCLUDE_DIR = Path(__file__).with_name("include")
+INCLUDE_DIR = Path(__file__).resolve().parents[1] / "include"   # minildr/include: minildr.h
 
 # C's tokens, in the order they must be tried. Comments become nothing (the
 # tokens around them are joined by a space anyway), and a newline matters
@@ -103,6 +105,18 @@ class Contract:
             raise ValueError("Contract.from_header(text) needs name=... when given header text")
         return cls(name=name, version=version, text=str(path_or_text))
 
+    @classmethod
+    def from_spec(cls, spec: str) -> "Contract":
+        """A contract from the command line's `FILE` or `FILE:NAME:VERSION`.
+
+        FILE may start with a Windows drive (`C:\\...`): the spec is split at
+        its last two colons, and a one-letter first part is a drive, not a file.
+        """
+        parts = spec.rsplit(":", 2)
+        if len(parts) == 3 and len(parts[0]) > 1:
+            return cls.from_header(Path(parts[0]), name=parts[1], version=parts[2])
+        return cls.from_header(Path(spec))
+
     @property
     def canonical(self) -> str:
         return canonical_text(self.text, source=self.filename)
@@ -141,11 +155,6 @@ class Contract:
                 result.append(struct)
         return result
 
-    def protocol_source(self) -> str:
-        """Python source of a typing.Protocol per vtable: what a proxy offers (for editors)."""
-        from .proxy import protocol_source      # proxy imports contract; import late
-        return protocol_source(self)
-
     def compatible_with(self, theirs: ContractRef, types: str) -> Optional[str]:
         """None if a plugin built against `theirs` (its declarations: `types`) can be used.
 
@@ -170,6 +179,20 @@ class Contract:
         if problem:
             return f"not an append-only change: {problem}"
         return None
+
+
+def dependency_mismatch(path: "os.PathLike[str] | str", contract: Contract,
+                        theirs: ContractRef, why: str) -> DependencyMismatch:
+    """The error for a plugin built against another version of `contract`.
+
+    Both `open` (checks.check_contracts) and a contract lookup (proxy.bind)
+    refuse with it, so the two say the same thing.
+    """
+    return DependencyMismatch(path, (
+        f"plugin was built with a different version of contract {contract.name}: "
+        f"the plugin has {contract.name} {theirs.version} (sha256 {theirs.sha256[:16]}), "
+        f"the host has {contract.name} {contract.version} (sha256 {contract.sha256[:16]}): "
+        f"{why}; rebuild the plugin against the host's {contract.filename}"))
 
 
 def parse_version(version: str) -> Optional[Tuple[int, int]]:

@@ -31,12 +31,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from pycparser import c_ast, c_generator
 
-from . import ctype
-from .build import INCLUDE_DIR, build, find_compiler, preprocess_command
-from .cli import _contract
-from .contract import Contract
-from .errors import BuildError, PluginError
-from .loader import Plugin, open as open_plugin
+from .. import ctype
+from ..build import INCLUDE_DIR, build, find_compiler, preprocess_command
+from ..contracts.contract import Contract
+from ..errors import BuildError, PluginError
+from ..loader import Plugin, open as open_plugin
 
 DEFAULT_OUT_DIR = Path("build") / "cells"
 CELL = "cell"             # how the cell's file is named in compiler messages
@@ -80,7 +79,7 @@ def cell_exports(source_file: Path, contracts: Sequence[Contract] = (),
     if done.returncode != 0:
         raise BuildError(CELL, f"the cell does not preprocess:\n{done.stderr.strip()}")
     try:
-        ast = ctype._parse(done.stdout, str(source_file))
+        ast = ctype.parse(done.stdout, str(source_file))
     except ctype.CTypeError as exc:
         # Most often a plain mistake in the C: then the compiler says it best.
         errors = _syntax_errors(compiler, source_file, [work, INCLUDE_DIR], forced, cflags)
@@ -205,7 +204,7 @@ if Magics is not None:
                 raise UsageError(f"{args.name!r} is not a Python name; the plugin is bound to "
                                  "its name, so use letters, digits and '_'")
             try:
-                contracts = [_contract(c) for c in args.contract]
+                contracts = [Contract.from_spec(c) for c in args.contract]
                 path = build_cell(cell, name=args.name, version=args.version,
                                   exports=args.exports, contracts=contracts,
                                   out_dir=args.out_dir, cflags=args.cflag)

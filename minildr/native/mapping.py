@@ -21,7 +21,7 @@ import errno
 import os
 from typing import List
 
-from .. import elf
+from ..formats import elf
 from ..errors import LoadError
 from .libc import ffi, libc
 from .parse import Plan, page_down, page_up
