@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test browser-test cross-tools exercises check bench clean
+.PHONY: lab test fuzz browser-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -42,9 +42,21 @@ lab: $(STAMP)
 
 # --nbval-current-env: run notebooks with this .venv's Python, not whatever
 # "python3" kernel happens to be installed on the machine.
+# -n: tests run in parallel worker processes (pytest-xdist); --dist loadfile
+# keeps each file (and each notebook's cells, in order) in one worker. Many
+# tests wait on compilers and kernels, so more workers than cores pays.
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser $(PYTEST_ARGS)
+		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser \
+		-n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The fuzzers with long budgets (make test runs each with a short one).
+# MINILDR_FUZZ_SCALE multiplies every fuzzer's number of examples.
+FUZZ_SCALE ?= 20
+fuzz: $(STAMP)
+	MINILDR_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest -m fuzz tests \
+		-n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider $(PYTEST_ARGS)
 
 # The course as a person uses it: `make lab` serving notebook 02 to headless
 # Chromium, which runs every cell; needs Debian's chromium and chromedriver
@@ -55,7 +67,7 @@ browser-test: $(STAMP)
 		  apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	$(BIN)/python -m pytest tests/browser -p no:cacheprovider
 
-# The cross toolchains tests/test_crossbuild.py rebuilds the Windows and macOS
+# The cross toolchains tests/formats/test_crossbuild.py rebuilds the Windows and macOS
 # fixtures with, and wine, which loads the DLLs (Debian packages, installed if
 # missing, as root; about 1.2 GB). Without them those tests skip and say why.
 CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64

@@ -29,6 +29,7 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
 """
 from __future__ import annotations
 
+import importlib
 import logging
 
 from .build import build, build_many
@@ -65,7 +66,6 @@ def __getattr__(name: str):
     Linux only, and `import minildr` must work everywhere.
     """
     if name == "native":
-        import importlib
         return importlib.import_module(".native", __name__)
     raise AttributeError(f"module 'minildr' has no attribute {name!r}")
 

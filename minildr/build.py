@@ -40,6 +40,7 @@ from .formats import elf, macho, pe
 from .contracts.contract import INCLUDE_DIR, Contract
 from .errors import BuildError, CompilerNotFound
 from .host import HOST, SUFFIXES, Platform
+from .progress import progress
 from .manifest import ABI_VERSION, NT_MINILDR_MANIFEST, NOTE_OWNER, Export, Manifest
 
 log = logging.getLogger("minildr")
@@ -406,7 +407,6 @@ def build_many(jobs: Iterable[Mapping[str, object]], *, show_progress: Optional[
     Stops at the first failure, as a build tool does: the BuildError names
     the plugin that failed; the plugins built before it stay built.
     """
-    from .progress import progress
     jobs = list(jobs)
     built = []
     for job in progress(jobs, desc="building plugins", total=len(jobs), unit="plugin",

@@ -16,6 +16,7 @@ from . import __version__, trust
 from .build import build
 from .console import tolerant_output
 from .contracts.contract import Contract
+from .contracts.stubs import protocol_source
 from .discover import discover
 from .errors import PluginError
 from .image import read as read_image
@@ -67,7 +68,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_protocol(args: argparse.Namespace) -> int:
     """Type hints (typing.Protocol) for the proxies of some contracts (contracts issue)."""
-    from .contracts.stubs import protocol_source
     try:
         text = protocol_source(*[Contract.from_spec(c) for c in args.contract])
     except (OSError, ValueError) as exc:

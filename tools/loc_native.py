@@ -14,7 +14,7 @@ init/fini, look up, and the trace, plus
 `libc.py` (the C functions those steps call). Not
 counted: `library.py` (the steps in order plus the object a user holds) and
 `__init__.py` (the public names); they are listed below the total.
-`tests/test_native_readable.py` keeps the core under a ceiling.
+`tests/native/test_native_readable.py` keeps the core under a ceiling.
 """
 from __future__ import annotations
 

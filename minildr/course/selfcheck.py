@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
 from . import runs_on
+from ..console import shown_path, tolerant_output
+from ..progress import progress
 from ..host import HOST
 
 MIME = "application/vnd.minildr.check+json"
@@ -176,7 +178,6 @@ def run_notebook(path: Path, timeout: int = 300, os_name: str = HOST.os) -> Note
 
 def report(results: Iterable[NotebookResult]) -> str:
     """The progress table, one line per task, and what to do next."""
-    from ..console import shown_path
     lines: List[str] = []
     total = done = 0
     first_problem: Optional[str] = None
@@ -226,8 +227,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not notebooks:
         print(f"no exercise notebooks in {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
-    from ..console import tolerant_output
-    from ..progress import progress
     results = [run_notebook(nb, args.timeout)
                for nb in progress(notebooks, desc="checking", unit="notebook")]
     tolerant_output()               # the table's symbols, on a cp1252 pipe

@@ -23,7 +23,7 @@ import minildr
 from minildr import image as images
 from minildr.isolation import IsolatedPlugin, marshal, process, protocol as isolate
 
-from conftest import ROOT, write_plugin
+from helpers import ROOT, write_plugin
 from platforms import requires_isolation, requires_linux, requires_proc
 
 pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from platforms import requires_isolation, requires_native_loader
 
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -18,9 +18,9 @@ import pytest
 
 import conftest
 import platforms
-from conftest import ROOT
+from helpers import ROOT, TESTS
 
-HERE = Path(__file__).resolve().parent
+HERE = TESTS
 MARKERS = [platforms.requires_native_loader, platforms.requires_elf, platforms.requires_proc,
            platforms.requires_isolation]
 

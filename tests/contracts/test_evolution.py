@@ -7,7 +7,7 @@ import pytest
 import minildr
 from minildr.contracts import layout
 
-from conftest import EXAMPLES
+from helpers import EXAMPLES
 from platforms import requires_isolation, requires_proc
 
 V1_1_TEXT = (EXAMPLES / "command" / "command.h").read_text()

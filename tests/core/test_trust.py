@@ -17,7 +17,7 @@ import minildr
 from minildr import cli, loader, trust
 from minildr.trust import PublicKey, TrustStore
 
-from conftest import write_plugin
+from helpers import write_plugin
 from minildr.host import SUFFIX
 from platforms import requires_isolation, requires_posix
 

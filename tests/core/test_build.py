@@ -22,7 +22,7 @@ from minildr.build import Compiler
 # `minildr.build` is the function; the module it comes from:
 builder = importlib.import_module("minildr.build")
 
-from conftest import EXAMPLES, ROOT, build_example, write_plugin
+from helpers import EXAMPLES, ROOT, build_example, write_plugin
 from platforms import requires_elf, requires_linux, requires_posix
 
 SUFFIX = minildr.SUFFIX

@@ -11,8 +11,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def notebook(source: str, output: str) -> dict:

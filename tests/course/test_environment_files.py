@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 # What conda must provide itself and pip cannot: the interpreter, pip, and
 # the tools the Makefile and minildr.build call.
 CONDA_ONLY = {"python", "pip", "c-compiler", "make"}

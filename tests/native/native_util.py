@@ -1,4 +1,4 @@
-"""Helpers shared by the native loader's tests (tests/test_native_*.py)."""
+"""Helpers shared by the native loader's tests (tests/native/test_native_*.py)."""
 from __future__ import annotations
 
 import struct

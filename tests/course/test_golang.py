@@ -20,8 +20,8 @@ from minildr.formats import elf
 from minildr.course import golang
 from minildr.errors import BuildError, GoToolchainNotFound
 from platforms import host, requires_linux, requires_posix
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "go"
 SUPPORTED, WHY_NOT = golang.plugin_support()
 needs_go_plugins = pytest.mark.skipif(not SUPPORTED, reason=WHY_NOT)

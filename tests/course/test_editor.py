@@ -17,11 +17,11 @@ from examples.editor import Editor, EditorError, FORMAT, LINTER, build_plugins
 from examples.editor.core import Diagnostic
 from minildr.contracts.stubs import protocol_source
 
-from conftest import ROOT
+from helpers import ROOT, TESTS, fuzz_examples
 from minildr.host import SUFFIX
 from platforms import requires_isolation
 
-DATA = Path(__file__).resolve().parent / "data" / "editor"
+DATA = TESTS / "data" / "editor"
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,8 @@ def test_bad_files_are_errors_with_a_place(qp, name, message):
     assert message in err.value.plugin_message and err.value.plugin == "qp"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(50), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"),
                max_size=300))
 def test_round_trip_any_text(qp, text):
@@ -253,7 +254,8 @@ def test_protocols_module_is_generated_from_the_headers():
         "regenerate examples/editor/protocols.py with minildr.contracts.stubs.protocol_source(FORMAT, LINTER)"
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=200) | st.text(alphabet="=AF09az \t\r\n\x00\xff", max_size=60).map(
     lambda s: s.encode("latin-1")))
 def test_decoding_any_bytes_is_text_or_an_error_value(qp, data):
@@ -266,7 +268,8 @@ def test_decoding_any_bytes_is_text_or_an_error_value(qp, data):
         assert len(text) <= len(data)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.sampled_from(list("ab é\t\r\n")), max_size=120))
 def test_diagnostics_point_into_the_text(lint, text):
     lines = text.split("\n")

@@ -23,7 +23,7 @@ import minildr.native
 from minildr.formats import elf
 from minildr.native.parse import parse
 
-from conftest import ROOT, write_plugin
+from helpers import ROOT, write_plugin
 from native_util import (build_relocs, linker_supports, mapped_range, mappings_of, native_host)
 
 pytestmark = native_host
@@ -69,7 +69,7 @@ FLAGS = [(), ("-Wl,-z,now",), ("-fno-plt",), ("-fstack-protector-strong",),
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 @pytest.mark.parametrize("flags", FLAGS, ids=lambda f: " ".join(f) or "default")
 def test_relocs_plugin_agrees_across_loaders(tmp_path, monkeypatch, compiler, flags):
-    """Every relocation kind (see tests/native_src/relocs.c), under each common flag.
+    """Every relocation kind (see tests/native/native_src/relocs.c), under each common flag.
 
     This is how the supported set was established: whatever gcc and clang
     emit here must be in the architecture's table, or parse would refuse it.

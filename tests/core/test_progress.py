@@ -9,8 +9,8 @@ import pytest
 
 import minildr
 from minildr.progress import progress
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Terminal(io.StringIO):

@@ -12,7 +12,7 @@ import pytest
 import minildr
 from minildr import image as images
 
-from conftest import write_plugin
+from helpers import write_plugin
 from minildr.host import SUFFIX
 from platforms import requires_elf, requires_linux, requires_posix, requires_proc
 

@@ -25,11 +25,10 @@ import minildr
 import minildr.native
 from minildr.formats import elf
 
-from conftest import write_plugin
+from helpers import ROOT, write_plugin
 from native_util import dynamic_entries, mappings_of, native_host, patched, rela_entries
 
 CEILING = 560
-ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("loc_native", ROOT / "tools" / "loc_native.py")
 loc_native = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(loc_native)

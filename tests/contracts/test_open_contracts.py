@@ -5,7 +5,7 @@ import pytest
 
 import minildr
 
-from conftest import write_plugin
+from helpers import write_plugin
 from platforms import requires_proc
 
 COMMAND_V1 = """

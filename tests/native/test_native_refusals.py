@@ -20,7 +20,7 @@ import minildr.native
 from minildr.formats import elf
 from minildr.native.parse import parse
 
-from conftest import write_plugin
+from helpers import write_plugin
 from native_util import (dynamic_entries, mappings_of, native_host, patched, phdr_offset,
                          rela_entries, set_dynamic)
 

@@ -16,7 +16,7 @@ from minildr import errors
 from minildr.isolation import contracts as remote, marshal, protocol as isolate
 from examples.editor import Editor, EditorError, FORMAT, LINTER, build_plugins
 
-from conftest import EXAMPLES, write_plugin
+from helpers import EXAMPLES, fuzz_examples, write_plugin
 from platforms import requires_isolation
 
 COMMAND = minildr.Contract.from_header(EXAMPLES / "command" / "command.h", name="command",
@@ -71,7 +71,8 @@ TEXT = st.text(alphabet=st.sampled_from(list("ab=é \t\r\n\x01✓")), max_size=1
 
 
 @requires_isolation
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(50), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=TEXT, data=st.binary(max_size=120))
 def test_in_process_and_isolated_agree_on_every_call(both, text, data):
     for key, calls in [("upper", [("run", text), ("name",), ("help",)]),

@@ -42,8 +42,9 @@ from minildr import HOST, manifest
 from minildr.formats import macho, pe
 from minildr.formats.reader import c_string
 from minildr.build import INCLUDE_DIR, BuildError, exported_names
+from helpers import TESTS, fuzz_examples
 
-DATA = Path(__file__).resolve().parent / "data" / "crossbuild"
+DATA = TESTS / "data" / "crossbuild"
 _spec = importlib.util.spec_from_file_location("crossbuild_recipe", DATA / "build.py")
 recipe = sys.modules.setdefault("crossbuild_recipe", importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(recipe)
@@ -524,7 +525,8 @@ FUZZED = [(fixture(*f), TARGETS[f[0]].platform.arch) for f in FILES] + [
     (UNIVERSAL, arch) for arch in ("x86_64", "aarch64")]
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(60), deadline=None)
 @given(st.sampled_from(FUZZED), st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)),
                                          min_size=1, max_size=8),
        st.one_of(st.none(), st.integers(0, 64 * 1024)))
@@ -539,7 +541,8 @@ def test_fuzz_mutated_real_files(which, edits, cut):
     read_everything(bytes(data), arch)
 
 
-@settings(max_examples=150, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(50), deadline=None)
 @given(st.sampled_from(MACHO_FILES), st.binary(min_size=1, max_size=64), st.integers(0, 63))
 def test_fuzz_export_trie(which, noise, where):
     """Any bytes at all inside the export trie."""

@@ -12,7 +12,7 @@ import pytest
 import minildr
 from minildr import system
 
-from conftest import write_plugin
+from helpers import write_plugin
 
 pytestmark = pytest.mark.skipif(sys.platform != "win32",
                                 reason="Windows only: LoadLibraryExW, DllMain and Windows' error messages")

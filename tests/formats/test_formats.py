@@ -16,7 +16,7 @@ from minildr import manifest
 from minildr.formats import elf
 from minildr.host import HOST
 
-from conftest import write_plugin
+from helpers import write_plugin
 from platforms import requires_elf, skip_on
 
 # ---------------------------------------------------------------------------

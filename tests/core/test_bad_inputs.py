@@ -36,7 +36,7 @@ from minildr.errors import (DependencyMismatch, NotAPlugin, PluginError, PluginN
                             SymbolTypeError, VersionMismatch)
 from minildr.manifest import Manifest, manifest_from_bytes
 
-from conftest import build_example, write_plugin
+from helpers import DATA, build_example, fuzz_examples, write_plugin
 from platforms import requires_elf, requires_linux, requires_posix
 
 GREET_T = "const char *(void)"
@@ -261,7 +261,7 @@ def _pe(dest, built):
 
 
 # -- real Windows and macOS plugins (tests/data/crossbuild/), cut short ------
-CROSSBUILT = Path(__file__).resolve().parent / "data" / "crossbuild"
+CROSSBUILT = DATA / "crossbuild"
 
 
 def _cut_real(file: str, at: Callable[[bytes], int]):
@@ -582,7 +582,8 @@ MAGICS = [b"", elf.ELFMAG, b"\x7fELF\x02\x01\x01", b"\x7fELF\x02\x02\x01",
           b"!<arch>\n"]
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(100), deadline=None)
 @given(st.sampled_from(MAGICS), st.binary(max_size=2048))
 def test_fuzz_arbitrary_bytes(magic, rest):
     read_fuzzed(magic + rest)
@@ -592,7 +593,8 @@ INTERESTING = [0, 1, 2, 3, 4, 7, 8, 12, 56, 64, 0x7F, 0xFF, 0xFFFF, 0x7FFFFFFF, 
                2**63 - 1, 2**64 - 1]
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(100), deadline=None)
 @given(edits=st.lists(st.tuples(st.sampled_from(["byte", "u16", "u32", "u64"]),
                                 st.booleans(),                       # in the headers/notes?
                                 st.integers(0, 2**20),
@@ -622,7 +624,8 @@ MANIFEST_PATHS = [("abi",), ("minildr",), ("platform",), ("platform", "os"), ("p
 
 
 @requires_elf
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(100), deadline=None)
 @given(changes=st.lists(st.tuples(st.sampled_from(MANIFEST_PATHS),
                                   st.one_of(st.just("delete"), JSON)), max_size=3))
 def test_fuzz_manifest_documents(changes):

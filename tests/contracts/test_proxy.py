@@ -14,10 +14,10 @@ import minildr
 from minildr.contracts import convention as proxies
 from minildr.contracts.stubs import protocol_source
 
-from conftest import EXAMPLES, write_plugin
+from helpers import DATA, EXAMPLES, write_plugin
 from platforms import requires_isolation
 
-HERE = Path(__file__).resolve().parent / "contracts"
+HERE = DATA / "contracts"
 PROBE = minildr.Contract.from_header(HERE / "probe.h", version="1.0")
 COMMAND = minildr.Contract.from_header(EXAMPLES / "command" / "command.h", version="1.1")
 

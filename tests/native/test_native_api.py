@@ -20,7 +20,7 @@ import minildr
 import minildr.native
 from minildr.native.parse import parse
 
-from conftest import write_plugin
+from helpers import write_plugin
 from platforms import requires_elf, requires_isolation, requires_proc
 from native_util import (AARCH64, build_relocs, linker_supports, mapped_range, mappings_of,
                          native_host)

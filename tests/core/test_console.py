@@ -22,8 +22,8 @@ import pytest
 from minildr import SUFFIX
 from minildr.console import shown_path, tolerant_output
 from minildr.course.selfcheck import NotebookResult, report
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 NARROW = {**os.environ, "PYTHONIOENCODING": "cp1252", "PYTHONPATH": str(ROOT)}
 
 

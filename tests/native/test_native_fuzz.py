@@ -1,12 +1,12 @@
 """Fuzzing the native loader with hypothesis, in a child process.
 
-tests/native_fuzz_child.py mutates a real plugin (the relocs plugin, with
+tests/native/native_fuzz_child.py mutates a real plugin (the relocs plugin, with
 both hash tables and DT_RELR where the linker can) where the loader reads
 it, and parses, maps and relocates each result without running its code.
 Running it in a child means a crash of the interpreter is caught and
 reported here (with the input that caused it saved), not fatal to pytest.
 
-MINILDR_FUZZ_EXAMPLES (default 10000) and MINILDR_FUZZ_SEED (default 0)
+MINILDR_FUZZ_EXAMPLES (default 2000 in make test, times MINILDR_FUZZ_SCALE in make fuzz) and MINILDR_FUZZ_SEED (default 0)
 change the budget and the sequence; about 2 ms per example.
 """
 from __future__ import annotations
@@ -20,11 +20,11 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, fuzz_examples
 from native_util import HERE, build_relocs, linker_supports, native_host
 
-pytestmark = native_host
-EXAMPLES = int(os.environ.get("MINILDR_FUZZ_EXAMPLES", "10000"))
+pytestmark = [native_host, pytest.mark.fuzz]
+EXAMPLES = int(os.environ.get("MINILDR_FUZZ_EXAMPLES", str(fuzz_examples(2000))))
 SEED = int(os.environ.get("MINILDR_FUZZ_SEED", "0"))
 
 
