@@ -148,6 +148,32 @@ def test_judge_turns_every_outcome_into_a_verdict():
     assert verdict.status == ERROR and verdict.message == "OSError: disk on fire"
 
 
+def test_under_grading_a_check_not_done_raises_with_its_verdict(monkeypatch, capsys):
+    """nbgrader's autograde (GRADING_VARIABLE set) needs a failing test; a learner never does."""
+    from minildr.course import selfcheck
+
+    def wrong():
+        raise NotDone("should be 42")
+
+    def done_but_noisy():
+        print("the plugin crashed on purpose", file=sys.stderr)
+
+    assert selfcheck.task("9.1", "t")(wrong).status == NOT_YET          # a learner: no raise
+    monkeypatch.setenv(selfcheck.GRADING_VARIABLE, "1")
+    with pytest.raises(AssertionError, match=r"Task 9\.1 \(t\): not yet\. should be 42"):
+        selfcheck.task("9.1", "t")(wrong)
+    capsys.readouterr()
+    assert selfcheck.task("9.2", "t")(done_but_noisy).status == DONE
+    out, err = capsys.readouterr()
+    assert "crashed on purpose" in out and err == ""       # stderr would zero the test
+
+
+def test_a_folder_that_does_not_exist_is_a_clear_error(tmp_path):
+    done = run_check(tmp_path / "nowhere")
+    assert done.returncode == 2
+    assert "nowhere does not exist" in done.stderr and "exercise notebooks" in done.stderr
+
+
 def run_check(*paths: Path) -> subprocess.CompletedProcess:
     """make check's table, read as UTF-8 whatever the console's code page (cp1252 on Windows)."""
     return subprocess.run([sys.executable, "-m", "minildr.course.selfcheck", "--strict",
