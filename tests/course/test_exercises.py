@@ -181,14 +181,20 @@ def run_check(*paths: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
 
+# The command is tested on two notebooks: every solution and every exercise
+# already runs under nbval (make test), so running them all again here would
+# test the notebooks twice and the command no better.
+SAMPLE = ["01-shared-libraries.ipynb", "02-smallest-plugin.ipynb"]
+
+
 def test_progress_says_all_done_on_the_solutions():
-    done = run_check(SOLUTIONS)
+    done = run_check(*[SOLUTIONS / name for name in SAMPLE])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all done" in done.stdout and "not yet" not in done.stdout
 
 
 def test_progress_says_not_yet_on_fresh_exercises():
-    done = run_check(EXERCISES)
+    done = run_check(*[EXERCISES / name for name in SAMPLE])
     assert done.returncode == 1
     # Task lines ("  ⏳ 04.2   not yet  ..."), not the "cells left out" lines of other platforms.
     lines = [line for line in done.stdout.splitlines() if re.match(r"  \S+ \d\d\.\d+ ", line)]
