@@ -48,7 +48,7 @@ class Builder:
 
     def _draw(self, source: str, page: PurePosixPath) -> str:
         svg = self.renderer.svg(source)
-        name = f"_diagrams/{hashlib.sha256(svg).hexdigest()[:12]}.svg"
+        name = f"_diagrams/mermaid-{hashlib.sha256(svg).hexdigest()[:12]}.svg"
         target = self.src / page.parent / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(svg)

@@ -24,6 +24,10 @@ html_theme_options = {
     "launch_buttons": {"binderhub_url": "https://mybinder.org", "notebook_interface": "jupyterlab"},
     "show_toc_level": 2,
 }
+# The theme logs a console error on a first visit unless a mode is set.
+html_context = {"default_mode": "light"}
+# A favicon of our own: otherwise every browser asks for /favicon.ico (a 404).
+html_favicon = "_static/favicon.svg"
 html_static_path = []
 html_last_updated_fmt = None
 # Go and C written with %%writefile / %%minildr are highlighted as IPython and

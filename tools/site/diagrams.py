@@ -16,7 +16,8 @@ from pathlib import Path
 
 BLOCK = re.compile(r"^(?P<fence>```+|~~~+)[ \t]*\{?mermaid\}?[ \t]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",
                    re.M | re.S)
-LABEL = re.compile(r"[\[\{(]+\"?(?P<label>[^\"\]\}\)]+)\"?[\]\})]+")
+QUOTED_LABEL = re.compile(r'"(?P<label>[^"]+)"')
+BARE_LABEL = re.compile(r"[\[{(]+(?P<label>[^\]})\"]+)[\]})]+")
 VIEWBOX = re.compile(r'viewBox="[-\d.]+ [-\d.]+ (?P<w>[\d.]+) (?P<h>[\d.]+)"')
 # Labels as SVG text rather than HTML in <foreignObject>: the picture then
 # draws the same in an <img> in every browser.
@@ -78,7 +79,8 @@ def with_intrinsic_size(svg: bytes) -> bytes:
 
 def alt_text(source: str) -> str:
     """The diagram's labels in order, for readers who do not see the picture."""
-    labels = [re.sub(r"<br\s*/?>", " ", m["label"]).strip() for m in LABEL.finditer(source)]
+    pattern = QUOTED_LABEL if QUOTED_LABEL.search(source) else BARE_LABEL
+    labels = [re.sub(r"<br\s*/?>", " ", m["label"]).strip() for m in pattern.finditer(source)]
     kind = source.strip().split()[0] if source.strip() else "diagram"
     text = f"{kind}: " + "; ".join(dict.fromkeys(label for label in labels if label))
     return text.replace("[", "(").replace("]", ")")[:400]

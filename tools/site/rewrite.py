@@ -109,7 +109,7 @@ def attachments_to_files(nb: dict, folder: Path, relative: str) -> list[Path]:
         for name, bundle in attachments.items():
             mime, data = next(iter(bundle.items()))
             raw = "".join(data) if isinstance(data, list) else data
-            target = folder / f"{cell.get('id', 'cell')}-{name}"
+            target = folder / f"attachment-{cell.get('id', 'cell')}-{name}"
             target.write_bytes(base64.b64decode(raw))
             names[name] = f"{relative}/{target.name}"
             written.append(target)
