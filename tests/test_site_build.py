@@ -184,7 +184,7 @@ def test_drawn_svg_gets_a_size_an_img_can_use():
 def test_every_notebook_page_gets_binder_and_jupyterlab_links_and_its_companions(built):
     builder, _ = built
     for where, nb in _copies(builder).items():
-        launch = [c for c in nb["cells"] if c["id"].endswith("-launch")]
+        launch = [c for c in nb["cells"] if "minildr-launch" in "".join(c["source"])]
         assert len(launch) == 1, where
         text = launch[0]["source"]
         assert f"https://mybinder.org/v2/gh/someone/minildr/main?urlpath=lab/tree/{where}" in text
@@ -192,6 +192,13 @@ def test_every_notebook_page_gets_binder_and_jupyterlab_links_and_its_companions
         if where.startswith("exercises/"):
             name = where.split("/")[1]
             assert f"(../notebooks/{name})" in text and f"(../solutions/{name})" in text
+
+
+def test_cells_keep_their_numbers_so_build_errors_point_at_the_committed_cell(built):
+    builder, _ = built
+    for where, nb in _copies(builder).items():
+        committed = json.loads((ROOT / where).read_text(encoding="utf-8"))
+        assert len(nb["cells"]) == len(committed["cells"]), where
 
 
 def test_solution_pages_are_titled_as_solutions(built):

@@ -71,7 +71,8 @@ class Builder:
             rewrite.retitle_solution(nb)
         partners = {s: PurePosixPath(p.as_posix()) for s in Section if s is not page.section
                     for p in [partner(self.root, page, s)] if p}
-        rewrite.insert_after_title(nb, rewrite.launch_cell(page, self.repo, partners))
+        rewrite.add_below_title(nb, rewrite.launch_box(page, self.repo, partners),
+                                f"{rewrite.id_prefix(page)}-launch")
         target = self.src / page.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -108,11 +109,18 @@ class Builder:
                               "-c", str(HERE), "-d", str(self.out.parent / f"{self.out.name}-doctrees"),
                               str(self.src), str(self.out)], env=env, text=True, capture_output=True)
         if run.returncode != 0:
-            raise SystemExit(f"site: Sphinx failed (warnings are errors: a broken link or image is one):\n"
-                             f"{run.stderr.replace(str(self.src) + os.sep, '')}")
+            raise SystemExit("site: Sphinx failed (warnings are errors: a broken link or image is one):\n"
+                             + readable_locations(run.stderr.replace(str(self.src) + os.sep, "")))
 
     def page_count(self) -> int:
         return len(html_pages(self.out))
+
+
+def readable_locations(log: str) -> str:
+    """myst-nb numbers a notebook's lines (cell + 1) * 10000 + line + 1: say `cell 12 (from 0), line 7`."""
+    return re.sub(r"\.ipynb:(\d+):",
+                  lambda m: f".ipynb, cell {int(m[1]) // 10000 - 1} (from 0), line {int(m[1]) % 10000 - 1}:",
+                  log)
 
 
 def html_pages(out: Path) -> list[Path]:

@@ -199,8 +199,8 @@ def static_outputs_only(nb: dict, where: str) -> int:
 
 # ---- the launch line and titles -------------------------------------------------------
 
-def launch_cell(page: Page, repo: Repository, partners: dict[Section, PurePosixPath]) -> dict:
-    """A Markdown cell: open this notebook on Binder or in your JupyterLab, and its companion pages."""
+def launch_box(page: Page, repo: Repository, partners: dict[Section, PurePosixPath]) -> str:
+    """Markdown: open this notebook on Binder or in your JupyterLab, and its companion pages."""
     path = PurePosixPath(page.path.as_posix())
     links = [f"[Open in JupyterLab on Binder]({repo.binder(path)})",
              f"[open in your JupyterLab]({LOCAL_LAB}{quote(str(path))}) (after `make lab`)"]
@@ -208,16 +208,18 @@ def launch_cell(page: Page, repo: Repository, partners: dict[Section, PurePosixP
         label = {Section.COURSE: "notebook", Section.EXERCISES: "exercise",
                  Section.SOLUTIONS: "solution"}[section]
         links.append(f"[{label} {other.stem.split('-', 1)[0]}](../{other})")
-    body = ("```{admonition} Run this notebook\n:class: tip minildr-launch\n\n"
+    return ("```{admonition} Run this notebook\n:class: tip minildr-launch\n\n"
             + " · ".join(links) + "\n```\n")
-    return {"cell_type": "markdown", "id": f"{id_prefix(page)}-launch", "metadata": {}, "source": body}
 
 
-def insert_after_title(nb: dict, cell: dict) -> None:
-    """After the first cell when it holds the title, else first."""
+def add_below_title(nb: dict, markdown: str, cell_id: str) -> None:
+    """At the end of the title cell, so that cells keep their numbers (build errors name them);
+    in a cell of its own first when the notebook has no title cell."""
     first = nb["cells"][0] if nb["cells"] else None
-    at = 1 if first and first["cell_type"] == "markdown" and _source(first).lstrip().startswith("# ") else 0
-    nb["cells"].insert(at, cell)
+    if first and first["cell_type"] == "markdown" and _source(first).lstrip().startswith("# "):
+        _set_source(first, _source(first).rstrip("\n") + "\n\n" + markdown)
+    else:
+        nb["cells"].insert(0, {"cell_type": "markdown", "id": cell_id, "metadata": {}, "source": markdown})
 
 
 def retitle_solution(nb: dict) -> None:
