@@ -211,6 +211,15 @@ def test_every_notebook_page_says_how_to_run_it():
     assert not missing, "\n".join(missing)
 
 
+def test_the_download_button_gives_the_committed_notebook():
+    for page in site_pages():
+        source = Path(page).with_suffix(".ipynb")
+        if (SITE / "_sources" / source).is_file():
+            assert (SITE / "_sources" / source).read_bytes() == (ROOT / source).read_bytes(), source
+            assert f'href="{"../" * (len(source.parts) - 1)}_sources/{source.as_posix()}"' in \
+                (SITE / page).read_text(encoding="utf-8"), f"{page}: no download link"
+
+
 def _page_with(pattern: str) -> str:
     hits = [p for p in site_pages() if re.search(pattern, (SITE / p).read_text(encoding="utf-8"))]
     assert hits, f"no page has {pattern!r}"

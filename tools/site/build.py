@@ -112,6 +112,17 @@ class Builder:
             raise SystemExit("site: Sphinx failed (warnings are errors: a broken link or image is one):\n"
                              + readable_locations(run.stderr.replace(str(self.src) + os.sep, "")))
 
+    def committed_downloads(self) -> int:
+        """The page's download button gives the notebook as committed, not the site's rewritten copy."""
+        copied = 0
+        for pages in self.pages.values():
+            for page in pages:
+                target = self.out / "_sources" / page.path
+                if target.is_file():
+                    shutil.copy2(self.root / page.path, target)
+                    copied += 1
+        return copied
+
     def page_count(self) -> int:
         return len(html_pages(self.out))
 
@@ -194,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"site: {error}", file=sys.stderr)
         return 1
     builder.sphinx()
+    builder.committed_downloads()
     outside = external_resources(builder.out)
     if outside:
         print("site: these pages would fetch from outside the site:", file=sys.stderr)
