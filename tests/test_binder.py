@@ -32,6 +32,8 @@ import pytest
 
 repo2docker = pytest.importorskip(
     "repo2docker", reason="jupyter-repo2docker is not installed (pip install -e '.[dev]' installs it)")
+from repo2docker.app import Repo2Docker  # noqa: E402  (after the skip above)
+from repo2docker.buildpacks import CondaBuildPack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,8 +110,6 @@ class _CapturingDocker:
 
 def _build_context(repo: Path) -> set[str]:
     """The paths repo2docker would send to docker for `repo`, as `src/...` names."""
-    from repo2docker.app import Repo2Docker
-    from repo2docker.buildpacks import CondaBuildPack
     cwd = os.getcwd()
     os.chdir(repo)
     try:

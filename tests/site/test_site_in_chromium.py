@@ -26,6 +26,8 @@ from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 import pytest
 
+from tools.site.build import html_pages
+
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "build" / "site"
 SCREENS = ROOT / "build" / "site-screens"
@@ -46,13 +48,14 @@ RAW_DIAGRAM = re.compile(r"```\s*mermaid|(^|\n)\s*(graph|flowchart)\s+(TD|TB|BT|
 LOAD_TIMEOUT = 30
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.options import Options  # noqa: E402  (after the skip above)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
 if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
     pytest.skip("needs Debian's chromium and chromium-driver (make site-test installs them)",
                 allow_module_level=True)
 
 
 def site_pages() -> list[str]:
-    from tools.site.build import html_pages
     if not (SITE / "index.html").is_file():
         pytest.fail("build/site/ is not built: run `make site` (make site-test does)")
     return [p.relative_to(SITE).as_posix() for p in html_pages(SITE)]
@@ -79,8 +82,6 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     options = Options()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
@@ -154,7 +155,7 @@ def test_every_page_loads_cleanly_in_chromium(server, browser):
     problems: dict[str, list[str]] = {}
     started = time.monotonic()
     for page in pages:
-        driver_log_flush = browser.get_log("performance")  # noqa: F841 (drop what came before)
+        browser.get_log("performance")     # drop what the previous page logged
         browser.get_log("browser")
         browser.get(server + page)
         images = _wait_for_images(browser)
