@@ -233,6 +233,7 @@ def _page_with(pattern: str) -> str:
 ])
 def test_screenshot(server, browser, kind, pattern):
     page = _page_with(pattern)
+    browser.set_window_size(1280, 1700)      # room for a whole flowchart
     browser.get(server + page)
     _wait_for_images(browser)
     selector = 'img[src*="/mermaid-"]' if kind == "diagram" else 'img[src*="/attachment-"]'
