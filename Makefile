@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test browser-test cross-tools exercises check bench clean
+.PHONY: lab test browser-test hub-env hub-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -44,7 +44,7 @@ lab: $(STAMP)
 # "python3" kernel happens to be installed on the machine.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser $(PYTEST_ARGS)
+		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/hub $(PYTEST_ARGS)
 
 # The course as a person uses it: `make lab` serving notebook 02 to headless
 # Chromium, which runs every cell; needs Debian's chromium and chromedriver
@@ -54,6 +54,44 @@ browser-test: $(STAMP)
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		  apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	$(BIN)/python -m pytest tests/browser -p no:cacheprovider
+
+# The course as a hub serves it: what a JupyterHub image runs once, then a
+# real hub on loopback with three students (tests/hub/). HUB_VENV is the
+# students' shared, read-only environment: minildr installed NON-editable
+# (students import it from there, never from their clone), JupyterHub,
+# nbgitpuller, and the older Go toolchain notebook 08 needs, so that nothing
+# is downloaded while a class runs. Reinstalled when the package changes.
+HUB_VENV  ?= /opt/minildr-venv
+# A Python every student's uid can run (pyenv's or conda's under /root cannot be).
+HUB_PYTHON ?= /usr/bin/python3
+HUB_STAMP := $(HUB_VENV)/.minildr-installed-stamp
+PACKAGE_FILES := pyproject.toml $(shell find minildr -type f -not -path '*/__pycache__/*' 2>/dev/null)
+CHP := $(HUB_VENV)/share/configurable-http-proxy/node_modules/.bin/configurable-http-proxy
+
+$(HUB_STAMP): $(PACKAGE_FILES)
+	@echo "minildr: building the hub environment in $(HUB_VENV)/ ..."
+	@$(HUB_PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	@test -x $(HUB_VENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_VENV)
+	@$(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@PYTHONWARNINGS=ignore $(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,hub]'
+	@PYTHONWARNINGS=ignore $(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall .
+	@$(HUB_VENV)/bin/python -m minildr.golang install-toolchains
+	@chmod -R go-w,a+rX $(HUB_VENV)
+	@touch $@
+
+# JupyterHub's proxy comes from npm (Debian's nodejs and npm, installed if missing, as root).
+$(CHP):
+	command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq nodejs npm >/dev/null; }
+	npm install --silent --no-audit --no-fund --prefix $(HUB_VENV)/share/configurable-http-proxy \
+		configurable-http-proxy
+
+hub-env: $(HUB_STAMP) $(CHP)
+
+# Needs root: it creates three OS users (and removes them afterwards).
+hub-test: $(STAMP) hub-env
+	HUB_VENV=$(HUB_VENV) CHP=$(CHP) $(BIN)/python -m pytest tests/hub -p no:cacheprovider $(PYTEST_ARGS)
 
 # The cross toolchains tests/test_crossbuild.py rebuilds the Windows and macOS
 # fixtures with, and wine, which loads the DLLs (Debian packages, installed if
