@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test browser-test hub-env hub-test cross-tools exercises check bench clean
+.PHONY: lab test go-toolchains browser-test hub-env hub-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -30,8 +30,16 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --progress-bar on -e '.[dev]'
+	@$(BIN)/python -m minildr.golang install-toolchains
 	@touch $@
 	@echo "minildr: $(VENV)/ is ready."
+
+# The older Go notebook 08 builds one plugin with, installed into the
+# environment once (the first `make` does it; a hub image runs it when built),
+# so that no notebook ever downloads a toolchain. Also for conda:
+#   python -m minildr.golang install-toolchains
+go-toolchains: $(STAMP)
+	$(BIN)/python -m minildr.golang install-toolchains
 
 # LAB_ARGS: extra JupyterLab options (the browser test sets port and token).
 # The whole course is served (notebooks/, exercises/, solutions/), and the
@@ -119,4 +127,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_boundaries.py --plot --save
 
 clean:
-	rm -rf $(VENV) notebooks/build solutions/build exercises/build build/go-cache build/go-tests .pytest_cache
+	rm -rf $(VENV) notebooks/build solutions/build exercises/build build/go-tests .pytest_cache

