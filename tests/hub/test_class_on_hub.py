@@ -67,6 +67,8 @@ def test_three_students_on_one_hub(classroom):
     waited = in_parallel({s.name: s.wait_for_server for s in students})
     assert all(v is None for v in waited.values()), (waited, classroom.hub_log())
     classroom.timings["3 logins until every server answers"] = time.monotonic() - step
+    for process in classroom.student_processes():     # each is a server, just started
+        classroom.timings[f"{process.username()} server start CPU-s"] = sum(process.cpu_times()[:4])
 
     # 2. The nbgitpuller link, one repository URL form per student ----------
     step = time.monotonic()
