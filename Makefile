@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test go-toolchains browser-test hub-env hub-test cross-tools exercises check bench clean
+.PHONY: lab test fuzz go-toolchains browser-test hub-env hub-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -30,16 +30,16 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --progress-bar on -e '.[dev]'
-	@$(BIN)/python -m minildr.golang install-toolchains
+	@$(BIN)/python -m minildr.course.golang install-toolchains
 	@touch $@
 	@echo "minildr: $(VENV)/ is ready."
 
 # The older Go notebook 08 builds one plugin with, installed into the
 # environment once (the first `make` does it; a hub image runs it when built),
 # so that no notebook ever downloads a toolchain. Also for conda:
-#   python -m minildr.golang install-toolchains
+#   python -m minildr.course.golang install-toolchains
 go-toolchains: $(STAMP)
-	$(BIN)/python -m minildr.golang install-toolchains
+	$(BIN)/python -m minildr.course.golang install-toolchains
 
 # LAB_ARGS: extra JupyterLab options (the browser test sets port and token).
 # The whole course is served (notebooks/, exercises/, solutions/), and the
@@ -50,9 +50,21 @@ lab: $(STAMP)
 
 # --nbval-current-env: run notebooks with this .venv's Python, not whatever
 # "python3" kernel happens to be installed on the machine.
+# -n: tests run in parallel worker processes (pytest-xdist); --dist loadfile
+# keeps each file (and each notebook's cells, in order) in one worker. Many
+# tests wait on compilers and kernels, so more workers than cores pays.
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/hub $(PYTEST_ARGS)
+		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/hub \
+		-n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The fuzzers with long budgets (make test runs each with a short one).
+# MINILDR_FUZZ_SCALE multiplies every fuzzer's number of examples.
+FUZZ_SCALE ?= 20
+fuzz: $(STAMP)
+	MINILDR_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest -m fuzz tests \
+		-n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider $(PYTEST_ARGS)
 
 # The course as a person uses it: `make lab` serving notebook 02 to headless
 # Chromium, which runs every cell; needs Debian's chromium and chromedriver
@@ -84,7 +96,7 @@ $(HUB_STAMP): $(PACKAGE_FILES)
 	@$(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@PYTHONWARNINGS=ignore $(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,hub]'
 	@PYTHONWARNINGS=ignore $(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall .
-	@$(HUB_VENV)/bin/python -m minildr.golang install-toolchains
+	@$(HUB_VENV)/bin/python -m minildr.course.golang install-toolchains
 	@chmod -R go-w,a+rX $(HUB_VENV)
 	@touch $@
 
@@ -101,7 +113,7 @@ hub-env: $(HUB_STAMP) $(CHP)
 hub-test: $(STAMP) hub-env
 	HUB_VENV=$(HUB_VENV) CHP=$(CHP) $(BIN)/python -m pytest tests/hub -p no:cacheprovider $(PYTEST_ARGS)
 
-# The cross toolchains tests/test_crossbuild.py rebuilds the Windows and macOS
+# The cross toolchains tests/formats/test_crossbuild.py rebuilds the Windows and macOS
 # fixtures with, and wine, which loads the DLLs (Debian packages, installed if
 # missing, as root; about 1.2 GB). Without them those tests skip and say why.
 CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64
@@ -113,14 +125,14 @@ cross-tools:
 
 # Regenerate exercises/ from solutions/ (after editing a solution notebook).
 exercises: $(STAMP)
-	$(BIN)/python -m minildr.exercises
+	$(BIN)/python -m minildr.course.exercises
 
 # A learner's progress: run my exercise notebooks, show which tasks are done.
 # On a hub the course's environment is already there (python3 imports
 # minildr): use it instead of building a private .venv in the student's home.
 HUB_CHECK_PYTHON = $(if $(wildcard $(STAMP)),,$(shell cd / && python3 -c 'import minildr, sys; print(sys.executable)' 2>/dev/null))
 check: $(if $(HUB_CHECK_PYTHON),,$(STAMP))
-	@$(or $(HUB_CHECK_PYTHON),$(BIN)/python) -m minildr.selfcheck exercises
+	@$(or $(HUB_CHECK_PYTHON),$(BIN)/python) -m minildr.course.selfcheck exercises
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py

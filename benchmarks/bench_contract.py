@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
 from timing import best_of  # noqa: E402  (benchmarks/timing.py)
-from minildr import proxy  # noqa: E402
+from minildr.contracts import proxy  # noqa: E402
 
 
 

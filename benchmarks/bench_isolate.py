@@ -6,7 +6,7 @@ All in one run, interleaved round by round, on the same plugin:
 - isolated       greet() forwarded to the worker: request frame, the call,
                  reply frame, the string copied back (minildr.open(isolate=True))
 - isolated+spin  the same, with both sides polling their socket for
-                 isolate.SPIN_SECONDS before they sleep (see isolate.py)
+                 isolate.SPIN_SECONDS before they sleep (see minildr/isolation/process.py)
 - os floor       a bare 40-byte ping-pong over a socket pair between two
                  Python processes: what waking the other process costs here,
                  with no protocol at all
@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
-from minildr import isolate  # noqa: E402
+from minildr.isolation import process as isolate  # noqa: E402
 
 GREET_T = "const char *(void)"
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
 from timing import best_of, build_greet  # noqa: E402  (benchmarks/timing.py)
 import minildr.native  # noqa: E402
-from minildr.native import initfini, map as mapping, relocate, resolve  # noqa: E402
+from minildr.native import initfini, mapping, relocate, resolve  # noqa: E402
 from minildr.native.parse import parse  # noqa: E402
 from minildr.native.trace import Trace  # noqa: E402
 

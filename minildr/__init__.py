@@ -6,29 +6,47 @@
         greet = plugin.lookup("greet", "const char *(void)")
         print(minildr.ffi.string(greet()).decode())
 
-Each idea lives in its own module: manifest (what build stamps), build (the
-compiler driver), contract (shared headers), image (the bytes checked are
-the bytes loaded), system (dlopen), loader (open, Plugin, Symbol), discover
-(folder scans), errors (every PluginError), trust (pinned digests and
-signatures), isolate and worker (plugins in a worker process).
+The package reads top to bottom in the order a load runs; every module
+imports only from the rows above it (no cycles; tests/package/test_imports.py):
+
+    errors.py       every PluginError, with the attributes each one carries
+    host.py         this machine: OS, CPU, binary format, plugin SUFFIX
+    formats/        ELF, Mach-O and PE read-only and bounds-checked (reader.py)
+    manifest.py     what build stamps into a plugin: Manifest, Export, ContractRef
+    image.py        the file read once: the bytes checked are the bytes loaded
+    contracts/      Contract, its layout rules, the calling convention, proxies
+    trust.py        pinned digests, Ed25519 signatures, TrustStore
+    checks.py       each check open() makes, in order; read_manifest
+    plugin.py       Plugin and Symbol, over whichever loader mapped the bytes
+    system.py       the system loader (dlopen / LoadLibrary)
+    native/         minildr's own ELF loader, one module per step (Linux)
+    isolation/      a plugin in a worker process: protocol, marshal, process
+    loader.py       open(): the checks, then one of the loaders above
+    discover.py     discover() a folder, plugin_path()
+    build.py        the compiler driver: build(), build_many()
+    cli.py          python -m minildr
+    course/         the course's tooling: %%minildr, exercises, selfcheck, Go
 """
 from __future__ import annotations
 
+import importlib
 import logging
 
 from .build import build, build_many
-from .contract import Contract
+from .checks import read_manifest
+from .contracts.contract import Contract
+from .contracts.proxy import ContractProxy
 from .discover import Report, discover, plugin_path
-from .errors import (BuildError, CompilerNotFound, ContractMismatch, DependencyMismatch,
-                     LoadError, NotAPlugin, PluginClosed, PluginCrashed, PluginError,
-                     PluginNotFound, PluginTimeout, SymbolNotFound, SymbolTypeError,
-                     UnsupportedELF, UntrustedPlugin, VersionMismatch)
-from .errors import ContractViolation, NotImplementedByPlugin, PluginCallError  # contracts
-from .proxy import ContractProxy  # contracts
-from .errors import BadTrustFile, PluginProtocolError
+from .errors import (BadTrustFile, BuildError, CompilerNotFound, ContractMismatch,
+                     ContractViolation, DependencyMismatch, LoadError, NotAPlugin,
+                     NotImplementedByPlugin, PluginCallError, PluginClosed, PluginCrashed,
+                     PluginError, PluginNotFound, PluginProtocolError, PluginTimeout,
+                     SymbolNotFound, SymbolTypeError, UnsupportedELF, UntrustedPlugin,
+                     VersionMismatch)
 from .host import HOST, SUFFIX, Platform
-from .loader import Plugin, Symbol, open
-from .manifest import ABI_VERSION, Manifest, read_manifest
+from .loader import open
+from .manifest import ABI_VERSION, Manifest
+from .plugin import Plugin, Symbol
 from .system import ffi
 from .trust import PublicKey, TrustStore, Verdict
 
@@ -36,9 +54,20 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython) -> None:
-    """`%load_ext minildr`: adds the %%minildr cell magic (see magic.py)."""
-    from .magic import load
+    """`%load_ext minildr`: adds the %%minildr cell magic (see course/magic.py)."""
+    from .course.magic import load      # IPython is imported only where a notebook asks
     load(ipython)
+
+
+def __getattr__(name: str):
+    """`minildr.native` after a bare `import minildr`, as a learner will type it.
+
+    Imported on first use: it binds libc's mmap and dlvsym, which exist on
+    Linux only, and `import minildr` must work everywhere.
+    """
+    if name == "native":
+        return importlib.import_module(".native", __name__)
+    raise AttributeError(f"module 'minildr' has no attribute {name!r}")
 
 logging.getLogger("minildr").addHandler(logging.NullHandler())
 

@@ -35,15 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import ctype, elf, macho, pe
-from .contract import Contract
+from . import ctype
+from .formats import elf, macho, pe
+from .contracts.contract import INCLUDE_DIR, Contract
 from .errors import BuildError, CompilerNotFound
 from .host import HOST, SUFFIXES, Platform
+from .progress import progress
 from .manifest import ABI_VERSION, NT_MINILDR_MANIFEST, NOTE_OWNER, Export, Manifest
 
 log = logging.getLogger("minildr")
 
-INCLUDE_DIR = Path(__file__).with_name("include")
 PathLike = Union[str, "os.PathLike[str]"]
 
 HOW_TO_GET_A_COMPILER = {
@@ -406,7 +407,6 @@ def build_many(jobs: Iterable[Mapping[str, object]], *, show_progress: Optional[
     Stops at the first failure, as a build tool does: the BuildError names
     the plugin that failed; the plugins built before it stay built.
     """
-    from .progress import progress
     jobs = list(jobs)
     built = []
     for job in progress(jobs, desc="building plugins", total=len(jobs), unit="plugin",

@@ -15,26 +15,19 @@ from typing import List, Optional
 from . import __version__, trust
 from .build import build
 from .console import tolerant_output
-from .contract import Contract
+from .contracts.contract import Contract
+from .contracts.stubs import protocol_source
 from .discover import discover
 from .errors import PluginError
 from .image import read as read_image
-from .loader import check_binary, check_manifest
+from .checks import check_binary, check_manifest, check_versions
 
 EXIT_OK, EXIT_PLUGIN, EXIT_USAGE = 0, 1, 2
 
 
-def _contract(spec: str) -> Contract:
-    """FILE or FILE:NAME:VERSION (FILE may start with a Windows drive, C:)."""
-    parts = spec.rsplit(":", 2)
-    if len(parts) == 3 and len(parts[0]) > 1:          # not a bare drive letter
-        return Contract.from_header(Path(parts[0]), name=parts[1], version=parts[2])
-    return Contract.from_header(Path(spec))
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     path = build(args.sources, name=args.name, version=args.version, exports=args.exports,
-                 contracts=[_contract(c) for c in args.contract], out_dir=args.out_dir,
+                 contracts=[Contract.from_spec(c) for c in args.contract], out_dir=args.out_dir,
                  cflags=args.cflag)
     print(path)
     return EXIT_OK
@@ -75,9 +68,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_protocol(args: argparse.Namespace) -> int:
     """Type hints (typing.Protocol) for the proxies of some contracts (contracts issue)."""
-    from .proxy import protocol_source
     try:
-        text = protocol_source(*[_contract(c) for c in args.contract])
+        text = protocol_source(*[Contract.from_spec(c) for c in args.contract])
     except (OSError, ValueError) as exc:
         print(f"error: cannot read the contract: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -86,6 +78,80 @@ def cmd_protocol(args: argparse.Namespace) -> int:
     else:
         args.output.write_text(text, encoding="utf-8")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# Trust: keygen, sign, pin, verify
+# ---------------------------------------------------------------------------
+def cmd_keygen(args: argparse.Namespace) -> int:
+    private_path, public_path = trust.generate_key(args.name, args.out_dir)
+    print(f"private key  {private_path}  (keep it secret; sign with --key {private_path})")
+    print(f"public key   {public_path}  (give it to users: their trust file needs its line)")
+    if args.trust:
+        store = trust.TrustStore.load(args.trust) if Path(args.trust).exists() else trust.TrustStore()
+        store.add_key(public_path)
+        store.save(args.trust)
+        print(f"added to     {args.trust}")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    path = trust.sign(args.plugin, args.key, name=args.name)
+    print(f"signed {args.plugin}: {path}")
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    store = trust.TrustStore.load(args.trust) if Path(args.trust).exists() else trust.TrustStore()
+    for plugin in args.plugins:
+        print(f"pinned {plugin}: sha256 {store.pin(plugin)}")
+    store.save(args.trust)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Every check open() makes, without loading; with --trust, the trust verdict too."""
+    image = read_image(args.plugin)
+    check_binary(image)
+    manifest = check_manifest(image)
+    check_versions(image, manifest)
+    print(f"plugin    {manifest.name} {manifest.version}")
+    print(f"sha256    {image.sha256}")
+    print("checks    binary, manifest, ABI and platform: ok")
+    sig_path = trust.signature_path(image.path)
+    if not args.trust:
+        print(f"signature {sig_path.name if sig_path.exists() else 'none'}")
+        print("trust     not checked: pass --trust FILE to decide")
+        return 0
+    verdict = trust.TrustStore.load(args.trust).verdict(image)
+    print(f"verdict   {verdict}")
+    return 0 if verdict.trusted else 1
+
+
+def add_trust_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add keygen, sign, pin and verify to the `python -m minildr` parser."""
+    k = sub.add_parser("keygen", help="make an Ed25519 key pair for signing plugins")
+    k.add_argument("name", help="the signer's name: writes NAME.key and NAME.pub")
+    k.add_argument("--out-dir", default=".", type=Path)
+    k.add_argument("--trust", type=Path, help="also add the public key to this trust file")
+    k.set_defaults(run=cmd_keygen)
+
+    s = sub.add_parser("sign", help="write PLUGIN.sig, a detached signature, beside a plugin")
+    s.add_argument("plugin", type=Path)
+    s.add_argument("--key", required=True, type=Path, help="a private key from keygen")
+    s.add_argument("--name", help="the signer's name (default: the key file's stem)")
+    s.set_defaults(run=cmd_sign)
+
+    p = sub.add_parser("pin", help="add plugins' SHA-256 digests to a trust file")
+    p.add_argument("plugins", nargs="+", type=Path)
+    p.add_argument("--trust", required=True, type=Path)
+    p.set_defaults(run=cmd_pin)
+
+    v = sub.add_parser("verify", help="check a plugin without loading it and explain "
+                                      "the trust verdict")
+    v.add_argument("plugin", type=Path)
+    v.add_argument("--trust", type=Path, help="a trust file (pinned digests and keys)")
+    v.set_defaults(run=cmd_verify)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -122,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", type=Path, default=None, help="a .py file (default: stdout)")
     t.set_defaults(run=cmd_protocol)
 
-    trust.add_commands(sub)            # keygen, sign, pin, verify
+    add_trust_commands(sub)            # keygen, sign, pin, verify
     return p
 
 

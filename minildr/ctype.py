@@ -24,9 +24,21 @@ from pycparser import c_ast, c_generator, c_parser
 
 FAKE_LIBC = Path(__file__).with_name("fake_libc")
 # The typedefs of the stand-in standard headers: every type string may use them.
-_STANDARD_TYPES = (FAKE_LIBC / "_types.h").read_text()
-_STANDARD_TYPES = "\n".join(line for line in _STANDARD_TYPES.splitlines()
+STANDARD_TYPES = (FAKE_LIBC / "_types.h").read_text()
+STANDARD_TYPES = "\n".join(line for line in STANDARD_TYPES.splitlines()
                             if not line.startswith("#"))
+
+
+# Every integer type by its C spelling: one table for the proxies (contracts/)
+# and the isolated marshalling (isolation/). Plain `char` is left out: as a
+# value it may be a character, and each side says what it makes of it.
+INTEGER_TYPES = frozenset(
+    {"signed char", "unsigned char", "short", "unsigned short", "int", "unsigned int",
+     "long", "unsigned long", "long long", "unsigned long long", "size_t", "ssize_t",
+     "ptrdiff_t", "intptr_t", "uintptr_t", "intmax_t", "uintmax_t"}
+    | {f"{u}int{n}_t" for u in ("", "u") for n in (8, 16, 32, 64)}
+    | {f"{u}int_{k}{n}_t" for u in ("", "u") for k in ("least", "fast") for n in (8, 16, 32, 64)})
+FLOAT_TYPES = frozenset({"float", "double"})
 
 
 class CTypeError(ValueError):
@@ -46,7 +58,7 @@ def _parser() -> c_parser.CParser:
     return c_parser.CParser()
 
 
-def _parse(text: str, filename: str = "<header>") -> c_ast.FileAST:
+def parse(text: str, filename: str = "<header>") -> c_ast.FileAST:
     try:
         return _parser().parse(text, filename)
     except c_parser.ParseError as exc:
@@ -98,7 +110,7 @@ def _strip_names(node: c_ast.Node) -> c_ast.Node:
     return node
 
 
-def _spell(type_node: c_ast.Node) -> str:
+def spell(type_node: c_ast.Node) -> str:
     typename = c_ast.Typename(name=None, quals=[], align=None, type=_strip_names(type_node))
     return c_generator.CGenerator().visit(typename)
 
@@ -112,7 +124,7 @@ def parse_header(preprocessed: str, header: str) -> Tuple[List[Declaration], str
     order, and the text of the typedefs, structs and enums (from it and the
     user headers it includes) that a reader of those types needs.
     """
-    ast = _parse(preprocessed, header)
+    ast = parse(preprocessed, header)
     gen = c_generator.CGenerator()
     declarations: List[Declaration] = []
     types: List[str] = []
@@ -126,9 +138,9 @@ def parse_header(preprocessed: str, header: str) -> Tuple[List[Declaration], str
         if not isinstance(node, c_ast.Decl) or not from_header or "static" in node.storage:
             continue
         if isinstance(node.type, c_ast.FuncDecl):
-            declarations.append(Declaration(node.name, "function", _spell(node.type)))
+            declarations.append(Declaration(node.name, "function", spell(node.type)))
         elif "extern" in node.storage:
-            declarations.append(Declaration(node.name, "data", _spell(node.type)))
+            declarations.append(Declaration(node.name, "data", spell(node.type)))
         else:
             raise CTypeError(
                 f"{header}:{node.coord.line}: '{gen.visit(node)}' defines a variable in a "
@@ -144,28 +156,28 @@ def canonical(ctype: str, types: str = "") -> str:
         raise CTypeError(f"{ctype!r} is not a C type")
     # A type is parsed as the parameter of a probe function: that is the one
     # place where C's grammar accepts a bare type such as 'int (void)'.
-    text = f"{_STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
-    ast = _parse(text, "<type>")
+    text = f"{STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
+    ast = parse(text, "<type>")
     probe = ast.ext[-1]
     params = probe.type.args.params if probe.type.args else []
     if len(params) != 1 or isinstance(params[0], c_ast.EllipsisParam):
         raise CTypeError(f"{ctype!r} is not a single C type")
-    return _spell(params[0].type)
+    return spell(params[0].type)
 
 
 def pointer_to(ctype: str, types: str = "") -> str:
     """The type of a pointer to `ctype`: 'int (*)(int)' for 'int (int)', 'int *' for 'int'."""
-    text = f"{_STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
-    param = _parse(text, "<type>").ext[-1].type.args.params[0]
-    return _spell(c_ast.PtrDecl(quals=[], type=param.type))
+    text = f"{STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
+    param = parse(text, "<type>").ext[-1].type.args.params[0]
+    return spell(c_ast.PtrDecl(quals=[], type=param.type))
 
 
 def standard_types() -> Dict[str, str]:
     """Typedef name -> its stand-in definition (for documentation and tests)."""
     result = {}
-    for node in _parse(_STANDARD_TYPES).ext:
+    for node in parse(STANDARD_TYPES).ext:
         if isinstance(node, c_ast.Typedef):
-            result[node.name] = _spell(node.type)
+            result[node.name] = spell(node.type)
     return result
 
 
@@ -174,10 +186,10 @@ def signature(ctype: str, types: str = "") -> Tuple[str, List[str], bool]:
 
     `signature('size_t (const char *, char *, size_t)')` gives
     ('size_t', ['const char *', 'char *', 'size_t'], False); `(void)` has no parameters.
-    Isolation (isolate.py) reads it to decide how each argument crosses to the worker.
+    Isolation (isolation/marshal.py) reads it to decide how each argument crosses to the worker.
     """
-    text = f"{_STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
-    func = _parse(text, "<type>").ext[-1].type.args.params[0].type
+    text = f"{STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
+    func = parse(text, "<type>").ext[-1].type.args.params[0].type
     if not isinstance(func, c_ast.FuncDecl):
         raise CTypeError(f"{ctype!r} is not a function type")
     params: List[str] = []
@@ -185,6 +197,6 @@ def signature(ctype: str, types: str = "") -> Tuple[str, List[str], bool]:
     for param in func.args.params if func.args else []:
         if isinstance(param, c_ast.EllipsisParam):
             variadic = True
-        elif (spelled := _spell(param.type)) != "void":
+        elif (spelled := spell(param.type)) != "void":
             params.append(spelled)
-    return _spell(func.type), params, variadic
+    return spell(func.type), params, variadic

@@ -127,7 +127,7 @@ class PluginImage:
 
 
 def _sealed_memfd(data: bytes, name: str) -> int:
-    import fcntl
+    import fcntl               # POSIX only, and only here: sealing a Linux memfd
     fd = os.memfd_create(f"minildr:{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         view = memoryview(data)

@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
-from . import elf, macho, pe
+from .formats import elf, macho, pe
 from .errors import NotAPlugin
 from .host import HOST, Platform
 
@@ -215,13 +215,3 @@ def manifest_from_payload(info: BinaryInfo, payload: Optional[bytes],
                                "minildr.build? Rebuild it with minildr.build (or "
                                "`python -m minildr build`)")
     return Manifest.decode(payload, path)
-
-
-def read_manifest(path: "os.PathLike[str] | str") -> Manifest:
-    """The plugin's manifest, read from its headers WITHOUT running any of its code.
-
-    The file is read the way `open` reads it (image.read: a regular file,
-    read once, cached by identity), so both see the same bytes.
-    """
-    from .image import read       # image builds on this module; import at call time
-    return read(path).manifest()

@@ -26,7 +26,6 @@ after signing is reported as exactly that.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
@@ -426,78 +425,3 @@ def as_store(trust: Union[TrustStore, PathLike]) -> TrustStore:
         raise TypeError(f"trust= takes a TrustStore or the path of a trust file, not "
                         f"{type(trust).__name__}")
     return TrustStore.load(trust)
-
-
-# ---------------------------------------------------------------------------
-# The command line: sign, verify, keygen
-# ---------------------------------------------------------------------------
-def cmd_keygen(args: argparse.Namespace) -> int:
-    private_path, public_path = generate_key(args.name, args.out_dir)
-    print(f"private key  {private_path}  (keep it secret; sign with --key {private_path})")
-    print(f"public key   {public_path}  (give it to users: their trust file needs its line)")
-    if args.trust:
-        store = TrustStore.load(args.trust) if Path(args.trust).exists() else TrustStore()
-        store.add_key(public_path)
-        store.save(args.trust)
-        print(f"added to     {args.trust}")
-    return 0
-
-
-def cmd_sign(args: argparse.Namespace) -> int:
-    path = sign(args.plugin, args.key, name=args.name)
-    print(f"signed {args.plugin}: {path}")
-    return 0
-
-
-def cmd_pin(args: argparse.Namespace) -> int:
-    store = TrustStore.load(args.trust) if Path(args.trust).exists() else TrustStore()
-    for plugin in args.plugins:
-        print(f"pinned {plugin}: sha256 {store.pin(plugin)}")
-    store.save(args.trust)
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Every check open() makes, without loading; with --trust, the trust verdict too."""
-    from .loader import check_binary, check_manifest, check_versions
-    image = read_image(args.plugin)
-    check_binary(image)
-    manifest = check_manifest(image)
-    check_versions(image, manifest)
-    print(f"plugin    {manifest.name} {manifest.version}")
-    print(f"sha256    {image.sha256}")
-    print("checks    binary, manifest, ABI and platform: ok")
-    sig_path = signature_path(image.path)
-    if not args.trust:
-        print(f"signature {sig_path.name if sig_path.exists() else 'none'}")
-        print("trust     not checked: pass --trust FILE to decide")
-        return 0
-    verdict = TrustStore.load(args.trust).verdict(image)
-    print(f"verdict   {verdict}")
-    return 0 if verdict.trusted else 1
-
-
-def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add keygen, sign, pin and verify to the `python -m minildr` parser."""
-    k = sub.add_parser("keygen", help="make an Ed25519 key pair for signing plugins")
-    k.add_argument("name", help="the signer's name: writes NAME.key and NAME.pub")
-    k.add_argument("--out-dir", default=".", type=Path)
-    k.add_argument("--trust", type=Path, help="also add the public key to this trust file")
-    k.set_defaults(run=cmd_keygen)
-
-    s = sub.add_parser("sign", help="write PLUGIN.sig, a detached signature, beside a plugin")
-    s.add_argument("plugin", type=Path)
-    s.add_argument("--key", required=True, type=Path, help="a private key from keygen")
-    s.add_argument("--name", help="the signer's name (default: the key file's stem)")
-    s.set_defaults(run=cmd_sign)
-
-    p = sub.add_parser("pin", help="add plugins' SHA-256 digests to a trust file")
-    p.add_argument("plugins", nargs="+", type=Path)
-    p.add_argument("--trust", required=True, type=Path)
-    p.set_defaults(run=cmd_pin)
-
-    v = sub.add_parser("verify", help="check a plugin without loading it and explain "
-                                      "the trust verdict")
-    v.add_argument("plugin", type=Path)
-    v.add_argument("--trust", type=Path, help="a trust file (pinned digests and keys)")
-    v.set_defaults(run=cmd_verify)

@@ -20,7 +20,7 @@ platform every cell still runs (an error still fails), but saved outputs are
 not compared, and cells tagged `linux-only` (or `posix-only`, on Windows) are
 skipped with the reason in their metadata (`"minildr": {"why": ...}`); a
 notebook marked `"linux_only"` (`"posix_only"`) is skipped whole. Which cells
-cannot run where is minildr.runs_on's rule, the one `make check` follows too.
+cannot run where is minildr.course.runs_on's rule, the one `make check` follows too.
 
 MINILDR_TEST_PRETEND_HOST="Darwin arm64" (or "Windows AMD64") makes the
 markers and the notebook rule believe they run there: the tests of this
@@ -38,7 +38,7 @@ from typing import Tuple
 
 import pytest
 
-from minildr import runs_on
+from minildr.course import runs_on
 from minildr.host import HOST, normalize_arch, normalize_os
 
 PRETEND_ENV = "MINILDR_TEST_PRETEND_HOST"
@@ -103,7 +103,7 @@ def _notebook_items(items):
 
 
 def cell_skip_reason(notebook_meta: dict, cell_meta: dict, here: Tuple[str, str]) -> str:
-    """Why this cell cannot run here ('' if it can): minildr.runs_on's rule, with the host named."""
+    """Why this cell cannot run here ('' if it can): minildr.course.runs_on's rule, with the host named."""
     recorded = notebook_meta.get("minildr", {}).get("outputs_recorded_on", "Linux x86_64")
     whole = runs_on.notebook_skip_reason(notebook_meta, here[0])
     if whole:

@@ -1,6 +1,11 @@
 """Course tooling: what the notebooks and exercises use, beside (not inside) the loader.
 
-    version.py    the first cell's check: is this kernel's minildr the course's?
+    magic.py      %%minildr, the cell magic (`%load_ext minildr`)
+    exercises.py  make exercises: solutions/ -> exercises/, nbgrader's markers
+    selfcheck.py  make check: run a learner's exercise notebooks, list tasks done
+    runs_on.py    which cells run on which platform (linux-only, posix-only)
+    golang.py     notebook 08: a real Go toolchain, workspaces, c-shared builds
+    version.py    each notebook's first check: is this kernel's minildr the course's?
 
 Someone maintaining the loader can skip this folder.
 """

@@ -10,7 +10,7 @@ ldso/dynlink.c does the same work in C):
 
     1 parse.py      read and check the whole plan; refuse what is out of scope
     2 resolve.py    bring in DT_NEEDED, then find every symbol the library uses
-    3 map.py        reserve the span (its start is the base), map each PT_LOAD, zero .bss
+    3 mapping.py    reserve the span (its start is the base), map each PT_LOAD, zero .bss
     4 relocate.py   patch every address the file left open, IFUNCs last; then RELRO
     5 initfini.py   run initialisers (now), finalisers (on close)
     6 lookup.py     find an exported name: DT_GNU_HASH (Bloom filter) or DT_HASH

@@ -2,7 +2,7 @@
 
 The same notation as x86_64.py: B the load base, S the symbol's address,
 A the addend. The set is what gcc emits for ordinary C shared libraries on
-AArch64 (tests/test_native_relocations.py reads cross-compiled libraries
+AArch64 (tests/native/test_native_loader.py reads cross-compiled libraries
 in tests/data/aarch64/ and checks every type they contain against this
 table), which is also the dynamic set the ABI lists apart from TLS and COPY.
 AArch64 code cannot run on an x86-64 machine, so on one this table is

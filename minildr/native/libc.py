@@ -1,6 +1,6 @@
 """The C library functions the native loader calls: all of its contact with the system.
 
-mmap and munmap lay out memory (map.py), mprotect seals RELRO and getauxval
+mmap and munmap lay out memory (mapping.py), mprotect seals RELRO and getauxval
 gives what AArch64 IFUNC resolvers are told (relocate.py); dlopen and
 dlsym/dlvsym bring in DT_NEEDED libraries and find symbols already in the
 process (resolve.py); initialisers receive environ (initfini.py). Everything

@@ -17,11 +17,12 @@ import logging
 import os
 from typing import Any, Callable, List, Optional
 
-from .. import ctype as ctypes_, elf
+from .. import ctype as ctypes_
+from ..formats import elf
 from ..errors import LoadError, SymbolNotFound, UnsupportedELF
 from ..host import HOST
 from ..lifetime import KeepsMappedWhileReferenced
-from . import initfini, lookup, map as mapping, relocate, resolve
+from . import initfini, lookup, mapping, relocate, resolve
 from .libc import ffi
 from .parse import Plan, check_host, parse
 from .trace import Event, Segment, Trace, with_gaps

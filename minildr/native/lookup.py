@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from .. import elf
+from ..formats import elf
 from .parse import Plan
 
 

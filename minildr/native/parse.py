@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
-from .. import elf
-from ..binary import sizeof
-from ..elf import Elf64_Phdr, Elf64_Rela, Elf64_Sym
+from ..formats import elf
+from ..formats.reader import sizeof
+from ..formats.elf import Elf64_Phdr, Elf64_Rela, Elf64_Sym
 from ..errors import UnsupportedELF
 from ..host import HOST
 from . import aarch64, x86_64

@@ -24,7 +24,7 @@ from typing import Any, Dict
 
 from ..errors import LoadError
 from .libc import ffi, libc
-from .map import PROT_READ
+from .mapping import PROT_READ
 from .parse import Plan, Relocation
 from .resolve import Binding
 from .trace import Trace

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Tuple
 
-from .. import elf
+from ..formats import elf
 from ..errors import LoadError
 from .libc import ffi, libc
 from .parse import Plan

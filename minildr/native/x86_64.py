@@ -5,7 +5,7 @@ notation: B the load base, S the symbol's address, A the addend, and
 `*(B + r_offset)` the 8-byte word being written. The set is what gcc and
 clang emit into ordinary C shared libraries, with and without -z now,
 -fno-plt, -fstack-protector-strong, -D_FORTIFY_SOURCE=2 and
--z pack-relative-relocs (tests/test_native_relocations.py compiles such
+-z pack-relative-relocs (tests/native/test_native_loader.py compiles such
 libraries and checks that every type they contain is listed here), and what
 the libraries a Debian system ships contain (a survey of /usr/lib found
 RELATIVE, GLOB_DAT, JUMP_SLOT, 64 and IRELATIVE, plus the TLS types refused

@@ -1,6 +1,6 @@
 // Go code callable from C (and so from Python): built with
 // -buildmode=c-shared, each //export function becomes a C symbol.
-// minildr.golang.build_c_shared stamps a minildr manifest into the result.
+// minildr.course.golang.build_c_shared stamps a minildr manifest into the result.
 package main
 
 /*

@@ -1,4 +1,4 @@
-/* What the Go bridge exports, as C sees it: minildr.golang.build_c_shared
+/* What the Go bridge exports, as C sees it: minildr.course.golang.build_c_shared
  * records these types in the manifest, and checks them against the header
  * Go generates from the //export comments. */
 int go_add(int a, int b);

@@ -6,7 +6,7 @@ Each file is made by `minildr.build.build_for`, the steps `minildr.build`
 runs, given another target and a cross compiler; so these are the files
 minildr.build makes on Windows and macOS, as far as a Linux machine can
 make them. They are committed so that the PE and Mach-O readers are tested
-on real toolchains' output on every machine (tests/test_crossbuild.py);
+on real toolchains' output on every machine (tests/formats/test_crossbuild.py);
 that test also rebuilds them here when the tools are installed, and checks
 that the new files carry the same manifest and exports.
 

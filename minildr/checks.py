@@ -1,0 +1,99 @@
+"""The checks `open` makes, in order, on the bytes read once, before anything is loaded.
+
+Each check is one function with its own error, so that `open`, `verify`,
+`inspect` and the isolated worker run the very same code:
+
+1. `check_file`       the path is an existing regular file        PluginNotFound
+2. `check_binary`     a shared library for this OS and CPU          NotAPlugin
+3. `check_manifest`   it carries a minildr manifest                 NotAPlugin
+4. `check_versions`   same minildr ABI, same platform               VersionMismatch
+5. `check_contracts`  every contract both name: same hash, or an    DependencyMismatch
+                      append-only change within one major version
+6. `check_trust`      a pinned digest or a trusted signature        UntrustedPlugin
+                      (only with trust=..., see trust.py)
+
+`read_manifest` is steps 1 and 3 alone: the manifest, read without running
+anything (the way importlib's finders read a spec before any loader runs).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterable
+
+from . import image as images
+from .contracts.contract import Contract, dependency_mismatch
+from .errors import NotAPlugin, VersionMismatch
+from .host import BINARY_FORMAT, HOST
+from .image import PluginImage
+from .manifest import ABI_VERSION, BinaryInfo, Manifest
+from .trust import as_store
+
+log = logging.getLogger("minildr")
+
+_OS_NAMES = {"linux": "Linux", "darwin": "macOS", "windows": "Windows"}
+
+
+def check_file(path: "os.PathLike[str] | str") -> PluginImage:
+    return images.read(path)
+
+
+def check_binary(image: PluginImage) -> BinaryInfo:
+    info, _ = image.examine()
+    if info.format != BINARY_FORMAT:
+        raise NotAPlugin(image.path, (
+            f"a {info.format} file, the format of {_OS_NAMES.get(info.os, info.os)}; this "
+            f"machine runs {_OS_NAMES.get(HOST.os, HOST.os)} and loads {BINARY_FORMAT} "
+            f"libraries: rebuild the plugin here"))
+    if info.kind != "shared library":
+        raise NotAPlugin(image.path, f"not a shared library: it is an {info.format} "
+                                     f"{info.kind}; build plugins with minildr.build")
+    if info.arch != HOST.arch:
+        raise NotAPlugin(image.path, f"wrong architecture: a shared library for {info.arch}, "
+                                     f"but this machine is {HOST.arch}; rebuild it here")
+    return info
+
+
+def check_manifest(image: PluginImage) -> Manifest:
+    return image.manifest()
+
+
+def check_versions(image: PluginImage, manifest: Manifest) -> None:
+    if manifest.abi != ABI_VERSION:
+        raise VersionMismatch(image.path, (
+            f"built for minildr ABI version {manifest.abi}, but this host uses ABI version "
+            f"{ABI_VERSION}; rebuild the plugin with this host's minildr"))
+    if manifest.platform != HOST:
+        raise VersionMismatch(image.path, (
+            f"built for platform {manifest.platform}, but this host is {HOST}; rebuild the "
+            "plugin on this platform"))
+
+
+def check_contracts(image: PluginImage, manifest: Manifest,
+                    contracts: Iterable[Contract]) -> None:
+    for contract in contracts:
+        theirs = manifest.contracts.get(contract.name)
+        if theirs is None:
+            continue
+        why = contract.compatible_with(theirs, manifest.types)
+        if why is not None:
+            raise dependency_mismatch(image.path, contract, theirs, why)
+        if theirs.sha256 != contract.sha256:
+            log.info("open %s: contract %s %s (plugin) and %s (host) differ by appended "
+                     "fields only: compatible", image.path, contract.name, theirs.version,
+                     contract.version)
+
+
+def check_trust(image: PluginImage, trust: Any) -> None:
+    """With a trust store (or the path of a trust file), refuse what it does not trust."""
+    if trust is not None:
+        as_store(trust).check(image)
+
+
+def read_manifest(path: "os.PathLike[str] | str") -> Manifest:
+    """The plugin's manifest, read from its headers WITHOUT running any of its code.
+
+    The file is read the way `open` reads it (image.read: a regular file,
+    read once, cached by identity), so both see the same bytes.
+    """
+    return check_manifest(check_file(path))

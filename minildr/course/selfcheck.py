@@ -1,0 +1,240 @@
+"""Self-checks for the exercises: a friendly verdict under each task, and the progress report.
+
+In an exercise notebook, each task is followed by a check cell:
+
+    @task("02.1", "Look greet up with its exact C type")
+    def _():
+        expect(greet_fn is not None, "assign the looked-up function to greet_fn")
+        expect(ffi.string(greet_fn()) == b"...", "greet_fn() should return ...")
+
+The function runs at once. Its verdict is printed under the cell, and also
+sent as a small JSON record that `python -m minildr.selfcheck` (make check)
+collects after running a learner's notebooks:
+
+- done     the check passed;
+- not yet  the task is still a TODO (the stub raised NotImplementedError, or a
+           name it should define does not exist yet), or the answer is not
+           right yet (`expect` says what to change);
+- error    something else went wrong (the plugin did not build, a crash...):
+           the message is the error's own.
+
+A check never raises: a notebook of fresh exercises runs from top to bottom
+with only its TODO cells failing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional
+
+from . import runs_on
+from ..console import shown_path, tolerant_output
+from ..progress import progress
+from ..host import HOST
+
+MIME = "application/vnd.minildr.check+json"
+DONE, NOT_YET, ERROR = "done", "not yet", "error"
+SYMBOLS = {DONE: "✅", NOT_YET: "⏳", ERROR: "❌"}
+SKIPPED = "⏭"
+
+
+class NotDone(Exception):
+    """The answer is there but not right yet; the message says what to change."""
+
+
+def expect(condition: object, message: str) -> None:
+    """Fail the check with a friendly `message` unless `condition` holds."""
+    if not condition:
+        raise NotDone(message)
+
+
+@dataclass
+class Verdict:
+    task: str
+    title: str
+    status: str
+    message: str = ""
+
+    def line(self) -> str:
+        text = f"{SYMBOLS[self.status]} Task {self.task} ({self.title}): {self.status}"
+        return f"{text}. {self.message}" if self.message else text + "."
+
+
+def judge(task_id: str, title: str, check: Callable[[], object]) -> Verdict:
+    """Run one check and turn whatever happens into a verdict."""
+    try:
+        check()
+    except NotDone as exc:
+        return Verdict(task_id, title, NOT_YET, str(exc))
+    except NotImplementedError as exc:
+        hint = str(exc) or "the TODO above"
+        return Verdict(task_id, title, NOT_YET, f"still a TODO: {hint}")
+    except NameError as exc:
+        return Verdict(task_id, title, NOT_YET,
+                       f"{exc}: run the task's cell above once it is written")
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a verdict
+        return Verdict(task_id, title, ERROR, f"{type(exc).__name__}: {exc}")
+    return Verdict(task_id, title, DONE, "Well done!")
+
+
+def task(task_id: str, title: str) -> Callable[[Callable[[], object]], Verdict]:
+    """Decorator for a check cell: run the check now, show and record its verdict."""
+    def run(check: Callable[[], object]) -> Verdict:
+        verdict = judge(task_id, title, check)
+        _show(verdict)
+        return verdict
+    return run
+
+
+def _show(verdict: Verdict) -> None:
+    record = {"task": verdict.task, "title": verdict.title, "status": verdict.status,
+              "message": verdict.message}
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - outside Jupyter
+        print(verdict.line())
+        return
+    if get_ipython() is None:
+        print(verdict.line())
+        return
+    display({"text/plain": verdict.line(), MIME: record}, raw=True)
+
+
+# ---------------------------------------------------------------------------
+# The progress report: run a learner's notebooks, collect the verdicts
+# ---------------------------------------------------------------------------
+@dataclass
+class NotebookResult:
+    path: Path
+    verdicts: List[Verdict]
+    problem: str = ""          # the notebook could not run at all
+    seconds: float = 0.0
+    skipped: str = ""          # not run on this platform, and why (see runs_on.py)
+    cells_left_out: int = 0    # cells this platform cannot run, left out
+
+
+def verdicts_in(nb) -> List[Verdict]:
+    """The verdicts recorded in an executed notebook's outputs, in order."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            record = out.get("data", {}).get(MIME)
+            if record:
+                found.append(Verdict(record["task"], record["title"], record["status"],
+                                     record.get("message", "")))
+    return found
+
+
+def leave_out_what_cannot_run(nb, os_name: str) -> int:
+    """Drop the cells tagged for other platforms (runs_on.py); how many were dropped."""
+    keep = [c for c in nb.cells if c.cell_type != "code"
+            or not runs_on.cell_skip_reason(c.metadata, os_name)]
+    dropped = len(nb.cells) - len(keep)
+    nb.cells = keep
+    return dropped
+
+
+def run_notebook(path: Path, timeout: int = 300, os_name: str = HOST.os) -> NotebookResult:
+    """Execute a notebook in a fresh kernel (errors allowed), in its own folder.
+
+    What cannot run on this platform (runs_on.py) is left out, and said so.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from traitlets.config import Config
+    nb = nbformat.read(path, as_version=4)
+    why = runs_on.notebook_skip_reason(nb.metadata, os_name)
+    if why:
+        return NotebookResult(path, [], skipped=why)
+    left_out = leave_out_what_cannot_run(nb, os_name)
+    start = time.monotonic()
+    sockets = tempfile.mkdtemp(prefix="minildr-check-")
+    config = Config()
+    if os.name == "posix":
+        # A local socket rather than TCP: nothing to warn about, nothing on the
+        # network. (Windows: TCP on loopback, jupyter_client's default.)
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = os.path.join(sockets, "kernel")
+    client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
+                            config=config, resources={"metadata": {"path": str(path.parent)}})
+    problem = ""
+    try:
+        client.execute()
+    except Exception as exc:  # noqa: BLE001 - a dead kernel, a timeout: report, go on
+        first = (str(exc).strip().splitlines() or [""])[0]
+        problem = f"{type(exc).__name__}: {first}"
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+    return NotebookResult(path, verdicts_in(nb), problem, time.monotonic() - start,
+                          cells_left_out=left_out)
+
+
+def report(results: Iterable[NotebookResult]) -> str:
+    """The progress table, one line per task, and what to do next."""
+    lines: List[str] = []
+    total = done = 0
+    first_problem: Optional[str] = None
+    for result in results:
+        name = shown_path(result.path)
+        lines.append(f"{name}")
+        if result.skipped:
+            lines.append(f"  {SKIPPED} not run on this machine: {result.skipped}")
+            continue
+        if result.cells_left_out:
+            lines.append(f"  {SKIPPED} {result.cells_left_out} cell(s) left out: they cannot "
+                         "run on this machine (see their tags)")
+        if result.problem:
+            lines.append(f"  {SYMBOLS[ERROR]} the notebook stopped: {result.problem}")
+            first_problem = first_problem or f"{name}: {result.problem}"
+        if not result.verdicts and not result.problem:
+            lines.append("  (no checks found)")
+        for v in result.verdicts:
+            total += 1
+            done += v.status == DONE
+            lines.append(f"  {SYMBOLS[v.status]} {v.task:<6} {v.status:<8} {v.title}")
+            if v.status != DONE and first_problem is None:
+                first_problem = f"Task {v.task} ({v.title}): {v.message}"
+    lines.append("")
+    if total and done == total and first_problem is None:
+        lines.append(f"{done}/{total} tasks done: all done. Congratulations!")
+    else:
+        lines.append(f"{done}/{total} tasks done.")
+        if first_problem:
+            lines.append(f"Next: {first_problem}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m minildr.selfcheck",
+                                 description="Run your exercise notebooks and show which "
+                                             "tasks are done.")
+    ap.add_argument("paths", nargs="*", type=Path, default=[Path("exercises")],
+                    help="exercise notebooks or folders (default: exercises/)")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 unless every task is done (for CI and tests)")
+    args = ap.parse_args(argv)
+    notebooks: List[Path] = []
+    for p in args.paths:
+        notebooks += sorted(p.glob("[0-9]*.ipynb")) if p.is_dir() else [p]
+    if not notebooks:
+        print(f"no exercise notebooks in {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 2
+    results = [run_notebook(nb, args.timeout)
+               for nb in progress(notebooks, desc="checking", unit="notebook")]
+    tolerant_output()               # the table's symbols, on a cp1252 pipe
+    print(report(results))
+    all_done = all(v.status == DONE for r in results for v in r.verdicts) and \
+        not any(r.problem for r in results)
+    return 0 if all_done or not args.strict else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

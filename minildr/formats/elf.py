@@ -1,0 +1,519 @@
+"""ELF, the file format of shared libraries on Linux: structures from the spec.
+
+Every structure is declared once, here, with the names the System V gABI
+gives its fields, and read through `ElfFile`, which checks every offset, size
+and count against the file before using it. A damaged or hostile file raises
+`NotAPlugin` naming the file and what is wrong; it never raises from deep
+inside `struct`, and never reads past the end of the bytes.
+
+Only 64-bit ELF is read in full (the platforms minildr loads plugins on);
+a 32-bit file is recognised from its identification bytes and refused.
+
+Used by the manifest reader (`manifest.py`), the build check of exported
+symbols (`build.py`), and the native loader (`native/`), which reads the
+dynamic section, relocations, hash tables and version tables through
+`DynamicSection`: the tables a loader finds by address, each located in
+the file through the PT_LOAD segments and bounds-checked like the rest.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import struct
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+from .reader import Reader, declare, sizeof
+
+# ---------------------------------------------------------------------------
+# e_ident: the first 16 bytes, the same in every ELF file
+# ---------------------------------------------------------------------------
+ELFMAG = b"\x7fELF"
+EI_CLASS, EI_DATA, EI_VERSION, EI_OSABI = 4, 5, 6, 7
+EI_NIDENT = 16
+ELFCLASS32, ELFCLASS64 = 1, 2
+ELFDATA2LSB, ELFDATA2MSB = 1, 2
+EV_CURRENT = 1
+
+# e_type
+ET_NONE, ET_REL, ET_EXEC, ET_DYN, ET_CORE = 0, 1, 2, 3, 4
+ET_NAMES = {ET_NONE: "unknown", ET_REL: "object file (.o)", ET_EXEC: "executable",
+            ET_DYN: "shared library", ET_CORE: "core dump"}
+
+# e_machine, with minildr's architecture names (host.normalize_arch)
+EM_386, EM_ARM, EM_PPC64, EM_S390, EM_X86_64, EM_AARCH64, EM_RISCV = 3, 40, 21, 22, 62, 183, 243
+EM_ARCH = {EM_386: "i386", EM_ARM: "arm", EM_PPC64: "ppc64", EM_S390: "s390x",
+           EM_X86_64: "x86_64", EM_AARCH64: "aarch64", EM_RISCV: "riscv64"}
+
+# p_type, p_flags
+PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_SHLIB, PT_PHDR, PT_TLS = range(8)
+PT_GNU_EH_FRAME, PT_GNU_STACK, PT_GNU_RELRO, PT_GNU_PROPERTY = (
+    0x6474E550, 0x6474E551, 0x6474E552, 0x6474E553)
+PT_NAMES = {PT_NULL: "NULL", PT_LOAD: "LOAD", PT_DYNAMIC: "DYNAMIC", PT_INTERP: "INTERP",
+            PT_NOTE: "NOTE", PT_SHLIB: "SHLIB", PT_PHDR: "PHDR", PT_TLS: "TLS",
+            PT_GNU_EH_FRAME: "GNU_EH_FRAME", PT_GNU_STACK: "GNU_STACK",
+            PT_GNU_RELRO: "GNU_RELRO", PT_GNU_PROPERTY: "GNU_PROPERTY"}
+PF_X, PF_W, PF_R = 1, 2, 4
+
+# sh_type
+SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
+SHT_HASH, SHT_DYNAMIC, SHT_NOTE, SHT_NOBITS, SHT_DYNSYM = 5, 6, 7, 8, 11
+SHN_UNDEF = 0
+
+# Symbol binding, type and visibility (st_info, st_other)
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE, STT_COMMON, STT_TLS = range(7)
+STT_GNU_IFUNC = 10
+STV_DEFAULT, STV_INTERNAL, STV_HIDDEN, STV_PROTECTED = range(4)
+STB_NAMES = {STB_LOCAL: "LOCAL", STB_GLOBAL: "GLOBAL", STB_WEAK: "WEAK"}
+STT_NAMES = {STT_NOTYPE: "NOTYPE", STT_OBJECT: "OBJECT", STT_FUNC: "FUNC",
+             STT_SECTION: "SECTION", STT_FILE: "FILE", STT_COMMON: "COMMON",
+             STT_TLS: "TLS", STT_GNU_IFUNC: "IFUNC"}
+STV_NAMES = {STV_DEFAULT: "DEFAULT", STV_INTERNAL: "INTERNAL",
+             STV_HIDDEN: "HIDDEN", STV_PROTECTED: "PROTECTED"}
+SHN_ABS = 0xFFF1
+
+# d_tag: what each entry of the dynamic section (PT_DYNAMIC) describes
+(DT_NULL, DT_NEEDED, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ,
+ DT_RELAENT, DT_STRSZ, DT_SYMENT, DT_INIT, DT_FINI, DT_SONAME, DT_RPATH, DT_SYMBOLIC, DT_REL,
+ DT_RELSZ, DT_RELENT, DT_PLTREL, DT_DEBUG, DT_TEXTREL, DT_JMPREL, DT_BIND_NOW, DT_INIT_ARRAY,
+ DT_FINI_ARRAY, DT_INIT_ARRAYSZ, DT_FINI_ARRAYSZ, DT_RUNPATH, DT_FLAGS) = range(31)
+DT_PREINIT_ARRAY, DT_PREINIT_ARRAYSZ, DT_SYMTAB_SHNDX, DT_RELRSZ, DT_RELR, DT_RELRENT = range(32, 38)
+DT_GNU_HASH = 0x6FFFFEF5
+DT_VERSYM, DT_RELACOUNT, DT_RELCOUNT, DT_FLAGS_1 = 0x6FFFFFF0, 0x6FFFFFF9, 0x6FFFFFFA, 0x6FFFFFFB
+DT_VERDEF, DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
+# DT_FLAGS bits
+DF_ORIGIN, DF_SYMBOLIC, DF_TEXTREL, DF_BIND_NOW, DF_STATIC_TLS = 0x1, 0x2, 0x4, 0x8, 0x10
+# Symbol versions (DT_VERSYM entries): 0 local, 1 global (unversioned); bit 15 hides it
+VER_NDX_LOCAL, VER_NDX_GLOBAL, VERSYM_HIDDEN = 0, 1, 0x8000
+
+
+# ---------------------------------------------------------------------------
+# The structures. The format string beside each is its layout in the file.
+# ---------------------------------------------------------------------------
+class Elf64_Ehdr(NamedTuple):
+    e_ident: bytes      # 16s  magic, class, data encoding, version, OS ABI
+    e_type: int         # H    ET_DYN for a shared library
+    e_machine: int      # H    EM_X86_64, EM_AARCH64, ...
+    e_version: int      # I
+    e_entry: int        # Q
+    e_phoff: int        # Q    where the program header table starts
+    e_shoff: int        # Q    where the section header table starts
+    e_flags: int        # I
+    e_ehsize: int       # H
+    e_phentsize: int    # H
+    e_phnum: int        # H
+    e_shentsize: int    # H
+    e_shnum: int        # H
+    e_shstrndx: int     # H    which section holds the section names
+
+
+class Elf64_Phdr(NamedTuple):
+    p_type: int         # I    PT_LOAD, PT_DYNAMIC, PT_NOTE, ...
+    p_flags: int        # I    PF_R | PF_W | PF_X
+    p_offset: int       # Q    where the segment's bytes start in the file
+    p_vaddr: int        # Q    where they go in memory (relative to the load base)
+    p_paddr: int        # Q
+    p_filesz: int       # Q    bytes in the file
+    p_memsz: int        # Q    bytes in memory (the rest is zero-filled: .bss)
+    p_align: int        # Q
+
+
+class Elf64_Shdr(NamedTuple):
+    sh_name: int        # I    offset of the name in the section-name string table
+    sh_type: int        # I
+    sh_flags: int       # Q
+    sh_addr: int        # Q
+    sh_offset: int      # Q
+    sh_size: int        # Q
+    sh_link: int        # I    for a symbol table: its string table's index
+    sh_info: int        # I
+    sh_addralign: int   # Q
+    sh_entsize: int     # Q
+
+
+class Elf64_Sym(NamedTuple):
+    st_name: int        # I    offset of the name in the string table
+    st_info: int        # B    binding << 4 | type
+    st_other: int       # B    visibility in the low 2 bits
+    st_shndx: int       # H    SHN_UNDEF when the symbol comes from elsewhere
+    st_value: int       # Q
+    st_size: int        # Q
+
+
+class Elf64_Dyn(NamedTuple):
+    d_tag: int          # q
+    d_val: int          # Q
+
+
+class Elf64_Nhdr(NamedTuple):
+    n_namesz: int       # I    length of the owner's name, with its NUL
+    n_descsz: int       # I    length of the payload
+    n_type: int         # I    meaning chosen by the owner
+
+
+class Elf64_Rela(NamedTuple):
+    r_offset: int       # Q    where to write (relative to the load base)
+    r_info: int         # Q    symbol index << 32 | relocation type
+    r_addend: int       # q    a constant added to the computed value
+
+
+def ELF64_R_SYM(r_info: int) -> int:
+    return r_info >> 32
+
+
+def ELF64_R_TYPE(r_info: int) -> int:
+    return r_info & 0xFFFFFFFF
+
+
+class Elf64_Verneed(NamedTuple):    # one library whose symbol versions this file needs
+    vn_version: int     # H    1
+    vn_cnt: int         # H    how many Elf64_Vernaux follow
+    vn_file: int        # I    the library's name (string table offset)
+    vn_aux: int         # I    offset of its first Elf64_Vernaux, from this entry
+    vn_next: int        # I    offset of the next Elf64_Verneed, from this entry (0: last)
+
+
+class Elf64_Vernaux(NamedTuple):    # one version needed from that library
+    vna_hash: int       # I
+    vna_flags: int      # H
+    vna_other: int      # H    the index DT_VERSYM entries use for this version
+    vna_name: int       # I    the version's name, such as "GLIBC_2.14"
+    vna_next: int       # I    offset of the next Elf64_Vernaux, from this entry (0: last)
+
+
+class Elf_HashHeader(NamedTuple):   # DT_HASH (System V): then bucket[nbucket], chain[nchain]
+    nbucket: int        # I
+    nchain: int         # I    equals the number of symbols
+
+
+class Elf_GnuHashHeader(NamedTuple):  # DT_GNU_HASH: then bloom[bloom_size] (64-bit words),
+    nbuckets: int       # I      buckets[nbuckets], chain[] (32-bit words)
+    symoffset: int      # I    symbols below this index are not in the table
+    bloom_size: int     # I
+    bloom_shift: int    # I
+
+
+declare(Elf64_Ehdr, "16sHHIQQQIHHHHHH")
+declare(Elf64_Phdr, "IIQQQQQQ")
+declare(Elf64_Shdr, "IIQQQQIIQQ")
+declare(Elf64_Sym, "IBBHQQ")
+declare(Elf64_Dyn, "qQ")
+declare(Elf64_Nhdr, "III")
+declare(Elf64_Rela, "QQq")
+declare(Elf64_Verneed, "HHIII")
+declare(Elf64_Vernaux, "IHHII")
+declare(Elf_HashHeader, "II")
+declare(Elf_GnuHashHeader, "IIII")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One ELF note: an owner's name, a type number, and a payload."""
+    name: str
+    type: int
+    desc: bytes
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A symbol table entry with its name and its decoded fields."""
+    name: str
+    value: int
+    size: int
+    bind: str           # LOCAL, GLOBAL, WEAK
+    type: str           # FUNC, OBJECT, ...
+    visibility: str     # DEFAULT, HIDDEN, ...
+    defined: bool       # False when the symbol is imported from another library
+
+
+class ElfFile(Reader):
+    """A 64-bit ELF file held in memory, read with every bound checked.
+
+    Construction checks the identification bytes and that the header tables
+    lie inside the file; the accessors check everything else they read.
+    """
+
+    def __init__(self, data: bytes, path: "os.PathLike[str] | str") -> None:
+        super().__init__(data, path)
+        ident = bytes(self.data[:EI_NIDENT])
+        if ident[:4] != ELFMAG:
+            self.fail("not an ELF file (no \\x7fELF magic)")
+        if len(ident) < EI_NIDENT:
+            self.fail(f"truncated ELF identification ({len(self.data)} bytes)")
+        if ident[EI_CLASS] == ELFCLASS32:
+            self.fail("a 32-bit ELF file; minildr loads 64-bit plugins only")
+        if ident[EI_CLASS] != ELFCLASS64:
+            self.fail(f"unknown ELF class {ident[EI_CLASS]}")
+        if ident[EI_DATA] not in (ELFDATA2LSB, ELFDATA2MSB):
+            self.fail(f"unknown ELF data encoding {ident[EI_DATA]}")
+        self.order = "<" if ident[EI_DATA] == ELFDATA2LSB else ">"
+        self.header: Elf64_Ehdr = self.read(Elf64_Ehdr, 0, "ELF header")
+        if self.header.e_version != EV_CURRENT:
+            self.fail(f"unknown ELF version {self.header.e_version}")
+        self.program_headers: List[Elf64_Phdr] = self._header_table(
+            Elf64_Phdr, self.header.e_phoff, self.header.e_phnum,
+            self.header.e_phentsize, "program header table")
+        # The section header table is checked now and parsed when first needed.
+        if self.header.e_shnum:
+            if self.header.e_shentsize != sizeof(Elf64_Shdr):
+                self.fail(f"section header table entries are {self.header.e_shentsize} "
+                          f"bytes, expected {sizeof(Elf64_Shdr)}")
+            self.check_range(self.header.e_shoff, self.header.e_shnum * sizeof(Elf64_Shdr),
+                             "section header table")
+
+    @functools.cached_property
+    def section_headers(self) -> List[Elf64_Shdr]:
+        """The linker's view (sections); loading needs only the program headers."""
+        return self._header_table(Elf64_Shdr, self.header.e_shoff, self.header.e_shnum,
+                                  self.header.e_shentsize, "section header table")
+
+    def _header_table(self, cls, offset: int, count: int, entsize: int, what: str) -> list:
+        if count and entsize != sizeof(cls):
+            self.fail(f"{what} entries are {entsize} bytes, expected {sizeof(cls)}")
+        return self.table(cls, offset, count, what)
+
+    def string_at(self, table_offset: int, table_size: int, index: int, what: str) -> str:
+        """A NUL-terminated string from a string table, never reading past it."""
+        if index >= table_size:
+            self.fail(f"{what}: name offset {index} is past its string table")
+        self.check_range(table_offset, table_size, f"string table of {what}")
+        end = bytes(self.data[table_offset + index:table_offset + table_size]).find(b"\0")
+        if end < 0:
+            self.fail(f"{what}: name is not NUL-terminated")
+        raw = bytes(self.data[table_offset + index:table_offset + index + end])
+        return raw.decode("utf-8", "replace")
+
+    # -- what the rest of minildr asks --------------------------------
+    @property
+    def arch(self) -> str:
+        return EM_ARCH.get(self.header.e_machine, f"machine {self.header.e_machine}")
+
+    @property
+    def kind(self) -> str:
+        return ET_NAMES.get(self.header.e_type, f"ELF type {self.header.e_type}")
+
+    def segments(self, p_type: int) -> Iterator[Elf64_Phdr]:
+        return (ph for ph in self.program_headers if ph.p_type == p_type)
+
+    def array(self, code: str, offset: int, count: int, what: str) -> tuple:
+        """`count` numbers of struct type `code` ("I", "Q", "H") from `offset`."""
+        layout = struct.Struct(f"{self.order}{count}{code}")
+        self.check_range(offset, layout.size, what)
+        return layout.unpack_from(self.data, offset)
+
+    def file_offset(self, vaddr: int, size: int, what: str) -> int:
+        """Where the `size` bytes the loader maps at `vaddr` are in the file.
+
+        The dynamic section gives addresses, not file offsets; a table the
+        loader reads must lie in the file-backed part of one PT_LOAD segment.
+        """
+        for ph in self.segments(PT_LOAD):
+            if ph.p_vaddr <= vaddr and vaddr + size <= ph.p_vaddr + ph.p_filesz:
+                offset = ph.p_offset + vaddr - ph.p_vaddr
+                self.check_range(offset, size, what)
+                return offset
+        self.fail(f"damaged: the {what} (address {vaddr:#x}, {size} bytes) is not "
+                  "inside any loadable segment's file contents")
+
+    def dynamic(self) -> List[Elf64_Dyn]:
+        """The entries of the dynamic section (PT_DYNAMIC), up to DT_NULL."""
+        segment = next(self.segments(PT_DYNAMIC), None)
+        if segment is None:
+            return []
+        count = segment.p_filesz // sizeof(Elf64_Dyn)
+        entries = []
+        for entry in self.table(Elf64_Dyn, segment.p_offset, count, "dynamic section"):
+            if entry.d_tag == DT_NULL:
+                break
+            entries.append(entry)
+        return entries
+
+    def notes(self) -> Iterator[Note]:
+        """Every note in the PT_NOTE segments (what `readelf -n` lists)."""
+        for ph in self.segments(PT_NOTE):
+            self.check_range(ph.p_offset, ph.p_filesz, "note segment")
+            align = 8 if ph.p_align == 8 else 4
+            offset, end = ph.p_offset, ph.p_offset + ph.p_filesz
+            while offset + sizeof(Elf64_Nhdr) <= end:
+                nh = self.read(Elf64_Nhdr, offset, "note header")
+                # The payload and the next note start at the next `align`
+                # boundary (counted from the segment's start) after what precedes them.
+                name_at = offset + sizeof(Elf64_Nhdr)
+                desc_at = ph.p_offset + _align(name_at + nh.n_namesz - ph.p_offset, align)
+                next_at = ph.p_offset + _align(desc_at + nh.n_descsz - ph.p_offset, align)
+                if desc_at + nh.n_descsz > end:
+                    self.fail(f"damaged or truncated note: it claims {nh.n_descsz} bytes of "
+                               f"payload but its segment ends {end - desc_at} bytes later")
+                name = self.bytes_at(name_at, nh.n_namesz, "note name").rstrip(b"\0")
+                yield Note(name.decode("ascii", "replace"), nh.n_type,
+                           self.bytes_at(desc_at, nh.n_descsz, "note payload"))
+                offset = next_at
+
+    def section_name(self, sh: Elf64_Shdr) -> str:
+        idx = self.header.e_shstrndx
+        if idx >= len(self.section_headers):
+            self.fail("section-name string table index is out of range")
+        names = self.section_headers[idx]
+        return self.string_at(names.sh_offset, names.sh_size, sh.sh_name, "section name")
+
+    def section(self, name: str) -> Optional[Elf64_Shdr]:
+        for sh in self.section_headers:
+            if self.section_name(sh) == name:
+                return sh
+        return None
+
+    def symbols(self, sh_type: int = SHT_DYNSYM) -> List[Symbol]:
+        """The symbols of the SHT_DYNSYM table (what other code can find) or SHT_SYMTAB."""
+        result: List[Symbol] = []
+        for sh in self.section_headers:
+            if sh.sh_type != sh_type:
+                continue
+            if sh.sh_entsize != sizeof(Elf64_Sym):
+                self.fail(f"symbol table entries are {sh.sh_entsize} bytes, "
+                           f"expected {sizeof(Elf64_Sym)}")
+            if sh.sh_link >= len(self.section_headers):
+                self.fail("symbol table names a string table that does not exist")
+            strtab = self.section_headers[sh.sh_link]
+            count = sh.sh_size // sh.sh_entsize
+            self.check_range(sh.sh_offset, count * sh.sh_entsize, "symbol table")
+            for i in range(1, count):          # entry 0 is always the null symbol
+                sym = self.read(Elf64_Sym, sh.sh_offset + i * sh.sh_entsize, "symbol")
+                result.append(Symbol(
+                    name=self.string_at(strtab.sh_offset, strtab.sh_size, sym.st_name, "symbol"),
+                    value=sym.st_value, size=sym.st_size,
+                    bind=STB_NAMES.get(sym.st_info >> 4, str(sym.st_info >> 4)),
+                    type=STT_NAMES.get(sym.st_info & 0xF, str(sym.st_info & 0xF)),
+                    visibility=STV_NAMES[sym.st_other & 3],
+                    defined=sym.st_shndx != SHN_UNDEF))
+        return result
+
+    def exported_symbols(self) -> List[Symbol]:
+        """Defined, non-local dynamic symbols: what `dlsym` can find."""
+        return [s for s in self.symbols(SHT_DYNSYM)
+                if s.defined and s.bind != "LOCAL" and s.visibility in ("DEFAULT", "PROTECTED")
+                and s.type not in ("SECTION", "FILE")]
+
+
+class GnuHash(NamedTuple):
+    """DT_GNU_HASH, read in full (see `DynamicSection.gnu_hash`)."""
+    offset: int                 # of its header, in the file
+    symoffset: int              # symbols below this index are not in the table
+    bloom_shift: int
+    bloom: Tuple[int, ...]      # 64-bit words: two bits set per name in the table
+    buckets: Tuple[int, ...]    # the first symbol of each bucket (0: empty)
+    chain: Tuple[int, ...]      # the hash of each symbol from symoffset on; low bit: last in bucket
+
+
+class SysvHash(NamedTuple):
+    """DT_HASH, read in full: chain[i] is the next symbol after symbol i in its bucket."""
+    offset: int
+    buckets: Tuple[int, ...]
+    chain: Tuple[int, ...]      # one entry per symbol
+
+
+class DynamicSection:
+    """The dynamic section (PT_DYNAMIC): d_tag -> values, and the tables they point at.
+
+    Its entries give addresses, not file offsets: every table is found with
+    `ElfFile.file_offset`, so it must lie in the file contents of one loadable
+    segment, and is read bounds-checked. Checked on construction: the entry
+    sizes are ELF64's, and the string and symbol tables exist.
+    """
+
+    def __init__(self, f: ElfFile) -> None:
+        self.f = f
+        self.entries: Dict[int, List[int]] = {}
+        for d in f.dynamic():
+            self.entries.setdefault(d.d_tag, []).append(d.d_val)
+        for tag, size, name in ((DT_SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
+                                (DT_RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
+                                (DT_RELRENT, 8, "DT_RELRENT")):
+            if self.get(tag, size) != size:
+                f.fail(f"damaged: {name} is {self.get(tag)}, expected {size}")
+        if not self.has(DT_STRTAB) or not self.has(DT_SYMTAB):
+            f.fail("damaged: the dynamic section has no string or symbol table")
+        size = self.get(DT_STRSZ)
+        self.strtab = (self.offset(DT_STRTAB, size, "string table"), size)
+
+    def has(self, tag: int) -> bool:
+        return tag in self.entries
+
+    def get(self, tag: int, default: int = 0) -> int:
+        return self.entries.get(tag, [default])[0]
+
+    def all(self, tag: int) -> List[int]:
+        return self.entries.get(tag, [])
+
+    def offset(self, tag: int, size: int, what: str) -> int:
+        """Where in the file the `size` bytes at the address `tag` gives are."""
+        return self.f.file_offset(self.get(tag), size, what)
+
+    def string(self, index: int, what: str) -> str:
+        return self.f.string_at(*self.strtab, index, what)
+
+    def table(self, cls: type, tag: int, size: int, what: str) -> list:
+        """The structures in the `size` bytes at `tag`'s address; none if `tag` is absent."""
+        if not self.has(tag):
+            return []
+        return self.f.table(cls, self.offset(tag, size, what), size // sizeof(cls), what)
+
+    def array(self, code: str, tag: int, size: int, what: str) -> tuple:
+        """The numbers (struct `code`) in the `size` bytes at `tag`'s address, or ()."""
+        if not self.has(tag):
+            return ()
+        count = size // struct.calcsize(code)
+        return self.f.array(code, self.offset(tag, size, what), count, what)
+
+    def gnu_hash(self) -> Optional[GnuHash]:
+        """DT_GNU_HASH: a header, the Bloom filter, the buckets, then one chain word per
+        symbol, up to the end of the last bucket's chain (which is how many symbols exist)."""
+        if not self.has(DT_GNU_HASH):
+            return None
+        at = self.offset(DT_GNU_HASH, sizeof(Elf_GnuHashHeader), "DT_GNU_HASH")
+        h = self.f.read(Elf_GnuHashHeader, at, "DT_GNU_HASH")
+        buckets_at = at + sizeof(Elf_GnuHashHeader) + 8 * h.bloom_size
+        buckets = self.f.array("I", buckets_at, h.nbuckets, "DT_GNU_HASH buckets")
+        if not h.nbuckets or h.bloom_size & (h.bloom_size - 1) or not h.bloom_size:
+            self.f.fail("damaged DT_GNU_HASH: no buckets, or a Bloom filter size not a power of 2")
+        chain_at = buckets_at + 4 * h.nbuckets
+        count = max(0, max(buckets) + 1 - h.symoffset)    # up to the last bucket's first symbol,
+        while count and not self.f.array("I", chain_at + 4 * (count - 1), 1,
+                                         "DT_GNU_HASH chain")[0] & 1:
+            count += 1                                    # then on to the end of its chain
+        bloom = self.f.array("Q", at + sizeof(Elf_GnuHashHeader), h.bloom_size, "DT_GNU_HASH")
+        return GnuHash(at, h.symoffset, h.bloom_shift, bloom, buckets,
+                       self.f.array("I", chain_at, count, "DT_GNU_HASH chain"))
+
+    def sysv_hash(self) -> Optional[SysvHash]:
+        """DT_HASH: nbucket, nchain, then bucket[nbucket] and chain[nchain]."""
+        if not self.has(DT_HASH):
+            return None
+        at = self.offset(DT_HASH, sizeof(Elf_HashHeader), "DT_HASH")
+        h = self.f.read(Elf_HashHeader, at, "DT_HASH")
+        words = self.array("I", DT_HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
+        return SysvHash(at, words[2:2 + h.nbucket], words[2 + h.nbucket:])
+
+    def versions_needed(self) -> Dict[int, str]:
+        """The versions this file asks of other libraries (DT_VERNEED): DT_VERSYM index -> name."""
+        versions: Dict[int, str] = {}
+        if not self.has(DT_VERNEED):
+            return versions
+        at = self.offset(DT_VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
+        budget = 1 << 16                      # a cycle of offsets must not loop forever
+        for _ in range(self.get(DT_VERNEEDNUM)):
+            need = self.f.read(Elf64_Verneed, at, "DT_VERNEED entry")
+            aux = at + need.vn_aux
+            for _ in range(need.vn_cnt):
+                budget -= 1
+                entry = self.f.read(Elf64_Vernaux, aux, "DT_VERNEED version")
+                versions[entry.vna_other] = self.string(entry.vna_name, "version")
+                aux += entry.vna_next
+            if not need.vn_next or budget < 0:
+                break
+            at += need.vn_next
+        return versions
+
+
+def _align(n: int, to: int) -> int:
+    return (n + to - 1) & ~(to - 1)

@@ -1,0 +1,171 @@
+"""What the host holds of an isolated plugin: the plugin, its functions and variables.
+
+`open(path, isolate=True)` gives an `IsolatedPlugin`: the API of an
+in-process `Plugin`, with every lookup and call forwarded to the plugin's
+worker process (process.py) over the protocol (protocol.py), values copied
+by the rules of marshal.py and contract methods checked by contracts.py.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Iterable, Optional, Union
+
+from ..contracts.contract import Contract
+from ..errors import PluginClosed
+from ..image import PluginImage
+from ..manifest import Export, Manifest
+from ..plugin import Plugin, Symbol
+from ..system import ffi as host_ffi
+from .contracts import bind_remote
+from .marshal import Marshal, decode_result, encode_argument, marshal_for, Value
+from .process import DEFAULT_TIMEOUT, WorkerProcess
+from .protocol import CALL, GET, LOOKUP, SET, ProtocolViolation
+
+log = logging.getLogger("minildr")
+
+
+class RemoteFunction:
+    """A function of an isolated plugin: calling it runs it in the worker process."""
+
+    __slots__ = ("name", "ctype", "_worker", "_handle", "_marshal", "_ffi", "_during",
+                 "__weakref__")
+
+    def __init__(self, worker: WorkerProcess, handle: int, export: Export, marshal: Marshal,
+                 ffi: Any) -> None:
+        self.name, self.ctype = export.name, export.ctype
+        self._worker, self._handle, self._marshal, self._ffi = worker, handle, marshal, ffi
+        self._during = f"{export.name}()"
+
+    def __call__(self, *args: Any) -> Any:
+        params = self._marshal.params
+        if len(args) != len(params):
+            raise TypeError(f"{self.name}() takes {len(params)} argument(s) "
+                            f"({len(args)} given)")
+        ffi = self._ffi
+        wire = [encode_argument(kind, arg, ffi) for kind, arg in zip(params, args)]
+        value = self._worker.request([CALL, self._handle, wire], self._during)
+        try:
+            return decode_result(self._marshal.result, value, ffi)
+        except ProtocolViolation as exc:
+            raise self._worker._violated(exc, self._during) from None
+
+    def __repr__(self) -> str:
+        return f"<isolated function {self.name}: {self.ctype}, in worker pid {self._worker.pid}>"
+
+
+class RemoteVariable:
+    """A variable of an isolated plugin: `var[0]` reads it, `var[0] = v` writes it.
+
+    Indexing with 0 is what the in-process lookup's pointer (`int *`) offers.
+    """
+
+    def __init__(self, worker: WorkerProcess, handle: int, export: Export, marshal: Marshal,
+                 ffi: Any) -> None:
+        self.name, self.ctype = export.name, export.ctype
+        self._worker, self._handle, self._marshal, self._ffi = worker, handle, marshal, ffi
+
+    def _check(self, index: int) -> None:
+        if index != 0:
+            raise IndexError(f"{self.name} is one {self.ctype}: only [0] is meaningful")
+
+    def __getitem__(self, index: int) -> Any:
+        self._check(index)
+        value = self._worker.request([GET, self._handle], f"reading {self.name}")
+        try:
+            return decode_result(self._marshal.result, value, self._ffi)
+        except ProtocolViolation as exc:
+            raise self._worker._violated(exc, f"reading {self.name}") from None
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        self._check(index)
+        if self._marshal.result is Value.STRING:
+            raise TypeError(f"{self.name} is a string in the worker's memory; an isolated "
+                            "plugin's string variables can be read, not assigned")
+        wire = encode_argument(self._marshal.result, value, self._ffi)
+        self._worker.request([SET, self._handle, wire], f"writing {self.name}")
+
+    def __repr__(self) -> str:
+        return f"<isolated variable {self.name}: {self.ctype}, in worker pid {self._worker.pid}>"
+
+
+class IsolatedPlugin(Plugin):
+    """A plugin loaded in a worker process, with the API of an in-process Plugin.
+
+    `lookup` gives the same Symbol, for a typed lookup a RemoteFunction or
+    RemoteVariable instead of a cffi pointer, and for a contract a
+    remote.RemoteContract with the in-process proxy's API. `timeout`
+    (seconds) bounds every call; `worker_pid` is the worker's process id.
+    `loader` is "isolated"; `trace` is None (the load happened in the worker).
+    """
+
+    def __init__(self, image: PluginImage, manifest: Manifest, worker: WorkerProcess) -> None:
+        super().__init__(image, manifest, None, loader="isolated")   # no library in this process
+        self._worker: Optional[WorkerProcess] = worker
+        self.worker_pid = worker.pid
+
+    @property
+    def timeout(self) -> float:
+        return self._worker.timeout if self._worker else 0.0
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        if self._worker:
+            self._worker.timeout = _check_timeout(seconds)
+
+    @property
+    def closed(self) -> bool:
+        return self._worker is None or not self._worker.alive
+
+    def _lookup(self, name: str, wanted: Union[str, Contract, None]) -> Any:
+        worker = self._worker
+        if worker is None:
+            raise PluginClosed(self.path, f"is closed, so {name!r} cannot be looked up; "
+                                          "open the plugin again to use it")
+        if isinstance(wanted, Contract):
+            return bind_remote(self, worker, name, wanted)
+        during = f"looking up {name}"
+        reply = worker.request([LOOKUP, name, wanted], during)
+        export = self.manifest.exports.get(name)
+        if type(reply) is not int or reply < 0 or export is None:   # an address or a handle
+            raise worker._violated(ProtocolViolation(
+                f"the lookup reply {str(reply)[:80]!r} is not a number for an export "
+                "the manifest lists"), during)
+        if wanted is None:
+            return Symbol(name, export.ctype, export.kind, reply)
+        marshal = marshal_for(self._cffi(), self.path, export, self.manifest.types)
+        cls = RemoteFunction if marshal.kind == "function" else RemoteVariable
+        return cls(worker, reply, export, marshal, host_ffi)
+
+    def close(self) -> None:
+        """Unload the plugin and end its worker process. Closing twice is fine."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
+            log.info("close %s (worker pid %d)", self.path, worker.pid)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"worker pid {self.worker_pid}"
+        return f"<Plugin {self.name} {self.version} from {self.path} (isolated, {state})>"
+
+
+def _check_timeout(seconds: Any) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise ValueError(f"isolate= takes True or a timeout in seconds (> 0), not {seconds!r}")
+    return float(seconds)
+
+
+def open_isolated(image: PluginImage, manifest: Manifest, contracts: Iterable[Contract],
+                  isolate: Union[bool, float]) -> IsolatedPlugin:
+    """Start a worker for a checked image and have it load exactly those bytes."""
+    timeout = DEFAULT_TIMEOUT if isolate is True else _check_timeout(isolate)
+    if sys.platform == "win32":                   # pragma: no cover - Windows only
+        raise NotImplementedError("isolate=True needs a POSIX system (Linux, macOS): the "
+                                  "worker is given its socket and the plugin by descriptor")
+    worker = WorkerProcess(image, timeout)
+    try:
+        worker.start(image, list(contracts))
+    except BaseException:
+        worker.close()
+        raise
+    return IsolatedPlugin(image, manifest, worker)

@@ -1,0 +1,381 @@
+"""The host's handle on one worker process: spawn, request and reply, output, crash, stop.
+
+`WorkerProcess` starts `python -m minildr.isolation.worker` with its own
+socket pair (the protocol, protocol.py), a *lifeline* pipe and two output
+pipes. The plugin's stdout and stderr are those pipes, which the host
+forwards to its own sys.stdout and sys.stderr while a request waits for its
+reply, so a notebook shows them under the cell that made the call (what a
+plugin's own thread prints between calls appears at the next call or at
+close()).
+
+`isolate=True` bounds each call by DEFAULT_TIMEOUT seconds, `isolate=2.5` by
+2.5 s: a call still running then is a hang, `PluginTimeout`, and its worker
+is killed. A worker that dies is `PluginCrashed` (signal or exit code, last
+stderr lines); bytes that are not a frame are `PluginProtocolError`.
+No orphans: the worker dies with its socket (close(), or the host exiting)
+and, while busy in plugin code, through the lifeline pipe that only the host
+holds open: when the host is gone, even by SIGKILL, the read end sees
+end-of-file and the worker exits.
+"""
+from __future__ import annotations
+
+import base64
+import codecs
+import collections
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from time import perf_counter
+from typing import Any, Deque, Iterable, List, Optional
+
+from ..contracts.contract import Contract
+from ..errors import PluginClosed, PluginCrashed, PluginError, PluginProtocolError, PluginTimeout
+from ..image import PluginImage
+from .protocol import CLOSE, OPEN, READY, FrameReader, ProtocolViolation, frame, read_reply
+
+log = logging.getLogger("minildr")
+
+DEFAULT_TIMEOUT = 10.0     # seconds a call may take before the worker is stopped
+START_TIMEOUT = 60.0       # seconds for the worker's Python to start (a busy machine)
+STDERR_LINES = 20          # how many of the worker's last stderr lines a crash reports
+# Waking a sleeping process costs tens of microseconds, often more than the
+# rest of a round trip. Setting SPIN_SECONDS makes both sides poll their
+# socket that long before they sleep (yielding the CPU between polls): on an
+# idle machine with CPUs to spare a quick call then costs a few microseconds.
+# Off by default: on a busy machine the spinning side takes the CPU the other
+# side needs, and calls get slower (benchmarks/bench_isolate.py measures both).
+# A worker keeps the value it was started with.
+SPIN_SECONDS = 0.0
+
+
+class WorkerProcess:
+    """A worker process and the host's ends of its socket, lifeline and output pipes."""
+
+    def __init__(self, image: PluginImage, timeout: float) -> None:
+        self.path = image.path
+        self.timeout = timeout
+        self.spin = SPIN_SECONDS            # as it was when this worker started
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._reader = FrameReader()
+        self._failure: Optional[PluginError] = None
+        self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._partial_line = ""
+        self._spawn(image)
+
+    # -- starting ------------------------------------------------------------
+    def _spawn(self, image: PluginImage) -> None:
+        host_sock, worker_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        life_r, life_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        image.acquire()
+        memfd = image.sealed_fd()
+        ours = (host_sock, life_w, out_r, err_r)
+        try:
+            keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else [])
+            env = dict(os.environ)
+            package_parent = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = os.pathsep.join(
+                [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "minildr.isolation.worker", str(worker_sock.fileno()), str(life_r)],
+                stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=keep,
+                start_new_session=True,     # the terminal's Ctrl-C goes to the host only
+                env=env)
+        except BaseException:
+            host_sock.close()
+            for fd in ours[1:]:
+                os.close(fd)
+            raise
+        finally:
+            image.release()           # the worker holds its own descriptor of the memfd
+            worker_sock.close()
+            for fd in (life_r, out_w, err_w):
+                os.close(fd)
+        self.pid = self.process.pid
+        self._sock = host_sock
+        self._life_w = life_w
+        self._outputs = {out_r: (self._stdout, codecs.getincrementaldecoder("utf-8")("replace")),
+                         err_r: (self._stderr, codecs.getincrementaldecoder("utf-8")("replace"))}
+        self._poller = select.poll()
+        self._poller.register(host_sock.fileno(), select.POLLIN)
+        self._open_outputs = set(self._outputs)
+        self._output_poller = select.poll()
+        for fd in self._outputs:
+            os.set_blocking(fd, False)
+            self._poller.register(fd, select.POLLIN)
+            self._output_poller.register(fd, select.POLLIN)
+        self._memfd = memfd
+        # At exit, or when nothing refers to this worker any more: stop it.
+        self._finalizer = weakref.finalize(self, _stop_process, self.process, host_sock, life_w,
+                                           self._open_outputs)
+
+    def start(self, image: PluginImage, contracts: Iterable[Contract]) -> dict:
+        """Wait for the worker's Python, then have it check and load the image."""
+        self.request([READY], "starting the worker", timeout=max(START_TIMEOUT, self.timeout))
+        spec = {"path": image.path, "sha256": image.sha256, "fd": self._memfd,
+                "spin": self.spin,
+                "contracts": [[c.name, c.version, c.text, c.filename] for c in contracts]}
+        if self._memfd is None:
+            spec["data"] = base64.b64encode(image.data).decode("ascii")
+        return self.request([OPEN, spec], "loading the plugin (its initialisers run then)")
+
+    # -- one request, one reply ----------------------------------------------------
+    def request(self, message: List[Any], during: str, timeout: Optional[float] = None) -> Any:
+        """Send a request and return the worker's answer; every failure is a PluginError."""
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            self._seq += 1
+            seq = self._seq
+            message.insert(1, seq)
+            try:
+                self._sock.sendall(frame(message))
+                reply = self._receive(timeout or self.timeout, during)
+            except KeyboardInterrupt:
+                self._fail(PluginCrashed(self.path, (
+                    f"interrupted during {during}; its worker process (pid {self.pid}) was "
+                    "stopped. Open the plugin again to use it")))
+                raise
+            except OSError:                      # the socket broke: the worker is gone
+                raise self._crashed(during) from None
+            except ProtocolViolation as exc:
+                raise self._violated(exc, during) from None
+            try:
+                return read_reply(reply, seq, self.path)
+            except ProtocolViolation as exc:
+                raise self._violated(exc, during) from None
+
+    def _receive(self, timeout: float, during: str) -> Any:
+        message = self._receive_spinning(during)
+        if message is not None:
+            return message
+        deadline = _now() + timeout
+        sock_fd = self._sock.fileno()
+        while True:
+            message = self._reader.next()
+            if message is not None:
+                return message
+            remaining = deadline - _now()
+            if remaining <= 0:
+                raise self._timed_out(during, timeout)
+            events = self._poller.poll(remaining * 1000)
+            if not events:
+                raise self._timed_out(during, timeout)
+            readable = False
+            for fd, _ in events:
+                if fd == sock_fd:
+                    readable = True
+                else:
+                    self._forward(fd)
+            if readable:
+                data = self._sock.recv(1 << 16)
+                if not data:
+                    raise self._crashed(during)
+                self._reader.feed(data)
+
+    def _receive_spinning(self, during: str) -> Any:
+        """The reply, if it comes within SPIN_SECONDS (see there); else None."""
+        if not self.spin:
+            return None
+        recv, reader, yield_cpu = self._sock.recv, self._reader, os.sched_yield
+        end = perf_counter() + self.spin
+        while True:
+            try:
+                data = recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if perf_counter() < end:
+                    yield_cpu()          # let the worker run here if it is waiting for a CPU
+                    continue
+                return None
+            if not data:
+                raise self._crashed(during)
+            reader.feed(data)
+            message = reader.next()
+            if message is not None:
+                # What the plugin printed was written before the reply was sent.
+                for fd, _ in self._output_poller.poll(0):
+                    self._forward(fd)
+                return message
+
+    # -- output ------------------------------------------------------------------------
+    @staticmethod
+    def _stdout(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def _stderr(self, text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        lines = (self._partial_line + text).split("\n")
+        self._partial_line = lines.pop()[-4096:]     # a line that never ends: its end
+        self._stderr_tail.extend(line[-4096:] for line in lines[-STDERR_LINES:])
+
+    def _forward(self, fd: int) -> bool:
+        """Copy what the worker wrote to fd into the host's stream; False at end of file."""
+        write, decoder = self._outputs[fd]
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        text = decoder.decode(data, final=not data)
+        if text:
+            write(text)
+        if not data:
+            self._poller.unregister(fd)
+            self._output_poller.unregister(fd)
+            self._open_outputs.discard(fd)
+            _close_fd(fd)
+        return bool(data)
+
+    def drain(self, wait: float = 0.0) -> None:
+        """Forward everything the worker has written (until end of file, within `wait` s)."""
+        deadline = _now() + wait
+        while self._open_outputs:
+            ready = self._output_poller.poll(max(0.0, deadline - _now()) * 1000)
+            if not ready:
+                return
+            for fd, _ in ready:
+                self._forward(fd)
+
+    # -- failures -------------------------------------------------------------------------
+    def _fail(self, error: PluginError) -> PluginError:
+        """The worker is unusable: stop it, remember why, and hand back the error."""
+        self._stop(grace=0.0)
+        self._failure = error
+        log.warning("isolated %s: %s", self.path, error.reason)
+        return error
+
+    def _crashed(self, during: str) -> PluginError:
+        code = _wait(self.process, 5.0)
+        self.drain(wait=1.0)
+        if self._partial_line:
+            self._stderr_tail.append(self._partial_line)
+            self._partial_line = ""
+        name = _signal_name(-code) if code < 0 else None
+        how = _status(code)
+        tail = [line for line in self._stderr_tail if line.strip()]
+        said = ("; the last lines it wrote to stderr:\n    " + "\n    ".join(tail)) if tail else \
+            "; it wrote nothing to stderr"
+        error = PluginCrashed(self.path, (
+            f"its worker process (pid {self.pid}) {how} during {during}{said}\n"
+            "The host is unharmed; open the plugin again to retry"))
+        error.signal = name                                   # type: ignore[attr-defined]
+        error.exit_code = None if code < 0 else code         # type: ignore[attr-defined]
+        error.stderr = tail                                   # type: ignore[attr-defined]
+        error.pid = self.pid                                  # type: ignore[attr-defined]
+        return self._fail(error)
+
+    def _timed_out(self, during: str, timeout: float) -> PluginError:
+        return self._fail(PluginTimeout(self.path, (
+            f"no answer within {timeout:g} s during {during}; its worker process "
+            f"(pid {self.pid}) was stopped. Open the plugin again to retry, with a longer "
+            "timeout (isolate=SECONDS) if it is merely slow")))
+
+    def _violated(self, exc: ProtocolViolation, during: str) -> PluginError:
+        return self._fail(PluginProtocolError(self.path, (
+            f"its worker sent something that is not a protocol message during {during}: "
+            f"{exc}. Its plugin wrote over the channel the host reads replies from; the "
+            f"worker (pid {self.pid}) was stopped. Open the plugin again to retry")))
+
+    # -- stopping -------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._failure is None and self.process.returncode is None
+
+    def close(self) -> None:
+        """Ask the worker to unload the plugin and exit; stop it if it does not."""
+        with self._lock:
+            if self._failure is None and self.process.returncode is None:
+                try:
+                    self.request([CLOSE], "closing", timeout=min(self.timeout, 5.0))
+                except PluginError:
+                    pass                       # it crashed or hung while closing: stopped
+            if self._failure is None:
+                self._failure = PluginClosed(self.path, "is closed; open the plugin again "
+                                                        "to use it")
+                self._stop(grace=2.0)
+                if self.process.returncode:            # say, a destructor at exit crashed
+                    log.warning("isolated %s: its worker (pid %d) %s after close",
+                                self.path, self.pid, _status(self.process.returncode))
+            else:
+                self._stop(grace=2.0)
+
+    def _stop(self, grace: float) -> None:
+        if grace and self.process.returncode is None:
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.process.returncode is None:
+            _wait(self.process, 0.0)        # kill it and reap it
+        self.drain(wait=0.5)                # whatever it wrote before it ended
+        self._finalizer()                   # close the socket, the lifeline, the pipes
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def _signal_name(number: int) -> str:
+    return signal.Signals(number).name if number in signal.valid_signals() else str(number)
+
+
+def _status(code: int) -> str:
+    """A worker's exit status in words: 'was killed by SIGSEGV (...)' or 'exited with code 3'."""
+    if code < 0:
+        return f"was killed by {_signal_name(-code)} ({signal.strsignal(-code)})"
+    return f"exited with code {code}"
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _wait(process: subprocess.Popen, timeout: float, kill: bool = True) -> int:
+    """The worker's exit status (negative: killed by that signal), killing it if need be."""
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        if not kill:
+            return 0
+    process.kill()
+    return process.wait()
+
+
+def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
+                  outputs: set) -> None:
+    """Closing the socket and the lifeline tells the worker to exit; then make sure.
+
+    Runs once per worker: from close(), when the last reference to the worker
+    goes, or at the host's exit (weakref.finalize's atexit), so no worker
+    outlives its host.
+    """
+    sock.close()
+    _close_fd(life_w)
+    if process.returncode is None:
+        try:
+            process.wait(0.5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for fd in list(outputs):
+        outputs.discard(fd)
+        _close_fd(fd)
+
+
+

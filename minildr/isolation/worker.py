@@ -1,0 +1,229 @@
+"""The worker process of an isolated plugin: `python -m minildr.isolation.worker SOCKET_FD LIFELINE_FD`.
+
+The host (isolation/process.py) starts one worker per isolated plugin. The worker:
+
+1. answers `ready`, then `open`: it reads the plugin's bytes from the sealed
+   memfd the host passed (or from the message), checks that their SHA-256 is
+   the one the host verified, runs the same checks open() runs, and loads
+   them with the system loader (constructors run here, not in the host);
+2. serves `lookup`, `call`, `get`, `set`, `contract`, `method` one at a time;
+3. exits on `close`, on end-of-file on its socket, or, even while plugin code
+   is running, as soon as its lifeline pipe reports that the host has gone.
+
+Its stdout and stderr are pipes the host forwards; the protocol never uses
+them. After each request the worker flushes C's stdio buffers, so what the
+plugin printed reaches the host before the reply does.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import signal
+import socket
+import sys
+import threading
+from time import perf_counter
+from typing import Any, Dict, List, Optional
+
+import cffi
+
+from . import marshal, protocol
+from .marshal import Value
+from ..contracts.contract import Contract
+from ..errors import PluginError
+from ..image import PluginImage
+from ..checks import check_binary, check_contracts, check_manifest, check_versions
+from ..plugin import Plugin
+from ..system import SystemLibrary
+
+_libc_ffi = cffi.FFI()
+_libc_ffi.cdef("int fflush(void *stream);")
+_libc = _libc_ffi.dlopen(None)
+_COPIED = (Value.STRING, Value.CHAR)      # results copied out of the worker's memory
+
+
+def watch_lifeline(fd: int) -> None:
+    """Exit the moment the host is gone: every write end of the lifeline is then closed."""
+    def watch() -> None:
+        try:
+            while os.read(fd, 1):
+                pass
+        except OSError:
+            pass
+        os._exit(0)
+    threading.Thread(target=watch, name="minildr-lifeline", daemon=True).start()
+
+
+def read_image(spec: Dict[str, Any]) -> PluginImage:
+    """The plugin's bytes as the host verified them, as an image to load."""
+    fd: Optional[int] = spec.get("fd")
+    if fd is not None:
+        size = os.fstat(fd).st_size
+        chunks: List[bytes] = []
+        offset = 0
+        while offset < size:
+            chunk = os.pread(fd, size - offset, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        data = b"".join(chunks)
+    else:
+        data = base64.b64decode(spec["data"])
+    image = PluginImage(path=spec["path"], data=data, sha256=hashlib.sha256(data).hexdigest(),
+                        identity=(0, 0, len(data), 0, 0), _fd=fd, _cached=False)
+    if image.sha256 != spec["sha256"]:
+        raise PluginError(image.path, (
+            f"the worker received bytes with sha256 {image.sha256}, not the {spec['sha256']} "
+            "the host verified; nothing was loaded"))
+    return image
+
+
+class Server:
+    """The plugin, loaded in this process, and the handles the host refers to."""
+
+    def __init__(self) -> None:
+        self.plugin: Optional[Plugin] = None
+        self.handles: List[Any] = []          # (object, Marshal or method names)
+        self.spin = 0.0                       # the host's process.SPIN_SECONDS
+
+    def handle(self, op: str, args: List[Any]) -> Any:
+        if op == protocol.CALL:
+            function, how = self.handles[args[0]]
+            return self.call(function, how, args[1])
+        if op == protocol.READY:
+            return os.getpid()
+        if op == protocol.OPEN:
+            return self.open(args[0])
+        if op == protocol.LOOKUP:
+            return self.lookup(args[0], args[1])
+        if op == protocol.GET:
+            pointer, how = self.handles[args[0]]
+            return marshal.to_wire(how.result, pointer[0])
+        if op == protocol.SET:
+            pointer, how = self.handles[args[0]]
+            pointer[0] = marshal.from_wire(how.result, args[1])
+            return None
+        if op == protocol.CONTRACT:
+            return self.contract(args[0], Contract(*args[1]))
+        if op == protocol.METHOD:
+            return self.method(args[0], args[1], args[2])
+        if op == protocol.CLOSE:
+            self.close()
+            return None
+        raise ValueError(f"unknown request {op!r}")
+
+    def open(self, spec: Dict[str, Any]) -> Dict[str, Any]:
+        self.spin = float(spec.get("spin", 0.0))
+        image = read_image(spec)
+        check_binary(image)
+        manifest = check_manifest(image)
+        check_versions(image, manifest)
+        check_contracts(image, manifest, [Contract(*c) for c in spec["contracts"]])
+        self.plugin = Plugin(image, manifest, SystemLibrary(image))
+        return {"pid": os.getpid()}
+
+    def lookup(self, name: str, ctype: Optional[str]) -> int:
+        assert self.plugin is not None
+        found = self.plugin.lookup(name, ctype)
+        if ctype is None:
+            return found.address
+        export = self.plugin.manifest.exports[name]
+        how = marshal.marshal_for(self.plugin._cffi(), self.plugin.path, export,
+                                  self.plugin.manifest.types)
+        self.handles.append((found, how))
+        return len(self.handles) - 1
+
+    def contract(self, name: str, contract: Contract) -> List[Any]:
+        """Bind the vtable `name` (every check of proxy.bind runs here); [handle, methods,
+        available] for the host, which builds its own object from its own contract."""
+        assert self.plugin is not None
+        proxy = self.plugin.lookup(name, contract)
+        methods = list(proxy.methods)
+        self.handles.append((proxy, methods))
+        return [len(self.handles) - 1, methods, [m for m in methods if proxy.has(m)]]
+
+    def method(self, handle: int, method: str, args: List[Any]) -> Any:
+        """One contract method, called through the proxy's `call`, the forwardable form."""
+        proxy, methods = self.handles[handle]
+        if method not in methods:
+            raise AttributeError(f"no method {method!r}")
+        values = [protocol.decode_value(a) for a in args]
+        return protocol.encode_value(proxy.call(method, *values))
+
+    def call(self, function: Any, how: marshal.Marshal, wire: List[Any]) -> Any:
+        params = how.params
+        if Value.STRING in params or Value.CHAR in params:
+            wire = [marshal.from_wire(k, v) for k, v in zip(params, wire)]
+        result = function(*wire)
+        return marshal.to_wire(how.result, result) if how.result in _COPIED else result
+
+    def close(self) -> None:
+        """Drop what the host was handed, so the library really unloads (destructors run)."""
+        self.handles.clear()
+        if self.plugin is not None:
+            self.plugin.close()
+
+
+def reply_error(seq: int, exc: BaseException) -> bytes:
+    return protocol.frame(protocol.error_reply(seq, exc))
+
+
+def receive(recv: Any, spin: float) -> bytes:
+    """The next bytes from the host: polled for `spin` seconds, then waited for."""
+    if spin:
+        end = perf_counter() + spin
+        while perf_counter() < end:
+            try:
+                return recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                os.sched_yield()
+    return recv(1 << 16)
+
+
+def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
+    """The reply frame to one request: its result, or the error it raised, as a value."""
+    try:
+        result = server.handle(op, args)
+    except Exception as exc:            # every failure goes back to the host as a value
+        _libc.fflush(_libc_ffi.NULL)
+        return reply_error(seq, exc)
+    _libc.fflush(_libc_ffi.NULL)        # what the plugin printed goes before the reply
+    return protocol.frame(["ok", seq, result])
+
+
+def serve(sock: socket.socket) -> None:
+    server = Server()
+    reader = protocol.FrameReader()
+    recv, send = sock.recv, sock.sendall
+    while True:
+        message = reader.next()
+        if message is None:
+            data = receive(recv, server.spin)
+            if not data:
+                return                        # the host closed its end: it is gone
+            reader.feed(data)
+            continue
+        op, seq, args = message[0], message[1], message[2:]
+        send(respond(server, op, seq, args))
+        if op == protocol.CLOSE:
+            return
+
+
+def main(argv: List[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the host decides when to stop us
+    sock_fd, lifeline_fd = int(argv[0]), int(argv[1])
+    watch_lifeline(lifeline_fd)
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        serve(sock)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,170 @@
+"""A loaded plugin (`Plugin`) and what `lookup` finds in it (`Symbol`).
+
+A `Plugin` holds a `Library`: whichever loader mapped the checked bytes
+(`system.py`'s dlopen, `native/`, or a worker process in `isolation/`),
+seen through the three methods below. Lookups only ever find what the
+plugin's manifest lists, and a typed lookup compares C types first.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union
+
+import cffi
+
+from . import ctype
+from .contracts import proxy
+from .contracts.contract import Contract
+from .errors import PluginClosed, PluginError, SymbolNotFound, SymbolTypeError
+from .image import PluginImage
+from .manifest import Manifest
+
+if TYPE_CHECKING:
+    from .native.trace import Trace
+
+log = logging.getLogger("minildr")
+
+
+class Library(Protocol):
+    """What a Plugin needs of a loaded library, whichever loader loaded it."""
+    def address(self, name: str) -> Optional[int]: ...
+    def keep_mapped_while(self, obj: object) -> None: ...
+    def close(self) -> None: ...
+
+
+@functools.lru_cache(maxsize=64)
+def ffi_for_types(types: str) -> cffi.FFI:
+    """A cffi FFI that knows a manifest's type declarations.
+
+    Reading C declarations is the slow part of a lookup, and an FFI only
+    holds types, so plugins whose manifests declare the same types (every
+    build of the same plugin, every plugin of one contract) share one.
+    """
+    ffi = cffi.FFI()
+    if types:
+        ffi.cdef(types)
+    return ffi
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """An exported symbol, as `lookup(name)` finds it without a type."""
+    name: str
+    ctype: str           # its C type, from the plugin's exports header
+    kind: str            # "function" or "data"
+    address: int         # where it is in memory (valid while the plugin is open)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.ctype}"
+
+
+class Plugin:
+    """A loaded plugin. Look up its exports; close it (or use `with`) to unload it.
+
+    `loader` says which loader loaded it: "system" (dlopen), "native"
+    (minildr.native) or "isolated" (the system loader, in a worker process;
+    see isolation/). `trace` is the native loader's record of the load (a
+    `minildr.native.Trace`: `.events`, `.counts()`), kept after close; None
+    for the other loaders, whose work cannot be watched from Python.
+    """
+
+    def __init__(self, image: PluginImage, manifest: Manifest, library: Optional[Library],
+                 loader: str = "system") -> None:
+        self.path = image.path
+        self.sha256 = image.sha256
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.loader: str = loader
+        self.trace: Optional["Trace"] = (getattr(library, "trace", None) if loader == "native"
+                                         else None)
+        self._library: Optional[Library] = library
+        self._ffi: Optional[cffi.FFI] = None
+
+    # -- lookup --------------------------------------------------------
+    @property
+    def exports(self) -> Sequence[str]:
+        return list(self.manifest.exports)
+
+    @property
+    def closed(self) -> bool:
+        return self._library is None
+
+    def lookup(self, name: str, ctype: Union[str, Contract, None] = None) -> Any:
+        """An export: a `Symbol` without a type; with its exact C type, a callable or pointer.
+
+        `plugin.lookup("greet")` gives a Symbol (name, C type, address).
+        `plugin.lookup("greet", "const char *(void)")` gives a function to call;
+        for a variable, `lookup("calls", "int")` gives an `int *` pointing at it.
+        `plugin.lookup("upper", command_contract)` gives a proxy object whose
+        methods call the vtable `upper` (ContractMismatch if its layout differs).
+        The type must be the one the plugin's exports header declares
+        (spelling aside), or SymbolTypeError says both.
+        """
+        try:
+            result = self._lookup(name, ctype)
+        except PluginError as exc:
+            log.info("lookup %s in %s (type %s): refused: %s", name, self.path, ctype, exc.reason)
+            raise
+        log.info("lookup %s in %s (type %s): ok", name, self.path, ctype)
+        return result
+
+    def _lookup(self, name: str, wanted: Union[str, Contract, None]) -> Any:
+        library = self._library
+        if library is None:
+            raise PluginClosed(self.path, f"is closed, so {name!r} cannot be looked up; "
+                                          "open the plugin again to use it")
+        export = self.manifest.exports.get(name)
+        if export is None:
+            listing = ", ".join(f"{e.name} ({e.ctype})" for e in self.manifest.exports.values())
+            raise SymbolNotFound(self.path, (
+                f"does not export {name!r}; it exports: {listing or 'nothing'}. Only what "
+                "the plugin's exports header declares is exported"))
+        address = library.address(name)
+        if address is None:
+            raise SymbolNotFound(self.path, (
+                f"its manifest lists {name!r}, but the library does not define it: the "
+                "plugin is damaged or was altered after minildr.build; rebuild it"))
+        if wanted is None:
+            return Symbol(name, export.ctype, export.kind, address)
+        if isinstance(wanted, Contract):                  # a vtable: see proxy.py
+            return proxy.bind(self, name, export, address, wanted)
+        try:
+            asked = ctype.canonical(wanted, self.manifest.types)
+        except ctype.CTypeError as exc:
+            raise SymbolTypeError(self.path, f"cannot read the C type {wanted!r} asked for "
+                                             f"{name!r}: {exc}") from None
+        if asked != export.ctype:
+            raise SymbolTypeError(self.path, (
+                f"{name!r} is declared as '{export.ctype}' but was looked up as "
+                f"'{asked}'; use the plugin's type (or rebuild the plugin with the type "
+                "the host expects)"))
+        pointer = self._cffi().cast(ctype.pointer_to(export.ctype, self.manifest.types), address)
+        library.keep_mapped_while(pointer)
+        return pointer
+
+    def _cffi(self) -> cffi.FFI:
+        if self._ffi is None:
+            self._ffi = ffi_for_types(self.manifest.types)
+        return self._ffi
+
+    # -- unloading -----------------------------------------------------
+    def close(self) -> None:
+        """Unload the plugin; later lookups raise PluginClosed. Closing twice is fine."""
+        library, self._library = self._library, None
+        if library is not None:
+            library.close()
+            log.info("close %s", self.path)
+
+    def __enter__(self) -> "Plugin":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"          # the system loader: unnamed
+        by = "" if self.loader == "system" else f"{self.loader} loader, "
+        return f"<Plugin {self.name} {self.version} from {self.path} ({by}{state})>"

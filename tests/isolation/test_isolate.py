@@ -1,0 +1,768 @@
+"""Isolation: plugins in a worker process, forwarded calls, crashes, hangs, no orphans.
+
+Every failure here is triggered for real: the test plugins segfault, abort,
+exit, hang, crash in their constructor and write garbage over the protocol
+socket; the host must report each with its own error and keep working.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import minildr
+from minildr import image as images
+from minildr.isolation import IsolatedPlugin, marshal, process, protocol as isolate
+
+from helpers import ROOT, write_plugin
+from platforms import requires_isolation, requires_linux, requires_proc
+
+pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test
+
+GREET_T = "const char *(void)"
+
+CRASHY_H = """
+#include <stdbool.h>
+int add(int a, int b);
+long long widen(long long x);
+double scale(double x, float by);
+char next_char(char c);
+bool negate(bool b);
+const char *shout(const char *text);
+const char *null_string(void);
+int length(const char *text);
+void say(const char *text);
+void segfault(void);
+void do_abort(void);
+void do_exit(int code);
+void hang(void);
+void corrupt(void);
+void garbage_stdout(void);
+int flood(int lines);
+int *address(void);
+void *opaque(int x);
+int sum(int n, ...);
+extern double ratio;
+extern int *pointer;
+"""
+
+CRASHY_C = r"""
+#include <ctype.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+double ratio = 0.5;
+int *pointer = 0;
+static char buffer[256];
+
+int add(int a, int b) { return a + b; }
+long long widen(long long x) { return x * 1000000; }
+double scale(double x, float by) { return x * by; }
+char next_char(char c) { return (char)(c + 1); }
+bool negate(bool b) { return !b; }
+const char *shout(const char *text)
+{
+    size_t i;
+    for (i = 0; text[i] && i < sizeof buffer - 1; i++)
+        buffer[i] = (char)toupper((unsigned char)text[i]);
+    buffer[i] = '\0';
+    return buffer;
+}
+const char *null_string(void) { return NULL; }
+int length(const char *text) { return text ? (int)strlen(text) : -1; }
+void say(const char *text)
+{
+    printf("plugin stdout: %s\n", text);          /* buffered: a pipe */
+    fprintf(stderr, "plugin stderr: %s\n", text);
+}
+void segfault(void)
+{
+    fprintf(stderr, "crashy: about to write through NULL\n");
+    *(volatile int *)0 = 1;
+}
+void do_abort(void) { fprintf(stderr, "crashy: calling abort()\n"); abort(); }
+void do_exit(int code) { fprintf(stderr, "crashy: calling exit(%d)\n", code); exit(code); }
+void hang(void) { for (;;) pause(); }
+void corrupt(void)
+{
+    /* Find the worker's protocol socket and write over it. */
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+            (void)!write(fd, "this is not a frame\n", 20);
+    }
+}
+void garbage_stdout(void)
+{
+    static const char junk[] = "MLDR\xff\xff\xff\x7f garbage on stdout\n";
+    (void)!write(1, junk, sizeof junk - 1);
+}
+int flood(int lines)
+{
+    for (int i = 0; i < lines; i++)
+        printf("line %06d of the flood\n", i);
+    return lines;
+}
+int *address(void) { return &pointer[0]; }
+void *opaque(int x) { return (void *)(long)x; }
+int sum(int n, ...) { return n; }
+"""
+
+
+@pytest.fixture(scope="module")
+def crashy(tmp_path_factory) -> Path:
+    return write_plugin(tmp_path_factory.mktemp("crashy"), "crashy", CRASHY_C, CRASHY_H)
+
+
+def gone(pid: int, wait: float = 5.0) -> bool:
+    """The process has ended, and if it was our child, has been reaped (no zombie left)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if ended(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def ended(pid: int) -> bool:
+    if not sys.platform.startswith("linux"):       # no /proc: a zombie still answers kill 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return True
+    return fields[0] == "Z" and int(fields[1]) != os.getpid()   # its parent's job to reap
+
+
+def in_host_maps(name: str) -> bool:
+    with open("/proc/self/maps") as maps:
+        return f"minildr:{name}" in maps.read()
+
+
+# ---------------------------------------------------------------------------
+# The same API, in another process
+# ---------------------------------------------------------------------------
+def test_isolated_plugin_has_the_plugin_api(greet_so):
+    with minildr.open(greet_so, isolate=True) as plugin:
+        assert isinstance(plugin, minildr.Plugin)
+        assert (plugin.name, plugin.version, plugin.exports) == ("greet", "0.1.0", ["greet"])
+        assert plugin.manifest == minildr.read_manifest(greet_so)
+        assert plugin.worker_pid != os.getpid()
+        greet = plugin.lookup("greet", GREET_T)
+        assert minildr.ffi.string(greet()) == b"Hello from the greet plugin (version 0.1.0)"
+        symbol = plugin.lookup("greet")
+        assert (symbol.name, symbol.ctype, symbol.kind) == ("greet", GREET_T, "function")
+        assert "isolated" in repr(plugin)
+        pid = plugin.worker_pid
+    assert plugin.closed and gone(pid)
+    with pytest.raises(minildr.PluginClosed):
+        plugin.lookup("greet", GREET_T)
+
+
+def test_constructor_runs_in_the_worker(tmp_path):
+    source = ("#include <stdio.h>\n#include <unistd.h>\n"
+              "static int pid;\n"
+              "__attribute__((constructor)) static void init(void) { pid = getpid(); }\n"
+              "int loaded_in(void) { return pid; }\n")
+    path = write_plugin(tmp_path, "where", source, "int loaded_in(void);\n")
+    with minildr.open(path, isolate=True) as plugin:
+        assert plugin.lookup("loaded_in", "int (void)")() == plugin.worker_pid
+
+
+@requires_proc
+def test_an_isolated_plugin_is_not_mapped_in_the_host(greet_so):
+    with minildr.open(greet_so, isolate=True) as plugin:
+        assert plugin.lookup("greet", GREET_T)
+        assert not in_host_maps(greet_so.name)        # the code is not in the host
+    with minildr.open(greet_so) as plugin:             # the control: in-process, it is
+        assert in_host_maps(greet_so.name)
+
+
+def test_lookup_errors_are_the_in_process_ones(greet_so):
+    with minildr.open(greet_so) as local, minildr.open(greet_so, isolate=True) as remote:
+        for name, ctype, error in [("greet", "int (void)", minildr.SymbolTypeError),
+                                   ("message", None, minildr.SymbolNotFound),
+                                   ("greet", "int (", minildr.SymbolTypeError)]:
+            with pytest.raises(error) as here:
+                local.lookup(name, ctype)
+            with pytest.raises(error) as there:
+                remote.lookup(name, ctype)
+            assert str(there.value) == str(here.value)
+
+
+def test_values_cross_both_ways(crashy):
+    with minildr.open(crashy, isolate=True) as plugin:
+        f = lambda name, t: plugin.lookup(name, t)    # noqa: E731
+        assert f("add", "int (int, int)")(2, 40) == 42
+        assert f("add", "int (int, int)")(-7, 2) == -5
+        assert f("widen", "long long (long long)")(2**40) == 2**40 * 1000000
+        assert f("scale", "double (double, float)")(3.0, 0.5) == 1.5
+        assert math.isnan(f("scale", "double (double, float)")(math.nan, 1.0))
+        assert f("next_char", "char (char)")(b"a") == b"b"
+        assert f("negate", "bool (bool)")(True) is False
+        shout = f("shout", "const char *(const char *)")
+        assert minildr.ffi.string(shout(b"hello \xe9")) == b"HELLO \xe9"
+        assert f("null_string", GREET_T)() == minildr.ffi.NULL
+        length = f("length", "int (const char *)")
+        assert (length(b"four"), length(None)) == (4, -1)
+        ratio = f("ratio", "double")
+        assert ratio[0] == 0.5
+        ratio[0] = 2.25
+        assert ratio[0] == 2.25
+
+
+@pytest.mark.parametrize("name, args, error, fragment", [
+    ("add", (1,), TypeError, "takes 2 argument(s) (1 given)"),
+    ("add", ("1", 2), TypeError, "takes an int"),
+    ("add", (2**40, 1), OverflowError, "does not fit 'int'"),
+    ("length", ("text",), TypeError, "takes bytes"),
+    ("next_char", (b"ab",), TypeError, "length 1"),
+])
+def test_bad_arguments_raise_like_cffi(crashy, name, args, error, fragment):
+    with minildr.open(crashy, isolate=True) as plugin:
+        function = plugin.lookup(name, minildr.read_manifest(crashy).exports[name].ctype)
+        with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            function(*args)
+        assert plugin.lookup("add", "int (int, int)")(1, 1) == 2       # still fine
+
+
+@pytest.mark.parametrize("name, what", [
+    ("address", "its result type 'int *'"),
+    ("opaque", "its result type 'void *'"),
+    ("sum", "a variadic argument list"),
+    ("pointer", "a variable of this type"),
+])
+def test_pointers_are_refused_clearly(crashy, name, what):
+    with minildr.open(crashy, isolate=True) as plugin:
+        ctype = plugin.manifest.exports[name].ctype
+        with pytest.raises(minildr.SymbolTypeError) as err:
+            plugin.lookup(name, ctype)
+    assert what in str(err.value) and "cannot cross into the isolated worker" in str(err.value)
+    assert str(crashy) in str(err.value)
+
+
+def test_echo_run_with_an_out_buffer_is_refused(echo_so):
+    with minildr.open(echo_so, isolate=True) as plugin:
+        with pytest.raises(minildr.SymbolTypeError, match=r"parameter 2 \('char \*'\)"):
+            plugin.lookup("run", "size_t (const char *, char *, size_t)")
+        calls = plugin.lookup("calls", "int")
+        calls[0] = 5
+        assert calls[0] == 5
+        with pytest.raises(IndexError):
+            calls[1]
+
+
+def test_private_copy_path_sends_the_bytes(greet_so, monkeypatch):
+    """Where there is no memfd, the verified bytes travel in the open message."""
+    monkeypatch.setattr(images, "USE_MEMFD", False)
+    images.clear_cache()
+    with minildr.open(greet_so, isolate=True) as plugin:
+        assert minildr.ffi.string(plugin.lookup("greet", GREET_T)()).startswith(b"Hello")
+    images.clear_cache()
+
+
+def test_contract_lookup_is_forwarded_to_the_worker(greet_so):
+    """The worker answers a contract lookup as its in-process Plugin does."""
+    contract = minildr.Contract.from_header("int x;", name="Thing")
+    with minildr.open(greet_so) as local:
+        try:
+            local.lookup("greet", contract)
+            expected = None
+        except Exception as exc:                          # what this version does
+            expected = exc
+    with minildr.open(greet_so, isolate=True) as remote:
+        if expected is None:
+            assert remote.lookup("greet", contract) is not None
+        else:
+            with pytest.raises(type(expected)) as err:
+                remote.lookup("greet", contract)
+            assert str(err.value).endswith(expected.reason if hasattr(expected, "reason")
+                                           else str(expected))
+            assert remote.lookup("greet", GREET_T)() != minildr.ffi.NULL   # still usable
+
+
+def test_spinning_worker_gives_the_same_answers_and_output(crashy, monkeypatch, capsys):
+    """SPIN_SECONDS (off by default) changes how both sides wait, nothing else."""
+    monkeypatch.setattr(process, "SPIN_SECONDS", 200e-6)
+    with minildr.open(crashy, isolate=True) as plugin:
+        assert plugin._worker.spin == 200e-6
+        add = plugin.lookup("add", "int (int, int)")
+        assert [add(i, i) for i in range(200)] == [2 * i for i in range(200)]
+        plugin.lookup("say", "void (const char *)")(b"spun")
+        assert capsys.readouterr() == ("plugin stdout: spun\n", "plugin stderr: spun\n")
+        with pytest.raises(minildr.PluginCrashed, match="SIGSEGV"):
+            plugin.lookup("segfault", "void (void)")()
+
+
+# ---------------------------------------------------------------------------
+# Output: the plugin's stdout and stderr appear in the host's
+# ---------------------------------------------------------------------------
+def test_plugin_output_is_shown_by_the_host(crashy, capsys):
+    with minildr.open(crashy, isolate=True) as plugin:
+        plugin.lookup("say", "void (const char *)")(b"hello")
+        captured = capsys.readouterr()
+        assert captured.out == "plugin stdout: hello\n"
+        assert captured.err == "plugin stderr: hello\n"
+
+
+def test_more_output_than_a_pipe_holds(crashy, capsys):
+    """The host drains the pipes while it waits, so a chatty call cannot deadlock."""
+    with minildr.open(crashy, isolate=5.0) as plugin:
+        assert plugin.lookup("flood", "int (int)")(20_000) == 20_000
+        out = capsys.readouterr().out
+    assert len(out) == 20_000 * len("line 000000 of the flood\n")
+    assert out.endswith("line 019999 of the flood\n")
+
+
+def test_garbage_on_stdout_is_just_output(crashy, capsys):
+    with minildr.open(crashy, isolate=True) as plugin:
+        plugin.lookup("garbage_stdout", "void (void)")()
+        assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
+    assert "garbage on stdout" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Crashes and hangs: specific errors, the host keeps working, no orphans
+# ---------------------------------------------------------------------------
+CRASHES = {
+    "segfault": ((), "SIGSEGV", None, "crashy: about to write through NULL"),
+    "do_abort": ((), "SIGABRT", None, "crashy: calling abort()"),
+    "do_exit": ((3,), None, 3, "crashy: calling exit(3)"),
+}
+
+
+@pytest.mark.parametrize("name", list(CRASHES))
+def test_crash_is_reported_and_the_host_survives(crashy, greet_so, name):
+    args, signame, code, last_line = CRASHES[name]
+    other = minildr.open(greet_so, isolate=True)
+    local = minildr.open(greet_so)
+    plugin = minildr.open(crashy, isolate=True)
+    pid = plugin.worker_pid
+    function = plugin.lookup(name, plugin.manifest.exports[name].ctype)
+    with pytest.raises(minildr.PluginCrashed) as err:
+        function(*args)
+    error = err.value
+    assert (error.signal, error.exit_code) == (signame, code)
+    message = str(error)
+    assert str(crashy) in message and f"during {name}()" in message
+    assert (f"killed by {signame}" if signame else f"exited with code {code}") in message
+    assert error.stderr[-1] == last_line and last_line in message
+    assert error.pid == pid
+    assert "open the plugin again" in message
+    assert gone(pid)
+    assert plugin.closed
+    with pytest.raises(minildr.PluginCrashed):            # it stays crashed
+        function(*args)
+    # The host, an in-process plugin and another isolated plugin are unharmed.
+    assert minildr.ffi.string(other.lookup("greet", GREET_T)()).startswith(b"Hello")
+    assert minildr.ffi.string(local.lookup("greet", GREET_T)()).startswith(b"Hello")
+    # And the crashed plugin opens again, in a new worker.
+    with minildr.open(crashy, isolate=True) as again:
+        assert again.worker_pid != pid
+        assert again.lookup("add", "int (int, int)")(20, 22) == 42
+    plugin.close()
+    other.close()
+    local.close()
+
+
+def test_hang_times_out(crashy):
+    plugin = minildr.open(crashy, isolate=0.5)
+    assert plugin.timeout == 0.5
+    pid = plugin.worker_pid
+    hang = plugin.lookup("hang", "void (void)")
+    start = time.monotonic()
+    with pytest.raises(minildr.PluginTimeout) as err:
+        hang()
+    assert 0.5 <= time.monotonic() - start < 5
+    assert "no answer within 0.5 s during hang()" in str(err.value)
+    assert gone(pid)
+    with minildr.open(crashy, isolate=0.5) as again:
+        assert again.lookup("add", "int (int, int)")(1, 2) == 3
+
+
+def test_garbage_on_the_protocol_socket(crashy):
+    plugin = minildr.open(crashy, isolate=True)
+    pid = plugin.worker_pid
+    with pytest.raises(minildr.PluginProtocolError) as err:
+        plugin.lookup("corrupt", "void (void)")()
+    assert isinstance(err.value, minildr.PluginCrashed)
+    assert "this is not a frame" in str(err.value) and "during corrupt()" in str(err.value)
+    assert gone(pid)
+    with minildr.open(crashy, isolate=True) as again:
+        assert again.lookup("add", "int (int, int)")(2, 2) == 4
+
+
+def test_crash_in_the_constructor(tmp_path, greet_so):
+    source = ("#include <stdio.h>\n#include <stdlib.h>\n"
+              "__attribute__((constructor)) static void init(void)\n"
+              "{ fprintf(stderr, \"boom: constructor gives up\\n\"); abort(); }\n"
+              "int answer(void) { return 1; }\n")
+    path = write_plugin(tmp_path, "boom", source, "int answer(void);\n")
+    before = set(children())
+    with pytest.raises(minildr.PluginCrashed) as err:
+        minildr.open(path, isolate=True)
+    message = str(err.value)
+    assert "killed by SIGABRT" in message and "during loading the plugin" in message
+    assert "boom: constructor gives up" in message and str(path) in message
+    assert set(children()) <= before                     # no worker left behind
+    with minildr.open(greet_so, isolate=True) as plugin:   # isolation still works
+        assert plugin.lookup("greet", GREET_T)() != minildr.ffi.NULL
+
+
+def test_constructor_hang_times_out(tmp_path):
+    source = ("#include <unistd.h>\n"
+              "__attribute__((constructor)) static void init(void) { for (;;) pause(); }\n"
+              "int answer(void) { return 1; }\n")
+    path = write_plugin(tmp_path, "stuck", source, "int answer(void);\n")
+    before = set(children())
+    with pytest.raises(minildr.PluginTimeout, match="during loading the plugin"):
+        minildr.open(path, isolate=0.5)
+    assert set(children()) <= before
+
+
+def children() -> list:
+    """Pids of this process's live children (zombies excluded)."""
+    if not sys.platform.startswith("linux"):        # no /proc: ask ps (BSD and procps agree)
+        ps = subprocess.Popen(["ps", "-A", "-o", "pid=,ppid=,stat="], stdout=subprocess.PIPE,
+                              text=True)
+        rows = [line.split() for line in ps.communicate()[0].splitlines()]
+        return [int(pid) for pid, ppid, stat, *_ in rows                # not ps itself
+                if int(ppid) == os.getpid() and not stat.startswith("Z") and int(pid) != ps.pid]
+    result = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                result.append(int(entry))
+    return result
+
+
+def test_untrusted_plugin_starts_no_worker(crashy):
+    before = set(children())
+    with pytest.raises(minildr.UntrustedPlugin):
+        minildr.open(crashy, isolate=True, trust=minildr.TrustStore())
+    assert set(children()) <= before
+
+
+def test_dropping_an_unclosed_plugin_ends_its_worker(greet_so):
+    plugin = minildr.open(greet_so, isolate=True)
+    pid = plugin.worker_pid
+    del plugin
+    gc.collect()
+    assert gone(pid)
+
+
+# ---------------------------------------------------------------------------
+# No orphans when the host goes away
+# ---------------------------------------------------------------------------
+GUARD = r"""
+# A subreaper: orphans of the host below are re-parented to this process,
+# so it can tell whether the worker outlived its host.
+import ctypes, json, os, signal, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER
+host = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+pid = int(host.stdout.readline())
+if sys.argv[2] == "kill":
+    host.kill()
+host.wait()
+deadline = time.monotonic() + 10
+state = "running"
+while time.monotonic() < deadline:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        state = "gone"                     # the host reaped it before exiting
+        break
+    if done:
+        state = "exited after the host"    # it ended by itself, we reaped it
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, signal.SIGKILL)
+print(json.dumps({"pid": pid, "state": state, "host": host.returncode}))
+"""
+
+HOST = r"""
+import sys, minildr
+plugin = minildr.open(sys.argv[1] if len(sys.argv) > 1 else {path!r}, isolate=True)
+hang = plugin.lookup("hang", "void (void)")
+print(plugin.worker_pid, flush=True)
+{then}
+"""
+
+
+@requires_linux("watches for orphans as Linux's child subreaper (prctl)")
+@pytest.mark.parametrize("then, how, expected", [
+    ("pass", "exit", "gone"),                                 # exits without close()
+    ("import os; os._exit(0)", "exit", "exited after the host"),   # no atexit at all
+    ("hang()", "kill", "exited after the host"),              # SIGKILLed mid-call
+], ids=["exit-without-close", "os._exit", "sigkill-during-hang"])
+def test_worker_never_outlives_its_host(crashy, then, how, expected):
+    host = HOST.format(path=str(crashy), then=then)
+    result = subprocess.run([sys.executable, "-c", GUARD, host, how], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["state"] == expected, outcome
+
+
+# ---------------------------------------------------------------------------
+# Load: four isolated plugins, interleaved, one crashing half-way
+# ---------------------------------------------------------------------------
+STEP_C = """
+#include <stdlib.h>
+int step(int i)
+{
+#ifdef CRASH_AT
+    if (i == CRASH_AT) abort();
+#endif
+    return i * FACTOR + 1;
+}
+"""
+
+
+def test_four_plugins_ten_thousand_calls_each_one_crashing(tmp_path):
+    calls = 10_000
+    factors = [3, 5, 7, 11]
+    crash_at = calls // 2
+    plugins = []
+    for n, factor in enumerate(factors):
+        flags = [f"-DFACTOR={factor}"] + ([f"-DCRASH_AT={crash_at}"] if n == 1 else [])
+        path = write_plugin(tmp_path, f"load{n}", STEP_C, "int step(int i);\n", cflags=flags)
+        plugins.append(minildr.open(path, isolate=True))
+    steps = [p.lookup("step", "int (int)") for p in plugins]
+    right = [0] * len(steps)
+    crashed_at = None
+    for i in range(calls):
+        for n, step in enumerate(steps):
+            if n == 1 and crashed_at is not None:
+                continue
+            try:
+                result = step(i)
+            except minildr.PluginCrashed:
+                assert n == 1
+                crashed_at = i
+                continue
+            right[n] += result == i * factors[n] + 1
+    assert crashed_at == crash_at
+    assert right == [calls, crash_at, calls, calls]
+    for p in plugins:
+        p.close()
+
+
+# ---------------------------------------------------------------------------
+# The same, with the host in a Jupyter kernel
+# ---------------------------------------------------------------------------
+def test_a_jupyter_kernel_shows_output_under_the_cell_and_survives(crashy):
+    """Output lands under the calling cell; a crash, then an interrupt, leave the kernel up."""
+    import threading
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.kernel_spec.argv[0] = sys.executable            # this environment's Python
+    km.start_kernel(cwd=str(ROOT))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+
+        def run(code: str) -> tuple:
+            outputs = []
+            reply = kc.execute_interactive(code, timeout=60, output_hook=outputs.append)
+            streams = {}
+            for msg in outputs:
+                if msg["msg_type"] == "stream":
+                    name = msg["content"]["name"]
+                    streams[name] = streams.get(name, "") + msg["content"]["text"]
+            return reply["content"], streams
+
+        setup = (f"import os, minildr\nplugin = minildr.open({str(crashy)!r}, isolate=True)\n"
+                 "kernel_pid = os.getpid()\nprint(plugin.worker_pid)")
+        content, streams = run(setup)
+        assert content["status"] == "ok", content
+        worker = int(streams["stdout"])
+        content, streams = run('plugin.lookup("say", "void (const char *)")(b"in a cell")')
+        assert streams == {"stdout": "plugin stdout: in a cell\n",
+                           "stderr": "plugin stderr: in a cell\n"}
+        content, _ = run('plugin.lookup("segfault", "void (void)")()')
+        assert (content["status"], content["ename"]) == ("error", "PluginCrashed")
+        assert gone(worker)
+        content, streams = run("print(os.getpid() == kernel_pid)")
+        assert streams["stdout"] == "True\n"             # the same kernel, still running
+        # An interrupt while a plugin hangs stops its worker, not the kernel.
+        content, streams = run(f"plugin = minildr.open({str(crashy)!r}, isolate=True)\n"
+                               "print(plugin.worker_pid)")
+        worker = int(streams["stdout"])
+        threading.Timer(1.0, km.interrupt_kernel).start()
+        content, _ = run('plugin.lookup("hang", "void (void)")()')
+        assert (content["status"], content["ename"]) == ("error", "KeyboardInterrupt")
+        assert gone(worker)
+        content, streams = run("again = minildr.open(plugin.path, isolate=True)\n"
+                               "print(again.lookup('add', 'int (int, int)')(40, 2))")
+        assert streams["stdout"] == "42\n"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+# ---------------------------------------------------------------------------
+# The protocol's pieces, on their own
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("data, fragment", [
+    (b"this is not a frame", "does not start with the frame magic"),
+    (b"ML", None),                                         # incomplete: wait for more
+    (b"MX", "does not start with the frame magic"),
+    (isolate.HEADER.pack(b"MLDR", isolate.MAX_FRAME + 1), "announces a"),
+    (isolate.HEADER.pack(b"MLDR", 3) + b"{x}", "not JSON"),
+    (isolate.HEADER.pack(b"MLDR", 2) + b"\xff\xfe", "not JSON"),
+])
+def test_frame_reader_refuses_what_is_not_a_frame(data, fragment):
+    reader = isolate.FrameReader()
+    reader.feed(data)
+    if fragment is None:
+        assert reader.next() is None
+    else:
+        with pytest.raises(isolate.ProtocolViolation, match=fragment):
+            reader.next()
+
+
+def test_frames_round_trip_split_anywhere():
+    messages = [["ok", 1, "é\x00"], ["call", 2, 0, [1, 2.5, None]], ["ok", 3, None]]
+    stream = b"".join(isolate.frame(m) for m in messages)
+    reader, got = isolate.FrameReader(), []
+    for i in range(0, len(stream), 3):
+        reader.feed(stream[i:i + 3])
+        while (m := reader.next()) is not None:
+            got.append(m)
+    assert got == messages
+
+
+@pytest.mark.parametrize("kind, value", [("i", "1"), ("i", 1.5), ("f", "x"), ("c", "ab"),
+                                         ("s", 5), ("v", 0), ("b", "yes")])
+def test_a_result_of_the_wrong_kind_is_a_violation(kind, value):
+    with pytest.raises(isolate.ProtocolViolation):
+        marshal.decode_result(marshal.Value(kind), value, minildr.ffi)
+
+
+def test_worker_refuses_bytes_other_than_the_verified_ones(tmp_path):
+    """The worker loads nothing whose digest is not the one the host checked."""
+    import base64
+    from minildr.isolation.worker import Server
+    marker = tmp_path / "ran"
+    source = ("#include <fcntl.h>\n#include <unistd.h>\n"
+              "__attribute__((constructor)) static void init(void)\n"
+              f"{{ int fd = creat({json.dumps(str(marker))}, 0644); if (fd >= 0) close(fd); }}\n"
+              "int answer(void) { return 42; }\n")
+    path = write_plugin(tmp_path, "w", source, "int answer(void);\n")
+    spec = {"path": str(path), "sha256": "0" * 64, "fd": None, "contracts": [],
+            "data": base64.b64encode(path.read_bytes()).decode()}
+    with pytest.raises(minildr.PluginError, match="not the 0000.* the host verified"):
+        Server().open(spec)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", [{"bytes": 1}, {"record": "1x", "fields": ["a"], "values": [1]},
+                                   {"other": 1}])
+def test_values_that_are_not_protocol_values_are_violations(value):
+    with pytest.raises(isolate.ProtocolViolation):
+        isolate.decode_value(value)
+
+
+def test_discover_isolated(tmp_path, built, crashy):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    for path in (built["greet"], built["echo"], crashy):
+        (folder / path.name).symlink_to(path)
+    (folder / f"broken{minildr.SUFFIX}").write_bytes(b"\x7fELF broken")
+    with minildr.discover(folder, isolate=True) as report:
+        assert sorted(p.name for p in report.loaded) == ["crashy", "echo", "greet"]
+        assert all(isinstance(p, IsolatedPlugin) for p in report.loaded)
+        pids = [p.worker_pid for p in report.loaded]
+        assert [type(e) for _, e in report.failed] == [minildr.NotAPlugin]
+    assert all(gone(pid) for pid in pids)
+
+
+def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_path,
+                                                                  monkeypatch):
+    """Exceptions outside the known classes arrive as RuntimeError; the worker lives on."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent("""
+        import minildr.isolation.marshal
+        class Weird(Exception):
+            pass
+        def marshal_for(*args):
+            raise Weird("the worker's lookup went wrong")
+        minildr.isolation.marshal.marshal_for = marshal_for
+    """))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    with minildr.open(crashy, isolate=True) as plugin:
+        with pytest.raises(RuntimeError, match="Weird in the isolated plugin's worker: "
+                                               "the worker's lookup went wrong"):
+            plugin.lookup("add", "int (int, int)")
+        assert plugin.lookup("add").name == "add"             # still answering
+
+
+def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
+    source = ("#include <stdlib.h>\n"
+              "__attribute__((destructor)) static void fini(void) { abort(); }\n"
+              "int answer(void) { return 1; }\n")
+    path = write_plugin(tmp_path, "fini", source, "int answer(void);\n")
+    plugin = minildr.open(path, isolate=True)
+    pid = plugin.worker_pid
+    assert plugin.lookup("answer", "int (void)")() == 1
+    plugin.close()                                        # does not raise
+    assert plugin.closed and gone(pid)
+    aborted = signal.strsignal(signal.SIGABRT)       # "Aborted"; macOS: "Abort trap: 6"
+    assert any(f"killed by SIGABRT ({aborted}) during closing" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_worker_failing_after_close_is_logged(greet_so, tmp_path, monkeypatch, caplog):
+    """Something at the worker's exit (after its plugin closed fine) is still reported."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import atexit, os\natexit.register(os._exit, 5)\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    plugin = minildr.open(greet_so, isolate=True)
+    pid = plugin.worker_pid
+    plugin.close()
+    assert gone(pid)
+    assert any(f"its worker (pid {pid}) exited with code 5 after close" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_threads_share_one_worker_safely(crashy):
+    """Requests from several threads are serialized: each gets its own reply."""
+    from concurrent.futures import ThreadPoolExecutor
+    with minildr.open(crashy, isolate=True) as plugin:
+        add = plugin.lookup("add", "int (int, int)")
+
+        def work(k: int) -> bool:
+            return all(add(i, k) == i + k for i in range(500))
+
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(work, range(4)))

@@ -1,0 +1,200 @@
+"""The native loader's teaching API: plan(), the reserve event, relocation data, Plugin.trace.
+
+What notebook 03 relies on to follow a load without private attributes:
+`minildr.native.plan(path)` reads a library into its Plan and runs nothing;
+the trace opens the mapping with a "reserve" event carrying the base; each
+"relocate" event names its symbol and the word it replaced; and a Plugin
+says which loader loaded it (`loader`, `trace`, its repr).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import struct
+
+import pytest
+
+import minildr
+import minildr.native
+from minildr.native.parse import parse
+
+from helpers import write_plugin
+from platforms import requires_elf, requires_isolation, requires_proc
+from native_util import (AARCH64, build_relocs, linker_supports, mapped_range, mappings_of,
+                         native_host)
+
+GREET_T = "const char *(void)"
+ffi = minildr.ffi
+
+CTOR_C = """
+#include <fcntl.h>
+#include <unistd.h>
+__attribute__((constructor)) static void start(void)
+{ int fd = creat(MARKER, 0644); if (fd >= 0) close(fd); }
+int answer(void) { return 42; }
+"""
+
+
+# -- plan(path): step 1 alone -----------------------------------------------------
+@requires_elf
+@requires_proc
+def test_plan_reads_the_file_and_runs_nothing(tmp_path):
+    marker = tmp_path / "constructor-ran"
+    source = f"#define MARKER {json.dumps(str(marker))}\n" + CTOR_C
+    path = write_plugin(tmp_path, "planned", source, "int answer(void);\n")
+    plan = minildr.native.plan(path)
+    assert isinstance(plan, minildr.native.Plan)
+    assert plan.path == os.fspath(path)
+    expected = parse(path.read_bytes(), os.fspath(path))
+    assert (plan.span, plan.relro, plan.needed, plan.names, plan.relocations, plan.init) == \
+        (expected.span, expected.relro, expected.needed, expected.names,
+         expected.relocations, expected.init)
+    assert [tag for tag, _ in plan.init][-1] == "DT_INIT_ARRAY"    # the constructor: listed...
+    assert not marker.exists()                                        # ...but never run
+    assert not mappings_of(path.name)                                 # and nothing mapped
+
+
+def test_plan_of_a_library_for_another_machine_only_reads_it():
+    """Reading runs nothing, so a plan of an AArch64 library works on any host."""
+    plan = minildr.native.plan(AARCH64 / "relocs.so")
+    assert plan.arch.MACHINE == "aarch64"
+    assert plan.relocations and plan.loads
+
+
+def test_plan_errors_name_the_file(tmp_path):
+    missing = tmp_path / "no-such.so"
+    with pytest.raises(minildr.LoadError, match="cannot be read") as err:
+        minildr.native.plan(missing)
+    assert os.fspath(missing) in str(err.value)
+    text = tmp_path / "notes.so"
+    text.write_text("not a library\n")
+    with pytest.raises(minildr.NotAPlugin) as err:
+        minildr.native.plan(text)
+    assert os.fspath(text) in str(err.value)
+    with pytest.raises(minildr.UnsupportedELF, match="thread-local storage"):
+        minildr.native.plan(AARCH64 / "tls.so")
+
+
+# -- the reserve event: the base, before any segment is mapped ---------------------
+@native_host
+def test_reserve_event_gives_the_base_before_the_segments(greet_so):
+    seen = []
+
+    def watch(event):
+        if event.step == "reserve":          # reserved, inaccessible; nothing mapped yet
+            rows = mapped_range(event.data["base"], event.data["base"] + event.data["span"])
+            seen.append((event, [line.split()[1] for line in rows]))
+        elif event.step == "map":
+            seen.append((event, None))
+
+    with minildr.native.load(greet_so, trace=watch) as lib:
+        steps = [e.step for e in lib.trace.events]
+        reserve, protections = seen[0]
+        assert reserve.step == "reserve" and steps.count("reserve") == 1
+        assert steps.index("resolve") < steps.index("reserve") < steps.index("map")
+        assert reserve.data == {"base": lib.base, "span": lib.plan.span}
+        assert protections and all(p == "---p" for p in protections)
+        for event, _ in seen[1:]:             # every map event's address is base + its offset
+            assert event.data["address"] == reserve.data["base"] + event.data["start"]
+
+
+# -- relocate events: the symbol, and the word before -------------------------------
+@pytest.fixture(scope="module")
+def relocs_libs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("api-relocs")
+    libs = {"plain": build_relocs(out / "plain")}
+    if linker_supports("pack-relative-relocs"):
+        libs["relr"] = build_relocs(out / "relr", ["-Wl,-z,pack-relative-relocs"])
+    return libs
+
+
+def file_word(plan, offset):
+    """The 8 bytes the file holds at load offset `offset`, or None if past the file's part."""
+    for ph in plan.loads:
+        if ph.p_vaddr <= offset and offset + 8 <= ph.p_vaddr + ph.p_filesz:
+            at = ph.p_offset + offset - ph.p_vaddr
+            return struct.unpack_from("<Q", plan.elf.data, at)[0]
+    return None
+
+
+@native_host
+@pytest.mark.parametrize("kind", ["plain", "relr"])
+def test_relocate_events_name_the_symbol_and_the_word_before(relocs_libs, kind):
+    if kind not in relocs_libs:
+        pytest.skip("needs a linker with -z pack-relative-relocs")
+    with minildr.native.load(relocs_libs[kind]) as lib:
+        events = [e for e in lib.trace.events if e.step == "relocate"]
+        assert len(events) == len(lib.plan.relocations)
+        by_offset = {r.offset: r for r in lib.plan.relocations}
+        tables = set()
+        for e in events:
+            r = by_offset[e.data["offset"]]
+            tables.add(e.data["table"])
+            assert e.data["symbol"] == (lib.plan.names[r.symbol] if r.symbol else None)
+            assert e.data["before"] == file_word(lib.plan, r.offset), e   # mapped, untouched
+            memory = ffi.buffer(ffi.cast("char *", lib.base + r.offset), 8)
+            word = struct.unpack("<Q", bytes(memory))[0]
+            assert word == e.data["value"] & 0xFFFFFFFFFFFFFFFF                # what it wrote
+            if e.data["table"] == "RELR":                                   # the addend is the word
+                assert e.data["value"] == lib.base + e.data["before"] and e.data["symbol"] is None
+        assert ("RELR" in tables) == (kind == "relr")
+        strlen = [e for e in events if e.data["symbol"] == "strlen"]
+        assert strlen, "relocs.c stores strlen's address (libc_strlen = strlen)"
+        libc_strlen = ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value
+        assert all(e.data["value"] == libc_strlen for e in strlen)
+        relative = [e for e in events if e.data["type"].endswith("_RELATIVE")]
+        assert relative and all(e.data["symbol"] is None for e in relative)
+
+
+# -- Plugin.loader, Plugin.trace, repr ---------------------------------------------
+def test_system_plugin_says_system_and_has_no_trace(greet_so):
+    with minildr.open(greet_so) as plugin:
+        assert plugin.loader == "system" and plugin.trace is None
+        assert repr(plugin) == f"<Plugin greet 0.1.0 from {plugin.path} (open)>"   # unchanged
+    assert repr(plugin) == f"<Plugin greet 0.1.0 from {plugin.path} (closed)>"
+
+
+@native_host
+def test_native_plugin_shows_its_loader_and_trace(greet_so):
+    with minildr.open(greet_so, loader="native") as plugin:
+        assert plugin.loader == "native"
+        assert repr(plugin) == f"<Plugin greet 0.1.0 from {plugin.path} (native loader, open)>"
+        steps = [e.step for e in plugin.trace.events]
+        assert steps[-1] == "init" and "reserve" in steps and "relocate" in steps
+        reserve = next(e.data for e in plugin.trace.events if e.step == "reserve")
+        greet = plugin.lookup("greet")               # the function lies in the reserved span
+        assert reserve["base"] <= greet.address < reserve["base"] + reserve["span"]
+    assert repr(plugin) == f"<Plugin greet 0.1.0 from {plugin.path} (native loader, closed)>"
+    assert plugin.trace.events[-1].step == "unmap"      # the trace outlives the plugin
+
+
+@requires_isolation
+def test_isolated_plugin_says_isolated(greet_so):
+    with minildr.open(greet_so, isolate=True) as plugin:
+        assert plugin.loader == "isolated" and plugin.trace is None
+        assert repr(plugin) == \
+            f"<Plugin greet 0.1.0 from {plugin.path} (isolated, worker pid {plugin.worker_pid})>"
+        assert ffi.string(plugin.lookup("greet", GREET_T)()).startswith(b"Hello")
+    assert plugin.loader == "isolated" and plugin.trace is None
+
+
+# -- the step numbers are the order a load runs ---------------------------------------
+@native_host
+def test_step_numbers_follow_the_order_a_load_runs(echo_so):
+    """Each step module's docstring number matches when its first event happens."""
+    steps = [("parse", None), ("resolve", "resolve"), ("mapping", "map"), ("relocate", "relocate"),
+             ("initfini", "init"), ("lookup", None)]
+    for number, (module, _) in enumerate(steps, 1):
+        doc = importlib.import_module(f"minildr.native.{module}").__doc__
+        assert doc.startswith(f"Step {number}, "), (module, doc.splitlines()[0])
+    listed = [line.split()[1] for line in minildr.native.__doc__.splitlines()
+              if line.strip()[:2] in {f"{n} " for n in range(1, 7)}]
+    assert listed == [f"{module}.py" for module, _ in steps]
+    with minildr.native.load(echo_so) as lib:
+        order = [e.step for e in lib.trace.events]
+        firsts = [order.index(event) for _, event in steps if event]
+        assert firsts == sorted(firsts)
+        assert order.index("reserve") < order.index("map") and order.index("relocate") < \
+            order.index("relro") < order.index("init")
