@@ -88,12 +88,15 @@ HUB_STAMP := $(HUB_VENV)/.minildr-installed-stamp
 PACKAGE_FILES := pyproject.toml $(shell find minildr -type f -not -path '*/__pycache__/*' 2>/dev/null)
 CHP := $(HUB_VENV)/share/configurable-http-proxy/node_modules/.bin/configurable-http-proxy
 
-$(HUB_STAMP): $(PACKAGE_FILES)
+$(HUB_STAMP): $(PACKAGE_FILES) Makefile
 	@echo "minildr: building the hub environment in $(HUB_VENV)/ ..."
 	@$(HUB_PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
 	@test -x $(HUB_VENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_VENV)
 	@$(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@# setuptools stages the package in build/lib and never empties it: a module
+	@# deleted or moved since the last build would be installed too.
+	@rm -rf build/lib
 	@PYTHONWARNINGS=ignore $(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,hub]'
 	@PYTHONWARNINGS=ignore $(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall .
 	@$(HUB_VENV)/bin/python -m minildr.course.golang install-toolchains

@@ -74,8 +74,17 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
         time.sleep(interval)
 
 
-def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
+def run(*command: str, attempts: int = 1, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command; fail with what it printed. `attempts` for useradd/userdel, whose
+    lock on /etc/passwd another program may hold for a moment (exit status 1)."""
+    for attempt in range(attempts):
+        done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+        if done.returncode == 0:
+            return done
+        if attempt + 1 < attempts:
+            time.sleep(0.5)
+    raise RuntimeError(f"{' '.join(command)}: exit status {done.returncode}: "
+                       f"{(done.stderr or done.stdout).strip()}")
 
 
 # ---------------------------------------------------------------------------
@@ -140,6 +149,7 @@ class Classroom:
 
     def __post_init__(self) -> None:
         os.chmod(self.folder, 0o755)       # the students' homes live below
+        self.hub: Optional[psutil.Process] = None
         self.port, self.hub_port, self.proxy_api_port, self.git_port = (
             free_port(), free_port(), free_port(), free_port())
         tag = f"{os.getpid() % 100000:05d}"
@@ -169,7 +179,7 @@ class Classroom:
         homes.mkdir(mode=0o755)
         for name in self.names:
             run("useradd", "--create-home", "--home-dir", str(homes / name), "--user-group",
-                "--shell", "/bin/bash", name)
+                "--shell", "/bin/bash", name, attempts=20)
             self.users[name] = secrets.token_urlsafe(12)
 
     def _serve_repository(self) -> None:
@@ -225,7 +235,7 @@ class Classroom:
     def record_children(self) -> None:
         """Remember every process the hub has started so far (proxy, servers, kernels)."""
         try:
-            children = self.hub.children(recursive=True)
+            children = self.hub.children(recursive=True) if self.hub else []
         except psutil.NoSuchProcess:
             return
         known = {(p.pid, p.create_time()) for p in self.processes}
@@ -253,7 +263,7 @@ class Classroom:
 
         Returns what was still running afterwards (an empty list when all is gone)."""
         self.record_children()
-        if getattr(self, "hub", None) is not None:
+        if self.hub is not None:
             _terminate(self.hub, 30)
         for process in self.processes:
             _terminate(process, 10)
@@ -263,7 +273,10 @@ class Classroom:
             _terminate(process, 5)
         for name in self.names:
             if _user_exists(name):
-                subprocess.run(["userdel", "--remove", name], capture_output=True)
+                try:
+                    run("userdel", "--remove", name, attempts=20)
+                except RuntimeError as exc:
+                    leftovers.append(f"user {name} not removed: {exc}")
         log = self.folder / "hub" / "jupyterhub.log"
         if log.exists():                   # kept for whoever reads a failure (a CI artifact)
             LOGS.mkdir(parents=True, exist_ok=True)
