@@ -198,6 +198,43 @@ def exports_wrapper(header: Path, os_name: str) -> str:
 # ---------------------------------------------------------------------------
 # 4. the compile command
 # ---------------------------------------------------------------------------
+# What every ELF plugin is linked with (GNU ld and lld take the same words;
+# only ELF targets get them: ld64 and link.exe have their own defaults).
+#
+# -z relro -z now: full RELRO. With -z now (DF_BIND_NOW) the loader binds
+#   every function slot of the GOT at load, so the linker can put those slots
+#   inside PT_GNU_RELRO too, and the loader makes them read-only once
+#   relocated. Under the default partial RELRO, RELRO covers only the GOT's
+#   first entries; the function slots (.got.plt) stay writable for lazy
+#   binding for the life of the process, a classic target for overwriting
+#   (Drepper, "How To Write Shared Libraries", 2.6 "Increasing Security";
+#   ld(1) -z relro, -z now). A plugin is opened with RTLD_NOW anyway, so
+#   binding at load costs it nothing more.
+# -z noexecstack: the plugin declares it needs no executable stack
+#   (PT_GNU_STACK without PF_X). Without the note an object file may leave,
+#   the linker could mark the stack executable, and glibc would then make the
+#   whole process's stacks executable when the plugin is loaded.
+# -Bsymbolic: the plugin's own references to its own exports bind to its
+#   own definitions at link time (DF_SYMBOLIC), so a same-named symbol
+#   elsewhere in the process (libc's getpid, another plugin loaded with
+#   RTLD_GLOBAL) cannot interpose on them. By default a default-visibility
+#   definition in a shared library can be preempted, because lookups search
+#   the global scope first (Drepper 1.5.4 "Lookup Scope", and 2.2.7 "Avoid
+#   Using Exported Symbols", which describes -Bsymbolic and its cost).
+#   Why -Bsymbolic rather than protected visibility:
+#   - the cost Drepper names for -Bsymbolic comes from an *executable* linked
+#     against the library (copy relocations of its variables, and its PLT
+#     address standing in for a function's address). Nothing links against a
+#     plugin: it is only ever dlopen'ed, so that cost cannot arise here;
+#   - protected visibility would change how the exports header's declarations
+#     are compiled, and it is the mode whose treatment toolchains have changed
+#     over the years (references to protected data and the addresses of
+#     protected functions; Drepper 2.2.2 "Define Global Visibility" already
+#     notes that the dynamic linker still has to look protected symbols up);
+#   - it is one linker flag, visible in the file (DF_SYMBOLIC, which
+#     minildr.native honours too), covering functions and variables alike.
+ELF_HARDENING = ("-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack", "-Wl,-Bsymbolic")
+
 def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], out: Path, *,
                     forced_includes: Sequence[Path], include_dirs: Sequence[Path],
                     defines: Mapping[str, str], cflags: Sequence[str] = (),
@@ -216,6 +253,8 @@ def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], o
               # records; without it, ld64 records the output path of this build.
               "darwin": ["-dynamiclib", "-fPIC", f"-Wl,-install_name,@rpath/{out.name}"],
               "windows": ["-shared"]}[os_name]
+    if os_name == "linux":
+        shared += list(ELF_HARDENING)
     if os_name == "windows" and compiler.family == "gcc":
         # MinGW's GNU ld stamps the time, and derives the DLL's preferred
         # address from the output's path (a new temporary folder each build):
