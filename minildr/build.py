@@ -16,7 +16,10 @@ minildr's analogue of `go build -buildmode=plugin`. The steps, each a function:
                           export is defined, nothing undeclared is exported.
 6. install              - move the file into place atomically, so a process
                           that has the old version mapped never sees a half-
-                          written file.
+                          written file, and return its path carrying the
+                          bytes written: `open(build(...))` loads what this
+                          build made even if another build has replaced the
+                          file since (image.BuiltPath).
 
 `build` runs these steps for the machine it runs on; `build_for` runs them for
 another target with a cross compiler (tests/data/crossbuild/ is made that way),
@@ -36,10 +39,12 @@ from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import ctype
+from .atomic import write_atomically
 from .formats import elf, macho, pe
 from .contracts.contract import INCLUDE_DIR, Contract
 from .errors import BuildError, CompilerNotFound
 from .host import HOST, SUFFIXES, Platform
+from .image import built_path
 from .progress import progress
 from .manifest import ABI_VERSION, NT_MINILDR_MANIFEST, NOTE_OWNER, Export, Manifest
 
@@ -429,11 +434,12 @@ def build_for(target: Platform, compiler: Optional[Compiler],
         if output.strip():
             log.warning("build %s: compiler output:\n%s", name, output.strip())
         check_exports(partial, declared, header, target.arch)
-        staged = out_dir / f".{installed.name}.{os.getpid()}.tmp"
-        shutil.copy(partial, staged)
-        os.replace(staged, installed)    # atomic: a new inode, never a half-written file
+        data = partial.read_bytes()
+    # Atomic: a new inode under a name unique to this call, renamed into place,
+    # so no reader ever sees a half-written file (atomic.py).
+    written = write_atomically(installed, data, mode=0o755)
     log.info("built %s: %s %s, %d export(s)", installed, name, version, len(declared))
-    return installed
+    return built_path(installed, data, written)
 
 
 # ---------------------------------------------------------------------------

@@ -263,7 +263,7 @@ def sign(plugin: PathLike, private_key: Union[PathLike, Ed25519PrivateKey], *,
         key, label = private_key, name or "key"
     else:
         key, label = load_private_key(private_key), name or Path(private_key).stem
-    digest = read_image(plugin).sha256
+    digest = read_image(os.fspath(plugin)).sha256     # the file as it is now, by its name
     signature = Signature(digest, PublicKey(label, key.public_key()),
                           key.sign(signed_message(digest)))
     path = signature_path(plugin)

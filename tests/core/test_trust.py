@@ -193,7 +193,9 @@ def test_file_replaced_right_after_verification_loads_the_verified_bytes(
     assert not evil_marker.exists()
     assert marker.exists()                                    # the verified one ran
     monkeypatch.undo()
-    refused(plugin, store, evil_marker, "unknown-digest")      # the swapped-in file
+    # The swapped-in file, opened by its name (the path build returned would
+    # give the bytes this process built there: image.BuiltPath).
+    refused(Path(os.fspath(plugin)), store, evil_marker, "unknown-digest")
 
 
 # ---------------------------------------------------------------------------
