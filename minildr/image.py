@@ -25,7 +25,6 @@ import hashlib
 import logging
 import os
 import shutil
-import stat
 import sys
 import tempfile
 import threading
@@ -33,8 +32,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from .errors import PluginError, PluginNotFound
-from .manifest import BinaryInfo, Manifest, examine, manifest_from_payload
+from . import files
+from .errors import NotAPlugin
+from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, is_binary,
+                       manifest_from_payload)
 
 log = logging.getLogger("minildr")
 
@@ -42,11 +43,8 @@ log = logging.getLogger("minildr")
 USE_MEMFD = sys.platform.startswith("linux") and hasattr(os, "memfd_create")
 CACHE_SIZE = 32
 
-Identity = Tuple[int, int, int, int, int]     # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
-
-
-def _identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+Identity = files.Identity
+_identity = files.identity
 
 
 @dataclass(eq=False)
@@ -189,30 +187,10 @@ _lock = threading.RLock()
 _cache: "OrderedDict[Tuple[str, Identity], PluginImage]" = OrderedDict()
 
 
-def _stat_regular_file(path: str) -> os.stat_result:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise PluginNotFound(path, f"is a symbolic link to {os.readlink(path)!r}, "
-                                       "which does not exist") from None
-        raise PluginNotFound(path, "no such file; check the path (relative paths are "
-                                   "resolved against the current directory: see "
-                                   "minildr.plugin_path)") from None
-    except OSError as exc:
-        raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise PluginNotFound(path, "is a directory, not a plugin file "
-                                   "(to load every plugin in it, use minildr.discover)")
-    if not stat.S_ISREG(st.st_mode):
-        raise PluginNotFound(path, "is not a regular file (a device, pipe or socket?)")
-    return st
-
-
 def read(path: "os.PathLike[str] | str") -> PluginImage:
     """The image of the file at `path`: from the cache if the file is unchanged."""
     path = os.fspath(path)
-    st = _stat_regular_file(path)
+    st = files.stat_regular(path)
     key = (os.path.abspath(path), _identity(st))
     with _lock:
         image = _cache.get(key)
@@ -231,18 +209,21 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
 
 
 def _read_file(path: str) -> PluginImage:
-    try:
-        with open(path, "rb") as f:
-            before = _identity(os.fstat(f.fileno()))
-            data = f.read()
-            after = _identity(os.fstat(f.fileno()))
-    except OSError as exc:
-        raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
-    if before != after or len(data) != after[2]:
-        raise PluginError(path, "changed while it was being read; try again once the "
-                                "build that writes it has finished")
+    """Read the file once, within files.MAX_PLUGIN_BYTES, refusing a foreign format early."""
+    data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
+                                        head=lambda head: _known_format(head, path))
     return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
-                       identity=after)
+                       identity=identity)
+
+
+def _known_format(head: bytes, path: str) -> None:
+    """Refuse, from its first bytes, a file that is no binary format minildr reads.
+
+    A 2 GiB log file named like a plugin is then refused after 4 KiB, not
+    after reading it all.
+    """
+    if len(head) >= 4 and not is_binary(head):
+        raise NotAPlugin(path, f"not a shared library: {describe_unknown(head)}")
 
 
 def _evict(key) -> None:
