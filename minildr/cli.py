@@ -70,7 +70,7 @@ def cmd_protocol(args: argparse.Namespace) -> int:
     """Type hints (typing.Protocol) for the proxies of some contracts (contracts issue)."""
     try:
         text = protocol_source(*[Contract.from_spec(c) for c in args.contract])
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, PluginError) as exc:      # PluginError: files.py's refusals
         print(f"error: cannot read the contract: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.output is None:
