@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import warnings
 import weakref
 from typing import FrozenSet
@@ -50,10 +51,20 @@ def native_threads() -> FrozenSet[int]:
         return frozenset()
 
 
-def foreign_threads_since(before: FrozenSet[int]) -> FrozenSet[int]:
-    """Threads alive now that were not before, and that Python's threading did not start."""
-    ours = {t.native_id for t in threading.enumerate()}
-    return native_threads() - before - ours
+def foreign_threads_since(before: FrozenSet[int], settle: float = 0.05) -> FrozenSet[int]:
+    """Threads alive now that were not before, and that Python's threading did not start.
+
+    A Python thread that was just joined may still be exiting: it has left
+    threading's list but not yet the kernel's. Such threads are gone within
+    moments, so a suspect is confirmed only if it is still there `settle`
+    seconds later; a plugin's thread that runs its code is still there.
+    """
+    suspects = native_threads() - before - {t.native_id for t in threading.enumerate()}
+    deadline = time.monotonic() + settle
+    while suspects and time.monotonic() < deadline:
+        time.sleep(settle / 10)
+        suspects &= native_threads()
+    return frozenset(suspects)
 
 
 class LeftMapped(RuntimeWarning):
