@@ -56,6 +56,12 @@ def cname(function) -> str:
     return minildr.ffi.typeof(raw).cname
 
 
+def reparse() -> None:
+    """Forget the parsed types, so that the next lookups parse (and race) again."""
+    for cached in (minildr.ctype.pointer_to, minildr.ctype.canonical):
+        getattr(cached, "cache_clear", lambda: None)()
+
+
 @pytest.fixture
 def fast_switching():
     """Threads switch every 50 µs (default 5 ms): races show up in a short test."""
@@ -96,7 +102,7 @@ def test_parallel_typed_lookups_give_exactly_the_declared_type(eight, loader_nam
     names = list(EIGHT)
     with minildr.open(eight, loader=loader_name) as plugin:
         expected = {n: cname(plugin.lookup(n, f"{EIGHT[n][0]} (void)")) for n in names}
-        minildr.ctype.pointer_to.cache_clear()         # every thread parses again
+        reparse()                                      # every thread parses again
         wrong: list = []
 
         def work(i: int) -> None:
@@ -106,7 +112,7 @@ def test_parallel_typed_lookups_give_exactly_the_declared_type(eight, loader_nam
                 if cname(function) != expected[name]:
                     wrong.append((name, cname(function)))
                 if k % 10 == 0:
-                    minildr.ctype.pointer_to.cache_clear()
+                    reparse()
 
         strays = in_threads(8, work)
     assert not wrong, f"{len(wrong)} functions of the wrong type, e.g. {wrong[:3]}"
@@ -123,7 +129,7 @@ def test_threads_opening_calling_and_closing_raise_only_plugin_errors(eight, loa
     def work(i: int) -> None:
         name = list(EIGHT)[i % len(EIGHT)]
         while time.monotonic() < deadline:
-            minildr.ctype.pointer_to.cache_clear()
+            reparse()
             with minildr.open(eight, loader=loader_name) as plugin:
                 plugin.lookup(name, f"{EIGHT[name][0]} (void)")()
 
@@ -139,7 +145,7 @@ def test_parsing_from_several_threads_stays_correct(fast_switching):
     def work(i: int) -> None:
         for k in range(60):
             text = list(texts)[(i + k) % len(texts)]
-            minildr.ctype.canonical.cache_clear()
+            reparse()
             spelled = minildr.ctype.canonical(text)
             if spelled.count("double") != texts[text]:
                 wrong.append((text, spelled))
@@ -149,31 +155,41 @@ def test_parsing_from_several_threads_stays_correct(fast_switching):
 
 
 LOOKUP_VS_CLOSE = r"""
-import sys, threading
+import sys, threading, time
 import minildr
 sys.setswitchinterval(1e-5)
 path, loader = sys.argv[1], sys.argv[2]
-handed_out = []
-for round in range(40):
+reparse = getattr(minildr.ctype.pointer_to, "cache_clear", lambda: None)
+kept, looked_up = [], [0]
+for round in range(60):
     plugin = minildr.open(path, loader=loader)
-    go = threading.Barrier(5)
+    go, closing = threading.Barrier(5), threading.Event()
     def looker():
         go.wait()
         while True:
-            minildr.ctype.pointer_to.cache_clear()
+            reparse()
             try:
-                handed_out.append(plugin.lookup("f_int", "int (void)"))
+                function = plugin.lookup("f_int", "int (void)")
             except minildr.PluginClosed:
                 return
+            except Exception as exc:                # case 1's stray errors: not this case
+                print("stray", type(exc).__name__, file=sys.stderr)
+                continue
+            looked_up[0] += 1
+            if closing.is_set():                    # handed out while close() ran: keep it
+                kept.append(function)
+            del function                            # nothing else held: close() may unload
     threads = [threading.Thread(target=looker) for _ in range(4)]
     for t in threads:
         t.start()
     go.wait()
+    time.sleep(0.002 * (round % 5))                 # close at various points of the lookups
+    closing.set()
     plugin.close()
     for t in threads:
         t.join()
 # Every function handed out must still be callable: its library stays mapped.
-print(sum(f() for f in handed_out), len(handed_out))
+print(sum(f() for f in kept), len(kept), looked_up[0])
 """
 
 
@@ -183,8 +199,8 @@ def test_lookup_racing_close_never_hands_out_a_dangling_function(eight, loader_n
     unloaded; calling it: SIGSEGV."""
     done = run_python(LOOKUP_VS_CLOSE, eight, loader_name, timeout=120)
     assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
-    total, count = map(int, done.stdout.split())
-    assert total == count                              # f_int() == 1 every time
+    total, kept, looked_up = map(int, done.stdout.split())
+    assert looked_up >= 100 and total == kept          # f_int() == 1 every time
 
 
 RETURNED_POINTER = r"""
