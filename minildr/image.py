@@ -167,13 +167,15 @@ def _private_copy(data: bytes, name: str) -> str:
     """A read-only copy in a directory only this process's user can write to."""
     global _private_dir, _copies
     if _private_dir is None:
-        _private_dir = tempfile.mkdtemp(prefix="minildr-")       # mode 0700
+        _private_dir = tempfile.mkdtemp(prefix="minildr-")
+        os.chmod(_private_dir, 0o700)      # mkdtemp's 0700 is masked by the host's umask
         atexit.register(_remove_private_dir, _private_dir)
     _copies += 1
     path = os.path.join(_private_dir, f"{_copies}-{name}")
     # O_BINARY (Windows only): without it, os.open's descriptor is in text mode
     # and every \n written would become \r\n, corrupting the library.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    os.chmod(path, 0o600)                  # whatever the umask: we must write it
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o500)

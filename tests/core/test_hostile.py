@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import minildr
-from minildr import ctype, edwards, files, trust
+from minildr import ctype, edwards, files, image as images, trust
 from minildr.build import find_compiler, manifest_source
 from minildr.errors import (BadTrustFile, FileChanged, FileTooLarge, NotAPlugin,
                             NotARegularFile, PluginError, SymbolNotFound, SymbolTypeError,
@@ -498,3 +498,77 @@ def test_an_error_message_keeps_its_line_breaks_and_escapes_the_rest():
     error = minildr.PluginCrashed("/p/x.so", "died; its stderr:\n    " + ANSI)
     assert "\n    " in str(error)
     assert "\\x1b[2J" in str(error) and "\x1b" not in str(error)
+
+
+# ---------------------------------------------------------------------------
+# The host's own settings change no verdict
+# ---------------------------------------------------------------------------
+def test_the_private_copy_folder_is_private_whatever_the_umask(greet_so, monkeypatch):
+    """mkdtemp's 0700 is masked by the umask: under umask 0777 the folder was mode 000."""
+    monkeypatch.setattr(images, "USE_MEMFD", False)
+    monkeypatch.setattr(images, "_private_dir", None)
+    images.clear_cache()
+    old = os.umask(0o777)
+    try:
+        with minildr.open(greet_so) as plugin:
+            assert minildr.ffi.string(plugin.lookup("greet", "const char *(void)")())
+    finally:
+        os.umask(old)
+    assert os.stat(images._private_dir).st_mode & 0o777 == 0o700
+    images.clear_cache()
+
+
+NO_DESCRIPTORS = r"""
+import os, sys
+import minildr
+held = []
+while True:
+    try:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        break
+try:
+    minildr.open(sys.argv[1])
+except minildr.PluginError as exc:
+    print(type(exc).__name__, exc.reason)
+"""
+
+
+@requires_posix("descriptor limits")
+def test_no_descriptors_left_is_not_plugin_not_found(greet_so):
+    """Case 32's note: with no descriptors left, a good plugin was PluginNotFound ('the
+    path does not exist': a host may delete it); now UnreadableFile, saying why."""
+    done = run_python(NO_DESCRIPTORS, greet_so, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("UnreadableFile") and "too many files open" in done.stdout
+
+
+HOST_SETTINGS = r"""
+import os, signal, sys
+import minildr
+from minildr.trust import TrustStore
+plugin, folder = sys.argv[1], sys.argv[2]
+if sys.argv[3] == "odd":
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    os.umask(0o777)
+    os.chdir(folder)                              # a folder with a minildr/ of its own
+store = TrustStore()
+store.pin(plugin)
+with minildr.open(plugin, trust=store) as p:
+    print(minildr.ffi.string(p.lookup("greet", "const char *(void)")()).decode())
+print(store.verdict(plugin).status)
+"""
+
+
+@requires_posix("signal dispositions and umask")
+def test_the_hosts_settings_change_no_verdict(greet_so, tmp_path):
+    """Ignored SIGCHLD, umask 0777, a current folder holding a minildr/ package: in-process
+    open, lookups and trust verdicts are the same as with the usual settings."""
+    decoy = tmp_path / "decoy"
+    (decoy / "minildr").mkdir(parents=True)
+    (decoy / "minildr" / "__init__.py").write_text("raise SystemExit('the decoy ran')\n")
+    usual = run_python(HOST_SETTINGS, greet_so, decoy, "usual", timeout=60)
+    odd = run_python(HOST_SETTINGS, greet_so, decoy, "odd", timeout=60)
+    assert usual.returncode == 0 and odd.returncode == 0, odd.stderr[-2000:]
+    assert odd.stdout == usual.stdout
+    assert usual.stdout.startswith("Hello from the greet plugin") and "pinned" in usual.stdout
