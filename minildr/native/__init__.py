@@ -61,7 +61,8 @@ import os
 import sys
 from typing import Any
 
-from ..errors import LoadError
+from .. import files
+from ..errors import LoadError, PluginNotFound, UnreadableFile
 from .parse import Plan, check_host, parse
 from .trace import Event, Segment, Trace
 
@@ -75,10 +76,9 @@ def plan(path: "os.PathLike[str] | str") -> Plan:
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise LoadError(path, f"cannot be read ({exc.strerror})") from None
+        data, _ = files.read_regular(path, files.MAX_PLUGIN_BYTES)   # a FIFO, /dev/zero...
+    except (PluginNotFound, UnreadableFile) as exc:
+        raise LoadError(path, f"cannot be read: {exc.reason}") from None
     return parse(data, path)
 
 
