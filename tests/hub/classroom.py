@@ -420,8 +420,10 @@ class Student:
         return requests.request(method, f"{self.server}/{path}", headers=headers,
                                 timeout=60, **kwargs)
 
-    def run_notebook(self, path: str, *, keep_kernel: bool = False) -> "Run":
-        """Run All, as JupyterLab does: a session in the notebook's folder, cell by cell."""
+    def run_notebook(self, path: str, *, keep_kernel: bool = False,
+                     cells: Optional[int] = None) -> "Run":
+        """Run All, as JupyterLab does: a session in the notebook's folder, cell by cell
+        (only the first `cells` code cells, if given)."""
         notebook = self.api("GET", f"api/contents/{path}").json()["content"]
         began = time.monotonic()
         session = self.api("POST", "api/sessions", json={
@@ -435,7 +437,8 @@ class Student:
                     continue
                 outputs = kernel.execute("".join(cell["source"]))
                 result.cells.append((index, outputs))
-                if any(o["output_type"] == "error" for o in outputs):
+                if any(o["output_type"] == "error" for o in outputs) or \
+                        len(result.cells) == cells:
                     break
         finally:
             result.seconds = time.monotonic() - began

@@ -139,6 +139,24 @@ def test_three_students_on_one_hub(classroom):
     # Nothing any student ran wrote into the shared install.
     assert changed(shared_before, snapshot(HUB_VENV)) == []
 
+    # `make check` in a student's terminal uses the shared environment (no .venv).
+    clone = homes[students[0].name] / TARGET
+    outputs = students[0].execute(
+        "import subprocess\n"
+        f"print(subprocess.run(['make', '-n', 'check'], cwd={str(clone)!r}, "
+        "capture_output=True, text=True).stdout)")
+    planned = "".join(o.get("text", "") for o in outputs)
+    assert planned.strip() == f"{HUB_VENV}/bin/python3 -m minildr.course.selfcheck exercises", \
+        planned
+
+    # A course newer than the image: the first cell says so, and what to do.
+    pyproject = clone / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "', 'version = "99.', 1))
+    first = students[0].run_notebook(f"{TARGET}/notebooks/{NOTEBOOKS[0].name}", cells=1)
+    note = "".join(o.get("text", "") for _, outs in first.cells for o in outs)
+    assert "Note: this course needs minildr 99." in note, note
+    assert "ask your teacher to rebuild the hub's image" in note.lower(), note
+
     # 5. Everything stops, and nothing is left running -----------------------
     step = time.monotonic()
     leftovers = classroom.stop()
