@@ -8,24 +8,27 @@
 One module per step, numbered in the order a load runs them (musl's
 ldso/dynlink.c does the same work in C):
 
-    1 parse.py      read and check the whole plan; refuse what is out of scope
+    1 parse.py      read the whole plan: segments, dynamic section, symbols, relocations
+   1b validate.py   check each part as it is read; refuse the damaged and the out of scope
     2 resolve.py    bring in DT_NEEDED, then find every symbol the library uses
     3 mapping.py    reserve the span (its start is the base), map each PT_LOAD, zero .bss
     4 relocate.py   patch every address the file left open, IFUNCs last; then RELRO
     5 initfini.py   run initialisers (now), finalisers (on close)
     6 lookup.py     find an exported name: DT_GNU_HASH (Bloom filter) or DT_HASH
     trace.py        beside every step: each one as an event; the layout as rows to plot
-    x86_64.py, aarch64.py   the relocation types of each architecture (step 4's tables)
+    classes.py      what a relocation asks for, whatever the CPU: NONE, SYMBOLIC, RELATIVE, ...
+    x86_64.py, aarch64.py   the relocation types of each architecture, by class (step 4's tables)
     libc.py         the C functions those steps call (mmap, dlsym, ...), in one place
     library.py      the steps in order: NativeLibrary, load()
 
 `plan(path)` runs step 1 alone: the Plan a load would follow, mapping and
 running nothing (on any machine: it only reads). `load(path, trace=f)`
-runs them all and calls `f` with each `Event` as it happens.
+runs them all and calls `f` with each `Event` as it happens; without `trace`
+the relocations are counted per type rather than recorded one by one.
 
 The ELF tables themselves (dynamic section, symbols, hash and version
-tables, relocation entries) are read, bounds-checked, by `minildr.elf`
-(`DynamicSection`), the one ELF reader of the project; `parse.py` decides
+tables, relocation entries) are read, bounds-checked, by `minildr.formats.elf`
+(`DynamicSection`), the one ELF reader of the project; `parse.py` and `validate.py` decide
 what the loader can do with them.
 
 Scope: 64-bit little-endian ELF shared libraries (ET_DYN) for x86_64 and
@@ -62,8 +65,9 @@ import sys
 from typing import Any
 
 from ..errors import LoadError
-from .parse import Plan, check_host, parse
+from .parse import Plan, parse
 from .trace import Event, Segment, Trace
+from .validate import check_host
 
 
 def plan(path: "os.PathLike[str] | str") -> Plan:

@@ -17,7 +17,8 @@ import struct
 from typing import List, Tuple
 
 from .libc import ffi, libc
-from .parse import Plan, check_code
+from .parse import Plan
+from .validate import check_code
 from .trace import Trace
 
 _argv = ffi.new("char *[1]")
@@ -33,7 +34,7 @@ def functions(plan: Plan, base: int, entries: List[Tuple[str, int]]) -> List[Tup
             "<Q", memory, where)[0]
         if address in (0, 2**64 - 1):          # empty slots, which some linkers leave
             continue
-        check_code(plan, address - base, f"an initialiser or finaliser ({tag})")
+        check_code(plan.elf, plan.loads, address - base, f"an initialiser or finaliser ({tag})")
         result.append((tag, address))
     return result
 
