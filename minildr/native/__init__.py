@@ -36,7 +36,9 @@ aarch64 on Linux, with RELA and RELR relocations of the types each
 architecture's table lists. Refused with UnsupportedELF, before any code
 runs: thread-local storage (PT_TLS, TLS relocations), COPY relocations,
 text relocations, DT_REL, 32-bit, big-endian, ET_EXEC or PIE executables,
-other architectures, p_align below the page size, unknown relocation types.
+other architectures, p_align below the page size, an executable stack,
+unknown relocation types; and every structural rule glibc's loader enforces
+(validate.py, each cited by the glibc function that has it).
 `minildr.open(path, loader="native")` uses it after the same checks as the
 system loader, on the same sealed bytes.
 

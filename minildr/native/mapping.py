@@ -24,7 +24,7 @@ from typing import List
 from ..formats import elf
 from ..errors import LoadError
 from .libc import ffi, libc
-from .parse import Plan, page_down, page_up
+from .parse import PAGE, Plan, page_down, page_up
 from .trace import Segment, Trace
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
@@ -51,8 +51,21 @@ def _mmap(plan: Plan, address: int, length: int, prot: int, flags: int, fd: int,
 
 
 def reserve(plan: Plan, trace: Trace) -> int:
-    """Reserve the whole span; the address the kernel picks is the load base."""
-    base = _mmap(plan, 0, plan.span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    """Reserve the whole span; the address the kernel picks is the load base.
+
+    A segment may ask for more than page alignment (p_align, e.g. 2 MiB for
+    huge pages); as glibc's _dl_map_segment does, reserve that much more and
+    give back what lies before and after an aligned base.
+    """
+    align = max(ph.p_align for ph in plan.loads)
+    extra = align - PAGE if align > PAGE else 0
+    start = _mmap(plan, 0, plan.span + extra, PROT_NONE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    base = (start + align - 1) & ~(align - 1) if extra else start
+    if base > start:
+        unmap(start, base - start)
+    if start + extra > base:
+        unmap(base + plan.span, start + extra - base)
     trace.event("reserve", f"{plan.span} bytes at {base:#x}, inaccessible: the base",
                 base=base, span=plan.span)
     return base

@@ -32,6 +32,10 @@ PAGE = mmap.PAGESIZE
 ARCHES: Dict[int, ModuleType] = {elf.EM_X86_64: x86_64, elf.EM_AARCH64: aarch64}
 MAX_SPAN = 1 << 32          # no ordinary library asks for 4 GiB of address space
 Range = Tuple[int, int]
+EI_ABIVERSION, EI_PAD = 8, 9
+ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
+LIBC_ABI_MAX = 4            # glibc's libc-abis on x86_64: DEFAULT, UNIQUE, IFUNC, ABSOLUTE (sysv/linux/ldsodefs.h)
+DF_1_NOOPEN, DF_1_PIE = 0x40, 0x08000000
 
 
 def refuse(path: str, feature: str) -> NoReturn:
@@ -59,8 +63,12 @@ def check_target(f: elf.ElfFile) -> ModuleType:
     """A 64-bit little-endian shared library for a CPU this loader has a table for."""
     if f.order != "<":
         refuse(f.path, "big-endian byte order")
+    check_ident(f)
     if f.header.e_type != elf.ET.DYN:
         refuse(f.path, f"the ELF type '{f.kind}' (only shared libraries, ET_DYN, load here)")
+    if f.header.e_phentsize != elf.sizeof(elf.Elf64_Phdr):   # open_verify: "phentsize not the expected size"
+        f.fail(f"damaged: program headers of {f.header.e_phentsize} bytes, not "
+               f"{elf.sizeof(elf.Elf64_Phdr)}")
     if any(True for _ in f.segments(elf.PT.INTERP)):
         refuse(f.path, "a program interpreter (PT_INTERP): it is an executable, not a library")
     arch = ARCHES.get(f.header.e_machine)
@@ -70,18 +78,49 @@ def check_target(f: elf.ElfFile) -> ModuleType:
     return arch
 
 
+def check_ident(f: elf.ElfFile) -> None:
+    """glibc's open_verify (elf/dl-load.c) on e_ident: version, OS ABI, ABI version, padding."""
+    ident = f.header.e_ident
+    if ident[elf.EI_VERSION] != elf.EV_CURRENT:
+        f.fail(f"damaged: ELF identification version {ident[elf.EI_VERSION]}, not 1")
+    if ident[elf.EI_OSABI] not in (ELFOSABI_SYSV, ELFOSABI_GNU):      # VALID_ELF_OSABI
+        f.fail(f"damaged or not for Linux: OS ABI {ident[elf.EI_OSABI]} (not System V or GNU)")
+    if ident[EI_ABIVERSION] and not (ident[elf.EI_OSABI] == ELFOSABI_GNU
+                                     and ident[EI_ABIVERSION] < LIBC_ABI_MAX):
+        f.fail(f"damaged: ABI version {ident[EI_ABIVERSION]} is not one this C library knows")
+    if any(ident[EI_PAD:]):                                             # "nonzero padding in e_ident"
+        f.fail("damaged: the padding bytes of the ELF identification are not zero")
+
+
 def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Range]]:
-    """The PT_LOAD segments, the span they need, and the page range of PT_GNU_RELRO."""
+    """The PT_LOAD segments, the span they need, and the page range of PT_GNU_RELRO.
+
+    The gABI ("Program Header": "loadable segment entries ... appear in
+    ascending order, sorted on the p_vaddr member") and glibc's
+    _dl_map_object_from_fd / _dl_map_segments (elf/dl-map-segments.h) want
+    them in ascending order, each p_vaddr and p_offset congruent modulo the
+    page size, one dynamic section with contents; glibc maps the span from
+    the first segment to the end of the last, so an out-of-order or
+    overlapping table maps garbage. Refused here instead, before any mmap.
+    """
     if any(True for _ in f.segments(elf.PT.TLS)):
         refuse(f.path, "thread-local storage (a PT_TLS segment)")
-    loads = sorted(f.segments(elf.PT.LOAD), key=lambda ph: ph.p_vaddr)
-    if not loads or not any(True for _ in f.segments(elf.PT.DYNAMIC)):
+    stack = next(f.segments(elf.PT.GNU_STACK), None)
+    if stack is not None and stack.p_flags & elf.PF_X:      # glibc >= 2.41 refuses it for dlopen
+        refuse(f.path, "an executable stack (PT_GNU_STACK with PF_X)")
+    loads = list(f.segments(elf.PT.LOAD))
+    dynamic = next(f.segments(elf.PT.DYNAMIC), None)
+    if not loads or dynamic is None or not dynamic.p_filesz:    # "object file has no dynamic section"
         f.fail("no loadable segments or no dynamic section: nothing a loader can load")
+    if loads != sorted(loads, key=lambda ph: ph.p_vaddr):
+        f.fail("damaged: the loadable segments are not in ascending address order (gABI)")
     end = 0
     for ph in loads:
         if ph.p_align < PAGE or ph.p_align & (ph.p_align - 1):
             refuse(f.path, f"a segment alignment (p_align {ph.p_align:#x}) below the page size")
-        if (ph.p_vaddr - ph.p_offset) % PAGE or ph.p_filesz > ph.p_memsz:
+        if ph.p_align > MAX_SPAN:           # glibc's _dl_map_segment cannot reserve span + align
+            f.fail(f"damaged: a segment alignment (p_align {ph.p_align:#x}) beyond 4 GiB")
+        if (ph.p_vaddr - ph.p_offset) % ph.p_align or ph.p_filesz > ph.p_memsz:
             f.fail("damaged segment: its address and file offset disagree, or it has "
                    "more bytes in the file than in memory")
         if ph.p_flags & elf.PF_W and ph.p_flags & elf.PF_X:
@@ -94,7 +133,18 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Rang
         end = page_up(ph.p_vaddr + ph.p_memsz)
     if page_down(loads[0].p_vaddr) != 0:
         f.fail("damaged: the first loadable segment does not start at address 0")
+    check_dynamic_segment(f, loads, dynamic)
     return loads, end, check_relro(f, loads)
+
+
+def check_dynamic_segment(f: elf.ElfFile, loads: List[Elf64_Phdr], dynamic: Elf64_Phdr) -> None:
+    """glibc reads the dynamic section from memory, at p_vaddr (0 means none: "object file has
+    no dynamic section"); this loader reads it from the file, at p_offset. Both must be the
+    same bytes: inside one loadable segment's file contents, at the place it maps them."""
+    ph = segment_of(loads, dynamic.p_vaddr, dynamic.p_filesz)
+    if not dynamic.p_vaddr or ph is None or dynamic.p_vaddr + dynamic.p_filesz > \
+            ph.p_vaddr + ph.p_filesz or dynamic.p_offset != ph.p_offset + dynamic.p_vaddr - ph.p_vaddr:
+        f.fail("damaged: the dynamic section (PT_DYNAMIC) is not where a loadable segment maps it")
 
 
 def check_relro(f: elf.ElfFile, loads: List[Elf64_Phdr]) -> Optional[Range]:
@@ -107,7 +157,9 @@ def check_relro(f: elf.ElfFile, loads: List[Elf64_Phdr]) -> Optional[Range]:
 
 
 def check_dynamic(f: elf.ElfFile, dyn: elf.DynamicSection) -> None:
-    """Refuse a dynamic section that asks for what this loader lacks."""
+    """Refuse a dynamic section that asks for what this loader lacks, or that dlopen refuses."""
+    if dyn.get(elf.DT.FLAGS_1) & (DF_1_NOOPEN | DF_1_PIE):    # _dl_map_object_from_fd
+        refuse(f.path, "a flag that forbids dlopen (DF_1_NOOPEN, or DF_1_PIE: an executable)")
     if dyn.has(elf.DT.REL) or dyn.get(elf.DT.PLTREL, elf.DT.RELA) != elf.DT.RELA:
         refuse(f.path, "DT_REL relocations (without addends)")
     if dyn.has(elf.DT.TEXTREL) or dyn.get(elf.DT.FLAGS) & elf.DF_TEXTREL:
