@@ -89,6 +89,7 @@ class Table(Sequence[T]):
     def __init__(self, cls: Type[T], layout: struct.Struct, data: memoryview, offset: int,
                  count: int) -> None:
         self.cls, self.layout, self.data, self.offset, self.count = cls, layout, data, offset, count
+        self.rows: Dict[int, T] = {}
 
     def __len__(self) -> int:
         return self.count
@@ -96,12 +97,15 @@ class Table(Sequence[T]):
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(self.count))]
-        if index < 0:
-            index += self.count
-        if not 0 <= index < self.count:
-            raise IndexError(index)
-        row = self.layout.unpack_from(self.data, self.offset + index * self.layout.size)
-        return self.cls._make(row)  # type: ignore[attr-defined]
+        row = self.rows.get(index)
+        if row is None:
+            if index < 0:
+                index += self.count
+            if not 0 <= index < self.count:
+                raise IndexError(index)
+            fields = self.layout.unpack_from(self.data, self.offset + index * self.layout.size)
+            row = self.rows[index] = self.cls._make(fields)  # type: ignore[attr-defined]
+        return row
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)

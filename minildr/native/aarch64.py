@@ -10,7 +10,7 @@ on one this table is checked by decoding, not by loading.
 from __future__ import annotations
 
 from .classes import Rel
-from .libc import ffi, libc
+from .libc import FUNCTION_HWCAP, ffi, libc
 
 MACHINE = "aarch64"
 
@@ -42,5 +42,4 @@ def call_resolver(address: int) -> int:
     """Run an IFUNC resolver as glibc does on AArch64: with the hardware capabilities
     (AT_HWCAP | _IFUNC_ARG_HWCAP) and a pointer to {size, AT_HWCAP, AT_HWCAP2}."""
     arg = ffi.new("uint64_t[3]", [24, libc.getauxval(AT_HWCAP), libc.getauxval(AT_HWCAP2)])
-    resolver = ffi.cast("void *(*)(uint64_t, void *)", address)
-    return int(ffi.cast("uintptr_t", resolver(arg[1] | _IFUNC_ARG_HWCAP, arg)))
+    return ffi.cast(FUNCTION_HWCAP, address)(arg[1] | _IFUNC_ARG_HWCAP, arg)

@@ -23,7 +23,7 @@ from typing import List
 
 from ..formats import elf
 from ..errors import LoadError
-from .libc import ffi, libc
+from .libc import BYTES, ffi, libc
 from .parse import PAGE, Plan, page_down, page_up
 from .trace import Segment, Trace
 
@@ -38,8 +38,7 @@ def prot_of(ph: elf.Elf64_Phdr) -> int:
 
 
 def _mmap(plan: Plan, address: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
-    result = int(ffi.cast("uintptr_t", libc.mmap(ffi.cast("void *", address), length, prot,
-                                                 flags, fd, offset)))
+    result = libc.mmap(address, length, prot, flags, fd, offset)
     if result == MAP_FAILED:
         code = ffi.errno
         if code == errno.EPERM and prot & PROT_EXEC:
@@ -91,7 +90,7 @@ def zero_bss(plan: Plan, base: int, ph: elf.Elf64_Phdr, prot: int, trace: Trace,
     file_end, mem_end = ph.p_vaddr + ph.p_filesz, page_up(ph.p_vaddr + ph.p_memsz)
     tail = min(page_up(file_end), mem_end) - file_end
     if tail and ph.p_filesz:          # the rest of the last file page holds other bytes of the file
-        ffi.memmove(ffi.cast("char *", base + file_end), b"\0" * tail, tail)
+        ffi.memmove(ffi.cast(BYTES, base + file_end), b"\0" * tail, tail)
     start = page_up(file_end) if ph.p_filesz else page_down(ph.p_vaddr)
     if mem_end > start:
         _mmap(plan, base + start, mem_end - start, prot,
@@ -100,4 +99,4 @@ def zero_bss(plan: Plan, base: int, ph: elf.Elf64_Phdr, prot: int, trace: Trace,
 
 
 def unmap(base: int, span: int) -> None:
-    libc.munmap(ffi.cast("void *", base), span)
+    libc.munmap(base, span)

@@ -124,7 +124,12 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
         size = dyn.get(size_tag) // sizeof(elf.Elf64_Rela) * sizeof(elf.Elf64_Rela)
         words = dyn.array("Q", addr_tag, size, f"DT_{table} table")
         offsets, infos, addends = words[0::3], words[1::3], words[2::3]
-        for i, info in enumerate(infos):
+        first = leading_relatives(infos, dyn.get(elf.DT.RELACOUNT) if table == "RELA" else 0,
+                                  arch.RELATIVE)
+        relative.offsets += offsets[:first]             # the linker sorts them first: DT_RELACOUNT
+        relative.addends += addends[:first]
+        for i in range(first, len(infos)):
+            info = infos[i]
             if info == arch.RELATIVE:           # type RELATIVE, symbol 0: the common case
                 relative.offsets.append(offsets[i])
                 relative.addends.append(addends[i])
@@ -135,6 +140,12 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
             others.append(Relocation(table, offsets[i], rtype, sym, addend))
     relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
     return relative, others
+
+
+def leading_relatives(infos: Tuple[int, ...], count: int, relative: int) -> int:
+    """How many entries at the start are RELATIVE: DT_RELACOUNT says, if it is true."""
+    count = min(count, len(infos))
+    return count if infos[:count].count(relative) == count else 0
 
 
 def decode_relr(words: Tuple[int, ...]) -> List[int]:

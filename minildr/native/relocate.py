@@ -33,9 +33,8 @@ from collections import defaultdict
 from typing import Any, Dict, List, Optional
 
 from ..errors import LoadError
-from ..formats import elf
 from .classes import Rel
-from .libc import ffi, libc
+from .libc import BYTES, ffi, libc
 from .mapping import PROT_READ
 from .parse import Plan, Relocation
 from .resolve import NOWHERE, Binding
@@ -49,7 +48,7 @@ class Words:
     """The mapped library as 8-byte words: read and written many at a time."""
 
     def __init__(self, base: int, span: int) -> None:
-        self.bytes = ffi.buffer(ffi.cast("char *", base), span)
+        self.bytes = ffi.buffer(ffi.cast(BYTES, base), span)
         self.words = memoryview(self.bytes).cast("B").cast("Q")
 
     def read(self, offsets: List[int]) -> List[int]:
@@ -81,7 +80,7 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> 
     later = []
     for r in plan.relocations:
         cls, binding = plan.rel_class(r), bound.get(r.symbol, NOWHERE)
-        if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and own_ifunc(plan, r, binding)):
+        if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and binding.ifunc):
             later.append(r)
         elif cls is Rel.SYMBOLIC:
             groups[r.type, r.table].append(r)
@@ -95,12 +94,6 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> 
         result = call_resolver(plan, base + resolver) + (0 if irelative else r.addend)
         store(plan, memory, trace, plan.arch.SUPPORTED[r.type][0], r.table, [r.offset], [result],
               [r], note=f" (from the resolver at base+{resolver:#x})", ifunc=True)
-
-
-def own_ifunc(plan: Plan, r: Relocation, binding: Binding) -> bool:
-    """A symbol of this library whose address an IFUNC resolver gives."""
-    return binding.base_relative and \
-        elf.ELF64_ST_TYPE(plan.symbols[r.symbol].st_info) == elf.STT.GNU_IFUNC
 
 
 def symbol_value(base: int, binding: Binding) -> int:
@@ -134,7 +127,7 @@ def protect_relro(plan: Plan, base: int, trace: Trace) -> None:
     """After relocation, what only the loader had to write becomes read-only."""
     if plan.relro and plan.relro[1] > plan.relro[0]:
         start, end = plan.relro
-        if libc.mprotect(ffi.cast("void *", base + start), end - start, PROT_READ):
+        if libc.mprotect(base + start, end - start, PROT_READ):
             raise LoadError(plan.path, f"mprotect failed: {os.strerror(ffi.errno)}")
         trace.event("relro", f"made read-only: {end - start} bytes at base+{start:#x}",
                     start=start, end=end)

@@ -35,6 +35,7 @@ class Binding:
     """Where a symbol was found: an address, or an offset from this library's base."""
     value: int
     base_relative: bool = False         # st_value of this library: add the load base
+    ifunc: bool = False                 # ... of an IFUNC symbol: call it for the address
 
 
 NOWHERE = Binding(0)                    # a weak symbol no one defines, or symbol 0
@@ -72,7 +73,8 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
     sym, name = plan.symbols[index], plan.names[index]
     defined = sym.st_shndx != elf.SHN_UNDEF
-    own = Binding(sym.st_value, base_relative=sym.st_shndx != elf.SHN_ABS)
+    own = Binding(sym.st_value, base_relative=sym.st_shndx != elf.SHN_ABS,
+                  ifunc=elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC)
     version = None if defined or not plan.versym else plan.versions.get(
         plan.versym[index] & ~elf.VERSYM_HIDDEN)
     # A local symbol, or -Bsymbolic, or protected visibility: always this library's own.
@@ -85,8 +87,8 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     for where, handle in scopes:
         pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
                    else libc.dlsym(handle, name.encode()))
-        if pointer != ffi.NULL:
-            return traced(trace, name, where, Binding(int(ffi.cast("uintptr_t", pointer))), version)
+        if pointer:
+            return traced(trace, name, where, Binding(pointer), version)
     if defined:
         return traced(trace, name, "this library", own)
     if elf.ELF64_ST_BIND(sym.st_info) == elf.STB.WEAK:

@@ -13,7 +13,7 @@ packed RELATIVE relocations, is decoded in parse.decode_relr.
 from __future__ import annotations
 
 from .classes import Rel
-from .libc import ffi
+from .libc import FUNCTION, ffi
 
 MACHINE = "x86_64"
 
@@ -45,4 +45,4 @@ REFUSED = {
 def call_resolver(address: int) -> int:
     """Run an IFUNC resolver: glibc's x86-64 resolvers take no arguments (they read the
     CPU features glibc recorded at start-up) and return the implementation to use."""
-    return int(ffi.cast("uintptr_t", ffi.cast("void *(*)(void)", address)()))
+    return ffi.cast(FUNCTION, address)()
