@@ -16,6 +16,7 @@ ldso/dynlink.c does the same work in C):
     5 initfini.py   run initialisers (now), finalisers (on close)
     6 lookup.py     find an exported name: DT_GNU_HASH (Bloom filter) or DT_HASH
     trace.py        beside every step: each one as an event; the layout as rows to plot
+    tls.py          thread-local storage: initial-exec references into loaded libraries
     classes.py      what a relocation asks for, whatever the CPU: NONE, SYMBOLIC, RELATIVE, ...
     x86_64.py, aarch64.py   the relocation types of each architecture, by class (step 4's tables)
     libc.py         the C functions those steps call (mmap, dlsym, ...), in one place
@@ -34,7 +35,9 @@ what the loader can do with them.
 Scope: 64-bit little-endian ELF shared libraries (ET_DYN) for x86_64 and
 aarch64 on Linux, with RELA and RELR relocations of the types each
 architecture's table lists. Refused with UnsupportedELF, before any code
-runs: thread-local storage (PT_TLS, TLS relocations), COPY relocations,
+runs: a thread-local storage block of its own (PT_TLS; references into the
+static TLS of libraries already loaded, such as libm's errno, do load: see
+tls.py), TLS descriptors and TLS on aarch64, COPY relocations,
 text relocations, DT_REL, 32-bit, big-endian, ET_EXEC or PIE executables,
 other architectures, p_align below the page size, an executable stack,
 unknown relocation types; and every structural rule glibc's loader enforces
@@ -45,9 +48,11 @@ system loader, on the same sealed bytes.
 What it does not do that dlopen (glibc's ld.so) does; a loader to read,
 not to ship:
 
-- DT_NEEDED names go to dlopen as they are: the library's own RUNPATH
-  (and $ORIGIN in it) is not read, so a dependency found only through it
-  is not found.
+- DT_NEEDED names go to dlopen as they are, then, if it cannot find one,
+  to the folders of the library's own DT_RUNPATH/DT_RPATH ($ORIGIN being
+  its folder); not searched in glibc's order (RPATH before
+  LD_LIBRARY_PATH), and each dependency's own dependencies are the system
+  loader's to find.
 - It keeps no list of loaded libraries: dladdr, gdb, profilers, stack
   unwinders and C++ exception handling (which find code through the
   system loader's list) do not see its libraries.

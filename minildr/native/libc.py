@@ -23,11 +23,12 @@ ffi.cdef("""
     int dlclose(void *handle);
     char *dlerror(void);
     unsigned long getauxval(unsigned long type);
+    uintptr_t pthread_self(void);
     extern char **environ;
 """)
 libc = ffi.dlopen(None)
 for _name in ("mmap", "mprotect", "munmap", "dlopen", "dlsym", "dlvsym", "dlclose", "dlerror",
-              "getauxval"):
+              "getauxval", "pthread_self"):
     getattr(libc, _name)            # cffi binds a function on first use: at import, not mid-load
 # The C types the steps cast to, parsed once here rather than on a load's first use.
 BYTES = ffi.typeof("char *")
@@ -35,3 +36,4 @@ FUNCTION = ffi.typeof("uintptr_t (*)(void)")                   # x86-64 IFUNC re
 FUNCTION_HWCAP = ffi.typeof("uintptr_t (*)(uint64_t, void *)")  # AArch64 IFUNC resolvers
 INITIALISER = ffi.typeof("void (*)(int, char **, char **)")
 ARGV = ffi.new("char *[1]")
+THREAD_SELF = ffi.typeof("uintptr_t *")                         # tls.thread_pointer()

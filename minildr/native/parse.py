@@ -66,6 +66,7 @@ class Plan:
     init: List[Tuple[str, int]] = field(default_factory=list)    # see read_initfini
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
+    runpath: str = ""                           # DT_RUNPATH, else DT_RPATH: where DT_NEEDED may be
 
     def rel_class(self, r: Relocation) -> Rel:
         return self.arch.SUPPORTED[r.type][1]
@@ -94,7 +95,9 @@ def parse(data: bytes, path: str) -> Plan:
                 symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
                 versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
                 gnu=gnu, sysv=sysv, relative=relative, relocations=relocations,
-                symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC))
+                symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
+                runpath=next((dyn.string(dyn.get(tag), "DT_RUNPATH") for tag in
+                              (elf.DT.RUNPATH, elf.DT.RPATH) if dyn.has(tag)), ""))
     check_relocations(plan)
     plan.init, plan.fini = read_initfini(plan, dyn)
     return plan
@@ -171,8 +174,11 @@ def check_relocations(plan: Plan) -> None:
     f, loads = plan.elf, plan.loads
     validate.check_targets(f, loads, plan.relative.offsets + plan.relative.relr
                            + [r.offset for r in plan.relocations])
+    tls = {r.symbol for r in plan.relocations if plan.rel_class(r) is Rel.TPOFF}
+    if 0 in tls:
+        validate.refuse(f.path, "thread-local storage of its own (a TLS relocation of its block)")
     for index in {r.symbol for r in plan.relocations if r.symbol}:
-        validate.check_symbol(f, loads, plan.symbols[index], plan.names[index])
+        validate.check_symbol(f, loads, plan.symbols[index], plan.names[index], index in tls)
     for r in plan.relocations:
         if plan.rel_class(r) is Rel.IRELATIVE:
             validate.check_code(f, loads, r.addend, "an IFUNC resolver")

@@ -11,6 +11,8 @@ addend. One branch per class, as musl's do_relocs:
   packs them as a bitmap, see parse.decode_relr; their addend is the word
   already in memory);
 - SYMBOLIC, S + A: a symbol's address as step 2 resolved it;
+- TPOFF, initial-exec thread-local storage: the variable's offset from
+  the thread pointer (tls.py);
 - IRELATIVE, and SYMBOLIC for an IFUNC symbol of this library: what the
   IFUNC resolver (code of the library) returns for this CPU. These run
   last, once every other word is in place.
@@ -33,6 +35,7 @@ from collections import defaultdict
 from typing import Any, Dict, List, Optional
 
 from ..errors import LoadError
+from . import tls
 from .classes import Rel
 from .libc import BYTES, ffi, libc
 from .mapping import PROT_READ
@@ -82,10 +85,11 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> 
         cls, binding = plan.rel_class(r), bound.get(r.symbol, NOWHERE)
         if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and binding.ifunc):
             later.append(r)
-        elif cls is Rel.SYMBOLIC:
+        elif cls is Rel.SYMBOLIC or cls is Rel.TPOFF:
             groups[r.type, r.table].append(r)
     for (rtype, table), rows in groups.items():
-        values = [symbol_value(base, bound.get(r.symbol, NOWHERE)) + r.addend for r in rows]
+        values = [symbol_value(plan, base, r, bound.get(r.symbol, NOWHERE)) + r.addend
+                  for r in rows]
         store(plan, memory, trace, plan.arch.SUPPORTED[rtype][0], table,
               [r.offset for r in rows], values, rows)
     for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
@@ -96,7 +100,15 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> 
               [r], note=f" (from the resolver at base+{resolver:#x})", ifunc=True)
 
 
-def symbol_value(base: int, binding: Binding) -> int:
+def symbol_value(plan: Plan, base: int, r: Relocation, binding: Binding) -> int:
+    """S: the symbol's address; for a TLS relocation, its offset from the thread pointer."""
+    if plan.rel_class(r) is Rel.TPOFF:
+        offset = tls.tp_offset(binding.value)
+        if offset is None:
+            raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
+                                       "of a library whose TLS block is not in static TLS; "
+                                       "load it with the system loader (loader='system')")
+        return offset
     return binding.value + (base if binding.base_relative else 0)
 
 

@@ -46,14 +46,27 @@ def open_needed(plan: Plan, trace: Trace) -> List[Any]:
     handles = []
     for name in plan.needed:
         handle = libc.dlopen(name.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        for folder in search_path(plan) if handle == ffi.NULL and "/" not in name else ():
+            if os.path.isfile(os.path.join(folder, name)):
+                handle = libc.dlopen(os.path.join(folder, name).encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+                break
         if handle == ffi.NULL:
             close_needed(handles)
-            message = ffi.string(libc.dlerror()).decode("utf-8", "replace")
+            error = libc.dlerror()
+            message = "not found" if error == ffi.NULL else ffi.string(error).decode("utf-8", "replace")
             raise LoadError(plan.path, f"needs {name}, which the system loader cannot "
                                        f"load: {message}")
         handles.append(handle)
         trace.event("needed", f"{name} (loaded by the system loader)", name=name)
     return handles
+
+
+def search_path(plan: Plan) -> List[str]:
+    """The library's own DT_RUNPATH (or DT_RPATH) folders, $ORIGIN its own folder (ld.so(8)):
+    where a dependency the system loader's default search misses may be."""
+    origin = os.path.dirname(os.path.abspath(plan.path))
+    return [folder.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+            for folder in plan.runpath.split(":") if folder]
 
 
 def close_needed(handles: List[Any]) -> None:

@@ -205,10 +205,15 @@ def check_targets(f: elf.ElfFile, loads: List[Elf64_Phdr], offsets: Iterable[int
             refuse(f.path, "a text relocation (it writes into a read-only segment)")
 
 
-def check_symbol(f: elf.ElfFile, loads: List[Elf64_Phdr], sym: elf.Elf64_Sym, name: str) -> None:
-    """A symbol a relocation uses: not TLS; if defined here, inside the library."""
-    if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS:
-        refuse(f.path, "thread-local storage (a TLS symbol)")
+def check_symbol(f: elf.ElfFile, loads: List[Elf64_Phdr], sym: elf.Elf64_Sym, name: str,
+                 tls_use: bool) -> None:
+    """A symbol a relocation uses: TLS exactly when a TLS relocation uses it, and then
+    another library's; if defined here, inside the library."""
+    if (elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS) != tls_use:
+        f.fail(f"damaged: symbol {name!r} is used by a relocation of the other kind of storage "
+               "(thread-local and ordinary)")
+    if tls_use and sym.st_shndx != elf.SHN_UNDEF:
+        refuse(f.path, "thread-local storage of its own (a TLS symbol it defines)")
     if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS):
         if segment_of(loads, sym.st_value, 0) is None:
             f.fail(f"damaged: symbol {name!r} lies outside the library")

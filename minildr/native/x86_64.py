@@ -25,6 +25,7 @@ SUPPORTED = {
     7: ("R_X86_64_JUMP_SLOT", Rel.SYMBOLIC),    # a PLT's GOT entry, bound eagerly
     8: ("R_X86_64_RELATIVE", Rel.RELATIVE),
     37: ("R_X86_64_IRELATIVE", Rel.IRELATIVE),  # call the resolver at B + A
+    18: ("R_X86_64_TPOFF64", Rel.TPOFF),        # initial-exec TLS: S + A - TP (see tls.py)
 }
 
 RELATIVE = 8                # R_X86_64_RELATIVE: what DT_RELR's packed entries are
@@ -37,7 +38,6 @@ REFUSED = {
     11: ("R_X86_64_32S", "a text relocation (code built without -fPIC)"),
     16: ("R_X86_64_DTPMOD64", "thread-local storage"),
     17: ("R_X86_64_DTPOFF64", "thread-local storage"),
-    18: ("R_X86_64_TPOFF64", "thread-local storage"),
     36: ("R_X86_64_TLSDESC", "thread-local storage"),
 }
 

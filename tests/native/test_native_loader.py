@@ -339,3 +339,25 @@ def test_symbol_version_is_honoured(echo_so, loader):
     echo_so.write_bytes(data[:at] + b"GLIBC_9.9.9" + data[at + 11:])
     with pytest.raises(minildr.LoadError, match="GLIBC_9.9.9"):
         minildr.open(echo_so, loader=loader)
+
+
+# -- DT_RUNPATH: a dependency beside the library, found through $ORIGIN ------------
+@native_host
+def test_needed_library_found_through_runpath_origin(tmp_path):
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler (cc)")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "dep.c").write_text("int dep_value(void) { return 41; }\n")
+    (tmp_path / "top.c").write_text("int dep_value(void);\nint top_value(void) { return dep_value() + 1; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "lib" / "libdep.so"),
+                    str(tmp_path / "dep.c")], check=True)
+    top = tmp_path / "libtop.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(top), str(tmp_path / "top.c"),
+                    "-L", str(tmp_path / "lib"), "-ldep", "-Wl,-rpath,$ORIGIN/lib",
+                    "-Wl,--enable-new-dtags"], check=True)
+    with minildr.native.load(top) as lib:
+        assert lib.plan.runpath == "$ORIGIN/lib"
+        assert lib.lookup("top_value", "int (void)")() == 42
+    (tmp_path / "lib" / "libdep.so").unlink()
+    with pytest.raises(minildr.errors.LoadError, match="needs libdep.so, which the system loader"):
+        minildr.native.load(top)

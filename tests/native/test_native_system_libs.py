@@ -103,11 +103,3 @@ def test_system_library_trace_shows_its_relocations():
         relocations = [r for r in z.plan.all_relocations() if z.plan.rel_class(r) is not Rel.NONE]
         assert sum(counts.values()) == len(relocations)
         assert any("RELATIVE" in name for name in counts)
-
-
-def test_libm_is_refused_for_its_thread_local_errno():
-    """glibc's libm writes errno through a TLS relocation: outside scope, refused by name."""
-    path = system_library("libm.so.6")
-    with pytest.raises(minildr.UnsupportedELF, match="thread-local storage") as err:
-        minildr.native.load(path)
-    assert os.fspath(path) in str(err.value) and "loader='system'" in str(err.value)
