@@ -39,6 +39,11 @@ def sizeof(cls: type) -> int:
     return _LAYOUTS[cls, "<"].size
 
 
+def pack(row: tuple, order: str = "<") -> bytes:
+    """A declared structure's bytes, as the file holds them (for files minildr writes)."""
+    return _LAYOUTS[type(row), order].pack(*row)
+
+
 class Reader:
     """Bytes of one file, with the file's name for error messages."""
 

@@ -24,11 +24,12 @@ ffi.cdef("""
     char *dlerror(void);
     unsigned long getauxval(unsigned long type);
     uintptr_t pthread_self(void);
+    int dlinfo(void *handle, int request, void *info);
     extern char **environ;
 """)
 libc = ffi.dlopen(None)
 for _name in ("mmap", "mprotect", "munmap", "dlopen", "dlsym", "dlvsym", "dlclose", "dlerror",
-              "getauxval", "pthread_self"):
+              "getauxval", "pthread_self", "dlinfo"):
     getattr(libc, _name)            # cffi binds a function on first use: at import, not mid-load
 # The C types the steps cast to, parsed once here rather than on a load's first use.
 BYTES = ffi.typeof("char *")

@@ -23,7 +23,7 @@ from ..formats import elf
 from ..errors import LoadError, SymbolNotFound, UnsupportedELF
 from ..host import HOST
 from ..lifetime import KeepsMappedWhileReferenced
-from . import initfini, lookup, mapping, relocate, resolve
+from . import initfini, lookup, mapping, relocate, resolve, tls
 from .libc import ffi
 from .parse import Plan, parse
 from .validate import check_host
@@ -48,12 +48,16 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._on_unload: Optional[Callable[[], None]] = None
         self._cache: dict = {}
         self._needed = resolve.open_needed(self.plan, self.trace)
+        self._tls: Optional[tls.BorrowedModule] = None
         self.base: Optional[int] = None
         try:
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
             self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
-            relocate.relocate(self.plan, self.base, bound, self.trace)
+            if self.plan.tls is not None:
+                self._tls = tls.borrow_module(self.plan, self.trace)
+            relocate.relocate(self.plan, self.base, bound, self.trace,
+                              self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
@@ -94,6 +98,11 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             mapping.unmap(self.base, self.plan.span)
             self.trace.event("unmap", f"{self.plan.span} bytes at {self.base:#x}")
             self.base = None
+        if self._tls is not None:
+            self._tls.close()
+            self.trace.event("tls", f"module {self._tls.module} given back (the stub dlclosed)",
+                             module=self._tls.module)
+            self._tls = None
         resolve.close_needed(self._needed)
         self._needed = []
         if self._on_unload is not None:

@@ -67,6 +67,7 @@ class Plan:
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
     runpath: str = ""                           # DT_RUNPATH, else DT_RPATH: where DT_NEEDED may be
+    tls: Optional[Elf64_Phdr] = None            # PT_TLS: its own thread-local storage (tls.py)
 
     def rel_class(self, r: Relocation) -> Rel:
         return self.arch.SUPPORTED[r.type][1]
@@ -97,8 +98,9 @@ def parse(data: bytes, path: str) -> Plan:
                 gnu=gnu, sysv=sysv, relative=relative, relocations=relocations,
                 symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
                 runpath=next((dyn.string(dyn.get(tag), "DT_RUNPATH") for tag in
-                              (elf.DT.RUNPATH, elf.DT.RPATH) if dyn.has(tag)), ""))
-    check_relocations(plan)
+                              (elf.DT.RUNPATH, elf.DT.RPATH) if dyn.has(tag)), ""),
+                tls=validate.check_tls(f, loads))
+    validate.check_relocations(plan)
     plan.init, plan.fini = read_initfini(plan, dyn)
     return plan
 
@@ -167,21 +169,6 @@ def decode_relr(words: Tuple[int, ...]) -> List[int]:
             out += [where + 8 * (i - 1) for i in range(1, 64) if word >> i & 1]
             where += 63 * 8
     return out
-
-
-def check_relocations(plan: Plan) -> None:
-    """Step 1b on the relocations: every write in a writable segment, every resolver code."""
-    f, loads = plan.elf, plan.loads
-    validate.check_targets(f, loads, plan.relative.offsets + plan.relative.relr
-                           + [r.offset for r in plan.relocations])
-    tls = {r.symbol for r in plan.relocations if plan.rel_class(r) is Rel.TPOFF}
-    if 0 in tls:
-        validate.refuse(f.path, "thread-local storage of its own (a TLS relocation of its block)")
-    for index in {r.symbol for r in plan.relocations if r.symbol}:
-        validate.check_symbol(f, loads, plan.symbols[index], plan.names[index], index in tls)
-    for r in plan.relocations:
-        if plan.rel_class(r) is Rel.IRELATIVE:
-            validate.check_code(f, loads, r.addend, "an IFUNC resolver")
 
 
 def read_initfini(plan: Plan, dyn: elf.DynamicSection) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:

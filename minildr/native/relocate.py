@@ -74,8 +74,12 @@ def aligned(offsets: List[int]) -> bool:
     return not functools.reduce(operator.or_, offsets, 0) & 7
 
 
-def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> None:
-    """Write every relocation, class by class; those an IFUNC resolver answers last."""
+def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
+             tls_module: int = 0) -> None:
+    """Write every relocation, class by class; those an IFUNC resolver answers last.
+
+    `tls_module`: the module id of the library's own TLS block (tls.py), if it has one.
+    """
     memory, rel, relative = Words(base, plan.span), plan.relative, plan.arch.SUPPORTED[plan.arch.RELATIVE][0]
     store(plan, memory, trace, relative, "RELA", rel.offsets, [base + a for a in rel.addends])
     store(plan, memory, trace, relative, "RELR", rel.relr, [base + w for w in memory.read(rel.relr)])
@@ -85,10 +89,10 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> 
         cls, binding = plan.rel_class(r), bound.get(r.symbol, NOWHERE)
         if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and binding.ifunc):
             later.append(r)
-        elif cls is Rel.SYMBOLIC or cls is Rel.TPOFF:
+        elif cls is not Rel.NONE:
             groups[r.type, r.table].append(r)
     for (rtype, table), rows in groups.items():
-        values = [symbol_value(plan, base, r, bound.get(r.symbol, NOWHERE)) + r.addend
+        values = [symbol_value(plan, base, r, bound.get(r.symbol, NOWHERE), tls_module)
                   for r in rows]
         store(plan, memory, trace, plan.arch.SUPPORTED[rtype][0], table,
               [r.offset for r in rows], values, rows)
@@ -100,16 +104,22 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> 
               [r], note=f" (from the resolver at base+{resolver:#x})", ifunc=True)
 
 
-def symbol_value(plan: Plan, base: int, r: Relocation, binding: Binding) -> int:
-    """S: the symbol's address; for a TLS relocation, its offset from the thread pointer."""
-    if plan.rel_class(r) is Rel.TPOFF:
+def symbol_value(plan: Plan, base: int, r: Relocation, binding: Binding, module: int) -> int:
+    """S + A, S the symbol's address; for TLS, the module id, or the offset in its block
+    (DTPOFF: st_value in the library's PT_TLS) or from the thread pointer (TPOFF)."""
+    cls = plan.rel_class(r)
+    if cls is Rel.DTPMOD:
+        return module
+    if cls is Rel.DTPOFF:
+        return binding.value + r.addend
+    if cls is Rel.TPOFF:
         offset = tls.tp_offset(binding.value)
         if offset is None:
             raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
                                        "of a library whose TLS block is not in static TLS; "
                                        "load it with the system loader (loader='system')")
-        return offset
-    return binding.value + (base if binding.base_relative else 0)
+        return offset + r.addend
+    return binding.value + (base if binding.base_relative else 0) + r.addend
 
 
 def store(plan: Plan, memory: Words, trace: Trace, name: str, table: str, offsets: List[int],

@@ -92,6 +92,7 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
         plan.versym[index] & ~elf.VERSYM_HIDDEN)
     # A local symbol, or -Bsymbolic, or protected visibility: always this library's own.
     if defined and (elf.ELF64_ST_BIND(sym.st_info) == elf.STB.LOCAL or plan.symbolic
+                    or elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS   # its block: tls.py
                     or elf.ELF64_ST_VISIBILITY(sym.st_other) == elf.STV.PROTECTED):
         return traced(trace, name, "this library", own)
     scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]

@@ -27,11 +27,13 @@ from ..formats import elf
 from ..formats.elf import Elf64_Phdr
 from ..host import HOST
 from . import aarch64, x86_64
+from .classes import Rel
 
 PAGE = mmap.PAGESIZE
 ARCHES: Dict[int, ModuleType] = {elf.EM_X86_64: x86_64, elf.EM_AARCH64: aarch64}
 MAX_SPAN = 1 << 32          # no ordinary library asks for 4 GiB of address space
 Range = Tuple[int, int]
+TLS_USE = {Rel.TPOFF: "static", Rel.DTPMOD: "dynamic", Rel.DTPOFF: "dynamic"}
 EI_ABIVERSION, EI_PAD = 8, 9
 ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
 LIBC_ABI_MAX = 4            # glibc's libc-abis on x86_64: DEFAULT, UNIQUE, IFUNC, ABSOLUTE (sysv/linux/ldsodefs.h)
@@ -103,8 +105,6 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Rang
     the first segment to the end of the last, so an out-of-order or
     overlapping table maps garbage. Refused here instead, before any mmap.
     """
-    if any(True for _ in f.segments(elf.PT.TLS)):
-        refuse(f.path, "thread-local storage (a PT_TLS segment)")
     stack = next(f.segments(elf.PT.GNU_STACK), None)
     if stack is not None and stack.p_flags & elf.PF_X:      # glibc >= 2.41 refuses it for dlopen
         refuse(f.path, "an executable stack (PT_GNU_STACK with PF_X)")
@@ -135,6 +135,19 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Rang
         f.fail("damaged: the first loadable segment does not start at address 0")
     check_dynamic_segment(f, loads, dynamic)
     return loads, end, check_relro(f, loads)
+
+
+def check_tls(f: elf.ElfFile, loads: List[Elf64_Phdr]) -> Optional[Elf64_Phdr]:
+    """PT_TLS, the image of a thread's copy of the library's TLS block (tls.py), if any."""
+    tls = next(f.segments(elf.PT.TLS), None)
+    if tls is None or not tls.p_memsz:
+        return None
+    ph = segment_of(loads, tls.p_vaddr, tls.p_filesz)
+    if tls.p_filesz > tls.p_memsz or tls.p_align & (tls.p_align - 1) or tls.p_align > PAGE \
+            or ph is None or tls.p_offset != ph.p_offset + tls.p_vaddr - ph.p_vaddr:
+        f.fail("damaged: the thread-local storage image (PT_TLS) is not where a loadable "
+               "segment maps it, or its sizes or alignment are impossible")
+    return tls
 
 
 def check_dynamic_segment(f: elf.ElfFile, loads: List[Elf64_Phdr], dynamic: Elf64_Phdr) -> None:
@@ -184,6 +197,28 @@ def segment_of(loads: Sequence[Elf64_Phdr], address: int, size: int) -> Optional
     return None
 
 
+def check_relocations(plan: Any) -> None:
+    """Step 1b on parse's Plan: every write in a writable segment, every resolver code,
+    every thread-local reference one this loader can make (tls.py)."""
+    f, loads = plan.elf, plan.loads
+    check_targets(f, loads, plan.relative.offsets + plan.relative.relr
+                           + [r.offset for r in plan.relocations])
+    use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.relocations
+           if plan.rel_class(r) in TLS_USE}
+    if use.get(0) == "static":
+        refuse(f.path, "thread-local storage of its own in static TLS (initial-exec)")
+    if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
+        f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
+    if plan.tls is not None:
+        check_targets_outside(f, plan.relative.offsets + plan.relative.relr
+                                       + [r.offset for r in plan.relocations], plan.tls)
+    for index in {r.symbol for r in plan.relocations if r.symbol}:
+        check_symbol(f, loads, plan.symbols[index], plan.names[index], use.get(index))
+    for r in plan.relocations:
+        if plan.rel_class(r) is Rel.IRELATIVE:
+            check_code(f, loads, r.addend, "an IFUNC resolver")
+
+
 def check_targets(f: elf.ElfFile, loads: List[Elf64_Phdr], offsets: Iterable[int]) -> None:
     """Every relocation writes 8 bytes inside a writable segment.
 
@@ -205,16 +240,26 @@ def check_targets(f: elf.ElfFile, loads: List[Elf64_Phdr], offsets: Iterable[int
             refuse(f.path, "a text relocation (it writes into a read-only segment)")
 
 
+def check_targets_outside(f: elf.ElfFile, offsets: List[int], tls: Elf64_Phdr) -> None:
+    """No relocation writes into the TLS image: each thread's copy is made from the file's."""
+    start, end = tls.p_vaddr, tls.p_vaddr + tls.p_filesz
+    if any(start - 8 < at < end for at in offsets):
+        refuse(f.path, "relocated initial values of thread-local variables")
+
+
 def check_symbol(f: elf.ElfFile, loads: List[Elf64_Phdr], sym: elf.Elf64_Sym, name: str,
-                 tls_use: bool) -> None:
+                 tls_use: Optional[str]) -> None:
     """A symbol a relocation uses: TLS exactly when a TLS relocation uses it, and then
     another library's; if defined here, inside the library."""
-    if (elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS) != tls_use:
+    if (elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS) != bool(tls_use):
         f.fail(f"damaged: symbol {name!r} is used by a relocation of the other kind of storage "
                "(thread-local and ordinary)")
-    if tls_use and sym.st_shndx != elf.SHN_UNDEF:
-        refuse(f.path, "thread-local storage of its own (a TLS symbol it defines)")
-    if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS):
+    if tls_use == "static" and sym.st_shndx != elf.SHN_UNDEF:
+        refuse(f.path, "thread-local storage of its own in static TLS (initial-exec)")
+    if tls_use == "dynamic" and sym.st_shndx == elf.SHN_UNDEF:
+        refuse(f.path, f"another library's thread-local variable {name!r} by module "
+                       "(general-dynamic TLS into a library the system loader loaded)")
+    if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and not tls_use:
         if segment_of(loads, sym.st_value, 0) is None:
             f.fail(f"damaged: symbol {name!r} lies outside the library")
         if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC:

@@ -26,6 +26,8 @@ SUPPORTED = {
     8: ("R_X86_64_RELATIVE", Rel.RELATIVE),
     37: ("R_X86_64_IRELATIVE", Rel.IRELATIVE),  # call the resolver at B + A
     18: ("R_X86_64_TPOFF64", Rel.TPOFF),        # initial-exec TLS: S + A - TP (see tls.py)
+    16: ("R_X86_64_DTPMOD64", Rel.DTPMOD),      # general/local-dynamic TLS: the module id
+    17: ("R_X86_64_DTPOFF64", Rel.DTPOFF),      # ... and the offset in its block
 }
 
 RELATIVE = 8                # R_X86_64_RELATIVE: what DT_RELR's packed entries are
@@ -36,9 +38,7 @@ REFUSED = {
     5: ("R_X86_64_COPY", "a COPY relocation (only executables use them)"),
     10: ("R_X86_64_32", "a text relocation (code built without -fPIC)"),
     11: ("R_X86_64_32S", "a text relocation (code built without -fPIC)"),
-    16: ("R_X86_64_DTPMOD64", "thread-local storage"),
-    17: ("R_X86_64_DTPOFF64", "thread-local storage"),
-    36: ("R_X86_64_TLSDESC", "thread-local storage"),
+    36: ("R_X86_64_TLSDESC", "thread-local storage descriptors"),
 }
 
 
