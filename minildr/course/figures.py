@@ -210,8 +210,8 @@ def load_timeline(events: Sequence[Tuple[str, str]]) -> Figure:
     """
     colours = {"checks": "#d7e8f7", "loader": "#e6dcf2", "plugin": PLUGIN_CODE, "host": "#dcefd8"}
     w, step = 1.5, 1.65
-    fig, ax = _canvas(max(8, 1.65 * len(events) + 0.5), 2.9,
-                      (-0.2, len(events) * step), (-0.2, 2.5),
+    fig, ax = _canvas(max(8, 1.65 * len(events) + 0.5), 2.6,
+                      (-0.2, len(events) * step), (0.1, 2.5),
                       "One load, in order: the first red box is where the plugin's own code can run")
     first = next((i for i, (_, who) in enumerate(events) if who == "plugin"), None)
     for i, (what, who) in enumerate(events):
@@ -259,32 +259,34 @@ def file_to_memory(segments: Sequence[Mapping[str, int]], sections: Sequence[Tup
             ax.text((s["vaddr"] + s["memsz"]) / 1024 + 0.05, mem_y + h + 0.08,
                     f"+{s['memsz'] - s['filesz']} bytes zero-filled (.bss)", fontsize=8)
         page_start = s["vaddr"] // page * page
-        ax.add_patch(Rectangle((page_start / 1024, mem_y - 0.08), (-(-(s["vaddr"] + s["memsz"]) // page) * page - page_start) / 1024,
-                               0.06, color="black"))
+        page_end = -(-(s["vaddr"] + s["memsz"]) // page) * page
+        level = mem_y - 0.12 - 0.1 * (segments.index(s) % 2)
+        ax.plot([page_start / 1024 + 0.05, page_end / 1024 - 0.05], [level, level],
+                color=colour, linewidth=3)
         ax.annotate("", xy=(s["vaddr"] / 1024 + 0.02, mem_y + h + 0.02),
                     xytext=(s["offset"] / 1024 + 0.02, file_y - 0.02),
                     arrowprops=dict(arrowstyle="-|>", color="dimgrey"))
         label = f"file {s['offset']:#x}\n-> base+{s['vaddr']:#x}"
         ax.text((s["offset"] + s["vaddr"]) / 2048 + 0.08, (file_y + mem_y + h) / 2, label,
                 fontsize=7.5, color="dimgrey")
-    for name, offset, size in sections:
-        if name in (".text", ".rodata", ".dynsym", ".data", ".got", ".got.plt", ".init_array",
-                    ".dynamic", ".eh_frame", ".rela.dyn"):
-            ax.text((offset + size / 2) / 1024, file_y + h + 0.12, name, rotation=60, fontsize=7,
-                    ha="left", va="bottom")
+    shown = [(n, o, z) for n, o, z in sections
+             if n in (".dynsym", ".text", ".rodata", ".eh_frame", ".got", ".data")]
+    for i, (name, offset, size) in enumerate(shown):
+        ax.text((offset + size / 2) / 1024, file_y + h + 0.1 + 0.25 * (i % 2), name,
+                fontsize=7.5, ha="center", va="bottom")
     if relro:
         left, right = relro[0] / 1024, relro[1] / 1024
         ax.add_patch(Rectangle((left, mem_y - 0.02), right - left, h + 0.04, fill=False,
                                edgecolor="black", linewidth=2, linestyle="--"))
-        ax.text(left, mem_y - 0.3, "RELRO: read-only after relocation", fontsize=8)
+        ax.text(left, mem_y - 0.45, "RELRO page: read-only after relocation", fontsize=8)
     ax.text(-0.1, file_y + h / 2, "file", ha="right", va="center", fontsize=10)
     ax.text(-0.1, mem_y + h / 2, "memory", ha="right", va="center", fontsize=10)
     ax.set_xlim(-0.9, max(span, file_end) / 1024 + 1.6)
-    ax.set_ylim(-0.5, 4.6)
+    ax.set_ylim(-0.7, 4.2)
     ax.set_yticks([])
     for x in range(0, span + 1, page):
         ax.axvline(x / 1024, color="lightgrey", linewidth=0.6, zorder=0)
-    ax.set_xlabel(f"kB (grey lines: {page // 1024} kB pages; black bars: the pages each segment maps)")
+    ax.set_xlabel(f"kB (grey lines: {page // 1024} kB pages; bars under memory: the whole pages each segment maps)")
     ax.set_title(title)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
