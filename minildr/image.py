@@ -17,6 +17,18 @@ it already has for that path).
 Reading an unchanged file again reuses its image: the cache trusts a file
 whose device, inode, size, mtime and ctime (in nanoseconds) are unchanged,
 the way Python's import system trusts a .pyc by its source's size and mtime.
+ctime alone changing is not proof of a change: another process renaming a
+file over it (a build installing) or a hard link changes it too. Then the
+file is read and hashed again, and the same digest keeps the image.
+
+What `minildr.build` returns is a `BuiltPath`: the installed path, marked
+as built by this process, which remembers the bytes of its latest build at
+each path. If by the time it is opened another process (another kernel, a
+classmate's build on a shared folder) has renamed its own file over that
+name, `read` gives the bytes this process built there last, not the other
+one's: so `open(build(...))` always loads what it built. A file written in
+place, or rebuilt by this process, is read as usual; so is any path given
+as a plain string.
 """
 from __future__ import annotations
 
@@ -29,8 +41,10 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Tuple
 
 from .errors import PluginError, PluginNotFound
@@ -47,6 +61,11 @@ Identity = Tuple[int, int, int, int, int]     # st_dev, st_ino, st_size, st_mtim
 
 def _identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _same_contents_key(identity: Identity) -> Tuple[int, ...]:
+    """What changes when the bytes change (device, inode, size, mtime), without ctime."""
+    return identity[:4]
 
 
 @dataclass(eq=False)
@@ -186,7 +205,54 @@ def _private_copy(data: bytes, name: str) -> str:
 # Reading, with the identity cache
 # ---------------------------------------------------------------------------
 _lock = threading.RLock()
-_cache: "OrderedDict[Tuple[str, Identity], PluginImage]" = OrderedDict()
+_cache: "OrderedDict[str, PluginImage]" = OrderedDict()     # absolute path -> its image
+READ_ATTEMPTS = 3           # a file changing under every one of them is refused
+
+
+# The latest image this process built at each path (absolute), most recent last.
+_built_here: "OrderedDict[str, PluginImage]" = OrderedDict()
+
+
+class BuiltPath(type(Path())):            # PosixPath or WindowsPath, as Path() itself
+    """The path `minildr.build` returns: a Path, marked as built by this process.
+
+    `read` of a BuiltPath whose file another process has replaced since
+    gives the bytes this process last built there (see the module's docstring).
+    """
+
+    def __repr__(self) -> str:                       # as the Path it is
+        return f"{type(Path()).__name__}({self.as_posix()!r})"
+
+
+def built_path(path: "os.PathLike[str] | str", data: bytes,
+               written: os.stat_result) -> BuiltPath:
+    """The BuiltPath for `data`, just installed at `path` (`written`: its stat before the rename).
+
+    The image is cached too, so an open by the path's name (a string) finds
+    it without reading the file again while that file is unchanged.
+    """
+    image = PluginImage(path=os.fspath(path), data=data,
+                        sha256=hashlib.sha256(data).hexdigest(), identity=_identity(written))
+    key = os.path.abspath(path)
+    with _lock:
+        _remember(key, image)
+        _built_here[key] = image
+        _built_here.move_to_end(key)
+        while len(_built_here) > CACHE_SIZE:
+            _built_here.popitem(last=False)
+    return BuiltPath(path)
+
+
+def _replaced_by_another_process(path: "os.PathLike[str] | str",
+                                 now: Identity) -> Optional[PluginImage]:
+    """This process's latest build at `path`, if `path` is a BuiltPath whose file is not it."""
+    if not isinstance(path, BuiltPath):
+        return None
+    with _lock:
+        built = _built_here.get(os.path.abspath(path))
+    if built is None or built.identity[:2] == now[:2]:
+        return None
+    return built
 
 
 def _stat_regular_file(path: str) -> os.stat_result:
@@ -210,39 +276,70 @@ def _stat_regular_file(path: str) -> os.stat_result:
 
 
 def read(path: "os.PathLike[str] | str") -> PluginImage:
-    """The image of the file at `path`: from the cache if the file is unchanged."""
+    """The image of the file at `path`: from the cache if the file is unchanged.
+
+    Unchanged means the same device, inode, size and mtime; if only the
+    ctime differs (a rename or link elsewhere touched the inode), the file is
+    hashed again, and the same digest keeps the cached image.
+    """
+    st = _stat_regular_file(os.fspath(path))
+    now = _identity(st)
+    built = _replaced_by_another_process(path, now)
     path = os.fspath(path)
-    st = _stat_regular_file(path)
-    key = (os.path.abspath(path), _identity(st))
+    if built is not None:
+        log.info("open %s: another process replaced the file since this one built it; "
+                 "loading the bytes built here (sha256 %s)", path, built.sha256)
+        return built
+    key = os.path.abspath(path)
     with _lock:
-        image = _cache.get(key)
-        if image is not None:
+        cached = _cache.get(key)
+        if cached is not None and cached.identity == now:
             _cache.move_to_end(key)
-            return image
+            return cached
     image = _read_file(path)
-    key = (os.path.abspath(path), image.identity)
     with _lock:
-        for old in [k for k in _cache if k[0] == key[0]]:   # older versions of this file
-            _evict(old)
-        _cache[key] = image
-        while len(_cache) > CACHE_SIZE:
-            _evict(next(iter(_cache)))
+        cached = _cache.get(key)
+        if cached is not None and cached.sha256 == image.sha256 and \
+                _same_contents_key(cached.identity) == _same_contents_key(image.identity):
+            cached.identity = image.identity          # only the ctime moved: same bytes
+            _cache.move_to_end(key)
+            return cached
+        _remember(key, image)
     return image
 
 
+def _remember(key: str, image: PluginImage) -> None:
+    """Cache `image` as the current version of the file `key` (its absolute path)."""
+    if key in _cache and _cache[key] is not image:
+        _evict(key)                                     # an older version of this file
+    _cache[key] = image
+    image._cached = True
+    _cache.move_to_end(key)
+    while len(_cache) > CACHE_SIZE:
+        _evict(next(iter(_cache)))
+
+
 def _read_file(path: str) -> PluginImage:
-    try:
-        with open(path, "rb") as f:
-            before = _identity(os.fstat(f.fileno()))
-            data = f.read()
-            after = _identity(os.fstat(f.fileno()))
-    except OSError as exc:
-        raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
-    if before != after or len(data) != after[2]:
-        raise PluginError(path, "changed while it was being read; try again once the "
-                                "build that writes it has finished")
-    return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
-                       identity=after)
+    """Read the file whole; again if it changed meanwhile (a writer still at work).
+
+    A change is a new size or mtime of the file read: a rename over its
+    name by another process (how minildr.build installs) leaves the file
+    being read whole and only moves its ctime, so it is not one.
+    """
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            with open(path, "rb") as f:
+                before = _identity(os.fstat(f.fileno()))
+                data = f.read()
+                after = _identity(os.fstat(f.fileno()))
+        except OSError as exc:
+            raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
+        if _same_contents_key(before) == _same_contents_key(after) and len(data) == after[2]:
+            return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
+                               identity=after)
+        time.sleep(0.05 * (attempt + 1))
+    raise PluginError(path, "changed while it was being read, each time it was read; try "
+                            "again once the program that writes it has finished")
 
 
 def _evict(key) -> None:
