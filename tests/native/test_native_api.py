@@ -1,6 +1,6 @@
 """The native loader's teaching API: plan(), the reserve event, relocation data, Plugin.trace.
 
-What notebook 03 relies on to follow a load without private attributes:
+What notebook 04 relies on to follow a load without private attributes:
 `minildr.native.plan(path)` reads a library into its Plan and runs nothing;
 the trace opens the mapping with a "reserve" event carrying the base; each
 "relocate" event names its symbol and the word it replaced; and a Plugin
