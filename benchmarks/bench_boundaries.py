@@ -234,7 +234,7 @@ def spaces_text(size: int) -> bytes:
 
 def time_payloads(local: Callable[[bytes], int], remote: Callable[[bytes], int],
                   sizes: Sequence[int], repeats: int) -> List[Dict[str, object]]:
-    """count_spaces over each size, in process and isolated: best of `repeats` calls."""
+    """count_spaces over each size, in process and isolated: seconds per call, best batch."""
     rows = []
     for size in sizes:
         text = spaces_text(size)
@@ -242,8 +242,12 @@ def time_payloads(local: Callable[[bytes], int], remote: Callable[[bytes], int],
         for fn in (local, remote):
             if fn(text) != expected:
                 raise AssertionError(f"count_spaces over {size} bytes is wrong")
-        rows.append({"bytes": size, "in_process": _best(lambda: local(text), repeats),
-                     "isolated": _best(lambda: remote(text), repeats)})
+        number = max(1, min(50, (1 << 20) // size))     # small payloads: batches, like calls
+
+        def per_call(fn: Callable[[bytes], int]) -> float:
+            return _best(lambda: [fn(text) for _ in range(number)], repeats) / number
+        rows.append({"bytes": size, "in_process": per_call(local),
+                     "isolated": per_call(remote)})
     return rows
 
 
@@ -327,10 +331,12 @@ class Bench:
         exe = build_program(out)
         once("process-compile", "process: compile the program", time.perf_counter() - start)
         process_add = run_program(exe)
-        once("c-start", "process: start a C program (add 2 3)", _best(process_add, few), few)
+        once("c-start", "process: start a C program (add 2 3)", _best(process_add, repeats),
+             repeats)
         python = [sys.executable, "-c", "pass"]
+        starts = max(3, few)
         once("python-start", "process: start a Python (python -c pass)",
-             _best(lambda: subprocess.run(python, check=True), few), few)
+             _best(lambda: subprocess.run(python, check=True), starts), starts)
         self.loop_exe = build_program(out, "add_loop.c")
 
         # the config file: parse once

@@ -4,11 +4,13 @@ Each function returns a matplotlib Figure (and writes it to `path` when
 given). What a picture shows is computed by the caller (a benchmark's
 results, a contract's layout); this module only draws.
 
-- `boundaries`      notebook 06: one call per boundary, with its leagues
-                    shaded; and the one-time costs, coloured by who pays them.
+- `boundaries`      notebook 06: one call per boundary, its leagues shaded
+                    as the bands their rows span; and the one-time costs,
+                    coloured by who pays them.
 - `vtable_versions` notebook 04: one vtable at two versions, byte offsets.
 - `registers`       notebook 04: which register carries which argument, as
                     the host passes them and as the plugin reads them.
+- `load_pipeline`   notebook 05: the steps of an open, and where plugin code runs.
 - `isolation`       notebook 05: the host and its worker process.
 """
 from __future__ import annotations
@@ -21,14 +23,18 @@ from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# One league per order of cost of a call, by absolute time: (upper bound in
-# seconds, name, shade). Notebook 06 sorts its rows with the same bounds.
-League = Tuple[float, str, str]
-LEAGUES: Sequence[League] = (
-    (1e-6, "in-process: under a microsecond", "#e8f1e4"),
-    (300e-6, "another process or the disk: microseconds", "#fdf1d8"),
-    (float("inf"), "a new process: a millisecond", "#f8e0dc"),
-)
+# The leagues: boundaries grouped by what a call does (stays in the process;
+# talks to another process or the disk; starts a process), each drawn as the
+# band its rows span in one run. Bands, not fixed bounds: a busy machine
+# stretches the costs unevenly, and the run shows where the gaps really are.
+IN_PROCESS = "in-process"
+ANOTHER_PROCESS = "another process or the disk"
+NEW_PROCESS = "a new process"
+LEAGUE_OF = {"python": IN_PROCESS, "cffi-api": IN_PROCESS, "plugin": IN_PROCESS,
+             "contract": IN_PROCESS, "config-once": IN_PROCESS,
+             "isolated": ANOTHER_PROCESS, "config-reread": ANOTHER_PROCESS,
+             "process": NEW_PROCESS}
+LEAGUE_SHADES = {IN_PROCESS: "#e8f1e4", ANOTHER_PROCESS: "#fdf1d8", NEW_PROCESS: "#f8e0dc"}
 
 # Who pays a one-time cost (notebook 06's second chart).
 PAYER = {
@@ -43,9 +49,17 @@ PAYER_COLOURS = {"the author, at build time": "#8172b3", "the host, at start-up"
                  "for comparison": "#b0b0b0"}
 
 
-def league(seconds: float, leagues: Sequence[League] = LEAGUES) -> str:
-    """The name of the league a per-call time falls in."""
-    return next(name for bound, name, _ in leagues if seconds < bound)
+def league(key: str) -> str:
+    """The league of one boundary of the benchmark, by its key."""
+    return LEAGUE_OF[key]
+
+
+def league_spans(calls: Sequence[Dict[str, Any]]) -> List[Tuple[str, float, float]]:
+    """(league, cheapest, dearest) per league, in order of cost: the bands of one run."""
+    spans: Dict[str, List[float]] = {}
+    for row in calls:
+        spans.setdefault(league(row["key"]), []).append(row["seconds"])
+    return sorted(((name, min(v), max(v)) for name, v in spans.items()), key=lambda s: s[1])
 
 
 def _finish(fig: Any, path: Optional[PathLike]) -> Any:
@@ -70,27 +84,24 @@ def times(ratio: float) -> str:
 # notebook 06
 # ---------------------------------------------------------------------------
 def boundaries(results: Any, path: Optional[PathLike] = None, *, calls: bool = True,
-               loads: bool = True, leagues: Sequence[League] = LEAGUES) -> Any:
+               loads: bool = True) -> Any:
     """Per-call costs (log scale, leagues shaded) and/or one-time costs (who pays)."""
     panels = [draw for draw, wanted in ((_calls, calls), (_loads, loads)) if wanted]
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 4.6), squeeze=False)
     for draw, ax in zip(panels, axes[0]):
-        draw(results, ax, leagues)
+        draw(results, ax)
     return _finish(fig, path)
 
 
-def _calls(results: Any, ax: Any, leagues: Sequence[League]) -> None:
+def _calls(results: Any, ax: Any) -> None:
     rows = sorted(results.calls, key=lambda r: r["seconds"], reverse=True)
     seconds = [max(r["seconds"], 1e-10) for r in rows]
     low, high = min(seconds) / 4, max(seconds) * 400
-    start = low
-    for bound, name, shade in leagues:
-        stop = min(bound, high)
-        if stop > start:
-            ax.axvspan(start, stop, color=shade, zorder=0)
-            ax.text((start * stop) ** 0.5, len(rows) - 0.45, name.replace(": ", ":\n"),
-                    ha="center", va="bottom", fontsize=7.5, color="#555555")
-        start = bound
+    for name, cheapest, dearest in league_spans(results.calls):
+        left, right = max(cheapest, 1e-10) / 1.6, dearest * 1.6
+        ax.axvspan(left, right, color=LEAGUE_SHADES[name], zorder=0)
+        ax.text((left * right) ** 0.5, len(rows) - 0.45, name.replace(" or ", "\nor "),
+                ha="center", va="bottom", fontsize=7.5, color="#555555")
     bars = ax.barh([r["label"] for r in rows], seconds, color="#4c72b0", zorder=2)
     ax.set_xscale("log")
     ax.set_xlim(low, high)
@@ -103,7 +114,7 @@ def _calls(results: Any, ax: Any, leagues: Sequence[League]) -> None:
                 fontsize=8, zorder=3)
 
 
-def _loads(results: Any, ax: Any, leagues: Sequence[League]) -> None:
+def _loads(results: Any, ax: Any) -> None:
     rows: List[Dict[str, Any]] = list(results.loads) + [
         {"key": "discover", "label": f"discover, {r['plugins']} plugin(s)",
          "seconds": r["seconds"]} for r in results.discover]
@@ -213,4 +224,33 @@ def isolation(path: Optional[PathLike] = None) -> Any:
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 3.4)
     ax.set_title("isolate=True: one socket, two processes; only plain values cross")
+    return _finish(fig, path)
+
+
+def load_pipeline(path: Optional[PathLike] = None) -> Any:
+    """The steps of minildr.open in order, coloured by whose code runs in each."""
+    steps = [("read the file\n(once)", "check"), ("manifest,\nversions,\ncontracts", "check"),
+             ("trust:\ndigest or\nsignature", "check"),
+             ("dlopen: map,\nrelocate\n(IFUNC resolvers)", "load"),
+             ("constructors\nrun", "code"), ("lookup", "host"), ("call", "code")]
+    colours = {"check": "tab:blue", "load": "tab:grey", "code": "tab:red", "host": "tab:green"}
+    fig, ax = plt.subplots(figsize=(11, 2.9))
+    for i, (label, kind) in enumerate(steps):
+        ax.add_patch(Rectangle((i * 1.5, 0), 1.3, 1, color=colours[kind], alpha=0.85))
+        ax.text(i * 1.5 + 0.65, 0.5, label, ha="center", va="center", color="white", fontsize=9)
+        if i:
+            ax.annotate("", xy=(i * 1.5, 0.5), xytext=(i * 1.5 - 0.2, 0.5),
+                        arrowprops=dict(arrowstyle="->"))
+    ax.annotate("UntrustedPlugin\nstops here", xy=(3.6, 1.02), xytext=(3.6, 1.6), ha="center",
+                arrowprops=dict(arrowstyle="->", color="tab:blue"), color="tab:blue")
+    ax.annotate("raw dlopen\nstarts here", xy=(5.1, 1.02), xytext=(5.1, 1.6), ha="center",
+                arrowprops=dict(arrowstyle="->"))
+    ax.annotate("the plugin's code may run from here on\n(a GNU IFUNC resolver runs "
+                "while relocating)", xy=(4.55, -0.02), xytext=(5.9, -0.75), ha="center",
+                arrowprops=dict(arrowstyle="->", color="tab:red"), color="tab:red")
+    ax.set_xlim(-0.2, len(steps) * 1.5)
+    ax.set_ylim(-1.2, 2.2)
+    ax.axis("off")
+    ax.set_title("blue: reads bytes only · grey: the system loader · red: the plugin's code "
+                 "· green: the host")
     return _finish(fig, path)
