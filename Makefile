@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test fuzz browser-test cross-tools exercises check bench clean
+.PHONY: lab test fuzz go-toolchains browser-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -30,8 +30,16 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --progress-bar on -e '.[dev]'
+	@$(BIN)/python -m minildr.course.golang install-toolchains
 	@touch $@
 	@echo "minildr: $(VENV)/ is ready."
+
+# The extra Go toolchains notebook 08 builds plugins with (1.26.6, 1.27.2),
+# installed into the environment once (the first `make` does it), so that no
+# notebook ever downloads a toolchain. Also for conda:
+#   python -m minildr.course.golang install-toolchains
+go-toolchains: $(STAMP)
+	$(BIN)/python -m minildr.course.golang install-toolchains
 
 # LAB_ARGS: extra JupyterLab options (the browser test sets port and token).
 # The whole course is served (notebooks/, exercises/, solutions/), and the

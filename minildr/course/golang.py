@@ -27,6 +27,7 @@ This module holds the few steps that needs:
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import os
@@ -148,8 +149,8 @@ def older_toolchain(version: str = OLDER_GO_VERSION) -> Tuple[Optional[Toolchain
         return toolchain_at(goroot), ""
     except GoToolchainNotFound:
         return None, (f"Go {version} is not installed in this Python environment; the "
-                      "course's setup installs it once (python -c 'from minildr.course "
-                      "import golang; golang.install_toolchains()'), a notebook never "
+                      "course's setup installs it once (`make go-toolchains`, or `python -m "
+                      "minildr.course.golang install-toolchains`); a notebook never "
                       "downloads it")
 
 
@@ -407,3 +408,18 @@ class Workspace:
             raise BuildError(header, "does not match the Go //export functions (the header "
                                      f"Go generated says otherwise):\n{message.strip()}\n"
                                      "Make the C types agree with the Go signatures")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m minildr.course.golang install-toolchains`: what `make go-toolchains` runs."""
+    parser = argparse.ArgumentParser(prog="python -m minildr.course.golang")
+    parser.add_argument("command", choices=["install-toolchains"])
+    parser.parse_args(argv)
+    for toolchain in install_toolchains():
+        print(f"minildr: {toolchain.version} is installed in this environment "
+              f"(<environment>/{toolchain.goroot.relative_to(sys.prefix).as_posix()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
