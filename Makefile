@@ -90,8 +90,18 @@ exercises: $(STAMP)
 	$(BIN)/python -m minildr.course.exercises
 
 # A learner's progress: run my exercise notebooks, show which tasks are done.
+# Where the course is already installed (a JupyterHub image, Binder) that
+# installation is used; elsewhere .venv is made first. EXERCISES=folder
+# checks another folder (a learner's copy).
+EXERCISES ?= exercises
+INSTALLED := $(shell python3 -c "import minildr.course.selfcheck" >/dev/null 2>&1 && echo yes)
+ifeq ($(INSTALLED),yes)
+check:
+	@python3 -m minildr.course.selfcheck $(EXERCISES)
+else
 check: $(STAMP)
-	@$(BIN)/python -m minildr.course.selfcheck exercises
+	@$(BIN)/python -m minildr.course.selfcheck $(EXERCISES)
+endif
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py
