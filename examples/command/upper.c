@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int64_t live_outputs = 0;
+long live_outputs = 0;
 
 static void release(void *memory)
 {

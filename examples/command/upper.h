@@ -2,11 +2,9 @@
 #ifndef UPPER_H
 #define UPPER_H
 
-#include <stdint.h>
-
 extern const command_t upper;
 
 /* How many output strings are allocated and not yet released (for tests). */
-extern int64_t live_outputs;
+extern long live_outputs;
 
 #endif
