@@ -22,23 +22,30 @@ from __future__ import annotations
 import base64
 import codecs
 import collections
+import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Deque, Iterable, List, Optional
+from typing import Any, Deque, Iterable, List, Mapping, Optional, Tuple
 
 from ..contracts.contract import Contract
-from ..errors import PluginClosed, PluginCrashed, PluginError, PluginProtocolError, PluginTimeout
+from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
+                      PluginTimeout, WorkerStartError)
 from ..image import PluginImage
+from . import policy
+from .policy import Limits
+from .tree import KEEPS_TREE
 from .protocol import CLOSE, OPEN, READY, FrameReader, ProtocolViolation, frame, read_reply
 
 log = logging.getLogger("minildr")
@@ -59,9 +66,11 @@ SPIN_SECONDS = 0.0
 class WorkerProcess:
     """A worker process and the host's ends of its socket, lifeline and output pipes."""
 
-    def __init__(self, image: PluginImage, timeout: float) -> None:
+    def __init__(self, image: PluginImage, timeout: float, env: Mapping[str, str],
+                 limits: Limits) -> None:
         self.path = image.path
         self.timeout = timeout
+        self.limits = limits
         self.spin = SPIN_SECONDS            # as it was when this worker started
         self._lock = threading.RLock()
         self._seq = 0
@@ -69,39 +78,48 @@ class WorkerProcess:
         self._failure: Optional[PluginError] = None
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._partial_line = ""
-        self._spawn(image)
+        self._spawn(image, env)
 
     # -- starting ------------------------------------------------------------
-    def _spawn(self, image: PluginImage) -> None:
-        host_sock, worker_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        life_r, life_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        image.acquire()
-        memfd = image.sealed_fd()
-        ours = (host_sock, life_w, out_r, err_r)
+    def _spawn(self, image: PluginImage, env: Mapping[str, str]) -> None:
+        """Start the worker: its own socket, lifeline, output pipes, folder and nothing else.
+
+        Every descriptor made here is closed again if any step fails (out of
+        descriptors, processes or memory: WorkerStartError, nothing left open).
+        """
+        made: List[Any] = []        # what to close if a step fails: sockets, fds, a folder
         try:
+            host_sock, worker_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            made += [host_sock, worker_sock]
+            life_r, life_w = _pipe(made)
+            out_r, out_w = _pipe(made)
+            err_r, err_w = _pipe(made)
+            image.acquire()
+            made.append(image)
+            memfd = image.sealed_fd()
+            folder = tempfile.mkdtemp(prefix="minildr-worker-")
+            made.append(Path(folder))
             keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else [])
-            env = dict(os.environ)
-            package_parent = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = os.pathsep.join(
-                [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "minildr.isolation.worker", str(worker_sock.fileno()), str(life_r)],
+                worker_command(worker_sock.fileno(), life_r, self.limits),
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=keep,
-                start_new_session=True,     # the terminal's Ctrl-C goes to the host only
-                env=env)
-        except BaseException:
-            host_sock.close()
-            for fd in ours[1:]:
-                os.close(fd)
+                close_fds=True, cwd=folder, env=dict(env),
+                start_new_session=True)     # the terminal's Ctrl-C goes to the host only
+        except BaseException as exc:
+            _undo(made)
+            if isinstance(exc, OSError):
+                raise WorkerStartError(self.path, (
+                    f"its worker process could not be started: {exc.strerror or exc} "
+                    f"(errno {exc.errno}). Nothing was loaded and nothing is left open; "
+                    "close other plugins or files, or raise the limit (ulimit -n, ulimit -u), "
+                    "then open it again")) from None
             raise
-        finally:
-            image.release()           # the worker holds its own descriptor of the memfd
-            worker_sock.close()
-            for fd in (life_r, out_w, err_w):
-                os.close(fd)
+        image.release()               # the worker holds its own descriptor of the memfd
+        worker_sock.close()
+        for fd in (life_r, out_w, err_w):
+            os.close(fd)
         self.pid = self.process.pid
+        self.folder = folder
         self._sock = host_sock
         self._life_w = life_w
         self._outputs = {out_r: (self._stdout, codecs.getincrementaldecoder("utf-8")("replace")),
@@ -117,11 +135,15 @@ class WorkerProcess:
         self._memfd = memfd
         # At exit, or when nothing refers to this worker any more: stop it.
         self._finalizer = weakref.finalize(self, _stop_process, self.process, host_sock, life_w,
-                                           self._open_outputs)
+                                           self._open_outputs, folder)
 
     def start(self, image: PluginImage, contracts: Iterable[Contract]) -> dict:
         """Wait for the worker's Python, then have it check and load the image."""
-        self.request([READY], "starting the worker", timeout=max(START_TIMEOUT, self.timeout))
+        pid = self.request([READY], "starting the worker", timeout=max(START_TIMEOUT, self.timeout))
+        if type(pid) is not int or pid <= 0:
+            raise self._violated(ProtocolViolation(f"the ready reply {str(pid)[:80]!r} is not "
+                                                   "a process id"), "starting the worker")
+        self.pid = pid              # the process that loads the plugin (below its keeper)
         spec = {"path": image.path, "sha256": image.sha256, "fd": self._memfd,
                 "spin": self.spin,
                 "contracts": [[c.name, c.version, c.text, c.filename] for c in contracts]}
@@ -264,7 +286,7 @@ class WorkerProcess:
             self._stderr_tail.append(self._partial_line)
             self._partial_line = ""
         name = _signal_name(-code) if code < 0 else None
-        how = _status(code)
+        how = _status(code) + self._limit_hit(name)
         tail = [line for line in self._stderr_tail if line.strip()]
         said = ("; the last lines it wrote to stderr:\n    " + "\n    ".join(tail)) if tail else \
             "; it wrote nothing to stderr"
@@ -276,6 +298,15 @@ class WorkerProcess:
         error.stderr = tail                                   # type: ignore[attr-defined]
         error.pid = self.pid                                  # type: ignore[attr-defined]
         return self._fail(error)
+
+    def _limit_hit(self, signal_name: Optional[str]) -> str:
+        """Which of its limits the worker hit, where its signal says so ('' otherwise)."""
+        if signal_name == "SIGXCPU" and self.limits.cpu_seconds is not None:
+            return (f" (it used up its CPU time limit, cpu_seconds={self.limits.cpu_seconds}:"
+                    " the kernel sends SIGXCPU)")
+        if signal_name == "SIGXFSZ" and self.limits.file_size is not None:
+            return f" (it wrote past its file size limit, file_size={self.limits.file_size})"
+        return ""
 
     def _timed_out(self, during: str, timeout: float) -> PluginError:
         return self._fail(PluginTimeout(self.path, (
@@ -319,7 +350,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 pass
         if self.process.returncode is None:
-            _wait(self.process, 0.0)        # kill it and reap it
+            _kill(self.process)             # kill it (and its tree) and reap it
+            self.process.wait()
         self.drain(wait=0.5)                # whatever it wrote before it ended
         self._finalizer()                   # close the socket, the lifeline, the pipes
 
@@ -346,24 +378,44 @@ def _close_fd(fd: int) -> None:
         pass
 
 
-def _wait(process: subprocess.Popen, timeout: float, kill: bool = True) -> int:
+def _wait(process: subprocess.Popen, timeout: float) -> int:
     """The worker's exit status (negative: killed by that signal), killing it if need be."""
     try:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
-        if not kill:
-            return 0
-    process.kill()
+        pass
+    _kill(process)
     return process.wait()
 
 
+def _kill(process: subprocess.Popen) -> None:
+    """End the worker and everything its plugin started.
+
+    Where the worker keeps its tree (tree.py), SIGTERM asks its keeper to
+    kill the whole tree first; if it has not ended within a second (a plugin
+    stopped it), and elsewhere, SIGKILL goes to the worker's process group.
+    """
+    if KEEPS_TREE:
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(1.0)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass                            # the group is gone already
+    process.kill()
+
+
 def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
-                  outputs: set) -> None:
+                  outputs: set, folder: str) -> None:
     """Closing the socket and the lifeline tells the worker to exit; then make sure.
 
     Runs once per worker: from close(), when the last reference to the worker
     goes, or at the host's exit (weakref.finalize's atexit), so no worker
-    outlives its host.
+    outlives its host. Its folder goes with it.
     """
     sock.close()
     _close_fd(life_w)
@@ -371,11 +423,49 @@ def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
         try:
             process.wait(0.5)
         except subprocess.TimeoutExpired:
-            process.kill()
+            _kill(process)
             process.wait()
     for fd in list(outputs):
         outputs.discard(fd)
         _close_fd(fd)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pipe(made: List[Any]) -> Tuple[int, int]:
+    """os.pipe(), both ends recorded in `made` for _undo."""
+    read, write = os.pipe()
+    made += [read, write]
+    return read, write
+
+
+def _undo(made: List[Any]) -> None:
+    """Close what a failed start made: sockets, descriptors, the image, the folder."""
+    for thing in reversed(made):
+        if isinstance(thing, socket.socket):
+            thing.close()
+        elif isinstance(thing, int):
+            _close_fd(thing)
+        elif isinstance(thing, Path):
+            shutil.rmtree(thing, ignore_errors=True)
+        else:
+            thing.release()
+
+
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+        "from minildr.isolation.worker import main; main(sys.argv[2:])")
+
+
+def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits) -> List[str]:
+    """The worker's command line: -I, and minildr imported from this very package.
+
+    -I (isolated mode) ignores PYTHON* variables and the user's site folder,
+    and puts neither the current folder nor a script's folder on sys.path;
+    the one folder added is the parent of the minildr the host runs. So a
+    stray minildr/ (or cffi/) in the host's current folder is never imported.
+    """
+    package_parent = str(Path(__file__).resolve().parents[2])
+    return [sys.executable, "-I", "-c", BOOT, package_parent, str(sock_fd), str(lifeline_fd),
+            json.dumps(policy.to_wire(limits))]
 
 
 

@@ -1,8 +1,14 @@
-"""The worker process of an isolated plugin: `python -m minildr.isolation.worker SOCKET_FD LIFELINE_FD`.
+"""The worker process of an isolated plugin.
 
-The host (isolation/process.py) starts one worker per isolated plugin. The worker:
+The host (isolation/process.py) starts one worker per isolated plugin, as
+`python -I -c BOOT PACKAGE_PARENT SOCKET_FD LIFELINE_FD LIMITS` (see
+process.worker_command), with an empty environment unless the host passes
+one, in a folder of its own. On Linux it splits into a keeper and a server
+(tree.py), so whatever the plugin forks ends with it. The server sets its
+limits (policy.py), then:
 
-1. answers `ready`, then `open`: it reads the plugin's bytes from the sealed
+1. answers `ready`, then `open`: if sandboxed, it confines itself for good
+   (sandbox.py) before anything else; it reads the plugin's bytes from the sealed
    memfd the host passed (or from the message), checks that their SHA-256 is
    the one the host verified, runs the same checks open() runs, and loads
    them with the system loader (constructors run here, not in the host);
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -28,10 +35,11 @@ from typing import Any, Dict, List, Optional
 
 import cffi
 
-from . import marshal, protocol
+from . import marshal, policy, protocol, sandbox, tree
 from .marshal import Value
+from .policy import Limits, SandboxPolicy
 from ..contracts.contract import Contract
-from ..errors import PluginError
+from ..errors import PluginError, SandboxUnavailable, WorkerStartError
 from ..image import PluginImage
 from ..checks import check_binary, check_contracts, check_manifest, check_versions
 from ..plugin import Plugin
@@ -83,7 +91,9 @@ def read_image(spec: Dict[str, Any]) -> PluginImage:
 class Server:
     """The plugin, loaded in this process, and the handles the host refers to."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits, failure: Optional[PluginError]) -> None:
+        self.limits = limits
+        self.failure = failure                # the worker could not limit or confine itself
         self.plugin: Optional[Plugin] = None
         self.handles: List[Any] = []          # (object, Marshal or method names)
         self.spin = 0.0                       # the host's process.SPIN_SECONDS
@@ -93,6 +103,8 @@ class Server:
             function, how = self.handles[args[0]]
             return self.call(function, how, args[1])
         if op == protocol.READY:
+            if self.failure is not None:
+                raise self.failure
             return os.getpid()
         if op == protocol.OPEN:
             return self.open(args[0])
@@ -193,8 +205,7 @@ def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
     return protocol.frame(["ok", seq, result])
 
 
-def serve(sock: socket.socket) -> None:
-    server = Server()
+def serve(sock: socket.socket, server: Server) -> None:
     reader = protocol.FrameReader()
     recv, send = sock.recv, sock.sendall
     while True:
@@ -211,13 +222,35 @@ def serve(sock: socket.socket) -> None:
             return
 
 
+def limit_and_confine(limits: Limits) -> Optional[PluginError]:
+    """Set the worker's limits and, if sandboxed, confine it: before any plugin byte is read.
+
+    A failure is answered to the host's first request (ready), so the host
+    raises it as itself (WorkerStartError, SandboxUnavailable).
+    """
+    try:
+        sandbox.set_limits(limits)
+    except (OSError, ValueError) as exc:
+        return WorkerStartError("", f"its worker could not set its limits ({exc})")
+    if isinstance(limits, SandboxPolicy):
+        try:
+            sandbox.confine("", limits)
+        except SandboxUnavailable as exc:
+            return exc
+    return None
+
+
 def main(argv: List[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the host decides when to stop us
     sock_fd, lifeline_fd = int(argv[0]), int(argv[1])
-    watch_lifeline(lifeline_fd)
+    limits = policy.from_wire(json.loads(argv[2]))
+    if tree.KEEPS_TREE:
+        tree.split(lifeline_fd, server_only=[sock_fd])   # returns in the server only
+    server = Server(limits, limit_and_confine(limits))
+    watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
     sock = socket.socket(fileno=sock_fd)
     try:
-        serve(sock)
+        serve(sock, server)
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:
