@@ -68,7 +68,11 @@ class Report:
 
 
 def discover(folder: "os.PathLike[str] | str", **open_kwargs: Any) -> Report:
-    """Open every `*<SUFFIX>` file in `folder` (not recursive), in name order."""
+    """Open every `*<SUFFIX>` file in `folder` (not recursive), in name order.
+
+    `open_kwargs` go to each open(): isolate=True, sandbox=True (or a
+    SandboxPolicy), env=, trust=, contracts=.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise PluginNotFound(folder, "is not a folder; pass the folder that holds the plugins")
