@@ -44,13 +44,17 @@ class RemoteFunction:
         if len(args) != len(params):
             raise TypeError(f"{self.name}() takes {len(params)} argument(s) "
                             f"({len(args)} given)")
-        ffi = self._ffi
-        wire = [encode_argument(kind, arg, ffi) for kind, arg in zip(params, args)]
-        value = self._worker.request([CALL, self._handle, wire], self._during)
-        try:
-            return decode_result(self._marshal.result, value, ffi)
-        except ProtocolViolation as exc:
-            raise self._worker._violated(exc, self._during) from None
+        ffi, worker = self._ffi, self._worker
+        with worker.lock:                 # one request at a time uses the worker's arena
+            arena = worker.arena
+            if arena is not None:
+                arena.begin()
+            wire = [encode_argument(kind, arg, ffi, arena) for kind, arg in zip(params, args)]
+            value = worker.request([CALL, self._handle, wire], self._during)
+            try:
+                return decode_result(self._marshal.result, value, ffi, arena)
+            except ProtocolViolation as exc:
+                raise worker._violated(exc, self._during) from None
 
     def __repr__(self) -> str:
         return f"<isolated function {self.name}: {self.ctype}, in worker pid {self._worker.pid}>"

@@ -37,16 +37,17 @@ import time
 import weakref
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Deque, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Deque, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
                       PluginTimeout, WorkerStartError)
 from ..image import PluginImage
-from . import policy
+from . import policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
-from .protocol import CLOSE, OPEN, READY, FrameReader, ProtocolViolation, frame, read_reply
+from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, FrameReader, ProtocolViolation,
+                       frame, read_reply)
 
 log = logging.getLogger("minildr")
 
@@ -72,7 +73,7 @@ class WorkerProcess:
         self.timeout = timeout
         self.limits = limits
         self.spin = SPIN_SECONDS            # as it was when this worker started
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()       # one request at a time (and its arena)
         self._seq = 0
         self._reader = FrameReader()
         self._failure: Optional[PluginError] = None
@@ -99,9 +100,13 @@ class WorkerProcess:
             memfd = image.sealed_fd()
             folder = tempfile.mkdtemp(prefix="minildr-worker-")
             made.append(Path(folder))
-            keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else [])
+            arena = shm.Arena.create() if shm.available() else None
+            made.append(arena)
+            keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else []) \
+                + ([arena.fd] if arena is not None else [])
             self.process = subprocess.Popen(
-                worker_command(worker_sock.fileno(), life_r, self.limits),
+                worker_command(worker_sock.fileno(), life_r, self.limits,
+                               arena.fd if arena is not None else -1),
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=keep,
                 close_fds=True, cwd=folder, env=dict(env),
                 start_new_session=True)     # the terminal's Ctrl-C goes to the host only
@@ -120,6 +125,7 @@ class WorkerProcess:
             os.close(fd)
         self.pid = self.process.pid
         self.folder = folder
+        self.arena = arena
         self._sock = host_sock
         self._life_w = life_w
         self._outputs = {out_r: (self._stdout, codecs.getincrementaldecoder("utf-8")("replace")),
@@ -135,7 +141,7 @@ class WorkerProcess:
         self._memfd = memfd
         # At exit, or when nothing refers to this worker any more: stop it.
         self._finalizer = weakref.finalize(self, _stop_process, self.process, host_sock, life_w,
-                                           self._open_outputs, folder)
+                                           self._open_outputs, folder, arena)
 
     def start(self, image: PluginImage, contracts: Iterable[Contract]) -> dict:
         """Wait for the worker's Python, then have it check and load the image."""
@@ -154,7 +160,7 @@ class WorkerProcess:
     # -- one request, one reply ----------------------------------------------------
     def request(self, message: List[Any], during: str, timeout: Optional[float] = None) -> Any:
         """Send a request and return the worker's answer; every failure is a PluginError."""
-        with self._lock:
+        with self.lock:
             if self._failure is not None:
                 raise self._failure
             self._seq += 1
@@ -228,6 +234,25 @@ class WorkerProcess:
                 for fd, _ in self._output_poller.poll(0):
                     self._forward(fd)
                 return message
+
+    def bare_round_trips(self, count: int) -> Iterator[None]:
+        """Yield `count` times, each after one bare PING_SIZE-byte round trip to the worker.
+
+        No frame, no JSON, no plugin: what the operating system charges for
+        waking this worker and back, for benchmarks to compare calls with.
+        """
+        with self.lock:
+            self.request([PING, count], "a ping")
+            sock, message = self._sock, b"p" * PING_SIZE
+            for _ in range(count):
+                sock.sendall(message)
+                got = 0
+                while got < PING_SIZE:
+                    data = sock.recv(PING_SIZE - got)
+                    if not data:
+                        raise self._crashed("a ping")
+                    got += len(data)
+                yield
 
     # -- output ------------------------------------------------------------------------
     @staticmethod
@@ -327,7 +352,7 @@ class WorkerProcess:
 
     def close(self) -> None:
         """Ask the worker to unload the plugin and exit; stop it if it does not."""
-        with self._lock:
+        with self.lock:
             if self._failure is None and self.process.returncode is None:
                 try:
                     self.request([CLOSE], "closing", timeout=min(self.timeout, 5.0))
@@ -410,7 +435,7 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
-                  outputs: set, folder: str) -> None:
+                  outputs: set, folder: str, arena: Optional[shm.Arena]) -> None:
     """Closing the socket and the lifeline tells the worker to exit; then make sure.
 
     Runs once per worker: from close(), when the last reference to the worker
@@ -429,6 +454,8 @@ def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
         outputs.discard(fd)
         _close_fd(fd)
     shutil.rmtree(folder, ignore_errors=True)
+    if arena is not None:
+        arena.close()
 
 
 def _pipe(made: List[Any]) -> Tuple[int, int]:
@@ -441,7 +468,9 @@ def _pipe(made: List[Any]) -> Tuple[int, int]:
 def _undo(made: List[Any]) -> None:
     """Close what a failed start made: sockets, descriptors, the image, the folder."""
     for thing in reversed(made):
-        if isinstance(thing, socket.socket):
+        if thing is None:
+            continue
+        if isinstance(thing, (socket.socket, shm.Arena)):
             thing.close()
         elif isinstance(thing, int):
             _close_fd(thing)
@@ -455,7 +484,8 @@ BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
         "from minildr.isolation.worker import main; main(sys.argv[2:])")
 
 
-def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits) -> List[str]:
+def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits, arena_fd: int = -1
+                   ) -> List[str]:
     """The worker's command line: -I, and minildr imported from this very package.
 
     -I (isolated mode) ignores PYTHON* variables and the user's site folder,
@@ -465,7 +495,7 @@ def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits) -> List[str]:
     """
     package_parent = str(Path(__file__).resolve().parents[2])
     return [sys.executable, "-I", "-c", BOOT, package_parent, str(sock_fd), str(lifeline_fd),
-            json.dumps(policy.to_wire(limits))]
+            json.dumps(policy.to_wire(limits)), str(arena_fd)]
 
 
 

@@ -38,6 +38,7 @@ import cffi
 from . import marshal, policy, protocol, sandbox, tree
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
+from .shm import Arena
 from ..contracts.contract import Contract
 from ..errors import PluginError, SandboxUnavailable, WorkerStartError
 from ..image import PluginImage
@@ -91,8 +92,10 @@ def read_image(spec: Dict[str, Any]) -> PluginImage:
 class Server:
     """The plugin, loaded in this process, and the handles the host refers to."""
 
-    def __init__(self, limits: Limits, failure: Optional[PluginError]) -> None:
+    def __init__(self, limits: Limits, failure: Optional[PluginError],
+                 arena: Optional[Arena] = None) -> None:
         self.limits = limits
+        self.arena = arena                    # shared with the host for long strings (shm.py)
         self.failure = failure                # the worker could not limit or confine itself
         self.plugin: Optional[Plugin] = None
         self.handles: List[Any] = []          # (object, Marshal or method names)
@@ -102,6 +105,8 @@ class Server:
         if op == protocol.CALL:
             function, how = self.handles[args[0]]
             return self.call(function, how, args[1])
+        if op == protocol.PING:
+            return None                       # serve() then echoes bare messages
         if op == protocol.READY:
             if self.failure is not None:
                 raise self.failure
@@ -165,11 +170,17 @@ class Server:
         return protocol.encode_value(proxy.call(method, *values))
 
     def call(self, function: Any, how: marshal.Marshal, wire: List[Any]) -> Any:
-        params = how.params
+        params, arena = how.params, self.arena
+        if arena is not None:
+            arena.begin()
         if Value.STRING in params or Value.CHAR in params:
-            wire = [marshal.from_wire(k, v) for k, v in zip(params, wire)]
+            wire = [marshal.from_wire(k, v, arena) for k, v in zip(params, wire)]
         result = function(*wire)
-        return marshal.to_wire(how.result, result) if how.result in _COPIED else result
+        if how.result not in _COPIED:
+            return result
+        copied = marshal.copy_result(how.result, result)
+        wire = result = None        # no pointer into the arena is left: it may grow for the result
+        return marshal.to_wire(how.result, copied, arena)
 
     def close(self) -> None:
         """Drop what the host was handed, so the library really unloads (destructors run)."""
@@ -220,6 +231,23 @@ def serve(sock: socket.socket, server: Server) -> None:
         send(respond(server, op, seq, args))
         if op == protocol.CLOSE:
             return
+        if op == protocol.PING:
+            echo(sock, reader, int(args[0]))
+
+
+def echo(sock: socket.socket, reader: protocol.FrameReader, count: int) -> None:
+    """Send back `count` bare PING_SIZE-byte messages: the floor benchmarks compare with."""
+    pending = bytes(reader.buffer)
+    reader.buffer.clear()
+    for _ in range(count):
+        while len(pending) < protocol.PING_SIZE:
+            data = sock.recv(1 << 16)
+            if not data:
+                return
+            pending += data
+        sock.sendall(pending[:protocol.PING_SIZE])
+        pending = pending[protocol.PING_SIZE:]
+    reader.feed(pending)
 
 
 def limit_and_confine(limits: Limits) -> Optional[PluginError]:
@@ -242,11 +270,11 @@ def limit_and_confine(limits: Limits) -> Optional[PluginError]:
 
 def main(argv: List[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the host decides when to stop us
-    sock_fd, lifeline_fd = int(argv[0]), int(argv[1])
+    sock_fd, lifeline_fd, arena_fd = int(argv[0]), int(argv[1]), int(argv[3])
     limits = policy.from_wire(json.loads(argv[2]))
     if tree.KEEPS_TREE:
-        tree.split(lifeline_fd, server_only=[sock_fd])   # returns in the server only
-    server = Server(limits, limit_and_confine(limits))
+        tree.split(lifeline_fd, server_only=[fd for fd in (sock_fd, arena_fd) if fd >= 0])
+    server = Server(limits, limit_and_confine(limits), Arena(arena_fd) if arena_fd >= 0 else None)
     watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
     sock = socket.socket(fileno=sock_fd)
     try:

@@ -292,6 +292,7 @@ def test_a_plugins_daemon_never_outlives_a_killed_host(probe):
 EMFILE_RUN = r"""
 import json, os, resource, sys
 import minildr
+from minildr import image as images
 
 def open_fds():
     return set(os.listdir("/proc/self/fd"))
