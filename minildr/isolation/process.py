@@ -1,8 +1,11 @@
 """The host's handle on one worker process: spawn, request and reply, output, crash, stop.
 
-`WorkerProcess` starts `python -m minildr.isolation.worker` with its own
-socket pair (the protocol, protocol.py), a *lifeline* pipe and two output
-pipes. The plugin's stdout and stderr are those pipes, which the host
+`WorkerProcess` starts the worker (`worker_command`: python -I, with an
+empty environment unless the host passes one, in a temporary folder of its
+own) with its own socket pair (the protocol, protocol.py), a *lifeline*
+pipe, two output pipes, the sealed plugin and the arena (shm.py), and no
+other descriptor. Failing to start it (out of descriptors, say) is
+WorkerStartError, with everything made so far closed again. The plugin's stdout and stderr are those pipes, which the host
 forwards to its own sys.stdout and sys.stderr while a request waits for its
 reply, so a notebook shows them under the cell that made the call (what a
 plugin's own thread prints between calls appears at the next call or at
@@ -15,7 +18,10 @@ stderr lines); bytes that are not a frame are `PluginProtocolError`.
 No orphans: the worker dies with its socket (close(), or the host exiting)
 and, while busy in plugin code, through the lifeline pipe that only the host
 holds open: when the host is gone, even by SIGKILL, the read end sees
-end-of-file and the worker exits.
+end-of-file and the worker exits. On Linux the process started is a keeper
+(tree.py) that ends everything the plugin forked, at close, crash, timeout
+or the host's death; stopping a worker asks the keeper (SIGTERM), then
+kills its process group.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from minildr.isolation import process, sandbox
 from minildr.isolation.policy import SandboxPolicy
 
 import hostile
+from examples.editor import Editor, build_plugins
 from helpers import ROOT, run_in_worker_first
 from platforms import requires_linux
 
@@ -263,3 +264,20 @@ def test_the_table_of_hostile_actions(plugins, sandboxed, isolated, capsys):
     assert len(rows) == len(hostile.ACTIONS)
     assert all(row.split("|")[4].strip().startswith(("refused", "not there", "stopped"))
                for row in rows), text
+
+
+# ---------------------------------------------------------------------------
+# The editor example, sandboxed
+# ---------------------------------------------------------------------------
+@requires_sandbox
+def test_the_editor_runs_its_plugins_sandboxed(tmp_path):
+    folder = tmp_path / "plugins"
+    build_plugins(folder)
+    letter = ROOT / "tests" / "data" / "editor" / "letter.qp"
+    with Editor() as local:
+        local.load_plugins(folder)
+        expected = local.open(letter).text
+    with Editor(sandbox=True) as editor:
+        report = editor.load_plugins(folder)
+        assert report.loaded and all(p.loader == "isolated" for p in report.loaded)
+        assert editor.open(letter).text == expected
