@@ -156,7 +156,7 @@ def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
     print(f"{'':<44}{'median us':>12}")
     rows = [("isolated nothing()", call_us), ("bare ping-pong, same processes", floor_us)]
     rows += list(big_us.items())
-    rows += [(f"{name} (beside sandboxed)", value) for name, value in empty_us.items()]
+    rows += [(f"{name} (interleaved)", value) for name, value in empty_us.items()]
     for name, value in rows:
         print(f"{name:<44}{value:>12.1f}")
 
