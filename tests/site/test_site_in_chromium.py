@@ -243,6 +243,8 @@ def test_screenshot(server, browser, kind, pattern):
         return [img.naturalWidth, img.getBoundingClientRect().width];""")
     assert size[0] > 0 and size[1] > 50, f"{page}: the {kind} is not shown ({size})"
     SCREENS.mkdir(parents=True, exist_ok=True)
+    for stale in SCREENS.glob(f"{kind}-*.png"):      # from pages since renamed
+        stale.unlink()
     shot = SCREENS / f"{kind}-{Path(page).stem}.png"
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000, f"{shot} looks empty"
