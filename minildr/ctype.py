@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -58,9 +59,13 @@ def _parser() -> c_parser.CParser:
     return c_parser.CParser()
 
 
+_parsing = threading.Lock()          # one CParser holds its state while it parses
+
+
 def parse(text: str, filename: str = "<header>") -> c_ast.FileAST:
     try:
-        return _parser().parse(text, filename)
+        with _parsing:                  # lookups may come from several threads at once
+            return _parser().parse(text, filename)
     except c_parser.ParseError as exc:
         raise CTypeError(str(exc)) from None
 
