@@ -94,7 +94,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         if self.base is None:
             return
         initfini.run(self.plan, self.base, self._fini, "fini", self.trace)
-        if THREAD_EXIT_DESTRUCTORS & {self.plan.names[r.symbol] for r in self.plan.relocations}:
+        if THREAD_EXIT_DESTRUCTORS & {self.plan.names[r.symbol] for r in self.plan.other}:
             # C++ thread_local objects registered destructors that run when each thread
             # exits, and may be code of this library: glibc defers the unload until they
             # have run (l_tls_dtor_count); this loader cannot count them, so it keeps the
