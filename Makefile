@@ -157,8 +157,9 @@ hub-test: $(STAMP) hub-env
 
 # The cross toolchains tests/formats/test_crossbuild.py rebuilds the Windows and macOS
 # fixtures with, and wine, which loads the DLLs (Debian packages, installed if
-# missing, as root; about 1.2 GB). Without them those tests skip and say why.
-CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64
+# missing, as root; about 1.2 GB), and g++, which builds the C++ plugin of
+# tests/native/test_native_cxx.py. Without them those tests skip and say why.
+CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64 g++
 cross-tools:
 	@missing=$$(for p in $(CROSS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "cross-tools: installing" $$missing; \

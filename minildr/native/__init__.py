@@ -16,7 +16,8 @@ ldso/dynlink.c does the same work in C):
     5 initfini.py   run initialisers (now), finalisers (on close)
     6 lookup.py     find an exported name: DT_GNU_HASH (Bloom filter) or DT_HASH
     trace.py        beside every step: each one as an event; the layout as rows to plot
-    tls.py          thread-local storage: initial-exec references into loaded libraries
+    tls.py          thread-local storage: into loaded libraries, and a block of its own
+    unwind.py       its .eh_frame registered with the unwinder, so C++ exceptions work
     classes.py      what a relocation asks for, whatever the CPU: NONE, SYMBOLIC, RELATIVE, ...
     x86_64.py, aarch64.py   the relocation types of each architecture, by class (step 4's tables)
     libc.py         the C functions those steps call (mmap, dlsym, ...), in one place
@@ -53,9 +54,12 @@ not to ship:
   its folder); not searched in glibc's order (RPATH before
   LD_LIBRARY_PATH), and each dependency's own dependencies are the system
   loader's to find.
-- It keeps no list of loaded libraries: dladdr, gdb, profilers, stack
-  unwinders and C++ exception handling (which find code through the
-  system loader's list) do not see its libraries.
+- It keeps no list of loaded libraries: dladdr, gdb and profilers (which
+  find code through the system loader's list) do not see its libraries;
+  the unwinder does, through the registration in unwind.py.
+- A library whose C++ thread_local objects register destructors for
+  thread exit (__cxa_thread_atexit) stays mapped after close: glibc counts
+  those registrations and defers the unload; this loader cannot count them.
 - Nothing is shared between loads: each load maps a new copy, with no
   reference count and no de-duplication by path or SONAME; its symbols
   are reachable through `lookup` only (nothing like RTLD_GLOBAL).

@@ -23,13 +23,14 @@ from ..formats import elf
 from ..errors import LoadError, SymbolNotFound, UnsupportedELF
 from ..host import HOST
 from ..lifetime import KeepsMappedWhileReferenced
-from . import initfini, lookup, mapping, relocate, resolve, tls
+from . import initfini, lookup, mapping, relocate, resolve, tls, unwind
 from .libc import ffi
 from .parse import Plan, parse
 from .validate import check_host
 from .trace import Event, Segment, Trace, with_gaps
 
 log = logging.getLogger("minildr")
+THREAD_EXIT_DESTRUCTORS = {"__cxa_thread_atexit", "__cxa_thread_atexit_impl"}
 
 
 class NativeLibrary(KeepsMappedWhileReferenced):
@@ -49,6 +50,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._cache: dict = {}
         self._needed = resolve.open_needed(self.plan, self.trace)
         self._tls: Optional[tls.BorrowedModule] = None
+        self._unwind: Optional[unwind.Registration] = None
         self.base: Optional[int] = None
         try:
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
@@ -59,6 +61,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             relocate.relocate(self.plan, self.base, bound, self.trace,
                               self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)
+            self._unwind = unwind.Registration(self.plan, self.base, self.trace)
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
         except BaseException:
@@ -91,9 +94,24 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         if self.base is None:
             return
         initfini.run(self.plan, self.base, self._fini, "fini", self.trace)
+        if THREAD_EXIT_DESTRUCTORS & {self.plan.names[r.symbol] for r in self.plan.other}:
+            # C++ thread_local objects registered destructors that run when each thread
+            # exits, and may be code of this library: glibc defers the unload until they
+            # have run (l_tls_dtor_count); this loader cannot count them, so it keeps the
+            # code, its TLS block and its DT_NEEDED libraries for the life of the process.
+            self.trace.event("unmap", "kept mapped: thread_local destructors (registered with "
+                                      "__cxa_thread_atexit) may still run at thread exit")
+            self.base, self._needed = None, []       # the libraries it calls stay loaded too
+            if self._on_unload is not None:
+                self._on_unload, on_unload = None, self._on_unload
+                on_unload()
+            return
         self._release_memory()
 
     def _release_memory(self) -> None:
+        if self._unwind is not None:                # before the memory it describes goes
+            self._unwind.close()
+            self._unwind = None
         if self.base is not None:
             mapping.unmap(self.base, self.plan.span)
             self.trace.event("unmap", f"{self.plan.span} bytes at {self.base:#x}")

@@ -62,7 +62,7 @@ class Plan:
     gnu: Optional[elf.GnuHash]                  # the hash tables: one or both
     sysv: Optional[elf.SysvHash]
     relative: Relatives                         # RELATIVE relocations, applied in bulk
-    relocations: List[Relocation]               # every other relocation, one by one
+    other: List[Relocation]                     # every other relocation, applied one by one
     init: List[Tuple[str, int]] = field(default_factory=list)    # see read_initfini
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
@@ -72,13 +72,14 @@ class Plan:
     def rel_class(self, r: Relocation) -> Rel:
         return self.arch.SUPPORTED[r.type][1]
 
-    def all_relocations(self) -> List[Relocation]:
+    @property
+    def relocations(self) -> List[Relocation]:
         """Every relocation as a row, the RELATIVE ones too: for reading, not for loading."""
         signed = [a - (1 << 64) if a >> 63 else a for a in self.relative.addends]
         rela = [Relocation("RELA", at, self.arch.RELATIVE, 0, a)
                 for at, a in zip(self.relative.offsets, signed)]
         relr = [Relocation("RELR", at, self.arch.RELATIVE, 0, 0) for at in self.relative.relr]
-        return rela + self.relocations + relr
+        return rela + self.other + relr
 
 
 def parse(data: bytes, path: str) -> Plan:
@@ -90,12 +91,12 @@ def parse(data: bytes, path: str) -> Plan:
     validate.check_dynamic(f, dyn)
     gnu, sysv = dyn.gnu_hash(), dyn.sysv_hash()
     symbols = read_symbols(dyn, gnu, sysv)
-    relative, relocations = read_relocations(f, dyn, arch, len(symbols))
+    relative, other = read_relocations(f, dyn, arch, len(symbols))
     plan = Plan(path=f.path, elf=f, arch=arch, loads=loads, span=span, relro=relro,
                 needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT.NEEDED)],
                 symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
                 versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
-                gnu=gnu, sysv=sysv, relative=relative, relocations=relocations,
+                gnu=gnu, sysv=sysv, relative=relative, other=other,
                 symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
                 runpath=next((dyn.string(dyn.get(tag), "DT_RUNPATH") for tag in
                               (elf.DT.RUNPATH, elf.DT.RPATH) if dyn.has(tag)), ""),

@@ -85,7 +85,7 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
     store(plan, memory, trace, relative, "RELR", rel.relr, [base + w for w in memory.read(rel.relr)])
     groups: Dict[Any, List[Relocation]] = defaultdict(list)     # (type, table) -> rows
     later = []
-    for r in plan.relocations:
+    for r in plan.other:
         cls, binding = plan.rel_class(r), bound.get(r.symbol, NOWHERE)
         if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and binding.ifunc):
             later.append(r)

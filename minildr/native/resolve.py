@@ -76,7 +76,7 @@ def close_needed(handles: List[Any]) -> None:
 
 def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Binding]:
     bound: Dict[int, Binding] = {}
-    for r in plan.relocations:
+    for r in plan.other:
         if r.symbol and r.symbol not in bound:
             bound[r.symbol] = bind(plan, r.symbol, handles, trace)
     return bound

@@ -21,8 +21,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 @dataclass(frozen=True)
 class Event:
-    step: str           # "needed", "resolve", "reserve", "map", "relocate", "relro", "init",
-    #                     "fini", "unmap": in the order a load and a close run them
+    step: str           # "needed", "resolve", "reserve", "map", "tls", "relocate", "relro",
+    #                     "unwind", "init", "fini", "unmap", "tls": in the order a load and a
+    #                     close run them
     message: str
     data: Dict[str, Any] = field(default_factory=dict)
 

@@ -202,8 +202,8 @@ def check_relocations(plan: Any) -> None:
     every thread-local reference one this loader can make (tls.py)."""
     f, loads = plan.elf, plan.loads
     check_targets(f, loads, plan.relative.offsets + plan.relative.relr
-                           + [r.offset for r in plan.relocations])
-    use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.relocations
+                           + [r.offset for r in plan.other])
+    use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.other
            if plan.rel_class(r) in TLS_USE}
     if use.get(0) == "static":
         refuse(f.path, "thread-local storage of its own in static TLS (initial-exec)")
@@ -211,10 +211,10 @@ def check_relocations(plan: Any) -> None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
     if plan.tls is not None:
         check_targets_outside(f, plan.relative.offsets + plan.relative.relr
-                                       + [r.offset for r in plan.relocations], plan.tls)
-    for index in {r.symbol for r in plan.relocations if r.symbol}:
+                                       + [r.offset for r in plan.other], plan.tls)
+    for index in {r.symbol for r in plan.other if r.symbol}:
         check_symbol(f, loads, plan.symbols[index], plan.names[index], use.get(index))
-    for r in plan.relocations:
+    for r in plan.other:
         if plan.rel_class(r) is Rel.IRELATIVE:
             check_code(f, loads, r.addend, "an IFUNC resolver")
 

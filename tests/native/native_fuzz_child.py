@@ -71,7 +71,7 @@ def try_load(data: bytes) -> None:
     plan = parse(data, "<fuzzed>")
     for name in plan.names[:8]:
         lookup.find(plan, name)
-    plan.relocations = [r for r in plan.relocations
+    plan.other = [r for r in plan.other
                         if plan.rel_class(r) is not Rel.IRELATIVE
                         and elf.ELF64_ST_TYPE(plan.symbols[r.symbol].st_info) != elf.STT.GNU_IFUNC]
     bound = resolve.bind_symbols(plan, [], Trace())

@@ -49,9 +49,9 @@ def test_plan_reads_the_file_and_runs_nothing(tmp_path):
     assert isinstance(plan, minildr.native.Plan)
     assert plan.path == os.fspath(path)
     expected = parse(path.read_bytes(), os.fspath(path))
-    assert (plan.span, plan.relro, plan.needed, plan.names, plan.all_relocations(), plan.init) == \
+    assert (plan.span, plan.relro, plan.needed, plan.names, plan.relocations, plan.init) == \
         (expected.span, expected.relro, expected.needed, expected.names,
-         expected.all_relocations(), expected.init)
+         expected.relocations, expected.init)
     assert [tag for tag, _ in plan.init][-1] == "DT_INIT_ARRAY"    # the constructor: listed...
     assert not marker.exists()                                        # ...but never run
     assert not mappings_of(path.name)                                 # and nothing mapped
@@ -127,7 +127,7 @@ def test_relocate_events_name_the_symbol_and_the_word_before(relocs_libs, kind):
         pytest.skip("needs a linker with -z pack-relative-relocs")
     with minildr.native.load(relocs_libs[kind], trace=True) as lib:
         events = [e for e in lib.trace.events if e.step == "relocate"]
-        relocations = [r for r in lib.plan.all_relocations() if lib.plan.rel_class(r) is not Rel.NONE]
+        relocations = [r for r in lib.plan.relocations if lib.plan.rel_class(r) is not Rel.NONE]
         assert len(events) == len(relocations)
         by_offset = {r.offset: r for r in relocations}
         tables = set()

@@ -150,7 +150,7 @@ def check_versions(plan: Plan, theirs: ELFFile) -> None:
 
 def check_relocations(plan: Plan, theirs: ELFFile, dyn) -> None:
     tables = dyn.get_relocation_tables()
-    ours = {t: [(r.offset, r.type, r.symbol, r.addend) for r in plan.all_relocations() if r.table == t]
+    ours = {t: [(r.offset, r.type, r.symbol, r.addend) for r in plan.relocations if r.table == t]
             for t in ("RELA", "JMPREL", "RELR")}
     for table in ("RELA", "JMPREL"):
         want = [(r.entry.r_offset, r.entry.r_info_type, r.entry.r_info_sym, r.entry.r_addend)
@@ -246,7 +246,7 @@ def test_aarch64_files_use_only_supported_types(name):
     path = AARCH64 / name
     plan = parse(path.read_bytes(), str(path))
     assert plan.arch is aarch64
-    used = {aarch64.SUPPORTED[r.type][0] for r in plan.all_relocations()}
+    used = {aarch64.SUPPORTED[r.type][0] for r in plan.relocations}
     assert {"R_AARCH64_RELATIVE", "R_AARCH64_GLOB_DAT", "R_AARCH64_ABS64",
             "R_AARCH64_IRELATIVE"} <= used
 
@@ -275,7 +275,7 @@ def test_aarch64_relocations_applied_by_the_table(tmp_path):
     path = AARCH64 / "relocs-noplt-now.so"
     plan = parse(path.read_bytes(), str(path))
     plan.versions = {}              # AArch64 glibc's versions (GLIBC_2.17) are not this libc's
-    plan.relocations = [r for r in plan.relocations
+    plan.other = [r for r in plan.other
                         if aarch64.SUPPORTED[r.type][1] is not Rel.IRELATIVE
                         and elf.ELF64_ST_TYPE(plan.symbols[r.symbol].st_info) != elf.STT.GNU_IFUNC]
     trace = Trace()
@@ -287,7 +287,7 @@ def test_aarch64_relocations_applied_by_the_table(tmp_path):
         relocate.relocate(plan, base, bound, trace)
         memory = relocate.ffi.buffer(relocate.ffi.cast("char *", base), plan.span)
         kinds = set()
-        for r in plan.all_relocations():
+        for r in plan.relocations:
             name, how = aarch64.SUPPORTED[r.type]
             word = struct.unpack_from("<Q", memory, r.offset)[0]
             binding = bound.get(r.symbol, resolve.NOWHERE)

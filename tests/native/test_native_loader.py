@@ -83,7 +83,7 @@ def test_relocs_plugin_agrees_across_loaders(tmp_path, monkeypatch, compiler, fl
     monkeypatch.setenv("CC", compiler)
     path = build_relocs(tmp_path, flags)
     plan = parse(path.read_bytes(), str(path))
-    kinds = {plan.arch.SUPPORTED[r.type][1] for r in plan.all_relocations()}
+    kinds = {plan.arch.SUPPORTED[r.type][1] for r in plan.relocations}
     assert {Rel.RELATIVE, Rel.SYMBOLIC, Rel.IRELATIVE} <= kinds
     results = {}
     for loader in LOADERS:
@@ -116,9 +116,9 @@ def test_pack_relative_relocs_gives_relr(tmp_path):
         pytest.skip("this linker has no -z pack-relative-relocs (binutils >= 2.38 has)")
     path = build_relocs(tmp_path, ["-Wl,-z,pack-relative-relocs"])
     plan = parse(path.read_bytes(), str(path))
-    relr = [r for r in plan.all_relocations() if r.table == "RELR"]
+    relr = [r for r in plan.relocations if r.table == "RELR"]
     assert len(relr) >= 16                             # the words and pointers tables
-    assert not any(r.table == "RELA" and r.type == 8 for r in plan.all_relocations())
+    assert not any(r.table == "RELA" and r.type == 8 for r in plan.relocations)
 
 
 # -- the same checks: the bad-input corpus, through loader="native" ---------------

@@ -1,0 +1,79 @@
+"""Unwinding: let C++ exceptions (and backtraces) through the library's own code.
+
+When C++ code throws, the unwinder (libgcc_s's _Unwind_RaiseException)
+walks the stack frame by frame, and for each return address looks up the
+frame description (FDE) that says how to undo that frame: in the .eh_frame
+section of the library the address belongs to. It finds that section in one
+of two ways (libgcc's unwind-dw2-fde-dispatch.c, _Unwind_Find_FDE): among
+the sections registered with __register_frame, then among the libraries
+the system loader lists (dl_iterate_phdr, each one's PT_GNU_EH_FRAME). A
+library this loader mapped is in no such list, so without a registration
+the first throw, even one the library catches itself, finds no FDE and
+ends in std::terminate.
+
+So after relocation (the FDEs' pointers are relative to their own place,
+and the personality and LSDA pointers they use are relocated words), the
+loader finds .eh_frame through PT_GNU_EH_FRAME: the .eh_frame_hdr it
+points at starts with a version byte, the encoding of the next field, and
+two table encodings, then `eh_frame_ptr`, the address of .eh_frame
+(Linux Standard Base Core, "Exception Frames", .eh_frame_hdr); then hands
+that address to __register_frame, and to __deregister_frame on close,
+before the memory goes away.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any, Optional
+
+from ..formats import elf
+from .libc import ffi, libc
+
+DW_EH_PE_pcrel, DW_EH_PE_sdata4, DW_EH_PE_udata4, DW_EH_PE_absptr = 0x10, 0x0B, 0x03, 0x00
+_unwinder: Any = None
+
+
+def unwinder() -> Any:
+    """libgcc_s's registration functions (the unwinder libstdc++ throws through), or None."""
+    global _unwinder
+    if _unwinder is None:
+        handle = libc.dlopen(b"libgcc_s.so.1", os.RTLD_NOW | os.RTLD_GLOBAL)
+        _unwinder = handle if handle != ffi.NULL else False
+    return _unwinder or None
+
+
+def eh_frame(plan: Any, base: int) -> Optional[int]:
+    """Where the library's .eh_frame is in memory, read from its .eh_frame_hdr, or None."""
+    header = next(plan.elf.segments(elf.PT.GNU_EH_FRAME), None)
+    if header is None or header.p_memsz < 8:
+        return None
+    at = plan.elf.file_offset(header.p_vaddr, 8, "the .eh_frame_hdr")
+    version, encoding = plan.elf.data[at], plan.elf.data[at + 1]
+    if version != 1 or encoding & 0x0F not in (DW_EH_PE_sdata4, DW_EH_PE_udata4) \
+            or encoding & 0x70 not in (0, DW_EH_PE_pcrel):
+        return None                         # an encoding this reader does not decode
+    value = struct.unpack_from("<i" if encoding & 0x0F == DW_EH_PE_sdata4 else "<I",
+                               plan.elf.data, at + 4)[0]
+    where = value + (header.p_vaddr + 4 if encoding & 0x70 == DW_EH_PE_pcrel else 0)
+    return base + where if plan.elf.file_offset(where, 4, "the .eh_frame") is not None else None
+
+
+class Registration:
+    """The library's .eh_frame, registered with the unwinder until `close`."""
+
+    def __init__(self, plan: Any, base: int, trace: Any) -> None:
+        self.address, self.gcc = eh_frame(plan, base), unwinder()
+        if self.address is None or self.gcc is None:
+            self.address = None
+            return
+        ffi.cast(VOID_FN, libc.dlsym(self.gcc, b"__register_frame"))(self.address)
+        trace.event("unwind", f".eh_frame at base+{self.address - base:#x} registered with "
+                              "the unwinder (__register_frame)", offset=self.address - base)
+
+    def close(self) -> None:
+        if self.address is not None:
+            ffi.cast(VOID_FN, libc.dlsym(self.gcc, b"__deregister_frame"))(self.address)
+            self.address = None
+
+
+VOID_FN = ffi.typeof("void (*)(uintptr_t)")
