@@ -278,10 +278,11 @@ class ElfFile(Reader):
         if index >= table_size:
             self.fail(f"{what}: name offset {index} is past its string table")
         self.check_range(table_offset, table_size, f"string table of {what}")
-        end = bytes(self.data[table_offset + index:table_offset + table_size]).find(b"\0")
+        start = table_offset + index
+        end = self.nul_at(start, table_offset + table_size)
         if end < 0:
             self.fail(f"{what}: name is not NUL-terminated")
-        raw = bytes(self.data[table_offset + index:table_offset + index + end])
+        raw = bytes(self.data[start:end])
         return raw.decode("utf-8", "replace")
 
     # -- what the rest of minildr asks --------------------------------

@@ -35,8 +35,17 @@ class Reader:
 
     def __init__(self, data: bytes, path: "os.PathLike[str] | str", order: str = "<") -> None:
         self.data = memoryview(data).toreadonly()
+        self._bytes = data if isinstance(data, bytes) else bytes(data)
         self.path = os.fspath(path)
         self.order = order
+
+    def nul_at(self, start: int, end: int) -> int:
+        """The offset of the first NUL in [start, end), or -1.
+
+        Searches in place: copying the rest of a string table for every name
+        would cost time quadratic in the table's size (10,000 exports).
+        """
+        return self._bytes.find(b"\0", start, end)
 
     def fail(self, what: str) -> NoReturn:
         raise NotAPlugin(self.path, what)
