@@ -355,7 +355,7 @@ def run(out: Path = DEFAULT_OUT, *, calls: int = 20_000, rounds: int = 15, repea
 
 
 # The results of one full run on the development machine, kept in the repository
-# (`make bench` refreshes them): what notebook 06's decision guide was written from.
+# (`make bench` refreshes them): what notebook 07's decision guide was written from.
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -16,7 +16,10 @@ minildr's analogue of `go build -buildmode=plugin`. The steps, each a function:
                           export is defined, nothing undeclared is exported.
 6. install              - move the file into place atomically, so a process
                           that has the old version mapped never sees a half-
-                          written file.
+                          written file, and return its path carrying the
+                          bytes written: `open(build(...))` loads what this
+                          build made even if another build has replaced the
+                          file since (image.BuiltPath).
 
 `build` runs these steps for the machine it runs on; `build_for` runs them for
 another target with a cross compiler (tests/data/crossbuild/ is made that way),
@@ -36,10 +39,12 @@ from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import ctype
+from .atomic import write_atomically
 from .formats import elf, macho, pe
 from .contracts.contract import INCLUDE_DIR, Contract
 from .errors import BuildError, CompilerNotFound
 from .host import HOST, SUFFIXES, Platform
+from .image import built_path
 from .progress import progress
 from .manifest import ABI_VERSION, NT_MINILDR_MANIFEST, NOTE_OWNER, Export, Manifest
 
@@ -198,6 +203,43 @@ def exports_wrapper(header: Path, os_name: str) -> str:
 # ---------------------------------------------------------------------------
 # 4. the compile command
 # ---------------------------------------------------------------------------
+# What every ELF plugin is linked with (GNU ld and lld take the same words;
+# only ELF targets get them: ld64 and link.exe have their own defaults).
+#
+# -z relro -z now: full RELRO. With -z now (DF_BIND_NOW) the loader binds
+#   every function slot of the GOT at load, so the linker can put those slots
+#   inside PT_GNU_RELRO too, and the loader makes them read-only once
+#   relocated. Under the default partial RELRO, RELRO covers only the GOT's
+#   first entries; the function slots (.got.plt) stay writable for lazy
+#   binding for the life of the process, a classic target for overwriting
+#   (Drepper, "How To Write Shared Libraries", 2.6 "Increasing Security";
+#   ld(1) -z relro, -z now). A plugin is opened with RTLD_NOW anyway, so
+#   binding at load costs it nothing more.
+# -z noexecstack: the plugin declares it needs no executable stack
+#   (PT_GNU_STACK without PF_X). Without the note an object file may leave,
+#   the linker could mark the stack executable, and glibc would then make the
+#   whole process's stacks executable when the plugin is loaded.
+# -Bsymbolic: the plugin's own references to its own exports bind to its
+#   own definitions at link time (DF_SYMBOLIC), so a same-named symbol
+#   elsewhere in the process (libc's getpid, another plugin loaded with
+#   RTLD_GLOBAL) cannot interpose on them. By default a default-visibility
+#   definition in a shared library can be preempted, because lookups search
+#   the global scope first (Drepper 1.5.4 "Lookup Scope", and 2.2.7 "Avoid
+#   Using Exported Symbols", which describes -Bsymbolic and its cost).
+#   Why -Bsymbolic rather than protected visibility:
+#   - the cost Drepper names for -Bsymbolic comes from an *executable* linked
+#     against the library (copy relocations of its variables, and its PLT
+#     address standing in for a function's address). Nothing links against a
+#     plugin: it is only ever dlopen'ed, so that cost cannot arise here;
+#   - protected visibility would change how the exports header's declarations
+#     are compiled, and it is the mode whose treatment toolchains have changed
+#     over the years (references to protected data and the addresses of
+#     protected functions; Drepper 2.2.2 "Define Global Visibility" already
+#     notes that the dynamic linker still has to look protected symbols up);
+#   - it is one linker flag, visible in the file (DF_SYMBOLIC, which
+#     minildr.native honours too), covering functions and variables alike.
+ELF_HARDENING = ("-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack", "-Wl,-Bsymbolic")
+
 def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], out: Path, *,
                     forced_includes: Sequence[Path], include_dirs: Sequence[Path],
                     defines: Mapping[str, str], cflags: Sequence[str] = (),
@@ -216,6 +258,8 @@ def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], o
               # records; without it, ld64 records the output path of this build.
               "darwin": ["-dynamiclib", "-fPIC", f"-Wl,-install_name,@rpath/{out.name}"],
               "windows": ["-shared"]}[os_name]
+    if os_name == "linux":
+        shared += list(ELF_HARDENING)
     if os_name == "windows" and compiler.family == "gcc":
         # MinGW's GNU ld stamps the time, and derives the DLL's preferred
         # address from the output's path (a new temporary folder each build):
@@ -390,11 +434,12 @@ def build_for(target: Platform, compiler: Optional[Compiler],
         if output.strip():
             log.warning("build %s: compiler output:\n%s", name, output.strip())
         check_exports(partial, declared, header, target.arch)
-        staged = out_dir / f".{installed.name}.{os.getpid()}.tmp"
-        shutil.copy(partial, staged)
-        os.replace(staged, installed)    # atomic: a new inode, never a half-written file
+        data = partial.read_bytes()
+    # Atomic: a new inode under a name unique to this call, renamed into place,
+    # so no reader ever sees a half-written file (atomic.py).
+    written = write_atomically(installed, data, mode=0o755)
     log.info("built %s: %s %s, %d export(s)", installed, name, version, len(declared))
-    return installed
+    return built_path(installed, data, written)
 
 
 # ---------------------------------------------------------------------------

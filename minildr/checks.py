@@ -9,8 +9,10 @@ Each check is one function with its own error, so that `open`, `verify`,
 4. `check_versions`   same minildr ABI, same platform               VersionMismatch
 5. `check_contracts`  every contract both name: same hash, or an    DependencyMismatch
                       append-only change within one major version
-6. `check_trust`      a pinned digest or a trusted signature        UntrustedPlugin
-                      (only with trust=..., see trust.py)
+6. `check_trust`      a pinned digest or a trusted signature,       UntrustedPlugin
+                      no older than the store's floor for its name
+                      (only with trust=..., see trust.py); and with
+                      expect=NAME, the plugin the host asked for
 
 `read_manifest` is steps 1 and 3 alone: the manifest, read without running
 anything (the way importlib's finders read a spec before any loader runs).
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from . import image as images
 from .contracts.contract import Contract, dependency_mismatch
@@ -27,7 +29,7 @@ from .errors import NotAPlugin, VersionMismatch
 from .host import BINARY_FORMAT, HOST
 from .image import PluginImage
 from .manifest import ABI_VERSION, BinaryInfo, Manifest
-from .trust import as_store
+from .trust import as_store, refuse_unless_trusted, unexpected
 
 log = logging.getLogger("minildr")
 
@@ -84,10 +86,18 @@ def check_contracts(image: PluginImage, manifest: Manifest,
                      contract.version)
 
 
-def check_trust(image: PluginImage, trust: Any) -> None:
-    """With a trust store (or the path of a trust file), refuse what it does not trust."""
+def check_trust(image: PluginImage, trust: Any, expect: Optional[str] = None) -> None:
+    """With a trust store (or the path of a trust file), refuse what it does not trust.
+
+    With `expect` (a plugin name), refuse a file whose manifest names another
+    plugin, with or without a store: a file put in place of another.
+    """
     if trust is not None:
-        as_store(trust).check(image)
+        as_store(trust).check(image, expect=expect)
+    elif expect is not None:
+        verdict = unexpected(image.manifest(), expect, image.sha256)
+        if verdict is not None:
+            refuse_unless_trusted(image.path, verdict)
 
 
 def read_manifest(path: "os.PathLike[str] | str") -> Manifest:

@@ -115,7 +115,12 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Every check open() makes, without loading; with --trust, the trust verdict too."""
+    """Every check open() makes, without loading; with --trust, the trust verdict too.
+
+    Each line says what was checked and what was found, so a refusal can be
+    read as a reason: where the bytes come from (pinned, signed), then what
+    they are (the plugin expected, not older than the store's floor).
+    """
     image = read_image(args.plugin)
     check_binary(image)
     manifest = check_manifest(image)
@@ -123,13 +128,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     say(f"plugin    {manifest.name} {manifest.version}")
     say(f"sha256    {image.sha256}")
     say("checks    binary, manifest, ABI and platform: ok")
+    if args.expect is not None:
+        say(f"expected  {args.expect}: " + (
+            "ok, its manifest names it" if manifest.name == args.expect else
+            f"NO, its manifest names {manifest.name!r} (another plugin in its place)"))
     sig_path = trust.signature_path(image.path)
     if not args.trust:
         say(f"signature {sig_path.name if sig_path.exists() else 'none'}")
         say("trust     not checked: pass --trust FILE to decide")
-        return 0
-    verdict = trust.TrustStore.load(args.trust).verdict(image)
-    say(f"verdict   {verdict}")
+        return 0 if args.expect in (None, manifest.name) else 1
+    store = trust.TrustStore.load(args.trust)
+    floor = store.floors.get(manifest.name)
+    say(f"floor     {f'{manifest.name} {floor} or newer' if floor else 'none for ' + manifest.name}")
+    verdict = store.verdict(image, expect=args.expect)
+    say(f"verdict   {verdict.status}: {verdict}")
     return 0 if verdict.trusted else 1
 
 
@@ -155,7 +167,8 @@ def add_trust_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]
     v = sub.add_parser("verify", help="check a plugin without loading it and explain "
                                       "the trust verdict")
     v.add_argument("plugin", type=Path)
-    v.add_argument("--trust", type=Path, help="a trust file (pinned digests and keys)")
+    v.add_argument("--trust", type=Path, help="a trust file (pinned digests, keys, floors)")
+    v.add_argument("--expect", metavar="NAME", help="the plugin this file must be")
     v.set_defaults(run=cmd_verify)
 
 

@@ -71,7 +71,12 @@ class Report:
 
 
 def discover(folder: "os.PathLike[str] | str", **open_kwargs: Any) -> Report:
-    """Open every `*<SUFFIX>` file in `folder` (not recursive), in name order."""
+    """Open every `*<SUFFIX>` file in `folder` (not recursive), in name order.
+
+    Each file must be the plugin its name says: `greet.so` must carry the
+    manifest of a plugin called greet (open's expect=), so a plugin copied
+    over another's file (substitution, however it is signed) is refused.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise PluginNotFound(folder, "is not a folder; pass the folder that holds the plugins")
@@ -81,7 +86,7 @@ def discover(folder: "os.PathLike[str] | str", **open_kwargs: Any) -> Report:
             if path.suffix != SUFFIX:
                 continue
             try:
-                report.loaded.append(open_plugin(path, **open_kwargs))
+                report.loaded.append(open_plugin(path, **{"expect": path.stem, **open_kwargs}))
             except PluginError as exc:
                 report.failed.append((path, exc))
     except BaseException:       # KeyboardInterrupt, MemoryError...: close what was opened

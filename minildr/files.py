@@ -46,6 +46,16 @@ def identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def contents_key(ident: Identity) -> Tuple[int, int, int, int]:
+    """What changes when the contents may have: device, inode, size and mtime.
+
+    Not the ctime: another process renaming a new file over this one's name
+    (how minildr.build installs) moves the ctime of the inode being read,
+    whose bytes stay whole.
+    """
+    return ident[:4]
+
+
 def stat_regular(path: str) -> os.stat_result:
     """The stat of `path` if it is a regular file; otherwise a specific PluginError."""
     try:
@@ -88,7 +98,7 @@ def read_regular(path: "os.PathLike[str] | str", limit: int, *,
         raise FileTooLarge(path, "is too large to read into memory") from None
     finally:
         os.close(fd)
-    if identity(before) != identity(after):
+    if contents_key(identity(before)) != contents_key(identity(after)):
         raise FileChanged(path, "changed while it was being read; try again once the program "
                                 "writing it (a build?) has finished")
     return data, identity(after)

@@ -17,6 +17,18 @@ it already has for that path).
 Reading an unchanged file again reuses its image: the cache trusts a file
 whose device, inode, size, mtime and ctime (in nanoseconds) are unchanged,
 the way Python's import system trusts a .pyc by its source's size and mtime.
+ctime alone changing is not proof of a change: another process renaming a
+file over it (a build installing) or a hard link changes it too. Then the
+file is read and hashed again, and the same digest keeps the image.
+
+What `minildr.build` returns is a `BuiltPath`: the installed path, marked
+as built by this process, which remembers the bytes of its latest build at
+each path. If by the time it is opened another process (another kernel, a
+classmate's build on a shared folder) has renamed its own file over that
+name, `read` gives the bytes this process built there last, not the other
+one's: so `open(build(...))` always loads what it built. A file written in
+place, or rebuilt by this process, is read as usual; so is any path given
+as a plain string.
 """
 from __future__ import annotations
 
@@ -28,12 +40,14 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Tuple
 
 from . import files
-from .errors import NotAPlugin
+from .errors import FileChanged, NotAPlugin
 from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, is_binary,
                        manifest_from_payload)
 
@@ -45,6 +59,9 @@ CACHE_SIZE = 32
 
 Identity = files.Identity
 _identity = files.identity
+
+
+_same_contents_key = files.contents_key     # device, inode, size, mtime: not the ctime
 
 
 @dataclass(eq=False)
@@ -186,36 +203,119 @@ def _private_copy(data: bytes, name: str) -> str:
 # Reading, with the identity cache
 # ---------------------------------------------------------------------------
 _lock = threading.RLock()
-_cache: "OrderedDict[Tuple[str, Identity], PluginImage]" = OrderedDict()
+_cache: "OrderedDict[str, PluginImage]" = OrderedDict()     # absolute path -> its image
+READ_ATTEMPTS = 3           # a file changing under every one of them is refused
+
+
+# The latest image this process built at each path (absolute), most recent last.
+_built_here: "OrderedDict[str, PluginImage]" = OrderedDict()
+
+
+class BuiltPath(type(Path())):            # PosixPath or WindowsPath, as Path() itself
+    """The path `minildr.build` returns: a Path, marked as built by this process.
+
+    `read` of a BuiltPath whose file another process has replaced since
+    gives the bytes this process last built there (see the module's docstring).
+    """
+
+    def __repr__(self) -> str:                       # as the Path it is
+        return f"{type(Path()).__name__}({self.as_posix()!r})"
+
+
+def built_path(path: "os.PathLike[str] | str", data: bytes,
+               written: os.stat_result) -> BuiltPath:
+    """The BuiltPath for `data`, just installed at `path` (`written`: its stat before the rename).
+
+    The image is cached too, so an open by the path's name (a string) finds
+    it without reading the file again while that file is unchanged.
+    """
+    image = PluginImage(path=os.fspath(path), data=data,
+                        sha256=hashlib.sha256(data).hexdigest(), identity=_identity(written))
+    key = os.path.abspath(path)
+    with _lock:
+        _remember(key, image)
+        _built_here[key] = image
+        _built_here.move_to_end(key)
+        while len(_built_here) > CACHE_SIZE:
+            _built_here.popitem(last=False)
+    return BuiltPath(path)
+
+
+def _replaced_by_another_process(path: "os.PathLike[str] | str",
+                                 now: Identity) -> Optional[PluginImage]:
+    """This process's latest build at `path`, if `path` is a BuiltPath whose file is not it."""
+    if not isinstance(path, BuiltPath):
+        return None
+    with _lock:
+        built = _built_here.get(os.path.abspath(path))
+    if built is None or built.identity[:2] == now[:2]:
+        return None
+    return built
 
 
 def read(path: "os.PathLike[str] | str") -> PluginImage:
-    """The image of the file at `path`: from the cache if the file is unchanged."""
+    """The image of the file at `path`: from the cache if the file is unchanged.
+
+    Unchanged means the same device, inode, size and mtime; if only the
+    ctime differs (a rename or link elsewhere touched the inode), the file is
+    hashed again, and the same digest keeps the cached image.
+    """
+    now = _identity(files.stat_regular(os.fspath(path)))
+    built = _replaced_by_another_process(path, now)      # needs the BuiltPath itself
     path = os.fspath(path)
-    st = files.stat_regular(path)
-    key = (os.path.abspath(path), _identity(st))
+    if built is not None:
+        log.info("open %s: another process replaced the file since this one built it; "
+                 "loading the bytes built here (sha256 %s)", path, built.sha256)
+        return built
+    key = os.path.abspath(path)
     with _lock:
-        image = _cache.get(key)
-        if image is not None:
+        cached = _cache.get(key)
+        if cached is not None and cached.identity == now:
             _cache.move_to_end(key)
-            return image
+            return cached
     image = _read_file(path)
-    key = (os.path.abspath(path), image.identity)
     with _lock:
-        for old in [k for k in _cache if k[0] == key[0]]:   # older versions of this file
-            _evict(old)
-        _cache[key] = image
-        while len(_cache) > CACHE_SIZE:
-            _evict(next(iter(_cache)))
+        cached = _cache.get(key)
+        if cached is not None and cached.sha256 == image.sha256 and \
+                _same_contents_key(cached.identity) == _same_contents_key(image.identity):
+            cached.identity = image.identity          # only the ctime moved: same bytes
+            _cache.move_to_end(key)
+            return cached
+        _remember(key, image)
     return image
 
 
+def _remember(key: str, image: PluginImage) -> None:
+    """Cache `image` as the current version of the file `key` (its absolute path)."""
+    if key in _cache and _cache[key] is not image:
+        _evict(key)                                     # an older version of this file
+    _cache[key] = image
+    image._cached = True
+    _cache.move_to_end(key)
+    while len(_cache) > CACHE_SIZE:
+        _evict(next(iter(_cache)))
+
+
 def _read_file(path: str) -> PluginImage:
-    """Read the file once, within files.MAX_PLUGIN_BYTES, refusing a foreign format early."""
-    data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
-                                        head=lambda head: _known_format(head, path))
-    return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
-                       identity=identity)
+    """Read the file whole, bounded and without blocking (files.read_regular); again if
+    it changed meanwhile (a writer still at work).
+
+    A change is a new size or mtime of the file read: a rename over its
+    name by another process (how minildr.build installs) leaves the file
+    being read whole and only moves its ctime, so it is not one.
+    """
+    last: Optional[FileChanged] = None
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
+                                                head=lambda head: _known_format(head, path))
+        except FileChanged as exc:
+            last = exc
+            time.sleep(0.05 * (attempt + 1))
+            continue
+        return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
+                           identity=identity)
+    raise FileChanged(path, f"{last.reason} (each of the {READ_ATTEMPTS} times it was read)")
 
 
 def _known_format(head: bytes, path: str) -> None:

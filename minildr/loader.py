@@ -52,13 +52,16 @@ def load_in_process(image: PluginImage, manifest: Any, loader: str) -> Plugin:
 
 def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
          trust: Optional[Any] = None, isolate: Union[bool, float] = False,
-         loader: str = "system") -> Plugin:
+         loader: str = "system", expect: Optional[str] = None) -> Plugin:
     """Check the plugin at `path` without running it, then load it.
 
     contracts: the contracts the host was built with; a plugin built against
         another version of one of them is refused (DependencyMismatch).
     trust: a TrustStore (or the path of a trust file); a plugin it does not
         trust is refused before any of its code runs (UntrustedPlugin).
+    expect: the name of the plugin the host means to load; a file whose
+        manifest names another plugin is refused (UntrustedPlugin, status
+        unexpected-plugin), even if a trusted key signed it.
     isolate: True (or a per-call timeout in seconds) loads the plugin in a
         worker process: a crash gives PluginCrashed, a hang PluginTimeout,
         and the host keeps running (see isolation/).
@@ -79,7 +82,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         check_versions(image, manifest)
         contracts = list(contracts)
         check_contracts(image, manifest, contracts)
-        check_trust(image, trust)
+        check_trust(image, trust, expect)
         if isolate:
             plugin: Plugin = open_isolated(image, manifest, contracts, isolate)
         else:

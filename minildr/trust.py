@@ -18,6 +18,18 @@ The store is a human-readable text file, one entry a line:
     # minildr trust store
     sha256 9f2c...e1  greet 0.1.0
     key alice ed25519 mVZt6Q1v...=
+    floor greet 1.4.0
+
+A signature says who built a file, not which file a host meant to load: an
+attacker who can write the plugins folder can put there *another* file the
+same key signed, an older release with a known hole (rollback) or another
+plugin (substitution). The plugin's name and version are in its manifest,
+inside the signed bytes, so they cannot be changed without breaking the
+signature; the store and the host use them. A `floor NAME VERSION` line
+refuses any `NAME` older than `VERSION` (status `rollback`), however it is
+signed or pinned; `open(path, expect="greet")` refuses a file whose manifest
+names another plugin (status `unexpected-plugin`). The Update Framework
+(TUF, theupdateframework.io) treats both attacks, and more, in full.
 
 What is signed is not the file itself but a fixed prefix and its digest
 (`minildr-plugin-sha256:` + the 32 digest bytes): the digest is computed once
@@ -32,12 +44,16 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, Optional, Union
+
+from packaging.version import InvalidVersion, Version
 
 from . import edwards, files
 from .errors import BadTrustFile, PluginError, PluginNotFound, UnreadableFile, UntrustedPlugin
 from .image import PluginImage, read as read_image
+from .manifest import Manifest
 
 SIGNATURE_SUFFIX = ".sig"
 SIGNED_PREFIX = b"minildr-plugin-sha256:"
@@ -256,7 +272,7 @@ def sign(plugin: PathLike, private_key: Union[PathLike, Ed25519PrivateKey], *,
         key, label = private_key, name or "key"
     else:
         key, label = load_private_key(private_key), name or Path(private_key).stem
-    digest = read_image(plugin).sha256
+    digest = read_image(os.fspath(plugin)).sha256     # the file as it is now, by its name
     signature = Signature(digest, PublicKey(label, key.public_key()),
                           key.sign(signed_message(digest)))
     path = signature_path(plugin)
@@ -267,16 +283,37 @@ def sign(plugin: PathLike, private_key: Union[PathLike, Ed25519PrivateKey], *,
 # ---------------------------------------------------------------------------
 # The store and its verdicts
 # ---------------------------------------------------------------------------
+class Status(str, Enum):
+    """Why a plugin is trusted or not: one word per reason (equal to its string)."""
+
+    PINNED = "pinned"                        # trusted: its digest is pinned
+    SIGNED = "signed"                        # trusted: a trusted key signed it
+    UNKNOWN_DIGEST = "unknown-digest"        # not pinned, and the store holds no keys
+    NO_SIGNATURE = "no-signature"            # not pinned, and no .sig beside it
+    DAMAGED_SIGNATURE = "damaged-signature"  # its .sig cannot be read
+    TAMPERED = "tampered"                    # its .sig was made for other bytes
+    UNKNOWN_KEY = "unknown-key"              # signed by a key the store does not hold
+    BAD_SIGNATURE = "bad-signature"          # the signature does not verify
+    ROLLBACK = "rollback"                    # older than the store's floor for its name
+    UNEXPECTED_PLUGIN = "unexpected-plugin"  # another plugin than the host expected
+    NO_MANIFEST = "no-manifest"              # a floor or expectation needs a manifest
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TRUSTED = frozenset({Status.PINNED, Status.SIGNED})
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The store's answer for one plugin file, and why.
 
-    status: "pinned" or "signed" (trusted); "unknown-digest", "no-signature",
-    "damaged-signature", "tampered", "unknown-key" or "bad-signature" (not).
+    status: a `Status`: PINNED or SIGNED (trusted), or the reason it is not.
     """
 
     trusted: bool
-    status: str
+    status: Status
     explanation: str
     sha256: str
     signer: Optional[PublicKey] = None
@@ -298,6 +335,7 @@ class TrustStore:
                  keys: Iterable[PublicKey] = (), *, path: Optional[PathLike] = None) -> None:
         self.digests: Dict[str, str] = {}        # sha256 -> a note (what the file was)
         self.keys: Dict[str, PublicKey] = {}     # fingerprint -> key
+        self.floors: Dict[str, str] = {}         # plugin name -> oldest version allowed
         self.path = None if path is None else os.fspath(path)
         notes = digests if isinstance(digests, dict) else dict.fromkeys(digests, "")
         for digest, note in notes.items():
@@ -322,6 +360,13 @@ class TrustStore:
                     note = Path(text).name
         self.digests[digest] = " ".join(note.split())
         return digest
+
+    def set_floor(self, name: str, version: str) -> None:
+        """Refuse any plugin called `name` older than `version` (a rollback), however trusted."""
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"plugin name {name!r}: use letters, digits and . _ @ + - only")
+        _version(version, f"the floor for {name}")
+        self.floors[name] = version
 
     def add_key(self, key: Union[PublicKey, PathLike]) -> PublicKey:
         """Trust what this key signs: a PublicKey or the path of a `.pub` file.
@@ -356,17 +401,28 @@ class TrustStore:
                 store.digests[parts[1].lower()] = parts[2] if len(parts) > 2 else ""
             elif word == "key":
                 store.add_key(PublicKey.from_line(line, where))
+            elif word == "floor":
+                parts = line.split()
+                if len(parts) != 3 or not _NAME.fullmatch(parts[1]):
+                    raise BadTrustFile(where, "a floor line is 'floor <plugin name> <oldest "
+                                              "version allowed>'")
+                try:
+                    store.set_floor(parts[1], parts[2])
+                except ValueError as exc:
+                    raise BadTrustFile(where, str(exc)) from None
             else:
                 raise BadTrustFile(where, f"unknown entry {word!r}: each line is 'sha256 ...', "
-                                          "'key ...' or a # comment")
+                                          "'key ...', 'floor ...' or a # comment")
         return store
 
     def text(self) -> str:
         lines = ["# minildr trust store: plugins that may run on this machine.",
                  "# sha256 <digest> [note]          this exact file may run",
-                 "# key <name> ed25519 <base64>     whatever this key signs may run"]
+                 "# key <name> ed25519 <base64>     whatever this key signs may run",
+                 "# floor <plugin> <version>        nothing older of that plugin may run"]
         lines += [f"sha256 {d} {note}".rstrip() for d, note in self.digests.items()]
         lines += [key.line() for key in self.keys.values()]
+        lines += [f"floor {name} {version}" for name, version in self.floors.items()]
         return "\n".join(lines) + "\n"
 
     def save(self, path: Optional[PathLike] = None) -> Path:
@@ -378,61 +434,137 @@ class TrustStore:
         return Path(target)
 
     # -- the question ----------------------------------------------------------
-    def verdict(self, plugin: Union[PluginImage, PathLike]) -> Verdict:
-        """Is this plugin trusted, and why (or why not)? Reads, never loads."""
+    def verdict(self, plugin: Union[PluginImage, PathLike], *,
+                expect: Optional[str] = None) -> Verdict:
+        """Is this plugin trusted, and why (or why not)? Reads, never loads.
+
+        First where the bytes come from (a pinned digest, or a signature by a
+        trusted key), then what they are (their manifest's name and version,
+        inside those bytes): not older than this store's floor for that
+        name, and, with `expect`, the plugin the host asked for.
+        """
         image = plugin if isinstance(plugin, PluginImage) else read_image(plugin)
+        origin = self._origin(image)
+        if not origin.trusted:
+            return origin
+        return self._contents(image, origin, expect) or origin
+
+    def _contents(self, image: PluginImage, origin: Verdict,
+                  expect: Optional[str]) -> Optional[Verdict]:
+        """A refusal for what a trusted file *is* (rollback, substitution), or None."""
+        if expect is None and not self.floors:
+            return None
+        try:
+            manifest = image.manifest()
+        except PluginError as exc:
+            return Verdict(False, Status.NO_MANIFEST, (
+                f"{origin.explanation}, but it has no readable manifest ({exc.reason}), so its "
+                "name and version cannot be checked against the store's floors and the name "
+                "expected"), image.sha256, origin.signer)
+        return (unexpected(manifest, expect, image.sha256, origin)
+                or self._rollback(manifest, image.sha256, origin))
+
+    def _rollback(self, manifest: Manifest, digest: str, origin: Verdict) -> Optional[Verdict]:
+        floor = self.floors.get(manifest.name)
+        if floor is None:
+            return None
+        where = f"the trust store{f' ({os.path.basename(self.path)})' if self.path else ''}"
+        try:
+            older = _version(manifest.version, "its version") < _version(floor, "the floor")
+        except ValueError:
+            older = True
+        if not older:
+            return None
+        return Verdict(False, Status.ROLLBACK, (
+            f"{origin.explanation}, but it is {manifest.name} {manifest.version}, and {where} "
+            f"allows nothing older than {manifest.name} {floor} (floor {manifest.name} {floor}): "
+            "an older release put in place of a newer one is a rollback, which may bring back "
+            "a fixed hole; install a release at or above the floor"), digest, origin.signer)
+
+    def _origin(self, image: PluginImage) -> Verdict:
+        """Pinned or signed by a trusted key: where the bytes come from."""
         digest = image.sha256
         if digest in self.digests:
             note = self.digests[digest]
-            return Verdict(True, "pinned", f"its sha256 {digest} is pinned in the trust store"
+            return Verdict(True, Status.PINNED, f"its sha256 {digest} is pinned in the trust store"
                            + (f" ({note})" if note else ""), digest)
         sig_path = signature_path(image.path)
         unpinned = f"its sha256 {digest} is not pinned"
         if not os.path.lexists(sig_path):
             if not self.keys:
-                return Verdict(False, "unknown-digest", (
+                return Verdict(False, Status.UNKNOWN_DIGEST, (
                     f"{unpinned} in the trust store, which holds no signing keys; pin this "
                     "file's digest if you trust it (TrustStore.pin), or have it signed by a "
                     "key you add to the store"), digest)
-            return Verdict(False, "no-signature", (
+            return Verdict(False, Status.NO_SIGNATURE, (
                 f"{unpinned} and it has no signature ({sig_path.name} is missing); sign it "
                 "with python -m minildr sign --key KEY PLUGIN, or pin its digest"), digest)
         try:
             signature = Signature.parse(_read_text(sig_path, files.MAX_SIGNATURE_BYTES),
                                         os.fspath(sig_path))
         except BadTrustFile as exc:
-            return Verdict(False, "damaged-signature", (
+            return Verdict(False, Status.DAMAGED_SIGNATURE, (
                 f"{unpinned} and its signature file {sig_path.name} is damaged: {exc.reason}; "
                 "sign the plugin again"), digest)
         if signature.sha256 != digest:
-            return Verdict(False, "tampered", (
+            return Verdict(False, Status.TAMPERED, (
                 f"{sig_path.name} was made for a file with sha256 {signature.sha256}, but this "
                 f"file's sha256 is {digest}: the plugin changed after it was signed (tampered "
                 "with, or rebuilt without signing); do not run it unless you know why, then "
                 "sign it again"), digest, signature.signer)
         key = self.keys.get(signature.signer.fingerprint)
         if key is None:
-            return Verdict(False, "unknown-key", (
+            return Verdict(False, Status.UNKNOWN_KEY, (
                 f"{unpinned} and it is signed by key {signature.signer}, which the trust store "
                 "does not hold; add that key's .pub file to the store if you trust its owner"),
                 digest, signature.signer)
         if not signature.valid_with(key):
-            return Verdict(False, "bad-signature", (
+            return Verdict(False, Status.BAD_SIGNATURE, (
                 f"its signature does not verify with key {key}: the signature file is forged "
                 "or damaged; do not run it"), digest, key)
-        return Verdict(True, "signed", f"signed by trusted key {key}", digest, key)
+        return Verdict(True, Status.SIGNED, f"signed by trusted key {key}", digest, key)
 
-    def check(self, image: PluginImage) -> Verdict:
+    def check(self, image: PluginImage, *, expect: Optional[str] = None) -> Verdict:
         """The verdict if trusted; otherwise UntrustedPlugin (with `.verdict`)."""
-        verdict = self.verdict(image)
-        if not verdict.trusted:
-            raise UntrustedPlugin(image.path, f"refused before loading: {verdict.explanation}",
-                                  verdict=verdict)
-        return verdict
+        return refuse_unless_trusted(image.path, self.verdict(image, expect=expect))
 
     def __repr__(self) -> str:
         return (f"<TrustStore {len(self.digests)} pinned digest(s), "
                 f"{len(self.keys)} key(s): {', '.join(map(str, self.keys.values())) or '-'}>")
+
+
+def refuse_unless_trusted(path: str, verdict: Verdict) -> Verdict:
+    """The verdict if trusted; otherwise UntrustedPlugin (with `.verdict`)."""
+    if not verdict.trusted:
+        raise UntrustedPlugin(path, f"refused before loading: {verdict.explanation}",
+                              verdict=verdict)
+    return verdict
+
+
+def unexpected(manifest: Manifest, expect: Optional[str], digest: str,
+               origin: Optional[Verdict] = None) -> Optional[Verdict]:
+    """A refusal if the host expected another plugin than the one this file is, else None.
+
+    Used with a trust store (a file signed by a trusted key may still be the
+    wrong plugin: substitution) and without one (open(expect=...) alone).
+    """
+    if expect is None or manifest.name == expect:
+        return None
+    said = f"{origin.explanation}, but" if origin is not None else "this file"
+    return Verdict(False, Status.UNEXPECTED_PLUGIN, (
+        f"{said} is the plugin {manifest.name!r} {manifest.version} (its manifest says so), "
+        f"not {expect!r}, the plugin the host expected here: a plugin put in place of "
+        f"another (substitution) is refused, however it is signed; put {expect!r} back, or "
+        "ask for the plugin this file is"), digest, origin.signer if origin else None)
+
+
+def _version(text: str, what: str) -> Version:
+    """A PEP 440 version (1.4.0, 2.0rc1); ValueError naming `what` otherwise."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise ValueError(f"{what} {text!r} is not a version a floor can compare "
+                         "(use numbers such as 1.4.0)") from None
 
 
 def as_store(trust: Union[TrustStore, PathLike]) -> TrustStore:

@@ -61,5 +61,5 @@ class MarkChecks(NbGraderPreprocessor):
             if task:
                 cell.metadata["nbgrader"] = {
                     "grade": True, "solution": False, "locked": True, "points": 1,
-                    "grade_id": f"check-{task}", "schema_version": 3}
+                    "grade_id": "check-" + task.replace(".", "_"), "schema_version": 3}
         return cell, resources

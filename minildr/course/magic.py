@@ -22,6 +22,7 @@ the magic's arguments, build, open, bind).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shlex
@@ -32,6 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from pycparser import c_ast, c_generator
 
 from .. import ctype
+from ..atomic import write_atomically
 from ..build import INCLUDE_DIR, build, find_compiler, preprocess_command
 from ..contracts.contract import Contract
 from ..errors import BuildError, PluginError
@@ -72,7 +74,7 @@ def cell_exports(source_file: Path, contracts: Sequence[Contract] = (),
     work = source_file.parent
     forced = []
     for c in contracts:
-        (work / c.filename).write_text(c.text, encoding="utf-8")
+        write_atomically(work / c.filename, c.text)
         forced.append(work / c.filename)
     cmd = preprocess_command(compiler, source_file, [work, INCLUDE_DIR], cflags, forced)
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -127,21 +129,41 @@ def _in_cell_terms(message: str, source_file: Path, out_dir: Path) -> str:
     return message.replace(str(out_dir) + os.sep, "")
 
 
+def cell_folder(out_dir: Path, name: str, source: str, contracts: Sequence[Contract],
+                cflags: Sequence[str]) -> Path:
+    """Where a cell's files are written: a folder named after what goes into its build.
+
+    Two kernels building the same NAME in one folder at once (a duplicated
+    notebook, `make check` beside an open notebook) each write and compile
+    their own cell's files: a cell never compiles another kernel's text.
+    The same cell always gets the same folder, so a rerun rewrites nothing.
+    """
+    digest = hashlib.sha256("\0".join([source, *(c.text for c in contracts), *cflags])
+                            .encode("utf-8")).hexdigest()[:16]
+    return Path(out_dir).resolve() / f"{name}.src" / digest
+
+
 def build_cell(source: str, *, name: str, version: str = "0.1.0",
                exports: Optional[Path] = None, contracts: Sequence[Contract] = (),
                out_dir: Path = DEFAULT_OUT_DIR, cflags: Sequence[str] = ()) -> Path:
-    """Build a cell's C text into `out_dir/<name><SUFFIX>`; BuildError in the cell's terms."""
-    src_dir = Path(out_dir).resolve() / f"{name}.src"
+    """Build a cell's C text into `out_dir/<name><SUFFIX>`; BuildError in the cell's terms.
+
+    Every file is written whole or not at all (atomic.py), in a folder of its own
+    (cell_folder), so a build running beside it never sees it half-written.
+    """
+    source = source if source.endswith("\n") else source + "\n"
+    src_dir = cell_folder(out_dir, name, source, contracts, cflags)
     src_dir.mkdir(parents=True, exist_ok=True)
     source_file = src_dir / f"{name}.c"
-    source_file.write_text(source if source.endswith("\n") else source + "\n")
+    if not source_file.exists() or source_file.read_text() != source:
+        write_atomically(source_file, source)
     try:
         if exports is None:
             exports = src_dir / f"{name}.h"
             header = cell_exports(source_file, contracts, cflags)
             # Rewriting an unchanged header would still be a change to the build.
             if not exports.exists() or exports.read_text() != header:
-                exports.write_text(header)
+                write_atomically(exports, header)
         return build([source_file], name=name, version=version, exports=exports,
                      contracts=contracts, out_dir=out_dir, cflags=cflags)
     except BuildError as exc:
@@ -168,12 +190,17 @@ def _arguments() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
     p.add_argument("--cflag", action="append", default=[])
     p.add_argument("--loader", default="system", choices=["system", "native"])
+    p.add_argument("--isolate", nargs="?", type=float, const=True, default=False,
+                   metavar="SECONDS",
+                   help="open it in a worker process: a crash or a hang in the cell's code "
+                        "is then an error (PluginCrashed, PluginTimeout), not a dead kernel")
     return p
 
 
 def _summary(plugin: Plugin) -> str:
     exports = "; ".join(f"{e.name}: {e.ctype}" for e in plugin.manifest.exports.values())
-    return f"{plugin.name} {plugin.version}: built and opened; exports {exports}"
+    where = " in a worker process" if plugin.loader == "isolated" else ""
+    return f"{plugin.name} {plugin.version}: built and opened{where}; exports {exports}"
 
 
 try:
@@ -199,7 +226,8 @@ if Magics is not None:
             except SystemExit:
                 raise UsageError("usage: %%minildr NAME [--version V] [--exports HEADER] "
                                  "[--contract FILE[:NAME:VERSION]] [--out-dir DIR] "
-                                 "[--cflag FLAG] [--loader system|native]") from None
+                                 "[--cflag FLAG] [--loader system|native] "
+                                 "[--isolate [SECONDS]]") from None
             if not args.name.isidentifier():
                 raise UsageError(f"{args.name!r} is not a Python name; the plugin is bound to "
                                  "its name, so use letters, digits and '_'")
@@ -208,7 +236,8 @@ if Magics is not None:
                 path = build_cell(cell, name=args.name, version=args.version,
                                   exports=args.exports, contracts=contracts,
                                   out_dir=args.out_dir, cflags=args.cflag)
-                plugin = open_plugin(path, contracts=contracts, loader=args.loader)
+                plugin = open_plugin(path, contracts=contracts, loader=args.loader,
+                                     isolate=args.isolate)
             except PluginError as exc:
                 # The compiler's own words, without a Python traceback around them.
                 raise UsageError(str(exc)) from None

@@ -226,7 +226,7 @@ def report(results: Iterable[NotebookResult]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m minildr.selfcheck",
+    ap = argparse.ArgumentParser(prog="python -m minildr.course.selfcheck",
                                  description="Run your exercise notebooks and show which "
                                              "tasks are done.")
     ap.add_argument("paths", nargs="*", type=Path, default=[Path("exercises")],
@@ -237,6 +237,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     notebooks: List[Path] = []
     for p in args.paths:
+        if not p.exists():
+            print(f"error: {p} does not exist: give the folder that holds your exercise "
+                  "notebooks (for example exercises/), or one notebook", file=sys.stderr)
+            return 2
         notebooks += sorted(p.glob("[0-9]*.ipynb")) if p.is_dir() else [p]
     if not notebooks:
         print(f"no exercise notebooks in {', '.join(map(str, args.paths))}", file=sys.stderr)

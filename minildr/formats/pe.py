@@ -169,7 +169,7 @@ class PEFile(Reader):
         sect = self.section_of(rva, 1, what)
         start = self.file_offset(rva, 1, what)
         end = min(sect.PointerToRawData + sect.SizeOfRawData, len(self.data))
-        nul = self.nul_at(start, end)
+        nul = self.raw.find(b"\0", start, end)
         if nul < 0:
             self.damaged(f"the {what} is not NUL-terminated")
         return bytes(self.data[start:nul]).decode("ascii", "replace")

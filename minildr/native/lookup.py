@@ -67,8 +67,9 @@ def inside(plan: Plan, index: int) -> bool:
 def exported(plan: Plan, index: int) -> bool:
     sym = plan.symbols[index]
     hidden_version = bool(plan.versym) and plan.versym[index] & elf.VERSYM_HIDDEN
-    return (sym.st_shndx != elf.SHN_UNDEF and sym.st_info >> 4 != elf.STB_LOCAL
-            and sym.st_other & 3 in (elf.STV_DEFAULT, elf.STV_PROTECTED) and not hidden_version)
+    return (sym.st_shndx != elf.SHN_UNDEF and elf.ELF64_ST_BIND(sym.st_info) != elf.STB.LOCAL
+            and elf.ELF64_ST_VISIBILITY(sym.st_other) in (elf.STV.DEFAULT, elf.STV.PROTECTED)
+            and not hidden_version)
 
 
 def sysv_candidates(plan: Plan, name: str) -> Iterator[int]:

@@ -17,6 +17,7 @@ or any code of the library runs.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
 from ..formats import elf
@@ -27,9 +28,17 @@ from .trace import Trace
 
 RTLD_DEFAULT = ffi.NULL
 
-# A bound symbol: ("abs", address) from elsewhere, ("own", st_value) in this
-# library, or ("ifunc", st_value) for an IFUNC of this library.
-Binding = Tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a symbol was found: an address, or an offset from this library's base."""
+    value: int
+    base_relative: bool = False         # st_value of this library: add the load base
+    ifunc: bool = False                 # ... of an IFUNC symbol: call it for the address
+
+
+NOWHERE = Binding(0)                    # a weak symbol no one defines, or symbol 0
 
 
 def open_needed(plan: Plan, trace: Trace) -> List[Any]:
@@ -37,14 +46,27 @@ def open_needed(plan: Plan, trace: Trace) -> List[Any]:
     handles = []
     for name in plan.needed:
         handle = libc.dlopen(name.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        for folder in search_path(plan) if handle == ffi.NULL and "/" not in name else ():
+            if os.path.isfile(os.path.join(folder, name)):
+                handle = libc.dlopen(os.path.join(folder, name).encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+                break
         if handle == ffi.NULL:
             close_needed(handles)
-            message = ffi.string(libc.dlerror()).decode("utf-8", "replace")
+            error = libc.dlerror()
+            message = "not found" if error == ffi.NULL else ffi.string(error).decode("utf-8", "replace")
             raise LoadError(plan.path, f"needs {name}, which the system loader cannot "
                                        f"load: {message}")
         handles.append(handle)
         trace.event("needed", f"{name} (loaded by the system loader)", name=name)
     return handles
+
+
+def search_path(plan: Plan) -> List[str]:
+    """The library's own DT_RUNPATH (or DT_RPATH) folders, $ORIGIN its own folder (ld.so(8)):
+    where a dependency the system loader's default search misses may be."""
+    origin = os.path.dirname(os.path.abspath(plan.path))
+    return [folder.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+            for folder in plan.runpath.split(":") if folder]
 
 
 def close_needed(handles: List[Any]) -> None:
@@ -64,13 +86,14 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
     sym, name = plan.symbols[index], plan.names[index]
     defined = sym.st_shndx != elf.SHN_UNDEF
-    own: Binding = ("ifunc" if sym.st_info & 0xF == elf.STT_GNU_IFUNC else
-                    "abs" if sym.st_shndx == elf.SHN_ABS else "own", sym.st_value)
+    own = Binding(sym.st_value, base_relative=sym.st_shndx != elf.SHN_ABS,
+                  ifunc=elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC)
     version = None if defined or not plan.versym else plan.versions.get(
         plan.versym[index] & ~elf.VERSYM_HIDDEN)
     # A local symbol, or -Bsymbolic, or protected visibility: always this library's own.
-    if defined and (sym.st_info >> 4 == elf.STB_LOCAL or plan.symbolic
-                    or sym.st_other & 3 == elf.STV_PROTECTED):
+    if defined and (elf.ELF64_ST_BIND(sym.st_info) == elf.STB.LOCAL or plan.symbolic
+                    or elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS   # its block: tls.py
+                    or elf.ELF64_ST_VISIBILITY(sym.st_other) == elf.STV.PROTECTED):
         return traced(trace, name, "this library", own)
     scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]
     if not defined:             # a definition of our own comes before the DT_NEEDED libraries'
@@ -78,12 +101,12 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     for where, handle in scopes:
         pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
                    else libc.dlsym(handle, name.encode()))
-        if pointer != ffi.NULL:
-            return traced(trace, name, where, ("abs", int(ffi.cast("uintptr_t", pointer))), version)
+        if pointer:
+            return traced(trace, name, where, Binding(pointer), version)
     if defined:
         return traced(trace, name, "this library", own)
-    if sym.st_info >> 4 == elf.STB_WEAK:
-        return traced(trace, name, "nowhere (weak: 0)", ("abs", 0))
+    if elf.ELF64_ST_BIND(sym.st_info) == elf.STB.WEAK:
+        return traced(trace, name, "nowhere (weak: 0)", NOWHERE)
     wanted = f"{name}@{version}" if version else name
     raise LoadError(plan.path, f"undefined symbol {wanted!r}: neither the host process nor "
                                f"{', '.join(plan.needed) or 'any needed library'} defines it; "

@@ -181,8 +181,8 @@ def test_file_replaced_right_after_verification_loads_the_verified_bytes(
     real_check = loader.check_trust
     swapped = []
 
-    def check_then_swap(image, trust_arg):
-        real_check(image, trust_arg)
+    def check_then_swap(image, trust_arg, expect=None):
+        real_check(image, trust_arg, expect)
         os.replace(shutil.copy(evil, tmp_path / "swap.tmp"), plugin)
         swapped.append(image.sha256)
 
@@ -193,7 +193,9 @@ def test_file_replaced_right_after_verification_loads_the_verified_bytes(
     assert not evil_marker.exists()
     assert marker.exists()                                    # the verified one ran
     monkeypatch.undo()
-    refused(plugin, store, evil_marker, "unknown-digest")      # the swapped-in file
+    # The swapped-in file, opened by its name (the path build returned would
+    # give the bytes this process built there: image.BuiltPath).
+    refused(Path(os.fspath(plugin)), store, evil_marker, "unknown-digest")
 
 
 # ---------------------------------------------------------------------------
@@ -325,3 +327,128 @@ def test_cli_scan_with_a_trust_file(tmp_path, capsys):
     table = capsys.readouterr().out
     assert f"bad{SUFFIX}   UntrustedPlugin" in table and f"good{SUFFIX}  loaded" in table
     assert not (tmp_path / "bad-ran").exists() and (tmp_path / "good-ran").exists()
+
+
+# ---------------------------------------------------------------------------
+# What the trusted file is: rollback (a version floor) and substitution (expect=)
+# ---------------------------------------------------------------------------
+def release(tmp_path: Path, name: str, version: str, marker: Path, keys) -> Path:
+    """Plugin `name` at `version`, built in its own folder and signed by alice."""
+    folder = tmp_path / f"{name}-{version}"
+    folder.mkdir()
+    path = write_plugin(folder, name, (
+        "#include <stdio.h>\n"
+        "__attribute__((constructor)) static void init(void)\n"
+        f"{{ FILE *f = fopen({json.dumps(str(marker))}, \"w\"); if (f) fclose(f); }}\n"
+        "int answer(void) { return 42; }\n"), "int answer(void);\n", version=version)
+    trust.sign(path, keys["alice"][0])
+    return path
+
+
+def test_verdict_statuses_are_an_enum():
+    assert trust.Status.ROLLBACK == "rollback" and str(trust.Status.SIGNED) == "signed"
+    assert {s.value for s in trust.Status} >= {"pinned", "signed", "unknown-digest",
+                                               "rollback", "unexpected-plugin"}
+
+
+def test_rollback_below_the_floor_is_refused(tmp_path, marker, keys, alice_store):
+    old = release(tmp_path, "greet", "1.3.9", marker, keys)
+    alice_store.set_floor("greet", "1.4.0")
+    message = refused(old, alice_store, marker, "rollback", "greet 1.3.9", "1.4.0",
+                      "rollback", "signed by trusted key alice")
+    assert "install a release at or above the floor" in message
+
+
+def test_a_pinned_old_release_is_refused_too(tmp_path, marker, keys):
+    old = release(tmp_path, "greet", "1.3.9", marker, keys)
+    store = TrustStore()
+    store.pin(old)
+    store.set_floor("greet", "1.4.0")
+    refused(old, store, marker, "rollback", "is pinned")
+
+
+@pytest.mark.parametrize("version", ["1.4.0", "1.10.0", "2.0.0"])
+def test_at_or_above_the_floor_loads(tmp_path, marker, keys, alice_store, version):
+    path = release(tmp_path, "greet", version, marker, keys)
+    alice_store.set_floor("greet", "1.4.0")        # 1.10.0 > 1.4.0: compared as versions
+    alice_store.set_floor("other", "9.0.0")        # a floor for another plugin is not this one's
+    with minildr.open(path, trust=alice_store) as loaded:
+        assert loaded.version == version
+    assert marker.exists()
+
+
+def test_floor_lines_round_trip_and_bad_ones_name_the_line(tmp_path, keys):
+    store = TrustStore(keys=[PublicKey.from_file(keys["alice"][1])])
+    store.set_floor("greet", "1.4.0")
+    saved = store.save(tmp_path / "trust.txt")
+    assert "floor greet 1.4.0" in saved.read_text().splitlines()
+    assert TrustStore.load(saved).floors == {"greet": "1.4.0"}
+    for bad in ("floor greet", "floor greet one.two", "floor a/b 1.0"):
+        (tmp_path / "bad.txt").write_text(f"# store\n{bad}\n")
+        with pytest.raises(minildr.BadTrustFile, match=r"bad\.txt:2"):
+            TrustStore.load(tmp_path / "bad.txt")
+
+
+def test_substitution_of_another_signed_plugin_is_refused(tmp_path, marker, keys, alice_store):
+    """nosy, signed by the same trusted key, copied over greet's file: refused by name."""
+    nosy = release(tmp_path, "nosy", "1.0.0", marker, keys)
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    in_place = folder / f"greet{SUFFIX}"
+    shutil.copy(nosy, in_place)
+    shutil.copy(f"{nosy}.sig", f"{in_place}.sig")
+    with minildr.open(in_place, trust=alice_store) as loaded:     # no expectation: it is signed
+        assert loaded.name == "nosy"
+    marker.unlink()
+    with pytest.raises(minildr.UntrustedPlugin) as err:
+        minildr.open(in_place, trust=alice_store, expect="greet")
+    assert err.value.verdict.status == trust.Status.UNEXPECTED_PLUGIN
+    message = str(err.value)
+    assert "'nosy'" in message and "'greet'" in message and "substitution" in message
+    assert not marker.exists()
+
+
+def test_expect_without_a_trust_store(tmp_path, marker, keys):
+    nosy = release(tmp_path, "nosy", "1.0.0", marker, keys)
+    with pytest.raises(minildr.UntrustedPlugin) as err:
+        minildr.open(nosy, expect="greet")
+    assert err.value.verdict.status == "unexpected-plugin"
+    assert not marker.exists()
+    with minildr.open(nosy, expect="nosy") as loaded:
+        assert loaded.name == "nosy"
+
+
+def test_discover_refuses_a_file_that_is_another_plugin(tmp_path, marker, keys, alice_store):
+    nosy = release(tmp_path, "nosy", "1.0.0", marker, keys)
+    greet = release(tmp_path, "greet", "1.0.0", tmp_path / "greet-ran", keys)
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copy(greet, folder)
+    shutil.copy(f"{greet}.sig", folder)
+    shutil.copy(nosy, folder / f"spell{SUFFIX}")
+    shutil.copy(f"{nosy}.sig", folder / f"spell{SUFFIX}.sig")
+    with minildr.discover(folder, trust=alice_store) as report:
+        assert [p.name for p in report.loaded] == ["greet"]
+        [(path, error)] = report.failed
+    assert path.name == f"spell{SUFFIX}"
+    assert error.verdict.status == "unexpected-plugin"
+    assert not marker.exists()
+
+
+def test_cli_verify_explains_floor_and_expectation(tmp_path, marker, keys, capsys):
+    old = release(tmp_path, "greet", "1.3.9", marker, keys)
+    trust_file = tmp_path / "trust.txt"
+    trust_file.write_text(PublicKey.from_file(keys["alice"][1]).line() + "\nfloor greet 1.4.0\n")
+    assert cli.main(["verify", "--trust", str(trust_file), str(old)]) == 1
+    out = capsys.readouterr().out
+    assert "floor     greet 1.4.0 or newer" in out
+    assert "verdict   rollback: NOT trusted" in out
+    assert cli.main(["verify", "--trust", str(trust_file), "--expect", "spell", str(old)]) == 1
+    out = capsys.readouterr().out
+    assert "expected  spell: NO, its manifest names 'greet'" in out
+    assert "verdict   unexpected-plugin" in out
+    trust_file.write_text(PublicKey.from_file(keys["alice"][1]).line() + "\n")
+    assert cli.main(["verify", "--trust", str(trust_file), "--expect", "greet", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "expected  greet: ok" in out and "verdict   signed: trusted" in out
+    assert not marker.exists()

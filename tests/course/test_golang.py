@@ -142,6 +142,28 @@ def test_gos_cache_is_the_users_own_never_the_installed_package(tmp_path, monkey
     assert not golang.default_cache().is_relative_to(Path(golang.__file__).parents[2])
 
 
+def test_the_older_toolchain_comes_from_the_environment_never_from_the_network(
+        tmp_path, monkeypatch):
+    def no_pip(*args, **kwargs):
+        raise AssertionError("a notebook must never download a toolchain")
+    monkeypatch.setattr(golang.subprocess, "run", no_pip)
+    monkeypatch.setattr(golang, "toolchains_folder", lambda: tmp_path)
+    toolchain, why_not = golang.older_toolchain("9.9.8")
+    assert toolchain is None and "Go 9.9.8 is not installed" in why_not
+    assert "make go-toolchains" in why_not
+    goroot = tmp_path / "go9.9.8" / "go"
+    (goroot / "bin").mkdir(parents=True)
+    (goroot / "bin" / ("go.exe" if minildr.HOST.os == "windows" else "go")).write_text("")
+    (goroot / "VERSION").write_text("go9.9.8\n")
+    assert golang.older_toolchain("9.9.8") == (golang.Toolchain(goroot, "go9.9.8"), "")
+
+
+def test_the_course_s_environment_has_the_older_toolchain():
+    toolchain, why_not = golang.older_toolchain()
+    assert toolchain is not None, why_not
+    assert toolchain.version == f"go{golang.OLDER_GO_VERSION}"
+
+
 def test_the_examples_are_copied_never_built_in_place(ws):
     assert (ws.src / "greet" / "greet.go").read_text() == \
         (EXAMPLES / "greet" / "greet.go").read_text()

@@ -41,13 +41,15 @@ def nbgrader_cmd(course: Path, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def as_typed_by_a_student(solution: Path, target: Path) -> None:
-    """The solution's answers without nbgrader's marker lines, as a student would type them."""
-    nb = nbformat.read(solution, as_version=4)
-    for cell in nb.cells:
-        lines = [line for line in cell.source.splitlines()
-                 if not any(m in line for m in (BEGIN, END, HINT))]
-        cell.source = "\n".join(lines)
+def as_typed_by_a_student(release: Path, solution: Path, target: Path) -> None:
+    """The released notebook with each answer typed in: the solution's code, markers removed."""
+    nb = nbformat.read(release, as_version=4)
+    solved = nbformat.read(solution, as_version=4)
+    assert len(nb.cells) == len(solved.cells)
+    for cell, answer in zip(nb.cells, solved.cells):
+        if BEGIN in answer.source:
+            cell.source = "\n".join(line for line in answer.source.splitlines()
+                                    if not any(m in line for m in (BEGIN, END, HINT)))
     nbformat.write(nb, target)
 
 
@@ -80,7 +82,8 @@ def graded(tmp_path_factory) -> Path:
             if student == "alice":                  # hands in the release untouched
                 shutil.copy(release / name, submitted / name)
             else:                                   # types in every answer
-                as_typed_by_a_student(ROOT / "solutions" / name, submitted / name)
+                as_typed_by_a_student(release / name, ROOT / "solutions" / name,
+                                      submitted / name)
         (submitted / "timestamp.txt").write_text("2026-12-06 12:00:00.000000 UTC")
     nbgrader_cmd(course, "autograde", ASSIGNMENT, "--create")
     nbgrader_cmd(course, "generate_feedback", ASSIGNMENT)
@@ -98,7 +101,7 @@ def scores(course: Path) -> dict:
 def test_the_untouched_release_scores_zero_and_the_solutions_full_marks(graded):
     got = scores(graded)
     alice, bob = got["alice"], got["bob"]
-    checks = sum(len(re.findall(r'^@task\(', "".join(c.source for c in nbformat.read(
+    checks = sum(len(re.findall(r"^@task\(", "\n".join(c.source for c in nbformat.read(
         ROOT / "solutions" / n, as_version=4).cells if c.cell_type == "code"), re.M))
         for n in NOTEBOOKS)
     assert alice[1] == bob[1] == checks > 0, got

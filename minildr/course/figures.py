@@ -1,0 +1,340 @@
+"""The course's pictures, so that a notebook cell shows the idea, not forty lines of matplotlib.
+
+Each function draws one figure and returns it (Jupyter shows a returned figure
+once; `plt.show()` is not needed). Figures drawn from real data take that data
+as arguments, already measured by the notebook's own cells: the notebook does
+the reading (`/proc/self/maps`, program headers, a relocation's bytes), this
+module only draws. Conceptual diagrams (the GOT and PLT, lookup scopes) take
+the names and numbers the notebook's run printed, so the picture and the run
+agree.
+
+matplotlib is imported here at module level: only notebooks import this module.
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
+
+# One colour per permission, the same in every figure of the course.
+PERMISSION_COLOURS = {"r-x": "tab:red", "r--": "tab:blue", "rw-": "tab:green", "---": "lightgrey"}
+PLUGIN_CODE = "#f4a6a6"      # where plugin code may run
+NEUTRAL = "#eeeeee"
+
+
+def _box(ax, x: float, y: float, w: float, h: float, text: str, colour: str,
+         fontsize: float = 9, edge: str = "black", style: str = "round,pad=0.02") -> None:
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=style, facecolor=colour, edgecolor=edge))
+    if text:
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+
+
+def _arrow(ax, start: Tuple[float, float], end: Tuple[float, float], text: str = "",
+           dashed: bool = False, dx: float = 0.0, dy: float = 0.0, curve: float = 0.0,
+           colour: str = "black", fontsize: float = 8.5) -> None:
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14,
+                                 connectionstyle=f"arc3,rad={curve}", color=colour,
+                                 linestyle="--" if dashed else "-"))
+    if text:
+        ax.text((start[0] + end[0]) / 2 + dx, (start[1] + end[1]) / 2 + dy, text,
+                ha="center", va="center", fontsize=fontsize, color=colour)
+
+
+def _canvas(width: float, height: float, xlim: Tuple[float, float],
+            ylim: Tuple[float, float], title: str = ""):
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    plt.close(fig)       # returned, not shown twice
+    return fig, ax
+
+
+# --------------------------------------------------------------------------- 00
+def plugin_system(plugin_files: Sequence[str]) -> Figure:
+    """Notebook 00: the layers of a plugin load, the process apart from the disk.
+
+    On disk, outside the process: the plugins folder. Inside the host process:
+    the host, the plugin manager (minildr.open), the dynamic linker (ld.so,
+    user-space code that dlopen runs) and the mapped images. Under the
+    process: the kernel, which only maps pages (mmap, mprotect).
+    """
+    fig, ax = _canvas(12, 6, (-0.3, 12.3), (-0.6, 6.4),
+                      "A plugin load, layer by layer: files on disk become images in the host's memory")
+    _box(ax, 0.0, 1.6, 2.3, 3.0, "on disk\n\nplugins/\n" + "\n".join(plugin_files), "#fde9c9")
+    ax.add_patch(Rectangle((3.0, 0.9), 9.1, 5.1, fill=False, linewidth=1.5))
+    ax.text(7.55, 5.75, "the host process (one address space)", ha="center", fontsize=10)
+    _box(ax, 4.0, 4.0, 2.8, 1.3, "plugin manager\nminildr.open:\nfind, check, look up", "#d7e8f7")
+    _box(ax, 4.0, 1.2, 2.8, 1.2, "host\n(the editor's core)", "#dcefd8")
+    _box(ax, 7.4, 2.9, 2.4, 1.4, "dynamic linker\nld.so (dlopen):\nmap, relocate,\nrun initialisers",
+         "#e6dcf2")
+    _box(ax, 10.2, 1.2, 1.75, 4.0, "mapped\nimages\n(the plugins'\ncode and data,\nin memory)",
+         "#fff4c2")
+    _box(ax, 3.0, -0.5, 9.1, 0.8, "kernel: mmap and mprotect map file pages into the process",
+         NEUTRAL)
+    _arrow(ax, (2.35, 4.3), (3.95, 4.6), "1 find files\n2 check bytes", dy=0.45, dx=-0.2)
+    _arrow(ax, (6.85, 4.4), (7.6, 4.35), "3 load", dy=0.3, dx=0.1)
+    _arrow(ax, (9.85, 3.6), (10.15, 3.6))
+    _arrow(ax, (5.4, 2.45), (5.4, 3.95), "4 look up\nnames", dx=-0.6)
+    _arrow(ax, (6.85, 1.8), (10.15, 1.8), "5 the host calls the plugin's\ncode, in memory", dy=0.3)
+    _arrow(ax, (2.35, 2.2), (5.0, 0.35), "file pages", dashed=True, dx=-0.6, dy=-0.2)
+    _arrow(ax, (9.0, 0.35), (10.9, 1.15), "", dashed=True)
+    return fig
+
+
+# --------------------------------------------------------------------------- 01
+def library_map(rows: Sequence[Mapping[str, object]], title: str) -> Figure:
+    """Notebook 01: one library's mappings to scale, each with its permissions and sections.
+
+    rows: dicts with start and end (offsets from the base), perms ("r-x"...),
+    sections (names), relro (bool), and optionally dirty (kB of private dirty pages).
+    """
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    plt.close(fig)
+    end = max(int(r["end"]) for r in rows)
+    for r in rows:
+        x, width = int(r["start"]) / 1024, (int(r["end"]) - int(r["start"])) / 1024
+        ax.add_patch(Rectangle((x, 0), width * 0.98, 1, color=PERMISSION_COLOURS[str(r["perms"])[:3]]))
+        label = [str(r["perms"])[:3] + (" RELRO" if r.get("relro") else "")] + list(r["sections"])
+        ax.text(x + width / 2, 0.5, "\n".join(label), ha="center", va="center",
+                fontsize=8.5, color="white")
+    ax.set_xlim(0, end / 1024)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("offset from the library's base address (kB)")
+    ax.set_title(title)
+    used = sorted({str(r["perms"])[:3] for r in rows})
+    ax.legend(handles=[Patch(color=PERMISSION_COLOURS[p], label=p) for p in used],
+              loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=len(used), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def got_plt(caller: str, callee: str, plt_at: int, got_at: int) -> Figure:
+    """Notebook 01: a call through the PLT and the GOT, with the lazy path.
+
+    The addresses are the ones objdump printed (offsets in the library file).
+    """
+    fig, ax = _canvas(12, 4.6, (-0.2, 12.2), (-0.3, 4.9),
+                      f"{caller} calls {callee}: through a PLT stub (code) and a GOT slot (data)")
+    _box(ax, 0.0, 2.8, 2.6, 1.3, f"{caller}\n(code, r-x)\ncall {callee}@plt", "#fbdada")
+    _box(ax, 3.3, 2.8, 2.8, 1.3, f"PLT stub at {plt_at:#x}\n(code, r-x)\njmp *GOT[{got_at:#x}]",
+         "#fbdada")
+    _box(ax, 6.9, 2.8, 2.4, 1.3, f"GOT slot {got_at:#x}\n(data, written\nby the loader)",
+         "#d9ecd2")
+    _box(ax, 10.0, 2.8, 2.0, 1.3, f"{callee}\nin libc.so.6", "#fff4c2")
+    _box(ax, 6.4, 0.1, 3.4, 1.2, "ld.so's resolver: find the name,\nwrite its address into the slot",
+         "#e6dcf2")
+    _arrow(ax, (2.65, 3.45), (3.25, 3.45))
+    _arrow(ax, (6.15, 3.45), (6.85, 3.45), "reads", dy=0.25)
+    _arrow(ax, (9.35, 3.6), (9.95, 3.6), "now: the slot holds\nthe address", dy=0.55,
+           colour="tab:green")
+    _arrow(ax, (8.1, 2.75), (8.1, 1.35), "lazy, first call only:\nthe slot still points back\n"
+           "into the PLT", dx=-1.6, colour="tab:purple")
+    _arrow(ax, (9.85, 0.7), (11.0, 2.75), "then jumps to it", dx=0.75, colour="tab:purple",
+           curve=0.2)
+    ax.text(0.0, 1.6, "RTLD_NOW / -z now: every slot is filled\nat load; RTLD_LAZY: at first call.",
+            fontsize=8.5)
+    return fig
+
+
+# --------------------------------------------------------------------------- 02
+def registers(pointer: int, received: int) -> Figure:
+    """Notebook 02: a 64-bit pointer in rax, and the 32 bits a caller expecting an int reads (eax)."""
+    fig, ax = _canvas(11, 2.8, (-0.5, 16.8), (-1.4, 2.5),
+                      "greet() leaves a 64-bit pointer in rax; a caller that expects an int reads eax")
+    data = pointer.to_bytes(8, "big")
+    for i, byte in enumerate(data):
+        low = i >= 4
+        colour = "#f6c177" if low else "#dddddd"
+        _box(ax, i * 2.0, 0.6, 1.9, 0.9, f"{byte:02x}", colour, fontsize=11, style="square,pad=0")
+    ax.text(-0.4, 1.05, "rax", ha="right", va="center", fontsize=11)
+    ax.plot([8.0, 8.0, 15.9, 15.9], [0.45, 0.3, 0.3, 0.45], color="black")
+    ax.text(11.95, -0.05, f"eax: the low 32 bits = {received:#010x}, read as an int",
+            ha="center", fontsize=9.5)
+    ax.plot([0.0, 0.0, 7.9, 7.9], [0.45, 0.3, 0.3, 0.45], color="grey")
+    ax.text(3.95, -0.05, "the high 32 bits: lost", ha="center", fontsize=9.5, color="grey")
+    ax.text(7.95, 1.9, f"the real pointer {pointer:#x} (most significant byte first)",
+            ha="center", fontsize=9.5)
+    ax.text(7.95, -0.9, "x86-64 psABI §3.2.3: integers and pointers are returned in rax; "
+            "an int is its low half", ha="center", fontsize=8.5, color="dimgrey")
+    return fig
+
+
+# --------------------------------------------------------------------------- 03
+CHECK_STEPS = [  # (what is checked, the error when it fails, phase)
+    ("the file\nexists", "PluginNotFound", "file"),
+    ("a shared library\nfor this\nOS and CPU", "NotAPlugin", "file"),
+    ("it carries\na manifest", "NotAPlugin", "file"),
+    ("same ABI,\nsame platform", "VersionMismatch", "file"),
+    ("same contract\nhashes", "DependencyMismatch", "file"),
+    ("dlopen maps,\nrelocates, runs\ninitialisers", "LoadError", "load"),
+    ("the name\nis exported", "SymbolNotFound", "lookup"),
+    ("the C type\nmatches", "SymbolTypeError", "lookup"),
+]
+
+
+def check_pipeline() -> Figure:
+    """Notebook 03: minildr.open's checks in order, and where plugin code may first run."""
+    colours = {"file": "#d7e8f7", "load": PLUGIN_CODE, "lookup": "#dcefd8"}
+    phases = {"file": "minildr.open: checks 1-5 read bytes (no plugin code runs)",
+              "load": "check 6: dlopen\n(plugin code may run)", "lookup": "plugin.lookup"}
+    w, step = 1.45, 1.7
+    fig, ax = _canvas(13, 3.9, (-0.2, len(CHECK_STEPS) * step), (0, 2.95))
+    for i, (what, error, phase) in enumerate(CHECK_STEPS):
+        x = i * step
+        _box(ax, x, 1, w, 1.1, what, colours[phase], fontsize=8.5, style="round,pad=0.03")
+        ax.annotate("", xy=(x + w / 2, 0.45), xytext=(x + w / 2, 0.95),
+                    arrowprops=dict(arrowstyle="-|>", color="tab:red"))
+        ax.text(x + w / 2, 0.3, error, ha="center", va="center", fontsize=8, color="tab:red")
+        if i < len(CHECK_STEPS) - 1:
+            ax.annotate("", xy=(x + step - 0.03, 1.55), xytext=(x + w + 0.05, 1.55),
+                        arrowprops=dict(arrowstyle="-|>"))
+    for phase, title in phases.items():
+        xs = [i * step for i, s in enumerate(CHECK_STEPS) if s[2] == phase]
+        left, right = xs[0], xs[-1] + w
+        ax.plot([left, left, right, right], [2.25, 2.35, 2.35, 2.25], color="black", linewidth=1)
+        ax.text((left + right) / 2, 2.55, title, ha="center", fontsize=9)
+    return fig
+
+
+def load_timeline(events: Sequence[Tuple[str, str]]) -> Figure:
+    """Notebooks 03 and 04: everything that happens in one load, in order.
+
+    events: (what, who runs) pairs in order; who is "checks", "loader" or "plugin".
+    Plugin steps are red: the first red box is where plugin code can first run.
+    """
+    colours = {"checks": "#d7e8f7", "loader": "#e6dcf2", "plugin": PLUGIN_CODE, "host": "#dcefd8"}
+    w, step = 1.5, 1.65
+    fig, ax = _canvas(max(8, 1.65 * len(events) + 0.5), 2.6,
+                      (-0.2, len(events) * step), (0.1, 2.5),
+                      "One load, in order: the first red box is where the plugin's own code can run")
+    first = next((i for i, (_, who) in enumerate(events) if who == "plugin"), None)
+    for i, (what, who) in enumerate(events):
+        x = i * step
+        _box(ax, x, 0.6, w, 1.1, what, colours[who], fontsize=8, style="round,pad=0.03")
+        if i < len(events) - 1:
+            ax.annotate("", xy=(x + step - 0.03, 1.15), xytext=(x + w + 0.05, 1.15),
+                        arrowprops=dict(arrowstyle="-|>"))
+    if first is not None:
+        x = first * step + w / 2
+        ax.annotate("plugin code can run from here on", xy=(x, 1.75), xytext=(x, 2.2),
+                    ha="center", fontsize=9, color="tab:red",
+                    arrowprops=dict(arrowstyle="-|>", color="tab:red"))
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in colours.items()
+                       if any(who == k for _, who in events)],
+              loc="lower center", bbox_to_anchor=(0.5, -0.25), ncol=4, frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------------- 04
+def file_to_memory(segments: Sequence[Mapping[str, int]], sections: Sequence[Tuple[str, int, int]],
+                   relro: Optional[Tuple[int, int]], page: int, title: str) -> Figure:
+    """Notebook 04: the file (offsets) above, memory (offsets from the base) below.
+
+    segments: PT_LOAD program headers as dicts (offset, vaddr, filesz, memsz, prot).
+    sections: (name, file offset, size) of the sections inside them, for labels.
+    Each segment's file bytes go to a page-aligned place in memory; memsz past
+    filesz is zero-filled (.bss); the RELRO span is drawn over memory.
+    """
+    fig, ax = plt.subplots(figsize=(12, 4.6))
+    plt.close(fig)
+    span = max(s["vaddr"] + s["memsz"] for s in segments)
+    span = -(-span // page) * page
+    file_end = max(s["offset"] + s["filesz"] for s in segments)
+    file_y, mem_y, h = 2.6, 0.3, 0.8
+    for s in segments:
+        colour = PERMISSION_COLOURS[s["prot"]]
+        ax.add_patch(Rectangle((s["offset"] / 1024, file_y), s["filesz"] / 1024, h, color=colour,
+                               alpha=0.85))
+        ax.add_patch(Rectangle((s["vaddr"] / 1024, mem_y), s["filesz"] / 1024, h, color=colour))
+        if s["memsz"] > s["filesz"]:
+            ax.add_patch(Rectangle(((s["vaddr"] + s["filesz"]) / 1024, mem_y),
+                                   (s["memsz"] - s["filesz"]) / 1024, h, facecolor="white",
+                                   edgecolor=colour, hatch="///"))
+            ax.text((s["vaddr"] + s["memsz"]) / 1024 + 0.05, mem_y + h + 0.08,
+                    f"+{s['memsz'] - s['filesz']} bytes zero-filled (.bss)", fontsize=8)
+        page_start = s["vaddr"] // page * page
+        page_end = -(-(s["vaddr"] + s["memsz"]) // page) * page
+        level = mem_y - 0.12 - 0.1 * (segments.index(s) % 2)
+        ax.plot([page_start / 1024 + 0.05, page_end / 1024 - 0.05], [level, level],
+                color=colour, linewidth=3)
+        ax.annotate("", xy=(s["vaddr"] / 1024 + 0.02, mem_y + h + 0.02),
+                    xytext=(s["offset"] / 1024 + 0.02, file_y - 0.02),
+                    arrowprops=dict(arrowstyle="-|>", color="dimgrey"))
+        label = f"file {s['offset']:#x}\n-> base+{s['vaddr']:#x}"
+        ax.text((s["offset"] + s["vaddr"]) / 2048 + 0.08, (file_y + mem_y + h) / 2, label,
+                fontsize=7.5, color="dimgrey")
+    shown = [(n, o, z) for n, o, z in sections
+             if n in (".dynsym", ".text", ".rodata", ".eh_frame", ".got", ".data")]
+    for i, (name, offset, size) in enumerate(shown):
+        ax.text((offset + size / 2) / 1024, file_y + h + 0.1 + 0.25 * (i % 2), name,
+                fontsize=7.5, ha="center", va="bottom")
+    if relro:
+        left, right = relro[0] / 1024, relro[1] / 1024
+        ax.add_patch(Rectangle((left, mem_y - 0.02), right - left, h + 0.04, fill=False,
+                               edgecolor="black", linewidth=2, linestyle="--"))
+        ax.text(left, mem_y - 0.45, "RELRO page: read-only after relocation", fontsize=8)
+    ax.text(-0.1, file_y + h / 2, "file", ha="right", va="center", fontsize=10)
+    ax.text(-0.1, mem_y + h / 2, "memory", ha="right", va="center", fontsize=10)
+    ax.set_xlim(-0.9, max(span, file_end) / 1024 + 1.6)
+    ax.set_ylim(-0.7, 4.2)
+    ax.set_yticks([])
+    for x in range(0, span + 1, page):
+        ax.axvline(x / 1024, color="lightgrey", linewidth=0.6, zorder=0)
+    ax.set_xlabel(f"kB (grey lines: {page // 1024} kB pages; bars under memory: the whole pages each segment maps)")
+    ax.set_title(title)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+def relocation(label: str, slot: int, file_word: int, written: int, base: int,
+               target: str) -> Figure:
+    """Notebook 04: one RELATIVE relocation, the 8 bytes before and after."""
+    fig, ax = _canvas(11, 3.0, (-3.2, 17), (-0.6, 3.3),
+                      f"{label} at base+{slot:#x}: the file's offset becomes an address")
+    for row, (name, word) in enumerate((("in the file", file_word), ("after relocation", written))):
+        y = 2.0 - row * 1.6
+        ax.text(-0.3, y + 0.4, name, ha="right", va="center", fontsize=9.5)
+        for i, byte in enumerate(word.to_bytes(8, "little")):
+            changed = row == 1 and byte != file_word.to_bytes(8, "little")[i]
+            _box(ax, i * 1.6, y, 1.5, 0.8, f"{byte:02x}", "#f6c177" if changed else "#dddddd",
+                 fontsize=10, style="square,pad=0")
+        ax.text(13.2, y + 0.4, f"= {word:#x}", va="center", fontsize=9.5)
+    ax.annotate("", xy=(6.4, 1.25), xytext=(6.4, 1.95), arrowprops=dict(arrowstyle="-|>"))
+    ax.text(6.7, 1.6, f"B + A: base {base:#x} + addend {file_word:#x} = the address of {target}",
+            fontsize=8.5, va="center")
+    ax.text(0, -0.45, "bytes lowest address first (little-endian); orange: written by the loader",
+            fontsize=8, color="dimgrey")
+    return fig
+
+
+def lookup_scopes(global_scope: Sequence[str], local_scope: Sequence[str], name: str,
+                  bound_to: str, wanted: str) -> Figure:
+    """Notebook 04: the global scope searched before a library's own, and the interposition arrow."""
+    fig, ax = _canvas(12, 4.2, (-0.3, 12.3), (-0.4, 4.4),
+                      f"Where ld.so looks for `{name}`: the global scope first, then the library's own")
+    ax.text(0, 3.9, "1. global scope (the program, its libraries, everything loaded RTLD_GLOBAL)",
+            fontsize=9.5)
+    for i, lib in enumerate(global_scope):
+        colour = PLUGIN_CODE if lib == bound_to else "#d7e8f7"
+        _box(ax, i * 2.4, 2.6, 2.2, 0.9, lib, colour, fontsize=8.5)
+        if i:
+            _arrow(ax, (i * 2.4 - 0.2, 3.05), (i * 2.4 - 0.02, 3.05))
+    ax.text(0, 1.75, "2. the library's local scope (itself, then its DT_NEEDED)", fontsize=9.5)
+    for i, lib in enumerate(local_scope):
+        colour = "#dcefd8" if lib == wanted else "#d7e8f7"
+        _box(ax, i * 2.4, 0.5, 2.2, 0.9, lib, colour, fontsize=8.5)
+    index = list(global_scope).index(bound_to)
+    _arrow(ax, (1.1 + list(local_scope).index(wanted) * 2.4, 1.45),
+           (1.1 + index * 2.4, 2.55), f"`{name}` bound here: first definition found",
+           dx=2.6, colour="tab:red", curve=-0.2)
+    ax.text(0, -0.3, f"{wanted} asked for its own `{name}` and got {bound_to}'s: interposition. "
+            "Cures: hidden or protected visibility, -Bsymbolic, RTLD_DEEPBIND, RTLD_LOCAL.",
+            fontsize=8.5)
+    return fig

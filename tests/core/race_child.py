@@ -1,0 +1,57 @@
+"""One of several processes building and opening the same plugin name in one folder.
+
+    python race_child.py MODE INDEX ROUNDS FOLDER START
+
+MODE "build": each round writes this process's own source (returning INDEX)
+into a folder of its own, builds it as plugin `who` into FOLDER/out (shared
+by every process), opens what build returned and calls it. MODE "cell": the
+same through %%minildr's build_cell, into FOLDER/cells. Every process starts
+at the wall-clock time START. Prints one line per failure: a round whose
+build or open raised, or that called back another process's constant.
+Exit status 0 only if no round failed.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import minildr
+from minildr.course.magic import build_cell
+
+
+def one_round(mode: str, index: int, round_: int, folder: Path) -> str:
+    source = f"int who(void) {{ return {index}; }}\nint round_{round_}_{index};\n"
+    if mode == "cell":
+        path = build_cell(source, name="who", out_dir=folder / "cells")
+    else:
+        mine = folder / f"src-{index}"
+        mine.mkdir(exist_ok=True)
+        (mine / "who.c").write_text(source)
+        (mine / "who.h").write_text(f"int who(void);\nextern int round_{round_}_{index};\n")
+        path = minildr.build([mine / "who.c"], name="who", exports=mine / "who.h",
+                             out_dir=folder / "out")
+    with minildr.open(path) as plugin:
+        got = plugin.lookup("who", "int (void)")()
+    return "" if got == index else f"round {round_}: built {index}, called back {got}"
+
+
+def main() -> int:
+    mode, index, rounds, folder, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+        Path(sys.argv[4]), float(sys.argv[5])
+    time.sleep(max(0.0, start - time.time()))
+    failures = 0
+    for round_ in range(rounds):
+        try:
+            problem = one_round(mode, index, round_, folder)
+        except Exception:
+            problem = f"round {round_}: " + traceback.format_exc(limit=3).replace("\n", " | ")
+        if problem:
+            failures += 1
+            print(problem, flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
