@@ -34,9 +34,10 @@ $(STAMP): pyproject.toml
 	@touch $@
 	@echo "minildr: $(VENV)/ is ready."
 
-# The older Go notebook 08 builds one plugin with, installed into the
-# environment once (the first `make` does it; a hub image runs it when built),
-# so that no notebook ever downloads a toolchain. Also for conda:
+# The extra Go toolchains notebook 09 builds plugins with (1.26.6, 1.27.2),
+# installed into the environment once (the first `make` does it; a hub image
+# runs it when it is built), so that no notebook ever downloads a toolchain.
+# Also for conda:
 #   python -m minildr.course.golang install-toolchains
 go-toolchains: $(STAMP)
 	$(BIN)/python -m minildr.course.golang install-toolchains

@@ -22,7 +22,16 @@ Each figure is the median and 99th percentile of single calls, in
 microseconds. Goal (issue 4): isolated median <= 30 us. Then the price of
 isolation paid once: opening (start a worker, check, load) and closing.
 
-    python benchmarks/bench_isolate.py [--calls 20000] [--rounds 5]
+Then issue 17's ratios, each pair measured interleaved round by round:
+
+- an empty isolated call, nothing(), beside a bare 40-byte ping-pong between
+  the very same two processes (the host and that worker: protocol "ping",
+  WorkerProcess.bare_round_trips)                            goal <= 1.5x
+- count(s) reading a 16 MB string argument (it crosses through the shared
+  arena, isolation/shm.py) beside the same call in-process   goal <= 2x
+- sandboxed calls beside isolated ones (nothing(), count()) goal <= 1.1x
+
+    python benchmarks/bench_isolate.py [--calls 20000] [--rounds 5] [--big-calls 10]
 """
 from __future__ import annotations
 
@@ -39,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
-from minildr.isolation import process as isolate  # noqa: E402
+from minildr.isolation import process as isolate, sandbox  # noqa: E402
 
 GREET_T = "const char *(void)"
 
@@ -80,12 +89,107 @@ def ping_pong():
     return once, stop
 
 
+BIG_C = r"""
+long count(const char *s) { long n = 0; for (; *s; s++) n += (*s == 'a'); return n; }
+void nothing(void) { }
+"""
+BIG_H = "long count(const char *s);\nvoid nothing(void);\n"
+
+
+def median_us(values: list) -> float:
+    return statistics.median(values) / 1000
+
+
+def interleaved(kinds: dict, calls: int, rounds: int) -> dict:
+    """Median microseconds per call of each kind, the kinds taking turns round by round."""
+    samples = {name: [] for name in kinds}
+    for _ in range(rounds):
+        for name, fn in kinds.items():
+            samples[name] += timings(fn, calls)
+    return {name: median_us(values) for name, values in samples.items()}
+
+
+def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
+    """Issue 17's three ratios (see the module's docstring)."""
+    source = out / "big.c"
+    source.write_text(BIG_C)
+    (out / "big.h").write_text(BIG_H)
+    path = minildr.build([source], name="big", exports=out / "big.h", out_dir=out)
+    isolated = minildr.open(path, isolate=True)
+    local = minildr.open(path)
+    sandboxed = minildr.open(path, sandbox=True) if not sandbox.probe().missing else None
+    worker = isolated._worker
+
+    def bare(count: int):
+        """One round trip per call, through a generator of `count` of them."""
+        trips = worker.bare_round_trips(count)
+        return lambda: next(trips)
+
+    empty = isolated.lookup("nothing", "void (void)")
+    for fn in (empty, bare(1000)):
+        timings(fn, 1000)                                   # warm up
+    samples = {"isolated nothing()": [], "bare ping-pong, same processes": []}
+    for _ in range(rounds):
+        samples["isolated nothing()"] += timings(empty, calls)
+        trips = worker.bare_round_trips(calls)
+        samples["bare ping-pong, same processes"] += timings(lambda: next(trips), calls)
+        for _ in trips:                                     # (all consumed already)
+            pass
+    call_us = median_us(samples["isolated nothing()"])
+    floor_us = median_us(samples["bare ping-pong, same processes"])
+
+    big = b"ab" * (8 << 20)                                 # 16 MB, 8 Mi 'a'
+    fns = {"count(16 MB) in-process": local.lookup("count", "long (const char *)"),
+           "count(16 MB) isolated": isolated.lookup("count", "long (const char *)")}
+    if sandboxed is not None:
+        fns["count(16 MB) sandboxed"] = sandboxed.lookup("count", "long (const char *)")
+    assert all(fn(big) == 8 << 20 for fn in fns.values())  # and warm: the arena is mapped
+    big_us = interleaved({name: (lambda fn=fn: fn(big)) for name, fn in fns.items()},
+                         big_calls, rounds)
+    empties = {"isolated nothing()": empty}
+    if sandboxed is not None:
+        empties["sandboxed nothing()"] = sandboxed.lookup("nothing", "void (void)")
+    empty_us = interleaved(empties, calls, rounds)
+
+    print(f"\nissue 17 ratios ({rounds} rounds; {calls} empty calls, {big_calls} 16 MB calls "
+          f"per round and kind; load average {os.getloadavg()[0]:.2f})")
+    print(f"{'':<44}{'median us':>12}")
+    rows = [("isolated nothing()", call_us), ("bare ping-pong, same processes", floor_us)]
+    rows += list(big_us.items())
+    rows += [(f"{name} (interleaved)", value) for name, value in empty_us.items()]
+    for name, value in rows:
+        print(f"{name:<44}{value:>12.1f}")
+
+    def goal(what: str, ratio: float, limit: float) -> None:
+        print(f"goal: {what} <= {limit:g}x: {'met' if ratio <= limit else 'NOT met'} "
+              f"({ratio:.2f}x)")
+    goal("empty isolated call / bare ping-pong", call_us / floor_us, 1.5)
+    goal("count(16 MB) isolated / in-process",
+         big_us["count(16 MB) isolated"] / big_us["count(16 MB) in-process"], 2.0)
+    if sandboxed is not None:
+        goal("sandboxed / isolated nothing()",
+             empty_us["sandboxed nothing()"] / empty_us["isolated nothing()"], 1.1)
+        goal("sandboxed / isolated count(16 MB)",
+             big_us["count(16 MB) sandboxed"] / big_us["count(16 MB) isolated"], 1.1)
+    else:
+        print("sandboxed: unavailable here:", "; ".join(sandbox.probe().missing))
+    for plugin in (isolated, local, sandboxed):
+        if plugin is not None:
+            plugin.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=20_000, help="calls per round and kind")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--opens", type=int, default=10, help="isolated opens to time")
+    ap.add_argument("--big-calls", type=int, default=10, help="16 MB calls per round and kind")
+    ap.add_argument("--only-ratios", action="store_true", help="issue 17's ratios only")
     args = ap.parse_args()
+    if args.only_ratios:
+        ratios(Path(tempfile.mkdtemp(prefix="minildr-bench-")), args.calls, args.rounds,
+               args.big_calls)
+        return
 
     out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
     greet = ROOT / "examples" / "greet"
@@ -162,6 +266,7 @@ def main() -> None:
     stop_floor()
     for plugin in (local, remote, spinning, local_cmd, remote_cmd, spinning_cmd):
         plugin.close()
+    ratios(out, args.calls, args.rounds, args.big_calls)
 
 
 if __name__ == "__main__":

@@ -72,9 +72,10 @@ from .errors import (BadTrustFile, BuildError, CompilerNotFound, ContractMismatc
                      ContractViolation, DependencyMismatch, LoadError, NotAPlugin,
                      NotImplementedByPlugin, PluginCallError, PluginClosed, PluginCrashed,
                      PluginError, PluginNotFound, PluginProtocolError, PluginTimeout,
-                     SymbolNotFound, SymbolTypeError, UnsupportedELF, UntrustedPlugin,
-                     VersionMismatch)
+                     SandboxUnavailable, SymbolNotFound, SymbolTypeError, UnsupportedELF,
+                     UntrustedPlugin, VersionMismatch, WorkerStartError)
 from .host import HOST, SUFFIX, Platform
+from .isolation.policy import Limits, SandboxPolicy
 from .loader import open
 from .manifest import ABI_VERSION, Manifest
 from .plugin import Plugin, Symbol
@@ -111,4 +112,5 @@ __all__ = [
     "LoadError", "PluginClosed",
     "PluginCallError", "NotImplementedByPlugin", "ContractViolation", "ContractProxy",  # contracts
     "TrustStore", "PublicKey", "Verdict", "BadTrustFile", "PluginProtocolError",
+    "SandboxPolicy", "Limits", "SandboxUnavailable", "WorkerStartError",          # isolation
 ]

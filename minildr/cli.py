@@ -20,6 +20,7 @@ from .contracts.stubs import protocol_source
 from .discover import discover
 from .errors import PluginError
 from .image import read as read_image
+from .isolation import sandbox
 from .checks import check_binary, check_manifest, check_versions
 
 EXIT_OK, EXIT_PLUGIN, EXIT_USAGE = 0, 1, 2
@@ -66,9 +67,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
     options = {"trust": args.trust} if args.trust else {}
     if args.isolate:
         options["isolate"] = True
+    if args.sandbox:
+        options["sandbox"] = True
     with discover(args.folder, **options) as report:
         say(report.table())
         return EXIT_OK if report.ok else EXIT_PLUGIN
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """What this kernel offers a sandboxed plugin, and what such a plugin can and cannot do."""
+    support = sandbox.probe()
+    print(sandbox.report(support))
+    return EXIT_OK if not support.missing else EXIT_PLUGIN
 
 
 def cmd_protocol(args: argparse.Namespace) -> int:
@@ -199,7 +209,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("folder", type=Path)
     s.add_argument("--trust", type=Path, help="refuse plugins this trust file does not trust")
     s.add_argument("--isolate", action="store_true", help="load each in a worker process")
+    s.add_argument("--sandbox", action="store_true",
+                   help="load each in a confined worker process (see the sandbox command)")
     s.set_defaults(run=cmd_scan)
+
+    x = sub.add_parser("sandbox", help="what this kernel supports for sandbox=True, and what "
+                                       "a sandboxed plugin can and cannot do here")
+    x.set_defaults(run=cmd_sandbox)
 
     t = sub.add_parser("protocol", help="write typing.Protocol hints for contract proxies")
     t.add_argument("contract", nargs="+", metavar="FILE[:NAME:VERSION]")

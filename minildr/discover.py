@@ -76,6 +76,8 @@ def discover(folder: "os.PathLike[str] | str", **open_kwargs: Any) -> Report:
     Each file must be the plugin its name says: `greet.so` must carry the
     manifest of a plugin called greet (open's expect=), so a plugin copied
     over another's file (substitution, however it is signed) is refused.
+    `open_kwargs` go to each open(): isolate=True, sandbox=True (or a
+    SandboxPolicy), env=, trust=, contracts=.
     """
     folder = Path(folder)
     if not folder.is_dir():

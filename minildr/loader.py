@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 from .checks import (check_binary, check_contracts, check_file, check_manifest, check_trust,
                      check_versions)
@@ -19,6 +19,7 @@ from .contracts.contract import Contract
 from .errors import PluginError
 from .image import PluginImage
 from .isolation.plugin import open_isolated
+from .isolation.policy import SandboxPolicy
 from .lifetime import native_threads
 from .plugin import Library, Plugin
 from .system import SystemLibrary
@@ -52,7 +53,9 @@ def load_in_process(image: PluginImage, manifest: Any, loader: str) -> Plugin:
 
 def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
          trust: Optional[Any] = None, isolate: Union[bool, float] = False,
-         loader: str = "system", expect: Optional[str] = None) -> Plugin:
+         loader: str = "system", expect: Optional[str] = None,
+         sandbox: Union[bool, SandboxPolicy] = False,
+         env: Optional[Mapping[str, str]] = None) -> Plugin:
     """Check the plugin at `path` without running it, then load it.
 
     contracts: the contracts the host was built with; a plugin built against
@@ -64,13 +67,27 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         unexpected-plugin), even if a trusted key signed it.
     isolate: True (or a per-call timeout in seconds) loads the plugin in a
         worker process: a crash gives PluginCrashed, a hang PluginTimeout,
-        and the host keeps running (see isolation/).
+        and the host keeps running (see isolation/). The worker starts with
+        an empty environment, in a folder of its own, within WORKER_LIMITS.
+        This protects the host from a plugin's bugs, not from its malice:
+        the worker still runs as the host's user, with its files and network.
+    sandbox: True (or a minildr.SandboxPolicy) implies isolate and confines
+        the worker for good before the plugin is mapped: it can read only
+        what loading needs and what the policy grants, has no network, and
+        cannot start processes or programs (isolation/sandbox.py). Where the
+        kernel cannot do that, SandboxUnavailable; never less confinement.
+    env: the isolated worker's whole environment (default: none at all).
     loader: "system" (dlopen) or "native" (minildr.native, the loader in
         Python; Linux x86_64/aarch64, UnsupportedELF for what it cannot load).
         An isolated plugin is loaded by the system loader in its worker.
     """
     if loader not in ("system", "native"):
         raise ValueError(f"loader must be 'system' or 'native', not {loader!r}")
+    if sandbox is not False and sandbox is not None and not isolate:
+        isolate = True                      # a sandbox is an isolated worker, confined
+    if env is not None and not isolate:
+        raise ValueError("env= sets an isolated worker's environment; in-process plugins "
+                         "share the host's (use isolate=True or sandbox=True)")
     if isolate and loader == "native":
         raise ValueError("isolate=True loads the plugin with the system loader in a worker "
                          "process; use loader='native' without isolate")
@@ -84,7 +101,8 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         check_contracts(image, manifest, contracts)
         check_trust(image, trust, expect)
         if isolate:
-            plugin: Plugin = open_isolated(image, manifest, contracts, isolate)
+            plugin: Plugin = open_isolated(image, manifest, contracts, isolate, env,
+                                           sandbox or False)
         else:
             plugin = load_in_process(image, manifest, loader)
     except PluginError as exc:
@@ -92,9 +110,9 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
                     image.sha256 if image else "-", exc.reason)
         raise
     try:
+        how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
         log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "
-                                 f"{manifest.name} {manifest.version}"
-                                 f"{' (isolated)' if isolate else ''}"))
+                                 f"{manifest.name} {manifest.version}{how}"))
     except BaseException:
         plugin.close()
         raise

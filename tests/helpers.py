@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import minildr
+from minildr.isolation import process
+
+BOOT = process.BOOT         # as the package has it (tests may change process.BOOT)
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -61,3 +64,51 @@ def run_python(code: str, *args: object, timeout: float = 120,
                               preexec_fn=limit if memory_limit else None)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(exc.cmd, None, exc.stdout or "", exc.stderr or "")
+
+
+def run_in_worker_first(monkeypatch, code: str) -> None:
+    """Make isolated workers started from now on run `code` before they serve.
+
+    The worker's Python ignores the host's environment (PYTHONPATH,
+    sitecustomize: python -I), so a test that needs a worker that misbehaves
+    changes the one line the host starts it with, process.BOOT.
+    """
+    start = "from minildr.isolation.worker import main"
+    monkeypatch.setattr(process, "BOOT", BOOT.replace(start, f"exec({code!r}); {start}"))
+
+
+# A subreaper: every orphan of the host below is re-parented to this process,
+# so it sees whether anything the host started (its workers, whatever their
+# plugins forked) outlived the host. argv: the host's code, then "exit" (the
+# host ends by itself) or "kill" (SIGKILL once it printed its first line).
+# Prints {"state": "none left"} or the processes still running 10 s later.
+ORPHAN_GUARD = r"""
+import ctypes, json, os, signal, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER
+host = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+first = host.stdout.readline()
+if sys.argv[2] == "kill":
+    host.kill()
+host.wait()
+
+def children():
+    with open(f"/proc/self/task/{os.getpid()}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+deadline = time.monotonic() + 10
+state = "none left"
+while True:
+    try:
+        if os.waitpid(-1, os.WNOHANG)[0]:
+            continue                        # one more ended (we reap what comes to us)
+    except ChildProcessError:
+        break                               # nothing below us any more
+    if time.monotonic() > deadline:
+        left = children()
+        state = f"left running: {left}"
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        break
+    time.sleep(0.02)
+print(json.dumps({"state": state, "first": first.strip(), "host": host.returncode}))
+"""

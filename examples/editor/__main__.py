@@ -4,6 +4,7 @@
     python -m examples.editor notes.qp --plugins DIR   # or any plugins folder
     python -m examples.editor notes.qp --save-as copy.txt --append "one more line"
     python -m examples.editor notes.qp --isolate       # each plugin in a worker process
+    python -m examples.editor notes.qp --sandbox       # ... confined by the kernel (Linux)
 
 Prints the plugin scan (what loaded, what was skipped and why), the decoded
 text, then saves and prints each diagnostic as LINE:COLUMN: RULE: MESSAGE.
@@ -35,21 +36,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--isolate", action="store_true",
                         help="load each plugin in its own worker process, so a crashing "
                              "plugin cannot end the editor")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="--isolate, and confine each worker (minildr.SandboxPolicy): "
+                             "no files but what loading needs, no network, no processes")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="with --isolate: the time a plugin call may take (default 10)")
     args = parser.parse_args(argv)
-    if args.timeout is not None and (not args.isolate or args.timeout <= 0):
-        parser.error("--timeout takes a number of seconds > 0, and needs --isolate")
-    isolate = (args.timeout or True) if args.isolate else False
+    if args.timeout is not None and (not (args.isolate or args.sandbox) or args.timeout <= 0):
+        parser.error("--timeout takes a number of seconds > 0, and needs --isolate or --sandbox")
+    isolate = (args.timeout or True) if args.isolate or args.sandbox else False
     tolerant_output(sys.stdout, sys.stderr)   # the text shown may hold any character
     folder = args.plugins
     if folder is None:
         folder = ROOT / "build" / "editor-plugins"
         build_plugins(folder)
-    with Editor(isolate=isolate) as editor:
+    with Editor(isolate=isolate, sandbox=args.sandbox) as editor:
         report = editor.load_plugins(folder)
         print(report.table())
-        if isolate:
+        if args.sandbox:
+            print(f"sandboxed: {len(report.loaded)} plugin(s), each in its own confined worker")
+        elif isolate:
             print(f"isolated: {len(report.loaded)} plugin(s), each in its own worker process")
         for name, reason in editor.skipped:
             if not any(name == path.name for path, _ in report.failed):

@@ -14,6 +14,9 @@ skipped, and the editor keeps working without it.
 (minildr's isolation): the formats and linters behave the same, and a plugin
 that crashes or hangs becomes an error (a linter's, a diagnostic) instead of
 ending the editor. `isolate=2.5` also bounds each plugin call to 2.5 s.
+`Editor(sandbox=True)` also confines each worker (minildr.SandboxPolicy): a
+format plugin from a stranger can then read, write and reach nothing but
+what it is handed.
 """
 from __future__ import annotations
 
@@ -71,12 +74,14 @@ class Editor:
     hooks: List[Tuple[str, Linter]] = field(default_factory=list)    # (name, linter)
     skipped: List[Tuple[str, str]] = field(default_factory=list)     # (file, reason)
     isolate: Union[bool, float] = False      # each plugin in a worker process (minildr)
+    sandbox: Union[bool, minildr.SandboxPolicy] = False   # and confined by the kernel
     _reports: List[minildr.Report] = field(default_factory=list, repr=False)
 
     # -- plugins -------------------------------------------------------
     def load_plugins(self, folder: "os.PathLike[str] | str") -> minildr.Report:
         """Register every format and linter a plugins folder offers; report the rest."""
-        report = minildr.discover(folder, contracts=CONTRACTS, isolate=self.isolate)
+        report = minildr.discover(folder, contracts=CONTRACTS, isolate=self.isolate,
+                                  sandbox=self.sandbox)
         for path, error in report.failed:
             self.skipped.append((path.name, f"{type(error).__name__}: {error.reason}"))
         for plugin in report.loaded:

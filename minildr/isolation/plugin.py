@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 from ..contracts.contract import Contract
 from ..errors import PluginClosed
@@ -19,7 +19,9 @@ from ..plugin import Plugin, Symbol
 from ..system import ffi as host_ffi
 from .contracts import bind_remote
 from .marshal import Marshal, decode_result, encode_argument, marshal_for, Value
+from .policy import WORKER_LIMITS, Limits, SandboxPolicy
 from .process import DEFAULT_TIMEOUT, WorkerProcess
+from .sandbox import require_sandbox
 from .protocol import CALL, GET, LOOKUP, SET, ProtocolViolation
 
 log = logging.getLogger("minildr")
@@ -42,13 +44,17 @@ class RemoteFunction:
         if len(args) != len(params):
             raise TypeError(f"{self.name}() takes {len(params)} argument(s) "
                             f"({len(args)} given)")
-        ffi = self._ffi
-        wire = [encode_argument(kind, arg, ffi) for kind, arg in zip(params, args)]
-        value = self._worker.request([CALL, self._handle, wire], self._during)
-        try:
-            return decode_result(self._marshal.result, value, ffi)
-        except ProtocolViolation as exc:
-            raise self._worker._violated(exc, self._during) from None
+        ffi, worker = self._ffi, self._worker
+        with worker.lock:                 # one request at a time uses the worker's arena
+            arena = worker.arena
+            if arena is not None:
+                arena.begin()
+            wire = [encode_argument(kind, arg, ffi, arena) for kind, arg in zip(params, args)]
+            value = worker.request([CALL, self._handle, wire], self._during)
+            try:
+                return decode_result(self._marshal.result, value, ffi, arena)
+            except ProtocolViolation as exc:
+                raise worker._violated(exc, self._during) from None
 
     def __repr__(self) -> str:
         return f"<isolated function {self.name}: {self.ctype}, in worker pid {self._worker.pid}>"
@@ -149,6 +155,27 @@ class IsolatedPlugin(Plugin):
         return f"<Plugin {self.name} {self.version} from {self.path} (isolated, {state})>"
 
 
+def _limits_for(sandbox: Union[bool, SandboxPolicy]) -> Limits:
+    if sandbox is True:
+        return SandboxPolicy()
+    if sandbox is False or sandbox is None:
+        return WORKER_LIMITS
+    if isinstance(sandbox, SandboxPolicy):
+        return sandbox
+    raise TypeError(f"sandbox= takes True, False or a minildr.SandboxPolicy, not {sandbox!r}")
+
+
+def _check_env(env: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    """The worker's whole environment: what the host passes, nothing inherited."""
+    if env is None:
+        return {}
+    if not all(isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v
+               for k, v in env.items()):
+        raise ValueError("env= takes a mapping of variable names to string values (names "
+                         "without '=', no NUL characters)")
+    return dict(env)
+
+
 def _check_timeout(seconds: Any) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
         raise ValueError(f"isolate= takes True or a timeout in seconds (> 0), not {seconds!r}")
@@ -156,13 +183,22 @@ def _check_timeout(seconds: Any) -> float:
 
 
 def open_isolated(image: PluginImage, manifest: Manifest, contracts: Iterable[Contract],
-                  isolate: Union[bool, float]) -> IsolatedPlugin:
-    """Start a worker for a checked image and have it load exactly those bytes."""
-    timeout = DEFAULT_TIMEOUT if isolate is True else _check_timeout(isolate)
+                  isolate: Union[bool, float], env: Optional[Mapping[str, str]] = None,
+                  sandbox: Union[bool, SandboxPolicy] = False) -> IsolatedPlugin:
+    """Start a worker for a checked image and have it load exactly those bytes.
+
+    The worker starts with `env` as its whole environment (none by default),
+    in a fresh folder of its own, with WORKER_LIMITS; `sandbox` (True or a
+    SandboxPolicy) confines it further before the plugin is mapped (sandbox.py).
+    """
+    timeout = DEFAULT_TIMEOUT if isolate is True or not isolate else _check_timeout(isolate)
     if sys.platform == "win32":                   # pragma: no cover - Windows only
         raise NotImplementedError("isolate=True needs a POSIX system (Linux, macOS): the "
                                   "worker is given its socket and the plugin by descriptor")
-    worker = WorkerProcess(image, timeout)
+    limits = _limits_for(sandbox)
+    if isinstance(limits, SandboxPolicy):
+        require_sandbox(image.path, limits)       # SandboxUnavailable: says what is missing
+    worker = WorkerProcess(image, timeout, _check_env(env), limits)
     try:
         worker.start(image, list(contracts))
     except BaseException:

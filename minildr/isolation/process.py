@@ -1,8 +1,11 @@
 """The host's handle on one worker process: spawn, request and reply, output, crash, stop.
 
-`WorkerProcess` starts `python -m minildr.isolation.worker` with its own
-socket pair (the protocol, protocol.py), a *lifeline* pipe and two output
-pipes. The plugin's stdout and stderr are those pipes, which the host
+`WorkerProcess` starts the worker (`worker_command`: python -I, with an
+empty environment unless the host passes one, in a temporary folder of its
+own) with its own socket pair (the protocol, protocol.py), a *lifeline*
+pipe, two output pipes, the sealed plugin and the arena (shm.py), and no
+other descriptor. Failing to start it (out of descriptors, say) is
+WorkerStartError, with everything made so far closed again. The plugin's stdout and stderr are those pipes, which the host
 forwards to its own sys.stdout and sys.stderr while a request waits for its
 reply, so a notebook shows them under the cell that made the call (what a
 plugin's own thread prints between calls appears at the next call or at
@@ -15,31 +18,42 @@ stderr lines); bytes that are not a frame are `PluginProtocolError`.
 No orphans: the worker dies with its socket (close(), or the host exiting)
 and, while busy in plugin code, through the lifeline pipe that only the host
 holds open: when the host is gone, even by SIGKILL, the read end sees
-end-of-file and the worker exits.
+end-of-file and the worker exits. On Linux the process started is a keeper
+(tree.py) that ends everything the plugin forked, at close, crash, timeout
+or the host's death; stopping a worker asks the keeper (SIGTERM), then
+kills its process group.
 """
 from __future__ import annotations
 
 import base64
 import codecs
 import collections
+import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Deque, Iterable, List, Optional
+from typing import Any, Deque, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from ..contracts.contract import Contract
-from ..errors import PluginClosed, PluginCrashed, PluginError, PluginProtocolError, PluginTimeout
+from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
+                      PluginTimeout, WorkerStartError)
 from ..image import PluginImage
-from .protocol import CLOSE, OPEN, READY, FrameReader, ProtocolViolation, frame, read_reply
+from . import policy, shm
+from .policy import Limits
+from .tree import KEEPS_TREE
+from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, FrameReader, ProtocolViolation,
+                       frame, read_reply)
 
 log = logging.getLogger("minildr")
 
@@ -59,49 +73,65 @@ SPIN_SECONDS = 0.0
 class WorkerProcess:
     """A worker process and the host's ends of its socket, lifeline and output pipes."""
 
-    def __init__(self, image: PluginImage, timeout: float) -> None:
+    def __init__(self, image: PluginImage, timeout: float, env: Mapping[str, str],
+                 limits: Limits) -> None:
         self.path = image.path
         self.timeout = timeout
+        self.limits = limits
         self.spin = SPIN_SECONDS            # as it was when this worker started
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()       # one request at a time (and its arena)
         self._seq = 0
         self._reader = FrameReader()
         self._failure: Optional[PluginError] = None
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._partial_line = ""
-        self._spawn(image)
+        self._spawn(image, env)
 
     # -- starting ------------------------------------------------------------
-    def _spawn(self, image: PluginImage) -> None:
-        host_sock, worker_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        life_r, life_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        image.acquire()
-        memfd = image.sealed_fd()
-        ours = (host_sock, life_w, out_r, err_r)
+    def _spawn(self, image: PluginImage, env: Mapping[str, str]) -> None:
+        """Start the worker: its own socket, lifeline, output pipes, folder and nothing else.
+
+        Every descriptor made here is closed again if any step fails (out of
+        descriptors, processes or memory: WorkerStartError, nothing left open).
+        """
+        made: List[Any] = []        # what to close if a step fails: sockets, fds, a folder
         try:
-            keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else [])
-            env = dict(os.environ)
-            package_parent = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = os.pathsep.join(
-                [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            host_sock, worker_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            made += [host_sock, worker_sock]
+            life_r, life_w = _pipe(made)
+            out_r, out_w = _pipe(made)
+            err_r, err_w = _pipe(made)
+            image.acquire()
+            made.append(image)
+            memfd = image.sealed_fd()
+            folder = tempfile.mkdtemp(prefix="minildr-worker-")
+            made.append(Path(folder))
+            arena = shm.Arena.create() if shm.available() else None
+            made.append(arena)
+            keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else []) \
+                + ([arena.fd] if arena is not None else [])
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "minildr.isolation.worker", str(worker_sock.fileno()), str(life_r)],
+                worker_command(worker_sock.fileno(), life_r, self.limits,
+                               arena.fd if arena is not None else -1),
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=keep,
-                start_new_session=True,     # the terminal's Ctrl-C goes to the host only
-                env=env)
-        except BaseException:
-            host_sock.close()
-            for fd in ours[1:]:
-                os.close(fd)
+                close_fds=True, cwd=folder, env=dict(env),
+                start_new_session=True)     # the terminal's Ctrl-C goes to the host only
+        except BaseException as exc:
+            _undo(made)
+            if isinstance(exc, OSError):
+                raise WorkerStartError(self.path, (
+                    f"its worker process could not be started: {exc.strerror or exc} "
+                    f"(errno {exc.errno}). Nothing was loaded and nothing is left open; "
+                    "close other plugins or files, or raise the limit (ulimit -n, ulimit -u), "
+                    "then open it again")) from None
             raise
-        finally:
-            image.release()           # the worker holds its own descriptor of the memfd
-            worker_sock.close()
-            for fd in (life_r, out_w, err_w):
-                os.close(fd)
+        image.release()               # the worker holds its own descriptor of the memfd
+        worker_sock.close()
+        for fd in (life_r, out_w, err_w):
+            os.close(fd)
         self.pid = self.process.pid
+        self.folder = folder
+        self.arena = arena
         self._sock = host_sock
         self._life_w = life_w
         self._outputs = {out_r: (self._stdout, codecs.getincrementaldecoder("utf-8")("replace")),
@@ -117,11 +147,15 @@ class WorkerProcess:
         self._memfd = memfd
         # At exit, or when nothing refers to this worker any more: stop it.
         self._finalizer = weakref.finalize(self, _stop_process, self.process, host_sock, life_w,
-                                           self._open_outputs)
+                                           self._open_outputs, folder, arena)
 
     def start(self, image: PluginImage, contracts: Iterable[Contract]) -> dict:
         """Wait for the worker's Python, then have it check and load the image."""
-        self.request([READY], "starting the worker", timeout=max(START_TIMEOUT, self.timeout))
+        pid = self.request([READY], "starting the worker", timeout=max(START_TIMEOUT, self.timeout))
+        if type(pid) is not int or pid <= 0:
+            raise self._violated(ProtocolViolation(f"the ready reply {str(pid)[:80]!r} is not "
+                                                   "a process id"), "starting the worker")
+        self.pid = pid              # the process that loads the plugin (below its keeper)
         spec = {"path": image.path, "sha256": image.sha256, "fd": self._memfd,
                 "spin": self.spin,
                 "contracts": [[c.name, c.version, c.text, c.filename] for c in contracts]}
@@ -132,7 +166,7 @@ class WorkerProcess:
     # -- one request, one reply ----------------------------------------------------
     def request(self, message: List[Any], during: str, timeout: Optional[float] = None) -> Any:
         """Send a request and return the worker's answer; every failure is a PluginError."""
-        with self._lock:
+        with self.lock:
             if self._failure is not None:
                 raise self._failure
             self._seq += 1
@@ -207,6 +241,25 @@ class WorkerProcess:
                     self._forward(fd)
                 return message
 
+    def bare_round_trips(self, count: int) -> Iterator[None]:
+        """Yield `count` times, each after one bare PING_SIZE-byte round trip to the worker.
+
+        No frame, no JSON, no plugin: what the operating system charges for
+        waking this worker and back, for benchmarks to compare calls with.
+        """
+        with self.lock:
+            self.request([PING, count], "a ping")
+            sock, message = self._sock, b"p" * PING_SIZE
+            for _ in range(count):
+                sock.sendall(message)
+                got = 0
+                while got < PING_SIZE:
+                    data = sock.recv(PING_SIZE - got)
+                    if not data:
+                        raise self._crashed("a ping")
+                    got += len(data)
+                yield
+
     # -- output ------------------------------------------------------------------------
     @staticmethod
     def _stdout(text: str) -> None:
@@ -264,7 +317,7 @@ class WorkerProcess:
             self._stderr_tail.append(self._partial_line)
             self._partial_line = ""
         name = _signal_name(-code) if code < 0 else None
-        how = _status(code)
+        how = _status(code) + self._limit_hit(name)
         tail = [line for line in self._stderr_tail if line.strip()]
         said = ("; the last lines it wrote to stderr:\n    " + "\n    ".join(tail)) if tail else \
             "; it wrote nothing to stderr"
@@ -273,6 +326,15 @@ class WorkerProcess:
             "The host is unharmed; open the plugin again to retry"),
             signal=name, exit_code=None if code < 0 else code, stderr=tail, pid=self.pid)
         return self._fail(error)
+
+    def _limit_hit(self, signal_name: Optional[str]) -> str:
+        """Which of its limits the worker hit, where its signal says so ('' otherwise)."""
+        if signal_name == "SIGXCPU" and self.limits.cpu_seconds is not None:
+            return (f" (it used up its CPU time limit, cpu_seconds={self.limits.cpu_seconds}:"
+                    " the kernel sends SIGXCPU)")
+        if signal_name == "SIGXFSZ" and self.limits.file_size is not None:
+            return f" (it wrote past its file size limit, file_size={self.limits.file_size})"
+        return ""
 
     def _timed_out(self, during: str, timeout: float) -> PluginError:
         return self._fail(PluginTimeout(self.path, (
@@ -293,7 +355,7 @@ class WorkerProcess:
 
     def close(self) -> None:
         """Ask the worker to unload the plugin and exit; stop it if it does not."""
-        with self._lock:
+        with self.lock:
             if self._failure is None and self.process.returncode is None:
                 try:
                     self.request([CLOSE], "closing", timeout=min(self.timeout, 5.0))
@@ -316,7 +378,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 pass
         if self.process.returncode is None:
-            _wait(self.process, 0.0)        # kill it and reap it
+            _kill(self.process)             # kill it (and its tree) and reap it
+            self.process.wait()
         self.drain(wait=0.5)                # whatever it wrote before it ended
         self._finalizer()                   # close the socket, the lifeline, the pipes
 
@@ -343,24 +406,44 @@ def _close_fd(fd: int) -> None:
         pass
 
 
-def _wait(process: subprocess.Popen, timeout: float, kill: bool = True) -> int:
+def _wait(process: subprocess.Popen, timeout: float) -> int:
     """The worker's exit status (negative: killed by that signal), killing it if need be."""
     try:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
-        if not kill:
-            return 0
-    process.kill()
+        pass
+    _kill(process)
     return process.wait()
 
 
+def _kill(process: subprocess.Popen) -> None:
+    """End the worker and everything its plugin started.
+
+    Where the worker keeps its tree (tree.py), SIGTERM asks its keeper to
+    kill the whole tree first; if it has not ended within a second (a plugin
+    stopped it), and elsewhere, SIGKILL goes to the worker's process group.
+    """
+    if KEEPS_TREE:
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(1.0)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass                            # the group is gone already
+    process.kill()
+
+
 def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
-                  outputs: set) -> None:
+                  outputs: set, folder: str, arena: Optional[shm.Arena]) -> None:
     """Closing the socket and the lifeline tells the worker to exit; then make sure.
 
     Runs once per worker: from close(), when the last reference to the worker
     goes, or at the host's exit (weakref.finalize's atexit), so no worker
-    outlives its host.
+    outlives its host. Its folder goes with it.
     """
     sock.close()
     _close_fd(life_w)
@@ -368,11 +451,54 @@ def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
         try:
             process.wait(0.5)
         except subprocess.TimeoutExpired:
-            process.kill()
+            _kill(process)
             process.wait()
     for fd in list(outputs):
         outputs.discard(fd)
         _close_fd(fd)
+    shutil.rmtree(folder, ignore_errors=True)
+    if arena is not None:
+        arena.close()
+
+
+def _pipe(made: List[Any]) -> Tuple[int, int]:
+    """os.pipe(), both ends recorded in `made` for _undo."""
+    read, write = os.pipe()
+    made += [read, write]
+    return read, write
+
+
+def _undo(made: List[Any]) -> None:
+    """Close what a failed start made: sockets, descriptors, the image, the folder."""
+    for thing in reversed(made):
+        if thing is None:
+            continue
+        if isinstance(thing, (socket.socket, shm.Arena)):
+            thing.close()
+        elif isinstance(thing, int):
+            _close_fd(thing)
+        elif isinstance(thing, Path):
+            shutil.rmtree(thing, ignore_errors=True)
+        else:
+            thing.release()
+
+
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+        "from minildr.isolation.worker import main; main(sys.argv[2:])")
+
+
+def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits, arena_fd: int = -1
+                   ) -> List[str]:
+    """The worker's command line: -I, and minildr imported from this very package.
+
+    -I (isolated mode) ignores PYTHON* variables and the user's site folder,
+    and puts neither the current folder nor a script's folder on sys.path;
+    the one folder added is the parent of the minildr the host runs. So a
+    stray minildr/ (or cffi/) in the host's current folder is never imported.
+    """
+    package_parent = str(Path(__file__).resolve().parents[2])
+    return [sys.executable, "-I", "-c", BOOT, package_parent, str(sock_fd), str(lifeline_fd),
+            json.dumps(policy.to_wire(limits)), str(arena_fd)]
 
 
 

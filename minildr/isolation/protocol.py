@@ -26,6 +26,9 @@ MAX_FRAME = 64 << 20
 # The requests, host -> worker.
 READY, OPEN, LOOKUP, CALL, GET, SET, CONTRACT, METHOD, CLOSE = (
     "ready", "open", "lookup", "call", "get", "set", "contract", "method", "close")
+# ["ping", seq, N]: after its reply the worker echoes N bare PING_SIZE-byte messages,
+# no frames: the floor of this very pair of processes (benchmarks/bench_isolate.py).
+PING, PING_SIZE = "ping", 40
 
 
 

@@ -1,8 +1,14 @@
-"""The worker process of an isolated plugin: `python -m minildr.isolation.worker SOCKET_FD LIFELINE_FD`.
+"""The worker process of an isolated plugin.
 
-The host (isolation/process.py) starts one worker per isolated plugin. The worker:
+The host (isolation/process.py) starts one worker per isolated plugin, as
+`python -I -c BOOT PACKAGE_PARENT SOCKET_FD LIFELINE_FD LIMITS` (see
+process.worker_command), with an empty environment unless the host passes
+one, in a folder of its own. On Linux it splits into a keeper and a server
+(tree.py), so whatever the plugin forks ends with it. The server sets its
+limits (policy.py), then:
 
-1. answers `ready`, then `open`: it reads the plugin's bytes from the sealed
+1. answers `ready`, then `open`: if sandboxed, it confines itself for good
+   (sandbox.py) before anything else; it reads the plugin's bytes from the sealed
    memfd the host passed (or from the message), checks that their SHA-256 is
    the one the host verified, runs the same checks open() runs, and loads
    them with the system loader (constructors run here, not in the host);
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -28,10 +35,12 @@ from typing import Any, Dict, List, Optional
 
 import cffi
 
-from . import marshal, protocol
+from . import marshal, policy, protocol, sandbox, tree
 from .marshal import Value
+from .policy import Limits, SandboxPolicy
+from .shm import Arena
 from ..contracts.contract import Contract
-from ..errors import LoadError
+from ..errors import LoadError, PluginError, SandboxUnavailable, WorkerStartError
 from ..image import PluginImage
 from ..checks import check_binary, check_contracts, check_manifest, check_versions
 from ..plugin import Plugin
@@ -83,7 +92,11 @@ def read_image(spec: Dict[str, Any]) -> PluginImage:
 class Server:
     """The plugin, loaded in this process, and the handles the host refers to."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits, failure: Optional[PluginError],
+                 arena: Optional[Arena] = None) -> None:
+        self.limits = limits
+        self.arena = arena                    # shared with the host for long strings (shm.py)
+        self.failure = failure                # the worker could not limit or confine itself
         self.plugin: Optional[Plugin] = None
         self.handles: List[Any] = []          # (object, Marshal or method names)
         self.spin = 0.0                       # the host's process.SPIN_SECONDS
@@ -92,7 +105,11 @@ class Server:
         if op == protocol.CALL:
             function, how = self.handles[args[0]]
             return self.call(function, how, args[1])
+        if op == protocol.PING:
+            return None                       # serve() then echoes bare messages
         if op == protocol.READY:
+            if self.failure is not None:
+                raise self.failure
             return os.getpid()
         if op == protocol.OPEN:
             return self.open(args[0])
@@ -153,11 +170,17 @@ class Server:
         return protocol.encode_value(proxy.call(method, *values))
 
     def call(self, function: Any, how: marshal.Marshal, wire: List[Any]) -> Any:
-        params = how.params
+        params, arena = how.params, self.arena
+        if arena is not None:
+            arena.begin()
         if Value.STRING in params or Value.CHAR in params:
-            wire = [marshal.from_wire(k, v) for k, v in zip(params, wire)]
+            wire = [marshal.from_wire(k, v, arena) for k, v in zip(params, wire)]
         result = function(*wire)
-        return marshal.to_wire(how.result, result) if how.result in _COPIED else result
+        if how.result not in _COPIED:
+            return result
+        copied = marshal.copy_result(how.result, result)
+        wire = result = None        # no pointer into the arena is left: it may grow for the result
+        return marshal.to_wire(how.result, copied, arena)
 
     def close(self) -> None:
         """Drop what the host was handed, so the library really unloads (destructors run)."""
@@ -193,8 +216,7 @@ def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
     return protocol.frame(["ok", seq, result])
 
 
-def serve(sock: socket.socket) -> None:
-    server = Server()
+def serve(sock: socket.socket, server: Server) -> None:
     reader = protocol.FrameReader()
     recv, send = sock.recv, sock.sendall
     while True:
@@ -209,15 +231,54 @@ def serve(sock: socket.socket) -> None:
         send(respond(server, op, seq, args))
         if op == protocol.CLOSE:
             return
+        if op == protocol.PING:
+            echo(sock, reader, int(args[0]))
+
+
+def echo(sock: socket.socket, reader: protocol.FrameReader, count: int) -> None:
+    """Send back `count` bare PING_SIZE-byte messages: the floor benchmarks compare with."""
+    pending = bytes(reader.buffer)
+    reader.buffer.clear()
+    for _ in range(count):
+        while len(pending) < protocol.PING_SIZE:
+            data = sock.recv(1 << 16)
+            if not data:
+                return
+            pending += data
+        sock.sendall(pending[:protocol.PING_SIZE])
+        pending = pending[protocol.PING_SIZE:]
+    reader.feed(pending)
+
+
+def limit_and_confine(limits: Limits) -> Optional[PluginError]:
+    """Set the worker's limits and, if sandboxed, confine it: before any plugin byte is read.
+
+    A failure is answered to the host's first request (ready), so the host
+    raises it as itself (WorkerStartError, SandboxUnavailable).
+    """
+    try:
+        sandbox.set_limits(limits)
+    except (OSError, ValueError) as exc:
+        return WorkerStartError("", f"its worker could not set its limits ({exc})")
+    if isinstance(limits, SandboxPolicy):
+        try:
+            sandbox.confine("", limits)
+        except SandboxUnavailable as exc:
+            return exc
+    return None
 
 
 def main(argv: List[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the host decides when to stop us
-    sock_fd, lifeline_fd = int(argv[0]), int(argv[1])
-    watch_lifeline(lifeline_fd)
+    sock_fd, lifeline_fd, arena_fd = int(argv[0]), int(argv[1]), int(argv[3])
+    limits = policy.from_wire(json.loads(argv[2]))
+    if tree.KEEPS_TREE:
+        tree.split(lifeline_fd, server_only=[fd for fd in (sock_fd, arena_fd) if fd >= 0])
+    server = Server(limits, limit_and_confine(limits), Arena(arena_fd) if arena_fd >= 0 else None)
+    watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
     sock = socket.socket(fileno=sock_fd)
     try:
-        serve(sock)
+        serve(sock, server)
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:

@@ -23,7 +23,7 @@ import minildr
 from minildr import image as images
 from minildr.isolation import IsolatedPlugin, marshal, process, protocol as isolate
 
-from helpers import ROOT, write_plugin
+from helpers import ORPHAN_GUARD, ROOT, run_in_worker_first, write_plugin
 from platforms import requires_isolation, requires_linux, requires_proc
 
 pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test
@@ -478,33 +478,6 @@ def test_dropping_an_unclosed_plugin_ends_its_worker(greet_so):
 # ---------------------------------------------------------------------------
 # No orphans when the host goes away
 # ---------------------------------------------------------------------------
-GUARD = r"""
-# A subreaper: orphans of the host below are re-parented to this process,
-# so it can tell whether the worker outlived its host.
-import ctypes, json, os, signal, subprocess, sys, time
-ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER
-host = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
-pid = int(host.stdout.readline())
-if sys.argv[2] == "kill":
-    host.kill()
-host.wait()
-deadline = time.monotonic() + 10
-state = "running"
-while time.monotonic() < deadline:
-    try:
-        done, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        state = "gone"                     # the host reaped it before exiting
-        break
-    if done:
-        state = "exited after the host"    # it ended by itself, we reaped it
-        break
-    time.sleep(0.02)
-else:
-    os.kill(pid, signal.SIGKILL)
-print(json.dumps({"pid": pid, "state": state, "host": host.returncode}))
-"""
-
 HOST = r"""
 import sys, minildr
 plugin = minildr.open(sys.argv[1] if len(sys.argv) > 1 else {path!r}, isolate=True)
@@ -516,13 +489,13 @@ print(plugin.worker_pid, flush=True)
 
 @requires_linux("watches for orphans as Linux's child subreaper (prctl)")
 @pytest.mark.parametrize("then, how, expected", [
-    ("pass", "exit", "gone"),                                 # exits without close()
-    ("import os; os._exit(0)", "exit", "exited after the host"),   # no atexit at all
-    ("hang()", "kill", "exited after the host"),              # SIGKILLed mid-call
+    ("pass", "exit", "none left"),                            # exits without close()
+    ("import os; os._exit(0)", "exit", "none left"),          # no atexit at all
+    ("hang()", "kill", "none left"),                          # SIGKILLed mid-call
 ], ids=["exit-without-close", "os._exit", "sigkill-during-hang"])
 def test_worker_never_outlives_its_host(crashy, then, how, expected):
     host = HOST.format(path=str(crashy), then=then)
-    result = subprocess.run([sys.executable, "-c", GUARD, host, how], capture_output=True,
+    result = subprocess.run([sys.executable, "-c", ORPHAN_GUARD, host, how], capture_output=True,
                             text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
@@ -671,6 +644,7 @@ def test_worker_refuses_bytes_other_than_the_verified_ones(tmp_path):
     """The worker loads nothing whose digest is not the one the host checked."""
     import base64
     from minildr.isolation.worker import Server
+    from minildr.isolation.policy import WORKER_LIMITS
     marker = tmp_path / "ran"
     source = ("#include <fcntl.h>\n#include <unistd.h>\n"
               "__attribute__((constructor)) static void init(void)\n"
@@ -680,7 +654,7 @@ def test_worker_refuses_bytes_other_than_the_verified_ones(tmp_path):
     spec = {"path": str(path), "sha256": "0" * 64, "fd": None, "contracts": [],
             "data": base64.b64encode(path.read_bytes()).decode()}
     with pytest.raises(minildr.PluginError, match="not the 0000.* the host verified"):
-        Server().open(spec)
+        Server(WORKER_LIMITS, None).open(spec)
     assert not marker.exists()
 
 
@@ -708,9 +682,7 @@ def test_discover_isolated(tmp_path, built, crashy):
 def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_path,
                                                                   monkeypatch):
     """Exceptions outside the known classes arrive as RuntimeError; the worker lives on."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(textwrap.dedent("""
+    run_in_worker_first(monkeypatch, textwrap.dedent("""
         import minildr.isolation.marshal
         class Weird(Exception):
             pass
@@ -718,7 +690,6 @@ def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_pa
             raise Weird("the worker's lookup went wrong")
         minildr.isolation.marshal.marshal_for = marshal_for
     """))
-    monkeypatch.setenv("PYTHONPATH", str(site))
     with minildr.open(crashy, isolate=True) as plugin:
         with pytest.raises(RuntimeError, match="Weird in the isolated plugin's worker: "
                                                "the worker's lookup went wrong"):
@@ -743,10 +714,7 @@ def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
 
 def test_a_worker_failing_after_close_is_logged(greet_so, tmp_path, monkeypatch, caplog):
     """Something at the worker's exit (after its plugin closed fine) is still reported."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text("import atexit, os\natexit.register(os._exit, 5)\n")
-    monkeypatch.setenv("PYTHONPATH", str(site))
+    run_in_worker_first(monkeypatch, "import atexit, os\natexit.register(os._exit, 5)\n")
     plugin = minildr.open(greet_so, isolate=True)
     pid = plugin.worker_pid
     plugin.close()

@@ -16,7 +16,7 @@ from minildr import errors
 from minildr.isolation import contracts as remote, marshal, protocol as isolate
 from examples.editor import Editor, EditorError, FORMAT, LINTER, build_plugins
 
-from helpers import EXAMPLES, fuzz_examples, write_plugin
+from helpers import EXAMPLES, fuzz_examples, run_in_worker_first, write_plugin
 from platforms import requires_isolation
 
 COMMAND = minildr.Contract.from_header(EXAMPLES / "command" / "command.h", name="command",
@@ -304,7 +304,7 @@ def test_isolated_editor_survives_a_crashing_linter_and_format(built, tmp_path):
 # ---------------------------------------------------------------------------
 # A worker that lies: every reply is checked against the host's contract
 # ---------------------------------------------------------------------------
-# Loaded by the worker's Python at start (PYTHONPATH): every contract method's
+# Run by the worker's Python at start (helpers.run_in_worker_first): every contract method's
 # result (or, with MINILDR_TEST_LIE_SEQ=N, the Nth reply) is replaced, on the
 # wire, by the JSON text in the file MINILDR_TEST_LIE.
 SITECUSTOMIZE = '''
@@ -358,15 +358,12 @@ CALLS = {"upper": (COMMAND, "upper", "run", "x"), "qp": (FORMAT, "quoted_printab
 
 @pytest.fixture
 def liar(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    monkeypatch.setenv("PYTHONPATH", str(site))
-
     def lie(text, seq=0):
         (tmp_path / "lie.json").write_text(text)
-        monkeypatch.setenv("MINILDR_TEST_LIE", str(tmp_path / "lie.json"))
-        monkeypatch.setenv("MINILDR_TEST_LIE_SEQ", str(seq))
+        settings = {"MINILDR_TEST_LIE": str(tmp_path / "lie.json"),
+                    "MINILDR_TEST_LIE_SEQ": str(seq)}
+        run_in_worker_first(monkeypatch, f"import os; os.environ.update({settings!r})\n"
+                            + SITECUSTOMIZE)
     return lie
 
 

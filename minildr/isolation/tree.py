@@ -1,0 +1,124 @@
+"""The worker's keeper: every process a plugin starts ends with its worker.
+
+A plugin may fork: a child, a daemon that double-forks and calls setsid().
+Killing the worker's process (or its process group) misses those, and a
+child that inherited the socket even hides the worker's crash (the host
+never sees end-of-file). So on Linux the worker process the host starts is
+a *keeper* that runs no plugin code:
+
+    host ── keeper (the pid the host started; a child subreaper)
+              └── server (serves requests, loads the plugin; dies with the keeper)
+                    └── whatever the plugin forks: orphans come back to the keeper
+
+PR_SET_CHILD_SUBREAPER (prctl(2)) makes every orphan below the keeper its
+child instead of init's, so /proc/<keeper>/task/*/children always reaches
+the whole tree. The keeper waits for three things: the server ending (it
+kills the rest of the tree and ends the same way, so the host sees the
+server's signal or exit code), the lifeline reaching end-of-file (the host
+is gone) and SIGTERM (the host stops the worker): in each case it kills the
+whole tree first. The server has PR_SET_PDEATHSIG: if the keeper itself is
+killed, the server goes too.
+Elsewhere (macOS) the worker serves in the process the host started, which
+is a process-group leader; the host kills the group.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import select
+import signal
+import sys
+from typing import Iterable, List
+
+from .kernel import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
+
+KEEPS_TREE = sys.platform.startswith("linux")
+
+
+def descendants(pid: int) -> List[int]:
+    """Every live process below `pid`, read from /proc/<pid>/task/*/children."""
+    found: List[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def end_tree() -> None:
+    """Kill every process below this one and reap them, until none is left."""
+    while True:
+        for pid in descendants(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(-1, 0)           # one ended; orphans of the killed come to us
+        except ChildProcessError:
+            return
+
+
+def split(lifeline: int, server_only: Iterable[int]) -> None:
+    """Become the keeper, and return only in the server process (see the module).
+
+    `lifeline`: the pipe whose end-of-file says the host is gone;
+    `server_only`: descriptors the keeper closes (the socket), so that only
+    the server holds them.
+    """
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    keeper = os.getpid()
+    server = os.fork()
+    if server == 0:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != keeper:           # the keeper died before prctl took effect
+            os._exit(1)
+        return
+    for fd in server_only:
+        os.close(fd)
+    keep(server, lifeline)
+
+
+def keep(server: int, lifeline: int) -> None:
+    """The keeper's life: wait, then end the tree and exit as the server did."""
+    def stop(signum: int, frame: object) -> None:
+        end_tree()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    poller = select.poll()
+    pidfd = os.pidfd_open(server)
+    poller.register(pidfd, select.POLLIN)
+    poller.register(lifeline, select.POLLIN)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == pidfd:
+                _, status = os.waitpid(server, 0)
+                end_tree()
+                exit_as(status)
+            elif not os.read(lifeline, 1):          # the host is gone
+                end_tree()
+                os._exit(0)
+
+
+def exit_as(status: int) -> None:
+    """End this process the way the wait status says the server ended."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # the server's crash, not ours
+        signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
+        os.kill(os.getpid(), number)
+        os._exit(128 + number)          # a signal that does not end a process by default
+    os._exit(os.waitstatus_to_exitcode(status))

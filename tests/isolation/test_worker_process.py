@@ -1,0 +1,341 @@
+"""What an isolated worker starts with, and that nothing it starts outlives it.
+
+Crash isolation, honestly: an empty environment (the host passes what it
+wants with env=), a folder of its own, no descriptor but its channel, its
+output pipes and the sealed plugin, minildr imported from the host's own
+package whatever the current folder holds, limits on memory and threads, and
+every process a plugin forks ending with the worker (isolation/tree.py).
+Each of these tests fails on the worker before issue 17/21.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import minildr
+from minildr.isolation import policy, process
+
+from helpers import ORPHAN_GUARD, ROOT, write_plugin
+from platforms import requires_isolation, requires_linux, requires_proc
+
+pytestmark = requires_isolation
+
+PROBE_C = r"""
+#include <dirent.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char text[65536];
+
+const char *env(const char *name) { const char *v = getenv(name); return v ? v : "(unset)"; }
+
+const char *cwd(void) { return getcwd(text, sizeof text) ? text : "(error)"; }
+
+/* Every open descriptor and what it is, "fd=target;..." */
+const char *descriptors(void) {
+    char path[64], target[512];
+    size_t used = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int own = d ? dirfd(d) : -1;
+    text[0] = 0;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == own) continue;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n < 0 ? 0 : n] = 0;
+        used += snprintf(text + used, sizeof text - used, "%s=%s;", e->d_name, target);
+    }
+    if (d) closedir(d);
+    return text;
+}
+
+long long limit(int which) {
+    struct rlimit r;
+    getrlimit(which, &r);
+    return r.rlim_cur == RLIM_INFINITY ? -1 : (long long)r.rlim_cur;
+}
+
+/* A child in the worker's process group, sleeping. */
+int spawn_child(void) {
+    pid_t p = fork();
+    if (p == 0) { for (;;) pause(); }
+    return p;
+}
+
+/* A daemon: fork, fork again, setsid() (a process group and session of its own),
+   the middle process exits: the daemon is an orphan. Returns its pid. */
+int spawn_daemon(void) {
+    int fds[2];
+    pid_t daemon = 0;
+    if (pipe(fds)) return -1;
+    pid_t middle = fork();
+    if (middle == 0) {
+        if (fork() == 0) {
+            setsid();
+            pid_t me = getpid();
+            write(fds[1], &me, sizeof me);
+            for (;;) pause();
+        }
+        _exit(0);
+    }
+    waitpid(middle, NULL, 0);
+    read(fds[0], &daemon, sizeof daemon);
+    close(fds[0]);
+    close(fds[1]);
+    return daemon;
+}
+
+void crash(void) { raise(SIGSEGV); }
+"""
+PROBE_H = """const char *env(const char *name);
+const char *cwd(void);
+const char *descriptors(void);
+long long limit(int which);
+int spawn_child(void);
+int spawn_daemon(void);
+void crash(void);
+"""
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory) -> Path:
+    return write_plugin(tmp_path_factory.mktemp("probe"), "probe", PROBE_C, PROBE_H)
+
+
+def text(function, *args) -> str:
+    return minildr.ffi.string(function(*args)).decode()
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def ends_soon(pid: int, wait: float = 5.0) -> bool:
+    deadline = time.monotonic() + wait
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# What the worker starts with
+# ---------------------------------------------------------------------------
+def test_the_worker_starts_with_an_empty_environment(probe, monkeypatch):
+    monkeypatch.setenv("MINILDR_TEST_SECRET", "the host's secret")
+    with minildr.open(probe, isolate=True) as plugin:
+        env = plugin.lookup("env", "const char *(const char *)")
+        assert text(env, b"MINILDR_TEST_SECRET") == "(unset)"
+        assert text(env, b"PATH") == "(unset)"
+    with minildr.open(probe, isolate=True, env={"GREETING": "hello"}) as plugin:
+        env = plugin.lookup("env", "const char *(const char *)")
+        assert text(env, b"GREETING") == "hello"                  # what the host passes
+        assert text(env, b"MINILDR_TEST_SECRET") == "(unset)"
+
+
+def test_env_is_checked_and_only_for_isolated_plugins(probe):
+    with pytest.raises(ValueError, match="isolated worker's environment"):
+        minildr.open(probe, env={"A": "b"})
+    for bad in ({"A=B": "c"}, {"A": 1}, {"A": "b\0c"}):
+        with pytest.raises(ValueError, match="env= takes"):
+            minildr.open(probe, isolate=True, env=bad)
+
+
+def test_the_worker_has_a_folder_of_its_own(probe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with minildr.open(probe, isolate=True) as plugin:
+        folder = text(plugin.lookup("cwd", "const char *(void)"))
+        assert Path(folder).is_dir() and Path(folder) != tmp_path
+        assert os.listdir(folder) == []
+    assert not Path(folder).exists()                      # removed with its worker
+
+
+@requires_proc
+def test_the_worker_holds_only_its_channel_pipes_and_plugin(probe, tmp_path):
+    leaked = open(tmp_path / "host-file", "w")            # inheritable, on purpose
+    os.set_inheritable(leaked.fileno(), True)
+    try:
+        with minildr.open(probe, isolate=True) as plugin:
+            table = text(plugin.lookup("descriptors", "const char *(void)"))
+    finally:
+        leaked.close()
+    targets = dict(item.split("=", 1) for item in table.split(";") if item)
+    assert targets["0"] == "/dev/null"
+    assert targets["1"].startswith("pipe:") and targets["2"].startswith("pipe:")
+    kinds = sorted(t.split(":")[0].split(" ")[0] for fd, t in targets.items()
+                   if fd not in ("0", "1", "2"))
+    # the socket, the lifeline pipe, the sealed memfd (and the loader's own map of it)
+    assert set(kinds) <= {"socket", "pipe", "/memfd"}, targets
+    assert "host-file" not in table
+
+
+def test_isolated_workers_have_limits_by_default(probe):
+    with minildr.open(probe, isolate=True) as plugin:
+        limit = plugin.lookup("limit", "long long (int)")
+        assert limit(resource.RLIMIT_AS) == policy.WORKER_LIMITS.memory == 4 << 30
+        assert limit(resource.RLIMIT_NPROC) >= policy.WORKER_LIMITS.processes
+        assert limit(resource.RLIMIT_NPROC) != -1
+
+
+def test_a_stray_minildr_in_the_current_folder_never_runs(probe, tmp_path, monkeypatch):
+    """A minildr/ (and a sitecustomize on PYTHONPATH) the host did not import stays unrun."""
+    marker = tmp_path / "ran"
+    fake = tmp_path / "cwd" / "minildr"
+    (fake / "isolation").mkdir(parents=True)
+    payload = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    for name in ("__init__.py", "isolation/__init__.py", "isolation/worker.py"):
+        (fake / name).write_text(payload)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(payload)
+    monkeypatch.chdir(fake.parent)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    with minildr.open(probe, isolate=True) as plugin:
+        assert text(plugin.lookup("env", "const char *(const char *)"), b"X") == "(unset)"
+    assert not marker.exists(), marker.read_text()
+    command = process.worker_command(3, 4, policy.WORKER_LIMITS)
+    assert command[1] == "-I"                       # no cwd, no PYTHON* variables, no user site
+
+
+# ---------------------------------------------------------------------------
+# Nothing a plugin forks outlives its worker
+# ---------------------------------------------------------------------------
+@requires_linux("the worker keeps its process tree as Linux's child subreaper")
+def test_close_ends_every_process_the_plugin_started(probe):
+    plugin = minildr.open(probe, isolate=True)
+    child = plugin.lookup("spawn_child", "int (void)")()
+    daemon = plugin.lookup("spawn_daemon", "int (void)")()
+    assert child > 0 and daemon > 0 and alive(child) and alive(daemon)
+    assert os.getpgid(daemon) != os.getpgid(child)          # it left the worker's group
+    plugin.close()
+    assert ends_soon(child) and ends_soon(daemon)
+
+
+@requires_linux("the worker keeps its process tree as Linux's child subreaper")
+def test_a_crash_is_seen_at_once_though_a_daemon_holds_the_socket(probe):
+    """The daemon inherited the worker's socket: the crash is still PluginCrashed, now."""
+    plugin = minildr.open(probe, isolate=30)
+    daemon = plugin.lookup("spawn_daemon", "int (void)")()
+    crash = plugin.lookup("crash", "void (void)")
+    start = time.monotonic()
+    with pytest.raises(minildr.PluginCrashed) as err:
+        crash()
+    assert time.monotonic() - start < 10                   # not the 30 s timeout
+    assert err.value.signal == "SIGSEGV"
+    assert ends_soon(daemon)
+    plugin.close()
+
+
+@requires_linux("the worker keeps its process tree as Linux's child subreaper")
+def test_a_timeout_ends_the_whole_tree(probe, tmp_path):
+    """A plugin that forks a copy of itself (in a session of its own) and hangs."""
+    source = ("#include <stdio.h>\n#include <unistd.h>\n"
+              "int fork_and_hang(const char *where) {\n"
+              "  pid_t p = fork();\n"
+              "  if (p == 0) { setsid(); for (;;) pause(); }\n"
+              "  FILE *f = fopen(where, \"w\"); fprintf(f, \"%d\", p); fclose(f);\n"
+              "  for (;;) pause();\n}\n")
+    path = write_plugin(tmp_path, "forkhang", source, "int fork_and_hang(const char *where);\n")
+    plugin = minildr.open(path, isolate=0.5)
+    worker = plugin.worker_pid
+    where = tmp_path / "child.pid"
+    with pytest.raises(minildr.PluginTimeout):
+        plugin.lookup("fork_and_hang", "int (const char *)")(str(where).encode())
+    child = int(where.read_text())
+    assert ends_soon(worker) and ends_soon(child)
+
+
+HOST_WITH_DAEMON = r"""
+import sys, minildr
+plugin = minildr.open({path!r}, isolate=True)
+daemon = plugin.lookup("spawn_daemon", "int (void)")()
+print(daemon, flush=True)
+import time
+time.sleep(60)
+"""
+
+
+@requires_linux("watches for orphans as Linux's child subreaper (prctl)")
+def test_a_plugins_daemon_never_outlives_a_killed_host(probe):
+    host = HOST_WITH_DAEMON.format(path=str(probe))
+    result = subprocess.run([sys.executable, "-c", ORPHAN_GUARD, host, "kill"],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert int(outcome["first"]) > 0
+    assert outcome["state"] == "none left", outcome
+
+
+# ---------------------------------------------------------------------------
+# Out of descriptors while starting a worker
+# ---------------------------------------------------------------------------
+EMFILE_RUN = r"""
+import json, os, resource, sys
+import minildr
+from minildr import image as images
+
+def open_fds():
+    return set(os.listdir("/proc/self/fd"))
+
+path = sys.argv[1]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+top = max(int(fd) for fd in open_fds())
+while (fd := os.open(os.devnull, os.O_RDONLY)) <= top:     # fill the free numbers below
+    pass
+os.close(fd)                                               # so new descriptors go above top
+results = []
+for extra in range(0, 14):
+    images.clear_cache()                # its sealed copies are kept on purpose
+    before = open_fds()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1 + extra, hard))
+    try:
+        with minildr.open(path, isolate=True) as plugin:
+            plugin.lookup("cwd", "const char *(void)")
+        outcome = "opened"
+    except minildr.PluginError as exc:
+        outcome = type(exc).__name__ + (" naming the file" if path in str(exc) else "")
+    except Exception as exc:
+        outcome = "not a PluginError: " + repr(exc)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    images.clear_cache()
+    results.append([outcome, sorted(open_fds() - before)])
+print(json.dumps(results))
+"""
+
+
+@requires_proc
+def test_out_of_descriptors_is_a_worker_start_error_and_leaks_nothing(probe):
+    """EMFILE at each step of starting a worker: a PluginError naming the file, no fd left.
+
+    Run in a fresh process with every free descriptor number below its top
+    one taken, so that limit = top + 1 + extra allows exactly `extra` more.
+    """
+    result = subprocess.run([sys.executable, "-c", EMFILE_RUN, str(probe)], capture_output=True,
+                            text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    outcomes = [outcome for outcome, _ in results]
+    assert all(leaked == [] for _, leaked in results), results
+    assert all(o == "opened" or o.endswith("naming the file") for o in outcomes), outcomes
+    assert "PluginError naming the file" not in outcomes, outcomes     # always a subclass
+    assert "WorkerStartError naming the file" in outcomes and outcomes[-1] == "opened", outcomes
