@@ -126,8 +126,13 @@ class KeepsMappedWhileReferenced:
                 return
             self._unload_unless_running()
 
+    def _unmaps(self) -> bool:
+        """Whether unloading really unmaps the code (a loader that never does says False)."""
+        return True
+
     def _unload_unless_running(self) -> None:
-        running = foreign_threads_since(self.threads_before) if self.threads_before else ()
+        running = (foreign_threads_since(self.threads_before)
+                   if self.threads_before and self._unmaps() else ())
         if running:
             message = (f"close {printable(self._name)}: left mapped, not unloaded: "
                        f"{len(running)} thread(s) not started by Python appeared since it was "

@@ -29,6 +29,7 @@ ABI_VERSION = 1                   # bumped whenever the plugin conventions chang
 MANIFEST_FORMAT = 1               # the layout of the JSON document itself
 NOTE_OWNER = "minildr"
 NT_MINILDR_MANIFEST = 0x4D4C4452  # "MLDR"; note types are scoped by their owner
+EXPORT_KINDS = ("function", "data")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Manifest:
                               bits=check.field(platform, "bits", int)),
             name=check.field(doc, "name", str),
             version=check.field(doc, "version", str),
-            exports={name: Export(name, check.field(e, "kind", str, name),
+            exports={name: Export(name, check.kind(check.field(e, "kind", str, name), name),
                                   check.field(e, "ctype", str, name))
                      for name, e in exports.items() if check.shape(e, dict, f"export {name!r}")},
             contracts={name: ContractRef(name, check.field(c, "version", str, name),
@@ -136,6 +137,14 @@ class _SchemaCheck:
             raise NotAPlugin(self.path, f"its minildr manifest is damaged: {what} should be "
                                         f"a {kind.__name__}; rebuild the plugin with minildr.build")
         return True
+
+    def kind(self, value: str, name: str) -> str:
+        """An export's kind: one of EXPORT_KINDS, since lookups and isolation act on it."""
+        if value not in EXPORT_KINDS:
+            raise NotAPlugin(self.path, f"its minildr manifest is damaged: export {name!r} "
+                                        f"has kind {value!r}, not one of {', '.join(EXPORT_KINDS)}; "
+                                        "rebuild the plugin with minildr.build")
+        return value
 
     def field(self, doc: dict, key: str, kind: type, where: str = "", default=_MISSING):
         where = f" of {where!r}" if where else ""

@@ -74,7 +74,7 @@ class ReturnsPointer:
         return result
 
     def __repr__(self) -> str:
-        return f"<minildr function {self.cdata!r}>"
+        return repr(self.cdata)          # what a notebook shows is the function it wraps
 
 
 @dataclass(frozen=True)

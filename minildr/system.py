@@ -162,6 +162,20 @@ def soname(image: PluginImage) -> Optional[str]:
     return dynamic.string(dynamic.get(elf.DT_SONAME), "DT_SONAME")
 
 
+DF_1_NODELETE = 0x8                     # in DT_FLAGS_1 (gABI: "Dynamic Section")
+
+
+def marked_nodelete(image: PluginImage) -> bool:
+    """Whether the ELF image asks never to be unloaded (DF_1_NODELETE: Go's runtime does)."""
+    if image.data[:4] != elf.ELFMAG:
+        return False
+    try:
+        dynamic = elf.DynamicSection(elf.ElfFile(image.data, image.path))
+    except PluginError:
+        return False
+    return bool(dynamic.get(elf.DT_FLAGS_1) & DF_1_NODELETE)
+
+
 def check_soname(image: PluginImage) -> None:
     """Refuse a SONAME that is a path: the system loader would hand this library out
     for a later dlopen of that path (such as the next plugin's /proc/self/fd/N)."""
@@ -263,6 +277,10 @@ class SystemLibrary(KeepsMappedWhileReferenced):
     @property
     def _name(self) -> str:
         return self.image.path
+
+    def _unmaps(self) -> bool:
+        # dlclose never unmaps a NODELETE library: its threads cannot lose their code.
+        return not marked_nodelete(self.image)
 
     def _unload(self) -> None:
         handle, self._handle = self._handle, None

@@ -169,10 +169,10 @@ class PEFile(Reader):
         sect = self.section_of(rva, 1, what)
         start = self.file_offset(rva, 1, what)
         end = min(sect.PointerToRawData + sect.SizeOfRawData, len(self.data))
-        name, nul, _ = bytes(self.data[start:end]).partition(b"\0")
-        if not nul:
+        nul = self.raw.find(b"\0", start, end)
+        if nul < 0:
             self.damaged(f"the {what} is not NUL-terminated")
-        return name.decode("ascii", "replace")
+        return bytes(self.data[start:nul]).decode("ascii", "replace")
 
     def export_directory(self) -> Optional[IMAGE_EXPORT_DIRECTORY]:
         if len(self.directories) <= IMAGE_DIRECTORY_ENTRY_EXPORT:

@@ -572,3 +572,22 @@ def test_the_hosts_settings_change_no_verdict(greet_so, tmp_path):
     assert usual.returncode == 0 and odd.returncode == 0, odd.stderr[-2000:]
     assert odd.stdout == usual.stdout
     assert usual.stdout.startswith("Hello from the greet plugin") and "pinned" in usual.stdout
+
+
+@requires_elf
+def test_an_export_of_an_unknown_kind_is_not_a_plugin(tmp_path):
+    """Case 35's note: kind 'banana' was accepted (lookups and isolation act on the kind)."""
+    path = stamp(tmp_path / f"banana{SUFFIX}", "", {})
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"kind": "function"', b'"kind": "bananas!"'))
+    with pytest.raises(NotAPlugin, match="kind 'bananas!'") as err:
+        minildr.read_manifest(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_trust_file_saved_with_a_byte_order_mark_reads(signed, tmp_path):
+    """Case 30's note: a BOM (as Notepad writes) was BadTrustFile "unknown entry '\\ufeffkey'"."""
+    _, _, public = signed
+    store_file = tmp_path / "trust.txt"
+    store_file.write_text("\ufeff" + Path(public).read_text().splitlines()[-1] + "\n")
+    assert len(TrustStore.load(store_file).keys) == 1
