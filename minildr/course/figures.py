@@ -8,7 +8,7 @@ results, a contract's layout); this module only draws.
                     as the bands their rows span; and the one-time costs,
                     coloured by who pays them.
 - `vtable_versions` notebook 04: one vtable at two versions, byte offsets.
-- `registers`       notebook 04: which register carries which argument, as
+- `argument_registers` notebook 04: which register carries which argument, as
                     the host passes them and as the plugin reads them.
 - `load_pipeline`   notebook 05: the steps of an open, and where plugin code runs.
 - `isolation`       notebook 05: the host and its worker process.
@@ -172,7 +172,8 @@ def vtable_versions(old: Sequence[Tuple[int, str]], old_size: int,
 SYSV_REGISTERS = ("rdi", "rsi", "rdx", "rcx")
 
 
-def registers(host: Sequence[str], plugin: Sequence[str], path: Optional[PathLike] = None,
+def argument_registers(host: Sequence[str], plugin: Sequence[str],
+                       path: Optional[PathLike] = None,
               title: str = "") -> Any:
     """Argument registers, by position: what the host puts there, what the plugin reads."""
     fig, ax = plt.subplots(figsize=(8.5, 2.9))

@@ -39,7 +39,7 @@ def test_the_boundary_charts_are_written(results, tmp_path):
 @pytest.mark.parametrize("draw", [
     lambda p: figures.vtable_versions([(0, "struct_size"), (8, "run")], 16,
                                       [(0, "struct_size"), (8, "run"), (16, "help")], 24, p),
-    lambda p: figures.registers(["a", "b"], ["a", "c"], p),
+    lambda p: figures.argument_registers(["a", "b"], ["a", "c"], p),
     lambda p: figures.isolation(p),
     lambda p: figures.load_pipeline(p),
 ])
