@@ -503,8 +503,9 @@ def vtable_versions(old: Sequence[Tuple[int, str]], old_size: int,
 SYSV_REGISTERS = ("rdi", "rsi", "rdx", "rcx")
 
 
-def argument_registers(host: Sequence[str], plugin: Sequence[str], path: Optional[PathLike] = None,
-              title: str = "") -> Any:
+def argument_registers(host: Sequence[str], plugin: Sequence[str],
+                       path: Optional[PathLike] = None,
+                       title: str = "") -> Any:
     """Argument registers, by position: what the host puts there, what the plugin reads."""
     fig, ax = plt.subplots(figsize=(8.5, 2.9))
     ax.axis("off")

@@ -56,7 +56,7 @@ def test_payloads_compiled_calls_and_cold_opens_are_measured(results):
     assert {"plugin-open-cold", "plugin-open", "python-start", "c-start"} <= set(once)
     assert res.meta["plugin_bytes"] > 0
     summary = res.summary()
-    for line in ("timing harness", "from a C caller", "payload      4 kB", "open      cold",
+    for line in ("timing harness", "from a C caller", "4 kB: in process", "open      cold",
                  "a bare Python"):
         assert line in summary, line
 
