@@ -2,7 +2,7 @@
 
 A teacher who grades with nbgrader uses `solutions/` as source notebooks and
 the repository's `nbgrader_config.py`. This runs what they would run, with
-nbgrader itself, on two notebooks (02: C answer cells; 05: a correct answer
+nbgrader itself, on two notebooks (02: C answer cells; 06: a correct answer
 whose check makes a plugin crash on purpose, in a worker): the release is
 what `exercises/` holds, cell for cell; an untouched release scores 0; the
 solutions, typed in as a student would (markers removed), score full marks;
@@ -27,7 +27,7 @@ from platforms import requires_isolation
 nbgrader = pytest.importorskip("nbgrader")
 from minildr.course.exercises import BEGIN, END, HINT  # noqa: E402
 
-NOTEBOOKS = ["02-smallest-plugin.ipynb", "05-pitfalls.ipynb"]
+NOTEBOOKS = ["02-smallest-plugin.ipynb", "06-pitfalls.ipynb"]
 ASSIGNMENT = "ps"
 BIN = Path(sys.executable).parent          # nbgrader runs `alembic` from PATH
 
