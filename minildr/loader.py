@@ -18,18 +18,25 @@ from .contracts.contract import Contract
 from .errors import PluginError
 from .image import PluginImage
 from .isolation.plugin import open_isolated
+from .linkage import prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
 
 log = logging.getLogger("minildr")
 
 
-def load_library(image: PluginImage, loader: str) -> Library:
-    """Map the checked image with the loader asked for."""
-    if loader == "native":
-        from . import native    # Linux only: its libc binding cannot be made elsewhere
-        return native.from_image(image)
-    return SystemLibrary(image)
+def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -> Library:
+    """Map the checked image with the loader asked for, once everything it needs is there.
+
+    linkage.prepare loads its DT_NEEDED libraries (the bundled ones checked
+    under `trust`) and resolves every symbol it uses first: a plugin that
+    cannot be linked is refused before any of its code runs.
+    """
+    with prepare(image, trust):
+        if loader == "native":
+            from . import native    # Linux only: its libc binding cannot be made elsewhere
+            return native.from_image(image)
+        return SystemLibrary(image)
 
 
 def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
@@ -68,7 +75,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         if isolate:
             plugin: Plugin = open_isolated(image, manifest, contracts, isolate)
         else:
-            plugin = Plugin(image, manifest, load_library(image, loader), loader)
+            plugin = Plugin(image, manifest, load_library(image, loader, trust), loader)
     except PluginError as exc:
         log.warning("open %s sha256=%s: refused: %s", os.fspath(path),
                     image.sha256 if image else "-", exc.reason)

@@ -15,7 +15,7 @@ from minildr.host import HOST
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "native_src"
-AARCH64 = HERE / "data" / "aarch64"
+AARCH64 = HERE.parent / "data" / "aarch64"
 LIB_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
             "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"]
 
