@@ -41,7 +41,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .errors import LoadError, NotAPlugin
+from .errors import LoadError, NotAPlugin, UntrustedPlugin
 from .formats import elf
 from .image import PluginImage, read as read_image
 from .trust import as_store
@@ -175,11 +175,12 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
             target = _verified_copy(plugin, found, trust, prepared)
         handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
-            raise LoadError(plugin, _not_found(name, found, _dlerror(), origin))
+            raise LoadError(plugin, not_found(name, found, _dlerror()))
         prepared.handles.append((name, handle))
 
 
-def _not_found(name: str, found: Found, message: str, origin: str) -> str:
+def not_found(name: str, found: Found, message: str) -> str:
+    """Why a needed library did not load: which, where it was looked for, what to do."""
     looked = ", ".join(found.searched) if found.searched else "no folder of its own"
     if found.path is not None:
         return (f"needs {name}, found at {found.path}, which the system loader cannot load "
@@ -196,8 +197,11 @@ def _verified_copy(plugin: str, found: Found, trust: Any, prepared: Prepared) ->
     image = read_image(found.path)
     verdict = as_store(trust).verdict(image)
     if not verdict.trusted:
-        raise LoadError(plugin, f"needs {found.name}, which ships with it ({found.path}), "
-                                f"but that library is not trusted: {verdict.explanation}")
+        error = UntrustedPlugin(plugin, (
+            f"refused before loading: it needs {found.name}, which ships with it "
+            f"({found.path}), and that library is not trusted: {verdict.explanation}"))
+        error.verdict = verdict      # type: ignore[attr-defined]
+        raise error
     soname = needs_of(image.data, found.path).soname
     if soname != found.name:
         raise LoadError(plugin, (

@@ -40,9 +40,10 @@ system loader, on the same sealed bytes.
 What it does not do that dlopen (glibc's ld.so) does; a loader to read,
 not to ship:
 
-- DT_NEEDED names go to dlopen as they are: the library's own RUNPATH
-  (and $ORIGIN in it) is not read, so a dependency found only through it
-  is not found.
+- DT_NEEDED libraries are found as ld.so would find them (RPATH,
+  LD_LIBRARY_PATH, RUNPATH with $ORIGIN, then the system's search:
+  minildr.linkage.find_library) but loaded by the system loader, not by
+  this one.
 - It keeps no list of loaded libraries: dladdr, gdb, profilers, stack
   unwinders and C++ exception handling (which find code through the
   system loader's list) do not see its libraries.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Tuple
 
+from .. import linkage
 from ..formats import elf
 from ..errors import LoadError
 from .libc import ffi, libc
@@ -33,17 +34,26 @@ Binding = Tuple[str, int]
 
 
 def open_needed(plan: Plan, trace: Trace) -> List[Any]:
-    """The system loader brings in the DT_NEEDED libraries (and theirs) first."""
+    """The system loader brings in the DT_NEEDED libraries (and theirs) first.
+
+    Each is found as the system loader would find it for this file
+    (linkage.find_library: RPATH, LD_LIBRARY_PATH, RUNPATH with $ORIGIN the
+    plugin's own folder, then the system's search), the search `open` also
+    makes before loading with either loader.
+    """
     handles = []
+    needs = linkage.needs_of(plan.elf.data, plan.path) if plan.needed else None
+    origin = os.path.dirname(os.path.abspath(plan.path))
     for name in plan.needed:
-        handle = libc.dlopen(name.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        found = linkage.find_library(name, needs, origin)
+        handle = libc.dlopen((found.path or name).encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
             close_needed(handles)
             message = ffi.string(libc.dlerror()).decode("utf-8", "replace")
-            raise LoadError(plan.path, f"needs {name}, which the system loader cannot "
-                                       f"load: {message}")
+            raise LoadError(plan.path, linkage.not_found(name, found, message))
         handles.append(handle)
-        trace.event("needed", f"{name} (loaded by the system loader)", name=name)
+        where = f" from {found.path}" if found.path else ""
+        trace.event("needed", f"{name} (loaded by the system loader{where})", name=name)
     return handles
 
 
