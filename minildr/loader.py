@@ -16,6 +16,7 @@ from .checks import (check_binary, check_contracts, check_file, check_manifest, 
                      check_versions)
 from .contracts.contract import Contract
 from .errors import PluginError
+from .goruntime import one_runtime
 from .image import PluginImage
 from .isolation.plugin import open_isolated
 from .linkage import prepare
@@ -75,7 +76,8 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         if isolate:
             plugin: Plugin = open_isolated(image, manifest, contracts, isolate)
         else:
-            plugin = Plugin(image, manifest, load_library(image, loader, trust), loader)
+            with one_runtime(image) as image:        # one Go runtime per process
+                plugin = Plugin(image, manifest, load_library(image, loader, trust), loader)
     except PluginError as exc:
         log.warning("open %s sha256=%s: refused: %s", os.fspath(path),
                     image.sha256 if image else "-", exc.reason)
