@@ -15,16 +15,17 @@ library is refused with LoadError, suggesting isolate=True, which runs it
 in a worker process with a runtime of its own.
 
 A Go library is recognised from its file: the Go build ID note (owner "Go",
-type 4, in a PT_NOTE segment, .note.go.buildid) that Go's linker writes
-into every binary, or a .go.buildinfo section (cmd/link, debug/buildinfo).
+type 4, in a PT_NOTE segment: .note.go.buildid) that Go's linker writes into
+every ELF binary it links (cmd/link; `go tool buildid` reads it).
 """
 from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Iterator, Optional
 
-from .errors import LoadError, NotAPlugin
+from .errors import LoadError
 from .formats import elf
 from .image import PluginImage
 
@@ -35,17 +36,21 @@ _lock = threading.Lock()
 _loaded: Optional[PluginImage] = None       # the Go library whose runtime runs here
 
 
+_known: "weakref.WeakKeyDictionary[PluginImage, bool]" = weakref.WeakKeyDictionary()
+
+
 def is_go_library(image: PluginImage) -> bool:
-    """Whether the file is a Go binary (its build ID note, or .go.buildinfo)."""
-    if image.data[:4] != elf.ELFMAG:
-        return False
-    f = elf.ElfFile(image.data, image.path)
-    if any(n.name == "Go" and n.type == NT_GO_BUILDID for n in f.notes()):
-        return True
-    try:
-        return f.section(".go.buildinfo") is not None
-    except NotAPlugin:                       # no usable section headers
-        return False
+    """Whether the file is a Go binary: the build ID note Go's linker writes (PT_NOTE).
+
+    Answered once per image: a repeated open of an unchanged file asks again.
+    """
+    known = _known.get(image)
+    if known is None:
+        known = image.data[:4] == elf.ELFMAG and any(
+            n.name == "Go" and n.type == NT_GO_BUILDID
+            for n in elf.ElfFile(image.data, image.path).notes())
+        _known[image] = known
+    return known
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ import functools
 import logging
 import os
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -265,6 +266,12 @@ def missing_versions(needs: Needs, prepared: Prepared) -> List[str]:
     return missing
 
 
+# Per image (a repeated open of an unchanged file reuses its image): what it
+# needs, and the needed libraries (handles) every symbol was last found with.
+_needs: "weakref.WeakKeyDictionary[PluginImage, Needs]" = weakref.WeakKeyDictionary()
+_resolved: "weakref.WeakKeyDictionary[PluginImage, Tuple[int, ...]]" = weakref.WeakKeyDictionary()
+
+
 @contextlib.contextmanager
 def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
     """Load what the plugin needs and resolve every symbol it uses, before it is loaded.
@@ -276,10 +283,16 @@ def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
     if not ENABLED or image.data[:4] != elf.ELFMAG:
         yield prepared
         return
-    needs = needs_of(image.data, image.path)
+    needs = _needs.get(image)
+    if needs is None:
+        needs = _needs[image] = needs_of(image.data, image.path)
     origin = os.path.dirname(os.path.abspath(image.path))
     try:
         load_needed(image.path, needs, origin, trust, prepared)
+        scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
+        if _resolved.get(image) == scope:
+            yield prepared               # resolved before against these very libraries
+            return
         missing = unresolved(needs, prepared)
         if missing:
             raise LoadError(image.path, (
@@ -294,6 +307,7 @@ def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
                 f"needs symbol version{'s' if len(versions) > 1 else ''} "
                 f"{', '.join(versions)}, which that library does not define: it was built "
                 "against a newer release; rebuild the plugin here, or install that release"))
+        _resolved[image] = scope
         yield prepared
     finally:
         prepared.close()
