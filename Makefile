@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test fuzz browser-test cross-tools exercises check bench clean
+.PHONY: lab test fuzz go-toolchains browser-test chromium node site site-test hub-env hub-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -30,8 +30,17 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --progress-bar on -e '.[dev]'
+	@$(BIN)/python -m minildr.course.golang install-toolchains
 	@touch $@
 	@echo "minildr: $(VENV)/ is ready."
+
+# The extra Go toolchains notebook 09 builds plugins with (1.26.6, 1.27.2),
+# installed into the environment once (the first `make` does it; a hub image
+# runs it when it is built), so that no notebook ever downloads a toolchain.
+# Also for conda:
+#   python -m minildr.course.golang install-toolchains
+go-toolchains: $(STAMP)
+	$(BIN)/python -m minildr.course.golang install-toolchains
 
 # LAB_ARGS: extra JupyterLab options (the browser test sets port and token).
 # The whole course is served (notebooks/, exercises/, solutions/), and the
@@ -48,7 +57,7 @@ lab: $(STAMP)
 TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser \
+		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/site --ignore=tests/hub \
 		-n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The fuzzers with long budgets (make test runs each with a short one).
@@ -61,11 +70,90 @@ fuzz: $(STAMP)
 # The course as a person uses it: `make lab` serving notebook 02 to headless
 # Chromium, which runs every cell; needs Debian's chromium and chromedriver
 # (installed here if missing, as root). The screenshot lands in build/browser/.
-browser-test: $(STAMP)
-	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+browser-test: $(STAMP) chromium
+	$(BIN)/python -m pytest tests/browser -p no:cacheprovider
+
+# Debian's chromium and chromedriver (installed if missing, as root): the
+# browser tests drive them, and mermaid-cli draws the site's diagrams in them.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		  apt-get install -y -qq chromium chromium-driver >/dev/null; }
-	$(BIN)/python -m pytest tests/browser -p no:cacheprovider
+
+# Node and npm (Debian's, if missing, as root), then the site's npm tools
+# (mermaid-cli, the Dev Containers CLI) at the versions of
+# tools/site/package-lock.json, into build/site-node/. Puppeteer is told not
+# to download a browser: it uses Debian's chromium.
+SITE_NODE := build/site-node
+$(SITE_NODE)/.installed-stamp: tools/site/package.json tools/site/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq nodejs npm >/dev/null; }
+	@mkdir -p $(SITE_NODE)
+	@cp tools/site/package.json tools/site/package-lock.json $(SITE_NODE)/
+	cd $(SITE_NODE) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+node: $(SITE_NODE)/.installed-stamp
+
+# The site's Python tools (Sphinx, myst-nb, the book theme: the `site` extra).
+SITE_STAMP := $(VENV)/.site-stamp
+$(SITE_STAMP): $(STAMP)
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[dev,site]'
+	@touch $@
+
+# The course as a static website in build/site/, from the committed outputs
+# (nothing runs): tools/site/. SITE_REPOSITORY=owner/name sets where its
+# Binder links point (default: the git remote, else OWNER/minildr).
+site: $(SITE_STAMP) node chromium
+	$(BIN)/python -m tools.site $(if $(SITE_REPOSITORY),--repository $(SITE_REPOSITORY))
+
+# The site as a reader meets it: every page in headless Chromium (no console
+# error, no failed request, every image drawn), screenshots in
+# build/site-screens/; and the dev container's configuration read by the
+# Dev Containers CLI.
+site-test: site
+	$(BIN)/python -m pytest tests/site -p no:cacheprovider
+
+# The course as a hub serves it: what a JupyterHub image runs once, then a
+# real hub on loopback with three students (tests/hub/). HUB_VENV is the
+# students' shared, read-only environment: minildr installed NON-editable
+# (students import it from there, never from their clone), JupyterHub,
+# nbgitpuller, and the older Go toolchain notebook 08 needs, so that nothing
+# is downloaded while a class runs. Reinstalled when the package changes.
+HUB_VENV  ?= /opt/minildr-venv
+# A Python every student's uid can run (pyenv's or conda's under /root cannot be).
+HUB_PYTHON ?= /usr/bin/python3
+HUB_STAMP := $(HUB_VENV)/.minildr-installed-stamp
+PACKAGE_FILES := pyproject.toml $(shell find minildr -type f -not -path '*/__pycache__/*' 2>/dev/null)
+CHP := $(HUB_VENV)/share/configurable-http-proxy/node_modules/.bin/configurable-http-proxy
+
+$(HUB_STAMP): $(PACKAGE_FILES) Makefile
+	@echo "minildr: building the hub environment in $(HUB_VENV)/ ..."
+	@$(HUB_PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	@test -x $(HUB_VENV)/bin/python || $(HUB_PYTHON) -m venv $(HUB_VENV)
+	@$(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@# setuptools stages the package in build/lib and never empties it: a module
+	@# deleted or moved since the last build would be installed too.
+	@rm -rf build/lib
+	@PYTHONWARNINGS=ignore $(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[dev,hub]'
+	@PYTHONWARNINGS=ignore $(HUB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall .
+	@$(HUB_VENV)/bin/python -m minildr.course.golang install-toolchains
+	@chmod -R go-w,a+rX $(HUB_VENV)
+	@touch $@
+
+# JupyterHub's proxy comes from npm (Debian's nodejs and npm, installed if missing, as root).
+$(CHP):
+	command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq nodejs npm >/dev/null; }
+	npm install --silent --no-audit --no-fund --prefix $(HUB_VENV)/share/configurable-http-proxy \
+		configurable-http-proxy
+
+hub-env: $(HUB_STAMP) $(CHP)
+
+# Needs root: it creates three OS users (and removes them afterwards).
+hub-test: $(STAMP) hub-env
+	HUB_VENV=$(HUB_VENV) CHP=$(CHP) $(BIN)/python -m pytest tests/hub -p no:cacheprovider $(PYTEST_ARGS)
 
 # The cross toolchains tests/formats/test_crossbuild.py rebuilds the Windows and macOS
 # fixtures with, and wine, which loads the DLLs (Debian packages, installed if
@@ -82,8 +170,13 @@ exercises: $(STAMP)
 	$(BIN)/python -m minildr.course.exercises
 
 # A learner's progress: run my exercise notebooks, show which tasks are done.
-check: $(STAMP)
-	@$(BIN)/python -m minildr.course.selfcheck exercises
+# Where the course is already installed (a JupyterHub image, Binder: python3
+# imports minildr) that installation is used, instead of building a private
+# .venv in the student's home. EXERCISES=folder checks another folder.
+EXERCISES ?= exercises
+HUB_CHECK_PYTHON = $(if $(wildcard $(STAMP)),,$(shell cd / && python3 -c 'import minildr.course.selfcheck, sys; print(sys.executable)' 2>/dev/null))
+check: $(if $(HUB_CHECK_PYTHON),,$(STAMP))
+	@$(or $(HUB_CHECK_PYTHON),$(BIN)/python) -m minildr.course.selfcheck $(EXERCISES)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_loader.py
@@ -93,4 +186,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_boundaries.py --plot --save
 
 clean:
-	rm -rf $(VENV) notebooks/build solutions/build exercises/build build/go-cache build/go-tests .pytest_cache
+	rm -rf $(VENV) build/site build/site-src build/site-doctrees build/site-cache build/site-node build/site-screens notebooks/build solutions/build exercises/build build/go-cache build/go-tests .pytest_cache

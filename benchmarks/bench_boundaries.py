@@ -16,10 +16,18 @@ one run:
 
 Per call: short batches, interleaved (python, cffi-api, ..., python, ...) so
 every boundary sees the same machine; each figure is the best batch, the one
-least disturbed by everything else running. Ratios are against `python`.
-Then the price paid once per option (load/setup): import, compile, build,
-open, start a worker, parse; and minildr.discover over 1, 10, 100, 1000
-plugins.
+least disturbed by everything else running. The timing harness itself (the
+loop and a lambda, row `harness`) is measured the same way and subtracted:
+`seconds` is the boundary's own cost, `raw` what the loop measured. Ratios are
+against `python`, both net of the harness.
+
+Then what data costs (`payloads`): count_spaces(text) with 16 B, 1 MB and
+16 MB of text, in process and isolated; what the same add() costs called
+from a compiled host (add_loop.c: a C caller, no Python); and the price paid
+once per option (load/setup): import, compile, build, open (cold: a file
+never opened, hashed whole and sealed; warm: the cache hit of a file opened
+before), start a worker, start a Python and a C program, parse; and
+minildr.discover over 1, 10, 100, 1000 plugins.
 
     python benchmarks/bench_boundaries.py             # table; JSON + CSV into build/bench/boundaries/
     python benchmarks/bench_boundaries.py --plot      # and boundaries.png beside them
@@ -57,6 +65,8 @@ from minildr.progress import progress  # noqa: E402
 SOURCES = Path(__file__).resolve().parent / "boundary"
 DEFAULT_OUT = ROOT / "build" / "bench" / "boundaries"
 ADD_T = "int (int, int)"
+COUNT_T = "int64_t (const char *)"
+PAYLOAD_SIZES = (16, 1 << 20, 16 << 20)        # 16 B, 1 MB, 16 MB
 A, B, SUM = 2, 3, 5
 
 # The behaviours a config file may name: a config can choose among what the
@@ -83,12 +93,42 @@ class Results:
     calls: List[Dict[str, object]] = field(default_factory=list)   # key, label, seconds, ratio
     loads: List[Dict[str, object]] = field(default_factory=list)   # key, label, seconds, repeats
     discover: List[Dict[str, object]] = field(default_factory=list)  # plugins, seconds
+    payloads: List[Dict[str, object]] = field(default_factory=list)  # bytes, in_process, isolated
+    compiled_call: Optional[float] = None     # seconds per add() from a C caller
+    harness: Optional[float] = None           # seconds per call of the timing loop itself
 
     def call_seconds(self) -> Dict[str, float]:
         return {row["key"]: row["seconds"] for row in self.calls}
 
     def ratios(self) -> Dict[str, float]:
         return {row["key"]: row["ratio"] for row in self.calls}
+
+    def loads_by_key(self) -> Dict[str, float]:
+        return {row["key"]: row["seconds"] for row in self.loads}
+
+    def summary(self) -> str:
+        """The figures notebook 06's prose refers to, by name, from this run."""
+        calls, once = self.call_seconds(), self.loads_by_key()
+        lines = [f"timing harness (loop + lambda), subtracted from every row: "
+                 f"{human(self.harness or 0)}"]
+        lines += [f"per call  {r['key']:<14}{human(r['seconds']):>10}  {times(r['ratio']):>8}"
+                  f" of python" for r in self.calls]
+        if self.compiled_call is not None:
+            lines.append(f"per call  add() from a C caller (no Python): "
+                         f"{human(self.compiled_call)}; an isolated call is "
+                         f"{calls['isolated'] / self.compiled_call:,.0f}x that")
+        for r in self.payloads:
+            lines.append(f"payload   {size_name(r['bytes']):>6}: in process "
+                         f"{human(r['in_process']):>9}, isolated {human(r['isolated']):>9} "
+                         f"({r['isolated'] / r['in_process']:,.0f}x)")
+        size = self.meta.get("plugin_bytes")
+        lines.append(f"open      cold (first open of a {size_name(size or 0)} file: read, "
+                     f"hash, seal, dlopen) {human(once['plugin-open-cold'])}; warm (cache "
+                     f"hit) {human(once['plugin-open'])}; raw dlopen {human(once['raw-dlopen'])}")
+        lines.append(f"start     a Python worker (isolate=True) {human(once['isolated-open'])}; "
+                     f"a bare Python {human(once['python-start'])}; a C program "
+                     f"{human(once['c-start'])}")
+        return "\n".join(lines)
 
     def table(self) -> str:
         lines = [f"{'per call':<44}{'ns':>12}{'x python':>10}"]
@@ -99,7 +139,7 @@ class Results:
                   for r in self.loads]
         if self.discover:
             lines += ["", f"{'minildr.discover + close':<44}{'ms':>12}{'per plugin us':>14}"]
-            lines += [f"{_plugins(r['plugins']):<44}{r['seconds'] * 1e3:>12,.2f}"
+            lines += [f"{plugins_text(r['plugins']):<44}{r['seconds'] * 1e3:>12,.2f}"
                       f"{r['seconds'] / r['plugins'] * 1e6:>14,.1f}" for r in self.discover]
         return "\n".join(lines)
 
@@ -125,11 +165,16 @@ def import_python() -> Callable[[int, int], int]:
 
 
 def build_cffi_api(out: Path) -> Path:
-    """add.c compiled into an extension module, cffi's API (out-of-line) mode."""
+    """add.c compiled into an extension module, cffi's API (out-of-line) mode.
+
+    The wrapper cffi writes and add.c both include add_decl.h, so the C
+    compiler checks add()'s definition against the declaration the wrapper
+    calls: that shared header is what makes API mode "checked".
+    """
     ffibuilder = cffi.FFI()
     ffibuilder.cdef("int add(int a, int b);")
-    ffibuilder.set_source("_boundary_add", "int add(int a, int b);",
-                          sources=[str(SOURCES / "add.c")])
+    ffibuilder.set_source("_boundary_add", '#include "add_decl.h"',
+                          sources=[str(SOURCES / "add.c")], include_dirs=[str(SOURCES)])
     return Path(ffibuilder.compile(tmpdir=str(out / "cffi-api"), verbose=False))
 
 
@@ -142,20 +187,22 @@ def import_extension(path: Path):
 
 
 def build_plugin(out: Path, contract: minildr.Contract) -> Path:
-    return minildr.build([SOURCES / "add.c", SOURCES / "adder.c"], name="boundary",
+    return minildr.build([SOURCES / "add.c", SOURCES / "adder.c", SOURCES / "payload.c"],
+                         name="boundary",
                          version="1.0.0", exports=SOURCES / "add.h", contracts=[contract],
                          out_dir=out)
 
 
-def build_program(out: Path) -> Path:
-    """add_main.c + add.c as a program, with the C compiler minildr.build uses."""
+def build_program(out: Path, main: str = "add_main.c") -> Path:
+    """`main` + add.c as a program, with the C compiler minildr.build uses."""
     compiler = find_compiler()
-    exe = out / ("add.exe" if os.name == "nt" else "add")
+    stem = Path(main).stem.replace("_main", "")
+    exe = out / (f"{stem}.exe" if os.name == "nt" else stem)
     if compiler.family == "msvc":
         cmd = [compiler.path, "/nologo", "/O2", f"/Fe{exe}", f"/Fo{out}{os.sep}",
-               str(SOURCES / "add_main.c"), str(SOURCES / "add.c")]
+               str(SOURCES / main), str(SOURCES / "add.c")]
     else:
-        cmd = [compiler.path, "-O2", "-o", str(exe), str(SOURCES / "add_main.c"),
+        cmd = [compiler.path, "-O2", "-std=c11", "-o", str(exe), str(SOURCES / main),
                str(SOURCES / "add.c")]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -169,6 +216,39 @@ def run_program(exe: Path) -> Callable[[], int]:
     def call() -> int:
         return int(subprocess.run(args, capture_output=True, check=True).stdout)
     return call
+
+
+def compiled_call_seconds(exe: Path, calls: int = 100_000_000) -> float:
+    """Seconds per add() called by a C program through a function pointer (add_loop.c)."""
+    done = subprocess.run([str(exe), str(calls)], capture_output=True, text=True, check=True)
+    per_call_ns, correct = done.stdout.split()
+    if correct != "1":
+        raise AssertionError(f"{exe.name}: add() gave a wrong sum")
+    return float(per_call_ns) * 1e-9
+
+
+def spaces_text(size: int) -> bytes:
+    """`size` bytes of text, one space in eight: the payload count_spaces reads."""
+    return (b"abcdefg " * (size // 8 + 1))[:size]
+
+
+def time_payloads(local: Callable[[bytes], int], remote: Callable[[bytes], int],
+                  sizes: Sequence[int], repeats: int) -> List[Dict[str, object]]:
+    """count_spaces over each size, in process and isolated: seconds per call, best batch."""
+    rows = []
+    for size in sizes:
+        text = spaces_text(size)
+        expected = text.count(b" ")
+        for fn in (local, remote):
+            if fn(text) != expected:
+                raise AssertionError(f"count_spaces over {size} bytes is wrong")
+        number = max(1, min(50, (1 << 20) // size))     # small payloads: batches, like calls
+
+        def per_call(fn: Callable[[bytes], int]) -> float:
+            return _best(lambda: [fn(text) for _ in range(number)], repeats) / number
+        rows.append({"bytes": size, "in_process": per_call(local),
+                     "isolated": per_call(remote)})
+    return rows
 
 
 def write_config(out: Path) -> Path:
@@ -223,7 +303,15 @@ class Bench:
         raw = cffi.FFI()
         once("raw-dlopen", "plugin: raw ffi.dlopen + dlclose",
              _best(lambda: raw.dlclose(raw.dlopen(str(plugin_path))), repeats), repeats)
-        once("plugin-open", "plugin: minildr.open + close",
+        self.plugin_bytes = plugin_path.stat().st_size     # what a cold open reads and hashes
+        copies = out / "cold"                 # files never opened: no cache can answer
+        shutil.rmtree(copies, ignore_errors=True)
+        copies.mkdir()
+        fresh = iter([Path(shutil.copy(plugin_path, copies / f"c{i}{minildr.SUFFIX}"))
+                      for i in range(repeats)])
+        once("plugin-open-cold", "plugin: minildr.open + close, cold (first open)",
+             _best(lambda: minildr.open(next(fresh)).close(), repeats), repeats)
+        once("plugin-open", "plugin: minildr.open + close, warm (cache hit)",
              _best(lambda: minildr.open(plugin_path).close(), repeats), repeats)
         once("plugin-open-native", "plugin: minildr.open(loader='native') + close",
              _best(lambda: minildr.open(plugin_path, loader="native").close(), repeats),
@@ -242,6 +330,14 @@ class Bench:
         start = time.perf_counter()
         exe = build_program(out)
         once("process-compile", "process: compile the program", time.perf_counter() - start)
+        process_add = run_program(exe)
+        once("c-start", "process: start a C program (add 2 3)", _best(process_add, repeats),
+             repeats)
+        python = [sys.executable, "-c", "pass"]
+        starts = max(3, few)
+        once("python-start", "process: start a Python (python -c pass)",
+             _best(lambda: subprocess.run(python, check=True), starts), starts)
+        self.loop_exe = build_program(out, "add_loop.c")
 
         # the config file: parse once
         config_path = write_config(out)
@@ -259,8 +355,10 @@ class Bench:
         typed_add = plugin.lookup("add", ADD_T)
         vtable = plugin.lookup("adder", contract)
         remote_add = isolated.lookup("add", ADD_T)
-        process_add = run_program(exe)
+        self.count_local = plugin.lookup("count_spaces", COUNT_T)
+        self.count_remote = isolated.lookup("count_spaces", COUNT_T)
         self.boundaries = [
+            Boundary("harness", "(the timing loop and a lambda alone)", lambda: SUM),
             Boundary("python", "python function (static import)", lambda: py_add(A, B)),
             Boundary("cffi-api", "cffi API mode (compiled extension)", lambda: cffi_add(A, B)),
             Boundary("plugin", "plugin, typed lookup (ABI mode, dlopen)",
@@ -334,28 +432,34 @@ def time_discover(plugin: Path, out: Path, counts: Sequence[int], repeats: int,
 # ---------------------------------------------------------------------------
 def run(out: Path = DEFAULT_OUT, *, calls: int = 20_000, rounds: int = 15, repeats: int = 50,
         discover_counts: Sequence[int] = (1, 10, 100, 1000),
+        payload_sizes: Sequence[int] = PAYLOAD_SIZES, compiled_calls: int = 100_000_000,
         show: Optional[bool] = None) -> Results:
     out = Path(out)
     bench = Bench(out, repeats)
     try:
-        seconds = time_calls(bench.boundaries, calls, rounds, show)
+        raw = time_calls(bench.boundaries, calls, rounds, show)
+        payloads = time_payloads(bench.count_local, bench.count_remote, payload_sizes,
+                                 max(3, repeats // 10))
+        compiled = compiled_call_seconds(bench.loop_exe, compiled_calls)
         discovered = time_discover(bench.plugin_path, out, discover_counts,
                                    max(1, repeats // 10), show)
     finally:
         bench.close()
     meta = {"python": platform.python_version(), "machine": platform.machine(),
             "system": platform.system(), "cpus": os.cpu_count(), "calls": calls,
-            "rounds": rounds, "repeats": repeats,
+            "rounds": rounds, "repeats": repeats, "plugin_bytes": bench.plugin_bytes,
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    base = seconds["python"]
-    rows = [{"key": b.key, "label": b.label, "seconds": seconds[b.key],
-             "ratio": seconds[b.key] / base} for b in bench.boundaries]
-    return Results(meta, rows, bench.loads, discovered)
+    harness = raw["harness"]
+    base = raw["python"] - harness
+    rows = [{"key": b.key, "label": b.label, "seconds": raw[b.key] - harness,
+             "raw": raw[b.key], "ratio": (raw[b.key] - harness) / base}
+            for b in bench.boundaries if b.key != "harness"]
+    return Results(meta, rows, bench.loads, discovered, payloads, compiled, harness)
 
 
 # The results of one full run on the development machine, kept in the repository
-# (`make bench` refreshes them): what notebook 06's decision guide was written from.
+# (`make bench` refreshes them): what notebook 07's decision guide was written from.
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -374,7 +478,7 @@ def write(results: Results, out: Path = DEFAULT_OUT) -> List[Path]:
             w.writerow(["load", r["key"], r["label"], f"{r['seconds']:.4g}", ""])
         for r in results.discover:
             w.writerow(["discover", f"discover-{r['plugins']}",
-                        f"discover {_plugins(r['plugins'])}", f"{r['seconds']:.4g}", ""])
+                        f"discover {plugins_text(r['plugins'])}", f"{r['seconds']:.4g}", ""])
     return [json_path, csv_path]
 
 
@@ -383,64 +487,37 @@ def load(path: Path = DEFAULT_OUT / "boundaries.json") -> Results:
     return Results(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _human(seconds: float) -> str:
+def human(seconds: float) -> str:
     for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def _times(ratio: float) -> str:
+def times(ratio: float) -> str:
     return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.2g}x"
 
 
-def _plugins(n: int) -> str:
+def size_name(size: float) -> str:
+    """16 B, 1 MB, 16 MB: a payload's size as the notebook names it."""
+    for unit, scale in (("MB", 1 << 20), ("kB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size:.0f} B"
+
+
+def plugins_text(n: int) -> str:
     return f"{n} plugin" if n == 1 else f"{n} plugins"
 
 
 def plot(results: Results, path: Optional[Path] = None, calls: bool = True,
          loads: bool = True):
-    """Per-call ratios (log scale) and/or the load/setup costs; a matplotlib Figure."""
-    import matplotlib
+    """The charts, drawn by minildr.course.figures (the course's pictures live there)."""
+    import matplotlib   # slow to import; only --plot needs it
     if path is not None and "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [draw for draw, wanted in ((_plot_calls, calls), (_plot_loads, loads)) if wanted]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
-    for draw, ax in zip(panels, axes[0]):
-        draw(results, ax)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
-
-
-def _plot_calls(results: Results, ax) -> None:
-    labels = [r["label"] for r in results.calls][::-1]
-    ratios = [r["ratio"] for r in results.calls][::-1]
-    bars = ax.barh(labels, ratios, color="#4c72b0")
-    ax.set_xscale("log")
-    ax.set_xlabel("cost of one call, times a Python call (log scale)")
-    ax.set_title("one call across each boundary")
-    for bar, r in zip(bars, results.calls[::-1]):
-        ax.text(bar.get_width() * 1.15, bar.get_y() + bar.get_height() / 2,
-                f"{_times(r['ratio'])}  ({_human(r['seconds'])})", va="center", fontsize=8)
-    ax.set_xlim(0.3, max(ratios) * 60)
-
-
-def _plot_loads(results: Results, ax) -> None:
-    rows = results.loads + [{"label": f"discover {_plugins(r['plugins'])}",
-                             "seconds": r["seconds"]} for r in results.discover]
-    bars = ax.barh([r["label"] for r in rows][::-1], [r["seconds"] for r in rows][::-1],
-                   color="#dd8452")
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds, paid once (log scale)")
-    ax.set_title("load / setup")
-    for bar, r in zip(bars, rows[::-1]):
-        ax.text(bar.get_width() * 1.15, bar.get_y() + bar.get_height() / 2,
-                _human(r["seconds"]), va="center", fontsize=8)
-    ax.set_xlim(min(r["seconds"] for r in rows) / 3, max(r["seconds"] for r in rows) * 30)
+    from minildr.course import figures   # imports pyplot: after the backend is chosen
+    return figures.boundaries(results, path, calls=calls, loads=loads)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -460,12 +537,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.quick:
         args.calls, args.rounds, args.repeats, counts = 2000, 5, 10, (1, 10, 100)
     results = run(args.out, calls=args.calls, rounds=args.rounds, repeats=args.repeats,
-                  discover_counts=counts)
+                  discover_counts=counts, compiled_calls=10_000_000 if args.quick else 100_000_000)
     m = results.meta
     print(f"add(2, 3) across each boundary: best of {m['rounds']} interleaved batches, "
           f"{m['calls']} python calls each; {m['cpus']} CPUs, load average "
           f"{m['load_average']:.2f}, Python {m['python']}")
     print(results.table())
+    print()
+    print(results.summary())
     written = write(results, args.out)
     if args.plot:
         written.append(args.out / "boundaries.png")

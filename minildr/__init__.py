@@ -26,6 +26,37 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
     build.py        the compiler driver: build(), build_many()
     cli.py          python -m minildr
     course/         the course's tooling: %%minildr, exercises, selfcheck, Go
+
+Threads. Every public call may come from several threads at once:
+
+- `open`, `read_manifest`, `discover` and `build` share nothing but the image
+  cache (image.py), which one lock guards.
+- `Plugin.lookup` and `Plugin.close` hold the plugin's lock: a lookup either
+  finishes before close() and what it handed out keeps the library mapped,
+  or it sees the plugin closed (PluginClosed). Never a function whose
+  library is gone.
+- A typed lookup gives a callable of exactly the declared C type, or
+  SymbolTypeError: every C parse minildr makes, its own (pycparser) and
+  cffi's, holds one lock (ctype.PARSE_LOCK), since both keep a parse's state
+  in one shared parser object. cffi calls a host makes itself from several
+  threads (its own ffi.cdef, or ffi.typeof on type text) are the host's to
+  serialise.
+- The count of what keeps a library mapped, and the decision to unload, are
+  taken under one lock (lifetime.py): a library unloads exactly once.
+
+Lifetimes. A library stays mapped while a function, pointer or proxy from it
+is alive, and while a pointer one of its functions *returned* is alive (a
+`const char *` into its data): close() unloads when the last one is dropped.
+What no loader can make safe in-process, see lifetime.py: a thread the
+plugin started (close() leaves the library mapped, with a LeftMapped warning,
+if threads Python did not start appeared since it was loaded), and an
+on_exit() handler (undetectable; such a plugin needs isolate=True).
+
+Hostile input. Every file minildr reads (plugins, signatures, trust stores,
+keys, contract headers) is read by files.py: regular files only, never
+blocking, within a size limit per kind; every failure is a PluginError
+subclass that names the file, and every message, log line and table escapes
+the control characters a plugin's text may hold (console.printable).
 """
 from __future__ import annotations
 

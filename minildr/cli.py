@@ -15,7 +15,7 @@ from typing import List, Optional
 from . import __version__, trust
 from .atload import code_run_at_load
 from .build import build
-from .console import tolerant_output
+from .console import printable, tolerant_output
 from .contracts.contract import Contract
 from .contracts.stubs import protocol_source
 from .discover import discover
@@ -24,6 +24,11 @@ from .image import read as read_image
 from .checks import check_binary, check_manifest, check_versions
 
 EXIT_OK, EXIT_PLUGIN, EXIT_USAGE = 0, 1, 2
+
+
+def say(text: str) -> None:
+    """Print what a plugin's manifest or a signature file controls, escaped (console.printable)."""
+    print(printable(text, keep="\n"))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -46,24 +51,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                           "runs_at_load": [{"when": r.when, "address": r.address,
                                             "name": r.name} for r in runs]}, indent=2))
         return EXIT_OK
-    print(f"plugin    {manifest.name} {manifest.version}")
-    print(f"file      {image.path} ({len(image.data)} bytes, {info})")
-    print(f"sha256    {image.sha256}")
-    print(f"abi       {manifest.abi}")
-    print(f"platform  {manifest.platform}")
-    print(f"compiler  {manifest.compiler or '-'}")
-    print("exports")
+    say(f"plugin    {manifest.name} {manifest.version}")
+    say(f"file      {image.path} ({len(image.data)} bytes, {info})")
+    say(f"sha256    {image.sha256}")
+    say(f"abi       {manifest.abi}")
+    say(f"platform  {manifest.platform}")
+    say(f"compiler  {manifest.compiler or '-'}")
+    say("exports")
     for e in manifest.exports.values():
-        print(f"  {e.name:<20} {e.kind:<8}  {e.ctype}")
-    print("contracts" + ("" if manifest.contracts else "  none"))
+        say(f"  {e.name:<20} {e.kind:<8}  {e.ctype}")
+    say("contracts" + ("" if manifest.contracts else "  none"))
     for c in manifest.contracts.values():
-        print(f"  {c.name:<20} {c.version:<8}  sha256 {c.sha256}")
+        say(f"  {c.name:<20} {c.version:<8}  sha256 {c.sha256}")
     if info.format == "ELF":
         runs = code_run_at_load(image.data, image.path)
-        print("runs at load (in this order, inside dlopen, before open() returns)"
-              + ("" if runs else "  nothing"))
+        say("runs at load (in this order, inside dlopen, before open() returns)"
+            + ("" if runs else "  nothing"))
         for run in runs:
-            print(f"  {run}")
+            say(f"  {run}")
     return EXIT_OK
 
 
@@ -72,7 +77,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.isolate:
         options["isolate"] = True
     with discover(args.folder, **options) as report:
-        print(report.table())
+        say(report.table())
         return EXIT_OK if report.ok else EXIT_PLUGIN
 
 
@@ -80,7 +85,7 @@ def cmd_protocol(args: argparse.Namespace) -> int:
     """Type hints (typing.Protocol) for the proxies of some contracts (contracts issue)."""
     try:
         text = protocol_source(*[Contract.from_spec(c) for c in args.contract])
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, PluginError) as exc:      # PluginError: files.py's refusals
         print(f"error: cannot read the contract: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.output is None:
@@ -130,23 +135,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     check_binary(image)
     manifest = check_manifest(image)
     check_versions(image, manifest)
-    print(f"plugin    {manifest.name} {manifest.version}")
-    print(f"sha256    {image.sha256}")
-    print("checks    binary, manifest, ABI and platform: ok")
+    say(f"plugin    {manifest.name} {manifest.version}")
+    say(f"sha256    {image.sha256}")
+    say("checks    binary, manifest, ABI and platform: ok")
     if args.expect is not None:
-        print(f"expected  {args.expect}: " + (
+        say(f"expected  {args.expect}: " + (
             "ok, its manifest names it" if manifest.name == args.expect else
             f"NO, its manifest names {manifest.name!r} (another plugin in its place)"))
     sig_path = trust.signature_path(image.path)
     if not args.trust:
-        print(f"signature {sig_path.name if sig_path.exists() else 'none'}")
-        print("trust     not checked: pass --trust FILE to decide")
+        say(f"signature {sig_path.name if sig_path.exists() else 'none'}")
+        say("trust     not checked: pass --trust FILE to decide")
         return 0 if args.expect in (None, manifest.name) else 1
     store = trust.TrustStore.load(args.trust)
     floor = store.floors.get(manifest.name)
-    print(f"floor     {f'{manifest.name} {floor} or newer' if floor else 'none for ' + manifest.name}")
+    say(f"floor     {f'{manifest.name} {floor} or newer' if floor else 'none for ' + manifest.name}")
     verdict = store.verdict(image, expect=args.expect)
-    print(f"verdict   {verdict.status}: {verdict}")
+    say(f"verdict   {verdict.status}: {verdict}")
     return 0 if verdict.trusted else 1
 
 

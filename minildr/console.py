@@ -47,3 +47,25 @@ def shown_path(path: "os.PathLike[str] | str", start: str = os.curdir,
         return pathmod.relpath(os.fspath(path), start)
     except ValueError:
         return os.fspath(path)
+
+
+def printable(text: str, keep: str = "") -> str:
+    """`text` with every character that is not printable escaped (\\x1b, \\r, \\u202e...).
+
+    A plugin controls its name, version, exports and what its worker writes to
+    stderr. Printed as they are, an ANSI escape could recolour or clear a
+    terminal, a carriage return overwrite a line of a log, a right-to-left
+    override reverse what a reader sees. So every message, log line and table
+    minildr makes from such text goes through here. `keep` lists characters
+    left as they are (error messages keep their line breaks).
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in keep else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

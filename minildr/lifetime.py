@@ -6,20 +6,89 @@ before it drops the last reference to a library object. So both loaders
 `close()` unloads now if nothing from the library is still referenced, and
 otherwise when the last function or pointer handed out is dropped. Garbage
 collection never pulls code from under a caller, and closing stays explicit.
+
+What cannot be made safe in-process, and what close() does about it:
+
+- a thread the plugin started that still runs its code: unmapping that code
+  would crash the process the moment the thread is next scheduled. On Linux
+  close() compares the process's threads (/proc/self/task) with those alive
+  before the plugin was loaded: a thread that appeared since, and that Python
+  did not start, may be the plugin's, and then the library is left mapped
+  (a warning says so) rather than unmapped under it. The check cannot tell
+  whose such a thread is (another C library may have started it): it errs
+  on the side of leaving memory mapped, never of a crash.
+- an `on_exit()` handler the plugin registered with the C library runs at
+  process exit, after close(); glibc keeps that list private, so nothing
+  can detect it. (`atexit()` handlers are run by dlclose, and minildr's
+  native loader runs them at close too.) A plugin that does this must be
+  opened with isolate=True, or never closed.
 """
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
+import time
+import warnings
 import weakref
+from typing import FrozenSet
+
+from .console import printable
 
 log = logging.getLogger("minildr")
 
+_TASKS = "/proc/self/task"
+
+
+def native_threads() -> FrozenSet[int]:
+    """The thread ids of this process (Linux); an empty set where the system does not say."""
+    if not sys.platform.startswith("linux"):
+        return frozenset()
+    try:
+        return frozenset(int(tid) for tid in os.listdir(_TASKS))
+    except OSError:
+        return frozenset()
+
+
+def foreign_threads_since(before: FrozenSet[int], settle: float = 0.05) -> FrozenSet[int]:
+    """Threads alive now that were not before, and that Python's threading did not start.
+
+    A Python thread that was just joined may still be exiting: it has left
+    threading's list but not yet the kernel's. Such threads are gone within
+    moments, so a suspect is confirmed only if it is still there `settle`
+    seconds later; a plugin's thread that runs its code is still there.
+    """
+    suspects = native_threads() - before - {t.native_id for t in threading.enumerate()}
+    deadline = time.monotonic() + settle
+    while suspects and time.monotonic() < deadline:
+        time.sleep(settle / 10)
+        suspects &= native_threads()
+    return frozenset(suspects)
+
+
+class LeftMapped(RuntimeWarning):
+    """close() left a library mapped, because code of it may still be running."""
+
 
 class KeepsMappedWhileReferenced:
-    """Mixin: `keep_mapped_while`, `close`; subclasses give `unloaded`, `_unload`, `_name`."""
+    """Mixin: `keep_mapped_while`, `close`; subclasses give `unloaded`, `_unload`, `_name`.
+
+    Thread-safe: the count of what was handed out and the decision to unload
+    are taken under one lock, so an unload happens exactly once, and never
+    while something handed out is alive. `threads_before` (set by the loader
+    before the library's initialisers ran) enables the running-thread check.
+    """
 
     _live: int = 0              # functions or pointers handed out and still referenced
     _closing: bool = False
+    threads_before: FrozenSet[int] = frozenset()
+
+    @property
+    def _guard(self) -> threading.RLock:
+        # Created on first use (the subclasses' __init__ need not call ours);
+        # setdefault is atomic, so two threads get the same lock.
+        return self.__dict__.setdefault("_lifetime_lock", threading.RLock())
 
     @property
     def unloaded(self) -> bool:
@@ -34,21 +103,39 @@ class KeepsMappedWhileReferenced:
 
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""
-        self._live += 1
-        weakref.finalize(obj, self._release_one).atexit = False
+        with self._guard:
+            self._live += 1
+            weakref.finalize(obj, self._release_one).atexit = False
 
     def _release_one(self) -> None:
-        self._live -= 1
-        if self._closing and self._live == 0:
-            self._unload()
+        with self._guard:
+            self._live -= 1
+            if self._closing and self._live == 0:
+                self._unload_unless_running()
 
     def close(self) -> None:
         """Unload now, or once no function or pointer from the library is held."""
-        if self.unloaded or self._closing:
-            return
-        self._closing = True
-        if self._live:
-            log.info("close %s: still mapped while %d function(s) or pointer(s) from it are "
-                     "referenced; it unloads when they are dropped", self._name, self._live)
+        with self._guard:
+            if self.unloaded or self._closing:
+                return
+            self._closing = True
+            if self._live:
+                log.info("close %s: still mapped while %d function(s) or pointer(s) from it "
+                         "are referenced; it unloads when they are dropped",
+                         printable(self._name), self._live)
+                return
+            self._unload_unless_running()
+
+    def _unload_unless_running(self) -> None:
+        running = foreign_threads_since(self.threads_before) if self.threads_before else ()
+        if running:
+            message = (f"close {printable(self._name)}: left mapped, not unloaded: "
+                       f"{len(running)} thread(s) not started by Python appeared since it was "
+                       "loaded (thread ids " + ", ".join(map(str, sorted(running))) + ") and "
+                       "may be running its code; unmapping it under them would crash the "
+                       "process. Stop the plugin's threads before closing it, or open it with "
+                       "isolate=True")
+            log.warning("%s", message)
+            warnings.warn(message, LeftMapped, stacklevel=4)
             return
         self._unload()

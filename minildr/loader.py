@@ -14,11 +14,13 @@ from typing import Any, Iterable, Optional, Union
 
 from .checks import (check_binary, check_contracts, check_file, check_manifest, check_trust,
                      check_versions)
+from .console import printable
 from .contracts.contract import Contract
 from .errors import PluginError
 from .goruntime import one_runtime
 from .image import PluginImage
 from .isolation.plugin import open_isolated
+from .lifetime import native_threads
 from .linkage import prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
@@ -38,6 +40,23 @@ def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -
             from . import native    # Linux only: its libc binding cannot be made elsewhere
             return native.from_image(image)
         return SystemLibrary(image)
+
+
+def load_in_process(image: PluginImage, manifest: Any, loader: str,
+                    trust: Optional[Any] = None) -> Plugin:
+    """Load the image in this process; if anything fails after the load, unload it again.
+
+    The threads alive before the load are noted: close() leaves the library
+    mapped if threads it did not start may still run its code (lifetime.py).
+    """
+    before = native_threads()
+    library = load_library(image, loader, trust)
+    try:
+        library.threads_before = before      # type: ignore[attr-defined]
+        return Plugin(image, manifest, library, loader)
+    except BaseException:
+        library.close()
+        raise
 
 
 def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
@@ -77,11 +96,16 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
             plugin: Plugin = open_isolated(image, manifest, contracts, isolate)
         else:
             with one_runtime(image) as image:        # one Go runtime per process
-                plugin = Plugin(image, manifest, load_library(image, loader, trust), loader)
+                plugin = load_in_process(image, manifest, loader, trust)
     except PluginError as exc:
-        log.warning("open %s sha256=%s: refused: %s", os.fspath(path),
+        log.warning("open %s sha256=%s: refused: %s", printable(os.fspath(path)),
                     image.sha256 if image else "-", exc.reason)
         raise
-    log.info("open %s sha256=%s: loaded %s %s%s", image.path, image.sha256, manifest.name,
-             manifest.version, " (isolated)" if isolate else "")
+    try:
+        log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "
+                                 f"{manifest.name} {manifest.version}"
+                                 f"{' (isolated)' if isolate else ''}"))
+    except BaseException:
+        plugin.close()
+        raise
     return plugin

@@ -187,6 +187,11 @@ def examine(data: bytes, path: "os.PathLike[str] | str") -> Tuple[BinaryInfo, Op
     raise NotAPlugin(path, f"not a shared library: {describe_unknown(data)}")
 
 
+def is_binary(head: bytes) -> bool:
+    """Whether the first bytes of a file start an ELF, Mach-O or PE file."""
+    return head[:4] == elf.ELFMAG or macho.is_macho(head) or pe.is_pe(head)
+
+
 def describe_unknown(data: bytes) -> str:
     if not data:
         return "the file is empty"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union
 
 import cffi
 
 from . import ctype
+from .console import printable
 from .contracts import proxy
 from .contracts.contract import Contract
 from .errors import PluginClosed, PluginError, SymbolNotFound, SymbolTypeError
@@ -44,8 +46,35 @@ def ffi_for_types(types: str) -> cffi.FFI:
     """
     ffi = cffi.FFI()
     if types:
-        ffi.cdef(types)
+        ctype.cffi_cdef(ffi, types)
     return ffi
+
+
+class ReturnsPointer:
+    """A plugin function whose result is a pointer: each result keeps the library mapped.
+
+    `const char *greet(void)` returns a pointer into the plugin's own memory
+    (its read-only data). Read after `close()` unmapped that memory, it
+    would crash the host; so every pointer such a function returns holds
+    the library mapped, as a function handed out by `lookup` does, until it
+    is dropped. Call it like the function; `cdata` is the raw cffi function
+    pointer (to pass to C code, which minildr cannot follow).
+    """
+
+    __slots__ = ("cdata", "_library", "__weakref__")
+
+    def __init__(self, cdata: Any, library: "Library") -> None:
+        self.cdata = cdata
+        self._library = library
+
+    def __call__(self, *args: Any) -> Any:
+        result = self.cdata(*args)
+        if result:                         # NULL points nowhere: nothing to keep
+            self._library.keep_mapped_while(result)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<minildr function {self.cdata!r}>"
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,9 @@ class Plugin:
                                          else None)
         self._library: Optional[Library] = library
         self._ffi: Optional[cffi.FFI] = None
+        # lookup and close hold it: a close() from another thread can never
+        # come between finding an address and keeping its library mapped.
+        self._lock = threading.RLock()
 
     # -- lookup --------------------------------------------------------
     @property
@@ -103,12 +135,14 @@ class Plugin:
         The type must be the one the plugin's exports header declares
         (spelling aside), or SymbolTypeError says both.
         """
+        shown = printable(f"lookup {name} in {self.path} (type {ctype})")
         try:
-            result = self._lookup(name, ctype)
+            with self._lock:
+                result = self._lookup(name, ctype)
         except PluginError as exc:
-            log.info("lookup %s in %s (type %s): refused: %s", name, self.path, ctype, exc.reason)
+            log.info("%s: refused: %s", shown, exc.reason)
             raise
-        log.info("lookup %s in %s (type %s): ok", name, self.path, ctype)
+        log.info("%s: ok", shown)
         return result
 
     def _lookup(self, name: str, wanted: Union[str, Contract, None]) -> Any:
@@ -133,7 +167,7 @@ class Plugin:
             return proxy.bind(self, name, export, address, wanted)
         try:
             asked = ctype.canonical(wanted, self.manifest.types)
-        except ctype.CTypeError as exc:
+        except (ctype.CTypeError, TypeError) as exc:
             raise SymbolTypeError(self.path, f"cannot read the C type {wanted!r} asked for "
                                              f"{name!r}: {exc}") from None
         if asked != export.ctype:
@@ -141,7 +175,16 @@ class Plugin:
                 f"{name!r} is declared as '{export.ctype}' but was looked up as "
                 f"'{asked}'; use the plugin's type (or rebuild the plugin with the type "
                 "the host expects)"))
-        pointer = self._cffi().cast(ctype.pointer_to(export.ctype, self.manifest.types), address)
+        try:
+            ffi = self._cffi()
+            pointer_type = ctype.cffi_type(ffi, ctype.pointer_to(export.ctype,
+                                                                 self.manifest.types))
+        except ctype.CTypeError as exc:
+            raise SymbolTypeError(self.path, f"the type of {name!r} in its manifest cannot be "
+                                             f"used: {exc}; rebuild the plugin") from None
+        pointer = ffi.cast(pointer_type, address)
+        if pointer_type.kind == "function" and pointer_type.result.kind == "pointer":
+            pointer = ReturnsPointer(pointer, library)
         library.keep_mapped_while(pointer)
         return pointer
 
@@ -152,11 +195,16 @@ class Plugin:
 
     # -- unloading -----------------------------------------------------
     def close(self) -> None:
-        """Unload the plugin; later lookups raise PluginClosed. Closing twice is fine."""
-        library, self._library = self._library, None
-        if library is not None:
-            library.close()
-            log.info("close %s", self.path)
+        """Unload the plugin; later lookups raise PluginClosed. Closing twice is fine.
+
+        Safe against lookups in other threads: a lookup either finishes first
+        (and what it handed out keeps the library mapped) or sees the plugin closed.
+        """
+        with self._lock:
+            library, self._library = self._library, None
+            if library is not None:
+                library.close()
+                log.info("close %s", printable(self.path))
 
     def __enter__(self) -> "Plugin":
         return self

@@ -24,7 +24,9 @@ from typing import Any, Optional
 
 import cffi
 
-from .errors import LoadError
+from .console import printable
+from .errors import LoadError, PluginError
+from .formats import elf
 from .image import PluginImage
 from .lifetime import KeepsMappedWhileReferenced
 
@@ -65,6 +67,9 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         # GetProcAddress reads only this module's export table: unlike dlsym
         # on a handle, it never finds a dependency's function.
         return True
+
+    def _loaded_from(handle: Any) -> Optional[str]:
+        return None
 else:
     ffi.cdef("""
         typedef struct { const char *dli_fname; void *dli_fbase;
@@ -74,7 +79,11 @@ else:
         int dlclose(void *handle);
         char *dlerror(void);
         int dladdr(const void *addr, Dl_info *info);
+        struct link_map { uintptr_t l_addr; char *l_name; void *l_ld;
+                          struct link_map *l_next, *l_prev; };
+        int dlinfo(void *handle, int request, void *info);
     """)
+    _RTLD_DI_LINKMAP = 2
     _libdl = ffi.dlopen(None)           # libc has them since glibc 2.34; macOS always
     try:
         _libdl.dlopen
@@ -82,7 +91,7 @@ else:
         _libdl = ffi.dlopen("libdl.so.2")
     # Bind each function now: cffi otherwise finds it with dlsym on first
     # use, and that dlsym would clear the message dlerror() is about to give.
-    for _name in ("dlopen", "dlsym", "dlclose", "dlerror", "dladdr"):
+    for _name in ("dlopen", "dlsym", "dlclose", "dlerror", "dladdr", "dlinfo"):
         getattr(_libdl, _name)
 
     def _open(path: str) -> Any:
@@ -108,6 +117,16 @@ else:
         message = _libdl.dlerror()
         return ffi.string(message).decode("utf-8", "replace") if message else "unknown error"
 
+    def _loaded_from(handle: Any) -> Optional[str]:
+        """The path the system loader loaded this handle's library from (its link map)."""
+        if not sys.platform.startswith("linux"):
+            return None                     # macOS has no dlinfo; nothing to compare
+        link_map = ffi.new("struct link_map **")
+        if _libdl.dlinfo(handle, _RTLD_DI_LINKMAP, link_map) != 0 or link_map[0] == ffi.NULL:
+            return None
+        name = link_map[0].l_name
+        return os.fsdecode(ffi.string(name)) if name != ffi.NULL else ""
+
     def _defined_in(address: Any, path: str) -> bool:
         info = ffi.new("Dl_info *")
         if not _libdl.dladdr(address, info) or info.dli_fname == ffi.NULL:
@@ -130,22 +149,111 @@ def same_library(reported: str, loaded: str) -> bool:
         return False
 
 
+def soname(image: PluginImage) -> Optional[str]:
+    """The DT_SONAME an ELF image declares, if any (read from its checked bytes)."""
+    if image.data[:4] != elf.ELFMAG:
+        return None
+    try:
+        dynamic = elf.DynamicSection(elf.ElfFile(image.data, image.path))
+    except PluginError:
+        return None                         # the system loader will say what is wrong
+    if not dynamic.has(elf.DT_SONAME):
+        return None
+    return dynamic.string(dynamic.get(elf.DT_SONAME), "DT_SONAME")
+
+
+def check_soname(image: PluginImage) -> None:
+    """Refuse a SONAME that is a path: the system loader would hand this library out
+    for a later dlopen of that path (such as the next plugin's /proc/self/fd/N)."""
+    name = soname(image)
+    if name is not None and "/" in name:
+        raise LoadError(image.path, (
+            f"its SONAME {name!r} is a path: while it is loaded, the system loader would "
+            "return it for any later load of that path, such as the next plugin's sealed "
+            "copy; rebuild it without a '/' in -soname"))
+
+
+def placed_in_library(image: PluginImage, name: str) -> bool:
+    """Whether every definition of `name` in the image's dynamic symbols lies inside it.
+
+    dlsym trusts .dynsym: for an IFUNC it *calls* the address found there
+    (the resolver), and for any symbol it hands out base + st_value. In a
+    damaged file either can lie outside the library or, for code, outside its
+    executable segments; asking dlsym would then crash the host. So the
+    symbol is checked on the checked bytes first (ELF only: the others'
+    loaders read their own export tables).
+    """
+    if image.data[:4] != elf.ELFMAG:
+        return True
+    try:
+        f = elf.ElfFile(image.data, image.path)
+        dynamic = elf.DynamicSection(f)
+        gnu, sysv = dynamic.gnu_hash(), dynamic.sysv_hash()
+        count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain) if sysv else 0
+        symbols = dynamic.table(elf.Elf64_Sym, elf.DT_SYMTAB, count * elf.sizeof(elf.Elf64_Sym),
+                                "symbol table")
+        loads = list(f.segments(elf.PT_LOAD))
+        for sym in symbols:
+            if sym.st_shndx == elf.SHN_UNDEF or dynamic.string(sym.st_name, "symbol") != name:
+                continue
+            code = sym.st_info & 0xF in (elf.STT_FUNC, elf.STT_GNU_IFUNC)
+            end = sym.st_value + max(sym.st_size, 1)
+            if not any(ph.p_vaddr <= sym.st_value and end <= ph.p_vaddr + ph.p_memsz
+                       and (ph.p_flags & elf.PF_X or not code) for ph in loads):
+                return False
+    except PluginError:
+        return False                       # tables the checks could not read: do not ask dlsym
+    return True
+
+
 class SystemLibrary(KeepsMappedWhileReferenced):
-    """One plugin image, loaded by the operating system's loader."""
+    """One plugin image, loaded by the operating system's loader.
+
+    Whatever happens part way (a refusal, an exception, KeyboardInterrupt),
+    the image is released and the handle closed: nothing stays half-loaded.
+    """
 
     def __init__(self, image: PluginImage) -> None:
+        check_soname(image)
         self.image = image
+        self._handle: Optional[Any] = None
+        self._placed: dict = {}
         self.load_path = image.acquire()
-        handle = _open(self.load_path)
-        if handle == ffi.NULL:
-            message = _error().replace(self.load_path, image.path)
+        handle = ffi.NULL
+        try:
+            handle = _open(self.load_path)
+            if handle == ffi.NULL:
+                message = _error().replace(self.load_path, image.path)
+                raise LoadError(image.path, f"the system loader refused it: {message}")
+            self._check_same_library(handle)
+            self._handle = handle
+        except BaseException:
+            if handle != ffi.NULL and self._handle is None:
+                _close(handle)
             image.release()
-            raise LoadError(image.path, f"the system loader refused it: {message}")
-        self._handle: Optional[Any] = handle
+            raise
+
+    def _check_same_library(self, handle: Any) -> None:
+        """The handle is the library loaded from our sealed copy, not one loaded before.
+
+        dlopen matches a path against the SONAMEs of loaded libraries: the
+        checked bytes must be the bytes loaded, whatever another library claims.
+        """
+        loaded_from = _loaded_from(handle)
+        if loaded_from is not None and loaded_from != self.load_path:
+            raise LoadError(self.image.path, (
+                f"the system loader returned another, already loaded library "
+                f"({loaded_from!r}) for its sealed copy: a library loaded earlier claims this "
+                "path as its SONAME; close that plugin (and rebuild it without a path as "
+                "-soname)"))
 
     def address(self, name: str) -> Optional[int]:
         """Where `name` is in memory, if this library (not a dependency) defines it."""
         if self._handle is None:
+            return None
+        if name not in self._placed:
+            self._placed[name] = placed_in_library(self.image, name)
+        if not self._placed[name]:
             return None
         pointer = _symbol(self._handle, name)
         if pointer == ffi.NULL or not _defined_in(pointer, self.load_path):
@@ -160,14 +268,17 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         handle, self._handle = self._handle, None
         if handle is None:
             return
-        _close(handle)
-        # Other plugins opened from the same image share the handle; only
-        # when the last one closes should the library really be gone.
-        resident = self.image.users == 1 and _still_loaded(self.load_path)
-        if resident:
-            log.info("close %s: the system loader keeps it loaded (another handle, or "
-                     "it cannot be unloaded)", self.image.path)
-        self.image.release(resident=resident)
+        resident = True             # if interrupted part way, assume it is still mapped
+        try:
+            _close(handle)
+            # Other plugins opened from the same image share the handle; only
+            # when the last one closes should the library really be gone.
+            resident = self.image.users == 1 and _still_loaded(self.load_path)
+            if resident:
+                log.info("close %s: the system loader keeps it loaded (another handle, or "
+                         "it cannot be unloaded)", printable(self.image.path))
+        finally:
+            self.image.release(resident=resident)
 
     @property
     def unloaded(self) -> bool:

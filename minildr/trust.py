@@ -50,7 +50,8 @@ from typing import TYPE_CHECKING, Dict, Iterable, Optional, Union
 
 from packaging.version import InvalidVersion, Version
 
-from .errors import BadTrustFile, PluginError, UntrustedPlugin
+from . import edwards, files
+from .errors import BadTrustFile, PluginError, PluginNotFound, UnreadableFile, UntrustedPlugin
 from .image import PluginImage, read as read_image
 from .manifest import Manifest
 
@@ -131,7 +132,7 @@ class PublicKey:
     @classmethod
     def from_file(cls, path: PathLike) -> "PublicKey":
         """A `.pub` file written by `keygen` (its one non-comment line)."""
-        lines = [ln for ln in _read_text(path).splitlines()
+        lines = [ln for ln in _read_text(path, files.MAX_KEY_BYTES).splitlines()
                  if ln.strip() and not ln.lstrip().startswith("#")]
         if len(lines) != 1:
             raise BadTrustFile(path, "a public key file holds exactly one 'key NAME ed25519 "
@@ -145,19 +146,27 @@ class PublicKey:
 def _public_key(text: str, source: str) -> Ed25519PublicKey:
     try:
         raw = base64.b64decode(text, validate=True)
-        return _ed25519().Ed25519PublicKey.from_public_bytes(raw)
+        key = _ed25519().Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError):
         raise BadTrustFile(source, f"{text!r} is not an Ed25519 public key (32 bytes, "
                                    "base64)") from None
+    weakness = edwards.weakness(raw)
+    if weakness is not None:
+        raise BadTrustFile(source, (
+            f"the key {text!r} is {weakness}: signatures made up without any private key "
+            "verify with it, so it can never be trusted; make a new key pair with "
+            "python -m minildr keygen NAME"))
+    return key
 
 
-def _read_text(path: PathLike) -> str:
+def _read_text(path: PathLike, limit: int) -> str:
+    """A trust, key or signature file's text, read as files.py reads any hostile file."""
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadTrustFile(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadTrustFile(path, f"cannot be read ({exc})") from None
+        return files.read_text(path, limit)
+    except PluginNotFound as exc:
+        raise BadTrustFile(path, exc.reason) from None
+    except UnreadableFile as exc:
+        raise BadTrustFile(path, exc.reason) from None
 
 
 def generate_key(name: str, out_dir: PathLike = ".") -> tuple[Path, Path]:
@@ -182,9 +191,9 @@ def generate_key(name: str, out_dir: PathLike = ".") -> tuple[Path, Path]:
 
 def load_private_key(path: PathLike) -> Ed25519PrivateKey:
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BadTrustFile(path, f"cannot read the private key ({exc.strerror})") from None
+        data, _ = files.read_regular(path, files.MAX_KEY_BYTES)
+    except (PluginNotFound, UnreadableFile) as exc:
+        raise BadTrustFile(path, f"cannot read the private key: {exc.reason}") from None
     try:
         key = _serialization().load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -360,9 +369,18 @@ class TrustStore:
         self.floors[name] = version
 
     def add_key(self, key: Union[PublicKey, PathLike]) -> PublicKey:
-        """Trust what this key signs: a PublicKey or the path of a `.pub` file."""
+        """Trust what this key signs: a PublicKey or the path of a `.pub` file.
+
+        A weak key (of small order, or not a point of the curve) is refused
+        with BadTrustFile, whichever way it came: see edwards.py.
+        """
         if not isinstance(key, PublicKey):
             key = PublicKey.from_file(key)
+        weakness = edwards.weakness(key.raw)
+        if weakness is not None:
+            raise BadTrustFile(None, f"the key {key.name!r} is {weakness}: signatures made up "
+                                     "without any private key verify with it; it cannot be "
+                                     "trusted")
         self.keys[key.fingerprint] = key
         return key
 
@@ -370,7 +388,7 @@ class TrustStore:
     @classmethod
     def load(cls, path: PathLike) -> "TrustStore":
         store = cls(path=path)
-        for number, raw in enumerate(_read_text(path).splitlines(), 1):
+        for number, raw in enumerate(_read_text(path, files.MAX_TRUST_STORE_BYTES).splitlines(), 1):
             line = raw.split("#", 1)[0].strip() if raw.lstrip().startswith("#") else raw.strip()
             if not line:
                 continue
@@ -472,7 +490,7 @@ class TrustStore:
                            + (f" ({note})" if note else ""), digest)
         sig_path = signature_path(image.path)
         unpinned = f"its sha256 {digest} is not pinned"
-        if not sig_path.exists():
+        if not os.path.lexists(sig_path):
             if not self.keys:
                 return Verdict(False, Status.UNKNOWN_DIGEST, (
                     f"{unpinned} in the trust store, which holds no signing keys; pin this "
@@ -482,7 +500,8 @@ class TrustStore:
                 f"{unpinned} and it has no signature ({sig_path.name} is missing); sign it "
                 "with python -m minildr sign --key KEY PLUGIN, or pin its digest"), digest)
         try:
-            signature = Signature.parse(_read_text(sig_path), os.fspath(sig_path))
+            signature = Signature.parse(_read_text(sig_path, files.MAX_SIGNATURE_BYTES),
+                                        os.fspath(sig_path))
         except BadTrustFile as exc:
             return Verdict(False, Status.DAMAGED_SIGNATURE, (
                 f"{unpinned} and its signature file {sig_path.name} is damaged: {exc.reason}; "
@@ -517,9 +536,8 @@ class TrustStore:
 def refuse_unless_trusted(path: str, verdict: Verdict) -> Verdict:
     """The verdict if trusted; otherwise UntrustedPlugin (with `.verdict`)."""
     if not verdict.trusted:
-        error = UntrustedPlugin(path, f"refused before loading: {verdict.explanation}")
-        error.verdict = verdict      # type: ignore[attr-defined]
-        raise error
+        raise UntrustedPlugin(path, f"refused before loading: {verdict.explanation}",
+                              verdict=verdict)
     return verdict
 
 

@@ -6,6 +6,8 @@ fixtures stay in conftest.py, which pytest alone imports.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import minildr
@@ -38,3 +40,24 @@ def write_plugin(tmp_path: Path, name: str, source: str, header: str, **kwargs) 
     (src_dir / f"{name}.h").write_text(header)
     return minildr.build([src_dir / f"{name}.c"], name=name, exports=src_dir / f"{name}.h",
                          out_dir=tmp_path / "out", **kwargs)
+
+
+def run_python(code: str, *args: object, timeout: float = 120,
+               memory_limit: "int | None" = None) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python (this venv) with `args`, within `timeout` seconds.
+
+    For what could hang, exhaust memory or crash the test process when the
+    promise it checks is broken: the child takes the blow, the test reads its
+    output. `memory_limit` caps the child's address space (RLIMIT_AS, POSIX).
+    A child still running after `timeout` is killed: `returncode` is then None.
+    """
+    def limit() -> None:
+        import resource             # POSIX only
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    try:
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)], text=True,
+                              capture_output=True, timeout=timeout, cwd=ROOT,
+                              preexec_fn=limit if memory_limit else None)
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, None, exc.stdout or "", exc.stderr or "")

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int add(int a, int b);
+#include "add_decl.h"
 
 int main(int argc, char **argv)
 {

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from .. import ctype
+from .. import ctype, files
 from . import layout
 from ..errors import DependencyMismatch
 from ..manifest import ContractRef
@@ -100,7 +100,7 @@ class Contract:
                 "\n" not in str(path_or_text) and str(path_or_text).endswith(".h")):
             path = Path(path_or_text)
             return cls(name=name or path.stem, version=version,
-                       text=path.read_text(encoding="utf-8"), filename=path.name)
+                       text=files.read_text(path, files.MAX_SOURCE_BYTES), filename=path.name)
         if not name:
             raise ValueError("Contract.from_header(text) needs name=... when given header text")
         return cls(name=name, version=version, text=str(path_or_text))

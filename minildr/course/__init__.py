@@ -4,7 +4,9 @@
     exercises.py  make exercises: solutions/ -> exercises/, nbgrader's markers
     selfcheck.py  make check: run a learner's exercise notebooks, list tasks done
     runs_on.py    which cells run on which platform (linux-only, posix-only)
-    golang.py     notebook 08: a real Go toolchain, workspaces, c-shared builds
+    golang.py     notebook 09: a real Go toolchain, workspaces, c-shared builds
+    version.py    each notebook's first check: is this kernel's minildr the course's?
+    figures.py    the notebooks' pictures, so that cells show the idea, not matplotlib
 
 Someone maintaining the loader can skip this folder.
 """

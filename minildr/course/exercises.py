@@ -96,24 +96,33 @@ def clear_answer(source: str, where: str = "") -> Tuple[str, bool]:
     return pattern.sub(ANSWER_STUB, source), True
 
 
+def exercise_cell(cell: nbformat.NotebookNode, where: str) -> bool:
+    """Turn one solution cell into its exercise, in place; whether it held an answer.
+
+    Used for every cell by `exercise_from_solution`, and by nbgrader's
+    generate_assignment through grading.ClearCourseSolutions, so that both
+    releases are the same, cell for cell.
+    """
+    if cell.cell_type == "markdown":
+        cell.source, found = clear_answer(cell.source, where)
+        return found
+    if cell.cell_type != "code":
+        return False
+    cell.metadata.pop("execution", None)        # timings of the run that made the solution
+    cell.source, found = clear_solutions(cell.source, c_code=is_c_cell(cell.source), where=where)
+    cell.outputs, cell.execution_count = [], None
+    if found:
+        tags = cell.metadata.setdefault("tags", [])
+        if TAG not in tags:
+            tags.append(TAG)
+    return found
+
+
 def exercise_from_solution(solution: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     """The exercise notebook for one solution notebook."""
     nb = nbformat.from_dict(copy.deepcopy(solution))
     for index, cell in enumerate(nb.cells):
-        where = f"{name} cell {index + 1}"
-        if cell.cell_type == "markdown":
-            cell.source, _ = clear_answer(cell.source, where)
-            continue
-        if cell.cell_type != "code":
-            continue
-        cell.metadata.pop("execution", None)        # timings of the run that made the solution
-        cell.source, found = clear_solutions(cell.source, c_code=is_c_cell(cell.source),
-                                             where=where)
-        cell.outputs, cell.execution_count = [], None
-        if found:
-            tags = cell.metadata.setdefault("tags", [])
-            if TAG not in tags:
-                tags.append(TAG)
+        exercise_cell(cell, f"{name} cell {index + 1}")
     nb.metadata.pop("widgets", None)
     return nb
 

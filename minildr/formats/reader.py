@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Dict, NoReturn, Tuple, Type, TypeVar
+from typing import Dict, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
 
 from ..errors import NotAPlugin
 
@@ -19,8 +19,17 @@ REBUILD = "rebuild the plugin, or copy it again if it was damaged on the way"
 _LAYOUTS: Dict[Tuple[type, str], struct.Struct] = {}
 
 
-def declare(cls: Type[T], fmt: str) -> Type[T]:
-    """Register the byte layout of a NamedTuple structure (without byte order)."""
+def declare(cls: Type[T], fmt: Optional[str] = None) -> Type[T]:
+    """Register the byte layout of a NamedTuple structure (without byte order).
+
+    Without `fmt`, the layout is read from the fields' types: each field
+    annotated `Annotated[int, "I"]` (or a named alias of one, as elf.py's
+    `Elf64_Word`) contributes its struct letter, in field order, so a field
+    and its place in the file are written once. Usable as a decorator.
+    """
+    if fmt is None:
+        hints = get_type_hints(cls, include_extras=True)
+        fmt = "".join(hints[name].__metadata__[0] for name in cls._fields)  # type: ignore[attr-defined]
     for order in "<>":
         _LAYOUTS[cls, order] = struct.Struct(order + fmt)
     return cls
@@ -30,11 +39,17 @@ def sizeof(cls: type) -> int:
     return _LAYOUTS[cls, "<"].size
 
 
+def pack(row: tuple, order: str = "<") -> bytes:
+    """A declared structure's bytes, as the file holds them (for files minildr writes)."""
+    return _LAYOUTS[type(row), order].pack(*row)
+
+
 class Reader:
     """Bytes of one file, with the file's name for error messages."""
 
     def __init__(self, data: bytes, path: "os.PathLike[str] | str", order: str = "<") -> None:
         self.data = memoryview(data).toreadonly()
+        self.raw = data if isinstance(data, bytes) else bytes(data)    # for find() without copies
         self.path = os.fspath(path)
         self.order = order
 
@@ -62,9 +77,43 @@ class Reader:
         rows = layout.iter_unpack(self.data[offset:offset + count * layout.size])
         return [cls._make(row) for row in rows]  # type: ignore[attr-defined]
 
+    def lazy_table(self, cls: Type[T], offset: int, count: int, what: str) -> "Table[T]":
+        """Like `table`, but each structure is unpacked when first asked for (big tables)."""
+        layout = _LAYOUTS[cls, self.order]
+        self.check_range(offset, count * layout.size, what)
+        return Table(cls, layout, self.data, offset, count)
+
     def bytes_at(self, offset: int, size: int, what: str) -> bytes:
         self.check_range(offset, size, what)
         return bytes(self.data[offset:offset + size])
+
+
+class Table(Sequence[T]):
+    """A table of structures read on demand: a library's 5,000 symbols cost nothing until used."""
+
+    def __init__(self, cls: Type[T], layout: struct.Struct, data: memoryview, offset: int,
+                 count: int) -> None:
+        self.cls, self.layout, self.data, self.offset, self.count = cls, layout, data, offset, count
+        self.rows: Dict[int, T] = {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        row = self.rows.get(index)
+        if row is None:
+            if index < 0:
+                index += self.count
+            if not 0 <= index < self.count:
+                raise IndexError(index)
+            fields = self.layout.unpack_from(self.data, self.offset + index * self.layout.size)
+            row = self.rows[index] = self.cls._make(fields)  # type: ignore[attr-defined]
+        return row
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
 
 
 def c_string(raw: bytes) -> str:

@@ -270,11 +270,8 @@ class WorkerProcess:
             "; it wrote nothing to stderr"
         error = PluginCrashed(self.path, (
             f"its worker process (pid {self.pid}) {how} during {during}{said}\n"
-            "The host is unharmed; open the plugin again to retry"))
-        error.signal = name                                   # type: ignore[attr-defined]
-        error.exit_code = None if code < 0 else code         # type: ignore[attr-defined]
-        error.stderr = tail                                   # type: ignore[attr-defined]
-        error.pid = self.pid                                  # type: ignore[attr-defined]
+            "The host is unharmed; open the plugin again to retry"),
+            signal=name, exit_code=None if code < 0 else code, stderr=tail, pid=self.pid)
         return self._fail(error)
 
     def _timed_out(self, during: str, timeout: float) -> PluginError:

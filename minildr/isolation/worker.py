@@ -31,7 +31,7 @@ import cffi
 from . import marshal, protocol
 from .marshal import Value
 from ..contracts.contract import Contract
-from ..errors import PluginError
+from ..errors import LoadError
 from ..image import PluginImage
 from ..checks import check_binary, check_contracts, check_manifest, check_versions
 from ..plugin import Plugin
@@ -74,7 +74,7 @@ def read_image(spec: Dict[str, Any]) -> PluginImage:
     image = PluginImage(path=spec["path"], data=data, sha256=hashlib.sha256(data).hexdigest(),
                         identity=(0, 0, len(data), 0, 0), _fd=fd, _cached=False)
     if image.sha256 != spec["sha256"]:
-        raise PluginError(image.path, (
+        raise LoadError(image.path, (
             f"the worker received bytes with sha256 {image.sha256}, not the {spec['sha256']} "
             "the host verified; nothing was loaded"))
     return image

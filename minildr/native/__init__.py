@@ -8,32 +8,40 @@
 One module per step, numbered in the order a load runs them (musl's
 ldso/dynlink.c does the same work in C):
 
-    1 parse.py      read and check the whole plan; refuse what is out of scope
+    1 parse.py      read the whole plan: segments, dynamic section, symbols, relocations
+   1b validate.py   check each part as it is read; refuse the damaged and the out of scope
     2 resolve.py    bring in DT_NEEDED, then find every symbol the library uses
     3 mapping.py    reserve the span (its start is the base), map each PT_LOAD, zero .bss
     4 relocate.py   patch every address the file left open, IFUNCs last; then RELRO
     5 initfini.py   run initialisers (now), finalisers (on close)
     6 lookup.py     find an exported name: DT_GNU_HASH (Bloom filter) or DT_HASH
     trace.py        beside every step: each one as an event; the layout as rows to plot
-    x86_64.py, aarch64.py   the relocation types of each architecture (step 4's tables)
+    tls.py          thread-local storage: initial-exec references into loaded libraries
+    classes.py      what a relocation asks for, whatever the CPU: NONE, SYMBOLIC, RELATIVE, ...
+    x86_64.py, aarch64.py   the relocation types of each architecture, by class (step 4's tables)
     libc.py         the C functions those steps call (mmap, dlsym, ...), in one place
     library.py      the steps in order: NativeLibrary, load()
 
 `plan(path)` runs step 1 alone: the Plan a load would follow, mapping and
 running nothing (on any machine: it only reads). `load(path, trace=f)`
-runs them all and calls `f` with each `Event` as it happens.
+runs them all and calls `f` with each `Event` as it happens; without `trace`
+the relocations are counted per type rather than recorded one by one.
 
 The ELF tables themselves (dynamic section, symbols, hash and version
-tables, relocation entries) are read, bounds-checked, by `minildr.elf`
-(`DynamicSection`), the one ELF reader of the project; `parse.py` decides
+tables, relocation entries) are read, bounds-checked, by `minildr.formats.elf`
+(`DynamicSection`), the one ELF reader of the project; `parse.py` and `validate.py` decide
 what the loader can do with them.
 
 Scope: 64-bit little-endian ELF shared libraries (ET_DYN) for x86_64 and
 aarch64 on Linux, with RELA and RELR relocations of the types each
 architecture's table lists. Refused with UnsupportedELF, before any code
-runs: thread-local storage (PT_TLS, TLS relocations), COPY relocations,
+runs: a thread-local storage block of its own (PT_TLS; references into the
+static TLS of libraries already loaded, such as libm's errno, do load: see
+tls.py), TLS descriptors and TLS on aarch64, COPY relocations,
 text relocations, DT_REL, 32-bit, big-endian, ET_EXEC or PIE executables,
-other architectures, p_align below the page size, unknown relocation types.
+other architectures, p_align below the page size, an executable stack,
+unknown relocation types; and every structural rule glibc's loader enforces
+(validate.py, each cited by the glibc function that has it).
 `minildr.open(path, loader="native")` uses it after the same checks as the
 system loader, on the same sealed bytes.
 
@@ -62,9 +70,11 @@ import os
 import sys
 from typing import Any
 
-from ..errors import LoadError
-from .parse import Plan, check_host, parse
+from .. import files
+from ..errors import LoadError, PluginNotFound, UnreadableFile
+from .parse import Plan, parse
 from .trace import Event, Segment, Trace
+from .validate import check_host
 
 
 def plan(path: "os.PathLike[str] | str") -> Plan:
@@ -76,10 +86,9 @@ def plan(path: "os.PathLike[str] | str") -> Plan:
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise LoadError(path, f"cannot be read ({exc.strerror})") from None
+        data, _ = files.read_regular(path, files.MAX_PLUGIN_BYTES)   # a FIFO, /dev/zero...
+    except (PluginNotFound, UnreadableFile) as exc:
+        raise LoadError(path, f"cannot be read: {exc.reason}") from None
     return parse(data, path)
 
 

@@ -16,24 +16,23 @@ from __future__ import annotations
 import struct
 from typing import List, Tuple
 
-from .libc import ffi, libc
-from .parse import Plan, check_code
+from .libc import ARGV, BYTES, INITIALISER, ffi, libc
+from .parse import Plan
+from .validate import check_code
 from .trace import Trace
 
-_argv = ffi.new("char *[1]")
-INITIALISER = "void (*)(int, char **, char **)"
 
 
 def functions(plan: Plan, base: int, entries: List[Tuple[str, int]]) -> List[Tuple[str, int]]:
     """Read the relocated arrays; check every function is code of this library."""
-    memory = ffi.buffer(ffi.cast("char *", base), plan.span)
+    memory = ffi.buffer(ffi.cast(BYTES, base), plan.span)
     result = []
     for tag, where in entries:
         address = where + base if tag in ("DT_INIT", "DT_FINI") else struct.unpack_from(
             "<Q", memory, where)[0]
         if address in (0, 2**64 - 1):          # empty slots, which some linkers leave
             continue
-        check_code(plan, address - base, f"an initialiser or finaliser ({tag})")
+        check_code(plan.elf, plan.loads, address - base, f"an initialiser or finaliser ({tag})")
         result.append((tag, address))
     return result
 
@@ -42,4 +41,4 @@ def run(plan: Plan, base: int, calls: List[Tuple[str, int]], step: str, trace: T
     for tag, address in calls:
         trace.event(step, f"{tag} function at base+{address - base:#x}", tag=tag,
                     offset=address - base)
-        ffi.cast(INITIALISER, address)(0, _argv, libc.environ)
+        ffi.cast(INITIALISER, address)(0, ARGV, libc.environ)

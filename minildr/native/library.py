@@ -13,18 +13,20 @@ from under a caller.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 from .. import ctype as ctypes_
 from ..formats import elf
 from ..errors import LoadError, SymbolNotFound, UnsupportedELF
 from ..host import HOST
 from ..lifetime import KeepsMappedWhileReferenced
-from . import initfini, lookup, mapping, relocate, resolve
+from . import initfini, lookup, mapping, relocate, resolve, tls
 from .libc import ffi
-from .parse import Plan, check_host, parse
+from .parse import Plan, parse
+from .validate import check_host
 from .trace import Event, Segment, Trace, with_gaps
 
 log = logging.getLogger("minildr")
@@ -34,7 +36,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
     """One ELF shared library, loaded by minildr's own loader from `fd` (holding `data`)."""
 
     def __init__(self, data: bytes, path: str, fd: int, *,
-                 trace: Optional[Callable[[Event], None]] = None,
+                 trace: "Optional[Callable[[Event], None]] | bool" = None,
                  on_unload: Optional[Callable[[], None]] = None) -> None:
         check_host(path, HOST)
         self.path = path
@@ -46,12 +48,16 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._on_unload: Optional[Callable[[], None]] = None
         self._cache: dict = {}
         self._needed = resolve.open_needed(self.plan, self.trace)
+        self._tls: Optional[tls.BorrowedModule] = None
         self.base: Optional[int] = None
         try:
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
             self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
-            relocate.relocate(self.plan, self.base, bound, self.trace)
+            if self.plan.tls is not None:
+                self._tls = tls.borrow_module(self.plan, self.trace)
+            relocate.relocate(self.plan, self.base, bound, self.trace,
+                              self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
@@ -72,7 +78,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
                 return None
             sym = self.plan.symbols[index]
             address = self.base + sym.st_value
-            if sym.st_info & 0xF == elf.STT_GNU_IFUNC:
+            if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC:
                 address = relocate.call_resolver(self.plan, address)
             self._cache[name] = address
         return self._cache[name]
@@ -92,6 +98,11 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             mapping.unmap(self.base, self.plan.span)
             self.trace.event("unmap", f"{self.plan.span} bytes at {self.base:#x}")
             self.base = None
+        if self._tls is not None:
+            self._tls.close()
+            self.trace.event("tls", f"module {self._tls.module} given back (the stub dlclosed)",
+                             module=self._tls.module)
+            self._tls = None
         resolve.close_needed(self._needed)
         self._needed = []
         if self._on_unload is not None:
@@ -132,34 +143,41 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         return f"<NativeLibrary {os.path.basename(self.path)} {where}>"
 
 
-def load(path: "os.PathLike[str] | str", *,
-         trace: Optional[Callable[[Event], None]] = None) -> NativeLibrary:
-    """Load the shared library at `path` with the native loader (no manifest needed)."""
+Tracer = "Optional[Callable[[Event], None]] | bool"
+
+
+def load(path: "os.PathLike[str] | str", *, trace: Tracer = None) -> NativeLibrary:
+    """Load the shared library at `path` with the native loader (no manifest needed).
+
+    `trace`: None for a summary (a count per relocation type), True to record
+    every event, or a function to call with each event as it happens.
+    """
     path = os.fspath(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise LoadError(path, f"cannot be opened ({exc.strerror})") from None
-    try:
+    with opened(path, path, "cannot be opened") as fd:
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read()
         return NativeLibrary(data, path, fd, trace=trace)
-    finally:
-        os.close(fd)          # the mappings keep their own reference to the file
 
 
-def from_image(image: Any, *, trace: Optional[Callable[[Event], None]] = None) -> NativeLibrary:
+def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
     """Load a checked `PluginImage`: map its sealed copy, whose bytes are the ones checked."""
     load_path = image.acquire()
     try:
-        fd = os.open(load_path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        image.release()
-        raise LoadError(image.path, f"cannot open its sealed copy ({exc.strerror})") from None
-    try:
-        return NativeLibrary(image.data, image.path, fd, trace=trace, on_unload=image.release)
+        with opened(load_path, image.path, "cannot open its sealed copy") as fd:
+            return NativeLibrary(image.data, image.path, fd, trace=trace, on_unload=image.release)
     except BaseException:
         image.release()
         raise
+
+
+@contextlib.contextmanager
+def opened(load_path: str, path: str, failure: str) -> Iterator[int]:
+    """A descriptor of the file to map, closed after the load (the mappings keep their own)."""
+    try:
+        fd = os.open(load_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LoadError(path, f"{failure} ({exc.strerror})") from None
+    try:
+        yield fd
     finally:
         os.close(fd)

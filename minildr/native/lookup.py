@@ -11,7 +11,10 @@ one bucket, not a scan. Two formats exist, and a file has one or both:
   bit marking the end of the bucket.
 
 Both give an index into the dynamic symbol table; the symbol's address is
-the load base plus its st_value. This runs after the initialisers (step 5),
+the load base plus its st_value. A symbol counts as found only if that
+address lies inside one of the library's loaded segments (for code, an
+executable one): a damaged .dynsym could otherwise hand the host an address
+anywhere in the process, and the first call through it would crash. This runs after the initialisers (step 5),
 whenever the host asks: `NativeLibrary.lookup` / `address`, or
 `Plugin.lookup` for a plugin opened with loader="native".
 """
@@ -42,16 +45,31 @@ def find(plan: Plan, name: str) -> Optional[int]:
     """The index of the defined, exported, default-version symbol `name`, or None."""
     candidates = gnu_candidates(plan, name) if plan.gnu is not None else sysv_candidates(plan, name)
     for index in candidates:
-        if plan.names[index] == name and exported(plan, index):
+        if plan.names[index] == name and exported(plan, index) and inside(plan, index):
             return index
     return None
+
+
+def inside(plan: Plan, index: int) -> bool:
+    """Whether the symbol's address lies in a loaded segment; code in an executable one.
+
+    A function (or an IFUNC resolver, which lookup calls) outside the code
+    would jump into data or into nothing.
+    """
+    sym = plan.symbols[index]
+    kind = sym.st_info & 0xF
+    code = kind in (elf.STT_FUNC, elf.STT_GNU_IFUNC)
+    size = max(sym.st_size, 1)
+    return any(ph.p_vaddr <= sym.st_value and sym.st_value + size <= ph.p_vaddr + ph.p_memsz
+               and (ph.p_flags & elf.PF_X or not code) for ph in plan.loads)
 
 
 def exported(plan: Plan, index: int) -> bool:
     sym = plan.symbols[index]
     hidden_version = bool(plan.versym) and plan.versym[index] & elf.VERSYM_HIDDEN
-    return (sym.st_shndx != elf.SHN_UNDEF and sym.st_info >> 4 != elf.STB_LOCAL
-            and sym.st_other & 3 in (elf.STV_DEFAULT, elf.STV_PROTECTED) and not hidden_version)
+    return (sym.st_shndx != elf.SHN_UNDEF and elf.ELF64_ST_BIND(sym.st_info) != elf.STB.LOCAL
+            and elf.ELF64_ST_VISIBILITY(sym.st_other) in (elf.STV.DEFAULT, elf.STV.PROTECTED)
+            and not hidden_version)
 
 
 def sysv_candidates(plan: Plan, name: str) -> Iterator[int]:

@@ -23,8 +23,8 @@ from typing import List
 
 from ..formats import elf
 from ..errors import LoadError
-from .libc import ffi, libc
-from .parse import Plan, page_down, page_up
+from .libc import BYTES, ffi, libc
+from .parse import PAGE, Plan, page_down, page_up
 from .trace import Segment, Trace
 
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
@@ -38,8 +38,7 @@ def prot_of(ph: elf.Elf64_Phdr) -> int:
 
 
 def _mmap(plan: Plan, address: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
-    result = int(ffi.cast("uintptr_t", libc.mmap(ffi.cast("void *", address), length, prot,
-                                                 flags, fd, offset)))
+    result = libc.mmap(address, length, prot, flags, fd, offset)
     if result == MAP_FAILED:
         code = ffi.errno
         if code == errno.EPERM and prot & PROT_EXEC:
@@ -51,8 +50,21 @@ def _mmap(plan: Plan, address: int, length: int, prot: int, flags: int, fd: int,
 
 
 def reserve(plan: Plan, trace: Trace) -> int:
-    """Reserve the whole span; the address the kernel picks is the load base."""
-    base = _mmap(plan, 0, plan.span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    """Reserve the whole span; the address the kernel picks is the load base.
+
+    A segment may ask for more than page alignment (p_align, e.g. 2 MiB for
+    huge pages); as glibc's _dl_map_segment does, reserve that much more and
+    give back what lies before and after an aligned base.
+    """
+    align = max(ph.p_align for ph in plan.loads)
+    extra = align - PAGE if align > PAGE else 0
+    start = _mmap(plan, 0, plan.span + extra, PROT_NONE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    base = (start + align - 1) & ~(align - 1) if extra else start
+    if base > start:
+        unmap(start, base - start)
+    if start + extra > base:
+        unmap(base + plan.span, start + extra - base)
     trace.event("reserve", f"{plan.span} bytes at {base:#x}, inaccessible: the base",
                 base=base, span=plan.span)
     return base
@@ -78,7 +90,7 @@ def zero_bss(plan: Plan, base: int, ph: elf.Elf64_Phdr, prot: int, trace: Trace,
     file_end, mem_end = ph.p_vaddr + ph.p_filesz, page_up(ph.p_vaddr + ph.p_memsz)
     tail = min(page_up(file_end), mem_end) - file_end
     if tail and ph.p_filesz:          # the rest of the last file page holds other bytes of the file
-        ffi.memmove(ffi.cast("char *", base + file_end), b"\0" * tail, tail)
+        ffi.memmove(ffi.cast(BYTES, base + file_end), b"\0" * tail, tail)
     start = page_up(file_end) if ph.p_filesz else page_down(ph.p_vaddr)
     if mem_end > start:
         _mmap(plan, base + start, mem_end - start, prot,
@@ -87,4 +99,4 @@ def zero_bss(plan: Plan, base: int, ph: elf.Elf64_Phdr, prot: int, trace: Trace,
 
 
 def unmap(base: int, span: int) -> None:
-    libc.munmap(ffi.cast("void *", base), span)
+    libc.munmap(base, span)

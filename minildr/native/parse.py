@@ -1,36 +1,29 @@
-"""Step 1, parse: read everything the load needs from the file, and refuse what it cannot do.
+"""Step 1, parse: read everything the load needs from the file, before anything is mapped.
 
-Nothing is mapped and nothing runs until this step has read and checked the
-whole plan: the segments, the dynamic section, the symbols (as many as the
-hash table says), the version needs, and every relocation, each target
-inside a writable segment. So a hostile file fails here, with `NotAPlugin`
-(damaged) or `UnsupportedELF` (a feature outside the native loader's
-scope), never later with an exception from inside or a crash.
+The segments, the dynamic section, the symbols (as many as the hash table
+says), the version needs, and every relocation: all read here, and each
+checked by step 1b (validate.py) as soon as it is read, so a hostile or
+out-of-scope file stops here with `NotAPlugin` or `UnsupportedELF`, never
+later with an exception from inside or a crash.
 
-Reading the tables is `minildr.elf`'s job (`DynamicSection`, which checks
-every address, size and count against the file); this step decides whether
-the loader can do what they ask, and that every address they hold lies
-inside the library.
+Reading the tables is `minildr.formats.elf`'s job (`DynamicSection`, which
+checks every address, size and count against the file); this step turns
+them into the Plan the other steps follow. Relocations are sorted by class
+as they are read: the RELATIVE ones (nine in ten, and all alike) are kept
+as two arrays that step 4 applies in bulk, the rest as `Relocation` rows.
 """
 from __future__ import annotations
 
-import mmap
-import sys
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Dict, List, NoReturn, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..formats import elf
+from ..formats.elf import Elf64_Phdr, Elf64_Sym
 from ..formats.reader import sizeof
-from ..formats.elf import Elf64_Phdr, Elf64_Rela, Elf64_Sym
-from ..errors import UnsupportedELF
-from ..host import HOST
-from . import aarch64, x86_64
-
-PAGE = mmap.PAGESIZE
-ARCHES: Dict[int, ModuleType] = {elf.EM_X86_64: x86_64, elf.EM_AARCH64: aarch64}
-MAX_SPAN = 1 << 32          # no ordinary library asks for 4 GiB of address space
-
+from . import validate
+from .classes import Rel
+from .validate import PAGE, page_down, page_up  # noqa: F401  (PAGE: the unit a notebook plots)
 
 @dataclass(frozen=True)
 class Relocation:
@@ -39,6 +32,17 @@ class Relocation:
     type: int
     symbol: int             # index into the dynamic symbol table (0: none)
     addend: int
+
+
+@dataclass
+class Relatives:
+    """The RELATIVE relocations (B + A), as arrays: nine in ten of a library's relocations."""
+    offsets: List[int] = field(default_factory=list)    # from DT_RELA: r_offset ...
+    addends: List[int] = field(default_factory=list)    # ... and r_addend (mod 2**64)
+    relr: List[int] = field(default_factory=list)       # from DT_RELR: the addend is the word there
+
+    def __len__(self) -> int:
+        return len(self.offsets) + len(self.relr)
 
 
 @dataclass
@@ -51,149 +55,102 @@ class Plan:
     span: int                                   # bytes of address space to reserve
     relro: Optional[Tuple[int, int]]            # page-aligned (start, end), or None
     needed: List[str]
-    symbols: List[Elf64_Sym]
-    names: List[str]
+    symbols: Sequence[Elf64_Sym]
+    names: Sequence[str]
     versions: Dict[int, str]                    # DT_VERSYM index -> needed version name
     versym: Tuple[int, ...]
     gnu: Optional[elf.GnuHash]                  # the hash tables: one or both
     sysv: Optional[elf.SysvHash]
-    relocations: List[Relocation]
+    relative: Relatives                         # RELATIVE relocations, applied in bulk
+    relocations: List[Relocation]               # every other relocation, one by one
     init: List[Tuple[str, int]] = field(default_factory=list)    # see read_initfini
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
+    runpath: str = ""                           # DT_RUNPATH, else DT_RPATH: where DT_NEEDED may be
+    tls: Optional[Elf64_Phdr] = None            # PT_TLS: its own thread-local storage (tls.py)
 
-    @property
-    def gnu_hash(self) -> Optional[int]:
-        """Where DT_GNU_HASH is in the file, or None."""
-        return None if self.gnu is None else self.gnu.offset
+    def rel_class(self, r: Relocation) -> Rel:
+        return self.arch.SUPPORTED[r.type][1]
 
-    @property
-    def sysv_hash(self) -> Optional[int]:
-        """Where DT_HASH is in the file, or None."""
-        return None if self.sysv is None else self.sysv.offset
-
-
-def refuse(path: str, feature: str) -> NoReturn:
-    raise UnsupportedELF(path, f"uses {feature}, which minildr's native loader does not "
-                               "implement; load it with the system loader (loader='system')")
-
-
-def check_host(path: str, host: Any = HOST) -> None:
-    """The native loader maps and runs code: only on the machines its tables describe."""
-    if (host.os, host.arch) not in {("linux", "x86_64"), ("linux", "aarch64")} \
-            or not sys.platform.startswith("linux"):
-        raise UnsupportedELF(path, f"the native loader runs on Linux x86_64 and aarch64 only, "
-                                   f"not {host.os} {host.arch}; use loader='system'")
-
-
-def page_down(n: int) -> int:
-    return n & ~(PAGE - 1)
-
-
-def page_up(n: int) -> int:
-    return (n + PAGE - 1) & ~(PAGE - 1)
+    def all_relocations(self) -> List[Relocation]:
+        """Every relocation as a row, the RELATIVE ones too: for reading, not for loading."""
+        signed = [a - (1 << 64) if a >> 63 else a for a in self.relative.addends]
+        rela = [Relocation("RELA", at, self.arch.RELATIVE, 0, a)
+                for at, a in zip(self.relative.offsets, signed)]
+        relr = [Relocation("RELR", at, self.arch.RELATIVE, 0, 0) for at in self.relative.relr]
+        return rela + self.relocations + relr
 
 
 def parse(data: bytes, path: str) -> Plan:
     """Read and check `data` (the bytes that will be mapped) into a Plan; map nothing."""
     f = elf.ElfFile(data, path)
-    arch = check_target(f)
-    loads, span, relro = check_segments(f)
-    dyn = read_dynamic(f)
+    arch = validate.check_target(f)
+    loads, span, relro = validate.check_segments(f)
+    dyn = elf.DynamicSection(f)
+    validate.check_dynamic(f, dyn)
     gnu, sysv = dyn.gnu_hash(), dyn.sysv_hash()
     symbols = read_symbols(dyn, gnu, sysv)
+    relative, relocations = read_relocations(f, dyn, arch, len(symbols))
     plan = Plan(path=f.path, elf=f, arch=arch, loads=loads, span=span, relro=relro,
-                needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT_NEEDED)],
-                symbols=symbols, names=[dyn.string(s.st_name, "symbol name") for s in symbols],
-                versions=dyn.versions_needed(),
-                versym=dyn.array("H", elf.DT_VERSYM, 2 * len(symbols), "DT_VERSYM"),
-                gnu=gnu, sysv=sysv, relocations=read_relocations(f, dyn, arch, len(symbols)),
-                symbolic=dyn.has(elf.DT_SYMBOLIC) or bool(dyn.get(elf.DT_FLAGS) & elf.DF_SYMBOLIC))
-    check_relocations(plan)
+                needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT.NEEDED)],
+                symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
+                versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
+                gnu=gnu, sysv=sysv, relative=relative, relocations=relocations,
+                symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
+                runpath=next((dyn.string(dyn.get(tag), "DT_RUNPATH") for tag in
+                              (elf.DT.RUNPATH, elf.DT.RPATH) if dyn.has(tag)), ""),
+                tls=validate.check_tls(f, loads))
+    validate.check_relocations(plan)
     plan.init, plan.fini = read_initfini(plan, dyn)
     return plan
 
 
-def check_target(f: elf.ElfFile) -> ModuleType:
-    if f.order != "<":
-        refuse(f.path, "big-endian byte order")
-    if f.header.e_type != elf.ET_DYN:
-        refuse(f.path, f"the ELF type '{f.kind}' (only shared libraries, ET_DYN, load here)")
-    if any(True for _ in f.segments(elf.PT_INTERP)):
-        refuse(f.path, "a program interpreter (PT_INTERP): it is an executable, not a library")
-    arch = ARCHES.get(f.header.e_machine)
-    if arch is None:
-        raise UnsupportedELF(f.path, f"is a library for another architecture ({f.arch}); the "
-                                     "native loader loads x86_64 and aarch64 libraries only")
-    return arch
-
-
-def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Tuple[int, int]]]:
-    if any(True for _ in f.segments(elf.PT_TLS)):
-        refuse(f.path, "thread-local storage (a PT_TLS segment)")
-    loads = sorted(f.segments(elf.PT_LOAD), key=lambda ph: ph.p_vaddr)
-    if not loads or not any(True for _ in f.segments(elf.PT_DYNAMIC)):
-        f.fail("no loadable segments or no dynamic section: nothing a loader can load")
-    end = 0
-    for ph in loads:
-        if ph.p_align < PAGE or ph.p_align & (ph.p_align - 1):
-            refuse(f.path, f"a segment alignment (p_align {ph.p_align:#x}) below the page size")
-        if (ph.p_vaddr - ph.p_offset) % PAGE or ph.p_filesz > ph.p_memsz:
-            f.fail("damaged segment: its address and file offset disagree, or it has "
-                   "more bytes in the file than in memory")
-        if ph.p_flags & elf.PF_W and ph.p_flags & elf.PF_X:
-            refuse(f.path, "a segment both writable and executable")
-        if ph.p_memsz > ph.p_filesz and not ph.p_flags & elf.PF_W:
-            refuse(f.path, "zero-filled memory (.bss) in a read-only segment")
-        if page_down(ph.p_vaddr) < end or ph.p_vaddr + ph.p_memsz > MAX_SPAN:
-            f.fail("damaged: loadable segments overlap or lie beyond 4 GiB")
-        f.check_range(ph.p_offset, ph.p_filesz, "loadable segment")
-        end = page_up(ph.p_vaddr + ph.p_memsz)
-    if page_down(loads[0].p_vaddr) != 0:
-        f.fail("damaged: the first loadable segment does not start at address 0")
-    relro = next(f.segments(elf.PT_GNU_RELRO), None)
-    pages = (page_down(relro.p_vaddr), page_down(relro.p_vaddr + relro.p_memsz)) if relro else None
-    if pages and not any(ph.p_flags & elf.PF_W and page_down(ph.p_vaddr) <= pages[0]
-                        and pages[1] <= page_up(ph.p_vaddr + ph.p_memsz) for ph in loads):
-        f.fail("damaged: PT_GNU_RELRO is not inside a writable segment")
-    return loads, end, pages
-
-
-def read_dynamic(f: elf.ElfFile) -> elf.DynamicSection:
-    """The dynamic section (checked by elf), refused if it asks for what this loader lacks."""
-    dyn = elf.DynamicSection(f)
-    if dyn.has(elf.DT_REL) or dyn.get(elf.DT_PLTREL, elf.DT_RELA) != elf.DT_RELA:
-        refuse(f.path, "DT_REL relocations (without addends)")
-    if dyn.has(elf.DT_TEXTREL) or dyn.get(elf.DT_FLAGS) & elf.DF_TEXTREL:
-        refuse(f.path, "text relocations (DT_TEXTREL: code built without -fPIC)")
-    if not dyn.has(elf.DT_GNU_HASH) and not dyn.has(elf.DT_HASH):
-        refuse(f.path, "a dynamic section without a symbol hash table (no DT_GNU_HASH, no DT_HASH)")
-    return dyn
-
-
 def read_symbols(dyn: elf.DynamicSection, gnu: Optional[elf.GnuHash],
-                 sysv: Optional[elf.SysvHash]) -> List[Elf64_Sym]:
+                 sysv: Optional[elf.SysvHash]) -> Sequence[Elf64_Sym]:
     """The dynamic symbols: their count is stored nowhere, so the hash table says."""
     count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain)
-    return dyn.table(Elf64_Sym, elf.DT_SYMTAB, count * sizeof(Elf64_Sym), "symbol table")
+    size = count * sizeof(Elf64_Sym)
+    if not dyn.has(elf.DT.SYMTAB):
+        return []
+    return dyn.f.lazy_table(Elf64_Sym, dyn.offset(elf.DT.SYMTAB, size, "symbol table"), count,
+                            "symbol table")
 
 
 def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
-                     nsyms: int) -> List[Relocation]:
-    """RELA, then JMPREL (the PLT's), each of a type the table supports; then RELR."""
-    relocations: List[Relocation] = []
-    for table, addr_tag, size_tag in (("RELA", elf.DT_RELA, elf.DT_RELASZ),
-                                      ("JMPREL", elf.DT_JMPREL, elf.DT_PLTRELSZ)):
-        for r in dyn.table(Elf64_Rela, addr_tag, dyn.get(size_tag), f"DT_{table} table"):
-            rtype, sym = elf.ELF64_R_TYPE(r.r_info), elf.ELF64_R_SYM(r.r_info)
-            if rtype not in arch.SUPPORTED:
-                name, feature = arch.REFUSED.get(rtype, (f"type {rtype}", "an unknown relocation"))
-                refuse(f.path, f"{feature} ({name})")
-            if sym >= nsyms:
-                f.fail(f"damaged: a relocation names symbol {sym}, but there are {nsyms}")
-            relocations.append(Relocation(table, r.r_offset, rtype, sym, r.r_addend))
-    words = dyn.array("Q", elf.DT_RELR, dyn.get(elf.DT_RELRSZ), "DT_RELR table")
-    return relocations + [Relocation("RELR", at, arch.RELATIVE, 0, 0) for at in decode_relr(words)]
+                     nsyms: int) -> Tuple[Relatives, List[Relocation]]:
+    """RELA, then JMPREL (the PLT's), each of a type the table supports; then RELR.
+
+    A table is read as one array of words (r_offset, r_info, r_addend, ...);
+    only the relocations that are not RELATIVE become objects.
+    """
+    relative, others = Relatives(), []
+    for table, addr_tag, size_tag in (("RELA", elf.DT.RELA, elf.DT.RELASZ),
+                                      ("JMPREL", elf.DT.JMPREL, elf.DT.PLTRELSZ)):
+        size = dyn.get(size_tag) // sizeof(elf.Elf64_Rela) * sizeof(elf.Elf64_Rela)
+        words = dyn.array("Q", addr_tag, size, f"DT_{table} table")
+        offsets, infos, addends = words[0::3], words[1::3], words[2::3]
+        first = leading_relatives(infos, dyn.get(elf.DT.RELACOUNT) if table == "RELA" else 0,
+                                  arch.RELATIVE)
+        relative.offsets += offsets[:first]             # the linker sorts them first: DT_RELACOUNT
+        relative.addends += addends[:first]
+        for i in range(first, len(infos)):
+            info = infos[i]
+            if info == arch.RELATIVE:           # type RELATIVE, symbol 0: the common case
+                relative.offsets.append(offsets[i])
+                relative.addends.append(addends[i])
+                continue
+            rtype, sym = elf.ELF64_R_TYPE(info), elf.ELF64_R_SYM(info)
+            validate.check_type(f, arch, rtype, sym, nsyms)
+            addend = addends[i] - (1 << 64) if addends[i] >> 63 else addends[i]
+            others.append(Relocation(table, offsets[i], rtype, sym, addend))
+    relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
+    return relative, others
+
+
+def leading_relatives(infos: Tuple[int, ...], count: int, relative: int) -> int:
+    """How many entries at the start are RELATIVE: DT_RELACOUNT says, if it is true."""
+    count = min(count, len(infos))
+    return count if infos[:count].count(relative) == count else 0
 
 
 def decode_relr(words: Tuple[int, ...]) -> List[int]:
@@ -214,39 +171,6 @@ def decode_relr(words: Tuple[int, ...]) -> List[int]:
     return out
 
 
-def segment_of(plan: Plan, address: int, size: int) -> Optional[Elf64_Phdr]:
-    for ph in plan.loads:
-        if ph.p_vaddr <= address and address + size <= ph.p_vaddr + ph.p_memsz:
-            return ph
-    return None
-
-
-def check_relocations(plan: Plan) -> None:
-    """Every write lands in a writable segment; every resolver is code of this file."""
-    for r in plan.relocations:
-        ph = segment_of(plan, r.offset, 8)
-        if ph is None:
-            plan.elf.fail(f"damaged: a relocation writes at {r.offset:#x}, outside the library")
-        if not ph.p_flags & elf.PF_W:
-            refuse(plan.path, "a text relocation (it writes into a read-only segment)")
-        if plan.arch.SUPPORTED[r.type][1] == "ifunc(B + A)":
-            check_code(plan, r.addend, "an IFUNC resolver")
-        sym = plan.symbols[r.symbol]
-        if r.symbol and sym.st_info & 0xF == elf.STT_TLS:
-            refuse(plan.path, "thread-local storage (a TLS symbol)")
-        if r.symbol and sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS):
-            if segment_of(plan, sym.st_value, 0) is None:
-                plan.elf.fail(f"damaged: symbol {plan.names[r.symbol]!r} lies outside the library")
-            if sym.st_info & 0xF == elf.STT_GNU_IFUNC:
-                check_code(plan, sym.st_value, "an IFUNC resolver")
-
-
-def check_code(plan: Plan, address: int, what: str) -> None:
-    ph = segment_of(plan, address, 1)
-    if ph is None or not ph.p_flags & elf.PF_X:
-        plan.elf.fail(f"damaged: {what} at {address:#x} is not in an executable segment")
-
-
 def read_initfini(plan: Plan, dyn: elf.DynamicSection) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
     """The initialisers and finalisers in calling order, as (tag, address).
 
@@ -257,15 +181,12 @@ def read_initfini(plan: Plan, dyn: elf.DynamicSection) -> Tuple[List[Tuple[str, 
         if not dyn.has(tag):
             return []
         start, size = dyn.get(tag), dyn.get(size_tag)
-        if segment_of(plan, start, size) is None or size % 8:
-            plan.elf.fail(f"damaged: {name} lies outside the library")
+        validate.check_array(plan.elf, plan.loads, start, size, name)
         return [(name, slot) for slot in range(start, start + size, 8)]
-    init = array(elf.DT_INIT_ARRAY, elf.DT_INIT_ARRAYSZ, "DT_INIT_ARRAY")
-    fini = array(elf.DT_FINI_ARRAY, elf.DT_FINI_ARRAYSZ, "DT_FINI_ARRAY")[::-1]
-    if dyn.has(elf.DT_INIT):
-        check_code(plan, dyn.get(elf.DT_INIT), "DT_INIT")
-        init.insert(0, ("DT_INIT", dyn.get(elf.DT_INIT)))
-    if dyn.has(elf.DT_FINI):
-        check_code(plan, dyn.get(elf.DT_FINI), "DT_FINI")
-        fini.append(("DT_FINI", dyn.get(elf.DT_FINI)))
+    init = array(elf.DT.INIT_ARRAY, elf.DT.INIT_ARRAYSZ, "DT_INIT_ARRAY")
+    fini = array(elf.DT.FINI_ARRAY, elf.DT.FINI_ARRAYSZ, "DT_FINI_ARRAY")[::-1]
+    for tag, calls, where in (("DT_INIT", init, 0), ("DT_FINI", fini, len(fini))):
+        if dyn.has(elf.DT[tag[3:]]):
+            validate.check_code(plan.elf, plan.loads, dyn.get(elf.DT[tag[3:]]), tag)
+            calls.insert(where, (tag, dyn.get(elf.DT[tag[3:]])))
     return init, fini

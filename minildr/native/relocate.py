@@ -2,85 +2,154 @@
 
 Code compiled with -fPIC never holds an absolute address; the data that
 does (the GOT, pointer tables, vtables) lists each such word in a
-relocation: where it is (r_offset), how to compute it (the type: see the
-table of each architecture in x86_64.py and aarch64.py), for which symbol,
-plus an addend. The loader then writes base + addend (RELATIVE), a
-symbol's address as step 2 resolved it (GLOB_DAT, JUMP_SLOT, 64), or what
-an IFUNC resolver in the library returns for this CPU (IRELATIVE, and any
-symbol of type STT_GNU_IFUNC). DT_RELR packs RELATIVE relocations as a
-bitmap (see parse.decode_relr); their addend is the word already in
-memory. IFUNC resolvers, which are code of the library, run last, once
-every other word is in place.
+relocation: where it is (r_offset), what to compute (its type's class: see
+classes.py and the table of each architecture), for which symbol, plus an
+addend. One branch per class, as musl's do_relocs:
+
+- RELATIVE, B + A: an address inside the library. Nine in ten relocations
+  are these, all alike, so they are computed and written in bulk (DT_RELR
+  packs them as a bitmap, see parse.decode_relr; their addend is the word
+  already in memory);
+- SYMBOLIC, S + A: a symbol's address as step 2 resolved it;
+- TPOFF, initial-exec thread-local storage: the variable's offset from
+  the thread pointer (tls.py);
+- IRELATIVE, and SYMBOLIC for an IFUNC symbol of this library: what the
+  IFUNC resolver (code of the library) returns for this CPU. These run
+  last, once every other word is in place.
 
 Then the PT_GNU_RELRO part of the writable segment (GOT, vtables, init
 arrays: what only the loader had to write) becomes read-only, so a stray
 write cannot redirect a call through it.
+
+By default the trace gets one event per relocation type with its count;
+`load(path, trace=True)` (or a callback) records every write, with the
+word it replaced.
 """
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import struct
-from typing import Any, Dict
+from collections import defaultdict
+from typing import Any, Dict, List, Optional
 
 from ..errors import LoadError
-from .libc import ffi, libc
+from . import tls
+from .classes import Rel
+from .libc import BYTES, ffi, libc
 from .mapping import PROT_READ
 from .parse import Plan, Relocation
-from .resolve import Binding
+from .resolve import NOWHERE, Binding
 from .trace import Trace
 
-AT_HWCAP, AT_HWCAP2 = 16, 26
 WORD = struct.Struct("<Q")
+MASK = (1 << 64) - 1
 
 
-def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace) -> None:
-    """Write every relocation; those an IFUNC resolver answers last, once the rest are in place."""
-    memory = ffi.buffer(ffi.cast("char *", base), plan.span)
+class Words:
+    """The mapped library as 8-byte words: read and written many at a time."""
+
+    def __init__(self, base: int, span: int) -> None:
+        self.bytes = ffi.buffer(ffi.cast(BYTES, base), span)
+        self.words = memoryview(self.bytes).cast("B").cast("Q")
+
+    def read(self, offsets: List[int]) -> List[int]:
+        if aligned(offsets):
+            words = self.words
+            return [words[at >> 3] for at in offsets]
+        return [WORD.unpack_from(self.bytes, at)[0] for at in offsets]
+
+    def write(self, offsets: List[int], values: List[int]) -> None:
+        if aligned(offsets):
+            words = self.words
+            for at, value in zip(offsets, values):
+                words[at >> 3] = value & MASK
+        else:                                   # the ABI allows it; compilers never do it
+            for at, value in zip(offsets, values):
+                WORD.pack_into(self.bytes, at, value & MASK)
+
+
+def aligned(offsets: List[int]) -> bool:
+    return not functools.reduce(operator.or_, offsets, 0) & 7
+
+
+def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
+             tls_module: int = 0) -> None:
+    """Write every relocation, class by class; those an IFUNC resolver answers last.
+
+    `tls_module`: the module id of the library's own TLS block (tls.py), if it has one.
+    """
+    memory, rel, relative = Words(base, plan.span), plan.relative, plan.arch.SUPPORTED[plan.arch.RELATIVE][0]
+    store(plan, memory, trace, relative, "RELA", rel.offsets, [base + a for a in rel.addends])
+    store(plan, memory, trace, relative, "RELR", rel.relr, [base + w for w in memory.read(rel.relr)])
+    groups: Dict[Any, List[Relocation]] = defaultdict(list)     # (type, table) -> rows
     later = []
     for r in plan.relocations:
-        how = plan.arch.SUPPORTED[r.type][1]
-        kind, value = bound.get(r.symbol, ("abs", 0))
-        if how == "ifunc(B + A)" or (how == "S + A" and kind == "ifunc"):
+        cls, binding = plan.rel_class(r), bound.get(r.symbol, NOWHERE)
+        if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and binding.ifunc):
             later.append(r)
-        elif how == "B + A":            # a RELR entry's addend is the word already there
-            addend = WORD.unpack_from(memory, r.offset)[0] if r.table == "RELR" else r.addend
-            write(plan, memory, r, base + addend, trace)
-        elif how == "S + A":
-            write(plan, memory, r, (base if kind == "own" else 0) + value + r.addend, trace)
+        elif cls is not Rel.NONE:
+            groups[r.type, r.table].append(r)
+    for (rtype, table), rows in groups.items():
+        values = [symbol_value(plan, base, r, bound.get(r.symbol, NOWHERE), tls_module)
+                  for r in rows]
+        store(plan, memory, trace, plan.arch.SUPPORTED[rtype][0], table,
+              [r.offset for r in rows], values, rows)
     for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
-        how = plan.arch.SUPPORTED[r.type][1]
-        resolver = r.addend if how == "ifunc(B + A)" else bound[r.symbol][1]
-        result = call_resolver(plan, base + resolver) + (0 if how == "ifunc(B + A)" else r.addend)
-        write(plan, memory, r, result, trace, f" (from the resolver at base+{resolver:#x})",
-              ifunc=True)
+        irelative = plan.rel_class(r) is Rel.IRELATIVE
+        resolver = r.addend if irelative else bound[r.symbol].value
+        result = call_resolver(plan, base + resolver) + (0 if irelative else r.addend)
+        store(plan, memory, trace, plan.arch.SUPPORTED[r.type][0], r.table, [r.offset], [result],
+              [r], note=f" (from the resolver at base+{resolver:#x})", ifunc=True)
 
 
-def write(plan: Plan, memory: Any, r: Relocation, result: int, trace: Trace, note: str = "",
-          **ifunc: bool) -> None:
-    """Store one relocated word, and say so: which type, for which symbol, what was there."""
-    name = plan.arch.SUPPORTED[r.type][0]
-    before = WORD.unpack_from(memory, r.offset)[0]
-    WORD.pack_into(memory, r.offset, result & 0xFFFFFFFFFFFFFFFF)
-    trace.event("relocate", f"{name:<20} base+{r.offset:#07x} = {result:#x}{note}",
-                type=name, offset=r.offset, value=result, before=before, table=r.table,
-                symbol=plan.names[r.symbol] if r.symbol else None, **ifunc)
+def symbol_value(plan: Plan, base: int, r: Relocation, binding: Binding, module: int) -> int:
+    """S + A, S the symbol's address; for TLS, the module id, or the offset in its block
+    (DTPOFF: st_value in the library's PT_TLS) or from the thread pointer (TPOFF)."""
+    cls = plan.rel_class(r)
+    if cls is Rel.DTPMOD:
+        return module
+    if cls is Rel.DTPOFF:
+        return binding.value + r.addend
+    if cls is Rel.TPOFF:
+        offset = tls.tp_offset(binding.value)
+        if offset is None:
+            raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
+                                       "of a library whose TLS block is not in static TLS; "
+                                       "load it with the system loader (loader='system')")
+        return offset + r.addend
+    return binding.value + (base if binding.base_relative else 0) + r.addend
+
+
+def store(plan: Plan, memory: Words, trace: Trace, name: str, table: str, offsets: List[int],
+          values: List[int], rows: Optional[List[Relocation]] = None, note: str = "",
+          **extra: Any) -> None:
+    """Write `values` at `offsets` (relocations of one type), and tell the trace."""
+    if not offsets:
+        return
+    if trace.detailed:              # every write, with the word it replaced
+        for i, (at, value, before) in enumerate(zip(offsets, values, memory.read(offsets))):
+            symbol = rows[i].symbol if rows else 0
+            trace.event("relocate", f"{name:<20} base+{at:#07x} = {value & MASK:#x}{note}",
+                        type=name, offset=at, value=value & MASK, before=before, table=table,
+                        symbol=plan.names[symbol] if symbol else None, **extra)
+    else:
+        trace.event("relocate", f"{name:<20} x {len(offsets)} ({table})", type=name,
+                    count=len(offsets), table=table, **extra)
+    memory.write(offsets, values)
 
 
 def call_resolver(plan: Plan, address: int) -> int:
     """Run an IFUNC resolver: it returns the implementation to use on this CPU."""
-    if plan.arch.MACHINE == "aarch64":          # glibc: (hwcap | _IFUNC_ARG_HWCAP, &ifunc_arg)
-        arg = ffi.new("uint64_t[3]", [24, libc.getauxval(AT_HWCAP), libc.getauxval(AT_HWCAP2)])
-        result = ffi.cast(plan.arch.IFUNC_RESOLVER, address)(arg[1] | (1 << 62), arg)
-    else:
-        result = ffi.cast(plan.arch.IFUNC_RESOLVER, address)()
-    return int(ffi.cast("uintptr_t", result))
+    return plan.arch.call_resolver(address)
 
 
 def protect_relro(plan: Plan, base: int, trace: Trace) -> None:
     """After relocation, what only the loader had to write becomes read-only."""
     if plan.relro and plan.relro[1] > plan.relro[0]:
         start, end = plan.relro
-        if libc.mprotect(ffi.cast("void *", base + start), end - start, PROT_READ):
+        if libc.mprotect(base + start, end - start, PROT_READ):
             raise LoadError(plan.path, f"mprotect failed: {os.strerror(ffi.errno)}")
         trace.event("relro", f"made read-only: {end - start} bytes at base+{start:#x}",
                     start=start, end=end)

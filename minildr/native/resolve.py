@@ -17,6 +17,7 @@ or any code of the library runs.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
 from .. import linkage
@@ -28,9 +29,17 @@ from .trace import Trace
 
 RTLD_DEFAULT = ffi.NULL
 
-# A bound symbol: ("abs", address) from elsewhere, ("own", st_value) in this
-# library, or ("ifunc", st_value) for an IFUNC of this library.
-Binding = Tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a symbol was found: an address, or an offset from this library's base."""
+    value: int
+    base_relative: bool = False         # st_value of this library: add the load base
+    ifunc: bool = False                 # ... of an IFUNC symbol: call it for the address
+
+
+NOWHERE = Binding(0)                    # a weak symbol no one defines, or symbol 0
 
 
 def open_needed(plan: Plan, trace: Trace) -> List[Any]:
@@ -74,13 +83,14 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
     sym, name = plan.symbols[index], plan.names[index]
     defined = sym.st_shndx != elf.SHN_UNDEF
-    own: Binding = ("ifunc" if sym.st_info & 0xF == elf.STT_GNU_IFUNC else
-                    "abs" if sym.st_shndx == elf.SHN_ABS else "own", sym.st_value)
+    own = Binding(sym.st_value, base_relative=sym.st_shndx != elf.SHN_ABS,
+                  ifunc=elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC)
     version = None if defined or not plan.versym else plan.versions.get(
         plan.versym[index] & ~elf.VERSYM_HIDDEN)
     # A local symbol, or -Bsymbolic, or protected visibility: always this library's own.
-    if defined and (sym.st_info >> 4 == elf.STB_LOCAL or plan.symbolic
-                    or sym.st_other & 3 == elf.STV_PROTECTED):
+    if defined and (elf.ELF64_ST_BIND(sym.st_info) == elf.STB.LOCAL or plan.symbolic
+                    or elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS   # its block: tls.py
+                    or elf.ELF64_ST_VISIBILITY(sym.st_other) == elf.STV.PROTECTED):
         return traced(trace, name, "this library", own)
     scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]
     if not defined:             # a definition of our own comes before the DT_NEEDED libraries'
@@ -88,12 +98,12 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
     for where, handle in scopes:
         pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
                    else libc.dlsym(handle, name.encode()))
-        if pointer != ffi.NULL:
-            return traced(trace, name, where, ("abs", int(ffi.cast("uintptr_t", pointer))), version)
+        if pointer:
+            return traced(trace, name, where, Binding(pointer), version)
     if defined:
         return traced(trace, name, "this library", own)
-    if sym.st_info >> 4 == elf.STB_WEAK:
-        return traced(trace, name, "nowhere (weak: 0)", ("abs", 0))
+    if elf.ELF64_ST_BIND(sym.st_info) == elf.STB.WEAK:
+        return traced(trace, name, "nowhere (weak: 0)", NOWHERE)
     wanted = f"{name}@{version}" if version else name
     raise LoadError(plan.path, f"undefined symbol {wanted!r}: neither the host process nor "
                                f"{', '.join(plan.needed) or 'any needed library'} defines it; "

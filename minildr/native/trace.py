@@ -6,7 +6,9 @@ with its base and each segment mapped (step 3), each relocation applied
 with its type, symbol and the word it replaced, and RELRO (step 4), each
 initialiser run (step 5); on close, each finaliser and the unmap.
 `Trace.events` keeps them in order; a callback given to `load(trace=...)`
-sees each one as it happens. The mapped layout is a list
+sees each one as it happens. Relocations are many (21,000 in libcrypto), so
+unless the trace is asked for in detail (`load(path, trace=True)`, or a
+callback) they are summarised: one event per type with its `count`. The mapped layout is a list
 of `Segment` rows (offsets from the load base, protections), ready for a
 bar chart of the address space.
 """
@@ -45,9 +47,12 @@ def prot_text(prot: int) -> str:
 
 
 class Trace:
-    def __init__(self, callback: Optional[Callable[[Event], None]] = None) -> None:
+    """The events of one load. `detailed`: one event per relocation, not a count per type."""
+
+    def __init__(self, callback: "Optional[Callable[[Event], None]] | bool" = None) -> None:
         self.events: List[Event] = []
-        self.callback = callback
+        self.detailed = bool(callback)
+        self.callback = callback if callable(callback) else None
 
     def event(self, step: str, message: str, **data: Any) -> None:
         e = Event(step, message, data)
@@ -64,7 +69,11 @@ class Trace:
 
     def counts(self, step: str = "relocate") -> Counter:
         """How many events of a step, by type: relocations applied per relocation type."""
-        return Counter(e.data.get("type", "") for e in self.events if e.step == step)
+        counts: Counter = Counter()
+        for e in self.events:
+            if e.step == step:
+                counts[e.data.get("type", "")] += e.data.get("count", 1)
+        return counts
 
 
 def with_gaps(layout: List[Segment], base: int, span: int) -> List[Segment]:

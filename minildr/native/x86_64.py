@@ -1,28 +1,33 @@
-"""Relocation types of x86-64 (System V psABI, AMD64 supplement, table 4.10).
+"""Relocation types of x86-64 (System V psABI, AMD64 supplement, table 4.10), by class.
 
-Each supported type maps to how its value is computed, in the ABI's own
-notation: B the load base, S the symbol's address, A the addend, and
-`*(B + r_offset)` the 8-byte word being written. The set is what gcc and
-clang emit into ordinary C shared libraries, with and without -z now,
--fno-plt, -fstack-protector-strong, -D_FORTIFY_SOURCE=2 and
--z pack-relative-relocs (tests/native/test_native_loader.py compiles such
-libraries and checks that every type they contain is listed here), and what
-the libraries a Debian system ships contain (a survey of /usr/lib found
-RELATIVE, GLOB_DAT, JUMP_SLOT, 64 and IRELATIVE, plus the TLS types refused
-below). DT_RELR, packed RELATIVE relocations, is decoded in parse.decode_relr.
+Each supported type maps to its name and its class (classes.py), whose
+value is the formula in the ABI's own notation (B the load base, S the
+symbol's address, A the addend). The set is what gcc and clang emit into
+ordinary C and C++ shared libraries, with and without -z now, -fno-plt,
+-fstack-protector-strong, -D_FORTIFY_SOURCE=2 and -z pack-relative-relocs
+(tests/native/test_native_loader.py compiles such libraries and checks
+that every type they contain is listed here), and what the libraries a
+Debian system ships contain (benchmarks/survey_native.py). DT_RELR,
+packed RELATIVE relocations, is decoded in parse.decode_relr.
 """
 from __future__ import annotations
 
+from .classes import Rel
+from .libc import FUNCTION, ffi
+
 MACHINE = "x86_64"
 
-# type: (name, formula)
+# type: (name, class)
 SUPPORTED = {
-    0: ("R_X86_64_NONE", "none"),
-    1: ("R_X86_64_64", "S + A"),
-    6: ("R_X86_64_GLOB_DAT", "S + A"),      # a GOT entry (the ABI says S; A is 0)
-    7: ("R_X86_64_JUMP_SLOT", "S + A"),     # a PLT's GOT entry, bound eagerly
-    8: ("R_X86_64_RELATIVE", "B + A"),
-    37: ("R_X86_64_IRELATIVE", "ifunc(B + A)"),   # call the resolver at B + A
+    0: ("R_X86_64_NONE", Rel.NONE),
+    1: ("R_X86_64_64", Rel.SYMBOLIC),
+    6: ("R_X86_64_GLOB_DAT", Rel.SYMBOLIC),     # a GOT entry (the ABI says S; A is 0)
+    7: ("R_X86_64_JUMP_SLOT", Rel.SYMBOLIC),    # a PLT's GOT entry, bound eagerly
+    8: ("R_X86_64_RELATIVE", Rel.RELATIVE),
+    37: ("R_X86_64_IRELATIVE", Rel.IRELATIVE),  # call the resolver at B + A
+    18: ("R_X86_64_TPOFF64", Rel.TPOFF),        # initial-exec TLS: S + A - TP (see tls.py)
+    16: ("R_X86_64_DTPMOD64", Rel.DTPMOD),      # general/local-dynamic TLS: the module id
+    17: ("R_X86_64_DTPOFF64", Rel.DTPOFF),      # ... and the offset in its block
 }
 
 RELATIVE = 8                # R_X86_64_RELATIVE: what DT_RELR's packed entries are
@@ -33,12 +38,11 @@ REFUSED = {
     5: ("R_X86_64_COPY", "a COPY relocation (only executables use them)"),
     10: ("R_X86_64_32", "a text relocation (code built without -fPIC)"),
     11: ("R_X86_64_32S", "a text relocation (code built without -fPIC)"),
-    16: ("R_X86_64_DTPMOD64", "thread-local storage"),
-    17: ("R_X86_64_DTPOFF64", "thread-local storage"),
-    18: ("R_X86_64_TPOFF64", "thread-local storage"),
-    36: ("R_X86_64_TLSDESC", "thread-local storage"),
+    36: ("R_X86_64_TLSDESC", "thread-local storage descriptors"),
 }
 
-# How an IFUNC resolver is called here: glibc's x86-64 resolvers take no
-# arguments (they read the CPU features glibc recorded at start-up).
-IFUNC_RESOLVER = "void *(*)(void)"
+
+def call_resolver(address: int) -> int:
+    """Run an IFUNC resolver: glibc's x86-64 resolvers take no arguments (they read the
+    CPU features glibc recorded at start-up) and return the implementation to use."""
+    return ffi.cast(FUNCTION, address)()

@@ -83,8 +83,8 @@ def test_editor_plugins_over_many_calls(tmp_path):
         text = "caf\u00e9 \t\n" * 20
         assert grows(lambda: qp.decode(qp.encode(text)), 30_000) < LIMIT
         assert grows(lambda: linter.lint(text), 30_000) < LIMIT
-        assert qp_plugin.lookup("live_blocks", "long")[0] == 0
-        assert lint_plugin.lookup("live_blocks", "long")[0] == 0
+        assert qp_plugin.lookup("live_blocks", "int64_t")[0] == 0
+        assert lint_plugin.lookup("live_blocks", "int64_t")[0] == 0
 
 
 def test_the_rss_check_sees_a_leak(upper_so):

@@ -32,8 +32,8 @@ import minildr
 from minildr.formats import elf, macho, pe
 from minildr.formats.reader import c_string
 from minildr.build import find_compiler, manifest_source
-from minildr.errors import (DependencyMismatch, NotAPlugin, PluginError, PluginNotFound,
-                            SymbolTypeError, VersionMismatch)
+from minildr.errors import (DependencyMismatch, NotAPlugin, NotARegularFile, PluginError,
+                            PluginNotFound, SymbolTypeError, VersionMismatch)
 from minildr.manifest import Manifest, manifest_from_bytes
 
 from helpers import DATA, build_example, fuzz_examples, write_plugin
@@ -156,7 +156,7 @@ def _missing(dest, built):
     return dest
 
 
-@case("directory", PluginNotFound, "is a directory")
+@case("directory", NotARegularFile, "is a directory")
 def _directory(dest, built):
     (dest.with_name("d.so")).mkdir()
     return dest.with_name("d.so")
@@ -168,7 +168,7 @@ def _dangling(dest, built):
     return dest
 
 
-@case("fifo", PluginNotFound, "not a regular file")
+@case("fifo", NotARegularFile, "not a regular file", "named pipe")
 def _fifo(dest, built):
     os.mkfifo(dest)
     return dest

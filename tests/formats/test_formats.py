@@ -109,7 +109,8 @@ def test_dynamic_symbols_match_pyelftools(elf_pair):
                  s["st_other"]["visibility"].replace("STV_", ""),
                  s["st_shndx"] != "SHN_UNDEF")
                 for s in list(dynsym.iter_symbols())[1:]]
-    got = [(s.name, ours_number(s.bind, elf.STB_NAMES), ours_number(s.type, elf.STT_NAMES),
+    types = {**{t.value: t.name for t in elf.STT}, elf.STT.GNU_IFUNC: "IFUNC"}
+    got = [(s.name, ours_number(s.bind, {b.value: b.name for b in elf.STB}), ours_number(s.type, types),
             s.visibility, s.defined) for s in ours.symbols()]
     assert got == expected
     assert any(defined for *_, defined in got)

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, seed, settings, strategies as st
 from minildr.formats import elf
 from minildr.errors import PluginError
 from minildr.native import lookup, mapping, relocate, resolve
+from minildr.native.classes import Rel
 from minildr.native.parse import parse
 from minildr.native.trace import Trace
 
@@ -71,8 +72,8 @@ def try_load(data: bytes) -> None:
     for name in plan.names[:8]:
         lookup.find(plan, name)
     plan.relocations = [r for r in plan.relocations
-                        if plan.arch.SUPPORTED[r.type][1] != "ifunc(B + A)"
-                        and plan.symbols[r.symbol].st_info & 0xF != elf.STT_GNU_IFUNC]
+                        if plan.rel_class(r) is not Rel.IRELATIVE
+                        and elf.ELF64_ST_TYPE(plan.symbols[r.symbol].st_info) != elf.STT.GNU_IFUNC]
     bound = resolve.bind_symbols(plan, [], Trace())
     fd = os.memfd_create("fuzzed", os.MFD_CLOEXEC)
     base = None

@@ -9,13 +9,14 @@ from typing import List, Optional, Sequence
 import pytest
 
 import minildr
+from helpers import DATA
 from platforms import requires_native_loader
 from minildr.formats import elf
 from minildr.host import HOST
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "native_src"
-AARCH64 = HERE.parent / "data" / "aarch64"
+AARCH64 = DATA / "aarch64"
 LIB_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
             "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"]
 

@@ -8,6 +8,7 @@ sealed image it maps, init/fini and atexit order, and clean failure.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import pytest
 import minildr
 import minildr.native
 from minildr.formats import elf
+from minildr.native.classes import Rel
 from minildr.native.parse import parse
 
 from helpers import ROOT, write_plugin
@@ -81,8 +83,8 @@ def test_relocs_plugin_agrees_across_loaders(tmp_path, monkeypatch, compiler, fl
     monkeypatch.setenv("CC", compiler)
     path = build_relocs(tmp_path, flags)
     plan = parse(path.read_bytes(), str(path))
-    kinds = {plan.arch.SUPPORTED[r.type][1] for r in plan.relocations}
-    assert {"B + A", "S + A", "ifunc(B + A)"} <= kinds
+    kinds = {plan.arch.SUPPORTED[r.type][1] for r in plan.all_relocations()}
+    assert {Rel.RELATIVE, Rel.SYMBOLIC, Rel.IRELATIVE} <= kinds
     results = {}
     for loader in LOADERS:
         with minildr.open(path, loader=loader) as plugin:
@@ -102,7 +104,7 @@ def test_hash_styles_are_what_the_flags_asked(tmp_path):
     for style, has_gnu, has_sysv in (("sysv", False, True), ("gnu", True, False), ("both", True, True)):
         path = build_relocs(tmp_path / style, [f"-Wl,--hash-style={style}"])
         plan = parse(path.read_bytes(), str(path))
-        assert (plan.gnu_hash is not None, plan.sysv_hash is not None) == (has_gnu, has_sysv)
+        assert (plan.gnu is not None, plan.sysv is not None) == (has_gnu, has_sysv)
         with minildr.native.load(path) as lib:
             assert lib.lookup("sum_table", "int (void)")() == 36
             assert lib.address("no_such_symbol") is None
@@ -114,14 +116,17 @@ def test_pack_relative_relocs_gives_relr(tmp_path):
         pytest.skip("this linker has no -z pack-relative-relocs (binutils >= 2.38 has)")
     path = build_relocs(tmp_path, ["-Wl,-z,pack-relative-relocs"])
     plan = parse(path.read_bytes(), str(path))
-    relr = [r for r in plan.relocations if r.table == "RELR"]
+    relr = [r for r in plan.all_relocations() if r.table == "RELR"]
     assert len(relr) >= 16                             # the words and pointers tables
-    assert not any(r.table == "RELA" and r.type == 8 for r in plan.relocations)
+    assert not any(r.table == "RELA" and r.type == 8 for r in plan.all_relocations())
 
 
 # -- the same checks: the bad-input corpus, through loader="native" ---------------
 def test_bad_input_corpus_is_refused_the_same_way(built, tmp_path):
-    from test_bad_inputs import CORPUS, make_case
+    spec = importlib.util.spec_from_file_location("test_bad_inputs", ROOT / "tests" / "core" / "test_bad_inputs.py")
+    bad_inputs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bad_inputs)
+    CORPUS, make_case = bad_inputs.CORPUS, bad_inputs.make_case
     for name, case in CORPUS.items():
         path = make_case(name, tmp_path, built)
         with pytest.raises(minildr.PluginError) as err:
@@ -281,8 +286,8 @@ def test_trace_names_symbol_versions(echo_so):
         resolved = {e.data["symbol"]: e.data for e in lib.trace.events if e.step == "resolve"}
     assert resolved["strlen"]["version"].startswith("GLIBC_")
     assert resolved["strlen"]["source"] == "the host process"
-    # build links with -Bsymbolic (build.py, ELF_HARDENING): the linker bound the
-    # plugin's own variable `calls` itself, so no lookup for it is left to the load.
+    # minildr.build links with -Bsymbolic: the plugin's references to its own
+    # exports (echo's `calls`) are bound by the static linker, not looked up.
     assert "calls" not in resolved
 
 
@@ -336,3 +341,25 @@ def test_symbol_version_is_honoured(echo_so, loader):
     echo_so.write_bytes(data[:at] + b"GLIBC_9.9.9" + data[at + 11:])
     with pytest.raises(minildr.LoadError, match="GLIBC_9.9.9"):
         minildr.open(echo_so, loader=loader)
+
+
+# -- DT_RUNPATH: a dependency beside the library, found through $ORIGIN ------------
+@native_host
+def test_needed_library_found_through_runpath_origin(tmp_path):
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler (cc)")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "dep.c").write_text("int dep_value(void) { return 41; }\n")
+    (tmp_path / "top.c").write_text("int dep_value(void);\nint top_value(void) { return dep_value() + 1; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "lib" / "libdep.so"),
+                    str(tmp_path / "dep.c")], check=True)
+    top = tmp_path / "libtop.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(top), str(tmp_path / "top.c"),
+                    "-L", str(tmp_path / "lib"), "-ldep", "-Wl,-rpath,$ORIGIN/lib",
+                    "-Wl,--enable-new-dtags"], check=True)
+    with minildr.native.load(top) as lib:
+        assert lib.plan.runpath == "$ORIGIN/lib"
+        assert lib.lookup("top_value", "int (void)")() == 42
+    (tmp_path / "lib" / "libdep.so").unlink()
+    with pytest.raises(minildr.errors.LoadError, match="needs libdep.so, which the system loader"):
+        minildr.native.load(top)

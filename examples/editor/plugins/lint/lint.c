@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-long live_blocks = 0;
+int64_t live_blocks = 0;
 static unsigned long max_line_length = 79;
 
 static void release(void *memory)

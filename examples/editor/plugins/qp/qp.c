@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-long live_blocks = 0;
+int64_t live_blocks = 0;
 
 static void release(void *memory)
 {

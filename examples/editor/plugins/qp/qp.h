@@ -2,9 +2,11 @@
 #ifndef QP_H
 #define QP_H
 
+#include <stdint.h>
+
 extern const file_format_t quoted_printable;
 
 /* Blocks handed to the host and not yet released (for tests). */
-extern long live_blocks;
+extern int64_t live_blocks;
 
 #endif

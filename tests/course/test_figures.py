@@ -1,0 +1,48 @@
+"""The course's pictures (minildr.course.figures) draw what they are given."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from minildr.course import figures
+
+
+def test_leagues_are_bands_of_the_rows_they_hold(results):
+    assert figures.league("contract") == figures.IN_PROCESS
+    assert figures.league_spans(results.calls) == [
+        (figures.IN_PROCESS, 40e-9, 40e-9), (figures.ANOTHER_PROCESS, 40e-6, 40e-6),
+        (figures.NEW_PROCESS, 0.6e-3, 0.6e-3)]
+
+
+@pytest.fixture
+def results():
+    calls = [{"key": "python", "label": "python", "seconds": 40e-9, "ratio": 1.0},
+             {"key": "isolated", "label": "isolated", "seconds": 40e-6, "ratio": 1000.0},
+             {"key": "process", "label": "process", "seconds": 0.6e-3, "ratio": 15000.0}]
+    loads = [{"key": "plugin-build", "label": "build", "seconds": 0.3},
+             {"key": "plugin-open", "label": "open", "seconds": 1e-4},
+             {"key": "c-start", "label": "C", "seconds": 1e-3}]
+    return SimpleNamespace(calls=calls, loads=loads, discover=[{"plugins": 3, "seconds": 1e-3}])
+
+
+def test_the_boundary_charts_are_written(results, tmp_path):
+    fig = figures.boundaries(results, tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(fig.axes) == 2
+    bars = fig.axes[1].patches
+    colours = {tuple(round(c, 3) for c in bar.get_facecolor()[:3]) for bar in bars}
+    assert len(colours) == 3          # who pays: the author, the host, for comparison
+    assert len(figures.boundaries(results, calls=False).axes) == 1
+
+
+@pytest.mark.parametrize("draw", [
+    lambda p: figures.vtable_versions([(0, "struct_size"), (8, "run")], 16,
+                                      [(0, "struct_size"), (8, "run"), (16, "help")], 24, p),
+    lambda p: figures.argument_registers(["a", "b"], ["a", "c"], p),
+    lambda p: figures.isolation(p),
+    lambda p: figures.load_pipeline(p),
+])
+def test_each_picture_is_drawn(draw, tmp_path):
+    draw(tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

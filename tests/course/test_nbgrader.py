@@ -1,0 +1,136 @@
+"""nbgrader's real cycle on the course: generate_assignment, two submissions, autograde, feedback.
+
+A teacher who grades with nbgrader uses `solutions/` as source notebooks and
+the repository's `nbgrader_config.py`. This runs what they would run, with
+nbgrader itself, on two notebooks (02: C answer cells; 05: a correct answer
+whose check makes a plugin crash on purpose, in a worker): the release is
+what `exercises/` holds, cell for cell; an untouched release scores 0; the
+solutions, typed in as a student would (markers removed), score full marks;
+the feedback quotes the course's own check messages; no build output or
+private key lands in the release.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import ROOT
+from platforms import requires_isolation
+
+nbgrader = pytest.importorskip("nbgrader")
+from minildr.course.exercises import BEGIN, END, HINT  # noqa: E402
+
+NOTEBOOKS = ["02-smallest-plugin.ipynb", "05-pitfalls.ipynb"]
+ASSIGNMENT = "ps"
+BIN = Path(sys.executable).parent          # nbgrader runs `alembic` from PATH
+
+
+def nbgrader_cmd(course: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("MINILDR_GRADING", None)
+    done = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"nbgrader {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return done
+
+
+def as_typed_by_a_student(release: Path, solution: Path, target: Path) -> None:
+    """The released notebook with each answer typed in: the solution's code, markers removed."""
+    nb = nbformat.read(release, as_version=4)
+    solved = nbformat.read(solution, as_version=4)
+    assert len(nb.cells) == len(solved.cells)
+    for cell, answer in zip(nb.cells, solved.cells):
+        if BEGIN in answer.source:
+            cell.source = "\n".join(line for line in answer.source.splitlines()
+                                    if not any(m in line for m in (BEGIN, END, HINT)))
+    nbformat.write(nb, target)
+
+
+def link_examples(folder: Path) -> None:
+    """The notebooks read ../examples (see nbgrader_config.py)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "examples"
+    if not link.exists():
+        link.symlink_to(ROOT / "examples", target_is_directory=True)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> Path:
+    course = tmp_path_factory.mktemp("nbgrader-course")
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    source = course / "source" / ASSIGNMENT
+    source.mkdir(parents=True)
+    for name in NOTEBOOKS:
+        shutil.copy(ROOT / "solutions" / name, source / name)
+    for folder in ("source", "release"):
+        link_examples(course / folder)
+    nbgrader_cmd(course, "generate_assignment", ASSIGNMENT, "--force")
+    release = course / "release" / ASSIGNMENT
+    for student in ("alice", "bob"):
+        submitted = course / "submitted" / student / ASSIGNMENT
+        submitted.mkdir(parents=True)
+        link_examples(course / "submitted" / student)
+        link_examples(course / "autograded" / student)
+        for name in NOTEBOOKS:
+            if student == "alice":                  # hands in the release untouched
+                shutil.copy(release / name, submitted / name)
+            else:                                   # types in every answer
+                as_typed_by_a_student(release / name, ROOT / "solutions" / name,
+                                      submitted / name)
+        (submitted / "timestamp.txt").write_text("2026-12-06 12:00:00.000000 UTC")
+    nbgrader_cmd(course, "autograde", ASSIGNMENT, "--create")
+    nbgrader_cmd(course, "generate_feedback", ASSIGNMENT)
+    return course
+
+
+def scores(course: Path) -> dict:
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {s: (gb.find_submission(ASSIGNMENT, s).score, gb.find_submission(ASSIGNMENT, s).max_score)
+                for s in ("alice", "bob")}
+
+
+@requires_isolation
+def test_the_untouched_release_scores_zero_and_the_solutions_full_marks(graded):
+    got = scores(graded)
+    alice, bob = got["alice"], got["bob"]
+    checks = sum(len(re.findall(r"^@task\(", "\n".join(c.source for c in nbformat.read(
+        ROOT / "solutions" / n, as_version=4).cells if c.cell_type == "code"), re.M))
+        for n in NOTEBOOKS)
+    assert alice[1] == bob[1] == checks > 0, got
+    assert alice[0] == 0, got
+    assert bob[0] == bob[1], got
+
+
+@requires_isolation
+def test_the_release_is_what_exercises_holds(graded):
+    for name in NOTEBOOKS:
+        released = nbformat.read(graded / "release" / ASSIGNMENT / name, as_version=4)
+        exercise = nbformat.read(ROOT / "exercises" / name, as_version=4)
+        assert [c.source for c in released.cells] == [c.source for c in exercise.cells], name
+        c_cells = [c.source for c in released.cells if c.source.lstrip().startswith("%%minildr")]
+        assert all("raise NotImplementedError" not in s for s in c_cells), name
+
+
+@requires_isolation
+def test_no_build_output_or_key_lands_in_the_release(graded):
+    release = graded / "release" / ASSIGNMENT
+    leaked = [p.relative_to(release) for p in release.rglob("*")
+              if p.name == "build" or p.suffix in (".so", ".key", ".o", ".dll", ".dylib")]
+    assert not leaked
+
+
+@requires_isolation
+def test_the_feedback_shows_the_courses_own_messages(graded):
+    page = (graded / "feedback" / "alice" / ASSIGNMENT / NOTEBOOKS[0].replace(".ipynb", ".html"))
+    text = page.read_text(encoding="utf-8")
+    assert "Task 02.1" in text and "not yet" in text
+    bob = (graded / "feedback" / "bob" / ASSIGNMENT / NOTEBOOKS[1].replace(".ipynb", ".html"))
+    assert "done" in bob.read_text(encoding="utf-8")
