@@ -38,7 +38,7 @@ def _names_by_address(f: elf.ElfFile, dyn: elf.DynamicSection) -> Dict[int, List
     """Function names by address: the full symbol table if the file kept it, and .dynsym."""
     names: Dict[int, List[str]] = {}
     symbols = [(s.value, s.name, s.type) for s in _section_symbols(f)]
-    symbols += [(sym.st_value, name, elf.STT_NAMES.get(sym.st_info & 0xF, ""))
+    symbols += [(sym.st_value, name, "FUNC" if sym.st_info & 0xF == elf.STT_FUNC else "")
                 for sym, name in dyn.symbols() if sym.st_shndx != elf.SHN_UNDEF]
     for value, name, kind in symbols:
         if name and kind == "FUNC" and name not in names.setdefault(value, []):
