@@ -297,8 +297,10 @@ def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
         if missing:
             raise LoadError(image.path, (
                 f"undefined symbol{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
-                f"looked in the host process's global scope and in "
-                f"{', '.join(needs.needed) or 'its needed libraries (it names none)'}; refused "
+                "looked in the host process's global scope and in "
+                + (', '.join(needs.needed) if needs.needed else
+                   "its needed libraries, but it names none (no DT_NEEDED)")
+                + "; refused "
                 "before loading it, so none of its code ran. Link the plugin against the "
                 "library that defines it, or load that library first"))
         versions = missing_versions(needs, prepared)
