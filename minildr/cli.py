@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import __version__, trust
+from .atload import code_run_at_load
 from .build import build
 from .console import printable, tolerant_output
 from .contracts.contract import Contract
@@ -45,8 +46,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     info = check_binary(image)
     manifest = check_manifest(image)
     if args.json:
+        runs = code_run_at_load(image.data, image.path) if info.format == "ELF" else []
         print(json.dumps({"path": image.path, "sha256": image.sha256, "binary": str(info),
-                          "manifest": manifest.to_json()}, indent=2))
+                          "manifest": manifest.to_json(),
+                          "runs_at_load": [{"when": r.when, "address": r.address,
+                                            "name": r.name} for r in runs]}, indent=2))
         return EXIT_OK
     say(f"plugin    {manifest.name} {manifest.version}")
     say(f"file      {image.path} ({len(image.data)} bytes, {info})")
@@ -60,6 +64,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     say("contracts" + ("" if manifest.contracts else "  none"))
     for c in manifest.contracts.values():
         say(f"  {c.name:<20} {c.version:<8}  sha256 {c.sha256}")
+    if info.format == "ELF":
+        runs = code_run_at_load(image.data, image.path)
+        say("runs at load (in this order, inside dlopen, before open() returns)"
+            + ("" if runs else "  nothing"))
+        for run in runs:
+            say(f"  {run}")
     return EXIT_OK
 
 

@@ -17,32 +17,41 @@ from .checks import (check_binary, check_contracts, check_file, check_manifest, 
 from .console import printable
 from .contracts.contract import Contract
 from .errors import PluginError
+from .goruntime import one_runtime
 from .image import PluginImage
 from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
 from .lifetime import native_threads
+from .linkage import prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
 
 log = logging.getLogger("minildr")
 
 
-def load_library(image: PluginImage, loader: str) -> Library:
-    """Map the checked image with the loader asked for."""
-    if loader == "native":
-        from . import native    # Linux only: its libc binding cannot be made elsewhere
-        return native.from_image(image)
-    return SystemLibrary(image)
+def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -> Library:
+    """Map the checked image with the loader asked for, once everything it needs is there.
+
+    linkage.prepare loads its DT_NEEDED libraries (the bundled ones checked
+    under `trust`) and resolves every symbol it uses first: a plugin that
+    cannot be linked is refused before any of its code runs.
+    """
+    with prepare(image, trust):
+        if loader == "native":
+            from . import native    # Linux only: its libc binding cannot be made elsewhere
+            return native.from_image(image)
+        return SystemLibrary(image)
 
 
-def load_in_process(image: PluginImage, manifest: Any, loader: str) -> Plugin:
+def load_in_process(image: PluginImage, manifest: Any, loader: str,
+                    trust: Optional[Any] = None) -> Plugin:
     """Load the image in this process; if anything fails after the load, unload it again.
 
     The threads alive before the load are noted: close() leaves the library
     mapped if threads it did not start may still run its code (lifetime.py).
     """
     before = native_threads()
-    library = load_library(image, loader)
+    library = load_library(image, loader, trust)
     try:
         library.threads_before = before      # type: ignore[attr-defined]
         return Plugin(image, manifest, library, loader)
@@ -104,7 +113,8 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
             plugin: Plugin = open_isolated(image, manifest, contracts, isolate, env,
                                            sandbox or False)
         else:
-            plugin = load_in_process(image, manifest, loader)
+            with one_runtime(image) as image:        # one Go runtime per process
+                plugin = load_in_process(image, manifest, loader, trust)
     except PluginError as exc:
         log.warning("open %s sha256=%s: refused: %s", printable(os.fspath(path)),
                     image.sha256 if image else "-", exc.reason)

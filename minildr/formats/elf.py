@@ -121,6 +121,12 @@ _export(DT, "DT_")
 DF_ORIGIN, DF_SYMBOLIC, DF_TEXTREL, DF_BIND_NOW, DF_STATIC_TLS = 0x1, 0x2, 0x4, 0x8, 0x10
 # Symbol versions (DT_VERSYM entries): 0 local, 1 global (unversioned); bit 15 hides it
 VER_NDX_LOCAL, VER_NDX_GLOBAL, VERSYM_HIDDEN = 0, 1, 0x8000
+VER_FLG_BASE = 0x1
+# The relocation types that run or point at code when a library loads, per machine
+# (psABI x86-64 4.4.1, AArch64 ELF ABI 5.7): RELATIVE (B + A) and IRELATIVE
+# (call the resolver at B + A, store what it returns).
+R_RELATIVE = {EM_X86_64: 8, EM_AARCH64: 1027}
+R_IRELATIVE = {EM_X86_64: 37, EM_AARCH64: 1032}
 
 
 # ---------------------------------------------------------------------------
@@ -235,6 +241,23 @@ class Elf64_Vernaux(NamedTuple):    # one version needed from that library
     vna_other: Elf64_Half       # the index DT_VERSYM entries use for this version
     vna_name: Elf64_Word        # the version's name, such as "GLIBC_2.14"
     vna_next: Elf64_Word        # offset of the next Elf64_Vernaux, from this entry (0: last)
+
+
+@declare
+class Elf64_Verdef(NamedTuple):     # one version this file defines (DT_VERDEF)
+    vd_version: Elf64_Half      # 1
+    vd_flags: Elf64_Half        # VER_FLG_BASE for the entry naming the file itself
+    vd_ndx: Elf64_Half          # the index DT_VERSYM entries use for this version
+    vd_cnt: Elf64_Half          # how many Elf64_Verdaux follow (the first is its name)
+    vd_hash: Elf64_Word
+    vd_aux: Elf64_Word          # offset of its first Elf64_Verdaux, from this entry
+    vd_next: Elf64_Word         # offset of the next Elf64_Verdef, from this entry (0: last)
+
+
+@declare
+class Elf64_Verdaux(NamedTuple):
+    vda_name: Elf64_Word        # the version's name (string table offset)
+    vda_next: Elf64_Word
 
 
 @declare
@@ -536,6 +559,66 @@ class DynamicSection:
         h = self.f.read(Elf_HashHeader, at, "DT_HASH")
         words = self.array("I", DT.HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
         return SysvHash(at, words[2:2 + h.nbucket], words[2 + h.nbucket:])
+
+    def symbol_count(self) -> int:
+        """How many entries DT_SYMTAB has: stored nowhere, so the hash table says."""
+        gnu = self.gnu_hash()
+        if gnu is not None:
+            return gnu.symoffset + len(gnu.chain)
+        sysv = self.sysv_hash()
+        return len(sysv.chain) if sysv is not None else 0
+
+    def symbols(self) -> List[Tuple[Elf64_Sym, str]]:
+        """The dynamic symbols (DT_SYMTAB) with their names, entry 0 included."""
+        count = self.symbol_count()
+        table = self.table(Elf64_Sym, DT_SYMTAB, count * sizeof(Elf64_Sym), "symbol table")
+        return [(sym, self.string(sym.st_name, "symbol name")) for sym in table]
+
+    def versym(self, count: int) -> Tuple[int, ...]:
+        """DT_VERSYM: each dynamic symbol's version index (() if the file has none)."""
+        return self.array("H", DT_VERSYM, 2 * count, "DT_VERSYM")
+
+    def relocations(self) -> List[Elf64_Rela]:
+        """The DT_RELA and DT_JMPREL (PLT) relocation entries, in that order."""
+        return (self.table(Elf64_Rela, DT_RELA, self.get(DT_RELASZ), "DT_RELA table")
+                + self.table(Elf64_Rela, DT_JMPREL, self.get(DT_PLTRELSZ), "DT_JMPREL table"))
+
+    def needed_by_library(self) -> Dict[str, List[str]]:
+        """DT_VERNEED as library name -> the version names needed from it."""
+        needs: Dict[str, List[str]] = {}
+        if not self.has(DT_VERNEED):
+            return needs
+        at = self.offset(DT_VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
+        budget = 1 << 16
+        for _ in range(self.get(DT_VERNEEDNUM)):
+            need = self.f.read(Elf64_Verneed, at, "DT_VERNEED entry")
+            names = needs.setdefault(self.string(need.vn_file, "DT_VERNEED file"), [])
+            aux = at + need.vn_aux
+            for _ in range(need.vn_cnt):
+                budget -= 1
+                entry = self.f.read(Elf64_Vernaux, aux, "DT_VERNEED version")
+                names.append(self.string(entry.vna_name, "version"))
+                aux += entry.vna_next
+            if not need.vn_next or budget < 0:
+                break
+            at += need.vn_next
+        return needs
+
+    def versions_defined(self) -> List[str]:
+        """The version names this file defines (DT_VERDEF), without the file's own name."""
+        names: List[str] = []
+        if not self.has(DT_VERDEF):
+            return names
+        at = self.offset(DT_VERDEF, sizeof(Elf64_Verdef), "DT_VERDEF")
+        for _ in range(min(self.get(DT_VERDEFNUM), 1 << 16)):
+            d = self.f.read(Elf64_Verdef, at, "DT_VERDEF entry")
+            if d.vd_cnt and not d.vd_flags & VER_FLG_BASE:
+                aux = self.f.read(Elf64_Verdaux, at + d.vd_aux, "DT_VERDEF name")
+                names.append(self.string(aux.vda_name, "version"))
+            if not d.vd_next:
+                break
+            at += d.vd_next
+        return names
 
     def versions_needed(self) -> Dict[int, str]:
         """The versions this file asks of other libraries (DT_VERNEED): DT_VERSYM index -> name."""

@@ -49,11 +49,10 @@ system loader, on the same sealed bytes.
 What it does not do that dlopen (glibc's ld.so) does; a loader to read,
 not to ship:
 
-- DT_NEEDED names go to dlopen as they are, then, if it cannot find one,
-  to the folders of the library's own DT_RUNPATH/DT_RPATH ($ORIGIN being
-  its folder); not searched in glibc's order (RPATH before
-  LD_LIBRARY_PATH), and each dependency's own dependencies are the system
-  loader's to find.
+- DT_NEEDED libraries are found as ld.so would find them (RPATH,
+  LD_LIBRARY_PATH, RUNPATH with $ORIGIN, then the system's search:
+  minildr.linkage.find_library) but loaded by the system loader, not by
+  this one.
 - It keeps no list of loaded libraries: dladdr, gdb and profilers (which
   find code through the system loader's list) do not see its libraries;
   the unwinder does, through the registration in unwind.py.

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
+from .. import linkage
 from ..formats import elf
 from ..errors import LoadError
 from .libc import ffi, libc
@@ -42,31 +43,27 @@ NOWHERE = Binding(0)                    # a weak symbol no one defines, or symbo
 
 
 def open_needed(plan: Plan, trace: Trace) -> List[Any]:
-    """The system loader brings in the DT_NEEDED libraries (and theirs) first."""
+    """The system loader brings in the DT_NEEDED libraries (and theirs) first.
+
+    Each is found as the system loader would find it for this file
+    (linkage.find_library: RPATH, LD_LIBRARY_PATH, RUNPATH with $ORIGIN the
+    plugin's own folder, then the system's search), the search `open` also
+    makes before loading with either loader.
+    """
     handles = []
+    needs = linkage.needs_of(plan.elf.data, plan.path) if plan.needed else None
+    origin = os.path.dirname(os.path.abspath(plan.path))
     for name in plan.needed:
-        handle = libc.dlopen(name.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
-        for folder in search_path(plan) if handle == ffi.NULL and "/" not in name else ():
-            if os.path.isfile(os.path.join(folder, name)):
-                handle = libc.dlopen(os.path.join(folder, name).encode(), os.RTLD_NOW | os.RTLD_LOCAL)
-                break
+        found = linkage.find_library(name, needs, origin)
+        handle = libc.dlopen((found.path or name).encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
             close_needed(handles)
-            error = libc.dlerror()
-            message = "not found" if error == ffi.NULL else ffi.string(error).decode("utf-8", "replace")
-            raise LoadError(plan.path, f"needs {name}, which the system loader cannot "
-                                       f"load: {message}")
+            message = ffi.string(libc.dlerror()).decode("utf-8", "replace")
+            raise LoadError(plan.path, linkage.not_found(name, found, message))
         handles.append(handle)
-        trace.event("needed", f"{name} (loaded by the system loader)", name=name)
+        where = f" from {found.path}" if found.path else ""
+        trace.event("needed", f"{name} (loaded by the system loader{where})", name=name)
     return handles
-
-
-def search_path(plan: Plan) -> List[str]:
-    """The library's own DT_RUNPATH (or DT_RPATH) folders, $ORIGIN its own folder (ld.so(8)):
-    where a dependency the system loader's default search misses may be."""
-    origin = os.path.dirname(os.path.abspath(plan.path))
-    return [folder.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
-            for folder in plan.runpath.split(":") if folder]
 
 
 def close_needed(handles: List[Any]) -> None:

@@ -16,10 +16,11 @@ import pytest
 from packaging.requirements import Requirement
 
 import minildr
+from minildr import goruntime, image
 from minildr.formats import elf
 from minildr.course import golang
 from minildr.errors import BuildError, GoToolchainNotFound
-from platforms import host, requires_linux, requires_posix
+from platforms import host, requires_isolation, requires_linux, requires_posix
 from helpers import ROOT
 
 EXAMPLES = ROOT / "examples" / "go"
@@ -303,6 +304,38 @@ def test_the_bridge_opens_and_calls_go_with_every_check(bridge):
     assert plugin.closed
     # Go's linker marks c-shared libraries NODELETE: dlclose leaves them mapped.
     assert any("gobridge" in line for line in open("/proc/self/maps"))
+
+
+@needs_elf
+def test_a_second_go_runtime_is_refused_before_it_loads(bridge, tmp_path):
+    """Another Go library (here: the bridge's bytes with one byte more) in the same process."""
+    other = tmp_path / "gobridge.so"
+    other.write_bytes(bridge.read_bytes() + b"\0")       # other bytes: another library
+    first = minildr.open(bridge)                          # this process's one Go runtime
+    again = minildr.open(bridge)                          # the same bytes: the same library
+    assert again.lookup("go_add", "int (int, int)")(1, 2) == 3
+    with pytest.raises(minildr.LoadError) as err:
+        minildr.open(other)
+    message = str(err.value)
+    assert "golang/go#18976" in message and "isolate=True" in message
+    assert str(other) in message and goruntime.is_go_library(image.read(str(other)))
+    assert not any(str(other) in line for line in open("/proc/self/maps"))
+    first.close()
+    again.close()
+
+
+@needs_elf
+@requires_isolation
+def test_a_second_go_library_runs_isolated(bridge, tmp_path):
+    other = tmp_path / "gobridge.so"
+    other.write_bytes(bridge.read_bytes() + b"\0")
+    with minildr.open(bridge) as first, minildr.open(other, isolate=True) as isolated:
+        assert first.lookup("go_add", "int (int, int)")(40, 2) == 42
+        assert isolated.lookup("go_add", "int (int, int)")(40, 2) == 42
+
+
+def test_a_c_plugin_is_not_a_go_library(greet_so):
+    assert not goruntime.is_go_library(image.read(str(greet_so)))
 
 
 @needs_elf

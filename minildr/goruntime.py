@@ -1,0 +1,80 @@
+"""One Go runtime per process: a second Go c-shared library is refused before it loads.
+
+A library built with `go build -buildmode=c-shared` carries a whole Go
+runtime (scheduler, garbage collector, signal handlers), started by its
+initialisers when it is loaded. Go does not support two of them in one
+process: "We do not support multiple Go runtimes in a single process"
+(Ian Lance Taylor, golang/go#18976). Two Go libraries, or the same one
+rebuilt and loaded again as a new object (which minildr's load path does
+on purpose), would start a second runtime beside the first.
+
+So `open` asks `one_runtime` before loading in-process: the first Go
+library loads; the same bytes again reuse the image already loaded (dlopen
+hands back the same library, whose runtime is running); any other Go
+library is refused with LoadError, suggesting isolate=True, which runs it
+in a worker process with a runtime of its own.
+
+A Go library is recognised from its file: the Go build ID note (owner "Go",
+type 4, in a PT_NOTE segment: .note.go.buildid) that Go's linker writes into
+every ELF binary it links (cmd/link; `go tool buildid` reads it).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from typing import Iterator, Optional
+
+from .errors import LoadError
+from .formats import elf
+from .image import PluginImage
+
+NT_GO_BUILDID = 4
+GO_ISSUE = "https://github.com/golang/go/issues/18976"
+
+_lock = threading.Lock()
+_loaded: Optional[PluginImage] = None       # the Go library whose runtime runs here
+
+
+_known: "weakref.WeakKeyDictionary[PluginImage, bool]" = weakref.WeakKeyDictionary()
+
+
+def is_go_library(image: PluginImage) -> bool:
+    """Whether the file is a Go binary: the build ID note Go's linker writes (PT_NOTE).
+
+    Answered once per image: a repeated open of an unchanged file asks again.
+    """
+    known = _known.get(image)
+    if known is None:
+        known = image.data[:4] == elf.ELFMAG and any(
+            n.name == "Go" and n.type == NT_GO_BUILDID
+            for n in elf.ElfFile(image.data, image.path).notes())
+        _known[image] = known
+    return known
+
+
+@contextlib.contextmanager
+def one_runtime(image: PluginImage) -> Iterator[PluginImage]:
+    """Yields the image to load in this process: `image`, or the Go library already loaded.
+
+    Raises LoadError for a second, different Go library. A Go library counts
+    as loaded once the `with` block ends without an error (a load the native
+    loader refused starts no runtime); one Go load at a time.
+    """
+    global _loaded
+    if not is_go_library(image):
+        yield image
+        return
+    with _lock:
+        if _loaded is not None and _loaded.sha256 == image.sha256:
+            yield _loaded                    # the same bytes: the same loaded library
+            return
+        if _loaded is not None:
+            raise LoadError(image.path, (
+                f"is a Go c-shared library, and this process already runs the Go runtime of "
+                f"{_loaded.path} (sha256 {_loaded.sha256[:12]}...). Go supports one Go runtime "
+                f"per process (golang/go#18976, {GO_ISSUE}), and Go libraries stay loaded "
+                "(NODELETE), so this one is refused before any of its code runs. Open it with "
+                "isolate=True: it then runs in a worker process with a runtime of its own"))
+        yield image
+        _loaded = image                      # kept: its runtime runs for the process's life

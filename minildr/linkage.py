@@ -1,0 +1,315 @@
+"""Before any plugin code runs: everything the plugin needs from outside is there.
+
+`dlopen` maps a library, then relocates it, and relocating runs code of the
+library: each IFUNC resolver is called to choose the function a relocation
+points at (glibc's elf/dl-reloc.c; Drepper, "How To Write Shared Libraries",
+1.5.2 "Symbol Relocations"), then its initialisers run (DT_INIT,
+DT_INIT_ARRAY). A symbol missing from the process is found missing only while
+relocating, so a plugin can have run its resolvers before dlopen refuses it.
+`prepare` does the lookup first, with minildr's own ELF reading, so that a
+plugin that cannot be linked is refused before dlopen ever sees it:
+
+1. `needed_libraries`  each DT_NEEDED library is found the way ld.so(8)
+   searches (DT_RPATH if there is no DT_RUNPATH, LD_LIBRARY_PATH, DT_RUNPATH,
+   then the system's own search), with $ORIGIN meaning the folder the
+   plugin file is in, not where its sealed copy lives (/proc/self/fd), and
+   loaded by the system loader: its own code runs, the plugin's does not.
+   A library found through $ORIGIN ships with the plugin: under trust= it is
+   checked like the plugin (pinned or signed) and loaded from the checked
+   bytes (a sealed copy, image.py), whose SONAME then answers the plugin's
+   DT_NEEDED when dlopen maps it.
+2. `unresolved`  each undefined symbol of the plugin that is not weak is
+   looked up as dlopen would: in the process's global scope
+   (dlsym(RTLD_DEFAULT)), then in the needed libraries and theirs (dlsym on
+   each handle); where DT_VERSYM gives it a version, that version (dlvsym).
+3. each version the plugin requires of a library (DT_VERNEED) is one that
+   library defines (its DT_VERDEF, read from its file).
+
+A miss is a LoadError naming the symbol or library, where it was looked
+for, and what to do. The native loader finds its DT_NEEDED libraries with
+the same `find_library` (native/resolve.py), so both loaders search alike.
+ELF on Linux only: elsewhere `prepare` checks nothing and the system
+loader's own refusal stands.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from .errors import LoadError, NotAPlugin, UntrustedPlugin
+from .formats import elf
+from .image import PluginImage, read as read_image
+from .trust import as_store
+
+log = logging.getLogger("minildr")
+
+ENABLED = sys.platform.startswith("linux")
+if ENABLED:
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef("""
+        void *dlopen(const char *filename, int flags);
+        void *dlsym(void *handle, const char *symbol);
+        void *dlvsym(void *handle, const char *symbol, const char *version);
+        int dlclose(void *handle);
+        char *dlerror(void);
+        struct link_map { uintptr_t l_addr; char *l_name; void *l_ld; void *l_next; void *l_prev; };
+        int dlinfo(void *handle, int request, void *info);
+    """)
+    libc = ffi.dlopen(None)
+    for _name in ("dlopen", "dlsym", "dlvsym", "dlclose", "dlerror", "dlinfo"):
+        getattr(libc, _name)             # bound now: a first-use dlsym would clear dlerror()
+    RTLD_DEFAULT = ffi.NULL
+    RTLD_DI_LINKMAP = 2
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What an ELF file asks of the process, read from its dynamic section."""
+    needed: List[str]                         # DT_NEEDED, in order
+    rpath: List[str]                          # DT_RPATH (used only without DT_RUNPATH)
+    runpath: List[str]                        # DT_RUNPATH
+    symbols: List[Tuple[str, Optional[str]]]  # undefined, not weak: (name, version or None)
+    versions: Dict[str, List[str]]            # DT_VERNEED: library -> versions
+    soname: Optional[str] = None
+
+
+def needs_of(data: bytes, path: str) -> Needs:
+    """Read what the file at `path` (held in `data`) needs; runs and maps nothing."""
+    f = elf.ElfFile(data, path)
+    dyn = elf.DynamicSection(f)
+    symbols = dyn.symbols()
+    versym = dyn.versym(len(symbols))
+    versions = dyn.versions_needed()
+    undefined = []
+    for index, (sym, name) in enumerate(symbols):
+        if not index or sym.st_shndx != elf.SHN_UNDEF or not name:
+            continue
+        if sym.st_info >> 4 == elf.STB_WEAK:
+            continue                          # a weak reference found nowhere is 0
+        version = versions.get(versym[index] & ~elf.VERSYM_HIDDEN) if versym else None
+        undefined.append((name, version))
+    def paths(tag: int) -> List[str]:
+        return [p for v in dyn.all(tag) for p in dyn.string(v, "search path").split(":") if p]
+    soname = dyn.string(dyn.get(elf.DT_SONAME), "DT_SONAME") if dyn.has(elf.DT_SONAME) else None
+    return Needs([dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT_NEEDED)],
+                 paths(elf.DT_RPATH), paths(elf.DT_RUNPATH), undefined,
+                 dyn.needed_by_library(), soname)
+
+
+# ---------------------------------------------------------------------------
+# 1. the needed libraries
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Found:
+    """Where a DT_NEEDED name was found: a file, or left to the system's search."""
+    name: str
+    path: Optional[str]            # the file, if a search path of ours found it
+    bundled: bool                  # found through $ORIGIN: it ships with the plugin
+    searched: Tuple[str, ...]      # the folders looked in, in order
+
+
+def expand_origin(folder: str, origin: str) -> str:
+    """$ORIGIN (or ${ORIGIN}) in a search path: the folder of the file that asks (ld.so(8))."""
+    return folder.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+
+
+def find_library(name: str, needs: Needs, origin: str,
+                 environ: Optional[Dict[str, str]] = None) -> Found:
+    """Where ld.so would find `name` for a file in folder `origin` with these search paths.
+
+    ld.so(8), "Dynamic library search": a name with a slash is a path; else
+    DT_RPATH (only if there is no DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH,
+    then /etc/ld.so.cache and the default folders, which are left to dlopen.
+    """
+    environ = os.environ if environ is None else environ
+    if "/" in name:
+        return Found(name, expand_origin(name, origin), False, ())
+    folders: List[Tuple[str, bool]] = []
+    if not needs.runpath:
+        folders += [(expand_origin(d, origin), "$ORIGIN" in d or "${ORIGIN}" in d)
+                    for d in needs.rpath]
+    folders += [(d, False) for d in environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    folders += [(expand_origin(d, origin), "$ORIGIN" in d or "${ORIGIN}" in d)
+                for d in needs.runpath]
+    for folder, bundled in folders:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return Found(name, candidate, bundled, tuple(f for f, _ in folders))
+    return Found(name, None, False, tuple(f for f, _ in folders))
+
+
+@dataclass
+class Prepared:
+    """The needed libraries, loaded; handles closed by `close` (the plugin keeps its own)."""
+    handles: List[Tuple[str, Any]] = field(default_factory=list)   # (name, dlopen handle)
+    images: List[PluginImage] = field(default_factory=list)          # sealed copies in use
+
+    def close(self) -> None:
+        for _, handle in reversed(self.handles):
+            libc.dlclose(handle)
+        self.handles = []
+        for image in self.images:
+            image.release(resident=True)      # the system loader keeps it: keep its fd
+        self.images = []
+
+
+def _dlerror() -> str:
+    message = libc.dlerror()
+    return ffi.string(message).decode("utf-8", "replace") if message != ffi.NULL else "unknown error"
+
+
+def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
+                prepared: Prepared) -> None:
+    """Load each DT_NEEDED library, checking the bundled ones under `trust`."""
+    for name in needs.needed:
+        found = find_library(name, needs, origin)
+        target = found.path or name
+        if found.bundled and trust is not None:
+            target = _verified_copy(plugin, found, trust, prepared)
+        handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        if handle == ffi.NULL:
+            raise LoadError(plugin, not_found(name, found, _dlerror()))
+        prepared.handles.append((name, handle))
+
+
+def not_found(name: str, found: Found, message: str) -> str:
+    """Why a needed library did not load: which, where it was looked for, what to do."""
+    looked = ", ".join(found.searched) if found.searched else "no folder of its own"
+    if found.path is not None:
+        return (f"needs {name}, found at {found.path}, which the system loader cannot load "
+                f"({message}); rebuild or replace that library")
+    return (f"needs {name}, which was not found: searched its RUNPATH/RPATH and "
+            f"LD_LIBRARY_PATH ({looked}), then the system's library folders and cache "
+            f"(the system loader: {message}); put {name} beside the plugin and link the plugin "
+            "with -Wl,-rpath,'$ORIGIN', install it where the system finds libraries, or add "
+            "its folder to LD_LIBRARY_PATH before starting the program")
+
+
+def _verified_copy(plugin: str, found: Found, trust: Any, prepared: Prepared) -> str:
+    """A bundled library, checked like the plugin and loaded from the checked bytes."""
+    image = read_image(found.path)
+    verdict = as_store(trust).verdict(image)
+    if not verdict.trusted:
+        error = UntrustedPlugin(plugin, (
+            f"refused before loading: it needs {found.name}, which ships with it "
+            f"({found.path}), and that library is not trusted: {verdict.explanation}"))
+        error.verdict = verdict      # type: ignore[attr-defined]
+        raise error
+    soname = needs_of(image.data, found.path).soname
+    if soname != found.name:
+        raise LoadError(plugin, (
+            f"needs {found.name}, which ships with it ({found.path}); to load it from its "
+            f"checked copy its SONAME must be {found.name!r}, but it is "
+            f"{soname!r}: link it with -Wl,-soname,{found.name}"))
+    prepared.images.append(image)
+    return image.acquire()
+
+
+# ---------------------------------------------------------------------------
+# 2. and 3. the symbols and versions
+# ---------------------------------------------------------------------------
+def unresolved(needs: Needs, prepared: Prepared) -> List[str]:
+    """The plugin's symbols found neither in the global scope nor in its needed libraries."""
+    scopes = [RTLD_DEFAULT] + [handle for _, handle in prepared.handles]
+    missing = []
+    for name, version in needs.symbols:
+        encoded = name.encode()
+        if version is None:
+            found = any(libc.dlsym(h, encoded) != ffi.NULL for h in scopes)
+        else:
+            v = version.encode()
+            found = any(libc.dlvsym(h, encoded, v) != ffi.NULL for h in scopes)
+        if not found:
+            missing.append(f"{name}@{version}" if version else name)
+    return missing
+
+
+def library_file(handle: Any) -> Optional[str]:
+    """The file a loaded library came from (dlinfo's link map), or None."""
+    link = ffi.new("struct link_map **")
+    if libc.dlinfo(handle, RTLD_DI_LINKMAP, link) != 0 or link[0] == ffi.NULL:
+        return None
+    return os.fsdecode(ffi.string(link[0].l_name)) or None
+
+
+@functools.lru_cache(maxsize=64)
+def _versions_defined(path: str, identity: Tuple[int, int, int]) -> Tuple[str, ...]:
+    """Read once per library file (cached by its identity): libc is a few MB."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return tuple(elf.DynamicSection(elf.ElfFile(data, path)).versions_defined())
+
+
+def missing_versions(needs: Needs, prepared: Prepared) -> List[str]:
+    """Each DT_VERNEED version the library it names does not define, as 'VERSION (LIBRARY)'."""
+    missing = []
+    handles = dict(prepared.handles)
+    for library, versions in needs.versions.items():
+        handle = handles.get(library)
+        path = library_file(handle) if handle is not None else None
+        if path is None or not os.path.isfile(path):
+            continue                 # not one of ours to read: dlopen checks it
+        try:
+            st = os.stat(path)
+            defined = _versions_defined(path, (st.st_ino, st.st_size, st.st_mtime_ns))
+        except (OSError, ValueError, NotAPlugin):
+            continue
+        missing += [f"{v} ({library})" for v in versions if v not in defined]
+    return missing
+
+
+# Per image (a repeated open of an unchanged file reuses its image): what it
+# needs, and the needed libraries (handles) every symbol was last found with.
+_needs: "weakref.WeakKeyDictionary[PluginImage, Needs]" = weakref.WeakKeyDictionary()
+_resolved: "weakref.WeakKeyDictionary[PluginImage, Tuple[int, ...]]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
+    """Load what the plugin needs and resolve every symbol it uses, before it is loaded.
+
+    Yields while the needed libraries are held loaded (load the plugin in
+    the `with` block); LoadError before that if anything is missing.
+    """
+    prepared = Prepared()
+    if not ENABLED or image.data[:4] != elf.ELFMAG:
+        yield prepared
+        return
+    needs = _needs.get(image)
+    if needs is None:
+        needs = _needs[image] = needs_of(image.data, image.path)
+    origin = os.path.dirname(os.path.abspath(image.path))
+    try:
+        load_needed(image.path, needs, origin, trust, prepared)
+        scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
+        if _resolved.get(image) == scope:
+            yield prepared               # resolved before against these very libraries
+            return
+        missing = unresolved(needs, prepared)
+        if missing:
+            raise LoadError(image.path, (
+                f"undefined symbol{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
+                "looked in the host process's global scope and in "
+                + (', '.join(needs.needed) if needs.needed else
+                   "its needed libraries, but it names none (no DT_NEEDED)")
+                + "; refused "
+                "before loading it, so none of its code ran. Link the plugin against the "
+                "library that defines it, or load that library first"))
+        versions = missing_versions(needs, prepared)
+        if versions:
+            raise LoadError(image.path, (
+                f"needs symbol version{'s' if len(versions) > 1 else ''} "
+                f"{', '.join(versions)}, which that library does not define: it was built "
+                "against a newer release; rebuild the plugin here, or install that release"))
+        _resolved[image] = scope
+        yield prepared
+    finally:
+        prepared.close()

@@ -1,0 +1,114 @@
+"""Plugins that ship their own libraries: RUNPATH=$ORIGIN and a libhelper.so beside them.
+
+minildr loads a plugin from a sealed copy (/proc/self/fd/N), where $ORIGIN
+would mean /proc/self/fd; linkage.py finds the plugin's libraries from the
+folder of the file itself, as plain dlopen of that file would. Under trust=
+a bundled library is checked like the plugin and loaded from the checked
+bytes, never read again by name.
+"""
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import minildr
+from minildr.trust import TrustStore
+
+from helpers import write_plugin
+from platforms import requires_linux
+
+builder = importlib.import_module("minildr.build")
+pytestmark = requires_linux("$ORIGIN, RUNPATH and SONAME are ELF's, read on Linux")
+
+HELPER = "int helper_answer(void) { return 42; }\n"
+
+
+def helper(folder: Path, source: str = HELPER) -> Path:
+    """libhelper.so (SONAME libhelper.so) in `folder`, built with the system compiler."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "helper.c").write_text(source)
+    out = folder / "libhelper.so"
+    subprocess.run([builder.find_compiler().path, "-shared", "-fPIC",
+                    "-Wl,-soname,libhelper.so", "-o", str(out), str(folder / "helper.c")],
+                   check=True)
+    return out
+
+
+def plugin_with_helper(tmp_path: Path) -> Path:
+    """Plugin `bundled` in tmp_path/out, linked against libhelper.so with RUNPATH=$ORIGIN."""
+    lib = helper(tmp_path / "out")
+    return write_plugin(tmp_path, "bundled", """\
+extern int helper_answer(void);
+int answer(void) { return helper_answer(); }
+""", "int answer(void);\n", cflags=["-Wl,--no-as-needed", f"-L{lib.parent}", "-lhelper",
+                                   "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"])
+
+
+def mapped(fragment: str) -> list:
+    with open("/proc/self/maps") as maps:
+        return [line for line in maps if fragment in line]
+
+
+@pytest.mark.parametrize("loader", ["system", "native"])
+def test_a_bundled_library_loads_through_origin(tmp_path, loader):
+    path = plugin_with_helper(tmp_path)
+    with minildr.open(path, loader=loader) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+
+
+def test_plain_dlopen_agrees(tmp_path):
+    """The control: the system loader alone, on the file itself, finds libhelper too."""
+    path = plugin_with_helper(tmp_path)
+    code = f"import ctypes; print(ctypes.CDLL({str(path)!r}).answer())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "42", done.stderr
+
+
+def test_a_missing_bundled_library_is_named_with_where_it_was_looked_for(tmp_path):
+    path = plugin_with_helper(tmp_path)
+    (path.parent / "libhelper.so").unlink()
+    with pytest.raises(minildr.LoadError) as err:
+        minildr.open(path)
+    message = str(err.value)
+    assert "needs libhelper.so, which was not found" in message
+    assert str(path.parent) in message                    # $ORIGIN, as the plugin's folder
+    assert "-Wl,-rpath,'$ORIGIN'" in message and "LD_LIBRARY_PATH" in message
+
+
+def test_under_trust_an_unpinned_bundled_library_is_refused(tmp_path):
+    path = plugin_with_helper(tmp_path)
+    store = TrustStore()
+    store.pin(path)                                       # the plugin, not its library
+    with pytest.raises(minildr.UntrustedPlugin) as err:
+        minildr.open(path, trust=store)
+    assert "libhelper.so" in str(err.value) and "not pinned" in str(err.value)
+    assert not mapped("libhelper.so")
+
+
+def test_under_trust_the_bundled_library_loads_from_its_checked_bytes(tmp_path):
+    path = plugin_with_helper(tmp_path)
+    lib = path.parent / "libhelper.so"
+    store = TrustStore()
+    store.pin(path)
+    store.pin(lib)
+    with minildr.open(path, trust=store) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+        assert mapped("minildr:libhelper.so"), "libhelper must come from its sealed copy"
+        assert not mapped(str(lib))
+
+
+def test_under_trust_a_bundled_library_without_its_soname_is_refused(tmp_path):
+    path = plugin_with_helper(tmp_path)
+    lib = path.parent / "libhelper.so"
+    subprocess.run([builder.find_compiler().path, "-shared", "-fPIC",
+                    "-Wl,-soname,libother.so", "-o", str(lib), str(tmp_path / "out" / "helper.c")],
+                   check=True)
+    store = TrustStore()
+    store.pin(path)
+    store.pin(lib)
+    with pytest.raises(minildr.LoadError, match="-Wl,-soname,libhelper.so"):
+        minildr.open(path, trust=store)
