@@ -11,16 +11,24 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
 
     errors.py       every PluginError, with the attributes each one carries
     host.py         this machine: OS, CPU, binary format, plugin SUFFIX
+    files.py        reading a file that may be hostile: regular, bounded, non-blocking
+    atomic.py       writing a file whole or not at all
     formats/        ELF, Mach-O and PE read-only and bounds-checked (reader.py)
     manifest.py     what build stamps into a plugin: Manifest, Export, ContractRef
     image.py        the file read once: the bytes checked are the bytes loaded
     contracts/      Contract, its layout rules, the calling convention, proxies
-    trust.py        pinned digests, Ed25519 signatures, TrustStore
+    edwards.py      weak Ed25519 public keys, refused
+    trust.py        pinned digests, Ed25519 signatures, floors, TrustStore
     checks.py       each check open() makes, in order; read_manifest
+    atload.py       what a library runs when loaded, read without loading it
+    linkage.py      before any plugin code runs: needed libraries found ($ORIGIN),
+                    every undefined symbol and version resolved
+    goruntime.py    one Go runtime per process
     plugin.py       Plugin and Symbol, over whichever loader mapped the bytes
     system.py       the system loader (dlopen / LoadLibrary)
     native/         minildr's own ELF loader, one module per step (Linux)
-    isolation/      a plugin in a worker process: protocol, marshal, process
+    isolation/      a plugin in a worker process: protocol, marshal, process,
+                    and the sandbox (Landlock, seccomp, rlimits)
     loader.py       open(): the checks, then one of the loaders above
     discover.py     discover() a folder, plugin_path()
     build.py        the compiler driver: build(), build_many()
