@@ -243,13 +243,14 @@ def built_path(path: "os.PathLike[str] | str", data: bytes,
 
 def _replaced_by_another_process(path: "os.PathLike[str] | str",
                                  now: Identity) -> Optional[PluginImage]:
-    """This process's latest build at `path`, if `path` is a BuiltPath whose file is not it."""
+    """This process's latest build at `path`, if `path` is a BuiltPath (else None)."""
     if not isinstance(path, BuiltPath):
         return None
     with _lock:
         built = _built_here.get(os.path.abspath(path))
-    if built is None or built.identity[:2] == now[:2]:
-        return None
+    # Always the bytes this process built, never a fresh read of the name: between
+    # a stat and a read another process may rename its build over ours, and its
+    # new file may even get our freed inode number.
     return built
 
 
@@ -264,8 +265,9 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
     built = _replaced_by_another_process(path, now)      # needs the BuiltPath itself
     path = os.fspath(path)
     if built is not None:
-        log.info("open %s: another process replaced the file since this one built it; "
-                 "loading the bytes built here (sha256 %s)", path, built.sha256)
+        if _same_contents_key(built.identity) != _same_contents_key(now):
+            log.info("open %s: another process replaced the file since this one built "
+                     "it; loading the bytes built here (sha256 %s)", path, built.sha256)
         return built
     key = os.path.abspath(path)
     with _lock:
