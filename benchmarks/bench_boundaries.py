@@ -60,6 +60,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
 from minildr.build import find_compiler  # noqa: E402
+from minildr.console import human, times  # noqa: E402
 from minildr.progress import progress  # noqa: E402
 
 SOURCES = Path(__file__).resolve().parent / "boundary"
@@ -486,17 +487,6 @@ def write(results: Results, out: Path = DEFAULT_OUT) -> List[Path]:
 def load(path: Path = DEFAULT_OUT / "boundaries.json") -> Results:
     """Results a previous run wrote."""
     return Results(**json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def human(seconds: float) -> str:
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def times(ratio: float) -> str:
-    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.2g}x"
 
 
 def size_name(size: float) -> str:

@@ -69,3 +69,16 @@ def _escaped(ch: str) -> str:
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def human(seconds: float) -> str:
+    """A duration as people read it: '1.2 ms', '240 ns'."""
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def times(ratio: float) -> str:
+    """A ratio as people read it: '3.5x', '5,867x'."""
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.2g}x"

@@ -27,6 +27,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
+from ..console import human, times   # re-exported: notebook 07 prints with figures.human
+
 # One colour per permission, the same in every figure of the course.
 PERMISSION_COLOURS = {"r-x": "tab:red", "r--": "tab:blue", "rw-": "tab:green", "---": "lightgrey"}
 PLUGIN_CODE = "#f4a6a6"      # where plugin code may run
@@ -398,17 +400,6 @@ def _finish(fig: Any, path: Optional[PathLike]) -> Any:
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
-
-
-def human(seconds: float) -> str:
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def times(ratio: float) -> str:
-    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.2g}x"
 
 
 # ---------------------------------------------------------------------------
