@@ -243,15 +243,24 @@ def built_path(path: "os.PathLike[str] | str", data: bytes,
 
 def _replaced_by_another_process(path: "os.PathLike[str] | str",
                                  now: Identity) -> Optional[PluginImage]:
-    """This process's latest build at `path`, if `path` is a BuiltPath (else None)."""
+    """The bytes this process built at `path`, if `path` is a BuiltPath and they still apply.
+
+    Still our file (device, inode, size, mtime): our bytes, without reading the
+    name again (between a stat and a read another process may rename its build
+    over ours). Another file in its place: our bytes too. Our inode changed in
+    place: None, so that it is read again.
+    """
     if not isinstance(path, BuiltPath):
         return None
     with _lock:
         built = _built_here.get(os.path.abspath(path))
-    # Always the bytes this process built, never a fresh read of the name: between
-    # a stat and a read another process may rename its build over ours, and its
-    # new file may even get our freed inode number.
-    return built
+    if built is None:
+        return None
+    if _same_contents_key(built.identity) == _same_contents_key(now):
+        return built        # still the file we wrote: no read, so no window for a rename
+    if built.identity[:2] == now[:2]:
+        return None         # our inode, changed in place since: read it again
+    return built            # another file renamed over ours: the bytes built here
 
 
 def read(path: "os.PathLike[str] | str") -> PluginImage:
