@@ -74,6 +74,7 @@ def verdicts(mode: str, folder: Path) -> dict:
 
 @native_host
 @pytest.mark.fuzz
+@pytest.mark.differential
 def test_native_loader_refuses_what_glibc_refuses(tmp_path):
     folder = EXAMPLES / "greet"
     base = minildr.build(sorted(folder.glob("*.c")), name="greet", exports=folder / "greet.h",
