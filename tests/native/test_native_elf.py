@@ -278,7 +278,7 @@ def test_aarch64_relocations_applied_by_the_table(tmp_path):
     plan.other = [r for r in plan.other
                         if aarch64.SUPPORTED[r.type][1] is not Rel.IRELATIVE
                         and elf.ELF64_ST_TYPE(plan.symbols[r.symbol].st_info) != elf.STT.GNU_IFUNC]
-    trace = Trace()
+    trace = Trace(True)                 # every symbol's event, not a count per source
     bound = resolve.bind_symbols(plan, [], trace)
     base = mapping.reserve(plan, trace)
     try:
