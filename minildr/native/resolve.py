@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 from .. import linkage
 from ..formats import elf
@@ -85,8 +85,7 @@ def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Bind
     return bound
 
 
-def bind(plan: Plan, index: int, handles: List[Any], trace: Trace,
-         sources: Optional[Counter] = None) -> Binding:
+def bind(plan: Plan, index: int, handles: List[Any], trace: Trace, sources: Counter) -> Binding:
     """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
     sym = plan.symbols[index]
     name, kind = plan.names[index], elf.ELF64_ST_TYPE(sym.st_info)
@@ -122,11 +121,10 @@ def own(sym: Any) -> Binding:
                    elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_GNU_IFUNC)
 
 
-def traced(trace: Trace, sources: Optional[Counter], name: str, where: str, binding: Binding,
+def traced(trace: Trace, sources: Counter, name: str, where: str, binding: Binding,
            version: Any = None) -> Binding:
-    if sources is not None:
-        sources[where] += 1
-    if sources is None or trace.detailed:
+    sources[where] += 1
+    if trace.detailed:
         trace.event("resolve", f"{name}{'@' + version if version else ''} -> {where}",
                     symbol=name, version=version, source=where)
     return binding
