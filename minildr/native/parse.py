@@ -34,6 +34,9 @@ class Relocation(NamedTuple):
     addend: int
 
 
+MANY_SYMBOLS = 1 << 16      # libcrypto has 5,511; more is a file built to be slow to read
+
+
 @dataclass
 class Relatives:
     """The RELATIVE relocations (B + A), as arrays: nine in ten of a library's relocations."""
@@ -95,7 +98,7 @@ def parse(data: bytes, path: str) -> Plan:
     relative, other = read_relocations(f, dyn, arch, len(symbols))
     plan = Plan(path=f.path, elf=f, arch=arch, loads=loads, span=span, relro=relro,
                 needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT.NEEDED)],
-                symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
+                symbols=symbols, names=dyn.names(symbols), versions=dyn.versions_needed(),
                 versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
                 gnu=gnu, sysv=sysv, relative=relative, other=other,
                 symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
@@ -112,13 +115,17 @@ def search_path(dyn: elf.DynamicSection, tag: int) -> List[str]:
 
 def read_symbols(dyn: elf.DynamicSection, gnu: Optional[elf.GnuHash],
                  sysv: Optional[elf.SysvHash]) -> Sequence[Elf64_Sym]:
-    """The dynamic symbols: their count is stored nowhere, so the hash table says."""
+    """The dynamic symbols: their count is stored nowhere, so the hash table says.
+
+    Read all at once (one unpack for the table; a load uses most of them),
+    unless there are more than a real library has: then each when first used.
+    """
     count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain)
     size = count * sizeof(Elf64_Sym)
     if not dyn.has(elf.DT.SYMTAB):
         return []
-    return dyn.f.lazy_table(Elf64_Sym, dyn.offset(elf.DT.SYMTAB, size, "symbol table"), count,
-                            "symbol table")
+    read = dyn.f.table if count <= MANY_SYMBOLS else dyn.f.lazy_table
+    return read(Elf64_Sym, dyn.offset(elf.DT.SYMTAB, size, "symbol table"), count, "symbol table")
 
 
 def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,

@@ -16,7 +16,7 @@ bar chart of the address space.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 
@@ -41,7 +41,7 @@ class Segment:
     address: int        # base + start, where it really is
 
     def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))                 # its fields, in order
 
 
 def prot_text(prot: int) -> str:

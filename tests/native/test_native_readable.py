@@ -19,8 +19,9 @@ the segments' alignment as glibc does, DT_RUNPATH, and the TLS relocations
 Raised from 600 to 605 by issue 24's speed work: each symbol bound once
 with the trace summarised per place found (resolve.bind_symbols, traced),
 relocation values computed per class rather than per relocation
-(relocate.values), and DT_RPATH/DT_RUNPATH kept in the Plan so that step 2
-no longer reads every symbol of the file again to find them.
+(relocate.values), the symbol table read in one unpack rather than entry by
+entry, and DT_RPATH/DT_RUNPATH kept in the Plan so that step 2 no longer
+reads every symbol of the file again to find them.
 """
 from __future__ import annotations
 
