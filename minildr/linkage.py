@@ -193,20 +193,30 @@ def not_found(name: str, found: Found, message: str) -> str:
             "its folder to LD_LIBRARY_PATH before starting the program")
 
 
+def as_given(plugin: str, path: str) -> str:
+    """`path` the way the caller named the plugin: relative to the current folder if it was.
+
+    $ORIGIN is expanded from the plugin's absolute folder (the loader needs
+    it); a message names the library as the user would find it.
+    """
+    return path if os.path.isabs(plugin) else os.path.relpath(path)
+
+
 def _verified_copy(plugin: str, found: Found, trust: Any, prepared: Prepared) -> str:
     """A bundled library, checked like the plugin and loaded from the checked bytes."""
     image = read_image(found.path)
     verdict = as_store(trust).verdict(image)
+    shown = as_given(plugin, found.path)
     if not verdict.trusted:
         error = UntrustedPlugin(plugin, (
             f"refused before loading: it needs {found.name}, which ships with it "
-            f"({found.path}), and that library is not trusted: {verdict.explanation}"))
+            f"({shown}), and that library is not trusted: {verdict.explanation}"))
         error.verdict = verdict      # type: ignore[attr-defined]
         raise error
     soname = needs_of(image.data, found.path).soname
     if soname != found.name:
         raise LoadError(plugin, (
-            f"needs {found.name}, which ships with it ({found.path}); to load it from its "
+            f"needs {found.name}, which ships with it ({shown}); to load it from its "
             f"checked copy its SONAME must be {found.name!r}, but it is "
             f"{soname!r}: link it with -Wl,-soname,{found.name}"))
     prepared.images.append(image)
