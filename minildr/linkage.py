@@ -193,20 +193,30 @@ def not_found(name: str, found: Found, message: str) -> str:
             "its folder to LD_LIBRARY_PATH before starting the program")
 
 
+def as_given(plugin: str, path: str) -> str:
+    """`path` the way the caller named the plugin: relative to the current folder if it was.
+
+    $ORIGIN is expanded from the plugin's absolute folder (the loader needs
+    it); a message names the library as the user would find it.
+    """
+    return path if os.path.isabs(plugin) else os.path.relpath(path)
+
+
 def _verified_copy(plugin: str, found: Found, trust: Any, prepared: Prepared) -> str:
     """A bundled library, checked like the plugin and loaded from the checked bytes."""
     image = read_image(found.path)
     verdict = as_store(trust).verdict(image)
+    shown = as_given(plugin, found.path)
     if not verdict.trusted:
         error = UntrustedPlugin(plugin, (
             f"refused before loading: it needs {found.name}, which ships with it "
-            f"({found.path}), and that library is not trusted: {verdict.explanation}"))
+            f"({shown}), and that library is not trusted: {verdict.explanation}"))
         error.verdict = verdict      # type: ignore[attr-defined]
         raise error
     soname = needs_of(image.data, found.path).soname
     if soname != found.name:
         raise LoadError(plugin, (
-            f"needs {found.name}, which ships with it ({found.path}); to load it from its "
+            f"needs {found.name}, which ships with it ({shown}); to load it from its "
             f"checked copy its SONAME must be {found.name!r}, but it is "
             f"{soname!r}: link it with -Wl,-soname,{found.name}"))
     prepared.images.append(image)
@@ -266,6 +276,23 @@ def missing_versions(needs: Needs, prepared: Prepared) -> List[str]:
     return missing
 
 
+def version_miss(needs: Needs, versions: List[str]) -> str:
+    """Why a plugin that asks for versions its libraries lack is refused, and what to do.
+
+    A version (GLIBC_2.38) names the library release that added or changed a
+    symbol (Drepper, "How To Write Shared Libraries", "ABI Versioning"):
+    the plugin was linked against a newer release than this system has.
+    """
+    names = {v.split(" (")[0] for v in versions}
+    asking = [f"{name}@{version}" for name, version in needs.symbols if version in names]
+    return (f"needs symbol version{'s' if len(versions) > 1 else ''} {', '.join(versions)}"
+            + (f" (for {', '.join(asking)})" if asking else "")
+            + ", which that library does not define: the plugin was built against a newer "
+            "release than this system has; refused before loading it, so none of its code "
+            "ran. Rebuild the plugin against the oldest release you support (on this system, "
+            "or in an older one's container), or install a newer release here")
+
+
 # Per image (a repeated open of an unchanged file reuses its image): what it
 # needs, and the needed libraries (handles) every symbol was last found with.
 _needs: "weakref.WeakKeyDictionary[PluginImage, Needs]" = weakref.WeakKeyDictionary()
@@ -293,6 +320,9 @@ def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
         if _resolved.get(image) == scope:
             yield prepared               # resolved before against these very libraries
             return
+        versions = missing_versions(needs, prepared)     # first: its symbols are missing too
+        if versions:
+            raise LoadError(image.path, version_miss(needs, versions))
         missing = unresolved(needs, prepared)
         if missing:
             raise LoadError(image.path, (
@@ -303,12 +333,6 @@ def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
                 + "; refused "
                 "before loading it, so none of its code ran. Link the plugin against the "
                 "library that defines it, or load that library first"))
-        versions = missing_versions(needs, prepared)
-        if versions:
-            raise LoadError(image.path, (
-                f"needs symbol version{'s' if len(versions) > 1 else ''} "
-                f"{', '.join(versions)}, which that library does not define: it was built "
-                "against a newer release; rebuild the plugin here, or install that release"))
         _resolved[image] = scope
         yield prepared
     finally:

@@ -3,11 +3,12 @@
  * Its output is allocated with malloc and freed only by its own release(),
  * which the host calls once per output; live_outputs counts the difference
  * so that a test can see a leak or a double release. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-long live_outputs = 0;
+int64_t live_outputs = 0;
 
 static void release(void *memory)
 {

@@ -2,9 +2,11 @@
 #ifndef UPPER_H
 #define UPPER_H
 
+#include <stdint.h>
+
 extern const command_t upper;
 
 /* How many output strings are allocated and not yet released (for tests). */
-extern long live_outputs;
+extern int64_t live_outputs;
 
 #endif

@@ -12,6 +12,8 @@ and the run agree.
 Notebooks 00-04: `plugin_system`, `library_map`, `got_plt`, `registers` (rax
 versus eax), `check_pipeline`, `load_timeline`, `file_to_memory`,
 `relocation`, `lookup_scopes`. Notebooks 05-07: `vtable_versions`,
+`ownership` (who allocates and who frees, a real call as a sequence),
+`record_stride` (an array read with the host's sizeof),
 `argument_registers` (which register carries which argument), `isolation`,
 `load_pipeline`, `boundaries` (one call per boundary, its leagues shaded as
 the bands their rows span; the one-time costs, coloured by who pays them).
@@ -490,6 +492,95 @@ def vtable_versions(old: Sequence[Tuple[int, str]], old_size: int,
     return _finish(fig, path)
 
 
+def ownership(steps: Sequence[Mapping[str, Any]], path: Optional[PathLike] = None) -> Any:
+    """Who allocates and who frees, across the boundary: a sequence diagram of a real call.
+
+    Each step is {"from": "host" | "plugin", "to": ..., "label": str, "live":
+    int or None}: a message from one side to the other, or (from == to) what
+    one side does on its own; "live" is the plugin's count of blocks handed
+    out and not yet given back, as the host read it after that step.
+    """
+    lanes = {"host": 1.5, "plugin": 6.5}
+    rows = len(steps) + 1
+    fig, ax = plt.subplots(figsize=(9, 0.62 * rows + 1.3))
+    ax.axis("off")
+    for side, x in lanes.items():
+        _box(ax, x - 1.1, rows - 0.15, 2.2, 0.6, side, "#e8f1e4" if side == "host" else "#fdf1d8",
+             fontsize=10)
+        ax.plot([x, x], [0.2, rows - 0.15], color="#999999", linestyle=":", zorder=0)
+    ax.text(9.4, rows + 0.15, "live blocks", ha="center", fontsize=8.5, weight="bold")
+    for i, step in enumerate(steps):
+        y = rows - 1 - i
+        start, end = lanes[step["from"]], lanes[step["to"]]
+        if start == end:
+            _box(ax, start - 1.4, y - 0.25, 2.8, 0.5, step["label"], NEUTRAL, fontsize=8)
+        else:
+            _arrow(ax, (start, y), (end, y), step["label"], dy=0.2)
+        if step.get("live") is not None:
+            ax.text(9.4, y, str(step["live"]), ha="center", va="center", fontsize=10,
+                    family="monospace")
+    ax.text(4.0, -0.35, "never the host's own free(): the block came from the plugin's "
+            "allocator,\nwhich may be another C runtime's heap (on Windows each DLL may "
+            "bring its own)", ha="center", va="center", fontsize=8, color="tab:red")
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-0.8, rows + 0.6)
+    ax.set_title("Who allocates, who frees: the plugin's block goes back to the plugin")
+    return _finish(fig, path)
+
+
+def record_stride(host: Sequence[Tuple[int, str, int]], host_size: int,
+                  plugin: Sequence[Tuple[int, str, int]], plugin_size: int,
+                  count: int = 3, path: Optional[PathLike] = None) -> Any:
+    """An array of records as the plugin wrote it and as the host steps through it.
+
+    `host` and `plugin` are the record's (offset, field, size) in each
+    side's layout, `host_size` and `plugin_size` each side's sizeof: the
+    host finds record i at i * host_size, whatever the plugin wrote.
+    """
+    names = list(dict.fromkeys([f[1] for f in plugin] + [f[1] for f in host]))
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:red", "tab:brown"]
+    colours = {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    total = count * max(host_size, plugin_size)
+    fig, ax = plt.subplots(figsize=(11, 3.4))
+    ax.axis("off")
+
+    def row(fields, size, y, label):
+        for i in range(count):
+            base = i * size
+            used = 0
+            for offset, name, width in fields:
+                ax.add_patch(Rectangle((base + offset, y), width, 0.8, facecolor=colours[name],
+                                       edgecolor="white", alpha=0.85))
+                used = max(used, offset + width)
+            if used < size:                          # padding up to sizeof
+                ax.add_patch(Rectangle((base + used, y), size - used, 0.8, facecolor="white",
+                                       edgecolor="grey", hatch="..."))
+            ax.add_patch(Rectangle((base, y), size, 0.8, fill=False, edgecolor="black", lw=1.5))
+            ax.text(base + size / 2, y + 0.4, f"record {i}", ha="center", va="center",
+                    color="white", weight="bold", fontsize=9)
+            ax.text(base, y + (0.95 if y > 1 else -0.25), str(base), ha="center",
+                    va="center", fontsize=8, family="monospace")
+        ax.text(-4, y + 0.4, label, ha="right", va="center", fontsize=9)
+
+    row(plugin, plugin_size, 2.2, f"the plugin wrote\n(sizeof = {plugin_size})")
+    row(host, host_size, 0.6, f"the host reads\n(sizeof = {host_size})")
+    for i in range(1, count):
+        ax.plot([i * host_size] * 2, [0.6, 3.0], color="tab:red", linestyle="--")
+    ax.annotate(f"the host's record 1 starts at byte {host_size},\n"
+                f"inside the plugin's record 0 (it ends at {plugin_size})",
+                xy=(host_size, 1.9), xytext=((count - 1) * host_size + 0.03 * total, 1.7),
+                fontsize=8.5, color="tab:red", va="center",
+                arrowprops=dict(arrowstyle="->", color="tab:red"))
+    ax.legend(handles=[Patch(color=colours[n], alpha=0.85, label=n) for n in names]
+              + [Patch(facecolor="white", edgecolor="grey", hatch="...", label="padding")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=len(names) + 1, fontsize=8)
+    ax.set_xlim(-0.28 * total, total * 1.02)
+    ax.set_ylim(-0.2, 3.5)
+    ax.set_title("An array of records: the host's stride is its own sizeof, compiled in "
+                 "(byte offsets)")
+    return _finish(fig, path)
+
+
 # x86-64 System V: the first integer or pointer arguments, in order.
 SYSV_REGISTERS = ("rdi", "rsi", "rdx", "rcx")
 
@@ -532,7 +623,7 @@ def isolation(path: Optional[PathLike] = None) -> Any:
               "lookup(name, type): checked\nagainst the manifest, here"),
              (6.0, "the worker process", "#fdf1d8",
               "a Python that opened the plugin\n(dlopen: its code runs HERE)\n\n"
-              "same user, same files;\nenvironment: see notebook 07 §7"))
+              "same user, same files;\nan empty environment"))
     for x0, title, colour, body in boxes:
         ax.add_patch(FancyBboxPatch((x0, 0.3), 3.8, 2.7, boxstyle="round,pad=0.05",
                                     facecolor=colour, edgecolor="#888888"))

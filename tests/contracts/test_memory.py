@@ -45,7 +45,7 @@ LIMIT = 1 << 20        # 1 MiB; leaking one 32-byte block a call would be over 3
 def test_string_outputs_are_released_once_each(upper_so):
     with minildr.open(upper_so) as plugin:
         cmd = plugin.lookup("upper", COMMAND)
-        live = plugin.lookup("live_outputs", "long")
+        live = plugin.lookup("live_outputs", "int64_t")
         line = "a line of text, long enough to matter: " + "x" * 40
         assert grows(lambda: cmd.run(line)) < LIMIT
         assert live[0] == 0
@@ -61,7 +61,7 @@ def test_failing_calls_do_not_leak(upper_so):
             except minildr.PluginCallError:
                 pass
         assert grows(fail) < LIMIT
-        assert plugin.lookup("live_outputs", "long")[0] == 0
+        assert plugin.lookup("live_outputs", "int64_t")[0] == 0
 
 
 def test_bytes_and_records_are_released_once_each(probe_so):
@@ -96,4 +96,4 @@ def test_the_rss_check_sees_a_leak(upper_so):
         line = b"y" * 1000
         out, err = ffi.new("char *[1]"), ffi.new("minildr_error *")
         assert grows(lambda: run(line, out, err), 20_000) > 8 * LIMIT
-        assert plugin.lookup("live_outputs", "long")[0] == 30_000
+        assert plugin.lookup("live_outputs", "int64_t")[0] == 30_000

@@ -69,7 +69,7 @@ def test_command_methods_take_and_return_python_values(upper_so, isolate):
         assert cmd.run("hello, wörld") == "HELLO, WöRLD"
         assert cmd.help().startswith("upper LINE")
         assert cmd.has("help") and cmd.methods == ("name", "run", "help")
-        assert plugin.lookup("live_outputs", "long")[0] == 0
+        assert plugin.lookup("live_outputs", "int64_t")[0] == 0
 
 
 def test_plugin_error_is_a_value_with_the_plugins_message_and_name(upper_so, isolate):

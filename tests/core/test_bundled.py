@@ -9,6 +9,7 @@ bytes, never read again by name.
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import minildr
+from minildr import image
 from minildr.trust import TrustStore
 
 from helpers import write_plugin
@@ -87,6 +89,21 @@ def test_under_trust_an_unpinned_bundled_library_is_refused(tmp_path):
         minildr.open(path, trust=store)
     assert "libhelper.so" in str(err.value) and "not pinned" in str(err.value)
     assert not mapped("libhelper.so")
+
+
+def test_a_refusal_names_the_library_as_the_plugin_was_named(tmp_path, monkeypatch):
+    """A plugin opened by a relative path: its library is named relative too, no folder of ours."""
+    path = plugin_with_helper(tmp_path)
+    image.clear_cache()              # write_plugin read it by its absolute path
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(path)
+    store = TrustStore()
+    store.pin(relative)
+    with pytest.raises(minildr.UntrustedPlugin) as err:
+        minildr.open(relative, trust=store)
+    message = str(err.value)
+    assert f"({os.path.join(os.path.dirname(relative), 'libhelper.so')})" in message
+    assert str(tmp_path) not in message
 
 
 def test_under_trust_the_bundled_library_loads_from_its_checked_bytes(tmp_path):

@@ -107,8 +107,11 @@ def with_future_glibc(tmp_path: Path) -> tuple:
 @pytest.mark.parametrize("loader", ["system", "native"])
 def test_a_missing_symbol_version_is_refused(tmp_path, loader):
     path, future = with_future_glibc(tmp_path)
-    with pytest.raises(minildr.LoadError, match=rf"getenv@{re.escape(future)}"):
+    with pytest.raises(minildr.LoadError, match=rf"getenv@{re.escape(future)}") as err:
         minildr.open(path, loader=loader)
+    message = str(err.value)          # the version, its library, and what to do
+    assert f"needs symbol version {future} (libc.so.6)" in message
+    assert "built against a newer release" in message and "oldest release you support" in message
 
 
 @LINUX_ELF

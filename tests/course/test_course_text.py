@@ -82,3 +82,19 @@ def test_figures_draw_from_the_data_they_are_given():
     assert "e5" in texts and any("0xe50c4000" in t for t in texts), "the real bytes are drawn"
     texts = [t.get_text() for t in drawn[6].axes[0].texts]
     assert any("+8 bytes zero-filled" in t for t in texts), "memsz - filesz is shown"
+
+
+def test_the_ownership_and_stride_pictures_draw_the_run_they_are_given():
+    """Notebook 05's pictures: each step of a real call with its count; each side's own stride."""
+    own = figures.ownership([{"from": "host", "to": "plugin", "label": "run(x)", "live": 0},
+                             {"from": "plugin", "to": "plugin", "label": "malloc: b", "live": None},
+                             {"from": "plugin", "to": "host", "label": "the block", "live": 7}])
+    texts = [t.get_text() for t in own.axes[0].texts]
+    assert {"run(x)", "malloc: b", "the block", "0", "7"} <= set(texts)
+    stride = figures.record_stride([(0, "a", 4)], 4, [(0, "a", 4), (4, "b", 2)], 8, count=3)
+    texts = [t.get_text() for t in stride.axes[0].texts]
+    assert {"0", "4", "8", "16"} <= set(texts), "the records start where each side's sizeof says"
+    assert any("starts at byte 4" in t and "ends at 8" in t for t in texts)
+    padding = [p for p in stride.axes[0].patches if p.get_hatch() == "..."]
+    assert [(p.get_x(), p.get_width()) for p in padding] == [(6, 2), (14, 2), (22, 2)], \
+        "the 2 bytes after b in each of the plugin's records; none in the host's"

@@ -402,7 +402,7 @@ LOOKUP_SEQ = 3          # ready, open, then the lookup
 @pytest.mark.parametrize("lie, wanted, fragment", [
     ('[0, ["name", "run"], []]', COMMAND, "where the contract has"),
     ('[0, ["name", "run", "help"], ["fly"]]', COMMAND, "not a subset"),
-    ('"0"', "long", "is not a number"),
+    ('"0"', "int64_t", "is not a number"),
     ('-4', None, "is not a number"),
 ])
 def test_a_lookup_reply_is_checked(built, liar, lie, wanted, fragment):

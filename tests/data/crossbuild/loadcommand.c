@@ -9,6 +9,7 @@
  * wherever it put the DLL. tests/test_crossbuild.py builds this with MinGW
  * and runs it under Wine. */
 #include <windows.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "command.h"
@@ -46,15 +47,16 @@ int wmain(int argc, wchar_t **argv)
 
     /* upper: the contract's vtable, called through its pointers. */
     const command_t *cmd = (const command_t *)need(upper, "upper");
-    long *live = (long *)need(upper, "live_outputs");
+    int64_t *live = (int64_t *)need(upper, "live_outputs");
     char *output = NULL;
     minildr_error err;
     minildr_status status = cmd->run("hi from wine", &output, &err);
-    printf("upper %s: status %d, output %s, live outputs %ld\n", cmd->name(), (int)status,
-           output, *live);
+    printf("upper %s: status %d, output %s, live outputs %" PRId64 "\n", cmd->name(),
+           (int)status, output, *live);
     cmd->release(output);
     status = cmd->run("bad\x01line", &output, &err);
-    printf("upper refuses: status %d, %s; live outputs %ld\n", (int)status, err.message, *live);
+    printf("upper refuses: status %d, %s; live outputs %" PRId64 "\n", (int)status,
+           err.message, *live);
     printf("struct_size %s\n", cmd->struct_size == sizeof(command_t) ? "ok" : "wrong");
     return FreeLibrary(upper) && FreeLibrary(echo) ? 0 : 1;
 }
