@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import weakref
 from typing import Iterator, Optional
 
 from .errors import LoadError
@@ -36,21 +35,13 @@ _lock = threading.Lock()
 _loaded: Optional[PluginImage] = None       # the Go library whose runtime runs here
 
 
-_known: "weakref.WeakKeyDictionary[PluginImage, bool]" = weakref.WeakKeyDictionary()
-
-
 def is_go_library(image: PluginImage) -> bool:
     """Whether the file is a Go binary: the build ID note Go's linker writes (PT_NOTE).
 
     Answered once per image: a repeated open of an unchanged file asks again.
     """
-    known = _known.get(image)
-    if known is None:
-        known = image.data[:4] == elf.ELFMAG and any(
-            n.name == "Go" and n.type == NT_GO_BUILDID
-            for n in elf.ElfFile(image.data, image.path).notes())
-        _known[image] = known
-    return known
+    return image.fact("go", lambda: image.data[:4] == elf.ELFMAG and any(
+        n.name == "Go" and n.type == NT_GO_BUILDID for n in image.elf_file().notes()))
 
 
 @contextlib.contextmanager

@@ -50,13 +50,26 @@ from .console import printable
 log = logging.getLogger("minildr")
 
 _TASKS = "/proc/self/task"
+_DUMMY = getattr(threading, "_DummyThread", ())     # threading's entry for a foreign thread
 
 
 def native_threads() -> FrozenSet[int]:
-    """The thread ids of this process (Linux); an empty set where the system does not say."""
+    """The thread ids of this process (Linux); an empty set where the system does not say.
+
+    Usually every thread is one Python started (or knows of): then the
+    kernel's count of them, a stat of /proc/self/task (its link count is 2
+    plus the number of threads: fs/proc/base.c, proc_task_getattr), matches
+    threading's list, and the folder need not be listed. Not when a thread
+    started elsewhere ever called into Python: its entry (a _DummyThread)
+    may outlive it, and the counts could then match by chance.
+    """
     if not sys.platform.startswith("linux"):
         return frozenset()
+    python = threading.enumerate()
     try:
+        if (os.stat(_TASKS).st_nlink - 2 == len(python)
+                and not any(isinstance(t, _DUMMY) or t.native_id is None for t in python)):
+            return frozenset(t.native_id for t in python)  # type: ignore[misc]
         return frozenset(int(tid) for tid in os.listdir(_TASKS))
     except OSError:
         return frozenset()

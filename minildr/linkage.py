@@ -83,8 +83,16 @@ class Needs:
 
 def needs_of(data: bytes, path: str) -> Needs:
     """Read what the file at `path` (held in `data`) needs; runs and maps nothing."""
-    f = elf.ElfFile(data, path)
-    dyn = elf.DynamicSection(f)
+    return needs_in(elf.DynamicSection(elf.ElfFile(data, path)))
+
+
+def image_needs(image: PluginImage) -> Needs:
+    """What a checked image needs, read once per image (its dynamic section is shared)."""
+    return image.fact("needs", lambda: needs_in(image.dynamic_section()))
+
+
+def needs_in(dyn: elf.DynamicSection) -> Needs:
+    """What the file of this dynamic section asks of the process."""
     symbols = dyn.symbols()
     versym = dyn.versym(len(symbols))
     versions = dyn.versions_needed()
@@ -203,7 +211,7 @@ def _verified_copy(plugin: str, found: Found, trust: Any, prepared: Prepared) ->
             f"({found.path}), and that library is not trusted: {verdict.explanation}"))
         error.verdict = verdict      # type: ignore[attr-defined]
         raise error
-    soname = needs_of(image.data, found.path).soname
+    soname = image_needs(image).soname
     if soname != found.name:
         raise LoadError(plugin, (
             f"needs {found.name}, which ships with it ({found.path}); to load it from its "
@@ -266,9 +274,8 @@ def missing_versions(needs: Needs, prepared: Prepared) -> List[str]:
     return missing
 
 
-# Per image (a repeated open of an unchanged file reuses its image): what it
-# needs, and the needed libraries (handles) every symbol was last found with.
-_needs: "weakref.WeakKeyDictionary[PluginImage, Needs]" = weakref.WeakKeyDictionary()
+# Per image (a repeated open of an unchanged file reuses its image): the
+# needed libraries (handles) every symbol was last found with.
 _resolved: "weakref.WeakKeyDictionary[PluginImage, Tuple[int, ...]]" = weakref.WeakKeyDictionary()
 
 
@@ -283,9 +290,7 @@ def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
     if not ENABLED or image.data[:4] != elf.ELFMAG:
         yield prepared
         return
-    needs = _needs.get(image)
-    if needs is None:
-        needs = _needs[image] = needs_of(image.data, image.path)
+    needs = image_needs(image)
     origin = os.path.dirname(os.path.abspath(image.path))
     try:
         load_needed(image.path, needs, origin, trust, prepared)

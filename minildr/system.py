@@ -17,6 +17,7 @@ FreeLibrary.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -150,11 +151,15 @@ def same_library(reported: str, loaded: str) -> bool:
 
 
 def soname(image: PluginImage) -> Optional[str]:
-    """The DT_SONAME an ELF image declares, if any (read from its checked bytes)."""
+    """The DT_SONAME an ELF image declares, if any (read from its checked bytes, once)."""
+    return image.fact("soname", lambda: _soname(image))
+
+
+def _soname(image: PluginImage) -> Optional[str]:
     if image.data[:4] != elf.ELFMAG:
         return None
     try:
-        dynamic = elf.DynamicSection(elf.ElfFile(image.data, image.path))
+        dynamic = image.dynamic_section()
     except PluginError:
         return None                         # the system loader will say what is wrong
     if not dynamic.has(elf.DT_SONAME):
@@ -167,10 +172,14 @@ DF_1_NODELETE = 0x8                     # in DT_FLAGS_1 (gABI: "Dynamic Section"
 
 def marked_nodelete(image: PluginImage) -> bool:
     """Whether the ELF image asks never to be unloaded (DF_1_NODELETE: Go's runtime does)."""
+    return image.fact("nodelete", lambda: _marked_nodelete(image))
+
+
+def _marked_nodelete(image: PluginImage) -> bool:
     if image.data[:4] != elf.ELFMAG:
         return False
     try:
-        dynamic = elf.DynamicSection(elf.ElfFile(image.data, image.path))
+        dynamic = image.dynamic_section()
     except PluginError:
         return False
     return bool(dynamic.get(elf.DT_FLAGS_1) & DF_1_NODELETE)
@@ -195,13 +204,16 @@ def placed_in_library(image: PluginImage, name: str) -> bool:
     damaged file either can lie outside the library or, for code, outside its
     executable segments; asking dlsym would then crash the host. So the
     symbol is checked on the checked bytes first (ELF only: the others'
-    loaders read their own export tables).
+    loaders read their own export tables). Answered once per image and name.
     """
+    return image.fact(f"placed:{name}", lambda: _placed_in_library(image, name))
+
+
+def _placed_in_library(image: PluginImage, name: str) -> bool:
     if image.data[:4] != elf.ELFMAG:
         return True
     try:
-        f = elf.ElfFile(image.data, image.path)
-        dynamic = elf.DynamicSection(f)
+        f, dynamic = image.elf_file(), image.dynamic_section()
         gnu, sysv = dynamic.gnu_hash(), dynamic.sysv_hash()
         count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain) if sysv else 0
         symbols = dynamic.table(elf.Elf64_Sym, elf.DT_SYMTAB, count * elf.sizeof(elf.Elf64_Sym),
@@ -231,7 +243,6 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         check_soname(image)
         self.image = image
         self._handle: Optional[Any] = None
-        self._placed: dict = {}
         self.load_path = image.acquire()
         handle = ffi.NULL
         try:
@@ -265,9 +276,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         """Where `name` is in memory, if this library (not a dependency) defines it."""
         if self._handle is None:
             return None
-        if name not in self._placed:
-            self._placed[name] = placed_in_library(self.image, name)
-        if not self._placed[name]:
+        if not placed_in_library(self.image, name):
             return None
         pointer = _symbol(self._handle, name)
         if pointer == ffi.NULL or not _defined_in(pointer, self.load_path):
@@ -286,17 +295,23 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         handle, self._handle = self._handle, None
         if handle is None:
             return
-        resident = True             # if interrupted part way, assume it is still mapped
+        resident, ask_later = True, None    # if interrupted part way, assume it is mapped
         try:
             _close(handle)
             # Other plugins opened from the same image share the handle; only
             # when the last one closes should the library really be gone.
-            resident = self.image.users == 1 and _still_loaded(self.load_path)
+            # Whether it is matters only when the sealed copy is freed (its
+            # fd number must stay ours while the library is resident): a
+            # cached image keeps its copy, so it is asked then, if ever.
+            if self.image.users == 1 and self.image.cached:
+                resident, ask_later = False, functools.partial(_still_loaded, self.load_path)
+            else:
+                resident = self.image.users == 1 and _still_loaded(self.load_path)
             if resident:
                 log.info("close %s: the system loader keeps it loaded (another handle, or "
                          "it cannot be unloaded)", printable(self.image.path))
         finally:
-            self.image.release(resident=resident)
+            self.image.release(resident=resident, still_loaded=ask_later)
 
     @property
     def unloaded(self) -> bool:
