@@ -175,17 +175,51 @@ def _dlerror() -> str:
 
 
 def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
-                prepared: Prepared) -> None:
-    """Load each DT_NEEDED library, checking the bundled ones under `trust`."""
+                prepared: Prepared, copies: Optional[Dict[str, PluginImage]] = None) -> None:
+    """Load each DT_NEEDED library, checking the bundled ones under `trust`.
+
+    `copies` are bundled libraries already read and checked (by the host
+    of an isolated worker, `bundled_copies`): loaded from those bytes.
+    """
     for name in needs.needed:
         found = find_library(name, needs, origin)
         target = found.path or name
-        if found.bundled and trust is not None:
-            target = _verified_copy(plugin, found, trust, prepared)
+        copy = (copies or {}).get(name) if found.bundled else None
+        if copy is None and found.bundled and trust is not None:
+            copy = checked_copy(plugin, found, trust)
+        if copy is not None:
+            prepared.images.append(copy)
+            target = copy.acquire()
         handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
             raise LoadError(plugin, not_found(name, found, _dlerror()))
         prepared.handles.append((name, handle))
+
+
+def origin_of(image: PluginImage) -> str:
+    """What $ORIGIN means for a plugin: the folder its file is in (not its sealed copy's)."""
+    return os.path.dirname(os.path.abspath(image.path))
+
+
+def bundled_copies(image: PluginImage, trust: Any = None) -> Dict[str, PluginImage]:
+    """The libraries that ship with the plugin (found through $ORIGIN), read and checked here.
+
+    An isolated worker is handed these as sealed copies, as it is the plugin:
+    it loads the bytes this process checked (under `trust`: verified like the
+    plugin), and a sandboxed worker, which cannot read the plugin's folder,
+    needs no access to it. Without `trust`, a library whose SONAME is not
+    its DT_NEEDED name is left out: the worker then loads it by path.
+    """
+    if not ENABLED or image.data[:4] != elf.ELFMAG:
+        return {}
+    needs, origin, copies = image_needs(image), origin_of(image), {}
+    for name in needs.needed:
+        found = find_library(name, needs, origin)
+        if found.bundled:
+            copy = checked_copy(image.path, found, trust, required=trust is not None)
+            if copy is not None:
+                copies[name] = copy
+    return copies
 
 
 def not_found(name: str, found: Found, message: str) -> str:
@@ -201,24 +235,29 @@ def not_found(name: str, found: Found, message: str) -> str:
             "its folder to LD_LIBRARY_PATH before starting the program")
 
 
-def _verified_copy(plugin: str, found: Found, trust: Any, prepared: Prepared) -> str:
-    """A bundled library, checked like the plugin and loaded from the checked bytes."""
+def checked_copy(plugin: str, found: Found, trust: Any,
+                 required: bool = True) -> Optional[PluginImage]:
+    """A bundled library, read once (files.py), checked like the plugin under `trust`, to
+    be loaded from those bytes: its SONAME must then be the plugin's DT_NEEDED name (the
+    name the system loader matches). None if it is not and `required` is False."""
     image = read_image(found.path)
-    verdict = as_store(trust).verdict(image)
-    if not verdict.trusted:
-        error = UntrustedPlugin(plugin, (
-            f"refused before loading: it needs {found.name}, which ships with it "
-            f"({found.path}), and that library is not trusted: {verdict.explanation}"))
-        error.verdict = verdict      # type: ignore[attr-defined]
-        raise error
+    if trust is not None:
+        verdict = as_store(trust).verdict(image)
+        if not verdict.trusted:
+            error = UntrustedPlugin(plugin, (
+                f"refused before loading: it needs {found.name}, which ships with it "
+                f"({found.path}), and that library is not trusted: {verdict.explanation}"))
+            error.verdict = verdict      # type: ignore[attr-defined]
+            raise error
     soname = image_needs(image).soname
     if soname != found.name:
+        if not required:
+            return None
         raise LoadError(plugin, (
             f"needs {found.name}, which ships with it ({found.path}); to load it from its "
             f"checked copy its SONAME must be {found.name!r}, but it is "
             f"{soname!r}: link it with -Wl,-soname,{found.name}"))
-    prepared.images.append(image)
-    return image.acquire()
+    return image
 
 
 # ---------------------------------------------------------------------------
@@ -280,20 +319,23 @@ _resolved: "weakref.WeakKeyDictionary[PluginImage, Tuple[int, ...]]" = weakref.W
 
 
 @contextlib.contextmanager
-def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
+def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
+            copies: Optional[Dict[str, PluginImage]] = None) -> Iterator[Prepared]:
     """Load what the plugin needs and resolve every symbol it uses, before it is loaded.
 
     Yields while the needed libraries are held loaded (load the plugin in
     the `with` block); LoadError before that if anything is missing.
+    `origin` and `copies` are given by an isolated worker: the plugin's
+    folder as its host saw it, and the bundled libraries its host checked.
     """
     prepared = Prepared()
     if not ENABLED or image.data[:4] != elf.ELFMAG:
         yield prepared
         return
     needs = image_needs(image)
-    origin = os.path.dirname(os.path.abspath(image.path))
+    origin = origin if origin is not None else origin_of(image)
     try:
-        load_needed(image.path, needs, origin, trust, prepared)
+        load_needed(image.path, needs, origin, trust, prepared, copies)
         scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
         if _resolved.get(image) == scope:
             yield prepared               # resolved before against these very libraries
