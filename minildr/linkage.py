@@ -51,23 +51,8 @@ log = logging.getLogger("minildr")
 
 ENABLED = sys.platform.startswith("linux")
 if ENABLED:
-    import cffi
-
-    ffi = cffi.FFI()
-    ffi.cdef("""
-        void *dlopen(const char *filename, int flags);
-        void *dlsym(void *handle, const char *symbol);
-        void *dlvsym(void *handle, const char *symbol, const char *version);
-        int dlclose(void *handle);
-        char *dlerror(void);
-        struct link_map { uintptr_t l_addr; char *l_name; void *l_ld; void *l_next; void *l_prev; };
-        int dlinfo(void *handle, int request, void *info);
-    """)
-    libc = ffi.dlopen(None)
-    for _name in ("dlopen", "dlsym", "dlvsym", "dlclose", "dlerror", "dlinfo"):
-        getattr(libc, _name)             # bound now: a first-use dlsym would clear dlerror()
-    RTLD_DEFAULT = ffi.NULL
-    RTLD_DI_LINKMAP = 2
+    from . import libdl             # Linux: dlsym, dlvsym, dlinfo (glibc)
+    ffi, libc = libdl.ffi, libdl.lib
 
 
 @dataclass(frozen=True)
@@ -169,11 +154,6 @@ class Prepared:
         self.images = []
 
 
-def _dlerror() -> str:
-    message = libc.dlerror()
-    return ffi.string(message).decode("utf-8", "replace") if message != ffi.NULL else "unknown error"
-
-
 def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
                 prepared: Prepared, copies: Optional[Dict[str, PluginImage]] = None) -> None:
     """Load each DT_NEEDED library, checking the bundled ones under `trust`.
@@ -192,7 +172,7 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
             target = copy.acquire()
         handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
-            raise LoadError(plugin, not_found(name, found, _dlerror()))
+            raise LoadError(plugin, not_found(name, found, libdl.error()))
         prepared.handles.append((name, handle))
 
 
@@ -265,15 +245,15 @@ def checked_copy(plugin: str, found: Found, trust: Any,
 # ---------------------------------------------------------------------------
 def unresolved(needs: Needs, prepared: Prepared) -> List[str]:
     """The plugin's symbols found neither in the global scope nor in its needed libraries."""
-    scopes = [RTLD_DEFAULT] + [handle for _, handle in prepared.handles]
+    scopes = [libdl.RTLD_DEFAULT] + [handle for _, handle in prepared.handles]
     missing = []
     for name, version in needs.symbols:
         encoded = name.encode()
         if version is None:
-            found = any(libc.dlsym(h, encoded) != ffi.NULL for h in scopes)
+            found = any(libc.dlsym(h, encoded) for h in scopes)
         else:
             v = version.encode()
-            found = any(libc.dlvsym(h, encoded, v) != ffi.NULL for h in scopes)
+            found = any(libc.dlvsym(h, encoded, v) for h in scopes)
         if not found:
             missing.append(f"{name}@{version}" if version else name)
     return missing
@@ -281,10 +261,7 @@ def unresolved(needs: Needs, prepared: Prepared) -> List[str]:
 
 def library_file(handle: Any) -> Optional[str]:
     """The file a loaded library came from (dlinfo's link map), or None."""
-    link = ffi.new("struct link_map **")
-    if libc.dlinfo(handle, RTLD_DI_LINKMAP, link) != 0 or link[0] == ffi.NULL:
-        return None
-    return os.fsdecode(ffi.string(link[0].l_name)) or None
+    return libdl.loaded_from(handle) or None
 
 
 @functools.lru_cache(maxsize=64)

@@ -33,9 +33,8 @@ from .lifetime import KeepsMappedWhileReferenced
 
 log = logging.getLogger("minildr")
 
-ffi = cffi.FFI()
-
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    ffi = cffi.FFI()
     ffi.cdef("""
         void *LoadLibraryExW(const wchar_t *name, void *reserved, unsigned long flags);
         void *GetProcAddress(void *module, const char *name);
@@ -72,28 +71,9 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     def _loaded_from(handle: Any) -> Optional[str]:
         return None
 else:
-    ffi.cdef("""
-        typedef struct { const char *dli_fname; void *dli_fbase;
-                         const char *dli_sname; void *dli_saddr; } Dl_info;
-        void *dlopen(const char *filename, int flags);
-        void *dlsym(void *handle, const char *symbol);
-        int dlclose(void *handle);
-        char *dlerror(void);
-        int dladdr(const void *addr, Dl_info *info);
-        struct link_map { uintptr_t l_addr; char *l_name; void *l_ld;
-                          struct link_map *l_next, *l_prev; };
-        int dlinfo(void *handle, int request, void *info);
-    """)
-    _RTLD_DI_LINKMAP = 2
-    _libdl = ffi.dlopen(None)           # libc has them since glibc 2.34; macOS always
-    try:
-        _libdl.dlopen
-    except AttributeError:              # pragma: no cover - older glibc
-        _libdl = ffi.dlopen("libdl.so.2")
-    # Bind each function now: cffi otherwise finds it with dlsym on first
-    # use, and that dlsym would clear the message dlerror() is about to give.
-    for _name in ("dlopen", "dlsym", "dlclose", "dlerror", "dladdr", "dlinfo"):
-        getattr(_libdl, _name)
+    from . import libdl             # POSIX: the one binding of dlopen & co.
+    ffi = libdl.ffi
+    _libdl = libdl.lib
 
     def _open(path: str) -> Any:
         # RTLD_NOW: resolve every undefined symbol now, so a plugin needing
@@ -101,7 +81,7 @@ else:
         # RTLD_LOCAL: its symbols do not leak into later libraries' lookups.
         return _libdl.dlopen(path.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
 
-    def _symbol(handle: Any, name: str) -> Any:
+    def _symbol(handle: Any, name: str) -> int:
         return _libdl.dlsym(handle, name.encode())
 
     def _close(handle: Any) -> None:
@@ -114,19 +94,13 @@ else:
         _libdl.dlclose(handle)
         return True
 
-    def _error() -> str:
-        message = _libdl.dlerror()
-        return ffi.string(message).decode("utf-8", "replace") if message else "unknown error"
+    _error = libdl.error
 
     def _loaded_from(handle: Any) -> Optional[str]:
         """The path the system loader loaded this handle's library from (its link map)."""
         if not sys.platform.startswith("linux"):
             return None                     # macOS has no dlinfo; nothing to compare
-        link_map = ffi.new("struct link_map **")
-        if _libdl.dlinfo(handle, _RTLD_DI_LINKMAP, link_map) != 0 or link_map[0] == ffi.NULL:
-            return None
-        name = link_map[0].l_name
-        return os.fsdecode(ffi.string(name)) if name != ffi.NULL else ""
+        return libdl.loaded_from(handle)
 
     def _defined_in(address: Any, path: str) -> bool:
         info = ffi.new("Dl_info *")
@@ -278,10 +252,10 @@ class SystemLibrary(KeepsMappedWhileReferenced):
             return None
         if not placed_in_library(self.image, name):
             return None
-        pointer = _symbol(self._handle, name)
-        if pointer == ffi.NULL or not _defined_in(pointer, self.load_path):
+        address = _symbol(self._handle, name)
+        if not address or not _defined_in(address, self.load_path):
             return None
-        return int(ffi.cast("uintptr_t", pointer))
+        return int(ffi.cast("uintptr_t", address))
 
     @property
     def _name(self) -> str:
