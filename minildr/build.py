@@ -264,18 +264,25 @@ def exports_wrapper(header: Path, os_name: str) -> str:
 #   elsewhere in the process (libc's getpid, another plugin loaded with
 #   RTLD_GLOBAL) cannot interpose on them. By default a default-visibility
 #   definition in a shared library can be preempted, because lookups search
-#   the global scope first (Drepper 1.5.4 "Lookup Scope", and 2.2.7 "Avoid
-#   Using Exported Symbols", which describes -Bsymbolic and its cost).
-#   Why -Bsymbolic rather than protected visibility:
-#   - the cost Drepper names for -Bsymbolic comes from an *executable* linked
-#     against the library (copy relocations of its variables, and its PLT
-#     address standing in for a function's address). Nothing links against a
-#     plugin: it is only ever dlopen'ed, so that cost cannot arise here;
+#   the global scope first (Drepper 1.5.4 "Lookup Scope"; DF_SYMBOLIC, what
+#   -Bsymbolic sets, is described at the end of 2.2.7 "Avoid Using Exported
+#   Symbols", which 1.5.4 points to).
+#   Why -Bsymbolic, although Drepper advises never to use DF_SYMBOLIC:
+#   - his reasons are that it applies to every interface at once, that the
+#     compiler is not told (calls still go through the PLT), and that the
+#     object comes first in its own lookup scope. For a plugin the first and
+#     the last are the point: every export, and nothing else, must bind to
+#     the plugin's own definition; the PLT indirection costs one jump;
+#   - the side effect 2.2.7 warns of for every such scheme, that code outside
+#     the object may find another definition and function pointers then
+#     compare unequal (ISO C), needs code that reaches the plugin's functions
+#     by name through the global scope: nothing links against a plugin, it is
+#     dlopen'ed RTLD_LOCAL and its functions are found with dlsym;
 #   - protected visibility would change how the exports header's declarations
-#     are compiled, and it is the mode whose treatment toolchains have changed
-#     over the years (references to protected data and the addresses of
-#     protected functions; Drepper 2.2.2 "Define Global Visibility" already
-#     notes that the dynamic linker still has to look protected symbols up);
+#     are compiled, and 2.2.3 "Define Per-Symbol Visibility" discourages it
+#     (references to protected symbols cost the dynamic linker more than a
+#     normal lookup, to keep function pointers comparable); toolchains have
+#     also changed their treatment of it over the years;
 #   - it is one linker flag, visible in the file (DF_SYMBOLIC, which
 #     minildr.native honours too), covering functions and variables alike.
 ELF_HARDENING = ("-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack", "-Wl,-Bsymbolic")

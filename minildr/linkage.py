@@ -2,10 +2,12 @@
 
 `dlopen` maps a library, then relocates it, and relocating runs code of the
 library: each IFUNC resolver is called to choose the function a relocation
-points at (glibc's elf/dl-reloc.c; Drepper, "How To Write Shared Libraries",
-1.5.2 "Symbol Relocations"), then its initialisers run (DT_INIT,
-DT_INIT_ARRAY). A symbol missing from the process is found missing only while
-relocating, so a plugin can have run its resolvers before dlopen refuses it.
+points at (glibc: elf/dl-reloc.c relocates, elf_machine_rela in each
+architecture's dl-machine.h calls the resolver), then its initialisers run
+(DT_INIT, DT_INIT_ARRAY; Drepper, "How To Write Shared Libraries", 1.5.6
+"Running the Constructors": once the relocations are performed). A symbol
+missing from the process is found missing only while relocating, so a
+plugin can have run its resolvers before dlopen refuses it.
 `prepare` does the lookup first, with minildr's own ELF reading, so that a
 plugin that cannot be linked is refused before dlopen ever sees it:
 
