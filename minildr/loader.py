@@ -120,10 +120,9 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
                     image.sha256 if image else "-", exc.reason)
         raise
     try:
-        if log.isEnabledFor(logging.INFO):         # printable() is not free: only if shown
-            how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
-            log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "
-                                     f"{manifest.name} {manifest.version}{how}"))
+        how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
+        log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "
+                                 f"{manifest.name} {manifest.version}{how}"))
     except BaseException:
         plugin.close()
         raise

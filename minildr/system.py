@@ -276,8 +276,9 @@ class SystemLibrary(KeepsMappedWhileReferenced):
             # when the last one closes should the library really be gone.
             # Whether it is matters only when the sealed copy is freed (its
             # fd number must stay ours while the library is resident): a
-            # cached image keeps its copy, so it is asked then, if ever.
-            if self.image.users == 1 and self.image.cached:
+            # cached image keeps its copy, so it is asked then, if ever. A
+            # NODELETE library (Go's) stays for certain: that is said now.
+            if self.image.users == 1 and self.image.cached and not marked_nodelete(self.image):
                 resident, ask_later = False, functools.partial(_still_loaded, self.load_path)
             else:
                 resident = self.image.users == 1 and _still_loaded(self.load_path)
