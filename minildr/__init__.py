@@ -25,6 +25,7 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
                     every undefined symbol and version resolved
     goruntime.py    one Go runtime per process
     plugin.py       Plugin and Symbol, over whichever loader mapped the bytes
+    libdl.py        dlopen, dlsym, dlvsym, dladdr, dlinfo: bound once (POSIX)
     system.py       the system loader (dlopen / LoadLibrary)
     native/         minildr's own ELF loader, one module per step (Linux)
     isolation/      a plugin in a worker process: protocol, marshal, process,

@@ -4,8 +4,10 @@ Loading a shared library runs its code before the host calls anything:
 while the loader relocates it, each IFUNC resolver (STT_GNU_IFUNC symbols,
 IRELATIVE relocations) is called to choose an implementation; then DT_INIT,
 then each DT_INIT_ARRAY entry in order (gABI "Initialization and
-Termination Functions"; Drepper, "How To Write Shared Libraries", 1.5.2 on
-IFUNC-style relocations at load). `code_run_at_load` lists them in that
+Termination Functions"; Drepper, "How To Write Shared Libraries", 1.5.6
+"Running the Constructors": relocation first, then initialisers; IFUNC is
+younger than that paper: in glibc, elf/dl-reloc.c relocates and each
+architecture's dl-machine.h, elf_machine_rela, calls the resolver). `code_run_at_load` lists them in that
 order with the names the file gives them, so `python -m minildr inspect`
 shows a reviewer what would run before deciding to load it.
 

@@ -27,22 +27,25 @@ and the manifest then records the target's platform, not this machine's.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import ctype
+from . import ctype, files
 from .atomic import write_atomically
 from .formats import elf, macho, pe
 from .contracts.contract import INCLUDE_DIR, Contract
-from .errors import BuildError, CompilerNotFound
+from .errors import BuildError, CompilerNotFound, PluginError
 from .host import HOST, SUFFIXES, Platform
 from .image import built_path
 from .progress import progress
@@ -92,13 +95,50 @@ def find_compiler(os_name: str = HOST.os, environ: Optional[Mapping[str, str]] =
         "Then set CC if it is not on your PATH."))
 
 
+_SIGCHLD = getattr(signal, "SIGCHLD", None)        # POSIX only
+_sigchld_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def children_reported() -> Iterator[None]:
+    """While a tool runs: its exit status can be read, even if the host ignores SIGCHLD.
+
+    A process that sets SIGCHLD to SIG_IGN has its children reaped by the
+    kernel as they exit (POSIX, wait(2): waitpid then fails with ECHILD),
+    and subprocess reports such a child as exit 0: a compiler that failed
+    would look like one that succeeded. So the default disposition is put
+    back for the run, and SIG_IGN restored after. Only the main thread may
+    change a disposition (Python's signal module); from another thread such
+    a build is refused, saying why.
+    """
+    if _SIGCHLD is None or signal.getsignal(_SIGCHLD) != signal.SIG_IGN:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise BuildError(None, (
+            "this process ignores SIGCHLD (signal.signal(SIGCHLD, SIG_IGN)), so the exit "
+            "status of the C compiler cannot be read, and only the main thread may change "
+            "that: build from the main thread, or restore signal.SIG_DFL for SIGCHLD"))
+    with _sigchld_lock:
+        signal.signal(_SIGCHLD, signal.SIG_DFL)
+        try:
+            yield
+        finally:
+            signal.signal(_SIGCHLD, signal.SIG_IGN)
+
+
+def run_tool(cmd: Sequence[str], **kwargs: Any) -> "subprocess.CompletedProcess[str]":
+    """Run the compiler (or its preprocessor), output captured as text: its real exit status."""
+    with children_reported():
+        return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
 @functools.lru_cache(maxsize=None)
 def _identify(path: str) -> Compiler:
     if Path(path).stem.lower() == "cl":
         return Compiler(path, "msvc", "MSVC cl")
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True,
-                             timeout=30).stdout
+        out = run_tool([path, "--version"], timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CompilerNotFound(None, f"the C compiler {path} does not run ({exc}); "
                                      "reinstall it or set CC to another compiler") from None
@@ -138,7 +178,7 @@ def read_exports(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
                  ) -> Tuple[List[ctype.Declaration], str]:
     """The declarations of the exports header, with canonical C types."""
     cmd = preprocess_command(compiler, header, include_dirs, cflags, forced_includes)
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = run_tool(cmd)
     if done.returncode != 0:
         raise BuildError(header, f"the exports header does not preprocess:\n{done.stderr.strip()}")
     try:
@@ -224,18 +264,25 @@ def exports_wrapper(header: Path, os_name: str) -> str:
 #   elsewhere in the process (libc's getpid, another plugin loaded with
 #   RTLD_GLOBAL) cannot interpose on them. By default a default-visibility
 #   definition in a shared library can be preempted, because lookups search
-#   the global scope first (Drepper 1.5.4 "Lookup Scope", and 2.2.7 "Avoid
-#   Using Exported Symbols", which describes -Bsymbolic and its cost).
-#   Why -Bsymbolic rather than protected visibility:
-#   - the cost Drepper names for -Bsymbolic comes from an *executable* linked
-#     against the library (copy relocations of its variables, and its PLT
-#     address standing in for a function's address). Nothing links against a
-#     plugin: it is only ever dlopen'ed, so that cost cannot arise here;
+#   the global scope first (Drepper 1.5.4 "Lookup Scope"; DF_SYMBOLIC, what
+#   -Bsymbolic sets, is described at the end of 2.2.7 "Avoid Using Exported
+#   Symbols", which 1.5.4 points to).
+#   Why -Bsymbolic, although Drepper advises never to use DF_SYMBOLIC:
+#   - his reasons are that it applies to every interface at once, that the
+#     compiler is not told (calls still go through the PLT), and that the
+#     object comes first in its own lookup scope. For a plugin the first and
+#     the last are the point: every export, and nothing else, must bind to
+#     the plugin's own definition; the PLT indirection costs one jump;
+#   - the side effect 2.2.7 warns of for every such scheme, that code outside
+#     the object may find another definition and function pointers then
+#     compare unequal (ISO C), needs code that reaches the plugin's functions
+#     by name through the global scope: nothing links against a plugin, it is
+#     dlopen'ed RTLD_LOCAL and its functions are found with dlsym;
 #   - protected visibility would change how the exports header's declarations
-#     are compiled, and it is the mode whose treatment toolchains have changed
-#     over the years (references to protected data and the addresses of
-#     protected functions; Drepper 2.2.2 "Define Global Visibility" already
-#     notes that the dynamic linker still has to look protected symbols up);
+#     are compiled, and 2.2.3 "Define Per-Symbol Visibility" discourages it
+#     (references to protected symbols cost the dynamic linker more than a
+#     normal lookup, to keep function pointers comparable); toolchains have
+#     also changed their treatment of it over the years;
 #   - it is one linker flag, visible in the file (DF_SYMBOLIC, which
 #     minildr.native honours too), covering functions and variables alike.
 ELF_HARDENING = ("-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack", "-Wl,-Bsymbolic")
@@ -243,12 +290,18 @@ ELF_HARDENING = ("-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack", "-Wl,-Bsymbolic")
 def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], out: Path, *,
                     forced_includes: Sequence[Path], include_dirs: Sequence[Path],
                     defines: Mapping[str, str], cflags: Sequence[str] = (),
-                    def_file: Optional[Path] = None) -> List[str]:
-    """The command that compiles and links the plugin on `os_name`."""
+                    def_file: Optional[Path] = None,
+                    quote_dirs: Sequence[Path] = ()) -> List[str]:
+    """The command that compiles and links the plugin on `os_name`.
+
+    `quote_dirs`: the sources' own folders, searched for "quoted" includes
+    (the sources compiled are copies: see source_copies).
+    """
     srcs = [str(s) for s in sources]
     if compiler.family == "msvc":
         return [compiler.path, *compiler.target_flags, "/nologo", "/LD", "/O2", "/W3",
                 *[f"/FI{f}" for f in forced_includes], *[f"/I{d}" for d in include_dirs],
+                *[f"/I{d}" for d in quote_dirs],
                 *[f"/D{k}={v}" for k, v in defines.items()], *cflags, *srcs,
                 # /Brepro: a hash of the contents where link.exe would put the
                 # time, so the same sources give the same DLL (and SHA-256).
@@ -271,6 +324,7 @@ def compile_command(compiler: Compiler, os_name: str, sources: Sequence[Path], o
     for f in forced_includes:
         cmd += ["-include", str(f)]
     cmd += [f"-I{d}" for d in include_dirs]
+    cmd += [arg for d in quote_dirs for arg in ("-iquote", str(d))]
     cmd += [f"-D{k}={v}" for k, v in defines.items()]
     cmd += [*cflags, *srcs]
     if os_name == "windows" and def_file is not None:
@@ -342,6 +396,10 @@ def _as_paths(sources: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
     return [Path(s) for s in sources]
 
 
+def _unique(paths: Iterable[Path]) -> List[Path]:
+    return list(dict.fromkeys(paths))
+
+
 def _find_header(exports: PathLike, sources: Sequence[Path]) -> Path:
     header = Path(exports)
     if not header.is_absolute() and not header.exists() and sources:
@@ -353,6 +411,45 @@ def _find_header(exports: PathLike, sources: Sequence[Path]) -> Path:
                                   "declares what the plugin exports (relative to the current "
                                   "directory or to the first source file)")
     return header
+
+
+_LINE_DIRECTIVE_SUFFIXES = {".c", ".h", ".cc", ".cpp", ".cxx", ".C", ".m", ".S"}
+
+
+def read_source(path: Path) -> bytes:
+    """A source or header, read as a file that may be hostile (files.py).
+
+    A regular file, at most files.MAX_SOURCE_BYTES, not changing while read:
+    a FIFO, a device or a kernel pseudo-file put in its place is refused by
+    name instead of stalling or feeding the compiler.
+    """
+    try:
+        data, _ = files.read_regular(path, files.MAX_SOURCE_BYTES)
+    except PluginError as exc:
+        raise BuildError(path, f"cannot be compiled: {exc.reason}") from None
+    return data
+
+
+def source_copies(sources: Sequence[Path], work: Path) -> List[Path]:
+    """Each source as read by `read_source`, written into the build folder: what the
+    compiler compiles is the bytes read, not whatever the name holds by then.
+
+    A `#line` directive keeps the source's own name in the compiler's messages
+    and in __FILE__; its folder is searched for "quoted" includes (-iquote,
+    see compile_command). Files the sources #include are read by the compiler.
+    """
+    copies = []
+    for index, src in enumerate(sources):
+        data = read_source(src)
+        folder = work / "sources" / str(index)      # two sources may share a name
+        folder.mkdir(parents=True)
+        copy = folder / src.name
+        if src.suffix in _LINE_DIRECTIVE_SUFFIXES:
+            shown = os.fsencode(str(src)).replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+            data = b'#line 1 "' + shown + b'"\n' + data
+        copy.write_bytes(data)
+        copies.append(copy)
+    return copies
 
 
 def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
@@ -387,9 +484,10 @@ def build_for(target: Platform, compiler: Optional[Compiler],
     if not srcs:
         raise BuildError(None, "no source files given")
     for src in srcs:
-        if not src.is_file():
+        if not src.exists():
             raise BuildError(src, "source file not found")
     header = _find_header(exports, srcs)
+    read_source(header)             # a regular, readable file (the preprocessor reads it)
     contracts = list(contracts)
     compiler = compiler or find_compiler(target.os)
     out_dir = Path(out_dir)
@@ -420,13 +518,13 @@ def build_for(target: Platform, compiler: Optional[Compiler],
 
         partial = work / installed.name
         cmd = compile_command(
-            compiler, target.os, [*srcs, work / "minildr_manifest.c"], partial,
-            forced_includes=[*contract_headers, work / "minildr_exports.h"],
-            include_dirs=include_dirs,
+            compiler, target.os, [*source_copies(srcs, work), work / "minildr_manifest.c"],
+            partial, forced_includes=[*contract_headers, work / "minildr_exports.h"],
+            include_dirs=include_dirs, quote_dirs=_unique(s.resolve().parent for s in srcs),
             defines={"MINILDR_PLUGIN_NAME": f'"{name}"', "MINILDR_PLUGIN_VERSION": f'"{version}"'},
             cflags=cflags, def_file=def_file)
         log.debug("build %s: %s", name, " ".join(cmd))
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = run_tool(cmd)
         output = (done.stdout + done.stderr).replace(f"{work}{os.sep}", "")
         if done.returncode != 0:
             raise BuildError(srcs[0] if len(srcs) == 1 else name,

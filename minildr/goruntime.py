@@ -14,15 +14,19 @@ hands back the same library, whose runtime is running); any other Go
 library is refused with LoadError, suggesting isolate=True, which runs it
 in a worker process with a runtime of its own.
 
-A Go library is recognised from its file: the Go build ID note (owner "Go",
-type 4, in a PT_NOTE segment: .note.go.buildid) that Go's linker writes into
-every ELF binary it links (cmd/link; `go tool buildid` reads it).
+A Go library is recognised from its file, by either of two marks Go's
+linker (cmd/link) writes into every ELF binary it links: the Go build ID
+note (owner "Go", type 4, in a PT_NOTE segment: .note.go.buildid; `go tool
+buildid` reads it), or, where that note was stripped, the build information
+blob (.go.buildinfo: a 16-byte-aligned header starting "\\xff Go buildinf:",
+what `go version FILE` and debug/buildinfo look for) in a loadable segment.
+Section headers are not needed for either, so a library stripped of them
+is still recognised.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
-import weakref
 from typing import Iterator, Optional
 
 from .errors import LoadError
@@ -30,27 +34,38 @@ from .formats import elf
 from .image import PluginImage
 
 NT_GO_BUILDID = 4
+BUILDINFO_MAGIC = b"\xff Go buildinf:"     # debug/buildinfo's buildInfoMagic
+BUILDINFO_ALIGN = 16                         # and its buildInfoAlign
 GO_ISSUE = "https://github.com/golang/go/issues/18976"
 
 _lock = threading.Lock()
 _loaded: Optional[PluginImage] = None       # the Go library whose runtime runs here
 
 
-_known: "weakref.WeakKeyDictionary[PluginImage, bool]" = weakref.WeakKeyDictionary()
-
-
 def is_go_library(image: PluginImage) -> bool:
-    """Whether the file is a Go binary: the build ID note Go's linker writes (PT_NOTE).
+    """Whether the file is a Go binary: its Go build ID note, or its Go build information.
 
     Answered once per image: a repeated open of an unchanged file asks again.
     """
-    known = _known.get(image)
-    if known is None:
-        known = image.data[:4] == elf.ELFMAG and any(
-            n.name == "Go" and n.type == NT_GO_BUILDID
-            for n in elf.ElfFile(image.data, image.path).notes())
-        _known[image] = known
-    return known
+    return image.fact("go", lambda: image.data[:4] == elf.ELFMAG
+                      and (has_go_build_id(image) or has_go_buildinfo(image)))
+
+
+def has_go_build_id(image: PluginImage) -> bool:
+    return any(n.name == "Go" and n.type == NT_GO_BUILDID for n in image.elf_file().notes())
+
+
+def has_go_buildinfo(image: PluginImage) -> bool:
+    """The build information header, aligned as Go's linker places it, in a loadable segment."""
+    data = image.data
+    for ph in image.elf_file().segments(elf.PT_LOAD):
+        start, end = ph.p_offset, min(ph.p_offset + ph.p_filesz, len(data))
+        at = data.find(BUILDINFO_MAGIC, start, end)
+        while at != -1:
+            if (ph.p_vaddr + at - ph.p_offset) % BUILDINFO_ALIGN == 0:
+                return True
+            at = data.find(BUILDINFO_MAGIC, at + 1, end)
+    return False
 
 
 @contextlib.contextmanager

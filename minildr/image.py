@@ -44,9 +44,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from . import files
+from .formats import elf
 from .errors import FileChanged, NotAPlugin
 from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, is_binary,
                        manifest_from_payload)
@@ -62,6 +63,8 @@ _identity = files.identity
 
 
 _same_contents_key = files.contents_key     # device, inode, size, mtime: not the ctime
+
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -79,6 +82,8 @@ class PluginImage:
     _resident: bool = False    # the system loader would not unload it: keep its name unique
     _examined: Optional[Tuple[BinaryInfo, Optional[bytes]]] = field(default=None, repr=False)
     _manifest: Optional[Manifest] = field(default=None, repr=False)
+    _facts: Dict[str, Any] = field(default_factory=dict, repr=False)
+    _still_loaded: Optional[Callable[[], bool]] = field(default=None, repr=False)
 
     # -- the checks' view: parsed once per image ----------------------
     def examine(self) -> Tuple[BinaryInfo, Optional[bytes]]:
@@ -90,6 +95,29 @@ class PluginImage:
         if self._manifest is None:
             self._manifest = manifest_from_payload(*self.examine(), self.path)
         return self._manifest
+
+    def fact(self, name: str, compute: Callable[[], T]) -> T:
+        """What `compute` says of these bytes, computed once per image.
+
+        The loaders ask the same questions of every open (its SONAME, is it
+        NODELETE, what it needs, is it Go): the bytes never change, so a
+        repeated open of an unchanged file answers from here, and a first
+        open parses the file once for all of them (`dynamic_section`).
+        Two threads may compute a fact at once; both get the same answer.
+        """
+        try:
+            return self._facts[name]
+        except KeyError:
+            value = self._facts[name] = compute()
+            return value
+
+    def elf_file(self) -> "elf.ElfFile":
+        """The image read as ELF, once (PluginError if it is not one, or damaged)."""
+        return self.fact("elf", lambda: elf.ElfFile(self.data, self.path))
+
+    def dynamic_section(self) -> "elf.DynamicSection":
+        """The ELF image's dynamic section, read once (PluginError if damaged)."""
+        return self.fact("dynamic", lambda: elf.DynamicSection(self.elf_file()))
 
     # -- the loader's view ----------------------------------------------
     @property
@@ -116,11 +144,24 @@ class PluginImage:
         """
         return self._fd
 
-    def release(self, *, resident: bool = False) -> None:
-        """One loaded library from this image was unloaded (or stayed resident)."""
+    @property
+    def cached(self) -> bool:
+        """Whether the cache holds this image (its sealed copy then outlives its users)."""
+        return self._cached
+
+    def release(self, *, resident: bool = False,
+                still_loaded: Optional[Callable[[], bool]] = None) -> None:
+        """One loaded library from this image was unloaded (or stayed resident).
+
+        `still_loaded`, if given, asks the system loader whether it kept the
+        library after all; it is asked only when the sealed copy is about to
+        be freed (often never: a cached image keeps its copy), which spares
+        a repeated open of an unchanged file that question.
+        """
         with _lock:
             self._users -= 1
             self._resident = self._resident or resident
+            self._still_loaded = still_loaded if self._users == 0 else None
             if self._users == 0 and not self._cached:
                 self._discard()
 
@@ -133,6 +174,14 @@ class PluginImage:
         """
         if self._resident:
             return
+        check, self._still_loaded = self._still_loaded, None
+        if check is not None:
+            self._resident = True          # if interrupted part way, assume it is
+            self._resident = check()
+            if self._resident:
+                log.info("%s: the system loader keeps it loaded (another handle, or it "
+                         "cannot be unloaded); its sealed copy stays", self.path)
+                return
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

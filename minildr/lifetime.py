@@ -7,6 +7,17 @@ before it drops the last reference to a library object. So both loaders
 otherwise when the last function or pointer handed out is dropped. Garbage
 collection never pulls code from under a caller, and closing stays explicit.
 
+"Handed out" includes what a function returns, when that is a pointer:
+`const char *name(void)` may return a string in the library's own read-only
+data, and reading it after the library was unmapped would crash the host.
+So a function returning a pointer is handed out wrapped (`results_keep_mapped`):
+each non-NULL pointer it returns is tracked by a weak reference, and the
+library stays mapped while any of them is alive. That costs a little per
+call (a weak reference, a set insertion, and the wrapper's own Python call);
+a function returning a number, or nothing, is handed out exactly as cffi
+made it, and a call costs what a raw cffi call costs. Copies of a pointer
+that leave Python (stored by C code, or `int(pointer)`) are not tracked.
+
 What cannot be made safe in-process, and what close() does about it:
 
 - a thread the plugin started that still runs its code: unmapping that code
@@ -32,20 +43,33 @@ import threading
 import time
 import warnings
 import weakref
-from typing import FrozenSet
+from typing import Any, Callable, FrozenSet, Set
 
 from .console import printable
 
 log = logging.getLogger("minildr")
 
 _TASKS = "/proc/self/task"
+_DUMMY = getattr(threading, "_DummyThread", ())     # threading's entry for a foreign thread
 
 
 def native_threads() -> FrozenSet[int]:
-    """The thread ids of this process (Linux); an empty set where the system does not say."""
+    """The thread ids of this process (Linux); an empty set where the system does not say.
+
+    Usually every thread is one Python started (or knows of): then the
+    kernel's count of them, a stat of /proc/self/task (its link count is 2
+    plus the number of threads: fs/proc/base.c, proc_task_getattr), matches
+    threading's list, and the folder need not be listed. Not when a thread
+    started elsewhere ever called into Python: its entry (a _DummyThread)
+    may outlive it, and the counts could then match by chance.
+    """
     if not sys.platform.startswith("linux"):
         return frozenset()
+    python = threading.enumerate()
     try:
+        if (os.stat(_TASKS).st_nlink - 2 == len(python)
+                and not any(isinstance(t, _DUMMY) or t.native_id is None for t in python)):
+            return frozenset(t.native_id for t in python)  # type: ignore[misc]
         return frozenset(int(tid) for tid in os.listdir(_TASKS))
     except OSError:
         return frozenset()
@@ -91,6 +115,12 @@ class KeepsMappedWhileReferenced:
         return self.__dict__.setdefault("_lifetime_lock", threading.RLock())
 
     @property
+    def _results(self) -> Set["weakref.ref[Any]"]:
+        # Weak references to the pointers that wrapped functions returned and
+        # that are still alive. set.add/discard are atomic: no lock per call.
+        return self.__dict__.setdefault("_live_results", set())
+
+    @property
     def unloaded(self) -> bool:
         raise NotImplementedError
 
@@ -107,11 +137,38 @@ class KeepsMappedWhileReferenced:
             self._live += 1
             weakref.finalize(obj, self._release_one).atexit = False
 
+    def results_keep_mapped(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """`function` (returning a pointer), wrapped: each pointer it returns keeps the library
+        mapped while that pointer is alive. `.cdata` is the unwrapped cffi function (to
+        pass to C code)."""
+        results, track = self._results, weakref.ref
+
+        def dropped(ref: "weakref.ref[Any]") -> None:
+            results.discard(ref)
+            if not results and self._closing:
+                with self._guard:
+                    self._unload_if_unreferenced()
+
+        def call(*args: Any) -> Any:
+            result = function(*args)
+            if result:                     # NULL points nowhere: nothing to keep
+                # The wrapper is alive during the call and keeps the library
+                # mapped; the result is tracked before the wrapper can go.
+                results.add(track(result, dropped))
+            return result
+
+        call.cdata = function              # type: ignore[attr-defined]
+        return call
+
     def _release_one(self) -> None:
         with self._guard:
             self._live -= 1
-            if self._closing and self._live == 0:
-                self._unload_unless_running()
+            self._unload_if_unreferenced()
+
+    def _unload_if_unreferenced(self) -> None:
+        """Under the guard: unload if closing and nothing handed out is alive."""
+        if self._closing and self._live == 0 and not self._results and not self.unloaded:
+            self._unload_unless_running()
 
     def close(self) -> None:
         """Unload now, or once no function or pointer from the library is held."""
@@ -119,10 +176,11 @@ class KeepsMappedWhileReferenced:
             if self.unloaded or self._closing:
                 return
             self._closing = True
-            if self._live:
+            held = self._live + len(self._results)
+            if held:
                 log.info("close %s: still mapped while %d function(s) or pointer(s) from it "
                          "are referenced; it unloads when they are dropped",
-                         printable(self._name), self._live)
+                         printable(self._name), held)
                 return
             self._unload_unless_running()
 

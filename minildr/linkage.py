@@ -2,10 +2,12 @@
 
 `dlopen` maps a library, then relocates it, and relocating runs code of the
 library: each IFUNC resolver is called to choose the function a relocation
-points at (glibc's elf/dl-reloc.c; Drepper, "How To Write Shared Libraries",
-1.5.2 "Symbol Relocations"), then its initialisers run (DT_INIT,
-DT_INIT_ARRAY). A symbol missing from the process is found missing only while
-relocating, so a plugin can have run its resolvers before dlopen refuses it.
+points at (glibc: elf/dl-reloc.c relocates, elf_machine_rela in each
+architecture's dl-machine.h calls the resolver), then its initialisers run
+(DT_INIT, DT_INIT_ARRAY; Drepper, "How To Write Shared Libraries", 1.5.6
+"Running the Constructors": once the relocations are performed). A symbol
+missing from the process is found missing only while relocating, so a
+plugin can have run its resolvers before dlopen refuses it.
 `prepare` does the lookup first, with minildr's own ELF reading, so that a
 plugin that cannot be linked is refused before dlopen ever sees it:
 
@@ -51,23 +53,8 @@ log = logging.getLogger("minildr")
 
 ENABLED = sys.platform.startswith("linux")
 if ENABLED:
-    import cffi
-
-    ffi = cffi.FFI()
-    ffi.cdef("""
-        void *dlopen(const char *filename, int flags);
-        void *dlsym(void *handle, const char *symbol);
-        void *dlvsym(void *handle, const char *symbol, const char *version);
-        int dlclose(void *handle);
-        char *dlerror(void);
-        struct link_map { uintptr_t l_addr; char *l_name; void *l_ld; void *l_next; void *l_prev; };
-        int dlinfo(void *handle, int request, void *info);
-    """)
-    libc = ffi.dlopen(None)
-    for _name in ("dlopen", "dlsym", "dlvsym", "dlclose", "dlerror", "dlinfo"):
-        getattr(libc, _name)             # bound now: a first-use dlsym would clear dlerror()
-    RTLD_DEFAULT = ffi.NULL
-    RTLD_DI_LINKMAP = 2
+    from . import libdl             # Linux: dlsym, dlvsym, dlinfo (glibc)
+    ffi, libc = libdl.ffi, libdl.lib
 
 
 @dataclass(frozen=True)
@@ -83,8 +70,16 @@ class Needs:
 
 def needs_of(data: bytes, path: str) -> Needs:
     """Read what the file at `path` (held in `data`) needs; runs and maps nothing."""
-    f = elf.ElfFile(data, path)
-    dyn = elf.DynamicSection(f)
+    return needs_in(elf.DynamicSection(elf.ElfFile(data, path)))
+
+
+def image_needs(image: PluginImage) -> Needs:
+    """What a checked image needs, read once per image (its dynamic section is shared)."""
+    return image.fact("needs", lambda: needs_in(image.dynamic_section()))
+
+
+def needs_in(dyn: elf.DynamicSection) -> Needs:
+    """What the file of this dynamic section asks of the process."""
     symbols = dyn.symbols()
     versym = dyn.versym(len(symbols))
     versions = dyn.versions_needed()
@@ -161,23 +156,52 @@ class Prepared:
         self.images = []
 
 
-def _dlerror() -> str:
-    message = libc.dlerror()
-    return ffi.string(message).decode("utf-8", "replace") if message != ffi.NULL else "unknown error"
-
-
 def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
-                prepared: Prepared) -> None:
-    """Load each DT_NEEDED library, checking the bundled ones under `trust`."""
+                prepared: Prepared, copies: Optional[Dict[str, PluginImage]] = None) -> None:
+    """Load each DT_NEEDED library, checking the bundled ones under `trust`.
+
+    `copies` are bundled libraries already read and checked (by the host
+    of an isolated worker, `bundled_copies`): loaded from those bytes.
+    """
     for name in needs.needed:
         found = find_library(name, needs, origin)
         target = found.path or name
-        if found.bundled and trust is not None:
-            target = _verified_copy(plugin, found, trust, prepared)
+        copy = (copies or {}).get(name) if found.bundled else None
+        if copy is None and found.bundled and trust is not None:
+            copy = checked_copy(plugin, found, trust)
+        if copy is not None:
+            prepared.images.append(copy)
+            target = copy.acquire()
         handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
-            raise LoadError(plugin, not_found(name, found, _dlerror()))
+            raise LoadError(plugin, not_found(name, found, libdl.error()))
         prepared.handles.append((name, handle))
+
+
+def origin_of(image: PluginImage) -> str:
+    """What $ORIGIN means for a plugin: the folder its file is in (not its sealed copy's)."""
+    return os.path.dirname(os.path.abspath(image.path))
+
+
+def bundled_copies(image: PluginImage, trust: Any = None) -> Dict[str, PluginImage]:
+    """The libraries that ship with the plugin (found through $ORIGIN), read and checked here.
+
+    An isolated worker is handed these as sealed copies, as it is the plugin:
+    it loads the bytes this process checked (under `trust`: verified like the
+    plugin), and a sandboxed worker, which cannot read the plugin's folder,
+    needs no access to it. Without `trust`, a library whose SONAME is not
+    its DT_NEEDED name is left out: the worker then loads it by path.
+    """
+    if not ENABLED or image.data[:4] != elf.ELFMAG:
+        return {}
+    needs, origin, copies = image_needs(image), origin_of(image), {}
+    for name in needs.needed:
+        found = find_library(name, needs, origin)
+        if found.bundled:
+            copy = checked_copy(image.path, found, trust, required=trust is not None)
+            if copy is not None:
+                copies[name] = copy
+    return copies
 
 
 def not_found(name: str, found: Found, message: str) -> str:
@@ -202,25 +226,30 @@ def as_given(plugin: str, path: str) -> str:
     return path if os.path.isabs(plugin) else os.path.relpath(path)
 
 
-def _verified_copy(plugin: str, found: Found, trust: Any, prepared: Prepared) -> str:
-    """A bundled library, checked like the plugin and loaded from the checked bytes."""
+def checked_copy(plugin: str, found: Found, trust: Any,
+                 required: bool = True) -> Optional[PluginImage]:
+    """A bundled library, read once (files.py), checked like the plugin under `trust`, to
+    be loaded from those bytes: its SONAME must then be the plugin's DT_NEEDED name (the
+    name the system loader matches). None if it is not and `required` is False."""
     image = read_image(found.path)
-    verdict = as_store(trust).verdict(image)
     shown = as_given(plugin, found.path)
-    if not verdict.trusted:
-        error = UntrustedPlugin(plugin, (
-            f"refused before loading: it needs {found.name}, which ships with it "
-            f"({shown}), and that library is not trusted: {verdict.explanation}"))
-        error.verdict = verdict      # type: ignore[attr-defined]
-        raise error
-    soname = needs_of(image.data, found.path).soname
+    if trust is not None:
+        verdict = as_store(trust).verdict(image)
+        if not verdict.trusted:
+            error = UntrustedPlugin(plugin, (
+                f"refused before loading: it needs {found.name}, which ships with it "
+                f"({shown}), and that library is not trusted: {verdict.explanation}"))
+            error.verdict = verdict      # type: ignore[attr-defined]
+            raise error
+    soname = image_needs(image).soname
     if soname != found.name:
+        if not required:
+            return None
         raise LoadError(plugin, (
             f"needs {found.name}, which ships with it ({shown}); to load it from its "
             f"checked copy its SONAME must be {found.name!r}, but it is "
             f"{soname!r}: link it with -Wl,-soname,{found.name}"))
-    prepared.images.append(image)
-    return image.acquire()
+    return image
 
 
 # ---------------------------------------------------------------------------
@@ -228,15 +257,15 @@ def _verified_copy(plugin: str, found: Found, trust: Any, prepared: Prepared) ->
 # ---------------------------------------------------------------------------
 def unresolved(needs: Needs, prepared: Prepared) -> List[str]:
     """The plugin's symbols found neither in the global scope nor in its needed libraries."""
-    scopes = [RTLD_DEFAULT] + [handle for _, handle in prepared.handles]
+    scopes = [libdl.RTLD_DEFAULT] + [handle for _, handle in prepared.handles]
     missing = []
     for name, version in needs.symbols:
         encoded = name.encode()
         if version is None:
-            found = any(libc.dlsym(h, encoded) != ffi.NULL for h in scopes)
+            found = any(libc.dlsym(h, encoded) for h in scopes)
         else:
             v = version.encode()
-            found = any(libc.dlvsym(h, encoded, v) != ffi.NULL for h in scopes)
+            found = any(libc.dlvsym(h, encoded, v) for h in scopes)
         if not found:
             missing.append(f"{name}@{version}" if version else name)
     return missing
@@ -244,10 +273,7 @@ def unresolved(needs: Needs, prepared: Prepared) -> List[str]:
 
 def library_file(handle: Any) -> Optional[str]:
     """The file a loaded library came from (dlinfo's link map), or None."""
-    link = ffi.new("struct link_map **")
-    if libc.dlinfo(handle, RTLD_DI_LINKMAP, link) != 0 or link[0] == ffi.NULL:
-        return None
-    return os.fsdecode(ffi.string(link[0].l_name)) or None
+    return libdl.loaded_from(handle) or None
 
 
 @functools.lru_cache(maxsize=64)
@@ -293,29 +319,29 @@ def version_miss(needs: Needs, versions: List[str]) -> str:
             "or in an older one's container), or install a newer release here")
 
 
-# Per image (a repeated open of an unchanged file reuses its image): what it
-# needs, and the needed libraries (handles) every symbol was last found with.
-_needs: "weakref.WeakKeyDictionary[PluginImage, Needs]" = weakref.WeakKeyDictionary()
+# Per image (a repeated open of an unchanged file reuses its image): the
+# needed libraries (handles) every symbol was last found with.
 _resolved: "weakref.WeakKeyDictionary[PluginImage, Tuple[int, ...]]" = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
-def prepare(image: PluginImage, trust: Any = None) -> Iterator[Prepared]:
+def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
+            copies: Optional[Dict[str, PluginImage]] = None) -> Iterator[Prepared]:
     """Load what the plugin needs and resolve every symbol it uses, before it is loaded.
 
     Yields while the needed libraries are held loaded (load the plugin in
     the `with` block); LoadError before that if anything is missing.
+    `origin` and `copies` are given by an isolated worker: the plugin's
+    folder as its host saw it, and the bundled libraries its host checked.
     """
     prepared = Prepared()
     if not ENABLED or image.data[:4] != elf.ELFMAG:
         yield prepared
         return
-    needs = _needs.get(image)
-    if needs is None:
-        needs = _needs[image] = needs_of(image.data, image.path)
-    origin = os.path.dirname(os.path.abspath(image.path))
+    needs = image_needs(image)
+    origin = origin if origin is not None else origin_of(image)
     try:
-        load_needed(image.path, needs, origin, trust, prepared)
+        load_needed(image.path, needs, origin, trust, prepared, copies)
         scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
         if _resolved.get(image) == scope:
             yield prepared               # resolved before against these very libraries

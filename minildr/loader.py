@@ -22,7 +22,7 @@ from .image import PluginImage
 from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
 from .lifetime import native_threads
-from .linkage import prepare
+from .linkage import bundled_copies, prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
 
@@ -111,7 +111,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         check_trust(image, trust, expect)
         if isolate:
             plugin: Plugin = open_isolated(image, manifest, contracts, isolate, env,
-                                           sandbox or False)
+                                           sandbox or False, bundled_copies(image, trust))
         else:
             with one_runtime(image) as image:        # one Go runtime per process
                 plugin = load_in_process(image, manifest, loader, trust)

@@ -33,6 +33,7 @@ class Library(Protocol):
     """What a Plugin needs of a loaded library, whichever loader loaded it."""
     def address(self, name: str) -> Optional[int]: ...
     def keep_mapped_while(self, obj: object) -> None: ...
+    def results_keep_mapped(self, function: Any) -> Any: ...
     def close(self) -> None: ...
 
 
@@ -48,33 +49,6 @@ def ffi_for_types(types: str) -> cffi.FFI:
     if types:
         ctype.cffi_cdef(ffi, types)
     return ffi
-
-
-class ReturnsPointer:
-    """A plugin function whose result is a pointer: each result keeps the library mapped.
-
-    `const char *greet(void)` returns a pointer into the plugin's own memory
-    (its read-only data). Read after `close()` unmapped that memory, it
-    would crash the host; so every pointer such a function returns holds
-    the library mapped, as a function handed out by `lookup` does, until it
-    is dropped. Call it like the function; `cdata` is the raw cffi function
-    pointer (to pass to C code, which minildr cannot follow).
-    """
-
-    __slots__ = ("cdata", "_library", "__weakref__")
-
-    def __init__(self, cdata: Any, library: "Library") -> None:
-        self.cdata = cdata
-        self._library = library
-
-    def __call__(self, *args: Any) -> Any:
-        result = self.cdata(*args)
-        if result:                         # NULL points nowhere: nothing to keep
-            self._library.keep_mapped_while(result)
-        return result
-
-    def __repr__(self) -> str:
-        return repr(self.cdata)          # what a notebook shows is the function it wraps
 
 
 @dataclass(frozen=True)
@@ -184,7 +158,11 @@ class Plugin:
                                              f"used: {exc}; rebuild the plugin") from None
         pointer = ffi.cast(pointer_type, address)
         if pointer_type.kind == "function" and pointer_type.result.kind == "pointer":
-            pointer = ReturnsPointer(pointer, library)
+            # Its results may point into the library (a const char * in its
+            # read-only data): each keeps it mapped while alive (lifetime.py).
+            # Any other function is handed out as cffi made it: no wrapper,
+            # so a call costs what a raw cffi call costs.
+            pointer = library.results_keep_mapped(pointer)
         library.keep_mapped_while(pointer)
         return pointer
 

@@ -17,6 +17,7 @@ FreeLibrary.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -32,9 +33,8 @@ from .lifetime import KeepsMappedWhileReferenced
 
 log = logging.getLogger("minildr")
 
-ffi = cffi.FFI()
-
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    ffi = cffi.FFI()
     ffi.cdef("""
         void *LoadLibraryExW(const wchar_t *name, void *reserved, unsigned long flags);
         void *GetProcAddress(void *module, const char *name);
@@ -71,28 +71,9 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     def _loaded_from(handle: Any) -> Optional[str]:
         return None
 else:
-    ffi.cdef("""
-        typedef struct { const char *dli_fname; void *dli_fbase;
-                         const char *dli_sname; void *dli_saddr; } Dl_info;
-        void *dlopen(const char *filename, int flags);
-        void *dlsym(void *handle, const char *symbol);
-        int dlclose(void *handle);
-        char *dlerror(void);
-        int dladdr(const void *addr, Dl_info *info);
-        struct link_map { uintptr_t l_addr; char *l_name; void *l_ld;
-                          struct link_map *l_next, *l_prev; };
-        int dlinfo(void *handle, int request, void *info);
-    """)
-    _RTLD_DI_LINKMAP = 2
-    _libdl = ffi.dlopen(None)           # libc has them since glibc 2.34; macOS always
-    try:
-        _libdl.dlopen
-    except AttributeError:              # pragma: no cover - older glibc
-        _libdl = ffi.dlopen("libdl.so.2")
-    # Bind each function now: cffi otherwise finds it with dlsym on first
-    # use, and that dlsym would clear the message dlerror() is about to give.
-    for _name in ("dlopen", "dlsym", "dlclose", "dlerror", "dladdr", "dlinfo"):
-        getattr(_libdl, _name)
+    from . import libdl             # POSIX: the one binding of dlopen & co.
+    ffi = libdl.ffi
+    _libdl = libdl.lib
 
     def _open(path: str) -> Any:
         # RTLD_NOW: resolve every undefined symbol now, so a plugin needing
@@ -100,7 +81,7 @@ else:
         # RTLD_LOCAL: its symbols do not leak into later libraries' lookups.
         return _libdl.dlopen(path.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
 
-    def _symbol(handle: Any, name: str) -> Any:
+    def _symbol(handle: Any, name: str) -> int:
         return _libdl.dlsym(handle, name.encode())
 
     def _close(handle: Any) -> None:
@@ -113,19 +94,13 @@ else:
         _libdl.dlclose(handle)
         return True
 
-    def _error() -> str:
-        message = _libdl.dlerror()
-        return ffi.string(message).decode("utf-8", "replace") if message else "unknown error"
+    _error = libdl.error
 
     def _loaded_from(handle: Any) -> Optional[str]:
         """The path the system loader loaded this handle's library from (its link map)."""
         if not sys.platform.startswith("linux"):
             return None                     # macOS has no dlinfo; nothing to compare
-        link_map = ffi.new("struct link_map **")
-        if _libdl.dlinfo(handle, _RTLD_DI_LINKMAP, link_map) != 0 or link_map[0] == ffi.NULL:
-            return None
-        name = link_map[0].l_name
-        return os.fsdecode(ffi.string(name)) if name != ffi.NULL else ""
+        return libdl.loaded_from(handle)
 
     def _defined_in(address: Any, path: str) -> bool:
         info = ffi.new("Dl_info *")
@@ -150,11 +125,15 @@ def same_library(reported: str, loaded: str) -> bool:
 
 
 def soname(image: PluginImage) -> Optional[str]:
-    """The DT_SONAME an ELF image declares, if any (read from its checked bytes)."""
+    """The DT_SONAME an ELF image declares, if any (read from its checked bytes, once)."""
+    return image.fact("soname", lambda: _soname(image))
+
+
+def _soname(image: PluginImage) -> Optional[str]:
     if image.data[:4] != elf.ELFMAG:
         return None
     try:
-        dynamic = elf.DynamicSection(elf.ElfFile(image.data, image.path))
+        dynamic = image.dynamic_section()
     except PluginError:
         return None                         # the system loader will say what is wrong
     if not dynamic.has(elf.DT_SONAME):
@@ -167,10 +146,14 @@ DF_1_NODELETE = 0x8                     # in DT_FLAGS_1 (gABI: "Dynamic Section"
 
 def marked_nodelete(image: PluginImage) -> bool:
     """Whether the ELF image asks never to be unloaded (DF_1_NODELETE: Go's runtime does)."""
+    return image.fact("nodelete", lambda: _marked_nodelete(image))
+
+
+def _marked_nodelete(image: PluginImage) -> bool:
     if image.data[:4] != elf.ELFMAG:
         return False
     try:
-        dynamic = elf.DynamicSection(elf.ElfFile(image.data, image.path))
+        dynamic = image.dynamic_section()
     except PluginError:
         return False
     return bool(dynamic.get(elf.DT_FLAGS_1) & DF_1_NODELETE)
@@ -195,13 +178,16 @@ def placed_in_library(image: PluginImage, name: str) -> bool:
     damaged file either can lie outside the library or, for code, outside its
     executable segments; asking dlsym would then crash the host. So the
     symbol is checked on the checked bytes first (ELF only: the others'
-    loaders read their own export tables).
+    loaders read their own export tables). Answered once per image and name.
     """
+    return image.fact(f"placed:{name}", lambda: _placed_in_library(image, name))
+
+
+def _placed_in_library(image: PluginImage, name: str) -> bool:
     if image.data[:4] != elf.ELFMAG:
         return True
     try:
-        f = elf.ElfFile(image.data, image.path)
-        dynamic = elf.DynamicSection(f)
+        f, dynamic = image.elf_file(), image.dynamic_section()
         gnu, sysv = dynamic.gnu_hash(), dynamic.sysv_hash()
         count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain) if sysv else 0
         symbols = dynamic.table(elf.Elf64_Sym, elf.DT_SYMTAB, count * elf.sizeof(elf.Elf64_Sym),
@@ -231,7 +217,6 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         check_soname(image)
         self.image = image
         self._handle: Optional[Any] = None
-        self._placed: dict = {}
         self.load_path = image.acquire()
         handle = ffi.NULL
         try:
@@ -265,14 +250,12 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         """Where `name` is in memory, if this library (not a dependency) defines it."""
         if self._handle is None:
             return None
-        if name not in self._placed:
-            self._placed[name] = placed_in_library(self.image, name)
-        if not self._placed[name]:
+        if not placed_in_library(self.image, name):
             return None
-        pointer = _symbol(self._handle, name)
-        if pointer == ffi.NULL or not _defined_in(pointer, self.load_path):
+        address = _symbol(self._handle, name)
+        if not address or not _defined_in(address, self.load_path):
             return None
-        return int(ffi.cast("uintptr_t", pointer))
+        return int(ffi.cast("uintptr_t", address))
 
     @property
     def _name(self) -> str:
@@ -286,17 +269,24 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         handle, self._handle = self._handle, None
         if handle is None:
             return
-        resident = True             # if interrupted part way, assume it is still mapped
+        resident, ask_later = True, None    # if interrupted part way, assume it is mapped
         try:
             _close(handle)
             # Other plugins opened from the same image share the handle; only
             # when the last one closes should the library really be gone.
-            resident = self.image.users == 1 and _still_loaded(self.load_path)
+            # Whether it is matters only when the sealed copy is freed (its
+            # fd number must stay ours while the library is resident): a
+            # cached image keeps its copy, so it is asked then, if ever. A
+            # NODELETE library (Go's) stays for certain: that is said now.
+            if self.image.users == 1 and self.image.cached and not marked_nodelete(self.image):
+                resident, ask_later = False, functools.partial(_still_loaded, self.load_path)
+            else:
+                resident = self.image.users == 1 and _still_loaded(self.load_path)
             if resident:
                 log.info("close %s: the system loader keeps it loaded (another handle, or "
                          "it cannot be unloaded)", printable(self.image.path))
         finally:
-            self.image.release(resident=resident)
+            self.image.release(resident=resident, still_loaded=ask_later)
 
     @property
     def unloaded(self) -> bool:

@@ -184,12 +184,15 @@ def _check_timeout(seconds: Any) -> float:
 
 def open_isolated(image: PluginImage, manifest: Manifest, contracts: Iterable[Contract],
                   isolate: Union[bool, float], env: Optional[Mapping[str, str]] = None,
-                  sandbox: Union[bool, SandboxPolicy] = False) -> IsolatedPlugin:
+                  sandbox: Union[bool, SandboxPolicy] = False,
+                  bundled: Optional[Dict[str, PluginImage]] = None) -> IsolatedPlugin:
     """Start a worker for a checked image and have it load exactly those bytes.
 
     The worker starts with `env` as its whole environment (none by default),
     in a fresh folder of its own, with WORKER_LIMITS; `sandbox` (True or a
     SandboxPolicy) confines it further before the plugin is mapped (sandbox.py).
+    `bundled`: the libraries that ship with the plugin, checked by the host
+    (linkage.bundled_copies); the worker loads them from these copies.
     """
     timeout = DEFAULT_TIMEOUT if isolate is True or not isolate else _check_timeout(isolate)
     if sys.platform == "win32":                   # pragma: no cover - Windows only
@@ -198,7 +201,7 @@ def open_isolated(image: PluginImage, manifest: Manifest, contracts: Iterable[Co
     limits = _limits_for(sandbox)
     if isinstance(limits, SandboxPolicy):
         require_sandbox(image.path, limits)       # SandboxUnavailable: says what is missing
-    worker = WorkerProcess(image, timeout, _check_env(env), limits)
+    worker = WorkerProcess(image, timeout, _check_env(env), limits, bundled)
     try:
         worker.start(image, list(contracts))
     except BaseException:

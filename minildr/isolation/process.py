@@ -43,7 +43,7 @@ import time
 import weakref
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Deque, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
@@ -74,8 +74,9 @@ class WorkerProcess:
     """A worker process and the host's ends of its socket, lifeline and output pipes."""
 
     def __init__(self, image: PluginImage, timeout: float, env: Mapping[str, str],
-                 limits: Limits) -> None:
+                 limits: Limits, bundled: Optional[Dict[str, PluginImage]] = None) -> None:
         self.path = image.path
+        self.bundled = dict(bundled or {})   # DT_NEEDED name -> its checked image
         self.timeout = timeout
         self.limits = limits
         self.spin = SPIN_SECONDS            # as it was when this worker started
@@ -101,15 +102,21 @@ class WorkerProcess:
             life_r, life_w = _pipe(made)
             out_r, out_w = _pipe(made)
             err_r, err_w = _pipe(made)
-            image.acquire()
-            made.append(image)
+            for thing in [image, *self.bundled.values()]:
+                thing.acquire()
+                made.append(thing)
             memfd = image.sealed_fd()
+            # Numbers taken now: the worker inherits these very descriptors.
+            self._bundled_spec = {name: {"path": b.path, "sha256": b.sha256, "fd": b.sealed_fd()}
+                                  for name, b in self.bundled.items()
+                                  if b.sealed_fd() is not None}
+            copies = [entry["fd"] for entry in self._bundled_spec.values()]
             folder = tempfile.mkdtemp(prefix="minildr-worker-")
             made.append(Path(folder))
             arena = shm.Arena.create() if shm.available() else None
             made.append(arena)
             keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else []) \
-                + ([arena.fd] if arena is not None else [])
+                + ([arena.fd] if arena is not None else []) + copies
             self.process = subprocess.Popen(
                 worker_command(worker_sock.fileno(), life_r, self.limits,
                                arena.fd if arena is not None else -1),
@@ -125,7 +132,8 @@ class WorkerProcess:
                     "close other plugins or files, or raise the limit (ulimit -n, ulimit -u), "
                     "then open it again")) from None
             raise
-        image.release()               # the worker holds its own descriptor of the memfd
+        for thing in [image, *self.bundled.values()]:
+            thing.release()           # the worker holds its own descriptor of the memfd
         worker_sock.close()
         for fd in (life_r, out_w, err_w):
             os.close(fd)
@@ -161,6 +169,10 @@ class WorkerProcess:
                 "contracts": [[c.name, c.version, c.text, c.filename] for c in contracts]}
         if self._memfd is None:
             spec["data"] = base64.b64encode(image.data).decode("ascii")
+        # $ORIGIN is the plugin's folder as this process sees it, and the
+        # libraries found there are loaded from the copies checked here.
+        spec["origin"] = os.path.dirname(os.path.abspath(image.path))
+        spec["bundled"] = self._bundled_spec
         return self.request([OPEN, spec], "loading the plugin (its initialisers run then)")
 
     # -- one request, one reply ----------------------------------------------------

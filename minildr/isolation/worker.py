@@ -43,6 +43,7 @@ from ..contracts.contract import Contract
 from ..errors import LoadError, PluginError, SandboxUnavailable, WorkerStartError
 from ..image import PluginImage
 from ..checks import check_binary, check_contracts, check_manifest, check_versions
+from ..linkage import prepare
 from ..plugin import Plugin
 from ..system import SystemLibrary
 
@@ -65,7 +66,7 @@ def watch_lifeline(fd: int) -> None:
 
 
 def read_image(spec: Dict[str, Any]) -> PluginImage:
-    """The plugin's bytes as the host verified them, as an image to load."""
+    """The plugin's (or a bundled library's) bytes as the host verified them, as an image."""
     fd: Optional[int] = spec.get("fd")
     if fd is not None:
         size = os.fstat(fd).st_size
@@ -138,7 +139,12 @@ class Server:
         manifest = check_manifest(image)
         check_versions(image, manifest)
         check_contracts(image, manifest, [Contract(*c) for c in spec["contracts"]])
-        self.plugin = Plugin(image, manifest, SystemLibrary(image))
+        bundled = {name: read_image(entry) for name, entry in spec.get("bundled", {}).items()}
+        # As in the host (loader.load_library): what it needs is loaded and
+        # every symbol resolved before dlopen, with $ORIGIN the plugin's folder.
+        with prepare(image, origin=spec.get("origin"), copies=bundled):
+            library = SystemLibrary(image)
+        self.plugin = Plugin(image, manifest, library)
         return {"pid": os.getpid()}
 
     def lookup(self, name: str, ctype: Optional[str]) -> int:

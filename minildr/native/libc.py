@@ -8,7 +8,11 @@ else is Python.
 """
 from __future__ import annotations
 
+import types
+
 import cffi
+
+from .. import libdl
 
 ffi = cffi.FFI()
 # Addresses are passed and returned as uintptr_t (the same register as a pointer in both
@@ -17,20 +21,23 @@ ffi.cdef("""
     uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, long offset);
     int mprotect(uintptr_t addr, size_t length, int prot);
     int munmap(uintptr_t addr, size_t length);
-    void *dlopen(const char *filename, int flags);
-    uintptr_t dlsym(void *handle, const char *symbol);
-    uintptr_t dlvsym(void *handle, const char *symbol, const char *version);
-    int dlclose(void *handle);
-    char *dlerror(void);
     unsigned long getauxval(unsigned long type);
     uintptr_t pthread_self(void);
-    int dlinfo(void *handle, int request, void *info);
     extern char **environ;
 """)
-libc = ffi.dlopen(None)
-for _name in ("mmap", "mprotect", "munmap", "dlopen", "dlsym", "dlvsym", "dlclose", "dlerror",
-              "getauxval", "pthread_self", "dlinfo"):
-    getattr(libc, _name)            # cffi binds a function on first use: at import, not mid-load
+_c = ffi.dlopen(None)
+
+
+class _Libc(types.SimpleNamespace):
+    """Its functions, bound at import (cffi binds on first use: not mid-load); dlopen & co.
+    from minildr/libdl.py, bound once for all of minildr; `environ` read live."""
+    def __getattr__(self, name: str) -> object:
+        return getattr(_c, name)
+
+
+libc = _Libc(**{n: getattr(_c, n) for n in ("mmap", "mprotect", "munmap", "getauxval",
+                                            "pthread_self")},
+             **{n: getattr(libdl.lib, n) for n in libdl.FUNCTIONS + libdl.GNU_FUNCTIONS})
 # The C types the steps cast to, parsed once here rather than on a load's first use.
 BYTES = ffi.typeof("char *")
 FUNCTION = ffi.typeof("uintptr_t (*)(void)")                   # x86-64 IFUNC resolvers

@@ -408,3 +408,63 @@ def test_cli_usage_error_exits_2(args):
     done = cli(*args)
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+IGNORED_SIGCHLD = r"""
+import signal, sys
+import minildr
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)      # a host that never reaps its children
+folder = sys.argv[1]
+try:
+    minildr.build([folder + "/bad.c"], name="bad", exports=folder + "/bad.h", out_dir=folder)
+    print("built")
+except minildr.BuildError as exc:
+    print("refused:", "the C compiler failed" in str(exc), "bad.c" in str(exc))
+good = minildr.build([folder + "/good.c"], name="good", exports=folder + "/good.h", out_dir=folder)
+with minildr.open(good) as plugin:
+    print("good:", plugin.lookup("answer", "int (void)")())
+print("still ignored:", signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN)
+"""
+
+
+@requires_posix("SIGCHLD")
+def test_a_failing_compiler_is_a_failure_when_the_host_ignores_sigchld(tmp_path):
+    """Under signal.signal(SIGCHLD, SIG_IGN) the kernel reaps the compiler itself, and
+    subprocess reported its exit as 0: a failed build went on as if it had succeeded."""
+    (tmp_path / "bad.c").write_text("int answer(void) { return }\n")
+    (tmp_path / "bad.h").write_text("int answer(void);\n")
+    (tmp_path / "good.c").write_text("int answer(void) { return 42; }\n")
+    (tmp_path / "good.h").write_text("int answer(void);\n")
+    done = subprocess.run([sys.executable, "-c", IGNORED_SIGCHLD, str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.stdout.splitlines() == ["refused: True True", "good: 42",
+                                        "still ignored: True"], done.stderr[-2000:]
+
+
+@requires_posix("FIFOs")
+def test_a_fifo_as_a_source_is_refused_by_name_without_blocking(tmp_path):
+    """A named pipe put where a source was: the compiler would wait for a writer forever."""
+    fifo = tmp_path / "stuck.c"
+    os.mkfifo(fifo)
+    (tmp_path / "stuck.h").write_text("int answer(void);\n")
+    with pytest.raises(minildr.BuildError, match="named pipe") as err:
+        minildr.build([fifo], name="stuck", exports=tmp_path / "stuck.h", out_dir=tmp_path)
+    assert str(fifo) in str(err.value)
+
+
+def test_a_compiler_error_names_the_source_as_given_and_includes_beside_it_work(tmp_path):
+    """Sources are compiled from the bytes read (files.py); messages still name the file as
+    given, and a quoted #include finds the header beside the source."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "local.h").write_text("#define ANSWER 42\n")
+    (src / "ok.c").write_text('#include "local.h"\nint answer(void) { return ANSWER; }\n')
+    (src / "ok.h").write_text("int answer(void);\n")
+    with minildr.open(minildr.build([src / "ok.c"], name="ok", exports=src / "ok.h",
+                                    out_dir=tmp_path)) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+    (src / "ok.c").write_text('#include "local.h"\nint answer(void) { return ANSWER }\n')
+    with pytest.raises(minildr.BuildError) as err:
+        minildr.build([src / "ok.c"], name="ok", exports=src / "ok.h", out_dir=tmp_path)
+    assert f"{src / 'ok.c'}:2:" in str(err.value)
+    assert "minildr-build-" not in str(err.value)

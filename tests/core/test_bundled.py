@@ -18,6 +18,7 @@ import pytest
 
 import minildr
 from minildr import image
+from minildr.isolation import sandbox
 from minildr.trust import TrustStore
 
 from helpers import write_plugin
@@ -129,3 +130,40 @@ def test_under_trust_a_bundled_library_without_its_soname_is_refused(tmp_path):
     store.pin(lib)
     with pytest.raises(minildr.LoadError, match="-Wl,-soname,libhelper.so"):
         minildr.open(path, trust=store)
+
+
+SANDBOX = sandbox.probe()
+ISOLATIONS = [pytest.param({"isolate": True}, id="isolate"),
+              pytest.param({"sandbox": True}, id="sandbox", marks=pytest.mark.skipif(
+                  bool(SANDBOX.missing), reason="sandbox=True needs "
+                  + "; ".join(SANDBOX.missing)))]
+
+
+@pytest.mark.parametrize("how", ISOLATIONS)
+def test_a_bundled_library_loads_in_a_worker_as_in_process(tmp_path, how):
+    """An isolated worker loads the plugin from its sealed copy too: $ORIGIN must mean the
+    plugin's folder there as well. The library comes from the copy the host read (a
+    sandboxed worker cannot read the plugin's folder), and the helper is mapped only there."""
+    path = plugin_with_helper(tmp_path)
+    with minildr.open(path, **how) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+    assert not mapped("libhelper.so")                    # in the worker, not in the host
+
+
+@pytest.mark.parametrize("how", ISOLATIONS)
+def test_in_a_worker_under_trust_an_unpinned_bundled_library_is_refused(tmp_path, how):
+    path = plugin_with_helper(tmp_path)
+    store = TrustStore()
+    store.pin(path)
+    with pytest.raises(minildr.UntrustedPlugin, match="libhelper.so.*not pinned"):
+        minildr.open(path, trust=store, **how)
+    store.pin(path.parent / "libhelper.so")
+    with minildr.open(path, trust=store, **how) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+
+
+def test_in_a_worker_a_missing_bundled_library_is_named(tmp_path):
+    path = plugin_with_helper(tmp_path)
+    (path.parent / "libhelper.so").unlink()
+    with pytest.raises(minildr.LoadError, match="needs libhelper.so, which was not found"):
+        minildr.open(path, isolate=True)

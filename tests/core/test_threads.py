@@ -347,6 +347,7 @@ def test_an_interrupt_in_the_native_loader_leaves_nothing_mapped(eight, where, m
 def test_an_interrupt_during_close_leaves_a_consistent_plugin(eight, step, monkeypatch):
     plugin = minildr.open(eight)
     image = images.read(eight)
+    images.clear_cache()        # close frees the sealed copy: it asks whether dlopen kept it
     monkeypatch.setattr(system, step, interrupt)
     with pytest.raises(KeyboardInterrupt):
         plugin.close()
@@ -403,3 +404,23 @@ def test_errors_declare_their_attributes():
                        (minildr.PluginCallError, {"plugin", "method", "status",
                                                   "plugin_message"})):
         assert names <= set(cls.__annotations__), cls
+
+
+@requires_linux("/proc/self/task lists a process's threads")
+def test_native_threads_without_listing_agrees_with_the_listing():
+    """lifetime.native_threads counts threads with one stat when all are Python's: the
+    set it gives must be the kernel's, with a Python thread started and after it ended."""
+    from minildr import lifetime
+    listed = lambda: frozenset(int(t) for t in os.listdir("/proc/self/task"))  # noqa: E731
+    assert lifetime.native_threads() == listed()
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        assert worker.native_id in lifetime.native_threads()
+        assert lifetime.native_threads() == listed()
+    finally:
+        release.set()
+        worker.join()
+    time.sleep(0.05)                          # its kernel thread has gone too
+    assert lifetime.native_threads() == listed()

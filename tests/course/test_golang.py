@@ -366,3 +366,32 @@ def test_the_bridge_needs_a_go_package_folder(ws, tmp_path):
         ws.build_c_shared(tmp_path, name="empty", exports=EXAMPLES / "bridge" / "bridge.h")
     with pytest.raises(BuildError, match="exports header not found"):
         ws.build_c_shared(ws.src / "bridge", name="noheader", exports=tmp_path / "missing.h")
+
+
+def _without_build_id_note(data: bytes) -> bytes:
+    """The bytes with the Go build ID note's owner renamed: as if the note were stripped.
+
+    A note is namesz, descsz, type (4 bytes each), then the name: type 4 and "Go\\0".
+    """
+    f = elf.ElfFile(data, "gobridge.so")
+    patched = bytearray(data)
+    for ph in f.segments(elf.PT_NOTE):
+        at = data.find(b"\x04\0\0\0Go\0", ph.p_offset, ph.p_offset + ph.p_filesz)
+        if at != -1:
+            patched[at + 4:at + 6] = b"Gx"
+    return bytes(patched)
+
+
+@needs_elf
+def test_a_go_library_without_its_build_id_note_is_still_recognised(bridge, tmp_path):
+    """A stripped build may lack .note.go.buildid; Go's build information still says Go."""
+    stripped = tmp_path / "stripped.so"
+    stripped.write_bytes(_without_build_id_note(bridge.read_bytes()))
+    found = image.read(str(stripped))
+    assert not goruntime.has_go_build_id(found), "the note must be gone for this test"
+    assert goruntime.has_go_buildinfo(found) and goruntime.is_go_library(found)
+
+
+def test_a_c_plugin_has_no_go_build_information(greet_so):
+    found = image.read(str(greet_so))
+    assert not goruntime.has_go_build_id(found) and not goruntime.has_go_buildinfo(found)
