@@ -52,8 +52,8 @@ from ..image import PluginImage
 from . import policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
-from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, FrameReader, ProtocolViolation,
-                       frame, read_reply)
+from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC, FrameReader,
+                       ProtocolViolation, frame, read_reply)
 
 log = logging.getLogger("minildr")
 
@@ -81,7 +81,8 @@ class WorkerProcess:
         self.spin = SPIN_SECONDS            # as it was when this worker started
         self.lock = threading.RLock()       # one request at a time (and its arena)
         self._seq = 0
-        self._reader = FrameReader()
+        self._reader = FrameReader(binary=REPLY_MAGIC)
+        self._inbox = memoryview(bytearray(1 << 16))     # what recv_into fills, every time
         self._failure: Optional[PluginError] = None
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._partial_line = ""
@@ -165,40 +166,53 @@ class WorkerProcess:
 
     # -- one request, one reply ----------------------------------------------------
     def request(self, message: List[Any], during: str, timeout: Optional[float] = None) -> Any:
-        """Send a request and return the worker's answer; every failure is a PluginError."""
+        """Send a JSON request and return the worker's answer; every failure is a PluginError."""
         with self.lock:
-            if self._failure is not None:
-                raise self._failure
-            self._seq += 1
-            seq = self._seq
+            seq = self.next_seq()
             message.insert(1, seq)
-            try:
-                self._sock.sendall(frame(message))
-                reply = self._receive(timeout or self.timeout, during)
-            except KeyboardInterrupt:
-                self._fail(PluginCrashed(self.path, (
-                    f"interrupted during {during}; its worker process (pid {self.pid}) was "
-                    "stopped. Open the plugin again to use it")))
-                raise
-            except OSError:                      # the socket broke: the worker is gone
-                raise self._crashed(during) from None
-            except ProtocolViolation as exc:
-                raise self._violated(exc, during) from None
+            reply = self.exchange(frame(message), during, timeout)
             try:
                 return read_reply(reply, seq, self.path)
             except ProtocolViolation as exc:
                 raise self._violated(exc, during) from None
 
+    def next_seq(self) -> int:
+        """The next request's id (call it with the lock held)."""
+        self._seq += 1
+        return self._seq
+
+    def exchange(self, data: bytes, during: str, timeout: Optional[float] = None) -> Any:
+        """Send one frame, return the reply as FrameReader gives it (JSON value or binary
+        payload); every failure is a PluginError. The caller holds the lock."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            self._sock.sendall(data)
+            return self._receive(timeout or self.timeout, during)
+        except KeyboardInterrupt:
+            self._fail(PluginCrashed(self.path, (
+                f"interrupted during {during}; its worker process (pid {self.pid}) was "
+                "stopped. Open the plugin again to use it")))
+            raise
+        except OSError:                      # the socket broke: the worker is gone
+            raise self._crashed(during) from None
+        except ProtocolViolation as exc:
+            raise self._violated(exc, during) from None
+
     def _receive(self, timeout: float, during: str) -> Any:
-        message = self._receive_spinning(during)
+        """The next message: poll the socket and the output pipes (forwarding what the
+        plugin printed) until a whole frame is in, or the timeout."""
+        reader = self._reader
+        if self.spin:
+            message = self._receive_spinning(during)
+            if message is not None:
+                return message
+        message = reader.next()
         if message is not None:
             return message
         deadline = _now() + timeout
-        sock_fd = self._sock.fileno()
+        sock_fd, inbox, recv_into = self._sock.fileno(), self._inbox, self._sock.recv_into
         while True:
-            message = self._reader.next()
-            if message is not None:
-                return message
             remaining = deadline - _now()
             if remaining <= 0:
                 raise self._timed_out(during, timeout)
@@ -206,21 +220,22 @@ class WorkerProcess:
             if not events:
                 raise self._timed_out(during, timeout)
             readable = False
-            for fd, _ in events:
+            for fd, _ in events:             # what the plugin printed, before its reply
                 if fd == sock_fd:
                     readable = True
                 else:
                     self._forward(fd)
             if readable:
-                data = self._sock.recv(1 << 16)
-                if not data:
+                size = recv_into(inbox)
+                if not size:
                     raise self._crashed(during)
-                self._reader.feed(data)
+                reader.feed(inbox[:size])
+                message = reader.next()
+                if message is not None:
+                    return message
 
     def _receive_spinning(self, during: str) -> Any:
         """The reply, if it comes within SPIN_SECONDS (see there); else None."""
-        if not self.spin:
-            return None
         recv, reader, yield_cpu = self._sock.recv, self._reader, os.sched_yield
         end = perf_counter() + self.spin
         while True:

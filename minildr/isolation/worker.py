@@ -161,13 +161,38 @@ class Server:
         self.handles.append((proxy, methods))
         return [len(self.handles) - 1, methods, [m for m in methods if proxy.has(m)]]
 
-    def method(self, handle: int, method: str, args: List[Any]) -> Any:
-        """One contract method, called through the proxy's `call`, the forwardable form."""
+    def method(self, handle: int, index: int, args: List[Any]) -> Any:
+        """One contract method, by its index in the list `contract` returned, called
+        through the proxy's `call`, the forwardable form."""
         proxy, methods = self.handles[handle]
-        if method not in methods:
-            raise AttributeError(f"no method {method!r}")
+        if type(index) is not int or not 0 <= index < len(methods):
+            raise AttributeError(f"no method number {index!r}")
         values = [protocol.decode_value(a) for a in args]
-        return protocol.encode_value(proxy.call(method, *values))
+        return protocol.encode_value(proxy.call(methods[index], *values))
+
+    def call_frame(self, payload: bytes) -> bytes:
+        """A binary call frame (marshal.CallFrames) and its reply frame: the hot path."""
+        seq, handle, kinds = marshal.read_call_head(payload)
+        try:
+            function, how = self.handles[handle]
+            if not (isinstance(how, marshal.Marshal) and how.kind == "function"):
+                raise ValueError(f"handle {handle} is not a function")
+            frames = marshal.frames_for(how)
+            arena = self.arena
+            if arena is not None:
+                arena.begin()
+            args = frames.read_call(payload, kinds, arena)
+            result = function(*args)
+            if how.result in _COPIED:         # while the arguments live: it may point into one
+                result = marshal.copy_result(how.result, result)
+            args = None                       # no pointer into the arena is left: it may grow
+            reply = frames.pack_reply(seq, result, arena)
+            if reply is None:                       # an integer beyond 64 bits
+                reply = protocol.frame(["ok", seq, result])
+        except Exception as exc:        # every failure goes back to the host as a value
+            reply = reply_error(seq, exc)
+        _libc.fflush(_libc_ffi.NULL)    # what the plugin printed goes before the reply
+        return reply
 
     def call(self, function: Any, how: marshal.Marshal, wire: List[Any]) -> Any:
         params, arena = how.params, self.arena
@@ -193,16 +218,16 @@ def reply_error(seq: int, exc: BaseException) -> bytes:
     return protocol.frame(protocol.error_reply(seq, exc))
 
 
-def receive(recv: Any, spin: float) -> bytes:
-    """The next bytes from the host: polled for `spin` seconds, then waited for."""
+def receive(recv_into: Any, inbox: memoryview, spin: float) -> int:
+    """The next bytes from the host into `inbox`: polled for `spin` seconds, then waited for."""
     if spin:
         end = perf_counter() + spin
         while perf_counter() < end:
             try:
-                return recv(1 << 16, socket.MSG_DONTWAIT)
+                return recv_into(inbox, 0, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 os.sched_yield()
-    return recv(1 << 16)
+    return recv_into(inbox)
 
 
 def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
@@ -217,15 +242,19 @@ def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
 
 
 def serve(sock: socket.socket, server: Server) -> None:
-    reader = protocol.FrameReader()
-    recv, send = sock.recv, sock.sendall
+    reader = protocol.FrameReader(binary=protocol.CALL_MAGIC)
+    recv_into, send = sock.recv_into, sock.sendall
+    inbox = memoryview(bytearray(1 << 16))      # filled by every recv_into, never reallocated
     while True:
         message = reader.next()
         if message is None:
-            data = receive(recv, server.spin)
-            if not data:
+            size = receive(recv_into, inbox, server.spin)
+            if not size:
                 return                        # the host closed its end: it is gone
-            reader.feed(data)
+            reader.feed(inbox[:size])
+            continue
+        if type(message) is bytes:            # a call, in a binary frame: the hot path
+            send(server.call_frame(message))
             continue
         op, seq, args = message[0], message[1], message[2:]
         send(respond(server, op, seq, args))
