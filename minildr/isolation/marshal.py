@@ -258,31 +258,41 @@ CALL_HEAD = struct.Struct("<IHB")
 REPLY_HEAD = struct.Struct("<Ic")
 NUMBER = {Value.INT: "q", Value.BOOL: "q", Value.FLOAT: "d", Value.CHAR: "c"}
 _LENGTH, _REGION = struct.Struct("<I"), struct.Struct("<QQ")
+# A reply frame, header included, by the result's wire kind ("s": its bytes follow).
 _REPLY = {b"q": struct.Struct("<4sIIcq"), b"d": struct.Struct("<4sIIcd"),
           b"c": struct.Struct("<4sIIcc"), b"a": struct.Struct("<4sIIcQQ"),
           b"v": struct.Struct("<4sIIc"), b"n": struct.Struct("<4sIIc"),
-          b"s": struct.Struct("<4sIIc")}          # (the string's bytes follow)
+          b"s": struct.Struct("<4sIIc")}
+# The same without the header: what FrameReader hands the host.
+_REPLY_BODY = {kind: struct.Struct("<" + layout.format[4:]) for kind, layout in _REPLY.items()}
 
 
 class CallFrames:
     """The binary frames of one function's calls (both sides build it from its Marshal).
 
-    A function taking numbers only has one precompiled struct for its whole
-    request frame; one taking strings builds its format per call.
+    Everything that does not change from call to call is worked out here,
+    once: a function taking numbers only has one precompiled struct for its
+    whole request frame (one taking strings builds its format per call),
+    a result of a fixed kind one for its whole reply.
     """
 
     def __init__(self, how: Marshal) -> None:
         self.params, self.result = how.params, how.result
         self.count = len(how.params)
         self.numbers = all(k in NUMBER for k in how.params)
+        self.strings = not self.numbers or how.result is Value.STRING   # uses the arena
+        self.copied = how.result in (Value.STRING, Value.CHAR)          # worker: copy it out
         if self.numbers:
-            self.kinds = "".join(NUMBER[k] for k in how.params).encode()
-            self.values = struct.Struct("<" + self.kinds.decode())
-            self.request = struct.Struct(f"<4sIIHB{self.count}s{self.kinds.decode()}")
+            kinds = "".join(NUMBER[k] for k in how.params)
+            self.kinds = kinds.encode()
+            self.values = struct.Struct(f"<{self.count}s{kinds}")       # after CALL_HEAD
+            self.request = struct.Struct(f"<4sIIHB{self.count}s{kinds}")
             self.length = self.request.size - HEADER.size
-        result = {Value.VOID: b"v", Value.STRING: b"s"}.get(how.result)
-        self.result_kinds = (b"n", b"s", b"a") if result == b"s" else \
-            (result or NUMBER[how.result].encode(),)
+        if how.result is Value.STRING:
+            self.fixed = b""                     # n, s or a: chosen per reply
+        else:
+            self.fixed = b"v" if how.result is Value.VOID else NUMBER[how.result].encode()
+            self.reply, self.reply_body = _REPLY[self.fixed], _REPLY_BODY[self.fixed]
 
     # -- host -> worker: the call ---------------------------------------------
     def pack_call(self, seq: int, handle: int, args: tuple, ffi: Any,
@@ -320,29 +330,32 @@ class CallFrames:
         return layout.pack(CALL_MAGIC, layout.size - HEADER.size, seq, handle, self.count,
                            "".join(kinds).encode(), *values)
 
-    def read_call(self, payload: bytes, kinds: bytes, arena: Optional[Arena]) -> List[Any]:
+    def read_call(self, payload: bytes, arena: Optional[Arena]) -> Any:
         """The worker's side: the arguments as its cffi function takes them."""
-        offset = CALL_HEAD.size + self.count
         if self.numbers:
-            if kinds != self.kinds or len(payload) != offset + self.values.size:
+            if len(payload) != CALL_HEAD.size + self.values.size:
+                raise ProtocolViolation(f"a {len(payload)}-byte call frame for {self.kinds!r}")
+            kinds, *args = self.values.unpack_from(payload, CALL_HEAD.size)
+            if kinds != self.kinds:
                 raise ProtocolViolation(f"a call frame with kinds {kinds!r} for {self.kinds!r}")
-            return list(self.values.unpack_from(payload, offset))
-        args: List[Any] = []
-        for kind, wire in zip(self.params, kinds):
-            letter = bytes((wire,))
+            return args
+        offset = CALL_HEAD.size + self.count
+        args = []
+        for kind, wire in zip(self.params, payload[CALL_HEAD.size:offset]):
+            letter = chr(wire)
             if kind is not Value.STRING:
-                if letter != NUMBER[kind].encode():
+                if letter != NUMBER[kind]:
                     raise ProtocolViolation(f"a call frame with kind {letter!r} for {kind.name}")
-                value, = struct.unpack_from("<" + letter.decode(), payload, offset)
-                offset += struct.calcsize(letter.decode())
-            elif letter == b"n":
+                value, = struct.unpack_from("<" + letter, payload, offset)
+                offset += struct.calcsize(letter)
+            elif letter == "n":
                 value = _ffi.NULL
-            elif letter == b"s":
+            elif letter == "s":
                 length, = _LENGTH.unpack_from(payload, offset)
                 offset += _LENGTH.size
                 value = payload[offset:offset + length]
                 offset += length
-            elif letter == b"a" and arena is not None:
+            elif letter == "a" and arena is not None:
                 start, length = arena.check(*_REGION.unpack_from(payload, offset))
                 offset += _REGION.size
                 value = _ffi.from_buffer(memoryview(arena.map)[start:start + length + 1])
@@ -357,48 +370,51 @@ class CallFrames:
     def pack_reply(self, seq: int, value: Any, arena: Optional[Arena]) -> Optional[bytes]:
         """The worker's reply frame (a string result already copied: bytes or None);
         None: use JSON."""
-        kind = self.result_kinds[0] if len(self.result_kinds) == 1 else \
-            b"n" if value is None else b"s"
-        if kind == b"s":
-            if arena is not None and len(value) >= SHM_MIN:
-                try:
-                    region = arena.put(value)
-                    return _REPLY[b"a"].pack(REPLY_MAGIC, 21, seq, b"a", *region)
-                except OSError:                  # past its file size limit: in the frame
-                    pass
-            return _REPLY[b"s"].pack(REPLY_MAGIC, 5 + len(value), seq, b"s") + value
-        layout = _REPLY[kind]
-        try:
-            if kind in (b"v", b"n"):
-                return layout.pack(REPLY_MAGIC, 5, seq, kind)
-            return layout.pack(REPLY_MAGIC, layout.size - HEADER.size, seq, kind, value)
-        except struct.error:                     # an integer beyond 64 bits
-            return None
+        if self.fixed:
+            try:
+                if self.fixed == b"v":
+                    return self.reply.pack(REPLY_MAGIC, 5, seq, b"v")
+                return self.reply.pack(REPLY_MAGIC, self.reply.size - HEADER.size, seq,
+                                       self.fixed, value)
+            except struct.error:                 # an integer beyond 64 bits
+                return None
+        if value is None:
+            return _REPLY[b"n"].pack(REPLY_MAGIC, 5, seq, b"n")
+        if arena is not None and len(value) >= SHM_MIN:
+            try:
+                return _REPLY[b"a"].pack(REPLY_MAGIC, 21, seq, b"a", *arena.put(value))
+            except OSError:                      # past its file size limit: in the frame
+                pass
+        return _REPLY[b"s"].pack(REPLY_MAGIC, 5 + len(value), seq, b"s") + value
 
     def read_reply(self, payload: bytes, seq: int, ffi: Any, arena: Optional[Arena]) -> Any:
         """The host's side: the result as an in-process call gives it; anything else,
         a ProtocolViolation (the worker runs untrusted code)."""
-        if len(payload) < REPLY_HEAD.size:
-            raise ProtocolViolation(f"a reply frame of {len(payload)} bytes")
-        their_seq, kind = REPLY_HEAD.unpack_from(payload)
-        if their_seq != seq or kind not in self.result_kinds:
-            raise ProtocolViolation(f"the reply {payload[:24]!r} does not answer call {seq} "
-                                    f"with a {self.result.name} result")
-        rest = payload[REPLY_HEAD.size:]
+        kind = payload[4:5]
+        if self.fixed:
+            if kind != self.fixed or len(payload) != self.reply_body.size:
+                raise self._not_the_answer(payload, seq)
+            their_seq, _, *value = self.reply_body.unpack(payload)
+            if their_seq != seq:
+                raise self._not_the_answer(payload, seq)
+            if not value:
+                return None
+            return bool(value[0]) if self.result is Value.BOOL else value[0]
+        if len(payload) < REPLY_HEAD.size or REPLY_HEAD.unpack_from(payload)[0] != seq:
+            raise self._not_the_answer(payload, seq)
         if kind == b"s":
-            return ffi.new("char[]", rest)
-        size = _REPLY[kind].size - _REPLY[b"v"].size
-        if len(rest) != size:
-            raise ProtocolViolation(f"a {kind!r} reply with {len(rest)} bytes of value")
-        if kind in (b"v", b"n"):
-            return None if kind == b"v" else ffi.NULL
-        if kind == b"a":
+            return ffi.new("char[]", payload[REPLY_HEAD.size:])
+        if kind == b"n" and len(payload) == REPLY_HEAD.size:
+            return ffi.NULL
+        if kind == b"a" and len(payload) == _REPLY_BODY[b"a"].size:
             if arena is None:
                 raise ProtocolViolation("an arena region, but this worker has no arena")
-            return _copied_from(arena, *_REGION.unpack(rest), ffi)
-        value, = struct.unpack("<" + kind.decode(), rest)
-        return bool(value) if self.result is Value.BOOL else value
+            return _copied_from(arena, *_REGION.unpack_from(payload, REPLY_HEAD.size), ffi)
+        raise self._not_the_answer(payload, seq)
 
+    def _not_the_answer(self, payload: bytes, seq: int) -> ProtocolViolation:
+        return ProtocolViolation(f"the reply {payload[:24]!r} does not answer call {seq} "
+                                 f"with a {self.result.name} result")
 
 
 @functools.lru_cache(maxsize=None)
@@ -407,9 +423,9 @@ def frames_for(how: Marshal) -> CallFrames:
     return CallFrames(how)
 
 
-def read_call_head(payload: bytes) -> Tuple[int, int, bytes]:
-    """(call id, handle, argument kinds) of a binary call frame."""
+def read_call_head(payload: bytes) -> Tuple[int, int]:
+    """(call id, handle) of a binary call frame."""
     if len(payload) < CALL_HEAD.size:
         raise ProtocolViolation(f"a call frame of {len(payload)} bytes")
-    seq, handle, count = CALL_HEAD.unpack_from(payload)
-    return seq, handle, payload[CALL_HEAD.size:CALL_HEAD.size + count]
+    seq, handle, _ = CALL_HEAD.unpack_from(payload)
+    return seq, handle

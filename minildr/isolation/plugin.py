@@ -48,7 +48,7 @@ class RemoteFunction:
         ffi, worker = self._ffi, self._worker
         with worker.lock:                 # one request at a time uses the worker's arena
             arena = worker.arena
-            if arena is not None:
+            if frames.strings and arena is not None:
                 arena.begin()
             seq = worker.next_seq()
             data = frames.pack_call(seq, self._handle, args, ffi, arena)

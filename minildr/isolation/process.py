@@ -207,13 +207,14 @@ class WorkerProcess:
             message = self._receive_spinning(during)
             if message is not None:
                 return message
-        message = reader.next()
-        if message is not None:
-            return message
-        deadline = _now() + timeout
+        if reader.buffer:                    # a frame that came with the last one
+            message = reader.next()
+            if message is not None:
+                return message
+        deadline = time.monotonic() + timeout
         sock_fd, inbox, recv_into = self._sock.fileno(), self._inbox, self._sock.recv_into
         while True:
-            remaining = deadline - _now()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._timed_out(during, timeout)
             events = self._poller.poll(remaining * 1000)
@@ -229,8 +230,7 @@ class WorkerProcess:
                 size = recv_into(inbox)
                 if not size:
                     raise self._crashed(during)
-                reader.feed(inbox[:size])
-                message = reader.next()
+                message = reader.take(inbox[:size])
                 if message is not None:
                     return message
 

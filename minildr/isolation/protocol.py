@@ -68,6 +68,16 @@ class FrameReader:
     def feed(self, data: Any) -> None:
         self.buffer += data
 
+    def take(self, data: Any) -> Optional[Any]:
+        """feed(data), then next(); without copying the bytes twice when `data` is
+        exactly one binary frame (what a call or its reply nearly always is)."""
+        if not self.buffer and len(data) >= HEADER.size:
+            magic, length = HEADER.unpack_from(data)
+            if magic == self.binary and magic and HEADER.size + length == len(data):
+                return bytes(data[HEADER.size:])
+        self.buffer += data
+        return self.next()
+
     def next(self) -> Optional[Any]:
         """The next complete message, None if more bytes are needed."""
         buf = self.buffer

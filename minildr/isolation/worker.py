@@ -99,6 +99,7 @@ class Server:
         self.failure = failure                # the worker could not limit or confine itself
         self.plugin: Optional[Plugin] = None
         self.handles: List[Any] = []          # (object, Marshal or method names)
+        self.functions: Dict[int, Any] = {}   # handle -> (function, CallFrames)
         self.spin = 0.0                       # the host's process.SPIN_SECONDS
 
     def handle(self, op: str, args: List[Any]) -> Any:
@@ -150,6 +151,8 @@ class Server:
         how = marshal.marshal_for(self.plugin._cffi(), self.plugin.path, export,
                                   self.plugin.manifest.types)
         self.handles.append((found, how))
+        if how.kind == "function":        # for call frames: the function and its codec
+            self.functions[len(self.handles) - 1] = (found, marshal.frames_for(how))
         return len(self.handles) - 1
 
     def contract(self, name: str, contract: Contract) -> List[Any]:
@@ -172,23 +175,22 @@ class Server:
 
     def call_frame(self, payload: bytes) -> bytes:
         """A binary call frame (marshal.CallFrames) and its reply frame: the hot path."""
-        seq, handle, kinds = marshal.read_call_head(payload)
+        seq, handle = marshal.read_call_head(payload)
         try:
-            function, how = self.handles[handle]
-            if not (isinstance(how, marshal.Marshal) and how.kind == "function"):
-                raise ValueError(f"handle {handle} is not a function")
-            frames = marshal.frames_for(how)
+            function, frames = self.functions[handle]
             arena = self.arena
-            if arena is not None:
+            if frames.strings and arena is not None:
                 arena.begin()
-            args = frames.read_call(payload, kinds, arena)
+            args = frames.read_call(payload, arena)
             result = function(*args)
-            if how.result in _COPIED:         # while the arguments live: it may point into one
-                result = marshal.copy_result(how.result, result)
+            if frames.copied:                 # while the arguments live: it may point into one
+                result = marshal.copy_result(frames.result, result)
             args = None                       # no pointer into the arena is left: it may grow
             reply = frames.pack_reply(seq, result, arena)
-            if reply is None:                       # an integer beyond 64 bits
+            if reply is None:                 # an integer beyond 64 bits
                 reply = protocol.frame(["ok", seq, result])
+        except KeyError:
+            reply = reply_error(seq, ValueError(f"handle {handle} is not a function"))
         except Exception as exc:        # every failure goes back to the host as a value
             reply = reply_error(seq, exc)
         _libc.fflush(_libc_ffi.NULL)    # what the plugin printed goes before the reply
@@ -210,6 +212,7 @@ class Server:
     def close(self) -> None:
         """Drop what the host was handed, so the library really unloads (destructors run)."""
         self.handles.clear()
+        self.functions.clear()
         if self.plugin is not None:
             self.plugin.close()
 
@@ -251,8 +254,9 @@ def serve(sock: socket.socket, server: Server) -> None:
             size = receive(recv_into, inbox, server.spin)
             if not size:
                 return                        # the host closed its end: it is gone
-            reader.feed(inbox[:size])
-            continue
+            message = reader.take(inbox[:size])
+            if message is None:
+                continue
         if type(message) is bytes:            # a call, in a binary frame: the hot path
             send(server.call_frame(message))
             continue

@@ -34,9 +34,8 @@ def body(frame: bytes) -> bytes:
 def call_and_back(how: Marshal, args: tuple, arena=None) -> list:
     frames = CallFrames(how)
     payload = body(frames.pack_call(7, 3, args, ffi, arena))
-    seq, handle, kinds = marshal.read_call_head(payload)
-    assert (seq, handle) == (7, 3)
-    return frames.read_call(payload, kinds, arena)
+    assert marshal.read_call_head(payload) == (7, 3)
+    return frames.read_call(payload, arena)
 
 
 def test_numbers_cross_in_one_precompiled_frame():
@@ -105,12 +104,14 @@ def reply(seq: int, kind: bytes, rest: bytes = b"") -> bytes:
 @pytest.mark.parametrize("result, payload, fragment", [
     (Value.INT, reply(8, b"q", bytes(8)), "does not answer call 9"),      # another call's
     (Value.INT, reply(9, b"d", bytes(8)), "does not answer"),             # a double for an int
-    (Value.INT, reply(9, b"q", bytes(4)), "4 bytes of value"),            # cut short
-    (Value.INT, reply(9, b"q", bytes(9)), "9 bytes of value"),            # too long
+    (Value.INT, reply(9, b"q", bytes(4)), "does not answer"),             # cut short
+    (Value.INT, reply(9, b"q", bytes(9)), "does not answer"),             # too long
     (Value.VOID, reply(9, b"q", bytes(8)), "does not answer"),
     (Value.STRING, reply(9, b"q", bytes(8)), "does not answer"),
     (Value.STRING, reply(9, b"a", bytes(16)), "no arena"),
-    (Value.INT, b"\x09\x00", "a reply frame of 2 bytes"),
+    (Value.INT, b"\x09\x00", "does not answer"),
+    (Value.STRING, b"\x09\x00", "does not answer"),
+    (Value.STRING, reply(9, b"n", b"x"), "does not answer"),
 ])
 def test_a_reply_that_is_not_the_answer_is_a_violation(result, payload, fragment):
     frames = CallFrames(Marshal("function", result, ()))
@@ -131,16 +132,15 @@ def test_an_arena_region_outside_the_arena_is_a_violation():
 
 @pytest.mark.parametrize("params, payload, fragment", [
     ((Value.INT,), struct.pack("<IHB1sd", 1, 0, 1, b"d", 1.0), "kinds b'd' for b'q'"),
-    ((Value.INT,), struct.pack("<IHB1sq", 1, 0, 1, b"q", 1) + b"x", "kinds"),
-    ((Value.STRING,), struct.pack("<IHB1sq", 1, 0, 1, b"q", 1), "kind b'q' for a string"),
-    ((Value.STRING, Value.INT), struct.pack("<IHB2sd", 1, 0, 2, b"nd", 1.0), "b'd' for INT"),
+    ((Value.INT,), struct.pack("<IHB1sq", 1, 0, 1, b"q", 1) + b"x", "17-byte call frame"),
+    ((Value.STRING,), struct.pack("<IHB1sq", 1, 0, 1, b"q", 1), "kind 'q' for a string"),
+    ((Value.STRING, Value.INT), struct.pack("<IHB2sd", 1, 0, 2, b"nd", 1.0), "kind 'd' for INT"),
     ((Value.STRING,), struct.pack("<IHB1sI3s", 1, 0, 1, b"s", 3, b"abc") + b"!", "longer"),
 ])
 def test_a_call_frame_that_lies_is_a_violation_in_the_worker(params, payload, fragment):
     frames = CallFrames(Marshal("function", Value.INT, params))
-    seq, handle, kinds = marshal.read_call_head(payload)
     with pytest.raises(protocol.ProtocolViolation, match=fragment):
-        frames.read_call(payload, kinds, None)
+        frames.read_call(payload, None)
 
 
 def test_a_binary_frame_of_the_other_direction_is_not_a_frame():
@@ -175,3 +175,15 @@ def test_values_at_the_edges_of_64_bits_cross_exactly(tmp_path):
         with pytest.raises(OverflowError):
             remote.lookup("twice_u", "uint64_t (uint64_t)")(2**64)
         assert remote.lookup("top", "uint64_t (void)")() == 2**64 - 1
+
+
+def test_take_reads_one_frame_whole_or_in_pieces():
+    frames = CallFrames(Marshal("function", Value.INT, ()))
+    one, two = frames.pack_reply(1, 5, None), frames.pack_reply(2, 6, None)
+    reader = protocol.FrameReader(binary=protocol.REPLY_MAGIC)
+    assert reader.take(memoryview(one)) == one[HEAD:]                # exactly one frame
+    assert reader.take(one[:3]) is None and reader.take(one[3:]) == one[HEAD:]   # split
+    assert reader.take(one + two) == one[HEAD:] and reader.next() == two[HEAD:]  # two at once
+    assert reader.take(protocol.frame(["ok", 3, None])) == ["ok", 3, None]       # JSON too
+    with pytest.raises(protocol.ProtocolViolation):
+        reader.take(protocol.HEADER.pack(protocol.CALL_MAGIC, 0))
