@@ -121,7 +121,9 @@ class IsolatedPlugin(Plugin):
     `lookup` gives the same Symbol, for a typed lookup a RemoteFunction or
     RemoteVariable instead of a cffi pointer, and for a contract a
     remote.RemoteContract with the in-process proxy's API. `timeout`
-    (seconds) bounds every call; `worker_pid` is the worker's process id.
+    (seconds) bounds every call; `worker_pid` is the worker's process id;
+    `containment` says what holds the processes its plugin may start
+    (a PID namespace, a pids cgroup, or why not: isolation/pids.py).
     `loader` is "isolated"; `trace` is None (the load happened in the worker).
     """
 
@@ -129,6 +131,7 @@ class IsolatedPlugin(Plugin):
         super().__init__(image, manifest, None, loader="isolated")   # no library in this process
         self._worker: Optional[WorkerProcess] = worker
         self.worker_pid = worker.pid
+        self.containment = worker.containment   # PID namespace, pids cgroup (pids.py)
 
     @property
     def timeout(self) -> float:

@@ -49,7 +49,7 @@ from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
                       PluginTimeout, WorkerStartError)
 from ..image import PluginImage
-from . import policy, shm
+from . import pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC, FrameReader,
@@ -152,10 +152,14 @@ class WorkerProcess:
 
     def start(self, image: PluginImage, contracts: Iterable[Contract]) -> dict:
         """Wait for the worker's Python, then have it check and load the image."""
-        pid = self.request([READY], "starting the worker", timeout=max(START_TIMEOUT, self.timeout))
-        if type(pid) is not int or pid <= 0:
-            raise self._violated(ProtocolViolation(f"the ready reply {str(pid)[:80]!r} is not "
-                                                   "a process id"), "starting the worker")
+        ready = self.request([READY], "starting the worker",
+                             timeout=max(START_TIMEOUT, self.timeout))
+        pid, containment = ready if isinstance(ready, list) and len(ready) == 2 else (0, None)
+        self.containment = pids.Containment.from_wire(containment)
+        if type(pid) is not int or pid <= 0 or self.containment is None:
+            raise self._violated(ProtocolViolation(f"the ready reply {str(ready)[:80]!r} is not "
+                                                   "[process id, containment]"),
+                                 "starting the worker")
         self.pid = pid              # the process that loads the plugin (below its keeper)
         spec = {"path": image.path, "sha256": image.sha256, "fd": self._memfd,
                 "spin": self.spin,
@@ -474,6 +478,7 @@ def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
     shutil.rmtree(folder, ignore_errors=True)
     if arena is not None:
         arena.close()
+    pids.remove_worker_cgroup(process.pid)     # if its keeper could not (it was killed)
 
 
 def _pipe(made: List[Any]) -> Tuple[int, int]:

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional
 
 import cffi
 
-from . import marshal, policy, protocol, sandbox, tree
+from . import marshal, pids, policy, protocol, sandbox, tree
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
 from .shm import Arena
@@ -101,6 +101,8 @@ class Server:
         self.handles: List[Any] = []          # (object, Marshal or method names)
         self.functions: Dict[int, Any] = {}   # handle -> (function, CallFrames)
         self.spin = 0.0                       # the host's process.SPIN_SECONDS
+        self.pid = os.getpid()                # as the host sees it (pids.host_pid)
+        self.containment = pids.Containment(False, "", "")
 
     def handle(self, op: str, args: List[Any]) -> Any:
         if op == protocol.CALL:
@@ -111,7 +113,7 @@ class Server:
         if op == protocol.READY:
             if self.failure is not None:
                 raise self.failure
-            return os.getpid()
+            return [self.pid, self.containment.to_wire()]
         if op == protocol.OPEN:
             return self.open(args[0])
         if op == protocol.LOOKUP:
@@ -140,7 +142,7 @@ class Server:
         check_versions(image, manifest)
         check_contracts(image, manifest, [Contract(*c) for c in spec["contracts"]])
         self.plugin = Plugin(image, manifest, SystemLibrary(image))
-        return {"pid": os.getpid()}
+        return {"pid": self.pid}
 
     def lookup(self, name: str, ctype: Optional[str]) -> int:
         assert self.plugin is not None
@@ -305,9 +307,12 @@ def main(argv: List[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the host decides when to stop us
     sock_fd, lifeline_fd, arena_fd = int(argv[0]), int(argv[1]), int(argv[3])
     limits = policy.from_wire(json.loads(argv[2]))
+    containment = pids.Containment(False, "", "no keeper on this system")
     if tree.KEEPS_TREE:
-        tree.split(lifeline_fd, server_only=[fd for fd in (sock_fd, arena_fd) if fd >= 0])
+        containment = tree.split(lifeline_fd, [fd for fd in (sock_fd, arena_fd) if fd >= 0],
+                                 limits.processes)
     server = Server(limits, limit_and_confine(limits), Arena(arena_fd) if arena_fd >= 0 else None)
+    server.pid, server.containment = pids.host_pid(), containment
     watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
     sock = socket.socket(fileno=sock_fd)
     try:

@@ -69,11 +69,30 @@ long long limit(int which) {
     return r.rlim_cur == RLIM_INFINITY ? -1 : (long long)r.rlim_cur;
 }
 
-/* A child in the worker's process group, sleeping. */
+/* This process's pid as the host sees it: in a PID namespace (isolation/pids.py)
+   getpid() is the namespace's number; /proc is the host's. */
+static pid_t seen_by_host(void) {
+    char text[32];
+    ssize_t n = readlink("/proc/self", text, sizeof text - 1);
+    if (n <= 0) return getpid();
+    text[n] = 0;
+    return (pid_t)atoi(text);
+}
+
+/* A child in the worker's process group, sleeping. Returns its pid (the host's number). */
 int spawn_child(void) {
-    pid_t p = fork();
-    if (p == 0) { for (;;) pause(); }
-    return p;
+    int fds[2];
+    pid_t child = 0;
+    if (pipe(fds)) return -1;
+    if (fork() == 0) {
+        pid_t me = seen_by_host();
+        write(fds[1], &me, sizeof me);
+        for (;;) pause();
+    }
+    read(fds[0], &child, sizeof child);
+    close(fds[0]);
+    close(fds[1]);
+    return child;
 }
 
 /* A daemon: fork, fork again, setsid() (a process group and session of its own),
@@ -86,7 +105,7 @@ int spawn_daemon(void) {
     if (middle == 0) {
         if (fork() == 0) {
             setsid();
-            pid_t me = getpid();
+            pid_t me = seen_by_host();
             write(fds[1], &me, sizeof me);
             for (;;) pause();
         }
@@ -250,10 +269,14 @@ def test_a_crash_is_seen_at_once_though_a_daemon_holds_the_socket(probe):
 def test_a_timeout_ends_the_whole_tree(probe, tmp_path):
     """A plugin that forks a copy of itself (in a session of its own) and hangs."""
     source = ("#include <stdio.h>\n#include <unistd.h>\n"
-              "int fork_and_hang(const char *where) {\n"
-              "  pid_t p = fork();\n"
-              "  if (p == 0) { setsid(); for (;;) pause(); }\n"
-              "  FILE *f = fopen(where, \"w\"); fprintf(f, \"%d\", p); fclose(f);\n"
+              "int fork_and_hang(const char *where) {\n"     # the child writes its host pid
+              "  char me[32] = {0};\n"
+              "  if (fork() == 0) {\n"
+              "    setsid();\n"
+              "    readlink(\"/proc/self\", me, sizeof me - 1);\n"
+              "    FILE *f = fopen(where, \"w\"); fputs(me, f); fclose(f);\n"
+              "    for (;;) pause();\n"
+              "  }\n"
               "  for (;;) pause();\n}\n")
     path = write_plugin(tmp_path, "forkhang", source, "int fork_and_hang(const char *where);\n")
     plugin = minildr.open(path, isolate=0.5)
@@ -261,6 +284,9 @@ def test_a_timeout_ends_the_whole_tree(probe, tmp_path):
     where = tmp_path / "child.pid"
     with pytest.raises(minildr.PluginTimeout):
         plugin.lookup("fork_and_hang", "int (const char *)")(str(where).encode())
+    deadline = time.monotonic() + 30
+    while not (where.exists() and where.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)                # the child may still be on its way (a busy machine)
     child = int(where.read_text())
     assert ends_soon(worker) and ends_soon(child)
 
