@@ -196,3 +196,24 @@ def remove_worker_cgroup(keeper: int, wait: float = 1.0) -> None:
     deadline = time.monotonic() + wait
     while not remove_cgroup(folder) and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def probe_pid_namespace() -> str:
+    """'' if a keeper could make a PID namespace here, else why not (tried in a child)."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:                                   # pragma: no cover - the child
+        os.close(read)
+        try:
+            why = enter_pid_namespace()
+        except BaseException as exc:                 # noqa: BLE001 - reported, not raised
+            why = str(exc) or type(exc).__name__
+        os.write(write, why.encode()[:1000])
+        os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 1024):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(child, 0)
+    return b"".join(chunks).decode(errors="replace")

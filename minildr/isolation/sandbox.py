@@ -48,6 +48,7 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import SandboxUnavailable
 from .kernel import (MACHINE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
                      SYSCALLS, prctl, syscall)
+from . import pids
 from .policy import Limit, Limits, SandboxPolicy
 
 LANDLOCK_ABI_NEEDED = 6      # signals and abstract Unix sockets scoped (Linux 6.12)
@@ -471,6 +472,14 @@ def report(support: Optional[Support] = None) -> str:
              + f" (minildr's sandbox needs {LANDLOCK_ABI_NEEDED})",
              "seccomp filters: " + ("yes" if s.seccomp_filter else f"no ({s.seccomp_error})"),
              "PR_SET_NO_NEW_PRIVS: " + ("yes" if s.no_new_privs else "no")]
+    why_not = pids.probe_pid_namespace() if sys.platform.startswith("linux") else "not Linux"
+    cgroup = sys.platform.startswith("linux") and pids.pids_parent() is not None
+    lines += ["PID namespace per worker: " + ("yes (nothing a plugin forks outlives its "
+                                              "worker, even a killed keeper)" if not why_not
+                                              else f"no ({why_not}): the keeper alone"),
+              "pids cgroup per worker: " + ("yes (pids.max = processes, root included)"
+                                            if cgroup else "no (RLIMIT_NPROC only, which "
+                                            "does not bind root)")]
     if s.missing:
         lines += ["", "sandbox=True is unavailable here; open() raises SandboxUnavailable:"]
         lines += [f"  - missing {m}" for m in s.missing]
@@ -481,9 +490,12 @@ def report(support: Optional[Support] = None) -> str:
               "Python and minildr (read-only), and what SandboxPolicy(read=...) grants",
               "  can write    only what SandboxPolicy(write=...) grants (files up to "
               f"{p.file_size >> 20} MiB by default)",
-              "  can start    threads (up to "
-              f"{p.processes} more than its user runs"
-              + ("; the kernel exempts root from this limit" if os.getuid() == 0 else "") + ")",
+              "  can start    threads (up to " + (
+                  f"{p.processes} tasks in all, its worker's own included: its pids cgroup"
+                  if cgroup else
+                  f"{p.processes} more than its user runs"
+                  + ("; the kernel exempts root from this limit" if os.getuid() == 0 else ""))
+              + ")",
               "  cannot       read or list anything else (EACCES), connect or bind TCP, "
               "create UDP, raw, netlink or packet sockets or new Unix sockets (EPERM/EACCES)",
               "  cannot       fork, run a program (execve), ptrace or read another process's "
