@@ -35,6 +35,7 @@ from typing import Optional
 from .kernel import CLONE_NEWPID, CLONE_NEWUSER, unshare
 
 PIDS_V1 = "/sys/fs/cgroup/pids"            # cgroup v1's pids hierarchy
+PREFIX = "minildr-worker-"                 # a worker's cgroup: PREFIX + its keeper's pid
 UNIFIED = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")   # where cgroup v2 may be mounted
 
 
@@ -148,7 +149,8 @@ def join_pids_cgroup(limit: Optional[int]) -> str:
     parent = pids_parent()
     if parent is None:
         return ""
-    folder = os.path.join(parent, f"minildr-worker-{os.getpid()}")
+    sweep(parent)
+    folder = os.path.join(parent, f"{PREFIX}{os.getpid()}")
     try:
         os.mkdir(folder)
     except FileExistsError:
@@ -162,6 +164,22 @@ def join_pids_cgroup(limit: Optional[int]) -> str:
         remove_cgroup(folder)
         return ""
     return folder
+
+
+def sweep(parent: str) -> None:
+    """Remove the empty cgroups of keepers that are gone (killed before they could).
+
+    Only a folder named after a process that no longer exists is touched, and
+    rmdir refuses one that still holds a process.
+    """
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        keeper = name[len(PREFIX):]
+        if name.startswith(PREFIX) and keeper.isdigit() and not os.path.exists(f"/proc/{keeper}"):
+            remove_cgroup(os.path.join(parent, name))
 
 
 def leave_and_remove(folder: str) -> None:
@@ -192,7 +210,7 @@ def remove_worker_cgroup(keeper: int, wait: float = 1.0) -> None:
     parent = pids_parent()
     if parent is None:
         return
-    folder = os.path.join(parent, f"minildr-worker-{keeper}")
+    folder = os.path.join(parent, f"{PREFIX}{keeper}")
     deadline = time.monotonic() + wait
     while not remove_cgroup(folder) and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import minildr
-from minildr.isolation import policy, process
+from minildr.isolation import pids, policy, process
 
 from helpers import ORPHAN_GUARD, ROOT, write_plugin
 from platforms import requires_isolation, requires_linux, requires_proc
@@ -486,3 +486,18 @@ def test_a_fork_bomb_ends_with_its_call_and_leaves_nothing(escaping):
     assert nap < 2.0, outcome
     assert outcome["state"] == "none left", outcome
     assert not cgroup or not os.path.exists(cgroup)        # its cgroup went with it
+
+
+@requires_linux("pids cgroups")
+def test_a_cgroup_left_by_a_killed_keeper_is_swept(probe):
+    """An empty cgroup named after a keeper that is gone goes when the next worker starts."""
+    parent = pids.pids_parent()
+    if parent is None:
+        pytest.skip("no writable pids cgroup here")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()   # a pid now free
+    stale = Path(parent) / f"{pids.PREFIX}{dead}"
+    stale.mkdir(exist_ok=True)
+    with minildr.open(probe, isolate=True) as plugin:
+        assert plugin.containment.cgroup
+    assert not stale.exists()
