@@ -26,7 +26,12 @@ Then issue 17's ratios, each pair measured interleaved round by round:
 
 - an empty isolated call, nothing(), beside a bare 40-byte ping-pong between
   the very same two processes (the host and that worker: protocol "ping",
-  WorkerProcess.bare_round_trips)                            goal <= 1.5x
+  WorkerProcess.bare_round_trips), over the same AF_UNIX stream socket
+  pair, with a Python loop on both sides (host: sendall, recv; worker:
+  recv, sendall). The call adds what isolation needs: the binary call and
+  reply frames (marshal.CallFrames), the worker's cffi call and fflush,
+  and in the host a poll of the socket and the plugin's output pipes
+  (output is forwarded, and a hung call times out)     goal <= 1.5x
 - count(s) reading a 16 MB string argument (it crosses through the shared
   arena, isolation/shm.py) beside the same call in-process   goal <= 2x
 - sandboxed calls beside isolated ones (nothing(), count()) goal <= 1.1x
@@ -153,6 +158,9 @@ def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
 
     print(f"\nissue 17 ratios ({rounds} rounds; {calls} empty calls, {big_calls} 16 MB calls "
           f"per round and kind; load average {os.getloadavg()[0]:.2f})")
+    print("baseline: a bare 40-byte ping-pong between the same two processes (the host and "
+          "this worker), the same AF_UNIX stream socket pair, a Python loop on both sides "
+          "(host sendall+recv, worker recv+sendall); no frame, no poll, no plugin")
     print(f"{'':<44}{'median us':>12}")
     rows = [("isolated nothing()", call_us), ("bare ping-pong, same processes", floor_us)]
     rows += list(big_us.items())

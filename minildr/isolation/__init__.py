@@ -35,6 +35,7 @@ One module per idea, in the order a call meets them:
     sandbox.py     the confinement: rlimits, no_new_privs, Landlock, seccomp; probe()
     kernel.py      the Linux calls os does not offer (prctl, Landlock, capset)
     tree.py        the keeper: nothing a plugin forks outlives its worker
+    pids.py        what bounds a worker's processes: a PID namespace, a pids cgroup
     worker.py      the child: `python -I -c ...` (process.worker_command)
 """
 from .plugin import IsolatedPlugin, open_isolated

@@ -9,7 +9,7 @@ plugin's name and message), but the vtable lives in the worker process:
     host: RemoteContract                        worker: ContractProxy (proxy.py)
     cmd.run("abc")
       arguments checked as proxy.py checks them
-      ── ["method", seq, handle, "run", ["abc"]] ──▶  proxy.call("run", "abc")
+      ── ["method", seq, handle, 0, ["abc"]] ──▶   proxy.call("run", "abc")
       ◀── ["ok", seq, "ABC"] ──                       converts C -> Python
       the reply checked against the contract: "run" returns one str
 
@@ -65,7 +65,8 @@ class RemoteContract(ContractProxy):
         wire = shape.arguments(args)
         during = f"{self._struct}.{method}() of plugin {self._plugin_name}"
         worker = self._worker
-        value = worker.request([METHOD, self._handle, method, wire], during)
+        # The method by its index in the list both sides agreed on at lookup.
+        value = worker.request([METHOD, self._handle, self._numbers[method], wire], during)
         try:
             return shape.result(value)
         except ProtocolViolation as exc:
@@ -90,6 +91,7 @@ def remote_class(contract: Contract, struct_name: str) -> type:
     methods = convention.read_methods(contract, struct)
     namespace: Dict[str, Any] = {
         "_methods": tuple(m.name for m in methods),
+        "_numbers": {m.name: number for number, m in enumerate(methods)},   # sent, not names
         "_shapes": {m.name: Shape(contract, struct_name, m) for m in methods},
         "__doc__": f"An isolated plugin's {struct_name}, contract {contract.name} "
                    f"{contract.version}; each call runs in its worker process.",

@@ -64,3 +64,15 @@ def syscall(name: str, *args: Any) -> int:
     c = libc()
     c.syscall.restype = ctypes.c_long
     return _checked(c.syscall(ctypes.c_long(SYSCALLS[name]), *args))
+
+
+# unshare(2) flags (include/uapi/linux/sched.h)
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+
+
+def unshare(flags: int) -> None:
+    """unshare(2) through libc (os.unshare is Python 3.12's); OSError with the errno."""
+    c = libc()
+    c.unshare.argtypes = [ctypes.c_int]
+    _checked(c.unshare(flags))

@@ -7,14 +7,20 @@ integers, floating-point numbers, _Bool, char and `const char *` strings
 in the other, so a function taking or returning any other pointer is refused
 at lookup with a clear SymbolTypeError.
 
-The host side (`encode_argument`, `decode_result`) and the worker side
-(`from_wire`, `to_wire`) are written here side by side.
+Values cross in one of two ways, both written here with the host's side
+and the worker's side next to each other: by JSON (`encode_argument`,
+`decode_result` in the host; `from_wire`, `to_wire` in the worker), for
+variables and the rare call a binary frame cannot carry; and, for calls,
+in binary frames (`CallFrames`: `pack_call` / `read_call`, then
+`pack_reply` / `read_reply`).
 """
 from __future__ import annotations
 
 import enum
+import functools
+import struct
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import cffi
 
@@ -22,7 +28,7 @@ from .. import ctype
 from ..ctype import INTEGER_TYPES
 from ..errors import SymbolTypeError
 from ..manifest import Export
-from .protocol import ProtocolViolation
+from .protocol import CALL_MAGIC, HEADER, REPLY_MAGIC, ProtocolViolation
 from .shm import SHM_MIN, Arena
 
 
@@ -96,27 +102,22 @@ def marshal_for(ffi: Any, path: str, export: Export, types: str) -> Marshal:
     return Marshal("function", result_kind, tuple(kinds))
 
 
-def _host_string(value: Any, ffi: Any, arena: Optional[Arena]) -> Any:
-    """A string argument: None, latin-1 text in the frame, or a region of the arena."""
+def _host_bytes(value: Any, ffi: Any) -> Optional[bytes]:
+    """A string argument's bytes (None for NULL), checked as cffi checks a char *."""
     if value is None:
         return None
     if isinstance(value, ffi.CData):
         if value == ffi.NULL:
             return None
-        value = ffi.string(value)
+        return ffi.string(value)
     if not isinstance(value, (bytes, bytearray)):
         raise TypeError(f"a const char * argument takes bytes (or None for NULL), "
                         f"not {type(value).__name__}; encode a str first")
-    if arena is not None and len(value) >= SHM_MIN:
-        return {"shm": list(arena.put(value))}
-    return bytes(value).decode("latin-1")
+    return bytes(value)
 
 
-def encode_argument(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = None) -> Any:
-    """A host argument as JSON, checked the way cffi would check it in-process.
-
-    A long string goes into `arena` (shm.py), the frame carrying its region.
-    """
+def check_argument(kind: Value, value: Any) -> Any:
+    """A number or char argument, checked the way cffi would check it in-process."""
     if kind is Value.INT:
         if isinstance(value, int):
             return int(value)
@@ -129,11 +130,25 @@ def encode_argument(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = 
         if isinstance(value, int):
             return int(value)
         raise TypeError(f"a _Bool argument takes a bool, not {type(value).__name__}")
-    if kind is Value.CHAR:
-        if isinstance(value, bytes) and len(value) == 1:
-            return value.decode("latin-1")
-        raise TypeError(f"a char argument takes bytes of length 1, not {value!r}")
-    return _host_string(value, ffi, arena)
+    if isinstance(value, bytes) and len(value) == 1:         # Value.CHAR
+        return value
+    raise TypeError(f"a char argument takes bytes of length 1, not {value!r}")
+
+
+def encode_argument(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = None) -> Any:
+    """A host argument as JSON (variables, and calls a binary frame cannot carry).
+
+    A long string goes into `arena` (shm.py), the frame carrying its region.
+    """
+    if kind is Value.STRING:
+        data = _host_bytes(value, ffi)
+        if data is None:
+            return None
+        if arena is not None and len(data) >= SHM_MIN:
+            return {"shm": list(arena.put(data))}
+        return data.decode("latin-1")
+    value = check_argument(kind, value)
+    return value.decode("latin-1") if kind is Value.CHAR else value
 
 
 def decode_result(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = None) -> Any:
@@ -154,7 +169,7 @@ def decode_result(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = No
         if value is None:
             return ffi.NULL
         if isinstance(value, dict) and arena is not None:     # a long string, in the arena
-            return _copied_from(arena, value, ffi)
+            return _copied_from(arena, *arena.region(value), ffi)
         ok = type(value) is str
         # A copy owned by the host: minildr.ffi.string() reads it as it would
         # read the plugin's char * in-process.
@@ -164,9 +179,9 @@ def decode_result(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = No
     return value
 
 
-def _copied_from(arena: Arena, wire: Any, ffi: Any) -> Any:
+def _copied_from(arena: Arena, offset: int, length: int, ffi: Any) -> Any:
     """The host's own char[] copy of an arena region (one copy, checked bounds)."""
-    offset, length = arena.region(wire)
+    offset, length = arena.check(offset, length)
     copy = ffi.new("char[]", length + 1)
     ffi.memmove(copy, memoryview(arena.map)[offset:offset + length], length)
     return copy
@@ -218,3 +233,199 @@ def to_wire(kind: Value, value: Any, arena: Optional[Arena] = None) -> Any:
     if kind is Value.CHAR:
         return value.decode("latin-1")
     return value
+
+
+# ---------------------------------------------------------------------------
+# Binary frames of a call: both directions
+# ---------------------------------------------------------------------------
+# A call to a typed function is the hot path: one binary frame each way, no
+# JSON, no dict, the function named by its index in the worker's table.
+#
+#   request   HEADER "<4sI"  CALL_MAGIC, length of what follows
+#             "<IHB"         call id, function handle, number of arguments
+#             N bytes        each argument's wire kind, then the values in order
+#   reply     HEADER "<4sI"  REPLY_MAGIC, length of what follows
+#             "<Ic"          call id, the result's wire kind, then its value
+#
+# A wire kind is one byte; for numbers it is their struct format:
+#   q  int64 (integers and _Bool)    d  double    c  char (one byte)
+#   n  NULL (no value)               v  void (no value)
+#   s  a string in the frame: "<I" length, then the bytes
+#   a  a string in the arena (shm.py): "<QQ" offset, length
+# An integer beyond 64 bits does not fit: that call (or reply) goes by JSON.
+# Errors always go by JSON (protocol.error_reply).
+CALL_HEAD = struct.Struct("<IHB")
+REPLY_HEAD = struct.Struct("<Ic")
+NUMBER = {Value.INT: "q", Value.BOOL: "q", Value.FLOAT: "d", Value.CHAR: "c"}
+_LENGTH, _REGION = struct.Struct("<I"), struct.Struct("<QQ")
+# A reply frame, header included, by the result's wire kind ("s": its bytes follow).
+_REPLY = {b"q": struct.Struct("<4sIIcq"), b"d": struct.Struct("<4sIIcd"),
+          b"c": struct.Struct("<4sIIcc"), b"a": struct.Struct("<4sIIcQQ"),
+          b"v": struct.Struct("<4sIIc"), b"n": struct.Struct("<4sIIc"),
+          b"s": struct.Struct("<4sIIc")}
+# The same without the header: what FrameReader hands the host.
+_REPLY_BODY = {kind: struct.Struct("<" + layout.format[4:]) for kind, layout in _REPLY.items()}
+
+
+class CallFrames:
+    """The binary frames of one function's calls (both sides build it from its Marshal).
+
+    Everything that does not change from call to call is worked out here,
+    once: a function taking numbers only has one precompiled struct for its
+    whole request frame (one taking strings builds its format per call),
+    a result of a fixed kind one for its whole reply.
+    """
+
+    def __init__(self, how: Marshal) -> None:
+        self.params, self.result = how.params, how.result
+        self.count = len(how.params)
+        self.numbers = all(k in NUMBER for k in how.params)
+        self.strings = not self.numbers or how.result is Value.STRING   # uses the arena
+        self.copied = how.result in (Value.STRING, Value.CHAR)          # worker: copy it out
+        if self.numbers:
+            kinds = "".join(NUMBER[k] for k in how.params)
+            self.kinds = kinds.encode()
+            self.values = struct.Struct(f"<{self.count}s{kinds}")       # after CALL_HEAD
+            self.request = struct.Struct(f"<4sIIHB{self.count}s{kinds}")
+            self.length = self.request.size - HEADER.size
+        if how.result is Value.STRING:
+            self.fixed = b""                     # n, s or a: chosen per reply
+        else:
+            self.fixed = b"v" if how.result is Value.VOID else NUMBER[how.result].encode()
+            self.reply, self.reply_body = _REPLY[self.fixed], _REPLY_BODY[self.fixed]
+
+    # -- host -> worker: the call ---------------------------------------------
+    def pack_call(self, seq: int, handle: int, args: tuple, ffi: Any,
+                  arena: Optional[Arena]) -> Optional[bytes]:
+        """The request frame (TypeError for an argument cffi would refuse); None: use JSON."""
+        try:
+            if self.numbers:
+                return self.request.pack(CALL_MAGIC, self.length, seq, handle, self.count,
+                                         self.kinds, *map(check_argument, self.params, args))
+            return self._pack_strings(seq, handle, args, ffi, arena)
+        except struct.error:            # an integer beyond 64 bits: cffi decides, in the worker
+            return None
+
+    def _pack_strings(self, seq: int, handle: int, args: tuple, ffi: Any,
+                      arena: Optional[Arena]) -> bytes:
+        kinds, formats, values = [], [], []
+        for kind, arg in zip(self.params, args):
+            if kind is not Value.STRING:
+                kinds.append(NUMBER[kind])
+                formats.append(NUMBER[kind])
+                values.append(check_argument(kind, arg))
+                continue
+            data = _host_bytes(arg, ffi)
+            if data is None:
+                kinds.append("n")
+            elif arena is not None and len(data) >= SHM_MIN:
+                kinds.append("a")
+                formats.append("QQ")
+                values += arena.put(data)
+            else:
+                kinds.append("s")
+                formats.append(f"I{len(data)}s")
+                values += (len(data), data)
+        layout = struct.Struct(f"<4sIIHB{self.count}s" + "".join(formats))
+        return layout.pack(CALL_MAGIC, layout.size - HEADER.size, seq, handle, self.count,
+                           "".join(kinds).encode(), *values)
+
+    def read_call(self, payload: bytes, arena: Optional[Arena]) -> Any:
+        """The worker's side: the arguments as its cffi function takes them."""
+        if self.numbers:
+            if len(payload) != CALL_HEAD.size + self.values.size:
+                raise ProtocolViolation(f"a {len(payload)}-byte call frame for {self.kinds!r}")
+            kinds, *args = self.values.unpack_from(payload, CALL_HEAD.size)
+            if kinds != self.kinds:
+                raise ProtocolViolation(f"a call frame with kinds {kinds!r} for {self.kinds!r}")
+            return args
+        offset = CALL_HEAD.size + self.count
+        args = []
+        for kind, wire in zip(self.params, payload[CALL_HEAD.size:offset]):
+            letter = chr(wire)
+            if kind is not Value.STRING:
+                if letter != NUMBER[kind]:
+                    raise ProtocolViolation(f"a call frame with kind {letter!r} for {kind.name}")
+                value, = struct.unpack_from("<" + letter, payload, offset)
+                offset += struct.calcsize(letter)
+            elif letter == "n":
+                value = _ffi.NULL
+            elif letter == "s":
+                length, = _LENGTH.unpack_from(payload, offset)
+                offset += _LENGTH.size
+                value = payload[offset:offset + length]
+                offset += length
+            elif letter == "a" and arena is not None:
+                start, length = arena.check(*_REGION.unpack_from(payload, offset))
+                offset += _REGION.size
+                value = _ffi.from_buffer(memoryview(arena.map)[start:start + length + 1])
+            else:
+                raise ProtocolViolation(f"a call frame with kind {letter!r} for a string")
+            args.append(value)
+        if offset != len(payload):
+            raise ProtocolViolation("a call frame longer than its arguments")
+        return args
+
+    # -- worker -> host: the result -------------------------------------------
+    def pack_reply(self, seq: int, value: Any, arena: Optional[Arena]) -> Optional[bytes]:
+        """The worker's reply frame (a string result already copied: bytes or None);
+        None: use JSON."""
+        if self.fixed:
+            try:
+                if self.fixed == b"v":
+                    return self.reply.pack(REPLY_MAGIC, 5, seq, b"v")
+                return self.reply.pack(REPLY_MAGIC, self.reply.size - HEADER.size, seq,
+                                       self.fixed, value)
+            except struct.error:                 # an integer beyond 64 bits
+                return None
+        if value is None:
+            return _REPLY[b"n"].pack(REPLY_MAGIC, 5, seq, b"n")
+        if arena is not None and len(value) >= SHM_MIN:
+            try:
+                return _REPLY[b"a"].pack(REPLY_MAGIC, 21, seq, b"a", *arena.put(value))
+            except OSError:                      # past its file size limit: in the frame
+                pass
+        return _REPLY[b"s"].pack(REPLY_MAGIC, 5 + len(value), seq, b"s") + value
+
+    def read_reply(self, payload: bytes, seq: int, ffi: Any, arena: Optional[Arena]) -> Any:
+        """The host's side: the result as an in-process call gives it; anything else,
+        a ProtocolViolation (the worker runs untrusted code)."""
+        kind = payload[4:5]
+        if self.fixed:
+            if kind != self.fixed or len(payload) != self.reply_body.size:
+                raise self._not_the_answer(payload, seq)
+            their_seq, _, *value = self.reply_body.unpack(payload)
+            if their_seq != seq:
+                raise self._not_the_answer(payload, seq)
+            if not value:
+                return None
+            return bool(value[0]) if self.result is Value.BOOL else value[0]
+        if len(payload) < REPLY_HEAD.size or REPLY_HEAD.unpack_from(payload)[0] != seq:
+            raise self._not_the_answer(payload, seq)
+        if kind == b"s":
+            return ffi.new("char[]", payload[REPLY_HEAD.size:])
+        if kind == b"n" and len(payload) == REPLY_HEAD.size:
+            return ffi.NULL
+        if kind == b"a" and len(payload) == _REPLY_BODY[b"a"].size:
+            if arena is None:
+                raise ProtocolViolation("an arena region, but this worker has no arena")
+            return _copied_from(arena, *_REGION.unpack_from(payload, REPLY_HEAD.size), ffi)
+        raise self._not_the_answer(payload, seq)
+
+    def _not_the_answer(self, payload: bytes, seq: int) -> ProtocolViolation:
+        return ProtocolViolation(f"the reply {payload[:24]!r} does not answer call {seq} "
+                                 f"with a {self.result.name} result")
+
+
+@functools.lru_cache(maxsize=None)
+def frames_for(how: Marshal) -> CallFrames:
+    """The CallFrames of a Marshal, built once (a Marshal is a small frozen value)."""
+    return CallFrames(how)
+
+
+def read_call_head(payload: bytes) -> Tuple[int, int]:
+    """(call id, handle) of a binary call frame."""
+    if len(payload) < CALL_HEAD.size:
+        raise ProtocolViolation(f"a call frame of {len(payload)} bytes")
+    seq, handle, _ = CALL_HEAD.unpack_from(payload)
+    return seq, handle

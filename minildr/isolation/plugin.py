@@ -18,11 +18,11 @@ from ..manifest import Export, Manifest
 from ..plugin import Plugin, Symbol
 from ..system import ffi as host_ffi
 from .contracts import bind_remote
-from .marshal import Marshal, decode_result, encode_argument, marshal_for, Value
+from .marshal import Marshal, Value, decode_result, encode_argument, frames_for, marshal_for
 from .policy import WORKER_LIMITS, Limits, SandboxPolicy
 from .process import DEFAULT_TIMEOUT, WorkerProcess
 from .sandbox import require_sandbox
-from .protocol import CALL, GET, LOOKUP, SET, ProtocolViolation
+from .protocol import CALL, GET, LOOKUP, SET, ProtocolViolation, read_reply
 
 log = logging.getLogger("minildr")
 
@@ -30,31 +30,51 @@ log = logging.getLogger("minildr")
 class RemoteFunction:
     """A function of an isolated plugin: calling it runs it in the worker process."""
 
-    __slots__ = ("name", "ctype", "_worker", "_handle", "_marshal", "_ffi", "_during",
-                 "__weakref__")
+    __slots__ = ("name", "ctype", "_worker", "_handle", "_marshal", "_frames", "_ffi",
+                 "_during", "__weakref__")
 
     def __init__(self, worker: WorkerProcess, handle: int, export: Export, marshal: Marshal,
                  ffi: Any) -> None:
         self.name, self.ctype = export.name, export.ctype
         self._worker, self._handle, self._marshal, self._ffi = worker, handle, marshal, ffi
+        self._frames = frames_for(marshal)
         self._during = f"{export.name}()"
 
     def __call__(self, *args: Any) -> Any:
-        params = self._marshal.params
-        if len(args) != len(params):
-            raise TypeError(f"{self.name}() takes {len(params)} argument(s) "
+        frames = self._frames
+        if len(args) != frames.count:
+            raise TypeError(f"{self.name}() takes {frames.count} argument(s) "
                             f"({len(args)} given)")
         ffi, worker = self._ffi, self._worker
         with worker.lock:                 # one request at a time uses the worker's arena
             arena = worker.arena
-            if arena is not None:
+            if frames.strings and arena is not None:
                 arena.begin()
-            wire = [encode_argument(kind, arg, ffi, arena) for kind, arg in zip(params, args)]
-            value = worker.request([CALL, self._handle, wire], self._during)
+            seq = worker.next_seq()
+            data = frames.pack_call(seq, self._handle, args, ffi, arena)
+            if data is None:              # a value no binary frame carries: by JSON
+                return self._by_json(args)
+            reply = worker.exchange(data, self._during)
             try:
-                return decode_result(self._marshal.result, value, ffi, arena)
+                if type(reply) is bytes:
+                    return frames.read_reply(reply, seq, ffi, arena)
+                return decode_result(self._marshal.result, read_reply(reply, seq, worker.path),
+                                     ffi, arena)
             except ProtocolViolation as exc:
                 raise worker._violated(exc, self._during) from None
+
+    def _by_json(self, args: tuple) -> Any:
+        """The call as a JSON request (an integer beyond 64 bits: cffi in the worker judges it)."""
+        arena = self._worker.arena
+        if arena is not None:
+            arena.begin()
+        wire = [encode_argument(kind, arg, self._ffi, arena)
+                for kind, arg in zip(self._marshal.params, args)]
+        value = self._worker.request([CALL, self._handle, wire], self._during)
+        try:
+            return decode_result(self._marshal.result, value, self._ffi, arena)
+        except ProtocolViolation as exc:
+            raise self._worker._violated(exc, self._during) from None
 
     def __repr__(self) -> str:
         return f"<isolated function {self.name}: {self.ctype}, in worker pid {self._worker.pid}>"
@@ -101,7 +121,9 @@ class IsolatedPlugin(Plugin):
     `lookup` gives the same Symbol, for a typed lookup a RemoteFunction or
     RemoteVariable instead of a cffi pointer, and for a contract a
     remote.RemoteContract with the in-process proxy's API. `timeout`
-    (seconds) bounds every call; `worker_pid` is the worker's process id.
+    (seconds) bounds every call; `worker_pid` is the worker's process id;
+    `containment` says what holds the processes its plugin may start
+    (a PID namespace, a pids cgroup, or why not: isolation/pids.py).
     `loader` is "isolated"; `trace` is None (the load happened in the worker).
     """
 
@@ -109,6 +131,7 @@ class IsolatedPlugin(Plugin):
         super().__init__(image, manifest, None, loader="isolated")   # no library in this process
         self._worker: Optional[WorkerProcess] = worker
         self.worker_pid = worker.pid
+        self.containment = worker.containment   # PID namespace, pids cgroup (pids.py)
 
     @property
     def timeout(self) -> float:

@@ -49,7 +49,10 @@ class Limits:
     The defaults bound what a bug can take (a leak, a runaway thread loop)
     without getting in the way of a plugin that works: 4 GiB of address
     space (the worker's Python takes about 0.1 GiB of it), 256 threads.
-    The kernel does not apply `processes` to root (uid 0).
+    `processes` is RLIMIT_NPROC (which the kernel does not apply to root,
+    and which counts all of the user's processes) and, where the worker can
+    make one, the pids.max of its own pids cgroup (pids.py), which binds
+    root too and counts the worker's tasks only.
     """
     memory: Optional[int] = 4 * GiB
     cpu_seconds: Optional[int] = None

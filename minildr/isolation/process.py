@@ -49,11 +49,11 @@ from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
                       PluginTimeout, WorkerStartError)
 from ..image import PluginImage
-from . import policy, shm
+from . import pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
-from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, FrameReader, ProtocolViolation,
-                       frame, read_reply)
+from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC, FrameReader,
+                       ProtocolViolation, frame, read_reply)
 
 log = logging.getLogger("minildr")
 
@@ -82,7 +82,8 @@ class WorkerProcess:
         self.spin = SPIN_SECONDS            # as it was when this worker started
         self.lock = threading.RLock()       # one request at a time (and its arena)
         self._seq = 0
-        self._reader = FrameReader()
+        self._reader = FrameReader(binary=REPLY_MAGIC)
+        self._inbox = memoryview(bytearray(1 << 16))     # what recv_into fills, every time
         self._failure: Optional[PluginError] = None
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._partial_line = ""
@@ -159,10 +160,14 @@ class WorkerProcess:
 
     def start(self, image: PluginImage, contracts: Iterable[Contract]) -> dict:
         """Wait for the worker's Python, then have it check and load the image."""
-        pid = self.request([READY], "starting the worker", timeout=max(START_TIMEOUT, self.timeout))
-        if type(pid) is not int or pid <= 0:
-            raise self._violated(ProtocolViolation(f"the ready reply {str(pid)[:80]!r} is not "
-                                                   "a process id"), "starting the worker")
+        ready = self.request([READY], "starting the worker",
+                             timeout=max(START_TIMEOUT, self.timeout))
+        pid, containment = ready if isinstance(ready, list) and len(ready) == 2 else (0, None)
+        self.containment = pids.Containment.from_wire(containment)
+        if type(pid) is not int or pid <= 0 or self.containment is None:
+            raise self._violated(ProtocolViolation(f"the ready reply {str(ready)[:80]!r} is not "
+                                                   "[process id, containment]"),
+                                 "starting the worker")
         self.pid = pid              # the process that loads the plugin (below its keeper)
         spec = {"path": image.path, "sha256": image.sha256, "fd": self._memfd,
                 "spin": self.spin,
@@ -177,62 +182,76 @@ class WorkerProcess:
 
     # -- one request, one reply ----------------------------------------------------
     def request(self, message: List[Any], during: str, timeout: Optional[float] = None) -> Any:
-        """Send a request and return the worker's answer; every failure is a PluginError."""
+        """Send a JSON request and return the worker's answer; every failure is a PluginError."""
         with self.lock:
-            if self._failure is not None:
-                raise self._failure
-            self._seq += 1
-            seq = self._seq
+            seq = self.next_seq()
             message.insert(1, seq)
-            try:
-                self._sock.sendall(frame(message))
-                reply = self._receive(timeout or self.timeout, during)
-            except KeyboardInterrupt:
-                self._fail(PluginCrashed(self.path, (
-                    f"interrupted during {during}; its worker process (pid {self.pid}) was "
-                    "stopped. Open the plugin again to use it")))
-                raise
-            except OSError:                      # the socket broke: the worker is gone
-                raise self._crashed(during) from None
-            except ProtocolViolation as exc:
-                raise self._violated(exc, during) from None
+            reply = self.exchange(frame(message), during, timeout)
             try:
                 return read_reply(reply, seq, self.path)
             except ProtocolViolation as exc:
                 raise self._violated(exc, during) from None
 
+    def next_seq(self) -> int:
+        """The next request's id (call it with the lock held)."""
+        self._seq += 1
+        return self._seq
+
+    def exchange(self, data: bytes, during: str, timeout: Optional[float] = None) -> Any:
+        """Send one frame, return the reply as FrameReader gives it (JSON value or binary
+        payload); every failure is a PluginError. The caller holds the lock."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            self._sock.sendall(data)
+            return self._receive(timeout or self.timeout, during)
+        except KeyboardInterrupt:
+            self._fail(PluginCrashed(self.path, (
+                f"interrupted during {during}; its worker process (pid {self.pid}) was "
+                "stopped. Open the plugin again to use it")))
+            raise
+        except OSError:                      # the socket broke: the worker is gone
+            raise self._crashed(during) from None
+        except ProtocolViolation as exc:
+            raise self._violated(exc, during) from None
+
     def _receive(self, timeout: float, during: str) -> Any:
-        message = self._receive_spinning(during)
-        if message is not None:
-            return message
-        deadline = _now() + timeout
-        sock_fd = self._sock.fileno()
-        while True:
-            message = self._reader.next()
+        """The next message: poll the socket and the output pipes (forwarding what the
+        plugin printed) until a whole frame is in, or the timeout."""
+        reader = self._reader
+        if self.spin:
+            message = self._receive_spinning(during)
             if message is not None:
                 return message
-            remaining = deadline - _now()
+        if reader.buffer:                    # a frame that came with the last one
+            message = reader.next()
+            if message is not None:
+                return message
+        deadline = time.monotonic() + timeout
+        sock_fd, inbox, recv_into = self._sock.fileno(), self._inbox, self._sock.recv_into
+        while True:
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._timed_out(during, timeout)
             events = self._poller.poll(remaining * 1000)
             if not events:
                 raise self._timed_out(during, timeout)
             readable = False
-            for fd, _ in events:
+            for fd, _ in events:             # what the plugin printed, before its reply
                 if fd == sock_fd:
                     readable = True
                 else:
                     self._forward(fd)
             if readable:
-                data = self._sock.recv(1 << 16)
-                if not data:
+                size = recv_into(inbox)
+                if not size:
                     raise self._crashed(during)
-                self._reader.feed(data)
+                message = reader.take(inbox[:size])
+                if message is not None:
+                    return message
 
     def _receive_spinning(self, during: str) -> Any:
         """The reply, if it comes within SPIN_SECONDS (see there); else None."""
-        if not self.spin:
-            return None
         recv, reader, yield_cpu = self._sock.recv, self._reader, os.sched_yield
         end = perf_counter() + self.spin
         while True:
@@ -471,6 +490,7 @@ def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
     shutil.rmtree(folder, ignore_errors=True)
     if arena is not None:
         arena.close()
+    pids.remove_worker_cgroup(process.pid)     # if its keeper could not (it was killed)
 
 
 def _pipe(made: List[Any]) -> Tuple[int, int]:

@@ -1,8 +1,12 @@
 """The wire protocol between the host and an isolated plugin's worker.
 
 Host and worker talk over their own socket pair, never over the plugin's
-stdout or stderr. Each message is a frame: the magic b"MLDR", a 32-bit
-length, then JSON. JSON, not pickle: the worker runs untrusted code, and
+stdout or stderr. Each message is a frame: a 4-byte magic, a 32-bit
+length, then the payload. Most frames (magic b"MLDR") carry JSON. A call
+to a typed function, the hot path, goes in a binary frame instead
+(b"MLDc" to the worker, b"MLDr" back: a struct header and the values,
+written in marshal.py), unless a value does not fit one (an integer beyond
+64 bits): then it goes by JSON like everything else. JSON, not pickle: the worker runs untrusted code, and
 unpickling what it sends would let that code run in the host too. Anything
 that is not a valid frame is a `ProtocolViolation`, which ends the worker.
 
@@ -20,6 +24,7 @@ from .. import errors
 from ..errors import PluginCallError, PluginError
 
 MAGIC = b"MLDR"
+CALL_MAGIC, REPLY_MAGIC = b"MLDc", b"MLDr"      # binary frames of a call (marshal.py)
 HEADER = struct.Struct("<4sI")
 MAX_FRAME = 64 << 20
 
@@ -49,23 +54,40 @@ class ProtocolViolation(ValueError):
 
 
 class FrameReader:
-    """Cuts the byte stream from the socket into messages, refusing anything else."""
+    """Cuts the byte stream from the socket into messages, refusing anything else.
 
-    def __init__(self) -> None:
+    `binary`: the magic of the binary frames this side receives (the worker
+    CALL_MAGIC, the host REPLY_MAGIC); their payload comes back as bytes,
+    a JSON frame's as the value it carries.
+    """
+
+    def __init__(self, binary: bytes = b"") -> None:
         self.buffer = bytearray()
+        self.binary = binary
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Any) -> None:
         self.buffer += data
+
+    def take(self, data: Any) -> Optional[Any]:
+        """feed(data), then next(); without copying the bytes twice when `data` is
+        exactly one binary frame (what a call or its reply nearly always is)."""
+        if not self.buffer and len(data) >= HEADER.size:
+            magic, length = HEADER.unpack_from(data)
+            if magic == self.binary and magic and HEADER.size + length == len(data):
+                return bytes(data[HEADER.size:])
+        self.buffer += data
+        return self.next()
 
     def next(self) -> Optional[Any]:
         """The next complete message, None if more bytes are needed."""
         buf = self.buffer
         if len(buf) < HEADER.size:
-            if buf and not MAGIC.startswith(bytes(buf[:4])):
+            if buf and not (MAGIC.startswith(bytes(buf[:4]))
+                            or self.binary.startswith(bytes(buf[:4]))):
                 raise self._violation("does not start with the frame magic")
             return None
         magic, length = HEADER.unpack_from(buf)
-        if magic != MAGIC:
+        if magic != MAGIC and (magic != self.binary or not magic):
             raise self._violation("does not start with the frame magic")
         if length > MAX_FRAME:
             raise self._violation(f"announces a {length}-byte frame")
@@ -74,6 +96,8 @@ class FrameReader:
             return None
         payload = bytes(buf[HEADER.size:end])
         del buf[:end]
+        if magic != MAGIC:
+            return payload                  # a binary frame: marshal.py reads it
         try:
             return json.loads(payload)
         except (ValueError, UnicodeDecodeError, RecursionError):   # [[[[... nested too deep

@@ -18,7 +18,7 @@ mechanisms, none of which needs privileges and none of which can be undone:
    (ABI 4); abstract Unix sockets and signals are scoped to the sandbox
    (ABI 6): the plugin cannot signal the host or reach its sockets;
 4. a seccomp-BPF filter (Documentation/userspace-api/seccomp_filter.rst,
-   written below instruction by instruction) that answers EPERM (the
+   written below instruction by instruction, for x86_64 and aarch64) that answers EPERM (the
    plugin sees an error and may carry on; nothing is killed) to new
    processes (fork, vfork, clone without CLONE_THREAD: threads stay
    allowed), program execution, ptrace and reading or writing other
@@ -48,6 +48,7 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import SandboxUnavailable
 from .kernel import (MACHINE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
                      SYSCALLS, prctl, syscall)
+from . import pids
 from .policy import Limit, Limits, SandboxPolicy
 
 LANDLOCK_ABI_NEEDED = 6      # signals and abstract Unix sockets scoped (Linux 6.12)
@@ -110,9 +111,9 @@ class Support:
         found = []
         if not sys.platform.startswith("linux"):
             return [f"a sandbox needs Linux (Landlock and seccomp); this is {self.system}"]
-        if MACHINE != "x86_64":
-            found.append(f"minildr's seccomp filter is written for x86_64 system calls; this "
-                         f"machine is {MACHINE}")
+        if MACHINE not in SYSCALL_TABLES:
+            found.append(f"minildr's seccomp filter knows the system calls of "
+                         f"{', '.join(SYSCALL_TABLES)}; this machine is {MACHINE}")
         if self.landlock_abi < LANDLOCK_ABI_NEEDED:
             found.append(
                 f"Landlock ABI {LANDLOCK_ABI_NEEDED} or later (Linux 6.12: signals and abstract "
@@ -266,7 +267,7 @@ def _allow(ruleset: int, path: str, rights: int) -> None:
 # ---------------------------------------------------------------------------
 # The filter is a classic BPF program run on struct seccomp_data for every
 # system call: nr at offset 0, arch at 4, args[i] at 16 + 8*i (the low 32
-# bits first: x86_64 is little-endian). Each instruction is
+# bits first: both machines below are little-endian). Each instruction is
 # (code, jump-if-true, jump-if-false, k); jumps count instructions skipped.
 LD_W_ABS = 0x00 | 0x00 | 0x20        # BPF_LD | BPF_W | BPF_ABS: A = data[k]
 JEQ, JGE, JSET = 0x05 | 0x10, 0x05 | 0x30, 0x05 | 0x40     # BPF_JMP | op | BPF_K
@@ -274,14 +275,35 @@ AND = 0x04 | 0x50                    # BPF_ALU | BPF_AND | BPF_K: A &= k
 RET = 0x06                           # BPF_RET | BPF_K
 RET_ALLOW, RET_KILL_PROCESS = 0x7FFF0000, 0x80000000
 RET_ERRNO = 0x00050000               # | errno: the call fails with that errno
-AUDIT_ARCH_X86_64 = 0xC000003E
+# include/uapi/linux/audit.h: EM_* | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+AUDIT_ARCH_X86_64 = 62 | 0x80000000 | 0x40000000           # EM_X86_64 = 62: 0xC000003E
+AUDIT_ARCH_AARCH64 = 183 | 0x80000000 | 0x40000000         # EM_AARCH64 = 183: 0xC00000B7
 X32_SYSCALL_BIT = 0x40000000
 CLONE_THREAD = 0x00010000
 AF_UNIX, AF_INET, AF_INET6, SOCK_STREAM, IPPROTO_TCP = 1, 2, 10, 1, 6
 SOCK_TYPE_MASK = 0xF                 # without SOCK_NONBLOCK | SOCK_CLOEXEC
 
-# x86_64 numbers (arch/x86/entry/syscalls/syscall_64.tbl) refused with EPERM.
-DENIED = {
+
+@dataclass(frozen=True)
+class SyscallTable:
+    """One machine's system call numbers, as the filter needs them.
+
+    `denied` are refused with EPERM; `clone`, `clone3`, `socket`,
+    `socketpair` and `prlimit64` are refused or allowed by their arguments.
+    """
+    machine: str
+    audit_arch: int
+    denied: Dict[str, int]
+    clone: int
+    clone3: int
+    socket: int
+    socketpair: int
+    prlimit64: int
+    x32: bool = False                # x86_64 also runs x32 calls (nr | X32_SYSCALL_BIT)
+
+
+# x86_64: arch/x86/entry/syscalls/syscall_64.tbl.
+X86_64 = SyscallTable("x86_64", AUDIT_ARCH_X86_64, {
     "fork": 57, "vfork": 58, "execve": 59, "execveat": 322,              # new programs
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,     # other processes
     "kcmp": 312, "pidfd_getfd": 438, "process_madvise": 440,
@@ -295,8 +317,27 @@ DENIED = {
     "request_key": 249, "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
     "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167,
     "swapoff": 168, "acct": 163, "iopl": 172, "ioperm": 173, "quotactl": 179,
-}
-NR_CLONE, NR_CLONE3, NR_SOCKET, NR_SOCKETPAIR, NR_PRLIMIT64 = 56, 435, 41, 53, 302
+}, clone=56, clone3=435, socket=41, socketpair=53, prlimit64=302, x32=True)
+
+# aarch64: include/uapi/asm-generic/unistd.h. No fork, vfork (clone does both),
+# iopl or ioperm; the same calls otherwise, under other numbers.
+AARCH64 = SyscallTable("aarch64", AUDIT_ARCH_AARCH64, {
+    "execve": 221, "execveat": 281,                                      # new programs
+    "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,     # other processes
+    "kcmp": 272, "pidfd_getfd": 438, "process_madvise": 440,
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    "setrlimit": 164,                                                     # limits stay
+    "unshare": 97, "setns": 268, "mount": 40, "umount2": 39, "pivot_root": 41,
+    "chroot": 51, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+    "fsmount": 432, "fspick": 433, "mount_setattr": 442,
+    "name_to_handle_at": 264, "open_by_handle_at": 265,                  # around paths
+    "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
+    "request_key": 218, "kexec_load": 104, "kexec_file_load": 294, "init_module": 105,
+    "finit_module": 273, "delete_module": 106, "reboot": 142, "swapon": 224,
+    "swapoff": 225, "acct": 89, "quotactl": 60,
+}, clone=220, clone3=435, socket=198, socketpair=199, prlimit64=261)
+
+SYSCALL_TABLES = {table.machine: table for table in (X86_64, AARCH64)}
 
 
 def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> Tuple[int, int, int, int]:
@@ -307,29 +348,34 @@ def _arg(i: int, high: bool = False) -> int:
     return 16 + 8 * i + (4 if high else 0)
 
 
-def seccomp_program() -> List[Tuple[int, int, int, int]]:
-    """The filter, instruction by instruction (each block ends in a RET)."""
+def seccomp_program(machine: str = MACHINE) -> List[Tuple[int, int, int, int]]:
+    """The filter for `machine` (this one by default), instruction by instruction.
+
+    Each block ends in a RET. A call made under another ABI (i386 or x32 on
+    x86_64, arm32 compat on aarch64) has other numbers: the process is killed.
+    """
+    t = SYSCALL_TABLES[machine]
     deny = _op(RET, RET_ERRNO | errno.EPERM)
     allow = _op(RET, RET_ALLOW)
     prog = [
         _op(LD_W_ABS, 4),                                  # A = arch
-        _op(JEQ, AUDIT_ARCH_X86_64, jt=1),                 # another ABI's numbers: kill
+        _op(JEQ, t.audit_arch, jt=1),                      # another ABI's numbers: kill
         _op(RET, RET_KILL_PROCESS),
         _op(LD_W_ABS, 0),                                  # A = nr
-        _op(JGE, X32_SYSCALL_BIT, jf=1),                   # x32 system calls: refused
-        deny,
     ]
-    for nr in sorted(DENIED.values()):
+    if t.x32:
+        prog += [_op(JGE, X32_SYSCALL_BIT, jf=1), deny]    # x32 system calls: refused
+    for nr in sorted(t.denied.values()):
         prog += [_op(JEQ, nr, jf=1), deny]
     # clone3 passes its flags in memory, which a filter cannot read: ENOSYS makes
     # glibc's pthread_create fall back to clone, whose flags it can check.
-    prog += [_op(JEQ, NR_CLONE3, jf=1), _op(RET, RET_ERRNO | errno.ENOSYS)]
-    prog += [_op(JEQ, NR_CLONE, jf=4),                     # clone: threads only
-             _op(LD_W_ABS, _arg(0)),
+    prog += [_op(JEQ, t.clone3, jf=1), _op(RET, RET_ERRNO | errno.ENOSYS)]
+    prog += [_op(JEQ, t.clone, jf=4),                      # clone: threads only
+             _op(LD_W_ABS, _arg(0)),                       # flags: argument 0 on both
              _op(JSET, CLONE_THREAD, jf=1),
              allow,
              deny]
-    prog += [_op(JEQ, NR_SOCKET, jf=11),                   # socket: TCP only
+    prog += [_op(JEQ, t.socket, jf=11),                    # socket: TCP only
              _op(LD_W_ABS, _arg(0)),                       # family
              _op(JEQ, AF_INET, jt=1),
              _op(JEQ, AF_INET6, jf=7),
@@ -341,12 +387,12 @@ def seccomp_program() -> List[Tuple[int, int, int, int]]:
              _op(JEQ, IPPROTO_TCP, jf=1),
              allow,
              deny]
-    prog += [_op(JEQ, NR_SOCKETPAIR, jf=4),                # socketpair: Unix only (no name)
+    prog += [_op(JEQ, t.socketpair, jf=4),                 # socketpair: Unix only (no name)
              _op(LD_W_ABS, _arg(0)),
              _op(JEQ, AF_UNIX, jf=1),
              allow,
              deny]
-    prog += [_op(JEQ, NR_PRLIMIT64, jf=6),                 # prlimit64: reading only
+    prog += [_op(JEQ, t.prlimit64, jf=6),                  # prlimit64: reading only
              _op(LD_W_ABS, _arg(2)),                       # new_limit == NULL?
              _op(JEQ, 0, jf=3),
              _op(LD_W_ABS, _arg(2, high=True)),
@@ -426,6 +472,14 @@ def report(support: Optional[Support] = None) -> str:
              + f" (minildr's sandbox needs {LANDLOCK_ABI_NEEDED})",
              "seccomp filters: " + ("yes" if s.seccomp_filter else f"no ({s.seccomp_error})"),
              "PR_SET_NO_NEW_PRIVS: " + ("yes" if s.no_new_privs else "no")]
+    why_not = pids.probe_pid_namespace() if sys.platform.startswith("linux") else "not Linux"
+    cgroup = sys.platform.startswith("linux") and pids.pids_parent() is not None
+    lines += ["PID namespace per worker: " + ("yes (nothing a plugin forks outlives its "
+                                              "worker, even a killed keeper)" if not why_not
+                                              else f"no ({why_not}): the keeper alone"),
+              "pids cgroup per worker: " + ("yes (pids.max = processes, root included)"
+                                            if cgroup else "no (RLIMIT_NPROC only, which "
+                                            "does not bind root)")]
     if s.missing:
         lines += ["", "sandbox=True is unavailable here; open() raises SandboxUnavailable:"]
         lines += [f"  - missing {m}" for m in s.missing]
@@ -436,9 +490,12 @@ def report(support: Optional[Support] = None) -> str:
               "Python and minildr (read-only), and what SandboxPolicy(read=...) grants",
               "  can write    only what SandboxPolicy(write=...) grants (files up to "
               f"{p.file_size >> 20} MiB by default)",
-              "  can start    threads (up to "
-              f"{p.processes} more than its user runs"
-              + ("; the kernel exempts root from this limit" if os.getuid() == 0 else "") + ")",
+              "  can start    threads (up to " + (
+                  f"{p.processes} tasks in all, its worker's own included: its pids cgroup"
+                  if cgroup else
+                  f"{p.processes} more than its user runs"
+                  + ("; the kernel exempts root from this limit" if os.getuid() == 0 else ""))
+              + ")",
               "  cannot       read or list anything else (EACCES), connect or bind TCP, "
               "create UDP, raw, netlink or packet sockets or new Unix sockets (EPERM/EACCES)",
               "  cannot       fork, run a program (execve), ptrace or read another process's "

@@ -96,7 +96,10 @@ class Arena:
         if not (isinstance(wire, dict) and set(wire) == {"shm"} and isinstance(wire["shm"], list)
                 and len(wire["shm"]) == 2 and all(type(v) is int for v in wire["shm"])):
             raise ProtocolViolation(f"{str(wire)[:80]!r} is not an arena region")
-        offset, length = wire["shm"]
+        return self.check(*wire["shm"])
+
+    def check(self, offset: int, length: int) -> Tuple[int, int]:
+        """(offset, length), if that region lies inside the arena; else ProtocolViolation."""
         if offset < 0 or length < 0 or offset + length + 1 > self.size:
             self.refresh()
             if offset < 0 or length < 0 or offset + length + 1 > self.size:

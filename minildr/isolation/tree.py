@@ -10,6 +10,16 @@ a *keeper* that runs no plugin code:
               └── server (serves requests, loads the plugin; dies with the keeper)
                     └── whatever the plugin forks: orphans come back to the keeper
 
+Where the kernel allows it (pids.py), the keeper's child is process 1 of a
+new PID namespace, a small init that forks the server and runs no plugin
+code, and the keeper sits in a pids cgroup of its own:
+
+    host ── keeper ── init (pid 1 of the namespace) ── server ── the plugin's processes
+
+When the init ends, the kernel kills every process in its namespace, so
+nothing escapes even a keeper killed by SIGKILL; the init passes the
+server's wait status to the keeper through a pipe (a namespace's init
+cannot re-raise a signal on itself: the kernel protects it).
 PR_SET_CHILD_SUBREAPER (prctl(2)) makes every orphan below the keeper its
 child instead of init's, so /proc/<keeper>/task/*/children always reaches
 the whole tree. The keeper waits for three things: the server ending (it
@@ -27,9 +37,11 @@ import os
 import resource
 import select
 import signal
+import struct
 import sys
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
+from . import pids
 from .kernel import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
 
 KEEPS_TREE = sys.platform.startswith("linux")
@@ -70,45 +82,90 @@ def end_tree() -> None:
             return
 
 
-def split(lifeline: int, server_only: Iterable[int]) -> None:
+def split(lifeline: int, server_only: Iterable[int],
+          processes: Optional[int]) -> pids.Containment:
     """Become the keeper, and return only in the server process (see the module).
 
     `lifeline`: the pipe whose end-of-file says the host is gone;
     `server_only`: descriptors the keeper closes (the socket), so that only
-    the server holds them.
+    the server holds them; `processes`: the pids cgroup's limit.
+    Returns, in the server, what holds its processes (pids.Containment).
     """
+    server_only = list(server_only)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     keeper = os.getpid()
+    cgroup = pids.join_pids_cgroup(processes)
+    why_not = pids.enter_pid_namespace()
+    status_r, status_w = os.pipe()              # the init -> keeper: the server's wait status
+    keeper_fd = os.pidfd_open(keeper)
+    child = os.fork()
+    if child == 0:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if select.select([keeper_fd], [], [], 0)[0]:   # the keeper died before prctl took effect
+            os._exit(1)
+        os.close(keeper_fd)
+        os.close(status_r)
+        if not why_not:
+            run_init(status_w, server_only)          # returns in the server only
+        os.close(status_w)
+        reasons = [why_not and f"no PID namespace: {why_not}",
+                   not cgroup and ("no pids cgroup: " + (
+                       "processes=None" if processes is None else
+                       "no writable cgroup tree with the pids controller here"))]
+        return pids.Containment(not why_not, cgroup, "; ".join(r for r in reasons if r))
+    os.close(keeper_fd)
+    os.close(status_w)
+    for fd in server_only:
+        os.close(fd)
+    keep(child, lifeline, status_r, cgroup)
+    raise AssertionError("unreachable")          # keep() ends the process
+
+
+def run_init(status_w: int, server_only: List[int]) -> None:
+    """Process 1 of the worker's PID namespace: fork the server, reap orphans, and
+    when the server ends, tell the keeper how and end (the kernel then kills the rest)."""
     server = os.fork()
     if server == 0:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != keeper:           # the keeper died before prctl took effect
-            os._exit(1)
         return
     for fd in server_only:
         os.close(fd)
-    keep(server, lifeline)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == server:
+            os.write(status_w, struct.pack("i", status))
+            os._exit(0)
 
 
-def keep(server: int, lifeline: int) -> None:
+def keep(child: int, lifeline: int, status_r: int, cgroup: str) -> None:
     """The keeper's life: wait, then end the tree and exit as the server did."""
-    def stop(signum: int, frame: object) -> None:
+    def end() -> None:
         end_tree()
+        pids.leave_and_remove(cgroup)
+
+    def stop(signum: int, frame: object) -> None:
+        end()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     poller = select.poll()
-    pidfd = os.pidfd_open(server)
+    pidfd = os.pidfd_open(child)
     poller.register(pidfd, select.POLLIN)
     poller.register(lifeline, select.POLLIN)
     while True:
         for fd, _ in poller.poll():
             if fd == pidfd:
-                _, status = os.waitpid(server, 0)
-                end_tree()
+                _, status = os.waitpid(child, 0)
+                told = os.read(status_r, 4)          # the init's word on the server, if any
+                if len(told) == 4:
+                    status, = struct.unpack("i", told)
+                end()
                 exit_as(status)
             elif not os.read(lifeline, 1):          # the host is gone
-                end_tree()
+                end()
                 os._exit(0)
 
 

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional
 
 import cffi
 
-from . import marshal, policy, protocol, sandbox, tree
+from . import marshal, pids, policy, protocol, sandbox, tree
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
 from .shm import Arena
@@ -100,7 +100,10 @@ class Server:
         self.failure = failure                # the worker could not limit or confine itself
         self.plugin: Optional[Plugin] = None
         self.handles: List[Any] = []          # (object, Marshal or method names)
+        self.functions: Dict[int, Any] = {}   # handle -> (function, CallFrames)
         self.spin = 0.0                       # the host's process.SPIN_SECONDS
+        self.pid = os.getpid()                # as the host sees it (pids.host_pid)
+        self.containment = pids.Containment(False, "", "")
 
     def handle(self, op: str, args: List[Any]) -> Any:
         if op == protocol.CALL:
@@ -111,7 +114,7 @@ class Server:
         if op == protocol.READY:
             if self.failure is not None:
                 raise self.failure
-            return os.getpid()
+            return [self.pid, self.containment.to_wire()]
         if op == protocol.OPEN:
             return self.open(args[0])
         if op == protocol.LOOKUP:
@@ -145,7 +148,7 @@ class Server:
         with prepare(image, origin=spec.get("origin"), copies=bundled):
             library = SystemLibrary(image)
         self.plugin = Plugin(image, manifest, library)
-        return {"pid": os.getpid()}
+        return {"pid": self.pid}
 
     def lookup(self, name: str, ctype: Optional[str]) -> int:
         assert self.plugin is not None
@@ -156,6 +159,8 @@ class Server:
         how = marshal.marshal_for(self.plugin._cffi(), self.plugin.path, export,
                                   self.plugin.manifest.types)
         self.handles.append((found, how))
+        if how.kind == "function":        # for call frames: the function and its codec
+            self.functions[len(self.handles) - 1] = (found, marshal.frames_for(how))
         return len(self.handles) - 1
 
     def contract(self, name: str, contract: Contract) -> List[Any]:
@@ -167,13 +172,37 @@ class Server:
         self.handles.append((proxy, methods))
         return [len(self.handles) - 1, methods, [m for m in methods if proxy.has(m)]]
 
-    def method(self, handle: int, method: str, args: List[Any]) -> Any:
-        """One contract method, called through the proxy's `call`, the forwardable form."""
+    def method(self, handle: int, index: int, args: List[Any]) -> Any:
+        """One contract method, by its index in the list `contract` returned, called
+        through the proxy's `call`, the forwardable form."""
         proxy, methods = self.handles[handle]
-        if method not in methods:
-            raise AttributeError(f"no method {method!r}")
+        if type(index) is not int or not 0 <= index < len(methods):
+            raise AttributeError(f"no method number {index!r}")
         values = [protocol.decode_value(a) for a in args]
-        return protocol.encode_value(proxy.call(method, *values))
+        return protocol.encode_value(proxy.call(methods[index], *values))
+
+    def call_frame(self, payload: bytes) -> bytes:
+        """A binary call frame (marshal.CallFrames) and its reply frame: the hot path."""
+        seq, handle = marshal.read_call_head(payload)
+        try:
+            function, frames = self.functions[handle]
+            arena = self.arena
+            if frames.strings and arena is not None:
+                arena.begin()
+            args = frames.read_call(payload, arena)
+            result = function(*args)
+            if frames.copied:                 # while the arguments live: it may point into one
+                result = marshal.copy_result(frames.result, result)
+            args = None                       # no pointer into the arena is left: it may grow
+            reply = frames.pack_reply(seq, result, arena)
+            if reply is None:                 # an integer beyond 64 bits
+                reply = protocol.frame(["ok", seq, result])
+        except KeyError:
+            reply = reply_error(seq, ValueError(f"handle {handle} is not a function"))
+        except Exception as exc:        # every failure goes back to the host as a value
+            reply = reply_error(seq, exc)
+        _libc.fflush(_libc_ffi.NULL)    # what the plugin printed goes before the reply
+        return reply
 
     def call(self, function: Any, how: marshal.Marshal, wire: List[Any]) -> Any:
         params, arena = how.params, self.arena
@@ -191,6 +220,7 @@ class Server:
     def close(self) -> None:
         """Drop what the host was handed, so the library really unloads (destructors run)."""
         self.handles.clear()
+        self.functions.clear()
         if self.plugin is not None:
             self.plugin.close()
 
@@ -199,16 +229,16 @@ def reply_error(seq: int, exc: BaseException) -> bytes:
     return protocol.frame(protocol.error_reply(seq, exc))
 
 
-def receive(recv: Any, spin: float) -> bytes:
-    """The next bytes from the host: polled for `spin` seconds, then waited for."""
+def receive(recv_into: Any, inbox: memoryview, spin: float) -> int:
+    """The next bytes from the host into `inbox`: polled for `spin` seconds, then waited for."""
     if spin:
         end = perf_counter() + spin
         while perf_counter() < end:
             try:
-                return recv(1 << 16, socket.MSG_DONTWAIT)
+                return recv_into(inbox, 0, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 os.sched_yield()
-    return recv(1 << 16)
+    return recv_into(inbox)
 
 
 def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
@@ -223,15 +253,20 @@ def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
 
 
 def serve(sock: socket.socket, server: Server) -> None:
-    reader = protocol.FrameReader()
-    recv, send = sock.recv, sock.sendall
+    reader = protocol.FrameReader(binary=protocol.CALL_MAGIC)
+    recv_into, send = sock.recv_into, sock.sendall
+    inbox = memoryview(bytearray(1 << 16))      # filled by every recv_into, never reallocated
     while True:
         message = reader.next()
         if message is None:
-            data = receive(recv, server.spin)
-            if not data:
+            size = receive(recv_into, inbox, server.spin)
+            if not size:
                 return                        # the host closed its end: it is gone
-            reader.feed(data)
+            message = reader.take(inbox[:size])
+            if message is None:
+                continue
+        if type(message) is bytes:            # a call, in a binary frame: the hot path
+            send(server.call_frame(message))
             continue
         op, seq, args = message[0], message[1], message[2:]
         send(respond(server, op, seq, args))
@@ -278,9 +313,12 @@ def main(argv: List[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the host decides when to stop us
     sock_fd, lifeline_fd, arena_fd = int(argv[0]), int(argv[1]), int(argv[3])
     limits = policy.from_wire(json.loads(argv[2]))
+    containment = pids.Containment(False, "", "no keeper on this system")
     if tree.KEEPS_TREE:
-        tree.split(lifeline_fd, server_only=[fd for fd in (sock_fd, arena_fd) if fd >= 0])
+        containment = tree.split(lifeline_fd, [fd for fd in (sock_fd, arena_fd) if fd >= 0],
+                                 limits.processes)
     server = Server(limits, limit_and_confine(limits), Arena(arena_fd) if arena_fd >= 0 else None)
+    server.pid, server.containment = pids.host_pid(), containment
     watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
     sock = socket.socket(fileno=sock_fd)
     try:

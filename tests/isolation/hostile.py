@@ -357,6 +357,8 @@ def cell(mode: str, action: str, seen: dict) -> str:
         return "not there (empty environment)"
     if mode == "in-process" and action == "ptrace_host":
         return "moot: it is the host (EPERM on itself)"
+    if outcome == "ESRCH":
+        return "refused (ESRCH: the host is outside its PID namespace)"
     return f"refused ({outcome})"
 
 

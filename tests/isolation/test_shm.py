@@ -2,14 +2,14 @@
 
 The values are the in-process ones; the frames stay small; a worker that
 names a region outside the arena is a protocol violation; a worker that may
-not grow the arena (its file size limit) sends its result by JSON instead.
+not grow the arena (its file size limit) sends its result in the frame instead.
 """
 from __future__ import annotations
 
 import pytest
 
 import minildr
-from minildr.isolation import process, protocol, sandbox, shm
+from minildr.isolation import marshal, protocol, sandbox, shm
 from minildr.isolation.policy import SandboxPolicy
 
 from helpers import run_in_worker_first, write_plugin
@@ -35,15 +35,16 @@ def strings(tmp_path_factory):
 
 def test_long_strings_cross_through_the_arena_with_small_frames(strings, monkeypatch):
     sizes = []
-    real = process.frame
-    monkeypatch.setattr(process, "frame", lambda m: sizes.append(len(real(m))) or real(m))
+    real = marshal.CallFrames.pack_call
+    monkeypatch.setattr(marshal.CallFrames, "pack_call",
+                        lambda *a: sizes.append(len(real(*a))) or real(*a))
     with minildr.open(strings, isolate=True) as plugin:
         same = plugin.lookup("same", "const char *(const char *)")
         assert minildr.ffi.string(same(BIG)) == BIG                       # there and back
         assert plugin.lookup("count", "long (const char *)")(BIG) == BIG.count(b"a")
         two = plugin.lookup("length", "unsigned long (const char *, const char *)")
         assert two(BIG, BIG + b"x") == 2 * len(BIG) + 1                  # two regions
-        assert minildr.ffi.string(same(b"short")) == b"short"             # JSON, as before
+        assert minildr.ffi.string(same(b"short")) == b"short"             # in the frame
         assert plugin._worker.arena is not None
     assert max(sizes) < 1000, sizes
 
@@ -51,7 +52,8 @@ def test_long_strings_cross_through_the_arena_with_small_frames(strings, monkeyp
 def test_a_region_outside_the_arena_is_a_protocol_violation(strings, monkeypatch):
     run_in_worker_first(monkeypatch, (
         "import minildr.isolation.marshal as m\n"
-        "m.to_wire = lambda kind, value, arena=None: {'shm': [0, 1 << 40]}\n"))
+        "m.CallFrames.pack_reply = lambda self, seq, value, arena: "
+        "m._REPLY[b'a'].pack(m.REPLY_MAGIC, 21, seq, b'a', 0, 1 << 40)\n"))
     with minildr.open(strings, isolate=True) as plugin:
         same = plugin.lookup("same", "const char *(const char *)")
         with pytest.raises(minildr.PluginProtocolError, match="outside the"):
@@ -59,7 +61,7 @@ def test_a_region_outside_the_arena_is_a_protocol_violation(strings, monkeypatch
 
 
 @pytest.mark.skipif(bool(sandbox.probe().missing), reason="needs sandbox=True")
-def test_a_worker_that_may_not_grow_the_arena_answers_by_json(strings):
+def test_a_worker_that_may_not_grow_the_arena_answers_in_the_frame(strings):
     """file_size=0: the worker's ftruncate fails (EFBIG); the result still arrives."""
     with minildr.open(strings, sandbox=SandboxPolicy(file_size=0)) as plugin:
         same = plugin.lookup("same", "const char *(const char *)")

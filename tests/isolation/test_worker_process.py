@@ -9,6 +9,7 @@ Each of these tests fails on the worker before issue 17/21.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import minildr
-from minildr.isolation import policy, process
+from minildr.isolation import pids, policy, process
 
 from helpers import ORPHAN_GUARD, ROOT, write_plugin
 from platforms import requires_isolation, requires_linux, requires_proc
@@ -69,11 +70,30 @@ long long limit(int which) {
     return r.rlim_cur == RLIM_INFINITY ? -1 : (long long)r.rlim_cur;
 }
 
-/* A child in the worker's process group, sleeping. */
+/* This process's pid as the host sees it: in a PID namespace (isolation/pids.py)
+   getpid() is the namespace's number; /proc is the host's. */
+static pid_t seen_by_host(void) {
+    char text[32];
+    ssize_t n = readlink("/proc/self", text, sizeof text - 1);
+    if (n <= 0) return getpid();
+    text[n] = 0;
+    return (pid_t)atoi(text);
+}
+
+/* A child in the worker's process group, sleeping. Returns its pid (the host's number). */
 int spawn_child(void) {
-    pid_t p = fork();
-    if (p == 0) { for (;;) pause(); }
-    return p;
+    int fds[2];
+    pid_t child = 0;
+    if (pipe(fds)) return -1;
+    if (fork() == 0) {
+        pid_t me = seen_by_host();
+        write(fds[1], &me, sizeof me);
+        for (;;) pause();
+    }
+    read(fds[0], &child, sizeof child);
+    close(fds[0]);
+    close(fds[1]);
+    return child;
 }
 
 /* A daemon: fork, fork again, setsid() (a process group and session of its own),
@@ -86,7 +106,7 @@ int spawn_daemon(void) {
     if (middle == 0) {
         if (fork() == 0) {
             setsid();
-            pid_t me = getpid();
+            pid_t me = seen_by_host();
             write(fds[1], &me, sizeof me);
             for (;;) pause();
         }
@@ -250,10 +270,14 @@ def test_a_crash_is_seen_at_once_though_a_daemon_holds_the_socket(probe):
 def test_a_timeout_ends_the_whole_tree(probe, tmp_path):
     """A plugin that forks a copy of itself (in a session of its own) and hangs."""
     source = ("#include <stdio.h>\n#include <unistd.h>\n"
-              "int fork_and_hang(const char *where) {\n"
-              "  pid_t p = fork();\n"
-              "  if (p == 0) { setsid(); for (;;) pause(); }\n"
-              "  FILE *f = fopen(where, \"w\"); fprintf(f, \"%d\", p); fclose(f);\n"
+              "int fork_and_hang(const char *where) {\n"     # the child writes its host pid
+              "  char me[32] = {0};\n"
+              "  if (fork() == 0) {\n"
+              "    setsid();\n"
+              "    readlink(\"/proc/self\", me, sizeof me - 1);\n"
+              "    FILE *f = fopen(where, \"w\"); fputs(me, f); fclose(f);\n"
+              "    for (;;) pause();\n"
+              "  }\n"
               "  for (;;) pause();\n}\n")
     path = write_plugin(tmp_path, "forkhang", source, "int fork_and_hang(const char *where);\n")
     plugin = minildr.open(path, isolate=0.5)
@@ -261,6 +285,9 @@ def test_a_timeout_ends_the_whole_tree(probe, tmp_path):
     where = tmp_path / "child.pid"
     with pytest.raises(minildr.PluginTimeout):
         plugin.lookup("fork_and_hang", "int (const char *)")(str(where).encode())
+    deadline = time.monotonic() + 30
+    while not (where.exists() and where.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)                # the child may still be on its way (a busy machine)
     child = int(where.read_text())
     assert ends_soon(worker) and ends_soon(child)
 
@@ -339,3 +366,138 @@ def test_out_of_descriptors_is_a_worker_start_error_and_leaks_nothing(probe):
     assert all(o == "opened" or o.endswith("naming the file") for o in outcomes), outcomes
     assert "PluginError naming the file" not in outcomes, outcomes     # always a subclass
     assert "WorkerStartError naming the file" in outcomes and outcomes[-1] == "opened", outcomes
+
+
+# ---------------------------------------------------------------------------
+# A plugin that kills its keeper; a fork bomb (the PID namespace, the pids cgroup)
+# ---------------------------------------------------------------------------
+ESCAPE_C = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A setsid() daemon (double fork), then SIGKILL to the keeper: what errno kill() gave. */
+int escape(int keeper) {
+    pid_t middle = fork();
+    if (middle == 0) {
+        if (fork() == 0) { setsid(); for (;;) pause(); }
+        _exit(0);
+    }
+    waitpid(middle, NULL, 0);
+    return kill(keeper, SIGKILL) ? errno : 0;
+}
+
+/* Every process forks for ever. */
+int bomb(void) { for (;;) fork(); }
+"""
+ESCAPE_H = "int escape(int keeper);\nint bomb(void);\n"
+
+HOST_ESCAPE = r"""
+import os, signal, sys, time
+import minildr
+from minildr.isolation import process
+if {no_namespace}:                # the fallback: the keeper alone (as where unshare is refused)
+    process.BOOT = process.BOOT.replace("from minildr.isolation.worker import main",
+        "import minildr.isolation.pids as p; p.enter_pid_namespace = lambda: 'off (test)'; "
+        "from minildr.isolation.worker import main")
+plugin = minildr.open({path!r}, isolate=True)
+keeper = plugin._worker.process.pid
+try:
+    errno = plugin.lookup("escape", "int (int)")(keeper)
+except minildr.PluginCrashed:     # the keeper died, and the server with it, before the reply
+    errno = 0
+if errno:                         # ESRCH: from inside its namespace the keeper is not there
+    os.kill(keeper, signal.SIGKILL)          # so kill it from outside, as if it had worked
+time.sleep(0.5)
+print(errno, plugin.containment.pid_namespace, flush=True)
+plugin.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def escaping(tmp_path_factory) -> Path:
+    return write_plugin(tmp_path_factory.mktemp("escape"), "escape", ESCAPE_C, ESCAPE_H)
+
+
+def escape_outcome(path: Path, no_namespace: bool) -> dict:
+    host = HOST_ESCAPE.format(path=str(path), no_namespace=no_namespace)
+    result = subprocess.run([sys.executable, "-c", ORPHAN_GUARD, host, "exit"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@requires_linux("a PID namespace of its own (pid_namespaces(7))")
+def test_a_daemon_survives_no_killed_keeper_in_a_pid_namespace(escaping):
+    """Double fork, setsid(), SIGKILL to the keeper: after close, nothing is left."""
+    outcome = escape_outcome(escaping, no_namespace=False)
+    errno_, namespaced = outcome["first"].split()
+    if namespaced != "True":
+        pytest.skip("no PID namespace here (unshare refused): see the next test")
+    assert int(errno_) == errno.ESRCH              # the plugin cannot even name its keeper
+    assert outcome["state"] == "none left", outcome
+
+
+@requires_linux("the keeper as child subreaper (prctl)")
+def test_without_the_namespace_a_killed_keeper_leaves_the_daemon(escaping):
+    """The gap the namespace closes: the keeper alone cannot end what outlives it."""
+    outcome = escape_outcome(escaping, no_namespace=True)
+    errno_, namespaced = outcome["first"].split()
+    assert (int(errno_), namespaced) == (0, "False")     # the plugin killed its keeper
+    assert outcome["state"].startswith("left running"), outcome   # (the guard kills it)
+
+
+HOST_BOMB = r"""
+import json, os, time
+import minildr
+plugin = minildr.open({path!r}, isolate=2.0)
+containment = plugin.containment
+start = time.monotonic()
+try:
+    plugin.lookup("bomb", "int (void)")()
+    outcome = "returned"
+except minildr.PluginTimeout:
+    outcome = "PluginTimeout"
+took = time.monotonic() - start
+plugin.close()
+start = time.monotonic()
+time.sleep(0.1)                                  # the host is responsive: a short sleep is short
+print(json.dumps([outcome, took, time.monotonic() - start, containment.cgroup,
+                  containment.pid_namespace]), flush=True)
+"""
+
+
+@requires_linux("a pids cgroup, or RLIMIT_NPROC for a user other than root")
+def test_a_fork_bomb_ends_with_its_call_and_leaves_nothing(escaping):
+    """Bounded by the pids cgroup (pids.max = processes; RLIMIT_NPROC does not bind root)."""
+    with minildr.open(escaping, isolate=True) as plugin:
+        bounded = plugin.containment.cgroup or os.geteuid() != 0
+    if not bounded:
+        pytest.skip("root without a writable pids cgroup: nothing here would bound a fork "
+                    "bomb (RLIMIT_NPROC does not bind root), so it is not run")
+    result = subprocess.run([sys.executable, "-c", ORPHAN_GUARD, HOST_BOMB.format(path=str(
+        escaping)), "exit"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    call, took, nap, cgroup, _ = json.loads(outcome["first"])
+    assert call == "PluginTimeout" and took < 30, outcome
+    assert nap < 2.0, outcome
+    assert outcome["state"] == "none left", outcome
+    assert not cgroup or not os.path.exists(cgroup)        # its cgroup went with it
+
+
+@requires_linux("pids cgroups")
+def test_a_cgroup_left_by_a_killed_keeper_is_swept(probe):
+    """An empty cgroup named after a keeper that is gone goes when the next worker starts."""
+    parent = pids.pids_parent()
+    if parent is None:
+        pytest.skip("no writable pids cgroup here")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()   # a pid now free
+    stale = Path(parent) / f"{pids.PREFIX}{dead}"
+    stale.mkdir(exist_ok=True)
+    with minildr.open(probe, isolate=True) as plugin:
+        assert plugin.containment.cgroup
+    assert not stale.exists()
