@@ -125,8 +125,6 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Rang
                    "more bytes in the file than in memory")
         if ph.p_flags & elf.PF_W and ph.p_flags & elf.PF_X:
             refuse(f.path, "a segment both writable and executable")
-        if ph.p_memsz > ph.p_filesz and not ph.p_flags & elf.PF_W:
-            refuse(f.path, "zero-filled memory (.bss) in a read-only segment")
         if page_down(ph.p_vaddr) < end or ph.p_vaddr + ph.p_memsz > MAX_SPAN:
             f.fail("damaged: loadable segments overlap or lie beyond 4 GiB")
         f.check_range(ph.p_offset, ph.p_filesz, "loadable segment")
