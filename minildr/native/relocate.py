@@ -108,6 +108,8 @@ def symbol_value(plan: Plan, base: int, r: Relocation, binding: Binding, module:
     """S + A, S the symbol's address; for TLS, the module id, or the offset in its block
     (DTPOFF: st_value in the library's PT_TLS) or from the thread pointer (TPOFF)."""
     cls = plan.rel_class(r)
+    if cls in (Rel.DTPMOD, Rel.DTPOFF) and r.symbol and not binding.base_relative:  # not its own
+        return tls.by_module(plan.path, binding.value, cls is Rel.DTPMOD, r.addend)
     if cls is Rel.DTPMOD:
         return module
     if cls is Rel.DTPOFF:

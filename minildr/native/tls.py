@@ -21,6 +21,9 @@ What this loader does, and why it is enough for what libraries ask:
   the address really lies in the static TLS area just below the thread
   pointer, and refuses otherwise (a library glibc itself loaded later has
   its block elsewhere, and no constant offset reaches it).
+- general-dynamic references into libraries the system loader loaded
+  (DTPMOD64/DTPOFF64 against an undefined symbol): that library's module id
+  and the variable's offset in its block (`by_module`, below).
 - a library's own PT_TLS block (the general- and local-dynamic models:
   DTPMOD64, DTPOFF64 and calls to __tls_get_addr): glibc owns the block,
   under a module id this loader borrows (`BorrowedModule`, below). Its own
@@ -30,7 +33,7 @@ What this loader does, and why it is enough for what libraries ask:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, List
 
 from ..errors import LoadError
 from ..formats import elf
@@ -38,6 +41,12 @@ from ..formats.reader import pack, sizeof
 from .libc import THREAD_SELF, ffi, libc
 
 STATIC_TLS_LIMIT = 1 << 20          # static TLS is small: start-up modules plus glibc's surplus
+RTLD_DI_LINKMAP, RTLD_DI_TLS_MODID = 2, 9                       # <dlfcn.h>
+ffi.cdef("""
+    struct link_map { uintptr_t l_addr; char *l_name; void *l_ld; struct link_map *l_next, *l_prev; };
+    typedef struct { unsigned long module, offset; } tls_index;
+    uintptr_t __tls_get_addr(tls_index *index);
+""")
 
 
 def thread_pointer() -> int:
@@ -59,6 +68,42 @@ def tp_offset(address: int) -> int | None:
     or None if it is not in static TLS (then no constant offset reaches it in every thread)."""
     offset = address - thread_pointer()
     return offset if -STATIC_TLS_LIMIT <= offset < 0 else None
+
+
+# -- Another library's variable by module (general-dynamic into a loaded library) --------
+#
+# A DTPMOD64/DTPOFF64 pair against an undefined symbol names a variable of a
+# library the system loader loaded: the pair must hold that library's module
+# id and the variable's offset in its block. dlsym on a TLS symbol gives the
+# variable's address in the calling thread (allocating the thread's block if
+# need be); __tls_get_addr({m, 0}) gives the start of module m's block in the
+# same thread, for each module in glibc's list of loaded libraries (the link
+# map, dlinfo RTLD_DI_LINKMAP and RTLD_DI_TLS_MODID). Blocks do not overlap,
+# so the block starting nearest below the address holds the variable: that
+# module, and the address minus that start, are the same in every thread.
+def loaded_modules() -> List[int]:
+    """The TLS module ids of the libraries the system loader has loaded (0: no PT_TLS)."""
+    handle, first, module = libc.dlopen(ffi.NULL, os.RTLD_NOW), ffi.new("struct link_map **"), \
+        ffi.new("size_t *")
+    libc.dlinfo(handle, RTLD_DI_LINKMAP, first)
+    ids, lm = [], ffi.cast("struct link_map *", first[0])
+    while lm != ffi.NULL:
+        module[0] = 0
+        libc.dlinfo(lm, RTLD_DI_TLS_MODID, module)
+        ids += [module[0]] if module[0] else []
+        lm = lm.l_next
+    libc.dlclose(handle)
+    return ids
+
+
+def by_module(path: str, address: int, module: bool, addend: int) -> int:
+    """DTPMOD64 (`module`) or DTPOFF64 for another library's TLS variable at `address` here."""
+    starts = {m: libc.__tls_get_addr(ffi.new("tls_index *", (m, 0))) for m in loaded_modules()}
+    below = [m for m, start in starts.items() if start <= address]
+    if not below:
+        raise LoadError(path, "uses a thread-local variable in no loaded library's TLS block")
+    owner = max(below, key=starts.__getitem__)
+    return owner if module else address - starts[owner] + addend
 
 
 # -- A library's own TLS block: a module id borrowed from glibc --------------------------

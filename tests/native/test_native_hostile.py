@@ -151,3 +151,20 @@ def test_load_refuses_a_device_without_reading_it():
 def test_load_of_a_missing_file_is_a_load_error():
     with pytest.raises(LoadError, match="cannot be opened"):
         minildr.native.load("/nonexistent/libnothing.so")
+
+
+def test_a_needed_library_the_system_loader_cannot_load_is_a_clear_error(tmp_path):
+    """libneedy uses a symbol that only its sibling libgiver defines (as samba's libraries do,
+    where glibc loads them all in one scope): dlopen of libneedy alone fails. The refusal quotes
+    the system loader's reason (dlerror was read after dlclose had cleared it: RuntimeError)."""
+    gcc_library(tmp_path, "giver", "int given(void) { return 1; }\n")
+    gcc_library(tmp_path, "needy", "int given(void);\nint needy(void) { return given(); }\n")
+    (tmp_path / "plugin.c").write_text("int needy(void);\nint run(void) { return needy(); }\n")
+    plugin = tmp_path / "libplugin.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(plugin), str(tmp_path / "plugin.c"),
+                    f"-L{tmp_path}", "-Wl,--no-as-needed", "-lgiver", "-lneedy",
+                    "-Wl,-rpath,$ORIGIN"], check=True)
+    glibc = run_python("import ctypes, sys; print(ctypes.CDLL(sys.argv[1]).run())", plugin)
+    assert glibc.stdout.strip() == "1", glibc.stderr          # glibc: one scope for all three
+    with pytest.raises(LoadError, match="libneedy.so.*undefined symbol: given"):
+        minildr.native.load(plugin)

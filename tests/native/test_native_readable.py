@@ -15,7 +15,11 @@ checks out to validate.py (counted beside the core) and added, in the
 core: relocation classes, RELATIVE relocations applied in bulk with a
 summarised trace (the load got 3 to 40 times faster), the span reserved at
 the segments' alignment as glibc does, DT_RUNPATH, and the TLS relocations
-(their machinery is in tls.py, beside the core).
+(their machinery is in tls.py, beside the core). Raised from 600 to 605 by
+issue 24's "loads what glibc loads" work: .bss in a read-only segment
+cleared through a moment of PROT_WRITE as glibc does (mapping.py), and
+general-dynamic TLS into another library (two lines in relocate.py; the
+machinery in tls.py).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from minildr.formats import elf
 from helpers import ROOT, write_plugin
 from native_util import dynamic_entries, mappings_of, native_host, patched, rela_entries
 
-CEILING = 600
+CEILING = 605
 _spec = importlib.util.spec_from_file_location("loc_native", ROOT / "tools" / "loc_native.py")
 loc_native = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(loc_native)

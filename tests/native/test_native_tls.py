@@ -15,7 +15,9 @@ run gives the id back.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
+import subprocess
 import threading
 
 import pytest
@@ -182,3 +184,37 @@ def test_static_tls_of_its_own_is_refused_before_mapping(tmp_path):
         minildr.native.load(path)
     assert "loader='system'" in str(err.value)
     assert not mappings_of(path.name)
+
+
+PROVIDER_C = "__thread int shared = 7;\nint provider_value(void) { return shared; }\n"
+USER_C = "extern __thread int shared;\nint bump_shared(void) { return ++shared; }\n"
+
+
+def gcc(tmp_path, name: str, source: str, *flags: str) -> str:
+    (tmp_path / f"{name}.c").write_text(source)
+    out = tmp_path / f"lib{name}.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(out), str(tmp_path / f"{name}.c"),
+                    *flags], check=True)
+    return str(out)
+
+
+def test_general_dynamic_tls_into_a_library_the_system_loader_loaded(tmp_path):
+    """DTPMOD64/DTPOFF64 against another library's __thread variable: its module and offset.
+
+    The provider is a DT_NEEDED library (loaded by the system loader); the
+    user, loaded natively, increments the provider's variable, which the
+    provider's own code then reads: the same copy, per thread."""
+    gcc(tmp_path, "provider", PROVIDER_C)
+    user = gcc(tmp_path, "user", USER_C, f"-L{tmp_path}", "-lprovider", "-Wl,-rpath,$ORIGIN")
+    with minildr.native.load(user) as lib:
+        counts = lib.trace.counts()
+        assert counts["R_X86_64_DTPMOD64"] == counts["R_X86_64_DTPOFF64"] == 1
+        provider = ctypes.CDLL(str(tmp_path / "libprovider.so"))     # the same, already loaded
+        bump = lib.lookup("bump_shared", "int (void)")
+        assert (bump(), bump(), provider.provider_value()) == (8, 9, 9)
+        other = []
+        thread = threading.Thread(target=lambda: other.extend([bump(), provider.provider_value()]))
+        thread.start()
+        thread.join()
+        assert other == [8, 8] and provider.provider_value() == 9   # each thread its own copy
+        del bump
