@@ -115,7 +115,8 @@ def symbol_value(plan: Plan, base: int, r: Relocation, binding: Binding, module:
     if cls is Rel.DTPOFF:
         return binding.value + r.addend
     if cls is Rel.TPOFF:
-        offset = tls.tp_offset(binding.value)
+        own = not r.symbol or binding.base_relative           # its own block, in static TLS
+        offset = tls.tp_offset(tls.block(module) + binding.value if own else binding.value)
         if offset is None:
             raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
                                        "of a library whose TLS block is not in static TLS; "

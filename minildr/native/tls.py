@@ -26,9 +26,11 @@ What this loader does, and why it is enough for what libraries ask:
   and the variable's offset in its block (`by_module`, below).
 - a library's own PT_TLS block (the general- and local-dynamic models:
   DTPMOD64, DTPOFF64 and calls to __tls_get_addr): glibc owns the block,
-  under a module id this loader borrows (`BorrowedModule`, below). Its own
-  block in static TLS (initial-exec inside a dlopened library,
-  DF_STATIC_TLS) and TLS descriptors are refused.
+  under a module id this loader borrows (`BorrowedModule`, below). If the
+  library also reaches its own block at constant offsets from the thread
+  pointer (initial-exec inside a dlopened library, DF_STATIC_TLS), the
+  stub asks glibc to put the block in static TLS (`stub_library`).
+  TLS descriptors and relocated initial values in the TLS image are refused.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from typing import Any, List
 from ..errors import LoadError
 from ..formats import elf
 from ..formats.reader import pack, sizeof
+from .classes import Rel
 from .libc import THREAD_SELF, ffi, libc
 
 STATIC_TLS_LIMIT = 1 << 20          # static TLS is small: start-up modules plus glibc's surplus
@@ -96,9 +99,14 @@ def loaded_modules() -> List[int]:
     return ids
 
 
+def block(module: int) -> int:
+    """Where module `module`'s TLS block starts in this thread (allocated if need be)."""
+    return libc.__tls_get_addr(ffi.new("tls_index *", (module, 0)))
+
+
 def by_module(path: str, address: int, module: bool, addend: int) -> int:
     """DTPMOD64 (`module`) or DTPOFF64 for another library's TLS variable at `address` here."""
-    starts = {m: libc.__tls_get_addr(ffi.new("tls_index *", (m, 0))) for m in loaded_modules()}
+    starts = {m: block(m) for m in loaded_modules()}
     below = [m for m, start in starts.items() if start <= address]
     if not below:
         raise LoadError(path, "uses a thread-local variable in no loaded library's TLS block")
@@ -129,9 +137,9 @@ RTLD_DI_TLS_MODID = 9
 class BorrowedModule:
     """glibc's TLS module id for a natively loaded library, via a stub library it loads."""
 
-    def __init__(self, path: str, machine: int, segment: Any, image: bytes) -> None:
+    def __init__(self, path: str, machine: int, segment: Any, image: bytes, static: bool) -> None:
         self.fd = os.memfd_create("minildr-tls-stub", os.MFD_CLOEXEC)
-        os.write(self.fd, stub_library(machine, segment, image))
+        os.write(self.fd, stub_library(machine, segment, image, static))
         self.handle = libc.dlopen(f"/proc/self/fd/{self.fd}".encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if self.handle == ffi.NULL:
             os.close(self.fd)
@@ -152,43 +160,60 @@ def borrow_module(plan: Any, trace: Any) -> BorrowedModule:
     """glibc takes the library's TLS image (from the checked bytes) under a module id of its own."""
     segment = plan.tls
     image = bytes(plan.elf.data[segment.p_offset:segment.p_offset + segment.p_filesz])
-    module = BorrowedModule(plan.path, plan.elf.header.e_machine, segment, image)
+    static = any(plan.rel_class(r) is Rel.TPOFF and (not r.symbol or plan.symbols[r.symbol].st_shndx)
+                 for r in plan.other)
+    module = BorrowedModule(plan.path, plan.elf.header.e_machine, segment, image, static)
     trace.event("tls", f"module {module.module} borrowed from the system loader: a stub with "
                        f"PT_TLS of {segment.p_memsz} bytes ({segment.p_filesz} initialised), "
-                       f"aligned to {segment.p_align}", module=module.module, size=segment.p_memsz,
-                init_size=segment.p_filesz, align=segment.p_align)
+                       f"aligned to {segment.p_align}" + (", in static TLS" if static else ""),
+                module=module.module, size=segment.p_memsz, init_size=segment.p_filesz,
+                align=segment.p_align, static=static)
     return module
 
 
-def stub_library(machine: int, tls: Any, image: bytes) -> bytes:
+def stub_library(machine: int, tls: Any, image: bytes, static: bool = False) -> bytes:
     """An ELF shared library with nothing in it but a PT_TLS segment like `tls` (and `image`).
 
     One read-write PT_LOAD holds the headers, an empty dynamic section, symbol
     and string tables, and the TLS image, placed at an address congruent to
     the original's modulo its alignment (glibc keeps p_vaddr & (p_align - 1)
     as the block's first-byte offset); PT_GNU_STACK asks for no executable stack.
+    `static`: the library reaches its own variables at fixed offsets from the
+    thread pointer (initial-exec, TPOFF64 against itself), so the block must
+    be in static TLS: the stub then has one TPOFF64 relocation against its
+    own block, and glibc, relocating it, places the block in static TLS (its
+    surplus for dlopen, elf/dl-reloc.c _dl_allocate_static_tls) in every thread.
     """
-    head, phnum = 64, 4
+    head, phnum, ndyn = 64, 4, 8 if static else 5
     dynamic_at = head + phnum * sizeof(elf.Elf64_Phdr)
-    symtab_at = dynamic_at + 5 * sizeof(elf.Elf64_Dyn)
+    symtab_at = dynamic_at + ndyn * sizeof(elf.Elf64_Dyn)
     strtab_at = symtab_at + sizeof(elf.Elf64_Sym)
     align = max(tls.p_align, 1)
     image_at = strtab_at + 8 + (tls.p_vaddr - strtab_at - 8) % align
-    size = image_at + max(len(image), 1)
+    rela_at = (image_at + max(len(image), 1) + 7) & ~7
+    size = rela_at + (sizeof(elf.Elf64_Rela) + 8 if static else 0)
     ident = elf.ELFMAG + bytes([elf.ELFCLASS64, elf.ELFDATA2LSB, elf.EV_CURRENT]) + bytes(9)
     headers = [elf.Elf64_Phdr(elf.PT.LOAD, elf.PF_R | elf.PF_W, 0, 0, 0, size, size, 0x1000),
                elf.Elf64_Phdr(elf.PT.DYNAMIC, elf.PF_R | elf.PF_W, dynamic_at, dynamic_at,
-                              dynamic_at, 5 * 16, 5 * 16, 8),
+                              dynamic_at, ndyn * 16, ndyn * 16, 8),
                elf.Elf64_Phdr(elf.PT.TLS, elf.PF_R, image_at, image_at, image_at, len(image),
                               tls.p_memsz, align),
                elf.Elf64_Phdr(elf.PT.GNU_STACK, elf.PF_R | elf.PF_W, 0, 0, 0, 0, 0, 16)]
     dynamic = [elf.Elf64_Dyn(elf.DT.STRTAB, strtab_at), elf.Elf64_Dyn(elf.DT.SYMTAB, symtab_at),
-               elf.Elf64_Dyn(elf.DT.STRSZ, 1), elf.Elf64_Dyn(elf.DT.SYMENT, 24),
-               elf.Elf64_Dyn(elf.DT.NULL, 0)]
+               elf.Elf64_Dyn(elf.DT.STRSZ, 1), elf.Elf64_Dyn(elf.DT.SYMENT, 24)]
+    if static:
+        dynamic += [elf.Elf64_Dyn(elf.DT.RELA, rela_at), elf.Elf64_Dyn(elf.DT.RELASZ, 24),
+                    elf.Elf64_Dyn(elf.DT.RELAENT, 24)]
+    dynamic.append(elf.Elf64_Dyn(elf.DT.NULL, 0))
     out = bytearray(size)
     out[:head] = pack(elf.Elf64_Ehdr(ident, elf.ET.DYN, machine, elf.EV_CURRENT, 0, head, 0, 0,
                                      head, sizeof(elf.Elf64_Phdr), phnum, 64, 0, 0))
     out[head:dynamic_at] = b"".join(pack(ph) for ph in headers)
     out[dynamic_at:symtab_at] = b"".join(pack(d) for d in dynamic)
     out[image_at:image_at + len(image)] = image
+    if static:                       # TPOFF64, symbol 0 (the stub itself), into the last word
+        out[rela_at:rela_at + 24] = pack(elf.Elf64_Rela(rela_at + 24, TPOFF64[machine], 0))
     return bytes(out)
+
+
+TPOFF64 = {elf.EM_X86_64: 18, elf.EM_AARCH64: 1030}    # R_X86_64_TPOFF64, R_AARCH64_TLS_TPREL64

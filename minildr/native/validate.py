@@ -203,8 +203,6 @@ def check_relocations(plan: Any) -> None:
                            + [r.offset for r in plan.other])
     use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.other
            if plan.rel_class(r) in TLS_USE}
-    if use.get(0) == "static":
-        refuse(f.path, "thread-local storage of its own in static TLS (initial-exec)")
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
     if plan.tls is not None:
@@ -252,8 +250,6 @@ def check_symbol(f: elf.ElfFile, loads: List[Elf64_Phdr], sym: elf.Elf64_Sym, na
     if (elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS) != bool(tls_use):
         f.fail(f"damaged: symbol {name!r} is used by a relocation of the other kind of storage "
                "(thread-local and ordinary)")
-    if tls_use == "static" and sym.st_shndx != elf.SHN_UNDEF:
-        refuse(f.path, "thread-local storage of its own in static TLS (initial-exec)")
     if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and not tls_use:
         if segment_of(loads, sym.st_value, 0) is None:
             f.fail(f"damaged: symbol {name!r} lies outside the library")

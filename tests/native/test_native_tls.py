@@ -176,13 +176,26 @@ def test_the_tls_block_is_borrowed_and_given_back(tmp_path):
         assert again.lookup("count", "int (void)")() == 1
 
 
-def test_static_tls_of_its_own_is_refused_before_mapping(tmp_path):
-    path = write_plugin(tmp_path, "ie", "__attribute__((tls_model(\"initial-exec\"))) "
-                        "__thread int calls;\nint count(void) { return ++calls; }\n",
-                        "int count(void);\n")
-    with pytest.raises(minildr.UnsupportedELF, match="static TLS") as err:
-        minildr.native.load(path)
-    assert "loader='system'" in str(err.value)
+IE_COUNTER_C = """
+__attribute__((tls_model("initial-exec"))) static __thread int calls;
+__attribute__((tls_model("initial-exec"))) __thread int bumps = 100;
+int count(void) { return ++calls; }
+int bump(void) { return ++bumps; }
+"""
+
+
+def test_static_tls_of_its_own_counts_per_thread(tmp_path):
+    """Initial-exec TLS inside the library itself (TPOFF64 against its own block, as libGLX_mesa
+    and libubsan have): the stub that borrows the module id asks glibc for static TLS, so a
+    constant offset from the thread pointer reaches each thread's copy, threads before the
+    load included."""
+    path = write_plugin(tmp_path, "ie", IE_COUNTER_C, "int count(void);\nint bump(void);\n")
+    with minildr.native.load(path) as lib:
+        assert lib.trace.counts()["R_X86_64_TPOFF64"] >= 1
+        assert [e.data["static"] for e in lib.trace.events if e.step == "tls"] == [True]
+    native = counts_from_four_threads(path, "native")
+    assert native == counts_from_four_threads(path, "system")
+    assert native == {"main": (1, 2, 101), 0: (1, 101), 1: (2, 102), 2: (3, 103), 3: (4, 104)}
     assert not mappings_of(path.name)
 
 
