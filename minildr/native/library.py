@@ -60,7 +60,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
             if self.plan.tls is not None:
-                self._tls = tls.borrow_module(self.plan, self.trace)
+                self._tls = tls.borrow_module(self.plan, self.trace, self.base, bound)
             relocate.relocate(self.plan, self.base, bound, self.trace,
                               self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)

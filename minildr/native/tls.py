@@ -30,12 +30,15 @@ What this loader does, and why it is enough for what libraries ask:
   library also reaches its own block at constant offsets from the thread
   pointer (initial-exec inside a dlopened library, DF_STATIC_TLS), the
   stub asks glibc to put the block in static TLS (`stub_library`).
-  TLS descriptors and relocated initial values in the TLS image are refused.
+  Initial values that are pointers (relocations into the TLS image) are
+  relocated before glibc gets the image (`relocated_image`). TLS
+  descriptors are refused.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, List
+import struct
+from typing import Any, Dict, List
 
 from ..errors import LoadError
 from ..formats import elf
@@ -156,10 +159,11 @@ class BorrowedModule:
             self.handle = None
 
 
-def borrow_module(plan: Any, trace: Any) -> BorrowedModule:
-    """glibc takes the library's TLS image (from the checked bytes) under a module id of its own."""
+def borrow_module(plan: Any, trace: Any, base: int, bound: Dict[int, Any]) -> BorrowedModule:
+    """glibc takes the library's TLS image (from the checked bytes, relocated) under a module
+    id of its own."""
     segment = plan.tls
-    image = bytes(plan.elf.data[segment.p_offset:segment.p_offset + segment.p_filesz])
+    image = relocated_image(plan, base, bound)
     static = any(plan.rel_class(r) is Rel.TPOFF and (not r.symbol or plan.symbols[r.symbol].st_shndx)
                  for r in plan.other)
     module = BorrowedModule(plan.path, plan.elf.header.e_machine, segment, image, static)
@@ -169,6 +173,30 @@ def borrow_module(plan: Any, trace: Any) -> BorrowedModule:
                 module=module.module, size=segment.p_memsz, init_size=segment.p_filesz,
                 align=segment.p_align, static=static)
     return module
+
+
+def relocated_image(plan: Any, base: int, bound: Dict[int, Any]) -> bytes:
+    """The TLS image with the relocations that write into it applied (pointers as initial
+    values: B + A, or S + A): each thread's copy is made from it, so glibc's stub gets the
+    relocated bytes, as glibc's own copies come from the relocated .tdata of a library."""
+    tls, words = plan.tls, {}
+    image = bytearray(plan.elf.data[tls.p_offset:tls.p_offset + tls.p_filesz])
+    inside = lambda at: tls.p_vaddr <= at <= tls.p_vaddr + tls.p_filesz - 8   # noqa: E731
+    for at, addend in zip(plan.relative.offsets, plan.relative.addends):
+        words[at] = base + addend
+    for at in plan.relative.relr:
+        words[at] = base + struct.unpack_from("<Q", image, at - tls.p_vaddr)[0] if inside(at) else 0
+    for r in plan.other:
+        if plan.rel_class(r) is Rel.SYMBOLIC and inside(r.offset):
+            binding = bound[r.symbol]
+            if binding.ifunc:
+                raise LoadError(plan.path, "uses an IFUNC's result as a thread-local variable's "
+                                           "initial value; load it with the system loader")
+            words[r.offset] = binding.value + (base if binding.base_relative else 0) + r.addend
+    for at, value in words.items():
+        if inside(at):
+            struct.pack_into("<Q", image, at - tls.p_vaddr, value % (1 << 64))
+    return bytes(image)
 
 
 def stub_library(machine: int, tls: Any, image: bytes, static: bool = False) -> bytes:

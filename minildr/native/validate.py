@@ -205,9 +205,10 @@ def check_relocations(plan: Any) -> None:
            if plan.rel_class(r) in TLS_USE}
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
-    if plan.tls is not None:
+    if plan.tls is not None:            # B + A and S + A into the image: tls.relocated_image
         check_targets_outside(f, plan.relative.offsets + plan.relative.relr
-                                       + [r.offset for r in plan.other], plan.tls)
+                              + [r.offset for r in plan.other], [r.offset for r in plan.other
+                              if plan.rel_class(r) is not Rel.SYMBOLIC], plan.tls)
     for index in {r.symbol for r in plan.other if r.symbol}:
         check_symbol(f, loads, plan.symbols[index], plan.names[index], use.get(index))
     for r in plan.other:
@@ -236,11 +237,14 @@ def check_targets(f: elf.ElfFile, loads: List[Elf64_Phdr], offsets: Iterable[int
             refuse(f.path, "a text relocation (it writes into a read-only segment)")
 
 
-def check_targets_outside(f: elf.ElfFile, offsets: List[int], tls: Elf64_Phdr) -> None:
-    """No relocation writes into the TLS image: each thread's copy is made from the file's."""
+def check_targets_outside(f: elf.ElfFile, offsets: List[int], others: List[int],
+                          tls: Elf64_Phdr) -> None:
+    """No relocation but an address (B + A, S + A) writes into the TLS image: each thread's
+    copy is made from it, relocated first (tls.relocated_image); and none straddles its ends."""
     start, end = tls.p_vaddr, tls.p_vaddr + tls.p_filesz
-    if any(start - 8 < at < end for at in offsets):
-        refuse(f.path, "relocated initial values of thread-local variables")
+    if any(start - 8 < at < start or end - 8 < at < end for at in offsets) \
+            or any(start - 8 < at < end for at in others):
+        refuse(f.path, "relocated initial values of thread-local variables other than addresses")
 
 
 def check_symbol(f: elf.ElfFile, loads: List[Elf64_Phdr], sym: elf.Elf64_Sym, name: str,

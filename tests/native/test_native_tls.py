@@ -231,3 +231,33 @@ def test_general_dynamic_tls_into_a_library_the_system_loader_loaded(tmp_path):
         thread.join()
         assert other == [8, 8] and provider.provider_value() == 9   # each thread its own copy
         del bump
+
+
+POINTERS_C = """
+static int table[3] = {10, 20, 30};
+extern int shared_global;
+int shared_global = 5;
+__thread int *cursor = &table[1];         /* B + A: a RELATIVE relocation into .tdata */
+__thread int *other = &shared_global;     /* S + A: a symbolic one */
+int next_value(void) { return *cursor++; }
+int other_value(void) { return *other; }
+"""
+
+
+def test_pointers_as_initial_values_of_thread_local_variables(tmp_path):
+    """Relocations into the TLS image (as libGLdispatch's): each thread's copy starts relocated."""
+    path = write_plugin(tmp_path, "pointers", POINTERS_C,
+                        "int next_value(void);\nint other_value(void);\n")
+    results = {}
+    for loader in ("native", "system"):
+        with minildr.open(path, loader=loader) as plugin:
+            step = plugin.lookup("next_value", "int (void)")
+            other = plugin.lookup("other_value", "int (void)")
+            here = [step(), step(), other()]
+            there = []
+            thread = threading.Thread(target=lambda: there.extend([step(), other()]))
+            thread.start()
+            thread.join()
+            results[loader] = (here, there)
+            del step, other
+    assert results["native"] == results["system"] == ([20, 30, 5], [20, 5])
