@@ -203,6 +203,9 @@ def check_relocations(plan: Any) -> None:
                            + [r.offset for r in plan.other])
     use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.other
            if plan.rel_class(r) in TLS_USE}
+    if use and plan.arch.MACHINE != "x86_64":       # aarch64.py: variant I, not tls.py's II
+        refuse(f.path, f"thread-local storage on {plan.arch.MACHINE} (minildr's native loader "
+                       "implements x86-64's TLS layout only)")
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
     if plan.tls is not None:            # B + A and S + A into the image: tls.relocated_image
