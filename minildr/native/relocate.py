@@ -94,8 +94,11 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
     for (rtype, table), rows in groups.items():
         values = [symbol_value(plan, base, r, bound.get(r.symbol, NOWHERE), tls_module)
                   for r in rows]
-        store(plan, memory, trace, plan.arch.SUPPORTED[rtype][0], table,
-              [r.offset for r in rows], values, rows)
+        offsets = [r.offset for r in rows]
+        if plan.arch.SUPPORTED[rtype][1] is Rel.TLSDESC:      # two words: {function, TPOFF}
+            offsets = offsets + [at + 8 for at in offsets]
+            values = [tls.static_descriptor()] * len(rows) + values
+        store(plan, memory, trace, plan.arch.SUPPORTED[rtype][0], table, offsets, values, rows * 2)
     for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
         irelative = plan.rel_class(r) is Rel.IRELATIVE
         resolver = r.addend if irelative else bound[r.symbol].value
@@ -114,7 +117,7 @@ def symbol_value(plan: Plan, base: int, r: Relocation, binding: Binding, module:
         return module
     if cls is Rel.DTPOFF:
         return binding.value + r.addend
-    if cls is Rel.TPOFF:
+    if cls in (Rel.TPOFF, Rel.TLSDESC):
         own = not r.symbol or binding.base_relative           # its own block, in static TLS
         offset = tls.tp_offset(tls.block(module) + binding.value if own else binding.value)
         if offset is None:

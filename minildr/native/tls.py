@@ -32,12 +32,14 @@ What this loader does, and why it is enough for what libraries ask:
   stub asks glibc to put the block in static TLS (`stub_library`).
   Initial values that are pointers (relocations into the TLS image) are
   relocated before glibc gets the image (`relocated_image`). TLS
-  descriptors are refused.
+  descriptors (`static_descriptor`) work for blocks in static TLS: the
+  library's own, placed there, and static blocks of loaded libraries.
 """
 from __future__ import annotations
 
 import os
 import struct
+import threading
 from typing import Any, Dict, List
 
 from ..errors import LoadError
@@ -74,6 +76,38 @@ def tp_offset(address: int) -> int | None:
     or None if it is not in static TLS (then no constant offset reaches it in every thread)."""
     offset = address - thread_pointer()
     return offset if -STATIC_TLS_LIMIT <= offset < 0 else None
+
+
+# -- TLS descriptors (R_X86_64_TLSDESC) --------------------------------------------------
+#
+# Code compiled with -mtls-dialect=gnu2 reaches a variable through a
+# descriptor of two words, {function, argument}: it calls the function with
+# %rax pointing at the descriptor and adds the offset it returns to %fs
+# (the x86-64 TLSDESC specification, Oliva and Drepper, "Thread-Local Storage
+# Descriptors for IA32 and AMD64/EM64T"). For a block in static TLS the
+# argument is the variable's constant offset from the thread pointer and the
+# function returns it: glibc's _dl_tlsdesc_return (sysdeps/x86_64/dl-tlsdesc.S),
+# which ld.so does not export. So this loader puts the library's own block in
+# static TLS (as for TPOFF64, the stub's relocation asks glibc for it) and
+# writes its own copy of that function, five instructions' bytes on one page
+# made executable once per process and kept: endbr64; mov 8(%rax), %rax; ret.
+RETURN_ARGUMENT = bytes.fromhex("f30f1efa" "488b4008" "c3")
+_descriptor_function: List[int] = []
+_descriptor_lock = threading.Lock()
+
+
+def static_descriptor() -> int:
+    """The address of the descriptor function for variables in static TLS (made on first use)."""
+    with _descriptor_lock:
+        if not _descriptor_function:
+            page = libc.mmap(0, 4096, 3, 0x22, -1, 0)          # PROT_READ|WRITE, PRIVATE|ANONYMOUS
+            if page == 2**64 - 1:
+                raise OSError(ffi.errno, "mmap failed for the TLS descriptor function")
+            ffi.memmove(ffi.cast("char *", page), RETURN_ARGUMENT, len(RETURN_ARGUMENT))
+            if libc.mprotect(page, 4096, 5):                    # PROT_READ|EXEC, never writable again
+                raise OSError(ffi.errno, "mprotect failed for the TLS descriptor function")
+            _descriptor_function.append(page)
+        return _descriptor_function[0]
 
 
 # -- Another library's variable by module (general-dynamic into a loaded library) --------
@@ -164,8 +198,8 @@ def borrow_module(plan: Any, trace: Any, base: int, bound: Dict[int, Any]) -> Bo
     id of its own."""
     segment = plan.tls
     image = relocated_image(plan, base, bound)
-    static = any(plan.rel_class(r) is Rel.TPOFF and (not r.symbol or plan.symbols[r.symbol].st_shndx)
-                 for r in plan.other)
+    static = any(plan.rel_class(r) in (Rel.TPOFF, Rel.TLSDESC)
+                 and (not r.symbol or plan.symbols[r.symbol].st_shndx) for r in plan.other)
     module = BorrowedModule(plan.path, plan.elf.header.e_machine, segment, image, static)
     trace.event("tls", f"module {module.module} borrowed from the system loader: a stub with "
                        f"PT_TLS of {segment.p_memsz} bytes ({segment.p_filesz} initialised), "

@@ -33,7 +33,7 @@ PAGE = mmap.PAGESIZE
 ARCHES: Dict[int, ModuleType] = {elf.EM_X86_64: x86_64, elf.EM_AARCH64: aarch64}
 MAX_SPAN = 1 << 32          # no ordinary library asks for 4 GiB of address space
 Range = Tuple[int, int]
-TLS_USE = {Rel.TPOFF: "static", Rel.DTPMOD: "dynamic", Rel.DTPOFF: "dynamic"}
+TLS_USE = {Rel.TPOFF: "static", Rel.TLSDESC: "static", Rel.DTPMOD: "dynamic", Rel.DTPOFF: "dynamic"}
 EI_ABIVERSION, EI_PAD = 8, 9
 ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
 LIBC_ABI_MAX = 4            # glibc's libc-abis on x86_64: DEFAULT, UNIQUE, IFUNC, ABSOLUTE (sysv/linux/ldsodefs.h)
@@ -200,7 +200,8 @@ def check_relocations(plan: Any) -> None:
     every thread-local reference one this loader can make (tls.py)."""
     f, loads = plan.elf, plan.loads
     check_targets(f, loads, plan.relative.offsets + plan.relative.relr
-                           + [r.offset for r in plan.other])
+                           + [r.offset for r in plan.other]          # a TLS descriptor: 2 words
+                           + [r.offset + 8 for r in plan.other if plan.rel_class(r) is Rel.TLSDESC])
     use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.other
            if plan.rel_class(r) in TLS_USE}
     if use and plan.arch.MACHINE != "x86_64":       # aarch64.py: variant I, not tls.py's II

@@ -18,8 +18,8 @@ the segments' alignment as glibc does, DT_RUNPATH, and the TLS relocations
 (their machinery is in tls.py, beside the core). Raised from 600 to 605 by
 issue 24's "loads what glibc loads" work: .bss in a read-only segment
 cleared through a moment of PROT_WRITE as glibc does (mapping.py), and
-general-dynamic TLS into another library (two lines in relocate.py; the
-machinery in tls.py).
+general-dynamic TLS into another library, own static TLS, and TLS
+descriptors (a few lines each in relocate.py; the machinery in tls.py).
 """
 from __future__ import annotations
 

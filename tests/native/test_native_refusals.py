@@ -83,8 +83,8 @@ PATCHES = {
                    "text relocations"),
     "text-relocation": (relocation_into_code, minildr.UnsupportedELF, "text relocation"),
     "copy-relocation": (lambda d: relocation_type(d, 5), minildr.UnsupportedELF, "R_X86_64_COPY"),
-    "tls-relocation": (lambda d: relocation_type(d, 36), minildr.UnsupportedELF,
-                       "thread-local storage descriptors (R_X86_64_TLSDESC)"),
+    "tls-relocation": (lambda d: relocation_type(d, 36), minildr.NotAPlugin,   # TLSDESC
+                       "TLS relocations of its own thread-local storage, but no PT_TLS"),
     "unknown-relocation": (lambda d: relocation_type(d, 200), minildr.UnsupportedELF,
                            "an unknown relocation (type 200)"),
     "no-hash-table": (no_hash_tables, minildr.UnsupportedELF, "without a symbol hash table"),
@@ -159,7 +159,7 @@ def test_a_library_with_a_program_interpreter_loads(tmp_path):
 def test_refusals_are_found_without_mapping(tmp_path, ctor):
     """parse() alone finds them: the loader refuses from the plan, before mmap."""
     path, _ = ctor
-    data = PATCHES["tls-relocation"][0](path.read_bytes())
+    data = PATCHES["copy-relocation"][0](path.read_bytes())
     with pytest.raises(minildr.UnsupportedELF):
         parse(data, str(path))
 

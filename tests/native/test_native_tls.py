@@ -261,3 +261,17 @@ def test_pointers_as_initial_values_of_thread_local_variables(tmp_path):
             results[loader] = (here, there)
             del step, other
     assert results["native"] == results["system"] == ([20, 30, 5], [20, 5])
+
+
+def test_tls_descriptors_count_per_thread(tmp_path):
+    """-mtls-dialect=gnu2 (R_X86_64_TLSDESC, as libEGL_mesa has): the block goes to static TLS
+    and each descriptor is {a function returning its argument, the variable's offset from the
+    thread pointer}; four threads count as under the system loader."""
+    path = write_plugin(tmp_path, "desc", COUNTER_C, "int count(void);\nint bump(void);\n",
+                        cflags=("-mtls-dialect=gnu2",))
+    with minildr.native.load(path) as lib:
+        assert lib.trace.counts()["R_X86_64_TLSDESC"] >= 1
+        assert [e.data["static"] for e in lib.trace.events if e.step == "tls"] == [True]
+    native = counts_from_four_threads(path, "native")
+    assert native == counts_from_four_threads(path, "system")
+    assert native == {"main": (1, 2, 101), 0: (1, 101), 1: (2, 102), 2: (3, 103), 3: (4, 104)}
