@@ -15,11 +15,19 @@ checks out to validate.py (counted beside the core) and added, in the
 core: relocation classes, RELATIVE relocations applied in bulk with a
 summarised trace (the load got 3 to 40 times faster), the span reserved at
 the segments' alignment as glibc does, DT_RUNPATH, and the TLS relocations
-(their machinery is in tls.py, beside the core). Raised from 600 to 605 by
-issue 24's "loads what glibc loads" work: .bss in a read-only segment
-cleared through a moment of PROT_WRITE as glibc does (mapping.py), and
-general-dynamic TLS into another library, own static TLS, and TLS
-descriptors (a few lines each in relocate.py; the machinery in tls.py).
+(their machinery is in tls.py, beside the core).
+Raised from 600 to 605 by issue 24's speed work: each symbol bound once
+with the trace summarised per place found (resolve.bind_symbols, traced),
+relocation values computed per class rather than per relocation
+(relocate.values), the symbol table read in one unpack rather than entry by
+entry, and DT_RPATH/DT_RUNPATH kept in the Plan so that step 2 no longer
+reads every symbol of the file again to find them.
+Raised from 605 to 620 by issue 24's "loads what glibc loads" work (the
+two branches merged): .bss in a read-only segment cleared through a moment
+of PROT_WRITE as glibc does (mapping.py), and general-dynamic TLS into
+another library, a library's own static TLS and TLS descriptors
+(relocate.tls_value and the two-word descriptor write; the machinery in
+tls.py).
 """
 from __future__ import annotations
 
@@ -38,7 +46,7 @@ from minildr.formats import elf
 from helpers import ROOT, write_plugin
 from native_util import dynamic_entries, mappings_of, native_host, patched, rela_entries
 
-CEILING = 605
+CEILING = 620
 _spec = importlib.util.spec_from_file_location("loc_native", ROOT / "tools" / "loc_native.py")
 loc_native = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(loc_native)
