@@ -242,7 +242,8 @@ def _probe(ctype: str, types: str) -> c_ast.Node:
     probe = ast.ext[-1] if ast.ext else None
     func = getattr(probe, "type", None)
     params = func.args.params if isinstance(func, c_ast.FuncDecl) and func.args else []
-    if len(params) != 1 or isinstance(params[0], c_ast.EllipsisParam):
+    # a bare unknown name reads as an old-style parameter name (c_ast.ID), not a type
+    if len(params) != 1 or not isinstance(params[0], (c_ast.Decl, c_ast.Typename)):
         raise CTypeError(f"{ctype!r} is not a single C type")
     return params[0]
 

@@ -36,10 +36,11 @@ what the loader can do with them.
 
 Scope: 64-bit little-endian ELF shared libraries (ET_DYN) for x86_64 and
 aarch64 on Linux, with RELA and RELR relocations of the types each
-architecture's table lists. Refused with UnsupportedELF, before any code
-runs: a thread-local storage block of its own (PT_TLS; references into the
-static TLS of libraries already loaded, such as libm's errno, do load: see
-tls.py), TLS descriptors and TLS on aarch64, COPY relocations,
+architecture's table lists. Thread-local storage loads on x86_64 (tls.py:
+a block of its own, in static TLS too, and references into libraries
+already loaded, TLS descriptors for blocks in static TLS). Refused with
+UnsupportedELF, before any code runs: TLS on aarch64, relocations other
+than addresses into a TLS image, COPY relocations,
 text relocations, DT_REL, 32-bit, big-endian, ET_EXEC or PIE executables,
 other architectures, p_align below the page size, an executable stack,
 unknown relocation types; and every structural rule glibc's loader enforces

@@ -1,11 +1,27 @@
-"""Relocation types of AArch64 (ELF for the Arm 64-bit Architecture, "AAELF64", 5.7.12), by class.
+"""Relocation types of AArch64 (ELF for the Arm 64-bit Architecture, "AAELF64"), by class.
 
-The same notation as x86_64.py. The set is what gcc emits for ordinary C
-shared libraries on AArch64 (tests/native/test_native_loader.py reads
-cross-compiled libraries in tests/data/aarch64/ and checks every type they
-contain against this table), which is also the dynamic set the ABI lists
-apart from TLS and COPY. AArch64 code cannot run on an x86-64 machine, so
-on one this table is checked by decoding, not by loading.
+The same notation as x86_64.py. The numbers and formulas are AAELF64's
+table "Dynamic relocations" (section "Dynamic relocations" under
+"Relocation types"; 5.7.12 in older releases, 5.7.15 in 2025Q4). The set is
+what gcc emits for ordinary C shared libraries on AArch64
+(tests/native/test_native_loader.py reads cross-compiled libraries in
+tests/data/aarch64/ and checks every type they contain against this table),
+which is the whole dynamic set the ABI lists but COPY and the pointer
+authentication (AUTH) types.
+
+Thread-local storage: 1030 is R_AARCH64_TLS_TPREL, TPREL(S+A), the offset
+from the thread pointer (formerly named TLS_TPREL64). 1028 and 1029 are
+R_AARCH64_TLS_IMPDEF1 and IMPDEF2 in the ABI, which leaves to each platform
+whether IMPDEF1 is DTPMOD and IMPDEF2 DTPREL or the reverse; "the Linux
+platform ABI has always implemented" IMPDEF1 = DTPMOD, IMPDEF2 = DTPREL
+(the note and footnote under that table; glibc's elf.h: R_AARCH64_TLS_DTPMOD
+1028, R_AARCH64_TLS_DTPREL 1029). 1031 is R_AARCH64_TLSDESC, TLSDESC(S+A): a
+two-word descriptor, refused here as on x86-64. These are classified so a
+plan of an AArch64 library reads them; loading TLS on AArch64 is refused
+(validate.py): tls.py implements x86-64's layout (Drepper's variant II),
+and AArch64 uses variant I, with the blocks above the thread pointer.
+AArch64 code cannot run on an x86-64 machine, so on one this table is
+checked by decoding, not by loading.
 """
 from __future__ import annotations
 
@@ -22,16 +38,16 @@ SUPPORTED = {
     1026: ("R_AARCH64_JUMP_SLOT", Rel.SYMBOLIC),  # bound eagerly, like the PLT under -z now
     1027: ("R_AARCH64_RELATIVE", Rel.RELATIVE),
     1032: ("R_AARCH64_IRELATIVE", Rel.IRELATIVE),
+    1028: ("R_AARCH64_TLS_DTPMOD", Rel.DTPMOD),   # TLS_IMPDEF1 on Linux: LDM(S), the module
+    1029: ("R_AARCH64_TLS_DTPREL", Rel.DTPOFF),   # TLS_IMPDEF2 on Linux: DTPREL(S+A)
+    1030: ("R_AARCH64_TLS_TPREL", Rel.TPOFF),     # TPREL(S+A): the offset from the thread pointer
 }
 
 RELATIVE = 1027             # R_AARCH64_RELATIVE: what DT_RELR's packed entries are
 
 REFUSED = {
     1024: ("R_AARCH64_COPY", "a COPY relocation (only executables use them)"),
-    1028: ("R_AARCH64_TLS_DTPMOD", "thread-local storage"),
-    1029: ("R_AARCH64_TLS_DTPREL", "thread-local storage"),
-    1030: ("R_AARCH64_TLS_TPREL", "thread-local storage"),
-    1031: ("R_AARCH64_TLSDESC", "thread-local storage"),
+    1031: ("R_AARCH64_TLSDESC", "thread-local storage descriptors"),   # TLSDESC(S+A)
 }
 
 AT_HWCAP, AT_HWCAP2 = 16, 26

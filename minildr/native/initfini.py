@@ -22,7 +22,6 @@ from .validate import check_code
 from .trace import Trace
 
 
-
 def functions(plan: Plan, base: int, entries: List[Tuple[str, int]]) -> List[Tuple[str, int]]:
     """Read the relocated arrays; check every function is code of this library."""
     memory = ffi.buffer(ffi.cast(BYTES, base), plan.span)
@@ -37,8 +36,12 @@ def functions(plan: Plan, base: int, entries: List[Tuple[str, int]]) -> List[Tup
     return result
 
 
-def run(plan: Plan, base: int, calls: List[Tuple[str, int]], step: str, trace: Trace) -> None:
+def run(plan: Plan, base: int, calls: List[Tuple[str, int]], step: str, trace: Trace,
+        started: List[int]) -> None:
+    """Call each function; `started` gets each one's address just before its call (after its
+    trace event, which may raise): an interrupted load knows whether any of them ran."""
     for tag, address in calls:
         trace.event(step, f"{tag} function at base+{address - base:#x}", tag=tag,
                     offset=address - base)
+        started.append(address)
         ffi.cast(INITIALISER, address)(0, ARGV, libc.environ)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .. import ctype as ctypes_
+from .. import files
 from ..formats import elf
-from ..errors import LoadError, SymbolNotFound, UnsupportedELF
+from ..errors import (FileChanged, LoadError, PluginNotFound, SymbolNotFound, SymbolTypeError,
+                      UnreadableFile, UnsupportedELF)
 from ..host import HOST
 from ..lifetime import KeepsMappedWhileReferenced
 from . import initfini, lookup, mapping, relocate, resolve, tls, unwind
@@ -51,13 +53,14 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._needed = resolve.open_needed(self.plan, self.trace)
         self._tls: Optional[tls.BorrowedModule] = None
         self._unwind: Optional[unwind.Registration] = None
+        self._fini: List[Tuple[str, int]] = []
         self.base: Optional[int] = None
         try:
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
             self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
             if self.plan.tls is not None:
-                self._tls = tls.borrow_module(self.plan, self.trace)
+                self._tls = tls.borrow_module(self.plan, self.trace, self.base, bound)
             relocate.relocate(self.plan, self.base, bound, self.trace,
                               self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)
@@ -67,8 +70,30 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         except BaseException:
             self._release_memory()
             raise
+        self._run_initialisers(inits, on_unload)
+
+    def _run_initialisers(self, inits: List[Tuple[str, int]],
+                          on_unload: Optional[Callable[[], None]]) -> None:
+        """Step 5; interrupted part-way (KeyboardInterrupt, a trace callback's exception),
+        the library is closed before the exception goes on: nothing stays half-loaded.
+
+        Once an initialiser has been called, the finalisers run, as dlclose runs
+        them for a library whose initialisers were called (l_init_called,
+        elf/dl-init.c). That matters beyond tidiness: the C runtime's finaliser
+        calls __cxa_finalize, which drops the atexit handlers an initialiser
+        registered, pointers into memory about to go. If none was called, none
+        of the finalisers runs either.
+        """
+        started: List[int] = []
+        try:
+            initfini.run(self.plan, self.base, inits, "init", self.trace, started)
+        except BaseException:
+            # the caller (from_image) releases the image itself when this raises
+            if not started:
+                self._fini = []
+            self._unload()
+            raise
         self._on_unload = on_unload
-        initfini.run(self.plan, self.base, inits, "init", self.trace)
 
     # -- what minildr.open uses ------------------------------------------
     def address(self, name: str) -> Optional[int]:
@@ -93,7 +118,16 @@ class NativeLibrary(KeepsMappedWhileReferenced):
     def _unload(self) -> None:
         if self.base is None:
             return
-        initfini.run(self.plan, self.base, self._fini, "fini", self.trace)
+        try:
+            every(lambda call=call: initfini.run(self.plan, self.base, [call], "fini", self.trace,
+                                                   [])
+                  for call in self._fini)
+        finally:
+            self._fini = []
+            self._forget()
+
+    def _forget(self) -> None:
+        """After the finalisers: unmap, unless thread-exit destructors may still need the code."""
         if THREAD_EXIT_DESTRUCTORS & {self.plan.names[r.symbol] for r in self.plan.other}:
             # C++ thread_local objects registered destructors that run when each thread
             # exits, and may be code of this library: glibc defers the unload until they
@@ -109,20 +143,34 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._release_memory()
 
     def _release_memory(self) -> None:
+        """Unregister, unmap, give back the TLS module and the needed libraries: each step
+        taken even if an earlier one is interrupted (the first exception is raised after)."""
+        every([self._release_unwind, self._release_mapping, self._release_tls,
+               self._release_needed, self._release_image])
+
+    def _release_unwind(self) -> None:
         if self._unwind is not None:                # before the memory it describes goes
-            self._unwind.close()
-            self._unwind = None
+            self._unwind, registration = None, self._unwind
+            registration.close()
+
+    def _release_mapping(self) -> None:
         if self.base is not None:
-            mapping.unmap(self.base, self.plan.span)
-            self.trace.event("unmap", f"{self.plan.span} bytes at {self.base:#x}")
-            self.base = None
+            self.base, base = None, self.base
+            mapping.unmap(base, self.plan.span)
+            self.trace.event("unmap", f"{self.plan.span} bytes at {base:#x}")
+
+    def _release_tls(self) -> None:
         if self._tls is not None:
-            self._tls.close()
-            self.trace.event("tls", f"module {self._tls.module} given back (the stub dlclosed)",
-                             module=self._tls.module)
-            self._tls = None
-        resolve.close_needed(self._needed)
-        self._needed = []
+            self._tls, module = None, self._tls
+            module.close()
+            self.trace.event("tls", f"module {module.module} given back (the stub dlclosed)",
+                             module=module.module)
+
+    def _release_needed(self) -> None:
+        self._needed, needed = [], self._needed
+        resolve.close_needed(needed)
+
+    def _release_image(self) -> None:
         if self._on_unload is not None:
             self._on_unload, on_unload = None, self._on_unload
             on_unload()
@@ -139,7 +187,12 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             raise SymbolNotFound(self.path, f"does not export {name!r}")
         if ctype is None:
             return address
-        pointer = ffi.cast(ctypes_.pointer_to(ctype), address)
+        try:                   # parsed under ctype.PARSE_LOCK: cffi's parser is not thread-safe
+            pointer_type = ctypes_.cffi_type(ffi, ctypes_.pointer_to(ctype))
+        except (ctypes_.CTypeError, TypeError) as exc:
+            raise SymbolTypeError(self.path, f"cannot read the C type {ctype!r} asked for "
+                                             f"{name!r}: {exc}") from None
+        pointer = ffi.cast(pointer_type, address)
         self.keep_mapped_while(pointer)
         return pointer
 
@@ -172,10 +225,23 @@ def load(path: "os.PathLike[str] | str", *, trace: Tracer = None) -> NativeLibra
     event as it happens.
     """
     path = os.fspath(path)
+    data, identity = read(path)
     with opened(path, path, "cannot be opened") as fd:
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read()
+        if files.contents_key(files.identity(os.fstat(fd))) != files.contents_key(identity):
+            raise FileChanged(path, "was replaced or changed between being read and being "
+                                    "mapped; try again once the program writing it has finished")
         return NativeLibrary(data, path, fd, trace=trace)
+
+
+def read(path: str) -> Tuple[bytes, files.Identity]:
+    """The file's bytes, read as every file minildr reads (minildr.files: a FIFO, a device,
+    a huge or a changing file is refused, never waited on), and its identity."""
+    try:
+        return files.read_regular(path, files.MAX_PLUGIN_BYTES)
+    except (PluginNotFound, UnreadableFile) as exc:
+        if type(exc) not in (PluginNotFound, UnreadableFile):
+            raise                                 # a FIFO, a device, a changing file: as named
+        raise LoadError(path, f"cannot be opened: {exc.reason}") from None
 
 
 def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
@@ -187,6 +253,18 @@ def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
     except BaseException:
         image.release()
         raise
+
+
+def every(steps: Iterable[Callable[[], None]]) -> None:
+    """Call each step, even after one raised (an interrupt included); then raise the first."""
+    first: Optional[BaseException] = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:          # noqa: BLE001 - raised again below
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ is zero-filled: the rest of its last file page by hand, whole pages as
 fresh anonymous memory.
 
 Each segment gets the protection its p_flags ask, and is never writable
-and executable at once. Read-only segments are never written (parse
+and executable at once. Read-only segments are not relocated (parse
 refused text relocations), so they get their final protection now; the
 writable segment is relocated in place (step 4), which then makes its
 PT_GNU_RELRO part (GOT, vtables, init arrays) read-only.
@@ -86,11 +86,21 @@ def map_segments(plan: Plan, base: int, fd: int, trace: Trace) -> List[Segment]:
 
 def zero_bss(plan: Plan, base: int, ph: elf.Elf64_Phdr, prot: int, trace: Trace,
              layout: List[Segment]) -> None:
-    """Memory the file does not hold starts as zeros: the .bss of C globals."""
+    """Memory the file does not hold starts as zeros: the .bss of C globals.
+
+    The rest of the last file page holds other bytes of the file: zeroed by
+    hand. A read-only segment may have .bss too (p_memsz > p_filesz without
+    PF_W): as glibc's _dl_map_segments does (elf/dl-map-segments.h, "Dag nab
+    it"), that page is made writable for the moment, then given its
+    protection back.
+    """
     file_end, mem_end = ph.p_vaddr + ph.p_filesz, page_up(ph.p_vaddr + ph.p_memsz)
     tail = min(page_up(file_end), mem_end) - file_end
-    if tail and ph.p_filesz:          # the rest of the last file page holds other bytes of the file
-        ffi.memmove(ffi.cast(BYTES, base + file_end), b"\0" * tail, tail)
+    for writable in ((True, False) if tail and ph.p_filesz else ()):
+        if libc.mprotect(base + page_down(file_end), PAGE, prot | (PROT_WRITE if writable else 0)):
+            raise LoadError(plan.path, f"mprotect failed: {os.strerror(ffi.errno)}")
+        if writable:
+            ffi.memmove(ffi.cast(BYTES, base + file_end), b"\0" * tail, tail)
     start = page_up(file_end) if ph.p_filesz else page_down(ph.p_vaddr)
     if mem_end > start:
         _mmap(plan, base + start, mem_end - start, prot,

@@ -94,8 +94,11 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
             groups[r.type, r.table].append(r)
     for (rtype, table), rows in groups.items():
         name, cls = plan.arch.SUPPORTED[rtype]
-        store(plan, memory, trace, name, table, [r.offset for r in rows],
-              values(plan, cls, rows, address, bound, tls_module), rows)
+        offsets, written = [r.offset for r in rows], values(plan, cls, rows, address, bound, tls_module)
+        if cls is Rel.TLSDESC:                                 # two words: {function, TPOFF}
+            offsets = offsets + [at + 8 for at in offsets]
+            written, rows = [tls.static_descriptor()] * len(rows) + written, rows * 2
+        store(plan, memory, trace, name, table, offsets, written, rows)
     for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
         irelative = plan.rel_class(r) is Rel.IRELATIVE
         resolver = r.addend if irelative else bound[r.symbol].value
@@ -107,19 +110,28 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
 def values(plan: Plan, cls: Rel, rows: List[Relocation], address: Dict[int, int],
            bound: Dict[int, Binding], module: int) -> List[int]:
     """What to write for relocations of one class: S + A, S the symbol's `address`; for TLS,
-    the module id, or the offset in its block (DTPOFF: st_value in the library's PT_TLS)
-    or from the thread pointer (TPOFF)."""
-    if cls is Rel.DTPMOD:
-        return [module] * len(rows)
-    if cls is Rel.DTPOFF:
-        return [bound.get(r.symbol, NOWHERE).value + r.addend for r in rows]
-    if cls is Rel.TPOFF:
-        return [tp_offset(plan, r, bound.get(r.symbol, NOWHERE)) + r.addend for r in rows]
+    what tls_value says."""
+    if cls in (Rel.DTPMOD, Rel.DTPOFF, Rel.TPOFF, Rel.TLSDESC):
+        return [tls_value(plan, cls, r, bound.get(r.symbol, NOWHERE), module) for r in rows]
     return [address.get(r.symbol, 0) + r.addend for r in rows]
 
 
-def tp_offset(plan: Plan, r: Relocation, binding: Binding) -> int:
-    offset = tls.tp_offset(binding.value)
+def tls_value(plan: Plan, cls: Rel, r: Relocation, binding: Binding, module: int) -> int:
+    """The module id (DTPMOD), the offset in its block (DTPOFF: st_value in the library's
+    PT_TLS), or from the thread pointer (TPOFF, a TLS descriptor's argument); another
+    library's variable (an undefined symbol) by its own module (tls.by_module)."""
+    own = not r.symbol or binding.base_relative           # its own block (in static TLS for TPOFF)
+    if cls in (Rel.DTPMOD, Rel.DTPOFF) and not own:
+        return tls.by_module(plan.path, binding.value, cls is Rel.DTPMOD, r.addend)
+    if cls is Rel.DTPMOD:
+        return module
+    if cls is Rel.DTPOFF:
+        return binding.value + r.addend
+    return tp_offset(plan, r, tls.block(module) + binding.value if own else binding.value) + r.addend
+
+
+def tp_offset(plan: Plan, r: Relocation, address: int) -> int:
+    offset = tls.tp_offset(address)
     if offset is None:
         raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
                                    "of a library whose TLS block is not in static TLS; "

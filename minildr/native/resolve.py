@@ -55,9 +55,9 @@ def open_needed(plan: Plan, trace: Trace) -> List[Any]:
     for name in plan.needed:
         found = linkage.find_library(name, needs, origin)
         handle = libc.dlopen((found.path or name).encode(), os.RTLD_NOW | os.RTLD_LOCAL)
-        if handle == ffi.NULL:
-            close_needed(handles)
+        if handle == ffi.NULL:          # the message first: dlclose clears it
             message = ffi.string(libc.dlerror()).decode("utf-8", "replace")
+            close_needed(handles)
             raise LoadError(plan.path, linkage.not_found(name, found, message))
         handles.append(handle)
         where = f" from {found.path}" if found.path else ""

@@ -55,7 +55,23 @@ def eh_frame(plan: Any, base: int) -> Optional[int]:
     value = struct.unpack_from("<i" if encoding & 0x0F == DW_EH_PE_sdata4 else "<I",
                                plan.elf.data, at + 4)[0]
     where = value + (header.p_vaddr + 4 if encoding & 0x70 == DW_EH_PE_pcrel else 0)
-    return base + where if plan.elf.file_offset(where, 4, "the .eh_frame") is not None else None
+    if plan.elf.file_offset(where, 4, "the .eh_frame") is None or not readable(plan, where, 4):
+        return None
+    return base + where
+
+
+def readable(plan: Any, vaddr: int, size: int) -> bool:
+    """Whether [vaddr, vaddr + size) lies in a PT_LOAD segment mapped readable (PF_R).
+
+    __register_frame reads the section at once (its first word) and the
+    unwinder walks it later; glibc never reads .eh_frame while loading, so a
+    library whose .eh_frame sits in a segment without PF_R still loads
+    there. Here it is then left unregistered rather than read (a throw
+    through it would fault under glibc too: its unwinder reads the same
+    pages through dl_iterate_phdr).
+    """
+    return any(ph.p_flags & elf.PF_R and ph.p_vaddr <= vaddr and vaddr + size <= ph.p_vaddr + ph.p_memsz
+               for ph in plan.loads)
 
 
 class Registration:

@@ -33,7 +33,7 @@ PAGE = mmap.PAGESIZE
 ARCHES: Dict[int, ModuleType] = {elf.EM_X86_64: x86_64, elf.EM_AARCH64: aarch64}
 MAX_SPAN = 1 << 32          # no ordinary library asks for 4 GiB of address space
 Range = Tuple[int, int]
-TLS_USE = {Rel.TPOFF: "static", Rel.DTPMOD: "dynamic", Rel.DTPOFF: "dynamic"}
+TLS_USE = {Rel.TPOFF: "static", Rel.TLSDESC: "static", Rel.DTPMOD: "dynamic", Rel.DTPOFF: "dynamic"}
 EI_ABIVERSION, EI_PAD = 8, 9
 ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
 LIBC_ABI_MAX = 4            # glibc's libc-abis on x86_64: DEFAULT, UNIQUE, IFUNC, ABSOLUTE (sysv/linux/ldsodefs.h)
@@ -71,8 +71,8 @@ def check_target(f: elf.ElfFile) -> ModuleType:
     if f.header.e_phentsize != elf.sizeof(elf.Elf64_Phdr):   # open_verify: "phentsize not the expected size"
         f.fail(f"damaged: program headers of {f.header.e_phentsize} bytes, not "
                f"{elf.sizeof(elf.Elf64_Phdr)}")
-    if any(True for _ in f.segments(elf.PT.INTERP)):
-        refuse(f.path, "a program interpreter (PT_INTERP): it is an executable, not a library")
+    # PT_INTERP alone does not make an executable: libc.so.6 has one and runs as a program;
+    # glibc's dlopen ignores it and refuses a PIE by its DF_1_PIE flag (check_dynamic_flags).
     arch = ARCHES.get(f.header.e_machine)
     if arch is None:
         raise UnsupportedELF(f.path, f"is a library for another architecture ({f.arch}); the "
@@ -125,8 +125,6 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Rang
                    "more bytes in the file than in memory")
         if ph.p_flags & elf.PF_W and ph.p_flags & elf.PF_X:
             refuse(f.path, "a segment both writable and executable")
-        if ph.p_memsz > ph.p_filesz and not ph.p_flags & elf.PF_W:
-            refuse(f.path, "zero-filled memory (.bss) in a read-only segment")
         if page_down(ph.p_vaddr) < end or ph.p_vaddr + ph.p_memsz > MAX_SPAN:
             f.fail("damaged: loadable segments overlap or lie beyond 4 GiB")
         f.check_range(ph.p_offset, ph.p_filesz, "loadable segment")
@@ -202,16 +200,19 @@ def check_relocations(plan: Any) -> None:
     every thread-local reference one this loader can make (tls.py)."""
     f, loads = plan.elf, plan.loads
     check_targets(f, loads, plan.relative.offsets + plan.relative.relr
-                           + [r.offset for r in plan.other])
+                           + [r.offset for r in plan.other]          # a TLS descriptor: 2 words
+                           + [r.offset + 8 for r in plan.other if plan.rel_class(r) is Rel.TLSDESC])
     use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.other
            if plan.rel_class(r) in TLS_USE}
-    if use.get(0) == "static":
-        refuse(f.path, "thread-local storage of its own in static TLS (initial-exec)")
+    if use and plan.arch.MACHINE != "x86_64":       # aarch64.py: variant I, not tls.py's II
+        refuse(f.path, f"thread-local storage on {plan.arch.MACHINE} (minildr's native loader "
+                       "implements x86-64's TLS layout only)")
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
-    if plan.tls is not None:
+    if plan.tls is not None:            # B + A and S + A into the image: tls.relocated_image
         check_targets_outside(f, plan.relative.offsets + plan.relative.relr
-                                       + [r.offset for r in plan.other], plan.tls)
+                              + [r.offset for r in plan.other], [r.offset for r in plan.other
+                              if plan.rel_class(r) is not Rel.SYMBOLIC], plan.tls)
     for index in {r.symbol for r in plan.other if r.symbol}:
         check_symbol(f, loads, plan.symbols[index], plan.names[index], use.get(index))
     for r in plan.other:
@@ -240,11 +241,14 @@ def check_targets(f: elf.ElfFile, loads: List[Elf64_Phdr], offsets: Iterable[int
             refuse(f.path, "a text relocation (it writes into a read-only segment)")
 
 
-def check_targets_outside(f: elf.ElfFile, offsets: List[int], tls: Elf64_Phdr) -> None:
-    """No relocation writes into the TLS image: each thread's copy is made from the file's."""
+def check_targets_outside(f: elf.ElfFile, offsets: List[int], others: List[int],
+                          tls: Elf64_Phdr) -> None:
+    """No relocation but an address (B + A, S + A) writes into the TLS image: each thread's
+    copy is made from it, relocated first (tls.relocated_image); and none straddles its ends."""
     start, end = tls.p_vaddr, tls.p_vaddr + tls.p_filesz
-    if any(start - 8 < at < end for at in offsets):
-        refuse(f.path, "relocated initial values of thread-local variables")
+    if any(start - 8 < at < start or end - 8 < at < end for at in offsets) \
+            or any(start - 8 < at < end for at in others):
+        refuse(f.path, "relocated initial values of thread-local variables other than addresses")
 
 
 def check_symbol(f: elf.ElfFile, loads: List[Elf64_Phdr], sym: elf.Elf64_Sym, name: str,
@@ -254,11 +258,6 @@ def check_symbol(f: elf.ElfFile, loads: List[Elf64_Phdr], sym: elf.Elf64_Sym, na
     if (elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS) != bool(tls_use):
         f.fail(f"damaged: symbol {name!r} is used by a relocation of the other kind of storage "
                "(thread-local and ordinary)")
-    if tls_use == "static" and sym.st_shndx != elf.SHN_UNDEF:
-        refuse(f.path, "thread-local storage of its own in static TLS (initial-exec)")
-    if tls_use == "dynamic" and sym.st_shndx == elf.SHN_UNDEF:
-        refuse(f.path, f"another library's thread-local variable {name!r} by module "
-                       "(general-dynamic TLS into a library the system loader loaded)")
     if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and not tls_use:
         if segment_of(loads, sym.st_value, 0) is None:
             f.fail(f"damaged: symbol {name!r} lies outside the library")

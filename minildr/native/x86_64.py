@@ -28,6 +28,7 @@ SUPPORTED = {
     18: ("R_X86_64_TPOFF64", Rel.TPOFF),        # initial-exec TLS: S + A - TP (see tls.py)
     16: ("R_X86_64_DTPMOD64", Rel.DTPMOD),      # general/local-dynamic TLS: the module id
     17: ("R_X86_64_DTPOFF64", Rel.DTPOFF),      # ... and the offset in its block
+    36: ("R_X86_64_TLSDESC", Rel.TLSDESC),      # a TLS descriptor: {function, argument}
 }
 
 RELATIVE = 8                # R_X86_64_RELATIVE: what DT_RELR's packed entries are
@@ -38,7 +39,6 @@ REFUSED = {
     5: ("R_X86_64_COPY", "a COPY relocation (only executables use them)"),
     10: ("R_X86_64_32", "a text relocation (code built without -fPIC)"),
     11: ("R_X86_64_32S", "a text relocation (code built without -fPIC)"),
-    36: ("R_X86_64_TLSDESC", "thread-local storage descriptors"),
 }
 
 

@@ -98,3 +98,61 @@ def test_native_loader_refuses_what_glibc_refuses(tmp_path):
     assert not missed, f"glibc refuses these, the native loader does not: {missed}"
     sides = Counter((glibc[n].split(":")[0], native[n].split(":")[0]) for n in glibc)
     assert sides["refused", "refused"] and sides["loaded", "loaded"], sides   # both exercised
+
+
+def segment_of(data: bytes, vaddr: int) -> int:
+    """The index of the program header of the PT_LOAD segment that holds `vaddr`."""
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phnum, = struct.unpack_from("<H", data, 56)
+    for i in range(phnum):
+        row = PHDR.unpack_from(data, phoff + PHDR.size * i)
+        if row[0] == 1 and row[3] <= vaddr < row[3] + row[6]:
+            return i
+    raise AssertionError(f"no PT_LOAD holds {vaddr:#x}")
+
+
+def edit_header(data: bytes, index: int, **fields: int) -> bytes:
+    phoff, = struct.unpack_from("<Q", data, 32)
+    buf, at = bytearray(data), phoff + PHDR.size * index
+    row = dict(zip(FIELDS, PHDR.unpack_from(buf, at)))
+    row.update(fields)
+    PHDR.pack_into(buf, at, *row.values())
+    return bytes(buf)
+
+
+def unreadable_eh_frame(data: bytes) -> bytes:
+    """Found at the long budget (seed 24, mutants 0382, 0464, 0623, ...: PF_R dropped from the
+    segment holding .eh_frame_hdr and .eh_frame). glibc maps it PROT_NONE and loads the file
+    (nothing reads .eh_frame while loading); the native loader registered .eh_frame with the
+    unwinder, which reads it: SIGSEGV."""
+    eh = next(row for row in (PHDR.unpack_from(data, 64 + PHDR.size * i) for i in range(9))
+              if row[0] == 0x6474E550)                                  # PT_GNU_EH_FRAME
+    return edit_header(data, segment_of(data, eh[3]), p_flags=0)
+
+
+def read_only_bss(data: bytes) -> bytes:
+    """A read-only segment with zero-filled memory past its file bytes (p_memsz > p_filesz,
+    no PF_W): glibc clears the rest of the page through a moment of PROT_WRITE and loads it;
+    the native loader refused it."""
+    eh = next(row for row in (PHDR.unpack_from(data, 64 + PHDR.size * i) for i in range(9))
+              if row[0] == 0x6474E550)
+    index = segment_of(data, eh[3])
+    row = PHDR.unpack_from(data, 64 + PHDR.size * index)
+    return edit_header(data, index, p_memsz=row[5] + 0x40)
+
+
+@native_host
+def test_crash_classes_found_by_fuzzing_load_as_glibc_loads_them(tmp_path):
+    """Each class of mutant the long fuzz found the native loader crashing on (or refusing where
+    glibc loads), made once from a fresh build: glibc loads it, so the native loader does too."""
+    folder = EXAMPLES / "greet"
+    data = minildr.build(sorted(folder.glob("*.c")), name="greet", exports=folder / "greet.h",
+                         out_dir=tmp_path / "base").read_bytes()
+    assert struct.unpack_from("<H", data, 56)[0] == 9       # the layout the recipes read
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for recipe in (unreadable_eh_frame, read_only_bss):
+        (cases / f"{recipe.__name__}.so").write_bytes(recipe(data))
+    glibc, native = verdicts("glibc", cases), verdicts("native", cases)
+    assert glibc == {f"{r.__name__}.so": "loaded" for r in (unreadable_eh_frame, read_only_bss)}
+    assert native == glibc

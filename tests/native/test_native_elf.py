@@ -9,6 +9,7 @@ relocation table applied to a real AArch64 file's relocations.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -301,6 +302,20 @@ def test_aarch64_relocations_applied_by_the_table(tmp_path):
         assert strlen.data["source"] == "the host process"
     finally:
         mapping.unmap(base, plan.span)
+
+
+def test_aarch64_tls_table_has_the_psabi_numbers():
+    """AAELF64, table "Dynamic relocations": 1028/1029 are TLS_IMPDEF1/IMPDEF2, which Linux
+    implements as DTPMOD/DTPREL (the note under the table); 1030 TLS_TPREL; 1031 TLSDESC."""
+    expected = {1028: ("R_AARCH64_TLS_DTPMOD", Rel.DTPMOD), 1029: ("R_AARCH64_TLS_DTPREL", Rel.DTPOFF),
+                1030: ("R_AARCH64_TLS_TPREL", Rel.TPOFF)}
+    assert {n: aarch64.SUPPORTED[n] for n in expected} == expected
+    assert aarch64.REFUSED[1031][0] == "R_AARCH64_TLSDESC"
+    header = Path("/usr/include/elf.h")                 # glibc's names: the platform's choice
+    if header.exists():
+        defined = dict(re.findall(r"#define\s+(R_AARCH64_\w+)\s+(\d+)", header.read_text()))
+        for number, (name, _) in {**expected, 1031: aarch64.REFUSED[1031]}.items():
+            assert int(defined[name]) == number, name
 
 
 # -- names: decoded all at once, but a damaged one stops a load only if it is used ------

@@ -22,6 +22,12 @@ relocation values computed per class rather than per relocation
 (relocate.values), the symbol table read in one unpack rather than entry by
 entry, and DT_RPATH/DT_RUNPATH kept in the Plan so that step 2 no longer
 reads every symbol of the file again to find them.
+Raised from 605 to 620 by issue 24's "loads what glibc loads" work (the
+two branches merged): .bss in a read-only segment cleared through a moment
+of PROT_WRITE as glibc does (mapping.py), and general-dynamic TLS into
+another library, a library's own static TLS and TLS descriptors
+(relocate.tls_value and the two-word descriptor write; the machinery in
+tls.py).
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ from minildr.formats import elf
 from helpers import ROOT, write_plugin
 from native_util import dynamic_entries, mappings_of, native_host, patched, rela_entries
 
-CEILING = 605
+CEILING = 620
 _spec = importlib.util.spec_from_file_location("loc_native", ROOT / "tools" / "loc_native.py")
 loc_native = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(loc_native)

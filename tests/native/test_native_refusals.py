@@ -83,8 +83,8 @@ PATCHES = {
                    "text relocations"),
     "text-relocation": (relocation_into_code, minildr.UnsupportedELF, "text relocation"),
     "copy-relocation": (lambda d: relocation_type(d, 5), minildr.UnsupportedELF, "R_X86_64_COPY"),
-    "tls-relocation": (lambda d: relocation_type(d, 36), minildr.UnsupportedELF,
-                       "thread-local storage descriptors (R_X86_64_TLSDESC)"),
+    "tls-relocation": (lambda d: relocation_type(d, 36), minildr.NotAPlugin,   # TLSDESC
+                       "TLS relocations of its own thread-local storage, but no PT_TLS"),
     "unknown-relocation": (lambda d: relocation_type(d, 200), minildr.UnsupportedELF,
                            "an unknown relocation (type 200)"),
     "no-hash-table": (no_hash_tables, minildr.UnsupportedELF, "without a symbol hash table"),
@@ -139,14 +139,27 @@ def test_pie_executable_is_refused(tmp_path):
     source.write_text("int main(void) { return 0; }\n")
     exe = tmp_path / "main"
     subprocess.run(["cc", "-fPIE", "-pie", "-o", str(exe), str(source)], check=True)
-    with pytest.raises(minildr.UnsupportedELF, match="program interpreter"):
+    with pytest.raises(minildr.UnsupportedELF, match="DF_1_PIE"):
         minildr.native.load(exe)
+
+
+def test_a_library_with_a_program_interpreter_loads(tmp_path):
+    """PT_INTERP in a shared library (as libc.so.6 has, to run as a program): glibc's dlopen
+    loads it, so does the native loader; a PIE is refused by its DF_1_PIE flag instead."""
+    source = tmp_path / "runnable.c"
+    source.write_text('const char interp[] __attribute__((section(".interp"))) = '
+                      '"/lib64/ld-linux-x86-64.so.2";\nint answer(void) { return 42; }\n')
+    lib = tmp_path / "librunnable.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(source)], check=True)
+    assert any(True for _ in elf.ElfFile(lib.read_bytes(), str(lib)).segments(elf.PT.INTERP))
+    with minildr.native.load(lib) as native:
+        assert native.lookup("answer", "int (void)")() == 42
 
 
 def test_refusals_are_found_without_mapping(tmp_path, ctor):
     """parse() alone finds them: the loader refuses from the plan, before mmap."""
     path, _ = ctor
-    data = PATCHES["tls-relocation"][0](path.read_bytes())
+    data = PATCHES["copy-relocation"][0](path.read_bytes())
     with pytest.raises(minildr.UnsupportedELF):
         parse(data, str(path))
 

@@ -15,7 +15,9 @@ run gives the id back.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
+import subprocess
 import threading
 
 import pytest
@@ -174,11 +176,102 @@ def test_the_tls_block_is_borrowed_and_given_back(tmp_path):
         assert again.lookup("count", "int (void)")() == 1
 
 
-def test_static_tls_of_its_own_is_refused_before_mapping(tmp_path):
-    path = write_plugin(tmp_path, "ie", "__attribute__((tls_model(\"initial-exec\"))) "
-                        "__thread int calls;\nint count(void) { return ++calls; }\n",
-                        "int count(void);\n")
-    with pytest.raises(minildr.UnsupportedELF, match="static TLS") as err:
-        minildr.native.load(path)
-    assert "loader='system'" in str(err.value)
+IE_COUNTER_C = """
+__attribute__((tls_model("initial-exec"))) static __thread int calls;
+__attribute__((tls_model("initial-exec"))) __thread int bumps = 100;
+int count(void) { return ++calls; }
+int bump(void) { return ++bumps; }
+"""
+
+
+def test_static_tls_of_its_own_counts_per_thread(tmp_path):
+    """Initial-exec TLS inside the library itself (TPOFF64 against its own block, as libGLX_mesa
+    and libubsan have): the stub that borrows the module id asks glibc for static TLS, so a
+    constant offset from the thread pointer reaches each thread's copy, threads before the
+    load included."""
+    path = write_plugin(tmp_path, "ie", IE_COUNTER_C, "int count(void);\nint bump(void);\n")
+    with minildr.native.load(path) as lib:
+        assert lib.trace.counts()["R_X86_64_TPOFF64"] >= 1
+        assert [e.data["static"] for e in lib.trace.events if e.step == "tls"] == [True]
+    native = counts_from_four_threads(path, "native")
+    assert native == counts_from_four_threads(path, "system")
+    assert native == {"main": (1, 2, 101), 0: (1, 101), 1: (2, 102), 2: (3, 103), 3: (4, 104)}
     assert not mappings_of(path.name)
+
+
+PROVIDER_C = "__thread int shared = 7;\nint provider_value(void) { return shared; }\n"
+USER_C = "extern __thread int shared;\nint bump_shared(void) { return ++shared; }\n"
+
+
+def gcc(tmp_path, name: str, source: str, *flags: str) -> str:
+    (tmp_path / f"{name}.c").write_text(source)
+    out = tmp_path / f"lib{name}.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(out), str(tmp_path / f"{name}.c"),
+                    *flags], check=True)
+    return str(out)
+
+
+def test_general_dynamic_tls_into_a_library_the_system_loader_loaded(tmp_path):
+    """DTPMOD64/DTPOFF64 against another library's __thread variable: its module and offset.
+
+    The provider is a DT_NEEDED library (loaded by the system loader); the
+    user, loaded natively, increments the provider's variable, which the
+    provider's own code then reads: the same copy, per thread."""
+    gcc(tmp_path, "provider", PROVIDER_C)
+    user = gcc(tmp_path, "user", USER_C, f"-L{tmp_path}", "-lprovider", "-Wl,-rpath,$ORIGIN")
+    with minildr.native.load(user) as lib:
+        counts = lib.trace.counts()
+        assert counts["R_X86_64_DTPMOD64"] == counts["R_X86_64_DTPOFF64"] == 1
+        provider = ctypes.CDLL(str(tmp_path / "libprovider.so"))     # the same, already loaded
+        bump = lib.lookup("bump_shared", "int (void)")
+        assert (bump(), bump(), provider.provider_value()) == (8, 9, 9)
+        other = []
+        thread = threading.Thread(target=lambda: other.extend([bump(), provider.provider_value()]))
+        thread.start()
+        thread.join()
+        assert other == [8, 8] and provider.provider_value() == 9   # each thread its own copy
+        del bump
+
+
+POINTERS_C = """
+static int table[3] = {10, 20, 30};
+extern int shared_global;
+int shared_global = 5;
+__thread int *cursor = &table[1];         /* B + A: a RELATIVE relocation into .tdata */
+__thread int *other = &shared_global;     /* S + A: a symbolic one */
+int next_value(void) { return *cursor++; }
+int other_value(void) { return *other; }
+"""
+
+
+def test_pointers_as_initial_values_of_thread_local_variables(tmp_path):
+    """Relocations into the TLS image (as libGLdispatch's): each thread's copy starts relocated."""
+    path = write_plugin(tmp_path, "pointers", POINTERS_C,
+                        "int next_value(void);\nint other_value(void);\n")
+    results = {}
+    for loader in ("native", "system"):
+        with minildr.open(path, loader=loader) as plugin:
+            step = plugin.lookup("next_value", "int (void)")
+            other = plugin.lookup("other_value", "int (void)")
+            here = [step(), step(), other()]
+            there = []
+            thread = threading.Thread(target=lambda: there.extend([step(), other()]))
+            thread.start()
+            thread.join()
+            results[loader] = (here, there)
+            del step, other
+    assert results["native"] == results["system"] == ([20, 30, 5], [20, 5])
+
+
+def test_tls_descriptors_count_per_thread(tmp_path):
+    """-mtls-dialect=gnu2 (R_X86_64_TLSDESC, as libEGL_mesa has): the block goes to static TLS
+    and each descriptor is {a function returning its argument, the variable's offset from the
+    thread pointer}; four threads count as under the system loader."""
+    path = write_plugin(tmp_path, "desc", COUNTER_C, "int count(void);\nint bump(void);\n",
+                        cflags=("-mtls-dialect=gnu2",))
+    with minildr.native.load(path) as lib:
+        assert lib.trace.counts()["R_X86_64_TLSDESC"] >= 1
+        assert [e.data["static"] for e in lib.trace.events if e.step == "tls"] == [True]
+    native = counts_from_four_threads(path, "native")
+    assert native == counts_from_four_threads(path, "system")
+    assert native == {"main": (1, 2, 101), 0: (1, 101), 1: (2, 102), 2: (3, 103), 3: (4, 104)}
