@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, FrozenSet, Optional
 
 import cffi
 
@@ -187,18 +187,22 @@ def check_soname(image: PluginImage) -> None:
             "copy; rebuild it without a '/' in -soname"))
 
 
-def placed_in_library(image: PluginImage, name: str) -> bool:
-    """Whether every definition of `name` in the image's dynamic symbols lies inside it.
+def misplaced_symbols(image: PluginImage) -> Optional[FrozenSet[str]]:
+    """The names with a definition in the image's dynamic symbols that lies outside it.
 
     dlsym trusts .dynsym: for an IFUNC it *calls* the address found there
     (the resolver), and for any symbol it hands out base + st_value. In a
     damaged file either can lie outside the library or, for code, outside its
     executable segments; asking dlsym would then crash the host. So the
-    symbol is checked on the checked bytes first (ELF only: the others'
-    loaders read their own export tables).
+    symbols are checked on the checked bytes first (ELF only: the others'
+    loaders read their own export tables), all in one pass: checking the
+    one name asked for at each lookup read the whole table each time, so
+    looking up every export of a plugin cost exports * symbols.
+    None if the tables cannot be read (then dlsym is asked for nothing).
     """
     if image.data[:4] != elf.ELFMAG:
-        return True
+        return frozenset()
+    misplaced = set()
     try:
         f = elf.ElfFile(image.data, image.path)
         dynamic = elf.DynamicSection(f)
@@ -208,16 +212,17 @@ def placed_in_library(image: PluginImage, name: str) -> bool:
                                 "symbol table")
         loads = list(f.segments(elf.PT_LOAD))
         for sym in symbols:
-            if sym.st_shndx == elf.SHN_UNDEF or dynamic.string(sym.st_name, "symbol") != name:
+            if sym.st_shndx == elf.SHN_UNDEF:
                 continue
+            name = dynamic.string(sym.st_name, "symbol")     # each name must be readable
             code = sym.st_info & 0xF in (elf.STT_FUNC, elf.STT_GNU_IFUNC)
             end = sym.st_value + max(sym.st_size, 1)
             if not any(ph.p_vaddr <= sym.st_value and end <= ph.p_vaddr + ph.p_memsz
                        and (ph.p_flags & elf.PF_X or not code) for ph in loads):
-                return False
+                misplaced.add(name)
     except PluginError:
-        return False                       # tables the checks could not read: do not ask dlsym
-    return True
+        return None                        # tables the checks could not read: do not ask dlsym
+    return frozenset(misplaced)
 
 
 class SystemLibrary(KeepsMappedWhileReferenced):
@@ -231,7 +236,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         check_soname(image)
         self.image = image
         self._handle: Optional[Any] = None
-        self._placed: dict = {}
+        self._placed: Any = False        # misplaced_symbols, read at the first lookup
         self.load_path = image.acquire()
         handle = ffi.NULL
         try:
@@ -265,9 +270,9 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         """Where `name` is in memory, if this library (not a dependency) defines it."""
         if self._handle is None:
             return None
-        if name not in self._placed:
-            self._placed[name] = placed_in_library(self.image, name)
-        if not self._placed[name]:
+        if self._placed is False:
+            self._placed = misplaced_symbols(self.image)
+        if self._placed is None or name in self._placed:
             return None
         pointer = _symbol(self._handle, name)
         if pointer == ffi.NULL or not _defined_in(pointer, self.load_path):

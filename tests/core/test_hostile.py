@@ -281,6 +281,80 @@ def test_type_nesting_is_checked_in_linear_time():
     ctype.check_nesting("int f(" + ", ".join(["char *"] * 10_000) + ");")   # wide is fine
 
 
+def typed_plugin(tmp_path: Path, count: int) -> Path:
+    """A plugin with `count` structs (each a typedef) and a function taking each."""
+    tmp_path.mkdir()
+    header = "#pragma once\n" + "".join(
+        f"typedef struct s{i} {{ int a; double b; }} t{i};\nint get{i}(t{i} *p);\n"
+        for i in range(count))
+    source = f'#include "many{count}.h"\n' + "".join(
+        f"int get{i}(t{i} *p) {{ return p->a + {i}; }}\n" for i in range(count))
+    return write_plugin(tmp_path, f"many{count}", source, header)
+
+
+def parsing_work(monkeypatch, path: Path) -> int:
+    """Characters pycparser reads (minildr's parses and cffi's) plus names read from the
+    symbol table, while a host opens `path` and looks up and calls every export."""
+    from pycparser import c_parser
+    work = [0]
+    parse, string = c_parser.CParser.parse, elf.DynamicSection.string
+
+    def counted_parse(self, text, *args, **kwargs):
+        work[0] += len(text)
+        return parse(self, text, *args, **kwargs)
+
+    def counted_string(self, *args, **kwargs):
+        work[0] += 1
+        return string(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(c_parser.CParser, "parse", counted_parse)
+        patch.setattr(elf.DynamicSection, "string", counted_string)
+        for cache in (ctype.canonical, ctype.pointer_to, ctype.type_names, ctype.cffi_types):
+            cache.cache_clear()
+        images.clear_cache()
+        with minildr.open(path) as plugin:
+            for name, export in plugin.manifest.exports.items():
+                function = plugin.lookup(name, export.ctype)
+                ffi = plugin._cffi()                # its parameter's type, not parsed again
+                record = ffi.new(ffi.typeof(function).args[0], {"a": 1})
+                assert function(record) == 1 + int(name[3:]), name
+    return work[0]
+
+
+@requires_elf
+def test_looking_up_every_export_costs_time_linear_in_the_manifest(tmp_path, monkeypatch):
+    """Each typed lookup read all of a manifest's declarations again (pycparser twice,
+    cffi once: cffi prefixes every typedef to each type it reads), and the system loader's
+    check read the whole symbol table again: N lookups of N declarations cost N * N
+    (1.4 / 3.7 / 10.7 s for 250 / 500 / 1,000). Now each is read once per manifest:
+    four times the declarations is about four times the work, not sixteen (the time is
+    in benchmarks/bench_hostile.py, types(N))."""
+    small = parsing_work(monkeypatch, typed_plugin(tmp_path / "small", 25))
+    large = parsing_work(monkeypatch, typed_plugin(tmp_path / "large", 100))
+    assert large / small < 6, (small, large)
+
+
+def test_export_types_are_read_all_at_once_and_each_on_its_own_when_one_fails():
+    """The batch (one pycparser and one cffi parse for all exports) gives what reading
+    each export's pointer type on its own gives; a type cffi cannot take, or text that is
+    not one type, leaves each to be read at its own lookup (and refused there)."""
+    types = "typedef struct point { int x, y; } point_t;"
+    exports = ("int (point_t *)", "const char *(void)", "int [4]", "int (*)(int)",
+               "point_t *(*(int))(char)")
+    together = ctype.CffiTypes(types, exports)
+    assert sorted(together._pointers) == sorted(exports)
+    for text in exports:
+        alone = ctype.cffi_type(together.ffi, ctype.pointer_to(text, types))
+        assert together.pointer(text) is alone, text
+    for hostile in ("int (struct nowhere)", "int), (int", "int, int", "..."):
+        mixed = ctype.CffiTypes(types, exports + (hostile,))
+        assert hostile not in mixed._pointers
+        with pytest.raises(ctype.CTypeError):
+            mixed.pointer(hostile)
+        assert mixed.pointer("int (point_t *)").cname == "int(*)(point_t *)"
+
+
 # ---------------------------------------------------------------------------
 # A .dynsym that lies
 # ---------------------------------------------------------------------------

@@ -360,7 +360,7 @@ def test_an_interrupt_during_close_leaves_a_consistent_plugin(eight, step, monke
 @requires_proc
 def test_an_interrupt_during_lookup_hands_nothing_out_and_close_unloads(eight, monkeypatch):
     plugin = minildr.open(eight)
-    monkeypatch.setattr(minildr.ctype, "cffi_type", interrupt)
+    monkeypatch.setattr(minildr.ctype, "cffi_types", interrupt)
     with pytest.raises(KeyboardInterrupt):
         plugin.lookup("f_int", "int (void)")
     monkeypatch.undo()
