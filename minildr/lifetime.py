@@ -116,8 +116,8 @@ class KeepsMappedWhileReferenced:
     def close(self) -> None:
         """Unload now, or once no function or pointer from the library is held."""
         with self._guard:
-            if self.unloaded or self._closing:
-                return
+            if self.unloaded:               # (closing but not unloaded: an interrupted
+                return                      # close, called again, finishes the job)
             self._closing = True
             if self._live:
                 log.info("close %s: still mapped while %d function(s) or pointer(s) from it "

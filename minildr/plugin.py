@@ -20,6 +20,7 @@ from .contracts import proxy
 from .contracts.contract import Contract
 from .errors import PluginClosed, PluginError, SymbolNotFound, SymbolTypeError
 from .image import PluginImage
+from .interrupts import finish
 from .manifest import Manifest
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class Symbol:
     address: int         # where it is in memory (valid while the plugin is open)
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.name}: {self.ctype}"
+        return printable(f"{self.kind} {self.name}: {self.ctype}")   # the plugin's text
 
 
 class Plugin:
@@ -191,10 +192,15 @@ class Plugin:
         (and what it handed out keeps the library mapped) or sees the plugin closed.
         """
         with self._lock:
-            library, self._library = self._library, None
-            if library is not None:
-                library.close()
-                log.info("close %s", printable(self.path))
+            library = self._library
+            if library is None:
+                return
+
+            def close_then_forget() -> None:  # forgotten only once closed: an interrupted
+                library.close()               # close can always be called again
+                self._library = None
+            finish(close_then_forget)
+            log.info("close %s", printable(self.path))
 
     def __enter__(self) -> "Plugin":
         return self
@@ -205,4 +211,4 @@ class Plugin:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"          # the system loader: unnamed
         by = "" if self.loader == "system" else f"{self.loader} loader, "
-        return f"<Plugin {self.name} {self.version} from {self.path} ({by}{state})>"
+        return printable(f"<Plugin {self.name} {self.version} from {self.path} ({by}{state})>")

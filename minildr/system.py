@@ -237,6 +237,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         self.image = image
         self._handle: Optional[Any] = None
         self._placed: Any = False        # misplaced_symbols, read at the first lookup
+        self._released = False           # the image given back (by _unload)
         self.load_path = image.acquire()
         handle = ffi.NULL
         try:
@@ -288,21 +289,22 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         return not marked_nodelete(self.image)
 
     def _unload(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is None:
+        """dlclose, then give the image back. Run again after an interrupt (a second
+        close(), interrupts.finish), it does what is left: each step exactly once."""
+        if self._handle is not None:
+            # dlclose and forgetting the handle in one statement: interrupted
+            # before it, the next run closes it; after it, never twice.
+            self._handle = _close(self._handle)
+        if self._released:
             return
-        resident = True             # if interrupted part way, assume it is still mapped
-        try:
-            _close(handle)
-            # Other plugins opened from the same image share the handle; only
-            # when the last one closes should the library really be gone.
-            resident = self.image.users == 1 and _still_loaded(self.load_path)
-            if resident:
-                log.info("close %s: the system loader keeps it loaded (another handle, or "
-                         "it cannot be unloaded)", printable(self.image.path))
-        finally:
-            self.image.release(resident=resident)
+        # Other plugins opened from the same image share the handle; only
+        # when the last one closes should the library really be gone.
+        resident = self.image.users == 1 and _still_loaded(self.load_path)
+        if resident:
+            log.info("close %s: the system loader keeps it loaded (another handle, or "
+                     "it cannot be unloaded)", printable(self.image.path))
+        self._released = self.image.release(resident=resident) is None   # (returns None)
 
     @property
     def unloaded(self) -> bool:
-        return self._handle is None
+        return self._handle is None and self._released

@@ -28,7 +28,7 @@ from minildr import ctype, edwards, files, image as images, trust
 from minildr.build import find_compiler, manifest_source
 from minildr.errors import (BadTrustFile, FileChanged, FileTooLarge, NotAPlugin,
                             NotARegularFile, PluginError, SymbolNotFound, SymbolTypeError,
-                            UntrustedPlugin)
+                            UnreadableFile, UntrustedPlugin)
 from minildr.formats import elf
 from minildr.trust import PublicKey, TrustStore
 
@@ -562,7 +562,10 @@ def test_plugin_text_reaches_no_terminal_unescaped(tmp_path, caplog):
         table = report.table()
         with pytest.raises(SymbolNotFound) as err:
             report.loaded[0].lookup("nothing" + ANSI)
-    shown = [table, str(err.value), err.value.reason] + [r.getMessage() for r in caplog.records]
+        shown_repr = repr(report.loaded[0])      # what a notebook cell shows for the plugin
+    symbol = minildr.Symbol("entry" + ANSI, "int (void)", "function", 0)
+    shown = [table, str(err.value), err.value.reason, shown_repr, str(symbol), repr(symbol)] \
+        + [r.getMessage() for r in caplog.records]
     for text in shown:
         assert "\x1b" not in text and "\r" not in text and "\u202e" not in text, text
     assert "stamp\\x1b[2J" in table
@@ -665,3 +668,14 @@ def test_a_trust_file_saved_with_a_byte_order_mark_reads(signed, tmp_path):
     store_file = tmp_path / "trust.txt"
     store_file.write_text("\ufeff" + Path(public).read_text().splitlines()[-1] + "\n")
     assert len(TrustStore.load(store_file).keys) == 1
+
+
+def test_a_folder_that_cannot_be_listed_is_unreadable_file_naming_it(tmp_path, monkeypatch):
+    """Every failure a specific PluginError naming the file: discover let the bare
+    OSError of listing the folder (EACCES, EMFILE) escape."""
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    with pytest.raises(UnreadableFile) as err:
+        minildr.discover(tmp_path)
+    assert str(tmp_path) in str(err.value) and "Permission denied" in err.value.reason
