@@ -27,7 +27,7 @@ from helpers import fuzz_examples
 from platforms import requires_native_loader, requires_proc
 
 HERE = Path(__file__).resolve().parent
-SHORT = 12                   # interrupt points per operation in make test
+SHORT = 6                    # interrupt points per operation in make test
 
 
 def campaign(operation: str, folder: Path, cases: int, timeout: float = 900) -> dict:
