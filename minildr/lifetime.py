@@ -80,8 +80,8 @@ class KeepsMappedWhileReferenced:
     before the library's initialisers ran) enables the running-thread check.
     """
 
-    _live: int = 0              # functions or pointers handed out and still referenced
     _closing: bool = False
+    unload_reruns: bool = False  # _unload, interrupted part way, may be run again to finish
     threads_before: FrozenSet[int] = frozenset()
 
     @property
@@ -101,23 +101,39 @@ class KeepsMappedWhileReferenced:
     def _unload(self) -> None:
         raise NotImplementedError
 
+    @property
+    def _holders(self) -> set:
+        return self.__dict__.setdefault("_lifetime_holders", set())
+
+    @property
+    def _live(self) -> int:
+        """Functions or pointers handed out and still referenced."""
+        return len(self._holders)
+
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""
         with self._guard:
-            self._live += 1
-            weakref.finalize(obj, self._release_one).atexit = False
+            # The release first, then the count: an interrupt between the two
+            # leaves a release with nothing to release (the object never reached
+            # the caller), never a count no release will take back (mapped for good).
+            token = object()
+            weakref.finalize(obj, self._release_one, token).atexit = False
+            self._holders.add(token)
 
-    def _release_one(self) -> None:
+    def _release_one(self, token: object) -> None:
         with self._guard:
-            self._live -= 1
-            if self._closing and self._live == 0:
+            self._holders.discard(token)
+            if self._closing and not self._holders and not self.unloaded:
                 self._unload_unless_running()
 
     def close(self) -> None:
         """Unload now, or once no function or pointer from the library is held."""
         with self._guard:
-            if self.unloaded:               # (closing but not unloaded: an interrupted
-                return                      # close, called again, finishes the job)
+            # Closing but not unloaded is an interrupted close: called again, it
+            # finishes the job where the loader's unload can be run again
+            # (unload_reruns); elsewhere it must not run twice (finalisers, munmap).
+            if self.unloaded or self._closing and not self.unload_reruns:
+                return
             self._closing = True
             if self._live:
                 log.info("close %s: still mapped while %d function(s) or pointer(s) from it "

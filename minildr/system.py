@@ -288,6 +288,8 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         # dlclose never unmaps a NODELETE library: its threads cannot lose their code.
         return not marked_nodelete(self.image)
 
+    unload_reruns = True
+
     def _unload(self) -> None:
         """dlclose, then give the image back. Run again after an interrupt (a second
         close(), interrupts.finish), it does what is left: each step exactly once."""

@@ -298,6 +298,7 @@ def main() -> int:
     points = interrupt_points(counter.events, cases)
     problems = []
     for at in points:
+        print(f"interrupt at event {at}", file=sys.stderr, flush=True)   # names a crash
         problems += interrupted_at(case, at)
     problems += [f"after the campaign: {p}" for p in left_since(before)]
     print(json.dumps({"events": counter.events, "tried": len(points), "problems": problems}))

@@ -54,6 +54,15 @@ def test_an_interrupt_at_any_line_leaves_nothing_behind(operation, tmp_path):
     assert result["problems"] == []
 
 
+@requires_native_loader
+@pytest.mark.fuzz
+def test_an_interrupt_at_any_line_of_a_native_lookup_leaves_nothing_behind(tmp_path):
+    """keep_mapped_while counted a function before registering its release: an interrupt
+    in between kept the library mapped for good. Now the release comes first."""
+    result = campaign("lookup-native", tmp_path, fuzz_examples(SHORT))
+    assert result["events"] > 10 and result["problems"] == []
+
+
 def test_the_interrupt_points_spread_over_the_whole_operation():
     sys.path.insert(0, str(HERE))
     try:
