@@ -30,6 +30,7 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
     native/         minildr's own ELF loader, one module per step (Linux)
     isolation/      a plugin in a worker process: protocol, marshal, process,
                     and the sandbox (Landlock, seccomp, rlimits)
+    interrupts.py   undoing that an interrupt cannot cut short (finish)
     loader.py       open(): the checks, then one of the loaders above
     discover.py     discover() a folder, plugin_path()
     build.py        the compiler driver: build(), build_many()
@@ -65,7 +66,13 @@ Hostile input. Every file minildr reads (plugins, signatures, trust stores,
 keys, contract headers) is read by files.py: regular files only, never
 blocking, within a size limit per kind; every failure is a PluginError
 subclass that names the file, and every message, log line and table escapes
-the control characters a plugin's text may hold (console.printable).
+the control characters a plugin's text may hold (console.printable). Reading
+a manifest's declarations costs time linear in their size, once per manifest.
+
+Interrupts. Ctrl-C (KeyboardInterrupt) at any line of open, lookup, close,
+discover or build leaves nothing loaded, mapped or open in this process and
+the operation can simply be run again; an interrupted close() is finished by
+calling close() again (tests/core/test_interrupts.py interrupts each line).
 """
 from __future__ import annotations
 

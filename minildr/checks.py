@@ -25,6 +25,7 @@ from typing import Any, Iterable, Optional
 
 from . import image as images
 from .contracts.contract import Contract, dependency_mismatch
+from .console import printable
 from .errors import NotAPlugin, VersionMismatch
 from .host import BINARY_FORMAT, HOST
 from .image import PluginImage
@@ -81,9 +82,9 @@ def check_contracts(image: PluginImage, manifest: Manifest,
         if why is not None:
             raise dependency_mismatch(image.path, contract, theirs, why)
         if theirs.sha256 != contract.sha256:
-            log.info("open %s: contract %s %s (plugin) and %s (host) differ by appended "
-                     "fields only: compatible", image.path, contract.name, theirs.version,
-                     contract.version)
+            log.info("%s", printable(f"open {image.path}: contract {contract.name} "
+                                     f"{theirs.version} (plugin) and {contract.version} (host) "
+                                     "differ by appended fields only: compatible"))
 
 
 def check_trust(image: PluginImage, trust: Any, expect: Optional[str] = None) -> None:

@@ -19,8 +19,9 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, FrozenSet, List, Tuple
 
+import cffi
 from pycparser import c_ast, c_generator, c_parser
 
 FAKE_LIBC = Path(__file__).with_name("fake_libc")
@@ -235,10 +236,18 @@ def pointer_to(ctype: str, types: str = "") -> str:
 
 
 def _probe(ctype: str, types: str) -> c_ast.Node:
-    """`ctype` read as the one parameter of a probe function, after `types`."""
+    """`ctype` read as the one parameter of a probe function, in the scope of `types`.
+
+    Only the typedef names the text uses are declared before it (as `int`:
+    to the grammar a typedef name is a typedef name, whatever it stands
+    for), so the cost is the length of `ctype`, not of `types`, which are
+    read once per manifest (`type_names`).
+    """
     if not ctype.strip() or re.search(r"[;{}]", ctype):
         raise CTypeError(f"{ctype!r} is not a C type")
-    ast = parse(f"{STANDARD_TYPES}\n{types}\nvoid __minildr_probe__({ctype});", "<type>")
+    used = sorted(set(re.findall(r"[A-Za-z_]\w*", ctype)) & type_names(types))
+    ast = parse("".join(f"typedef int {name};\n" for name in used)
+                + f"void __minildr_probe__({ctype});", "<type>")
     probe = ast.ext[-1] if ast.ext else None
     func = getattr(probe, "type", None)
     params = func.args.params if isinstance(func, c_ast.FuncDecl) and func.args else []
@@ -246,6 +255,105 @@ def _probe(ctype: str, types: str) -> c_ast.Node:
     if len(params) != 1 or not isinstance(params[0], (c_ast.Decl, c_ast.Typename)):
         raise CTypeError(f"{ctype!r} is not a single C type")
     return params[0]
+
+
+def _probe_all(ctypes: List[str], types: str) -> List[c_ast.Node]:
+    """Each of `ctypes` read as one parameter of a single probe function (one parse)."""
+    if not ctypes:
+        return []
+    text = ", ".join(ctypes)
+    used = sorted(set(re.findall(r"[A-Za-z_]\w*", text)) & type_names(types))
+    ast = parse("".join(f"typedef int {name};\n" for name in used)
+                + f"void __minildr_probe__({text});", "<types>")
+    params = ast.ext[-1].type.args.params
+    if len(params) != len(ctypes) or any(isinstance(p, c_ast.EllipsisParam) for p in params):
+        raise CTypeError("the export types are not one C type each")
+    return params
+
+
+@functools.lru_cache(maxsize=64)
+def type_names(types: str = "") -> FrozenSet[str]:
+    """The typedef names in scope after the standard types and `types` (CTypeError if unreadable).
+
+    Read once per manifest: asking for the type of each of a plugin's
+    exports used to parse all of its declarations again each time, so a
+    manifest with N declarations and N exports cost N * N.
+    """
+    with PARSE_LOCK:
+        parse(f"{STANDARD_TYPES}\n{types}", "<types>")
+        # pycparser's file scope after the parse: name -> is it a type. This
+        # is exactly what decides how a later text that uses the names parses.
+        scope = _parser()._scope_stack[0]
+        return frozenset(name for name, is_type in scope.items() if is_type)
+
+
+def _one_parameter(text: str) -> bool:
+    """`text` can stand as one parameter of a C function: brackets balanced, no ',' or '...'
+    outside them, no ';', '{' or '}' (linear time: it is checked for every export)."""
+    depth = 0
+    for number, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif ch in ";{}" or (depth == 0 and (ch == "," or text.startswith("...", number))):
+            return False
+    return depth == 0 and bool(text.strip())
+
+
+class CffiTypes:
+    """A manifest's declarations in one cffi FFI, with the pointer type of each export.
+
+    cffi reads a type given as text by parsing it after a line for every
+    typedef, having sorted every declaration the FFI knows: asking it for
+    one export's type at a time costs the size of the whole manifest for
+    each export, and so did reading it with pycparser after the manifest's
+    declarations. So the first typed lookup reads all the exports' types at
+    once, as the parameters of one function (pycparser, then cffi), and
+    takes each pointer type from that function's arguments: a few parses
+    per manifest, whatever its size.
+    """
+
+    def __init__(self, types: str, exports: Tuple[str, ...]) -> None:
+        self.ffi = cffi.FFI()
+        if types:
+            cffi_cdef(self.ffi, types)
+        self._types = types
+        self._pointers: Dict[str, Any] = {}
+        texts = [text for text in exports if _one_parameter(text)]
+        try:
+            pointers = [spell(c_ast.PtrDecl(quals=[], type=param.type))
+                        for param in _probe_all(texts, types)]
+            cffi_cdef(self.ffi, "typedef void (*__minildr_exports__)(" + ", ".join(pointers)
+                      + ");")
+            with PARSE_LOCK:
+                args = self.ffi.typeof("__minildr_exports__").args
+        except Exception:                  # one type cffi cannot take (CTypeError): each
+            self.ffi = cffi.FFI()          # is then read on its own, at its lookup
+            if types:
+                cffi_cdef(self.ffi, types)
+            return
+        if len(args) == len(texts):
+            self._pointers = dict(zip(texts, args))
+
+    def pointer(self, ctype: str) -> Any:
+        """The cffi type of a pointer to `ctype` (an export's type, as its manifest spells it)."""
+        found = self._pointers.get(ctype)
+        if found is None:
+            found = cffi_type(self.ffi, pointer_to(ctype, self._types))
+        return found
+
+
+@functools.lru_cache(maxsize=64)
+def cffi_types(types: str, exports: Tuple[str, ...]) -> CffiTypes:
+    """The CffiTypes of a manifest (its `types`, its exports' types), shared by equal ones.
+
+    An FFI only holds types, so plugins whose manifests declare the same
+    types (every build of the same plugin, every plugin of one contract) share one.
+    """
+    return CffiTypes(types, exports)
 
 
 def standard_types() -> Dict[str, str]:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, List, Tuple
 
 from .console import printable
-from .errors import PluginError, PluginNotFound
+from .errors import PluginError, PluginNotFound, UnreadableFile
 from .host import SUFFIX
+from .interrupts import finish
 from .loader import Plugin, open as open_plugin
 
 log = logging.getLogger("minildr")
@@ -84,19 +85,28 @@ def discover(folder: "os.PathLike[str] | str", **open_kwargs: Any) -> Report:
         raise PluginNotFound(folder, "is not a folder; pass the folder that holds the plugins")
     report = Report(folder)
     try:
-        for path in sorted(folder.iterdir()):
-            if path.suffix != SUFFIX:
-                continue
+        for path in entries(folder):
             try:
                 report.loaded.append(open_plugin(path, **{"expect": path.stem, **open_kwargs}))
             except PluginError as exc:
                 report.failed.append((path, exc))
+        log.info("discover %s: %d loaded, %d failed", printable(os.fspath(folder)),
+                 len(report.loaded), len(report.failed))
+        return report           # inside the try: an interrupt here must not lose the plugins
     except BaseException:       # KeyboardInterrupt, MemoryError...: close what was opened
-        report.close()
+        finish(report.close)
         raise
-    log.info("discover %s: %d loaded, %d failed", printable(os.fspath(folder)),
-             len(report.loaded), len(report.failed))
-    return report
+
+
+def entries(folder: Path) -> List[Path]:
+    """The folder's `*<SUFFIX>` entries in name order; a folder that cannot be listed
+    (no permission, no descriptors left) is UnreadableFile naming it, not a bare OSError."""
+    try:
+        return sorted(path for path in folder.iterdir() if path.suffix == SUFFIX)
+    except OSError as exc:
+        raise UnreadableFile(folder, f"cannot be listed ({exc.strerror or exc}); check its "
+                                     "permissions, or close other files, then scan it again"
+                             ) from None
 
 
 def plugin_path(name: str, base: "os.PathLike[str] | str") -> Path:

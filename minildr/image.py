@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from . import files
+from .console import printable
 from .formats import elf
 from .errors import FileChanged, NotAPlugin
 from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, is_binary,
@@ -325,7 +326,8 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
     if built is not None:
         if _same_contents_key(built.identity) != _same_contents_key(now):
             log.info("open %s: another process replaced the file since this one built "
-                     "it; loading the bytes built here (sha256 %s)", path, built.sha256)
+                     "it; loading the bytes built here (sha256 %s)", printable(path),
+                     built.sha256)
         return built
     key = os.path.abspath(path)
     with _lock:

@@ -104,8 +104,8 @@ class KeepsMappedWhileReferenced:
     before the library's initialisers ran) enables the running-thread check.
     """
 
-    _live: int = 0              # functions or pointers handed out and still referenced
     _closing: bool = False
+    unload_reruns: bool = False  # _unload, interrupted part way, may be run again to finish
     threads_before: FrozenSet[int] = frozenset()
 
     @property
@@ -131,11 +131,24 @@ class KeepsMappedWhileReferenced:
     def _unload(self) -> None:
         raise NotImplementedError
 
+    @property
+    def _holders(self) -> set:
+        return self.__dict__.setdefault("_lifetime_holders", set())
+
+    @property
+    def _live(self) -> int:
+        """Functions or pointers handed out and still referenced."""
+        return len(self._holders)
+
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""
         with self._guard:
-            self._live += 1
-            weakref.finalize(obj, self._release_one).atexit = False
+            # The release first, then the count: an interrupt between the two
+            # leaves a release with nothing to release (the object never reached
+            # the caller), never a count no release will take back (mapped for good).
+            token = object()
+            weakref.finalize(obj, self._release_one, token).atexit = False
+            self._holders.add(token)
 
     def results_keep_mapped(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """`function` (returning a pointer), wrapped: each pointer it returns keeps the library
@@ -160,23 +173,26 @@ class KeepsMappedWhileReferenced:
         call.cdata = function              # type: ignore[attr-defined]
         return call
 
-    def _release_one(self) -> None:
+    def _release_one(self, token: object) -> None:
         with self._guard:
-            self._live -= 1
+            self._holders.discard(token)
             self._unload_if_unreferenced()
 
     def _unload_if_unreferenced(self) -> None:
         """Under the guard: unload if closing and nothing handed out is alive."""
-        if self._closing and self._live == 0 and not self._results and not self.unloaded:
+        if self._closing and not self._holders and not self._results and not self.unloaded:
             self._unload_unless_running()
 
     def close(self) -> None:
         """Unload now, or once no function or pointer from the library is held."""
         with self._guard:
-            if self.unloaded or self._closing:
+            # Closing but not unloaded is an interrupted close: called again, it
+            # finishes the job where the loader's unload can be run again
+            # (unload_reruns); elsewhere it must not run twice (finalisers, munmap).
+            if self.unloaded or self._closing and not self.unload_reruns:
                 return
             self._closing = True
-            held = self._live + len(self._results)
+            held = len(self._holders) + len(self._results)
             if held:
                 log.info("close %s: still mapped while %d function(s) or pointer(s) from it "
                          "are referenced; it unloads when they are dropped",

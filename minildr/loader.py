@@ -19,6 +19,7 @@ from .contracts.contract import Contract
 from .errors import PluginError
 from .goruntime import one_runtime
 from .image import PluginImage
+from .interrupts import finish
 from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
 from .lifetime import native_threads
@@ -36,11 +37,19 @@ def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -
     under `trust`) and resolves every symbol it uses first: a plugin that
     cannot be linked is refused before any of its code runs.
     """
-    with prepare(image, trust):
-        if loader == "native":
-            from . import native    # Linux only: its libc binding cannot be made elsewhere
-            return native.from_image(image)
-        return SystemLibrary(image)
+    library: Optional[Library] = None
+    try:
+        with prepare(image, trust):
+            if loader == "native":
+                from . import native    # Linux only: its libc binding cannot be made elsewhere
+                library = native.from_image(image)
+            else:
+                library = SystemLibrary(image)
+        return library              # (an interrupt in prepare's exit must not lose it)
+    except BaseException:
+        if library is not None:
+            finish(library.close)
+        raise
 
 
 def load_in_process(image: PluginImage, manifest: Any, loader: str,
@@ -51,12 +60,14 @@ def load_in_process(image: PluginImage, manifest: Any, loader: str,
     mapped if threads it did not start may still run its code (lifetime.py).
     """
     before = native_threads()
-    library = load_library(image, loader, trust)
-    try:
+    library: Optional[Library] = None
+    try:                            # (an interrupt at any line must not lose the library)
+        library = load_library(image, loader, trust)
         library.threads_before = before      # type: ignore[attr-defined]
         return Plugin(image, manifest, library, loader)
     except BaseException:
-        library.close()
+        if library is not None:
+            finish(library.close)
         raise
 
 
@@ -101,6 +112,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         raise ValueError("isolate=True loads the plugin with the system loader in a worker "
                          "process; use loader='native' without isolate")
     image: Optional[PluginImage] = None
+    plugin: Optional[Plugin] = None
     try:
         image = check_file(path)
         check_binary(image)
@@ -110,20 +122,19 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         check_contracts(image, manifest, contracts)
         check_trust(image, trust, expect)
         if isolate:
-            plugin: Plugin = open_isolated(image, manifest, contracts, isolate, env,
-                                           sandbox or False, bundled_copies(image, trust))
+            plugin = open_isolated(image, manifest, contracts, isolate, env,
+                                   sandbox or False, bundled_copies(image, trust))
         else:
             with one_runtime(image) as image:        # one Go runtime per process
                 plugin = load_in_process(image, manifest, loader, trust)
-    except PluginError as exc:
-        log.warning("open %s sha256=%s: refused: %s", printable(os.fspath(path)),
-                    image.sha256 if image else "-", exc.reason)
-        raise
-    try:
         how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
         log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "
                                  f"{manifest.name} {manifest.version}{how}"))
-    except BaseException:
-        plugin.close()
+        return plugin       # all in the try: an interrupt at any line must not lose it
+    except BaseException as exc:
+        if plugin is not None:
+            finish(plugin.close)
+        if isinstance(exc, PluginError):
+            log.warning("open %s sha256=%s: refused: %s", printable(os.fspath(path)),
+                        image.sha256 if image else "-", exc.reason)
         raise
-    return plugin

@@ -7,7 +7,6 @@ plugin's manifest lists, and a typed lookup compares C types first.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from .contracts import proxy
 from .contracts.contract import Contract
 from .errors import PluginClosed, PluginError, SymbolNotFound, SymbolTypeError
 from .image import PluginImage
+from .interrupts import finish
 from .manifest import Manifest
 
 if TYPE_CHECKING:
@@ -37,18 +37,6 @@ class Library(Protocol):
     def close(self) -> None: ...
 
 
-@functools.lru_cache(maxsize=64)
-def ffi_for_types(types: str) -> cffi.FFI:
-    """A cffi FFI that knows a manifest's type declarations.
-
-    Reading C declarations is the slow part of a lookup, and an FFI only
-    holds types, so plugins whose manifests declare the same types (every
-    build of the same plugin, every plugin of one contract) share one.
-    """
-    ffi = cffi.FFI()
-    if types:
-        ctype.cffi_cdef(ffi, types)
-    return ffi
 
 
 @dataclass(frozen=True)
@@ -60,7 +48,7 @@ class Symbol:
     address: int         # where it is in memory (valid while the plugin is open)
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.name}: {self.ctype}"
+        return printable(f"{self.kind} {self.name}: {self.ctype}")   # the plugin's text
 
 
 class Plugin:
@@ -84,7 +72,7 @@ class Plugin:
         self.trace: Optional["Trace"] = (getattr(library, "trace", None) if loader == "native"
                                          else None)
         self._library: Optional[Library] = library
-        self._ffi: Optional[cffi.FFI] = None
+        self._ffi: Optional[ctype.CffiTypes] = None
         # lookup and close hold it: a close() from another thread can never
         # come between finding an address and keeping its library mapped.
         self._lock = threading.RLock()
@@ -150,9 +138,8 @@ class Plugin:
                 f"'{asked}'; use the plugin's type (or rebuild the plugin with the type "
                 "the host expects)"))
         try:
-            ffi = self._cffi()
-            pointer_type = ctype.cffi_type(ffi, ctype.pointer_to(export.ctype,
-                                                                 self.manifest.types))
+            types = self._types()
+            ffi, pointer_type = types.ffi, types.pointer(export.ctype)
         except ctype.CTypeError as exc:
             raise SymbolTypeError(self.path, f"the type of {name!r} in its manifest cannot be "
                                              f"used: {exc}; rebuild the plugin") from None
@@ -166,10 +153,16 @@ class Plugin:
         library.keep_mapped_while(pointer)
         return pointer
 
-    def _cffi(self) -> cffi.FFI:
+    def _types(self) -> ctype.CffiTypes:
+        """The manifest's types in cffi, read once (for every export at once)."""
         if self._ffi is None:
-            self._ffi = ffi_for_types(self.manifest.types)
+            exports = tuple(dict.fromkeys(e.ctype for e in self.manifest.exports.values()))
+            self._ffi = ctype.cffi_types(self.manifest.types, exports)
         return self._ffi
+
+    def _cffi(self) -> cffi.FFI:
+        """A cffi FFI that knows the manifest's type declarations."""
+        return self._types().ffi
 
     # -- unloading -----------------------------------------------------
     def close(self) -> None:
@@ -179,10 +172,15 @@ class Plugin:
         (and what it handed out keeps the library mapped) or sees the plugin closed.
         """
         with self._lock:
-            library, self._library = self._library, None
-            if library is not None:
-                library.close()
-                log.info("close %s", printable(self.path))
+            library = self._library
+            if library is None:
+                return
+
+            def close_then_forget() -> None:  # forgotten only once closed: an interrupted
+                library.close()               # close can always be called again
+                self._library = None
+            finish(close_then_forget)
+            log.info("close %s", printable(self.path))
 
     def __enter__(self) -> "Plugin":
         return self
@@ -193,4 +191,4 @@ class Plugin:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"          # the system loader: unnamed
         by = "" if self.loader == "system" else f"{self.loader} loader, "
-        return f"<Plugin {self.name} {self.version} from {self.path} ({by}{state})>"
+        return printable(f"<Plugin {self.name} {self.version} from {self.path} ({by}{state})>")

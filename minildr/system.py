@@ -21,7 +21,7 @@ import functools
 import logging
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, FrozenSet, Optional
 
 import cffi
 
@@ -170,22 +170,27 @@ def check_soname(image: PluginImage) -> None:
             "copy; rebuild it without a '/' in -soname"))
 
 
-def placed_in_library(image: PluginImage, name: str) -> bool:
-    """Whether every definition of `name` in the image's dynamic symbols lies inside it.
+def misplaced_symbols(image: PluginImage) -> Optional[FrozenSet[str]]:
+    """The names with a definition in the image's dynamic symbols that lies outside it.
 
     dlsym trusts .dynsym: for an IFUNC it *calls* the address found there
     (the resolver), and for any symbol it hands out base + st_value. In a
     damaged file either can lie outside the library or, for code, outside its
     executable segments; asking dlsym would then crash the host. So the
-    symbol is checked on the checked bytes first (ELF only: the others'
-    loaders read their own export tables). Answered once per image and name.
+    symbols are checked on the checked bytes first (ELF only: the others'
+    loaders read their own export tables), all in one pass: checking the
+    one name asked for at each lookup read the whole table each time, so
+    looking up every export of a plugin cost exports * symbols.
+    None if the tables cannot be read (then dlsym is asked for nothing).
+    Answered once per image.
     """
-    return image.fact(f"placed:{name}", lambda: _placed_in_library(image, name))
+    return image.fact("misplaced", lambda: _misplaced_symbols(image))
 
 
-def _placed_in_library(image: PluginImage, name: str) -> bool:
+def _misplaced_symbols(image: PluginImage) -> Optional[FrozenSet[str]]:
     if image.data[:4] != elf.ELFMAG:
-        return True
+        return frozenset()
+    misplaced = set()
     try:
         f, dynamic = image.elf_file(), image.dynamic_section()
         gnu, sysv = dynamic.gnu_hash(), dynamic.sysv_hash()
@@ -194,16 +199,17 @@ def _placed_in_library(image: PluginImage, name: str) -> bool:
                                 "symbol table")
         loads = list(f.segments(elf.PT_LOAD))
         for sym in symbols:
-            if sym.st_shndx == elf.SHN_UNDEF or dynamic.string(sym.st_name, "symbol") != name:
+            if sym.st_shndx == elf.SHN_UNDEF:
                 continue
+            name = dynamic.string(sym.st_name, "symbol")     # each name must be readable
             code = sym.st_info & 0xF in (elf.STT_FUNC, elf.STT_GNU_IFUNC)
             end = sym.st_value + max(sym.st_size, 1)
             if not any(ph.p_vaddr <= sym.st_value and end <= ph.p_vaddr + ph.p_memsz
                        and (ph.p_flags & elf.PF_X or not code) for ph in loads):
-                return False
+                misplaced.add(name)
     except PluginError:
-        return False                       # tables the checks could not read: do not ask dlsym
-    return True
+        return None                        # tables the checks could not read: do not ask dlsym
+    return frozenset(misplaced)
 
 
 class SystemLibrary(KeepsMappedWhileReferenced):
@@ -217,6 +223,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         check_soname(image)
         self.image = image
         self._handle: Optional[Any] = None
+        self._released = False           # the image given back (by _unload)
         self.load_path = image.acquire()
         handle = ffi.NULL
         try:
@@ -250,7 +257,8 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         """Where `name` is in memory, if this library (not a dependency) defines it."""
         if self._handle is None:
             return None
-        if not placed_in_library(self.image, name):
+        misplaced = misplaced_symbols(self.image)
+        if misplaced is None or name in misplaced:
             return None
         address = _symbol(self._handle, name)
         if not address or not _defined_in(address, self.load_path):
@@ -265,29 +273,33 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         # dlclose never unmaps a NODELETE library: its threads cannot lose their code.
         return not marked_nodelete(self.image)
 
+    unload_reruns = True
+
     def _unload(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is None:
+        """dlclose, then give the image back. Run again after an interrupt (a second
+        close(), interrupts.finish), it does what is left: each step exactly once."""
+        if self._handle is not None:
+            # dlclose and forgetting the handle in one statement: interrupted
+            # before it, the next run closes it; after it, never twice.
+            self._handle = _close(self._handle)
+        if self._released:
             return
-        resident, ask_later = True, None    # if interrupted part way, assume it is mapped
-        try:
-            _close(handle)
-            # Other plugins opened from the same image share the handle; only
-            # when the last one closes should the library really be gone.
-            # Whether it is matters only when the sealed copy is freed (its
-            # fd number must stay ours while the library is resident): a
-            # cached image keeps its copy, so it is asked then, if ever. A
-            # NODELETE library (Go's) stays for certain: that is said now.
-            if self.image.users == 1 and self.image.cached and not marked_nodelete(self.image):
-                resident, ask_later = False, functools.partial(_still_loaded, self.load_path)
-            else:
-                resident = self.image.users == 1 and _still_loaded(self.load_path)
-            if resident:
-                log.info("close %s: the system loader keeps it loaded (another handle, or "
-                         "it cannot be unloaded)", printable(self.image.path))
-        finally:
-            self.image.release(resident=resident, still_loaded=ask_later)
+        # Other plugins opened from the same image share the handle; only
+        # when the last one closes should the library really be gone.
+        # Whether it is matters only when the sealed copy is freed (its
+        # fd number must stay ours while the library is resident): a
+        # cached image keeps its copy, so it is asked then, if ever. A
+        # NODELETE library (Go's) stays for certain: that is said now.
+        ask_later = None
+        if self.image.users == 1 and self.image.cached and not marked_nodelete(self.image):
+            resident, ask_later = False, functools.partial(_still_loaded, self.load_path)
+        else:
+            resident = self.image.users == 1 and _still_loaded(self.load_path)
+        if resident:
+            log.info("close %s: the system loader keeps it loaded (another handle, or "
+                     "it cannot be unloaded)", printable(self.image.path))
+        self._released = self.image.release(resident=resident, still_loaded=ask_later) is None
 
     @property
     def unloaded(self) -> bool:
-        return self._handle is None
+        return self._handle is None and self._released

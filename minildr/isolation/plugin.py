@@ -12,6 +12,7 @@ import sys
 from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 from ..contracts.contract import Contract
+from ..console import printable
 from ..errors import PluginClosed
 from ..image import PluginImage
 from ..manifest import Export, Manifest
@@ -171,11 +172,12 @@ class IsolatedPlugin(Plugin):
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.close()
-            log.info("close %s (worker pid %d)", self.path, worker.pid)
+            log.info("close %s (worker pid %d)", printable(self.path), worker.pid)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"worker pid {self.worker_pid}"
-        return f"<Plugin {self.name} {self.version} from {self.path} (isolated, {state})>"
+        return printable(f"<Plugin {self.name} {self.version} from {self.path} "
+                         f"(isolated, {state})>")
 
 
 def _limits_for(sandbox: Union[bool, SandboxPolicy]) -> Limits:

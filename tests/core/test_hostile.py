@@ -28,7 +28,7 @@ from minildr import ctype, edwards, files, image as images, trust
 from minildr.build import find_compiler, manifest_source
 from minildr.errors import (BadTrustFile, FileChanged, FileTooLarge, NotAPlugin,
                             NotARegularFile, PluginError, SymbolNotFound, SymbolTypeError,
-                            UntrustedPlugin)
+                            UnreadableFile, UntrustedPlugin)
 from minildr.formats import elf
 from minildr.trust import PublicKey, TrustStore
 
@@ -281,6 +281,80 @@ def test_type_nesting_is_checked_in_linear_time():
     ctype.check_nesting("int f(" + ", ".join(["char *"] * 10_000) + ");")   # wide is fine
 
 
+def typed_plugin(tmp_path: Path, count: int) -> Path:
+    """A plugin with `count` structs (each a typedef) and a function taking each."""
+    tmp_path.mkdir()
+    header = "#pragma once\n" + "".join(
+        f"typedef struct s{i} {{ int a; double b; }} t{i};\nint get{i}(t{i} *p);\n"
+        for i in range(count))
+    source = f'#include "many{count}.h"\n' + "".join(
+        f"int get{i}(t{i} *p) {{ return p->a + {i}; }}\n" for i in range(count))
+    return write_plugin(tmp_path, f"many{count}", source, header)
+
+
+def parsing_work(monkeypatch, path: Path) -> int:
+    """Characters pycparser reads (minildr's parses and cffi's) plus names read from the
+    symbol table, while a host opens `path` and looks up and calls every export."""
+    from pycparser import c_parser
+    work = [0]
+    parse, string = c_parser.CParser.parse, elf.DynamicSection.string
+
+    def counted_parse(self, text, *args, **kwargs):
+        work[0] += len(text)
+        return parse(self, text, *args, **kwargs)
+
+    def counted_string(self, *args, **kwargs):
+        work[0] += 1
+        return string(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(c_parser.CParser, "parse", counted_parse)
+        patch.setattr(elf.DynamicSection, "string", counted_string)
+        for cache in (ctype.canonical, ctype.pointer_to, ctype.type_names, ctype.cffi_types):
+            cache.cache_clear()
+        images.clear_cache()
+        with minildr.open(path) as plugin:
+            for name, export in plugin.manifest.exports.items():
+                function = plugin.lookup(name, export.ctype)
+                ffi = plugin._cffi()                # its parameter's type, not parsed again
+                record = ffi.new(ffi.typeof(function).args[0], {"a": 1})
+                assert function(record) == 1 + int(name[3:]), name
+    return work[0]
+
+
+@requires_elf
+def test_looking_up_every_export_costs_time_linear_in_the_manifest(tmp_path, monkeypatch):
+    """Each typed lookup read all of a manifest's declarations again (pycparser twice,
+    cffi once: cffi prefixes every typedef to each type it reads), and the system loader's
+    check read the whole symbol table again: N lookups of N declarations cost N * N
+    (1.4 / 3.7 / 10.7 s for 250 / 500 / 1,000). Now each is read once per manifest:
+    four times the declarations is about four times the work, not sixteen (the time is
+    in benchmarks/bench_hostile.py, types(N))."""
+    small = parsing_work(monkeypatch, typed_plugin(tmp_path / "small", 25))
+    large = parsing_work(monkeypatch, typed_plugin(tmp_path / "large", 100))
+    assert large / small < 6, (small, large)
+
+
+def test_export_types_are_read_all_at_once_and_each_on_its_own_when_one_fails():
+    """The batch (one pycparser and one cffi parse for all exports) gives what reading
+    each export's pointer type on its own gives; a type cffi cannot take, or text that is
+    not one type, leaves each to be read at its own lookup (and refused there)."""
+    types = "typedef struct point { int x, y; } point_t;"
+    exports = ("int (point_t *)", "const char *(void)", "int [4]", "int (*)(int)",
+               "point_t *(*(int))(char)")
+    together = ctype.CffiTypes(types, exports)
+    assert sorted(together._pointers) == sorted(exports)
+    for text in exports:
+        alone = ctype.cffi_type(together.ffi, ctype.pointer_to(text, types))
+        assert together.pointer(text) is alone, text
+    for hostile in ("int (struct nowhere)", "int), (int", "int, int", "..."):
+        mixed = ctype.CffiTypes(types, exports + (hostile,))
+        assert hostile not in mixed._pointers
+        with pytest.raises(ctype.CTypeError):
+            mixed.pointer(hostile)
+        assert mixed.pointer("int (point_t *)").cname == "int(*)(point_t *)"
+
+
 # ---------------------------------------------------------------------------
 # A .dynsym that lies
 # ---------------------------------------------------------------------------
@@ -488,7 +562,10 @@ def test_plugin_text_reaches_no_terminal_unescaped(tmp_path, caplog):
         table = report.table()
         with pytest.raises(SymbolNotFound) as err:
             report.loaded[0].lookup("nothing" + ANSI)
-    shown = [table, str(err.value), err.value.reason] + [r.getMessage() for r in caplog.records]
+        shown_repr = repr(report.loaded[0])      # what a notebook cell shows for the plugin
+    symbol = minildr.Symbol("entry" + ANSI, "int (void)", "function", 0)
+    shown = [table, str(err.value), err.value.reason, shown_repr, str(symbol), repr(symbol)] \
+        + [r.getMessage() for r in caplog.records]
     for text in shown:
         assert "\x1b" not in text and "\r" not in text and "\u202e" not in text, text
     assert "stamp\\x1b[2J" in table
@@ -591,3 +668,14 @@ def test_a_trust_file_saved_with_a_byte_order_mark_reads(signed, tmp_path):
     store_file = tmp_path / "trust.txt"
     store_file.write_text("\ufeff" + Path(public).read_text().splitlines()[-1] + "\n")
     assert len(TrustStore.load(store_file).keys) == 1
+
+
+def test_a_folder_that_cannot_be_listed_is_unreadable_file_naming_it(tmp_path, monkeypatch):
+    """Every failure a specific PluginError naming the file: discover let the bare
+    OSError of listing the folder (EACCES, EMFILE) escape."""
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    with pytest.raises(UnreadableFile) as err:
+        minildr.discover(tmp_path)
+    assert str(tmp_path) in str(err.value) and "Permission denied" in err.value.reason

@@ -345,23 +345,47 @@ def test_an_interrupt_in_the_native_loader_leaves_nothing_mapped(eight, where, m
 @requires_proc
 @pytest.mark.parametrize("step", ["_close", "_still_loaded"])
 def test_an_interrupt_during_close_leaves_a_consistent_plugin(eight, step, monkeypatch):
+    """An interrupt that hits close() once: close() finishes the unload before letting it
+    through. One that hits every attempt: the plugin stays open, and a later close() (the
+    interrupts over) unloads it. Before, close() forgot the library first, so an interrupt
+    in between left it mapped for good (found by test_interrupts.py)."""
+    real, hits = getattr(system, step), []
+
+    def once(*args):
+        if not hits:
+            hits.append(step)
+            raise KeyboardInterrupt
+        return real(*args)
+
     plugin = minildr.open(eight)
     image = images.read(eight)
     images.clear_cache()        # close frees the sealed copy: it asks whether dlopen kept it
-    monkeypatch.setattr(system, step, interrupt)
+    monkeypatch.setattr(system, step, once)
     with pytest.raises(KeyboardInterrupt):
         plugin.close()
+    assert hits and plugin.closed and image.users == 0
     monkeypatch.undo()
-    assert plugin.closed and image.users == 0
-    plugin.close()                                       # again: nothing to do, no error
+    again = minildr.open(eight)
+    image = images.read(eight)
+    images.clear_cache()
+    monkeypatch.setattr(system, step, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        again.close()
+    monkeypatch.undo()
+    if step == "_close":                                 # dlclose never ran: still open
+        assert not again.closed
+    again.close()
+    assert again.closed and image.users == 0
+    again.close()                                        # again: nothing to do, no error
     with pytest.raises(minildr.PluginClosed):
-        plugin.lookup("f_int", "int (void)")
+        again.lookup("f_int", "int (void)")
+    assert settled(eight) == {"mapped": False, "memfds": []}
 
 
 @requires_proc
 def test_an_interrupt_during_lookup_hands_nothing_out_and_close_unloads(eight, monkeypatch):
     plugin = minildr.open(eight)
-    monkeypatch.setattr(minildr.ctype, "cffi_type", interrupt)
+    monkeypatch.setattr(minildr.ctype, "cffi_types", interrupt)
     with pytest.raises(KeyboardInterrupt):
         plugin.lookup("f_int", "int (void)")
     monkeypatch.undo()

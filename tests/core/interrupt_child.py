@@ -1,0 +1,309 @@
+"""Interrupt one minildr operation at many of its lines; report what each interrupt left behind.
+
+    python interrupt_child.py OPERATION FOLDER CASES
+
+OPERATION is one of OPERATIONS below, FOLDER a fresh folder to build in,
+CASES how many interrupt points to try at most. The operation runs once
+under a counter of the line events inside the minildr package (sys.settrace,
+this thread only: where a Ctrl-C lands); then, for each point N chosen (all
+of them if there are at most CASES, else CASES spread evenly over the
+whole run), it runs again and KeyboardInterrupt is raised at event N, as if
+the user pressed Ctrl-C just before that line. After each interrupt:
+
+- the KeyboardInterrupt must reach the caller (not be swallowed or turned into
+  another error);
+- nothing may be left: no descriptor that was not open before, no mapping of
+  the plugin's file or of a sealed copy (memfd), no child process (an isolated
+  worker or its keeper, a compiler), no staged or temporary file in the build
+  folder;
+- the same operation must then succeed, and its undoing (close) leave nothing.
+
+Prints one JSON object: {"events": ..., "tried": ..., "problems": [...]}, each
+problem with the event number, the line it interrupted and what was left.
+A separate process per operation: what one case leaks must not hide in the next.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import minildr
+
+PACKAGE = str(Path(minildr.__file__).resolve().parent) + os.sep
+SOURCE = 'const char *greet(void) { return "hi"; }\nint twice(int x) { return 2 * x; }\n'
+HEADER = "const char *greet(void);\nint twice(int x);\n"
+
+
+class Interrupt:
+    """A trace function: count minildr's line events; raise KeyboardInterrupt at the N-th."""
+
+    def __init__(self, at: Optional[int] = None) -> None:
+        self.at, self.events, self.where = at, 0, ""
+
+    def __call__(self, frame, event, arg):               # a call: trace minildr's frames only
+        return self.line if frame.f_code.co_filename.startswith(PACKAGE) else None
+
+    def line(self, frame, event, arg):
+        if event == "line":
+            self.events += 1
+            if self.events == self.at:
+                self.where = f"{frame.f_code.co_filename[len(PACKAGE):]}:{frame.f_lineno}"
+                raise KeyboardInterrupt
+        return self.line
+
+    def run(self, action: Callable[[], object]) -> object:
+        sys.settrace(self)
+        try:
+            return action()
+        finally:
+            sys.settrace(None)
+
+
+# ---------------------------------------------------------------------------
+# What an interrupt may leave
+# ---------------------------------------------------------------------------
+def descriptors() -> Dict[int, str]:
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass                                          # the listing's own descriptor
+    return found
+
+
+def mappings(plugin: Path) -> List[str]:
+    """The mappings of the plugin's file or of any sealed copy (memfd) minildr made."""
+    with open("/proc/self/maps") as maps:
+        return sorted({line.split(None, 5)[-1].strip() for line in maps
+                       if str(plugin) in line or "memfd:" in line or "minildr" in line
+                       and ".so" in line and str(Path(minildr.__file__).parent) not in line})
+
+
+def children() -> List[str]:
+    """This process's children (any thread's), with their state: a zombie counts too."""
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids = f.read().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+                found.append(f"{pid} {stat[stat.rindex(')') + 2]} {stat[stat.index('(') + 1:stat.rindex(')')]}")
+            except OSError:
+                pass
+    return sorted(found)
+
+
+def files_in(folder: Path) -> List[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+class State:
+    """What this process holds that an interrupted operation could leave behind."""
+
+    def __init__(self) -> None:
+        gc.collect()
+        self.fds = descriptors()
+        self.maps = mappings(PLUGIN)
+        self.children = children()
+        self.files = files_in(OUT)
+        self.threads = threads()
+
+    def left_since(self, before: "State") -> List[str]:
+        left = []
+        fds = {fd: t for fd, t in self.fds.items() if before.fds.get(fd) != t}
+        if fds:
+            left.append(f"descriptors {fds}")
+        if set(self.maps) - set(before.maps):
+            left.append(f"mapped {sorted(set(self.maps) - set(before.maps))}")
+        if set(self.children) - set(before.children):
+            left.append(f"processes {sorted(set(self.children) - set(before.children))}")
+        if set(self.files) - set(before.files):
+            left.append(f"files {sorted(set(self.files) - set(before.files))}")
+        if self.threads > before.threads:
+            left.append(f"threads: {self.threads - before.threads} more")
+        return left
+
+
+def left_since(before: State, wait: float = 3.0) -> List[str]:
+    """What is here now and was not before; a process or thread is given `wait` s to end."""
+    deadline = time.monotonic() + wait
+    while (left := State().left_since(before)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+# ---------------------------------------------------------------------------
+# The operations: (set up, the operation, undo what it made)
+# ---------------------------------------------------------------------------
+WORK = OUT = PLUGIN = Path()          # set by main()
+
+
+def build() -> Path:
+    src = WORK / "src"
+    src.mkdir(exist_ok=True)
+    (src / "greet.c").write_text(SOURCE)
+    (src / "greet.h").write_text(HEADER)
+    return minildr.build([src / "greet.c"], name="greet", exports=src / "greet.h",
+                         out_dir=OUT)
+
+
+class Case:
+    """One operation: set_up() before it, operation() itself, undo(result) after a clean run,
+    and after_interrupt(): what the caller does with what the case set up (close it)."""
+    held: dict
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs, self.held = kwargs, {}
+
+    def set_up(self) -> None:
+        pass
+
+    def after_interrupt(self) -> None:
+        pass
+
+
+class Opening(Case):
+    def operation(self):
+        return minildr.open(PLUGIN, **self.kwargs)
+
+    def undo(self, plugin) -> None:
+        assert plugin.lookup("twice", "int (int)")(21) == 42
+        plugin.close()
+
+
+class LookingUp(Case):
+    """A lookup on an open plugin; after an interrupt the caller closes the plugin, and then
+    nothing of it may stay mapped (no keep-alive left behind)."""
+    def set_up(self) -> None:
+        self.held["plugin"] = minildr.open(PLUGIN, **self.kwargs)
+
+    def operation(self):
+        return self.held["plugin"].lookup("greet", "const char *(void)")
+
+    def undo(self, function) -> None:
+        assert minildr.ffi.string(function()) == b"hi"
+        del function
+        self.held.pop("plugin").close()
+
+    def after_interrupt(self) -> None:
+        self.held.pop("plugin").close()
+
+
+class Closing(LookingUp):
+    """An interrupted close(); the caller calls close() again, which must finish the job."""
+    def operation(self):
+        self.held["plugin"].close()
+
+    def undo(self, _) -> None:
+        self.held.pop("plugin")
+
+
+class Building(Case):
+    def set_up(self) -> None:                 # a changed source: build compiles each time
+        (WORK / "src" / "greet.c").write_text(SOURCE + f"int round_{time.monotonic_ns()};\n")
+
+    def operation(self):
+        return build()
+
+    def undo(self, path) -> None:
+        assert path == PLUGIN
+
+
+class Discovering(Case):
+    def operation(self):
+        return minildr.discover(OUT, **self.kwargs)
+
+    def undo(self, report) -> None:
+        assert [p.name for p in report.loaded] == ["greet"], report.table()
+        report.close()
+
+
+OPERATIONS = {
+    "open": lambda: Opening(),
+    "open-native": lambda: Opening(loader="native"),
+    "open-isolated": lambda: Opening(isolate=True),
+    "lookup": lambda: LookingUp(),
+    "lookup-native": lambda: LookingUp(loader="native"),
+    "close": lambda: Closing(),
+    "close-native": lambda: Closing(loader="native"),
+    "close-isolated": lambda: Closing(isolate=True),
+    "build": lambda: Building(),
+    "discover": lambda: Discovering(),
+}
+
+
+def interrupt_points(events: int, cases: int) -> List[int]:
+    """All of 1..events if there are at most `cases`, else `cases` spread evenly (both ends in)."""
+    if events <= cases:
+        return list(range(1, events + 1))
+    return sorted({1 + round(i * (events - 1) / (cases - 1)) for i in range(cases)})
+
+
+def interrupted_at(case: Case, at: int) -> List[str]:
+    """Run the case with an interrupt at event `at`; what went wrong (nothing: [])."""
+    before = State()
+    case.set_up()
+    interrupt = Interrupt(at)
+    try:
+        result = interrupt.run(case.operation)
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+    except BaseException as exc:                      # the interrupt turned into something else
+        outcome = f"raised {type(exc).__name__} instead: {exc}"
+    else:                                             # past its last line: undo it as usual
+        case.undo(result)
+        return []
+    problems = [] if outcome == "interrupted" else [outcome]
+    try:
+        case.after_interrupt()
+    except BaseException as exc:
+        problems.append(f"the caller's close after it failed: {type(exc).__name__}: {exc}")
+    left = left_since(before)
+    try:                                              # the same operation works again
+        case.set_up()
+        case.undo(case.operation())
+    except BaseException as exc:
+        problems.append(f"then the operation failed: {type(exc).__name__}: {exc}")
+    problems += left or left_since(before)
+    return [f"event {at} ({interrupt.where}): {p}" for p in problems]
+
+
+def main() -> int:
+    global WORK, OUT, PLUGIN
+    name, WORK, cases = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    OUT = WORK / "out"
+    PLUGIN = build()
+    case = OPERATIONS[name]()
+    case.set_up()                                     # warm up: imports, caches
+    case.undo(case.operation())
+    before = State()
+    case.set_up()
+    counter = Interrupt()
+    case.undo(counter.run(case.operation))
+    points = interrupt_points(counter.events, cases)
+    problems = []
+    for at in points:
+        print(f"interrupt at event {at}", file=sys.stderr, flush=True)   # names a crash
+        problems += interrupted_at(case, at)
+    problems += [f"after the campaign: {p}" for p in left_since(before)]
+    print(json.dumps({"events": counter.events, "tried": len(points), "problems": problems}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
