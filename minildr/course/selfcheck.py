@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +97,74 @@ def isolated(plugin: Union[Plugin, str, "os.PathLike[str]"], seconds: float = CA
     path = plugin.path if isinstance(plugin, Plugin) else plugin
     with open_plugin(path, isolate=seconds, **open_args) as worker:
         yield worker
+
+
+def _died(returncode: int, during: str) -> None:
+    """Raise PluginCrashed if a process running the learner's code was killed by a signal."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        raise PluginCrashed(None, f"the process was killed by {name} during {during}()",
+                            signal=name)
+
+
+def host_process(code: str, *args: object, seconds: float = CALL_SECONDS,
+                 during: str = "the host", cwd: Optional[Path] = None,
+                 env: Optional[dict] = None) -> "subprocess.CompletedProcess[str]":
+    """Run a small Python host (`python -c code args...`) in a process of its own.
+
+    For checks whose lesson needs the system loader as a whole process sees
+    it (RTLD_GLOBAL, LD_DEBUG, a lazy binding's exit status). A signal that
+    kills it, or a hang, is the learner's plugin's: PluginCrashed or
+    PluginTimeout "during `during`()", which judge turns into feedback; an
+    exit status is returned, for the check to read.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise PluginTimeout(None, f"no answer within {seconds:g} s during {during}()") from None
+    _died(done.returncode, during)
+    return done
+
+
+def _child(pipe: Any, function: Callable[..., Any], args: tuple) -> None:
+    try:
+        pipe.send((True, function(*args)))
+    except BaseException as exc:  # noqa: BLE001 - sent back to the check, raised there
+        pipe.send((False, exc))
+
+
+def in_child(function: Callable[..., Any], *args: Any, seconds: float = CALL_SECONDS,
+             during: str = "your function") -> Any:
+    """Call a learner's Python function in a forked child; its result, or its exception.
+
+    For a learner's function that calls C itself (raw cffi): if it does what
+    the task says not to, the child dies, not the kernel (PluginCrashed,
+    PluginTimeout). POSIX only; the result must pickle.
+    """
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(send, function, args), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(seconds):
+            child.kill()
+            child.join()
+            raise PluginTimeout(None, f"no answer within {seconds:g} s during {during}()")
+        try:
+            ok, value = receive.recv()
+        except EOFError:                       # it died before it could answer
+            child.join()
+            _died(child.exitcode or 0, during)
+            raise PluginCrashed(None, f"exited with status {child.exitcode} during {during}()",
+                                exit_code=child.exitcode) from None
+    finally:
+        receive.close()
+    child.join()
+    if not ok:
+        raise value
+    return value
 
 
 def _where(reason: str) -> str:
