@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 import nbformat
 from nbclient import NotebookClient
@@ -43,14 +43,21 @@ class AnswerRun:
     errors: List[str]            # the error outputs of the answer cells (a build error...)
 
 
-def replace_region(source: str, answer: str) -> str:
-    """The cell's source with its (one) solution region replaced by `answer`."""
+def replace_region(source: str, answer: Union[str, Sequence[str]]) -> str:
+    """The cell's source with its solution regions replaced by `answer`.
+
+    A string goes into every region; a tuple holds one answer per region, in
+    order. An answer is written without indentation: it gets its region's.
+    """
+    answers = iter([answer] * source.count(BEGIN) if isinstance(answer, str) else answer)
     out, inside = [], False
     for line in source.splitlines():
         text = marker_text(line)
         if text == BEGIN:
             inside = True
-            out.append(answer.rstrip("\n"))
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [indent + typed if typed else typed
+                    for typed in next(answers).rstrip("\n").splitlines()]
         elif text == END:
             inside = False
         elif not inside:
@@ -73,7 +80,7 @@ def _answer_index(cells, check: int, cell_with: str) -> int:
     raise LookupError(f"no answer cell before cell {check + 1}")
 
 
-def answer_notebook(solution: Path, task: str, answers: Sequence[str],
+def answer_notebook(solution: Path, task: str, answers: Sequence[Union[str, Sequence[str]]],
                     cell_with: str = "") -> nbformat.NotebookNode:
     """The notebook to run: the solution up to the task, then each answer and its check."""
     nb = nbformat.read(solution, as_version=4)
@@ -101,7 +108,8 @@ def verdict_text(cell) -> str:
     return ""
 
 
-def with_answers(solution: Path, task: str, answers: Sequence[str], folder: Path,
+def with_answers(solution: Path, task: str, answers: Sequence[Union[str, Sequence[str]]],
+                 folder: Path,
                  cell_with: str = "", timeout: int = 600) -> AnswerRun:
     """Run the solution with `answers` typed into `task`, in `folder` (see the docstring)."""
     nb = answer_notebook(solution, task, answers, cell_with)

@@ -197,7 +197,10 @@ def test_judge_turns_every_outcome_into_a_verdict():
         return answer  # noqa: F821 - the learner has not defined it yet
 
     def todo():
-        raise NotImplementedError("look it up")
+        raise NotImplementedError("Task 1.1: write your code here")
+
+    def library():
+        raise NotImplementedError("cffi cannot do that")
 
     def wrong():
         raise NotDone("should be 42")
@@ -207,7 +210,8 @@ def test_judge_turns_every_outcome_into_a_verdict():
 
     assert judge("1", "t", lambda: None).status == DONE
     assert judge("1", "t", undefined).status == NOT_YET
-    assert judge("1", "t", todo).message == "still a TODO: look it up"
+    assert judge("1", "t", todo).message == "still a TODO: Task 1.1: write your code here"
+    assert judge("1", "t", library).status == ERROR      # not a TODO of the exercise
     assert judge("1", "t", wrong).message == "should be 42"
     verdict = judge("1", "t", crash)
     assert verdict.status == ERROR and verdict.message == "OSError: disk on fire"
