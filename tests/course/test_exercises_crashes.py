@@ -22,11 +22,14 @@ CRASHES = {
         "int cube(int x) { int *out = 0; out[x] = x; return x; }",
         "int cube(int x) { int y = x; for (;;) { } return y; }")),
     "02": ("02-smallest-plugin.ipynb", "02.3", "shout", (
-        "const char *shout(const char *text)\n{\n    char *out = NULL;\n    size_t i;\n"
-        "    for (i = 0; text[i]; i++)\n        out[i] = (char)toupper((unsigned char)text[i]);\n"
-        "    return out;\n}",
-        "const char *shout(const char *text)\n{\n    size_t i = 0;\n"
-        "    while (text[i] != 1) { }\n    return text;\n}")),
+        "char *out = NULL;\nsize_t i;\nfor (i = 0; text[i]; i++)\n"
+        "    out[i] = (char)toupper((unsigned char)text[i]);\nreturn out;",
+        "size_t i = 0;\nwhile (text[i] != 1) { }\nreturn text;")),
+    "03": ("03-checks-before-loading.ipynb", "03.1", "answer", (
+        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
+         "int *out = 0;\nout[loaded] = 41;\nreturn out[loaded];"),
+        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
+         "while (loaded) { }\nreturn 42;"))),
 }
 
 
@@ -35,7 +38,7 @@ CRASHES = {
 @requires_linux("the exercise notebooks' checks read ELF files")
 def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(notebook, tmp_path):
     name, task, function, answers = CRASHES[notebook]
-    run = with_answers(SOLUTIONS / name, task, answers, tmp_path)
+    run = with_answers(SOLUTIONS / name, task, answers, tmp_path, cell_with="%%minildr")
     assert run.kernel_alive, run
     crashed, hung = run.verdicts
     assert f"not yet. Your plugin crashed with SIGSEGV in `{function}`: look for a pointer" \
