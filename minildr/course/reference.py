@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 MAPS = Path("/proc/self/maps")
 # "  4242:	binding file ./x.so [0] to /lib/libc.so.6 [0]: normal symbol `puts' [GLIBC_2.2.5]"
@@ -39,3 +39,13 @@ def ld_debug_bindings(stderr: str, library: str) -> Dict[str, Optional[str]]:
         if Path(match["file"]).name == library and Path(match["to"]).name != library:
             found[match["symbol"]] = match["version"]
     return found
+
+
+def native_bindings(trace: Any) -> Dict[str, Optional[str]]:
+    """From a native load's trace: {symbol: version} for each name found in another library.
+
+    Weak names that resolved nowhere (their `source` says so) are left out:
+    the system loader makes no binding for them either.
+    """
+    return {e.data["symbol"]: e.data["version"] for e in trace.events
+            if e.step == "resolve" and not e.data["source"].startswith("nowhere")}

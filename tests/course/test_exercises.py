@@ -137,9 +137,20 @@ def test_every_course_notebook_with_an_exercise_exists_and_each_has_tasks():
     for path in sorted(SOLUTIONS.glob("*.ipynb")):
         text = path.read_text()
         assert (ROOT / "notebooks" / path.name).exists(), f"{path.name}: no course notebook"
-        # Course notebooks 01-08: 2-4 tasks each; the Go appendix (09) has one.
-        low = 1 if path.name.startswith("09") else 2
-        assert low <= text.count("@task(") <= 4, f"{path.name}: {low}-4 tasks"
+        tasks = text.count("@task(")
+        if path.name[:2] in HINTED:
+            # At least three tasks, one of them a stretch for fast learners.
+            assert 3 <= tasks <= 6, f"{path.name}: 3-6 tasks"
+            assert "Stretch:" in text, f"{path.name}: no stretch task"
+        else:
+            # Not yet rewritten (issue 18): 2-4 tasks each; the Go appendix (09) has one.
+            low = 1 if path.name.startswith("09") else 2
+            assert low <= tasks <= 4, f"{path.name}: {low}-4 tasks"
+
+
+def test_every_course_notebook_of_part_1_has_an_exercise():
+    for number in ("01", "02", "03", "04"):
+        assert list(SOLUTIONS.glob(f"{number}-*.ipynb")), f"no exercise for notebook {number}"
 
 
 # Notebooks whose tasks have folded, progressive hints (the exb helper adds 05-09

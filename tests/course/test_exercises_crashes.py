@@ -30,6 +30,11 @@ CRASHES = {
          "int *out = 0;\nout[loaded] = 41;\nreturn out[loaded];"),
         ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
          "while (loaded) { }\nreturn 42;"))),
+    "04": ("04-the-loader-by-hand.ipynb", "04.2", "describe", (
+        'const char *name(void) { return "plugin-b"; }\n'
+        "const char *describe(void) { char *out = 0; out[1] = 'b'; return out; }",
+        'const char *name(void) { return "plugin-b"; }\n'
+        "const char *describe(void) { for (;;) { } return name(); }")),
 }
 
 
@@ -38,7 +43,7 @@ CRASHES = {
 @requires_linux("the exercise notebooks' checks read ELF files")
 def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(notebook, tmp_path):
     name, task, function, answers = CRASHES[notebook]
-    run = with_answers(SOLUTIONS / name, task, answers, tmp_path, cell_with="%%minildr")
+    run = with_answers(SOLUTIONS / name, task, answers, tmp_path, cell_with="%%")    # the C cell
     assert run.kernel_alive, run
     crashed, hung = run.verdicts
     assert f"not yet. Your plugin crashed with SIGSEGV in `{function}`: look for a pointer" \
