@@ -54,11 +54,14 @@ lab: $(STAMP)
 # -n: tests run in parallel worker processes (pytest-xdist); --dist loadfile
 # keeps each file (and each notebook's cells, in order) in one worker. Many
 # tests wait on compilers and kernels, so more workers than cores pays.
+# --no-loadscope-reorder: files go to workers in collection order, where
+# tests/conftest.py puts the slowest first (xdist's own order puts the files
+# with the most tests first, and the long ones with few tests ran last, alone).
 TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/site --ignore=tests/hub \
-		-n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+		-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The fuzzers with long budgets (make test runs each with a short one).
 # MINILDR_FUZZ_SCALE multiplies every fuzzer's number of examples.

@@ -9,7 +9,7 @@ import pytest
 from minildr.host import SUFFIX
 
 # The platform markers (requires_linux, ...) and the notebook rule: see platforms.py.
-from platforms import pytest_collection_modifyitems  # noqa: F401  (a pytest hook)
+import platforms
 
 from helpers import build_example
 
@@ -30,3 +30,35 @@ def greet_so(built, tmp_path) -> Path:
 @pytest.fixture
 def echo_so(built, tmp_path) -> Path:
     return Path(shutil.copy(built["echo"], tmp_path / f"echo{SUFFIX}"))
+
+
+# The files that take longest, slowest first (CPU seconds measured per file with
+# every test of `make test`). pytest-xdist hands whole files to its workers in
+# collection order (the Makefile turns off its own reordering, which puts the
+# files with the most tests first: the notebooks, whose cells are many and
+# quick); started first, these long files run beside the many short ones
+# instead of after them, so the run ends when its work does.
+SLOW_FIRST = (
+    "tests/course/test_nbgrader.py",            # nbgrader's whole cycle: ~45 s
+    "tests/course/test_exercises.py",           # every exercise notebook, make check: ~50 s
+    "tests/course/test_exercises_crashes.py",   # learners' crashing answers, per notebook
+    "tests/core/test_races.py",                 # 4 processes x 50 builds, twice: ~37 s
+    "tests/isolation/test_isolate.py",          # 4 plugins x 10,000 calls: ~33 s
+    "tests/core/test_interrupts.py",
+    "tests/course/test_platforms.py",           # nbval in subprocesses: ~23 s
+    "tests/isolation/test_sandbox.py",
+    "tests/core/test_threads.py",
+    "tests/isolation/test_isolate_contracts.py",
+    "tests/formats/test_crossbuild.py",         # Wine
+    "tests/contracts/test_proxy.py",
+    "tests/contracts/test_memory.py",
+    "tests/course/test_editor.py",
+    "notebooks/09-go-for-real.ipynb",
+    "notebooks/07-when-to-use-a-plugin.ipynb",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    platforms.pytest_collection_modifyitems(config, items)
+    rank = {name: n for n, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))   # stable

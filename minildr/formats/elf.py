@@ -574,6 +574,18 @@ class DynamicSection:
         table = self.table(Elf64_Sym, DT_SYMTAB, count * sizeof(Elf64_Sym), "symbol table")
         return [(sym, self.string(sym.st_name, "symbol name")) for sym in table]
 
+    def names(self, symbols: Sequence[Elf64_Sym]) -> Sequence[str]:
+        """The names of `symbols`: a list, all decoded at once, for a list of symbols;
+        else, or if one is damaged, `Names`, which decodes each when first asked for
+        (so that only a name in use can stop a load)."""
+        start, size = self.strtab
+        table = self.f.raw[start:start + size]
+        ends = [table.find(b"\0", sym.st_name) for sym in symbols] if isinstance(symbols, list) \
+            else [-1]
+        if -1 in ends:
+            return Names(self, symbols)
+        return [table[sym.st_name:end].decode("utf-8", "replace") for sym, end in zip(symbols, ends)]
+
     def versym(self, count: int) -> Tuple[int, ...]:
         """DT_VERSYM: each dynamic symbol's version index (() if the file has none)."""
         return self.array("H", DT_VERSYM, 2 * count, "DT_VERSYM")

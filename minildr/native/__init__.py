@@ -26,7 +26,8 @@ ldso/dynlink.c does the same work in C):
 `plan(path)` runs step 1 alone: the Plan a load would follow, mapping and
 running nothing (on any machine: it only reads). `load(path, trace=f)`
 runs them all and calls `f` with each `Event` as it happens; without `trace`
-the relocations are counted per type rather than recorded one by one.
+the relocations are counted per type, and the symbols per place they were
+found, rather than recorded one by one.
 
 The ELF tables themselves (dynamic section, symbols, hash and version
 tables, relocation entries) are read, bounds-checked, by `minildr.formats.elf`

@@ -167,8 +167,9 @@ Tracer = "Optional[Callable[[Event], None]] | bool"
 def load(path: "os.PathLike[str] | str", *, trace: Tracer = None) -> NativeLibrary:
     """Load the shared library at `path` with the native loader (no manifest needed).
 
-    `trace`: None for a summary (a count per relocation type), True to record
-    every event, or a function to call with each event as it happens.
+    `trace`: None for a summary (a count per relocation type and per place symbols
+    were found), True to record every event, or a function to call with each
+    event as it happens.
     """
     path = os.fspath(path)
     with opened(path, path, "cannot be opened") as fd:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..formats import elf
 from ..formats.elf import Elf64_Phdr, Elf64_Sym
@@ -25,13 +25,16 @@ from . import validate
 from .classes import Rel
 from .validate import PAGE, page_down, page_up  # noqa: F401  (PAGE: the unit a notebook plots)
 
-@dataclass(frozen=True)
-class Relocation:
+class Relocation(NamedTuple):
+    """One relocation that is not RELATIVE (a tuple: libcrypto has 4,000 of them)."""
     table: str              # "RELA", "JMPREL" or "RELR"
     offset: int             # r_offset: where, relative to the load base
     type: int
     symbol: int             # index into the dynamic symbol table (0: none)
     addend: int
+
+
+MANY_SYMBOLS = 1 << 16      # libcrypto has 5,511; more is a file built to be slow to read
 
 
 @dataclass
@@ -66,7 +69,8 @@ class Plan:
     init: List[Tuple[str, int]] = field(default_factory=list)    # see read_initfini
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
-    runpath: str = ""                           # DT_RUNPATH, else DT_RPATH: where DT_NEEDED may be
+    rpath: List[str] = field(default_factory=list)      # DT_RPATH, DT_RUNPATH: the folders
+    runpath: List[str] = field(default_factory=list)    # where DT_NEEDED may be (resolve.py)
     tls: Optional[Elf64_Phdr] = None            # PT_TLS: its own thread-local storage (tls.py)
 
     def rel_class(self, r: Relocation) -> Rel:
@@ -94,27 +98,34 @@ def parse(data: bytes, path: str) -> Plan:
     relative, other = read_relocations(f, dyn, arch, len(symbols))
     plan = Plan(path=f.path, elf=f, arch=arch, loads=loads, span=span, relro=relro,
                 needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT.NEEDED)],
-                symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
+                symbols=symbols, names=dyn.names(symbols), versions=dyn.versions_needed(),
                 versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
                 gnu=gnu, sysv=sysv, relative=relative, other=other,
                 symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
-                runpath=next((dyn.string(dyn.get(tag), "DT_RUNPATH") for tag in
-                              (elf.DT.RUNPATH, elf.DT.RPATH) if dyn.has(tag)), ""),
+                rpath=search_path(dyn, elf.DT.RPATH), runpath=search_path(dyn, elf.DT.RUNPATH),
                 tls=validate.check_tls(f, loads))
     validate.check_relocations(plan)
     plan.init, plan.fini = read_initfini(plan, dyn)
     return plan
 
 
+def search_path(dyn: elf.DynamicSection, tag: int) -> List[str]:
+    return [p for v in dyn.all(tag) for p in dyn.string(v, "search path").split(":") if p]
+
+
 def read_symbols(dyn: elf.DynamicSection, gnu: Optional[elf.GnuHash],
                  sysv: Optional[elf.SysvHash]) -> Sequence[Elf64_Sym]:
-    """The dynamic symbols: their count is stored nowhere, so the hash table says."""
+    """The dynamic symbols: their count is stored nowhere, so the hash table says.
+
+    Read all at once (one unpack for the table; a load uses most of them),
+    unless there are more than a real library has: then each when first used.
+    """
     count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain)
     size = count * sizeof(Elf64_Sym)
     if not dyn.has(elf.DT.SYMTAB):
         return []
-    return dyn.f.lazy_table(Elf64_Sym, dyn.offset(elf.DT.SYMTAB, size, "symbol table"), count,
-                            "symbol table")
+    read = dyn.f.table if count <= MANY_SYMBOLS else dyn.f.lazy_table
+    return read(Elf64_Sym, dyn.offset(elf.DT.SYMTAB, size, "symbol table"), count, "symbol table")
 
 
 def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
@@ -134,16 +145,17 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
                                   arch.RELATIVE)
         relative.offsets += offsets[:first]             # the linker sorts them first: DT_RELACOUNT
         relative.addends += addends[:first]
-        for i in range(first, len(infos)):
-            info = infos[i]
+        rest = infos[first:]
+        top = max(map(elf.ELF64_R_SYM, rest), default=0)        # the highest symbol named
+        for rtype in set(map(elf.ELF64_R_TYPE, rest)):          # each type checked once
+            validate.check_type(f, arch, rtype, top, nsyms)
+        for at, info, addend in zip(offsets[first:], infos[first:], addends[first:]):
             if info == arch.RELATIVE:           # type RELATIVE, symbol 0: the common case
-                relative.offsets.append(offsets[i])
-                relative.addends.append(addends[i])
+                relative.offsets.append(at)
+                relative.addends.append(addend)
                 continue
-            rtype, sym = elf.ELF64_R_TYPE(info), elf.ELF64_R_SYM(info)
-            validate.check_type(f, arch, rtype, sym, nsyms)
-            addend = addends[i] - (1 << 64) if addends[i] >> 63 else addends[i]
-            others.append(Relocation(table, offsets[i], rtype, sym, addend))
+            others.append(Relocation(table, at, elf.ELF64_R_TYPE(info), elf.ELF64_R_SYM(info),
+                                     addend - (1 << 64) if addend >> 63 else addend))
     relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
     return relative, others
 

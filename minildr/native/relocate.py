@@ -84,18 +84,18 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
     store(plan, memory, trace, relative, "RELA", rel.offsets, [base + a for a in rel.addends])
     store(plan, memory, trace, relative, "RELR", rel.relr, [base + w for w in memory.read(rel.relr)])
     groups: Dict[Any, List[Relocation]] = defaultdict(list)     # (type, table) -> rows
-    later = []
+    later, ifuncs = [], {index for index, binding in bound.items() if binding.ifunc}
+    address = {index: b.value + (base if b.base_relative else 0) for index, b in bound.items()}
     for r in plan.other:
-        cls, binding = plan.rel_class(r), bound.get(r.symbol, NOWHERE)
-        if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and binding.ifunc):
+        cls = plan.rel_class(r)
+        if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and r.symbol in ifuncs):
             later.append(r)
         elif cls is not Rel.NONE:
             groups[r.type, r.table].append(r)
     for (rtype, table), rows in groups.items():
-        values = [symbol_value(plan, base, r, bound.get(r.symbol, NOWHERE), tls_module)
-                  for r in rows]
-        store(plan, memory, trace, plan.arch.SUPPORTED[rtype][0], table,
-              [r.offset for r in rows], values, rows)
+        name, cls = plan.arch.SUPPORTED[rtype]
+        store(plan, memory, trace, name, table, [r.offset for r in rows],
+              values(plan, cls, rows, address, bound, tls_module), rows)
     for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
         irelative = plan.rel_class(r) is Rel.IRELATIVE
         resolver = r.addend if irelative else bound[r.symbol].value
@@ -104,22 +104,27 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
               [r], note=f" (from the resolver at base+{resolver:#x})", ifunc=True)
 
 
-def symbol_value(plan: Plan, base: int, r: Relocation, binding: Binding, module: int) -> int:
-    """S + A, S the symbol's address; for TLS, the module id, or the offset in its block
-    (DTPOFF: st_value in the library's PT_TLS) or from the thread pointer (TPOFF)."""
-    cls = plan.rel_class(r)
+def values(plan: Plan, cls: Rel, rows: List[Relocation], address: Dict[int, int],
+           bound: Dict[int, Binding], module: int) -> List[int]:
+    """What to write for relocations of one class: S + A, S the symbol's `address`; for TLS,
+    the module id, or the offset in its block (DTPOFF: st_value in the library's PT_TLS)
+    or from the thread pointer (TPOFF)."""
     if cls is Rel.DTPMOD:
-        return module
+        return [module] * len(rows)
     if cls is Rel.DTPOFF:
-        return binding.value + r.addend
+        return [bound.get(r.symbol, NOWHERE).value + r.addend for r in rows]
     if cls is Rel.TPOFF:
-        offset = tls.tp_offset(binding.value)
-        if offset is None:
-            raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
-                                       "of a library whose TLS block is not in static TLS; "
-                                       "load it with the system loader (loader='system')")
-        return offset + r.addend
-    return binding.value + (base if binding.base_relative else 0) + r.addend
+        return [tp_offset(plan, r, bound.get(r.symbol, NOWHERE)) + r.addend for r in rows]
+    return [address.get(r.symbol, 0) + r.addend for r in rows]
+
+
+def tp_offset(plan: Plan, r: Relocation, binding: Binding) -> int:
+    offset = tls.tp_offset(binding.value)
+    if offset is None:
+        raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
+                                   "of a library whose TLS block is not in static TLS; "
+                                   "load it with the system loader (loader='system')")
+    return offset
 
 
 def store(plan: Plan, memory: Words, trace: Trace, name: str, table: str, offsets: List[int],

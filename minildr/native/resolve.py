@@ -17,8 +17,8 @@ or any code of the library runs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from collections import Counter
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 from .. import linkage
 from ..formats import elf
@@ -31,8 +31,7 @@ RTLD_DEFAULT = ffi.NULL
 
 
 
-@dataclass(frozen=True)
-class Binding:
+class Binding(NamedTuple):
     """Where a symbol was found: an address, or an offset from this library's base."""
     value: int
     base_relative: bool = False         # st_value of this library: add the load base
@@ -51,7 +50,7 @@ def open_needed(plan: Plan, trace: Trace) -> List[Any]:
     makes before loading with either loader.
     """
     handles = []
-    needs = linkage.needs_of(plan.elf.data, plan.path) if plan.needed else None
+    needs = linkage.Needs(plan.needed, plan.rpath, plan.runpath, [], {})
     origin = os.path.dirname(os.path.abspath(plan.path))
     for name in plan.needed:
         found = linkage.find_library(name, needs, origin)
@@ -72,26 +71,32 @@ def close_needed(handles: List[Any]) -> None:
 
 
 def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Binding]:
-    bound: Dict[int, Binding] = {}
-    for r in plan.other:
-        if r.symbol and r.symbol not in bound:
-            bound[r.symbol] = bind(plan, r.symbol, handles, trace)
+    """Each symbol the relocations name, bound once however many relocations use it.
+
+    The trace gets one event per symbol if asked for in detail, else one per
+    place the symbols were found, with how many (libcrypto binds 3,205).
+    """
+    sources: Counter = Counter()
+    bound = {index: bind(plan, index, handles, trace, sources)
+             for index in dict.fromkeys(r.symbol for r in plan.other) if index}
+    for where, count in sources.items() if not trace.detailed else ():
+        trace.event("resolve", f"{count} symbol{'s' * (count > 1)} -> {where}",
+                    source=where, count=count)
     return bound
 
 
-def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
+def bind(plan: Plan, index: int, handles: List[Any], trace: Trace, sources: Counter) -> Binding:
     """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
-    sym, name = plan.symbols[index], plan.names[index]
+    sym = plan.symbols[index]
+    name, kind = plan.names[index], elf.ELF64_ST_TYPE(sym.st_info)
     defined = sym.st_shndx != elf.SHN_UNDEF
-    own = Binding(sym.st_value, base_relative=sym.st_shndx != elf.SHN_ABS,
-                  ifunc=elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC)
     version = None if defined or not plan.versym else plan.versions.get(
         plan.versym[index] & ~elf.VERSYM_HIDDEN)
     # A local symbol, or -Bsymbolic, or protected visibility: always this library's own.
-    if defined and (elf.ELF64_ST_BIND(sym.st_info) == elf.STB.LOCAL or plan.symbolic
-                    or elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS   # its block: tls.py
-                    or elf.ELF64_ST_VISIBILITY(sym.st_other) == elf.STV.PROTECTED):
-        return traced(trace, name, "this library", own)
+    if defined and (elf.ELF64_ST_BIND(sym.st_info) == elf.STB_LOCAL or plan.symbolic
+                    or kind == elf.STT_TLS                            # its block: tls.py
+                    or elf.ELF64_ST_VISIBILITY(sym.st_other) == elf.STV_PROTECTED):
+        return traced(trace, sources, name, "this library", own(sym))
     scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]
     if not defined:             # a definition of our own comes before the DT_NEEDED libraries'
         scopes += zip(plan.needed, handles)
@@ -99,18 +104,27 @@ def bind(plan: Plan, index: int, handles: List[Any], trace: Trace) -> Binding:
         pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
                    else libc.dlsym(handle, name.encode()))
         if pointer:
-            return traced(trace, name, where, Binding(pointer), version)
+            return traced(trace, sources, name, where, Binding(pointer), version)
     if defined:
-        return traced(trace, name, "this library", own)
-    if elf.ELF64_ST_BIND(sym.st_info) == elf.STB.WEAK:
-        return traced(trace, name, "nowhere (weak: 0)", NOWHERE)
+        return traced(trace, sources, name, "this library", own(sym))
+    if elf.ELF64_ST_BIND(sym.st_info) == elf.STB_WEAK:
+        return traced(trace, sources, name, "nowhere (weak: 0)", NOWHERE)
     wanted = f"{name}@{version}" if version else name
     raise LoadError(plan.path, f"undefined symbol {wanted!r}: neither the host process nor "
                                f"{', '.join(plan.needed) or 'any needed library'} defines it; "
                                "load the library that does first, or link against it")
 
 
-def traced(trace: Trace, name: str, where: str, binding: Binding, version: Any = None) -> Binding:
-    trace.event("resolve", f"{name}{'@' + version if version else ''} -> {where}",
-                symbol=name, version=version, source=where)
+def own(sym: Any) -> Binding:
+    """A definition of this library: its st_value, from the base unless absolute (SHN_ABS)."""
+    return Binding(sym.st_value, sym.st_shndx != elf.SHN_ABS,
+                   elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_GNU_IFUNC)
+
+
+def traced(trace: Trace, sources: Counter, name: str, where: str, binding: Binding,
+           version: Any = None) -> Binding:
+    sources[where] += 1
+    if trace.detailed:
+        trace.event("resolve", f"{name}{'@' + version if version else ''} -> {where}",
+                    symbol=name, version=version, source=where)
     return binding

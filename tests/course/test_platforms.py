@@ -46,8 +46,25 @@ def minildr_host():
     return HOST
 
 
-def test_conftest_uses_this_rule():
-    assert conftest.pytest_collection_modifyitems is platforms.pytest_collection_modifyitems
+def test_conftest_uses_this_rule(monkeypatch):
+    seen = []
+    monkeypatch.setattr(platforms, "pytest_collection_modifyitems",
+                        lambda config, items: seen.append(items))
+    conftest.pytest_collection_modifyitems(None, [])
+    assert seen == [[]]
+
+
+def test_the_slow_files_are_collected_first_each_in_its_own_order(monkeypatch):
+    monkeypatch.setattr(platforms, "pytest_collection_modifyitems", lambda config, items: None)
+
+    class Item:
+        def __init__(self, nodeid):
+            self.nodeid = nodeid
+    names = ["tests/a.py::x", "tests/course/test_nbgrader.py::one", "notebooks/01.ipynb::Cell 0",
+             "tests/course/test_nbgrader.py::two", "tests/core/test_races.py::r"]
+    items = [Item(name) for name in names]
+    conftest.pytest_collection_modifyitems(None, items)
+    assert [item.nodeid for item in items] == [names[1], names[3], names[4], names[0], names[2]]
 
 
 @pytest.mark.skipif(platforms.host() != ("linux", "x86_64"),

@@ -278,7 +278,7 @@ def test_aarch64_relocations_applied_by_the_table(tmp_path):
     plan.other = [r for r in plan.other
                         if aarch64.SUPPORTED[r.type][1] is not Rel.IRELATIVE
                         and elf.ELF64_ST_TYPE(plan.symbols[r.symbol].st_info) != elf.STT.GNU_IFUNC]
-    trace = Trace()
+    trace = Trace(True)                 # every symbol's event, not a count per source
     bound = resolve.bind_symbols(plan, [], trace)
     base = mapping.reserve(plan, trace)
     try:
@@ -301,3 +301,27 @@ def test_aarch64_relocations_applied_by_the_table(tmp_path):
         assert strlen.data["source"] == "the host process"
     finally:
         mapping.unmap(base, plan.span)
+
+
+# -- names: decoded all at once, but a damaged one stops a load only if it is used ------
+@requires_native_loader
+@pytest.mark.parametrize("name, stops", [("greet", False), ("__cxa_finalize", True)])
+def test_a_damaged_symbol_name_stops_a_load_only_if_a_relocation_uses_it(greet_so, name, stops):
+    """`greet` is exported and looked up, never relocated; `__cxa_finalize` is bound (GLOB_DAT)."""
+    plan = parse(greet_so.read_bytes(), str(greet_so))
+    assert isinstance(plan.names, list)                  # the fast path: every name at once
+    index = plan.names.index(name)
+    assert (index in {r.symbol for r in plan.other}) == stops
+    symtab = elf.DynamicSection(plan.elf).offset(elf.DT.SYMTAB, 0, "symbol table")
+    at = symtab + index * 24                              # st_name: the first 4 bytes of an entry
+    greet_so.write_bytes(greet_so.read_bytes()[:at] + struct.pack("<I", 0xFFFFFF)
+                         + greet_so.read_bytes()[at + 4:])
+    if stops:
+        with pytest.raises(minildr.NotAPlugin, match="past its string table"):
+            minildr.native.load(greet_so)
+    else:
+        assert isinstance(minildr.native.plan(greet_so).names, elf.Names)   # each when asked
+        with minildr.native.load(greet_so) as lib:          # loads: no relocation names it
+            assert not lib.unloaded
+            with pytest.raises(minildr.NotAPlugin, match="past its string table"):
+                lib.lookup("greet")                           # asked for: now it is used

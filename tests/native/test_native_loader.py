@@ -7,6 +7,7 @@ sealed image it maps, init/fini and atexit order, and clean failure.
 """
 from __future__ import annotations
 
+import collections
 import gc
 import importlib.util
 import json
@@ -282,13 +283,18 @@ def test_weak_undefined_symbols_are_zero(tmp_path, loader):
 
 
 def test_trace_names_symbol_versions(echo_so):
-    with minildr.native.load(echo_so) as lib:
+    """In detail, one event per symbol; by default one per place found, with its count."""
+    with minildr.native.load(echo_so, trace=True) as lib:
         resolved = {e.data["symbol"]: e.data for e in lib.trace.events if e.step == "resolve"}
     assert resolved["strlen"]["version"].startswith("GLIBC_")
     assert resolved["strlen"]["source"] == "the host process"
     # minildr.build links with -Bsymbolic: the plugin's references to its own
     # exports (echo's `calls`) are bound by the static linker, not looked up.
     assert "calls" not in resolved
+    with minildr.native.load(echo_so) as lib:
+        summary = {e.data["source"]: e.data["count"] for e in lib.trace.events
+                   if e.step == "resolve"}
+    assert summary == collections.Counter(d["source"] for d in resolved.values())
 
 
 # -- where it cannot run --------------------------------------------------------
@@ -358,7 +364,7 @@ def test_needed_library_found_through_runpath_origin(tmp_path):
                     "-L", str(tmp_path / "lib"), "-ldep", "-Wl,-rpath,$ORIGIN/lib",
                     "-Wl,--enable-new-dtags"], check=True)
     with minildr.native.load(top) as lib:
-        assert lib.plan.runpath == "$ORIGIN/lib"
+        assert lib.plan.runpath == ["$ORIGIN/lib"]
         assert lib.lookup("top_value", "int (void)")() == 42
     (tmp_path / "lib" / "libdep.so").unlink()
     with pytest.raises(minildr.errors.LoadError, match="needs libdep.so, which was not found"):
