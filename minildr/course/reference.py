@@ -44,8 +44,12 @@ def ld_debug_bindings(stderr: str, library: str) -> Dict[str, Optional[str]]:
 def native_bindings(trace: Any) -> Dict[str, Optional[str]]:
     """From a native load's trace: {symbol: version} for each name found in another library.
 
+    The trace must be detailed (`load(path, trace=True)`): otherwise resolve
+    events are one per source, with a count, and name no symbol.
+
     Weak names that resolved nowhere (their `source` says so) are left out:
     the system loader makes no binding for them either.
     """
     return {e.data["symbol"]: e.data["version"] for e in trace.events
-            if e.step == "resolve" and not e.data["source"].startswith("nowhere")}
+            if e.step == "resolve" and "symbol" in e.data
+            and not e.data["source"].startswith("nowhere")}
