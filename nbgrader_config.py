@@ -8,9 +8,12 @@
 #     nbgrader autograde minildr               # each check cell is a test of 1 point
 #     nbgrader generate_feedback minildr       # the course's own check messages
 #
-# The notebooks read the course's examples and headers as ../examples: put
-# the repository's examples/ beside the assignment's folder in source/,
-# release/, submitted/<student>/ and autograded/<student>/ (a symlink will do).
+# The notebooks find the course's examples and headers themselves
+# (minildr.course.course_files): from the checkout of the minildr that
+# nbgrader's kernels import, or the folder pip installed it from. If neither
+# is a course checkout, set MINILDR_COURSE to one before running nbgrader.
+# (Exercises 05-09 still read ../examples until they are converted: for
+# those, put the repository's examples/ beside the assignment's folder.)
 # tests/course/test_nbgrader.py runs this whole cycle.
 import os
 

@@ -2,12 +2,16 @@
 
 A teacher who grades with nbgrader uses `solutions/` as source notebooks and
 the repository's `nbgrader_config.py`. This runs what they would run, with
-nbgrader itself, on two notebooks (02: C answer cells; 06: a correct answer
-whose check makes a plugin crash on purpose, in a worker): the release is
-what `exercises/` holds, cell for cell; an untouched release scores 0; the
-solutions, typed in as a student would (markers removed), score full marks;
-the feedback quotes the course's own check messages; no build output or
-private key lands in the release.
+nbgrader itself, on two notebooks (02 and 03: C answer cells, one with two
+answer regions, checks that call the learner's C in a worker): the release
+is what `exercises/` holds, cell for cell; an untouched release scores 0;
+the solutions, typed in as a student would (markers removed), score full
+marks; the feedback quotes the course's own check messages; no build output
+or private key lands in the release. Nothing is put beside the assignment:
+the notebooks find the course's examples themselves (course_files), from
+nbgrader's source/, release/, submitted/ and autograded/ folders alike.
+(A correct answer whose check writes to stderr on purpose is graded by
+test_exercises.py::test_under_grading_a_check_not_done_raises_with_its_verdict.)
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from platforms import requires_isolation
 nbgrader = pytest.importorskip("nbgrader")
 from minildr.course.exercises import BEGIN, END, HINT  # noqa: E402
 
-NOTEBOOKS = ["02-smallest-plugin.ipynb", "06-pitfalls.ipynb"]
+NOTEBOOKS = ["02-smallest-plugin.ipynb", "03-checks-before-loading.ipynb"]
 ASSIGNMENT = "ps"
 BIN = Path(sys.executable).parent          # nbgrader runs `alembic` from PATH
 
@@ -53,14 +57,6 @@ def as_typed_by_a_student(release: Path, solution: Path, target: Path) -> None:
     nbformat.write(nb, target)
 
 
-def link_examples(folder: Path) -> None:
-    """The notebooks read ../examples (see nbgrader_config.py)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    link = folder / "examples"
-    if not link.exists():
-        link.symlink_to(ROOT / "examples", target_is_directory=True)
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> Path:
     course = tmp_path_factory.mktemp("nbgrader-course")
@@ -69,15 +65,11 @@ def graded(tmp_path_factory) -> Path:
     source.mkdir(parents=True)
     for name in NOTEBOOKS:
         shutil.copy(ROOT / "solutions" / name, source / name)
-    for folder in ("source", "release"):
-        link_examples(course / folder)
     nbgrader_cmd(course, "generate_assignment", ASSIGNMENT, "--force")
     release = course / "release" / ASSIGNMENT
     for student in ("alice", "bob"):
         submitted = course / "submitted" / student / ASSIGNMENT
         submitted.mkdir(parents=True)
-        link_examples(course / "submitted" / student)
-        link_examples(course / "autograded" / student)
         for name in NOTEBOOKS:
             if student == "alice":                  # hands in the release untouched
                 shutil.copy(release / name, submitted / name)
@@ -132,5 +124,12 @@ def test_the_feedback_shows_the_courses_own_messages(graded):
     page = (graded / "feedback" / "alice" / ASSIGNMENT / NOTEBOOKS[0].replace(".ipynb", ".html"))
     text = page.read_text(encoding="utf-8")
     assert "Task 02.1" in text and "not yet" in text
+    assert "still a TODO: Task 02.2: write your code here" in text
     bob = (graded / "feedback" / "bob" / ASSIGNMENT / NOTEBOOKS[1].replace(".ipynb", ".html"))
-    assert "done" in bob.read_text(encoding="utf-8")
+    assert "Task 03.4 (the first three checks, by hand): done" in bob.read_text(encoding="utf-8")
+
+
+@requires_isolation
+def test_nothing_is_put_beside_the_assignment(graded):
+    """The notebooks found the examples without ../examples (course_files)."""
+    assert not list(graded.rglob("examples"))
