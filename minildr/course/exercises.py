@@ -4,7 +4,6 @@ Each notebook in `solutions/` marks its solution code the way nbgrader marks
 it, so a teacher who grades with nbgrader can use our solutions as its source
 notebooks:
 
-    ### HINT: look the function up with its exact C type      (optional)
     ### BEGIN SOLUTION
     greet_fn = plugin.lookup("greet", "const char *(void)")
     ### END SOLUTION
@@ -12,11 +11,27 @@ notebooks:
 and in C (inside a `%%minildr` or `%%writefile` cell), the same words in a
 comment: `/* ### BEGIN SOLUTION */` ... `/* ### END SOLUTION */`.
 
-`generate` does what nbgrader's ClearSolutions step does, plus two things
-learners need: the Python stub raises NotImplementedError *with the hint*,
-and a C region becomes a skeleton comment that names the hint. Each cell
-that had a solution is tagged `raises-exception`, so "Run All" in JupyterLab
-and nbval go on past the TODOs; outputs are cleared.
+`generate` does what nbgrader's ClearSolutions step does, plus what learners
+need: the Python stub raises NotImplementedError naming the task to write
+(the task of the next check cell, `@task("02.3", ...)`), never how; a C
+region becomes a skeleton comment naming the task. Each cell that had a
+solution is tagged `raises-exception`, so "Run All" in JupyterLab and nbval
+go on past the TODOs; outputs are cleared.
+
+Hints are progressive and folded, in the task's markdown, the same in the
+solution and the exercise (a `<details>` block shows folded in JupyterLab,
+nbgrader's release and the static site alike):
+
+    <details><summary>Hint 1</summary>
+
+    The idea, or the function to look at; never the answer's code.
+
+    </details>
+
+`hint_block(n, text)` writes one. The answer's code lives only in
+solutions/ (tests/course/test_exercises.py checks that no line of it
+appears anywhere in the exercise). The old one-line `### HINT:` comment (the
+answer, said again) is kept as it is where a solution still has one.
 
     python -m minildr.exercises            # regenerate exercises/ from solutions/
     python -m minildr.exercises --check    # exit 1 if exercises/ is stale
@@ -36,6 +51,7 @@ BEGIN, END, HINT = "### BEGIN SOLUTION", "### END SOLUTION", "### HINT:"
 ANSWER_STUB = "YOUR ANSWER HERE"
 TAG = "raises-exception"
 C_MAGICS = ("%%minildr", "%%writefile")
+_TASK = re.compile(r"""^@task\(\s*["']([^"']+)["']""", re.M)
 
 
 class MarkerError(ValueError):
@@ -46,38 +62,60 @@ def is_c_cell(source: str) -> bool:
     return source.lstrip().startswith(C_MAGICS)
 
 
-def _marker_text(line: str) -> str:
+def marker_text(line: str) -> str:
     """A line without its C comment delimiters: '/* ### END SOLUTION */' -> '### END SOLUTION'."""
     return re.sub(r"^\s*(?://|/\*)?\s*|\s*(?:\*/)?\s*$", "", line)
 
 
-def _stub(indent: str, hint: str, c_code: bool) -> List[str]:
+def task_id(source: str) -> str:
+    """The task a check cell checks ("02.1"), or "" if the cell is not a check."""
+    found = _TASK.search(source)
+    return found.group(1) if found else ""
+
+
+def tasks_of_cells(cells: List[nbformat.NotebookNode]) -> List[str]:
+    """For each cell, the task it belongs to: that of the first check cell at or after it."""
+    tasks, current = [""] * len(cells), ""
+    for index in range(len(cells) - 1, -1, -1):
+        cell = cells[index]
+        found = task_id(cell.source) if cell.cell_type == "code" else ""
+        current = found or current
+        tasks[index] = current
+    return tasks
+
+
+def hint_block(number: int, text: str) -> str:
+    """A folded hint, as it goes into a task's markdown (see the module docstring)."""
+    return f"<details><summary>Hint {number}</summary>\n\n{text.strip()}\n\n</details>"
+
+
+def _stub(indent: str, task: str, c_code: bool) -> List[str]:
+    """What replaces an answer: which task to write, not how (the hints say that)."""
+    what = f"task {task}" if task else "the task above"
     if c_code:
-        return [f"{indent}/* YOUR CODE HERE: {hint or 'see the task above'} */"]
-    message = hint or "write this part (see the task above)"
+        return [f"{indent}/* YOUR CODE HERE: {what} (the task and its hints are above) */"]
+    message = f"{what[0].upper()}{what[1:]}: write your code here (the task and its hints are above)"
     return [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({message!r})"]
 
 
-def clear_solutions(source: str, *, c_code: bool, where: str = "") -> Tuple[str, bool]:
+def clear_solutions(source: str, *, c_code: bool, where: str = "",
+                    task: str = "") -> Tuple[str, bool]:
     """The source with each solution region replaced by its stub; and whether any was."""
     out: List[str] = []
-    hint = ""
     inside = False
     found = False
     for number, line in enumerate(source.splitlines(), 1):
-        text = _marker_text(line)
-        if text.startswith(HINT):
-            hint = text[len(HINT):].strip()
+        text = marker_text(line)
         if text == BEGIN:
             if inside:
                 raise MarkerError(f"{where}: line {number}: BEGIN SOLUTION inside a solution")
             inside, found = True, True
-            out += _stub(re.match(r"\s*", line).group(0), hint, c_code)
+            out += _stub(re.match(r"\s*", line).group(0), task, c_code)
             continue
         if text == END:
             if not inside:
                 raise MarkerError(f"{where}: line {number}: END SOLUTION without a BEGIN")
-            inside, hint = False, ""
+            inside = False
             continue
         if not inside:
             out.append(line)
@@ -96,7 +134,7 @@ def clear_answer(source: str, where: str = "") -> Tuple[str, bool]:
     return pattern.sub(ANSWER_STUB, source), True
 
 
-def exercise_cell(cell: nbformat.NotebookNode, where: str) -> bool:
+def exercise_cell(cell: nbformat.NotebookNode, where: str, task: str = "") -> bool:
     """Turn one solution cell into its exercise, in place; whether it held an answer.
 
     Used for every cell by `exercise_from_solution`, and by nbgrader's
@@ -109,7 +147,8 @@ def exercise_cell(cell: nbformat.NotebookNode, where: str) -> bool:
     if cell.cell_type != "code":
         return False
     cell.metadata.pop("execution", None)        # timings of the run that made the solution
-    cell.source, found = clear_solutions(cell.source, c_code=is_c_cell(cell.source), where=where)
+    cell.source, found = clear_solutions(cell.source, c_code=is_c_cell(cell.source),
+                                         where=where, task=task)
     cell.outputs, cell.execution_count = [], None
     if found:
         tags = cell.metadata.setdefault("tags", [])
@@ -121,8 +160,9 @@ def exercise_cell(cell: nbformat.NotebookNode, where: str) -> bool:
 def exercise_from_solution(solution: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     """The exercise notebook for one solution notebook."""
     nb = nbformat.from_dict(copy.deepcopy(solution))
+    tasks = tasks_of_cells(nb.cells)
     for index, cell in enumerate(nb.cells):
-        exercise_cell(cell, f"{name} cell {index + 1}")
+        exercise_cell(cell, f"{name} cell {index + 1}", tasks[index])
     nb.metadata.pop("widgets", None)
     return nb
 

@@ -22,31 +22,29 @@ which `nbgrader_config.py` at the repository's root does with what is here:
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Tuple
 
 from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
 
-from .exercises import exercise_cell
+from .exercises import exercise_cell, task_id, tasks_of_cells
 from .selfcheck import GRADING_VARIABLE
 
 __all__ = ["ClearCourseSolutions", "MarkChecks", "GRADING_VARIABLE", "task_id"]
-_TASK = re.compile(r"""^@task\(\s*["']([^"']+)["']""", re.M)
-
-
-def task_id(source: str) -> str:
-    """The task a check cell checks ("02.1"), or "" if the cell is not a check."""
-    found = _TASK.search(source)
-    return found.group(1) if found else ""
 
 
 class ClearCourseSolutions(ClearSolutions):
     """nbgrader's ClearSolutions, clearing each cell the way `make exercises` does."""
 
+    def preprocess(self, nb: Any, resources: dict) -> Tuple[Any, dict]:
+        self._tasks = tasks_of_cells(nb.cells)      # each stub names its task
+        return super().preprocess(nb, resources)
+
     def preprocess_cell(self, cell: Any, resources: dict, index: int) -> Tuple[Any, dict]:
         name = resources.get("unique_key", "notebook")
         if cell.cell_type in ("code", "markdown"):
-            exercise_cell(cell, f"{name} cell {index + 1}")
+            tasks = getattr(self, "_tasks", [])
+            exercise_cell(cell, f"{name} cell {index + 1}",
+                          tasks[index] if index < len(tasks) else "")
             if cell.cell_type == "code":
                 cell.metadata.pop("editable", None)
         return cell, resources

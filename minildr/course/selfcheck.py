@@ -15,8 +15,13 @@ collects after running a learner's notebooks:
 - not yet  the task is still a TODO (the stub raised NotImplementedError, or a
            name it should define does not exist yet), or the answer is not
            right yet (`expect` says what to change);
-- error    something else went wrong (the plugin did not build, a crash...):
-           the message is the error's own.
+- error    something else went wrong (the plugin did not build...): the
+           message is the error's own.
+
+A learner's C code is called by a check through `isolated(plugin)`: the
+plugin opened again in a worker process, so that a NULL write or an endless
+loop is a verdict ("your plugin crashed with SIGSEGV in `run`", "did not
+return within 5 s", each with what to look for), never a dead kernel.
 
 A check never raises: a notebook of fresh exercises runs from top to bottom
 with only its TODO cells failing.
@@ -25,17 +30,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
+import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 from . import runs_on
 from ..console import shown_path, tolerant_output
+from ..errors import PluginCrashed, PluginTimeout
+from ..loader import Plugin, open as open_plugin
 from ..progress import progress
 from ..host import HOST
 
@@ -55,6 +66,128 @@ def expect(condition: object, message: str) -> None:
     """Fail the check with a friendly `message` unless `condition` holds."""
     if not condition:
         raise NotDone(message)
+
+
+# Seconds a learner's function may take in a check before it counts as a hang.
+CALL_SECONDS = 5.0
+
+# What each way of dying usually means in a learner's C, and where to look.
+LOOK_FOR = {
+    "SIGSEGV": "look for a pointer that is NULL or points past what was allocated "
+               "(an index beyond an array's end, a missing malloc, a string not ended by 0)",
+    "SIGBUS": "look for a pointer to memory that is not there any more or is misaligned",
+    "SIGFPE": "look for a division (or %) by zero",
+    "SIGABRT": "look for a failed assert() or a free() of memory not (or no longer) malloc'ed",
+    "SIGILL": "look for a function that ends without a return, or __builtin_trap()",
+}
+LOOK_FOR_HANG = ("look for a loop whose condition never becomes false: what changes at each "
+                 "turn, and does it reach the end?")
+
+
+@contextlib.contextmanager
+def isolated(plugin: Union[Plugin, str, "os.PathLike[str]"], seconds: float = CALL_SECONDS,
+             **open_args: Any) -> Iterator[Plugin]:
+    """The learner's plugin opened again in a worker process, for a check to call.
+
+    A crash or a hang in the learner's code then stops the worker, not the
+    kernel, and `judge` turns it into a verdict that says what happened.
+    `plugin` is what a `%%minildr` cell bound (or a path); `open_args` go
+    to minildr.open (contracts=...).
+    """
+    path = plugin.path if isinstance(plugin, Plugin) else plugin
+    with open_plugin(path, isolate=seconds, **open_args) as worker:
+        yield worker
+
+
+def _died(returncode: int, during: str) -> None:
+    """Raise PluginCrashed if a process running the learner's code was killed by a signal."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        raise PluginCrashed(None, f"the process was killed by {name} during {during}()",
+                            signal=name)
+
+
+def host_process(code: str, *args: object, seconds: float = CALL_SECONDS,
+                 during: str = "the host", cwd: Optional[Path] = None,
+                 env: Optional[dict] = None) -> "subprocess.CompletedProcess[str]":
+    """Run a small Python host (`python -c code args...`) in a process of its own.
+
+    For checks whose lesson needs the system loader as a whole process sees
+    it (RTLD_GLOBAL, LD_DEBUG, a lazy binding's exit status). A signal that
+    kills it, or a hang, is the learner's plugin's: PluginCrashed or
+    PluginTimeout "during `during`()", which judge turns into feedback; an
+    exit status is returned, for the check to read.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise PluginTimeout(None, f"no answer within {seconds:g} s during {during}()") from None
+    _died(done.returncode, during)
+    return done
+
+
+def _child(pipe: Any, function: Callable[..., Any], args: tuple) -> None:
+    try:
+        pipe.send((True, function(*args)))
+    except BaseException as exc:  # noqa: BLE001 - sent back to the check, raised there
+        pipe.send((False, exc))
+
+
+def in_child(function: Callable[..., Any], *args: Any, seconds: float = CALL_SECONDS,
+             during: str = "your function") -> Any:
+    """Call a learner's Python function in a forked child; its result, or its exception.
+
+    For a learner's function that calls C itself (raw cffi): if it does what
+    the task says not to, the child dies, not the kernel (PluginCrashed,
+    PluginTimeout). POSIX only; the result must pickle.
+    """
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(send, function, args), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(seconds):
+            child.kill()
+            child.join()
+            raise PluginTimeout(None, f"no answer within {seconds:g} s during {during}()")
+        try:
+            ok, value = receive.recv()
+        except EOFError:                       # it died before it could answer
+            child.join()
+            _died(child.exitcode or 0, during)
+            raise PluginCrashed(None, f"exited with status {child.exitcode} during {during}()",
+                                exit_code=child.exitcode) from None
+    finally:
+        receive.close()
+    child.join()
+    if not ok:
+        raise value
+    return value
+
+
+def _where(reason: str) -> str:
+    """The learner's function a worker died in ("run"), from the error's words."""
+    found = re.search(r"during (\w+)\(\)", reason)
+    if found:
+        return f" in `{found.group(1)}`"
+    found = re.search(r"during (looking up \w+|loading|opening)", reason)
+    return f" while {found.group(1)}" if found else ""
+
+
+def crash_message(exc: Union[PluginCrashed, PluginTimeout]) -> str:
+    """A learner's crash or hang, told as feedback: what happened, where, what to look for."""
+    where = _where(exc.reason)
+    if isinstance(exc, PluginTimeout):
+        seconds = re.search(r"within ([\d.]+) s", exc.reason)
+        limit = f"{seconds.group(1)} s" if seconds else "its time limit"
+        return f"Your plugin did not return within {limit}{where}: {LOOK_FOR_HANG}"
+    if exc.signal:
+        advice = LOOK_FOR.get(exc.signal, "look at the last thing your code does before it")
+        return f"Your plugin crashed with {exc.signal}{where}: {advice}"
+    return (f"Your plugin's process exited with status {exc.exit_code}{where}: look for a "
+            "call to exit() or abort() in your code")
 
 
 @dataclass
@@ -78,6 +211,8 @@ def judge(task_id: str, title: str, check: Callable[[], object]) -> Verdict:
     except NotImplementedError as exc:
         hint = str(exc) or "the TODO above"
         return Verdict(task_id, title, NOT_YET, f"still a TODO: {hint}")
+    except (PluginCrashed, PluginTimeout) as exc:
+        return Verdict(task_id, title, NOT_YET, crash_message(exc))
     except NameError as exc:
         return Verdict(task_id, title, NOT_YET,
                        f"{exc}: run the task's cell above once it is written")

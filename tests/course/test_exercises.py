@@ -17,7 +17,8 @@ import pytest
 
 from minildr.course import exercises, selfcheck
 from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
-from helpers import ROOT
+from helpers import ROOT, write_plugin
+from platforms import requires_isolation
 
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
@@ -26,15 +27,32 @@ EXERCISES = ROOT / "exercises"
 # ---------------------------------------------------------------------------
 # The generator
 # ---------------------------------------------------------------------------
-def test_a_python_solution_becomes_a_stub_that_raises_with_the_hint():
+def test_a_python_stub_names_its_task_and_never_the_hint():
     source = ("x = 1\n### HINT: add one to x\n### BEGIN SOLUTION\ny = x + 1\n"
               "### END SOLUTION\nprint(y)")
-    cleared, found = exercises.clear_solutions(source, c_code=False)
+    cleared, found = exercises.clear_solutions(source, c_code=False, task="02.1")
     assert found
     assert cleared == ("x = 1\n### HINT: add one to x\n# YOUR CODE HERE\n"
-                       "raise NotImplementedError('add one to x')\nprint(y)")
-    with pytest.raises(NotImplementedError, match="add one to x"):
+                       "raise NotImplementedError('Task 02.1: write your code here (the task "
+                       "and its hints are above)')\nprint(y)")
+    with pytest.raises(NotImplementedError, match="Task 02.1") as err:
         exec(cleared, {})
+    assert "add one" not in str(err.value)
+
+
+def test_each_answer_cell_belongs_to_the_task_of_the_next_check():
+    cells = [nbformat.v4.new_markdown_cell("## Task 1"), nbformat.v4.new_code_cell("x = 1"),
+             nbformat.v4.new_code_cell('@task("01.1", "one")\ndef _(): pass'),
+             nbformat.v4.new_code_cell("y = 2"),
+             nbformat.v4.new_code_cell("@task('01.2', 'two')\ndef _(): pass"),
+             nbformat.v4.new_markdown_cell("Key points")]
+    assert exercises.tasks_of_cells(cells) == ["01.1", "01.1", "01.1", "01.2", "01.2", ""]
+
+
+def test_a_hint_is_folded():
+    block = exercises.hint_block(2, "Look at `elf.ElfFile`.")
+    assert block.startswith("<details><summary>Hint 2</summary>\n\n")
+    assert block.endswith("\n\n</details>") and "elf.ElfFile" in block
 
 
 def test_an_indented_region_keeps_its_indentation():
@@ -47,11 +65,11 @@ def test_an_indented_region_keeps_its_indentation():
 
 
 def test_a_c_solution_becomes_a_skeleton_comment():
-    source = ("%%minildr p\nint f(int a) {\n    /* ### HINT: return twice a */\n"
+    source = ("%%minildr p\nint f(int a) {\n"
               "    /* ### BEGIN SOLUTION */\n    return 2 * a;\n    /* ### END SOLUTION */\n}")
-    cleared, found = exercises.clear_solutions(source, c_code=True)
+    cleared, found = exercises.clear_solutions(source, c_code=True, task="01.3")
     assert found and "2 * a" not in cleared
-    assert "    /* YOUR CODE HERE: return twice a */\n}" in cleared
+    assert "    /* YOUR CODE HERE: task 01.3 (the task and its hints are above) */\n}" in cleared
     assert exercises.is_c_cell(source) and not exercises.is_c_cell("print(1)")
 
 
@@ -124,6 +142,53 @@ def test_every_course_notebook_with_an_exercise_exists_and_each_has_tasks():
         assert low <= text.count("@task(") <= 4, f"{path.name}: {low}-4 tasks"
 
 
+# Notebooks whose tasks have folded, progressive hints (the exb helper adds 05-09
+# as it converts them; until then their old one-line hints give the answer away).
+HINTED = {"01", "02", "03", "04"}
+SIGNIFICANT = 12            # a solution line this long (spaces squeezed) is code, not a brace
+
+
+def squeezed(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def solution_lines(nb) -> set:
+    """The answer's code: each long enough line inside a solution region, markers stripped."""
+    found, inside = set(), False
+    for cell in nb.cells:
+        for line in cell.source.splitlines():
+            text = exercises.marker_text(line)
+            if text in (exercises.BEGIN, exercises.END):
+                inside = text == exercises.BEGIN
+            elif inside and len(squeezed(line)) >= SIGNIFICANT:
+                found.add(squeezed(line))
+    return found
+
+
+def hinted(path: Path):
+    marks = [] if path.name[:2] in HINTED else [pytest.mark.xfail(
+        strict=True, reason="issue 18: hints of this notebook not yet converted")]
+    return pytest.param(path, marks=marks, id=path.name[:2])
+
+
+@pytest.mark.parametrize("path", [hinted(p) for p in sorted(SOLUTIONS.glob("[0-9]*.ipynb"))])
+def test_no_exercise_shows_its_solutions_code_and_every_task_has_a_folded_hint(path):
+    solution = nbformat.read(path, as_version=4)
+    exercise = nbformat.read(EXERCISES / path.name, as_version=4)
+    shown = "\n".join(squeezed(c.source) for c in exercise.cells)
+    leaked = sorted(line for line in solution_lines(solution) if line in shown)
+    assert not leaked, f"{path.name}: the exercise shows the answer's code: {leaked}"
+    assert exercises.HINT not in shown, f"{path.name}: an old one-line hint (the answer)"
+    tasks = exercises.tasks_of_cells(exercise.cells)
+    for task in sorted(set(tasks) - {""}):
+        text = "\n".join(c.source for c, t in zip(exercise.cells, tasks)
+                         if t == task and c.cell_type == "markdown")
+        assert "<details><summary>Hint 1</summary>" in text, f"task {task}: no folded hint"
+    for cell in exercise.cells:
+        for stub in re.findall(r"NotImplementedError\((.*)\)", cell.source):
+            assert re.match(r"""['"]Task \d\d\.\d""", stub), f"{path.name}: {stub}"
+
+
 # ---------------------------------------------------------------------------
 # Checks and the progress command
 # ---------------------------------------------------------------------------
@@ -146,6 +211,38 @@ def test_judge_turns_every_outcome_into_a_verdict():
     assert judge("1", "t", wrong).message == "should be 42"
     verdict = judge("1", "t", crash)
     assert verdict.status == ERROR and verdict.message == "OSError: disk on fire"
+
+
+CRASHY_C = """\
+int run(int i) { int *out = 0; out[i] = 1; return 0; }
+int spin(void) { for (;;) { } return 0; }
+int stop(void) { extern void exit(int); exit(3); return 0; }
+"""
+
+
+@requires_isolation
+def test_a_learners_crash_or_hang_is_a_verdict_that_says_what_to_look_for(tmp_path):
+    """isolated(): the check calls the learner's code in a worker; judge tells what happened."""
+    path = write_plugin(tmp_path, "crashy", CRASHY_C,
+                        "int run(int i);\nint spin(void);\nint stop(void);\n")
+
+    def calling(name, ctype, *args, seconds=selfcheck.CALL_SECONDS):
+        def check():
+            with selfcheck.isolated(path, seconds) as plugin:
+                plugin.lookup(name, ctype)(*args)
+        return check
+
+    crashed = judge("1", "t", calling("run", "int (int)", 3))
+    assert crashed.status == NOT_YET
+    assert crashed.message.startswith("Your plugin crashed with SIGSEGV in `run`: look for a "
+                                      "pointer that is NULL")
+    hung = judge("1", "t", calling("spin", "int (void)", seconds=1))
+    assert hung.status == NOT_YET
+    assert hung.message.startswith("Your plugin did not return within 1 s in `spin`: look for "
+                                   "a loop")
+    exited = judge("1", "t", calling("stop", "int (void)"))
+    assert "exited with status 3 in `stop`" in exited.message
+    assert judge("1", "t", calling("run", "int (int)", 3)).status == NOT_YET   # again: a new worker
 
 
 def test_under_grading_a_check_not_done_raises_with_its_verdict(monkeypatch, capsys):
