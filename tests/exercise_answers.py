@@ -10,10 +10,11 @@ task's check says, in a real kernel:
     assert "did not return within 5 s" in run.verdicts[1]
     assert run.kernel_alive
 
-The notebook runs the solution's cells up to the task's check cell; the
+The notebook runs the solution's code cells up to the task's check cell; the
 answer cell (the last cell with a solution region before that check, or the
-one whose source contains `cell_with`) gets its region replaced by each
-answer in turn, each followed by the check. A last cell shows that the
+one whose source contains `cell_with`) gets its regions replaced by each
+answer in turn, each followed by the cells between it and the check (the
+solution's), and the check. A last cell shows that the
 kernel is still there.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 import nbformat
 from nbclient import NotebookClient
@@ -43,14 +44,21 @@ class AnswerRun:
     errors: List[str]            # the error outputs of the answer cells (a build error...)
 
 
-def replace_region(source: str, answer: str) -> str:
-    """The cell's source with its (one) solution region replaced by `answer`."""
+def replace_region(source: str, answer: Union[str, Sequence[str]]) -> str:
+    """The cell's source with its solution regions replaced by `answer`.
+
+    A string goes into every region; a tuple holds one answer per region, in
+    order. An answer is written without indentation: it gets its region's.
+    """
+    answers = iter([answer] * source.count(BEGIN) if isinstance(answer, str) else answer)
     out, inside = [], False
     for line in source.splitlines():
         text = marker_text(line)
         if text == BEGIN:
             inside = True
-            out.append(answer.rstrip("\n"))
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [indent + typed if typed else typed
+                    for typed in next(answers).rstrip("\n").splitlines()]
         elif text == END:
             inside = False
         elif not inside:
@@ -73,19 +81,20 @@ def _answer_index(cells, check: int, cell_with: str) -> int:
     raise LookupError(f"no answer cell before cell {check + 1}")
 
 
-def answer_notebook(solution: Path, task: str, answers: Sequence[str],
+def answer_notebook(solution: Path, task: str, answers: Sequence[Union[str, Sequence[str]]],
                     cell_with: str = "") -> nbformat.NotebookNode:
     """The notebook to run: the solution up to the task, then each answer and its check."""
     nb = nbformat.read(solution, as_version=4)
     check = _check_index(nb.cells, task)
     answer = _answer_index(nb.cells, check, cell_with)
-    cells = [c for c in nb.cells[:check] if c.cell_type == "code"]
-    cells = [c for c in cells if c is not nb.cells[answer]]
+    code = [c for c in nb.cells[:answer] if c.cell_type == "code"]
+    between = [c for c in nb.cells[answer + 1:check] if c.cell_type == "code"]
+    cells = list(code)
     for number, text in enumerate(answers):
         typed = copy.deepcopy(nb.cells[answer])
         typed.source = replace_region(typed.source, text)
         typed.metadata["answer"] = number
-        cells += [typed, copy.deepcopy(nb.cells[check])]
+        cells += [typed, *copy.deepcopy(between), copy.deepcopy(nb.cells[check])]
     cells.append(nbformat.v4.new_code_cell(f"print({ALIVE!r})"))
     for cell in cells:
         cell.outputs = []
@@ -101,7 +110,8 @@ def verdict_text(cell) -> str:
     return ""
 
 
-def with_answers(solution: Path, task: str, answers: Sequence[str], folder: Path,
+def with_answers(solution: Path, task: str, answers: Sequence[Union[str, Sequence[str]]],
+                 folder: Path,
                  cell_with: str = "", timeout: int = 600) -> AnswerRun:
     """Run the solution with `answers` typed into `task`, in `folder` (see the docstring)."""
     nb = answer_notebook(solution, task, answers, cell_with)
@@ -116,11 +126,12 @@ def with_answers(solution: Path, task: str, answers: Sequence[str], folder: Path
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     verdicts, errors = [], []
-    for index, cell in enumerate(nb.cells):
+    for cell in nb.cells:
         if "answer" in cell.metadata:
             errors += [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs
                        if o.get("output_type") == "error"]
-            verdicts.append(verdict_text(nb.cells[index + 1]))
+        elif task_id(cell.source) == task:
+            verdicts.append(verdict_text(cell))
     last = nb.cells[-1].outputs
     alive = any(ALIVE in o.get("text", "") for o in last)
     return AnswerRun(verdicts, alive, errors)

@@ -202,6 +202,11 @@ class Verdict:
         return f"{text}. {self.message}" if self.message else text + "."
 
 
+def is_stub(exc: NotImplementedError) -> bool:
+    """Whether an exercise's stub raised it ("Task 02.1: write your code here ...")."""
+    return not str(exc) or str(exc).startswith("Task ")
+
+
 def judge(task_id: str, title: str, check: Callable[[], object]) -> Verdict:
     """Run one check and turn whatever happens into a verdict."""
     try:
@@ -209,6 +214,8 @@ def judge(task_id: str, title: str, check: Callable[[], object]) -> Verdict:
     except NotDone as exc:
         return Verdict(task_id, title, NOT_YET, str(exc))
     except NotImplementedError as exc:
+        if not is_stub(exc):                 # raised by a library, not by a TODO
+            return Verdict(task_id, title, ERROR, f"NotImplementedError: {exc}")
         hint = str(exc) or "the TODO above"
         return Verdict(task_id, title, NOT_YET, f"still a TODO: {hint}")
     except (PluginCrashed, PluginTimeout) as exc:

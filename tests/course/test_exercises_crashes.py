@@ -1,0 +1,66 @@
+"""A learner's crash is feedback, not a dead kernel: a NULL write and an endless loop per notebook.
+
+For each exercise notebook, one task's answer is typed in wrong twice, in a
+real kernel (tests/exercise_answers.py): once with the classic NULL write
+(`out = NULL; out[i] = ...`), once with a loop that never ends. The check
+must say what happened, in which function, and the kernel must still run
+the next cell.
+"""
+from __future__ import annotations
+
+import pytest
+
+from exercise_answers import with_answers
+from helpers import ROOT
+from platforms import requires_isolation, requires_linux
+
+SOLUTIONS = ROOT / "solutions"
+
+CRASHES = {
+    # notebook, task, function, (NULL write, endless loop)
+    "01": ("01-shared-libraries.ipynb", "01.1", "cube", (
+        "int cube(int x) { int *out = 0; out[x] = x; return x; }",
+        "int cube(int x) { int y = x; for (;;) { } return y; }")),
+    "02": ("02-smallest-plugin.ipynb", "02.3", "shout", (
+        "char *out = NULL;\nsize_t i;\nfor (i = 0; text[i]; i++)\n"
+        "    out[i] = (char)toupper((unsigned char)text[i]);\nreturn out;",
+        "size_t i = 0;\nwhile (text[i] != 1) { }\nreturn text;")),
+    "03": ("03-checks-before-loading.ipynb", "03.1", "answer", (
+        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
+         "int *out = 0;\nout[loaded] = 41;\nreturn out[loaded];"),
+        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
+         "while (loaded) { }\nreturn 42;"))),
+    "04": ("04-the-loader-by-hand.ipynb", "04.2", "describe", (
+        'const char *name(void) { return "plugin-b"; }\n'
+        "const char *describe(void) { char *out = 0; out[1] = 'b'; return out; }",
+        'const char *name(void) { return "plugin-b"; }\n'
+        "const char *describe(void) { for (;;) { } return name(); }")),
+}
+
+
+@pytest.mark.parametrize("notebook", sorted(CRASHES))
+@requires_isolation
+@requires_linux("the exercise notebooks' checks read ELF files")
+def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(notebook, tmp_path):
+    name, task, function, answers = CRASHES[notebook]
+    run = with_answers(SOLUTIONS / name, task, answers, tmp_path, cell_with="%%")    # the C cell
+    assert run.kernel_alive, run
+    crashed, hung = run.verdicts
+    assert f"not yet. Your plugin crashed with SIGSEGV in `{function}`: look for a pointer" \
+        in crashed, run
+    assert f"not yet. Your plugin did not return within 5 s in `{function}`: look for a loop" \
+        in hung, run
+
+
+@requires_linux("forks a child to call the learner's function")
+def test_a_python_answer_that_calls_a_variable_anyway_is_told_so(tmp_path):
+    """02.2: a call_int_function that does not ask is_function first crashes in a child."""
+    careless = ("raw = cffi.FFI()\nraw.cdef(f\"int {name}(void);\")\n"
+                "return getattr(raw.dlopen(str(Path(path).resolve())), name)()")
+    asks = ("image = elf.ElfFile(Path(path).read_bytes(), path)\n"
+            "return {s.name: s.type for s in image.exported_symbols()}[name] == 'FUNC'")
+    run = with_answers(SOLUTIONS / "02-smallest-plugin.ipynb", "02.2", [(asks, careless)],
+                       tmp_path)
+    assert run.kernel_alive
+    assert "called calls() anyway: the process running it died with SIGSEGV" \
+        in run.verdicts[0], run
