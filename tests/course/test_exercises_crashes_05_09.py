@@ -33,9 +33,10 @@ def assert_reported(run, crashed=CRASHED, hung=HUNG):
 
 
 def test_05_a_crash_or_hang_in_run_is_reported(tmp_path):
+    """05.1: a contract method; the verdict names it (the worker says command_t.run())."""
     run = with_answers(SOLUTIONS / "05-interface-contracts.ipynb", "05.1",
                        [C_NULL_WRITE, C_ENDLESS], tmp_path, cell_with="%%minildr reverse")
-    assert_reported(run)
+    assert_reported(run, crashed=CRASHED + " in `run`", hung=HUNG + " in `run`")
 
 
 def test_06_a_crash_or_hang_in_a_plugin_the_host_should_have_refused_is_reported(tmp_path):
@@ -62,13 +63,13 @@ def load_greeting(path):                  # no trust=store: the evil plugin runs
 def test_07_a_crash_or_hang_in_count_words_is_reported(tmp_path):
     run = with_answers(SOLUTIONS / "07-when-to-use-a-plugin.ipynb", "07.3",
                        [C_NULL_WRITE, C_ENDLESS], tmp_path, cell_with="%%minildr wc")
-    assert_reported(run)
+    assert_reported(run, crashed=CRASHED + " in `count_words`", hung=HUNG + " in `count_words`")
 
 
 def test_08_a_crash_or_hang_in_lint_is_reported(tmp_path):
     run = with_answers(SOLUTIONS / "08-capstone-editor.ipynb", "08.1",
                        [C_NULL_WRITE, C_ENDLESS], tmp_path, cell_with="%%minildr todo")
-    assert_reported(run)
+    assert_reported(run, crashed=CRASHED + " in `lint`", hung=HUNG + " in `lint`")
 
 
 GO_SUPPORTED, GO_WHY_NOT = golang.plugin_support()
