@@ -169,7 +169,7 @@ def in_child(function: Callable[..., Any], *args: Any, seconds: float = CALL_SEC
 
 def _where(reason: str) -> str:
     """The learner's function a worker died in ("run"), from the error's words."""
-    found = re.search(r"during (\w+)\(\)", reason)
+    found = re.search(r"during (?:\w+\.)?(\w+)\(\)", reason)     # run(), or command_t.run()
     if found:
         return f" in `{found.group(1)}`"
     found = re.search(r"during (looking up \w+|loading|opening)", reason)
