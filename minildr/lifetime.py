@@ -95,6 +95,11 @@ class LeftMapped(RuntimeWarning):
     """close() left a library mapped, because code of it may still be running."""
 
 
+# Libraries closed while something they handed out is alive, held here until it
+# is dropped and they unload (see close).
+_AWAITING_UNLOAD: Set["KeepsMappedWhileReferenced"] = set()
+
+
 class KeepsMappedWhileReferenced:
     """Mixin: `keep_mapped_while`, `close`; subclasses give `unloaded`, `_unload`, `_name`.
 
@@ -194,6 +199,10 @@ class KeepsMappedWhileReferenced:
             self._closing = True
             held = len(self._holders) + len(self._results)
             if held:
+                # Until then nothing else may hold this object: the plugin has let
+                # go of it, and the weak references to its results would go with it
+                # as garbage (callbacks and all), leaving the library mapped for good.
+                _AWAITING_UNLOAD.add(self)
                 log.info("close %s: still mapped while %d function(s) or pointer(s) from it "
                          "are referenced; it unloads when they are dropped",
                          printable(self._name), held)
@@ -205,6 +214,7 @@ class KeepsMappedWhileReferenced:
         return True
 
     def _unload_unless_running(self) -> None:
+        _AWAITING_UNLOAD.discard(self)
         running = (foreign_threads_since(self.threads_before)
                    if self.threads_before and self._unmaps() else ())
         if running:

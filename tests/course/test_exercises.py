@@ -390,3 +390,11 @@ def test_a_notebook_for_another_platform_is_not_run_and_says_why(tmp_path):
     assert "not run on this machine: notebook is Linux only: walks through ELF files" in text
     assert "0/0 tasks done" in text
     assert [v.status for v in selfcheck.run_notebook(path, os_name="linux").verdicts] == [NOT_YET]
+
+
+@pytest.mark.parametrize("path", sorted(SOLUTIONS.glob("*.ipynb")), ids=lambda p: p.name[:2])
+def test_each_exercise_builds_into_a_folder_of_its_own(path):
+    """make test runs the solutions side by side: two notebooks building into (and
+    clearing) one folder delete each other's files (05 once used 04's build/ex04)."""
+    folders = set(re.findall(r"build/ex(\d\d)", path.read_text(encoding="utf-8")))
+    assert folders <= {path.name[:2]}, f"{path.name} builds into build/ex{sorted(folders)}"
