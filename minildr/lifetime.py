@@ -140,11 +140,6 @@ class KeepsMappedWhileReferenced:
     def _holders(self) -> set:
         return self.__dict__.setdefault("_lifetime_holders", set())
 
-    @property
-    def _live(self) -> int:
-        """Functions or pointers handed out and still referenced."""
-        return len(self._holders)
-
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""
         with self._guard:
