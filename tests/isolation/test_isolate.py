@@ -247,6 +247,27 @@ def test_values_cross_both_ways(crashy):
         assert ratio[0] == 2.25
 
 
+def test_string_results_are_the_same_kind_of_value_as_in_process(crashy):
+    """A char * result is a `char *` cdata on both paths (once a char[] when isolated),
+    whether it crossed in the frame, in the arena, by JSON or as a variable's value."""
+    ffi, long_text = minildr.ffi, b"x" * 255
+    with minildr.open(crashy) as local, minildr.open(crashy, isolate=True) as remote:
+        for plugin in (local, remote):
+            shout = plugin.lookup("shout", "const char *(const char *)")
+            for text in (b"hi", long_text):          # (in-process: one static buffer)
+                result = shout(text)
+                assert ffi.typeof(result) is ffi.typeof("char *"), plugin.loader
+                assert ffi.string(result) == text.upper()
+            null = plugin.lookup("null_string", GREET_T)()
+            assert ffi.typeof(null) is ffi.typeof("char *") and null == ffi.NULL
+        remote_shout = remote.lookup("shout", "const char *(const char *)")
+        kept = remote_shout(b"kept")
+        gc.collect()                                  # the copy lives as long as the pointer
+        assert ffi.string(kept) == b"KEPT" and kept[0] == b"K"
+        by_json = remote_shout._by_json((b"json",))
+        assert ffi.typeof(by_json) is ffi.typeof("char *") and ffi.string(by_json) == b"JSON"
+
+
 @pytest.mark.parametrize("name, args, error, fragment", [
     ("add", (1,), TypeError, "takes 2 argument(s) (1 given)"),
     ("add", ("1", 2), TypeError, "takes an int"),
