@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --progress-bar on -e '.[dev]'
 	@$(BIN)/python -m minildr.course.golang install-toolchains
+	@$(BIN)/python -c 'from minildr.isolation.fastcall import main; main()'
 	@touch $@
 	@echo "minildr: $(VENV)/ is ready."
 

@@ -198,3 +198,10 @@ def type_codes(ffi: Any, declaration: str, types: str) -> Optional[Tuple[str, st
     if None in codes or "v" in codes[1:]:
         return None
     return codes[0], "".join(codes[1:])
+
+
+def main() -> None:
+    """Build it now and say so (`make` runs this at install)."""
+    built = status()
+    print("minildr: the worker's C call loop is " + ("built" if built.path else
+                                                    f"not built: {built.reason}"))
