@@ -44,15 +44,16 @@ class Containment:
     """How one worker's processes are held: what applied, and why not where it did not."""
     pid_namespace: bool
     cgroup: str                 # the pids cgroup's folder, "" if none
-    reason: str                 # why no PID namespace or cgroup ("" if both applied)
+    reason: str                 # why no PID namespace, cgroup or private /proc ("" if all)
+    private_proc: bool = False  # its /proc shows only its PID namespace (mounts.py)
 
     def to_wire(self) -> list:
-        return [self.pid_namespace, self.cgroup, self.reason]
+        return [self.pid_namespace, self.cgroup, self.reason, self.private_proc]
 
     @classmethod
     def from_wire(cls, wire: object) -> Optional["Containment"]:
-        if (isinstance(wire, list) and len(wire) == 3 and type(wire[0]) is bool
-                and all(isinstance(w, str) for w in wire[1:])):
+        if (isinstance(wire, list) and len(wire) == 4 and type(wire[0]) is bool
+                and all(isinstance(w, str) for w in wire[1:3]) and type(wire[3]) is bool):
             return cls(*wire)
         return None
 
@@ -83,12 +84,19 @@ def enter_pid_namespace() -> str:
     return ""
 
 
+_host_pid = (0, 0)          # (os.getpid(), the pid the host sees) once read
+
+
 def host_pid() -> int:
-    """This process's pid as the host sees it (/proc is the host's), inside a namespace too."""
-    try:
-        return int(os.readlink("/proc/self"))
-    except (OSError, ValueError):
-        return os.getpid()
+    """This process's pid as the host sees it, inside a namespace too: read from the
+    host's /proc the first time (before mounts.private_proc replaces it), then kept."""
+    global _host_pid
+    if _host_pid[0] != os.getpid():             # not read yet, or read by a parent
+        try:
+            _host_pid = (os.getpid(), int(os.readlink("/proc/self")))
+        except (OSError, ValueError):
+            _host_pid = (os.getpid(), os.getpid())
+    return _host_pid[1]
 
 
 # ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ plugin printed reaches the host before the reply does.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,11 +32,11 @@ import socket
 import sys
 import threading
 from time import perf_counter
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import cffi
 
-from . import fastcall, marshal, pids, policy, protocol, sandbox, tree
+from . import fastcall, marshal, mounts, pids, policy, protocol, sandbox, tree
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
 from .shm import Arena
@@ -313,16 +314,28 @@ def echo(sock: socket.socket, reader: protocol.FrameReader, count: int, size_in:
     reader.feed(pending)
 
 
-def limit_and_confine(limits: Limits) -> Optional[PluginError]:
-    """Set the worker's limits and, if sandboxed, confine it: before any plugin byte is read.
+def limit_and_confine(limits: Limits, containment: pids.Containment
+                      ) -> Tuple[Optional[PluginError], pids.Containment]:
+    """Set the worker's limits, give it its own /proc (in a PID namespace: mounts.py) and,
+    if sandboxed, confine it: before any plugin byte is read.
 
     A failure is answered to the host's first request (ready), so the host
     raises it as itself (WorkerStartError, SandboxUnavailable).
     """
     try:
-        sandbox.set_limits(limits)
+        sandbox.set_limits(limits)      # (it counts the user's processes in the host's /proc)
     except (OSError, ValueError) as exc:
-        return WorkerStartError("", f"its worker could not set its limits ({exc})")
+        return WorkerStartError("", f"its worker could not set its limits ({exc})"), containment
+    if containment.pid_namespace:
+        why_not = mounts.private_proc()
+        reason = "; ".join(r for r in (containment.reason,
+                                       why_not and f"no private /proc: {why_not}") if r)
+        containment = dataclasses.replace(containment, private_proc=not why_not, reason=reason)
+    return confine(limits), containment
+
+
+def confine(limits: Limits) -> Optional[PluginError]:
+    """Confine the worker for good if it is sandboxed (sandbox.confine); the failure, if any."""
     if isinstance(limits, SandboxPolicy):
         try:
             sandbox.confine("", limits)
@@ -340,9 +353,10 @@ def main(argv: List[str]) -> None:
         containment = tree.split(lifeline_fd, [fd for fd in (sock_fd, arena_fd) if fd >= 0],
                                  limits.processes)
     loop, _ = fastcall.load(argv[4] if len(argv) > 4 else "")   # before it confines itself
-    server = Server(limits, limit_and_confine(limits), Arena(arena_fd) if arena_fd >= 0 else None,
-                    loop)
-    server.pid, server.containment = pids.host_pid(), containment
+    pid = pids.host_pid()               # while /proc is still the host's
+    failure, containment = limit_and_confine(limits, containment)
+    server = Server(limits, failure, Arena(arena_fd) if arena_fd >= 0 else None, loop)
+    server.pid, server.containment = pid, containment
     watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
     sock = socket.socket(fileno=sock_fd)
     try:
