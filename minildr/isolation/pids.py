@@ -190,15 +190,21 @@ def sweep(parent: str) -> None:
             remove_cgroup(os.path.join(parent, name))
 
 
-def leave_and_remove(folder: str) -> None:
-    """The keeper's last act: back into the parent cgroup, then remove its own (now empty)."""
+def leave_cgroup(folder: str) -> bool:
+    """Move this process back into the parent of its cgroup `folder`; True if it did."""
     if not folder:
-        return
+        return False
     try:
         _write(os.path.join(os.path.dirname(folder), "cgroup.procs"), "0")
     except OSError:
-        return
-    remove_cgroup(folder)
+        return False
+    return True
+
+
+def leave_and_remove(folder: str) -> None:
+    """The keeper's last act: back into the parent cgroup, then remove its own (now empty)."""
+    if leave_cgroup(folder):
+        remove_cgroup(folder)
 
 
 def remove_cgroup(folder: str) -> bool:
@@ -216,9 +222,14 @@ def remove_worker_cgroup(keeper: int, wait: float = 1.0) -> None:
     """The host's side: remove the cgroup of the worker whose keeper was `keeper`, if its
     keeper left it behind (killed); its last processes may take a moment to go."""
     parent = pids_parent()
-    if parent is None:
+    if parent is not None:
+        remove_worker_cgroup_folder(os.path.join(parent, f"{PREFIX}{keeper}"), wait)
+
+
+def remove_worker_cgroup_folder(folder: str, wait: float = 1.0) -> None:
+    """rmdir `folder`, retrying for up to `wait` s while its last processes exit."""
+    if not folder:
         return
-    folder = os.path.join(parent, f"{PREFIX}{keeper}")
     deadline = time.monotonic() + wait
     while not remove_cgroup(folder) and time.monotonic() < deadline:
         time.sleep(0.01)
