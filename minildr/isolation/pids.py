@@ -20,7 +20,9 @@ Two kernel mechanisms make that hold even against a plugin that fights it:
   cgroup with the pids controller, the keeper moves itself into one of its
   own with pids.max = Limits.processes before it forks: a fork bomb then
   gets EAGAIN at that many tasks (threads included), whoever runs it; the
-  keeper removes the cgroup when it ends.
+  keeper removes the cgroup when it ends; if the keeper is killed, the
+  namespace's init does (tree.orphaned), and failing both, the host
+  (process._stop_process) or the next worker to start (sweep).
 
 The host learns what applied from the worker's ready reply.
 """
