@@ -420,8 +420,9 @@ plugin = minildr.open({path!r}, isolate=True)
 keeper = plugin._worker.process.pid
 try:
     errno = plugin.lookup("escape", "int (int)")(keeper)
-except minildr.PluginCrashed:     # the keeper died, and the server with it, before the reply
-    errno = 0
+except (minildr.PluginCrashed, minildr.PluginTimeout):
+    errno = 0       # the keeper died, and the server with it, before the reply; without the
+                    # namespace the daemon still holds the socket: then only the timeout tells
 if errno:                         # ESRCH: from inside its namespace the keeper is not there
     os.kill(keeper, signal.SIGKILL)          # so kill it from outside, as if it had worked
 time.sleep(0.5)
