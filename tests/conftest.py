@@ -10,6 +10,7 @@ from minildr.host import SUFFIX
 
 # The platform markers (requires_linux, ...) and the notebook rule: see platforms.py.
 import platforms
+import cpu_profile
 
 from helpers import build_example
 
@@ -62,3 +63,7 @@ def pytest_collection_modifyitems(config, items):
     platforms.pytest_collection_modifyitems(config, items)
     rank = {name: n for n, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))   # stable
+
+
+def pytest_configure(config):
+    cpu_profile.configure(config)       # MINILDR_TEST_CPU=FOLDER: CPU seconds per test (make test-profile)
