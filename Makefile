@@ -52,12 +52,15 @@ lab: $(STAMP)
 # --nbval-current-env: run notebooks with this .venv's Python, not whatever
 # "python3" kernel happens to be installed on the machine.
 # -n: tests run in parallel worker processes (pytest-xdist); --dist loadfile
-# keeps each file (and each notebook's cells, in order) in one worker. Many
-# tests wait on compilers and kernels, so more workers than cores pays.
+# keeps each file (and each notebook's cells, in order) in one worker. A
+# worker waiting on its compiler or kernel keeps a core busy all the same,
+# and each worker costs 8-12 CPU seconds to start (it collects every test
+# itself: `make test-profile` shows it as <collect>), so on 2 cores 3 workers:
+# one more than the cores, for the tests that sleep or wait for a timeout.
 # --no-loadscope-reorder: files go to workers in collection order, where
 # tests/conftest.py puts the slowest first (xdist's own order puts the files
 # with the most tests first, and the long ones with few tests ran last, alone).
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/site --ignore=tests/hub \
