@@ -24,7 +24,7 @@ import minildr
 from minildr import image as images
 from minildr.isolation import IsolatedPlugin, marshal, process, protocol as isolate
 
-from helpers import ORPHAN_GUARD, ROOT, run_in_worker_first, write_plugin
+from helpers import ORPHAN_GUARD, ROOT, run_in_worker_first, stress, write_plugin
 from platforms import requires_isolation, requires_linux, requires_proc
 
 pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test
@@ -555,8 +555,10 @@ int step(int i)
 """
 
 
-def test_four_plugins_ten_thousand_calls_each_one_crashing(tmp_path):
-    calls = 10_000
+@pytest.mark.fuzz
+def test_four_plugins_many_calls_each_one_crashing(tmp_path):
+    """1,000 interleaved calls each in make test (one plugin aborts at the 500th), 10,000 in make fuzz."""
+    calls = stress(1_000, 10_000)
     factors = [3, 5, 7, 11]
     crash_at = calls // 2
     plugins = []
