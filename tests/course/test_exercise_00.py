@@ -46,3 +46,19 @@ def test_a_scan_that_stops_at_a_non_format_or_returns_c_values_is_told_so(tmp_pa
     assert "stopped at a plugin that is not a format" in stops, run
     assert "not yet. the .shout format failed on the text 'Tea at 5?' (TypeError" in raw, run
     assert "C wants bytes in and gives a char * back" in raw, run
+
+
+# 00.1: "it is greet, it loads" (the copy under another name) and "a shared library loads".
+TRUSTING = "\n".join(f"prediction[{name}] = {said}" for name, said in [
+    ('f"greet{S}"', "LOADED"), ('f"echo{S}"', "LOADED"), ('f"backend{S}"', "LOADED"),
+    ('f"hello{S}"', "LOADED"), ('f"empty{S}"', "REFUSED"), ('"echo.txt"', "NOT_LOOKED_AT"),
+    ('f"old/echo{S}"', "NOT_LOOKED_AT")])
+
+
+def test_a_wrong_prediction_is_told_with_the_scans_reason(tmp_path):
+    run = with_answers(SOLUTION, "00.1", [TRUSTING], tmp_path)
+    assert run.kernel_alive, run
+    verdict = run.verdicts[0]
+    assert "not yet. 2 of your 7 predictions differ from the scan" in verdict, run
+    assert "First, backend.so: you said 'loaded', the scan says 'refused' (NotAPlugin:" in verdict
+    assert "without a minildr manifest" in verdict, run
