@@ -82,7 +82,7 @@ def one_runtime(image: PluginImage) -> Iterator[PluginImage]:
         return
     with _lock:
         if _loaded is not None and _loaded.sha256 == image.sha256:
-            yield _loaded                    # the same bytes: the same loaded library
+            yield _loaded.named(image.path)  # the same bytes: the same loaded library
             return
         if _loaded is not None:
             raise LoadError(image.path, (

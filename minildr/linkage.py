@@ -40,7 +40,6 @@ import functools
 import logging
 import os
 import sys
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -319,9 +318,9 @@ def version_miss(needs: Needs, versions: List[str]) -> str:
             "or in an older one's container), or install a newer release here")
 
 
-# Per image (a repeated open of an unchanged file reuses its image): the
-# needed libraries (handles) every symbol was last found with.
-_resolved: "weakref.WeakKeyDictionary[PluginImage, Tuple[int, ...]]" = weakref.WeakKeyDictionary()
+# Per image (a repeated open of an unchanged file reuses its image), in its
+# facts: the needed libraries (handles) every symbol was last found with.
+RESOLVED = "resolved-against"
 
 
 @contextlib.contextmanager
@@ -343,7 +342,7 @@ def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
     try:
         load_needed(image.path, needs, origin, trust, prepared, copies)
         scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
-        if _resolved.get(image) == scope:
+        if image.known(RESOLVED) == scope:
             yield prepared               # resolved before against these very libraries
             return
         versions = missing_versions(needs, prepared)     # first: its symbols are missing too
@@ -359,7 +358,7 @@ def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
                 + "; refused "
                 "before loading it, so none of its code ran. Link the plugin against the "
                 "library that defines it, or load that library first"))
-        _resolved[image] = scope
+        image.record(RESOLVED, scope)
         yield prepared
     finally:
         prepared.close()

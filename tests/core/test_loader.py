@@ -374,3 +374,45 @@ def test_a_closed_plugin_unloads_when_its_last_string_goes_even_after_a_collecti
     del text
     gc.collect()
     assert mapped(f"greet{SUFFIX}") == before
+
+
+def test_messages_name_the_path_given_in_each_call_not_the_first_readers(tmp_path, monkeypatch,
+                                                                         caplog):
+    # The image cache shares one read of the file between opens; what each
+    # call reports must still be the path that call was given.
+    so = write_plugin(tmp_path, "named", 'const char *greet(void) { return "hi"; }\n',
+                      "const char *greet(void);\n")
+    absolute = str(so.resolve())
+    images.clear_cache()
+    with minildr.open(absolute) as first:
+        assert first.path == absolute
+    monkeypatch.chdir(so.parent)
+    relative = so.name
+    caplog.set_level(logging.INFO, logger="minildr")
+    with minildr.open(relative) as plugin:          # served by the cache: not read again
+        assert plugin.path == relative
+        with pytest.raises(minildr.SymbolNotFound) as missing:
+            plugin.lookup("nothere")
+    assert str(missing.value).startswith(f"{relative}: ")
+    assert f"open {relative} sha256=" in caplog.text
+    with pytest.raises(minildr.UntrustedPlugin) as unexpected:
+        minildr.open(relative, expect="another")
+    assert str(unexpected.value).startswith(f"{relative}: ")
+    assert minildr.read_manifest(relative).name == "named"
+    with minildr.open(absolute) as again:            # and the first name still works as given
+        assert again.path == absolute
+
+
+def test_a_fact_parsed_under_one_name_is_refused_under_the_callers(greet_so):
+    # Parsed facts are shared (an ElfFile keeps the name it was read by): a
+    # refusal raised while computing one names the caller's path.
+    image = images.read(str(greet_so.resolve()))
+    view = image.named("plugins/greet.so")
+    assert view.same_bytes(image) and view.sha256 == image.sha256
+
+    def damaged():
+        raise minildr.NotAPlugin(image.path, "damaged: a test")
+    with pytest.raises(minildr.NotAPlugin) as refused:
+        view.fact("damaged-for-test", damaged)
+    assert refused.value.path == "plugins/greet.so"
+    assert str(refused.value) == "plugins/greet.so: damaged: a test"
