@@ -50,7 +50,7 @@ from . import files
 from .console import printable
 from .formats import elf
 from .errors import FileChanged, NotAPlugin, PluginError
-from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, is_binary,
+from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, examine_elf, is_binary,
                        manifest_from_payload)
 
 log = logging.getLogger("minildr")
@@ -93,16 +93,24 @@ class PluginImage:
     call named it.
     """
 
-    __slots__ = ("path", "data", "sha256", "identity", "_shared")
+    __slots__ = ("path", "data", "_sha256", "identity", "_shared")
 
-    def __init__(self, path: str, data: bytes, sha256: str, identity: Identity, *,
+    def __init__(self, path: str, data: bytes, sha256: "str | Digest", identity: Identity, *,
                  _fd: Optional[int] = None, _cached: bool = True,
                  _shared: Optional[_Sealed] = None) -> None:
         self.path = path
         self.data = data
-        self.sha256 = sha256
+        self._sha256 = sha256
         self.identity = identity
         self._shared = _Sealed(fd=_fd, cached=_cached) if _shared is None else _shared
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of `data`, in hex (of a large file: waits for its hashing thread)."""
+        digest = self._sha256
+        if digest.__class__ is not str:
+            digest = self._sha256 = digest.result()      # type: ignore[union-attr]
+        return digest                                    # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"PluginImage(path={self.path!r}, sha256={self.sha256!r})"
@@ -111,7 +119,7 @@ class PluginImage:
         """This image as a caller who named the file `path` sees it (the same shared state)."""
         if path == self.path:
             return self
-        return PluginImage(path, self.data, self.sha256, self.identity, _shared=self._shared)
+        return PluginImage(path, self.data, self._sha256, self.identity, _shared=self._shared)
 
     def same_bytes(self, other: "PluginImage") -> bool:
         """Whether `other` is this image, perhaps under another name (`named`)."""
@@ -121,7 +129,8 @@ class PluginImage:
     def examine(self) -> Tuple[BinaryInfo, Optional[bytes]]:
         shared = self._shared
         if shared.examined is None:
-            shared.examined = examine(self.data, self.path)
+            shared.examined = (examine_elf(self.elf_file()) if self.data[:4] == elf.ELFMAG
+                               else examine(self.data, self.path))
         return shared.examined
 
     def manifest(self) -> Manifest:
@@ -395,7 +404,7 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
         if cached is not None and cached.identity == now:
             _cache.move_to_end(key)
             return cached.named(path)
-    image = _read_file(path)
+    image = _read_file(path, checked=True)
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.sha256 == image.sha256 and \
@@ -418,7 +427,44 @@ def _remember(key: str, image: PluginImage) -> None:
         _evict(next(iter(_cache)))
 
 
-def _read_file(path: str) -> PluginImage:
+DIGEST_IN_THREAD = 1 << 20    # files at least this large are hashed by a thread of their own
+
+
+class Digest:
+    """The SHA-256 of bytes too large to hash in passing, computed by a thread of its own.
+
+    A first open of a large plugin spends most of its time hashing it and
+    copying it into its sealed memfd (image.acquire); hashlib and os.write
+    both release the GIL, so the two run at once on two cores, while the
+    checks parse the same bytes. Both work on the one immutable `bytes`
+    read from the file: what is hashed is what is sealed and loaded.
+    Whoever needs the digest (a trust check, the Plugin's `sha256`) waits.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._value: Optional[str] = None
+        self._thread = threading.Thread(target=self._hash, args=(data,), daemon=True,
+                                        name="minildr-sha256")
+        self._thread.start()
+
+    def _hash(self, data: bytes) -> None:
+        self._value = hashlib.sha256(data).hexdigest()
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._value is None:              # the thread failed (no memory?): say so here
+            raise RuntimeError("the SHA-256 of the plugin could not be computed")
+        return self._value
+
+
+def digest_of(data: bytes) -> "str | Digest":
+    """The SHA-256 of `data` now, or (a large file) a `Digest` being computed."""
+    if len(data) >= DIGEST_IN_THREAD:
+        return Digest(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_file(path: str, checked: bool = False) -> PluginImage:
     """Read the file whole, bounded and without blocking (files.read_regular); again if
     it changed meanwhile (a writer still at work).
 
@@ -430,13 +476,13 @@ def _read_file(path: str) -> PluginImage:
     for attempt in range(READ_ATTEMPTS):
         try:
             data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
+                                                checked=checked and not attempt,
                                                 head=lambda head: _known_format(head, path))
         except FileChanged as exc:
             last = exc
             time.sleep(0.05 * (attempt + 1))
             continue
-        return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
-                           identity=identity)
+        return PluginImage(path=path, data=data, sha256=digest_of(data), identity=identity)
     raise FileChanged(path, f"{last.reason} (each of the {READ_ATTEMPTS} times it was read)")
 
 
