@@ -19,7 +19,13 @@ whose device, inode, size, mtime and ctime (in nanoseconds) are unchanged,
 the way Python's import system trusts a .pyc by its source's size and mtime.
 ctime alone changing is not proof of a change: another process renaming a
 file over it (a build installing) or a hard link changes it too. Then the
-file is read and hashed again, and the same digest keeps the image.
+file is read and hashed again, and the same digest keeps the image. Each
+open gets the cached image under the name it gave (`PluginImage.named`), so
+its messages name the file as that call did.
+
+A large file (DIGEST_IN_THREAD) is hashed by a thread of its own while the
+open parses it and copies it into its sealed memfd: for 20 MB each takes
+tens of milliseconds, and hashlib and os.write release the GIL (`Digest`).
 
 What `minildr.build` returns is a `BuiltPath`: the installed path, marked
 as built by this process, which remembers the bytes of its latest build at
