@@ -449,18 +449,21 @@ class Digest:
 
     def __init__(self, data: bytes) -> None:
         self._value: Optional[str] = None
-        self._thread = threading.Thread(target=self._hash, args=(data,), daemon=True,
-                                        name="minildr-sha256")
+        self._data: Optional[bytes] = data
+        self._thread = threading.Thread(target=self._hash, daemon=True, name="minildr-sha256")
         self._thread.start()
 
-    def _hash(self, data: bytes) -> None:
-        self._value = hashlib.sha256(data).hexdigest()
+    def _hash(self) -> None:
+        data = self._data
+        if data is not None:
+            self._value = hashlib.sha256(data).hexdigest()
+            self._data = None
 
     def result(self) -> str:
         self._thread.join()
-        if self._value is None:              # the thread failed (no memory?): say so here
-            raise RuntimeError("the SHA-256 of the plugin could not be computed")
-        return self._value
+        if self._value is None:              # the thread failed (no memory?): here, then,
+            self._hash()                     # where its error reaches the caller
+        return self._value                   # type: ignore[return-value]
 
 
 def digest_of(data: bytes) -> "str | Digest":

@@ -416,3 +416,16 @@ def test_a_fact_parsed_under_one_name_is_refused_under_the_callers(greet_so):
         view.fact("damaged-for-test", damaged)
     assert refused.value.path == "plugins/greet.so"
     assert str(refused.value) == "plugins/greet.so: damaged: a test"
+
+
+def test_a_large_file_hashed_by_its_own_thread_has_the_files_digest(greet_so, monkeypatch):
+    """Files of DIGEST_IN_THREAD bytes or more are hashed while the open goes on
+    (image.Digest); the digest the plugin reports is still the file's."""
+    import hashlib
+    monkeypatch.setattr(images, "DIGEST_IN_THREAD", 0)      # greet.so takes that path too
+    images.clear_cache()
+    image = images.read(greet_so)
+    assert isinstance(image._sha256, images.Digest)
+    with minildr.open(greet_so) as plugin:
+        assert plugin.sha256 == hashlib.sha256(greet_so.read_bytes()).hexdigest()
+    assert image.sha256 == plugin.sha256
