@@ -615,7 +615,7 @@ def build_for(target: Platform, compiler: Optional[Compiler],
             stage.follow(src.resolve().parent, copy.read_bytes())
         include_dirs = [contract_dir, INCLUDE_DIR, *stage.include_mirrors()]
         declared, types = read_exports(compiler, staged_header, include_dirs, cflags,
-                                       contract_headers, shown=header)
+                                       contract_headers, shown=header.resolve())
 
         manifest = Manifest(
             abi=ABI_VERSION, platform=target, name=name, version=version,

@@ -536,3 +536,14 @@ def test_an_exports_header_including_a_header_beside_it_is_staged_too(tmp_path, 
     with minildr.open(minildr.build([folder / "s.c"], name="s", exports=folder / "s.h",
                                     out_dir=tmp_path / "out")) as plugin:
         assert plugin.lookup("score", "score_t (void)")() == 5
+
+
+def test_relative_sources_and_exports_header_build_from_their_staged_copies(tmp_path,
+                                                                           monkeypatch):
+    """Paths as a notebook gives them (relative): the exports header's declarations are
+    read from its staged copy, which its #line names by the header's full path."""
+    header_tree(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    with minildr.open(minildr.build(["src/v.c"], name="v", exports="src/v.h",
+                                    out_dir="out")) as plugin:
+        assert plugin.lookup("value", "int (void)")() == 42
