@@ -118,7 +118,7 @@ def read_text(path: "os.PathLike[str] | str", limit: int) -> str:
         raise UnreadableFile(path, f"is not UTF-8 text ({exc})") from None
 
 
-HEAD_FIRST = 1 << 20         # larger files show `head` their first 4 KiB before the rest is read
+HEAD_FIRST = 64 * 1024      # larger files show `head` their first 4 KiB before the rest is read
 
 
 def _read_exactly(path: str, fd: int, size: int,
