@@ -2,14 +2,15 @@
 
 Both sides run in this one process, interleaved round by round, on the same
 plugin files, so the ratios compare like with like on whatever machine runs
-it. Each figure is the best of several rounds (the least disturbed by the
-rest of the machine).
+it. Opens are timed call by call, the sides taking turns, and each figure
+is a median; typed calls are the best of several rounds.
 
     python benchmarks/bench_loader.py            # prints a table, with the file sizes
 
 A first open reads the file, hashes it (SHA-256, which trust and the cache
 need) and loads it; its floor is exactly that, done by hand: read + SHA-256
-+ a raw dlopen + dlclose of the file. Measured for a small plugin (the greet
++ a raw dlopen + dlclose of the file. Each first open is of bytes never
+opened before (see `measure_opens`). Measured for a small plugin (the greet
 example, ~15 kB) and a large one (~20 MB, most of it a constant table), where
 hashing dominates. A repeated open of an unchanged file reuses the checked
 image (image.py's cache) and is compared with a raw dlopen + dlclose.
@@ -25,8 +26,11 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import shutil
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cffi
@@ -50,16 +54,37 @@ def build_big(out: Path) -> Path:
     return minildr.build([out / "big.c"], name="big", exports=out / "big.h", out_dir=out)
 
 
-def measure_opens(path: Path, rounds: int, first_opens: int, opens: int) -> dict:
-    """Floor, first open, raw dlopen and repeated open of one plugin file, interleaved.
+def stamp(path: Path, counter: int) -> None:
+    """Make the file's last 8 bytes `counter`: new bytes, a new mtime, so a new file to minildr.
 
-    `first_opens` per round for the floor and the first open (they read and
-    hash the whole file); `opens` for the raw and the repeated open, which
-    cost ~0.1 ms whatever the size: averaged over few, one disturbance by the
-    rest of the machine would decide the figure.
+    The plugin files get 8 bytes appended once (after the section headers,
+    where no loader reads); each first open and each floor then reads a
+    file whose bytes (and so digest) no earlier open has seen, so neither
+    the image cache (by identity) nor anything keyed by digest can serve it.
+    """
+    with open(path, "r+b") as f:
+        f.seek(-8, 2)
+        f.write(counter.to_bytes(8, "little"))
+
+
+def measure_opens(path: Path, rounds: int, first_opens: int, opens: int) -> dict:
+    """Per-call times of the floor, first open, raw dlopen and repeated open of one plugin.
+
+    Each call is timed alone and the four sides take turns call by call, so a
+    disturbance by the rest of the machine falls on all of them alike; the
+    figures are medians. Before each first open and each floor (untimed): the
+    file gets new bytes (`stamp`) and the image cache is emptied, so the
+    first open reads, hashes, checks and seals a file it has never seen; its
+    sealed copy is freed when the cache forgets it, outside the timing (as a
+    cached image outlives its close). The repeated open is of the file just
+    opened, unchanged.
     """
     raw = cffi.FFI()
     name = str(path)
+    with open(path, "ab") as f:
+        f.write(bytes(8))
+    counter = iter(range(1, 1 << 62))
+    clock = time.perf_counter_ns
 
     def raw_open() -> None:
         raw.dlclose(raw.dlopen(name))
@@ -69,21 +94,27 @@ def measure_opens(path: Path, rounds: int, first_opens: int, opens: int) -> dict
             hashlib.sha256(f.read()).digest()
         raw_open()
 
-    def first_open() -> None:
-        images.clear_cache()           # forget the checked image: read, hash, check, seal
+    def open_close() -> None:
         minildr.open(name).close()
 
-    def repeated_open() -> None:
-        minildr.open(name).close()
+    def fresh() -> None:
+        stamp(path, next(counter))
+        images.clear_cache()
 
-    times = dict.fromkeys(("floor", "first", "raw", "repeated"), float("inf"))
+    times: dict = {side: [] for side in ("floor", "first", "raw", "repeated")}
+    sides = (("floor", fresh, floor), ("first", fresh, open_close),
+             ("raw", None, raw_open), ("repeated", None, open_close))
     for _ in progress(range(rounds), desc=path.name, unit="round"):
-        times["floor"] = min(times["floor"], best_of(floor, first_opens, 1))
-        times["first"] = min(times["first"], best_of(first_open, first_opens, 1))
-        times["raw"] = min(times["raw"], best_of(raw_open, opens, 1))
-        repeated_open()                # after first_open's clear_cache: read it once, untimed
-        times["repeated"] = min(times["repeated"], best_of(repeated_open, opens, 1))
-    return times
+        for i in range(opens):
+            for side, setup, fn in sides:
+                if side in ("floor", "first") and i >= first_opens:
+                    continue
+                if setup is not None:
+                    setup()
+                start = clock()
+                fn()
+                times[side].append(clock() - start)
+    return {side: statistics.median(t) / 1e9 for side, t in times.items()}
 
 
 def measure_calls(small: Path, big: Path, rounds: int, calls: int) -> list:
@@ -120,17 +151,7 @@ def show(seconds: float) -> str:
     return f"{seconds * 1e6:8.2f} us" if seconds > 1e-6 else f"{seconds * 1e9:8.1f} ns"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--opens", type=int, default=400, help="opens per round, small plugin")
-    ap.add_argument("--big-opens", type=int, default=10,
-                    help="first opens per round, 20 MB plugin")
-    ap.add_argument("--calls", type=int, default=200_000)
-    args = ap.parse_args()
-
-    small = build_greet()
-    big = build_big(Path(tempfile.mkdtemp(prefix="minildr-bench-big-")))
+def table(small: Path, big: Path, args: argparse.Namespace) -> list:
     rows = []
     for path, first_opens in ((small, args.opens), (big, args.big_opens)):
         t = measure_opens(path, args.rounds, first_opens, args.opens)
@@ -141,9 +162,27 @@ def main() -> None:
                  (f"{size}: raw dlopen + dlclose", t["raw"], 1.0, ""),
                  (f"{size}: minildr.open + close, unchanged file", t["repeated"],
                   t["repeated"] / t["raw"], "<= 1.2 x raw")]
+    return rows + measure_calls(small, big, args.rounds, args.calls)
 
-    rows += measure_calls(small, big, args.rounds, args.calls)
-    print(f"best of {args.rounds} rounds, sides interleaved")
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--opens", type=int, default=400, help="opens per round, small plugin")
+    ap.add_argument("--big-opens", type=int, default=10,
+                    help="first opens per round, 20 MB plugin")
+    ap.add_argument("--calls", type=int, default=200_000)
+    args = ap.parse_args()
+
+    small = build_greet()
+    with tempfile.TemporaryDirectory(prefix="minildr-bench-big-") as folder:
+        big = build_big(Path(folder))
+        try:
+            rows = table(small, big, args)
+        finally:
+            shutil.rmtree(small.parent, ignore_errors=True)
+    print(f"opens: medians of per-call times over {args.rounds} rounds, sides taking turns call "
+          f"by call; calls: best of {args.rounds} rounds")
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}} {'time':>11} {'ratio':>7}  goal")
     for name, seconds, ratio, goal in rows:

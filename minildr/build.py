@@ -175,9 +175,13 @@ def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[
 
 def read_exports(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
                  cflags: Sequence[str] = (), forced_includes: Sequence[Path] = (),
-                 ) -> Tuple[List[ctype.Declaration], str]:
-    """The declarations of the exports header, with canonical C types."""
+                 shown: Optional[Path] = None) -> Tuple[List[ctype.Declaration], str]:
+    """The declarations of the exports header, with canonical C types.
+
+    `shown`: the header's own path, for messages, when `header` is its staged copy.
+    """
     cmd = preprocess_command(compiler, header, include_dirs, cflags, forced_includes)
+    header = shown or header
     done = run_tool(cmd)
     if done.returncode != 0:
         raise BuildError(header, f"the exports header does not preprocess:\n{done.stderr.strip()}")
@@ -430,13 +434,23 @@ def read_source(path: Path) -> bytes:
     return data
 
 
+def with_line(data: bytes, path: Path) -> bytes:
+    """`data` headed by a #line directive naming `path`: the compiler's messages and
+    __FILE__ name the file read, not its copy (for C-family sources and headers)."""
+    if path.suffix not in _LINE_DIRECTIVE_SUFFIXES:
+        return data
+    shown = os.fsencode(str(path)).replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'#line 1 "' + shown + b'"\n' + data
+
+
 def source_copies(sources: Sequence[Path], work: Path) -> List[Path]:
     """Each source as read by `read_source`, written into the build folder: what the
     compiler compiles is the bytes read, not whatever the name holds by then.
 
     A `#line` directive keeps the source's own name in the compiler's messages
-    and in __FILE__; its folder is searched for "quoted" includes (-iquote,
-    see compile_command). Files the sources #include are read by the compiler.
+    and in __FILE__; the headers it includes are staged the same way
+    (`HeaderStage`), and its folder is searched for "quoted" includes after
+    them (-iquote, see compile_command), for what the stage could not see.
     """
     copies = []
     for index, src in enumerate(sources):
@@ -444,12 +458,104 @@ def source_copies(sources: Sequence[Path], work: Path) -> List[Path]:
         folder = work / "sources" / str(index)      # two sources may share a name
         folder.mkdir(parents=True)
         copy = folder / src.name
-        if src.suffix in _LINE_DIRECTIVE_SUFFIXES:
-            shown = os.fsencode(str(src)).replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-            data = b'#line 1 "' + shown + b'"\n' + data
-        copy.write_bytes(data)
+        copy.write_bytes(with_line(data, src))
         copies.append(copy)
     return copies
+
+
+# An #include line as the preprocessor reads it (a name in quotes or angle brackets).
+_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*([<"])([^>"\r\n]+)[>"]', re.M)
+
+
+class HeaderStage:
+    """The user's headers, each read once through files.py into the build folder.
+
+    The compiler would otherwise read every #included header by name, while
+    the build runs: a header replaced meanwhile would be compiled as found, and
+    a FIFO named like a header would stall the compiler for good. So from the
+    sources and the exports header, each `#include` line is followed where the
+    compiler would look: "quoted" names in the including file's folder, then
+    the sources' folders, then the -I folders; <angled> names in the -I
+    folders (system headers are the system's: left to the compiler). Each
+    header found is read by `read_source` (a FIFO, device or oversized file
+    is a BuildError naming it) and written, with a #line naming it, to the
+    same place in a mirror of its folder; the compiler is pointed at the
+    mirrors first (`quote_dirs`, `include_dirs`). Where a name comes from a
+    macro (#include MACRO) or leaves its folder ("../x.h"), the compiler
+    still finds the file itself, by name, behind the mirrors.
+    """
+
+    def __init__(self, work: Path, quote_roots: Sequence[Path],
+                 include_roots: Sequence[Path], other_roots: Sequence[Path] = ()) -> None:
+        self.work = work / "headers"
+        self.quote_roots = [r.resolve() for r in quote_roots]
+        self.include_roots = [r.resolve() for r in include_roots]
+        self.other_roots = [r.resolve() for r in other_roots]    # mirrored, not searched
+        self.mirrors: "dict[Path, Path]" = {}
+        self.staged: "dict[Path, Path]" = {}
+
+    def mirror(self, root: Path) -> Path:
+        if root not in self.mirrors:
+            self.mirrors[root] = self.work / str(len(self.mirrors))
+            self.mirrors[root].mkdir(parents=True)
+        return self.mirrors[root]
+
+    def place(self, original: Path) -> Optional[Path]:
+        """Where `original` goes in the mirrors: under the first root that holds it."""
+        for root in [*self.quote_roots, *self.include_roots, *self.other_roots]:
+            try:
+                relative = original.relative_to(root)
+            except ValueError:
+                continue
+            return self.mirror(root) / relative
+        return None
+
+    def add(self, original: Path, data: Optional[bytes] = None) -> Optional[Path]:
+        """Stage `original` (read now unless `data` is its bytes) and what it includes."""
+        original = original.resolve()
+        if original in self.staged:
+            return self.staged[original]
+        target = self.place(original)
+        if target is None:
+            return None
+        data = read_source(original) if data is None else data
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(with_line(data, original))
+        self.staged[original] = target
+        self.follow(original.parent, data)
+        return target
+
+    def follow(self, folder: Path, data: bytes) -> None:
+        """Stage each header `data` includes, as the compiler would find it."""
+        for kind, name in _INCLUDE.findall(data):
+            relative = Path(os.fsdecode(name))
+            if relative.is_absolute() or ".." in relative.parts:
+                continue                           # outside the mirrors: the compiler's
+            places = ([folder, *self.quote_roots] if kind == b'"' else []) + self.include_roots
+            for place in places:
+                candidate = place / relative
+                if os.path.lexists(candidate):     # (a FIFO exists too: read_source refuses it)
+                    self.add(candidate)
+                    break
+
+    def quote_dirs(self) -> List[Path]:
+        """-iquote folders: each source folder's mirror, then the folder itself."""
+        return [self.mirror(r) for r in self.quote_roots] + list(self.quote_roots)
+
+    def include_mirrors(self) -> List[Path]:
+        """-I folders to search before the user's own: their mirrors."""
+        return [self.mirror(r) for r in self.include_roots]
+
+
+def user_include_dirs(cflags: Sequence[str]) -> List[Path]:
+    """The folders the user's -I flags name (as -Idir or -I dir)."""
+    found, flags = [], list(cflags)
+    for i, flag in enumerate(flags):
+        if flag == "-I" and i + 1 < len(flags):
+            found.append(Path(flags[i + 1]))
+        elif flag.startswith("-I") and len(flag) > 2:
+            found.append(Path(flag[2:]))
+    return [d for d in found if d.is_dir()]
 
 
 def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
@@ -487,7 +593,7 @@ def build_for(target: Platform, compiler: Optional[Compiler],
         if not src.exists():
             raise BuildError(src, "source file not found")
     header = _find_header(exports, srcs)
-    read_source(header)             # a regular, readable file (the preprocessor reads it)
+    header_bytes = read_source(header)    # the preprocessor reads its staged copy
     contracts = list(contracts)
     compiler = compiler or find_compiler(target.os)
     out_dir = Path(out_dir)
@@ -500,10 +606,16 @@ def build_for(target: Platform, compiler: Optional[Compiler],
         contract_dir.mkdir()
         for c in contracts:
             (contract_dir / c.filename).write_text(c.text, encoding="utf-8")
-        include_dirs = [contract_dir, INCLUDE_DIR]
         contract_headers = [contract_dir / c.filename for c in contracts]
-        declared, types = read_exports(compiler, header.resolve(), include_dirs, cflags,
-                                       contract_headers)
+        copies = source_copies(srcs, work)
+        stage = HeaderStage(work, _unique(s.resolve().parent for s in srcs),
+                            user_include_dirs(cflags), [header.resolve().parent])
+        staged_header = stage.add(header, header_bytes) or header.resolve()
+        for src, copy in zip(srcs, copies):
+            stage.follow(src.resolve().parent, copy.read_bytes())
+        include_dirs = [contract_dir, INCLUDE_DIR, *stage.include_mirrors()]
+        declared, types = read_exports(compiler, staged_header, include_dirs, cflags,
+                                       contract_headers, shown=header.resolve())
 
         manifest = Manifest(
             abi=ABI_VERSION, platform=target, name=name, version=version,
@@ -511,16 +623,16 @@ def build_for(target: Platform, compiler: Optional[Compiler],
             contracts={c.name: c.ref for c in contracts}, types=types,
             compiler=compiler.version)
         (work / "minildr_manifest.c").write_text(manifest_source(manifest.encode()))
-        (work / "minildr_exports.h").write_text(exports_wrapper(header.resolve(), target.os))
+        (work / "minildr_exports.h").write_text(exports_wrapper(staged_header, target.os))
         def_file = work / f"{name}.def"
         def_file.write_text(def_file_text(name, [d.name for d in declared],
                                           [d.name for d in declared if d.kind == "data"]))
 
         partial = work / installed.name
         cmd = compile_command(
-            compiler, target.os, [*source_copies(srcs, work), work / "minildr_manifest.c"],
+            compiler, target.os, [*copies, work / "minildr_manifest.c"],
             partial, forced_includes=[*contract_headers, work / "minildr_exports.h"],
-            include_dirs=include_dirs, quote_dirs=_unique(s.resolve().parent for s in srcs),
+            include_dirs=include_dirs, quote_dirs=stage.quote_dirs(),
             defines={"MINILDR_PLUGIN_NAME": f'"{name}"', "MINILDR_PLUGIN_VERSION": f'"{version}"'},
             cflags=cflags, def_file=def_file)
         log.debug("build %s: %s", name, " ".join(cmd))

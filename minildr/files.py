@@ -67,15 +67,19 @@ def stat_regular(path: str) -> os.stat_result:
 
 
 def read_regular(path: "os.PathLike[str] | str", limit: int, *,
-                 head: Optional[Callable[[bytes], None]] = None) -> Tuple[bytes, Identity]:
+                 head: Optional[Callable[[bytes], None]] = None,
+                 checked: bool = False) -> Tuple[bytes, Identity]:
     """The bytes of the regular file at `path` (at most `limit` of them) and its identity.
 
-    `head`, if given, is called with the file's first 4 KiB before the rest is
-    read: a reader that recognises its format by the first bytes refuses a
-    foreign file without reading all of it.
+    `head`, if given, is called with the file's first 4 KiB before more than
+    HEAD_FIRST bytes are read: a reader that recognises its format by the
+    first bytes refuses a 2 GiB foreign file without reading all of it.
+    `checked`: the caller has just seen with `stat_regular` that the path is
+    a regular file (step 1 is not repeated; the descriptor is still checked).
     """
     path = os.fspath(path)
-    stat_regular(path)
+    if not checked:
+        stat_regular(path)
     flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
              | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     try:
@@ -85,7 +89,8 @@ def read_regular(path: "os.PathLike[str] | str", limit: int, *,
     try:
         before = os.fstat(fd)
         _check_regular(path, before)         # the descriptor read, not the name
-        _blocking(fd)
+        # O_NONBLOCK stays: it changes nothing for a regular file, and the
+        # descriptor is closed below, never handed out.
         if before.st_size > limit:
             raise FileTooLarge(path, (
                 f"is {before.st_size:,} bytes, more than the {limit:,} minildr reads for "
@@ -113,13 +118,21 @@ def read_text(path: "os.PathLike[str] | str", limit: int) -> str:
         raise UnreadableFile(path, f"is not UTF-8 text ({exc})") from None
 
 
+HEAD_FIRST = 64 * 1024      # larger files show `head` their first 4 KiB before the rest is read
+
+
 def _read_exactly(path: str, fd: int, size: int,
                   head: Optional[Callable[[bytes], None]]) -> bytes:
     """The file's `size` bytes, read in one call where the kernel allows (one buffer, no
-    joining: a 20 MB plugin is not copied again); `head` sees the first 4 KiB first."""
-    if head is not None and size:
-        head(os.pread(fd, min(size, 4096), 0))
+    joining: a 20 MB plugin is not copied again); `head` sees the first 4 KiB first,
+    read apart only for a file larger than HEAD_FIRST (a smaller one costs less to
+    read whole than a second read costs)."""
+    if head is not None and size > HEAD_FIRST:
+        head(os.pread(fd, 4096, 0))
+        head = None
     data = os.read(fd, size) if size else b""
+    if head is not None and data:
+        head(data[:4096])
     if len(data) < size:                   # a short read: go on, in chunks
         chunks, got = [data], len(data)
         while got < size:
@@ -142,12 +155,6 @@ def _read_exactly(path: str, fd: int, size: int,
         raise FileChanged(path, f"grew past its {size:,} bytes while being read; try again "
                                 "once the program writing it has finished")
     return data
-
-
-def _blocking(fd: int) -> None:
-    """Clear O_NONBLOCK again: a regular file never blocks, but leave no surprise."""
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
 
 
 def _check_regular(path: str, st: os.stat_result) -> None:

@@ -19,7 +19,7 @@ linker (cmd/link) writes into every ELF binary it links: the Go build ID
 note (owner "Go", type 4, in a PT_NOTE segment: .note.go.buildid; `go tool
 buildid` reads it), or, where that note was stripped, the build information
 blob (.go.buildinfo: a 16-byte-aligned header starting "\\xff Go buildinf:",
-what `go version FILE` and debug/buildinfo look for) in a loadable segment.
+what `go version FILE` and debug/buildinfo look for) in a writable loadable segment.
 Section headers are not needed for either, so a library stripped of them
 is still recognised.
 """
@@ -56,9 +56,19 @@ def has_go_build_id(image: PluginImage) -> bool:
 
 
 def has_go_buildinfo(image: PluginImage) -> bool:
-    """The build information header, aligned as Go's linker places it, in a loadable segment."""
+    """The build information header, aligned as Go's linker places it, in writable data.
+
+    Go's linker puts the blob in its data segment, the first of the writable
+    data sections (cmd/link/internal/ld/data.go, allocateDataSections: the
+    SBUILDINFO symbol kind, permissions 06), and debug/buildinfo documents
+    its search as "the first writable non-zero data segment" (DataStart). So
+    only writable, non-executable PT_LOAD segments are searched: a plugin's
+    20 MB of read-only constants are not.
+    """
     data = image.data
     for ph in image.elf_file().segments(elf.PT_LOAD):
+        if ph.p_flags & (elf.PF_W | elf.PF_X) != elf.PF_W:
+            continue
         start, end = ph.p_offset, min(ph.p_offset + ph.p_filesz, len(data))
         at = data.find(BUILDINFO_MAGIC, start, end)
         while at != -1:
@@ -82,7 +92,7 @@ def one_runtime(image: PluginImage) -> Iterator[PluginImage]:
         return
     with _lock:
         if _loaded is not None and _loaded.sha256 == image.sha256:
-            yield _loaded                    # the same bytes: the same loaded library
+            yield _loaded.named(image.path)  # the same bytes: the same loaded library
             return
         if _loaded is not None:
             raise LoadError(image.path, (

@@ -19,7 +19,13 @@ whose device, inode, size, mtime and ctime (in nanoseconds) are unchanged,
 the way Python's import system trusts a .pyc by its source's size and mtime.
 ctime alone changing is not proof of a change: another process renaming a
 file over it (a build installing) or a hard link changes it too. Then the
-file is read and hashed again, and the same digest keeps the image.
+file is read and hashed again, and the same digest keeps the image. Each
+open gets the cached image under the name it gave (`PluginImage.named`), so
+its messages name the file as that call did.
+
+A large file (DIGEST_IN_THREAD) is hashed by a thread of its own while the
+open parses it and copies it into its sealed memfd: for 20 MB each takes
+tens of milliseconds, and hashlib and os.write release the GIL (`Digest`).
 
 What `minildr.build` returns is a `BuiltPath`: the installed path, marked
 as built by this process, which remembers the bytes of its latest build at
@@ -49,8 +55,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 from . import files
 from .console import printable
 from .formats import elf
-from .errors import FileChanged, NotAPlugin
-from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, is_binary,
+from .errors import FileChanged, NotAPlugin, PluginError
+from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, examine_elf, is_binary,
                        manifest_from_payload)
 
 log = logging.getLogger("minildr")
@@ -69,33 +75,75 @@ T = TypeVar("T")
 
 
 @dataclass(eq=False)
-class PluginImage:
-    """A plugin file's bytes, read once, with their digest and a sealed copy to load."""
+class _Sealed:
+    """What every open of the same bytes shares: the sealed copy, its users, the parsed facts."""
 
-    path: str                 # as the caller named it, for messages
-    data: bytes = field(repr=False)
-    sha256: str
-    identity: Identity
-    _fd: Optional[int] = field(default=None, repr=False)
-    _copy: Optional[str] = field(default=None, repr=False)
-    _users: int = 0
-    _cached: bool = True
-    _resident: bool = False    # the system loader would not unload it: keep its name unique
-    _examined: Optional[Tuple[BinaryInfo, Optional[bytes]]] = field(default=None, repr=False)
-    _manifest: Optional[Manifest] = field(default=None, repr=False)
-    _facts: Dict[str, Any] = field(default_factory=dict, repr=False)
-    _still_loaded: Optional[Callable[[], bool]] = field(default=None, repr=False)
+    fd: Optional[int] = None
+    copy: Optional[str] = None
+    users: int = 0
+    cached: bool = True
+    resident: bool = False     # the system loader would not unload it: keep its name unique
+    still_loaded: Optional[Callable[[], bool]] = None
+    examined: Optional[Tuple[BinaryInfo, Optional[bytes]]] = None
+    manifest: Optional[Manifest] = None
+    facts: Dict[str, Any] = field(default_factory=dict)
+
+
+class PluginImage:
+    """A plugin file's bytes, read once, with their digest and a sealed copy to load.
+
+    `path` is the file as the caller of this open named it, for messages; the
+    rest (the bytes, the sealed copy, what was parsed) is shared by every
+    image of the same cached file (`named`): a plugin first read by its
+    absolute path and then opened by a relative one is named the way each
+    call named it.
+    """
+
+    __slots__ = ("path", "data", "_sha256", "identity", "_shared")
+
+    def __init__(self, path: str, data: bytes, sha256: "str | Digest", identity: Identity, *,
+                 _fd: Optional[int] = None, _cached: bool = True,
+                 _shared: Optional[_Sealed] = None) -> None:
+        self.path = path
+        self.data = data
+        self._sha256 = sha256
+        self.identity = identity
+        self._shared = _Sealed(fd=_fd, cached=_cached) if _shared is None else _shared
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of `data`, in hex (of a large file: waits for its hashing thread)."""
+        digest = self._sha256
+        if digest.__class__ is not str:
+            digest = self._sha256 = digest.result()      # type: ignore[union-attr]
+        return digest                                    # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"PluginImage(path={self.path!r}, sha256={self.sha256!r})"
+
+    def named(self, path: str) -> "PluginImage":
+        """This image as a caller who named the file `path` sees it (the same shared state)."""
+        if path == self.path:
+            return self
+        return PluginImage(path, self.data, self._sha256, self.identity, _shared=self._shared)
+
+    def same_bytes(self, other: "PluginImage") -> bool:
+        """Whether `other` is this image, perhaps under another name (`named`)."""
+        return other._shared is self._shared
 
     # -- the checks' view: parsed once per image ----------------------
     def examine(self) -> Tuple[BinaryInfo, Optional[bytes]]:
-        if self._examined is None:
-            self._examined = examine(self.data, self.path)
-        return self._examined
+        shared = self._shared
+        if shared.examined is None:
+            shared.examined = (examine_elf(self.elf_file()) if self.data[:4] == elf.ELFMAG
+                               else examine(self.data, self.path))
+        return shared.examined
 
     def manifest(self) -> Manifest:
-        if self._manifest is None:
-            self._manifest = manifest_from_payload(*self.examine(), self.path)
-        return self._manifest
+        shared = self._shared
+        if shared.manifest is None:
+            shared.manifest = manifest_from_payload(*self.examine(), self.path)
+        return shared.manifest
 
     def fact(self, name: str, compute: Callable[[], T]) -> T:
         """What `compute` says of these bytes, computed once per image.
@@ -105,12 +153,28 @@ class PluginImage:
         repeated open of an unchanged file answers from here, and a first
         open parses the file once for all of them (`dynamic_section`).
         Two threads may compute a fact at once; both get the same answer.
+        A refusal names the file as this call named it, whoever parsed first.
         """
+        facts = self._shared.facts
         try:
-            return self._facts[name]
+            return facts[name]
         except KeyError:
-            value = self._facts[name] = compute()
-            return value
+            pass
+        try:
+            value = facts[name] = compute()
+        except PluginError as exc:
+            if exc.path is None or exc.path == self.path:
+                raise
+            raise renamed(exc, self.path) from None
+        return value
+
+    def known(self, name: str) -> Any:
+        """A fact already computed or recorded for these bytes, else None."""
+        return self._shared.facts.get(name)
+
+    def record(self, name: str, value: Any) -> None:
+        """Remember `value` as the fact `name` of these bytes (what a step learnt of them)."""
+        self._shared.facts[name] = value
 
     def elf_file(self) -> "elf.ElfFile":
         """The image read as ELF, once (PluginError if it is not one, or damaged)."""
@@ -124,18 +188,19 @@ class PluginImage:
     @property
     def users(self) -> int:
         """How many loaded libraries currently come from this image."""
-        return self._users
+        return self._shared.users
 
     def acquire(self) -> str:
         """A path the system loader can open that holds exactly `data`."""
+        shared = self._shared
         with _lock:
-            if self._fd is None and self._copy is None:
+            if shared.fd is None and shared.copy is None:
                 if USE_MEMFD:
-                    self._fd = _sealed_memfd(self.data, os.path.basename(self.path))
+                    shared.fd = _sealed_memfd(self.data, os.path.basename(self.path))
                 else:
-                    self._copy = _private_copy(self.data, os.path.basename(self.path))
-            self._users += 1
-            return f"/proc/self/fd/{self._fd}" if self._fd is not None else self._copy  # type: ignore[return-value]
+                    shared.copy = _private_copy(self.data, os.path.basename(self.path))
+            shared.users += 1
+            return f"/proc/self/fd/{shared.fd}" if shared.fd is not None else shared.copy  # type: ignore[return-value]
 
     def sealed_fd(self) -> Optional[int]:
         """The sealed memfd holding `data` while acquired (None on the private-copy path).
@@ -143,12 +208,12 @@ class PluginImage:
         Isolation hands this descriptor to the worker process, so the worker
         loads the very bytes the host checked.
         """
-        return self._fd
+        return self._shared.fd
 
     @property
     def cached(self) -> bool:
         """Whether the cache holds this image (its sealed copy then outlives its users)."""
-        return self._cached
+        return self._shared.cached
 
     def release(self, *, resident: bool = False,
                 still_loaded: Optional[Callable[[], bool]] = None) -> None:
@@ -159,11 +224,12 @@ class PluginImage:
         be freed (often never: a cached image keeps its copy), which spares
         a repeated open of an unchanged file that question.
         """
+        shared = self._shared
         with _lock:
-            self._users -= 1
-            self._resident = self._resident or resident
-            self._still_loaded = still_loaded if self._users == 0 else None
-            if self._users == 0 and not self._cached:
+            shared.users -= 1
+            shared.resident = shared.resident or resident
+            shared.still_loaded = still_loaded if shared.users == 0 else None
+            if shared.users == 0 and not shared.cached:
                 self._discard()
 
     def _discard(self) -> None:
@@ -173,22 +239,31 @@ class PluginImage:
         /proc/self/fd/N is resident, fd N must stay ours, or the next plugin
         given that number would be mistaken for it.
         """
-        if self._resident:
+        shared = self._shared
+        if shared.resident:
             return
-        check, self._still_loaded = self._still_loaded, None
+        check, shared.still_loaded = shared.still_loaded, None
         if check is not None:
-            self._resident = True          # if interrupted part way, assume it is
-            self._resident = check()
-            if self._resident:
+            shared.resident = True          # if interrupted part way, assume it is
+            shared.resident = check()
+            if shared.resident:
                 log.info("%s: the system loader keeps it loaded (another handle, or it "
                          "cannot be unloaded); its sealed copy stays", self.path)
                 return
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._copy is not None:
-            _remove_copy(self._copy)
-            self._copy = None
+        if shared.fd is not None:
+            os.close(shared.fd)
+            shared.fd = None
+        if shared.copy is not None:
+            _remove_copy(shared.copy)
+            shared.copy = None
+
+
+def renamed(exc: PluginError, path: str) -> PluginError:
+    """The same refusal, naming the file as `path` (a cached parse was first made by another name)."""
+    error = type(exc).__new__(type(exc))
+    error.__dict__.update(exc.__dict__)
+    PluginError.__init__(error, path, exc.reason)
+    return error
 
 
 def _sealed_memfd(data: bytes, name: str) -> int:
@@ -328,21 +403,21 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
             log.info("open %s: another process replaced the file since this one built "
                      "it; loading the bytes built here (sha256 %s)", printable(path),
                      built.sha256)
-        return built
+        return built.named(path)
     key = os.path.abspath(path)
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.identity == now:
             _cache.move_to_end(key)
-            return cached
-    image = _read_file(path)
+            return cached.named(path)
+    image = _read_file(path, checked=True)
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.sha256 == image.sha256 and \
                 _same_contents_key(cached.identity) == _same_contents_key(image.identity):
             cached.identity = image.identity          # only the ctime moved: same bytes
             _cache.move_to_end(key)
-            return cached
+            return cached.named(path)
         _remember(key, image)
     return image
 
@@ -352,13 +427,53 @@ def _remember(key: str, image: PluginImage) -> None:
     if key in _cache and _cache[key] is not image:
         _evict(key)                                     # an older version of this file
     _cache[key] = image
-    image._cached = True
+    image._shared.cached = True
     _cache.move_to_end(key)
     while len(_cache) > CACHE_SIZE:
         _evict(next(iter(_cache)))
 
 
-def _read_file(path: str) -> PluginImage:
+DIGEST_IN_THREAD = 1 << 20    # files at least this large are hashed by a thread of their own
+
+
+class Digest:
+    """The SHA-256 of bytes too large to hash in passing, computed by a thread of its own.
+
+    A first open of a large plugin spends most of its time hashing it and
+    copying it into its sealed memfd (image.acquire); hashlib and os.write
+    both release the GIL, so the two run at once on two cores, while the
+    checks parse the same bytes. Both work on the one immutable `bytes`
+    read from the file: what is hashed is what is sealed and loaded.
+    Whoever needs the digest (a trust check, the Plugin's `sha256`) waits.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._value: Optional[str] = None
+        self._data: Optional[bytes] = data
+        self._thread = threading.Thread(target=self._hash, daemon=True, name="minildr-sha256")
+        self._thread.start()
+
+    def _hash(self) -> None:
+        data = self._data
+        if data is not None:
+            self._value = hashlib.sha256(data).hexdigest()
+            self._data = None
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._value is None:              # the thread failed (no memory?): here, then,
+            self._hash()                     # where its error reaches the caller
+        return self._value                   # type: ignore[return-value]
+
+
+def digest_of(data: bytes) -> "str | Digest":
+    """The SHA-256 of `data` now, or (a large file) a `Digest` being computed."""
+    if len(data) >= DIGEST_IN_THREAD:
+        return Digest(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_file(path: str, checked: bool = False) -> PluginImage:
     """Read the file whole, bounded and without blocking (files.read_regular); again if
     it changed meanwhile (a writer still at work).
 
@@ -370,13 +485,13 @@ def _read_file(path: str) -> PluginImage:
     for attempt in range(READ_ATTEMPTS):
         try:
             data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
+                                                checked=checked and not attempt,
                                                 head=lambda head: _known_format(head, path))
         except FileChanged as exc:
             last = exc
             time.sleep(0.05 * (attempt + 1))
             continue
-        return PluginImage(path=path, data=data, sha256=hashlib.sha256(data).hexdigest(),
-                           identity=identity)
+        return PluginImage(path=path, data=data, sha256=digest_of(data), identity=identity)
     raise FileChanged(path, f"{last.reason} (each of the {READ_ATTEMPTS} times it was read)")
 
 
@@ -392,8 +507,8 @@ def _known_format(head: bytes, path: str) -> None:
 
 def _evict(key) -> None:
     image = _cache.pop(key)
-    image._cached = False
-    if image._users == 0:
+    image._shared.cached = False
+    if image._shared.users == 0:
         image._discard()
 
 

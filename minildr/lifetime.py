@@ -53,12 +53,55 @@ _TASKS = "/proc/self/task"
 _DUMMY = getattr(threading, "_DummyThread", ())     # threading's entry for a foreign thread
 
 
+# An open descriptor of /proc/self/task, with the (device, inode) it had: a
+# descriptor closed and reused by other code is noticed and opened again.
+_task_folder: "tuple[int, int, int] | None" = None
+_task_lock = threading.Lock()
+
+
+def _forget_task_folder() -> None:
+    """After fork: the descriptor names the parent's threads; the child opens its own."""
+    global _task_folder, _task_lock
+    _task_lock = threading.Lock()          # another thread may have held it at the fork
+    if _task_folder is not None:
+        try:
+            os.close(_task_folder[0])
+        except OSError:
+            pass
+    _task_folder = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_task_folder)
+
+
+def _task_links() -> int:
+    """/proc/self/task's link count, from a descriptor kept open: an fstat costs half a
+    stat of the path (no walk through /proc/self); the count is the kernel's of now."""
+    global _task_folder
+    held = _task_folder
+    if held is not None:
+        try:
+            st = os.fstat(held[0])
+            if (st.st_dev, st.st_ino) == held[1:]:
+                return st.st_nlink
+        except OSError:
+            pass
+    with _task_lock:                     # one descriptor, however many threads ask first
+        if _task_folder is held:
+            fd = os.open(_TASKS, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            st = os.fstat(fd)
+            _task_folder = (fd, st.st_dev, st.st_ino)
+            return st.st_nlink
+    return _task_links()
+
+
 def native_threads() -> FrozenSet[int]:
     """The thread ids of this process (Linux); an empty set where the system does not say.
 
     Usually every thread is one Python started (or knows of): then the
-    kernel's count of them, a stat of /proc/self/task (its link count is 2
-    plus the number of threads: fs/proc/base.c, proc_task_getattr), matches
+    kernel's count of them, the link count of /proc/self/task (2 plus the
+    number of threads: fs/proc/base.c, proc_task_getattr), matches
     threading's list, and the folder need not be listed. Not when a thread
     started elsewhere ever called into Python: its entry (a _DummyThread)
     may outlive it, and the counts could then match by chance.
@@ -67,7 +110,7 @@ def native_threads() -> FrozenSet[int]:
         return frozenset()
     python = threading.enumerate()
     try:
-        if (os.stat(_TASKS).st_nlink - 2 == len(python)
+        if (_task_links() - 2 == len(python)
                 and not any(isinstance(t, _DUMMY) or t.native_id is None for t in python)):
             return frozenset(t.native_id for t in python)  # type: ignore[misc]
         return frozenset(int(tid) for tid in os.listdir(_TASKS))

@@ -40,7 +40,6 @@ import functools
 import logging
 import os
 import sys
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -80,17 +79,19 @@ def image_needs(image: PluginImage) -> Needs:
 
 def needs_in(dyn: elf.DynamicSection) -> Needs:
     """What the file of this dynamic section asks of the process."""
-    symbols = dyn.symbols()
-    versym = dyn.versym(len(symbols))
+    rows = dyn.symbol_rows()
+    versym = dyn.versym(len(rows)) if rows else ()
     versions = dyn.versions_needed()
     undefined = []
-    for index, (sym, name) in enumerate(symbols):
-        if not index or sym.st_shndx != elf.SHN_UNDEF or not name:
+    for index, (st_name, st_info, _, st_shndx, _, _) in enumerate(rows):
+        if not index or st_shndx != elf.SHN_UNDEF or st_info >> 4 == elf.STB_WEAK:
+            continue                          # defined here; or weak: found nowhere, it is 0
+        name = dyn.string(st_name, "symbol name")
+        if not name:
             continue
-        if sym.st_info >> 4 == elf.STB_WEAK:
-            continue                          # a weak reference found nowhere is 0
         version = versions.get(versym[index] & ~elf.VERSYM_HIDDEN) if versym else None
         undefined.append((name, version))
+
     def paths(tag: int) -> List[str]:
         return [p for v in dyn.all(tag) for p in dyn.string(v, "search path").split(":") if p]
     soname = dyn.string(dyn.get(elf.DT_SONAME), "DT_SONAME") if dyn.has(elf.DT_SONAME) else None
@@ -156,12 +157,18 @@ class Prepared:
         self.images = []
 
 
+MAX_BUNDLED_DEPTH = 8      # a bundled library's bundled libraries' ..., this deep at most
+
+
 def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
-                prepared: Prepared, copies: Optional[Dict[str, PluginImage]] = None) -> None:
+                prepared: Prepared, copies: Optional[Dict[str, PluginImage]] = None,
+                depth: int = 0) -> None:
     """Load each DT_NEEDED library, checking the bundled ones under `trust`.
 
     `copies` are bundled libraries already read and checked (by the host
     of an isolated worker, `bundled_copies`): loaded from those bytes.
+    A bundled library loaded from its checked copy has its own bundled
+    libraries loaded first, the same way (`load_bundled_needs`).
     """
     for name in needs.needed:
         found = find_library(name, needs, origin)
@@ -170,12 +177,33 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
         if copy is None and found.bundled and trust is not None:
             copy = checked_copy(plugin, found, trust)
         if copy is not None:
+            load_bundled_needs(plugin, copy, found, trust, prepared, copies, depth)
             prepared.images.append(copy)
             target = copy.acquire()
         handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
             raise LoadError(plugin, not_found(name, found, libdl.error()))
         prepared.handles.append((name, handle))
+
+
+def load_bundled_needs(plugin: str, copy: PluginImage, found: Found, trust: Any,
+                       prepared: Prepared, copies: Optional[Dict[str, PluginImage]],
+                       depth: int) -> None:
+    """Before a bundled library is loaded from its sealed copy: the libraries *it* bundles.
+
+    From /proc/self/fd/N its own $ORIGIN would mean /proc/self/fd, so the
+    system loader could not find a libhelper2.so that libhelper.so finds
+    beside itself (RUNPATH=$ORIGIN). So its DT_NEEDED libraries are found
+    from its file's folder, the bundled ones checked under `trust` and loaded
+    from their checked copies, before it: its DT_NEEDED names then match
+    their SONAMEs, as the plugin's match its own libraries'.
+    """
+    if depth >= MAX_BUNDLED_DEPTH:
+        raise LoadError(plugin, (
+            f"its bundled libraries need bundled libraries more than {MAX_BUNDLED_DEPTH} deep "
+            f"(at {found.name}): a cycle of $ORIGIN libraries? Link them flat beside the plugin"))
+    load_needed(plugin, image_needs(copy), os.path.dirname(os.path.abspath(found.path or "")),
+                trust, prepared, copies, depth + 1)
 
 
 def origin_of(image: PluginImage) -> str:
@@ -191,17 +219,32 @@ def bundled_copies(image: PluginImage, trust: Any = None) -> Dict[str, PluginIma
     plugin), and a sandboxed worker, which cannot read the plugin's folder,
     needs no access to it. Without `trust`, a library whose SONAME is not
     its DT_NEEDED name is left out: the worker then loads it by path.
+    The libraries a bundled library itself bundles (its own $ORIGIN) are
+    included, by DT_NEEDED name, the first found for a name kept.
     """
-    if not ENABLED or image.data[:4] != elf.ELFMAG:
-        return {}
-    needs, origin, copies = image_needs(image), origin_of(image), {}
+    copies: Dict[str, PluginImage] = {}
+    if ENABLED and image.data[:4] == elf.ELFMAG:
+        add_bundled(image.path, image_needs(image), origin_of(image), trust, copies, 0)
+    return copies
+
+
+def add_bundled(plugin: str, needs: Needs, origin: str, trust: Any,
+                copies: Dict[str, PluginImage], depth: int) -> None:
+    """`bundled_copies` of one library's needs, then of each bundled one's, depth first."""
     for name in needs.needed:
         found = find_library(name, needs, origin)
-        if found.bundled:
-            copy = checked_copy(image.path, found, trust, required=trust is not None)
-            if copy is not None:
-                copies[name] = copy
-    return copies
+        if not found.bundled or name in copies:
+            continue
+        copy = checked_copy(plugin, found, trust, required=trust is not None)
+        if copy is None:
+            continue
+        copies[name] = copy
+        if depth + 1 >= MAX_BUNDLED_DEPTH:
+            raise LoadError(plugin, (
+                f"its bundled libraries need bundled libraries more than {MAX_BUNDLED_DEPTH} "
+                f"deep (at {name}): a cycle of $ORIGIN libraries? Link them flat beside it"))
+        add_bundled(plugin, image_needs(copy), os.path.dirname(os.path.abspath(found.path or "")),
+                    trust, copies, depth + 1)
 
 
 def not_found(name: str, found: Found, message: str) -> str:
@@ -319,9 +362,9 @@ def version_miss(needs: Needs, versions: List[str]) -> str:
             "or in an older one's container), or install a newer release here")
 
 
-# Per image (a repeated open of an unchanged file reuses its image): the
-# needed libraries (handles) every symbol was last found with.
-_resolved: "weakref.WeakKeyDictionary[PluginImage, Tuple[int, ...]]" = weakref.WeakKeyDictionary()
+# Per image (a repeated open of an unchanged file reuses its image), in its
+# facts: the needed libraries (handles) every symbol was last found with.
+RESOLVED = "resolved-against"
 
 
 @contextlib.contextmanager
@@ -339,11 +382,13 @@ def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
         yield prepared
         return
     needs = image_needs(image)
-    origin = origin if origin is not None else origin_of(image)
+    if origin is None:          # (only a search path or a name can say $ORIGIN)
+        origin = origin_of(image) if needs.rpath or needs.runpath or any(
+            "$" in name for name in needs.needed) else ""
     try:
         load_needed(image.path, needs, origin, trust, prepared, copies)
         scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
-        if _resolved.get(image) == scope:
+        if image.known(RESOLVED) == scope:
             yield prepared               # resolved before against these very libraries
             return
         versions = missing_versions(needs, prepared)     # first: its symbols are missing too
@@ -359,7 +404,7 @@ def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
                 + "; refused "
                 "before loading it, so none of its code ran. Link the plugin against the "
                 "library that defines it, or load that library first"))
-        _resolved[image] = scope
+        image.record(RESOLVED, scope)
         yield prepared
     finally:
         prepared.close()

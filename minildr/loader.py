@@ -127,9 +127,10 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         else:
             with one_runtime(image) as image:        # one Go runtime per process
                 plugin = load_in_process(image, manifest, loader, trust)
-        how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
-        log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "
-                                 f"{manifest.name} {manifest.version}{how}"))
+        if log.isEnabledFor(logging.INFO):          # (the message costs more than the check)
+            how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
+            log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "
+                                     f"{manifest.name} {manifest.version}{how}"))
         return plugin       # all in the try: an interrupt at any line must not lose it
     except BaseException as exc:
         if plugin is not None:

@@ -147,14 +147,17 @@ class _SchemaCheck:
         return value
 
     def field(self, doc: dict, key: str, kind: type, where: str = "", default=_MISSING):
-        where = f" of {where!r}" if where else ""
-        if key not in doc:
+        try:
+            value = doc[key]
+        except KeyError:
             if default is not self._MISSING:
                 return default
+            where = f" of {where!r}" if where else ""
             raise NotAPlugin(self.path, f"its minildr manifest is damaged: field {key!r}{where} "
-                                        "is missing; rebuild the plugin with minildr.build")
-        self.shape(doc[key], kind, f"field {key!r}{where}")
-        return doc[key]
+                                        "is missing; rebuild the plugin with minildr.build") from None
+        if value.__class__ is not kind:      # (exactly the kind: the common case, checked fast)
+            self.shape(value, kind, f"field {key!r}" + (f" of {where!r}" if where else ""))
+        return value
 
 
 # ---------------------------------------------------------------------------
@@ -178,11 +181,7 @@ def parse_note(raw: bytes, path) -> Optional[bytes]:
 def examine(data: bytes, path: "os.PathLike[str] | str") -> Tuple[BinaryInfo, Optional[bytes]]:
     """What the file is, and the manifest payload if it carries one."""
     if data[:4] == elf.ELFMAG:
-        f = elf.ElfFile(data, path)
-        info = BinaryInfo("ELF", f.kind, f.arch, 64, "linux")
-        payload = next((n.desc for n in f.notes()
-                        if n.name == NOTE_OWNER and n.type == NT_MINILDR_MANIFEST), None)
-        return info, payload
+        return examine_elf(elf.ElfFile(data, path))
     if macho.is_macho(data):
         m = macho.MachOFile(data, path, HOST.arch)
         info = BinaryInfo("Mach-O", m.kind, m.arch, 64, "darwin")
@@ -194,6 +193,14 @@ def examine(data: bytes, path: "os.PathLike[str] | str") -> Tuple[BinaryInfo, Op
         raw = p.section_bytes(pe.MANIFEST_SECTION)
         return info, None if raw is None else parse_note(raw, path)
     raise NotAPlugin(path, f"not a shared library: {describe_unknown(data)}")
+
+
+def examine_elf(f: "elf.ElfFile") -> Tuple[BinaryInfo, Optional[bytes]]:
+    """`examine` of an ELF file already read (a PluginImage reads it once for every check)."""
+    info = BinaryInfo("ELF", f.kind, f.arch, 64, "linux")
+    payload = next((n.desc for n in f.notes()
+                    if n.name == NOTE_OWNER and n.type == NT_MINILDR_MANIFEST), None)
+    return info, payload
 
 
 def is_binary(head: bytes) -> bool:

@@ -180,7 +180,8 @@ class Plugin:
                 library.close()               # close can always be called again
                 self._library = None
             finish(close_then_forget)
-            log.info("close %s", printable(self.path))
+            if log.isEnabledFor(logging.INFO):
+                log.info("close %s", printable(self.path))
 
     def __enter__(self) -> "Plugin":
         return self

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from .reader import Reader, declare, sizeof
+from .reader import Reader, declare, layout, sizeof
 
 # ---------------------------------------------------------------------------
 # e_ident: the first 16 bytes, the same in every ELF file
@@ -274,8 +274,7 @@ class Elf_GnuHashHeader(NamedTuple):  # DT_GNU_HASH: then bloom[bloom_size] (64-
     bloom_shift: Elf64_Word
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(NamedTuple):
     """One ELF note: an owner's name, a type number, and a payload."""
     name: str
     type: int
@@ -384,36 +383,44 @@ class ElfFile(Reader):
 
     def dynamic(self) -> List[Elf64_Dyn]:
         """The entries of the dynamic section (PT_DYNAMIC), up to DT_NULL."""
+        return [Elf64_Dyn(tag, value) for tag, value in self.dynamic_pairs()]
+
+    def dynamic_pairs(self) -> List[Tuple[int, int]]:
+        """`dynamic` as plain (d_tag, d_val) pairs: what DynamicSection reads at every open."""
         segment = next(self.segments(PT.DYNAMIC), None)
         if segment is None:
             return []
-        count = segment.p_filesz // sizeof(Elf64_Dyn)
-        entries = []
-        for entry in self.table(Elf64_Dyn, segment.p_offset, count, "dynamic section"):
-            if entry.d_tag == DT.NULL:
+        row = layout(Elf64_Dyn, self.order)
+        count = segment.p_filesz // row.size
+        self.check_range(segment.p_offset, count * row.size, "dynamic section")
+        pairs = []
+        for pair in row.iter_unpack(self.raw[segment.p_offset:segment.p_offset + count * row.size]):
+            if pair[0] == DT_NULL:
                 break
-            entries.append(entry)
-        return entries
+            pairs.append(pair)
+        return pairs
 
     def notes(self) -> Iterator[Note]:
         """Every note in the PT_NOTE segments (what `readelf -n` lists)."""
+        header = layout(Elf64_Nhdr, self.order)
+        size, raw = header.size, self.raw
         for ph in self.segments(PT.NOTE):
             self.check_range(ph.p_offset, ph.p_filesz, "note segment")
             align = 8 if ph.p_align == 8 else 4
-            offset, end = ph.p_offset, ph.p_offset + ph.p_filesz
-            while offset + sizeof(Elf64_Nhdr) <= end:
-                nh = self.read(Elf64_Nhdr, offset, "note header")
+            start, end = ph.p_offset, ph.p_offset + ph.p_filesz
+            offset = start
+            while offset + size <= end:
+                namesz, descsz, ntype = header.unpack_from(raw, offset)
                 # The payload and the next note start at the next `align`
                 # boundary (counted from the segment's start) after what precedes them.
-                name_at = offset + sizeof(Elf64_Nhdr)
-                desc_at = ph.p_offset + _align(name_at + nh.n_namesz - ph.p_offset, align)
-                next_at = ph.p_offset + _align(desc_at + nh.n_descsz - ph.p_offset, align)
-                if desc_at + nh.n_descsz > end:
-                    self.fail(f"damaged or truncated note: it claims {nh.n_descsz} bytes of "
-                               f"payload but its segment ends {end - desc_at} bytes later")
-                name = self.bytes_at(name_at, nh.n_namesz, "note name").rstrip(b"\0")
-                yield Note(name.decode("ascii", "replace"), nh.n_type,
-                           self.bytes_at(desc_at, nh.n_descsz, "note payload"))
+                name_at = offset + size
+                desc_at = start + _align(name_at + namesz - start, align)
+                next_at = start + _align(desc_at + descsz - start, align)
+                if desc_at + descsz > end:
+                    self.fail(f"damaged or truncated note: it claims {descsz} bytes of "
+                              f"payload but its segment ends {end - desc_at} bytes later")
+                yield Note(raw[name_at:name_at + namesz].rstrip(b"\0").decode("ascii", "replace"),
+                           ntype, raw[desc_at:desc_at + descsz])
                 offset = next_at
 
     def section_name(self, sh: Elf64_Shdr) -> str:
@@ -490,8 +497,12 @@ class DynamicSection:
     def __init__(self, f: ElfFile) -> None:
         self.f = f
         self.entries: Dict[int, List[int]] = {}
-        for d in f.dynamic():
-            self.entries.setdefault(d.d_tag, []).append(d.d_val)
+        entries = self.entries
+        for tag, value in f.dynamic_pairs():
+            if tag in entries:
+                entries[tag].append(value)
+            else:
+                entries[tag] = [value]
         for tag, size, name in ((DT.SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
                                 (DT.RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
                                 (DT.RELRENT, 8, "DT_RELRENT")):
@@ -561,12 +572,45 @@ class DynamicSection:
         return SysvHash(at, words[2:2 + h.nbucket], words[2 + h.nbucket:])
 
     def symbol_count(self) -> int:
-        """How many entries DT_SYMTAB has: stored nowhere, so the hash table says."""
-        gnu = self.gnu_hash()
-        if gnu is not None:
-            return gnu.symoffset + len(gnu.chain)
+        """How many entries DT_SYMTAB has: stored nowhere, so the hash table says.
+
+        From DT_GNU_HASH: past the highest bucket's first symbol, to the end
+        of its chain (the word with the low bit set); its Bloom filter and the
+        other chains are not read (`gnu_hash` reads them all, and checks them).
+        """
+        if self.has(DT.GNU_HASH):
+            f = self.f
+            header = layout(Elf_GnuHashHeader, f.order)
+            at = self.offset(DT.GNU_HASH, header.size, "DT_GNU_HASH")
+            nbuckets, symoffset, bloom_size, _ = header.unpack_from(f.raw, at)
+            buckets_at = at + header.size + 8 * bloom_size
+            buckets = f.array("I", buckets_at, nbuckets, "DT_GNU_HASH buckets")
+            if not nbuckets or not bloom_size or bloom_size & (bloom_size - 1):
+                f.fail("damaged DT_GNU_HASH: no buckets, or a Bloom filter size not a power of 2")
+            last = max(buckets)
+            if last < symoffset:
+                return symoffset               # every bucket empty: only the unhashed symbols
+            word = struct.Struct(f.order + "I")
+            chain_at = buckets_at + 4 * nbuckets + 4 * (last - symoffset)
+            while True:
+                f.check_range(chain_at, 4, "DT_GNU_HASH chain")
+                last += 1
+                if word.unpack_from(f.raw, chain_at)[0] & 1:
+                    return last
+                chain_at += 4
         sysv = self.sysv_hash()
         return len(sysv.chain) if sysv is not None else 0
+
+    def symbol_rows(self) -> List[tuple]:
+        """The dynamic symbols (DT_SYMTAB) as plain tuples in Elf64_Sym's field order
+        (st_name, st_info, st_other, st_shndx, st_value, st_size), entry 0 included:
+        no names decoded, no objects made (what a check of every open reads)."""
+        count = self.symbol_count()
+        if not self.has(DT_SYMTAB) or not count:
+            return []
+        row = layout(Elf64_Sym, self.f.order)
+        at = self.offset(DT_SYMTAB, count * row.size, "symbol table")
+        return list(row.iter_unpack(self.f.raw[at:at + count * row.size]))
 
     def symbols(self) -> List[Tuple[Elf64_Sym, str]]:
         """The dynamic symbols (DT_SYMTAB) with their names, entry 0 included."""

@@ -35,6 +35,11 @@ def declare(cls: Type[T], fmt: Optional[str] = None) -> Type[T]:
     return cls
 
 
+def layout(cls: type, order: str = "<") -> struct.Struct:
+    """A declared structure's struct layout, for a reader unpacking plain tuples in a hot loop."""
+    return _LAYOUTS[cls, order]
+
+
 def sizeof(cls: type) -> int:
     return _LAYOUTS[cls, "<"].size
 

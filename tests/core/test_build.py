@@ -22,7 +22,7 @@ from minildr.build import Compiler
 # `minildr.build` is the function; the module it comes from:
 builder = importlib.import_module("minildr.build")
 
-from helpers import EXAMPLES, ROOT, build_example, write_plugin
+from helpers import EXAMPLES, ROOT, build_example, run_python, write_plugin
 from platforms import requires_elf, requires_linux, requires_posix
 
 SUFFIX = minildr.SUFFIX
@@ -468,3 +468,82 @@ def test_a_compiler_error_names_the_source_as_given_and_includes_beside_it_work(
         minildr.build([src / "ok.c"], name="ok", exports=src / "ok.h", out_dir=tmp_path)
     assert f"{src / 'ok.c'}:2:" in str(err.value)
     assert "minildr-build-" not in str(err.value)
+
+
+def header_tree(folder: Path) -> Path:
+    """A source including "val.h", which includes "sub/inner.h": 41 + 1."""
+    (folder / "sub").mkdir(parents=True)
+    (folder / "val.h").write_text('#include "sub/inner.h"\n#define VAL (INNER + 1)\n')
+    (folder / "sub" / "inner.h").write_text("#define INNER 41\n")
+    (folder / "v.c").write_text('#include "val.h"\nint value(void) { return VAL; }\n')
+    (folder / "v.h").write_text("int value(void);\n")
+    return folder / "v.c"
+
+
+def test_headers_compiled_are_the_headers_read_even_if_replaced_while_building(
+        tmp_path, monkeypatch):
+    """Each #included header is read once (files.py) and compiled from that copy: a header
+    rewritten between the read and the compiler's run does not reach the plugin."""
+    src = header_tree(tmp_path / "src")
+    builder = importlib.import_module("minildr.build")
+    real_run = builder.run_tool
+
+    def rewrite_then_run(cmd, **kwargs):
+        if "-o" in cmd:                             # the compile, after every read
+            (src.parent / "sub" / "inner.h").write_text("#define INNER 1000\n")
+            (src.parent / "val.h").write_text("#define VAL 7\n")
+        return real_run(cmd, **kwargs)
+    monkeypatch.setattr(builder, "run_tool", rewrite_then_run)
+    with minildr.open(minildr.build([src], name="v", exports=src.parent / "v.h",
+                                    out_dir=tmp_path / "out")) as plugin:
+        assert plugin.lookup("value", "int (void)")() == 42
+
+
+def test_a_header_error_names_the_header_as_read(tmp_path):
+    src = header_tree(tmp_path / "src")
+    (src.parent / "sub" / "inner.h").write_text(
+        "#define INNER 41\nstatic int broken(void) { return undeclared_name; }\n")
+    with pytest.raises(minildr.BuildError) as err:
+        minildr.build([src], name="v", exports=src.parent / "v.h", out_dir=tmp_path / "out")
+    assert f"{src.parent / 'sub' / 'inner.h'}:2:" in str(err.value)
+    assert "minildr-build-" not in str(err.value)
+
+
+@requires_posix("FIFOs")
+def test_a_fifo_named_like_an_included_header_is_refused_by_name_without_blocking(tmp_path):
+    """The compiler would wait for a writer forever; the stage reads each header first.
+    Run in a child: if that regressed, only the child would hang (and be killed)."""
+    src = header_tree(tmp_path / "src")
+    os.unlink(src.parent / "sub" / "inner.h")
+    os.mkfifo(src.parent / "sub" / "inner.h")
+    done = run_python("""
+import sys, minildr
+try:
+    minildr.build([sys.argv[1]], name="v", exports=sys.argv[2], out_dir=sys.argv[3])
+except minildr.BuildError as exc:
+    print("refused:", exc)
+""", src, src.parent / "v.h", tmp_path / "out", timeout=60)
+    assert "refused:" in done.stdout, done.stderr[-2000:]
+    assert str(src.parent / "sub" / "inner.h") in done.stdout and "named pipe" in done.stdout
+
+
+def test_an_exports_header_including_a_header_beside_it_is_staged_too(tmp_path, monkeypatch):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "types.h").write_text("typedef int score_t;\n")
+    (folder / "s.h").write_text('#include "types.h"\nscore_t score(void);\n')
+    (folder / "s.c").write_text('int score(void) { return 5; }\n')
+    with minildr.open(minildr.build([folder / "s.c"], name="s", exports=folder / "s.h",
+                                    out_dir=tmp_path / "out")) as plugin:
+        assert plugin.lookup("score", "score_t (void)")() == 5
+
+
+def test_relative_sources_and_exports_header_build_from_their_staged_copies(tmp_path,
+                                                                           monkeypatch):
+    """Paths as a notebook gives them (relative): the exports header's declarations are
+    read from its staged copy, which its #line names by the header's full path."""
+    header_tree(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    with minildr.open(minildr.build(["src/v.c"], name="v", exports="src/v.h",
+                                    out_dir="out")) as plugin:
+        assert plugin.lookup("value", "int (void)")() == 42

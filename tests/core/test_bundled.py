@@ -167,3 +167,108 @@ def test_in_a_worker_a_missing_bundled_library_is_named(tmp_path):
     (path.parent / "libhelper.so").unlink()
     with pytest.raises(minildr.LoadError, match="needs libhelper.so, which was not found"):
         minildr.open(path, isolate=True)
+
+
+# -- a bundled library's own bundled library: libhelper.so needs libhelper2.so beside it ------
+HELPER2 = "int helper2_value(void) { return 40; }\n"
+HELPER_OF_HELPER2 = "extern int helper2_value(void);\nint helper_answer(void) { return helper2_value() + 2; }\n"
+
+
+def plugin_with_two_levels(tmp_path: Path) -> Path:
+    """Plugin `nested` -> libhelper.so (RUNPATH=$ORIGIN) -> libhelper2.so (its RUNPATH=$ORIGIN),
+    all three in tmp_path/out, built with the system compiler."""
+    out = tmp_path / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    cc = builder.find_compiler().path
+    (out / "helper2.c").write_text(HELPER2)
+    subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libhelper2.so", "-o",
+                    str(out / "libhelper2.so"), str(out / "helper2.c")], check=True)
+    (out / "helper.c").write_text(HELPER_OF_HELPER2)
+    subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libhelper.so", "-o",
+                    str(out / "libhelper.so"), str(out / "helper.c"), "-Wl,--no-as-needed",
+                    f"-L{out}", "-lhelper2", "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"],
+                   check=True)
+    return write_plugin(tmp_path, "nested", """\
+extern int helper_answer(void);
+int answer(void) { return helper_answer(); }
+""", "int answer(void);\n", cflags=["-Wl,--no-as-needed", f"-L{out}", "-lhelper",
+                                   "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"])
+
+
+def test_two_levels_plain_dlopen_agrees(tmp_path):
+    """The control: the system loader alone, on the file itself, finds both levels."""
+    path = plugin_with_two_levels(tmp_path)
+    code = f"import ctypes; print(ctypes.CDLL({str(path)!r}).answer())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "42", done.stderr
+
+
+@pytest.mark.parametrize("loader", ["system", "native"])
+def test_a_bundled_librarys_own_bundled_library_loads(tmp_path, loader):
+    path = plugin_with_two_levels(tmp_path)
+    with minildr.open(path, loader=loader) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+
+
+def test_under_trust_the_second_level_is_verified_and_loaded_from_its_checked_bytes(tmp_path):
+    path = plugin_with_two_levels(tmp_path)
+    out = path.parent
+    store = TrustStore()
+    store.pin(path)
+    store.pin(out / "libhelper.so")                 # not libhelper2.so: refused, naming it
+    with pytest.raises(minildr.UntrustedPlugin) as err:
+        minildr.open(path, trust=store)
+    assert "libhelper2.so" in str(err.value) and "not pinned" in str(err.value)
+    assert not mapped("libhelper")                  # nothing of either level stayed
+    store.pin(out / "libhelper2.so")
+    with minildr.open(path, trust=store) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+        assert mapped("minildr:libhelper2.so"), "libhelper2 must come from its sealed copy"
+        assert mapped("minildr:libhelper.so")
+        assert not mapped(str(out / "libhelper2.so")) and not mapped(str(out / "libhelper.so"))
+
+
+def test_under_trust_a_second_level_changed_after_pinning_is_refused(tmp_path):
+    path = plugin_with_two_levels(tmp_path)
+    out = path.parent
+    store = TrustStore()
+    for lib in (path, out / "libhelper.so", out / "libhelper2.so"):
+        store.pin(lib)
+    subprocess.run([builder.find_compiler().path, "-shared", "-fPIC",
+                    "-Wl,-soname,libhelper2.so", "-o", str(out / "libhelper2.so"), "-x", "c", "-"],
+                   input="int helper2_value(void) { return 0; }\n", text=True, check=True)
+    with pytest.raises(minildr.UntrustedPlugin, match="libhelper2.so"):
+        minildr.open(path, trust=store)
+
+
+def test_a_missing_second_level_is_named(tmp_path):
+    path = plugin_with_two_levels(tmp_path)
+    (path.parent / "libhelper2.so").unlink()
+    with pytest.raises(minildr.LoadError, match="libhelper2.so"):
+        minildr.open(path)
+    store = TrustStore()
+    store.pin(path)
+    store.pin(path.parent / "libhelper.so")
+    with pytest.raises(minildr.LoadError, match="needs libhelper2.so, which was not found"):
+        minildr.open(path, trust=store)
+
+
+@pytest.mark.parametrize("how", ISOLATIONS)
+def test_two_levels_load_in_a_worker_as_in_process(tmp_path, how):
+    path = plugin_with_two_levels(tmp_path)
+    with minildr.open(path, **how) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+    assert not mapped("libhelper")                       # in the worker, not in the host
+
+
+@pytest.mark.parametrize("how", ISOLATIONS)
+def test_in_a_worker_under_trust_an_unpinned_second_level_is_refused(tmp_path, how):
+    path = plugin_with_two_levels(tmp_path)
+    store = TrustStore()
+    store.pin(path)
+    store.pin(path.parent / "libhelper.so")
+    with pytest.raises(minildr.UntrustedPlugin, match="libhelper2.so.*not pinned"):
+        minildr.open(path, trust=store, **how)
+    store.pin(path.parent / "libhelper2.so")
+    with minildr.open(path, trust=store, **how) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42

@@ -435,6 +435,8 @@ from minildr import system
 a, b, first, allow = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "allow"
 if allow:                              # the second guard alone: the handle's own path
     system.check_soname = lambda image: None
+from minildr import lifetime
+lifetime.native_threads()              # the descriptor minildr keeps (/proc/self/task) first
 fillers = []                           # every descriptor below `first` taken
 while True:
     fd = os.open(os.devnull, os.O_RDONLY)

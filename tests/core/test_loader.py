@@ -122,6 +122,7 @@ def test_struct_typedefs_from_the_header_are_usable(tmp_path):
 # -- close, unload, reload -------------------------------------------------
 @requires_proc
 def test_close_unloads_and_later_lookups_raise(greet_so):
+    gc.collect()                       # what earlier tests left to the collector goes first
     before = mapped(f"greet{SUFFIX}")
     plugin = minildr.open(greet_so)
     assert mapped(f"greet{SUFFIX}") > before
@@ -374,3 +375,58 @@ def test_a_closed_plugin_unloads_when_its_last_string_goes_even_after_a_collecti
     del text
     gc.collect()
     assert mapped(f"greet{SUFFIX}") == before
+
+
+def test_messages_name_the_path_given_in_each_call_not_the_first_readers(tmp_path, monkeypatch,
+                                                                         caplog):
+    # The image cache shares one read of the file between opens; what each
+    # call reports must still be the path that call was given.
+    so = write_plugin(tmp_path, "named", 'const char *greet(void) { return "hi"; }\n',
+                      "const char *greet(void);\n")
+    absolute = str(so.resolve())
+    images.clear_cache()
+    with minildr.open(absolute) as first:
+        assert first.path == absolute
+    monkeypatch.chdir(so.parent)
+    relative = so.name
+    caplog.set_level(logging.INFO, logger="minildr")
+    with minildr.open(relative) as plugin:          # served by the cache: not read again
+        assert plugin.path == relative
+        with pytest.raises(minildr.SymbolNotFound) as missing:
+            plugin.lookup("nothere")
+    assert str(missing.value).startswith(f"{relative}: ")
+    assert f"open {relative} sha256=" in caplog.text
+    with pytest.raises(minildr.UntrustedPlugin) as unexpected:
+        minildr.open(relative, expect="another")
+    assert str(unexpected.value).startswith(f"{relative}: ")
+    assert minildr.read_manifest(relative).name == "named"
+    with minildr.open(absolute) as again:            # and the first name still works as given
+        assert again.path == absolute
+
+
+def test_a_fact_parsed_under_one_name_is_refused_under_the_callers(greet_so):
+    # Parsed facts are shared (an ElfFile keeps the name it was read by): a
+    # refusal raised while computing one names the caller's path.
+    image = images.read(str(greet_so.resolve()))
+    view = image.named("plugins/greet.so")
+    assert view.same_bytes(image) and view.sha256 == image.sha256
+
+    def damaged():
+        raise minildr.NotAPlugin(image.path, "damaged: a test")
+    with pytest.raises(minildr.NotAPlugin) as refused:
+        view.fact("damaged-for-test", damaged)
+    assert refused.value.path == "plugins/greet.so"
+    assert str(refused.value) == "plugins/greet.so: damaged: a test"
+
+
+def test_a_large_file_hashed_by_its_own_thread_has_the_files_digest(greet_so, monkeypatch):
+    """Files of DIGEST_IN_THREAD bytes or more are hashed while the open goes on
+    (image.Digest); the digest the plugin reports is still the file's."""
+    import hashlib
+    monkeypatch.setattr(images, "DIGEST_IN_THREAD", 0)      # greet.so takes that path too
+    images.clear_cache()
+    image = images.read(greet_so)
+    assert isinstance(image._sha256, images.Digest)
+    with minildr.open(greet_so) as plugin:
+        assert plugin.sha256 == hashlib.sha256(greet_so.read_bytes()).hexdigest()
+    assert image.sha256 == plugin.sha256

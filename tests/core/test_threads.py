@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -312,8 +313,10 @@ OPEN_STEPS = [
 
 @requires_proc
 @pytest.mark.parametrize("where", OPEN_STEPS, ids=lambda w: getattr(w, "__name__", w))
-def test_an_interrupt_at_any_step_of_open_leaves_nothing_loaded(eight, where, monkeypatch):
+def test_an_interrupt_at_any_step_of_open_leaves_nothing_loaded(eight, where, monkeypatch,
+                                                                caplog):
     owner, name = where
+    caplog.set_level(logging.INFO, logger="minildr")     # open logs only what is recorded
     monkeypatch.setattr(owner, name, interrupt)
     with pytest.raises(KeyboardInterrupt):
         minildr.open(eight)
