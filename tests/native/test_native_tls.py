@@ -28,7 +28,8 @@ from minildr.native.libc import ffi
 
 from helpers import write_plugin
 from native_util import mappings_of, native_host, system_library
-from tls_threads import (COUNTER_C, COUNTER_H, EXPECTED_COUNTS, IE_COUNTER_C, call_log,
+from tls_threads import (COUNTER_C, COUNTER_H, EXPECTED_COUNTS, IE_COUNTER_C, POINTERS_C,
+                         POINTERS_H, PROVIDER_C, USER_C, call_log,
                          close_while_threads_run, counts_from_four_threads, errno_per_thread)
 
 pytestmark = native_host
@@ -106,10 +107,6 @@ def test_static_tls_of_its_own_counts_per_thread(tmp_path):
     assert not mappings_of(path.name)
 
 
-PROVIDER_C = "__thread int shared = 7;\nint provider_value(void) { return shared; }\n"
-USER_C = "extern __thread int shared;\nint bump_shared(void) { return ++shared; }\n"
-
-
 def gcc(tmp_path, name: str, source: str, *flags: str) -> str:
     (tmp_path / f"{name}.c").write_text(source)
     out = tmp_path / f"lib{name}.so"
@@ -140,21 +137,9 @@ def test_general_dynamic_tls_into_a_library_the_system_loader_loaded(tmp_path):
         del bump
 
 
-POINTERS_C = """
-static int table[3] = {10, 20, 30};
-extern int shared_global;
-int shared_global = 5;
-__thread int *cursor = &table[1];         /* B + A: a RELATIVE relocation into .tdata */
-__thread int *other = &shared_global;     /* S + A: a symbolic one */
-int next_value(void) { return *cursor++; }
-int other_value(void) { return *other; }
-"""
-
-
 def test_pointers_as_initial_values_of_thread_local_variables(tmp_path):
     """Relocations into the TLS image (as libGLdispatch's): each thread's copy starts relocated."""
-    path = write_plugin(tmp_path, "pointers", POINTERS_C,
-                        "int next_value(void);\nint other_value(void);\n")
+    path = write_plugin(tmp_path, "pointers", POINTERS_C, POINTERS_H)
     results = {}
     for loader in ("native", "system"):
         with minildr.open(path, loader=loader) as plugin:

@@ -26,6 +26,18 @@ __attribute__((tls_model("initial-exec"))) __thread int bumps = 100;
 int count(void) { return ++calls; }
 int bump(void) { return ++bumps; }
 """
+PROVIDER_C = "__thread int shared = 7;\nint provider_value(void) { return shared; }\n"
+USER_C = "extern __thread int shared;\nint bump_shared(void) { return ++shared; }\n"
+POINTERS_C = """
+static int table[3] = {10, 20, 30};
+extern int shared_global;
+int shared_global = 5;
+__thread int *cursor = &table[1];         /* B + A: a RELATIVE relocation into .tdata */
+__thread int *other = &shared_global;     /* S + A: a symbolic one */
+int next_value(void) { return *cursor++; }
+int other_value(void) { return *other; }
+"""
+POINTERS_H = "int next_value(void);\nint other_value(void);\n"
 EXPECTED_COUNTS = {"main": (1, 2, 101), 0: (1, 101), 1: (2, 102), 2: (3, 103), 3: (4, 104)}
 
 
@@ -54,17 +66,20 @@ def errno_per_thread(libm) -> dict:
              enumerate((-1.0, 1.0))]
     for t in early:
         t.start()
-    with minildr.native.load(libm) as m:
-        holder["log"] = m.lookup("log", "double (double)")
-        late = [threading.Thread(target=worker, args=(f"late{i}", a)) for i, a in
-                enumerate((0.0, 2.0))]
-        for t in late:
-            t.start()
-        barrier.wait()
-        barrier.wait()
-        for t in early + late:
-            t.join()
-        del holder["log"]
+    try:
+        with minildr.native.load(libm) as m:
+            holder["log"] = m.lookup("log", "double (double)")
+            late = [threading.Thread(target=worker, args=(f"late{i}", a)) for i, a in
+                    enumerate((0.0, 2.0))]
+            for t in late:
+                t.start()
+            barrier.wait()
+            barrier.wait()
+            for t in early + late:
+                t.join()
+            del holder["log"]
+    finally:                            # a failed load: the waiting threads end too
+        barrier.abort()
     return results
 
 
@@ -80,20 +95,25 @@ def counts_from_four_threads(path, loader: str) -> dict:
         count, bump = holder["count"], holder["bump"]
         results[i] = (max(count() for _ in range(i + 1)), max(bump() for _ in range(i + 1)))
 
-    early = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    early, late = [threading.Thread(target=worker, args=(i,)) for i in range(2)], []
     for t in early:
         t.start()                                     # these threads exist before the load
-    with minildr.open(path, loader=loader) as plugin:
-        holder["count"] = plugin.lookup("count", "int (void)")
-        holder["bump"] = plugin.lookup("bump", "int (void)")
-        main = (holder["count"](), holder["count"](), holder["bump"]())
-        late = [threading.Thread(target=worker, args=(i,)) for i in range(2, 4)]
-        for t in late:
-            t.start()
+    try:
+        with minildr.open(path, loader=loader) as plugin:
+            holder["count"] = plugin.lookup("count", "int (void)")
+            holder["bump"] = plugin.lookup("bump", "int (void)")
+            main = (holder["count"](), holder["count"](), holder["bump"]())
+            late = [threading.Thread(target=worker, args=(i,)) for i in range(2, 4)]
+            for t in late:
+                t.start()
+            ready.set()
+            for t in early + late:
+                t.join()
+            holder.clear()
+    finally:                            # a failed load: the early threads end (KeyError) too
         ready.set()
         for t in early + late:
             t.join()
-        holder.clear()
     return {"main": main, **results}
 
 
@@ -114,13 +134,15 @@ def close_while_threads_run(path) -> tuple:
     threads = [threading.Thread(target=busy) for _ in range(3)]
     for t in threads:
         t.start()
-    count = lib.lookup("count", "int (void)")
-    counts = (count(), count())
-    del count
-    lib.close()
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        count = lib.lookup("count", "int (void)")
+        counts = (count(), count())
+        del count
+        lib.close()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
     with minildr.native.load(path) as again:          # a fresh block: the module id is free again
         after = again.lookup("count", "int (void)")()
     return counts, [e.step for e in lib.trace.events][-1], len(seen), after
