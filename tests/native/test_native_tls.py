@@ -167,3 +167,48 @@ def test_tls_descriptors_count_per_thread(tmp_path):
     native = counts_from_four_threads(path, "native")
     assert native == counts_from_four_threads(path, "system")
     assert native == EXPECTED_COUNTS
+
+
+VECTOR_USER_C = """
+#include <string.h>
+extern __thread int shared;
+/* Across the descriptor call: values held in %xmm registers (the call saves them) */
+double bump_twice_keeping(double a, double b) { shared += 2; return a * b + shared; }
+int bump_shared(void) { return ++shared; }
+"""
+
+
+def test_tls_descriptors_into_a_block_in_dynamic_tls(tmp_path):
+    """-mtls-dialect=gnu2 against a variable of a library glibc loaded with dlopen and placed in
+    dynamic TLS (the provider uses __tls_get_addr itself): the descriptor's function calls
+    __tls_get_addr per use, saving what the convention says it must. Per thread, with the
+    provider's own code reading the same copy, threads before and after the load."""
+    provider = gcc(tmp_path, "provider", PROVIDER_C)
+    user = gcc(tmp_path, "user", VECTOR_USER_C, "-mtls-dialect=gnu2", "-O2", f"-L{tmp_path}",
+               "-lprovider", "-Wl,-rpath,$ORIGIN")
+    ready, seen = threading.Event(), {}
+
+    def other(name: str) -> None:
+        ready.wait()
+        seen[name] = (bump(), bump(), provider_value(), twice(1.5, 2.0), provider_value())
+
+    early = threading.Thread(target=other, args=("early",))
+    early.start()                                  # before the load: its block comes later
+    with minildr.native.load(user) as lib:
+        assert lib.trace.counts()["R_X86_64_TLSDESC"] == 2          # one descriptor: two words
+        provider_value = ctypes.CDLL(provider).provider_value        # already loaded: the same
+        shared = ctypes.addressof(ctypes.c_int.in_dll(ctypes.CDLL(provider), "shared"))
+        assert minildr.native.tls.tp_offset(shared) is None           # dynamic TLS, not static
+        bump = lib.lookup("bump_shared", "int (void)")
+        twice = lib.lookup("bump_twice_keeping", "double (double, double)")
+        start = provider_value()
+        here = (bump() - start, bump() - start, provider_value() - start,
+                twice(1.5, 2.0) - start, provider_value() - start)
+        late = threading.Thread(target=other, args=("late",))
+        late.start()
+        ready.set()
+        early.join()
+        late.join()
+        del bump, twice
+    assert here == (1, 2, 2, 3.0 + 4, 4)
+    assert seen == {"early": (8, 9, 9, 3.0 + 11, 11), "late": (8, 9, 9, 3.0 + 11, 11)}
