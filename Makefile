@@ -184,13 +184,19 @@ hub-test: $(STAMP) hub-env
 # The cross toolchains tests/formats/test_crossbuild.py rebuilds the Windows and macOS
 # fixtures with, and wine, which loads the DLLs (Debian packages, installed if
 # missing, as root; about 1.2 GB), and g++, which builds the C++ plugin of
-# tests/native/test_native_cxx.py. Without them those tests skip and say why.
-CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64 g++
+# tests/native/test_native_cxx.py. Then the AArch64 harness of
+# tests/native/test_native_aarch64.py: qemu-user and gcc-aarch64-linux-gnu, and an
+# arm64 Debian Python with cffi unpacked into build/aarch64-sysroot
+# (tools/aarch64-sysroot.sh: adds arm64 to dpkg's architectures, downloads ~25 MB of
+# .debs, installs nothing of arm64 into the system). Without them those tests skip
+# and say why (.ci/run sets MINILDR_REQUIRE_CROSS=1: there they must run).
+CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64 g++ qemu-user gcc-aarch64-linux-gnu
 cross-tools:
 	@missing=$$(for p in $(CROSS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "cross-tools: installing" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	@if [ "$$(uname -m)" = x86_64 ]; then tools/aarch64-sysroot.sh build/aarch64-sysroot; fi
 
 # Regenerate exercises/ from solutions/ (after editing a solution notebook).
 exercises: $(STAMP)

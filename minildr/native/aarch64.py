@@ -16,12 +16,11 @@ whether IMPDEF1 is DTPMOD and IMPDEF2 DTPREL or the reverse; "the Linux
 platform ABI has always implemented" IMPDEF1 = DTPMOD, IMPDEF2 = DTPREL
 (the note and footnote under that table; glibc's elf.h: R_AARCH64_TLS_DTPMOD
 1028, R_AARCH64_TLS_DTPREL 1029). 1031 is R_AARCH64_TLSDESC, TLSDESC(S+A): a
-two-word descriptor, refused here as on x86-64. These are classified so a
-plan of an AArch64 library reads them; loading TLS on AArch64 is refused
-(validate.py): tls.py implements x86-64's layout (Drepper's variant II),
-and AArch64 uses variant I, with the blocks above the thread pointer.
-AArch64 code cannot run on an x86-64 machine, so on one this table is
-checked by decoding, not by loading.
+two-word descriptor {function, argument}, what gcc emits for `__thread` in
+-fPIC code by default on AArch64 (-mtls-dialect=desc). tls.py computes the
+values on AArch64's layout (Drepper's variant I: the blocks above the
+thread pointer). On an x86-64 machine tests/native/test_native_aarch64.py
+runs these libraries under qemu-aarch64 (tools/aarch64-sysroot.sh).
 """
 from __future__ import annotations
 
@@ -41,13 +40,13 @@ SUPPORTED = {
     1028: ("R_AARCH64_TLS_DTPMOD", Rel.DTPMOD),   # TLS_IMPDEF1 on Linux: LDM(S), the module
     1029: ("R_AARCH64_TLS_DTPREL", Rel.DTPOFF),   # TLS_IMPDEF2 on Linux: DTPREL(S+A)
     1030: ("R_AARCH64_TLS_TPREL", Rel.TPOFF),     # TPREL(S+A): the offset from the thread pointer
+    1031: ("R_AARCH64_TLSDESC", Rel.TLSDESC),     # TLSDESC(S+A): {function, argument}
 }
 
 RELATIVE = 1027             # R_AARCH64_RELATIVE: what DT_RELR's packed entries are
 
 REFUSED = {
     1024: ("R_AARCH64_COPY", "a COPY relocation (only executables use them)"),
-    1031: ("R_AARCH64_TLSDESC", "thread-local storage descriptors"),   # TLSDESC(S+A)
 }
 
 AT_HWCAP, AT_HWCAP2 = 16, 26

@@ -40,8 +40,7 @@ libc = _Libc(**{n: getattr(_c, n) for n in ("mmap", "mprotect", "munmap", "getau
              **{n: getattr(libdl.lib, n) for n in libdl.FUNCTIONS + libdl.GNU_FUNCTIONS})
 # The C types the steps cast to, parsed once here rather than on a load's first use.
 BYTES = ffi.typeof("char *")
-FUNCTION = ffi.typeof("uintptr_t (*)(void)")                   # x86-64 IFUNC resolvers
+FUNCTION = ffi.typeof("uintptr_t (*)(void)")                   # x86-64 IFUNC resolvers, tls.py
 FUNCTION_HWCAP = ffi.typeof("uintptr_t (*)(uint64_t, void *)")  # AArch64 IFUNC resolvers
 INITIALISER = ffi.typeof("void (*)(int, char **, char **)")
 ARGV = ffi.new("char *[1]")
-THREAD_SELF = ffi.typeof("uintptr_t *")                         # tls.thread_pointer()

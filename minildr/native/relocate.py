@@ -95,9 +95,8 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
     for (rtype, table), rows in groups.items():
         name, cls = plan.arch.SUPPORTED[rtype]
         offsets, written = [r.offset for r in rows], values(plan, cls, rows, address, bound, tls_module)
-        if cls is Rel.TLSDESC:                                 # two words: {function, TPOFF}
-            offsets = offsets + [at + 8 for at in offsets]
-            written, rows = [tls.static_descriptor()] * len(rows) + written, rows * 2
+        if cls is Rel.TLSDESC:                  # two words: {function, argument} (see values)
+            offsets, rows = offsets + [at + 8 for at in offsets], rows * 2
         store(plan, memory, trace, name, table, offsets, written, rows)
     for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
         irelative = plan.rel_class(r) is Rel.IRELATIVE
@@ -110,16 +109,18 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
 def values(plan: Plan, cls: Rel, rows: List[Relocation], address: Dict[int, int],
            bound: Dict[int, Binding], module: int) -> List[int]:
     """What to write for relocations of one class: S + A, S the symbol's `address`; for TLS,
-    what tls_value says."""
+    what tls_value says; for TLS descriptors every function, then every argument."""
     if cls in (Rel.DTPMOD, Rel.DTPOFF, Rel.TPOFF, Rel.TLSDESC):
-        return [tls_value(plan, cls, r, bound.get(r.symbol, NOWHERE), module) for r in rows]
+        found = [tls_value(plan, cls, r, bound.get(r.symbol, NOWHERE), module) for r in rows]
+        return [f for f, _ in found] + [a for _, a in found] if cls is Rel.TLSDESC else found
     return [address.get(r.symbol, 0) + r.addend for r in rows]
 
 
-def tls_value(plan: Plan, cls: Rel, r: Relocation, binding: Binding, module: int) -> int:
+def tls_value(plan: Plan, cls: Rel, r: Relocation, binding: Binding, module: int) -> Any:
     """The module id (DTPMOD), the offset in its block (DTPOFF: st_value in the library's
-    PT_TLS), or from the thread pointer (TPOFF, a TLS descriptor's argument); another
-    library's variable (an undefined symbol) by its own module (tls.by_module)."""
+    PT_TLS), or from the thread pointer (TPOFF); a descriptor's {function, argument}
+    (tls.descriptor); another library's variable (an undefined symbol) by its own module
+    (tls.by_module)."""
     own = not r.symbol or binding.base_relative           # its own block (in static TLS for TPOFF)
     if cls in (Rel.DTPMOD, Rel.DTPOFF) and not own:
         return tls.by_module(plan.path, binding.value, cls is Rel.DTPMOD, r.addend)
@@ -127,16 +128,10 @@ def tls_value(plan: Plan, cls: Rel, r: Relocation, binding: Binding, module: int
         return module
     if cls is Rel.DTPOFF:
         return binding.value + r.addend
-    return tp_offset(plan, r, tls.block(module) + binding.value if own else binding.value) + r.addend
-
-
-def tp_offset(plan: Plan, r: Relocation, address: int) -> int:
-    offset = tls.tp_offset(address)
-    if offset is None:
-        raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
-                                   "of a library whose TLS block is not in static TLS; "
-                                   "load it with the system loader (loader='system')")
-    return offset
+    address = tls.block(module) + binding.value if own else binding.value   # in this thread
+    if cls is Rel.TLSDESC:
+        return tls.descriptor(plan, r, own, address)
+    return tls.static_offset(plan, r, address) + r.addend
 
 
 def store(plan: Plan, memory: Words, trace: Trace, name: str, table: str, offsets: List[int],

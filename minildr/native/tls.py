@@ -2,25 +2,41 @@
 
 Source: Ulrich Drepper, "ELF Handling For Thread-Local Storage" (2013
 revision). Each module with a PT_TLS segment has a TLS *block*, an image
-(.tdata, then zeros for .tbss) copied once per thread (section 2). On
-x86-64 (variant II, section 3.4.6 and figure 2) the thread pointer, %fs,
-points at the thread's control block, whose first word points at itself;
-the blocks of the libraries loaded at start-up sit just below it at fixed
-offsets, the "static TLS", so code compiled for the initial-exec model
-(section 4.3.6) reaches a variable at %fs plus a constant that the loader
-writes into the GOT: R_X86_64_TPOFF64, "the offset of the variable from
-the thread pointer" (section 4.3.6 and the relocation table of 4.4).
+(.tdata, then zeros for .tbss) copied once per thread (section 2). The
+thread pointer (TP) locates a thread's blocks. Two layouts (section 3.4):
+
+- variant II (section 3.4.6, figure 2), x86-64: TP (%fs) points at the
+  thread's control block (TCB), whose first word points at itself; the
+  blocks of the libraries loaded at start-up, the "static TLS", sit just
+  *below* it: their offsets from TP are negative.
+- variant I (section 3.4.1, figure 1; the "ARM-style" layout glibc uses on
+  AArch64), AArch64: TP (the register tpidr_el0) points at a TCB of two
+  words (the dtv pointer, one reserved word: 16 bytes), and the static blocks
+  follow it *above* TP: their offsets are positive, the first at 16 rounded up
+  to the block's alignment. The AArch64 ELF ABI ("ELF for the Arm 64-bit
+  Architecture", AAELF64, section "Thread-local storage" under "Dynamic
+  linking"; relocations in its table "Dynamic relocations") defines TPREL on
+  that layout.
+
+Code compiled for the initial-exec model (sections 4.3.6 x86-64, 4.3.x
+AArch64 likewise) reaches a variable at TP plus a constant that the loader
+writes into the GOT: R_X86_64_TPOFF64 or R_AARCH64_TLS_TPREL, "the offset of
+the variable from the thread pointer" (section 4.4's relocation tables).
+Everything else here works the same on both machines; what differs is in
+LAYOUTS below (the direction of static TLS, two short machine-code
+functions).
 
 What this loader does, and why it is enough for what libraries ask:
 
 - initial-exec references into libraries the system loader already
   loaded (libm's and libstdc++'s `errno`, libc's resolver state):
   `dlvsym` on a TLS symbol returns the variable's address *in the calling
-  thread*; minus this thread's thread pointer it is the TPOFF64 value, the
-  same in every thread because the block is in static TLS. It checks that
-  the address really lies in the static TLS area just below the thread
-  pointer, and refuses otherwise (a library glibc itself loaded later has
-  its block elsewhere, and no constant offset reaches it).
+  thread*; minus this thread's thread pointer it is the TPOFF64/TPREL value,
+  the same in every thread because the block is in static TLS. It checks
+  that the address really lies in this thread's static TLS area (glibc's
+  _dl_get_tls_static_info gives its size; below TP in variant II, above it in
+  variant I), and refuses otherwise (a library glibc itself loaded later
+  has its block elsewhere, and no constant offset reaches it).
 - general-dynamic references into libraries the system loader loaded
   (DTPMOD64/DTPOFF64 against an undefined symbol): that library's module id
   and the variable's offset in its block (`by_module`, below).
@@ -33,81 +49,221 @@ What this loader does, and why it is enough for what libraries ask:
   Initial values that are pointers (relocations into the TLS image) are
   relocated before glibc gets the image (`relocated_image`). TLS
   descriptors (`static_descriptor`) work for blocks in static TLS: the
-  library's own, placed there, and static blocks of loaded libraries.
+  library's own, placed there, and static blocks of loaded libraries; on
+  x86-64 also for another library's block in dynamic TLS
+  (`dynamic_descriptor`).
+  (On AArch64 gcc's default for -fPIC code is descriptors, -mtls-dialect=desc,
+  so an ordinary `__thread` variable takes this path there.)
 """
 from __future__ import annotations
 
 import os
 import struct
 import threading
-from typing import Any, Dict, List
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..errors import LoadError
 from ..formats import elf
 from ..formats.reader import pack, sizeof
+from ..host import HOST
 from .classes import Rel
-from .libc import THREAD_SELF, ffi, libc
+from .libc import FUNCTION, ffi, libc
 
-STATIC_TLS_LIMIT = 1 << 20          # static TLS is small: start-up modules plus glibc's surplus
 RTLD_DI_LINKMAP, RTLD_DI_TLS_MODID = 2, 9                       # <dlfcn.h>
 ffi.cdef("""
     struct link_map { uintptr_t l_addr; char *l_name; void *l_ld; struct link_map *l_next, *l_prev; };
     typedef struct { unsigned long module, offset; } tls_index;
     uintptr_t __tls_get_addr(tls_index *index);
+    void _dl_get_tls_static_info(size_t *size, size_t *align);
 """)
 
 
-def thread_pointer() -> int:
-    """This thread's thread pointer (x86-64's %fs base).
+class Layout(NamedTuple):
+    """What differs between the two machines: where static TLS lies from the thread pointer,
+    and two functions of a few instructions each (see `code()`)."""
+    variant: int                # Drepper's variant: II blocks below TP, I blocks above it
+    tcb_size: int               # variant I: the TCB's bytes at TP, before the first block
+    read_tp: bytes              # a function returning this thread's thread pointer
+    descriptor_return: bytes    # glibc's _dl_tlsdesc_return: a descriptor's argument, as is
+    descriptor_dynamic: Optional[bytes]     # __tls_get_addr(argument) - TP (see dynamic_descriptor)
 
-    glibc's pthread_self() is the address of the thread's `struct pthread`,
-    whose first member is the TCB (tcbhead_t) the thread pointer points at:
-    on x86-64 the two are one address, and its first word points at itself
-    (Drepper, section 3.4.6), which is checked.
+
+LAYOUTS = {
+    # x86-64: endbr64; mov %fs:0, %rax (the TCB's first word, itself); ret
+    #         endbr64; mov 8(%rax), %rax; ret           (sysdeps/x86_64/dl-tlsdesc.S)
+    "x86_64": Layout(2, 0, bytes.fromhex("f30f1efa" "64488b042500000000" "c3"),
+                     bytes.fromhex("f30f1efa" "488b4008" "c3"), bytes.fromhex(
+                         # endbr64; push %rbp; mov %rsp,%rbp; and $-16,%rsp (aligned for the call)
+                         "f30f1efa554889e54883e4f0"
+                         # push %rdi, %rsi, %rdx, %rcx, %r8, %r9, %r10, %r11; sub $256,%rsp;
+                         # movdqa %xmm0..15, 0..240(%rsp)
+                         "5756525141504151415241534881ec00010000660f7f0424660f7f4c2410660f7f5424206"
+                         "60f7f5c2430660f7f642440660f7f6c2450660f7f742460660f7f7c247066440f7f842480"
+                         "00000066440f7f8c249000000066440f7f9424a000000066440f7f9c24b000000066440f7"
+                         "fa424c000000066440f7fac24d000000066440f7fb424e000000066440f7fbc24f0000000"
+                         # mov 8(%rax),%rdi (the descriptor's tls_index);
+                         # movabs $__tls_get_addr,%rax (patched in); call *%rax; sub %fs:0,%rax
+                         "488b7808" "48b8" "0000000000000000" "ffd0" "64482b042500000000"
+                         # movdqa 0..240(%rsp), %xmm0..15; add $256,%rsp; pop %r11 .. %rdi;
+                         # mov %rbp,%rsp; pop %rbp; ret
+                         "660f6f0424660f6f4c2410660f6f542420660f6f5c2430660f6f642440660f6f6c2450660"
+                         "f6f742460660f6f7c247066440f6f84248000000066440f6f8c249000000066440f6f9424"
+                         "a000000066440f6f9c24b000000066440f6fa424c000000066440f6fac24d000000066440"
+                         "f6fb424e000000066440f6fbc24f00000004881c400010000415b415a41594158595a5e5f"
+                         "4889ec5dc3")),
+    # AArch64: bti c; mrs x0, tpidr_el0; ret
+    #          bti c; ldr x0, [x0, #8]; ret              (sysdeps/aarch64/dl-tlsdesc.S)
+    "aarch64": Layout(1, 16, struct.pack("<3I", 0xd503245f, 0xd53bd040, 0xd65f03c0),
+                      struct.pack("<3I", 0xd503245f, 0xf9400400, 0xd65f03c0), None),
+}
+LAYOUT = LAYOUTS.get(HOST.arch)       # None elsewhere: validate.py refuses such hosts first
+
+
+# -- Machine code: a few tiny functions on one page --------------------------------------
+#
+# Python cannot read a register, and glibc does not export the thread pointer
+# (pthread_self() is the TCB on x86-64 but lies below it on AArch64, by the
+# size of glibc's private struct pthread), nor _dl_tlsdesc_return, the
+# function a TLS descriptor for a block in static TLS points at (nor the one for
+# a block in dynamic TLS, below). So this
+# loader writes the few instructions of each (LAYOUTS) on one page, made
+# read-only and executable once per process and kept. It is written while
+# not executable, then mprotect'ed: on AArch64 Linux makes the instruction
+# cache agree with memory when a user page first becomes executable
+# (arch/arm64/mm/flush.c, __sync_icache_dcache, from set_pte_at).
+class Code(NamedTuple):
+    """The page's functions, and glibc's static TLS size (fixed at start-up)."""
+    read_tp: Any                # callable: this thread's thread pointer
+    descriptor_return: int      # the address a descriptor for a static block points at
+    descriptor_dynamic: int     # ... for a block in dynamic TLS (0: none on this machine)
+    static_size: int            # static_tls_size()
+
+
+_code: List[Code] = []
+_code_lock = threading.Lock()
+
+
+def code() -> Code:
+    """This machine's functions (LAYOUT), written on first use."""
+    with _code_lock:
+        if not _code:
+            if LAYOUT is None:
+                raise RuntimeError(f"no thread-local storage layout for {HOST.arch}")
+            page = libc.mmap(0, 4096, 3, 0x22, -1, 0)          # PROT_READ|WRITE, PRIVATE|ANONYMOUS
+            if page == 2**64 - 1:
+                raise OSError(ffi.errno, "mmap failed for the TLS functions")
+            ffi.memmove(ffi.cast("char *", page), LAYOUT.read_tp, len(LAYOUT.read_tp))
+            ffi.memmove(ffi.cast("char *", page + 64), LAYOUT.descriptor_return,
+                        len(LAYOUT.descriptor_return))
+            if LAYOUT.descriptor_dynamic:                       # with __tls_get_addr's address
+                dynamic = LAYOUT.descriptor_dynamic.replace(
+                    bytes.fromhex("48b8" "0000000000000000"),
+                    b"\x48\xb8" + struct.pack("<Q", int(ffi.cast("uintptr_t", libc.__tls_get_addr))))
+                ffi.memmove(ffi.cast("char *", page + 128), dynamic, len(dynamic))
+            if libc.mprotect(page, 4096, 5):                    # PROT_READ|EXEC, never writable again
+                raise OSError(ffi.errno, "mprotect failed for the TLS functions")
+            _code.append(Code(ffi.cast(FUNCTION, page), page + 64,
+                              page + 128 if LAYOUT.descriptor_dynamic else 0, static_tls_size()))
+        return _code[0]
+
+
+def thread_pointer() -> int:
+    """This thread's thread pointer (%fs base on x86-64, tpidr_el0 on AArch64).
+
+    Checked against glibc's pthread_self(), the address of the thread's
+    `struct pthread`: on x86-64 the TCB is its first member, so the two are
+    one address (Drepper, section 3.4.6; glibc's sysdeps/x86_64/nptl/tls.h);
+    on AArch64 struct pthread lies just below the TCB (sysdeps/aarch64/nptl/tls.h:
+    THREAD_SELF is the thread pointer minus sizeof(struct pthread)).
     """
-    tp = libc.pthread_self()
-    if ffi.cast(THREAD_SELF, tp)[0] != tp:
-        raise RuntimeError("the thread pointer is not where glibc on x86-64 keeps it")
+    tp, self = code().read_tp(), libc.pthread_self()
+    if not (tp == self if LAYOUT.variant == 2 else 0 < tp - self <= 4096):
+        raise RuntimeError(f"the thread pointer is not where glibc on {HOST.arch} keeps it")
     return tp
 
 
+def static_tls_size() -> int:
+    """glibc's size of each thread's static TLS area (the TCB included): the static blocks of
+    the start-up libraries and the surplus dlopen may use (elf/dl-tls.c)."""
+    size, align = ffi.new("size_t *"), ffi.new("size_t *")
+    libc._dl_get_tls_static_info(size, align)
+    return size[0]
+
+
 def tp_offset(address: int) -> int | None:
-    """TPOFF64 for a variable at `address` in this thread: its offset from the thread pointer,
-    or None if it is not in static TLS (then no constant offset reaches it in every thread)."""
-    offset = address - thread_pointer()
-    return offset if -STATIC_TLS_LIMIT <= offset < 0 else None
+    """TPOFF64/TPREL for a variable at `address` in this thread: its offset from the thread
+    pointer, or None if it is not in this thread's static TLS (then no constant offset reaches
+    it in every thread): variant II below TP, variant I above the TCB."""
+    offset, size = address - thread_pointer(), code().static_size
+    inside = -size <= offset < 0 if LAYOUT.variant == 2 else LAYOUT.tcb_size <= offset < size
+    return offset if inside else None
 
 
-# -- TLS descriptors (R_X86_64_TLSDESC) --------------------------------------------------
+def static_offset(plan: Any, r: Any, address: int) -> int:
+    """tp_offset, or the LoadError that says no constant offset reaches the variable."""
+    offset = tp_offset(address)
+    if offset is None:
+        raise LoadError(plan.path, f"uses the thread-local variable {plan.names[r.symbol]!r} "
+                                   "of a library whose TLS block is not in static TLS; "
+                                   "load it with the system loader (loader='system')")
+    return offset
+
+
+# -- TLS descriptors (R_X86_64_TLSDESC, R_AARCH64_TLSDESC) --------------------------------
 #
-# Code compiled with -mtls-dialect=gnu2 reaches a variable through a
-# descriptor of two words, {function, argument}: it calls the function with
-# %rax pointing at the descriptor and adds the offset it returns to %fs
-# (the x86-64 TLSDESC specification, Oliva and Drepper, "Thread-Local Storage
-# Descriptors for IA32 and AMD64/EM64T"). For a block in static TLS the
-# argument is the variable's constant offset from the thread pointer and the
-# function returns it: glibc's _dl_tlsdesc_return (sysdeps/x86_64/dl-tlsdesc.S),
-# which ld.so does not export. So this loader puts the library's own block in
-# static TLS (as for TPOFF64, the stub's relocation asks glibc for it) and
-# writes its own copy of that function, five instructions' bytes on one page
-# made executable once per process and kept: endbr64; mov 8(%rax), %rax; ret.
-RETURN_ARGUMENT = bytes.fromhex("f30f1efa" "488b4008" "c3")
-_descriptor_function: List[int] = []
-_descriptor_lock = threading.Lock()
-
-
+# Code compiled with -mtls-dialect=gnu2 on x86-64, and by default on AArch64
+# (-mtls-dialect=desc), reaches a variable through a descriptor of two words,
+# {function, argument}: it calls the function with the descriptor's address
+# (%rax on x86-64, x0 on AArch64) and adds the offset it returns to the
+# thread pointer (Oliva and Drepper, "Thread-Local Storage Descriptors for
+# IA32 and AMD64/EM64T"; AAELF64's R_AARCH64_TLSDESC, TLSDESC(S+A)). For a
+# block in static TLS the argument is the variable's constant offset from
+# the thread pointer and the function returns it: glibc's
+# _dl_tlsdesc_return, which ld.so does not export, so `code()` writes it. The
+# library's own block goes to static TLS for it (as for TPOFF64, the stub's
+# relocation asks glibc for it).
 def static_descriptor() -> int:
     """The address of the descriptor function for variables in static TLS (made on first use)."""
-    with _descriptor_lock:
-        if not _descriptor_function:
-            page = libc.mmap(0, 4096, 3, 0x22, -1, 0)          # PROT_READ|WRITE, PRIVATE|ANONYMOUS
-            if page == 2**64 - 1:
-                raise OSError(ffi.errno, "mmap failed for the TLS descriptor function")
-            ffi.memmove(ffi.cast("char *", page), RETURN_ARGUMENT, len(RETURN_ARGUMENT))
-            if libc.mprotect(page, 4096, 5):                    # PROT_READ|EXEC, never writable again
-                raise OSError(ffi.errno, "mprotect failed for the TLS descriptor function")
-            _descriptor_function.append(page)
-        return _descriptor_function[0]
+    return code().descriptor_return
+
+
+# A block in dynamic TLS (another library's, which glibc loaded with dlopen
+# and did not place in static TLS) has no constant offset: each thread's copy
+# is wherever __tls_get_addr allocated it. On x86-64 the descriptor then
+# points at a third function, whose argument is a tls_index {module, offset}
+# this loader allocates and keeps: it saves every register the descriptor
+# convention says it must not change (all but %rax and the flags: the integer
+# ones the C ABI lets a call clobber, and %xmm0-15), aligns the stack, calls
+# __tls_get_addr(argument) and returns the result minus the thread pointer.
+# It calls __tls_get_addr every time, where glibc's _dl_tlsdesc_dynamic
+# first tries the thread's dtv: slower, never stale. Like glibc's before
+# 2.40 (its bug 31372, fixed there with xsave), it does not save the upper
+# halves of AVX registers. On AArch64 such a descriptor stays refused.
+_indexes: Dict[Tuple[int, int], Any] = {}
+
+
+def descriptor(plan: Any, r: Any, own: bool, address: int) -> Tuple[int, int]:
+    """{function, argument} for relocation `r` of a variable at `address` in this thread: its
+    constant offset from the thread pointer (`own` block, or one in static TLS), else another
+    library's {module, offset} in dynamic TLS (`dynamic_descriptor`)."""
+    if own or tp_offset(address) is not None:
+        return static_descriptor(), static_offset(plan, r, address) + r.addend
+    dynamic = dynamic_descriptor(by_module(plan.path, address, True, 0),
+                                 by_module(plan.path, address, False, r.addend))
+    if dynamic is None:                 # no such function on this machine (AArch64)
+        static_offset(plan, r, address)     # raises: not in static TLS
+    return dynamic
+
+
+def dynamic_descriptor(module: int, offset: int) -> Tuple[int, int] | None:
+    """{function, argument} of a descriptor for the variable at `offset` in `module`'s block
+    (dynamic TLS), or None where this machine has no such function."""
+    function = code().descriptor_dynamic
+    if not function:
+        return None
+    with _code_lock:            # kept for the process: descriptors of any library may point here
+        index = _indexes.setdefault((module, offset), ffi.new("tls_index *", (module, offset)))
+    return function, int(ffi.cast("uintptr_t", index))
 
 
 # -- Another library's variable by module (general-dynamic into a loaded library) --------

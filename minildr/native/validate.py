@@ -199,14 +199,12 @@ def check_relocations(plan: Any) -> None:
     """Step 1b on parse's Plan: every write in a writable segment, every resolver code,
     every thread-local reference one this loader can make (tls.py)."""
     f, loads = plan.elf, plan.loads
-    check_targets(f, loads, plan.relative.offsets + plan.relative.relr
-                           + [r.offset for r in plan.other]          # a TLS descriptor: 2 words
-                           + [r.offset + 8 for r in plan.other if plan.rel_class(r) is Rel.TLSDESC])
+    check_targets(f, loads, plan.relative.offsets + plan.relative.relr   # NONE writes nothing
+                           + [r.offset for r in plan.other if plan.rel_class(r) is not Rel.NONE]
+                           + [r.offset + 8 for r in plan.other     # a TLS descriptor: 2 words
+                              if plan.rel_class(r) is Rel.TLSDESC])
     use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.other
            if plan.rel_class(r) in TLS_USE}
-    if use and plan.arch.MACHINE != "x86_64":       # aarch64.py: variant I, not tls.py's II
-        refuse(f.path, f"thread-local storage on {plan.arch.MACHINE} (minildr's native loader "
-                       "implements x86-64's TLS layout only)")
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
     if plan.tls is not None:            # B + A and S + A into the image: tls.relocated_image

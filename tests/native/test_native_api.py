@@ -74,8 +74,13 @@ def test_plan_errors_name_the_file(tmp_path):
     with pytest.raises(minildr.NotAPlugin) as err:
         minildr.native.plan(text)
     assert os.fspath(text) in str(err.value)
-    with pytest.raises(minildr.UnsupportedELF, match="thread-local storage"):
-        minildr.native.plan(AARCH64 / "tls.so")
+    riscv = tmp_path / "riscv.so"                  # e_machine 243: EM_RISCV
+    riscv.write_bytes((AARCH64 / "tls.so").read_bytes()[:18] + (243).to_bytes(2, "little")
+                      + (AARCH64 / "tls.so").read_bytes()[20:])
+    with pytest.raises(minildr.UnsupportedELF, match="x86_64 and aarch64 libraries only") as err:
+        minildr.native.plan(riscv)
+    assert os.fspath(riscv) in str(err.value)
+    assert minildr.native.plan(AARCH64 / "tls.so").tls is not None     # TLS on AArch64 is read
 
 
 # -- the reserve event: the base, before any segment is mapped ---------------------

@@ -252,10 +252,13 @@ def test_aarch64_files_use_only_supported_types(name):
             "R_AARCH64_IRELATIVE"} <= used
 
 
-def test_aarch64_tls_is_refused():
+def test_aarch64_tls_is_read():
+    """gcc's default on AArch64 is TLS descriptors: tls.so's `per_thread` is one R_AARCH64_TLSDESC
+    (loaded for real under qemu-aarch64 in test_native_aarch64.py)."""
     path = AARCH64 / "tls.so"
-    with pytest.raises(minildr.UnsupportedELF, match="thread-local storage"):
-        parse(path.read_bytes(), str(path))
+    plan = parse(path.read_bytes(), str(path))
+    assert plan.tls is not None and plan.tls.p_filesz == 4
+    assert [plan.names[r.symbol] for r in plan.other if plan.rel_class(r) is Rel.TLSDESC] == ["per_thread"]
 
 
 @requires_native_loader
@@ -308,13 +311,12 @@ def test_aarch64_tls_table_has_the_psabi_numbers():
     """AAELF64, table "Dynamic relocations": 1028/1029 are TLS_IMPDEF1/IMPDEF2, which Linux
     implements as DTPMOD/DTPREL (the note under the table); 1030 TLS_TPREL; 1031 TLSDESC."""
     expected = {1028: ("R_AARCH64_TLS_DTPMOD", Rel.DTPMOD), 1029: ("R_AARCH64_TLS_DTPREL", Rel.DTPOFF),
-                1030: ("R_AARCH64_TLS_TPREL", Rel.TPOFF)}
+                1030: ("R_AARCH64_TLS_TPREL", Rel.TPOFF), 1031: ("R_AARCH64_TLSDESC", Rel.TLSDESC)}
     assert {n: aarch64.SUPPORTED[n] for n in expected} == expected
-    assert aarch64.REFUSED[1031][0] == "R_AARCH64_TLSDESC"
     header = Path("/usr/include/elf.h")                 # glibc's names: the platform's choice
     if header.exists():
         defined = dict(re.findall(r"#define\s+(R_AARCH64_\w+)\s+(\d+)", header.read_text()))
-        for number, (name, _) in {**expected, 1031: aarch64.REFUSED[1031]}.items():
+        for number, (name, _) in expected.items():
             assert int(defined[name]) == number, name
 
 
