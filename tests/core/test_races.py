@@ -87,20 +87,30 @@ def _install_on_a_reused_inode(target: Path, data: bytes) -> bool:
     the inode number `target`'s file had, renamed over the name.
 
     A filler renamed over `target` frees its inode (as a second build installing
-    does); the next file created in the folder is then given that number again
-    by ext4. Whether it was is returned: a file system that does not reuse
-    numbers at once cannot show this race.
+    does); ext4 gives the lowest free number of the folder's group to the next
+    file created, usually that one. Files that got another number are kept
+    until the end, so that the next try comes closer. Whether the number was
+    reused is returned: a file system that never reuses one cannot show this race.
     """
     old = target.stat()
     filler = target.with_name(".filler")
     filler.write_bytes(b"filler")
     filler.replace(target)                            # frees the old inode
-    staged = target.with_name(".staged")
-    staged.write_bytes(data)                          # a new file: ext4 hands out the freed number
-    os.utime(staged, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))     # a later build
-    reused = staged.stat().st_ino == old.st_ino and staged.stat().st_dev == old.st_dev
-    staged.replace(target)
-    return reused
+    missed = []
+    try:
+        for attempt in range(50):
+            staged = target.with_name(f".staged{attempt}")
+            staged.write_bytes(data)                  # a new file: maybe the freed number
+            st = staged.stat()
+            if (st.st_dev, st.st_ino) == (old.st_dev, old.st_ino):
+                os.utime(staged, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))  # a later build
+                staged.replace(target)
+                return True
+            missed.append(staged)
+        return False
+    finally:
+        for path in missed:
+            path.unlink()
 
 
 def test_another_build_on_our_reused_inode_number_is_not_taken_for_ours(tmp_path):
@@ -113,11 +123,8 @@ def test_another_build_on_our_reused_inode_number_is_not_taken_for_ours(tmp_path
                         "int who(void);\n")
     theirs = write_plugin(tmp_path / "b", "who", "int who(void) { return 2; }\n",
                           "int who(void);\n")
-    for _ in range(20):
-        if _install_on_a_reused_inode(mine, theirs.read_bytes()):
-            break
-    else:
-        pytest.skip("this file system did not reuse a freed inode number in 20 tries")
+    if not _install_on_a_reused_inode(mine, theirs.read_bytes()):
+        pytest.skip("this file system did not reuse a freed inode number in 50 tries")
     with minildr.open(mine) as plugin:                   # the path build returned
         assert plugin.lookup("who", "int (void)")() == 1
     with minildr.open(str(mine)) as plugin:              # the file by its name: the other one
