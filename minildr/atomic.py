@@ -15,16 +15,27 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Optional, Union
+
+from . import files
+
+
+class Written(NamedTuple):
+    """The file `write_atomically` wrote: its stat before the rename, and its inode's
+    generation number (None where the file system has none: files.generation)."""
+
+    stat: os.stat_result
+    generation: Optional[int]
 
 
 def write_atomically(path: "os.PathLike[str] | str", data: Union[bytes, str], *,
-                     mode: int = 0o644) -> os.stat_result:
-    """Replace `path` with `data` in one step; returns the stat of the file written.
+                     mode: int = 0o644) -> Written:
+    """Replace `path` with `data` in one step; returns the file written (`Written`).
 
     The stat is taken before the rename, on the new file itself: its device,
     inode, size and mtime are those of the file now at `path` (unless another
-    writer has replaced it since), whatever the rename does to its ctime.
+    writer has replaced it since), whatever the rename does to its ctime. Its
+    generation tells it from a later file given the same inode number.
     """
     target = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -33,7 +44,7 @@ def write_atomically(path: "os.PathLike[str] | str", data: Union[bytes, str], *,
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
-            written = os.fstat(f.fileno())
+            written = Written(os.fstat(f.fileno()), files.generation(f.fileno()))
         os.chmod(staged, mode)              # mkstemp makes it 0600
         os.replace(staged, target)
     except BaseException:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
+import sys
 from typing import Callable, Optional, Tuple
 
 from .errors import (FileChanged, FileTooLarge, NotARegularFile, PluginNotFound,
@@ -80,17 +82,80 @@ def read_regular(path: "os.PathLike[str] | str", limit: int, *,
     path = os.fspath(path)
     if not checked:
         stat_regular(path)
+    fd = _open_to_read(path)
+    try:
+        return _read_descriptor(path, fd, limit, head)
+    finally:
+        os.close(fd)
+
+
+# An inode object, told apart from a later file given the same number:
+# st_dev, st_ino and the inode's generation number (`generation`).
+InodeObject = Tuple[int, int, int]
+
+# Linux <linux/fs.h>: _IOR('v', 1, long): read, the size of a C long, type 'v', number 1.
+FS_IOC_GETVERSION = 0x80007601 | (struct.calcsize("l") << 16)
+
+
+def generation(fd: int) -> Optional[int]:
+    """The generation number of the inode open as `fd`, or None where the file system has none.
+
+    A file system hands a freed inode number to the next file it creates
+    (ext4 does so at once), so device and inode number name a file only
+    while it exists. ext4, XFS, btrfs and f2fs give each inode a generation
+    number when it is allocated (random on ext4 and XFS), reported by the
+    FS_IOC_GETVERSION ioctl (ioctl_iflags(2)): the same number with another
+    generation is another file. tmpfs, overlayfs, NFS and every system but
+    Linux report none (None).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import fcntl               # POSIX only, and only here: the ioctl on Linux
+    buf = bytearray(8)
+    try:
+        fcntl.ioctl(fd, FS_IOC_GETVERSION, buf, True)
+    except OSError:
+        return None            # ENOTTY, EOPNOTSUPP, EINVAL: this file system keeps none
+    return int.from_bytes(buf[:4], sys.byteorder)       # the kernel writes an int
+
+
+def read_same_file(path: "os.PathLike[str] | str", limit: int, inode: InodeObject, *,
+                   head: Optional[Callable[[bytes], None]] = None
+                   ) -> Optional[Tuple[bytes, Identity]]:
+    """`read_regular` of the file at `path` if it is the inode object `inode`, else None.
+
+    The check is made on the descriptor read, so a rename over the name
+    between the caller's stat and this read is seen (None), not read.
+    """
+    path = os.fspath(path)
+    fd = _open_to_read(path)
+    try:
+        st = os.fstat(fd)
+        _check_regular(path, st)             # no ioctl on whatever else the name may be now
+        if (st.st_dev, st.st_ino) != inode[:2] or generation(fd) != inode[2]:
+            return None
+        return _read_descriptor(path, fd, limit, head)
+    finally:
+        os.close(fd)
+
+
+def _open_to_read(path: str) -> int:
     flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
              | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     try:
-        fd = os.open(path, flags)
+        return os.open(path, flags)
     except OSError as exc:
         raise _open_error(path, exc) from None
+
+
+def _read_descriptor(path: str, fd: int, limit: int,
+                     head: Optional[Callable[[bytes], None]]) -> Tuple[bytes, Identity]:
+    """Steps 2-4 of the module's docstring on the open descriptor `fd`."""
     try:
         before = os.fstat(fd)
         _check_regular(path, before)         # the descriptor read, not the name
         # O_NONBLOCK stays: it changes nothing for a regular file, and the
-        # descriptor is closed below, never handed out.
+        # descriptor is closed by the caller, never handed out.
         if before.st_size > limit:
             raise FileTooLarge(path, (
                 f"is {before.st_size:,} bytes, more than the {limit:,} minildr reads for "
@@ -101,8 +166,6 @@ def read_regular(path: "os.PathLike[str] | str", limit: int, *,
         raise UnreadableFile(path, f"cannot be read ({exc.strerror})") from None
     except MemoryError:
         raise FileTooLarge(path, "is too large to read into memory") from None
-    finally:
-        os.close(fd)
     if contents_key(identity(before)) != contents_key(identity(after)):
         raise FileChanged(path, "changed while it was being read; try again once the program "
                                 "writing it (a build?) has finished")

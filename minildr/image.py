@@ -32,9 +32,13 @@ as built by this process, which remembers the bytes of its latest build at
 each path. If by the time it is opened another process (another kernel, a
 classmate's build on a shared folder) has renamed its own file over that
 name, `read` gives the bytes this process built there last, not the other
-one's: so `open(build(...))` always loads what it built. A file written in
-place, or rebuilt by this process, is read as usual; so is any path given
-as a plain string.
+one's: so `open(build(...))` always loads what it built. A file rebuilt by
+this process is read as usual; so is any path given as a plain string. The
+built file edited in place (a tampering demo) is read again only where that
+is provably the same inode object, by its generation number: inode numbers
+are reused at once (ext4), so a number alone cannot tell our edited file
+from another process's newer build written to a file that got our old
+number (`_read_built`).
 """
 from __future__ import annotations
 
@@ -50,9 +54,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, TypeVar
 
 from . import files
+from .atomic import Written
 from .console import printable
 from .formats import elf
 from .errors import FileChanged, NotAPlugin, PluginError
@@ -332,8 +337,15 @@ _cache: "OrderedDict[str, PluginImage]" = OrderedDict()     # absolute path -> i
 READ_ATTEMPTS = 3           # a file changing under every one of them is refused
 
 
-# The latest image this process built at each path (absolute), most recent last.
-_built_here: "OrderedDict[str, PluginImage]" = OrderedDict()
+class _Built(NamedTuple):
+    """What this process built at one path: the image, and the generation of its inode."""
+
+    image: PluginImage
+    generation: Optional[int]          # files.generation; None where the file system has none
+
+
+# What this process built last at each path (absolute), most recent last.
+_built_here: "OrderedDict[str, _Built]" = OrderedDict()
 
 
 class BuiltPath(type(Path())):            # PosixPath or WindowsPath, as Path() itself
@@ -347,45 +359,75 @@ class BuiltPath(type(Path())):            # PosixPath or WindowsPath, as Path() 
         return f"{type(Path()).__name__}({self.as_posix()!r})"
 
 
-def built_path(path: "os.PathLike[str] | str", data: bytes,
-               written: os.stat_result) -> BuiltPath:
-    """The BuiltPath for `data`, just installed at `path` (`written`: its stat before the rename).
+def built_path(path: "os.PathLike[str] | str", data: bytes, written: "Written") -> BuiltPath:
+    """The BuiltPath for `data`, just installed at `path` (`written`: that file, before the rename).
 
     The image is cached too, so an open by the path's name (a string) finds
     it without reading the file again while that file is unchanged.
     """
     image = PluginImage(path=os.fspath(path), data=data,
-                        sha256=hashlib.sha256(data).hexdigest(), identity=_identity(written))
+                        sha256=hashlib.sha256(data).hexdigest(), identity=_identity(written.stat))
     key = os.path.abspath(path)
     with _lock:
         _remember(key, image)
-        _built_here[key] = image
-        _built_here.move_to_end(key)
-        while len(_built_here) > CACHE_SIZE:
-            _built_here.popitem(last=False)
+        _remember_built(key, _Built(image, written.generation))
     return BuiltPath(path)
 
 
-def _replaced_by_another_process(path: "os.PathLike[str] | str",
-                                 now: Identity) -> Optional[PluginImage]:
-    """The bytes this process built at `path`, if `path` is a BuiltPath and they still apply.
+def _remember_built(key: str, built: _Built) -> None:
+    _built_here[key] = built
+    _built_here.move_to_end(key)
+    while len(_built_here) > CACHE_SIZE:
+        _built_here.popitem(last=False)
+
+
+def _read_built(path: "os.PathLike[str] | str", now: Identity) -> Optional[PluginImage]:
+    """The bytes this process built at `path` (a BuiltPath), or its file as edited in place.
 
     Still our file (device, inode, size, mtime): our bytes, without reading the
     name again (between a stat and a read another process may rename its build
-    over ours). Another file in its place: our bytes too. Our inode changed in
-    place: None, so that it is read again.
+    over ours). Another file in its place: our bytes too. The same device and
+    inode number with other contents is our file edited in place only if it is
+    provably the same inode object: inode numbers are reused (ext4 gives a
+    freed one to the next file it creates), so another process's newer build,
+    written to a file that got our old number and renamed over the name,
+    looks just like it (issue 16: "built 3, called back 2"). The inode's
+    generation number tells them apart (files.generation), checked on the
+    descriptor that is read: then the edited bytes are read and remembered as
+    ours. Where the file system keeps no generation (tmpfs, overlayfs, NFS;
+    not Linux) nothing proves it: our bytes, and the log says how to read
+    the file as it is now (open it by its name, a string).
+    None if `path` is no BuiltPath, or this process built nothing there.
     """
     if not isinstance(path, BuiltPath):
         return None
+    key = os.path.abspath(path)
     with _lock:
-        built = _built_here.get(os.path.abspath(path))
+        built = _built_here.get(key)
     if built is None:
         return None
-    if _same_contents_key(built.identity) == _same_contents_key(now):
-        return built        # still the file we wrote: no read, so no window for a rename
-    if built.identity[:2] == now[:2]:
-        return None         # our inode, changed in place since: read it again
-    return built            # another file renamed over ours: the bytes built here
+    mine = built.image
+    if _same_contents_key(mine.identity) == _same_contents_key(now):
+        return mine         # still the file we wrote: no read, so no window for a rename
+    path = os.fspath(path)
+    if mine.identity[:2] == now[:2] and built.generation is not None:
+        edited = _read_file(path, checked=True,
+                            inode=(*mine.identity[:2], built.generation))  # type: ignore[arg-type]
+        if edited is not None:                      # our inode, changed in place since
+            with _lock:
+                _remember(key, edited)
+                _remember_built(key, _Built(edited, built.generation))
+            return edited
+    if mine.identity[:2] == now[:2] and built.generation is None:
+        log.info("open %s: the file has the inode number of the one this process built "
+                 "there but other contents, and this file system cannot tell whether it is "
+                 "that file edited in place or another process's newer build; loading the "
+                 "bytes built here (sha256 %s); open it by its name (a string) to load the "
+                 "file as it is", printable(path), mine.sha256)
+    else:
+        log.info("open %s: another process replaced the file since this one built "
+                 "it; loading the bytes built here (sha256 %s)", printable(path), mine.sha256)
+    return mine
 
 
 def read(path: "os.PathLike[str] | str") -> PluginImage:
@@ -393,16 +435,13 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
 
     Unchanged means the same device, inode, size and mtime; if only the
     ctime differs (a rename or link elsewhere touched the inode), the file is
-    hashed again, and the same digest keeps the cached image.
+    hashed again, and the same digest keeps the cached image. A BuiltPath
+    gives the bytes this process built there (`_read_built`).
     """
     now = _identity(files.stat_regular(os.fspath(path)))
-    built = _replaced_by_another_process(path, now)      # needs the BuiltPath itself
+    built = _read_built(path, now)                    # needs the BuiltPath itself
     path = os.fspath(path)
     if built is not None:
-        if _same_contents_key(built.identity) != _same_contents_key(now):
-            log.info("open %s: another process replaced the file since this one built "
-                     "it; loading the bytes built here (sha256 %s)", printable(path),
-                     built.sha256)
         return built.named(path)
     key = os.path.abspath(path)
     with _lock:
@@ -411,6 +450,7 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
             _cache.move_to_end(key)
             return cached.named(path)
     image = _read_file(path, checked=True)
+    assert image is not None                          # no inode= given: never None
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.sha256 == image.sha256 and \
@@ -473,9 +513,11 @@ def digest_of(data: bytes) -> "str | Digest":
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_file(path: str, checked: bool = False) -> PluginImage:
+def _read_file(path: str, checked: bool = False,
+               inode: Optional[files.InodeObject] = None) -> Optional[PluginImage]:
     """Read the file whole, bounded and without blocking (files.read_regular); again if
-    it changed meanwhile (a writer still at work).
+    it changed meanwhile (a writer still at work). With `inode`: only if the file
+    read is that inode object (files.read_same_file), else None.
 
     A change is a new size or mtime of the file read: a rename over its
     name by another process (how minildr.build installs) leaves the file
@@ -484,9 +526,16 @@ def _read_file(path: str, checked: bool = False) -> PluginImage:
     last: Optional[FileChanged] = None
     for attempt in range(READ_ATTEMPTS):
         try:
-            data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
-                                                checked=checked and not attempt,
-                                                head=lambda head: _known_format(head, path))
+            if inode is None:
+                data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
+                                                    checked=checked and not attempt,
+                                                    head=lambda head: _known_format(head, path))
+            else:
+                got = files.read_same_file(path, files.MAX_PLUGIN_BYTES, inode,
+                                           head=lambda head: _known_format(head, path))
+                if got is None:
+                    return None
+                data, identity = got
         except FileChanged as exc:
             last = exc
             time.sleep(0.05 * (attempt + 1))

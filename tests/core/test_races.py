@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import minildr
-from minildr import image
+from minildr import files, image
 
 from helpers import write_plugin
 
@@ -80,3 +80,96 @@ def test_a_file_written_in_place_is_read_again(tmp_path):
     os.utime(path, ns=(st.st_atime_ns, first.identity[3]))   # even with the old mtime back
     again = image.read(str(path))
     assert again is not first and again.sha256 != first.sha256
+
+
+def _install_on_a_reused_inode(target: Path, data: bytes) -> bool:
+    """Put `data` at `target` the way a third build can on ext4: in a new file that gets
+    the inode number `target`'s file had, renamed over the name.
+
+    A filler renamed over `target` frees its inode (as a second build installing
+    does); ext4 gives the lowest free number of the folder's group to the next
+    file created, usually that one. Files that got another number are kept
+    until the end, so that the next try comes closer. Whether the number was
+    reused is returned: a file system that never reuses one cannot show this race.
+    """
+    old = target.stat()
+    filler = target.with_name(".filler")
+    filler.write_bytes(b"filler")
+    filler.replace(target)                            # frees the old inode
+    missed = []
+    try:
+        for attempt in range(50):
+            staged = target.with_name(f".staged{attempt}")
+            staged.write_bytes(data)                  # a new file: maybe the freed number
+            st = staged.stat()
+            if (st.st_dev, st.st_ino) == (old.st_dev, old.st_ino):
+                os.utime(staged, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))  # a later build
+                staged.replace(target)
+                return True
+            missed.append(staged)
+        return False
+    finally:
+        for path in missed:
+            path.unlink()
+
+
+def test_another_build_on_our_reused_inode_number_is_not_taken_for_ours(tmp_path):
+    """Issue 16's `round 33: built 3, called back 2`: a newer build of another process
+    was written to a file that got the inode number of this process's freed
+    build, and was taken for this build's file changed in place."""
+    for folder in "ab":
+        (tmp_path / folder).mkdir()
+    mine = write_plugin(tmp_path / "a", "who", "int who(void) { return 1; }\n",
+                        "int who(void);\n")
+    theirs = write_plugin(tmp_path / "b", "who", "int who(void) { return 2; }\n",
+                          "int who(void);\n")
+    if not _install_on_a_reused_inode(mine, theirs.read_bytes()):
+        pytest.skip("this file system did not reuse a freed inode number in 50 tries")
+    with minildr.open(mine) as plugin:                   # the path build returned
+        assert plugin.lookup("who", "int (void)")() == 1
+    with minildr.open(str(mine)) as plugin:              # the file by its name: the other one
+        assert plugin.lookup("who", "int (void)")() == 2
+
+
+def test_a_built_file_edited_in_place_is_read_again(tmp_path):
+    """The user who patches the file build returned (a tampering demo) loads the patch."""
+    mine = write_plugin(tmp_path, "who", "int who(void) { return 1; }\n", "int who(void);\n")
+    built = image.read(mine)
+    data = mine.read_bytes()
+    with open(mine, "r+b") as f:                         # same inode object, new bytes
+        f.write(data + b"\0patched")
+    again = image.read(mine)
+    assert again.data == data + b"\0patched" and again.sha256 != built.sha256
+    with minildr.open(mine) as plugin:
+        assert plugin.sha256 == again.sha256 and plugin.lookup("who", "int (void)")() == 1
+
+
+def test_where_the_file_system_keeps_no_generation_a_built_path_loads_what_it_built(
+        tmp_path, monkeypatch, caplog):
+    """tmpfs, overlayfs, NFS: nothing proves that a file with our inode number is our
+    file edited in place, so the bytes this build made are loaded, and the log
+    says how to load the file as it is."""
+    monkeypatch.setattr(files, "generation", lambda fd: None)
+    mine = write_plugin(tmp_path, "who", "int who(void) { return 1; }\n", "int who(void);\n")
+    data = mine.read_bytes()
+    with open(mine, "r+b") as f:                         # our inode, edited in place
+        f.write(data + b"\0patched")
+    with caplog.at_level("INFO", logger="minildr"):
+        assert image.read(mine).data == data
+    assert "open it by its name (a string)" in caplog.text
+    assert image.read(str(mine)).data == data + b"\0patched"
+
+
+def test_reading_the_same_file_checks_the_descriptor_read(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"one")
+    st = path.stat()
+    with open(path, "rb") as f:
+        gen = files.generation(f.fileno())
+    if gen is None:
+        pytest.skip("this file system keeps no inode generation numbers")
+    assert files.read_same_file(path, 100, (st.st_dev, st.st_ino, gen))[0] == b"one"
+    assert files.read_same_file(path, 100, (st.st_dev, st.st_ino, gen ^ 1)) is None
+    (tmp_path / "g").write_bytes(b"two")
+    (tmp_path / "g").replace(path)
+    assert files.read_same_file(path, 100, (st.st_dev, st.st_ino, gen)) is None
