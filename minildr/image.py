@@ -395,8 +395,10 @@ def _read_built(path: "os.PathLike[str] | str", now: Identity) -> Optional[Plugi
     generation number tells them apart (files.generation), checked on the
     descriptor that is read: then the edited bytes are read and remembered as
     ours. Where the file system keeps no generation (tmpfs, overlayfs, NFS;
-    not Linux) nothing proves it: our bytes, and the log says how to read
-    the file as it is now (open it by its name, a string).
+    not Linux) the same inode number is taken for our file edited in place,
+    as a learner who tampers with a built plugin expects: tmpfs hands out
+    inode numbers from a counter that only grows, so the reuse above cannot
+    happen there; on the others the race stays possible, and the log says so.
     None if `path` is no BuiltPath, or this process built nothing there.
     """
     if not isinstance(path, BuiltPath):
@@ -410,23 +412,21 @@ def _read_built(path: "os.PathLike[str] | str", now: Identity) -> Optional[Plugi
     if _same_contents_key(mine.identity) == _same_contents_key(now):
         return mine         # still the file we wrote: no read, so no window for a rename
     path = os.fspath(path)
-    if mine.identity[:2] == now[:2] and built.generation is not None:
+    if mine.identity[:2] == now[:2]:
         edited = _read_file(path, checked=True,
                             inode=(*mine.identity[:2], built.generation))  # type: ignore[arg-type]
         if edited is not None:                      # our inode, changed in place since
+            if built.generation is None:
+                log.info("open %s: the file this process built there was changed in place; "
+                         "loading it as it is now (this file system keeps no generation "
+                         "numbers, so another process's build that reused its inode number "
+                         "would look the same)", printable(path))
             with _lock:
                 _remember(key, edited)
                 _remember_built(key, _Built(edited, built.generation))
             return edited
-    if mine.identity[:2] == now[:2] and built.generation is None:
-        log.info("open %s: the file has the inode number of the one this process built "
-                 "there but other contents, and this file system cannot tell whether it is "
-                 "that file edited in place or another process's newer build; loading the "
-                 "bytes built here (sha256 %s); open it by its name (a string) to load the "
-                 "file as it is", printable(path), mine.sha256)
-    else:
-        log.info("open %s: another process replaced the file since this one built "
-                 "it; loading the bytes built here (sha256 %s)", printable(path), mine.sha256)
+    log.info("open %s: another process replaced the file since this one built "
+             "it; loading the bytes built here (sha256 %s)", printable(path), mine.sha256)
     return mine
 
 
