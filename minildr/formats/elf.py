@@ -22,7 +22,7 @@ import os
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Annotated, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Annotated, Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .reader import Reader, declare, sizeof
 
@@ -574,18 +574,6 @@ class DynamicSection:
         table = self.table(Elf64_Sym, DT_SYMTAB, count * sizeof(Elf64_Sym), "symbol table")
         return [(sym, self.string(sym.st_name, "symbol name")) for sym in table]
 
-    def names(self, symbols: Sequence[Elf64_Sym]) -> Sequence[str]:
-        """The names of `symbols`: a list, all decoded at once, for a list of symbols;
-        else, or if one is damaged, `Names`, which decodes each when first asked for
-        (so that only a name in use can stop a load)."""
-        start, size = self.strtab
-        table = self.f.raw[start:start + size]
-        ends = [table.find(b"\0", sym.st_name) for sym in symbols] if isinstance(symbols, list) \
-            else [-1]
-        if -1 in ends:
-            return Names(self, symbols)
-        return [table[sym.st_name:end].decode("utf-8", "replace") for sym, end in zip(symbols, ends)]
-
     def versym(self, count: int) -> Tuple[int, ...]:
         """DT_VERSYM: each dynamic symbol's version index (() if the file has none)."""
         return self.array("H", DT_VERSYM, 2 * count, "DT_VERSYM")
@@ -671,6 +659,21 @@ class Names(Sequence[str]):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
+
+    def check(self, symbols: Collection[Elf64_Sym]) -> None:
+        """Each of these symbols' names lies in the string table, NUL-terminated: checked at
+        once when the table ends with a NUL; otherwise name by name (the first damaged one
+        raises, naming what is wrong)."""
+        start, size = self.dyn.strtab
+        if not size or self.dyn.f.raw[start + size - 1] or any(
+                sym.st_name >= size for sym in symbols):
+            for sym in symbols:
+                self.dyn.string(sym.st_name, "symbol name")
+
+    def raw(self, sym: Elf64_Sym) -> bytes:
+        """The name of `sym` as bytes, undecoded (what dlsym takes), once `check`ed."""
+        start = self.dyn.strtab[0]
+        return self.dyn.f.raw[start + sym.st_name:self.dyn.f.raw.find(b"\0", start + sym.st_name)]
 
 
 def _name(enum: type, value: int, spelled: Optional[Dict[int, str]] = None) -> str:

@@ -7,6 +7,7 @@ gives `NotAPlugin` naming the file, never an exception from deep inside.
 """
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from typing import Dict, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
@@ -75,7 +76,7 @@ class Reader:
         layout = _LAYOUTS[cls, self.order]
         self.check_range(offset, count * layout.size, what)
         rows = layout.iter_unpack(self.data[offset:offset + count * layout.size])
-        return [cls._make(row) for row in rows]  # type: ignore[attr-defined]
+        return list(map(functools.partial(tuple.__new__, cls), rows))   # cls._make, in C
 
     def lazy_table(self, cls: Type[T], offset: int, count: int, what: str) -> "Table[T]":
         """Like `table`, but each structure is unpacked when first asked for (big tables)."""
@@ -109,7 +110,7 @@ class Table(Sequence[T]):
             if not 0 <= index < self.count:
                 raise IndexError(index)
             fields = self.layout.unpack_from(self.data, self.offset + index * self.layout.size)
-            row = self.rows[index] = self.cls._make(fields)  # type: ignore[attr-defined]
+            row = self.rows[index] = tuple.__new__(self.cls, fields)  # _make, without its checks
         return row
 
     def __eq__(self, other: object) -> bool:

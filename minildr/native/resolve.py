@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any, Dict, List, NamedTuple, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .. import linkage
 from ..formats import elf
@@ -77,39 +77,38 @@ def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Bind
     place the symbols were found, with how many (libcrypto binds 3,205).
     """
     sources: Counter = Counter()
-    bound = {index: bind(plan, index, handles, trace, sources)
-             for index in dict.fromkeys(r.symbol for r in plan.other) if index}
+    scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT), *zip(plan.needed, handles)]
+    versions = {index: name.encode() for index, name in plan.versions.items()}
+    bound = {index: bind(plan, index, scopes, versions, trace, sources) for index in plan.used}
     for where, count in sources.items() if not trace.detailed else ():
         trace.event("resolve", f"{count} symbol{'s' * (count > 1)} -> {where}",
                     source=where, count=count)
     return bound
 
 
-def bind(plan: Plan, index: int, handles: List[Any], trace: Trace, sources: Counter) -> Binding:
-    """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
-    sym = plan.symbols[index]
-    name, kind = plan.names[index], elf.ELF64_ST_TYPE(sym.st_info)
+def bind(plan: Plan, index: int, scopes: List[Tuple[str, Any]], versions: Dict[int, bytes],
+         trace: Trace, sources: Counter) -> Binding:
+    """Where symbol `index` is: the host's global scope (`scopes[0]`) first, as glibc's own
+    loader does; then, if the library does not define it, its DT_NEEDED libraries."""
+    sym = plan.used[index]
     defined = sym.st_shndx != elf.SHN_UNDEF
-    version = None if defined or not plan.versym else plan.versions.get(
-        plan.versym[index] & ~elf.VERSYM_HIDDEN)
     # A local symbol, or -Bsymbolic, or protected visibility: always this library's own.
     if defined and (elf.ELF64_ST_BIND(sym.st_info) == elf.STB_LOCAL or plan.symbolic
-                    or kind == elf.STT_TLS                            # its block: tls.py
+                    or elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_TLS      # its block: tls.py
                     or elf.ELF64_ST_VISIBILITY(sym.st_other) == elf.STV_PROTECTED):
-        return traced(trace, sources, name, "this library", own(sym))
-    scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]
-    if not defined:             # a definition of our own comes before the DT_NEEDED libraries'
-        scopes += zip(plan.needed, handles)
-    for where, handle in scopes:
-        pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
-                   else libc.dlsym(handle, name.encode()))
+        return traced(plan, trace, sources, index, "this library", own(sym))
+    name = plan.names.raw(sym)
+    version = None if defined or not plan.versym else versions.get(
+        plan.versym[index] & ~elf.VERSYM_HIDDEN)
+    for where, handle in scopes[:1] if defined else scopes:  # its own before its DT_NEEDED's
+        pointer = libc.dlvsym(handle, name, version) if version else libc.dlsym(handle, name)
         if pointer:
-            return traced(trace, sources, name, where, Binding(pointer), version)
+            return traced(plan, trace, sources, index, where, Binding(pointer), version)
     if defined:
-        return traced(trace, sources, name, "this library", own(sym))
+        return traced(plan, trace, sources, index, "this library", own(sym))
     if elf.ELF64_ST_BIND(sym.st_info) == elf.STB_WEAK:
-        return traced(trace, sources, name, "nowhere (weak: 0)", NOWHERE)
-    wanted = f"{name}@{version}" if version else name
+        return traced(plan, trace, sources, index, "nowhere (weak: 0)", NOWHERE)
+    wanted = plan.names[index] + (f"@{version.decode()}" if version else "")
     raise LoadError(plan.path, f"undefined symbol {wanted!r}: neither the host process nor "
                                f"{', '.join(plan.needed) or 'any needed library'} defines it; "
                                "load the library that does first, or link against it")
@@ -121,10 +120,11 @@ def own(sym: Any) -> Binding:
                    elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_GNU_IFUNC)
 
 
-def traced(trace: Trace, sources: Counter, name: str, where: str, binding: Binding,
-           version: Any = None) -> Binding:
+def traced(plan: Plan, trace: Trace, sources: Counter, index: int, where: str,
+           binding: Binding, version: Optional[bytes] = None) -> Binding:
     sources[where] += 1
     if trace.detailed:
+        name, version = plan.names[index], version.decode() if version else None
         trace.event("resolve", f"{name}{'@' + version if version else ''} -> {where}",
                     symbol=name, version=version, source=where)
     return binding
