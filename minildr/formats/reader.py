@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
-from typing import Dict, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
+from typing import Dict, List, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
 
 from ..errors import NotAPlugin
 
@@ -115,6 +115,13 @@ class Table(Sequence[T]):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
+
+    def rows_at(self, indices: Sequence[int]) -> List[T]:
+        """The structures at `indices` (each in range), unpacked in C in one pass over the
+        table, not one Python call each (a load wants 3,205 of libcrypto's 5,511 symbols)."""
+        size = self.layout.size
+        rows = list(self.layout.iter_unpack(self.data[self.offset:self.offset + self.count * size]))
+        return list(map(functools.partial(tuple.__new__, self.cls), map(rows.__getitem__, indices)))
 
 
 def c_string(raw: bytes) -> str:

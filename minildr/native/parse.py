@@ -14,8 +14,9 @@ as two arrays that step 4 applies in bulk, the rest as `Relocation` rows.
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import chain, compress
 from types import ModuleType
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -48,8 +49,8 @@ class Relocations(NamedTuple):
 @dataclass
 class Relatives:
     """The RELATIVE relocations (B + A), as arrays: nine in ten of a library's relocations."""
-    offsets: List[int] = field(default_factory=list)    # from DT_RELA: r_offset ...
-    addends: List[int] = field(default_factory=list)    # ... and r_addend (mod 2**64)
+    offsets: "array[int]" = field(default_factory=lambda: array("Q"))  # from DT_RELA: r_offset
+    addends: "array[int]" = field(default_factory=lambda: array("Q"))  # ... and r_addend (mod 2**64)
     relr: List[int] = field(default_factory=list)       # from DT_RELR: the addend is the word there
 
     def __len__(self) -> int:
@@ -119,13 +120,13 @@ def parse(data: bytes, path: str) -> Plan:
     gnu, sysv = dyn.gnu_hash(), dyn.sysv_hash()
     symbols = read_symbols(dyn, gnu, sysv)
     relative, groups = read_relocations(f, dyn, arch, len(symbols))
-    used = dict.fromkeys(i for g in groups for i in g.symbols if i)
+    used = [i for i in dict.fromkeys(chain.from_iterable(g.symbols for g in groups)) if i]
     plan = Plan(path=f.path, elf=f, arch=arch, loads=loads, span=span, relro=relro,
                 needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT.NEEDED)],
                 symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
                 versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
                 gnu=gnu, sysv=sysv, relative=relative, groups=groups,
-                used={i: symbols[i] for i in used},
+                used=dict(zip(used, symbols.rows_at(used))),
                 symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
                 rpath=search_path(dyn, elf.DT.RPATH), runpath=search_path(dyn, elf.DT.RUNPATH),
                 tls=validate.check_tls(f, loads))
@@ -162,22 +163,22 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
     for table, addr_tag, size_tag in (("RELA", elf.DT.RELA, elf.DT.RELASZ),
                                       ("JMPREL", elf.DT.JMPREL, elf.DT.PLTRELSZ)):
         size = dyn.get(size_tag) // sizeof(elf.Elf64_Rela) * sizeof(elf.Elf64_Rela)
-        words = dyn.array("Q", addr_tag, size, f"DT_{table} table")
+        words = dyn.words(addr_tag, size, f"DT_{table} table")
         offsets, infos, addends = words[0::3], words[1::3], words[2::3]
         first = leading_relatives(infos, dyn.get(elf.DT.RELACOUNT) if table == "RELA" else 0,
                                   arch.RELATIVE)
         relative.offsets += offsets[:first]             # the linker sorts them first: DT_RELACOUNT
         relative.addends += addends[:first]
-        rest = infos[first:]
+        offsets, rest, addends = offsets[first:].tolist(), infos[first:].tolist(), addends[first:]
         top = max(rest, default=0) >> 32                  # the highest symbol named
         for rtype in set(info & 0xFFFFFFFF for info in rest):     # each type checked once
             validate.check_type(f, arch, rtype, top, nsyms)
         bulk = [info == arch.RELATIVE for info in rest]    # type RELATIVE, symbol 0: in bulk
-        relative.offsets += compress(offsets[first:], bulk)
-        relative.addends += compress(addends[first:], bulk)
+        relative.offsets.extend(compress(offsets, bulk))
+        relative.addends.extend(compress(addends, bulk))
         keep = [not b for b in bulk]
-        groups += by_type(table, list(compress(offsets[first:], keep)),
-                          list(compress(rest, keep)), list(compress(addends[first:], keep)))
+        groups += by_type(table, list(compress(offsets, keep)), list(compress(rest, keep)),
+                          list(compress(addends, keep)))
     relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
     return relative, groups
 
@@ -195,7 +196,7 @@ def by_type(table: str, offsets: Sequence[int], infos: Sequence[int],
     return groups
 
 
-def leading_relatives(infos: Tuple[int, ...], count: int, relative: int) -> int:
+def leading_relatives(infos: "array[int]", count: int, relative: int) -> int:
     """How many entries at the start are RELATIVE: DT_RELACOUNT says, if it is true."""
     count = min(count, len(infos))
     return count if infos[:count].count(relative) == count else 0

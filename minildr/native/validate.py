@@ -201,7 +201,8 @@ def check_relocations(plan: Any) -> None:
     f, loads = plan.elf, plan.loads
     groups = [(g, plan.rel_class(g)) for g in plan.groups]
     written = [at for g, _ in groups for at in g.offsets]
-    check_targets(f, loads, plan.relative.offsets + plan.relative.relr + written
+    relative = [*plan.relative.offsets, *plan.relative.relr]
+    check_targets(f, loads, relative + written
                   + [at + 8 for g, cls in groups if cls is Rel.TLSDESC for at in g.offsets])
     use = {i: TLS_USE[cls] for g, cls in groups if cls in TLS_USE for i in g.symbols}
     if use and plan.arch.MACHINE != "x86_64":       # aarch64.py: variant I, not tls.py's II
@@ -210,7 +211,7 @@ def check_relocations(plan: Any) -> None:
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
     if plan.tls is not None:            # B + A and S + A into the image: tls.relocated_image
-        check_targets_outside(f, plan.relative.offsets + plan.relative.relr + written,
+        check_targets_outside(f, relative + written,
                               [at for g, cls in groups if cls is not Rel.SYMBOLIC
                                for at in g.offsets], plan.tls)
     plan.names.check(plan.used.values())
