@@ -226,14 +226,14 @@ def check_symbols(f: elf.ElfFile, loads: List[Elf64_Phdr], used: Dict[int, elf.E
     """check_symbol for every symbol a relocation uses, in bulk: the defined ones' values,
     sorted once, counted inside the segments by bisection; the TLS ones compared as a set.
     Symbol by symbol only if something is wrong (to name it), and for IFUNCs."""
-    kinds = {i: elf.ELF64_ST_TYPE(sym.st_info) for i, sym in used.items()}
     values = sorted(sym.st_value for i, sym in used.items()
                     if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and i not in use)
     inside = sum(bisect.bisect_right(values, ph.p_vaddr + ph.p_memsz)
                  - bisect.bisect_left(values, ph.p_vaddr) for ph in loads)
-    tls, ifunc = elf.STT.TLS, elf.STT.GNU_IFUNC
-    wrong = inside != len(values) or {i for i, k in kinds.items() if k == tls} != set(use) - {0}
-    for index in used if wrong else [i for i, k in kinds.items() if k == ifunc]:
+    tls, ifunc = elf.STT.TLS, elf.STT.GNU_IFUNC      # st_info & 0xF: ELF64_ST_TYPE
+    wrong = inside != len(values) or {i for i, sym in used.items()
+                                      if sym.st_info & 0xF == tls} != set(use) - {0}
+    for index in used if wrong else [i for i, sym in used.items() if sym.st_info & 0xF == ifunc]:
         check_symbol(f, loads, used[index], names[index], use.get(index))
 
 
