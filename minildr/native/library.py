@@ -64,7 +64,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             relocate.relocate(self.plan, self.base, bound, self.trace,
                               self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)
-            self._unwind = unwind.Registration(self.plan, self.base, self.trace)
+            self._unwind = unwind.Registration(self.plan, self.base, self.trace, self._needed)
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
         except BaseException:

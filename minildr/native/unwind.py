@@ -20,23 +20,23 @@ two table encodings, then `eh_frame_ptr`, the address of .eh_frame
 that address to __register_frame, and to __deregister_frame on close,
 before the memory goes away.
 
-Only once libgcc_s, the unwinder, is in the process. Bringing it in costs
-more than the system loader's whole load of a small library (0.3 ms), and
-nothing can unwind through a library while it is absent: a C++ library
-brings it with libstdc++ (its DT_NEEDED libraries are loaded before this
-step), so it is there whenever a library can throw. A library loaded while it
-is absent waits in `PENDING`, and is registered by the first later load that
-finds it there. What this misses: libgcc_s brought in some other way (glibc
-loads it itself at the first pthread_cancel, pthread_exit or backtrace) with
-no native load after it; a backtrace then stops at the waiting library's
-frames, where glibc's unwinder, which finds every library it loaded
-through dl_iterate_phdr, would go on.
+Only when the library can throw: when one of its DT_NEEDED libraries brings
+libgcc_s, the unwinder (a C++ library's libstdc++ needs it; those are loaded
+before this step, and asked for __register_frame in their scope: one dlsym
+each). C code throws no C++ exceptions, and bringing libgcc_s in, or even
+asking the system loader whether it is there, costs as much as dlopen's
+whole load of a small library. Such a library waits in `PENDING`, and is
+registered by the first later load whose libraries bring the unwinder
+(before any of that library's code runs, so before its first throw). What
+this misses: a backtrace, or a pthread_cancel, through the waiting library's
+frames before such a load stops at them, where glibc's unwinder, which finds
+every library it loaded through dl_iterate_phdr, would go on.
 """
 from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ..formats import elf
 from .libc import ffi, libc
@@ -51,6 +51,12 @@ def unwinder() -> Any:
     None. Asked with RTLD_NOLOAD: never loaded here, only a reference counted."""
     handle = libc.dlopen(b"libgcc_s.so.1", os.RTLD_NOW | RTLD_NOLOAD)
     return handle if handle != ffi.NULL else None
+
+
+def brought_by(needed: List[Any]) -> bool:
+    """Whether one of these DT_NEEDED libraries brings libgcc_s: __register_frame is in
+    its scope (dlsym on its handle searches it and the libraries it needs)."""
+    return any(libc.dlsym(handle, b"__register_frame") for handle in needed)
 
 
 def eh_frame(plan: Any, base: int) -> Optional[int]:
@@ -89,16 +95,16 @@ class Registration:
     """The library's .eh_frame, registered with the unwinder (now, or once it is in the
     process) until `close`."""
 
-    def __init__(self, plan: Any, base: int, trace: Any) -> None:
+    def __init__(self, plan: Any, base: int, trace: Any, needed: List[Any]) -> None:
         self.address, self.gcc, self.trace = eh_frame(plan, base), None, trace
         self.offset = None if self.address is None else self.address - base
         if self.address is None:
             return
-        if not self.register():
+        if not (brought_by(needed) and self.register()):
             PENDING[id(self)] = self
             trace.event("unwind", f".eh_frame at base+{self.offset:#x} waits for the unwinder "
-                                  "(libgcc_s is not in the process: nothing here can throw yet)",
-                        offset=self.offset)
+                                  "(no library it needs brings libgcc_s: C code throws no C++ "
+                                  "exceptions)", offset=self.offset)
             return
         for waiting in list(PENDING.values()):      # it has come since they were loaded
             waiting.register()
