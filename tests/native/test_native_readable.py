@@ -28,9 +28,9 @@ of PROT_WRITE as glibc does (mapping.py), and general-dynamic TLS into
 another library, a library's own static TLS and TLS descriptors
 (relocate.tls_value and the two-word descriptor write; the machinery in
 tls.py).
-Raised from 620 to 660 by issue 24's second speed pass (the first load of
-libcrypto went from about 39 to 24 times dlopen's CPU time, SQLite's from 41
-to 24): the relocations that are not RELATIVE kept as columns per type and
+Raised from 620 to 660 by issue 24's second speed pass (the first load's
+CPU time against dlopen's, main and this pass in the same runs: libcrypto
+32-40 times to 18-22, SQLite 34-36 to 21-26): the relocations that are not RELATIVE kept as columns per type and
 table (parse.Relocations, split by parse.by_type; Plan.other still gives
 rows to read, and takes rows to load fewer), the symbols the relocations use
 read once into Plan.used, and step 2 run as passes over all of them with
