@@ -75,7 +75,7 @@ t.append(time.perf_counter())
 base = mapping.reserve(plan, trace); mapping.map_segments(plan, base, fd, trace); t.append(time.perf_counter())
 relocate.relocate(plan, base, bound, trace); relocate.protect_relro(plan, base, trace)
 t.append(time.perf_counter())
-initfini.run(plan, base, initfini.functions(plan, base, plan.init), "init", trace)
+initfini.run(plan, base, initfini.functions(plan, base, plan.init), "init", trace, [])
 t.append(time.perf_counter())
 print(json.dumps({"steps": dict(zip(["parse", "needed+bind", "map", "relocate+relro", "init"],
                                     [b - a for a, b in zip(t, t[1:])])),

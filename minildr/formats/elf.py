@@ -17,12 +17,14 @@ the file through the PT_LOAD segments and bounds-checked like the rest.
 """
 from __future__ import annotations
 
+import array
 import functools
 import os
 import struct
+import sys
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Annotated, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Annotated, Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .reader import Reader, declare, layout, sizeof
 
@@ -542,6 +544,18 @@ class DynamicSection:
         count = size // struct.calcsize(code)
         return self.f.array(code, self.offset(tag, size, what), count, what)
 
+    def words(self, tag: int, size: int, what: str) -> "array.array[int]":
+        """The 64-bit words in the `size` bytes at `tag`'s address (none if `tag` is absent),
+        copied into an array in C: no Python object per word (libcrypto's relocation
+        tables hold 63,000), none for the garbage collector to walk."""
+        words = array.array("Q")
+        if self.has(tag):
+            at = self.offset(tag, size // 8 * 8, what)
+            words.frombytes(self.f.data[at:at + size // 8 * 8])
+            if (self.f.order == "<") != (sys.byteorder == "little"):
+                words.byteswap()
+        return words
+
     def gnu_hash(self) -> Optional[GnuHash]:
         """DT_GNU_HASH: a header, the Bloom filter, the buckets, then one chain word per
         symbol, up to the end of the last bucket's chain (which is how many symbols exist)."""
@@ -617,18 +631,6 @@ class DynamicSection:
         count = self.symbol_count()
         table = self.table(Elf64_Sym, DT_SYMTAB, count * sizeof(Elf64_Sym), "symbol table")
         return [(sym, self.string(sym.st_name, "symbol name")) for sym in table]
-
-    def names(self, symbols: Sequence[Elf64_Sym]) -> Sequence[str]:
-        """The names of `symbols`: a list, all decoded at once, for a list of symbols;
-        else, or if one is damaged, `Names`, which decodes each when first asked for
-        (so that only a name in use can stop a load)."""
-        start, size = self.strtab
-        table = self.f.raw[start:start + size]
-        ends = [table.find(b"\0", sym.st_name) for sym in symbols] if isinstance(symbols, list) \
-            else [-1]
-        if -1 in ends:
-            return Names(self, symbols)
-        return [table[sym.st_name:end].decode("utf-8", "replace") for sym, end in zip(symbols, ends)]
 
     def versym(self, count: int) -> Tuple[int, ...]:
         """DT_VERSYM: each dynamic symbol's version index (() if the file has none)."""
@@ -715,6 +717,17 @@ class Names(Sequence[str]):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
+
+    def check(self, symbols: Collection[Elf64_Sym]) -> int:
+        """Each of these symbols' names lies in the string table, NUL-terminated: checked at
+        once when the table ends with a NUL; otherwise name by name (the first damaged one
+        raises, naming what is wrong). Returns where the string table starts in the file."""
+        start, size = self.dyn.strtab
+        if not size or self.dyn.f.raw[start + size - 1] or any(
+                sym.st_name >= size for sym in symbols):
+            for sym in symbols:
+                self.dyn.string(sym.st_name, "symbol name")
+        return start
 
 
 def _name(enum: type, value: int, spelled: Optional[Dict[int, str]] = None) -> str:

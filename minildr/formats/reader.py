@@ -7,9 +7,10 @@ gives `NotAPlugin` naming the file, never an exception from deep inside.
 """
 from __future__ import annotations
 
+import functools
 import os
 import struct
-from typing import Dict, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
+from typing import Dict, List, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
 
 from ..errors import NotAPlugin
 
@@ -80,7 +81,7 @@ class Reader:
         layout = _LAYOUTS[cls, self.order]
         self.check_range(offset, count * layout.size, what)
         rows = layout.iter_unpack(self.data[offset:offset + count * layout.size])
-        return [cls._make(row) for row in rows]  # type: ignore[attr-defined]
+        return list(map(functools.partial(tuple.__new__, cls), rows))   # cls._make, in C
 
     def lazy_table(self, cls: Type[T], offset: int, count: int, what: str) -> "Table[T]":
         """Like `table`, but each structure is unpacked when first asked for (big tables)."""
@@ -114,11 +115,18 @@ class Table(Sequence[T]):
             if not 0 <= index < self.count:
                 raise IndexError(index)
             fields = self.layout.unpack_from(self.data, self.offset + index * self.layout.size)
-            row = self.rows[index] = self.cls._make(fields)  # type: ignore[attr-defined]
+            row = self.rows[index] = tuple.__new__(self.cls, fields)  # _make, without its checks
         return row
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
+
+    def rows_at(self, indices: Sequence[int]) -> List[T]:
+        """The structures at `indices` (each in range), unpacked in C, not one Python call
+        each (a load wants 3,205 of libcrypto's 5,511 symbols)."""
+        size, unpack = self.layout.size, functools.partial(self.layout.unpack_from, self.data)
+        rows = map(unpack, [self.offset + size * i for i in indices])
+        return list(map(functools.partial(tuple.__new__, self.cls), rows))
 
 
 def c_string(raw: bytes) -> str:

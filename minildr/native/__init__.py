@@ -58,7 +58,9 @@ not to ship:
   this one.
 - It keeps no list of loaded libraries: dladdr, gdb and profilers (which
   find code through the system loader's list) do not see its libraries;
-  the unwinder does, through the registration in unwind.py.
+  the unwinder does, through the registration in unwind.py, made when a
+  library it needs brings libgcc_s (C code waits for the first load of one
+  that does; glibc's unwinder finds its libraries at any time).
 - A library whose C++ thread_local objects register destructors for
   thread exit (__cxa_thread_atexit) stays mapped after close: glibc counts
   those registrations and defers the unload; this loader cannot count them.

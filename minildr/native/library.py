@@ -64,7 +64,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             relocate.relocate(self.plan, self.base, bound, self.trace,
                               self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)
-            self._unwind = unwind.Registration(self.plan, self.base, self.trace)
+            self._unwind = unwind.Registration(self.plan, self.base, self.trace, self._needed)
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
         except BaseException:
@@ -128,7 +128,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
 
     def _forget(self) -> None:
         """After the finalisers: unmap, unless thread-exit destructors may still need the code."""
-        if THREAD_EXIT_DESTRUCTORS & {self.plan.names[r.symbol] for r in self.plan.other}:
+        if THREAD_EXIT_DESTRUCTORS & {self.plan.names[i] for i in self.plan.used}:
             # C++ thread_local objects registered destructors that run when each thread
             # exits, and may be code of this library: glibc defers the unload until they
             # have run (l_tls_dtor_count); this loader cannot count them, so it keeps the

@@ -14,7 +14,9 @@ as two arrays that step 4 applies in bulk, the rest as `Relocation` rows.
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
+from itertools import chain, compress
 from types import ModuleType
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -26,7 +28,7 @@ from .classes import Rel
 from .validate import PAGE, page_down, page_up  # noqa: F401  (PAGE: the unit a notebook plots)
 
 class Relocation(NamedTuple):
-    """One relocation that is not RELATIVE (a tuple: libcrypto has 4,000 of them)."""
+    """One relocation that is not RELATIVE, as a row (`Plan.other`: for reading)."""
     table: str              # "RELA", "JMPREL" or "RELR"
     offset: int             # r_offset: where, relative to the load base
     type: int
@@ -34,14 +36,21 @@ class Relocation(NamedTuple):
     addend: int
 
 
-MANY_SYMBOLS = 1 << 16      # libcrypto has 5,511; more is a file built to be slow to read
+class Relocations(NamedTuple):
+    """The relocations of one type from one table, as columns: a load reads them a column
+    at a time (libcrypto has 4,191 that are not RELATIVE; no object per relocation)."""
+    table: str
+    type: int
+    offsets: List[int]
+    symbols: List[int]
+    addends: List[int]      # signed
 
 
 @dataclass
 class Relatives:
     """The RELATIVE relocations (B + A), as arrays: nine in ten of a library's relocations."""
-    offsets: List[int] = field(default_factory=list)    # from DT_RELA: r_offset ...
-    addends: List[int] = field(default_factory=list)    # ... and r_addend (mod 2**64)
+    offsets: "array[int]" = field(default_factory=lambda: array("Q"))  # from DT_RELA: r_offset
+    addends: "array[int]" = field(default_factory=lambda: array("Q"))  # ... and r_addend (mod 2**64)
     relr: List[int] = field(default_factory=list)       # from DT_RELR: the addend is the word there
 
     def __len__(self) -> int:
@@ -65,7 +74,8 @@ class Plan:
     gnu: Optional[elf.GnuHash]                  # the hash tables: one or both
     sysv: Optional[elf.SysvHash]
     relative: Relatives                         # RELATIVE relocations, applied in bulk
-    other: List[Relocation]                     # every other relocation, applied one by one
+    groups: List[Relocations]                   # every other relocation, by type and table
+    used: Dict[int, Elf64_Sym]                  # the symbols they name, by index (step 2's)
     init: List[Tuple[str, int]] = field(default_factory=list)    # see read_initfini
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
@@ -73,8 +83,22 @@ class Plan:
     runpath: List[str] = field(default_factory=list)    # where DT_NEEDED may be (resolve.py)
     tls: Optional[Elf64_Phdr] = None            # PT_TLS: its own thread-local storage (tls.py)
 
-    def rel_class(self, r: Relocation) -> Rel:
+    def rel_class(self, r: "Relocation | Relocations") -> Rel:
         return self.arch.SUPPORTED[r.type][1]
+
+    @property
+    def other(self) -> List[Relocation]:
+        """The relocations that are not RELATIVE, as rows (set it to load fewer)."""
+        return [Relocation(g.table, at, g.type, symbol, addend) for g in self.groups
+                for at, symbol, addend in zip(g.offsets, g.symbols, g.addends)]
+
+    @other.setter
+    def other(self, rows: List[Relocation]) -> None:
+        tables = {t: [r for r in rows if r.table == t] for t in ("RELA", "JMPREL")}
+        self.groups = [g for t, mine in tables.items() for g in by_type(
+            t, [r.offset for r in mine], [r.symbol << 32 | r.type for r in mine],
+            [r.addend % (1 << 64) for r in mine])]
+        self.used = {i: self.symbols[i] for g in self.groups for i in g.symbols if i}
 
     @property
     def relocations(self) -> List[Relocation]:
@@ -95,12 +119,14 @@ def parse(data: bytes, path: str) -> Plan:
     validate.check_dynamic(f, dyn)
     gnu, sysv = dyn.gnu_hash(), dyn.sysv_hash()
     symbols = read_symbols(dyn, gnu, sysv)
-    relative, other = read_relocations(f, dyn, arch, len(symbols))
+    relative, groups = read_relocations(f, dyn, arch, len(symbols))
+    used = [i for i in dict.fromkeys(chain.from_iterable(g.symbols for g in groups)) if i]
     plan = Plan(path=f.path, elf=f, arch=arch, loads=loads, span=span, relro=relro,
                 needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT.NEEDED)],
-                symbols=symbols, names=dyn.names(symbols), versions=dyn.versions_needed(),
+                symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
                 versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
-                gnu=gnu, sysv=sysv, relative=relative, other=other,
+                gnu=gnu, sysv=sysv, relative=relative, groups=groups,
+                used=dict(zip(used, symbols.rows_at(used))),
                 symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
                 rpath=search_path(dyn, elf.DT.RPATH), runpath=search_path(dyn, elf.DT.RUNPATH),
                 tls=validate.check_tls(f, loads))
@@ -117,50 +143,60 @@ def read_symbols(dyn: elf.DynamicSection, gnu: Optional[elf.GnuHash],
                  sysv: Optional[elf.SysvHash]) -> Sequence[Elf64_Sym]:
     """The dynamic symbols: their count is stored nowhere, so the hash table says.
 
-    Read all at once (one unpack for the table; a load uses most of them),
-    unless there are more than a real library has: then each when first used.
+    Each is read when first used: a load reads those the relocations name
+    (`Plan.used`), a lookup one more per name asked for.
     """
     count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain)
     size = count * sizeof(Elf64_Sym)
-    if not dyn.has(elf.DT.SYMTAB):
-        return []
-    read = dyn.f.table if count <= MANY_SYMBOLS else dyn.f.lazy_table
-    return read(Elf64_Sym, dyn.offset(elf.DT.SYMTAB, size, "symbol table"), count, "symbol table")
+    return dyn.f.lazy_table(Elf64_Sym, dyn.offset(elf.DT.SYMTAB, size, "symbol table"), count,
+                            "symbol table")
 
 
 def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
-                     nsyms: int) -> Tuple[Relatives, List[Relocation]]:
+                     nsyms: int) -> Tuple[Relatives, List[Relocations]]:
     """RELA, then JMPREL (the PLT's), each of a type the table supports; then RELR.
 
-    A table is read as one array of words (r_offset, r_info, r_addend, ...);
-    only the relocations that are not RELATIVE become objects.
+    A table is read as one array of words (r_offset, r_info, r_addend, ...)
+    and kept as columns: the RELATIVE ones in `Relatives`, the rest by type.
     """
-    relative, others = Relatives(), []
+    relative, groups = Relatives(), []
     for table, addr_tag, size_tag in (("RELA", elf.DT.RELA, elf.DT.RELASZ),
                                       ("JMPREL", elf.DT.JMPREL, elf.DT.PLTRELSZ)):
         size = dyn.get(size_tag) // sizeof(elf.Elf64_Rela) * sizeof(elf.Elf64_Rela)
-        words = dyn.array("Q", addr_tag, size, f"DT_{table} table")
+        words = dyn.words(addr_tag, size, f"DT_{table} table")
         offsets, infos, addends = words[0::3], words[1::3], words[2::3]
         first = leading_relatives(infos, dyn.get(elf.DT.RELACOUNT) if table == "RELA" else 0,
                                   arch.RELATIVE)
         relative.offsets += offsets[:first]             # the linker sorts them first: DT_RELACOUNT
         relative.addends += addends[:first]
-        rest = infos[first:]
-        top = max(map(elf.ELF64_R_SYM, rest), default=0)        # the highest symbol named
-        for rtype in set(map(elf.ELF64_R_TYPE, rest)):          # each type checked once
+        offsets, rest, addends = offsets[first:].tolist(), infos[first:].tolist(), addends[first:]
+        top = max(rest, default=0) >> 32                  # the highest symbol named
+        for rtype in set(info & 0xFFFFFFFF for info in rest):     # each type checked once
             validate.check_type(f, arch, rtype, top, nsyms)
-        for at, info, addend in zip(offsets[first:], infos[first:], addends[first:]):
-            if info == arch.RELATIVE:           # type RELATIVE, symbol 0: the common case
-                relative.offsets.append(at)
-                relative.addends.append(addend)
-                continue
-            others.append(Relocation(table, at, elf.ELF64_R_TYPE(info), elf.ELF64_R_SYM(info),
-                                     addend - (1 << 64) if addend >> 63 else addend))
+        bulk = [info == arch.RELATIVE for info in rest]    # type RELATIVE, symbol 0: in bulk
+        relative.offsets.extend(compress(offsets, bulk))
+        relative.addends.extend(compress(addends, bulk))
+        keep = [not b for b in bulk]
+        groups += by_type(table, list(compress(offsets, keep)), list(compress(rest, keep)),
+                          list(compress(addends, keep)))
     relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
-    return relative, others
+    return relative, groups
 
 
-def leading_relatives(infos: Tuple[int, ...], count: int, relative: int) -> int:
+def by_type(table: str, offsets: Sequence[int], infos: Sequence[int],
+            addends: Sequence[int]) -> List[Relocations]:
+    """Columns split by relocation type (r_info's low half; its high half is the symbol)."""
+    types = [info & 0xFFFFFFFF for info in infos]
+    groups = []
+    for rtype in dict.fromkeys(types):                  # in the order the table has them
+        mine = [t == rtype for t in types]
+        groups.append(Relocations(table, rtype, list(compress(offsets, mine)),
+                                  [info >> 32 for info in compress(infos, mine)],
+                                  [a - (a >> 63 << 64) for a in compress(addends, mine)]))
+    return groups
+
+
+def leading_relatives(infos: "array[int]", count: int, relative: int) -> int:
     """How many entries at the start are RELATIVE: DT_RELACOUNT says, if it is true."""
     count = min(count, len(infos))
     return count if infos[:count].count(relative) == count else 0

@@ -31,7 +31,7 @@ import functools
 import operator
 import os
 import struct
-from collections import defaultdict
+from itertools import compress
 from typing import Any, Dict, List, Optional
 
 from ..errors import LoadError
@@ -39,7 +39,7 @@ from . import tls
 from .classes import Rel
 from .libc import BYTES, ffi, libc
 from .mapping import PROT_READ
-from .parse import Plan, Relocation
+from .parse import Plan, Relocation, Relocations
 from .resolve import NOWHERE, Binding
 from .trace import Trace
 
@@ -81,39 +81,41 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
     `tls_module`: the module id of the library's own TLS block (tls.py), if it has one.
     """
     memory, rel, relative = Words(base, plan.span), plan.relative, plan.arch.SUPPORTED[plan.arch.RELATIVE][0]
-    store(plan, memory, trace, relative, "RELA", rel.offsets, [base + a for a in rel.addends])
+    store(plan, memory, trace, relative, "RELA", rel.offsets, list(map(base.__add__, rel.addends)))
     store(plan, memory, trace, relative, "RELR", rel.relr, [base + w for w in memory.read(rel.relr)])
-    groups: Dict[Any, List[Relocation]] = defaultdict(list)     # (type, table) -> rows
-    later, ifuncs = [], {index for index, binding in bound.items() if binding.ifunc}
+    later: List[Relocation] = []
+    ifuncs = {index for index, binding in bound.items() if binding.ifunc}
     address = {index: b.value + (base if b.base_relative else 0) for index, b in bound.items()}
-    for r in plan.other:
-        cls = plan.rel_class(r)
-        if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and r.symbol in ifuncs):
-            later.append(r)
-        elif cls is not Rel.NONE:
-            groups[r.type, r.table].append(r)
-    for (rtype, table), rows in groups.items():
-        name, cls = plan.arch.SUPPORTED[rtype]
-        offsets, written = [r.offset for r in rows], values(plan, cls, rows, address, bound, tls_module)
+    for g in plan.groups:
+        name, cls = plan.arch.SUPPORTED[g.type]
+        if cls is Rel.IRELATIVE or (cls is Rel.SYMBOLIC and not ifuncs.isdisjoint(g.symbols)):
+            now = [cls is Rel.SYMBOLIC and s not in ifuncs for s in g.symbols]
+            later += [Relocation(g.table, at, g.type, s, a) for at, s, a, n
+                      in zip(g.offsets, g.symbols, g.addends, now) if not n]
+            g = Relocations(g.table, g.type, *(list(compress(column, now)) for column in g[2:]))
+        if cls is Rel.NONE or not g.offsets:
+            continue
+        offsets, written, symbols = g.offsets, values(plan, cls, g, address, bound, tls_module), g.symbols
         if cls is Rel.TLSDESC:                  # two words: {function, argument} (see values)
-            offsets, rows = offsets + [at + 8 for at in offsets], rows * 2
-        store(plan, memory, trace, name, table, offsets, written, rows)
+            offsets, symbols = offsets + [at + 8 for at in offsets], symbols * 2
+        store(plan, memory, trace, name, g.table, offsets, written, symbols)
     for r in later:                     # what the resolver picks for this CPU (+ A for S + A)
         irelative = plan.rel_class(r) is Rel.IRELATIVE
         resolver = r.addend if irelative else bound[r.symbol].value
         result = call_resolver(plan, base + resolver) + (0 if irelative else r.addend)
         store(plan, memory, trace, plan.arch.SUPPORTED[r.type][0], r.table, [r.offset], [result],
-              [r], note=f" (from the resolver at base+{resolver:#x})", ifunc=True)
+              [r.symbol], note=f" (from the resolver at base+{resolver:#x})", ifunc=True)
 
 
-def values(plan: Plan, cls: Rel, rows: List[Relocation], address: Dict[int, int],
+def values(plan: Plan, cls: Rel, g: Relocations, address: Dict[int, int],
            bound: Dict[int, Binding], module: int) -> List[int]:
     """What to write for relocations of one class: S + A, S the symbol's `address`; for TLS,
     what tls_value says; for TLS descriptors every function, then every argument."""
     if cls in (Rel.DTPMOD, Rel.DTPOFF, Rel.TPOFF, Rel.TLSDESC):
-        found = [tls_value(plan, cls, r, bound.get(r.symbol, NOWHERE), module) for r in rows]
+        found = [tls_value(plan, cls, Relocation(g.table, at, g.type, s, a), bound.get(s, NOWHERE),
+                           module) for at, s, a in zip(g.offsets, g.symbols, g.addends)]
         return [f for f, _ in found] + [a for _, a in found] if cls is Rel.TLSDESC else found
-    return [address.get(r.symbol, 0) + r.addend for r in rows]
+    return [address.get(s, 0) + a for s, a in zip(g.symbols, g.addends)]
 
 
 def tls_value(plan: Plan, cls: Rel, r: Relocation, binding: Binding, module: int) -> Any:
@@ -135,14 +137,14 @@ def tls_value(plan: Plan, cls: Rel, r: Relocation, binding: Binding, module: int
 
 
 def store(plan: Plan, memory: Words, trace: Trace, name: str, table: str, offsets: List[int],
-          values: List[int], rows: Optional[List[Relocation]] = None, note: str = "",
+          values: List[int], symbols: Optional[List[int]] = None, note: str = "",
           **extra: Any) -> None:
     """Write `values` at `offsets` (relocations of one type), and tell the trace."""
     if not offsets:
         return
     if trace.detailed:              # every write, with the word it replaced
         for i, (at, value, before) in enumerate(zip(offsets, values, memory.read(offsets))):
-            symbol = rows[i].symbol if rows else 0
+            symbol = symbols[i] if symbols else 0
             trace.event("relocate", f"{name:<20} base+{at:#07x} = {value & MASK:#x}{note}",
                         type=name, offset=at, value=value & MASK, before=before, table=table,
                         symbol=plan.names[symbol] if symbol else None, **extra)

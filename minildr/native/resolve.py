@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any, Dict, List, NamedTuple, Tuple
+from functools import partial
+from itertools import chain, repeat
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .. import linkage
 from ..formats import elf
@@ -73,46 +75,65 @@ def close_needed(handles: List[Any]) -> None:
 def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Binding]:
     """Each symbol the relocations name, bound once however many relocations use it.
 
+    Where a symbol is, as glibc's own loader searches: the library's own
+    definition if it always binds to it (`its_own`); else the host process's
+    global scope (dlsym/dlvsym on RTLD_DEFAULT, asked for a symbol version if
+    the library names one: `fopen@GLIBC_2.2.5`); else its own definition;
+    else its DT_NEEDED libraries, in order; else 0 if it is weak. Asked as one
+    pass per place over every symbol still unbound, each dlsym called from C
+    (`map`) rather than from a line of Python per symbol: libcrypto binds 3,205.
     The trace gets one event per symbol if asked for in detail, else one per
-    place the symbols were found, with how many (libcrypto binds 3,205).
+    place the symbols were found, with how many.
     """
-    sources: Counter = Counter()
-    bound = {index: bind(plan, index, handles, trace, sources)
-             for index in dict.fromkeys(r.symbol for r in plan.other) if index}
-    for where, count in sources.items() if not trace.detailed else ():
-        trace.event("resolve", f"{count} symbol{'s' * (count > 1)} -> {where}",
-                    source=where, count=count)
+    used = plan.used
+    asked = [i for i, sym in used.items() if not its_own(plan, sym)]
+    undefined = [i for i in asked if used[i].st_shndx == elf.SHN_UNDEF]
+    strings, start = ffi.from_buffer(plan.elf.raw), plan.names.dyn.strtab[0]   # checked: 1b
+    names = {i: strings + (start + used[i].st_name) for i in asked}   # char *, as C reads it
+    versions = {i: plan.versions[v].encode() for i in undefined
+                if plan.versym and (v := plan.versym[i] & ~elf.VERSYM_HIDDEN) in plan.versions}
+    found: Dict[int, Tuple[str, int]] = {}
+    for where, handle in [("the host process", RTLD_DEFAULT), *zip(plan.needed, handles)]:
+        wanted = asked if handle is RTLD_DEFAULT else [i for i in undefined if i not in found]
+        plain, tagged = [i for i in wanted if i not in versions], [i for i in wanted if i in versions]
+        pointers = chain(map(libc.dlsym, repeat(handle), map(names.get, plain)), map(
+            libc.dlvsym, repeat(handle), map(names.get, tagged), map(versions.get, tagged)))
+        found.update((i, (where, pointer)) for i, pointer in zip(plain + tagged, pointers) if pointer)
+    bound = {i: Binding(pointer) for i, (_, pointer) in found.items()}
+    places = {i: where for i, (where, _) in found.items()}
+    mine = [i for i in used if i not in bound and used[i].st_shndx != elf.SHN_UNDEF]
+    bound.update(zip(mine, own_bindings([used[i] for i in mine])))
+    places.update(zip(mine, repeat("this library")))
+    for index in used.keys() - bound.keys():
+        places[index], bound[index] = unfound(plan, index, used[index], versions.get(index))
+    traced(plan, trace, places, versions)
     return bound
 
 
-def bind(plan: Plan, index: int, handles: List[Any], trace: Trace, sources: Counter) -> Binding:
-    """Where symbol `index` is: the host's global scope first, as glibc's own loader does."""
-    sym = plan.symbols[index]
-    name, kind = plan.names[index], elf.ELF64_ST_TYPE(sym.st_info)
-    defined = sym.st_shndx != elf.SHN_UNDEF
-    version = None if defined or not plan.versym else plan.versions.get(
-        plan.versym[index] & ~elf.VERSYM_HIDDEN)
-    # A local symbol, or -Bsymbolic, or protected visibility: always this library's own.
-    if defined and (elf.ELF64_ST_BIND(sym.st_info) == elf.STB_LOCAL or plan.symbolic
-                    or kind == elf.STT_TLS                            # its block: tls.py
-                    or elf.ELF64_ST_VISIBILITY(sym.st_other) == elf.STV_PROTECTED):
-        return traced(trace, sources, name, "this library", own(sym))
-    scopes: List[Tuple[str, Any]] = [("the host process", RTLD_DEFAULT)]
-    if not defined:             # a definition of our own comes before the DT_NEEDED libraries'
-        scopes += zip(plan.needed, handles)
-    for where, handle in scopes:
-        pointer = (libc.dlvsym(handle, name.encode(), version.encode()) if version
-                   else libc.dlsym(handle, name.encode()))
-        if pointer:
-            return traced(trace, sources, name, where, Binding(pointer), version)
-    if defined:
-        return traced(trace, sources, name, "this library", own(sym))
+def its_own(plan: Plan, sym: Any) -> bool:
+    """A local symbol, or -Bsymbolic, or protected visibility, or its own TLS (tls.py):
+    defined here and always this library's own, whatever the host defines. (The
+    ELF64_ST_BIND, _TYPE and _VISIBILITY macros written out: this runs for every symbol.)"""
+    return sym.st_shndx != elf.SHN_UNDEF and (
+        plan.symbolic or sym.st_info >> 4 == elf.STB_LOCAL or sym.st_info & 0xF == elf.STT_TLS
+        or sym.st_other & 3 == elf.STV_PROTECTED)
+
+
+def unfound(plan: Plan, index: int, sym: Any, version: Optional[bytes]) -> Tuple[str, Binding]:
+    """An undefined symbol no place has: 0 if weak, else an error naming it."""
     if elf.ELF64_ST_BIND(sym.st_info) == elf.STB_WEAK:
-        return traced(trace, sources, name, "nowhere (weak: 0)", NOWHERE)
-    wanted = f"{name}@{version}" if version else name
+        return "nowhere (weak: 0)", NOWHERE
+    wanted = plan.names[index] + (f"@{version.decode()}" if version else "")
     raise LoadError(plan.path, f"undefined symbol {wanted!r}: neither the host process nor "
                                f"{', '.join(plan.needed) or 'any needed library'} defines it; "
                                "load the library that does first, or link against it")
+
+
+def own_bindings(symbols: List[Any]) -> Iterator[Binding]:
+    """`own` for each of `symbols`, the Bindings made in C (libcrypto binds 3,062 to itself)."""
+    return map(partial(tuple.__new__, Binding), zip(
+        [sym.st_value for sym in symbols], [sym.st_shndx != elf.SHN_ABS for sym in symbols],
+        [sym.st_info & 0xF == elf.STT_GNU_IFUNC for sym in symbols]))     # ELF64_ST_TYPE
 
 
 def own(sym: Any) -> Binding:
@@ -121,10 +142,14 @@ def own(sym: Any) -> Binding:
                    elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_GNU_IFUNC)
 
 
-def traced(trace: Trace, sources: Counter, name: str, where: str, binding: Binding,
-           version: Any = None) -> Binding:
-    sources[where] += 1
-    if trace.detailed:
-        trace.event("resolve", f"{name}{'@' + version if version else ''} -> {where}",
-                    symbol=name, version=version, source=where)
-    return binding
+def traced(plan: Plan, trace: Trace, places: Dict[int, str], versions: Dict[int, bytes]) -> None:
+    """One event per symbol in detail (name@version -> where), else one per place, counted."""
+    if not trace.detailed:
+        for where, count in Counter(map(places.get, plan.used)).items():
+            trace.event("resolve", f"{count} symbol{'s' * (count > 1)} -> {where}",
+                        source=where, count=count)
+        return
+    for index in plan.used:
+        name, version = plan.names[index], versions[index].decode() if index in versions else None
+        trace.event("resolve", f"{name}{'@' + version if version else ''} -> {places[index]}",
+                    symbol=name, version=version, source=places[index])

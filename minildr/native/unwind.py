@@ -19,27 +19,44 @@ two table encodings, then `eh_frame_ptr`, the address of .eh_frame
 (Linux Standard Base Core, "Exception Frames", .eh_frame_hdr); then hands
 that address to __register_frame, and to __deregister_frame on close,
 before the memory goes away.
+
+Only when the library can throw: when one of its DT_NEEDED libraries brings
+libgcc_s, the unwinder (a C++ library's libstdc++ needs it; those are loaded
+before this step, and asked for __register_frame in their scope: one dlsym
+each). C code throws no C++ exceptions, and bringing libgcc_s in, or even
+asking the system loader whether it is there, costs as much as dlopen's
+whole load of a small library. Such a library waits in `PENDING`, and is
+registered by the first later load whose libraries bring the unwinder
+(before any of that library's code runs, so before its first throw). What
+this misses: a backtrace, or a pthread_cancel, through the waiting library's
+frames before such a load stops at them, where glibc's unwinder, which finds
+every library it loaded through dl_iterate_phdr, would go on.
 """
 from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 from ..formats import elf
 from .libc import ffi, libc
 
 DW_EH_PE_pcrel, DW_EH_PE_sdata4, DW_EH_PE_udata4, DW_EH_PE_absptr = 0x10, 0x0B, 0x03, 0x00
-_unwinder: Any = None
+RTLD_NOLOAD = 4
+PENDING: "Dict[int, Registration]" = {}     # waiting for libgcc_s: id -> registration
 
 
 def unwinder() -> Any:
-    """libgcc_s's registration functions (the unwinder libstdc++ throws through), or None."""
-    global _unwinder
-    if _unwinder is None:
-        handle = libc.dlopen(b"libgcc_s.so.1", os.RTLD_NOW | os.RTLD_GLOBAL)
-        _unwinder = handle if handle != ffi.NULL else False
-    return _unwinder or None
+    """libgcc_s's handle (the unwinder libstdc++ throws through) if it is in the process, or
+    None. Asked with RTLD_NOLOAD: never loaded here, only a reference counted."""
+    handle = libc.dlopen(b"libgcc_s.so.1", os.RTLD_NOW | RTLD_NOLOAD)
+    return handle if handle != ffi.NULL else None
+
+
+def brought_by(needed: List[Any]) -> bool:
+    """Whether one of these DT_NEEDED libraries brings libgcc_s: __register_frame is in
+    its scope (dlsym on its handle searches it and the libraries it needs)."""
+    return any(libc.dlsym(handle, b"__register_frame") for handle in needed)
 
 
 def eh_frame(plan: Any, base: int) -> Optional[int]:
@@ -75,21 +92,43 @@ def readable(plan: Any, vaddr: int, size: int) -> bool:
 
 
 class Registration:
-    """The library's .eh_frame, registered with the unwinder until `close`."""
+    """The library's .eh_frame, registered with the unwinder (now, or once it is in the
+    process) until `close`."""
 
-    def __init__(self, plan: Any, base: int, trace: Any) -> None:
-        self.address, self.gcc = eh_frame(plan, base), unwinder()
-        if self.address is None or self.gcc is None:
-            self.address = None
+    def __init__(self, plan: Any, base: int, trace: Any, needed: List[Any]) -> None:
+        self.address, self.gcc, self.trace = eh_frame(plan, base), None, trace
+        self.offset = None if self.address is None else self.address - base
+        if self.address is None:
             return
-        ffi.cast(VOID_FN, libc.dlsym(self.gcc, b"__register_frame"))(self.address)
-        trace.event("unwind", f".eh_frame at base+{self.address - base:#x} registered with "
-                              "the unwinder (__register_frame)", offset=self.address - base)
+        if not (brought_by(needed) and self.register()):
+            PENDING[id(self)] = self
+            trace.event("unwind", f".eh_frame at base+{self.offset:#x} waits for the unwinder "
+                                  "(no library it needs brings libgcc_s: C code throws no C++ "
+                                  "exceptions)", offset=self.offset)
+            return
+        for waiting in list(PENDING.values()):      # it has come since they were loaded
+            waiting.register()
+
+    def register(self) -> bool:
+        """__register_frame, if libgcc_s is in the process (each registration holds a
+        reference to it: it stays while the .eh_frame it was given is registered)."""
+        gcc = unwinder()
+        if gcc is None:
+            return False
+        PENDING.pop(id(self), None)
+        self.gcc = gcc
+        ffi.cast(VOID_FN, libc.dlsym(gcc, b"__register_frame"))(self.address)
+        self.trace.event("unwind", f".eh_frame at base+{self.offset:#x} registered with "
+                                   "the unwinder (__register_frame)", offset=self.offset)
+        return True
 
     def close(self) -> None:
-        if self.address is not None:
+        PENDING.pop(id(self), None)
+        if self.gcc is not None:
             ffi.cast(VOID_FN, libc.dlsym(self.gcc, b"__deregister_frame"))(self.address)
-            self.address = None
+            libc.dlclose(self.gcc)                  # the reference unwinder() counted
+            self.gcc = None
+        self.address = None
 
 
 VOID_FN = ffi.typeof("void (*)(uintptr_t)")

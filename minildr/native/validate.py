@@ -199,23 +199,39 @@ def check_relocations(plan: Any) -> None:
     """Step 1b on parse's Plan: every write in a writable segment, every resolver code,
     every thread-local reference one this loader can make (tls.py)."""
     f, loads = plan.elf, plan.loads
-    check_targets(f, loads, plan.relative.offsets + plan.relative.relr   # NONE writes nothing
-                           + [r.offset for r in plan.other if plan.rel_class(r) is not Rel.NONE]
-                           + [r.offset + 8 for r in plan.other     # a TLS descriptor: 2 words
-                              if plan.rel_class(r) is Rel.TLSDESC])
-    use = {r.symbol: TLS_USE[plan.rel_class(r)] for r in plan.other
-           if plan.rel_class(r) in TLS_USE}
+    groups = [(g, plan.rel_class(g)) for g in plan.groups]
+    written = [at for g, cls in groups if cls is not Rel.NONE for at in g.offsets]  # NONE writes nothing
+    relative = [*plan.relative.offsets, *plan.relative.relr]
+    check_targets(f, loads, relative + written       # a TLS descriptor: 2 words
+                  + [at + 8 for g, cls in groups if cls is Rel.TLSDESC for at in g.offsets])
+    use = {i: TLS_USE[cls] for g, cls in groups if cls in TLS_USE for i in g.symbols}
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
     if plan.tls is not None:            # B + A and S + A into the image: tls.relocated_image
-        check_targets_outside(f, plan.relative.offsets + plan.relative.relr
-                              + [r.offset for r in plan.other], [r.offset for r in plan.other
-                              if plan.rel_class(r) is not Rel.SYMBOLIC], plan.tls)
-    for index in {r.symbol for r in plan.other if r.symbol}:
-        check_symbol(f, loads, plan.symbols[index], plan.names[index], use.get(index))
-    for r in plan.other:
-        if plan.rel_class(r) is Rel.IRELATIVE:
-            check_code(f, loads, r.addend, "an IFUNC resolver")
+        check_targets_outside(f, relative + written,
+                              [at for g, cls in groups if cls is not Rel.SYMBOLIC
+                               for at in g.offsets], plan.tls)
+    plan.names.check(plan.used.values())
+    check_symbols(f, loads, plan.used, plan.names, use)
+    for g, cls in groups:
+        for addend in g.addends if cls is Rel.IRELATIVE else ():
+            check_code(f, loads, addend, "an IFUNC resolver")
+
+
+def check_symbols(f: elf.ElfFile, loads: List[Elf64_Phdr], used: Dict[int, elf.Elf64_Sym],
+                  names: Sequence[str], use: Dict[int, str]) -> None:
+    """check_symbol for every symbol a relocation uses, in bulk: the defined ones' values,
+    sorted once, counted inside the segments by bisection; the TLS ones compared as a set.
+    Symbol by symbol only if something is wrong (to name it), and for IFUNCs."""
+    values = sorted(sym.st_value for i, sym in used.items()
+                    if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and i not in use)
+    inside = sum(bisect.bisect_right(values, ph.p_vaddr + ph.p_memsz)
+                 - bisect.bisect_left(values, ph.p_vaddr) for ph in loads)
+    tls, ifunc = elf.STT.TLS, elf.STT.GNU_IFUNC      # st_info & 0xF: ELF64_ST_TYPE
+    wrong = inside != len(values) or {i for i, sym in used.items()
+                                      if sym.st_info & 0xF == tls} != set(use) - {0}
+    for index in used if wrong else [i for i, sym in used.items() if sym.st_info & 0xF == ifunc]:
+        check_symbol(f, loads, used[index], names[index], use.get(index))
 
 
 def check_targets(f: elf.ElfFile, loads: List[Elf64_Phdr], offsets: Iterable[int]) -> None:

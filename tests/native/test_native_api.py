@@ -64,6 +64,27 @@ def test_plan_of_a_library_for_another_machine_only_reads_it():
     assert plan.relocations and plan.loads
 
 
+def test_plan_columns_agree_with_the_rows():
+    """Plan.groups (columns per type and table) and Plan.used hold what the rows say; setting
+    Plan.other regroups them (how a test or a learner loads fewer relocations)."""
+    plan = minildr.native.plan(AARCH64 / "relocs-noplt-now.so")
+    rows = plan.other
+    assert rows and all(r.type != plan.arch.RELATIVE or r.symbol for r in rows)
+    assert [(g.table, g.type) for g in plan.groups] == list(dict.fromkeys(
+        (r.table, r.type) for r in rows))                   # one group each, in the file's order
+    assert plan.used == {r.symbol: plan.symbols[r.symbol] for r in rows if r.symbol}
+    assert list(plan.used) == list(dict.fromkeys(r.symbol for r in rows if r.symbol))
+    assert plan.symbols.rows_at(list(plan.used)) == [plan.symbols[i] for i in plan.used]
+    kept = [r for r in rows if r.table == "JMPREL"]
+    plan.other = kept
+    assert plan.other == kept and {g.table for g in plan.groups} == {"JMPREL"}
+    assert set(plan.used) == {r.symbol for r in kept if r.symbol}
+    plan.other = [rows[0]._replace(addend=-8)]                # a signed addend survives too
+    assert plan.other == [rows[0]._replace(addend=-8)]
+    plan.other = rows
+    assert plan.other == rows
+
+
 def test_plan_errors_name_the_file(tmp_path):
     missing = tmp_path / "no-such.so"
     with pytest.raises(minildr.LoadError, match="cannot be read") as err:

@@ -11,6 +11,7 @@ finalisers). Skipped, saying so, where g++ is not installed.
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 
 import _ctypes
@@ -20,6 +21,7 @@ import threading
 import pytest
 
 import minildr.native
+from helpers import run_python, write_plugin
 from native_util import native_host
 
 pytestmark = [native_host, pytest.mark.skipif(shutil.which("g++") is None,
@@ -147,3 +149,34 @@ def test_an_uncaught_throw_is_still_caught_inside_after_many_loads(cxx_plugin):
     for _ in range(3):
         with minildr.native.load(cxx_plugin) as native:
             assert native.lookup("cxx_caught", "int (int)")(7) == 107
+
+
+WAITS = r"""
+import sys
+import minildr.native
+from minildr.native import unwind
+c = minildr.native.load(sys.argv[1], trace=True)
+print("c:", [e.message.split(" (")[0] for e in c.trace.events if e.step == "unwind"])
+print("pending:", len(unwind.PENDING))
+cxx = minildr.native.load(sys.argv[2], trace=True)          # brings libgcc_s with libstdc++
+print("c:", [e.message.split(" (")[0] for e in c.trace.events if e.step == "unwind"][1:])
+print("pending:", len(unwind.PENDING))
+print("caught:", cxx.lookup("cxx_caught", "int (int)")(7))
+c.close(); cxx.close()
+print("after close:", len(unwind.PENDING))
+"""
+
+
+def test_a_library_loaded_before_the_unwinder_is_registered_when_it_comes(cxx_plugin, tmp_path):
+    """A C library waits (no library it needs brings libgcc_s; loading or looking for the
+    unwinder would cost more than dlopen's whole load of it); the C++ library that brings
+    libgcc_s registers it, at its own load."""
+    c_library = write_plugin(tmp_path, "plain", "int answer(void) { return 42; }\n",
+                             "int answer(void);\n")
+    out = run_python(WAITS, c_library, cxx_plugin)
+    assert out.returncode == 0, out.stderr
+    where = re.search(r"base\+0x[0-9a-f]+", out.stdout).group()
+    assert out.stdout.splitlines() == [
+        f"c: ['.eh_frame at {where} waits for the unwinder']", "pending: 1",
+        f"c: ['.eh_frame at {where} registered with the unwinder']", "pending: 0",
+        "caught: 107", "after close: 0"]
