@@ -44,7 +44,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Set, Tuple, TypeVar
 
 from . import files
 from .console import printable
@@ -78,7 +78,7 @@ class PluginImage:
     identity: Identity
     _fd: Optional[int] = field(default=None, repr=False)
     _copy: Optional[str] = field(default=None, repr=False)
-    _users: int = 0
+    _holders: Set[object] = field(default_factory=set, repr=False)   # who acquired it
     _cached: bool = True
     _resident: bool = False    # the system loader would not unload it: keep its name unique
     _examined: Optional[Tuple[BinaryInfo, Optional[bytes]]] = field(default=None, repr=False)
@@ -123,18 +123,24 @@ class PluginImage:
     # -- the loader's view ----------------------------------------------
     @property
     def users(self) -> int:
-        """How many loaded libraries currently come from this image."""
-        return self._users
+        """How many loaded libraries (or workers being started) currently use this image."""
+        return len(self._holders)
 
-    def acquire(self) -> str:
-        """A path the system loader can open that holds exactly `data`."""
+    def acquire(self, holder: object) -> str:
+        """A path the system loader can open that holds exactly `data`, for `holder`.
+
+        `holder` (the library or worker that uses it) is what `release` names:
+        each holder is counted once, so an undoing interrupted part way and
+        run again (interrupts.finish) can call `release` again without
+        giving back another holder's use.
+        """
         with _lock:
             if self._fd is None and self._copy is None:
                 if USE_MEMFD:
                     self._fd = _sealed_memfd(self.data, os.path.basename(self.path))
                 else:
                     self._copy = _private_copy(self.data, os.path.basename(self.path))
-            self._users += 1
+            self._holders.add(holder)
             return f"/proc/self/fd/{self._fd}" if self._fd is not None else self._copy  # type: ignore[return-value]
 
     def sealed_fd(self) -> Optional[int]:
@@ -150,20 +156,23 @@ class PluginImage:
         """Whether the cache holds this image (its sealed copy then outlives its users)."""
         return self._cached
 
-    def release(self, *, resident: bool = False,
+    def release(self, holder: object, *, resident: bool = False,
                 still_loaded: Optional[Callable[[], bool]] = None) -> None:
-        """One loaded library from this image was unloaded (or stayed resident).
+        """`holder`'s library from this image was unloaded (or stayed resident).
 
         `still_loaded`, if given, asks the system loader whether it kept the
         library after all; it is asked only when the sealed copy is about to
         be freed (often never: a cached image keeps its copy), which spares
         a repeated open of an unchanged file that question.
+        Releasing twice is harmless: run again after an interrupt, it
+        finishes what is left (freeing the copy) and gives back nothing twice.
         """
         with _lock:
-            self._users -= 1
             self._resident = self._resident or resident
-            self._still_loaded = still_loaded if self._users == 0 else None
-            if self._users == 0 and not self._cached:
+            if holder in self._holders:
+                self._still_loaded = still_loaded if self._holders == {holder} else None
+                self._holders.discard(holder)
+            if not self._holders and not self._cached:
                 self._discard()
 
     def _discard(self) -> None:
@@ -171,7 +180,8 @@ class PluginImage:
 
         The system loader recognises libraries by path: while one loaded from
         /proc/self/fd/N is resident, fd N must stay ours, or the next plugin
-        given that number would be mistaken for it.
+        given that number would be mistaken for it. Each step forgets what it
+        frees in the same statement, so an interrupted discard can be run again.
         """
         if self._resident:
             return
@@ -184,27 +194,27 @@ class PluginImage:
                          "cannot be unloaded); its sealed copy stays", self.path)
                 return
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            self._fd = os.close(self._fd)          # None: closed and forgotten at once
         if self._copy is not None:
-            _remove_copy(self._copy)
-            self._copy = None
+            self._copy = _remove_copy(self._copy)
 
 
 def _sealed_memfd(data: bytes, name: str) -> int:
     import fcntl               # POSIX only, and only here: sealing a Linux memfd
-    fd = os.memfd_create(f"minildr:{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
+    fd = -1
+    try:                       # every line after the memfd is made is inside the try
+        fd = os.memfd_create(f"minildr:{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         # No more writes, no growing or shrinking, no removing these seals.
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW
                     | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+        return fd
     except BaseException:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         raise
-    return fd
 
 
 _private_dir: Optional[str] = None
@@ -393,7 +403,7 @@ def _known_format(head: bytes, path: str) -> None:
 def _evict(key) -> None:
     image = _cache.pop(key)
     image._cached = False
-    if image._users == 0:
+    if not image._holders:
         image._discard()
 
 

@@ -152,7 +152,7 @@ class Prepared:
             libc.dlclose(handle)
         self.handles = []
         for image in self.images:
-            image.release(resident=True)      # the system loader keeps it: keep its fd
+            image.release(self, resident=True)    # the system loader keeps it: keep its fd
         self.images = []
 
 
@@ -171,7 +171,7 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
             copy = checked_copy(plugin, found, trust)
         if copy is not None:
             prepared.images.append(copy)
-            target = copy.acquire()
+            target = copy.acquire(prepared)
         handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
             raise LoadError(plugin, not_found(name, found, libdl.error()))

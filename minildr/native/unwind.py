@@ -75,21 +75,34 @@ def readable(plan: Any, vaddr: int, size: int) -> bool:
 
 
 class Registration:
-    """The library's .eh_frame, registered with the unwinder until `close`."""
+    """The library's .eh_frame, registered with the unwinder until `close`.
 
-    def __init__(self, plan: Any, base: int, trace: Any) -> None:
+    Made before it registers (`register`), so the library holds it before
+    the frames are registered; `registered` is set in the statement that
+    registers and cleared in the one that deregisters: an interrupted
+    close, run again, deregisters exactly once (libgcc aborts on a second
+    __deregister_frame of the same frames, and an unmapped library left
+    registered crashes the next exception that unwinds past its addresses).
+    """
+
+    def __init__(self, plan: Any, base: int) -> None:
         self.address, self.gcc = eh_frame(plan, base), unwinder()
-        if self.address is None or self.gcc is None:
-            self.address = None
+        self.registered = False
+
+    def register(self, base: int, trace: Any) -> None:
+        if self.address is None or self.gcc is None or self.registered:
             return
-        ffi.cast(VOID_FN, libc.dlsym(self.gcc, b"__register_frame"))(self.address)
+        self.registered = _frame_call(self.gcc, b"__register_frame", self.address) is None
         trace.event("unwind", f".eh_frame at base+{self.address - base:#x} registered with "
                               "the unwinder (__register_frame)", offset=self.address - base)
 
     def close(self) -> None:
-        if self.address is not None:
-            ffi.cast(VOID_FN, libc.dlsym(self.gcc, b"__deregister_frame"))(self.address)
-            self.address = None
+        if self.registered:
+            self.registered = _frame_call(self.gcc, b"__deregister_frame", self.address) is not None
+
+
+def _frame_call(gcc: Any, name: bytes, address: int) -> None:
+    return ffi.cast(VOID_FN, libc.dlsym(gcc, name))(address)       # None: a void function
 
 
 VOID_FN = ffi.typeof("void (*)(uintptr_t)")
