@@ -141,7 +141,7 @@ def find_library(name: str, needs: Needs, origin: str,
     return Found(name, None, False, tuple(f for f, _ in folders))
 
 
-@dataclass
+@dataclass(eq=False)             # hashable by identity: it is the images' holder
 class Prepared:
     """The needed libraries, loaded; handles closed by `close` (the plugin keeps its own)."""
     handles: List[Tuple[str, Any]] = field(default_factory=list)   # (name, dlopen handle)
