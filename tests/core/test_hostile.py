@@ -355,6 +355,54 @@ def test_export_types_are_read_all_at_once_and_each_on_its_own_when_one_fails():
         assert mixed.pointer("int (point_t *)").cname == "int(*)(point_t *)"
 
 
+def broken_export_work(monkeypatch, count: int) -> tuple:
+    """Characters pycparser reads (minildr's parses and cffi's) while every export of a
+    manifest of `count` typedef'd structs, and one export cffi cannot take, is looked up
+    three times: (the first round, the rounds after it)."""
+    from pycparser import c_parser
+    types = "".join(f"typedef struct s{i} {{ int a; double b; }} t{i};\n" for i in range(count))
+    exports = tuple(f"int (t{i} *)" for i in range(count)) + ("int (struct nowhere)",)
+    work = [0]
+    parse = c_parser.CParser.parse
+
+    def counted_parse(self, text, *args, **kwargs):
+        work[0] += len(text)
+        return parse(self, text, *args, **kwargs)
+
+    def every_lookup(types_):
+        for text in exports:
+            try:
+                types_.pointer(text)
+            except ctype.CTypeError:
+                assert text == exports[-1]
+            else:
+                assert text != exports[-1]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(c_parser.CParser, "parse", counted_parse)
+        for cache in (ctype.canonical, ctype.pointer_to, ctype.type_names, ctype.cffi_types):
+            cache.cache_clear()
+        types_ = ctype.cffi_types(types, exports)
+        every_lookup(types_)
+        first, work[0] = work[0], 0
+        every_lookup(types_)
+        every_lookup(types_)
+    return first, work[0]
+
+
+def test_one_broken_export_type_keeps_every_lookup_linear(monkeypatch):
+    """One export type cffi cannot take spoiled the batch read of all of them, and every
+    lookup of that plugin then read its export's type on its own, each after a line for
+    every typedef of the manifest: N lookups of N declarations cost N * N again (main:
+    9.1x the work for 4x the declarations, 33x for 8x). Now the batch is halved down to
+    the type that fails, each verdict kept: four times the declarations is about four
+    times the work, and looking the exports up again parses nothing."""
+    small, small_again = broken_export_work(monkeypatch, 25)
+    large, large_again = broken_export_work(monkeypatch, 100)
+    assert large / small < 6, (small, large)
+    assert small_again == large_again == 0
+
+
 # ---------------------------------------------------------------------------
 # A .dynsym that lies
 # ---------------------------------------------------------------------------
