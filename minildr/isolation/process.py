@@ -343,7 +343,7 @@ class WorkerProcess:
         return error
 
     def _crashed(self, during: str) -> PluginError:
-        code = _wait(self.process, 5.0)
+        code = _wait(self.process, max(5.0, self.timeout))   # it is ending: its status
         self.drain(wait=1.0)
         if self._partial_line:
             self._stderr_tail.append(self._partial_line)
@@ -386,17 +386,23 @@ class WorkerProcess:
         return self._failure is None and self.process.returncode is None
 
     def close(self) -> None:
-        """Ask the worker to unload the plugin and exit; stop it if it does not."""
+        """Ask the worker to unload the plugin and exit; stop it if it does not.
+
+        Unloading runs the plugin's destructors and the worker's exit runs its
+        atexit handlers: each is given the plugin's timeout, as any call is, so
+        a busy machine slowing them down does not turn a clean exit (or the
+        crash of a destructor) into a worker stopped by the host.
+        """
         with self.lock:
             if self._failure is None and self.process.returncode is None:
                 try:
-                    self.request([CLOSE], "closing", timeout=min(self.timeout, 5.0))
+                    self.request([CLOSE], "closing", timeout=self.timeout)
                 except PluginError:
                     pass                       # it crashed or hung while closing: stopped
             if self._failure is None:
                 self._failure = PluginClosed(self.path, "is closed; open the plugin again "
                                                         "to use it")
-                self._stop(grace=2.0)
+                self._stop(grace=self.timeout)
                 if self.process.returncode:            # say, a destructor at exit crashed
                     log.warning("isolated %s: its worker (pid %d) %s after close",
                                 self.path, self.pid, _status(self.process.returncode))

@@ -714,16 +714,23 @@ def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_pa
         assert plugin.lookup("add").name == "add"             # still answering
 
 
+# Closing waits for the worker's end as long as a call may take (its timeout): these two
+# give it a generous one, so that on a loaded machine they wait for the crash or the exit
+# itself rather than see the worker stopped by the host first (each failed once so, when
+# close() gave the worker 5 s to answer and 2 s to exit).
+PATIENT = 300.0
+
+
 def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
     source = ("#include <stdlib.h>\n"
               "__attribute__((destructor)) static void fini(void) { abort(); }\n"
               "int answer(void) { return 1; }\n")
     path = write_plugin(tmp_path, "fini", source, "int answer(void);\n")
-    plugin = minildr.open(path, isolate=True)
+    plugin = minildr.open(path, isolate=PATIENT)
     pid = plugin.worker_pid
     assert plugin.lookup("answer", "int (void)")() == 1
     plugin.close()                                        # does not raise
-    assert plugin.closed and gone(pid)
+    assert plugin.closed and gone(pid, wait=PATIENT)
     aborted = signal.strsignal(signal.SIGABRT)       # "Aborted"; macOS: "Abort trap: 6"
     assert any(f"killed by SIGABRT ({aborted}) during closing" in r.getMessage()
                for r in caplog.records)
@@ -732,12 +739,27 @@ def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
 def test_a_worker_failing_after_close_is_logged(greet_so, tmp_path, monkeypatch, caplog):
     """Something at the worker's exit (after its plugin closed fine) is still reported."""
     run_in_worker_first(monkeypatch, "import atexit, os\natexit.register(os._exit, 5)\n")
-    plugin = minildr.open(greet_so, isolate=True)
+    plugin = minildr.open(greet_so, isolate=PATIENT)
     pid = plugin.worker_pid
     plugin.close()
-    assert gone(pid)
+    assert gone(pid, wait=PATIENT)
     assert any(f"its worker (pid {pid}) exited with code 5 after close" in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_worker_slow_to_exit_after_close_is_waited_for(greet_so, monkeypatch, caplog):
+    """A worker whose exit takes longer than the 2 s close() used to give it (a loaded
+    machine, a slow atexit handler) was stopped by the host and reported as killed by
+    SIGTERM; it is given the plugin's timeout, and its own exit status is what is logged."""
+    run_in_worker_first(monkeypatch, "import atexit, os, time\n"
+                                     "atexit.register(os._exit, 5)\n"
+                                     "atexit.register(time.sleep, 3)\n")
+    plugin = minildr.open(greet_so, isolate=PATIENT)
+    pid = plugin.worker_pid
+    plugin.close()
+    assert gone(pid, wait=PATIENT)
+    assert any(f"its worker (pid {pid}) exited with code 5 after close" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 def test_threads_share_one_worker_safely(crashy):
