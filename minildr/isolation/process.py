@@ -350,13 +350,17 @@ class WorkerProcess:
             self._partial_line = ""
         name = _signal_name(-code) if code < 0 else None
         how = _status(code) + self._limit_hit(name)
+        if code == 0 and _children_reaped_unseen():
+            how, code = ("ended (how cannot be known: this process ignores SIGCHLD, so the "
+                         "kernel discards its children's exit status)"), None
         tail = [line for line in self._stderr_tail if line.strip()]
         said = ("; the last lines it wrote to stderr:\n    " + "\n    ".join(tail)) if tail else \
             "; it wrote nothing to stderr"
         error = PluginCrashed(self.path, (
             f"its worker process (pid {self.pid}) {how} during {during}{said}\n"
             "The host is unharmed; open the plugin again to retry"),
-            signal=name, exit_code=None if code < 0 else code, stderr=tail, pid=self.pid)
+            signal=name, exit_code=None if code is None or code < 0 else code, stderr=tail,
+            pid=self.pid)
         return self._fail(error)
 
     def _limit_hit(self, signal_name: Optional[str]) -> str:
@@ -425,6 +429,12 @@ class WorkerProcess:
 
 def _now() -> float:
     return time.monotonic()
+
+
+def _children_reaped_unseen() -> bool:
+    """Whether this process ignores SIGCHLD: then the kernel reaps its children as they
+    exit and their status is lost (wait(2)); subprocess reports such a child as exit 0."""
+    return hasattr(signal, "SIGCHLD") and signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
 
 
 def _signal_name(number: int) -> str:
@@ -542,7 +552,11 @@ class Held:
             self.process = None
 
 
-BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+# SIGCHLD back to its default first: a host that ignores it passes SIG_IGN on through
+# exec (POSIX keeps ignored signals ignored), and the worker's keeper would then find
+# its own children reaped by the kernel and their status lost.
+BOOT = ("import sys, signal; signal.signal(signal.SIGCHLD, signal.SIG_DFL); "
+        "sys.path.insert(0, sys.argv[1]); "
         "from minildr.isolation.worker import main; main(sys.argv[2:])")
 
 

@@ -25,7 +25,7 @@ from minildr import image as images
 from minildr.isolation import IsolatedPlugin, marshal, process, protocol as isolate
 
 from helpers import ORPHAN_GUARD, ROOT, run_in_worker_first, write_plugin
-from platforms import requires_isolation, requires_linux, requires_proc
+from platforms import requires_isolation, requires_linux, requires_posix, requires_proc
 
 pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test
 
@@ -399,6 +399,32 @@ def test_crash_is_reported_and_the_host_survives(crashy, greet_so, name):
     plugin.close()
     other.close()
     local.close()
+
+
+@requires_posix("SIGCHLD")
+def test_a_host_ignoring_sigchld_still_sees_a_crash_and_says_why_its_status_is_unknown(
+        crashy):
+    """A host with SIGCHLD ignored passed SIG_IGN on to its worker (dispositions survive
+    exec): the worker's keeper then died of ChildProcessError waiting for the plugin's
+    process, and the host reported the crash as exit code 0. Now the worker puts SIGCHLD
+    back first (its keeper sees the SIGSEGV, ends the tree), and the host, whose own
+    children's status the kernel now discards, says so instead of claiming exit 0."""
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        plugin = minildr.open(crashy, isolate=True)
+        pid = plugin.worker_pid
+        with pytest.raises(minildr.PluginCrashed) as err:
+            plugin.lookup("segfault", "void (void)")()
+        assert gone(pid)
+        with minildr.open(crashy, isolate=True) as again:       # the next worker works
+            assert again.lookup("add", "int (int, int)")(20, 22) == 42
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    error = err.value
+    assert (error.signal, error.exit_code) == (None, None), str(error)
+    assert "ignores SIGCHLD" in str(error) and "exited with code 0" not in str(error)
+    assert error.stderr[-1] == "crashy: about to write through NULL"
+    assert not any("ChildProcessError" in line for line in error.stderr), error.stderr
 
 
 def test_hang_times_out(crashy):
