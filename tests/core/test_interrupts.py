@@ -87,8 +87,9 @@ def test_an_interrupt_at_any_line_of_a_native_open_or_close_leaves_nothing_behin
 @requires_proc
 @requires_isolation
 @pytest.mark.fuzz
-@pytest.mark.parametrize("operation", ["open-isolated", "close-isolated"])
-def test_an_interrupt_at_any_line_of_an_isolated_open_or_close_leaves_nothing_behind(
+@pytest.mark.parametrize("operation", ["open-isolated", "close-isolated", "lookup-isolated",
+                                       "discover-isolated"])
+def test_an_interrupt_at_any_line_of_an_isolated_operation_leaves_nothing_behind(
         operation, tmp_path):
     """An interrupt after the worker started and before its finalizer was registered left
     three pipes, the arena's memfd and a zombie worker; one in the middle of stopping it
