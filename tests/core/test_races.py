@@ -80,3 +80,32 @@ def test_a_file_written_in_place_is_read_again(tmp_path):
     os.utime(path, ns=(st.st_atime_ns, first.identity[3]))   # even with the old mtime back
     again = image.read(str(path))
     assert again is not first and again.sha256 != first.sha256
+
+
+def test_threads_building_one_name_in_one_process_each_succeed(tmp_path):
+    """Case 18: the threads of one process building one plugin shared the staged name
+    `.NAME.PID.tmp`, and a build raised FileNotFoundError (2 of 12 builds) or installed a file
+    another thread was still writing. Each now stages under a name of its own
+    (atomic.write_atomically): every build succeeds and what stays installed is whole."""
+    from concurrent.futures import ThreadPoolExecutor
+    src = tmp_path / "src"
+    src.mkdir()
+    header = src / "who.h"
+    header.write_text("int who(void);\n")
+    sources = []
+    for i in range(4):
+        source = src / f"who{i}.c"
+        source.write_text(f"int who(void) {{ return {i}; }}\n")
+        sources.append(source)
+    out = tmp_path / "out"
+
+    def build(i: int) -> int:
+        for _ in range(2):
+            minildr.build([sources[i]], name="who", exports=header, out_dir=out)
+        return i
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(build, range(4))) == [0, 1, 2, 3]
+    assert [p.name for p in out.iterdir()] == [f"who{minildr.SUFFIX}"]    # nothing staged left
+    with minildr.open(str(out / f"who{minildr.SUFFIX}")) as plugin:   # whole: it loads
+        assert plugin.lookup("who", "int (void)")() in range(4)
