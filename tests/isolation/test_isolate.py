@@ -788,6 +788,46 @@ def test_a_worker_slow_to_exit_after_close_is_waited_for(greet_so, monkeypatch, 
                for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
+def test_calls_and_lookups_racing_close_get_an_answer_or_plugin_closed(crashy):
+    """Review case 34, isolated: threads calling through a function they hold, and looking
+    up, while another thread closes the plugin. Each call gives the right answer or
+    PluginClosed (no other exception, no hang), and the worker is gone after close."""
+    import threading
+    plugin = minildr.open(crashy, isolate=True)
+    pid = plugin.worker_pid
+    add = plugin.lookup("add", "int (int, int)")
+    results = {"right": 0, "closed": 0, "other": []}
+    start = threading.Barrier(5)
+
+    def work(k: int) -> None:
+        start.wait()
+        for i in range(2000):
+            try:
+                function = add if i % 2 else plugin.lookup("add", "int (int, int)")
+                if function(i, k) == i + k:
+                    results["right"] += 1
+                else:
+                    results["other"].append(("wrong", i, k))
+            except minildr.PluginClosed:
+                results["closed"] += 1
+                return
+            except Exception as exc:                      # noqa: BLE001 - what must not be
+                results["other"].append(exc)
+                return
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    start.wait()
+    time.sleep(0.05)
+    plugin.close()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert results["other"] == [] and results["right"] > 0, results
+    assert plugin.closed and gone(pid)
+
+
 def test_threads_share_one_worker_safely(crashy):
     """Requests from several threads are serialized: each gets its own reply."""
     from concurrent.futures import ThreadPoolExecutor
