@@ -46,6 +46,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+from ..console import printable
 from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
                       PluginTimeout, WorkerStartError)
@@ -339,7 +340,7 @@ class WorkerProcess:
         """The worker is unusable: stop it, remember why, and hand back the error."""
         self._stop(grace=0.0)
         self._failure = error
-        log.warning("isolated %s: %s", self.path, error.reason)
+        log.warning("isolated %s: %s", printable(self.path), error.reason)
         return error
 
     def _crashed(self, during: str) -> PluginError:
@@ -409,7 +410,8 @@ class WorkerProcess:
                 self._stop(grace=self.timeout)
                 if self.process.returncode:            # say, a destructor at exit crashed
                     log.warning("isolated %s: its worker (pid %d) %s after close",
-                                self.path, self.pid, _status(self.process.returncode))
+                                printable(self.path), self.pid,
+                                _status(self.process.returncode))
             else:
                 self._stop(grace=2.0)
 

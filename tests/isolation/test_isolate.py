@@ -773,6 +773,21 @@ def test_a_worker_failing_after_close_is_logged(greet_so, tmp_path, monkeypatch,
                for r in caplog.records)
 
 
+def test_the_workers_log_lines_escape_the_plugins_file_name(greet_so, tmp_path, monkeypatch,
+                                                           caplog):
+    """A file name is text whoever fills a plugins folder controls: the worker's log lines
+    (a failure, a status after close) named it unescaped."""
+    evil = tmp_path / "greet\x1b[2J\u202e.so"
+    shutil.copy(greet_so, evil)
+    run_in_worker_first(monkeypatch, "import atexit, os\natexit.register(os._exit, 5)\n")
+    caplog.set_level("INFO", logger="minildr")
+    plugin = minildr.open(evil, isolate=PATIENT)
+    plugin.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("after close" in line for line in lines), lines
+    assert all("\x1b" not in line and "\u202e" not in line for line in lines), lines
+
+
 def test_a_worker_slow_to_exit_after_close_is_waited_for(greet_so, monkeypatch, caplog):
     """A worker whose exit takes longer than the 2 s close() used to give it (a loaded
     machine, a slow atexit handler) was stopped by the host and reported as killed by
