@@ -191,7 +191,7 @@ class PluginImage:
             self._resident = check()
             if self._resident:
                 log.info("%s: the system loader keeps it loaded (another handle, or it "
-                         "cannot be unloaded); its sealed copy stays", self.path)
+                         "cannot be unloaded); its sealed copy stays", printable(self.path))
                 return
         if self._fd is not None:
             self._fd = os.close(self._fd)          # None: closed and forgotten at once
