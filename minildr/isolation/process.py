@@ -318,9 +318,10 @@ class WorkerProcess:
         text = decoder.decode(data, final=not data)
         if text:
             write(text)
-        if not data:
-            self._poller.unregister(fd)
-            self._output_poller.unregister(fd)
+        if not data:                 # each step can be taken again (an interrupted close)
+            for poller in (self._poller, self._output_poller):
+                with contextlib.suppress(KeyError):
+                    poller.unregister(fd)
             with contextlib.suppress(OSError):      # closed and forgotten in one statement
                 self._open_outputs.discard(os.close(fd) or fd)
         return bool(data)

@@ -17,7 +17,9 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -727,3 +729,95 @@ def test_a_folder_that_cannot_be_listed_is_unreadable_file_naming_it(tmp_path, m
     with pytest.raises(UnreadableFile) as err:
         minildr.discover(tmp_path)
     assert str(tmp_path) in str(err.value) and "Permission denied" in err.value.reason
+
+
+# ---------------------------------------------------------------------------
+# What the review found held, kept so: its cases 29, 33 and 36 as tests
+# ---------------------------------------------------------------------------
+@requires_linux("memfd seals")
+def test_nobody_can_change_the_sealed_copy(greet_so):
+    """Case 29 (held): the sealed memfd the loaders load from cannot be written, grown,
+    shrunk, mapped shared and writable, or unsealed, even reopened for writing through
+    /proc/self/fd as root; its bytes stay the checked bytes."""
+    import fcntl
+    import mmap
+    image = images.read(greet_so)
+    holder = object()
+    image.acquire(holder)
+    try:
+        fd = image.sealed_fd()
+        assert fd is not None
+        attempts = {
+            "write": lambda: os.pwrite(fd, b"X", 0),
+            "truncate": lambda: os.ftruncate(fd, 1),
+            "grow": lambda: os.ftruncate(fd, len(image.data) + 4096),
+            "unseal": lambda: fcntl.fcntl(fd, fcntl.F_ADD_SEALS, 0),
+            "map shared writable": lambda: mmap.mmap(fd, len(image.data), mmap.MAP_SHARED,
+                                                     mmap.PROT_READ | mmap.PROT_WRITE),
+        }
+        reopened = os.open(f"/proc/self/fd/{fd}", os.O_RDWR)
+        try:
+            attempts["write, reopened"] = lambda: os.pwrite(reopened, b"X", 0)
+            attempts["fallocate, reopened"] = lambda: os.posix_fallocate(
+                reopened, 0, len(image.data) + 4096)
+            refused = {}
+            for what, attempt in attempts.items():
+                try:
+                    attempt()
+                except (OSError, PermissionError) as exc:
+                    refused[what] = exc.errno
+            assert set(refused) == set(attempts), f"allowed: {set(attempts) - set(refused)}"
+            assert os.pread(reopened, len(image.data) + 1, 0) == image.data
+        finally:
+            os.close(reopened)
+    finally:
+        image.release(holder)
+
+
+def held_now() -> dict:
+    """Descriptors, mappings of minildr's memfds and child processes of this process."""
+    with open("/proc/self/maps") as maps:
+        mapped = sorted(line.split()[-2] if line.endswith("(deleted)\n") else line.split()[-1]
+                        for line in maps if "memfd:minildr" in line)
+    fds = sorted(os.listdir("/proc/self/fd"))
+    kids = sorted(pid for task in os.listdir("/proc/self/task")
+                  for pid in open(f"/proc/self/task/{task}/children").read().split())
+    return {"fds": len(fds), "memfd mappings": len(mapped), "children": kids}
+
+
+@requires_linux("/proc/self")
+@pytest.mark.parametrize("how", [{}, {"loader": "native"}, {"isolate": True}],
+                         ids=["system", "native", "isolated"])
+def test_open_close_cycles_leave_nothing_behind(greet_so, how):
+    """Case 33 (held): open/look up/call/close again and again: descriptors, memfd
+    mappings and child processes come back to where they were."""
+    if how.get("loader") == "native" and not sys.platform.startswith("linux"):
+        pytest.skip("the native loader is Linux only")
+    cycles = 5 if how.get("isolate") else 100
+    with minildr.open(greet_so, **how) as plugin:                  # warm: imports, caches
+        plugin.lookup("greet", "const char *(void)")()
+    images.clear_cache()
+    before = held_now()
+    for _ in range(cycles):
+        with minildr.open(greet_so, **how) as plugin:
+            assert minildr.ffi.string(plugin.lookup("greet", "const char *(void)")())
+        images.clear_cache()                      # the sealed copy goes with the last user
+    deadline = time.monotonic() + 10
+    while held_now() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert held_now() == before
+
+
+def test_an_export_of_ten_thousand_parameters_is_called_in_process_and_isolated(tmp_path):
+    """Case 36 (held): a 10,000-parameter export, looked up by its type and called, gives
+    the right sum in process and isolated (the native loader: the same cffi call)."""
+    count = 10_000
+    params = ", ".join(f"int a{i}" for i in range(count))
+    body = " + ".join(f"a{i}" for i in range(count))
+    path = write_plugin(tmp_path, "wide", f"int wide({params}) {{ return {body}; }}\n",
+                        f"int wide({params});\n")
+    ctype_ = "int (" + ", ".join(["int"] * count) + ")"
+    args = list(range(count))
+    for how in ({}, {"isolate": 120.0}):
+        with minildr.open(path, **how) as plugin:
+            assert plugin.lookup("wide", ctype_)(*args) == sum(args), how
