@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test fuzz fuzz-differential go-toolchains browser-test chromium node site site-test hub-env hub-test cross-tools exercises check bench clean
+.PHONY: lab test test-profile fuzz fuzz-differential go-toolchains browser-test chromium node site site-test hub-env hub-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --progress-bar on -e '.[dev]'
 	@$(BIN)/python -m minildr.course.golang install-toolchains
+	@$(BIN)/python -c 'from minildr.isolation.fastcall import main; main()'
 	@touch $@
 	@echo "minildr: $(VENV)/ is ready."
 
@@ -52,16 +53,28 @@ lab: $(STAMP)
 # --nbval-current-env: run notebooks with this .venv's Python, not whatever
 # "python3" kernel happens to be installed on the machine.
 # -n: tests run in parallel worker processes (pytest-xdist); --dist loadfile
-# keeps each file (and each notebook's cells, in order) in one worker. Many
-# tests wait on compilers and kernels, so more workers than cores pays.
+# keeps each file (and each notebook's cells, in order) in one worker. A
+# worker waiting on its compiler or kernel keeps a core busy all the same,
+# and each worker costs 8-12 CPU seconds to start (it collects every test
+# itself: `make test-profile` shows it as <collect>), so on 2 cores 3 workers:
+# one more than the cores, for the tests that sleep or wait for a timeout.
 # --no-loadscope-reorder: files go to workers in collection order, where
 # tests/conftest.py puts the slowest first (xdist's own order puts the files
 # with the most tests first, and the long ones with few tests ran last, alone).
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/site --ignore=tests/hub \
 		-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+# Where make test's time goes: the same run, with the CPU seconds of every
+# test (and what it started) written to build/test-cpu/, then summed per file
+# (tests/cpu_profile.py). CPU, not wall: other jobs on the machine share its
+# cores; CPU seconds / cores is the shortest the run can take here.
+test-profile: $(STAMP)
+	rm -rf build/test-cpu
+	MINILDR_TEST_CPU=build/test-cpu $(MAKE) test; status=$$?; \
+		$(BIN)/python tests/cpu_profile.py build/test-cpu; exit $$status
 
 # The fuzzers with long budgets (make test runs each with a short one).
 # MINILDR_FUZZ_SCALE multiplies every fuzzer's number of examples.

@@ -24,14 +24,17 @@ isolation paid once: opening (start a worker, check, load) and closing.
 
 Then issue 17's ratios, each pair measured interleaved round by round:
 
-- an empty isolated call, nothing(), beside a bare 40-byte ping-pong between
-  the very same two processes (the host and that worker: protocol "ping",
+- an empty isolated call, nothing(), beside a bare ping-pong between the
+  very same two processes (the host and that worker: protocol "ping",
   WorkerProcess.bare_round_trips), over the same AF_UNIX stream socket
-  pair, with a Python loop on both sides (host: sendall, recv; worker:
-  recv, sendall). The call adds what isolation needs: the binary call and
-  reply frames (marshal.CallFrames), the worker's cffi call and fflush,
-  and in the host a poll of the socket and the plugin's output pipes
-  (output is forwarded, and a hung call times out)     goal <= 1.5x
+  pair, with messages of the call's own sizes (its request frame to the
+  worker, its reply frame back), each side's loop as lean as that side's
+  call path: the host's in Python (sendall, recv), the worker's in the
+  same C loop that serves the call (fastcall.c mldr_echo: recv, send; in
+  Python where the C loop is not built). The call adds what isolation
+  needs: the frames packed and checked (marshal.CallFrames), the call
+  itself and fflush(NULL) in the worker, and in the host waiting with a
+  timeout while forwarding the plugin's output pipes   goal <= 1.5x
 - count(s) reading a 16 MB string argument (it crosses through the shared
   arena, isolation/shm.py) beside the same call in-process   goal <= 2x
 - sandboxed calls beside isolated ones (nothing(), count()) goal <= 1.1x
@@ -53,7 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
-from minildr.isolation import process as isolate, sandbox  # noqa: E402
+from minildr.isolation import fastcall, process as isolate, sandbox  # noqa: E402
 
 GREET_T = "const char *(void)"
 
@@ -125,18 +128,22 @@ def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
     sandboxed = minildr.open(path, sandbox=True) if not sandbox.probe().missing else None
     worker = isolated._worker
 
+    empty = isolated.lookup("nothing", "void (void)")
+    frames = empty._frames
+    size_in = frames.request.size                         # nothing()'s request frame
+    size_out = frames.reply.size                          # and its reply frame
+
     def bare(count: int):
         """One round trip per call, through a generator of `count` of them."""
-        trips = worker.bare_round_trips(count)
+        trips = worker.bare_round_trips(count, size_in, size_out)
         return lambda: next(trips)
 
-    empty = isolated.lookup("nothing", "void (void)")
     for fn in (empty, bare(1000)):
         timings(fn, 1000)                                   # warm up
     samples = {"isolated nothing()": [], "bare ping-pong, same processes": []}
     for _ in range(rounds):
         samples["isolated nothing()"] += timings(empty, calls)
-        trips = worker.bare_round_trips(calls)
+        trips = worker.bare_round_trips(calls, size_in, size_out)
         samples["bare ping-pong, same processes"] += timings(lambda: next(trips), calls)
         for _ in trips:                                     # (all consumed already)
             pass
@@ -158,9 +165,13 @@ def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
 
     print(f"\nissue 17 ratios ({rounds} rounds; {calls} empty calls, {big_calls} 16 MB calls "
           f"per round and kind; load average {os.getloadavg()[0]:.2f})")
-    print("baseline: a bare 40-byte ping-pong between the same two processes (the host and "
-          "this worker), the same AF_UNIX stream socket pair, a Python loop on both sides "
-          "(host sendall+recv, worker recv+sendall); no frame, no poll, no plugin")
+    loop = fastcall.status()
+    print(f"baseline: a bare ping-pong between the same two processes (the host and this "
+          f"worker), the same AF_UNIX stream socket pair, {size_in} bytes there and "
+          f"{size_out} back (nothing()'s two frames); host: a Python loop (sendall+recv); "
+          "worker: " + ("the C call loop's echo (recv+send)" if loop.path else
+                        f"a Python loop (recv+sendall): {loop.reason}") +
+          "; no frame, no poll, no plugin")
     print(f"{'':<44}{'median us':>12}")
     rows = [("isolated nothing()", call_us), ("bare ping-pong, same processes", floor_us)]
     rows += list(big_us.items())

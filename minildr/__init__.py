@@ -85,7 +85,7 @@ from .checks import read_manifest
 from .contracts.contract import Contract
 from .contracts.proxy import ContractProxy
 from .discover import Report, discover, plugin_path
-from .errors import (BadTrustFile, BuildError, CompilerNotFound, ContractMismatch,
+from .errors import (BadTrustFile, BuildError, CellBuildFailed, CompilerNotFound, ContractMismatch,
                      ContractViolation, DependencyMismatch, LoadError, NotAPlugin,
                      NotImplementedByPlugin, PluginCallError, PluginClosed, PluginCrashed,
                      PluginError, PluginNotFound, PluginProtocolError, PluginTimeout,
@@ -126,7 +126,7 @@ __all__ = [
     "PluginError", "PluginNotFound", "NotAPlugin", "VersionMismatch", "DependencyMismatch",
     "SymbolNotFound", "SymbolTypeError", "ContractMismatch", "UntrustedPlugin",
     "PluginCrashed", "PluginTimeout", "CompilerNotFound", "UnsupportedELF", "BuildError",
-    "LoadError", "PluginClosed",
+    "LoadError", "PluginClosed", "CellBuildFailed",
     "PluginCallError", "NotImplementedByPlugin", "ContractViolation", "ContractProxy",  # contracts
     "TrustStore", "PublicKey", "Verdict", "BadTrustFile", "PluginProtocolError",
     "SandboxPolicy", "Limits", "SandboxUnavailable", "WorkerStartError",          # isolation

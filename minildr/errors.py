@@ -150,6 +150,15 @@ class CompilerNotFound(BuildError):
     """No C compiler was found on this machine."""
 
 
+class CellBuildFailed(BuildError):
+    """A `%%minildr` cell's last build failed, so its name refers to no plugin.
+
+    Raised by every use of that name until the cell builds again: a check
+    that went on using the previous build would judge code the cell no
+    longer holds.
+    """
+
+
 # --- contract calls (contracts issue) ---------------------------------------
 class PluginCallError(PluginError):
     """A contract method returned an error: the plugin's own message, as a value.

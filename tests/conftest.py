@@ -10,6 +10,7 @@ from minildr.host import SUFFIX
 
 # The platform markers (requires_linux, ...) and the notebook rule: see platforms.py.
 import platforms
+import cpu_profile
 
 from helpers import build_example
 
@@ -43,7 +44,7 @@ SLOW_FIRST = (
     "tests/course/test_exercises.py",           # every exercise notebook, make check: ~50 s
     "tests/course/test_exercises_crashes.py",   # learners' crashing answers, per notebook
     "tests/core/test_races.py",                 # 4 processes x 50 builds, twice: ~37 s
-    "tests/isolation/test_isolate.py",          # 4 plugins x 10,000 calls: ~33 s
+    "tests/isolation/test_isolate.py",
     "tests/core/test_interrupts.py",
     "tests/course/test_platforms.py",           # nbval in subprocesses: ~23 s
     "tests/isolation/test_sandbox.py",
@@ -62,3 +63,7 @@ def pytest_collection_modifyitems(config, items):
     platforms.pytest_collection_modifyitems(config, items)
     rank = {name: n for n, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))   # stable
+
+
+def pytest_configure(config):
+    cpu_profile.configure(config)       # MINILDR_TEST_CPU=FOLDER: CPU seconds per test (make test-profile)

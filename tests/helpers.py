@@ -29,6 +29,18 @@ def fuzz_examples(short: int) -> int:
     return short * FUZZ_SCALE
 
 
+def stress(short: int, long: int) -> int:
+    """How big a stress test runs: `short` in make test, `long` in make fuzz.
+
+    For a test whose size is its point (calls, rounds, mutants) but whose
+    short run still catches the bug it targets; make test stays within its
+    time budget (CPU seconds per file: `make test-profile`). `long` is for
+    make fuzz's default scale (MINILDR_FUZZ_SCALE=20), other scales in
+    proportion. Mark the test @pytest.mark.fuzz, or make fuzz does not run it.
+    """
+    return short if FUZZ_SCALE == 1 else max(short, long * FUZZ_SCALE // 20)
+
+
 def build_example(name: str, out_dir: Path, **kwargs) -> Path:
     folder = EXAMPLES / name
     return minildr.build(sorted(folder.glob("*.c")), name=name,

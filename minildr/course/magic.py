@@ -12,8 +12,10 @@ cell's own line numbers ("cell:3:5: error: ..."). What the plugin exports is
 either an exports header given with --exports, or read from the cell itself:
 every function and variable it defines without `static`. Running the cell
 again after an edit builds a new file and opens it (the load path in image.py
-treats a rebuilt file as new), and only then closes the old plugin, so a
-cell that fails to compile leaves the previous version working.
+treats a rebuilt file as new), and only then closes the old plugin. A cell
+that fails to build or open closes the old plugin too and binds its name to a
+`FailedCell`, whose every use raises CellBuildFailed: the name never goes on
+meaning code the cell no longer holds (a check would pass on the old build).
 
 The steps, each a function: `cell_exports` (the declarations a cell makes),
 `build_cell` (write the cell, build it), and `MinildrMagics.minildr` (parse
@@ -36,7 +38,7 @@ from .. import ctype
 from ..atomic import write_atomically
 from ..build import INCLUDE_DIR, build, find_compiler, preprocess_command
 from ..contracts.contract import Contract
-from ..errors import BuildError, PluginError
+from ..errors import BuildError, CellBuildFailed, PluginError
 from ..loader import Plugin, open as open_plugin
 
 DEFAULT_OUT_DIR = Path("build") / "cells"
@@ -197,6 +199,48 @@ def _arguments() -> argparse.ArgumentParser:
     return p
 
 
+class FailedCell:
+    """What a %%minildr cell's name refers to after its last build (or open) failed.
+
+    Not the previous plugin: a check calling it would judge the old code and
+    could pass. Every use (an attribute, a call, a `with`, a path) raises
+    CellBuildFailed saying the cell's last build failed; its repr says so
+    too, without raising, so that displaying it in a notebook still works.
+    """
+
+    __slots__ = ("_name", "_why")
+
+    def __init__(self, name: str, why: str) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_why", why)
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise CellBuildFailed(None, f"`{self._name}`: this cell's last build failed "
+                                    f"({self._why}); fix the cell and run it again")
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("_"):           # tools probing (_repr_html_, __array__...)
+            raise AttributeError(attribute)
+        self._refuse()
+
+    def __setattr__(self, attribute: str, value: Any) -> None:
+        self._refuse()
+
+    __call__ = __enter__ = __exit__ = __fspath__ = __iter__ = __getitem__ = __len__ = _refuse
+
+    def __repr__(self) -> str:
+        return f"<{self._name}: the cell's last build failed; fix the cell and run it again>"
+
+
+def _first_line(error: BaseException) -> str:
+    """The line of an error that says most, short enough to quote in another message:
+    the compiler's first "error:" line if it has one, else the first line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    line = (errors or lines or [type(error).__name__])[0].rstrip(":")
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
 def _summary(plugin: Plugin) -> str:
     exports = "; ".join(f"{e.name}: {e.ctype}" for e in plugin.manifest.exports.values())
     where = " in a worker process" if plugin.loader == "isolated" else ""
@@ -239,14 +283,26 @@ if Magics is not None:
                 plugin = open_plugin(path, contracts=contracts, loader=args.loader,
                                      isolate=args.isolate)
             except PluginError as exc:
+                self._unbind(args.name, _first_line(exc))
                 # The compiler's own words, without a Python traceback around them.
                 raise UsageError(str(exc)) from None
-            old = self.plugins.pop(args.name, None)
-            if old is not None:
-                old.close()
+            except BaseException as exc:        # interrupted, or a bug: not built either
+                self._unbind(args.name, _first_line(exc))
+                raise
+            self._close_old(args.name)
             self.plugins[args.name] = plugin
             self.shell.user_ns[args.name] = plugin
             print(_summary(plugin))
+
+        def _close_old(self, name: str) -> None:
+            old = self.plugins.pop(name, None)
+            if old is not None:
+                old.close()
+
+        def _unbind(self, name: str, why: str) -> None:
+            """The cell did not build: its name must not go on meaning the old plugin."""
+            self.shell.user_ns[name] = FailedCell(name, why)
+            self._close_old(name)
 
     def load(ipython: Any) -> None:
         ipython.register_magics(MinildrMagics)

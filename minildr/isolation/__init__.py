@@ -18,8 +18,9 @@ instead and forwards lookups and calls to it:
 This is protection from a plugin's *bugs*. The worker starts with an empty
 environment (open(env=...) passes variables), in a folder of its own, with
 no descriptors but its channel, output pipes, the sealed plugin and the
-arena, within limits on memory and threads; but it runs as the host's user
-and can reach what that user can. `sandbox=True` adds protection from
+arena, within limits on memory and threads, and (where the kernel allows)
+in PID and mount namespaces of its own, so it sees only its own processes;
+but it runs as the host's user and can reach what that user's files can. `sandbox=True` adds protection from
 *malice*: the worker confines itself with Landlock, seccomp and rlimits
 before the plugin is mapped (sandbox.py).
 
@@ -36,7 +37,9 @@ One module per idea, in the order a call meets them:
     kernel.py      the Linux calls os does not offer (prctl, Landlock, capset)
     tree.py        the keeper: nothing a plugin forks outlives its worker
     pids.py        what bounds a worker's processes: a PID namespace, a pids cgroup
+    mounts.py      a worker's own /proc: a mount namespace, proc of its PID namespace
     worker.py      the child: `python -I -c ...` (process.worker_command)
+    fastcall.py    the worker's call loop in C for numbers-only calls (fastcall.c)
 """
 from .plugin import IsolatedPlugin, open_isolated
 

@@ -76,3 +76,18 @@ def unshare(flags: int) -> None:
     c = libc()
     c.unshare.argtypes = [ctypes.c_int]
     _checked(c.unshare(flags))
+
+
+# Mount namespaces (mount_namespaces(7)) and mount(2) flags (include/uapi/linux/mount.h)
+CLONE_NEWNS = 0x00020000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+
+
+def mount(source: Optional[str], target: str, fstype: Optional[str], flags: int) -> None:
+    """mount(2) through libc, no data; OSError with the errno."""
+    c = libc()
+    c.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+    _checked(c.mount(source and source.encode(), target.encode(),
+                     fstype and fstype.encode(), flags, None))

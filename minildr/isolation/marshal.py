@@ -167,24 +167,37 @@ def decode_result(kind: Value, value: Any, ffi: Any, arena: Optional[Arena] = No
         value = value.encode("latin-1") if ok else value
     else:
         if value is None:
-            return ffi.NULL
+            return ffi.cast("char *", 0)          # NULL, typed as in-process
         if isinstance(value, dict) and arena is not None:     # a long string, in the arena
             return _copied_from(arena, *arena.region(value), ffi)
         ok = type(value) is str
-        # A copy owned by the host: minildr.ffi.string() reads it as it would
-        # read the plugin's char * in-process.
-        value = ffi.new("char[]", value.encode("latin-1")) if ok else value
+        value = owned_string(ffi, value.encode("latin-1")) if ok else value
     if not ok:
         raise ProtocolViolation(f"the worker returned {value!r} for a result of kind {kind.value!r}")
     return value
 
 
+def owned_string(ffi: Any, data: Any, length: Optional[int] = None) -> Any:
+    """A string result as the host gets it: a `char *`, as the in-process call returns.
+
+    The bytes are the host's own copy (a char[] of cffi's); the `char *`
+    handed out keeps that copy alive for as long as it lives (ffi.gc's
+    destructor holds it), so `ffi.string()`, `ffi.typeof()` and indexing
+    behave as for the plugin's own pointer in-process. `data`: the bytes, or
+    with `length` a buffer to copy that many bytes from.
+    """
+    if length is None:
+        copy = ffi.new("char[]", bytes(data))
+    else:
+        copy = ffi.new("char[]", length + 1)
+        ffi.memmove(copy, data, length)
+    return ffi.gc(ffi.cast("char *", copy), lambda _pointer, _kept=copy: None)
+
+
 def _copied_from(arena: Arena, offset: int, length: int, ffi: Any) -> Any:
-    """The host's own char[] copy of an arena region (one copy, checked bounds)."""
+    """The host's own copy of an arena region (one copy, checked bounds), as a char *."""
     offset, length = arena.check(offset, length)
-    copy = ffi.new("char[]", length + 1)
-    ffi.memmove(copy, memoryview(arena.map)[offset:offset + length], length)
-    return copy
+    return owned_string(ffi, memoryview(arena.map)[offset:offset + length], length)
 
 
 # -- the worker's side ---------------------------------------------------------
@@ -403,9 +416,9 @@ class CallFrames:
         if len(payload) < REPLY_HEAD.size or REPLY_HEAD.unpack_from(payload)[0] != seq:
             raise self._not_the_answer(payload, seq)
         if kind == b"s":
-            return ffi.new("char[]", payload[REPLY_HEAD.size:])
+            return owned_string(ffi, payload[REPLY_HEAD.size:])
         if kind == b"n" and len(payload) == REPLY_HEAD.size:
-            return ffi.NULL
+            return ffi.cast("char *", 0)          # NULL, typed as in-process
         if kind == b"a" and len(payload) == _REPLY_BODY[b"a"].size:
             if arena is None:
                 raise ProtocolViolation("an arena region, but this worker has no arena")

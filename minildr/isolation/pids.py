@@ -20,7 +20,9 @@ Two kernel mechanisms make that hold even against a plugin that fights it:
   cgroup with the pids controller, the keeper moves itself into one of its
   own with pids.max = Limits.processes before it forks: a fork bomb then
   gets EAGAIN at that many tasks (threads included), whoever runs it; the
-  keeper removes the cgroup when it ends.
+  keeper removes the cgroup when it ends; if the keeper is killed, the
+  namespace's init does (tree.orphaned), and failing both, the host
+  (process._stop_process) or the next worker to start (sweep).
 
 The host learns what applied from the worker's ready reply.
 """
@@ -44,15 +46,16 @@ class Containment:
     """How one worker's processes are held: what applied, and why not where it did not."""
     pid_namespace: bool
     cgroup: str                 # the pids cgroup's folder, "" if none
-    reason: str                 # why no PID namespace or cgroup ("" if both applied)
+    reason: str                 # why no PID namespace, cgroup or private /proc ("" if all)
+    private_proc: bool = False  # its /proc shows only its PID namespace (mounts.py)
 
     def to_wire(self) -> list:
-        return [self.pid_namespace, self.cgroup, self.reason]
+        return [self.pid_namespace, self.cgroup, self.reason, self.private_proc]
 
     @classmethod
     def from_wire(cls, wire: object) -> Optional["Containment"]:
-        if (isinstance(wire, list) and len(wire) == 3 and type(wire[0]) is bool
-                and all(isinstance(w, str) for w in wire[1:])):
+        if (isinstance(wire, list) and len(wire) == 4 and type(wire[0]) is bool
+                and all(isinstance(w, str) for w in wire[1:3]) and type(wire[3]) is bool):
             return cls(*wire)
         return None
 
@@ -83,12 +86,19 @@ def enter_pid_namespace() -> str:
     return ""
 
 
+_host_pid = (0, 0)          # (os.getpid(), the pid the host sees) once read
+
+
 def host_pid() -> int:
-    """This process's pid as the host sees it (/proc is the host's), inside a namespace too."""
-    try:
-        return int(os.readlink("/proc/self"))
-    except (OSError, ValueError):
-        return os.getpid()
+    """This process's pid as the host sees it, inside a namespace too: read from the
+    host's /proc the first time (before mounts.private_proc replaces it), then kept."""
+    global _host_pid
+    if _host_pid[0] != os.getpid():             # not read yet, or read by a parent
+        try:
+            _host_pid = (os.getpid(), int(os.readlink("/proc/self")))
+        except (OSError, ValueError):
+            _host_pid = (os.getpid(), os.getpid())
+    return _host_pid[1]
 
 
 # ---------------------------------------------------------------------------
@@ -182,15 +192,21 @@ def sweep(parent: str) -> None:
             remove_cgroup(os.path.join(parent, name))
 
 
-def leave_and_remove(folder: str) -> None:
-    """The keeper's last act: back into the parent cgroup, then remove its own (now empty)."""
+def leave_cgroup(folder: str) -> bool:
+    """Move this process back into the parent of its cgroup `folder`; True if it did."""
     if not folder:
-        return
+        return False
     try:
         _write(os.path.join(os.path.dirname(folder), "cgroup.procs"), "0")
     except OSError:
-        return
-    remove_cgroup(folder)
+        return False
+    return True
+
+
+def leave_and_remove(folder: str) -> None:
+    """The keeper's last act: back into the parent cgroup, then remove its own (now empty)."""
+    if leave_cgroup(folder):
+        remove_cgroup(folder)
 
 
 def remove_cgroup(folder: str) -> bool:
@@ -208,9 +224,14 @@ def remove_worker_cgroup(keeper: int, wait: float = 1.0) -> None:
     """The host's side: remove the cgroup of the worker whose keeper was `keeper`, if its
     keeper left it behind (killed); its last processes may take a moment to go."""
     parent = pids_parent()
-    if parent is None:
+    if parent is not None:
+        remove_worker_cgroup_folder(os.path.join(parent, f"{PREFIX}{keeper}"), wait)
+
+
+def remove_worker_cgroup_folder(folder: str, wait: float = 1.0) -> None:
+    """rmdir `folder`, retrying for up to `wait` s while its last processes exit."""
+    if not folder:
         return
-    folder = os.path.join(parent, f"{PREFIX}{keeper}")
     deadline = time.monotonic() + wait
     while not remove_cgroup(folder) and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -37,6 +37,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import struct
 import sys
 import tempfile
 import threading
@@ -52,7 +53,7 @@ from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolEr
                       PluginTimeout, WorkerStartError)
 from ..image import PluginImage
 from ..interrupts import finish
-from . import pids, policy, shm
+from . import fastcall, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC, FrameReader,
@@ -71,6 +72,14 @@ STDERR_LINES = 20          # how many of the worker's last stderr lines a crash 
 # side needs, and calls get slower (benchmarks/bench_isolate.py measures both).
 # A worker keeps the value it was started with.
 SPIN_SECONDS = 0.0
+# Most replies come within milliseconds. The host first waits for one in recv
+# itself, bounded by the socket's receive timeout (SO_RCVTIMEO, socket(7)),
+# one system call instead of poll() and then recv(); only if none has come
+# within FIRST_WAIT seconds does it poll the socket and the plugin's output
+# pipes until the call's own timeout (a plugin printing more than a pipe holds
+# waits at most that long for the host to drain it).
+FIRST_WAIT = 0.01
+_FIRST_WAIT_TIMEVAL = struct.pack("@ll", 0, int(FIRST_WAIT * 1e6))
 
 
 class WorkerProcess:
@@ -138,6 +147,7 @@ class WorkerProcess:
             self.folder = held.folder
             self.arena = arena
             self._sock = host_sock
+            host_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _FIRST_WAIT_TIMEVAL)
             decoder = codecs.getincrementaldecoder("utf-8")
             self._outputs = {out_r: (self._stdout, decoder("replace")),
                              err_r: (self._stderr, decoder("replace"))}
@@ -231,6 +241,20 @@ class WorkerProcess:
                 return message
         deadline = time.monotonic() + timeout
         sock_fd, inbox, recv_into = self._sock.fileno(), self._inbox, self._sock.recv_into
+        if timeout > FIRST_WAIT:
+            try:
+                size = recv_into(inbox)          # returns within FIRST_WAIT (SO_RCVTIMEO)
+            except BlockingIOError:
+                size = -1
+            if size == 0:
+                raise self._crashed(during)
+            if size > 0:
+                message = reader.take(inbox[:size])
+                if self._open_outputs:           # what the plugin printed, before its reply
+                    for fd, _ in self._output_poller.poll(0):
+                        self._forward(fd)
+                if message is not None:
+                    return message
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -274,20 +298,25 @@ class WorkerProcess:
                     self._forward(fd)
                 return message
 
-    def bare_round_trips(self, count: int) -> Iterator[None]:
-        """Yield `count` times, each after one bare PING_SIZE-byte round trip to the worker.
+    def bare_round_trips(self, count: int, size_in: int = PING_SIZE,
+                         size_out: int = PING_SIZE) -> Iterator[None]:
+        """Yield `count` times, each after one bare round trip to the worker: `size_in`
+        bytes to it, `size_out` bytes back.
 
         No frame, no JSON, no plugin: what the operating system charges for
         waking this worker and back, for benchmarks to compare calls with.
         """
         with self.lock:
-            self.request([PING, count], "a ping")
-            sock, message = self._sock, b"p" * PING_SIZE
+            self.request([PING, count, size_in, size_out], "a ping")
+            sock, message = self._sock, b"p" * size_in
             for _ in range(count):
                 sock.sendall(message)
                 got = 0
-                while got < PING_SIZE:
-                    data = sock.recv(PING_SIZE - got)
+                while got < size_out:
+                    try:
+                        data = sock.recv(size_out - got)
+                    except BlockingIOError:      # FIRST_WAIT passed: wait on
+                        continue
                     if not data:
                         raise self._crashed("a ping")
                     got += len(data)
@@ -574,7 +603,7 @@ def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits, arena_fd: int
     """
     package_parent = str(Path(__file__).resolve().parents[2])
     return [sys.executable, "-I", "-c", BOOT, package_parent, str(sock_fd), str(lifeline_fd),
-            json.dumps(policy.to_wire(limits)), str(arena_fd)]
+            json.dumps(policy.to_wire(limits)), str(arena_fd), fastcall.status().path]
 
 
 

@@ -48,7 +48,7 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import SandboxUnavailable
 from .kernel import (MACHINE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
                      SYSCALLS, prctl, syscall)
-from . import pids
+from . import fastcall, pids
 from .policy import Limit, Limits, SandboxPolicy
 
 LANDLOCK_ABI_NEEDED = 6      # signals and abstract Unix sockets scoped (Linux 6.12)
@@ -480,6 +480,9 @@ def report(support: Optional[Support] = None) -> str:
               "pids cgroup per worker: " + ("yes (pids.max = processes, root included)"
                                             if cgroup else "no (RLIMIT_NPROC only, which "
                                             "does not bind root)")]
+    loop = fastcall.status()
+    lines.append("C call loop (numbers-only calls served in C in the worker): "
+                 + ("yes" if loop.path else f"no ({loop.reason})"))
     if s.missing:
         lines += ["", "sandbox=True is unavailable here; open() raises SandboxUnavailable:"]
         lines += [f"  - missing {m}" for m in s.missing]

@@ -106,7 +106,7 @@ def split(lifeline: int, server_only: Iterable[int],
         os.close(keeper_fd)
         os.close(status_r)
         if not why_not:
-            run_init(status_w, server_only)          # returns in the server only
+            run_init(status_w, server_only, cgroup)  # returns in the server only
         os.close(status_w)
         reasons = [why_not and f"no PID namespace: {why_not}",
                    not cgroup and ("no pids cgroup: " + (
@@ -121,15 +121,23 @@ def split(lifeline: int, server_only: Iterable[int],
     raise AssertionError("unreachable")          # keep() ends the process
 
 
-def run_init(status_w: int, server_only: List[int]) -> None:
+def run_init(status_w: int, server_only: List[int], cgroup: str) -> None:
     """Process 1 of the worker's PID namespace: fork the server, reap orphans, and
-    when the server ends, tell the keeper how and end (the kernel then kills the rest)."""
+    when the server ends, tell the keeper how and end (the kernel then kills the rest).
+
+    If the keeper is killed (its parent-death signal, SIGTERM from here on; it was
+    SIGKILL until the handler was in place), the init ends the namespace itself and
+    removes the keeper's cgroup, which nobody else would until the next worker
+    starts (pids.sweep) when the host was killed too.
+    """
     server = os.fork()
     if server == 0:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         return
     for fd in server_only:
         os.close(fd)
+    signal.signal(signal.SIGTERM, lambda signum, frame: orphaned(cgroup))
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     while True:
         try:
             pid, status = os.waitpid(-1, 0)
@@ -138,6 +146,23 @@ def run_init(status_w: int, server_only: List[int]) -> None:
         if pid == server:
             os.write(status_w, struct.pack("i", status))
             os._exit(0)
+
+
+def orphaned(cgroup: str) -> None:
+    """The init, its keeper gone: leave the cgroup, kill every process of the namespace
+    (kill(-1) from its init reaches them all), reap them, remove the cgroup, end."""
+    pids.leave_cgroup(cgroup)
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass                                      # nothing left to kill
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+    pids.remove_worker_cgroup_folder(cgroup)
+    os._exit(0)
 
 
 def keep(child: int, lifeline: int, status_r: int, cgroup: str) -> None:

@@ -23,6 +23,7 @@ plugin printed reaches the host before the reply does.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,11 +32,11 @@ import socket
 import sys
 import threading
 from time import perf_counter
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import cffi
 
-from . import marshal, pids, policy, protocol, sandbox, tree
+from . import fastcall, marshal, mounts, pids, policy, protocol, sandbox, tree
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
 from .shm import Arena
@@ -94,8 +95,9 @@ class Server:
     """The plugin, loaded in this process, and the handles the host refers to."""
 
     def __init__(self, limits: Limits, failure: Optional[PluginError],
-                 arena: Optional[Arena] = None) -> None:
+                 arena: Optional[Arena] = None, loop: Optional[fastcall.Loop] = None) -> None:
         self.limits = limits
+        self.loop = loop                      # the C call loop (fastcall.py), if loaded
         self.arena = arena                    # shared with the host for long strings (shm.py)
         self.failure = failure                # the worker could not limit or confine itself
         self.plugin: Optional[Plugin] = None
@@ -159,9 +161,15 @@ class Server:
         how = marshal.marshal_for(self.plugin._cffi(), self.plugin.path, export,
                                   self.plugin.manifest.types)
         self.handles.append((found, how))
+        handle = len(self.handles) - 1
         if how.kind == "function":        # for call frames: the function and its codec
-            self.functions[len(self.handles) - 1] = (found, marshal.frames_for(how))
-        return len(self.handles) - 1
+            self.functions[handle] = (found, marshal.frames_for(how))
+            codes = fastcall.type_codes(self.plugin._cffi(), export.ctype,
+                                        self.plugin.manifest.types)
+            if self.loop is not None and codes is not None and handle < 1 << 16 \
+                    and isinstance(found, _libc_ffi.CData):
+                self.loop.register(handle, found, codes)    # numbers only: served in C
+        return handle
 
     def contract(self, name: str, contract: Contract) -> List[Any]:
         """Bind the vtable `name` (every check of proxy.bind runs here); [handle, methods,
@@ -219,6 +227,8 @@ class Server:
 
     def close(self) -> None:
         """Drop what the host was handed, so the library really unloads (destructors run)."""
+        if self.loop is not None:
+            self.loop.clear()                 # before the library goes
         self.handles.clear()
         self.functions.clear()
         if self.plugin is not None:
@@ -256,10 +266,16 @@ def serve(sock: socket.socket, server: Server) -> None:
     reader = protocol.FrameReader(binary=protocol.CALL_MAGIC)
     recv_into, send = sock.recv_into, sock.sendall
     inbox = memoryview(bytearray(1 << 16))      # filled by every recv_into, never reallocated
+    loop = server.loop if not server.spin else None
     while True:
         message = reader.next()
         if message is None:
-            size = receive(recv_into, inbox, server.spin)
+            if loop is not None and not reader.buffer:
+                # The C loop answers numbers-only calls itself; it returns with the
+                # first bytes it leaves to Python (at the start of inbox).
+                size = loop.serve(sock.fileno(), inbox)
+            else:
+                size = receive(recv_into, inbox, server.spin)
             if not size:
                 return                        # the host closed its end: it is gone
             message = reader.take(inbox[:size])
@@ -273,34 +289,53 @@ def serve(sock: socket.socket, server: Server) -> None:
         if op == protocol.CLOSE:
             return
         if op == protocol.PING:
-            echo(sock, reader, int(args[0]))
+            size_in, size_out = protocol.ping_sizes(args)
+            if loop is not None and not reader.buffer:
+                loop.echo(sock.fileno(), int(args[0]), size_in, size_out)
+            else:
+                echo(sock, reader, int(args[0]), size_in, size_out)
 
 
-def echo(sock: socket.socket, reader: protocol.FrameReader, count: int) -> None:
-    """Send back `count` bare PING_SIZE-byte messages: the floor benchmarks compare with."""
+def echo(sock: socket.socket, reader: protocol.FrameReader, count: int, size_in: int,
+         size_out: int) -> None:
+    """`count` times, read a bare `size_in`-byte message and send back `size_out` bytes:
+    the floor benchmarks compare calls with (the C loop's mldr_echo where it is loaded)."""
     pending = bytes(reader.buffer)
     reader.buffer.clear()
+    answer = b"p" * size_out
     for _ in range(count):
-        while len(pending) < protocol.PING_SIZE:
+        while len(pending) < size_in:
             data = sock.recv(1 << 16)
             if not data:
                 return
             pending += data
-        sock.sendall(pending[:protocol.PING_SIZE])
-        pending = pending[protocol.PING_SIZE:]
+        sock.sendall(answer)
+        pending = pending[size_in:]
     reader.feed(pending)
 
 
-def limit_and_confine(limits: Limits) -> Optional[PluginError]:
-    """Set the worker's limits and, if sandboxed, confine it: before any plugin byte is read.
+def limit_and_confine(limits: Limits, containment: pids.Containment
+                      ) -> Tuple[Optional[PluginError], pids.Containment]:
+    """Set the worker's limits, give it its own /proc (in a PID namespace: mounts.py) and,
+    if sandboxed, confine it: before any plugin byte is read.
 
     A failure is answered to the host's first request (ready), so the host
     raises it as itself (WorkerStartError, SandboxUnavailable).
     """
     try:
-        sandbox.set_limits(limits)
+        sandbox.set_limits(limits)      # (it counts the user's processes in the host's /proc)
     except (OSError, ValueError) as exc:
-        return WorkerStartError("", f"its worker could not set its limits ({exc})")
+        return WorkerStartError("", f"its worker could not set its limits ({exc})"), containment
+    if containment.pid_namespace:
+        why_not = mounts.private_proc()
+        reason = "; ".join(r for r in (containment.reason,
+                                       why_not and f"no private /proc: {why_not}") if r)
+        containment = dataclasses.replace(containment, private_proc=not why_not, reason=reason)
+    return confine(limits), containment
+
+
+def confine(limits: Limits) -> Optional[PluginError]:
+    """Confine the worker for good if it is sandboxed (sandbox.confine); the failure, if any."""
     if isinstance(limits, SandboxPolicy):
         try:
             sandbox.confine("", limits)
@@ -317,8 +352,11 @@ def main(argv: List[str]) -> None:
     if tree.KEEPS_TREE:
         containment = tree.split(lifeline_fd, [fd for fd in (sock_fd, arena_fd) if fd >= 0],
                                  limits.processes)
-    server = Server(limits, limit_and_confine(limits), Arena(arena_fd) if arena_fd >= 0 else None)
-    server.pid, server.containment = pids.host_pid(), containment
+    loop, _ = fastcall.load(argv[4] if len(argv) > 4 else "")   # before it confines itself
+    pid = pids.host_pid()               # while /proc is still the host's
+    failure, containment = limit_and_confine(limits, containment)
+    server = Server(limits, failure, Arena(arena_fd) if arena_fd >= 0 else None, loop)
+    server.pid, server.containment = pid, containment
     watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
     sock = socket.socket(fileno=sock_fd)
     try:

@@ -18,6 +18,9 @@ SOLUTIONS = ROOT / "solutions"
 
 CRASHES = {
     # notebook, task, function, (NULL write, endless loop)
+    "00": ("00-the-plugin-problem.ipynb", "00.4", "format_show", (
+        "char *out = 0;\nout[0] = text[0];",
+        "while (text) { }")),
     "01": ("01-shared-libraries.ipynb", "01.1", "cube", (
         "int cube(int x) { int *out = 0; out[x] = x; return x; }",
         "int cube(int x) { int y = x; for (;;) { } return y; }")),

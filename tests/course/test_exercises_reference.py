@@ -40,3 +40,44 @@ def test_mapping_at_finds_code_data_and_nothing():
     buffer = ctypes.create_string_buffer(64)
     assert reference.mapping_at(ctypes.addressof(buffer))[0].startswith("rw")
     assert reference.mapping_at(0) is None
+
+
+# Task 09.3's written reason. Right ones name what Go compares and why each refused
+# build changed it, in words of their own; wrong ones may be long and sound sure.
+RIGHT_WHYS = [
+    "the refused ones change the export data: a new exported function is new API, and a "
+    "line above the code moves the positions of everything exported",
+    "Go hashes the export data; Reset is exported so it changes, and the top comment "
+    "shifts every line number down",
+    "Not every change is refused: the fingerprint covers the public API and, with -trimpath, "
+    "positions, so Reset and a comment at the top change it",
+    "comments are ignored by the compiler, but the comment at the top moves every line down, "
+    "and the line positions are in the export data; Reset is exported",
+]
+WRONG_WHYS = {
+    "any change to counter.go makes the package's fingerprint differ, so the plugin is "
+    "refused by plugin.Open": "not every change is refused",
+    "comments do not matter to Go, but a new exported function changes the export data and "
+    "its line": "a comment can matter",
+    "Go compares a hash of the source file, so exported functions and lines change it":
+        "not of the file's text",
+    "Go refuses a plugin when any new function is added to the package's export data at "
+    "some line": "not every new function",
+    "the refused builds were compiled by a different Go version, so their export data and "
+    "exported lines differ": "the toolchain is not what differs",
+    "the refused ones change the export data of the package in some way": "exported-end",
+    "the refused builds change the export data because Reset is exported": "comment-top",
+    "because the refused ones are just different builds of it": "what plugin.Open compares",
+    "export data": "in a sentence",
+}
+
+
+def test_a_right_why_names_what_go_compares_and_both_causes():
+    for why in RIGHT_WHYS:
+        assert reference.fingerprint_why_problem(why) == "", why
+
+
+def test_a_long_but_wrong_why_is_refused_with_what_shows_it_wrong():
+    for why, problem in WRONG_WHYS.items():
+        assert problem in reference.fingerprint_why_problem(why), why
+    assert "in a sentence" in reference.fingerprint_why_problem(None)

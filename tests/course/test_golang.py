@@ -332,6 +332,12 @@ def test_a_second_go_library_runs_isolated(bridge, tmp_path):
     with minildr.open(bridge) as first, minildr.open(other, isolate=True) as isolated:
         assert first.lookup("go_add", "int (int, int)")(40, 2) == 42
         assert isolated.lookup("go_add", "int (int, int)")(40, 2) == 42
+        # A char * result is the same kind of value on both paths: a char * cdata.
+        here = first.lookup("go_runtime_version", "char *(void)")()
+        there = isolated.lookup("go_runtime_version", "char *(void)")()
+        ffi = minildr.ffi
+        assert ffi.typeof(there) is ffi.typeof(here) is ffi.typeof("char *")
+        assert ffi.string(there) == ffi.string(here) and ffi.string(here).startswith(b"go")
 
 
 def test_a_c_plugin_is_not_a_go_library(greet_so):

@@ -7,6 +7,7 @@ import tempfile
 import pytest
 
 import minildr
+from minildr.errors import CellBuildFailed
 from platforms import requires_posix
 
 IPython = pytest.importorskip("IPython")
@@ -77,9 +78,51 @@ def test_compiler_errors_show_the_cells_line_numbers(ip):
     message = str(result.error_in_exec)
     assert "cell:3:" in message and "missing_name" in message
     assert os.getcwd() not in message and tempfile.gettempdir() not in message
-    # The previous version stays bound and working: nothing is lost.
-    assert ip.user_ns["cellbroken"] is good and not good.closed
-    assert good.lookup("answer", "int (void)")() == 7
+    # The previous build is closed, and the name no longer means it: every use says the
+    # cell's last build failed (a check must not go on judging the old code).
+    assert good.closed
+    failed = ip.user_ns["cellbroken"]
+    assert failed is not good and not isinstance(failed, minildr.Plugin)
+    for use in (lambda: failed.lookup("answer", "int (void)"), lambda: failed.path,
+                lambda: os.fspath(failed), lambda: failed.close(), lambda: failed()):
+        with pytest.raises(CellBuildFailed, match=r"`cellbroken`: this cell's last build "
+                           r"failed \(cell:3:.*missing_name.*\); fix the cell and run it again"):
+            use()
+    with pytest.raises(CellBuildFailed):
+        with failed:
+            pass
+    assert "last build failed" in repr(failed)           # shown, not raised, in a notebook
+    assert not hasattr(failed, "_repr_html_")             # tools probing it are told "no"
+    # Fixed, the cell binds a working plugin again.
+    assert run(ip, "cellbroken", "int answer(void) { return 8; }").success
+    assert ip.user_ns["cellbroken"].lookup("answer", "int (void)")() == 8
+
+
+CHECK = """\
+from minildr.course.selfcheck import expect, isolated, task
+@task("9.1", "answer is 7")
+def verdict():
+    with isolated(cellcheck) as plugin:
+        expect(plugin.lookup("answer", "int (void)")() == 7, "answer() is not 7")
+"""
+
+
+@requires_posix("the check calls the cell's plugin in a worker process")
+def test_a_check_after_a_failed_build_does_not_pass_on_the_old_build(ip):
+    """The learner's 7 built; then an edit that does not compile: the check must not
+    still say done (it would be judging the old build)."""
+    assert run(ip, "cellcheck", "int answer(void) { return 7; }").success
+    assert ip.run_cell(CHECK).success
+    assert ip.user_ns["verdict"].status == "done"
+    assert not run(ip, "cellcheck", "int answer(void) { return 7 }").success   # no ';'
+    assert ip.run_cell(CHECK).success
+    verdict = ip.user_ns["verdict"]
+    assert verdict.status == "error", verdict
+    assert "CellBuildFailed" in verdict.message and "last build failed" in verdict.message
+    assert "fix the cell and run it again" in verdict.message
+    # A plain (not isolated) use of the name fails the same way.
+    result = ip.run_cell('cellcheck.lookup("answer", "int (void)")()')
+    assert isinstance(result.error_in_exec, CellBuildFailed)
 
 
 def test_syntax_errors_come_from_the_compiler_too(ip):

@@ -2,16 +2,20 @@
 
 A teacher who grades with nbgrader uses `solutions/` as source notebooks and
 the repository's `nbgrader_config.py`. This runs what they would run, with
-nbgrader itself, on two notebooks (02 and 03: C answer cells, one with two
-answer regions, checks that call the learner's C in a worker): the release
-is what `exercises/` holds, cell for cell; an untouched release scores 0;
-the solutions, typed in as a student would (markers removed), score full
-marks; the feedback quotes the course's own check messages; no build output
-or private key lands in the release. Nothing is put beside the assignment:
-the notebooks find the course's examples themselves (course_files), from
-nbgrader's source/, release/, submitted/ and autograded/ folders alike.
-(A correct answer whose check writes to stderr on purpose is graded by
-test_exercises.py::test_under_grading_a_check_not_done_raises_with_its_verdict.)
+nbgrader itself, on two notebooks: 02 (a `%%minildr` C answer cell, a Python
+cell with two answer regions, checks that call the learner's C in a worker)
+and 06 (a `%%writefile` C answer, a private key made in build/, and 06.3,
+whose correct answer makes a plugin abort on purpose: its worker writes to
+stderr, and nbgrader gives no points to a test that writes to stderr). The
+release is what `exercises/` holds, cell for cell; an untouched release
+scores 0; the solutions, typed in as a student would (markers removed), score
+full marks, 06.3 included; the feedback quotes the course's own check
+messages; no build output or private key lands in the release. Nothing is put
+beside the assignment: the notebooks find the course's examples themselves
+(course_files), from nbgrader's source/, release/, submitted/ and autograded/
+folders alike. (03, graded here before, cost as much to run and added no case
+that 02 and 06 lack: its C cell's two regions are cleared by the same
+exercise_cell as 02's two Python regions.)
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from platforms import requires_isolation
 nbgrader = pytest.importorskip("nbgrader")
 from minildr.course.exercises import BEGIN, END, HINT  # noqa: E402
 
-NOTEBOOKS = ["02-smallest-plugin.ipynb", "03-checks-before-loading.ipynb"]
+NOTEBOOKS = ["02-smallest-plugin.ipynb", "06-pitfalls.ipynb"]
 ASSIGNMENT = "ps"
 BIN = Path(sys.executable).parent          # nbgrader runs `alembic` from PATH
 
@@ -126,7 +130,22 @@ def test_the_feedback_shows_the_courses_own_messages(graded):
     assert "Task 02.1" in text and "not yet" in text
     assert "still a TODO: Task 02.2: write your code here" in text
     bob = (graded / "feedback" / "bob" / ASSIGNMENT / NOTEBOOKS[1].replace(".ipynb", ".html"))
-    assert "Task 03.4 (the first three checks, by hand): done" in bob.read_text(encoding="utf-8")
+    assert "Task 06.3 (a crash the host survives): done" in bob.read_text(encoding="utf-8")
+
+
+@requires_isolation
+def test_a_correct_answer_that_crashes_a_plugin_on_purpose_gets_its_point(graded):
+    """06.3: half(3) aborts in the worker, which says why on stderr. Graded, that text is
+    in the check's output as stdout, the cell has no stderr, and the test scores 1 of 1."""
+    from nbgrader.api import Gradebook
+    nb = nbformat.read(graded / "autograded" / "bob" / ASSIGNMENT / NOTEBOOKS[1], as_version=4)
+    check = next(c for c in nb.cells if c.source.startswith('@task("06.3"'))
+    streams = {o.get("name"): o.get("text", "") for o in check.outputs if o.output_type == "stream"}
+    assert "stderr" not in streams, check.outputs
+    assert "fragile: 3 is odd, giving up" in streams.get("stdout", ""), check.outputs
+    with Gradebook(f"sqlite:///{graded / 'gradebook.db'}") as gb:
+        grade = gb.find_grade("check-06_3", NOTEBOOKS[1][:-len(".ipynb")], ASSIGNMENT, "bob")
+        assert (grade.score, grade.max_score) == (1, 1)
 
 
 @requires_isolation

@@ -134,6 +134,22 @@ int read_environ(int pid) {
     return read_file(path);
 }
 
+/* 0 if /proc lists the host's process; else minus how many processes it lists
+   (a /proc of its own PID namespace), or the errno opendir met. */
+int list_processes(int host) {
+    DIR *d = opendir("/proc");
+    if (!d) return errno;
+    int seen = 0, host_seen = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] >= '1' && e->d_name[0] <= '9') {
+            seen++;
+            host_seen |= atoi(e->d_name) == host;
+        }
+    closedir(d);
+    return host_seen ? 0 : -seen;
+}
+
 int has_env(const char *name) { return getenv(name) ? 0 : ENOENT; }
 
 int allocate(long long bytes) {
@@ -164,6 +180,7 @@ int do_exec(void);
 int signal_process(int pid);
 int ptrace_process(int pid);
 int read_environ(int pid);
+int list_processes(int host);
 int has_env(const char *name);
 int allocate(long long bytes);
 int spin(double seconds);
@@ -192,6 +209,8 @@ ACTIONS: Dict[str, Tuple[str, str, str, Tuple[str, ...]]] = {
     "ptrace_host": ("ptrace the host", "ptrace_process", "int (int)", ("host",)),
     "host_environ": ("read the host's environment (/proc/<host>/environ)", "read_environ",
                      "int (int)", ("host",)),
+    "list_proc": ("list the processes in /proc (is the host there?)", "list_processes",
+                  "int (int)", ("host",)),
     "getenv_secret": ("getenv() a secret the host has", "has_env", "int (const char *)",
                       ("secret_name",)),
     "allocate": ("allocate 1.5 GiB (sandbox limit: 1 GiB)", "allocate", "int (long long)",
@@ -347,7 +366,7 @@ def cell(mode: str, action: str, seen: dict) -> str:
     if outcome.startswith("Plugin"):
         return outcome.split(":")[0]
     if outcome == "allowed":
-        extra = {"signal_host": " (the host got it)" if seen.get("host_got_signal") else "",
+        extra = {"list_proc": ": the host's and every other process","signal_host": " (the host got it)" if seen.get("host_got_signal") else "",
                  "exec": ": the host became sh", "tcp_connect": " (server reached)"
                  if seen.get("reached_server") else "", "udp_send": " (server reached)"
                  if seen.get("reached_server") else "",
@@ -359,6 +378,10 @@ def cell(mode: str, action: str, seen: dict) -> str:
         return "moot: it is the host (EPERM on itself)"
     if outcome == "ESRCH":
         return "refused (ESRCH: the host is outside its PID namespace)"
+    if action == "list_proc" and outcome.startswith("-"):
+        return f"only its own {outcome[1:]} (its PID namespace's /proc)"
+    if action == "host_environ" and outcome == "ENOENT":
+        return "not there (ENOENT: its /proc is its PID namespace's)"
     return f"refused ({outcome})"
 
 

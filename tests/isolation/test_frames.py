@@ -14,6 +14,7 @@ import pytest
 import minildr
 from minildr.isolation import marshal, protocol, shm
 from minildr.isolation.marshal import CallFrames, Marshal, Value
+from minildr.isolation.shm import SHM_MIN, Arena
 
 from helpers import write_plugin
 from platforms import requires_linux
@@ -80,7 +81,21 @@ def test_string_results_come_back_as_host_copies():
     frames = CallFrames(Marshal("function", Value.STRING, ()))
     assert frames.read_reply(body(frames.pack_reply(1, None, None)), 1, ffi, None) == ffi.NULL
     copy = frames.read_reply(body(frames.pack_reply(1, b"text", None)), 1, ffi, None)
-    assert ffi.string(copy) == b"text" and ffi.typeof(copy) is ffi.typeof("char[]")
+    assert ffi.string(copy) == b"text" and ffi.typeof(copy) is ffi.typeof("char *")
+
+
+def test_string_results_in_the_arena_come_back_as_char_pointers():
+    arena = Arena.create()
+    try:
+        frames = CallFrames(Marshal("function", Value.STRING, ()))
+        text = b"y" * (SHM_MIN + 5)
+        copy = frames.read_reply(body(frames.pack_reply(3, text, arena)), 3, ffi, arena)
+        assert ffi.typeof(copy) is ffi.typeof("char *") and ffi.string(copy) == text
+        arena.begin()                        # the arena is reused: the copy is the host's own
+        arena.put(b"z" * (SHM_MIN + 5))
+        assert ffi.string(copy) == text
+    finally:
+        arena.close()
 
 
 def test_an_integer_beyond_64_bits_asks_for_json():

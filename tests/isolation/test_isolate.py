@@ -24,7 +24,7 @@ import minildr
 from minildr import image as images
 from minildr.isolation import IsolatedPlugin, marshal, process, protocol as isolate
 
-from helpers import ORPHAN_GUARD, ROOT, run_in_worker_first, write_plugin
+from helpers import ORPHAN_GUARD, ROOT, run_in_worker_first, stress, write_plugin
 from platforms import requires_isolation, requires_linux, requires_posix, requires_proc
 
 pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test
@@ -245,6 +245,27 @@ def test_values_cross_both_ways(crashy):
         assert ratio[0] == 0.5
         ratio[0] = 2.25
         assert ratio[0] == 2.25
+
+
+def test_string_results_are_the_same_kind_of_value_as_in_process(crashy):
+    """A char * result is a `char *` cdata on both paths (once a char[] when isolated),
+    whether it crossed in the frame, in the arena, by JSON or as a variable's value."""
+    ffi, long_text = minildr.ffi, b"x" * 255
+    with minildr.open(crashy) as local, minildr.open(crashy, isolate=True) as remote:
+        for plugin in (local, remote):
+            shout = plugin.lookup("shout", "const char *(const char *)")
+            for text in (b"hi", long_text):          # (in-process: one static buffer)
+                result = shout(text)
+                assert ffi.typeof(result) is ffi.typeof("char *"), plugin.loader
+                assert ffi.string(result) == text.upper()
+            null = plugin.lookup("null_string", GREET_T)()
+            assert ffi.typeof(null) is ffi.typeof("char *") and null == ffi.NULL
+        remote_shout = remote.lookup("shout", "const char *(const char *)")
+        kept = remote_shout(b"kept")
+        gc.collect()                                  # the copy lives as long as the pointer
+        assert ffi.string(kept) == b"KEPT" and kept[0] == b"K"
+        by_json = remote_shout._by_json((b"json",))
+        assert ffi.typeof(by_json) is ffi.typeof("char *") and ffi.string(by_json) == b"JSON"
 
 
 @pytest.mark.parametrize("name, args, error, fragment", [
@@ -560,8 +581,10 @@ int step(int i)
 """
 
 
-def test_four_plugins_ten_thousand_calls_each_one_crashing(tmp_path):
-    calls = 10_000
+@pytest.mark.fuzz
+def test_four_plugins_many_calls_each_one_crashing(tmp_path):
+    """1,000 interleaved calls each in make test (one plugin aborts at the 500th), 10,000 in make fuzz."""
+    calls = stress(1_000, 10_000)
     factors = [3, 5, 7, 11]
     crash_at = calls // 2
     plugins = []

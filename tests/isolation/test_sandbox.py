@@ -11,6 +11,7 @@ Isolated, most of them succeed: crash isolation is no protection from malice
 from __future__ import annotations
 
 import errno
+import os
 import re
 import subprocess
 import sys
@@ -33,7 +34,7 @@ requires_sandbox = pytest.mark.skipif(
 pytestmark = requires_linux("sandbox=True confines a worker with Linux's Landlock and seccomp")
 
 REFUSED = ["read_secret", "read_passwd", "create_file", "list_home", "tcp_connect", "udp_send",
-           "fork", "exec", "signal_host", "ptrace_host", "host_environ"]
+           "fork", "exec", "signal_host", "ptrace_host", "host_environ", "list_proc"]
 OUTSIDE = ["signal_host", "ptrace_host"]        # reach the host's process by its pid
 
 
@@ -49,6 +50,13 @@ def namespaced(plugins):
     then the host is not there for a plugin to signal or ptrace (ESRCH)."""
     with minildr.open(plugins[1], isolate=True) as plugin:
         return plugin.containment.pid_namespace
+
+
+@pytest.fixture(scope="module")
+def private_proc(plugins):
+    """Whether isolated workers here have a /proc of their own PID namespace (mounts.py)."""
+    with minildr.open(plugins[1], isolate=True) as plugin:
+        return plugin.containment.private_proc
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +76,12 @@ def isolated(plugins):
 # ---------------------------------------------------------------------------
 @requires_sandbox
 @pytest.mark.parametrize("action", REFUSED)
-def test_the_sandbox_refuses(sandboxed, namespaced, action):
+def test_the_sandbox_refuses(sandboxed, namespaced, private_proc, action):
     seen = sandboxed[action]
     if namespaced and action == "signal_host":              # (ptrace: seccomp's EPERM first)
         assert seen["outcome"] == "ESRCH", seen             # no such process in its namespace
+    elif private_proc and action == "host_environ":         # no /proc/<host> to refuse
+        assert seen["outcome"] == "ENOENT", seen
     else:
         assert seen["outcome"] in ("EACCES", "EPERM"), seen
     assert seen["carried_on"] and seen["others_fine"], seen    # the plugin probes on
@@ -103,16 +113,21 @@ def test_spinning_past_the_cpu_limit_is_a_crash_that_names_the_limit(sandboxed):
 # What crash isolation does not stop
 # ---------------------------------------------------------------------------
 @pytest.mark.skipif(sys.platform != "linux", reason="the hostile plugin reads Linux's /proc")
-def test_crash_isolation_does_not_stop_a_hostile_plugin(isolated, namespaced):
+def test_crash_isolation_does_not_stop_a_hostile_plugin(isolated, namespaced, private_proc):
     """isolate=True is protection from bugs: a hostile isolated plugin reaches all this.
 
     In a PID namespace (pids.py) it cannot name the host's process: signal and
-    ptrace find no such process (ESRCH); it still reads /proc/<host>/environ.
+    ptrace find no such process (ESRCH); with a /proc of its own (mounts.py)
+    /proc/<host>/environ is not there either (ENOENT).
     """
     outside = OUTSIDE if namespaced else []
+    assert {a: isolated[a]["outcome"] for a in outside} == {a: "ESRCH" for a in outside}
+    if private_proc:
+        assert isolated["host_environ"]["outcome"] == "ENOENT"
+        assert isolated["list_proc"]["outcome"] in ("-2", "-3")    # its init, server (+ a child)
+        outside = outside + ["host_environ", "list_proc"]
     allowed = [a for a in REFUSED if a != "exec" and a not in outside] + ["allocate", "spin"]
     assert {a: isolated[a]["outcome"] for a in allowed} == {a: "allowed" for a in allowed}
-    assert {a: isolated[a]["outcome"] for a in outside} == {a: "ESRCH" for a in outside}
     assert isolated["tcp_connect"]["reached_server"] and isolated["udp_send"]["reached_server"]
     assert isolated["create_file"]["file_exists"]
     assert isolated["signal_host"]["host_got_signal"] == (not namespaced)
@@ -125,6 +140,33 @@ def test_crash_isolation_does_not_stop_a_hostile_plugin(isolated, namespaced):
 # ---------------------------------------------------------------------------
 # What a sandboxed plugin may still do
 # ---------------------------------------------------------------------------
+@pytest.mark.skipif(sys.platform != "linux", reason="a mount namespace and /proc: Linux")
+def test_an_isolated_plugin_has_a_proc_of_its_own(plugins):
+    """/proc in the worker lists only its PID namespace: the init (1) and the server (2).
+    Sandboxed, /proc is unreadable (Landlock) unless granted; granted, the same."""
+    hostile_so, _, _ = plugins
+    kinds = [{"isolate": True}]
+    if not sandbox.probe().missing:
+        kinds += [{"sandbox": True}, {"sandbox": SandboxPolicy(read=["/proc"])}]
+    seen = []
+    for how in kinds:
+        with minildr.open(hostile_so, **how) as plugin:
+            if not plugin.containment.private_proc:
+                pytest.skip(f"no private /proc here: {plugin.containment.reason}")
+            listing = plugin.lookup("list_processes", "int (int)")(os.getpid())
+            environ = plugin.lookup("read_environ", "int (int)")(os.getpid())
+            own = plugin.lookup("read_file", "int (const char *)")(b"/proc/self/status")
+            seen.append((listing, errno.errorcode.get(environ), own))
+            worker_ns = os.readlink(f"/proc/{plugin.worker_pid}/ns/mnt")
+            assert worker_ns != os.readlink("/proc/self/ns/mnt")     # a mount namespace of its own
+            with open(f"/proc/{plugin.worker_pid}/mountinfo") as f:
+                assert any(line.split()[4] == "/proc" and " - proc " in line for line in f)
+    assert seen[0] == (-2, "ENOENT", 0)             # isolated: itself and its init, no host
+    if len(seen) > 1:
+        assert seen[1] == (errno.EACCES, "ENOENT", errno.EACCES)   # sandboxed: Landlock; no /proc/<host>
+        assert seen[2] == (-2, "ENOENT", 0)         # granted /proc: still only its own
+
+
 @requires_sandbox
 def test_a_sandboxed_plugin_may_start_threads_and_load_system_libraries(plugins):
     hostile_so, _, _ = plugins

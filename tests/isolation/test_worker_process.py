@@ -15,13 +15,14 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import minildr
-from minildr.isolation import pids, policy, process
+from minildr.isolation import pids, policy, process, tree
 
 from helpers import ORPHAN_GUARD, ROOT, write_plugin
 from platforms import requires_isolation, requires_linux, requires_proc
@@ -70,23 +71,14 @@ long long limit(int which) {
     return r.rlim_cur == RLIM_INFINITY ? -1 : (long long)r.rlim_cur;
 }
 
-/* This process's pid as the host sees it: in a PID namespace (isolation/pids.py)
-   getpid() is the namespace's number; /proc is the host's. */
-static pid_t seen_by_host(void) {
-    char text[32];
-    ssize_t n = readlink("/proc/self", text, sizeof text - 1);
-    if (n <= 0) return getpid();
-    text[n] = 0;
-    return (pid_t)atoi(text);
-}
-
-/* A child in the worker's process group, sleeping. Returns its pid (the host's number). */
+/* A child in the worker's process group, sleeping. Returns its pid (in a PID namespace,
+   isolation/pids.py, the namespace's number: the test finds the host's, as_seen_by_host). */
 int spawn_child(void) {
     int fds[2];
     pid_t child = 0;
     if (pipe(fds)) return -1;
     if (fork() == 0) {
-        pid_t me = seen_by_host();
+        pid_t me = getpid();
         write(fds[1], &me, sizeof me);
         for (;;) pause();
     }
@@ -106,7 +98,7 @@ int spawn_daemon(void) {
     if (middle == 0) {
         if (fork() == 0) {
             setsid();
-            pid_t me = seen_by_host();
+            pid_t me = getpid();
             write(fds[1], &me, sizeof me);
             for (;;) pause();
         }
@@ -134,6 +126,21 @@ void crash(void);
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> Path:
     return write_plugin(tmp_path_factory.mktemp("probe"), "probe", PROBE_C, PROBE_H)
+
+
+def as_seen_by_host(pid: int, plugin) -> int:
+    """The host's number for a process the plugin numbered `pid` (its PID namespace's, where it
+    has one: the worker's /proc is its own, mounts.py), found below the worker's keeper by
+    the last field of NSpid in the host's /proc (proc(5))."""
+    for below in tree.descendants(plugin._worker.process.pid):
+        try:
+            with open(f"/proc/{below}/status") as f:
+                nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(nspid[-1]) == pid:
+            return below
+    raise AssertionError(f"no process numbered {pid} below the worker's keeper")
 
 
 def text(function, *args) -> str:
@@ -243,8 +250,8 @@ def test_a_stray_minildr_in_the_current_folder_never_runs(probe, tmp_path, monke
 @requires_linux("the worker keeps its process tree as Linux's child subreaper")
 def test_close_ends_every_process_the_plugin_started(probe):
     plugin = minildr.open(probe, isolate=True)
-    child = plugin.lookup("spawn_child", "int (void)")()
-    daemon = plugin.lookup("spawn_daemon", "int (void)")()
+    child = as_seen_by_host(plugin.lookup("spawn_child", "int (void)")(), plugin)
+    daemon = as_seen_by_host(plugin.lookup("spawn_daemon", "int (void)")(), plugin)
     assert child > 0 and daemon > 0 and alive(child) and alive(daemon)
     assert os.getpgid(daemon) != os.getpgid(child)          # it left the worker's group
     plugin.close()
@@ -255,7 +262,7 @@ def test_close_ends_every_process_the_plugin_started(probe):
 def test_a_crash_is_seen_at_once_though_a_daemon_holds_the_socket(probe):
     """The daemon inherited the worker's socket: the crash is still PluginCrashed, now."""
     plugin = minildr.open(probe, isolate=30)
-    daemon = plugin.lookup("spawn_daemon", "int (void)")()
+    daemon = as_seen_by_host(plugin.lookup("spawn_daemon", "int (void)")(), plugin)
     crash = plugin.lookup("crash", "void (void)")
     start = time.monotonic()
     with pytest.raises(minildr.PluginCrashed) as err:
@@ -270,25 +277,32 @@ def test_a_crash_is_seen_at_once_though_a_daemon_holds_the_socket(probe):
 def test_a_timeout_ends_the_whole_tree(probe, tmp_path):
     """A plugin that forks a copy of itself (in a session of its own) and hangs."""
     source = ("#include <stdio.h>\n#include <unistd.h>\n"
-              "int fork_and_hang(const char *where) {\n"     # the child writes its host pid
-              "  char me[32] = {0};\n"
+              "int fork_and_hang(const char *where) {\n"     # the child writes its pid
               "  if (fork() == 0) {\n"
               "    setsid();\n"
-              "    readlink(\"/proc/self\", me, sizeof me - 1);\n"
-              "    FILE *f = fopen(where, \"w\"); fputs(me, f); fclose(f);\n"
+              "    FILE *f = fopen(where, \"w\"); fprintf(f, \"%d\", (int)getpid()); fclose(f);\n"
               "    for (;;) pause();\n"
               "  }\n"
               "  for (;;) pause();\n}\n")
     path = write_plugin(tmp_path, "forkhang", source, "int fork_and_hang(const char *where);\n")
-    plugin = minildr.open(path, isolate=0.5)
+    plugin = minildr.open(path, isolate=10)
     worker = plugin.worker_pid
     where = tmp_path / "child.pid"
-    with pytest.raises(minildr.PluginTimeout):
-        plugin.lookup("fork_and_hang", "int (const char *)")(str(where).encode())
-    deadline = time.monotonic() + 30
+    raised = []
+
+    def call() -> None:
+        try:
+            plugin.lookup("fork_and_hang", "int (const char *)")(str(where).encode())
+        except minildr.PluginError as exc:
+            raised.append(exc)
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 9     # (the child may be slow to come on a busy machine)
     while not (where.exists() and where.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)                # the child may still be on its way (a busy machine)
-    child = int(where.read_text())
+        time.sleep(0.05)
+    child = as_seen_by_host(int(where.read_text()), plugin)    # while the tree is there
+    caller.join(60)
+    assert [type(e) for e in raised] == [minildr.PluginTimeout]
     assert ends_soon(worker) and ends_soon(child)
 
 
@@ -406,8 +420,9 @@ plugin = minildr.open({path!r}, isolate=True)
 keeper = plugin._worker.process.pid
 try:
     errno = plugin.lookup("escape", "int (int)")(keeper)
-except minildr.PluginCrashed:     # the keeper died, and the server with it, before the reply
-    errno = 0
+except (minildr.PluginCrashed, minildr.PluginTimeout):
+    errno = 0       # the keeper died, and the server with it, before the reply; without the
+                    # namespace the daemon still holds the socket: then only the timeout tells
 if errno:                         # ESRCH: from inside its namespace the keeper is not there
     os.kill(keeper, signal.SIGKILL)          # so kill it from outside, as if it had worked
 time.sleep(0.5)
@@ -501,3 +516,42 @@ def test_a_cgroup_left_by_a_killed_keeper_is_swept(probe):
     with minildr.open(probe, isolate=True) as plugin:
         assert plugin.containment.cgroup
     assert not stale.exists()
+
+
+HOST_KILLED_WITH_ITS_KEEPER = r"""
+import json, sys, time
+import minildr
+plugin = minildr.open(sys.argv[1], isolate=True)
+c = plugin.containment
+print(json.dumps([plugin._worker.process.pid, plugin.worker_pid, c.cgroup, c.pid_namespace]),
+      flush=True)
+time.sleep(600)                                   # until the test kills it
+"""
+
+
+@requires_linux("pids cgroups and PID namespaces")
+def test_a_cgroup_goes_when_host_and_keeper_are_both_killed(probe):
+    """SIGKILL to the keeper, then to the host: nobody is left to remove the worker's cgroup
+    but the namespace's init, which its keeper's death wakes (PR_SET_PDEATHSIG): it ends
+    the namespace and removes the cgroup, with no other worker started."""
+    if pids.pids_parent() is None:
+        pytest.skip("no writable pids cgroup here")
+    host = subprocess.Popen([sys.executable, "-c", HOST_KILLED_WITH_ITS_KEEPER, str(probe)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        keeper, server, cgroup, namespaced = json.loads(host.stdout.readline())
+        if not namespaced:
+            pytest.skip("no PID namespace here: the init that removes the cgroup is not there")
+        assert cgroup and os.path.isdir(cgroup)
+        os.kill(keeper, 9)
+        host.kill()
+        host.wait()
+        deadline = time.monotonic() + 10
+        while (os.path.exists(cgroup) or os.path.exists(f"/proc/{server}")) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(cgroup), "the cgroup stayed"
+        assert not os.path.exists(f"/proc/{server}"), "the server is still there"
+    finally:
+        host.kill()
+        host.wait()

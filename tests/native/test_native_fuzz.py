@@ -20,11 +20,12 @@ import sys
 
 import pytest
 
-from helpers import ROOT, fuzz_examples
+from helpers import ROOT, stress
 from native_util import HERE, build_relocs, linker_supports, native_host
 
 pytestmark = [native_host, pytest.mark.fuzz]
-EXAMPLES = int(os.environ.get("MINILDR_FUZZ_EXAMPLES", str(fuzz_examples(2000))))
+# 500 mutants in make test (a few seconds), 40,000 in make fuzz.
+EXAMPLES = int(os.environ.get("MINILDR_FUZZ_EXAMPLES", str(stress(500, 40_000))))
 SEED = int(os.environ.get("MINILDR_FUZZ_SEED", "0"))
 
 

@@ -1,0 +1,207 @@
+"""The worker's call loop in C for numbers-only functions: built once, loaded by the worker.
+
+An empty isolated call used to spend most of its time in the worker's
+Python (reading the frame, the cffi call, fflush, packing the reply), more
+than the round trip through the kernel itself. fastcall.c does that loop in
+C for every function whose parameters and result are integers, _Bool, char
+or double, and hands anything else back to Python (worker.serve), which
+answers it exactly as before.
+
+The host builds fastcall.c once per machine with the C compiler the course
+requires (build.find_compiler: $CC, else cc, gcc, clang) into the user's
+cache folder, under a name that is a hash of the source, the compiler and
+the machine (written atomically: two hosts building at once is harmless),
+and passes the library's path to each worker, which loads it before it
+confines itself. Where it cannot be built (no compiler, another machine,
+not Linux) or loaded, workers serve every call in Python, and `status()`
+says why (`python -m minildr sandbox` prints it).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import cffi
+
+from .. import ctype
+from ..build import find_compiler, run_tool
+from ..errors import CompilerNotFound
+from .kernel import MACHINE
+
+SOURCE = Path(__file__).with_name("fastcall.c")
+MACHINES = ("x86_64", "aarch64")        # the calling conventions fastcall.c knows
+DECLARATIONS = """
+int mldr_register(int handle, void *address, char result, const char *params, int count);
+void mldr_clear(void);
+long mldr_serve(int sock, char *buf, long capacity, long have);
+int mldr_echo(int sock, long count, long in, long out);
+"""
+
+
+@dataclass(frozen=True)
+class Status:
+    """Whether workers serve numbers-only calls in C: the library's path, or why not."""
+    path: str          # "" if not built
+    reason: str        # "" if built
+
+
+_lock = threading.Lock()
+_status: Optional[Status] = None
+
+
+def status() -> Status:
+    """The C call loop, built on first use (once per process; the file once per machine)."""
+    global _status
+    with _lock:
+        if _status is None:
+            _status = _build()
+        return _status
+
+
+def _build() -> Status:
+    if not sys.platform.startswith("linux") or MACHINE not in MACHINES:
+        return Status("", f"the C call loop knows Linux on {', '.join(MACHINES)} only "
+                          f"(this is {sys.platform} {MACHINE}): calls are served in Python")
+    try:
+        compiler = find_compiler()
+    except CompilerNotFound as exc:
+        return Status("", f"no C compiler to build the C call loop ({exc.reason.split('.')[0]}): "
+                          "calls are served in Python")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + compiler.version.encode() + MACHINE.encode()).hexdigest()[:16]
+    folder = cache_folder()
+    if folder is None:
+        return Status("", "no writable cache folder for the C call loop: calls are served "
+                          "in Python")
+    target = folder / f"fastcall-{MACHINE}-{key}.so"
+    if target.exists():
+        return Status(str(target), "")
+    fd, staged = tempfile.mkstemp(dir=folder, prefix=".fastcall-", suffix=".so")
+    os.close(fd)
+    try:
+        done = run_tool([compiler.path, "-O2", "-shared", "-fPIC", "-o", staged, str(SOURCE)],
+                        timeout=120)
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or ["no message"])[0]
+            return Status("", f"{compiler.path} could not build the C call loop ({first}): "
+                              "calls are served in Python")
+        os.replace(staged, target)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Status("", f"the C call loop could not be built ({exc}): calls are served "
+                          "in Python")
+    finally:
+        if os.path.exists(staged):
+            os.unlink(staged)
+    return Status(str(target), "")
+
+
+def cache_folder() -> Optional[Path]:
+    """$XDG_CACHE_HOME/minildr or ~/.cache/minildr, else a folder of this user's in the
+    temporary folder; None if none can be made."""
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for folder in (Path(home) / "minildr",
+                   Path(tempfile.gettempdir()) / f"minildr-cache-{os.geteuid()}"):
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if folder.stat().st_uid == os.geteuid() and os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------------------
+# The worker's side
+# ---------------------------------------------------------------------------
+class Loop:
+    """The C loop in a worker: register functions, serve, echo."""
+
+    def __init__(self, path: str) -> None:
+        self.ffi = cffi.FFI()
+        self.ffi.cdef(DECLARATIONS)
+        self.lib = self.ffi.dlopen(path)
+
+    def register(self, handle: int, function: Any, codes: Tuple[str, str]) -> bool:
+        """Serve calls of `function` (a cffi function pointer) in C, if its signature
+        allows (codes: from type_codes)."""
+        result, params = codes
+        address = self.ffi.cast("void *", function)
+        return bool(self.lib.mldr_register(handle, address, result.encode(), params.encode(),
+                                           len(params)))
+
+    def clear(self) -> None:
+        self.lib.mldr_clear()
+
+    def serve(self, sock: int, inbox: Any, have: int = 0) -> int:
+        """Answer calls until bytes come that Python must handle: how many (at the start of
+        `inbox`, a writable buffer), 0 at end of file; OSError if the socket failed."""
+        got = self.lib.mldr_serve(sock, self.ffi.from_buffer(inbox), len(inbox), have)
+        if got < 0:
+            raise OSError(-got, os.strerror(-got))
+        return got
+
+    def echo(self, sock: int, count: int, size_in: int, size_out: int) -> bool:
+        """The bare ping-pong (protocol PING); False if the host closed the socket."""
+        got = self.lib.mldr_echo(sock, count, size_in, size_out)
+        if got < 0:
+            raise OSError(-got, os.strerror(-got))
+        return got == 0
+
+
+def load(path: str) -> Tuple[Optional[Loop], str]:
+    """The loop from the library the host built ('' if none), or None and why not."""
+    if not path:
+        return None, "the host passed no C call loop"
+    try:
+        return Loop(path), ""
+    except OSError as exc:
+        return None, f"the C call loop could not be loaded ({exc})"
+
+
+# Integer types by (size, signed) -> fastcall.c's type codes
+_INTEGERS = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H",
+             (4, True): "i", (4, False): "I", (8, True): "q", (8, False): "Q"}
+
+
+def _code(ffi: Any, spelling: str) -> Optional[str]:
+    if spelling == "void":
+        return "v"
+    try:
+        t = ffi.typeof(spelling)
+    except Exception:            # cffi raises several types for types it cannot use
+        return None
+    if t.kind == "primitive" and t.cname in ("char", "_Bool", "double"):
+        return {"char": "c", "_Bool": "?", "double": "d"}[t.cname]
+    if t.kind == "enum" or (t.kind == "primitive" and t.cname in ctype.INTEGER_TYPES):
+        if t.kind == "enum":     # cffi gives an enum a signed type only for negative values
+            signed = any(value < 0 for value in t.elements)
+        else:
+            signed = int(ffi.cast(t, -1)) < 0
+        return _INTEGERS.get((ffi.sizeof(t), signed))
+    return None                  # float, long double, pointers: Python's path
+
+
+def type_codes(ffi: Any, declaration: str, types: str) -> Optional[Tuple[str, str]]:
+    """(result code, parameter codes) of a function for fastcall.c, or None if the C loop
+    cannot call it (a float, a string, a pointer: Python's path serves it)."""
+    result, params, variadic = ctype.signature(declaration, types)
+    if variadic:
+        return None
+    codes = [_code(ffi, spelling) for spelling in (result, *params)]
+    if None in codes or "v" in codes[1:]:
+        return None
+    return codes[0], "".join(codes[1:])
+
+
+def main() -> None:
+    """Build it now and say so (`make` runs this at install)."""
+    built = status()
+    print("minildr: the worker's C call loop is " + ("built" if built.path else
+                                                    f"not built: {built.reason}"))

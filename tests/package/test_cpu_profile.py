@@ -1,0 +1,40 @@
+"""make test-profile's measuring plugin (tests/cpu_profile.py): rows that add up, sums per file."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cpu_profile
+
+
+def test_each_row_is_the_cpu_spent_since_the_last_one(tmp_path):
+    profile = cpu_profile.CpuProfile(tmp_path, children=True)
+    start = cpu_profile.cpu_seconds()
+    profile.record("<collect>")
+    sum(i * i for i in range(300_000))                          # this process's CPU
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(2_000_000))"], check=True)
+    profile.record("tests/a.py::t")
+    end = cpu_profile.cpu_seconds()
+    profile.out.close()
+    rows = cpu_profile.load(tmp_path)
+    assert [r["test"] for r in rows] == ["<collect>", "tests/a.py::t"]
+    assert rows[1]["user"] > 0.05                                 # the child's CPU is in it
+    total = sum(r["user"] + r["system"] for r in rows)
+    assert abs(total - sum(end)) < 0.01          # from the start of the process, nothing lost
+    assert sum(start) <= rows[0]["user"] + rows[0]["system"] + 0.01
+
+
+def test_the_report_sums_per_file_and_gives_the_floor(tmp_path):
+    rows = [{"test": "tests/a.py::one", "user": 3.0, "system": 1.0},
+            {"test": "tests/a.py::two", "user": 1.0, "system": 0.0},
+            {"test": "notebooks/n.ipynb::Cell 3", "user": 2.0, "system": 0.0},
+            {"test": "<collect>", "user": 3.0, "system": 0.0}]
+    (tmp_path / "cpu-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = cpu_profile.report(cpu_profile.load(tmp_path), top=2, tests=1, cores=2)
+    lines = text.splitlines()
+    assert lines[1].split()[0] == "5.0" and lines[1].endswith("tests/a.py")
+    assert lines[2].endswith("<collect>")
+    assert "(1 other files)" in lines[3]
+    assert "10.0" in lines[4] and "floor of the wall time on 2 cores: 5 s" in lines[4]
+    assert text.splitlines()[-1].split() == ["4.0", "tests/a.py::one"]
