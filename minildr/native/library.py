@@ -52,13 +52,15 @@ class NativeLibrary(KeepsMappedWhileReferenced):
                                        f"machine is {HOST.arch}: its code cannot run here")
         self._on_unload: Optional[Callable[[], None]] = None
         self._cache: dict = {}
-        self._needed = resolve.open_needed(self.plan, self.trace)
+        self._needed: List[Any] = []
         self._tls: Optional[tls.BorrowedModule] = None
         self._unwind: Optional[unwind.Registration] = None
         self._fini: List[Tuple[str, int]] = []
         self._unloaded = False
+        self._started: List[int] = []      # the initialisers called (glibc's l_init_called)
         self.base: Optional[int] = None
-        try:
+        try:                                 # every step in it: an interrupt at any line
+            self._needed = resolve.open_needed(self.plan, self.trace)
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
             self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
@@ -71,15 +73,21 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             self._unwind.register(self.base, self.trace)
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
+            self._run_initialisers(inits, on_unload)
         except BaseException:
-            finish(self._release_memory)
+            # the caller (from_image) releases the image itself when this raises
+            if not self._started:
+                self._fini = []
+                finish(self._release_memory)
+            else:
+                self._unload()
             raise
-        self._run_initialisers(inits, on_unload)
 
     def _run_initialisers(self, inits: List[Tuple[str, int]],
                           on_unload: Optional[Callable[[], None]]) -> None:
         """Step 5; interrupted part-way (KeyboardInterrupt, a trace callback's exception),
-        the library is closed before the exception goes on: nothing stays half-loaded.
+        the library is closed (by __init__) before the exception goes on: nothing stays
+        half-loaded.
 
         Once an initialiser has been called, the finalisers run, as dlclose runs
         them for a library whose initialisers were called (l_init_called,
@@ -88,15 +96,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         registered, pointers into memory about to go. If none was called, none
         of the finalisers runs either.
         """
-        started: List[int] = []
-        try:
-            initfini.run(self.plan, self.base, inits, "init", self.trace, started)
-        except BaseException:
-            # the caller (from_image) releases the image itself when this raises
-            if not started:
-                self._fini = []
-            self._unload()
-            raise
+        initfini.run(self.plan, self.base, inits, "init", self.trace, self._started)
         self._on_unload = on_unload
 
     # -- what minildr.open uses ------------------------------------------
@@ -134,7 +134,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
     def _unload_steps(self) -> None:
         if self._unloaded:
             return
-        initfini.run_pending(self.plan, self.base or 0, self._fini, "fini", self.trace)
+        initfini.run(self.plan, self.base or 0, self._fini, "fini", self.trace, [])
         self._forget()
         self._unloaded = True
 
@@ -263,15 +263,32 @@ def read(path: str) -> Tuple[bytes, files.Identity]:
 
 
 def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
-    """Load a checked `PluginImage`: map its sealed copy, whose bytes are the ones checked."""
+    """Load a checked `PluginImage`: map its sealed copy, whose bytes are the ones checked.
+
+    What it holds (the image, the descriptor it maps from, the library) is
+    recorded in the statement that makes it, so an interrupt at any line
+    gives everything back before it goes on.
+    """
     holder = object()                     # this load's use of the image (image.acquire)
-    load_path = image.acquire(holder)
+    fds: List[int] = []
+    library: Optional[NativeLibrary] = None
     try:
-        with opened(load_path, image.path, "cannot open its sealed copy") as fd:
-            return NativeLibrary(image.data, image.path, fd, trace=trace,
-                                 on_unload=functools.partial(image.release, holder))
+        load_path = image.acquire(holder)
+        try:
+            fds.append(os.open(load_path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as exc:
+            raise LoadError(image.path, f"cannot open its sealed copy ({exc.strerror})") from None
+        library = NativeLibrary(image.data, image.path, fds[0], trace=trace,
+                                on_unload=functools.partial(image.release, holder))
+        os.close(fds.pop())               # the mappings keep their own reference
+        return library
     except BaseException:
-        image.release(holder)
+        while fds:
+            with contextlib.suppress(OSError):
+                os.close(fds.pop())
+        if library is not None:
+            finish(library.close)         # gives the image back too (on_unload)
+        image.release(holder)             # (a second release is harmless)
         raise
 
 

@@ -209,7 +209,7 @@ def _raise_once(real):
 
 @requires_proc
 @requires_native_loader
-@pytest.mark.parametrize("step", ["_unload", "unmap", "run_pending"])
+@pytest.mark.parametrize("step", ["_unload", "unmap", "run"])
 def test_an_interrupted_native_close_is_finished(greet_so, step, monkeypatch):
     """The native unload could not run twice, so close() interrupted before it or during it
     left the library mapped for good: a second close() did nothing. Now a close finishes
@@ -220,9 +220,7 @@ def test_an_interrupted_native_close_is_finished(greet_so, step, monkeypatch):
     plugin = minildr.open(greet_so, loader="native")
     assert _mapped("greet") != before
     owner, name = {"_unload": (library.NativeLibrary, "_unload"), "unmap": (mapping, "unmap"),
-                   "run_pending": (initfini, "run_pending")}[step]
-    if not hasattr(owner, name):        # (before this fix the finalisers ran one by one)
-        owner, name = initfini, "run"
+                   "run": (initfini, "run")}[step]
     once = _raise_once(getattr(owner, name))
     monkeypatch.setattr(owner, name, once)
     with pytest.raises(KeyboardInterrupt):
