@@ -311,9 +311,15 @@ class CffiTypes:
     one export's type at a time costs the size of the whole manifest for
     each export, and so did reading it with pycparser after the manifest's
     declarations. So the first typed lookup reads all the exports' types at
-    once, as the parameters of one function (pycparser, then cffi), and
+    once, as the parameters of one function type (pycparser, then cffi), and
     takes each pointer type from that function's arguments: a few parses
     per manifest, whatever its size.
+
+    One type cffi cannot take spoils the batch: then each half is read as a
+    batch of its own, and so on down to the types that fail alone, whose
+    verdict (the CTypeError) is kept too. So a broken export costs a few
+    batches (about log2 N for one among N), once, and no lookup of any
+    export of that plugin reads its types again.
     """
 
     def __init__(self, types: str, exports: Tuple[str, ...]) -> None:
@@ -322,26 +328,63 @@ class CffiTypes:
             cffi_cdef(self.ffi, types)
         self._types = types
         self._pointers: Dict[str, Any] = {}
-        texts = [text for text in exports if _one_parameter(text)]
+        self._refused: Dict[str, str] = {}      # the types that fail on their own: why
+        self._read([text for text in dict.fromkeys(exports) if _one_parameter(text)])
+
+    def _read(self, texts: List[str]) -> None:
+        """Read `texts` as one batch; if that fails, find the ones that fail alone by halving:
+        the first half is read; if it fails it is halved again and the second half read as
+        well, else the second half (which must hold the culprit) is halved at once."""
+        pending: List[Tuple[List[str], bool]] = [(texts, False)]    # (batch, known to fail)
+        while pending:
+            batch, fails = pending.pop()
+            if not fails:
+                try:
+                    self._read_batch(batch)
+                    continue
+                except CTypeError as exc:
+                    if len(batch) == 1:
+                        self._refused[batch[0]] = str(exc)
+                        continue
+            if len(batch) == 1:                   # known to fail: read it to know why
+                pending.append((batch, False))
+                continue
+            first, second = batch[:len(batch) // 2], batch[len(batch) // 2:]
+            try:
+                self._read_batch(first)
+            except CTypeError as exc:
+                if len(first) == 1:
+                    self._refused[first[0]] = str(exc)
+                else:
+                    pending.append((first, True))
+                pending.append((second, False))
+            else:
+                pending.append((second, True))
+
+    def _read_batch(self, texts: List[str]) -> None:
+        """The pointer types of `texts`, as the parameters of one function type."""
+        if not texts:
+            return
         try:
             pointers = [spell(c_ast.PtrDecl(quals=[], type=param.type))
-                        for param in _probe_all(texts, types)]
-            cffi_cdef(self.ffi, "typedef void (*__minildr_exports__)(" + ", ".join(pointers)
-                      + ");")
-            with PARSE_LOCK:
-                args = self.ffi.typeof("__minildr_exports__").args
-        except Exception:                  # one type cffi cannot take (CTypeError): each
-            self.ffi = cffi.FFI()          # is then read on its own, at its lookup
-            if types:
-                cffi_cdef(self.ffi, types)
-            return
-        if len(args) == len(texts):
-            self._pointers = dict(zip(texts, args))
+                        for param in _probe_all(texts, self._types)]
+        except CTypeError:
+            raise
+        except Exception as exc:           # pycparser's own errors, as a CTypeError
+            raise CTypeError(f"{', '.join(texts)[:200]!r}: {type(exc).__name__}: {exc}") \
+                from None
+        args = cffi_type(self.ffi, "void (*)(" + ", ".join(pointers) + ")").args
+        if len(args) != len(texts):
+            raise CTypeError("the export types are not one C type each")
+        self._pointers.update(zip(texts, args))
 
     def pointer(self, ctype: str) -> Any:
         """The cffi type of a pointer to `ctype` (an export's type, as its manifest spells it)."""
         found = self._pointers.get(ctype)
         if found is None:
+            refused = self._refused.get(ctype)
+            if refused is not None:               # the verdict of the first reading
+                raise CTypeError(refused)
             found = cffi_type(self.ffi, pointer_to(ctype, self._types))
         return found
 

@@ -54,7 +54,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, NamedTuple, Optional, Set, Tuple, TypeVar
 
 from . import files
 from .atomic import Written
@@ -85,7 +85,7 @@ class _Sealed:
 
     fd: Optional[int] = None
     copy: Optional[str] = None
-    users: int = 0
+    holders: Set[object] = field(default_factory=set)   # who acquired it (acquire)
     cached: bool = True
     resident: bool = False     # the system loader would not unload it: keep its name unique
     still_loaded: Optional[Callable[[], bool]] = None
@@ -192,11 +192,17 @@ class PluginImage:
     # -- the loader's view ----------------------------------------------
     @property
     def users(self) -> int:
-        """How many loaded libraries currently come from this image."""
-        return self._shared.users
+        """How many loaded libraries (or workers being started) currently use this image."""
+        return len(self._shared.holders)
 
-    def acquire(self) -> str:
-        """A path the system loader can open that holds exactly `data`."""
+    def acquire(self, holder: object) -> str:
+        """A path the system loader can open that holds exactly `data`, for `holder`.
+
+        `holder` (the library or worker that uses it) is what `release` names:
+        each holder is counted once, so an undoing interrupted part way and
+        run again (interrupts.finish) can call `release` again without
+        giving back another holder's use.
+        """
         shared = self._shared
         with _lock:
             if shared.fd is None and shared.copy is None:
@@ -204,7 +210,7 @@ class PluginImage:
                     shared.fd = _sealed_memfd(self.data, os.path.basename(self.path))
                 else:
                     shared.copy = _private_copy(self.data, os.path.basename(self.path))
-            shared.users += 1
+            shared.holders.add(holder)
             return f"/proc/self/fd/{shared.fd}" if shared.fd is not None else shared.copy  # type: ignore[return-value]
 
     def sealed_fd(self) -> Optional[int]:
@@ -220,21 +226,24 @@ class PluginImage:
         """Whether the cache holds this image (its sealed copy then outlives its users)."""
         return self._shared.cached
 
-    def release(self, *, resident: bool = False,
+    def release(self, holder: object, *, resident: bool = False,
                 still_loaded: Optional[Callable[[], bool]] = None) -> None:
-        """One loaded library from this image was unloaded (or stayed resident).
+        """`holder`'s library from this image was unloaded (or stayed resident).
 
         `still_loaded`, if given, asks the system loader whether it kept the
         library after all; it is asked only when the sealed copy is about to
         be freed (often never: a cached image keeps its copy), which spares
         a repeated open of an unchanged file that question.
+        Releasing twice is harmless: run again after an interrupt, it
+        finishes what is left (freeing the copy) and gives back nothing twice.
         """
         shared = self._shared
         with _lock:
-            shared.users -= 1
             shared.resident = shared.resident or resident
-            shared.still_loaded = still_loaded if shared.users == 0 else None
-            if shared.users == 0 and not shared.cached:
+            if holder in shared.holders:
+                shared.still_loaded = still_loaded if shared.holders == {holder} else None
+                shared.holders.discard(holder)
+            if not shared.holders and not shared.cached:
                 self._discard()
 
     def _discard(self) -> None:
@@ -242,7 +251,8 @@ class PluginImage:
 
         The system loader recognises libraries by path: while one loaded from
         /proc/self/fd/N is resident, fd N must stay ours, or the next plugin
-        given that number would be mistaken for it.
+        given that number would be mistaken for it. Each step forgets what it
+        frees in the same statement, so an interrupted discard can be run again.
         """
         shared = self._shared
         if shared.resident:
@@ -253,14 +263,12 @@ class PluginImage:
             shared.resident = check()
             if shared.resident:
                 log.info("%s: the system loader keeps it loaded (another handle, or it "
-                         "cannot be unloaded); its sealed copy stays", self.path)
+                         "cannot be unloaded); its sealed copy stays", printable(self.path))
                 return
         if shared.fd is not None:
-            os.close(shared.fd)
-            shared.fd = None
+            shared.fd = os.close(shared.fd)          # None: closed and forgotten at once
         if shared.copy is not None:
-            _remove_copy(shared.copy)
-            shared.copy = None
+            shared.copy = _remove_copy(shared.copy)
 
 
 def renamed(exc: PluginError, path: str) -> PluginError:
@@ -273,18 +281,20 @@ def renamed(exc: PluginError, path: str) -> PluginError:
 
 def _sealed_memfd(data: bytes, name: str) -> int:
     import fcntl               # POSIX only, and only here: sealing a Linux memfd
-    fd = os.memfd_create(f"minildr:{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
+    fd = -1
+    try:                       # every line after the memfd is made is inside the try
+        fd = os.memfd_create(f"minildr:{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         # No more writes, no growing or shrinking, no removing these seals.
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW
                     | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+        return fd
     except BaseException:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         raise
-    return fd
 
 
 _private_dir: Optional[str] = None
@@ -557,7 +567,7 @@ def _known_format(head: bytes, path: str) -> None:
 def _evict(key) -> None:
     image = _cache.pop(key)
     image._shared.cached = False
-    if image._shared.users == 0:
+    if not image._shared.holders:
         image._discard()
 
 

@@ -142,7 +142,7 @@ def find_library(name: str, needs: Needs, origin: str,
     return Found(name, None, False, tuple(f for f, _ in folders))
 
 
-@dataclass
+@dataclass(eq=False)             # hashable by identity: it is the images' holder
 class Prepared:
     """The needed libraries, loaded; handles closed by `close` (the plugin keeps its own)."""
     handles: List[Tuple[str, Any]] = field(default_factory=list)   # (name, dlopen handle)
@@ -153,7 +153,7 @@ class Prepared:
             libc.dlclose(handle)
         self.handles = []
         for image in self.images:
-            image.release(resident=True)      # the system loader keeps it: keep its fd
+            image.release(self, resident=True)    # the system loader keeps it: keep its fd
         self.images = []
 
 
@@ -179,7 +179,7 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
         if copy is not None:
             load_bundled_needs(plugin, copy, found, trust, prepared, copies, depth)
             prepared.images.append(copy)
-            target = copy.acquire()
+            target = copy.acquire(prepared)
         handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if handle == ffi.NULL:
             raise LoadError(plugin, not_found(name, found, libdl.error()))

@@ -224,7 +224,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         self.image = image
         self._handle: Optional[Any] = None
         self._released = False           # the image given back (by _unload)
-        self.load_path = image.acquire()
+        self.load_path = image.acquire(self)
         handle = ffi.NULL
         try:
             handle = _open(self.load_path)
@@ -236,7 +236,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         except BaseException:
             if handle != ffi.NULL and self._handle is None:
                 _close(handle)
-            image.release()
+            image.release(self)
             raise
 
     def _check_same_library(self, handle: Any) -> None:
@@ -298,7 +298,8 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         if resident:
             log.info("close %s: the system loader keeps it loaded (another handle, or "
                      "it cannot be unloaded)", printable(self.image.path))
-        self._released = self.image.release(resident=resident, still_loaded=ask_later) is None
+        self._released = self.image.release(self, resident=resident,
+                                            still_loaded=ask_later) is None
 
     @property
     def unloaded(self) -> bool:

@@ -15,6 +15,7 @@ from ..contracts.contract import Contract
 from ..console import printable
 from ..errors import PluginClosed
 from ..image import PluginImage
+from ..interrupts import finish
 from ..manifest import Export, Manifest
 from ..plugin import Plugin, Symbol
 from ..system import ffi as host_ffi
@@ -168,10 +169,12 @@ class IsolatedPlugin(Plugin):
         return cls(worker, reply, export, marshal, host_ffi)
 
     def close(self) -> None:
-        """Unload the plugin and end its worker process. Closing twice is fine."""
-        worker, self._worker = self._worker, None
+        """Unload the plugin and end its worker process. Closing twice is fine; an
+        interrupted close is finished by the next (the worker is forgotten once stopped)."""
+        worker = self._worker
         if worker is not None:
-            worker.close()
+            finish(worker.close)
+            self._worker = None
             log.info("close %s (worker pid %d)", printable(self.path), worker.pid)
 
     def __repr__(self) -> str:
@@ -226,10 +229,12 @@ def open_isolated(image: PluginImage, manifest: Manifest, contracts: Iterable[Co
     limits = _limits_for(sandbox)
     if isinstance(limits, SandboxPolicy):
         require_sandbox(image.path, limits)       # SandboxUnavailable: says what is missing
-    worker = WorkerProcess(image, timeout, _check_env(env), limits, bundled)
-    try:
+    worker: Optional[WorkerProcess] = None
+    try:                          # (an interrupt at any line must not lose the worker)
+        worker = WorkerProcess(image, timeout, _check_env(env), limits, bundled)
         worker.start(image, list(contracts))
+        return IsolatedPlugin(image, manifest, worker)
     except BaseException:
-        worker.close()
+        if worker is not None:
+            finish(worker.close)
         raise
-    return IsolatedPlugin(image, manifest, worker)

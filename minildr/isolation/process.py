@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import codecs
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -46,10 +47,12 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+from ..console import printable
 from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
                       PluginTimeout, WorkerStartError)
 from ..image import PluginImage
+from ..interrupts import finish
 from . import fastcall, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
@@ -97,45 +100,68 @@ class WorkerProcess:
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._partial_line = ""
         self._spawn(image, env)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _FIRST_WAIT_TIMEVAL)
 
     # -- starting ------------------------------------------------------------
     def _spawn(self, image: PluginImage, env: Mapping[str, str]) -> None:
         """Start the worker: its own socket, lifeline, output pipes, folder and nothing else.
 
-        Every descriptor made here is closed again if any step fails (out of
-        descriptors, processes or memory: WorkerStartError, nothing left open).
+        Everything made is recorded in `Held` in the statement that makes it,
+        and Held's finalizer is registered before the first thing is made: an
+        interrupt or a failure at any line leaves nothing (the failure is
+        WorkerStartError when out of descriptors, processes or memory).
         """
-        made: List[Any] = []        # what to close if a step fails: sockets, fds, a folder
+        held = self._held = Held()
+        self._finalizer = weakref.finalize(self, held.release)    # GC, the host's exit
         try:
-            host_sock, worker_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            made += [host_sock, worker_sock]
-            life_r, life_w = _pipe(made)
-            out_r, out_w = _pipe(made)
-            err_r, err_w = _pipe(made)
+            held.sockets.extend(socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
+            host_sock, worker_sock = held.sockets
+            held.fds.extend(os.pipe())          # the lifeline: the worker reads, we hold
+            held.fds.extend(os.pipe())          # the worker's stdout
+            held.fds.extend(os.pipe())          # the worker's stderr
+            life_r, life_w, out_r, out_w, err_r, err_w = held.fds
             for thing in [image, *self.bundled.values()]:
-                thing.acquire()
-                made.append(thing)
+                held.images.append(thing)
+                thing.acquire(held)
             memfd = image.sealed_fd()
             # Numbers taken now: the worker inherits these very descriptors.
             self._bundled_spec = {name: {"path": b.path, "sha256": b.sha256, "fd": b.sealed_fd()}
                                   for name, b in self.bundled.items()
                                   if b.sealed_fd() is not None}
             copies = [entry["fd"] for entry in self._bundled_spec.values()]
-            folder = tempfile.mkdtemp(prefix="minildr-worker-")
-            made.append(Path(folder))
-            arena = shm.Arena.create() if shm.available() else None
-            made.append(arena)
+            held.folder = tempfile.mkdtemp(prefix="minildr-worker-")
+            held.arena = shm.Arena() if shm.available() else None
+            arena = held.arena
+            if arena is not None:
+                arena.make()
             keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else []) \
                 + ([arena.fd] if arena is not None else []) + copies
-            self.process = subprocess.Popen(
+            held.process = subprocess.Popen(
                 worker_command(worker_sock.fileno(), life_r, self.limits,
                                arena.fd if arena is not None else -1),
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=keep,
-                close_fds=True, cwd=folder, env=dict(env),
+                close_fds=True, cwd=held.folder, env=dict(env),
                 start_new_session=True)     # the terminal's Ctrl-C goes to the host only
+            held.started()
+            self.process = held.process
+            self.pid = self.process.pid
+            self.folder = held.folder
+            self.arena = arena
+            self._sock = host_sock
+            host_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _FIRST_WAIT_TIMEVAL)
+            decoder = codecs.getincrementaldecoder("utf-8")
+            self._outputs = {out_r: (self._stdout, decoder("replace")),
+                             err_r: (self._stderr, decoder("replace"))}
+            self._poller = select.poll()
+            self._poller.register(host_sock.fileno(), select.POLLIN)
+            self._open_outputs = held.outputs
+            self._output_poller = select.poll()
+            for fd in self._outputs:
+                os.set_blocking(fd, False)
+                self._poller.register(fd, select.POLLIN)
+                self._output_poller.register(fd, select.POLLIN)
+            self._memfd = memfd
         except BaseException as exc:
-            _undo(made)
+            finish(held.release)
             if isinstance(exc, OSError):
                 raise WorkerStartError(self.path, (
                     f"its worker process could not be started: {exc.strerror or exc} "
@@ -143,30 +169,6 @@ class WorkerProcess:
                     "close other plugins or files, or raise the limit (ulimit -n, ulimit -u), "
                     "then open it again")) from None
             raise
-        for thing in [image, *self.bundled.values()]:
-            thing.release()           # the worker holds its own descriptor of the memfd
-        worker_sock.close()
-        for fd in (life_r, out_w, err_w):
-            os.close(fd)
-        self.pid = self.process.pid
-        self.folder = folder
-        self.arena = arena
-        self._sock = host_sock
-        self._life_w = life_w
-        self._outputs = {out_r: (self._stdout, codecs.getincrementaldecoder("utf-8")("replace")),
-                         err_r: (self._stderr, codecs.getincrementaldecoder("utf-8")("replace"))}
-        self._poller = select.poll()
-        self._poller.register(host_sock.fileno(), select.POLLIN)
-        self._open_outputs = set(self._outputs)
-        self._output_poller = select.poll()
-        for fd in self._outputs:
-            os.set_blocking(fd, False)
-            self._poller.register(fd, select.POLLIN)
-            self._output_poller.register(fd, select.POLLIN)
-        self._memfd = memfd
-        # At exit, or when nothing refers to this worker any more: stop it.
-        self._finalizer = weakref.finalize(self, _stop_process, self.process, host_sock, life_w,
-                                           self._open_outputs, folder, arena)
 
     def start(self, image: PluginImage, contracts: Iterable[Contract]) -> dict:
         """Wait for the worker's Python, then have it check and load the image."""
@@ -345,11 +347,12 @@ class WorkerProcess:
         text = decoder.decode(data, final=not data)
         if text:
             write(text)
-        if not data:
-            self._poller.unregister(fd)
-            self._output_poller.unregister(fd)
-            self._open_outputs.discard(fd)
-            _close_fd(fd)
+        if not data:                 # each step can be taken again (an interrupted close)
+            for poller in (self._poller, self._output_poller):
+                with contextlib.suppress(KeyError):
+                    poller.unregister(fd)
+            with contextlib.suppress(OSError):      # closed and forgotten in one statement
+                self._open_outputs.discard(os.close(fd) or fd)
         return bool(data)
 
     def drain(self, wait: float = 0.0) -> None:
@@ -367,24 +370,28 @@ class WorkerProcess:
         """The worker is unusable: stop it, remember why, and hand back the error."""
         self._stop(grace=0.0)
         self._failure = error
-        log.warning("isolated %s: %s", self.path, error.reason)
+        log.warning("isolated %s: %s", printable(self.path), error.reason)
         return error
 
     def _crashed(self, during: str) -> PluginError:
-        code = _wait(self.process, 5.0)
+        code = _wait(self.process, max(5.0, self.timeout))   # it is ending: its status
         self.drain(wait=1.0)
         if self._partial_line:
             self._stderr_tail.append(self._partial_line)
             self._partial_line = ""
         name = _signal_name(-code) if code < 0 else None
         how = _status(code) + self._limit_hit(name)
+        if code == 0 and _children_reaped_unseen():
+            how, code = ("ended (how cannot be known: this process ignores SIGCHLD, so the "
+                         "kernel discards its children's exit status)"), None
         tail = [line for line in self._stderr_tail if line.strip()]
         said = ("; the last lines it wrote to stderr:\n    " + "\n    ".join(tail)) if tail else \
             "; it wrote nothing to stderr"
         error = PluginCrashed(self.path, (
             f"its worker process (pid {self.pid}) {how} during {during}{said}\n"
             "The host is unharmed; open the plugin again to retry"),
-            signal=name, exit_code=None if code < 0 else code, stderr=tail, pid=self.pid)
+            signal=name, exit_code=None if code is None or code < 0 else code, stderr=tail,
+            pid=self.pid)
         return self._fail(error)
 
     def _limit_hit(self, signal_name: Optional[str]) -> str:
@@ -414,20 +421,27 @@ class WorkerProcess:
         return self._failure is None and self.process.returncode is None
 
     def close(self) -> None:
-        """Ask the worker to unload the plugin and exit; stop it if it does not."""
+        """Ask the worker to unload the plugin and exit; stop it if it does not.
+
+        Unloading runs the plugin's destructors and the worker's exit runs its
+        atexit handlers: each is given the plugin's timeout, as any call is, so
+        a busy machine slowing them down does not turn a clean exit (or the
+        crash of a destructor) into a worker stopped by the host.
+        """
         with self.lock:
             if self._failure is None and self.process.returncode is None:
                 try:
-                    self.request([CLOSE], "closing", timeout=min(self.timeout, 5.0))
+                    self.request([CLOSE], "closing", timeout=self.timeout)
                 except PluginError:
                     pass                       # it crashed or hung while closing: stopped
             if self._failure is None:
                 self._failure = PluginClosed(self.path, "is closed; open the plugin again "
                                                         "to use it")
-                self._stop(grace=2.0)
+                self._stop(grace=self.timeout)
                 if self.process.returncode:            # say, a destructor at exit crashed
                     log.warning("isolated %s: its worker (pid %d) %s after close",
-                                self.path, self.pid, _status(self.process.returncode))
+                                printable(self.path), self.pid,
+                                _status(self.process.returncode))
             else:
                 self._stop(grace=2.0)
 
@@ -441,11 +455,18 @@ class WorkerProcess:
             _kill(self.process)             # kill it (and its tree) and reap it
             self.process.wait()
         self.drain(wait=0.5)                # whatever it wrote before it ended
-        self._finalizer()                   # close the socket, the lifeline, the pipes
+        finish(self._held.release)          # close the socket, the lifeline, the pipes
+        self._finalizer.detach()
 
 
 def _now() -> float:
     return time.monotonic()
+
+
+def _children_reaped_unseen() -> bool:
+    """Whether this process ignores SIGCHLD: then the kernel reaps its children as they
+    exit and their status is lost (wait(2)); subprocess reports such a child as exit 0."""
+    return hasattr(signal, "SIGCHLD") and signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
 
 
 def _signal_name(number: int) -> str:
@@ -457,13 +478,6 @@ def _status(code: int) -> str:
     if code < 0:
         return f"was killed by {_signal_name(-code)} ({signal.strsignal(-code)})"
     return f"exited with code {code}"
-
-
-def _close_fd(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
 
 
 def _wait(process: subprocess.Popen, timeout: float) -> int:
@@ -497,54 +511,84 @@ def _kill(process: subprocess.Popen) -> None:
     process.kill()
 
 
-def _stop_process(process: subprocess.Popen, sock: socket.socket, life_w: int,
-                  outputs: set, folder: str, arena: Optional[shm.Arena]) -> None:
-    """Closing the socket and the lifeline tells the worker to exit; then make sure.
+class Held:
+    """What the host holds for one worker: its process, its ends of the socket and pipes,
+    the images being handed over, its folder and the arena.
 
-    Runs once per worker: from close(), when the last reference to the worker
-    goes, or at the host's exit (weakref.finalize's atexit), so no worker
-    outlives its host. Its folder goes with it.
+    Each is recorded in the statement that makes it and forgotten in the
+    statement that releases it, so `release` can be run again after an
+    interrupt (interrupts.finish, a second close()) and finishes what is left.
     """
-    sock.close()
-    _close_fd(life_w)
-    if process.returncode is None:
-        try:
-            process.wait(0.5)
-        except subprocess.TimeoutExpired:
-            _kill(process)
-            process.wait()
-    for fd in list(outputs):
-        outputs.discard(fd)
-        _close_fd(fd)
-    shutil.rmtree(folder, ignore_errors=True)
-    if arena is not None:
-        arena.close()
-    pids.remove_worker_cgroup(process.pid)     # if its keeper could not (it was killed)
+
+    def __init__(self) -> None:
+        self.process: Optional[subprocess.Popen] = None
+        self.sockets: List[socket.socket] = []   # host's, then the worker's end
+        self.fds: List[int] = []                 # lifeline, stdout, stderr: read and write ends
+        self.outputs: set = set()                # the host's ends of stdout and stderr
+        self.images: List[PluginImage] = []      # held only while the worker starts
+        self.folder: Optional[str] = None
+        self.arena: Optional[shm.Arena] = None
+
+    def started(self) -> None:
+        """The worker runs: close its ends of the pipes and the socket, keep the host's,
+        and give back the images (it holds its own descriptors of their copies). Each
+        descriptor moves or closes in one statement (fds is lifeline, stdout, stderr,
+        each read end then write end)."""
+        with contextlib.suppress(OSError):
+            os.close(self.fds.pop())                  # stderr's write end: the worker's
+        self.outputs.add(self.fds.pop())              # stderr's read end
+        with contextlib.suppress(OSError):
+            os.close(self.fds.pop())                  # stdout's write end
+        self.outputs.add(self.fds.pop())              # stdout's read end
+        with contextlib.suppress(OSError):
+            os.close(self.fds.pop(0))                 # the lifeline's read end; its write
+        self.sockets.pop().close()                    # end stays in fds, as our socket end
+        self.give_back_images()
+
+    def give_back_images(self) -> None:
+        for thing in self.images:
+            thing.release(self)                       # a second release is harmless
+        self.images = []
+
+    def release(self) -> None:
+        """Closing the socket and the lifeline tells the worker to exit; then make sure.
+
+        Runs from close(), from a failed start, when the last reference to the
+        worker goes, or at the host's exit (weakref.finalize's atexit), so no
+        worker outlives its host. Its folder goes with it.
+        """
+        while self.sockets:
+            self.sockets.pop().close()
+        while self.fds:
+            with contextlib.suppress(OSError):
+                os.close(self.fds.pop())
+        self.give_back_images()
+        process = self.process
+        if process is not None and process.returncode is None:
+            try:
+                process.wait(0.5)
+            except subprocess.TimeoutExpired:
+                _kill(process)
+                process.wait()
+        while self.outputs:
+            with contextlib.suppress(OSError):
+                os.close(self.outputs.pop())
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+        if self.arena is not None:
+            self.arena.close()
+            self.arena = None
+        if process is not None:
+            pids.remove_worker_cgroup(process.pid)     # if its keeper could not (it was killed)
+            self.process = None
 
 
-def _pipe(made: List[Any]) -> Tuple[int, int]:
-    """os.pipe(), both ends recorded in `made` for _undo."""
-    read, write = os.pipe()
-    made += [read, write]
-    return read, write
-
-
-def _undo(made: List[Any]) -> None:
-    """Close what a failed start made: sockets, descriptors, the image, the folder."""
-    for thing in reversed(made):
-        if thing is None:
-            continue
-        if isinstance(thing, (socket.socket, shm.Arena)):
-            thing.close()
-        elif isinstance(thing, int):
-            _close_fd(thing)
-        elif isinstance(thing, Path):
-            shutil.rmtree(thing, ignore_errors=True)
-        else:
-            thing.release()
-
-
-BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+# SIGCHLD back to its default first: a host that ignores it passes SIG_IGN on through
+# exec (POSIX keeps ignored signals ignored), and the worker's keeper would then find
+# its own children reaped by the kernel and their status lost.
+BOOT = ("import sys, signal; signal.signal(signal.SIGCHLD, signal.SIG_DFL); "
+        "sys.path.insert(0, sys.argv[1]); "
         "from minildr.isolation.worker import main; main(sys.argv[2:])")
 
 

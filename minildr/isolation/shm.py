@@ -43,7 +43,7 @@ def _round_up(n: int) -> int:
 class Arena:
     """One side's mapping of the shared memfd; remapped when the other side grew it."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int = -1) -> None:
         self.fd = fd
         self.map: Optional[mmap.mmap] = None
         self.size = 0
@@ -51,7 +51,14 @@ class Arena:
 
     @classmethod
     def create(cls) -> "Arena":
-        return cls(os.memfd_create("minildr-arena", os.MFD_CLOEXEC))
+        arena = cls()
+        arena.make()
+        return arena
+
+    def make(self) -> None:
+        """The host's side: make the memfd, held by this arena from the statement that
+        makes it (an interrupt cannot lose it between; close() closes it)."""
+        self.fd = os.memfd_create("minildr-arena", os.MFD_CLOEXEC)
 
     def begin(self) -> None:
         """A new request: its regions start at 0 again."""
@@ -115,12 +122,12 @@ class Arena:
         return self.map[offset:offset + length]
 
     def close(self) -> None:
+        """Unmap and close; each forgotten in the statement that frees it (run again after
+        an interrupt, it finishes what is left and frees nothing twice)."""
         if self.map is not None:
             try:
-                self.map.close()
+                self.map = self.map.close()        # None: unmapped and forgotten at once
             except BufferError:            # a pointer into it is still alive: leave it mapped
-                pass
-            self.map = None
+                self.map = None
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+            self.fd = os.close(self.fd) or -1      # closed and forgotten at once

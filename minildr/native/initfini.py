@@ -38,10 +38,14 @@ def functions(plan: Plan, base: int, entries: List[Tuple[str, int]]) -> List[Tup
 
 def run(plan: Plan, base: int, calls: List[Tuple[str, int]], step: str, trace: Trace,
         started: List[int]) -> None:
-    """Call each function; `started` gets each one's address just before its call (after its
-    trace event, which may raise): an interrupted load knows whether any of them ran."""
-    for tag, address in calls:
+    """Call each function of `calls` in order, each taken off the list in the statement
+    that calls it: interrupted (its trace event may raise too), `calls` holds exactly
+    those not called yet, so running this again finishes the job and calls none twice.
+    `started` gets each one's address just before its call (after its trace event):
+    an interrupted load knows whether any of them ran."""
+    while calls:
+        tag, address = calls[0]
         trace.event(step, f"{tag} function at base+{address - base:#x}", tag=tag,
                     offset=address - base)
         started.append(address)
-        ffi.cast(INITIALISER, address)(0, ARGV, libc.environ)
+        ffi.cast(INITIALISER, calls.pop(0)[1])(0, ARGV, libc.environ)

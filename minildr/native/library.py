@@ -14,9 +14,10 @@ from under a caller.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from .. import ctype as ctypes_
 from .. import files
@@ -24,9 +25,10 @@ from ..formats import elf
 from ..errors import (FileChanged, LoadError, PluginNotFound, SymbolNotFound, SymbolTypeError,
                       UnreadableFile, UnsupportedELF)
 from ..host import HOST
+from ..interrupts import finish
 from ..lifetime import KeepsMappedWhileReferenced
 from . import initfini, lookup, mapping, relocate, resolve, tls, unwind
-from .libc import ffi
+from .libc import ffi, libc
 from .parse import Plan, parse
 from .validate import check_host
 from .trace import Event, Segment, Trace, with_gaps
@@ -50,12 +52,15 @@ class NativeLibrary(KeepsMappedWhileReferenced):
                                        f"machine is {HOST.arch}: its code cannot run here")
         self._on_unload: Optional[Callable[[], None]] = None
         self._cache: dict = {}
-        self._needed = resolve.open_needed(self.plan, self.trace)
+        self._needed: List[Any] = []
         self._tls: Optional[tls.BorrowedModule] = None
         self._unwind: Optional[unwind.Registration] = None
         self._fini: List[Tuple[str, int]] = []
+        self._unloaded = False
+        self._started: List[int] = []      # the initialisers called (glibc's l_init_called)
         self.base: Optional[int] = None
-        try:
+        try:                                 # every step in it: an interrupt at any line
+            self._needed = resolve.open_needed(self.plan, self.trace)
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
             self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
@@ -64,18 +69,25 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             relocate.relocate(self.plan, self.base, bound, self.trace,
                               self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)
-            self._unwind = unwind.Registration(self.plan, self.base, self.trace, self._needed)
+            self._unwind = unwind.Registration(self.plan, self.base, self.trace)
+            self._unwind.start(self._needed)
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
+            self._run_initialisers(inits, on_unload)
         except BaseException:
-            self._release_memory()
+            # the caller (from_image) releases the image itself when this raises
+            if not self._started:
+                self._fini = []
+                finish(self._release_memory)
+            else:
+                self._unload()
             raise
-        self._run_initialisers(inits, on_unload)
 
     def _run_initialisers(self, inits: List[Tuple[str, int]],
                           on_unload: Optional[Callable[[], None]]) -> None:
         """Step 5; interrupted part-way (KeyboardInterrupt, a trace callback's exception),
-        the library is closed before the exception goes on: nothing stays half-loaded.
+        the library is closed (by __init__) before the exception goes on: nothing stays
+        half-loaded.
 
         Once an initialiser has been called, the finalisers run, as dlclose runs
         them for a library whose initialisers were called (l_init_called,
@@ -84,15 +96,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         registered, pointers into memory about to go. If none was called, none
         of the finalisers runs either.
         """
-        started: List[int] = []
-        try:
-            initfini.run(self.plan, self.base, inits, "init", self.trace, started)
-        except BaseException:
-            # the caller (from_image) releases the image itself when this raises
-            if not started:
-                self._fini = []
-            self._unload()
-            raise
+        initfini.run(self.plan, self.base, inits, "init", self.trace, self._started)
         self._on_unload = on_unload
 
     # -- what minildr.open uses ------------------------------------------
@@ -115,16 +119,24 @@ class NativeLibrary(KeepsMappedWhileReferenced):
     def _name(self) -> str:
         return self.path
 
+    unload_reruns = True
+
     def _unload(self) -> None:
-        if self.base is None:
+        """Finalisers, then unregister, unmap, give back the TLS module, the needed
+        libraries and the image. Each step records that it ran in the statement that
+        does it (a finaliser is taken off `_fini` as it is called, each resource
+        forgotten as it is given back), so the unload, run again after an interrupt
+        (here, by interrupts.finish, or by a second close()), does exactly what is
+        left and nothing twice: a second __deregister_frame aborts the process, a
+        second munmap could unmap what another load has mapped there since."""
+        finish(self._unload_steps)
+
+    def _unload_steps(self) -> None:
+        if self._unloaded:
             return
-        try:
-            every(lambda call=call: initfini.run(self.plan, self.base, [call], "fini", self.trace,
-                                                   [])
-                  for call in self._fini)
-        finally:
-            self._fini = []
-            self._forget()
+        initfini.run(self.plan, self.base or 0, self._fini, "fini", self.trace, [])
+        self._forget()
+        self._unloaded = True
 
     def _forget(self) -> None:
         """After the finalisers: unmap, unless thread-exit destructors may still need the code."""
@@ -133,51 +145,57 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             # exits, and may be code of this library: glibc defers the unload until they
             # have run (l_tls_dtor_count); this loader cannot count them, so it keeps the
             # code, its TLS block and its DT_NEEDED libraries for the life of the process.
-            self.trace.event("unmap", "kept mapped: thread_local destructors (registered with "
-                                      "__cxa_thread_atexit) may still run at thread exit")
+            if self.base is not None:
+                self.trace.event("unmap", "kept mapped: thread_local destructors (registered "
+                                          "with __cxa_thread_atexit) may still run at thread "
+                                          "exit")
             self.base, self._needed = None, []       # the libraries it calls stay loaded too
-            if self._on_unload is not None:
-                self._on_unload, on_unload = None, self._on_unload
-                on_unload()
+            self._release_image()
             return
         self._release_memory()
 
     def _release_memory(self) -> None:
-        """Unregister, unmap, give back the TLS module and the needed libraries: each step
-        taken even if an earlier one is interrupted (the first exception is raised after)."""
-        every([self._release_unwind, self._release_mapping, self._release_tls,
-               self._release_needed, self._release_image])
+        """Unregister, unmap, give back the TLS module, the needed libraries and the image,
+        in this order (the frames are deregistered while their memory is there:
+        __deregister_frame reads it). Each step forgets what it frees in the statement
+        that frees it, so run again after an interrupt (interrupts.finish) this finishes
+        what is left, in order."""
+        self._release_unwind()
+        self._release_mapping()
+        self._release_tls()
+        self._release_needed()
+        self._release_image()
 
     def _release_unwind(self) -> None:
         if self._unwind is not None:                # before the memory it describes goes
-            self._unwind, registration = None, self._unwind
-            registration.close()
+            self._unwind.close()
+            self._unwind = None
 
     def _release_mapping(self) -> None:
-        if self.base is not None:
-            self.base, base = None, self.base
-            mapping.unmap(base, self.plan.span)
+        base = self.base
+        if base is not None:
+            self.base = mapping.unmap(base, self.plan.span)     # None: unmapped and forgotten
             self.trace.event("unmap", f"{self.plan.span} bytes at {base:#x}")
 
     def _release_tls(self) -> None:
         if self._tls is not None:
-            self._tls, module = None, self._tls
-            module.close()
-            self.trace.event("tls", f"module {module.module} given back (the stub dlclosed)",
-                             module=module.module)
+            self._tls.close()
+            self.trace.event("tls", f"module {self._tls.module} given back (the stub dlclosed)",
+                             module=self._tls.module)
+            self._tls = None
 
     def _release_needed(self) -> None:
-        self._needed, needed = [], self._needed
-        resolve.close_needed(needed)
+        while self._needed:
+            libc.dlclose(self._needed.pop())        # the last opened first; forgotten as closed
 
     def _release_image(self) -> None:
         if self._on_unload is not None:
-            self._on_unload, on_unload = None, self._on_unload
-            on_unload()
+            self._on_unload()                       # image.release: a second one is harmless
+            self._on_unload = None
 
     @property
     def unloaded(self) -> bool:
-        return self.base is None
+        return self._unloaded
 
     # -- for learners ----------------------------------------------------
     def lookup(self, name: str, ctype: Optional[str] = None) -> Any:
@@ -245,26 +263,33 @@ def read(path: str) -> Tuple[bytes, files.Identity]:
 
 
 def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
-    """Load a checked `PluginImage`: map its sealed copy, whose bytes are the ones checked."""
-    load_path = image.acquire()
+    """Load a checked `PluginImage`: map its sealed copy, whose bytes are the ones checked.
+
+    What it holds (the image, the descriptor it maps from, the library) is
+    recorded in the statement that makes it, so an interrupt at any line
+    gives everything back before it goes on.
+    """
+    holder = object()                     # this load's use of the image (image.acquire)
+    fds: List[int] = []
+    library: Optional[NativeLibrary] = None
     try:
-        with opened(load_path, image.path, "cannot open its sealed copy") as fd:
-            return NativeLibrary(image.data, image.path, fd, trace=trace, on_unload=image.release)
-    except BaseException:
-        image.release()
-        raise
-
-
-def every(steps: Iterable[Callable[[], None]]) -> None:
-    """Call each step, even after one raised (an interrupt included); then raise the first."""
-    first: Optional[BaseException] = None
-    for step in steps:
+        load_path = image.acquire(holder)
         try:
-            step()
-        except BaseException as exc:          # noqa: BLE001 - raised again below
-            first = first or exc
-    if first is not None:
-        raise first
+            fds.append(os.open(load_path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as exc:
+            raise LoadError(image.path, f"cannot open its sealed copy ({exc.strerror})") from None
+        library = NativeLibrary(image.data, image.path, fds[0], trace=trace,
+                                on_unload=functools.partial(image.release, holder))
+        os.close(fds.pop())               # the mappings keep their own reference
+        return library
+    except BaseException:
+        while fds:
+            with contextlib.suppress(OSError):
+                os.close(fds.pop())
+        if library is not None:
+            finish(library.close)         # gives the image back too (on_unload)
+        image.release(holder)             # (a second release is harmless)
+        raise
 
 
 @contextlib.contextmanager

@@ -343,10 +343,12 @@ class BorrowedModule:
         self.module = module[0]
 
     def close(self) -> None:
+        """dlclose the stub, close its memfd; each forgotten in the statement that frees it
+        (run again after an interrupt, it frees what is left, nothing twice)."""
         if self.handle is not None:
-            libc.dlclose(self.handle)
-            os.close(self.fd)
-            self.handle = None
+            self.handle = (libc.dlclose(self.handle), None)[1]
+        if self.fd >= 0:
+            self.fd = os.close(self.fd) or -1
 
 
 def borrow_module(plan: Any, trace: Any, base: int, bound: Dict[int, Any]) -> BorrowedModule:

@@ -93,18 +93,30 @@ def readable(plan: Any, vaddr: int, size: int) -> bool:
 
 class Registration:
     """The library's .eh_frame, registered with the unwinder (now, or once it is in the
-    process) until `close`."""
+    process) until `close`.
 
-    def __init__(self, plan: Any, base: int, trace: Any, needed: List[Any]) -> None:
+    Made before it registers (`start`), so the library holds it before the
+    frames are registered; `registered` is set in the statement that
+    registers and cleared in the one that deregisters: an interrupted close,
+    run again, deregisters exactly once (libgcc aborts on a second
+    __deregister_frame of the same frames, and an unmapped library left
+    registered crashes the next exception that unwinds past its addresses).
+    """
+
+    def __init__(self, plan: Any, base: int, trace: Any) -> None:
         self.address, self.gcc, self.trace = eh_frame(plan, base), None, trace
         self.offset = None if self.address is None else self.address - base
+        self.registered = False
+
+    def start(self, needed: List[Any]) -> None:
+        """Register now if a library it needs brought libgcc_s, else wait in PENDING."""
         if self.address is None:
             return
         if not (brought_by(needed) and self.register()):
             PENDING[id(self)] = self
-            trace.event("unwind", f".eh_frame at base+{self.offset:#x} waits for the unwinder "
-                                  "(no library it needs brings libgcc_s: C code throws no C++ "
-                                  "exceptions)", offset=self.offset)
+            self.trace.event("unwind", f".eh_frame at base+{self.offset:#x} waits for the "
+                                       "unwinder (no library it needs brings libgcc_s: C code "
+                                       "throws no C++ exceptions)", offset=self.offset)
             return
         for waiting in list(PENDING.values()):      # it has come since they were loaded
             waiting.register()
@@ -112,23 +124,29 @@ class Registration:
     def register(self) -> bool:
         """__register_frame, if libgcc_s is in the process (each registration holds a
         reference to it: it stays while the .eh_frame it was given is registered)."""
+        if self.registered:
+            return True
         gcc = unwinder()
         if gcc is None:
             return False
         PENDING.pop(id(self), None)
         self.gcc = gcc
-        ffi.cast(VOID_FN, libc.dlsym(gcc, b"__register_frame"))(self.address)
+        self.registered = _frame_call(gcc, b"__register_frame", self.address) is None
         self.trace.event("unwind", f".eh_frame at base+{self.offset:#x} registered with "
                                    "the unwinder (__register_frame)", offset=self.offset)
         return True
 
     def close(self) -> None:
         PENDING.pop(id(self), None)
+        if self.registered:
+            self.registered = _frame_call(self.gcc, b"__deregister_frame", self.address) is not None
         if self.gcc is not None:
-            ffi.cast(VOID_FN, libc.dlsym(self.gcc, b"__deregister_frame"))(self.address)
-            libc.dlclose(self.gcc)                  # the reference unwinder() counted
-            self.gcc = None
-        self.address = None
+            gcc, self.gcc = self.gcc, None          # an interrupt here keeps libgcc_s: harmless
+            libc.dlclose(gcc)                       # the reference unwinder() counted
+
+
+def _frame_call(gcc: Any, name: bytes, address: int) -> None:
+    return ffi.cast(VOID_FN, libc.dlsym(gcc, name))(address)       # None: a void function
 
 
 VOID_FN = ffi.typeof("void (*)(uintptr_t)")

@@ -239,11 +239,13 @@ OPERATIONS = {
     "open-isolated": lambda: Opening(isolate=True),
     "lookup": lambda: LookingUp(),
     "lookup-native": lambda: LookingUp(loader="native"),
+    "lookup-isolated": lambda: LookingUp(isolate=True),
     "close": lambda: Closing(),
     "close-native": lambda: Closing(loader="native"),
     "close-isolated": lambda: Closing(isolate=True),
     "build": lambda: Building(),
     "discover": lambda: Discovering(),
+    "discover-isolated": lambda: Discovering(isolate=True),
 }
 
 

@@ -17,7 +17,9 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -355,6 +357,54 @@ def test_export_types_are_read_all_at_once_and_each_on_its_own_when_one_fails():
         assert mixed.pointer("int (point_t *)").cname == "int(*)(point_t *)"
 
 
+def broken_export_work(monkeypatch, count: int) -> tuple:
+    """Characters pycparser reads (minildr's parses and cffi's) while every export of a
+    manifest of `count` typedef'd structs, and one export cffi cannot take, is looked up
+    three times: (the first round, the rounds after it)."""
+    from pycparser import c_parser
+    types = "".join(f"typedef struct s{i} {{ int a; double b; }} t{i};\n" for i in range(count))
+    exports = tuple(f"int (t{i} *)" for i in range(count)) + ("int (struct nowhere)",)
+    work = [0]
+    parse = c_parser.CParser.parse
+
+    def counted_parse(self, text, *args, **kwargs):
+        work[0] += len(text)
+        return parse(self, text, *args, **kwargs)
+
+    def every_lookup(types_):
+        for text in exports:
+            try:
+                types_.pointer(text)
+            except ctype.CTypeError:
+                assert text == exports[-1]
+            else:
+                assert text != exports[-1]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(c_parser.CParser, "parse", counted_parse)
+        for cache in (ctype.canonical, ctype.pointer_to, ctype.type_names, ctype.cffi_types):
+            cache.cache_clear()
+        types_ = ctype.cffi_types(types, exports)
+        every_lookup(types_)
+        first, work[0] = work[0], 0
+        every_lookup(types_)
+        every_lookup(types_)
+    return first, work[0]
+
+
+def test_one_broken_export_type_keeps_every_lookup_linear(monkeypatch):
+    """One export type cffi cannot take spoiled the batch read of all of them, and every
+    lookup of that plugin then read its export's type on its own, each after a line for
+    every typedef of the manifest: N lookups of N declarations cost N * N again (main:
+    9.1x the work for 4x the declarations, 33x for 8x). Now the batch is halved down to
+    the type that fails, each verdict kept: four times the declarations is about four
+    times the work, and looking the exports up again parses nothing."""
+    small, small_again = broken_export_work(monkeypatch, 25)
+    large, large_again = broken_export_work(monkeypatch, 100)
+    assert large / small < 6, (small, large)
+    assert small_again == large_again == 0
+
+
 # ---------------------------------------------------------------------------
 # A .dynsym that lies
 # ---------------------------------------------------------------------------
@@ -681,3 +731,81 @@ def test_a_folder_that_cannot_be_listed_is_unreadable_file_naming_it(tmp_path, m
     with pytest.raises(UnreadableFile) as err:
         minildr.discover(tmp_path)
     assert str(tmp_path) in str(err.value) and "Permission denied" in err.value.reason
+
+
+# ---------------------------------------------------------------------------
+# What the review found held, kept so: its cases 29 and 33 as tests
+# ---------------------------------------------------------------------------
+@requires_linux("memfd seals")
+def test_nobody_can_change_the_sealed_copy(greet_so):
+    """Case 29 (held): the sealed memfd the loaders load from cannot be written, grown,
+    shrunk, mapped shared and writable, or unsealed, even reopened for writing through
+    /proc/self/fd as root; its bytes stay the checked bytes."""
+    import fcntl
+    import mmap
+    image = images.read(greet_so)
+    holder = object()
+    image.acquire(holder)
+    try:
+        fd = image.sealed_fd()
+        assert fd is not None
+        attempts = {
+            "write": lambda: os.pwrite(fd, b"X", 0),
+            "truncate": lambda: os.ftruncate(fd, 1),
+            "grow": lambda: os.ftruncate(fd, len(image.data) + 4096),
+            "unseal": lambda: fcntl.fcntl(fd, fcntl.F_ADD_SEALS, 0),
+            "map shared writable": lambda: mmap.mmap(fd, len(image.data), mmap.MAP_SHARED,
+                                                     mmap.PROT_READ | mmap.PROT_WRITE),
+        }
+        reopened = os.open(f"/proc/self/fd/{fd}", os.O_RDWR)
+        try:
+            attempts["write, reopened"] = lambda: os.pwrite(reopened, b"X", 0)
+            attempts["fallocate, reopened"] = lambda: os.posix_fallocate(
+                reopened, 0, len(image.data) + 4096)
+            refused = {}
+            for what, attempt in attempts.items():
+                try:
+                    attempt()
+                except (OSError, PermissionError) as exc:
+                    refused[what] = exc.errno
+            assert set(refused) == set(attempts), f"allowed: {set(attempts) - set(refused)}"
+            assert os.pread(reopened, len(image.data) + 1, 0) == image.data
+        finally:
+            os.close(reopened)
+    finally:
+        image.release(holder)
+
+
+def held_now() -> dict:
+    """Descriptors, mappings of minildr's memfds and child processes of this process."""
+    with open("/proc/self/maps") as maps:
+        mapped = sorted(line.split()[-2] if line.endswith("(deleted)\n") else line.split()[-1]
+                        for line in maps if "memfd:minildr" in line)
+    fds = sorted(os.listdir("/proc/self/fd"))
+    kids = sorted(pid for task in os.listdir("/proc/self/task")
+                  for pid in open(f"/proc/self/task/{task}/children").read().split())
+    return {"fds": len(fds), "memfd mappings": len(mapped), "children": kids}
+
+
+@requires_linux("/proc/self")
+@pytest.mark.parametrize("how", [{}, {"loader": "native"}, {"isolate": True}],
+                         ids=["system", "native", "isolated"])
+def test_open_close_cycles_leave_nothing_behind(greet_so, how):
+    """Case 33 (held): open/look up/call/close again and again: descriptors, memfd
+    mappings and child processes come back to where they were."""
+    if how.get("loader") == "native" and not sys.platform.startswith("linux"):
+        pytest.skip("the native loader is Linux only")
+    cycles = 5 if how.get("isolate") else 100
+    with minildr.open(greet_so, **how) as plugin:                  # warm: imports, caches
+        plugin.lookup("greet", "const char *(void)")()
+    images.clear_cache()
+    before = held_now()
+    for _ in range(cycles):
+        with minildr.open(greet_so, **how) as plugin:
+            assert minildr.ffi.string(plugin.lookup("greet", "const char *(void)")())
+        images.clear_cache()                      # the sealed copy goes with the last user
+    deadline = time.monotonic() + 10
+    while held_now() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert held_now() == before
+

@@ -188,9 +188,9 @@ def test_swapping_the_file_after_reading_loads_the_checked_bytes(greet_so, echo_
     """The file is replaced between the checks and the load: the checked bytes load."""
     real_acquire = images.PluginImage.acquire
 
-    def swap_then_acquire(self):
+    def swap_then_acquire(self, holder):
         shutil.copy(echo_so, greet_so)               # the attacker's moment
-        return real_acquire(self)
+        return real_acquire(self, holder)
 
     monkeypatch.setattr(images.PluginImage, "acquire", swap_then_acquire)
     with minildr.open(greet_so) as plugin:

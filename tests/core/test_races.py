@@ -178,3 +178,32 @@ def test_reading_the_same_file_checks_the_descriptor_read(tmp_path):
     (tmp_path / "g").write_bytes(b"two")
     (tmp_path / "g").replace(path)
     assert files.read_same_file(path, 100, (st.st_dev, st.st_ino, gen)) is None
+
+
+def test_threads_building_one_name_in_one_process_each_succeed(tmp_path):
+    """Case 18: the threads of one process building one plugin shared the staged name
+    `.NAME.PID.tmp`, and a build raised FileNotFoundError (2 of 12 builds) or installed a file
+    another thread was still writing. Each now stages under a name of its own
+    (atomic.write_atomically): every build succeeds and what stays installed is whole."""
+    from concurrent.futures import ThreadPoolExecutor
+    src = tmp_path / "src"
+    src.mkdir()
+    header = src / "who.h"
+    header.write_text("int who(void);\n")
+    sources = []
+    for i in range(4):
+        source = src / f"who{i}.c"
+        source.write_text(f"int who(void) {{ return {i}; }}\n")
+        sources.append(source)
+    out = tmp_path / "out"
+
+    def build(i: int) -> int:
+        for _ in range(2):
+            minildr.build([sources[i]], name="who", exports=header, out_dir=out)
+        return i
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(build, range(4))) == [0, 1, 2, 3]
+    assert [p.name for p in out.iterdir()] == [f"who{minildr.SUFFIX}"]    # nothing staged left
+    with minildr.open(str(out / f"who{minildr.SUFFIX}")) as plugin:   # whole: it loads
+        assert plugin.lookup("who", "int (void)")() in range(4)

@@ -25,7 +25,7 @@ from minildr import image as images
 from minildr.isolation import IsolatedPlugin, marshal, process, protocol as isolate
 
 from helpers import ORPHAN_GUARD, ROOT, run_in_worker_first, stress, write_plugin
-from platforms import requires_isolation, requires_linux, requires_proc
+from platforms import requires_isolation, requires_linux, requires_posix, requires_proc
 
 pytestmark = requires_isolation      # Windows: see test_loader's NotImplementedError test
 
@@ -422,6 +422,32 @@ def test_crash_is_reported_and_the_host_survives(crashy, greet_so, name):
     local.close()
 
 
+@requires_posix("SIGCHLD")
+def test_a_host_ignoring_sigchld_still_sees_a_crash_and_says_why_its_status_is_unknown(
+        crashy):
+    """A host with SIGCHLD ignored passed SIG_IGN on to its worker (dispositions survive
+    exec): the worker's keeper then died of ChildProcessError waiting for the plugin's
+    process, and the host reported the crash as exit code 0. Now the worker puts SIGCHLD
+    back first (its keeper sees the SIGSEGV, ends the tree), and the host, whose own
+    children's status the kernel now discards, says so instead of claiming exit 0."""
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        plugin = minildr.open(crashy, isolate=True)
+        pid = plugin.worker_pid
+        with pytest.raises(minildr.PluginCrashed) as err:
+            plugin.lookup("segfault", "void (void)")()
+        assert gone(pid)
+        with minildr.open(crashy, isolate=True) as again:       # the next worker works
+            assert again.lookup("add", "int (int, int)")(20, 22) == 42
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    error = err.value
+    assert (error.signal, error.exit_code) == (None, None), str(error)
+    assert "ignores SIGCHLD" in str(error) and "exited with code 0" not in str(error)
+    assert error.stderr[-1] == "crashy: about to write through NULL"
+    assert not any("ChildProcessError" in line for line in error.stderr), error.stderr
+
+
 def test_hang_times_out(crashy):
     plugin = minildr.open(crashy, isolate=0.5)
     assert plugin.timeout == 0.5
@@ -737,16 +763,23 @@ def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_pa
         assert plugin.lookup("add").name == "add"             # still answering
 
 
+# Closing waits for the worker's end as long as a call may take (its timeout): these two
+# give it a generous one, so that on a loaded machine they wait for the crash or the exit
+# itself rather than see the worker stopped by the host first (each failed once so, when
+# close() gave the worker 5 s to answer and 2 s to exit).
+PATIENT = 300.0
+
+
 def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
     source = ("#include <stdlib.h>\n"
               "__attribute__((destructor)) static void fini(void) { abort(); }\n"
               "int answer(void) { return 1; }\n")
     path = write_plugin(tmp_path, "fini", source, "int answer(void);\n")
-    plugin = minildr.open(path, isolate=True)
+    plugin = minildr.open(path, isolate=PATIENT)
     pid = plugin.worker_pid
     assert plugin.lookup("answer", "int (void)")() == 1
     plugin.close()                                        # does not raise
-    assert plugin.closed and gone(pid)
+    assert plugin.closed and gone(pid, wait=PATIENT)
     aborted = signal.strsignal(signal.SIGABRT)       # "Aborted"; macOS: "Abort trap: 6"
     assert any(f"killed by SIGABRT ({aborted}) during closing" in r.getMessage()
                for r in caplog.records)
@@ -755,12 +788,82 @@ def test_crash_in_the_destructor_does_not_break_close(tmp_path, caplog):
 def test_a_worker_failing_after_close_is_logged(greet_so, tmp_path, monkeypatch, caplog):
     """Something at the worker's exit (after its plugin closed fine) is still reported."""
     run_in_worker_first(monkeypatch, "import atexit, os\natexit.register(os._exit, 5)\n")
-    plugin = minildr.open(greet_so, isolate=True)
+    plugin = minildr.open(greet_so, isolate=PATIENT)
     pid = plugin.worker_pid
     plugin.close()
-    assert gone(pid)
+    assert gone(pid, wait=PATIENT)
     assert any(f"its worker (pid {pid}) exited with code 5 after close" in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_workers_log_lines_escape_the_plugins_file_name(greet_so, tmp_path, monkeypatch,
+                                                           caplog):
+    """A file name is text whoever fills a plugins folder controls: the worker's log lines
+    (a failure, a status after close) named it unescaped."""
+    evil = tmp_path / "greet\x1b[2J\u202e.so"
+    shutil.copy(greet_so, evil)
+    run_in_worker_first(monkeypatch, "import atexit, os\natexit.register(os._exit, 5)\n")
+    caplog.set_level("INFO", logger="minildr")
+    plugin = minildr.open(evil, isolate=PATIENT)
+    plugin.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("after close" in line for line in lines), lines
+    assert all("\x1b" not in line and "\u202e" not in line for line in lines), lines
+
+
+def test_a_worker_slow_to_exit_after_close_is_waited_for(greet_so, monkeypatch, caplog):
+    """A worker whose exit takes longer than the 2 s close() used to give it (a loaded
+    machine, a slow atexit handler) was stopped by the host and reported as killed by
+    SIGTERM; it is given the plugin's timeout, and its own exit status is what is logged."""
+    run_in_worker_first(monkeypatch, "import atexit, os, time\n"
+                                     "atexit.register(os._exit, 5)\n"
+                                     "atexit.register(time.sleep, 3)\n")
+    plugin = minildr.open(greet_so, isolate=PATIENT)
+    pid = plugin.worker_pid
+    plugin.close()
+    assert gone(pid, wait=PATIENT)
+    assert any(f"its worker (pid {pid}) exited with code 5 after close" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_calls_and_lookups_racing_close_get_an_answer_or_plugin_closed(crashy):
+    """Review case 34, isolated: threads calling through a function they hold, and looking
+    up, while another thread closes the plugin. Each call gives the right answer or
+    PluginClosed (no other exception, no hang), and the worker is gone after close."""
+    import threading
+    plugin = minildr.open(crashy, isolate=True)
+    pid = plugin.worker_pid
+    add = plugin.lookup("add", "int (int, int)")
+    results = {"right": 0, "closed": 0, "other": []}
+    start = threading.Barrier(5)
+
+    def work(k: int) -> None:
+        start.wait()
+        for i in range(2000):
+            try:
+                function = add if i % 2 else plugin.lookup("add", "int (int, int)")
+                if function(i, k) == i + k:
+                    results["right"] += 1
+                else:
+                    results["other"].append(("wrong", i, k))
+            except minildr.PluginClosed:
+                results["closed"] += 1
+                return
+            except Exception as exc:                      # noqa: BLE001 - what must not be
+                results["other"].append(exc)
+                return
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    start.wait()
+    time.sleep(0.05)
+    plugin.close()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert results["other"] == [] and results["right"] > 0, results
+    assert plugin.closed and gone(pid)
 
 
 def test_threads_share_one_worker_safely(crashy):
