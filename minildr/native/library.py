@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 import os
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from .. import ctype as ctypes_
 from .. import files
@@ -28,7 +28,7 @@ from ..host import HOST
 from ..interrupts import finish
 from ..lifetime import KeepsMappedWhileReferenced
 from . import initfini, lookup, mapping, relocate, resolve, tls, unwind
-from .libc import ffi, libc
+from .libc import ffi
 from .parse import Plan, parse
 from .validate import check_host
 from .trace import Event, Segment, Trace, with_gaps
@@ -60,12 +60,13 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._started: List[int] = []      # the initialisers called (glibc's l_init_called)
         self.base: Optional[int] = None
         try:                                 # every step in it: an interrupt at any line
-            self._needed = resolve.open_needed(self.plan, self.trace)
+            resolve.open_needed(self.plan, self.trace, self._needed)
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
             self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
             if self.plan.tls is not None:
-                self._tls = tls.borrow_module(self.plan, self.trace, self.base, bound)
+                self._tls = tls.BorrowedModule()      # owned before it holds anything
+                tls.borrow_module(self._tls, self.plan, self.trace, self.base, bound)
             relocate.relocate(self.plan, self.base, bound, self.trace,
                               self._tls.module if self._tls else 0)
             relocate.protect_relro(self.plan, self.base, self.trace)
@@ -179,14 +180,15 @@ class NativeLibrary(KeepsMappedWhileReferenced):
 
     def _release_tls(self) -> None:
         if self._tls is not None:
+            module = self._tls.module               # (0 if the stub was never loaded)
             self._tls.close()
-            self.trace.event("tls", f"module {self._tls.module} given back (the stub dlclosed)",
-                             module=self._tls.module)
-            self._tls = None
+            self._tls = None                        # forgotten before the trace callback runs
+            if module:
+                self.trace.event("tls", f"module {module} given back (the stub dlclosed)",
+                                 module=module)
 
     def _release_needed(self) -> None:
-        while self._needed:
-            libc.dlclose(self._needed.pop())        # the last opened first; forgotten as closed
+        resolve.close_needed(self._needed)          # the last opened first; forgotten as closed
 
     def _release_image(self) -> None:
         if self._on_unload is not None:
@@ -241,14 +243,27 @@ def load(path: "os.PathLike[str] | str", *, trace: Tracer = None) -> NativeLibra
     `trace`: None for a summary (a count per relocation type and per place symbols
     were found), True to record every event, or a function to call with each
     event as it happens.
+
+    As from_image: the descriptor and the library are held from the statement
+    that makes each, so an interrupt at any line gives both back before it goes on.
     """
     path = os.fspath(path)
     data, identity = read(path)
-    with opened(path, path, "cannot be opened") as fd:
-        if files.contents_key(files.identity(os.fstat(fd))) != files.contents_key(identity):
+    fds: List[int] = []
+    library: Optional[NativeLibrary] = None
+    try:
+        fds.append(open_to_map(path, path, "cannot be opened"))
+        if files.contents_key(files.identity(os.fstat(fds[0]))) != files.contents_key(identity):
             raise FileChanged(path, "was replaced or changed between being read and being "
                                     "mapped; try again once the program writing it has finished")
-        return NativeLibrary(data, path, fd, trace=trace)
+        library = NativeLibrary(data, path, fds[0], trace=trace)
+        os.close(fds.pop())               # the mappings keep their own reference
+        return library
+    except BaseException:
+        close_all(fds)
+        if library is not None:
+            finish(library.close)
+        raise
 
 
 def read(path: str) -> Tuple[bytes, files.Identity]:
@@ -274,32 +289,29 @@ def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
     library: Optional[NativeLibrary] = None
     try:
         load_path = image.acquire(holder)
-        try:
-            fds.append(os.open(load_path, os.O_RDONLY | os.O_CLOEXEC))
-        except OSError as exc:
-            raise LoadError(image.path, f"cannot open its sealed copy ({exc.strerror})") from None
+        fds.append(open_to_map(load_path, image.path, "cannot open its sealed copy"))
         library = NativeLibrary(image.data, image.path, fds[0], trace=trace,
                                 on_unload=functools.partial(image.release, holder))
         os.close(fds.pop())               # the mappings keep their own reference
         return library
     except BaseException:
-        while fds:
-            with contextlib.suppress(OSError):
-                os.close(fds.pop())
+        close_all(fds)
         if library is not None:
             finish(library.close)         # gives the image back too (on_unload)
         image.release(holder)             # (a second release is harmless)
         raise
 
 
-@contextlib.contextmanager
-def opened(load_path: str, path: str, failure: str) -> Iterator[int]:
-    """A descriptor of the file to map, closed after the load (the mappings keep their own)."""
+def open_to_map(load_path: str, path: str, failure: str) -> int:
+    """A descriptor of the file to map (closed after the load: the mappings keep their own)."""
     try:
-        fd = os.open(load_path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(load_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise LoadError(path, f"{failure} ({exc.strerror})") from None
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+
+
+def close_all(fds: List[int]) -> None:
+    """Close each descriptor, each taken off the list in the statement that closes it."""
+    while fds:
+        with contextlib.suppress(OSError):
+            os.close(fds.pop())

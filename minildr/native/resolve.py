@@ -43,33 +43,40 @@ class Binding(NamedTuple):
 NOWHERE = Binding(0)                    # a weak symbol no one defines, or symbol 0
 
 
-def open_needed(plan: Plan, trace: Trace) -> List[Any]:
+def open_needed(plan: Plan, trace: Trace, handles: List[Any]) -> None:
     """The system loader brings in the DT_NEEDED libraries (and theirs) first.
 
     Each is found as the system loader would find it for this file
     (linkage.find_library: RPATH, LD_LIBRARY_PATH, RUNPATH with $ORIGIN the
     plugin's own folder, then the system's search), the search `open` also
     makes before loading with either loader.
+
+    Each handle goes into `handles`, the caller's, in the statement that
+    opens it: an interrupt at any line leaves every library opened so far
+    where the caller's undoing (close_needed) finds it. A failed dlopen's
+    NULL may be there too, for a moment: close_needed skips it.
     """
-    handles = []
     needs = linkage.Needs(plan.needed, plan.rpath, plan.runpath, [], {})
     origin = os.path.dirname(os.path.abspath(plan.path))
     for name in plan.needed:
         found = linkage.find_library(name, needs, origin)
-        handle = libc.dlopen((found.path or name).encode(), os.RTLD_NOW | os.RTLD_LOCAL)
-        if handle == ffi.NULL:          # the message first: dlclose clears it
+        handles.append(libc.dlopen((found.path or name).encode(), os.RTLD_NOW | os.RTLD_LOCAL))
+        if handles[-1] == ffi.NULL:     # the message first: dlclose clears it
             message = ffi.string(libc.dlerror()).decode("utf-8", "replace")
-            close_needed(handles)
+            handles.pop()
             raise LoadError(plan.path, linkage.not_found(name, found, message))
-        handles.append(handle)
         where = f" from {found.path}" if found.path else ""
         trace.event("needed", f"{name} (loaded by the system loader{where})", name=name)
-    return handles
 
 
 def close_needed(handles: List[Any]) -> None:
-    for handle in reversed(handles):
-        libc.dlclose(handle)
+    """dlclose each handle, the last opened first, each taken off the list in the statement
+    that closes it: run again after an interrupt, it closes what is left, nothing twice."""
+    while handles:
+        if handles[-1] == ffi.NULL:     # a failed dlopen, interrupted before it was taken off
+            handles.pop()
+        else:
+            libc.dlclose(handles.pop())
 
 
 def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Binding]:

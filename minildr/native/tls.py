@@ -328,16 +328,28 @@ RTLD_DI_TLS_MODID = 9
 
 
 class BorrowedModule:
-    """glibc's TLS module id for a natively loaded library, via a stub library it loads."""
+    """glibc's TLS module id for a natively loaded library, via a stub library it loads.
 
-    def __init__(self, path: str, machine: int, segment: Any, image: bytes, static: bool) -> None:
+    Made empty and handed to its owner first (the library), then filled by
+    `borrow`, each resource recorded in the statement that makes it: an
+    interrupt at any line leaves the memfd and the stub where close() finds them.
+    """
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.handle: Any = None
+        self.module = 0
+
+    def borrow(self, path: str, machine: int, segment: Any, image: bytes, static: bool) -> None:
+        """Write the stub into a memfd and have glibc load it: its module id is ours."""
         self.fd = os.memfd_create("minildr-tls-stub", os.MFD_CLOEXEC)
         os.write(self.fd, stub_library(machine, segment, image, static))
         self.handle = libc.dlopen(f"/proc/self/fd/{self.fd}".encode(), os.RTLD_NOW | os.RTLD_LOCAL)
         if self.handle == ffi.NULL:
-            os.close(self.fd)
+            message = ffi.string(libc.dlerror()).decode(errors="replace")
+            self.handle = None
             raise LoadError(path, "the system loader refused the stub that holds its thread-local "
-                                  f"storage: {ffi.string(libc.dlerror()).decode(errors='replace')}")
+                                  f"storage: {message}")
         module = ffi.new("size_t *")
         libc.dlinfo(self.handle, RTLD_DI_TLS_MODID, module)
         self.module = module[0]
@@ -346,25 +358,25 @@ class BorrowedModule:
         """dlclose the stub, close its memfd; each forgotten in the statement that frees it
         (run again after an interrupt, it frees what is left, nothing twice)."""
         if self.handle is not None:
-            self.handle = (libc.dlclose(self.handle), None)[1]
+            self.handle = (libc.dlclose(self.handle) if self.handle != ffi.NULL else 0, None)[1]
         if self.fd >= 0:
             self.fd = os.close(self.fd) or -1
 
 
-def borrow_module(plan: Any, trace: Any, base: int, bound: Dict[int, Any]) -> BorrowedModule:
+def borrow_module(module: BorrowedModule, plan: Any, trace: Any, base: int,
+                  bound: Dict[int, Any]) -> None:
     """glibc takes the library's TLS image (from the checked bytes, relocated) under a module
-    id of its own."""
+    id of its own, held by `module` (the caller's, so that it can give it back whatever happens)."""
     segment = plan.tls
     image = relocated_image(plan, base, bound)
     static = any(plan.rel_class(r) in (Rel.TPOFF, Rel.TLSDESC)
                  and (not r.symbol or plan.symbols[r.symbol].st_shndx) for r in plan.other)
-    module = BorrowedModule(plan.path, plan.elf.header.e_machine, segment, image, static)
+    module.borrow(plan.path, plan.elf.header.e_machine, segment, image, static)
     trace.event("tls", f"module {module.module} borrowed from the system loader: a stub with "
                        f"PT_TLS of {segment.p_memsz} bytes ({segment.p_filesz} initialised), "
                        f"aligned to {segment.p_align}" + (", in static TLS" if static else ""),
                 module=module.module, size=segment.p_memsz, init_size=segment.p_filesz,
                 align=segment.p_align, static=static)
-    return module
 
 
 def relocated_image(plan: Any, base: int, bound: Dict[int, Any]) -> bytes:

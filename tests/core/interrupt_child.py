@@ -27,16 +27,27 @@ from __future__ import annotations
 import gc
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import minildr
+import minildr.native
+from minildr.build import find_compiler
 
 PACKAGE = str(Path(minildr.__file__).resolve().parent) + os.sep
 SOURCE = 'const char *greet(void) { return "hi"; }\nint twice(int x) { return 2 * x; }\n'
 HEADER = "const char *greet(void);\nint twice(int x);\n"
+# The native operations load a plugin with more steps to interrupt: a thread-local
+# variable (tls.BorrowedModule: a stub glibc loads from a memfd) and a DT_NEEDED
+# library of its own beside it (resolve.open_needed), which nothing else maps.
+NATIVE_SOURCE = ('__thread int calls;\nextern int helper_add(int, int);\n'
+                 'const char *greet(void) { return "hi"; }\n'
+                 'int twice(int x) { calls++; return helper_add(x, x) + calls - calls; }\n')
+HELPER_SOURCE = "int helper_add(int a, int b) { return a + b; }\n"
+NATIVE = {"open-native", "lookup-native", "close-native", "load-native"}
 
 
 class Interrupt:
@@ -81,7 +92,8 @@ def mappings(plugin: Path) -> List[str]:
     """The mappings of the plugin's file or of any sealed copy (memfd) minildr made."""
     with open("/proc/self/maps") as maps:
         return sorted({line.split(None, 5)[-1].strip() for line in maps
-                       if str(plugin) in line or "memfd:" in line or "minildr" in line
+                       if str(plugin) in line or "memfd:" in line or str(WORK) in line
+                       or "minildr" in line
                        and ".so" in line and str(Path(minildr.__file__).parent) not in line})
 
 
@@ -153,13 +165,22 @@ def threads() -> int:
 WORK = OUT = PLUGIN = Path()          # set by main()
 
 
-def build() -> Path:
+def build(native: bool = False) -> Path:
     src = WORK / "src"
     src.mkdir(exist_ok=True)
-    (src / "greet.c").write_text(SOURCE)
+    (src / "greet.c").write_text(NATIVE_SOURCE if native else SOURCE)
     (src / "greet.h").write_text(HEADER)
-    return minildr.build([src / "greet.c"], name="greet", exports=src / "greet.h",
-                         out_dir=OUT)
+    if not native:
+        return minildr.build([src / "greet.c"], name="greet", exports=src / "greet.h",
+                             out_dir=OUT)
+    OUT.mkdir(exist_ok=True)
+    (src / "helper.c").write_text(HELPER_SOURCE)
+    subprocess.run([find_compiler().path, "-shared", "-fPIC", "-Wl,-soname,libhelper.so",
+                    "-o", str(OUT / "libhelper.so"),
+                    str(src / "helper.c")], check=True)
+    return minildr.build([src / "greet.c"], name="greet", exports=src / "greet.h", out_dir=OUT,
+                         cflags=["-Wl,--no-as-needed", f"-L{OUT}", "-lhelper",
+                                 "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"])
 
 
 class Case:
@@ -224,6 +245,16 @@ class Building(Case):
         assert path == PLUGIN
 
 
+class LoadingNatively(Case):
+    """minildr.native.load(path): the native loader on its own, no manifest (not from_image)."""
+    def operation(self):
+        return minildr.native.load(PLUGIN)
+
+    def undo(self, library) -> None:
+        assert library.lookup("twice", "int (int)")(21) == 42
+        library.close()
+
+
 class Discovering(Case):
     def operation(self):
         return minildr.discover(OUT, **self.kwargs)
@@ -242,6 +273,7 @@ OPERATIONS = {
     "lookup-isolated": lambda: LookingUp(isolate=True),
     "close": lambda: Closing(),
     "close-native": lambda: Closing(loader="native"),
+    "load-native": lambda: LoadingNatively(),
     "close-isolated": lambda: Closing(isolate=True),
     "build": lambda: Building(),
     "discover": lambda: Discovering(),
@@ -289,7 +321,7 @@ def main() -> int:
     global WORK, OUT, PLUGIN
     name, WORK, cases = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     OUT = WORK / "out"
-    PLUGIN = build()
+    PLUGIN = build(native=name in NATIVE)
     case = OPERATIONS[name]()
     case.set_up()                                     # warm up: imports, caches
     case.undo(case.operation())

@@ -18,6 +18,7 @@ of the shorter operations.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,7 +28,9 @@ import pytest
 
 import minildr
 
-from helpers import fuzz_examples
+from minildr.build import find_compiler
+
+from helpers import fuzz_examples, write_plugin
 from platforms import requires_isolation, requires_native_loader, requires_proc
 
 HERE = Path(__file__).resolve().parent
@@ -71,14 +74,21 @@ def test_an_interrupt_at_any_line_of_a_native_lookup_leaves_nothing_behind(tmp_p
 @requires_proc
 @requires_native_loader
 @pytest.mark.fuzz
-@pytest.mark.parametrize("operation", ["open-native", "close-native"])
+@pytest.mark.parametrize("operation", ["open-native", "close-native", "load-native"])
 def test_an_interrupt_at_any_line_of_a_native_open_or_close_leaves_nothing_behind(
         operation, tmp_path):
     """The native unload could not be run twice (a second __deregister_frame aborts the
     process), so an interrupted close left the library mapped for good; and an interrupt
     between two of its steps unmapped the code before its frames were deregistered
     (__deregister_frame then read unmapped memory: SIGSEGV). Now each step records that
-    it ran as it runs, in order, and a second close finishes what is left."""
+    it ran as it runs, in order, and a second close finishes what is left.
+
+    The plugin has a thread-local variable and a DT_NEEDED library of its own
+    (interrupt_child.NATIVE_SOURCE): an interrupt in resolve.open_needed lost the
+    handles it had dlopened, one in tls.borrow_module lost the TLS stub and its
+    memfd, and native.load(path) (load-native) returned the library from inside a
+    `with` whose exit could be interrupted. Each is held from the statement that
+    makes it now."""
     result = campaign(operation, tmp_path, fuzz_examples(SHORT))
     assert result["events"] > 10 and result["tried"] >= min(SHORT, result["events"])
     assert result["problems"] == []
@@ -227,3 +237,54 @@ def test_an_interrupted_native_close_is_finished(greet_so, step, monkeypatch):
         plugin.close()
     plugin.close()
     assert once.hits and plugin.closed and _mapped("greet") == before
+
+
+def _tls_plugin_with_a_needed_library(folder: Path) -> Path:
+    """interrupt_child's native plugin: a thread-local variable, and libhelper.so beside it."""
+    import interrupt_child
+    (folder / "out").mkdir(parents=True)
+    (folder / "helper.c").write_text(interrupt_child.HELPER_SOURCE)
+    subprocess.run([find_compiler().path, "-shared", "-fPIC", "-Wl,-soname,libhelper.so",
+                    "-o", str(folder / "out" / "libhelper.so"), str(folder / "helper.c")],
+                   check=True)
+    return write_plugin(folder, "greet", interrupt_child.NATIVE_SOURCE, interrupt_child.HEADER,
+                        cflags=["-Wl,--no-as-needed", f"-L{folder / 'out'}", "-lhelper",
+                                "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"])
+
+
+def _maps(fragment: str) -> list:
+    with open("/proc/self/maps") as maps:
+        return [line.split(None, 5)[-1].strip() for line in maps if fragment in line]
+
+
+def _open_descriptors() -> set:
+    return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")}
+
+
+@requires_proc
+@requires_native_loader
+@pytest.mark.parametrize("step", ["needed", "tls"])
+def test_an_interrupt_just_after_a_native_load_step_gives_back_what_it_took(tmp_path, step):
+    """A trace callback runs inside the load, as a Ctrl-C can land there: interrupted at the
+    "needed" event, the handle of the library just dlopened was in a list only
+    resolve.open_needed knew (libhelper.so stayed mapped); at the "tls" event, the TLS stub
+    and its memfd were in a BorrowedModule only tls.borrow_module knew (the stub stayed
+    loaded, the memfd open). Now the library owns each from the statement that makes it."""
+    plugin = _tls_plugin_with_a_needed_library(tmp_path / "p")
+    helper = str(tmp_path / "p" / "out" / "libhelper.so")
+    import minildr.native
+    library = minildr.native.load(plugin)            # warm: imports, libgcc_s, caches
+    library.close()
+    fds, maps = _open_descriptors(), _maps("minildr-tls-stub") + _maps(str(tmp_path))
+
+    def interrupt(event) -> None:
+        if event.step == step:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        minildr.native.load(plugin, trace=interrupt)
+    assert _maps("minildr-tls-stub") + _maps(str(tmp_path)) == maps == []
+    assert _open_descriptors() == fds
+    library = minildr.native.load(plugin)
+    assert library.lookup("twice", "int (int)")(21) == 42 and _maps(helper)
+    library.close()
