@@ -27,7 +27,7 @@ import os
 import stat
 import struct
 import sys
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from .errors import (FileChanged, FileTooLarge, NotARegularFile, PluginNotFound,
                      UnreadableFile)
@@ -82,11 +82,26 @@ def read_regular(path: "os.PathLike[str] | str", limit: int, *,
     path = os.fspath(path)
     if not checked:
         stat_regular(path)
-    fd = _open_to_read(path)
+    # The descriptor is held from the statement that opens it and closed inside the
+    # try: an interrupt at any line closes it (a `finally`'s own line could be cut short).
+    fds: List[int] = []
     try:
-        return _read_descriptor(path, fd, limit, head)
-    finally:
-        os.close(fd)
+        fds.append(_open_to_read(path))
+        read = _read_descriptor(path, fds[0], limit, head)
+        os.close(fds.pop())
+        return read
+    except BaseException:
+        close_all(fds)
+        raise
+
+
+def close_all(fds: List[int]) -> None:
+    """Close each descriptor, each taken off the list in the statement that closes it."""
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
 
 
 # An inode object, told apart from a later file given the same number:

@@ -149,12 +149,17 @@ class Prepared:
     images: List[PluginImage] = field(default_factory=list)          # sealed copies in use
 
     def close(self) -> None:
-        for _, handle in reversed(self.handles):
-            libc.dlclose(handle)
-        self.handles = []
-        for image in self.images:
-            image.release(self, resident=True)    # the system loader keeps it: keep its fd
-        self.images = []
+        """Each handle taken off as it is closed (a failed dlopen's NULL skipped), each image
+        released before it is forgotten: run again after an interrupt, this finishes what is
+        left and closes nothing twice."""
+        while self.handles:
+            if self.handles[-1][1] == ffi.NULL:
+                self.handles.pop()
+            else:
+                libc.dlclose(self.handles.pop()[1])
+        while self.images:
+            self.images[-1].release(self, resident=True)   # the system loader keeps it: keep
+            self.images.pop()                              # its fd (a second release: harmless)
 
 
 MAX_BUNDLED_DEPTH = 8      # a bundled library's bundled libraries' ..., this deep at most
@@ -180,10 +185,12 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
             load_bundled_needs(plugin, copy, found, trust, prepared, copies, depth)
             prepared.images.append(copy)
             target = copy.acquire(prepared)
-        handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
-        if handle == ffi.NULL:
-            raise LoadError(plugin, not_found(name, found, libdl.error()))
-        prepared.handles.append((name, handle))
+        # held in the statement that opens it: an interrupt at the next line loses nothing
+        prepared.handles.append((name, libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)))
+        if prepared.handles[-1][1] == ffi.NULL:
+            message = libdl.error()
+            prepared.handles.pop()
+            raise LoadError(plugin, not_found(name, found, message))
 
 
 def load_bundled_needs(plugin: str, copy: PluginImage, found: Found, trust: Any,

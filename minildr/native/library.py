@@ -13,7 +13,6 @@ from under a caller.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -260,7 +259,7 @@ def load(path: "os.PathLike[str] | str", *, trace: Tracer = None) -> NativeLibra
         os.close(fds.pop())               # the mappings keep their own reference
         return library
     except BaseException:
-        close_all(fds)
+        files.close_all(fds)
         if library is not None:
             finish(library.close)
         raise
@@ -295,7 +294,7 @@ def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
         os.close(fds.pop())               # the mappings keep their own reference
         return library
     except BaseException:
-        close_all(fds)
+        files.close_all(fds)
         if library is not None:
             finish(library.close)         # gives the image back too (on_unload)
         image.release(holder)             # (a second release is harmless)
@@ -308,10 +307,3 @@ def open_to_map(load_path: str, path: str, failure: str) -> int:
         return os.open(load_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise LoadError(path, f"{failure} ({exc.strerror})") from None
-
-
-def close_all(fds: List[int]) -> None:
-    """Close each descriptor, each taken off the list in the statement that closes it."""
-    while fds:
-        with contextlib.suppress(OSError):
-            os.close(fds.pop())
