@@ -27,9 +27,10 @@ from pathlib import Path
 import pytest
 
 import minildr
-
+import minildr.native
 from minildr.build import find_compiler
 
+import interrupt_child
 from helpers import fuzz_examples, write_plugin
 from platforms import requires_isolation, requires_native_loader, requires_proc
 
@@ -241,7 +242,6 @@ def test_an_interrupted_native_close_is_finished(greet_so, step, monkeypatch):
 
 def _tls_plugin_with_a_needed_library(folder: Path) -> Path:
     """interrupt_child's native plugin: a thread-local variable, and libhelper.so beside it."""
-    import interrupt_child
     (folder / "out").mkdir(parents=True)
     (folder / "helper.c").write_text(interrupt_child.HELPER_SOURCE)
     subprocess.run([find_compiler().path, "-shared", "-fPIC", "-Wl,-soname,libhelper.so",
@@ -273,7 +273,6 @@ def test_an_interrupt_just_after_a_native_load_step_gives_back_what_it_took(tmp_
     loaded, the memfd open). Now the library owns each from the statement that makes it."""
     plugin = _tls_plugin_with_a_needed_library(tmp_path / "p")
     helper = str(tmp_path / "p" / "out" / "libhelper.so")
-    import minildr.native
     library = minildr.native.load(plugin)            # warm: imports, libgcc_s, caches
     library.close()
     fds, maps = _open_descriptors(), _maps("minildr-tls-stub") + _maps(str(tmp_path))
