@@ -374,6 +374,23 @@ def version_miss(needs: Needs, versions: List[str]) -> str:
 RESOLVED = "resolved-against"
 
 
+def check_resolved(image: PluginImage, needs: Needs, prepared: Prepared) -> None:
+    """LoadError if a symbol version or a symbol the plugin uses is found nowhere."""
+    versions = missing_versions(needs, prepared)     # first: its symbols are missing too
+    if versions:
+        raise LoadError(image.path, version_miss(needs, versions))
+    missing = unresolved(needs, prepared)
+    if missing:
+        raise LoadError(image.path, (
+            f"undefined symbol{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
+            "looked in the host process's global scope and in "
+            + (', '.join(needs.needed) if needs.needed else
+               "its needed libraries, but it names none (no DT_NEEDED)")
+            + "; refused "
+            "before loading it, so none of its code ran. Link the plugin against the "
+            "library that defines it, or load that library first"))
+
+
 @contextlib.contextmanager
 def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
             copies: Optional[Dict[str, PluginImage]] = None) -> Iterator[Prepared]:
@@ -395,23 +412,13 @@ def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
     try:
         load_needed(image.path, needs, origin, trust, prepared, copies)
         scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
-        if image.known(RESOLVED) == scope:
-            yield prepared               # resolved before against these very libraries
-            return
-        versions = missing_versions(needs, prepared)     # first: its symbols are missing too
-        if versions:
-            raise LoadError(image.path, version_miss(needs, versions))
-        missing = unresolved(needs, prepared)
-        if missing:
-            raise LoadError(image.path, (
-                f"undefined symbol{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
-                "looked in the host process's global scope and in "
-                + (', '.join(needs.needed) if needs.needed else
-                   "its needed libraries, but it names none (no DT_NEEDED)")
-                + "; refused "
-                "before loading it, so none of its code ran. Link the plugin against the "
-                "library that defines it, or load that library first"))
-        image.record(RESOLVED, scope)
+        if image.known(RESOLVED) != scope:     # else resolved before against these libraries
+            check_resolved(image, needs, prepared)
+            image.record(RESOLVED, scope)
+        # One way out, no `return` in this try: an interrupt at the line of a
+        # `return` that used to follow the first `yield` skipped this finally
+        # (CPython 3.11: prepared.close() never ran, the needed libraries
+        # stayed loaded; open-native campaign).
         yield prepared
     finally:
         prepared.close()
