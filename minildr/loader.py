@@ -23,7 +23,7 @@ from .interrupts import finish
 from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
 from .lifetime import native_threads
-from .linkage import bundled_copies, prepare
+from .linkage import Prepared, bundled_copies, prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
 
@@ -38,8 +38,9 @@ def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -
     cannot be linked is refused before any of its code runs.
     """
     library: Optional[Library] = None
+    prepared: Optional[Prepared] = None
     try:
-        with prepare(image, trust):
+        with prepare(image, trust) as prepared:
             if loader == "native":
                 from . import native    # Linux only: its libc binding cannot be made elsewhere
                 library = native.from_image(image)
@@ -47,6 +48,10 @@ def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -
                 library = SystemLibrary(image)
         return library              # (an interrupt in prepare's exit must not lose it)
     except BaseException:
+        # prepare's own finally closes what it loaded, except when the interrupt lands
+        # on that finally's line (CPython runs it after the try's protection ends):
+        if prepared is not None:
+            finish(prepared.close)  # (a second close is harmless)
         if library is not None:
             finish(library.close)
         raise
