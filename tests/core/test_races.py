@@ -42,14 +42,20 @@ def test_processes_building_one_name_each_load_their_own(tmp_path, mode):
     race(mode, tmp_path)
 
 
-def test_open_of_what_build_returned_loads_what_it_built(tmp_path):
-    """Another build renames its file over the name between this build and the open."""
+def _two_builds_of_one_name(tmp_path: Path) -> tuple:
+    """`who` built in two folders: ours (who() = 1) and another process's (who() = 2)."""
     for folder in "ab":
         (tmp_path / folder).mkdir()
     mine = write_plugin(tmp_path / "a", "who", "int who(void) { return 1; }\n",
                         "int who(void);\n")
     theirs = write_plugin(tmp_path / "b", "who", "int who(void) { return 2; }\n",
                           "int who(void);\n")
+    return mine, theirs
+
+
+def test_open_of_what_build_returned_loads_what_it_built(tmp_path):
+    """Another build renames its file over the name between this build and the open."""
+    mine, theirs = _two_builds_of_one_name(tmp_path)
     theirs.replace(mine)                                 # as another build installs
     with minildr.open(mine) as plugin:                   # the path build returned
         assert plugin.lookup("who", "int (void)")() == 1
@@ -117,12 +123,7 @@ def test_another_build_on_our_reused_inode_number_is_not_taken_for_ours(tmp_path
     """Issue 16's `round 33: built 3, called back 2`: a newer build of another process
     was written to a file that got the inode number of this process's freed
     build, and was taken for this build's file changed in place."""
-    for folder in "ab":
-        (tmp_path / folder).mkdir()
-    mine = write_plugin(tmp_path / "a", "who", "int who(void) { return 1; }\n",
-                        "int who(void);\n")
-    theirs = write_plugin(tmp_path / "b", "who", "int who(void) { return 2; }\n",
-                          "int who(void);\n")
+    mine, theirs = _two_builds_of_one_name(tmp_path)
     with open(mine, "rb") as f:
         if files.generation(f.fileno()) is None:
             pytest.skip("this file system keeps no inode generation numbers (tmpfs, "

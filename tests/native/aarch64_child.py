@@ -21,7 +21,8 @@ import minildr
 import minildr.native
 from minildr.native.libc import ffi
 
-from tls_threads import close_while_threads_run, counts_from_four_threads, errno_per_thread
+from tls_threads import (close_while_threads_run, counts_from_four_threads, errno_per_thread,
+                         pointer_values)
 
 
 def machine() -> str:
@@ -89,16 +90,7 @@ def shared_variable(user: str, provider: str) -> tuple:
 
 def pointers(path: str, loader: str) -> tuple:
     """Pointers as initial values of __thread variables (test_native_tls.py's POINTERS_C)."""
-    with minildr.open(path, loader=loader) as plugin:
-        step = plugin.lookup("next_value", "int (void)")
-        other = plugin.lookup("other_value", "int (void)")
-        here = [step(), step(), other()]
-        there = []
-        thread = threading.Thread(target=lambda: there.extend([step(), other()]))
-        thread.start()
-        thread.join()
-        del step, other
-        return here, there
+    return pointer_values(path, loader)
 
 
 CHECKS = {f.__name__: f for f in (machine, trace, counts, libm_errno, close_and_reload,

@@ -30,7 +30,8 @@ from helpers import write_plugin
 from native_util import mappings_of, native_host, system_library
 from tls_threads import (COUNTER_C, COUNTER_H, EXPECTED_COUNTS, IE_COUNTER_C, POINTERS_C,
                          POINTERS_H, PROVIDER_C, USER_C, call_log,
-                         close_while_threads_run, counts_from_four_threads, errno_per_thread)
+                         close_while_threads_run, counts_from_four_threads, errno_per_thread,
+                         pointer_values)
 
 pytestmark = native_host
 
@@ -142,16 +143,7 @@ def test_pointers_as_initial_values_of_thread_local_variables(tmp_path):
     path = write_plugin(tmp_path, "pointers", POINTERS_C, POINTERS_H)
     results = {}
     for loader in ("native", "system"):
-        with minildr.open(path, loader=loader) as plugin:
-            step = plugin.lookup("next_value", "int (void)")
-            other = plugin.lookup("other_value", "int (void)")
-            here = [step(), step(), other()]
-            there = []
-            thread = threading.Thread(target=lambda: there.extend([step(), other()]))
-            thread.start()
-            thread.join()
-            results[loader] = (here, there)
-            del step, other
+        results[loader] = pointer_values(path, loader)
     assert results["native"] == results["system"] == ([20, 30, 5], [20, 5])
 
 

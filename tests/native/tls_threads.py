@@ -146,3 +146,18 @@ def close_while_threads_run(path) -> tuple:
     with minildr.native.load(path) as again:          # a fresh block: the module id is free again
         after = again.lookup("count", "int (void)")()
     return counts, [e.step for e in lib.trace.events][-1], len(seen), after
+
+
+def pointer_values(path, loader: str) -> tuple:
+    """next_value(), next_value(), other_value() here, then next_value(), other_value() in a new
+    thread: pointers as initial values of __thread variables (test_native_tls.py's POINTERS_C)."""
+    with minildr.open(path, loader=loader) as plugin:
+        step = plugin.lookup("next_value", "int (void)")
+        other = plugin.lookup("other_value", "int (void)")
+        here = [step(), step(), other()]
+        there = []
+        thread = threading.Thread(target=lambda: there.extend([step(), other()]))
+        thread.start()
+        thread.join()
+        del step, other
+        return here, there
