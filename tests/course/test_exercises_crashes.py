@@ -5,6 +5,11 @@ real kernel (tests/exercise_answers.py): once with the classic NULL write
 (`out = NULL; out[i] = ...`), once with a loop that never ends. The check
 must say what happened, in which function, and the kernel must still run
 the next cell.
+
+The endless loops wait (pause() until a signal that never comes) rather
+than spin: to the check's time limit a hang is a hang, and a spinning one
+would burn a core for the whole 5 s. The spinning case is tested once, in
+test_exercises.py (test_a_learners_crash_or_hang_is_a_verdict_that_says_what_to_look_for).
 """
 from __future__ import annotations
 
@@ -15,29 +20,30 @@ from helpers import ROOT
 from platforms import requires_isolation, requires_linux
 
 SOLUTIONS = ROOT / "solutions"
+PAUSE = "extern int pause(void);\n"        # <unistd.h>'s, declared where the answer needs it
 
 CRASHES = {
     # notebook, task, function, (NULL write, endless loop)
     "00": ("00-the-plugin-problem.ipynb", "00.4", "format_show", (
         "char *out = 0;\nout[0] = text[0];",
-        "while (text) { }")),
+        PAUSE + "while (text)\n    pause();")),
     "01": ("01-shared-libraries.ipynb", "01.1", "cube", (
         "int cube(int x) { int *out = 0; out[x] = x; return x; }",
-        "int cube(int x) { int y = x; for (;;) { } return y; }")),
+        PAUSE + "int cube(int x) { int y = x; for (;;) pause(); return y; }")),
     "02": ("02-smallest-plugin.ipynb", "02.3", "shout", (
         "char *out = NULL;\nsize_t i;\nfor (i = 0; text[i]; i++)\n"
         "    out[i] = (char)toupper((unsigned char)text[i]);\nreturn out;",
-        "size_t i = 0;\nwhile (text[i] != 1) { }\nreturn text;")),
+        PAUSE + "size_t i = 0;\nwhile (text[i] != 1)\n    pause();\nreturn text;")),
     "03": ("03-checks-before-loading.ipynb", "03.1", "answer", (
         ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
          "int *out = 0;\nout[loaded] = 41;\nreturn out[loaded];"),
         ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
-         "while (loaded) { }\nreturn 42;"))),
+         PAUSE + "while (loaded)\n    pause();\nreturn 42;"))),
     "04": ("04-the-loader-by-hand.ipynb", "04.2", "describe", (
         'const char *name(void) { return "plugin-b"; }\n'
         "const char *describe(void) { char *out = 0; out[1] = 'b'; return out; }",
-        'const char *name(void) { return "plugin-b"; }\n'
-        "const char *describe(void) { for (;;) { } return name(); }")),
+        'const char *name(void) { return "plugin-b"; }\n' + PAUSE +
+        "const char *describe(void) { for (;;) pause(); return name(); }")),
 }
 
 

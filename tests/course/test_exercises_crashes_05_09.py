@@ -5,6 +5,8 @@ For each notebook, one task whose answer is code that runs natively (C in
 would (tests/exercise_answers.py runs the solution notebook up to that task's
 check, in a real kernel). Each check must report what happened (a crash with
 its signal, a call that did not return) and the kernel must still be alive.
+The endless loops wait instead of spinning (see test_exercises_crashes.py):
+the same hang to the check's time limit, without a core burnt for 5-10 s.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from platforms import requires_isolation
 SOLUTIONS = ROOT / "solutions"
 
 C_NULL_WRITE = "*(volatile int *)0 = 1;      /* out = NULL; out[i] = ... */"
-C_ENDLESS = "for (;;) { }                 /* a loop whose condition never changes */"
+C_ENDLESS = ("extern int pause(void);      /* <unistd.h>'s */\n"
+             "for (;;) pause();            /* a loop whose condition never changes */")
 CRASHED = "Your plugin crashed with SIGSEGV"
 HUNG = "Your plugin did not return within 5 s"
 
@@ -54,7 +57,8 @@ def load_greeting(path):                  # no trust=store: the evil plugin runs
         return minildr.ffi.string(plugin.lookup("greet", "const char *(void)")()).decode()
 '''
     run = with_answers(SOLUTIONS / "06-pitfalls.ipynb", "06.2",
-                       [answer("*(volatile int *)0 = 1;"), answer("for (;;) { }")], tmp_path,
+                       [answer("*(volatile int *)0 = 1;"),
+                        answer("extern int pause(void); for (;;) pause();")], tmp_path,
                        cell_with="def load_greeting")
     assert_reported(run, crashed="Your plugin crashed with SIGSEGV in `load_greeting`",
                     hung="Your plugin did not return within 5 s in `load_greeting`")
@@ -78,7 +82,10 @@ GO_SUPPORTED, GO_WHY_NOT = golang.plugin_support()
 @pytest.mark.skipif(not GO_SUPPORTED, reason=GO_WHY_NOT)
 def test_09_a_nil_pointer_or_endless_loop_in_a_go_host_is_reported(tmp_path):
     nil_write = "\tvar version *string\n\t_ = sym\n\t*version = \"1.4.2\"\n"
-    endless = "\t_ = sym\n\tfor {\n\t}\n"
+    # Waits for input that never comes: a pipe whose write end it holds (a loop
+    # `for {}` would spin for the whole 10 s; the deferred Close keeps w alive).
+    endless = ("\t_ = sym\n\tr, w, _ := os.Pipe()\n\tdefer w.Close()\n"
+               "\tfor {\n\t\tr.Read(make([]byte, 1))\n\t}\n")
     run = with_answers(SOLUTIONS / "09-go-for-real.ipynb", "09.2", [nil_write, endless],
                        tmp_path, cell_with="hosts/version/main.go")
     assert_reported(run, crashed="your host crashed on a nil pointer",
