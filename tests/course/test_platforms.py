@@ -1,15 +1,15 @@
 """The platform markers and the notebook rule of platforms.py, tested by pretending to be elsewhere.
 
 Each rule runs for real: a tiny notebook in a temporary folder, run by
-pytest + nbval in a subprocess whose conftest uses the same hook as
-tests/conftest.py, with MINILDR_TEST_PRETEND_HOST naming another platform.
+pytest + nbval in an inner session (tests/inner_pytest.py: in this process,
+as pytester would, without a second interpreter's start-up) whose conftest
+uses the same hook as tests/conftest.py, with MINILDR_TEST_PRETEND_HOST
+naming another platform.
 """
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,9 +18,9 @@ import pytest
 
 import conftest
 import platforms
-from helpers import ROOT, TESTS
+from helpers import ROOT
+from inner_pytest import inner_pytest
 
-HERE = TESTS
 MARKERS = [platforms.requires_native_loader, platforms.requires_elf, platforms.requires_proc,
            platforms.requires_isolation]
 
@@ -105,7 +105,7 @@ def test_a_posix_only_notebook_skips_on_windows_only(here, expected):
     assert reason.startswith(expected) if expected else reason == ""
 
 
-# -- the notebook rule, run by nbval in a subprocess ----------------------------
+# -- the notebook rule, run by nbval in an inner pytest session ------------------
 def notebook(path: Path, recorded_on: str, cells, **extra) -> Path:
     """A notebook whose cells are (source, saved stdout, cell metadata)."""
     nb = nbformat.v4.new_notebook(metadata={
@@ -132,16 +132,11 @@ def run_nbval(tmp_path: Path, notebooks, pretend: str | None) -> dict:
     """{(notebook, cell): (outcome, message)} of one pytest + nbval run."""
     (tmp_path / "conftest.py").write_text(
         "from platforms import pytest_collection_modifyitems  # noqa: F401\n")
-    env = {k: v for k, v in os.environ.items() if k != platforms.PRETEND_ENV}
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT)])
-    if pretend:
-        env[platforms.PRETEND_ENV] = pretend
     report = tmp_path / "report.xml"
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval",
-         "--nbval-current-env", f"--junitxml={report}", "-q", *map(str, notebooks)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert report.exists(), done.stdout + done.stderr
+    done = inner_pytest(["-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+                         f"--junitxml={report}", "-q", *map(str, notebooks)],
+                        cwd=tmp_path, env={platforms.PRETEND_ENV: pretend})
+    assert report.exists(), done.output
     results = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         outcome = next(((c.tag, c.get("message", "")) for c in case
