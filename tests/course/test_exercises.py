@@ -17,6 +17,7 @@ import pytest
 from minildr.course import exercises, selfcheck
 from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
 from helpers import ROOT, write_plugin
+from inner_pytest import inner_pytest
 from platforms import requires_isolation
 
 SOLUTIONS = ROOT / "solutions"
@@ -101,15 +102,15 @@ def test_exercise_cells_are_tagged_and_outputs_cleared():
         assert exercises.BEGIN not in after.source
 
 
-def test_committed_exercises_are_what_the_generator_makes(tmp_path):
+def test_committed_exercises_are_what_the_generator_makes(monkeypatch, capsys):
     stale = exercises.generate(SOLUTIONS, EXERCISES, write=False)
     assert not stale, f"regenerate with `make exercises`: {[p.name for p in stale]}"
     assert sorted(p.name for p in EXERCISES.glob("*.ipynb")) == \
         sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
-    # The command says the same, with its exit code.
-    done = subprocess.run([sys.executable, "-m", "minildr.course.exercises", "--check"], cwd=ROOT,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # The command's main says the same from the repository (its default folders), with its
+    # exit status (as a process, with an exit status of 1: the next test).
+    monkeypatch.chdir(ROOT)
+    assert exercises.main(["--check"]) == 0, capsys.readouterr()
 
 
 def test_the_check_command_notices_a_stale_exercise(tmp_path):
@@ -292,6 +293,19 @@ def run_check(*paths: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
 
+def check_here(monkeypatch, capsys, *paths: Path) -> "tuple[int, str]":
+    """make check's main() in this process, from the repository: its exit status and table.
+
+    The command as a process (run_check) starts Python, minildr and nbformat (whose
+    jsonschema costs ~1.7 s of CPU at import) before the first notebook; its exit
+    status, table and encoding through a pipe are tested on the solutions and on a
+    missing folder, the other cases here."""
+    monkeypatch.chdir(ROOT)
+    capsys.readouterr()
+    status = selfcheck.main(["--strict", *map(str, paths)])
+    return status, capsys.readouterr().out
+
+
 # The command is tested on two notebooks: every solution and every exercise
 # already runs under nbval (make test), so running them all again here would
 # test the notebooks twice and the command no better.
@@ -304,17 +318,17 @@ def test_progress_says_all_done_on_the_solutions():
     assert "all done" in done.stdout and "not yet" not in done.stdout
 
 
-def test_progress_says_not_yet_on_fresh_exercises():
-    done = run_check(*[EXERCISES / name for name in SAMPLE])
-    assert done.returncode == 1
+def test_progress_says_not_yet_on_fresh_exercises(monkeypatch, capsys):
+    status, table = check_here(monkeypatch, capsys, *[EXERCISES / name for name in SAMPLE])
+    assert status == 1
     # Task lines ("  ⏳ 05.2   not yet  ..."), not the "cells left out" lines of other platforms.
-    lines = [line for line in done.stdout.splitlines() if re.match(r"  \S+ \d\d\.\d+ ", line)]
-    assert lines and all("not yet" in line for line in lines), done.stdout
+    lines = [line for line in table.splitlines() if re.match(r"  \S+ \d\d\.\d+ ", line)]
+    assert lines and all("not yet" in line for line in lines), table
     # The first task this machine can run: 01.1 on Linux; on Windows 01.3 (01.1-01.2 are left out).
-    assert "0/" in done.stdout and re.search(r"Next: Task 0[12]\.\d ", done.stdout), done.stdout
+    assert "0/" in table and re.search(r"Next: Task 0[12]\.\d ", table), table
 
 
-def test_progress_counts_a_learners_finished_task(tmp_path):
+def test_progress_counts_a_learners_finished_task(tmp_path, monkeypatch, capsys):
     """Answer one task of exercise 02 as a learner would; only it turns done."""
     folder = tmp_path / "exercises"
     folder.mkdir()
@@ -324,12 +338,12 @@ def test_progress_counts_a_learners_finished_task(tmp_path):
         if "raw_greeting =" in solved.source:
             cell.source = solved.source
     nbformat.write(nb, folder / "02-smallest-plugin.ipynb")    # no examples/ beside it
-    done = run_check(folder)
-    assert "✅ 02.1   done" in done.stdout, done.stdout + done.stderr
-    assert "⏳ 02.2   not yet" in done.stdout and "1/4 tasks done" in done.stdout
+    status, table = check_here(monkeypatch, capsys, folder)
+    assert "✅ 02.1   done" in table, table
+    assert "⏳ 02.2   not yet" in table and "1/4 tasks done" in table and status == 1, table
 
 
-def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path):
+def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path, monkeypatch, capsys):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3",
                                                            "display_name": "Python 3"}})
     nb.cells = [nbformat.v4.new_code_cell("from minildr.course.selfcheck import task\n"
@@ -337,19 +351,22 @@ def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path):
                 nbformat.v4.new_code_cell("import os; os._exit(3)")]
     path = tmp_path / "09-crash.ipynb"
     nbformat.write(nb, path)
-    done = run_check(path)
-    assert done.returncode == 1
-    assert "✅ 9.1" in done.stdout and "the notebook stopped" in done.stdout
+    status, table = check_here(monkeypatch, capsys, path)
+    assert status == 1
+    assert "✅ 9.1" in table and "the notebook stopped" in table, table
 
 
 def test_fresh_exercises_run_with_only_their_todo_cells_failing():
-    """nbval (lax: outputs not compared) over the exercises: TODO cells may raise, no other."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-p", "platforms",     # cells for other platforms: skipped
-                           "--nbval-lax", "--nbval-current-env", str(EXERCISES)],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    """nbval (lax: outputs not compared) over the exercises: TODO cells may raise, no other.
+
+    An inner pytest session in this process (tests/inner_pytest.py), as a `python -m
+    pytest` of its own would run it from the repository, without that start-up's CPU."""
+    done = inner_pytest(["-q", "-p", "no:cacheprovider",
+                         "-p", "platforms",     # cells for other platforms: skipped
+                         "--nbval-lax", "--nbval-current-env", str(EXERCISES)], cwd=ROOT)
+    assert done.exit_code == 0, done.output[-5000:]
+    cells = [name for name in done.reports if name.startswith("exercises/")]
+    assert len({name.split("::")[0] for name in cells}) == len(list(EXERCISES.glob("*.ipynb")))
 
 
 # ---------------------------------------------------------------------------
