@@ -118,12 +118,21 @@ def native_threads() -> FrozenSet[int]:
         return frozenset()
     python = threading.enumerate()
     try:
-        if (_task_links() - 2 == len(python)
-                and not any(isinstance(t, _DUMMY) or t.native_id is None for t in python)):
+        if _all_pythons(python):
             return frozenset(t.native_id for t in python)  # type: ignore[misc]
         return frozenset(int(tid) for tid in os.listdir(_TASKS))
     except OSError:
         return frozenset()
+
+
+def _all_pythons(python: "list[threading.Thread]") -> bool:
+    """Whether the kernel counts as many threads as `python` lists, none of them foreign."""
+    if _task_links() - 2 != len(python):
+        return False
+    for t in python:
+        if t.native_id is None or isinstance(t, _DUMMY):
+            return False
+    return True
 
 
 def load_started() -> Optional[int]:
@@ -154,6 +163,13 @@ def _started_tick(tid: int) -> Optional[int]:
 
 def _foreign_threads() -> FrozenSet[int]:
     """The ids of this process's threads that Python's threading did not start (nor knows of)."""
+    if not sys.platform.startswith("linux"):
+        return frozenset()
+    try:
+        if _all_pythons(threading.enumerate()):
+            return frozenset()                    # the usual case: one fstat, nothing listed
+    except OSError:
+        return frozenset()
     return native_threads() - {t.native_id for t in threading.enumerate()}
 
 
@@ -167,8 +183,11 @@ def foreign_threads_since(started: int, settle: float = 0.05) -> FrozenSet[int]:
     seconds later; a plugin's thread that runs its code is still there.
     """
     tick = started // _TICK_NS
+    foreign = _foreign_threads()
+    if not foreign:
+        return foreign
     suspects = set()
-    for tid in _foreign_threads():
+    for tid in foreign:
         started_tick = _started_tick(tid)           # None: gone since
         if started_tick is not None and started_tick >= tick:
             suspects.add(tid)
@@ -204,14 +223,18 @@ class KeepsMappedWhileReferenced:
     @property
     def _guard(self) -> threading.RLock:
         # Created on first use (the subclasses' __init__ need not call ours);
-        # setdefault is atomic, so two threads get the same lock.
-        return self.__dict__.setdefault("_lifetime_lock", threading.RLock())
+        # setdefault is atomic, so two threads get the same lock (made only if
+        # missing: a lock made per access is most of what a close costs).
+        lock = self.__dict__.get("_lifetime_lock")
+        return lock if lock is not None else self.__dict__.setdefault("_lifetime_lock",
+                                                                      threading.RLock())
 
     @property
     def _results(self) -> Set["weakref.ref[Any]"]:
         # Weak references to the pointers that wrapped functions returned and
         # that are still alive. set.add/discard are atomic: no lock per call.
-        return self.__dict__.setdefault("_live_results", set())
+        live = self.__dict__.get("_live_results")
+        return live if live is not None else self.__dict__.setdefault("_live_results", set())
 
     @property
     def unloaded(self) -> bool:
@@ -226,7 +249,8 @@ class KeepsMappedWhileReferenced:
 
     @property
     def _holders(self) -> set:
-        return self.__dict__.setdefault("_lifetime_holders", set())
+        held = self.__dict__.get("_lifetime_holders")
+        return held if held is not None else self.__dict__.setdefault("_lifetime_holders", set())
 
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""

@@ -407,11 +407,11 @@ def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
         return
     needs = image_needs(image)
     if origin is None:          # (only a search path or a name can say $ORIGIN)
-        origin = origin_of(image) if needs.rpath or needs.runpath or any(
-            "$" in name for name in needs.needed) else ""
+        origin = origin_of(image) if image.fact("says-origin", lambda: bool(
+            needs.rpath or needs.runpath or any("$" in name for name in needs.needed))) else ""
     try:
         load_needed(image.path, needs, origin, trust, prepared, copies)
-        scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
+        scope = tuple(h for _, h in prepared.handles)      # (cffi pointers: equal by address)
         if image.known(RESOLVED) != scope:     # else resolved before against these libraries
             check_resolved(image, needs, prepared)
             image.record(RESOLVED, scope)
