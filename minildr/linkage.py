@@ -147,6 +147,10 @@ class Prepared:
     """The needed libraries, loaded; handles closed by `close` (the plugin keeps its own)."""
     handles: List[Tuple[str, Any]] = field(default_factory=list)   # (name, dlopen handle)
     images: List[PluginImage] = field(default_factory=list)          # sealed copies in use
+    # What dlopen was given for each of the plugin's own DT_NEEDED names: for a
+    # checked bundled library its sealed copy, so a loader that opens the
+    # plugin's libraries itself (native/resolve.py) gets the same bytes.
+    targets: Dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         """Each handle taken off as it is closed (a failed dlopen's NULL skipped), each image
@@ -191,6 +195,8 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
             message = libdl.error()
             prepared.handles.pop()
             raise LoadError(plugin, not_found(name, found, message))
+        if not depth:
+            prepared.targets[name] = target
 
 
 def load_bundled_needs(plugin: str, copy: PluginImage, found: Found, trust: Any,

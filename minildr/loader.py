@@ -43,7 +43,7 @@ def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -
         with prepare(image, trust) as prepared:
             if loader == "native":
                 from . import native    # Linux only: its libc binding cannot be made elsewhere
-                library = native.from_image(image)
+                library = native.from_image(image, needed=prepared.targets)
             else:
                 library = SystemLibrary(image)
         return library              # (an interrupt in prepare's exit must not lose it)

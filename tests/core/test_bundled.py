@@ -22,7 +22,7 @@ from minildr.isolation import sandbox
 from minildr.trust import TrustStore
 
 from helpers import write_plugin
-from platforms import requires_linux
+from platforms import requires_linux, requires_native_loader
 
 builder = importlib.import_module("minildr.build")
 pytestmark = requires_linux("$ORIGIN, RUNPATH and SONAME are ELF's, read on Linux")
@@ -107,13 +107,19 @@ def test_a_refusal_names_the_library_as_the_plugin_was_named(tmp_path, monkeypat
     assert str(tmp_path) not in message
 
 
-def test_under_trust_the_bundled_library_loads_from_its_checked_bytes(tmp_path):
+LOADERS = ["system", pytest.param("native", marks=requires_native_loader)]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_under_trust_the_bundled_library_loads_from_its_checked_bytes(tmp_path, loader):
+    """Both loaders: the native one opens the plugin's libraries itself (native/resolve.py),
+    and used to dlopen libhelper.so by its file's path, beside the checked copy."""
     path = plugin_with_helper(tmp_path)
     lib = path.parent / "libhelper.so"
     store = TrustStore()
     store.pin(path)
     store.pin(lib)
-    with minildr.open(path, trust=store) as plugin:
+    with minildr.open(path, trust=store, loader=loader) as plugin:
         assert plugin.lookup("answer", "int (void)")() == 42
         assert mapped("minildr:libhelper.so"), "libhelper must come from its sealed copy"
         assert not mapped(str(lib))
@@ -210,18 +216,20 @@ def test_a_bundled_librarys_own_bundled_library_loads(tmp_path, loader):
         assert plugin.lookup("answer", "int (void)")() == 42
 
 
-def test_under_trust_the_second_level_is_verified_and_loaded_from_its_checked_bytes(tmp_path):
+@pytest.mark.parametrize("loader", LOADERS)
+def test_under_trust_the_second_level_is_verified_and_loaded_from_its_checked_bytes(tmp_path,
+                                                                                    loader):
     path = plugin_with_two_levels(tmp_path)
     out = path.parent
     store = TrustStore()
     store.pin(path)
     store.pin(out / "libhelper.so")                 # not libhelper2.so: refused, naming it
     with pytest.raises(minildr.UntrustedPlugin) as err:
-        minildr.open(path, trust=store)
+        minildr.open(path, trust=store, loader=loader)
     assert "libhelper2.so" in str(err.value) and "not pinned" in str(err.value)
     assert not mapped("libhelper")                  # nothing of either level stayed
     store.pin(out / "libhelper2.so")
-    with minildr.open(path, trust=store) as plugin:
+    with minildr.open(path, trust=store, loader=loader) as plugin:
         assert plugin.lookup("answer", "int (void)")() == 42
         assert mapped("minildr:libhelper2.so"), "libhelper2 must come from its sealed copy"
         assert mapped("minildr:libhelper.so")
