@@ -280,3 +280,54 @@ def test_in_a_worker_under_trust_an_unpinned_second_level_is_refused(tmp_path, h
     store.pin(path.parent / "libhelper2.so")
     with minildr.open(path, trust=store, **how) as plugin:
         assert plugin.lookup("answer", "int (void)")() == 42
+
+
+# -- a cycle: libcyca.so needs libcycb.so, which needs libcyca.so -----------------------------
+def plugin_with_a_cycle(tmp_path: Path) -> Path:
+    """Plugin `cyclic` -> libcyca.so <-> libcycb.so, all RUNPATH=$ORIGIN, in tmp_path/out."""
+    out = tmp_path / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    cc = builder.find_compiler().path
+    (out / "a.c").write_text("extern int b_value(void);\n"
+                             "int a_value(void) { return 40; }\n"
+                             "int a_answer(void) { return b_value() + 1; }\n")
+    (out / "b.c").write_text("extern int a_value(void);\n"
+                             "int b_value(void) { return a_value() + 1; }\n")
+    link = ["-Wl,--no-as-needed", f"-L{out}", "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"]
+
+    def shared(name: str, source: str, *libs: str) -> None:
+        subprocess.run([cc, "-shared", "-fPIC", f"-Wl,-soname,lib{name}.so", "-o",
+                        str(out / f"lib{name}.so"), str(out / source), *link, *libs], check=True)
+    shared("cyca", "a.c")                        # first without libcycb, to link libcycb
+    shared("cycb", "b.c", "-lcyca")
+    shared("cyca", "a.c", "-lcycb")              # now each names the other
+    return write_plugin(tmp_path, "cyclic", """\
+extern int a_answer(void);
+int answer(void) { return a_answer(); }
+""", "int answer(void);\n", cflags=[*link, "-lcyca"])
+
+
+def test_a_cycle_of_bundled_libraries_loads_without_trust_as_plain_dlopen(tmp_path):
+    """The control: the system loader maps the cycle from the files, each library once."""
+    path = plugin_with_a_cycle(tmp_path)
+    code = f"import ctypes; print(ctypes.CDLL({str(path)!r}).answer())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "42", done.stderr
+    with minildr.open(path) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+
+
+def test_under_trust_a_cycle_of_bundled_libraries_is_refused_naming_it(tmp_path):
+    """From sealed copies each library of a cycle would have to load before the other: refused
+    with the cycle named (was: 'more than 8 deep'), nothing of it left loaded."""
+    path = plugin_with_a_cycle(tmp_path)
+    out = path.parent
+    store = TrustStore()
+    for lib in (path, out / "libcyca.so", out / "libcycb.so"):
+        store.pin(lib)
+    with pytest.raises(minildr.LoadError) as err:
+        minildr.open(path, trust=store)
+    message = str(err.value)
+    assert "cycle (libcyca.so -> libcycb.so -> libcyca.so)" in message
+    assert "more than" not in message
+    assert not mapped("libcyc")
