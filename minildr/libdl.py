@@ -62,8 +62,8 @@ def error() -> str:
     return ffi.string(message).decode("utf-8", "replace") if message != ffi.NULL else "unknown error"
 
 
-def loaded_from(handle: object) -> Optional[str]:
-    """The path a loaded library's link map names, or None where it cannot say.
+def loaded_name(handle: object) -> Optional[bytes]:
+    """The path a loaded library's link map names, as bytes, or None where it cannot say.
 
     In glibc (and musl) a dlopen handle *is* the library's `struct link_map`:
     dlinfo(RTLD_DI_LINKMAP) hands back the handle itself (glibc dlfcn/dlinfo.c,
@@ -74,4 +74,10 @@ def loaded_from(handle: object) -> Optional[str]:
     if not HAS_VERSIONS or handle == NULL:
         return None
     name = ffi.cast("struct link_map *", handle).l_name
-    return os.fsdecode(ffi.string(name)) if name != NULL else ""
+    return ffi.string(name) if name != NULL else b""
+
+
+def loaded_from(handle: object) -> Optional[str]:
+    """`loaded_name`, decoded as the file system's names are."""
+    name = loaded_name(handle)
+    return os.fsdecode(name) if name is not None else None

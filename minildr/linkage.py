@@ -41,7 +41,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .errors import LoadError, NotAPlugin, UntrustedPlugin
 from .formats import elf
@@ -103,8 +103,7 @@ def needs_in(dyn: elf.DynamicSection) -> Needs:
 # ---------------------------------------------------------------------------
 # 1. the needed libraries
 # ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """Where a DT_NEEDED name was found: a file, or left to the system's search."""
     name: str
     path: Optional[str]            # the file, if a search path of ours found it
@@ -125,9 +124,12 @@ def find_library(name: str, needs: Needs, origin: str,
     DT_RPATH (only if there is no DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH,
     then /etc/ld.so.cache and the default folders, which are left to dlopen.
     """
-    environ = os.environ if environ is None else environ
     if "/" in name:
         return Found(name, expand_origin(name, origin), False, ())
+    library_path = (os.environ if environ is None else environ).get("LD_LIBRARY_PATH")
+    if not (needs.rpath or needs.runpath or library_path):
+        return Found(name, None, False, ())         # the system's search alone (most plugins)
+    environ = {"LD_LIBRARY_PATH": library_path or ""}
     folders: List[Tuple[str, bool]] = []
     if not needs.runpath:
         folders += [(expand_origin(d, origin), "$ORIGIN" in d or "${ORIGIN}" in d)
