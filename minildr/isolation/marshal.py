@@ -306,6 +306,12 @@ class CallFrames:
         else:
             self.fixed = b"v" if how.result is Value.VOID else NUMBER[how.result].encode()
             self.reply, self.reply_body = _REPLY[self.fixed], _REPLY_BODY[self.fixed]
+        # Numbers in, a number (or nothing) out: the host's hot path (process.call_numbers)
+        # checks a whole reply with one unpack: its header, call id and kind, then the value.
+        self.hot = self.numbers and bool(self.fixed)
+        if self.hot:
+            self.reply_prefix = HEADER.pack(REPLY_MAGIC, self.reply.size - HEADER.size)
+            self.reply_whole = struct.Struct("<8sIc" + self.reply.format[6:])
 
     # -- host -> worker: the call ---------------------------------------------
     def pack_call(self, seq: int, handle: int, args: tuple, ffi: Any,
@@ -424,6 +430,10 @@ class CallFrames:
                 raise ProtocolViolation("an arena region, but this worker has no arena")
             return _copied_from(arena, *_REGION.unpack_from(payload, REPLY_HEAD.size), ffi)
         raise self._not_the_answer(payload, seq)
+
+    def read_json_reply(self, value: Any) -> Any:
+        """The host's side of a reply that came by JSON (an unsigned result beyond 2^63)."""
+        return decode_result(self.result, value, None)
 
     def _not_the_answer(self, payload: bytes, seq: int) -> ProtocolViolation:
         return ProtocolViolation(f"the reply {payload[:24]!r} does not answer call {seq} "
