@@ -28,7 +28,7 @@ from .. import ctype
 from ..ctype import INTEGER_TYPES
 from ..errors import SymbolTypeError
 from ..manifest import Export
-from .protocol import CALL_MAGIC, HEADER, REPLY_MAGIC, ProtocolViolation
+from .protocol import CALL_MAGIC, ECHO_HANDLE, HEADER, REPLY_MAGIC, ProtocolViolation
 from .shm import SHM_MIN, Arena
 
 
@@ -268,6 +268,7 @@ def to_wire(kind: Value, value: Any, arena: Optional[Arena] = None) -> Any:
 # An integer beyond 64 bits does not fit: that call (or reply) goes by JSON.
 # Errors always go by JSON (protocol.error_reply).
 CALL_HEAD = struct.Struct("<IHB")
+CALL_HEAD_FRAME = struct.Struct("<4sIIHB")
 REPLY_HEAD = struct.Struct("<Ic")
 NUMBER = {Value.INT: "q", Value.BOOL: "q", Value.FLOAT: "d", Value.CHAR: "c"}
 _LENGTH, _REGION = struct.Struct("<I"), struct.Struct("<QQ")
@@ -444,6 +445,18 @@ class CallFrames:
 def frames_for(how: Marshal) -> CallFrames:
     """The CallFrames of a Marshal, built once (a Marshal is a small frozen value)."""
     return CallFrames(how)
+
+
+VOID_REPLY = _REPLY[b"v"]
+
+
+def echo_frame(seq: int = 0) -> bytes:
+    """The call frame of a bare round trip (protocol.ECHO_HANDLE): no arguments."""
+    return CALL_HEAD_FRAME.pack(CALL_MAGIC, CALL_HEAD.size, seq, ECHO_HANDLE, 0)
+
+
+def echo_payload(seq: int) -> bytes:
+    return echo_frame(seq)[HEADER.size:]
 
 
 def read_call_head(payload: bytes) -> Tuple[int, int]:

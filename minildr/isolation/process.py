@@ -45,7 +45,8 @@ import time
 import weakref
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Tuple)
 
 from ..console import printable
 from ..contracts.contract import Contract
@@ -56,7 +57,7 @@ from ..interrupts import finish
 from . import fastcall, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
-from .marshal import CallFrames, Value, check_argument
+from .marshal import VOID_REPLY, CallFrames, Value, check_argument, echo_frame
 from .protocol import (CALL_MAGIC, CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC,
                        FrameReader, ProtocolViolation, frame, read_reply)
 
@@ -370,6 +371,32 @@ class WorkerProcess:
                 for fd, _ in self._output_poller.poll(0):
                     self._forward(fd)
                 return message
+
+    def bare_round_trip(self) -> Callable[[], None]:
+        """A function that makes one bare round trip to the worker: an empty call's request
+        frame there, its 13-byte void reply back, through the worker's own loop with
+        nothing called (protocol.ECHO_HANDLE; in C where the C call loop is loaded).
+
+        What the operating system charges for waking this worker and back, for
+        benchmarks to compare calls with, call by call. The host's side is as lean
+        as Python allows: send, recv_into a kept buffer. Hold `lock` while using it.
+        """
+        send, recv_into = self._sock.sendall, self._sock.recv_into
+        message, size = echo_frame(), VOID_REPLY.size
+        inbox = memoryview(bytearray(size))
+
+        def once() -> None:
+            send(message)
+            got = 0
+            while got < size:
+                try:
+                    n = recv_into(inbox[got:])
+                except BlockingIOError:          # FIRST_WAIT passed: wait on
+                    continue
+                if not n:
+                    raise self._crashed("a bare round trip")
+                got += n
+        return once
 
     def bare_round_trips(self, count: int, size_in: int = PING_SIZE,
                          size_out: int = PING_SIZE) -> Iterator[None]:

@@ -31,6 +31,10 @@ MAX_FRAME = 64 << 20
 # The requests, host -> worker.
 READY, OPEN, LOOKUP, CALL, GET, SET, CONTRACT, METHOD, CLOSE = (
     "ready", "open", "lookup", "call", "get", "set", "contract", "method", "close")
+# A binary call frame with no arguments to handle ECHO_HANDLE (never a function's) is
+# answered with a void reply, nothing called: one bare round trip through the worker's
+# own loop, with an empty call's message sizes, for benchmarks to compare calls with.
+ECHO_HANDLE = 0xFFFF
 # ["ping", seq, N(, IN, OUT)]: after its reply the worker answers N bare IN-byte messages
 # with OUT bytes each (PING_SIZE if not given), no frames: the floor of this very pair
 # of processes (benchmarks/bench_isolate.py gives the sizes of a call's two frames).

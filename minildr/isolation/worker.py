@@ -160,13 +160,12 @@ class Server:
         export = self.plugin.manifest.exports[name]
         how = marshal.marshal_for(self.plugin._cffi(), self.plugin.path, export,
                                   self.plugin.manifest.types)
-        self.handles.append((found, how))
-        handle = len(self.handles) - 1
+        handle = self.new_handle((found, how))
         if how.kind == "function":        # for call frames: the function and its codec
             self.functions[handle] = (found, marshal.frames_for(how))
             codes = fastcall.type_codes(self.plugin._cffi(), export.ctype,
                                         self.plugin.manifest.types)
-            if self.loop is not None and codes is not None and handle < 1 << 16 \
+            if self.loop is not None and codes is not None and handle < protocol.ECHO_HANDLE \
                     and isinstance(found, _libc_ffi.CData):
                 self.loop.register(handle, found, codes)    # numbers only: served in C
         return handle
@@ -177,8 +176,15 @@ class Server:
         assert self.plugin is not None
         proxy = self.plugin.lookup(name, contract)
         methods = list(proxy.methods)
-        self.handles.append((proxy, methods))
-        return [len(self.handles) - 1, methods, [m for m in methods if proxy.has(m)]]
+        handle = self.new_handle((proxy, methods))
+        return [handle, methods, [m for m in methods if proxy.has(m)]]
+
+    def new_handle(self, entry: Tuple[Any, Any]) -> int:
+        """The next handle, for `entry`; never ECHO_HANDLE (an echo, not a call)."""
+        if len(self.handles) == protocol.ECHO_HANDLE:
+            self.handles.append((None, None))
+        self.handles.append(entry)
+        return len(self.handles) - 1
 
     def method(self, handle: int, index: int, args: List[Any]) -> Any:
         """One contract method, by its index in the list `contract` returned, called
@@ -192,6 +198,8 @@ class Server:
     def call_frame(self, payload: bytes) -> bytes:
         """A binary call frame (marshal.CallFrames) and its reply frame: the hot path."""
         seq, handle = marshal.read_call_head(payload)
+        if handle == protocol.ECHO_HANDLE and payload == marshal.echo_payload(seq):
+            return marshal.VOID_REPLY.pack(protocol.REPLY_MAGIC, 5, seq, b"v")
         try:
             function, frames = self.functions[handle]
             arena = self.arena
