@@ -310,9 +310,12 @@ class CallFrames:
         # Numbers in, a number (or nothing) out: the host's hot path (process.call_numbers)
         # checks a whole reply with one unpack: its header, call id and kind, then the value.
         self.hot = self.numbers and bool(self.fixed)
-        if self.hot:
+        if self.hot:          # bound once: pack(seq, handle, count, kinds, *values)
+            self.pack_request = functools.partial(self.request.pack, CALL_MAGIC, self.length)
             self.reply_prefix = HEADER.pack(REPLY_MAGIC, self.reply.size - HEADER.size)
-            self.reply_whole = struct.Struct("<8sIc" + self.reply.format[6:])
+            self.unpack_reply = struct.Struct("<8sIc" + self.reply.format[6:]).unpack_from
+            self.reply_size = self.reply.size
+            self.is_bool = how.result is Value.BOOL
 
     # -- host -> worker: the call ---------------------------------------------
     def pack_call(self, seq: int, handle: int, args: tuple, ffi: Any,

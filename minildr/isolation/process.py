@@ -57,8 +57,8 @@ from ..interrupts import finish
 from . import fastcall, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
-from .marshal import VOID_REPLY, CallFrames, Value, check_argument, echo_frame
-from .protocol import (CALL_MAGIC, CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC,
+from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
+from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC,
                        FrameReader, ProtocolViolation, frame, read_reply)
 
 log = logging.getLogger("minildr")
@@ -150,6 +150,7 @@ class WorkerProcess:
             self.folder = held.folder
             self.arena = arena
             self._sock = host_sock
+            self._send, self._recv_into = host_sock.sendall, host_sock.recv_into
             host_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _FIRST_WAIT_TIMEVAL)
             decoder = codecs.getincrementaldecoder("utf-8")
             self._outputs = {out_r: (self._stdout, decoder("replace")),
@@ -244,28 +245,28 @@ class WorkerProcess:
                 raise self._failure
             self._seq = seq = self._seq + 1
             try:
-                data = frames.request.pack(CALL_MAGIC, frames.length, seq, handle, frames.count,
-                                           frames.kinds, *map(check_argument, frames.params, args))
+                data = frames.pack_request(seq, handle, frames.count, frames.kinds,
+                                           *map(check_argument, frames.params, args))
             except struct.error:            # an integer beyond 64 bits: cffi decides, in the worker
                 return BY_JSON
             if self.spin or self._reader.buffer or self.timeout <= FIRST_WAIT:
                 return self._read_call_reply(frames, self.exchange(data, during), seq, during)
             inbox = self._inbox
             try:
-                self._sock.sendall(data)
+                self._send(data)
                 try:
-                    size = self._sock.recv_into(inbox)   # returns within FIRST_WAIT (SO_RCVTIMEO)
+                    size = self._recv_into(inbox)    # returns within FIRST_WAIT (SO_RCVTIMEO)
                 except BlockingIOError:
                     size = -1
-                if size == frames.reply.size:
-                    got = frames.reply_whole.unpack_from(inbox)
+                if size == frames.reply_size:
+                    got = frames.unpack_reply(inbox)
                     if got[0] == frames.reply_prefix and got[1] == seq and got[2] == frames.fixed:
                         if self._open_outputs:   # what the plugin printed, before its result
                             for fd, _ in self._output_poller.poll(0):
                                 self._forward(fd)
                         if len(got) == 3:
                             return None
-                        return bool(got[3]) if frames.result is Value.BOOL else got[3]
+                        return bool(got[3]) if frames.is_bool else got[3]
                 message = self._after_first_wait(size, during)
                 if message is None:
                     message = self._wait(time.monotonic() + self.timeout - FIRST_WAIT,
