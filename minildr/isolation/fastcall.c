@@ -25,8 +25,8 @@
  * here: the upper bits are unspecified) or %xmm0 / d0 (double).
  * Elsewhere this file is not built (fastcall.py says why).
  *
- * The echo (mldr_echo) is the bare ping-pong benchmarks compare calls with,
- * from this same loop: no frame, no call.
+ * A frame to MLDR_ECHO (protocol.ECHO_HANDLE) is the bare round trip benchmarks
+ * compare calls with, answered by this same loop with nothing called.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -327,32 +327,4 @@ long mldr_serve(int sock, char *buf, long capacity, long have)
         }
         have += n;
     }
-}
-
-/* The bare ping-pong: `count` times, read `in` bytes, send `out` bytes back.
- * 0, or -errno; 1 at end of file. */
-int mldr_echo(int sock, long count, long in, long out)
-{
-    char buf[4096];
-    if (in <= 0 || out <= 0 || in > (long)sizeof buf || out > (long)sizeof buf)
-        return -EINVAL;
-    memset(buf, 'p', sizeof buf);
-    for (long i = 0; i < count; i++) {
-        long got = 0;
-        while (got < in) {
-            ssize_t n = recv(sock, buf + got, (size_t)(in - got), 0);
-            if (n == 0)
-                return 1;
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                return -errno;
-            }
-            got += n;
-        }
-        int failed = send_all(sock, buf, (size_t)out);
-        if (failed)
-            return failed;
-    }
-    return 0;
 }

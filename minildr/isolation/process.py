@@ -45,8 +45,7 @@ import time
 import weakref
 from pathlib import Path
 from time import perf_counter
-from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional,
-                    Tuple)
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
 from ..console import printable
 from ..contracts.contract import Contract
@@ -58,8 +57,7 @@ from . import fastcall, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
-from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC,
-                       FrameReader, ProtocolViolation, frame, read_reply)
+from .protocol import CLOSE, OPEN, READY, REPLY_MAGIC, FrameReader, ProtocolViolation, frame, read_reply
 
 log = logging.getLogger("minildr")
 
@@ -398,30 +396,6 @@ class WorkerProcess:
                     raise self._crashed("a bare round trip")
                 got += n
         return once
-
-    def bare_round_trips(self, count: int, size_in: int = PING_SIZE,
-                         size_out: int = PING_SIZE) -> Iterator[None]:
-        """Yield `count` times, each after one bare round trip to the worker: `size_in`
-        bytes to it, `size_out` bytes back.
-
-        No frame, no JSON, no plugin: what the operating system charges for
-        waking this worker and back, for benchmarks to compare calls with.
-        """
-        with self.lock:
-            self.request([PING, count, size_in, size_out], "a ping")
-            sock, message = self._sock, b"p" * size_in
-            for _ in range(count):
-                sock.sendall(message)
-                got = 0
-                while got < size_out:
-                    try:
-                        data = sock.recv(size_out - got)
-                    except BlockingIOError:      # FIRST_WAIT passed: wait on
-                        continue
-                    if not data:
-                        raise self._crashed("a ping")
-                    got += len(data)
-                yield
 
     # -- output ------------------------------------------------------------------------
     @staticmethod

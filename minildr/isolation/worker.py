@@ -111,8 +111,6 @@ class Server:
         if op == protocol.CALL:
             function, how = self.handles[args[0]]
             return self.call(function, how, args[1])
-        if op == protocol.PING:
-            return None                       # serve() then echoes bare messages
         if op == protocol.READY:
             if self.failure is not None:
                 raise self.failure
@@ -296,30 +294,6 @@ def serve(sock: socket.socket, server: Server) -> None:
         send(respond(server, op, seq, args))
         if op == protocol.CLOSE:
             return
-        if op == protocol.PING:
-            size_in, size_out = protocol.ping_sizes(args)
-            if loop is not None and not reader.buffer:
-                loop.echo(sock.fileno(), int(args[0]), size_in, size_out)
-            else:
-                echo(sock, reader, int(args[0]), size_in, size_out)
-
-
-def echo(sock: socket.socket, reader: protocol.FrameReader, count: int, size_in: int,
-         size_out: int) -> None:
-    """`count` times, read a bare `size_in`-byte message and send back `size_out` bytes:
-    the floor benchmarks compare calls with (the C loop's mldr_echo where it is loaded)."""
-    pending = bytes(reader.buffer)
-    reader.buffer.clear()
-    answer = b"p" * size_out
-    for _ in range(count):
-        while len(pending) < size_in:
-            data = sock.recv(1 << 16)
-            if not data:
-                return
-            pending += data
-        sock.sendall(answer)
-        pending = pending[size_in:]
-    reader.feed(pending)
 
 
 def limit_and_confine(limits: Limits, containment: pids.Containment
