@@ -3,6 +3,7 @@ everything it does not serve left to Python, and a clean fallback without it."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import socket
 import struct
 import threading
@@ -252,3 +253,23 @@ def test_a_compiler_that_fails_is_a_reason_too(monkeypatch, tmp_path):
     status = fastcall._build()
     assert status.path == "" and "fastcall.c:1: error: broken" in status.reason
     assert not [p for p in (tmp_path / "cache" / "minildr").iterdir()]   # nothing half-written
+
+
+def test_the_loops_cache_key_holds_the_c_library(monkeypatch, tmp_path):
+    """A loop built against one C library is not reused under another (a system upgrade)."""
+    libc = cffi.FFI()
+    libc.cdef("const char *gnu_get_libc_version(void);")
+    try:
+        version = libc.string(libc.dlopen(None).gnu_get_libc_version()).decode()
+    except AttributeError:
+        pytest.skip("not glibc: no gnu_get_libc_version to compare with")
+    identity = fastcall.libc_identity()
+    assert identity.startswith(f"glibc {version} /") and "libc.so" in identity
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = fastcall._build()
+    assert first.path and fastcall._build() == first                # reused as it is
+    monkeypatch.setattr(fastcall, "libc_identity", lambda: "glibc 9.99 /lib/libc.so.6 1 2")
+    other = fastcall._build()
+    assert other.path and other.path != first.path
+    assert sorted(p.name for p in (tmp_path / "cache" / "minildr").iterdir()) == sorted(
+        [Path(first.path).name, Path(other.path).name])
