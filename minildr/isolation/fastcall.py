@@ -9,8 +9,8 @@ answers it exactly as before.
 
 The host builds fastcall.c once per machine with the C compiler the course
 requires (build.find_compiler: $CC, else cc, gcc, clang) into the user's
-cache folder, under a name that is a hash of the source, the compiler and
-the machine (written atomically: two hosts building at once is harmless),
+cache folder, under a name that is a hash of the source, the compiler, the
+machine and the C library (version and file: libc_identity) (written atomically: two hosts building at once is harmless),
 and passes the library's path to each worker, which loads it before it
 confines itself. Where it cannot be built (no compiler, another machine,
 not Linux) or loaded, workers serve every call in Python, and `status()`
@@ -30,7 +30,7 @@ from typing import Any, Optional, Tuple
 
 import cffi
 
-from .. import ctype
+from .. import ctype, libdl
 from ..build import find_compiler, run_tool
 from ..errors import CompilerNotFound
 from .kernel import MACHINE
@@ -41,7 +41,6 @@ DECLARATIONS = """
 int mldr_register(int handle, void *address, char result, const char *params, int count);
 void mldr_clear(void);
 long mldr_serve(int sock, char *buf, long capacity, long have);
-int mldr_echo(int sock, long count, long in, long out);
 """
 
 
@@ -75,7 +74,8 @@ def _build() -> Status:
         return Status("", f"no C compiler to build the C call loop ({exc.reason.split('.')[0]}): "
                           "calls are served in Python")
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + compiler.version.encode() + MACHINE.encode()).hexdigest()[:16]
+    key = hashlib.sha256(b"\0".join([source, compiler.version.encode(), MACHINE.encode(),
+                                      os.fsencode(libc_identity())])).hexdigest()[:16]
     folder = cache_folder()
     if folder is None:
         return Status("", "no writable cache folder for the C call loop: calls are served "
@@ -102,6 +102,31 @@ def _build() -> Status:
     return Status(str(target), "")
 
 
+def libc_identity() -> str:
+    """The C library this process runs with, for the loop's cache key: its version and
+    its file (path, size, modification time), so that after a system upgrade the loop
+    is built again rather than reused from a build against another C library.
+
+    The version is confstr(_CS_GNU_LIBC_VERSION) (confstr(3); glibc's
+    gnu_get_libc_version()); the file is the one the loader mapped, named by
+    dladdr(3) for fflush, which the loop calls.
+    """
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):          # not glibc: no such name
+        version = ""
+    info = libdl.ffi.new("Dl_info *")
+    address = libdl.lib.dlsym(libdl.RTLD_DEFAULT, b"fflush")
+    if not address or not libdl.lib.dladdr(address, info) or info.dli_fname == libdl.NULL:
+        return version
+    path = os.fsdecode(libdl.ffi.string(info.dli_fname))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{version} {path}"
+    return f"{version} {path} {st.st_size} {st.st_mtime_ns}"
+
+
 def cache_folder() -> Optional[Path]:
     """$XDG_CACHE_HOME/minildr or ~/.cache/minildr, else a folder of this user's in the
     temporary folder; None if none can be made."""
@@ -121,7 +146,7 @@ def cache_folder() -> Optional[Path]:
 # The worker's side
 # ---------------------------------------------------------------------------
 class Loop:
-    """The C loop in a worker: register functions, serve, echo."""
+    """The C loop in a worker: register functions, serve."""
 
     def __init__(self, path: str) -> None:
         self.ffi = cffi.FFI()
@@ -146,13 +171,6 @@ class Loop:
         if got < 0:
             raise OSError(-got, os.strerror(-got))
         return got
-
-    def echo(self, sock: int, count: int, size_in: int, size_out: int) -> bool:
-        """The bare ping-pong (protocol PING); False if the host closed the socket."""
-        got = self.lib.mldr_echo(sock, count, size_in, size_out)
-        if got < 0:
-            raise OSError(-got, os.strerror(-got))
-        return got == 0
 
 
 def load(path: str) -> Tuple[Optional[Loop], str]:
