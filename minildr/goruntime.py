@@ -90,11 +90,6 @@ def has_go_buildinfo(f: elf.ElfFile) -> bool:
     return False
 
 
-def running() -> Optional[str]:
-    """The path of the Go library whose runtime runs in this process, if one was loaded."""
-    return _running
-
-
 def start(path: str) -> None:
     """Record that the native loader starts the Go runtime of `path`, or refuse a second.
 
