@@ -43,7 +43,7 @@ import os
 import struct
 import sys
 import threading
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .libc import ffi, libc
 
@@ -51,6 +51,9 @@ AUXV = "/proc/self/auxv"
 AT_NULL = 0
 AT_LAST = 64              # getauxval is asked for types 1..63 when /proc cannot be read
 WORD = struct.Struct("<Q")
+# The C types, parsed once at import (cffi's parser is slow on first use of a type).
+WORD_T, WORDS, BLOCK = ffi.typeof("uintptr_t"), ffi.typeof("uintptr_t *"), ffi.typeof("uintptr_t[]")
+STRING, POINTERS = ffi.typeof("char[]"), ffi.typeof("char **")
 
 
 class InitialStack(NamedTuple):
@@ -63,40 +66,39 @@ class InitialStack(NamedTuple):
 
 
 _lock = threading.Lock()
-_blocks: Dict[bytes, InitialStack] = {}     # by the environment's pointers; never freed
+_blocks: Dict[Tuple[int, ...], InitialStack] = {}   # by the environment's pointers; never freed
 _auxv: Optional[List[int]] = None
 
 
 def initial_stack() -> InitialStack:
     """The block for the environment as it is now: built on the first load that sees it."""
     environment = environment_pointers()
-    key = b"".join(WORD.pack(p) for p in environment)
-    block = _blocks.get(key)
+    block = _blocks.get(environment)
     if block is None:
         with _lock:                         # two threads loading at once share one block
-            block = _blocks.get(key)
+            block = _blocks.get(environment)
             if block is None:
-                block = _blocks[key] = build(environment)
+                block = _blocks[environment] = build(list(environment))
     return block
 
 
-def environment_pointers() -> List[int]:
+def environment_pointers() -> Tuple[int, ...]:
     """The pointers of `environ`, up to its NULL (the strings stay glibc's, as glibc passes them)."""
-    environ = ffi.cast("uintptr_t *", libc.environ)
-    pointers: List[int] = []
+    environ = ffi.cast(WORDS, libc.environ)
     if environ == ffi.NULL:
-        return pointers
-    while environ[len(pointers)]:
-        pointers.append(environ[len(pointers)])
-    return pointers
+        return ()
+    count = 0
+    while environ[count]:
+        count += 1
+    return tuple(ffi.unpack(environ, count))
 
 
 def build(environment: List[int]) -> InitialStack:
-    strings = [ffi.new("char[]", os.fsencode(arg)) for arg in sys.orig_argv]
-    argv = [int(ffi.cast("uintptr_t", s)) for s in strings]
-    words = ffi.new("uintptr_t[]", [len(argv), *argv, 0, *environment, 0, *auxiliary_vector()])
-    return InitialStack(len(argv), ffi.cast("char **", words + 1),
-                        ffi.cast("char **", words + 2 + len(argv)), words, strings)
+    strings = [ffi.new(STRING, os.fsencode(arg)) for arg in sys.orig_argv]
+    argv = [int(ffi.cast(WORD_T, s)) for s in strings]
+    words = ffi.new(BLOCK, [len(argv), *argv, 0, *environment, 0, *auxiliary_vector()])
+    return InitialStack(len(argv), ffi.cast(POINTERS, words + 1),
+                        ffi.cast(POINTERS, words + 2 + len(argv)), words, strings)
 
 
 def auxiliary_vector() -> List[int]:
