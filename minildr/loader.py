@@ -130,7 +130,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
             plugin = open_isolated(image, manifest, contracts, isolate, env,
                                    sandbox or False, bundled_copies(image, trust))
         else:
-            with one_runtime(image) as image:        # one Go runtime per process
+            with one_runtime(image, loader) as image:    # one Go runtime per process
                 plugin = load_in_process(image, manifest, loader, trust)
         if log.isEnabledFor(logging.INFO):          # (the message costs more than the check)
             how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""

@@ -14,6 +14,7 @@ ldso/dynlink.c does the same work in C):
     3 mapping.py    reserve the span (its start is the base), map each PT_LOAD, zero .bss
     4 relocate.py   patch every address the file left open, IFUNCs last; then RELRO
     5 initfini.py   run initialisers (now), finalisers (on close)
+    initstack.py    what initialisers get: argc, argv, envp laid out as the initial stack
     6 lookup.py     find an exported name: DT_GNU_HASH (Bloom filter) or DT_HASH
     trace.py        beside every step: each one as an event; the layout as rows to plot
     tls.py          thread-local storage: into loaded libraries, and a block of its own
@@ -68,9 +69,14 @@ not to ship:
   reference count and no de-duplication by path or SONAME; its symbols
   are reachable through `lookup` only (nothing like RTLD_GLOBAL).
 - Finalisers run on `close()` only: a library never closed does not have
-  them run at interpreter exit.
-- No loader lock: load and close from one thread; dlopen serialises every
-  load and unload process-wide.
+  them run at interpreter exit, and a NODELETE one (DF_1_NODELETE, as every
+  Go c-shared library) never: its close() does what dlclose does for it,
+  nothing (no finaliser, nothing unmapped), and glibc runs them at exit.
+- No loader lock: dlopen serialises every load and unload process-wide;
+  here each load maps its own copy, and what loads share has a lock of its
+  own (tls.py's code page, initstack.py's blocks, goruntime's record of the
+  Go runtime; each library's close against its lookups, lifetime.py).
+  tests/core/test_threads.py opens, calls and closes from eight threads.
 - No lazy binding: everything is bound at load, as RTLD_NOW does.
 """
 from __future__ import annotations

@@ -9,14 +9,16 @@ before anything is unmapped; the C runtime's entry in it calls
 `__cxa_finalize`, which runs the handlers the library gave `atexit`.
 
 glibc calls initialisers with (argc, argv, envp); so does this loader, with
-an empty argument list and the real environment.
+the program's arguments and environment laid out as the initial process
+stack, as glibc's are (initstack.py: Go's runtime reads past them).
 """
 from __future__ import annotations
 
 import struct
 from typing import List, Tuple
 
-from .libc import ARGV, BYTES, INITIALISER, ffi, libc
+from .initstack import initial_stack
+from .libc import BYTES, INITIALISER, ffi
 from .parse import Plan
 from .validate import check_code
 from .trace import Trace
@@ -43,9 +45,12 @@ def run(plan: Plan, base: int, calls: List[Tuple[str, int]], step: str, trace: T
     those not called yet, so running this again finishes the job and calls none twice.
     `started` gets each one's address just before its call (after its trace event):
     an interrupted load knows whether any of them ran."""
+    if not calls:
+        return
+    stack = initial_stack()       # (finalisers take no arguments; glibc's get none either)
     while calls:
         tag, address = calls[0]
         trace.event(step, f"{tag} function at base+{address - base:#x}", tag=tag,
                     offset=address - base)
         started.append(address)
-        ffi.cast(INITIALISER, calls.pop(0)[1])(0, ARGV, libc.environ)
+        ffi.cast(INITIALISER, calls.pop(0)[1])(stack.argc, stack.argv, stack.envp)

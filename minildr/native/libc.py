@@ -3,7 +3,7 @@
 mmap and munmap lay out memory (mapping.py), mprotect seals RELRO and getauxval
 gives what AArch64 IFUNC resolvers are told (relocate.py); dlopen and
 dlsym/dlvsym bring in DT_NEEDED libraries and find symbols already in the
-process (resolve.py); initialisers receive environ (initfini.py). Everything
+process (resolve.py); initialisers receive environ (initstack.py). Everything
 else is Python.
 """
 from __future__ import annotations
@@ -43,4 +43,3 @@ BYTES = ffi.typeof("char *")
 FUNCTION = ffi.typeof("uintptr_t (*)(void)")                   # x86-64 IFUNC resolvers, tls.py
 FUNCTION_HWCAP = ffi.typeof("uintptr_t (*)(uint64_t, void *)")  # AArch64 IFUNC resolvers
 INITIALISER = ffi.typeof("void (*)(int, char **, char **)")
-ARGV = ffi.new("char *[1]")

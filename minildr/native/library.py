@@ -19,7 +19,7 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import ctype as ctypes_
-from .. import files
+from .. import files, goruntime
 from ..formats import elf
 from ..errors import (FileChanged, LoadError, PluginNotFound, SymbolNotFound, SymbolTypeError,
                       UnreadableFile, UnsupportedELF)
@@ -34,6 +34,7 @@ from .trace import Event, Segment, Trace, with_gaps
 
 log = logging.getLogger("minildr")
 THREAD_EXIT_DESTRUCTORS = {"__cxa_thread_atexit", "__cxa_thread_atexit_impl"}
+DF_1_NODELETE = 0x8                     # in DT_FLAGS_1 (gABI: "Dynamic Section")
 
 
 class NativeLibrary(KeepsMappedWhileReferenced):
@@ -59,6 +60,8 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._unloaded = False
         self._started: List[int] = []      # the initialisers called (glibc's l_init_called)
         self.base: Optional[int] = None
+        self._go = False                     # it starts this process's Go runtime
+        self._go = goruntime.is_go_elf(self.plan.elf) and goruntime.start(path) is None
         try:                                 # every step in it: an interrupt at any line
             resolve.open_needed(self.plan, self.trace, self._needed, needed)
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
@@ -80,6 +83,8 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             if not self._started:
                 self._fini = []
                 finish(self._release_memory)
+                if self._go:                 # none of its code ran: no runtime started
+                    goruntime.stopped(path)
             else:
                 self._unload()
             raise
@@ -135,25 +140,53 @@ class NativeLibrary(KeepsMappedWhileReferenced):
     def _unload_steps(self) -> None:
         if self._unloaded:
             return
-        initfini.run(self.plan, self.base or 0, self._fini, "fini", self.trace, [])
-        self._forget()
+        if self._started and self.nodelete:
+            self._keep("NODELETE (DF_1_NODELETE): a library that asks never to be unloaded; "
+                       "as dlclose, close runs none of its finalisers and unmaps nothing")
+        else:
+            initfini.run(self.plan, self.base or 0, self._fini, "fini", self.trace, [])
+            self._forget()
         self._unloaded = True
+
+    @functools.cached_property
+    def nodelete(self) -> bool:
+        """Whether the library asks never to be unloaded (DF_1_NODELETE in DT_FLAGS_1).
+
+        glibc's dlclose of such a library does nothing (elf/dl-close.c, _dl_close:
+        l_nodelete_active); Go's linker asks it of every c-shared library on ELF
+        (cmd/link/internal/ld/lib.go: -Wl,-z,nodelete, "a dlclose will do nothing"),
+        because the runtime's threads run its code until the process ends."""
+        return bool(elf.DynamicSection(self.plan.elf).get(elf.DT.FLAGS_1) & DF_1_NODELETE)
+
+    def _unmaps(self) -> bool:
+        """What close() will do, for the running-thread check (lifetime.py): nothing to
+        unmap for a NODELETE library, or one whose thread-exit destructors keep it."""
+        return not (self.nodelete or self._thread_exit_destructors)
+
+    @property
+    def _thread_exit_destructors(self) -> bool:
+        return bool(THREAD_EXIT_DESTRUCTORS & {self.plan.names[i] for i in self.plan.used})
 
     def _forget(self) -> None:
         """After the finalisers: unmap, unless thread-exit destructors may still need the code."""
-        if THREAD_EXIT_DESTRUCTORS & {self.plan.names[i] for i in self.plan.used}:
+        if self._thread_exit_destructors:
             # C++ thread_local objects registered destructors that run when each thread
             # exits, and may be code of this library: glibc defers the unload until they
             # have run (l_tls_dtor_count); this loader cannot count them, so it keeps the
             # code, its TLS block and its DT_NEEDED libraries for the life of the process.
-            if self.base is not None:
-                self.trace.event("unmap", "kept mapped: thread_local destructors (registered "
-                                          "with __cxa_thread_atexit) may still run at thread "
-                                          "exit")
-            self.base, self._needed = None, []       # the libraries it calls stay loaded too
-            self._release_image()
+            self._keep("thread_local destructors (registered with __cxa_thread_atexit) may "
+                       "still run at thread exit")
             return
         self._release_memory()
+
+    def _keep(self, why: str) -> None:
+        """Leave the library mapped for the life of the process: its code, its TLS block, its
+        unwind tables and its DT_NEEDED libraries stay; only the image is given back (the
+        mappings hold their own reference to the file)."""
+        if self.base is not None:
+            self.trace.event("unmap", f"kept mapped: {why}", kept=True)
+        self.base, self._needed = None, []       # the libraries it calls stay loaded too
+        self._release_image()
 
     def _release_memory(self) -> None:
         """Unregister, unmap, give back the TLS module, the needed libraries and the image,

@@ -394,10 +394,10 @@ def test_a_go_library_without_its_build_id_note_is_still_recognised(bridge, tmp_
     stripped = tmp_path / "stripped.so"
     stripped.write_bytes(_without_build_id_note(bridge.read_bytes()))
     found = image.read(str(stripped))
-    assert not goruntime.has_go_build_id(found), "the note must be gone for this test"
-    assert goruntime.has_go_buildinfo(found) and goruntime.is_go_library(found)
+    assert not goruntime.has_go_build_id(found.elf_file()), "the note must be gone for this test"
+    assert goruntime.has_go_buildinfo(found.elf_file()) and goruntime.is_go_library(found)
 
 
 def test_a_c_plugin_has_no_go_build_information(greet_so):
     found = image.read(str(greet_so))
-    assert not goruntime.has_go_build_id(found) and not goruntime.has_go_buildinfo(found)
+    assert not goruntime.has_go_build_id(found.elf_file()) and not goruntime.has_go_buildinfo(found.elf_file())

@@ -1,0 +1,145 @@
+"""What initialisers are given: argc, argv and envp, laid out as the process's initial stack.
+
+glibc calls every initialiser of a library it loads with three arguments,
+(argc, argv, envp): dlopen passes the program's own `__libc_argc`,
+`__libc_argv` and `__environ` down to `_dl_init`, which hands them to each
+DT_INIT and DT_INIT_ARRAY function (glibc's dlfcn/dlopen.c, dlopen_doit;
+elf/dl-open.c, call_dl_init; elf/dl-init.c, call_init). `__libc_argv` is the
+argv the kernel wrote on the initial stack (csu/init-first.c keeps it), and
+there the psABI puts more after it: argc, the argument pointers, a NULL, the
+environment pointers, a NULL, then the auxiliary vector, pairs of (type,
+value) ending in AT_NULL (System V x86-64 psABI §3.4.1 "Initial Stack and
+Register State", figure 3.9 "Initial Process Stack"; Linux's
+fs/binfmt_elf.c, create_elf_tables, writes the same layout on AArch64).
+
+Some libraries rely on that. Go's runtime, in a c-shared library, is started
+by an initialiser that keeps the argc and argv it is given
+(runtime/asm_amd64.s, _rt0_amd64_lib); `sysargs` (runtime/os_linux.go) walks
+from argv past argc + 1 entries, past the environment to its NULL, and reads
+the auxiliary vector it finds there (the page size, AT_RANDOM's bytes, the
+vDSO); `goenvs_unix` reads the environment from the same place, and `goargs`
+(runtime/runtime1.go) keeps pointers to the argument strings themselves
+(gostringnocopy) for the life of the process. Given a lone argv array
+holding NULL, Go read whatever memory followed it as the environment and the
+auxiliary vector, and its threads crashed the process soon after.
+
+So this loader passes what glibc passes, laid out as that stack: one block
+of words, [argc, argv..., NULL, envp..., NULL, auxv..., AT_NULL, 0], with
+argv and envp pointing into it. The arguments are the program's own
+(`sys.orig_argv`, the argv Python was started with); the environment
+pointers are those of `environ` now (the same strings glibc's `__environ`
+holds); the auxiliary vector is the kernel's (/proc/self/auxv, which Go
+itself reads when it finds no vector after the environment; where /proc
+cannot be read, rebuilt from `getauxval`, which on x86-64 answers AT_HWCAP
+with glibc's own bits rather than the kernel's). A library may keep pointers
+into the block, as Go does, so a block is never freed: one is built per
+distinct environment (a load after `os.environ` changed gets a new one),
+not per load.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import sys
+import threading
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from .libc import ffi, libc
+
+AUXV = "/proc/self/auxv"
+AT_NULL = 0
+AT_LAST = 64              # getauxval is asked for types 1..63 when /proc cannot be read
+WORD = struct.Struct("<Q")
+# The C types, parsed once at import (cffi's parser is slow on first use of a type).
+WORD_T, WORDS, BLOCK = ffi.typeof("uintptr_t"), ffi.typeof("uintptr_t *"), ffi.typeof("uintptr_t[]")
+STRING, POINTERS = ffi.typeof("char[]"), ffi.typeof("char **")
+
+
+class InitialStack(NamedTuple):
+    """One block laid out as the initial process stack, and what its words point to."""
+    argc: int
+    argv: Any             # char ** into `words`
+    envp: Any             # char ** into `words`, after argv's NULL
+    words: Any            # uintptr_t[]: argc, argv..., NULL, envp..., NULL, auxv..., AT_NULL, 0
+    strings: List[Any]    # the argument strings the block points to
+
+
+_lock = threading.Lock()
+_blocks: Dict[Tuple[int, ...], InitialStack] = {}   # by the environment's pointers; never freed
+_auxv: Optional[List[int]] = None
+
+
+def initial_stack() -> InitialStack:
+    """The block for the environment as it is now: built on the first load that sees it."""
+    environment = environment_pointers()
+    block = _blocks.get(environment)
+    if block is None:
+        with _lock:                         # two threads loading at once share one block
+            block = _blocks.get(environment)
+            if block is None:
+                block = _blocks[environment] = build(list(environment))
+    return block
+
+
+def environment_pointers() -> Tuple[int, ...]:
+    """The pointers of `environ`, up to its NULL (the strings stay glibc's, as glibc passes them)."""
+    environ = ffi.cast(WORDS, libc.environ)
+    if environ == ffi.NULL:
+        return ()
+    count = 0
+    while environ[count]:
+        count += 1
+    return tuple(ffi.unpack(environ, count))
+
+
+def build(environment: List[int]) -> InitialStack:
+    strings = [ffi.new(STRING, os.fsencode(arg)) for arg in sys.orig_argv]
+    argv = [int(ffi.cast(WORD_T, s)) for s in strings]
+    words = ffi.new(BLOCK, [len(argv), *argv, 0, *environment, 0, *auxiliary_vector()])
+    return InitialStack(len(argv), ffi.cast(POINTERS, words + 1),
+                        ffi.cast(POINTERS, words + 2 + len(argv)), words, strings)
+
+
+def auxiliary_vector() -> List[int]:
+    """The kernel's auxiliary vector as words, ending in (AT_NULL, 0); read once per process."""
+    global _auxv
+    if _auxv is None:
+        _auxv = read_auxv() or from_getauxval()
+    return _auxv
+
+
+def read_auxv() -> Optional[List[int]]:
+    """/proc/self/auxv: the vector the kernel put on the stack, in order; None if unreadable."""
+    try:
+        fd = os.open(AUXV, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = b""
+        while len(data) < 1 << 16:          # a few hundred bytes; bounded all the same
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    words = [w for (w,) in WORD.iter_unpack(data[:len(data) // 16 * 16])]
+    pairs = list(zip(words[::2], words[1::2]))
+    end = next((i for i, (kind, _) in enumerate(pairs) if kind == AT_NULL), None)
+    if end is None:
+        return None
+    return [w for pair in pairs[:end] for w in pair] + [AT_NULL, 0]
+
+
+def from_getauxval() -> List[int]:
+    """The vector rebuilt from glibc's own copy: every type getauxval knows (ENOENT: absent)."""
+    words: List[int] = []
+    for kind in range(1, AT_LAST):
+        ffi.errno = 0
+        value = libc.getauxval(kind)
+        if value or ffi.errno != errno.ENOENT:
+            words += [kind, value]
+    return words + [AT_NULL, 0]
