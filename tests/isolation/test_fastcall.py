@@ -11,7 +11,7 @@ import cffi
 import pytest
 
 import minildr
-from minildr.isolation import fastcall, marshal, process, protocol
+from minildr.isolation import fastcall, fastloop, marshal, process, protocol
 from minildr.isolation.marshal import CallFrames, Marshal, Value
 
 from helpers import write_plugin
@@ -138,10 +138,10 @@ def test_the_loop_serves_what_its_table_knows_and_hands_back_the_rest(abi, loop_
     lib = cffi.FFI()
     lib.cdef("int neg32(int x); double half(double x); int say(int n);")
     plugin = lib.dlopen(str(abi))
-    loop = fastcall.Loop(loop_path)
+    loop = fastloop.Loop(loop_path)
     ffi = cffi.FFI()
-    codes = fastcall.type_codes(ffi, "int32_t (int32_t)", "")
-    assert codes == ("i", "i") and fastcall.type_codes(ffi, "float (float)", "") is None
+    codes = fastloop.type_codes(ffi, "int32_t (int32_t)", "")
+    assert codes == ("i", "i") and fastloop.type_codes(ffi, "float (float)", "") is None
     assert loop.register(3, plugin.neg32, codes)
     assert not loop.register(4, plugin.half, ("d", "ddddddddd"))    # 9 doubles: not in registers
     frames = CallFrames(Marshal("function", Value.INT, (Value.INT,)))
