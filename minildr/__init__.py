@@ -79,109 +79,27 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
-import types
-from typing import TYPE_CHECKING, Any, Dict, List
 
-if TYPE_CHECKING:       # what a type checker and a reader see; at run time, _PUBLIC below
-    from .build import build, build_many
-    from .checks import read_manifest
-    from .contracts.contract import Contract
-    from .contracts.proxy import ContractProxy
-    from .discover import Report, discover, plugin_path
-    from .errors import (BadTrustFile, BuildError, CellBuildFailed, CompilerNotFound,
-                         ContractMismatch, ContractViolation, DependencyMismatch, LoadError,
-                         NotAPlugin, NotImplementedByPlugin, PluginCallError, PluginClosed,
-                         PluginCrashed, PluginError, PluginNotFound, PluginProtocolError,
-                         PluginTimeout, SandboxUnavailable, SymbolNotFound, SymbolTypeError,
-                         UnsupportedELF, UntrustedPlugin, VersionMismatch, WorkerStartError)
-    from .host import HOST, SUFFIX, Platform
-    from .isolation.policy import Limits, SandboxPolicy
-    from .loader import open
-    from .manifest import ABI_VERSION, Manifest
-    from .plugin import Plugin, Symbol
-    from .system import ffi
-    from .trust import PublicKey, TrustStore, Verdict
+from .build import build, build_many
+from .checks import read_manifest
+from .contracts.contract import Contract
+from .contracts.proxy import ContractProxy
+from .discover import Report, discover, plugin_path
+from .errors import (BadTrustFile, BuildError, CellBuildFailed, CompilerNotFound, ContractMismatch,
+                     ContractViolation, DependencyMismatch, LoadError, NotAPlugin,
+                     NotImplementedByPlugin, PluginCallError, PluginClosed, PluginCrashed,
+                     PluginError, PluginNotFound, PluginProtocolError, PluginTimeout,
+                     SandboxUnavailable, SymbolNotFound, SymbolTypeError, UnsupportedELF,
+                     UntrustedPlugin, VersionMismatch, WorkerStartError)
+from .host import HOST, SUFFIX, Platform
+from .isolation.policy import Limits, SandboxPolicy
+from .loader import open
+from .manifest import ABI_VERSION, Manifest
+from .plugin import Plugin, Symbol
+from .system import ffi
+from .trust import PublicKey, TrustStore, Verdict
 
 __version__ = "0.1.0"
-
-# Lazy, by design (PEP 562). `import minildr` imports none of the rows above:
-# each public name is imported from its module the first time it is used
-# (`minildr.open`, `from minildr import build`), and so is each submodule
-# (`minildr.native`, `minildr.trust`). So a process that needs one room gets
-# that room only: an isolated worker (`import minildr.isolation.worker`)
-# never imports the compiler driver, the trust store or the contract proxies
-# (tests/package/test_imports.py), and `python -m minildr` only the
-# CLI. Nothing here is a function-level import of one module by another (the
-# package's own names, resolved on access), so tests/package/test_imports.py
-# lists none of it.
-_PUBLIC: Dict[str, str] = {
-    **dict.fromkeys(["build", "build_many"], ".build"),
-    "read_manifest": ".checks",
-    "Contract": ".contracts.contract",
-    "ContractProxy": ".contracts.proxy",
-    **dict.fromkeys(["Report", "discover", "plugin_path"], ".discover"),
-    **dict.fromkeys(["BadTrustFile", "BuildError", "CellBuildFailed", "CompilerNotFound",
-                     "ContractMismatch", "ContractViolation", "DependencyMismatch", "LoadError",
-                     "NotAPlugin", "NotImplementedByPlugin", "PluginCallError", "PluginClosed",
-                     "PluginCrashed", "PluginError", "PluginNotFound", "PluginProtocolError",
-                     "PluginTimeout", "SandboxUnavailable", "SymbolNotFound", "SymbolTypeError",
-                     "UnsupportedELF", "UntrustedPlugin", "VersionMismatch", "WorkerStartError"],
-                    ".errors"),
-    **dict.fromkeys(["HOST", "SUFFIX", "Platform"], ".host"),
-    **dict.fromkeys(["Limits", "SandboxPolicy"], ".isolation.policy"),
-    "open": ".loader",
-    **dict.fromkeys(["ABI_VERSION", "Manifest"], ".manifest"),
-    **dict.fromkeys(["Plugin", "Symbol"], ".plugin"),
-    "ffi": ".system",
-    **dict.fromkeys(["PublicKey", "TrustStore", "Verdict"], ".trust"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    """A public name, or a submodule (`minildr.native` after a bare `import minildr`).
-
-    Imported on first use, then kept in the package's namespace. minildr.native
-    binds libc's mmap and dlvsym, which exist on Linux only: `import minildr`
-    works everywhere, `minildr.native` where it can.
-    """
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
-    elif not name.startswith("_"):
-        try:
-            value = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise                                   # the submodule exists; something it imports does not
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_PUBLIC) | {"native"})
-
-
-class _Package(types.ModuleType):
-    """Keeps `minildr.build` and `minildr.discover` the functions.
-
-    Importing a submodule sets it as an attribute of its package, so
-    `from minildr.build import build_many` would otherwise turn `minildr.build`
-    into the module minildr.build, and a later `minildr.build([...])` would
-    call a module. (Before the package was lazy, `from .build import build`
-    here ran last and left the function; this keeps it so.)
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _PUBLIC.get(name) == f".{name}" \
-                and value.__name__ == f"{__name__}.{name}":
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def load_ipython_extension(ipython) -> None:
@@ -189,6 +107,16 @@ def load_ipython_extension(ipython) -> None:
     from .course.magic import load      # IPython is imported only where a notebook asks
     load(ipython)
 
+
+def __getattr__(name: str):
+    """`minildr.native` after a bare `import minildr`, as a learner will type it.
+
+    Imported on first use: it binds libc's mmap and dlvsym, which exist on
+    Linux only, and `import minildr` must work everywhere.
+    """
+    if name == "native":
+        return importlib.import_module(".native", __name__)
+    raise AttributeError(f"module 'minildr' has no attribute {name!r}")
 
 logging.getLogger("minildr").addHandler(logging.NullHandler())
 

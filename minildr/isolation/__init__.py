@@ -54,11 +54,13 @@ __all__ = ["IsolatedPlugin", "open_isolated"]
 
 
 def __getattr__(name: str) -> Any:
-    """The host's side, imported on first use (PEP 562), as minildr/__init__.py does.
+    """The host's side, imported on first use (PEP 562).
 
-    The worker (`import minildr.isolation.worker`) runs this package's
-    __init__ too, and needs none of the host's objects: plugin.py brings the
-    process, the contract proxies and the rest of the host's side with it.
+    The worker (process.BOOT: `from minildr.isolation.worker import main`)
+    runs this package's __init__ too, and needs none of the host's objects:
+    plugin.py brings the process, the contract proxies and the rest of the
+    host's side with it. (A host has them already: minildr/__init__.py
+    imports loader.py, which imports plugin.py.)
     """
     if name in __all__:
         value = getattr(importlib.import_module(".plugin", __name__), name)

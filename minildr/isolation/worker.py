@@ -26,6 +26,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -47,6 +48,11 @@ from ..checks import check_binary, check_contracts, check_manifest, check_versio
 from ..linkage import prepare
 from ..plugin import Plugin
 from ..system import SystemLibrary
+
+# What minildr/__init__.py does in a host; the worker does not run that __init__
+# (process.BOOT): without a handler, logging would print the package's warnings to
+# the worker's stderr, which the host forwards.
+logging.getLogger("minildr").addHandler(logging.NullHandler())
 
 _libc_ffi = cffi.FFI()
 _libc_ffi.cdef("int fflush(void *stream);")
