@@ -62,7 +62,12 @@ lab: $(STAMP)
 # tests/conftest.py puts the slowest first (xdist's own order puts the files
 # with the most tests first, and the long ones with few tests ran last, alone).
 # -m "not cross": what runs a cross toolchain or an emulator is `make cross-test`.
+# PYTHONDONTWRITEBYTECODE emptied (= unset, for Python): with it set in the shell,
+# every Python process of the run compiles the test files again (and pytest
+# rewrites their asserts again) instead of reading __pycache__/ (git-ignored):
+# about 5 CPU s per xdist worker's collection alone.
 TEST_WORKERS ?= 3
+test: export PYTHONDONTWRITEBYTECODE =
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/site --ignore=tests/hub \
