@@ -22,24 +22,28 @@ Each figure is the median and 99th percentile of single calls, in
 microseconds. Goal (issue 4): isolated median <= 30 us. Then the price of
 isolation paid once: opening (start a worker, check, load) and closing.
 
-Then issue 17's ratios, each pair measured interleaved round by round:
+Then issue 17's ratios. Each is measured in rounds (--rounds); in each
+round the kinds compared take turns call by call, the order rotating from
+round to round, and each kind's median is taken per round; a goal is judged
+on the median over the rounds of the per-round ratio (the lowest and highest
+round are printed too), so one noisy slice of a busy machine does not decide
+it. The load average is printed before and after.
 
-- an empty isolated call, nothing(), beside a bare ping-pong between the
-  very same two processes (the host and that worker: protocol "ping",
-  WorkerProcess.bare_round_trips), over the same AF_UNIX stream socket
-  pair, with messages of the call's own sizes (its request frame to the
-  worker, its reply frame back), each side's loop as lean as that side's
-  call path: the host's in Python (sendall, recv), the worker's in the
-  same C loop that serves the call (fastcall.c mldr_echo: recv, send; in
-  Python where the C loop is not built). The call adds what isolation
-  needs: the frames packed and checked (marshal.CallFrames), the call
-  itself and fflush(NULL) in the worker, and in the host waiting with a
-  timeout while forwarding the plugin's output pipes   goal <= 1.5x
+- an empty isolated call, nothing(), beside a bare round trip between the
+  very same two processes (the host and that worker) over the same AF_UNIX
+  stream socket pair, with the call's own message sizes: an echo frame
+  (protocol.ECHO_HANDLE, WorkerProcess.bare_round_trip) that the worker's
+  own loop answers with a void reply and nothing called (in C, fastcall.c;
+  in Python where the C loop is not built); the host's side is as lean as
+  Python allows (sendall, recv_into). The call adds what isolation needs:
+  its arguments checked and packed, the reply checked, the call itself and
+  fflush(NULL) in the worker, and in the host forwarding what the plugin
+  printed (poll(0) on its output pipes)                          goal <= 1.5x
 - count(s) reading a 16 MB string argument (it crosses through the shared
   arena, isolation/shm.py) beside the same call in-process   goal <= 2x
 - sandboxed calls beside isolated ones (nothing(), count()) goal <= 1.1x
 
-    python benchmarks/bench_isolate.py [--calls 20000] [--rounds 5] [--big-calls 10]
+    python benchmarks/bench_isolate.py [--calls 2000] [--rounds 15] [--big-calls 5] [--only-ratios]
 """
 from __future__ import annotations
 
@@ -108,17 +112,36 @@ def median_us(values: list) -> float:
     return statistics.median(values) / 1000
 
 
-def interleaved(kinds: dict, calls: int, rounds: int) -> dict:
-    """Median microseconds per call of each kind, the kinds taking turns round by round."""
-    samples = {name: [] for name in kinds}
-    for _ in range(rounds):
-        for name, fn in kinds.items():
-            samples[name] += timings(fn, calls)
-    return {name: median_us(values) for name, values in samples.items()}
+def turns(kinds: dict, calls: int, rounds: int) -> dict:
+    """Each kind's median microseconds per call, round by round: in every round the kinds
+    take turns call by call (`calls` turns), the order rotating from round to round, so a
+    noisy slice of the machine's time falls on all of them alike."""
+    names = list(kinds)
+    clock = time.perf_counter_ns
+    per_round = {name: [] for name in names}
+    for number in range(rounds):
+        order = names[number % len(names):] + names[:number % len(names)]
+        fns = [kinds[name] for name in order]
+        samples = [[] for _ in order]
+        for _ in range(calls):
+            for fn, out in zip(fns, samples):
+                start = clock()
+                fn()
+                out.append(clock() - start)
+        for name, values in zip(order, samples):
+            per_round[name].append(median_us(values))
+    return per_round
+
+
+def ratio(per_round: dict, over: str, under: str) -> tuple:
+    """(median, lowest, highest) over the rounds of one round's median ratio."""
+    values = [a / b for a, b in zip(per_round[over], per_round[under])]
+    return statistics.median(values), min(values), max(values)
 
 
 def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
     """Issue 17's three ratios (see the module's docstring)."""
+    load_before = os.getloadavg()
     source = out / "big.c"
     source.write_text(BIG_C)
     (out / "big.h").write_text(BIG_H)
@@ -129,26 +152,11 @@ def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
     worker = isolated._worker
 
     empty = isolated.lookup("nothing", "void (void)")
-    frames = empty._frames
-    size_in = frames.request.size                         # nothing()'s request frame
-    size_out = frames.reply.size                          # and its reply frame
-
-    def bare(count: int):
-        """One round trip per call, through a generator of `count` of them."""
-        trips = worker.bare_round_trips(count, size_in, size_out)
-        return lambda: next(trips)
-
-    for fn in (empty, bare(1000)):
-        timings(fn, 1000)                                   # warm up
-    samples = {"isolated nothing()": [], "bare ping-pong, same processes": []}
-    for _ in range(rounds):
-        samples["isolated nothing()"] += timings(empty, calls)
-        trips = worker.bare_round_trips(calls, size_in, size_out)
-        samples["bare ping-pong, same processes"] += timings(lambda: next(trips), calls)
-        for _ in trips:                                     # (all consumed already)
-            pass
-    call_us = median_us(samples["isolated nothing()"])
-    floor_us = median_us(samples["bare ping-pong, same processes"])
+    bare = worker.bare_round_trip()
+    empty_pair = {"isolated nothing()": empty, "bare round trip, same processes": bare}
+    with worker.lock:                                   # (the call takes it again: an RLock)
+        turns(empty_pair, 1000, 1)                      # warm up
+        empty_rounds = turns(empty_pair, calls, rounds)
 
     big = b"ab" * (8 << 20)                                 # 16 MB, 8 Mi 'a'
     fns = {"count(16 MB) in-process": local.lookup("count", "long (const char *)"),
@@ -156,40 +164,42 @@ def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
     if sandboxed is not None:
         fns["count(16 MB) sandboxed"] = sandboxed.lookup("count", "long (const char *)")
     assert all(fn(big) == 8 << 20 for fn in fns.values())  # and warm: the arena is mapped
-    big_us = interleaved({name: (lambda fn=fn: fn(big)) for name, fn in fns.items()},
-                         big_calls, rounds)
+    big_rounds = turns({name: (lambda fn=fn: fn(big)) for name, fn in fns.items()},
+                       big_calls, rounds)
     empties = {"isolated nothing()": empty}
     if sandboxed is not None:
         empties["sandboxed nothing()"] = sandboxed.lookup("nothing", "void (void)")
-    empty_us = interleaved(empties, calls, rounds)
+    turns(empties, 1000, 1)
+    empties_rounds = turns(empties, calls, rounds)
 
-    print(f"\nissue 17 ratios ({rounds} rounds; {calls} empty calls, {big_calls} 16 MB calls "
-          f"per round and kind; load average {os.getloadavg()[0]:.2f})")
     loop = fastcall.status()
-    print(f"baseline: a bare ping-pong between the same two processes (the host and this "
-          f"worker), the same AF_UNIX stream socket pair, {size_in} bytes there and "
-          f"{size_out} back (nothing()'s two frames); host: a Python loop (sendall+recv); "
-          "worker: " + ("the C call loop's echo (recv+send)" if loop.path else
-                        f"a Python loop (recv+sendall): {loop.reason}") +
-          "; no frame, no poll, no plugin")
-    print(f"{'':<44}{'median us':>12}")
-    rows = [("isolated nothing()", call_us), ("bare ping-pong, same processes", floor_us)]
-    rows += list(big_us.items())
-    rows += [(f"{name} (interleaved)", value) for name, value in empty_us.items()]
-    for name, value in rows:
-        print(f"{name:<44}{value:>12.1f}")
+    print(f"\nissue 17 ratios: {rounds} rounds; in each, {calls} turns of one empty call "
+          f"each, {big_calls} of one 16 MB call each (the order rotating round by round); "
+          f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(f"baseline: a bare round trip between the same two processes (the host and this "
+          f"worker), over the call's own socket pair, with nothing()'s own message sizes "
+          f"({empty._frames.request.size} bytes there, {empty._frames.reply.size} back): the "
+          "host's side in Python (sendall, recv_into), the worker's in " +
+          ("the C call loop, which answers it with nothing called" if loop.path else
+           f"the worker's Python loop ({loop.reason})"))
+    print(f"{'median of round medians, us':<48}{'':>10}")
+    for per_round in (empty_rounds, big_rounds, empties_rounds):
+        for name, values in per_round.items():
+            print(f"  {name:<46}{statistics.median(values):>10.1f}")
 
-    def goal(what: str, ratio: float, limit: float) -> None:
-        print(f"goal: {what} <= {limit:g}x: {'met' if ratio <= limit else 'NOT met'} "
-              f"({ratio:.2f}x)")
-    goal("empty isolated call / bare ping-pong", call_us / floor_us, 1.5)
-    goal("count(16 MB) isolated / in-process",
-         big_us["count(16 MB) isolated"] / big_us["count(16 MB) in-process"], 2.0)
+    def goal(what: str, per_round: dict, over: str, under: str, limit: float) -> None:
+        middle, low, high = ratio(per_round, over, under)
+        print(f"goal: {what} <= {limit:g}x: {'met' if middle <= limit else 'NOT met'} "
+              f"(median of {rounds} rounds {middle:.2f}x; rounds {low:.2f}x to {high:.2f}x)")
+    goal("empty isolated call / bare round trip", empty_rounds, "isolated nothing()",
+         "bare round trip, same processes", 1.5)
+    goal("count(16 MB) isolated / in-process", big_rounds, "count(16 MB) isolated",
+         "count(16 MB) in-process", 2.0)
     if sandboxed is not None:
-        goal("sandboxed / isolated nothing()",
-             empty_us["sandboxed nothing()"] / empty_us["isolated nothing()"], 1.1)
-        goal("sandboxed / isolated count(16 MB)",
-             big_us["count(16 MB) sandboxed"] / big_us["count(16 MB) isolated"], 1.1)
+        goal("sandboxed / isolated nothing()", empties_rounds, "sandboxed nothing()",
+             "isolated nothing()", 1.1)
+        goal("sandboxed / isolated count(16 MB)", big_rounds, "count(16 MB) sandboxed",
+             "count(16 MB) isolated", 1.1)
     else:
         print("sandboxed: unavailable here:", "; ".join(sandbox.probe().missing))
     for plugin in (isolated, local, sandboxed):
@@ -199,10 +209,10 @@ def ratios(out: Path, calls: int, rounds: int, big_calls: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--calls", type=int, default=20_000, help="calls per round and kind")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=2_000, help="calls per round and kind")
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--opens", type=int, default=10, help="isolated opens to time")
-    ap.add_argument("--big-calls", type=int, default=10, help="16 MB calls per round and kind")
+    ap.add_argument("--big-calls", type=int, default=5, help="16 MB calls per round and kind")
     ap.add_argument("--only-ratios", action="store_true", help="issue 17's ratios only")
     args = ap.parse_args()
     if args.only_ratios:

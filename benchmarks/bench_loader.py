@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import shutil
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import cffi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
-from timing import best_of, build_greet  # noqa: E402  (benchmarks/timing.py)
+from timing import best_of, built_greet  # noqa: E402  (benchmarks/timing.py)
 from minildr import image as images  # noqa: E402
 from minildr.progress import progress  # noqa: E402
 
@@ -174,13 +173,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200_000)
     args = ap.parse_args()
 
-    small = build_greet()
-    with tempfile.TemporaryDirectory(prefix="minildr-bench-big-") as folder:
-        big = build_big(Path(folder))
-        try:
-            rows = table(small, big, args)
-        finally:
-            shutil.rmtree(small.parent, ignore_errors=True)
+    with built_greet() as small, \
+            tempfile.TemporaryDirectory(prefix="minildr-bench-big-") as folder:
+        rows = table(small, build_big(Path(folder)), args)
     print(f"opens: medians of per-call times over {args.rounds} rounds, sides taking turns call "
           f"by call; calls: best of {args.rounds} rounds")
     width = max(len(r[0]) for r in rows)

@@ -29,6 +29,7 @@ the step-by-step times of one native load follow the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -38,7 +39,7 @@ from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from timing import build_greet  # noqa: E402  (benchmarks/timing.py)
+from timing import built_greet  # noqa: E402  (benchmarks/timing.py)
 
 LIB_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
             "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64"]
@@ -118,9 +119,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=9)
     args = ap.parse_args()
+    with contextlib.ExitStack() as folders:     # the greet build's folder goes at the end
+        report(args, folders)
+
+
+def report(args: argparse.Namespace, folders: contextlib.ExitStack) -> None:
     rows, skipped = [], []
     for row, soname, goal in LIBRARIES:
-        path = build_greet() if soname is None else find(soname)
+        path = folders.enter_context(built_greet()) if soname is None else find(soname)
         if path is None:
             skipped.append(f"{row}: {soname} is not installed here (looked in {', '.join(LIB_DIRS)})")
             continue

@@ -6,8 +6,13 @@ the same thing measured side by side in one run.
 """
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
+
+import minildr       # (each benchmark puts the repository first on sys.path before this)
 
 
 def best_of(fn: Callable[[], object], number: int, rounds: int) -> float:
@@ -21,12 +26,14 @@ def best_of(fn: Callable[[], object], number: int, rounds: int) -> float:
     return best
 
 
-def build_greet():
-    """The greet example, built into a fresh temporary folder: the plugin the loader benchmarks open."""
-    import tempfile
-    from pathlib import Path
+@contextlib.contextmanager
+def built_greet() -> Iterator[Path]:
+    """The greet example, built into a temporary folder that goes when the `with` ends.
 
-    import minildr
+    The benchmarks open it; the folder (source copies, the plugin) is removed
+    however the benchmark ends, so no run leaves a minildr-bench-* folder behind.
+    """
     greet = Path(__file__).resolve().parents[1] / "examples" / "greet"
-    out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
-    return minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h", out_dir=out)
+    with tempfile.TemporaryDirectory(prefix="minildr-bench-") as out:
+        yield minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h",
+                            out_dir=out)

@@ -21,6 +21,14 @@ minildr's analogue of `go build -buildmode=plugin`. The steps, each a function:
                           build made even if another build has replaced the
                           file since (image.BuiltPath).
 
+The compiler compiles the bytes read: each source, and each header it or the
+exports header includes that `HeaderStage` can follow (beside it, "../",
+absolute, in the folders of -iquote/-I/-isystem/-idirafter and CPATH /
+C_INCLUDE_PATH), is read once through files.py and compiled from that copy.
+What the stage cannot follow is still read by the compiler by name (its
+docstring lists it: #include MACRO, #include_next, the compiler's own system
+folders, -include/-imacros/--sysroot/-iprefix files, "../" through a link).
+
 `build` runs these steps for the machine it runs on; `build_for` runs them for
 another target with a cross compiler (tests/data/crossbuild/ is made that way),
 and the manifest then records the target's platform, not this machine's.
@@ -474,88 +482,147 @@ class HeaderStage:
     the build runs: a header replaced meanwhile would be compiled as found, and
     a FIFO named like a header would stall the compiler for good. So from the
     sources and the exports header, each `#include` line is followed where the
-    compiler would look: "quoted" names in the including file's folder, then
-    the sources' folders, then the -I folders; <angled> names in the -I
-    folders (system headers are the system's: left to the compiler). Each
-    header found is read by `read_source` (a FIFO, device or oversized file
-    is a BuildError naming it) and written, with a #line naming it, to the
-    same place in a mirror of its folder; the compiler is pointed at the
-    mirrors first (`quote_dirs`, `include_dirs`). Where a name comes from a
-    macro (#include MACRO) or leaves its folder ("../x.h"), the compiler
-    still finds the file itself, by name, behind the mirrors.
+    compiler would look (`search`): "quoted" names in the including file's
+    folder, then the sources' folders, then the folders of the build's -iquote,
+    -I, -isystem and -idirafter flags and of CPATH and C_INCLUDE_PATH, in the
+    compiler's order; <angled> names from -I on. Each header found is read by
+    `read_source` (a FIFO, device or oversized file is a BuildError naming
+    it) and written, with a #line naming it, to the same absolute path under
+    a mirror of the file system (`place`), so a "../x.h" from a staged copy
+    leads where it led from the original. Each folder flag is given twice,
+    its mirror first (`flags`), and an absolute #include in a staged copy is
+    rewritten to name the staged file (`rewritten`).
+
+    Still read by the compiler by name, behind the mirrors: a name made by a
+    macro (#include MACRO), #include_next, a header only in the compiler's own
+    system folders (the system's, not the user's), files given by -include,
+    -imacros, --sysroot or -iprefix/-iwithprefix, and a "../" that passes
+    through a symbolic link (the kernel resolves it where the link points).
     """
 
-    def __init__(self, work: Path, quote_roots: Sequence[Path],
-                 include_roots: Sequence[Path], other_roots: Sequence[Path] = ()) -> None:
-        self.work = work / "headers"
+    def __init__(self, work: Path, quote_roots: Sequence[Path], cflags: Sequence[str] = (),
+                 environ: Optional[Mapping[str, str]] = None) -> None:
+        self.root = work / "headers"
         self.quote_roots = [r.resolve() for r in quote_roots]
-        self.include_roots = [r.resolve() for r in include_roots]
-        self.other_roots = [r.resolve() for r in other_roots]    # mirrored, not searched
-        self.mirrors: "dict[Path, Path]" = {}
+        self.environ = os.environ if environ is None else environ
+        self.folders = folder_flags(cflags, self.environ)
         self.staged: "dict[Path, Path]" = {}
 
-    def mirror(self, root: Path) -> Path:
-        if root not in self.mirrors:
-            self.mirrors[root] = self.work / str(len(self.mirrors))
-            self.mirrors[root].mkdir(parents=True)
-        return self.mirrors[root]
+    def place(self, original: Path) -> Path:
+        """Where `original` (absolute, resolved) goes: its own path under the mirror root."""
+        return self.root / original.relative_to(original.anchor)
 
-    def place(self, original: Path) -> Optional[Path]:
-        """Where `original` goes in the mirrors: under the first root that holds it."""
-        for root in [*self.quote_roots, *self.include_roots, *self.other_roots]:
-            try:
-                relative = original.relative_to(root)
-            except ValueError:
-                continue
-            return self.mirror(root) / relative
-        return None
+    def mirror(self, folder: Path) -> Path:
+        """The mirror of a folder the compiler searches, made so that "../" can pass it."""
+        mirrored = self.place(folder.resolve())
+        mirrored.mkdir(parents=True, exist_ok=True)
+        return mirrored
 
-    def add(self, original: Path, data: Optional[bytes] = None) -> Optional[Path]:
+    def search(self, folder: Path, quoted: bool) -> List[Path]:
+        """Where the compiler looks for an #include, in its order (GCC, "Search Path")."""
+        flags = [d for kind, d in self.folders if quoted or kind != "-iquote"]
+        quote = [folder, *self.quote_roots] if quoted else []
+        return quote + flags
+
+    def add(self, original: Path, data: Optional[bytes] = None) -> Path:
         """Stage `original` (read now unless `data` is its bytes) and what it includes."""
         original = original.resolve()
         if original in self.staged:
             return self.staged[original]
-        target = self.place(original)
-        if target is None:
-            return None
+        target = self.staged[original] = self.place(original)   # first: includes may cycle
         data = read_source(original) if data is None else data
+        data = self.follow(original.parent, data)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(with_line(data, original))
-        self.staged[original] = target
-        self.follow(original.parent, data)
         return target
 
-    def follow(self, folder: Path, data: bytes) -> None:
-        """Stage each header `data` includes, as the compiler would find it."""
+    def follow(self, folder: Path, data: bytes) -> bytes:
+        """Stage each header `data` includes, as the compiler would find it; `data` with
+        each absolute #include naming the staged copy (`rewritten`)."""
+        absolute: "dict[bytes, Path]" = {}
         for kind, name in _INCLUDE.findall(data):
             relative = Path(os.fsdecode(name))
-            if relative.is_absolute() or ".." in relative.parts:
-                continue                           # outside the mirrors: the compiler's
-            places = ([folder, *self.quote_roots] if kind == b'"' else []) + self.include_roots
+            places = [Path(relative.anchor)] if relative.is_absolute() else \
+                self.search(folder, kind == b'"')
             for place in places:
                 candidate = place / relative
                 if os.path.lexists(candidate):     # (a FIFO exists too: read_source refuses it)
-                    self.add(candidate)
+                    staged = self.add(candidate)
+                    if relative.is_absolute():
+                        absolute[name] = staged
                     break
+        return rewritten(data, absolute)
+
+    def flags(self, cflags: Sequence[str]) -> List[str]:
+        """`cflags` with each include-folder flag preceded by the same flag for its mirror, and
+        the environment's folders (CPATH as -I, C_INCLUDE_PATH as -isystem) mirrored last,
+        before the compiler reads the originals after them."""
+        out: List[str] = []
+        for kind, folder, given in _folder_flags(cflags):
+            if kind is not None and folder.is_dir():
+                out += [kind, str(self.mirror(folder))]
+            out += given
+        for kind, folder in environment_folders(self.environ):
+            out += [kind, str(self.mirror(folder))]
+        return out
 
     def quote_dirs(self) -> List[Path]:
         """-iquote folders: each source folder's mirror, then the folder itself."""
         return [self.mirror(r) for r in self.quote_roots] + list(self.quote_roots)
 
-    def include_mirrors(self) -> List[Path]:
-        """-I folders to search before the user's own: their mirrors."""
-        return [self.mirror(r) for r in self.include_roots]
+
+_INCLUDE_FLAGS = ("-iquote", "-isystem", "-idirafter", "-I")
 
 
-def user_include_dirs(cflags: Sequence[str]) -> List[Path]:
-    """The folders the user's -I flags name (as -Idir or -I dir)."""
-    found, flags = [], list(cflags)
-    for i, flag in enumerate(flags):
-        if flag == "-I" and i + 1 < len(flags):
-            found.append(Path(flags[i + 1]))
-        elif flag.startswith("-I") and len(flag) > 2:
-            found.append(Path(flag[2:]))
-    return [d for d in found if d.is_dir()]
+def _folder_flags(cflags: Sequence[str]) -> Iterator[Tuple[Optional[str], Path, List[str]]]:
+    """Each flag of `cflags` as (include kind or None, its folder, the words as given)."""
+    words, i = list(cflags), 0
+    while i < len(words):
+        word = words[i]
+        kind = next((k for k in _INCLUDE_FLAGS if word == k or word.startswith(k)
+                     and not (k == "-I" and word.startswith("-I-"))), None)
+        if kind is not None and word == kind and i + 1 < len(words):
+            yield kind, Path(words[i + 1]), words[i:i + 2]
+            i += 2
+            continue
+        if kind is not None and word != kind:
+            yield kind, Path(word[len(kind):]), [word]
+        else:
+            yield None, Path(), [word]
+        i += 1
+
+
+def environment_folders(environ: Mapping[str, str]) -> List[Tuple[str, Path]]:
+    """CPATH's folders (searched as -I, after the command line's) and C_INCLUDE_PATH's (as
+    -isystem), as GCC reads them ("Environment Variables"); an empty entry is skipped."""
+    return [(kind, Path(d)) for variable, kind in (("CPATH", "-I"), ("C_INCLUDE_PATH", "-isystem"))
+            for d in environ.get(variable, "").split(os.pathsep) if d and Path(d).is_dir()]
+
+
+def folder_flags(cflags: Sequence[str], environ: Mapping[str, str]) -> List[Tuple[str, Path]]:
+    """The include folders of `cflags` and the environment, in the compiler's search order:
+    -iquote, -I, CPATH, -isystem, C_INCLUDE_PATH, -idirafter (each kind in the order given)."""
+    given = [(kind, folder.resolve()) for kind, folder, _ in _folder_flags(cflags)
+             if kind is not None and folder.is_dir()]
+    env = [(kind, folder.resolve()) for kind, folder in environment_folders(environ)]
+    rank = {"-iquote": 0, "-I": 1, "env-I": 2, "-isystem": 3, "env-isystem": 4, "-idirafter": 5}
+    ordered = [(rank[kind], n, kind, folder) for n, (kind, folder) in enumerate(given)]
+    ordered += [(rank["env" + kind], len(given) + n, kind, folder)
+                for n, (kind, folder) in enumerate(env)]
+    return [(kind, folder) for _, _, kind, folder in sorted(ordered)]
+
+
+def rewritten(data: bytes, absolute: "dict[bytes, Path]") -> bytes:
+    """`data` with each `#include "/abs/name"` naming the staged copy of that file instead."""
+    if not absolute:
+        return data
+
+    def staged(match: "re.Match[bytes]") -> bytes:
+        copy = absolute.get(match.group(2))
+        if copy is None:
+            return match.group(0)
+        return match.group(0).replace(match.group(2), os.fsencode(str(copy)))
+    return _INCLUDE.sub(staged, data)
 
 
 def build(sources: Union[PathLike, Iterable[PathLike]], *, name: str,
@@ -608,12 +675,12 @@ def build_for(target: Platform, compiler: Optional[Compiler],
             (contract_dir / c.filename).write_text(c.text, encoding="utf-8")
         contract_headers = [contract_dir / c.filename for c in contracts]
         copies = source_copies(srcs, work)
-        stage = HeaderStage(work, _unique(s.resolve().parent for s in srcs),
-                            user_include_dirs(cflags), [header.resolve().parent])
-        staged_header = stage.add(header, header_bytes) or header.resolve()
+        stage = HeaderStage(work, _unique(s.resolve().parent for s in srcs), cflags)
+        staged_header = stage.add(header, header_bytes)
         for src, copy in zip(srcs, copies):
-            stage.follow(src.resolve().parent, copy.read_bytes())
-        include_dirs = [contract_dir, INCLUDE_DIR, *stage.include_mirrors()]
+            copy.write_bytes(stage.follow(src.resolve().parent, copy.read_bytes()))
+        cflags = stage.flags(cflags)             # each include folder: its mirror first
+        include_dirs = [contract_dir, INCLUDE_DIR]
         declared, types = read_exports(compiler, staged_header, include_dirs, cflags,
                                        contract_headers, shown=header.resolve())
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator, Optional
+from typing import ContextManager, Iterator, Optional
 
 from .errors import LoadError
 from .formats import elf
@@ -78,18 +78,20 @@ def has_go_buildinfo(image: PluginImage) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def one_runtime(image: PluginImage) -> Iterator[PluginImage]:
+def one_runtime(image: PluginImage) -> ContextManager[PluginImage]:
     """Yields the image to load in this process: `image`, or the Go library already loaded.
 
     Raises LoadError for a second, different Go library. A Go library counts
     as loaded once the `with` block ends without an error (a load the native
-    loader refused starts no runtime); one Go load at a time.
+    loader refused starts no runtime); one Go load at a time. Any other
+    library passes straight through (no generator, no lock: most opens).
     """
+    return _one_go_runtime(image) if is_go_library(image) else contextlib.nullcontext(image)
+
+
+@contextlib.contextmanager
+def _one_go_runtime(image: PluginImage) -> Iterator[PluginImage]:
     global _loaded
-    if not is_go_library(image):
-        yield image
-        return
     with _lock:
         if _loaded is not None and _loaded.sha256 == image.sha256:
             yield _loaded.named(image.path)  # the same bytes: the same loaded library

@@ -449,11 +449,11 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
     gives the bytes this process built there (`_read_built`).
     """
     now = _identity(files.stat_regular(os.fspath(path)))
-    built = _read_built(path, now)                    # needs the BuiltPath itself
+    built = _read_built(path, now) if isinstance(path, BuiltPath) else None
     path = os.fspath(path)
     if built is not None:
         return built.named(path)
-    key = os.path.abspath(path)
+    key = _cache_key(path)
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.identity == now:
@@ -470,6 +470,23 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
             return cached.named(path)
         _remember(key, image)
     return image
+
+
+_absolute_keys: Dict[str, str] = {}      # an absolute path as given -> its normal form
+
+
+def _cache_key(path: str) -> str:
+    """The cache's key for `path`: its absolute, normal form. For a path given absolute that
+    is a function of the string alone, so it is remembered (a relative one depends on the
+    current folder: worked out each time)."""
+    key = _absolute_keys.get(path)
+    if key is None:
+        key = os.path.abspath(path)
+        if os.path.isabs(path):
+            if len(_absolute_keys) >= 4 * CACHE_SIZE:
+                _absolute_keys.clear()
+            _absolute_keys[path] = key
+    return key
 
 
 def _remember(key: str, image: PluginImage) -> None:

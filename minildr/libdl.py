@@ -62,12 +62,22 @@ def error() -> str:
     return ffi.string(message).decode("utf-8", "replace") if message != ffi.NULL else "unknown error"
 
 
+def loaded_name(handle: object) -> Optional[bytes]:
+    """The path a loaded library's link map names, as bytes, or None where it cannot say.
+
+    In glibc (and musl) a dlopen handle *is* the library's `struct link_map`:
+    dlinfo(RTLD_DI_LINKMAP) hands back the handle itself (glibc dlfcn/dlinfo.c,
+    dlinfo_doit: `*(struct link_map **) args->arg = l` with `l = args->handle`).
+    So the name is read through the handle, without a call and an allocation
+    per open (this is asked at every open of a plugin).
+    """
+    if not HAS_VERSIONS or handle == NULL:
+        return None
+    name = ffi.cast("struct link_map *", handle).l_name
+    return ffi.string(name) if name != NULL else b""
+
+
 def loaded_from(handle: object) -> Optional[str]:
-    """The path a loaded library's link map names (dlinfo), or None where it cannot say."""
-    if not HAS_VERSIONS:
-        return None
-    link = ffi.new("struct link_map **")
-    if lib.dlinfo(handle, RTLD_DI_LINKMAP, link) != 0 or link[0] == ffi.NULL:
-        return None
-    name = link[0].l_name
-    return os.fsdecode(ffi.string(name)) if name != ffi.NULL else ""
+    """`loaded_name`, decoded as the file system's names are."""
+    name = loaded_name(handle)
+    return os.fsdecode(name) if name is not None else None

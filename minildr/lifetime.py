@@ -22,12 +22,20 @@ What cannot be made safe in-process, and what close() does about it:
 
 - a thread the plugin started that still runs its code: unmapping that code
   would crash the process the moment the thread is next scheduled. On Linux
-  close() compares the process's threads (/proc/self/task) with those alive
-  before the plugin was loaded: a thread that appeared since, and that Python
-  did not start, may be the plugin's, and then the library is left mapped
-  (a warning says so) rather than unmapped under it. The check cannot tell
-  whose such a thread is (another C library may have started it): it errs
-  on the side of leaving memory mapped, never of a crash.
+  the loader notes when the load began (`load_started`: the boot-time clock,
+  a vDSO read, no system call), and close() looks for threads that Python
+  did not start and that the kernel says started since (/proc/self/task:
+  each thread's start time, field 22 of its stat file, proc(5)): such a
+  thread may be the plugin's, and then the library is left mapped (a
+  warning says so) rather than unmapped under it. In the usual case every
+  thread is Python's, which one fstat shows (`native_threads`), and nothing
+  is listed. The kernel counts start times in clock ticks (10 ms on most
+  systems): a foreign thread that started in the same tick as the load is
+  counted as possibly the plugin's. The check cannot tell whose such a
+  thread is (another C library may have started it): it errs on the side of
+  leaving memory mapped, never of a crash. (Start times, not a list of the
+  thread ids alive before the load: no listing at each open, and a thread
+  id the kernel reused for a new thread is not mistaken for the old one.)
 - an `on_exit()` handler the plugin registered with the C library runs at
   process exit, after close(); glibc keeps that list private, so nothing
   can detect it. (`atexit()` handlers are run by dlclose, and minildr's
@@ -43,7 +51,7 @@ import threading
 import time
 import warnings
 import weakref
-from typing import Any, Callable, FrozenSet, Set
+from typing import Any, Callable, FrozenSet, Optional, Set
 
 from .console import printable
 
@@ -110,27 +118,83 @@ def native_threads() -> FrozenSet[int]:
         return frozenset()
     python = threading.enumerate()
     try:
-        if (_task_links() - 2 == len(python)
-                and not any(isinstance(t, _DUMMY) or t.native_id is None for t in python)):
+        if _all_pythons(python):
             return frozenset(t.native_id for t in python)  # type: ignore[misc]
         return frozenset(int(tid) for tid in os.listdir(_TASKS))
     except OSError:
         return frozenset()
 
 
-def foreign_threads_since(before: FrozenSet[int], settle: float = 0.05) -> FrozenSet[int]:
-    """Threads alive now that were not before, and that Python's threading did not start.
+def _all_pythons(python: "list[threading.Thread]") -> bool:
+    """Whether the kernel counts as many threads as `python` lists, none of them foreign."""
+    if _task_links() - 2 != len(python):
+        return False
+    for t in python:
+        if t.native_id is None or isinstance(t, _DUMMY):
+            return False
+    return True
+
+
+def load_started() -> Optional[int]:
+    """The moment a load begins, for `foreign_threads_since` (None where it cannot be told).
+
+    CLOCK_BOOTTIME in nanoseconds: the clock the kernel gives each thread's
+    start time in (task->start_boottime, fs/proc/array.c do_task_stat), read
+    through the vDSO, so noting it costs no system call.
+    """
+    return time.clock_gettime_ns(_BOOTTIME) if _BOOTTIME is not None else None
+
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None) if sys.platform.startswith("linux") else None
+_TICK_NS = 10**9 // os.sysconf("SC_CLK_TCK") if _BOOTTIME is not None else 1
+
+
+def _started_tick(tid: int) -> Optional[int]:
+    """Thread `tid`'s start time in clock ticks since boot (proc(5): stat, field 22), or
+    None if it has gone. Its name (field 2) may hold spaces and parentheses: the fields
+    are counted from the last ')'."""
+    try:
+        with open(f"{_TASKS}/{tid}/stat", "rb") as f:
+            line = f.read()
+    except OSError:
+        return None
+    return int(line[line.rindex(b")") + 2:].split()[19])
+
+
+def _foreign_threads() -> FrozenSet[int]:
+    """The ids of this process's threads that Python's threading did not start (nor knows of)."""
+    if not sys.platform.startswith("linux"):
+        return frozenset()
+    try:
+        if _all_pythons(threading.enumerate()):
+            return frozenset()                    # the usual case: one fstat, nothing listed
+    except OSError:
+        return frozenset()
+    return native_threads() - {t.native_id for t in threading.enumerate()}
+
+
+def foreign_threads_since(started: int, settle: float = 0.05) -> FrozenSet[int]:
+    """Threads alive now that Python's threading did not start and that started at `started`
+    (a `load_started` time) or later, or in the same clock tick (the kernel counts no finer).
 
     A Python thread that was just joined may still be exiting: it has left
     threading's list but not yet the kernel's. Such threads are gone within
     moments, so a suspect is confirmed only if it is still there `settle`
     seconds later; a plugin's thread that runs its code is still there.
     """
-    suspects = native_threads() - before - {t.native_id for t in threading.enumerate()}
+    tick = started // _TICK_NS
+    foreign = _foreign_threads()
+    if not foreign:
+        return foreign
+    suspects = set()
+    for tid in foreign:
+        started_tick = _started_tick(tid)           # None: gone since
+        if started_tick is not None and started_tick >= tick:
+            suspects.add(tid)
     deadline = time.monotonic() + settle
     while suspects and time.monotonic() < deadline:
         time.sleep(settle / 10)
-        suspects &= native_threads()
+        suspects &= _foreign_threads()
     return frozenset(suspects)
 
 
@@ -148,25 +212,29 @@ class KeepsMappedWhileReferenced:
 
     Thread-safe: the count of what was handed out and the decision to unload
     are taken under one lock, so an unload happens exactly once, and never
-    while something handed out is alive. `threads_before` (set by the loader
+    while something handed out is alive. `loaded_at` (set by the loader
     before the library's initialisers ran) enables the running-thread check.
     """
 
     _closing: bool = False
     unload_reruns: bool = False  # _unload, interrupted part way, may be run again to finish
-    threads_before: FrozenSet[int] = frozenset()
+    loaded_at: Optional[int] = None      # lifetime.load_started() before the load
 
     @property
     def _guard(self) -> threading.RLock:
         # Created on first use (the subclasses' __init__ need not call ours);
-        # setdefault is atomic, so two threads get the same lock.
-        return self.__dict__.setdefault("_lifetime_lock", threading.RLock())
+        # setdefault is atomic, so two threads get the same lock (made only if
+        # missing: a lock made per access is most of what a close costs).
+        lock = self.__dict__.get("_lifetime_lock")
+        return lock if lock is not None else self.__dict__.setdefault("_lifetime_lock",
+                                                                      threading.RLock())
 
     @property
     def _results(self) -> Set["weakref.ref[Any]"]:
         # Weak references to the pointers that wrapped functions returned and
         # that are still alive. set.add/discard are atomic: no lock per call.
-        return self.__dict__.setdefault("_live_results", set())
+        live = self.__dict__.get("_live_results")
+        return live if live is not None else self.__dict__.setdefault("_live_results", set())
 
     @property
     def unloaded(self) -> bool:
@@ -181,7 +249,8 @@ class KeepsMappedWhileReferenced:
 
     @property
     def _holders(self) -> set:
-        return self.__dict__.setdefault("_lifetime_holders", set())
+        held = self.__dict__.get("_lifetime_holders")
+        return held if held is not None else self.__dict__.setdefault("_lifetime_holders", set())
 
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""
@@ -253,8 +322,8 @@ class KeepsMappedWhileReferenced:
 
     def _unload_unless_running(self) -> None:
         _AWAITING_UNLOAD.discard(self)
-        running = (foreign_threads_since(self.threads_before)
-                   if self.threads_before and self._unmaps() else ())
+        running = (foreign_threads_since(self.loaded_at)
+                   if self.loaded_at is not None and self._unmaps() else ())
         if running:
             message = (f"close {printable(self._name)}: left mapped, not unloaded: "
                        f"{len(running)} thread(s) not started by Python appeared since it was "

@@ -41,7 +41,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .errors import LoadError, NotAPlugin, UntrustedPlugin
 from .formats import elf
@@ -105,8 +105,7 @@ def needs_in(dyn: elf.DynamicSection) -> Needs:
 # ---------------------------------------------------------------------------
 # 1. the needed libraries
 # ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """Where a DT_NEEDED name was found: a file, or left to the system's search."""
     name: str
     path: Optional[str]            # the file, if a search path of ours found it
@@ -127,9 +126,12 @@ def find_library(name: str, needs: Needs, origin: str,
     DT_RPATH (only if there is no DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH,
     then /etc/ld.so.cache and the default folders, which are left to dlopen.
     """
-    environ = os.environ if environ is None else environ
     if "/" in name:
         return Found(name, expand_origin(name, origin), False, ())
+    library_path = (os.environ if environ is None else environ).get("LD_LIBRARY_PATH")
+    if not (needs.rpath or needs.runpath or library_path):
+        return Found(name, None, False, ())         # the system's search alone (most plugins)
+    environ = {"LD_LIBRARY_PATH": library_path or ""}
     folders: List[Tuple[str, bool]] = []
     if not needs.runpath:
         folders += [(expand_origin(d, origin), "$ORIGIN" in d or "${ORIGIN}" in d)
@@ -149,6 +151,10 @@ class Prepared:
     """The needed libraries, loaded; handles closed by `close` (the plugin keeps its own)."""
     handles: List[Tuple[str, Any]] = field(default_factory=list)   # (name, dlopen handle)
     images: List[PluginImage] = field(default_factory=list)          # sealed copies in use
+    # What dlopen was given for each of the plugin's own DT_NEEDED names: for a
+    # checked bundled library its sealed copy, so a loader that opens the
+    # plugin's libraries itself (native/resolve.py) gets the same bytes.
+    targets: Dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         """Each handle taken off as it is closed (a failed dlopen's NULL skipped), each image
@@ -169,13 +175,14 @@ MAX_BUNDLED_DEPTH = 8      # a bundled library's bundled libraries' ..., this de
 
 def load_needed(plugin: str, needs: Needs, origin: str, trust: Optional[TrustStore],
                 prepared: Prepared, copies: Optional[Dict[str, PluginImage]] = None,
-                depth: int = 0) -> None:
+                chain: Tuple[str, ...] = ()) -> None:
     """Load each DT_NEEDED library, checking the bundled ones under `trust`.
 
     `copies` are bundled libraries already read and checked (by the host
     of an isolated worker, `bundled_copies`): loaded from those bytes.
     A bundled library loaded from its checked copy has its own bundled
-    libraries loaded first, the same way (`load_bundled_needs`).
+    libraries loaded first, the same way (`load_bundled_needs`); `chain`
+    is the bundled libraries that are waiting for this one's to load.
     """
     for name in needs.needed:
         found = find_library(name, needs, origin)
@@ -184,7 +191,7 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Optional[TrustSto
         if copy is None and found.bundled and trust is not None:
             copy = checked_copy(plugin, found, trust)
         if copy is not None:
-            load_bundled_needs(plugin, copy, found, trust, prepared, copies, depth)
+            load_bundled_needs(plugin, copy, found, trust, prepared, copies, chain)
             prepared.images.append(copy)
             target = copy.acquire(prepared)
         # held in the statement that opens it: an interrupt at the next line loses nothing
@@ -193,12 +200,14 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Optional[TrustSto
             message = libdl.error()
             prepared.handles.pop()
             raise LoadError(plugin, not_found(name, found, message))
+        if not chain:
+            prepared.targets[name] = target
 
 
 def load_bundled_needs(plugin: str, copy: PluginImage, found: Found,
                        trust: Optional[TrustStore],
                        prepared: Prepared, copies: Optional[Dict[str, PluginImage]],
-                       depth: int) -> None:
+                       chain: Tuple[str, ...]) -> None:
     """Before a bundled library is loaded from its sealed copy: the libraries *it* bundles.
 
     From /proc/self/fd/N its own $ORIGIN would mean /proc/self/fd, so the
@@ -207,13 +216,37 @@ def load_bundled_needs(plugin: str, copy: PluginImage, found: Found,
     from its file's folder, the bundled ones checked under `trust` and loaded
     from their checked copies, before it: its DT_NEEDED names then match
     their SONAMEs, as the plugin's match its own libraries'.
+
+    So a cycle (libA needs libB, which needs libA) cannot be loaded from
+    copies: each would have to be loaded before the other. The system loader
+    maps a cycle from the files (each once, then relocates them together),
+    but a sealed copy finds its libraries only among those already loaded.
+    It is refused, naming the cycle (`cycle`).
     """
-    if depth >= MAX_BUNDLED_DEPTH:
+    chain = (*chain, found.name)
+    if len(chain) > MAX_BUNDLED_DEPTH:
         raise LoadError(plugin, (
             f"its bundled libraries need bundled libraries more than {MAX_BUNDLED_DEPTH} deep "
-            f"(at {found.name}): a cycle of $ORIGIN libraries? Link them flat beside the plugin"))
-    load_needed(plugin, image_needs(copy), os.path.dirname(os.path.abspath(found.path or "")),
-                trust, prepared, copies, depth + 1)
+            f"({' -> '.join(chain)}); link them flat beside the plugin"))
+    needs = image_needs(copy)
+    for name in needs.needed:
+        if name in chain:
+            raise LoadError(plugin, cycle((*chain, name)))
+    load_needed(plugin, needs, os.path.dirname(os.path.abspath(found.path or "")),
+                trust, prepared, copies, chain)
+
+
+def cycle(names: Tuple[str, ...]) -> str:
+    """Why a cycle of bundled libraries is refused when they load from checked copies."""
+    start = names.index(names[-1])
+    shown = " -> ".join(names[start:])
+    return (f"its bundled libraries need each other in a cycle ({shown}). minildr loads "
+            "each bundled library from a sealed copy of the bytes it checked, and a copy finds "
+            "the libraries it needs only among those already loaded, so in a cycle none can "
+            "load first (the system loader, given the files themselves, maps a cycle in one "
+            "go: that is how it loads without trust= in-process). Link the libraries of the "
+            "cycle into one library, or break the cycle (one of them need not name the other "
+            "in DT_NEEDED)")
 
 
 def origin_of(image: PluginImage) -> str:
@@ -253,7 +286,7 @@ def add_bundled(plugin: str, needs: Needs, origin: str, trust: Optional[TrustSto
         if depth + 1 >= MAX_BUNDLED_DEPTH:
             raise LoadError(plugin, (
                 f"its bundled libraries need bundled libraries more than {MAX_BUNDLED_DEPTH} "
-                f"deep (at {name}): a cycle of $ORIGIN libraries? Link them flat beside it"))
+                f"deep (at {name}); link them flat beside it"))
         add_bundled(plugin, image_needs(copy), os.path.dirname(os.path.abspath(found.path or "")),
                     trust, copies, depth + 1)
 
@@ -412,11 +445,11 @@ def prepare(image: PluginImage, trust: Optional[TrustStore] = None,
         return
     needs = image_needs(image)
     if origin is None:          # (only a search path or a name can say $ORIGIN)
-        origin = origin_of(image) if needs.rpath or needs.runpath or any(
-            "$" in name for name in needs.needed) else ""
+        origin = origin_of(image) if image.fact("says-origin", lambda: bool(
+            needs.rpath or needs.runpath or any("$" in name for name in needs.needed))) else ""
     try:
         load_needed(image.path, needs, origin, trust, prepared, copies)
-        scope = tuple(int(ffi.cast("uintptr_t", h)) for _, h in prepared.handles)
+        scope = tuple(h for _, h in prepared.handles)      # (cffi pointers: equal by address)
         if image.known(RESOLVED) != scope:     # else resolved before against these libraries
             check_resolved(image, needs, prepared)
             image.record(RESOLVED, scope)

@@ -21,7 +21,7 @@ from .image import PluginImage
 from .interrupts import finish
 from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
-from .lifetime import native_threads
+from .lifetime import load_started
 from .linkage import Prepared, bundled_copies, prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
@@ -43,7 +43,7 @@ def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -
         with prepare(image, trust) as prepared:
             if loader == "native":
                 from . import native    # Linux only: its libc binding cannot be made elsewhere
-                library = native.from_image(image)
+                library = native.from_image(image, needed=prepared.targets)
             else:
                 library = SystemLibrary(image)
         return library              # (an interrupt in prepare's exit must not lose it)
@@ -61,14 +61,14 @@ def load_in_process(image: PluginImage, manifest: Any, loader: str,
                     trust: Optional[Any] = None) -> Plugin:
     """Load the image in this process; if anything fails after the load, unload it again.
 
-    The threads alive before the load are noted: close() leaves the library
-    mapped if threads it did not start may still run its code (lifetime.py).
+    When the load began is noted: close() leaves the library mapped if threads
+    Python did not start, started since, may still run its code (lifetime.py).
     """
-    before = native_threads()
+    started = load_started()
     library: Optional[Library] = None
     try:                            # (an interrupt at any line must not lose the library)
         library = load_library(image, loader, trust)
-        library.threads_before = before      # type: ignore[attr-defined]
+        library.loaded_at = started          # type: ignore[attr-defined]
         return Plugin(image, manifest, library, loader)
     except BaseException:
         if library is not None:

@@ -44,8 +44,8 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     _UNCHANGED_REFCOUNT = 0x2        # GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT
     _kernel32 = ffi.dlopen("kernel32.dll")
 
-    def _open(path: str) -> Any:
-        return _kernel32.LoadLibraryExW(path, ffi.NULL, 0)
+    def _open(path: bytes) -> Any:
+        return _kernel32.LoadLibraryExW(os.fsdecode(path), ffi.NULL, 0)
 
     def _symbol(handle: Any, name: str) -> Any:
         return _kernel32.GetProcAddress(handle, name.encode())
@@ -75,11 +75,13 @@ else:
     ffi = libdl.ffi
     _libdl = libdl.lib
 
-    def _open(path: str) -> Any:
+    _FLAGS = os.RTLD_NOW | os.RTLD_LOCAL
+
+    def _open(path: bytes) -> Any:
         # RTLD_NOW: resolve every undefined symbol now, so a plugin needing
         # something missing fails here, not halfway through a call.
         # RTLD_LOCAL: its symbols do not leak into later libraries' lookups.
-        return _libdl.dlopen(path.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        return _libdl.dlopen(path, _FLAGS)
 
     def _symbol(handle: Any, name: str) -> int:
         return _libdl.dlsym(handle, name.encode())
@@ -96,11 +98,11 @@ else:
 
     _error = libdl.error
 
-    def _loaded_from(handle: Any) -> Optional[str]:
+    def _loaded_from(handle: Any) -> Optional[bytes]:
         """The path the system loader loaded this handle's library from (its link map)."""
         if not sys.platform.startswith("linux"):
             return None                     # macOS has no dlinfo; nothing to compare
-        return libdl.loaded_from(handle)
+        return libdl.loaded_name(handle)
 
     def _defined_in(address: Any, path: str) -> bool:
         info = ffi.new("Dl_info *")
@@ -225,9 +227,10 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         self._handle: Optional[Any] = None
         self._released = False           # the image given back (by _unload)
         self.load_path = image.acquire(self)
+        self._load_name = os.fsencode(self.load_path)
         handle = ffi.NULL
         try:
-            handle = _open(self.load_path)
+            handle = _open(self._load_name)
             if handle == ffi.NULL:
                 message = _error().replace(self.load_path, image.path)
                 raise LoadError(image.path, f"the system loader refused it: {message}")
@@ -246,10 +249,10 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         checked bytes must be the bytes loaded, whatever another library claims.
         """
         loaded_from = _loaded_from(handle)
-        if loaded_from is not None and loaded_from != self.load_path:
+        if loaded_from is not None and loaded_from != self._load_name:
             raise LoadError(self.image.path, (
                 f"the system loader returned another, already loaded library "
-                f"({loaded_from!r}) for its sealed copy: a library loaded earlier claims this "
+                f"({os.fsdecode(loaded_from)!r}) for its sealed copy: a library loaded earlier claims this "
                 "path as its SONAME; close that plugin (and rebuild it without a path as "
                 "-soname)"))
 

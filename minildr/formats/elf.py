@@ -402,8 +402,15 @@ class ElfFile(Reader):
             pairs.append(pair)
         return pairs
 
-    def notes(self) -> Iterator[Note]:
-        """Every note in the PT_NOTE segments (what `readelf -n` lists)."""
+    def notes(self) -> List[Note]:
+        """Every note in the PT_NOTE segments (what `readelf -n` lists), read once: the
+        manifest and the Go check both look through them."""
+        notes = self.__dict__.get("_notes")
+        if notes is None:
+            notes = self._notes = list(self._read_notes())
+        return notes
+
+    def _read_notes(self) -> Iterator[Note]:
         header = layout(Elf64_Nhdr, self.order)
         size, raw = header.size, self.raw
         for ph in self.segments(PT.NOTE):

@@ -25,8 +25,8 @@
  * here: the upper bits are unspecified) or %xmm0 / d0 (double).
  * Elsewhere this file is not built (fastcall.py says why).
  *
- * The echo (mldr_echo) is the bare ping-pong benchmarks compare calls with,
- * from this same loop: no frame, no call.
+ * A frame to MLDR_ECHO (protocol.ECHO_HANDLE) is the bare round trip benchmarks
+ * compare calls with, answered by this same loop with nothing called.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -46,6 +46,7 @@
 #define MLDR_DOUBLES 8
 #define MLDR_PARAMS 16
 #define MLDR_HANDLES 65536
+#define MLDR_ECHO 0xFFFF             /* protocol.ECHO_HANDLE: a bare round trip, no call */
 
 /* Type codes (fastcall.py TYPE_CODES): integers by size and signedness. */
 enum { T_VOID = 'v', T_BOOL = '?', T_CHAR = 'c', T_DOUBLE = 'd',
@@ -62,6 +63,9 @@ struct function {
 };
 
 static struct function *table[MLDR_HANDLES];
+/* A call frame with no arguments to MLDR_ECHO is answered with a void reply and nothing
+ * called (protocol.ECHO_HANDLE): the bare round trip benchmarks compare calls with. */
+static const struct function echo = { NULL, 0, T_VOID, {0}, {0}, 7 };
 
 typedef int64_t (*int_fn)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                           int64_t, double, double, double, double, double, double, double,
@@ -80,7 +84,7 @@ int mldr_register(int handle, void *address, char result, const char *params, in
 {
     int ints = 0, doubles = 0;
     struct function *f;
-    if (handle < 0 || handle >= MLDR_HANDLES || count < 0 || count > MLDR_PARAMS)
+    if (handle < 0 || handle >= MLDR_ECHO || count < 0 || count > MLDR_PARAMS)
         return 0;
     if (result != T_VOID && result != T_BOOL && result != T_CHAR && result != T_DOUBLE
         && !is_integer(result))
@@ -180,6 +184,16 @@ static int send_all(int sock, const char *data, size_t size)
 
 static void put32(char *p, uint32_t v) { memcpy(p, &v, 4); }
 
+/* The reply of a void function, nothing called (an echo's). */
+static size_t void_reply(uint32_t seq, char *out)
+{
+    memcpy(out, "MLDr", 4);
+    put32(out + 4, 5);
+    put32(out + 8, seq);
+    out[12] = 'v';
+    return 13;
+}
+
 /* Call f with the frame's values; write its reply frame into out; its size, or 0 if
  * an argument is out of range (Python answers that call: nothing was called). */
 static size_t call(const struct function *f, const char *values, uint32_t seq, char *out)
@@ -265,7 +279,7 @@ static const struct function *ours(const char *data, size_t have, size_t *need)
     memcpy(&length, data + 4, 4);
     memcpy(&seq, data + 8, 4);
     memcpy(&handle, data + 12, 2);
-    f = table[handle];
+    f = handle == MLDR_ECHO ? &echo : table[handle];
     if (f == NULL || length != f->length || (unsigned char)data[14] != f->count)
         return NULL;
     *need = 8 + (size_t)length;
@@ -290,7 +304,8 @@ long mldr_serve(int sock, char *buf, long capacity, long have)
         if (f != NULL) {
             uint32_t seq;
             memcpy(&seq, buf + 8, 4);
-            size_t size = call(f, buf + 15 + f->count, seq, reply);
+            size_t size = f == &echo ? void_reply(seq, reply) : call(f, buf + 15 + f->count,
+                                                                     seq, reply);
             if (size == 0)
                 return have;                 /* out of range: Python's path says so */
             int failed = send_all(sock, reply, size);
@@ -312,32 +327,4 @@ long mldr_serve(int sock, char *buf, long capacity, long have)
         }
         have += n;
     }
-}
-
-/* The bare ping-pong: `count` times, read `in` bytes, send `out` bytes back.
- * 0, or -errno; 1 at end of file. */
-int mldr_echo(int sock, long count, long in, long out)
-{
-    char buf[4096];
-    if (in <= 0 || out <= 0 || in > (long)sizeof buf || out > (long)sizeof buf)
-        return -EINVAL;
-    memset(buf, 'p', sizeof buf);
-    for (long i = 0; i < count; i++) {
-        long got = 0;
-        while (got < in) {
-            ssize_t n = recv(sock, buf + got, (size_t)(in - got), 0);
-            if (n == 0)
-                return 1;
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                return -errno;
-            }
-            got += n;
-        }
-        int failed = send_all(sock, buf, (size_t)out);
-        if (failed)
-            return failed;
-    }
-    return 0;
 }

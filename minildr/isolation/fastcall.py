@@ -9,8 +9,8 @@ answers it exactly as before.
 
 The host builds fastcall.c once per machine with the C compiler the course
 requires (build.find_compiler: $CC, else cc, gcc, clang) into the user's
-cache folder, under a name that is a hash of the source, the compiler and
-the machine (written atomically: two hosts building at once is harmless),
+cache folder, under a name that is a hash of the source, the compiler, the
+machine and the C library (version and file: libc_identity) (written atomically: two hosts building at once is harmless),
 and passes the library's path to each worker, which loads it before it
 confines itself. Where it cannot be built (no compiler, another machine,
 not Linux) or loaded, workers serve every call in Python, and `status()`
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .. import libdl
 from ..build import find_compiler, run_tool
 from ..errors import CompilerNotFound
 from .kernel import MACHINE
@@ -68,7 +69,8 @@ def _build() -> Status:
         return Status("", f"no C compiler to build the C call loop ({exc.reason.split('.')[0]}): "
                           "calls are served in Python")
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + compiler.version.encode() + MACHINE.encode()).hexdigest()[:16]
+    key = hashlib.sha256(b"\0".join([source, compiler.version.encode(), MACHINE.encode(),
+                                      os.fsencode(libc_identity())])).hexdigest()[:16]
     folder = cache_folder()
     if folder is None:
         return Status("", "no writable cache folder for the C call loop: calls are served "
@@ -93,6 +95,31 @@ def _build() -> Status:
         if os.path.exists(staged):
             os.unlink(staged)
     return Status(str(target), "")
+
+
+def libc_identity() -> str:
+    """The C library this process runs with, for the loop's cache key: its version and
+    its file (path, size, modification time), so that after a system upgrade the loop
+    is built again rather than reused from a build against another C library.
+
+    The version is confstr(_CS_GNU_LIBC_VERSION) (confstr(3); glibc's
+    gnu_get_libc_version()); the file is the one the loader mapped, named by
+    dladdr(3) for fflush, which the loop calls.
+    """
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):          # not glibc: no such name
+        version = ""
+    info = libdl.ffi.new("Dl_info *")
+    address = libdl.lib.dlsym(libdl.RTLD_DEFAULT, b"fflush")
+    if not address or not libdl.lib.dladdr(address, info) or info.dli_fname == libdl.NULL:
+        return version
+    path = os.fsdecode(libdl.ffi.string(info.dli_fname))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{version} {path}"
+    return f"{version} {path} {st.st_size} {st.st_mtime_ns}"
 
 
 def cache_folder() -> Optional[Path]:

@@ -18,12 +18,11 @@ DECLARATIONS = """
 int mldr_register(int handle, void *address, char result, const char *params, int count);
 void mldr_clear(void);
 long mldr_serve(int sock, char *buf, long capacity, long have);
-int mldr_echo(int sock, long count, long in, long out);
 """
 
 
 class Loop:
-    """The C loop in a worker: register functions, serve, echo."""
+    """The C loop in a worker: register functions, serve."""
 
     def __init__(self, path: str) -> None:
         self.ffi = cffi.FFI()
@@ -48,13 +47,6 @@ class Loop:
         if got < 0:
             raise OSError(-got, os.strerror(-got))
         return got
-
-    def echo(self, sock: int, count: int, size_in: int, size_out: int) -> bool:
-        """The bare ping-pong (protocol PING); False if the host closed the socket."""
-        got = self.lib.mldr_echo(sock, count, size_in, size_out)
-        if got < 0:
-            raise OSError(-got, os.strerror(-got))
-        return got == 0
 
 
 def load(path: str) -> Tuple[Optional[Loop], str]:

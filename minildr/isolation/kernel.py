@@ -22,6 +22,7 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
+SI_USER = 0     # a siginfo's si_code for kill() (include/uapi/asm-generic/siginfo.h)
 
 _NUMBERS = {   # the system calls made here, by machine
     "x86_64": {"landlock_create_ruleset": 444, "landlock_add_rule": 445,

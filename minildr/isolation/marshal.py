@@ -28,7 +28,7 @@ from .. import ctype
 from ..ctype import INTEGER_TYPES
 from ..errors import SymbolTypeError
 from ..manifest import Export
-from .protocol import CALL_MAGIC, HEADER, REPLY_MAGIC, ProtocolViolation
+from .protocol import CALL_MAGIC, ECHO_HANDLE, HEADER, REPLY_MAGIC, ProtocolViolation
 from .shm import SHM_MIN, Arena
 
 
@@ -268,6 +268,7 @@ def to_wire(kind: Value, value: Any, arena: Optional[Arena] = None) -> Any:
 # An integer beyond 64 bits does not fit: that call (or reply) goes by JSON.
 # Errors always go by JSON (protocol.error_reply).
 CALL_HEAD = struct.Struct("<IHB")
+CALL_HEAD_FRAME = struct.Struct("<4sIIHB")
 REPLY_HEAD = struct.Struct("<Ic")
 NUMBER = {Value.INT: "q", Value.BOOL: "q", Value.FLOAT: "d", Value.CHAR: "c"}
 _LENGTH, _REGION = struct.Struct("<I"), struct.Struct("<QQ")
@@ -306,6 +307,15 @@ class CallFrames:
         else:
             self.fixed = b"v" if how.result is Value.VOID else NUMBER[how.result].encode()
             self.reply, self.reply_body = _REPLY[self.fixed], _REPLY_BODY[self.fixed]
+        # Numbers in, a number (or nothing) out: the host's hot path (process.call_numbers)
+        # checks a whole reply with one unpack: its header, call id and kind, then the value.
+        self.hot = self.numbers and bool(self.fixed)
+        if self.hot:          # bound once: pack(seq, handle, count, kinds, *values)
+            self.pack_request = functools.partial(self.request.pack, CALL_MAGIC, self.length)
+            self.reply_prefix = HEADER.pack(REPLY_MAGIC, self.reply.size - HEADER.size)
+            self.unpack_reply = struct.Struct("<8sIc" + self.reply.format[6:]).unpack_from
+            self.reply_size = self.reply.size
+            self.is_bool = how.result is Value.BOOL
 
     # -- host -> worker: the call ---------------------------------------------
     def pack_call(self, seq: int, handle: int, args: tuple, ffi: Any,
@@ -425,6 +435,10 @@ class CallFrames:
             return _copied_from(arena, *_REGION.unpack_from(payload, REPLY_HEAD.size), ffi)
         raise self._not_the_answer(payload, seq)
 
+    def read_json_reply(self, value: Any) -> Any:
+        """The host's side of a reply that came by JSON (an unsigned result beyond 2^63)."""
+        return decode_result(self.result, value, None)
+
     def _not_the_answer(self, payload: bytes, seq: int) -> ProtocolViolation:
         return ProtocolViolation(f"the reply {payload[:24]!r} does not answer call {seq} "
                                  f"with a {self.result.name} result")
@@ -434,6 +448,18 @@ class CallFrames:
 def frames_for(how: Marshal) -> CallFrames:
     """The CallFrames of a Marshal, built once (a Marshal is a small frozen value)."""
     return CallFrames(how)
+
+
+VOID_REPLY = _REPLY[b"v"]
+
+
+def echo_frame(seq: int = 0) -> bytes:
+    """The call frame of a bare round trip (protocol.ECHO_HANDLE): no arguments."""
+    return CALL_HEAD_FRAME.pack(CALL_MAGIC, CALL_HEAD.size, seq, ECHO_HANDLE, 0)
+
+
+def echo_payload(seq: int) -> bytes:
+    return echo_frame(seq)[HEADER.size:]
 
 
 def read_call_head(payload: bytes) -> Tuple[int, int]:

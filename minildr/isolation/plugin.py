@@ -22,7 +22,7 @@ from ..system import ffi as host_ffi
 from .contracts import bind_remote
 from .marshal import Marshal, Value, decode_result, encode_argument, frames_for, marshal_for
 from .policy import WORKER_LIMITS, Limits, SandboxPolicy
-from .process import DEFAULT_TIMEOUT, WorkerProcess
+from .process import BY_JSON, DEFAULT_TIMEOUT, WorkerProcess
 from .sandbox import require_sandbox
 from .protocol import CALL, GET, LOOKUP, SET, ProtocolViolation, read_reply
 
@@ -47,6 +47,9 @@ class RemoteFunction:
         if len(args) != frames.count:
             raise TypeError(f"{self.name}() takes {frames.count} argument(s) "
                             f"({len(args)} given)")
+        if frames.hot:                    # numbers only: one method, one struct each way
+            value = self._worker.call_numbers(frames, self._handle, args, self._during)
+            return self._by_json(args) if value is BY_JSON else value
         ffi, worker = self._ffi, self._worker
         with worker.lock:                 # one request at a time uses the worker's arena
             arena = worker.arena

@@ -45,7 +45,7 @@ import time
 import weakref
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
 from ..console import printable
 from ..contracts.contract import Contract
@@ -56,8 +56,8 @@ from ..interrupts import finish
 from . import fastcall, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
-from .protocol import (CLOSE, OPEN, PING, PING_SIZE, READY, REPLY_MAGIC, FrameReader,
-                       ProtocolViolation, frame, read_reply)
+from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
+from .protocol import CLOSE, OPEN, READY, REPLY_MAGIC, FrameReader, ProtocolViolation, frame, read_reply
 
 log = logging.getLogger("minildr")
 
@@ -80,6 +80,7 @@ SPIN_SECONDS = 0.0
 # waits at most that long for the host to drain it).
 FIRST_WAIT = 0.01
 _FIRST_WAIT_TIMEVAL = struct.pack("@ll", 0, int(FIRST_WAIT * 1e6))
+BY_JSON = object()     # call_numbers: this call's arguments fit no binary frame
 
 
 class WorkerProcess:
@@ -147,6 +148,7 @@ class WorkerProcess:
             self.folder = held.folder
             self.arena = arena
             self._sock = host_sock
+            self._send, self._recv_into = host_sock.sendall, host_sock.recv_into
             host_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _FIRST_WAIT_TIMEVAL)
             decoder = codecs.getincrementaldecoder("utf-8")
             self._outputs = {out_r: (self._stdout, decoder("replace")),
@@ -218,12 +220,70 @@ class WorkerProcess:
             self._sock.sendall(data)
             return self._receive(timeout or self.timeout, during)
         except KeyboardInterrupt:
-            self._fail(PluginCrashed(self.path, (
-                f"interrupted during {during}; its worker process (pid {self.pid}) was "
-                "stopped. Open the plugin again to use it")))
+            self._interrupted(during)
             raise
         except OSError:                      # the socket broke: the worker is gone
             raise self._crashed(during) from None
+        except ProtocolViolation as exc:
+            raise self._violated(exc, during) from None
+
+    def call_numbers(self, frames: CallFrames, handle: int, args: tuple, during: str) -> Any:
+        """One call of a function taking and giving numbers (frames.hot): its result, or
+        BY_JSON if an argument fits no binary frame (an integer beyond 64 bits).
+
+        The hot path of an isolated plugin, in this one method: count the call,
+        pack its request with the struct precompiled for its signature, send it,
+        receive the reply into the kept inbox within FIRST_WAIT, check all of its
+        header with one unpack, forward what the plugin printed, return the
+        value. Anything else (no reply yet, a frame in pieces, an error reply, a
+        spinning worker) continues on the general path, with the same outcome.
+        """
+        with self.lock:
+            if self._failure is not None:
+                raise self._failure
+            self._seq = seq = self._seq + 1
+            try:
+                data = frames.pack_request(seq, handle, frames.count, frames.kinds,
+                                           *map(check_argument, frames.params, args))
+            except struct.error:            # an integer beyond 64 bits: cffi decides, in the worker
+                return BY_JSON
+            if self.spin or self._reader.buffer or self.timeout <= FIRST_WAIT:
+                return self._read_call_reply(frames, self.exchange(data, during), seq, during)
+            inbox = self._inbox
+            try:
+                self._send(data)
+                try:
+                    size = self._recv_into(inbox)    # returns within FIRST_WAIT (SO_RCVTIMEO)
+                except BlockingIOError:
+                    size = -1
+                if size == frames.reply_size:
+                    got = frames.unpack_reply(inbox)
+                    if got[0] == frames.reply_prefix and got[1] == seq and got[2] == frames.fixed:
+                        if self._open_outputs:   # what the plugin printed, before its result
+                            for fd, _ in self._output_poller.poll(0):
+                                self._forward(fd)
+                        if len(got) == 3:
+                            return None
+                        return bool(got[3]) if frames.is_bool else got[3]
+                message = self._after_first_wait(size, during)
+                if message is None:
+                    message = self._wait(time.monotonic() + self.timeout - FIRST_WAIT,
+                                         self.timeout, during)
+            except KeyboardInterrupt:
+                self._interrupted(during)
+                raise
+            except OSError:                      # the socket broke: the worker is gone
+                raise self._crashed(during) from None
+            except ProtocolViolation as exc:
+                raise self._violated(exc, during) from None
+            return self._read_call_reply(frames, message, seq, during)
+
+    def _read_call_reply(self, frames: CallFrames, message: Any, seq: int, during: str) -> Any:
+        """A call's result from its reply, binary or JSON (an error reply raises its error)."""
+        try:
+            if type(message) is bytes:
+                return frames.read_reply(message, seq, None, None)
+            return frames.read_json_reply(read_reply(message, seq, self.path))
         except ProtocolViolation as exc:
             raise self._violated(exc, during) from None
 
@@ -240,21 +300,34 @@ class WorkerProcess:
             if message is not None:
                 return message
         deadline = time.monotonic() + timeout
-        sock_fd, inbox, recv_into = self._sock.fileno(), self._inbox, self._sock.recv_into
         if timeout > FIRST_WAIT:
             try:
-                size = recv_into(inbox)          # returns within FIRST_WAIT (SO_RCVTIMEO)
+                size = self._sock.recv_into(self._inbox)   # returns within FIRST_WAIT
             except BlockingIOError:
                 size = -1
-            if size == 0:
-                raise self._crashed(during)
-            if size > 0:
-                message = reader.take(inbox[:size])
-                if self._open_outputs:           # what the plugin printed, before its reply
-                    for fd, _ in self._output_poller.poll(0):
-                        self._forward(fd)
-                if message is not None:
-                    return message
+            message = self._after_first_wait(size, during)
+            if message is not None:
+                return message
+        return self._wait(deadline, timeout, during)
+
+    def _after_first_wait(self, size: int, during: str) -> Any:
+        """The message the first recv completed (`size` bytes in the inbox, -1 if none came
+        within FIRST_WAIT), after forwarding what the plugin printed; None if none yet."""
+        if size == 0:
+            raise self._crashed(during)
+        if size < 0:
+            return None
+        message = self._reader.take(self._inbox[:size])
+        if self._open_outputs:               # what the plugin printed, before its reply
+            for fd, _ in self._output_poller.poll(0):
+                self._forward(fd)
+        return message
+
+    def _wait(self, deadline: float, timeout: float, during: str) -> Any:
+        """Poll the socket and the output pipes (forwarding what the plugin printed) until
+        a whole message is in, or the deadline."""
+        reader, inbox, recv_into = self._reader, self._inbox, self._sock.recv_into
+        sock_fd = self._sock.fileno()
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -298,29 +371,31 @@ class WorkerProcess:
                     self._forward(fd)
                 return message
 
-    def bare_round_trips(self, count: int, size_in: int = PING_SIZE,
-                         size_out: int = PING_SIZE) -> Iterator[None]:
-        """Yield `count` times, each after one bare round trip to the worker: `size_in`
-        bytes to it, `size_out` bytes back.
+    def bare_round_trip(self) -> Callable[[], None]:
+        """A function that makes one bare round trip to the worker: an empty call's request
+        frame there, its 13-byte void reply back, through the worker's own loop with
+        nothing called (protocol.ECHO_HANDLE; in C where the C call loop is loaded).
 
-        No frame, no JSON, no plugin: what the operating system charges for
-        waking this worker and back, for benchmarks to compare calls with.
+        What the operating system charges for waking this worker and back, for
+        benchmarks to compare calls with, call by call. The host's side is as lean
+        as Python allows: send, recv_into a kept buffer. Hold `lock` while using it.
         """
-        with self.lock:
-            self.request([PING, count, size_in, size_out], "a ping")
-            sock, message = self._sock, b"p" * size_in
-            for _ in range(count):
-                sock.sendall(message)
-                got = 0
-                while got < size_out:
-                    try:
-                        data = sock.recv(size_out - got)
-                    except BlockingIOError:      # FIRST_WAIT passed: wait on
-                        continue
-                    if not data:
-                        raise self._crashed("a ping")
-                    got += len(data)
-                yield
+        send, recv_into = self._sock.sendall, self._sock.recv_into
+        message, size = echo_frame(), VOID_REPLY.size
+        inbox = memoryview(bytearray(size))
+
+        def once() -> None:
+            send(message)
+            got = 0
+            while got < size:
+                try:
+                    n = recv_into(inbox[got:])
+                except BlockingIOError:          # FIRST_WAIT passed: wait on
+                    continue
+                if not n:
+                    raise self._crashed("a bare round trip")
+                got += n
+        return once
 
     # -- output ------------------------------------------------------------------------
     @staticmethod
@@ -372,6 +447,11 @@ class WorkerProcess:
         self._failure = error
         log.warning("isolated %s: %s", printable(self.path), error.reason)
         return error
+
+    def _interrupted(self, during: str) -> PluginError:
+        return self._fail(PluginCrashed(self.path, (
+            f"interrupted during {during}; its worker process (pid {self.pid}) was "
+            "stopped. Open the plugin again to use it")))
 
     def _crashed(self, during: str) -> PluginError:
         code = _wait(self.process, max(5.0, self.timeout))   # it is ending: its status

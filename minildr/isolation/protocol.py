@@ -31,20 +31,10 @@ MAX_FRAME = 64 << 20
 # The requests, host -> worker.
 READY, OPEN, LOOKUP, CALL, GET, SET, CONTRACT, METHOD, CLOSE = (
     "ready", "open", "lookup", "call", "get", "set", "contract", "method", "close")
-# ["ping", seq, N(, IN, OUT)]: after its reply the worker answers N bare IN-byte messages
-# with OUT bytes each (PING_SIZE if not given), no frames: the floor of this very pair
-# of processes (benchmarks/bench_isolate.py gives the sizes of a call's two frames).
-PING, PING_SIZE = "ping", 40
-
-
-def ping_sizes(args: list) -> tuple:
-    """(IN, OUT) of a ping request's arguments, each 1..4096 bytes."""
-    sizes = tuple(args[1:3]) if len(args) >= 3 else (PING_SIZE, PING_SIZE)
-    if not all(type(n) is int and 0 < n <= 4096 for n in sizes):
-        raise ValueError(f"ping sizes {sizes!r} are not 1..4096 bytes")
-    return sizes
-
-
+# A binary call frame with no arguments to handle ECHO_HANDLE (never a function's) is
+# answered with a void reply, nothing called: one bare round trip through the worker's
+# own loop, with an empty call's message sizes, for benchmarks to compare calls with.
+ECHO_HANDLE = 0xFFFF
 
 
 # ---------------------------------------------------------------------------

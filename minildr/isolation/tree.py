@@ -42,7 +42,7 @@ import sys
 from typing import Iterable, List, Optional
 
 from . import pids
-from .kernel import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
+from .kernel import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, SI_USER, prctl
 
 KEEPS_TREE = sys.platform.startswith("linux")
 
@@ -126,9 +126,11 @@ def run_init(status_w: int, server_only: List[int], cgroup: str) -> None:
     when the server ends, tell the keeper how and end (the kernel then kills the rest).
 
     If the keeper is killed (its parent-death signal, SIGTERM from here on; it was
-    SIGKILL until the handler was in place), the init ends the namespace itself and
+    SIGKILL until the init waited for it), the init ends the namespace itself and
     removes the keeper's cgroup, which nobody else would until the next worker
-    starts (pids.sweep) when the host was killed too.
+    starts (pids.sweep) when the host was killed too. A SIGTERM that a process of
+    the namespace sent (the plugin: kill(1, SIGTERM), kill(getppid(), SIGTERM)) is
+    not that signal, and is ignored (from_outside).
     """
     server = os.fork()
     if server == 0:
@@ -136,16 +138,45 @@ def run_init(status_w: int, server_only: List[int], cgroup: str) -> None:
         return
     for fd in server_only:
         os.close(fd)
-    signal.signal(signal.SIGTERM, lambda signum, frame: orphaned(cgroup))
+    # Both signals are waited for (sigwaitinfo), never handled: their siginfo says
+    # who sent a SIGTERM, and no SIGCHLD is lost while blocked.
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGCHLD])
     prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     while True:
+        reap(server, status_w)              # (a child may have ended before the block)
+        info = signal.sigwaitinfo([signal.SIGTERM, signal.SIGCHLD])
+        if info.si_signo == signal.SIGTERM and from_outside(info):
+            orphaned(cgroup)
+
+
+def reap(server: int, status_w: int) -> None:
+    """Reap every child that has ended; when the server has, tell the keeper how, and end."""
+    while True:
         try:
-            pid, status = os.waitpid(-1, 0)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             os._exit(0)
+        if pid == 0:
+            return
         if pid == server:
             os.write(status_w, struct.pack("i", status))
             os._exit(0)
+
+
+def from_outside(info: "signal.struct_siginfo") -> bool:
+    """Whether a signal to the namespace's init came from outside its PID namespace.
+
+    The parent-death signal is sent by the dying parent itself
+    (kernel/exit.c, forget_original_parent: group_send_sig_info(pdeath_signal,
+    SEND_SIG_NOINFO, ...)), and for SEND_SIG_NOINFO the kernel writes si_code
+    SI_USER and si_pid as the sender's pid *in the receiver's PID namespace*
+    (kernel/signal.c, __send_signal_locked): the keeper lives in the parent
+    namespace, so that pid is 0, as for any kill() from outside (the host's
+    user may stop its worker so). A kill() from inside carries the sender's
+    pid there, never 0; sigqueue() may forge si_pid, but not with si_code
+    SI_USER (rt_sigqueueinfo(2): EPERM for si_code >= 0 to another process).
+    """
+    return info.si_code == SI_USER and info.si_pid == 0
 
 
 def orphaned(cgroup: str) -> None:

@@ -117,8 +117,6 @@ class Server:
         if op == protocol.CALL:
             function, how = self.handles[args[0]]
             return self.call(function, how, args[1])
-        if op == protocol.PING:
-            return None                       # serve() then echoes bare messages
         if op == protocol.READY:
             if self.failure is not None:
                 raise self.failure
@@ -166,13 +164,12 @@ class Server:
         export = self.plugin.manifest.exports[name]
         how = marshal.marshal_for(self.plugin._cffi(), self.plugin.path, export,
                                   self.plugin.manifest.types)
-        self.handles.append((found, how))
-        handle = len(self.handles) - 1
+        handle = self.new_handle((found, how))
         if how.kind == "function":        # for call frames: the function and its codec
             self.functions[handle] = (found, marshal.frames_for(how))
             codes = fastloop.type_codes(self.plugin._cffi(), export.ctype,
                                         self.plugin.manifest.types)
-            if self.loop is not None and codes is not None and handle < 1 << 16 \
+            if self.loop is not None and codes is not None and handle < protocol.ECHO_HANDLE \
                     and isinstance(found, _libc_ffi.CData):
                 self.loop.register(handle, found, codes)    # numbers only: served in C
         return handle
@@ -183,8 +180,15 @@ class Server:
         assert self.plugin is not None
         proxy = self.plugin.lookup(name, contract)
         methods = list(proxy.methods)
-        self.handles.append((proxy, methods))
-        return [len(self.handles) - 1, methods, [m for m in methods if proxy.has(m)]]
+        handle = self.new_handle((proxy, methods))
+        return [handle, methods, [m for m in methods if proxy.has(m)]]
+
+    def new_handle(self, entry: Tuple[Any, Any]) -> int:
+        """The next handle, for `entry`; never ECHO_HANDLE (an echo, not a call)."""
+        if len(self.handles) == protocol.ECHO_HANDLE:
+            self.handles.append((None, None))
+        self.handles.append(entry)
+        return len(self.handles) - 1
 
     def method(self, handle: int, index: int, args: List[Any]) -> Any:
         """One contract method, by its index in the list `contract` returned, called
@@ -198,6 +202,8 @@ class Server:
     def call_frame(self, payload: bytes) -> bytes:
         """A binary call frame (marshal.CallFrames) and its reply frame: the hot path."""
         seq, handle = marshal.read_call_head(payload)
+        if handle == protocol.ECHO_HANDLE and payload == marshal.echo_payload(seq):
+            return marshal.VOID_REPLY.pack(protocol.REPLY_MAGIC, 5, seq, b"v")
         try:
             function, frames = self.functions[handle]
             arena = self.arena
@@ -294,30 +300,6 @@ def serve(sock: socket.socket, server: Server) -> None:
         send(respond(server, op, seq, args))
         if op == protocol.CLOSE:
             return
-        if op == protocol.PING:
-            size_in, size_out = protocol.ping_sizes(args)
-            if loop is not None and not reader.buffer:
-                loop.echo(sock.fileno(), int(args[0]), size_in, size_out)
-            else:
-                echo(sock, reader, int(args[0]), size_in, size_out)
-
-
-def echo(sock: socket.socket, reader: protocol.FrameReader, count: int, size_in: int,
-         size_out: int) -> None:
-    """`count` times, read a bare `size_in`-byte message and send back `size_out` bytes:
-    the floor benchmarks compare calls with (the C loop's mldr_echo where it is loaded)."""
-    pending = bytes(reader.buffer)
-    reader.buffer.clear()
-    answer = b"p" * size_out
-    for _ in range(count):
-        while len(pending) < size_in:
-            data = sock.recv(1 << 16)
-            if not data:
-                return
-            pending += data
-        sock.sendall(answer)
-        pending = pending[size_in:]
-    reader.feed(pending)
 
 
 def limit_and_confine(limits: Limits, containment: pids.Containment

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import ctype as ctypes_
 from .. import files
@@ -41,7 +41,8 @@ class NativeLibrary(KeepsMappedWhileReferenced):
 
     def __init__(self, data: bytes, path: str, fd: int, *,
                  trace: "Optional[Callable[[Event], None]] | bool" = None,
-                 on_unload: Optional[Callable[[], None]] = None) -> None:
+                 on_unload: Optional[Callable[[], None]] = None,
+                 needed: Optional[Dict[str, str]] = None) -> None:
         check_host(path, HOST)
         self.path = path
         self.trace = Trace(trace)
@@ -59,7 +60,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._started: List[int] = []      # the initialisers called (glibc's l_init_called)
         self.base: Optional[int] = None
         try:                                 # every step in it: an interrupt at any line
-            resolve.open_needed(self.plan, self.trace, self._needed)
+            resolve.open_needed(self.plan, self.trace, self._needed, needed)
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
             self.base = mapping.reserve(self.plan, self.trace)
             self._layout = mapping.map_segments(self.plan, self.base, fd, self.trace)
@@ -276,8 +277,12 @@ def read(path: str) -> Tuple[bytes, files.Identity]:
         raise LoadError(path, f"cannot be opened: {exc.reason}") from None
 
 
-def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
+def from_image(image: Any, *, trace: Tracer = None,
+               needed: Optional[Dict[str, str]] = None) -> NativeLibrary:
     """Load a checked `PluginImage`: map its sealed copy, whose bytes are the ones checked.
+
+    `needed`: what `open` already loaded for each DT_NEEDED name
+    (linkage.Prepared.targets), opened again from there (resolve.open_needed).
 
     What it holds (the image, the descriptor it maps from, the library) is
     recorded in the statement that makes it, so an interrupt at any line
@@ -290,7 +295,8 @@ def from_image(image: Any, *, trace: Tracer = None) -> NativeLibrary:
         load_path = image.acquire(holder)
         fds.append(open_to_map(load_path, image.path, "cannot open its sealed copy"))
         library = NativeLibrary(image.data, image.path, fds[0], trace=trace,
-                                on_unload=functools.partial(image.release, holder))
+                                on_unload=functools.partial(image.release, holder),
+                                needed=needed)
         os.close(fds.pop())               # the mappings keep their own reference
         return library
     except BaseException:

@@ -43,13 +43,18 @@ class Binding(NamedTuple):
 NOWHERE = Binding(0)                    # a weak symbol no one defines, or symbol 0
 
 
-def open_needed(plan: Plan, trace: Trace, handles: List[Any]) -> None:
+def open_needed(plan: Plan, trace: Trace, handles: List[Any],
+                loaded: Optional[Dict[str, str]] = None) -> None:
     """The system loader brings in the DT_NEEDED libraries (and theirs) first.
 
     Each is found as the system loader would find it for this file
     (linkage.find_library: RPATH, LD_LIBRARY_PATH, RUNPATH with $ORIGIN the
     plugin's own folder, then the system's search), the search `open` also
-    makes before loading with either loader.
+    makes before loading with either loader. `loaded` names what `open`
+    already loaded for a name (linkage.Prepared.targets): a bundled library
+    checked under trust= is then opened again from its sealed copy, the
+    bytes checked (dlopen of that same path hands back the library already
+    loaded), never from its file by name.
 
     Each handle goes into `handles`, the caller's, in the statement that
     opens it: an interrupt at any line leaves every library opened so far
@@ -60,12 +65,14 @@ def open_needed(plan: Plan, trace: Trace, handles: List[Any]) -> None:
     origin = os.path.dirname(os.path.abspath(plan.path))
     for name in plan.needed:
         found = linkage.find_library(name, needs, origin)
-        handles.append(libc.dlopen((found.path or name).encode(), os.RTLD_NOW | os.RTLD_LOCAL))
+        target = (loaded or {}).get(name) or found.path or name
+        handles.append(libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL))
         if handles[-1] == ffi.NULL:     # the message first: dlclose clears it
             message = ffi.string(libc.dlerror()).decode("utf-8", "replace")
             handles.pop()
             raise LoadError(plan.path, linkage.not_found(name, found, message))
-        where = f" from {found.path}" if found.path else ""
+        where = (" from its checked copy" if target not in (found.path, name)
+                 else f" from {found.path}" if found.path else "")
         trace.event("needed", f"{name} (loaded by the system loader{where})", name=name)
 
 

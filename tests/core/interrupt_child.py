@@ -225,6 +225,26 @@ class LookingUp(Case):
         self.held.pop("plugin").close()
 
 
+class Calling(Case):
+    """A call of a numbers-only function (isolated: process.call_numbers, the hot path);
+    after an interrupt the caller closes the plugin, and nothing of it may stay."""
+    def set_up(self) -> None:
+        self.held["plugin"] = minildr.open(PLUGIN, **self.kwargs)
+        self.held["twice"] = self.held["plugin"].lookup("twice", "int (int)")
+
+    def operation(self):
+        return self.held["twice"](21)
+
+    def undo(self, result) -> None:
+        assert result == 42
+        self.held.pop("twice")
+        self.held.pop("plugin").close()
+
+    def after_interrupt(self) -> None:
+        self.held.pop("twice")
+        self.held.pop("plugin").close()
+
+
 class Closing(LookingUp):
     """An interrupted close(); the caller calls close() again, which must finish the job."""
     def operation(self):
@@ -271,6 +291,7 @@ OPERATIONS = {
     "lookup": lambda: LookingUp(),
     "lookup-native": lambda: LookingUp(loader="native"),
     "lookup-isolated": lambda: LookingUp(isolate=True),
+    "call-isolated": lambda: Calling(isolate=True),
     "close": lambda: Closing(),
     "close-native": lambda: Closing(loader="native"),
     "load-native": lambda: LoadingNatively(),

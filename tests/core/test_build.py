@@ -547,3 +547,83 @@ def test_relative_sources_and_exports_header_build_from_their_staged_copies(tmp_
     with minildr.open(minildr.build(["src/v.c"], name="v", exports="src/v.h",
                                     out_dir="out")) as plugin:
         assert plugin.lookup("value", "int (void)")() == 42
+
+
+def _up_a_folder(root: Path):
+    """A source including "../shared/inner.h": outside its own folder."""
+    (root / "shared").mkdir(parents=True)
+    (root / "shared" / "inner.h").write_text("#define INNER 41\n")
+    (root / "src").mkdir()
+    (root / "src" / "v.c").write_text('#include "../shared/inner.h"\n'
+                                      "int value(void) { return INNER + 1; }\n")
+    return root / "src" / "v.c", root / "shared" / "inner.h", []
+
+
+def _absolute(root: Path):
+    """A source including a header by its absolute path."""
+    _, inner, _ = _up_a_folder(root)
+    (root / "src" / "v.c").write_text(f'#include "{inner}"\n'
+                                      "int value(void) { return INNER + 1; }\n")
+    return root / "src" / "v.c", inner, []
+
+
+def _flag(flag: str, quoted: bool, joined: bool = False):
+    def layout(root: Path):
+        (root / "inc").mkdir(parents=True)
+        (root / "inc" / "inner.h").write_text("#define INNER 41\n")
+        (root / "src").mkdir()
+        name = '"inner.h"' if quoted else "<inner.h>"
+        (root / "src" / "v.c").write_text(f"#include {name}\n"
+                                          "int value(void) { return INNER + 1; }\n")
+        folder = str(root / "inc")
+        return (root / "src" / "v.c", root / "inc" / "inner.h",
+                [flag + folder] if joined else [flag, folder])
+    return layout
+
+
+def _environment(variable: str):
+    def layout(root: Path):
+        source, inner, _ = _flag("-I", quoted=False)(root)
+        return source, inner, ("env", variable, str(root / "inc"))
+    return layout
+
+
+LAYOUTS = {"../": _up_a_folder, "absolute": _absolute,
+           "-iquote": _flag("-iquote", quoted=True), "-isystem": _flag("-isystem", quoted=False),
+           "-idirafter": _flag("-idirafter", quoted=False),
+           "-Idir": _flag("-I", quoted=False, joined=True), "-I dir": _flag("-I", quoted=False),
+           "CPATH": _environment("CPATH"), "C_INCLUDE_PATH": _environment("C_INCLUDE_PATH")}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_headers_found_up_a_folder_by_absolute_name_or_by_folder_flags_are_staged(
+        tmp_path, monkeypatch, layout):
+    """A header reached by "../", by its absolute path, through -iquote, -isystem, -idirafter
+    or -I given to build, or through CPATH / C_INCLUDE_PATH, is compiled from the bytes read:
+    rewritten between the read and the compiler's run, the change does not reach the plugin."""
+    source, inner, cflags = LAYOUTS[layout](tmp_path / "tree")
+    if cflags and cflags[0] == "env":
+        monkeypatch.setenv(cflags[1], cflags[2])
+        cflags = []
+    (source.parent / "v.h").write_text("int value(void);\n")
+    builder = importlib.import_module("minildr.build")
+    real_run = builder.run_tool
+
+    def rewrite_then_run(cmd, **kwargs):
+        if "-o" in cmd:                             # the compile, after every read
+            inner.write_text("#define INNER 1000\n")
+        return real_run(cmd, **kwargs)
+    monkeypatch.setattr(builder, "run_tool", rewrite_then_run)
+    with minildr.open(minildr.build([source], name="v", exports=source.parent / "v.h",
+                                    out_dir=tmp_path / "out", cflags=cflags)) as plugin:
+        assert plugin.lookup("value", "int (void)")() == 42
+
+
+def test_a_header_error_up_a_folder_names_the_header_as_read(tmp_path):
+    source, inner, _ = _up_a_folder(tmp_path / "tree")
+    (source.parent / "v.h").write_text("int value(void);\n")
+    inner.write_text("#define INNER 41\nstatic int broken(void) { return undeclared_name; }\n")
+    with pytest.raises(minildr.BuildError) as err:
+        minildr.build([source], name="v", exports=source.parent / "v.h", out_dir=tmp_path / "o")
+    assert f"{inner}:2:" in str(err.value)
+    assert "minildr-build-" not in str(err.value)

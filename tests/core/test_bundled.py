@@ -22,7 +22,7 @@ from minildr.isolation import sandbox
 from minildr.trust import TrustStore
 
 from helpers import write_plugin
-from platforms import requires_linux
+from platforms import requires_linux, requires_native_loader
 
 builder = importlib.import_module("minildr.build")
 pytestmark = requires_linux("$ORIGIN, RUNPATH and SONAME are ELF's, read on Linux")
@@ -107,13 +107,19 @@ def test_a_refusal_names_the_library_as_the_plugin_was_named(tmp_path, monkeypat
     assert str(tmp_path) not in message
 
 
-def test_under_trust_the_bundled_library_loads_from_its_checked_bytes(tmp_path):
+LOADERS = ["system", pytest.param("native", marks=requires_native_loader)]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_under_trust_the_bundled_library_loads_from_its_checked_bytes(tmp_path, loader):
+    """Both loaders: the native one opens the plugin's libraries itself (native/resolve.py),
+    and used to dlopen libhelper.so by its file's path, beside the checked copy."""
     path = plugin_with_helper(tmp_path)
     lib = path.parent / "libhelper.so"
     store = TrustStore()
     store.pin(path)
     store.pin(lib)
-    with minildr.open(path, trust=store) as plugin:
+    with minildr.open(path, trust=store, loader=loader) as plugin:
         assert plugin.lookup("answer", "int (void)")() == 42
         assert mapped("minildr:libhelper.so"), "libhelper must come from its sealed copy"
         assert not mapped(str(lib))
@@ -210,18 +216,20 @@ def test_a_bundled_librarys_own_bundled_library_loads(tmp_path, loader):
         assert plugin.lookup("answer", "int (void)")() == 42
 
 
-def test_under_trust_the_second_level_is_verified_and_loaded_from_its_checked_bytes(tmp_path):
+@pytest.mark.parametrize("loader", LOADERS)
+def test_under_trust_the_second_level_is_verified_and_loaded_from_its_checked_bytes(tmp_path,
+                                                                                    loader):
     path = plugin_with_two_levels(tmp_path)
     out = path.parent
     store = TrustStore()
     store.pin(path)
     store.pin(out / "libhelper.so")                 # not libhelper2.so: refused, naming it
     with pytest.raises(minildr.UntrustedPlugin) as err:
-        minildr.open(path, trust=store)
+        minildr.open(path, trust=store, loader=loader)
     assert "libhelper2.so" in str(err.value) and "not pinned" in str(err.value)
     assert not mapped("libhelper")                  # nothing of either level stayed
     store.pin(out / "libhelper2.so")
-    with minildr.open(path, trust=store) as plugin:
+    with minildr.open(path, trust=store, loader=loader) as plugin:
         assert plugin.lookup("answer", "int (void)")() == 42
         assert mapped("minildr:libhelper2.so"), "libhelper2 must come from its sealed copy"
         assert mapped("minildr:libhelper.so")
@@ -272,3 +280,54 @@ def test_in_a_worker_under_trust_an_unpinned_second_level_is_refused(tmp_path, h
     store.pin(path.parent / "libhelper2.so")
     with minildr.open(path, trust=store, **how) as plugin:
         assert plugin.lookup("answer", "int (void)")() == 42
+
+
+# -- a cycle: libcyca.so needs libcycb.so, which needs libcyca.so -----------------------------
+def plugin_with_a_cycle(tmp_path: Path) -> Path:
+    """Plugin `cyclic` -> libcyca.so <-> libcycb.so, all RUNPATH=$ORIGIN, in tmp_path/out."""
+    out = tmp_path / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    cc = builder.find_compiler().path
+    (out / "a.c").write_text("extern int b_value(void);\n"
+                             "int a_value(void) { return 40; }\n"
+                             "int a_answer(void) { return b_value() + 1; }\n")
+    (out / "b.c").write_text("extern int a_value(void);\n"
+                             "int b_value(void) { return a_value() + 1; }\n")
+    link = ["-Wl,--no-as-needed", f"-L{out}", "-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"]
+
+    def shared(name: str, source: str, *libs: str) -> None:
+        subprocess.run([cc, "-shared", "-fPIC", f"-Wl,-soname,lib{name}.so", "-o",
+                        str(out / f"lib{name}.so"), str(out / source), *link, *libs], check=True)
+    shared("cyca", "a.c")                        # first without libcycb, to link libcycb
+    shared("cycb", "b.c", "-lcyca")
+    shared("cyca", "a.c", "-lcycb")              # now each names the other
+    return write_plugin(tmp_path, "cyclic", """\
+extern int a_answer(void);
+int answer(void) { return a_answer(); }
+""", "int answer(void);\n", cflags=[*link, "-lcyca"])
+
+
+def test_a_cycle_of_bundled_libraries_loads_without_trust_as_plain_dlopen(tmp_path):
+    """The control: the system loader maps the cycle from the files, each library once."""
+    path = plugin_with_a_cycle(tmp_path)
+    code = f"import ctypes; print(ctypes.CDLL({str(path)!r}).answer())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "42", done.stderr
+    with minildr.open(path) as plugin:
+        assert plugin.lookup("answer", "int (void)")() == 42
+
+
+def test_under_trust_a_cycle_of_bundled_libraries_is_refused_naming_it(tmp_path):
+    """From sealed copies each library of a cycle would have to load before the other: refused
+    with the cycle named (was: 'more than 8 deep'), nothing of it left loaded."""
+    path = plugin_with_a_cycle(tmp_path)
+    out = path.parent
+    store = TrustStore()
+    for lib in (path, out / "libcyca.so", out / "libcycb.so"):
+        store.pin(lib)
+    with pytest.raises(minildr.LoadError) as err:
+        minildr.open(path, trust=store)
+    message = str(err.value)
+    assert "cycle (libcyca.so -> libcycb.so -> libcyca.so)" in message
+    assert "more than" not in message
+    assert not mapped("libcyc")

@@ -99,7 +99,7 @@ def test_an_interrupt_at_any_line_of_a_native_open_or_close_leaves_nothing_behin
 @requires_isolation
 @pytest.mark.fuzz
 @pytest.mark.parametrize("operation", ["open-isolated", "close-isolated", "lookup-isolated",
-                                       "discover-isolated"])
+                                       "call-isolated", "discover-isolated"])
 def test_an_interrupt_at_any_line_of_an_isolated_operation_leaves_nothing_behind(
         operation, tmp_path):
     """An interrupt after the worker started and before its finalizer was registered left

@@ -8,6 +8,7 @@ naming the symbol and where it looked, and neither marker appears.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -152,3 +153,24 @@ def test_inspect_lists_what_runs_at_load(tmp_path, capsys):
     assert "DT_INIT_ARRAY" in section and "starting" in section
     assert "DT_INIT " in section or "DT_INIT\t" in section or "DT_INIT  " in section
     assert not marks[0].exists() and not marks[1].exists()      # inspect runs nothing
+
+
+@LINUX_ELF
+def test_the_link_map_read_through_a_handle_is_dlinfos(tmp_path):
+    """libdl.loaded_name reads a handle as its struct link_map (what glibc's dlinfo hands
+    back for RTLD_DI_LINKMAP): checked against dlinfo itself, for a plugin's sealed copy,
+    libc and the program."""
+    libdl = linkage.libdl                     # (bound on Linux only)
+    path = write_plugin(tmp_path, "mapped", "int one(void) { return 1; }\n", "int one(void);\n")
+    with minildr.open(path) as plugin:
+        copy = os.fsencode(plugin._library.load_path)
+        for name in (copy, b"libc.so.6", None):
+            handle = libdl.lib.dlopen(name if name is not None else libdl.ffi.NULL, os.RTLD_NOW)
+            try:
+                link = libdl.ffi.new("struct link_map **")
+                assert libdl.lib.dlinfo(handle, libdl.RTLD_DI_LINKMAP, link) == 0
+                assert libdl.ffi.cast("void *", link[0]) == handle
+                assert libdl.loaded_name(handle) == libdl.ffi.string(link[0].l_name)
+            finally:
+                libdl.lib.dlclose(handle)
+        assert libdl.loaded_name(plugin._library._handle) == copy

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import minildr
-from minildr import image as images, loader, plugin as plugins, system
+from minildr import image as images, lifetime, loader, plugin as plugins, system
 
 if sys.platform.startswith("linux"):              # the native loader binds Linux's libc
     from minildr.native import initfini, mapping, relocate
@@ -259,6 +259,59 @@ def test_close_leaves_a_plugin_mapped_while_its_thread_runs(tmp_path, loader_nam
     done = run_python(PLUGIN_THREAD, path, loader_name, timeout=60)
     assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
     assert done.stdout.strip() == "alive ['LeftMapped']"
+
+
+FOREIGN_BEFORE = r"""
+import sys, time, warnings
+import minildr
+spinner, other, loader = sys.argv[1], sys.argv[2], sys.argv[3]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    started = minildr.open(spinner, loader=loader)
+    assert started.lookup("start", "int (void)")() == 0   # a thread Python did not start
+    time.sleep(0.1)                                       # ticks (10 ms) before the next load
+    plugin = minildr.open(other, loader=loader)
+    plugin.close()
+with open("/proc/self/maps") as maps:
+    print("mapped" if "minildr:other" in maps.read() else "unmapped",
+          [str(w.category.__name__) for w in caught])
+"""
+
+
+@requires_linux("/proc/self/task lists a process's threads")
+@pytest.mark.parametrize("loader_name", LOADERS)
+def test_a_foreign_thread_older_than_the_load_does_not_keep_a_plugin_mapped(tmp_path,
+                                                                            loader_name):
+    """close() leaves mapped only for a foreign thread that started since the load began
+    (lifetime.foreign_threads_since: the kernel's start time of each thread): another
+    plugin's thread, running since before, lets this one unload."""
+    spinner = write_plugin(tmp_path, "spinner", *THREAD_PLUGIN)
+    other = write_plugin(tmp_path, "other", "int one(void) { return 1; }\n", "int one(void);\n")
+    done = run_python(FOREIGN_BEFORE, spinner, other, loader_name, timeout=60)
+    assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "unmapped []"
+
+
+def test_a_thread_starting_in_the_tick_of_the_load_counts_as_the_plugins(monkeypatch):
+    """The kernel counts start times in clock ticks: a foreign thread that started in the
+    load's tick may be the plugin's (never unmapped under it); one a tick before is not."""
+    monkeypatch.setattr(lifetime, "_foreign_threads", lambda: frozenset({4242}))
+    monkeypatch.setattr(lifetime, "_started_tick", lambda tid: 100)
+    tick = lifetime._TICK_NS
+    assert lifetime.foreign_threads_since(100 * tick + tick - 1, settle=0.01) == {4242}
+    assert lifetime.foreign_threads_since(100 * tick, settle=0.01) == {4242}
+    assert lifetime.foreign_threads_since(101 * tick, settle=0.01) == frozenset()
+
+
+@requires_linux("/proc/self/task/TID/stat gives a thread's start time")
+def test_a_threads_start_time_is_read_as_the_kernel_gives_it():
+    """Field 22 of stat, counted after the name (which may hold spaces and parentheses):
+    this thread started before now, and not before the process did."""
+    now = lifetime.load_started() // lifetime._TICK_NS
+    mine = lifetime._started_tick(threading.get_native_id())
+    process = int(open("/proc/self/stat", "rb").read().rsplit(b")", 1)[1].split()[19])
+    assert process <= mine <= now
+    assert lifetime._started_tick(2**22 + 12345) is None          # no such thread
 
 
 @requires_proc

@@ -3,6 +3,7 @@ everything it does not serve left to Python, and a clean fallback without it."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import socket
 import struct
 import threading
@@ -12,6 +13,8 @@ import pytest
 
 import minildr
 from minildr.isolation import fastcall, fastloop, marshal, process, protocol
+from minildr.isolation.policy import WORKER_LIMITS
+from minildr.isolation.worker import Server
 from minildr.isolation.marshal import CallFrames, Marshal, Value
 
 from helpers import write_plugin
@@ -46,11 +49,13 @@ float quarter(float x);
 enum colour { RED = -1, GREEN = 7 };
 enum colour pick(enum colour c);
 int say(int n);
+int nap(int ms);
 #endif
 """
 
 ABI_C = r"""
 #include <stdio.h>
+#include <unistd.h>
 #include "abi.h"
 int8_t neg8(int8_t x) { return (int8_t)-x; }
 uint8_t inc8(uint8_t x) { return (uint8_t)(x + 1); }
@@ -84,6 +89,7 @@ int wide_garbage(void)
 float quarter(float x) { return x / 4; }
 enum colour pick(enum colour c) { return c == RED ? GREEN : RED; }
 int say(int n) { printf("say %d\n", n); return n; }
+int nap(int ms) { usleep(ms * 1000); printf("napped %d\n", ms); return ms; }
 """
 
 CASES = [
@@ -180,6 +186,47 @@ def test_output_printed_in_a_c_served_call_comes_before_its_result(abi, loop_pat
             assert capfd.readouterr().out == f"say {n}\n"
 
 
+def test_a_reply_slower_than_the_first_wait_comes_after_its_output(abi, loop_path, capfd):
+    """call_numbers' slow path: no reply within FIRST_WAIT, so it polls on."""
+    with minildr.open(abi, isolate=True) as remote:
+        nap = remote.lookup("nap", "int (int)")
+        for ms in (1, int(process.FIRST_WAIT * 1000) * 3):
+            assert nap(ms) == ms
+            assert capfd.readouterr().out == f"napped {ms}\n"
+
+
+@pytest.mark.parametrize("c_loop", [True, False], ids=["C loop", "Python loop"])
+def test_an_echo_is_a_void_reply_with_nothing_called(abi, monkeypatch, c_loop):
+    """protocol.ECHO_HANDLE: the bare round trip benchmarks compare calls with."""
+    if not c_loop:
+        monkeypatch.setattr(fastcall, "_status", fastcall.Status("", "pretend: no C compiler"))
+    with minildr.open(abi, isolate=True) as remote:
+        say = remote.lookup("say", "int (int)")
+        worker = remote._worker
+        once = worker.bare_round_trip()
+        with worker.lock:
+            for _ in range(3):
+                once()
+        assert say(4) == 4                      # the channel is in step after the echoes
+        host = worker._sock
+        with worker.lock:
+            host.sendall(marshal.echo_frame(77))
+            assert host.recv(64) == marshal.VOID_REPLY.pack(protocol.REPLY_MAGIC, 5, 77, b"v")
+
+
+def test_no_function_gets_the_echo_handle(abi, loop_path):
+    loop = fastloop.Loop(loop_path)
+    lib = cffi.FFI()
+    lib.cdef("int neg32(int x);")
+    assert not loop.register(protocol.ECHO_HANDLE, lib.dlopen(str(abi)).neg32, ("i", "i"))
+    assert loop.register(protocol.ECHO_HANDLE - 1, lib.dlopen(str(abi)).neg32, ("i", "i"))
+    loop.clear()
+    server = Server(WORKER_LIMITS, None)
+    server.handles = [(None, None)] * protocol.ECHO_HANDLE
+    assert server.new_handle(("f", "how")) == protocol.ECHO_HANDLE + 1
+    assert server.handles[protocol.ECHO_HANDLE + 1] == ("f", "how")
+
+
 def test_without_the_c_loop_every_call_is_served_in_python(abi, monkeypatch):
     monkeypatch.setattr(fastcall, "_status", fastcall.Status("", "pretend: no C compiler"))
     manifest = minildr.read_manifest(abi)
@@ -206,3 +253,23 @@ def test_a_compiler_that_fails_is_a_reason_too(monkeypatch, tmp_path):
     status = fastcall._build()
     assert status.path == "" and "fastcall.c:1: error: broken" in status.reason
     assert not [p for p in (tmp_path / "cache" / "minildr").iterdir()]   # nothing half-written
+
+
+def test_the_loops_cache_key_holds_the_c_library(monkeypatch, tmp_path):
+    """A loop built against one C library is not reused under another (a system upgrade)."""
+    libc = cffi.FFI()
+    libc.cdef("const char *gnu_get_libc_version(void);")
+    try:
+        version = libc.string(libc.dlopen(None).gnu_get_libc_version()).decode()
+    except AttributeError:
+        pytest.skip("not glibc: no gnu_get_libc_version to compare with")
+    identity = fastcall.libc_identity()
+    assert identity.startswith(f"glibc {version} /") and "libc.so" in identity
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = fastcall._build()
+    assert first.path and fastcall._build() == first                # reused as it is
+    monkeypatch.setattr(fastcall, "libc_identity", lambda: "glibc 9.99 /lib/libc.so.6 1 2")
+    other = fastcall._build()
+    assert other.path and other.path != first.path
+    assert sorted(p.name for p in (tmp_path / "cache" / "minildr").iterdir()) == sorted(
+        [Path(first.path).name, Path(other.path).name])

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -112,6 +113,11 @@ int spawn_daemon(void) {
 }
 
 void crash(void) { raise(SIGSEGV); }
+
+/* What a plugin may try to end its own worker with: SIGTERM to its parent (in a PID
+   namespace the init, isolation/tree.py) and to process 1. 0 if sent. */
+int signal_parent(void) { return kill(getppid(), SIGTERM); }
+int signal_init(void) { return kill(1, SIGTERM); }
 """
 PROBE_H = """const char *env(const char *name);
 const char *cwd(void);
@@ -120,6 +126,8 @@ long long limit(int which);
 int spawn_child(void);
 int spawn_daemon(void);
 void crash(void);
+int signal_parent(void);
+int signal_init(void);
 """
 
 
@@ -555,3 +563,33 @@ def test_a_cgroup_goes_when_host_and_keeper_are_both_killed(probe):
     finally:
         host.kill()
         host.wait()
+
+
+@requires_linux("PID namespaces")
+def test_a_plugin_cannot_end_its_worker_by_signalling_its_init(probe):
+    """SIGTERM is the init's parent-death signal (tree.run_init); the same signal from a
+    process of its namespace (si_pid > 0, tree.from_outside) is ignored, so a plugin's
+    kill(getppid(), SIGTERM) and kill(1, SIGTERM) are delivered and change nothing."""
+    with minildr.open(probe, isolate=True) as plugin:
+        if not plugin.containment.pid_namespace:
+            pytest.skip(f"no PID namespace here: {plugin.containment.reason}")
+        init = as_seen_by_host(1, plugin)
+        assert plugin.lookup("signal_parent", "int (void)")() == 0     # sent, not refused
+        assert plugin.lookup("signal_init", "int (void)")() == 0
+        time.sleep(0.5)                                   # time for the init to act on them
+        assert alive(init) and not plugin.closed
+        assert text(plugin.lookup("env", "const char *(const char *)"), b"HOME") == "(unset)"
+
+
+@requires_linux("PID namespaces")
+def test_sigterm_from_outside_the_namespace_still_ends_the_init(probe):
+    """From outside (si_pid 0, as the parent-death signal): the init ends its namespace,
+    and the host sees the worker's crash at the next call."""
+    with minildr.open(probe, isolate=True) as plugin:
+        if not plugin.containment.pid_namespace:
+            pytest.skip(f"no PID namespace here: {plugin.containment.reason}")
+        init = as_seen_by_host(1, plugin)
+        os.kill(init, signal.SIGTERM)
+        assert ends_soon(init)
+        with pytest.raises(minildr.PluginCrashed):
+            plugin.lookup("cwd", "const char *(void)")()
