@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test test-profile fuzz fuzz-differential go-toolchains browser-test chromium node site site-test hub-env hub-test cross-tools exercises check bench clean
+.PHONY: lab test cross-test test-profile fuzz fuzz-differential go-toolchains browser-test chromium node site site-test hub-env hub-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -61,11 +61,28 @@ lab: $(STAMP)
 # --no-loadscope-reorder: files go to workers in collection order, where
 # tests/conftest.py puts the slowest first (xdist's own order puts the files
 # with the most tests first, and the long ones with few tests ran last, alone).
+# -m "not cross": what runs a cross toolchain or an emulator is `make cross-test`.
+# PYTHONDONTWRITEBYTECODE emptied (= unset, for Python): with it set in the shell,
+# every Python process of the run compiles the test files again (and pytest
+# rewrites their asserts again) instead of reading __pycache__/ (git-ignored):
+# about 5 CPU s per xdist worker's collection alone.
 TEST_WORKERS ?= 3
+test: export PYTHONDONTWRITEBYTECODE =
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/sanitize.cfg --ignore=tests/browser --ignore=tests/site --ignore=tests/hub \
-		-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+		-m "not cross" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+# The tests marked `cross`: AArch64 code run under qemu-aarch64
+# (tests/native/test_native_aarch64.py: one emulated child, about a minute of
+# both cores), the Windows and macOS plugins rebuilt by the cross toolchains and
+# the DLLs loaded under Wine (tests/formats/test_crossbuild.py). They need
+# `make cross-tools` (without it they skip and say why; with
+# MINILDR_REQUIRE_CROSS=1 the AArch64 ones fail instead). CI runs this right
+# after `make test`.
+cross-test: $(STAMP)
+	$(BIN)/python -m pytest -m cross tests --ignore=tests/browser --ignore=tests/site \
+		--ignore=tests/hub -p no:cacheprovider $(PYTEST_ARGS)
 
 # Where make test's time goes: the same run, with the CPU seconds of every
 # test (and what it started) written to build/test-cpu/, then summed per file

@@ -10,9 +10,13 @@ Each check is one function with its own error, so that `open`, `verify`,
 5. `check_contracts`  every contract both name: same hash, or an    DependencyMismatch
                       append-only change within one major version
 6. `check_trust`      a pinned digest or a trusted signature,       UntrustedPlugin
-                      no older than the store's floor for its name
-                      (only with trust=..., see trust.py); and with
-                      expect=NAME, the plugin the host asked for
+   (in trust.py)      no older than the store's floor for its name
+                      (only with trust=...); and with expect=NAME,
+                      the plugin the host asked for
+
+The sixth lives with the trust store: the isolated worker runs checks 2-5
+again on the bytes the host checked and trusted, and so imports no trust
+code (tests/package/test_imports.py).
 
 `read_manifest` is steps 1 and 3 alone: the manifest, read without running
 anything (the way importlib's finders read a spec before any loader runs).
@@ -30,7 +34,6 @@ from .errors import NotAPlugin, VersionMismatch
 from .host import BINARY_FORMAT, HOST
 from .image import PluginImage
 from .manifest import ABI_VERSION, BinaryInfo, Manifest
-from .trust import as_store, refuse_unless_trusted, unexpected
 
 log = logging.getLogger("minildr")
 
@@ -85,20 +88,6 @@ def check_contracts(image: PluginImage, manifest: Manifest,
             log.info("%s", printable(f"open {image.path}: contract {contract.name} "
                                      f"{theirs.version} (plugin) and {contract.version} (host) "
                                      "differ by appended fields only: compatible"))
-
-
-def check_trust(image: PluginImage, trust: Any, expect: Optional[str] = None) -> None:
-    """With a trust store (or the path of a trust file), refuse what it does not trust.
-
-    With `expect` (a plugin name), refuse a file whose manifest names another
-    plugin, with or without a store: a file put in place of another.
-    """
-    if trust is not None:
-        as_store(trust).check(image, expect=expect)
-    elif expect is not None:
-        verdict = unexpected(image.manifest(), expect, image.sha256)
-        if verdict is not None:
-            refuse_unless_trusted(image.path, verdict)
 
 
 def read_manifest(path: "os.PathLike[str] | str") -> Manifest:

@@ -21,7 +21,7 @@ from .contracts.stubs import protocol_source
 from .discover import discover
 from .errors import PluginError
 from .image import read as read_image
-from .isolation import sandbox
+from .isolation import fastcall, sandbox
 from .checks import check_binary, check_manifest, check_versions
 
 EXIT_OK, EXIT_PLUGIN, EXIT_USAGE = 0, 1, 2
@@ -87,7 +87,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """What this kernel offers a sandboxed plugin, and what such a plugin can and cannot do."""
     support = sandbox.probe()
-    print(sandbox.report(support))
+    print(sandbox.report(support, fastcall.status().reason))
     return EXIT_OK if not support.missing else EXIT_PLUGIN
 
 

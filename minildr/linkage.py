@@ -41,12 +41,14 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .errors import LoadError, NotAPlugin, UntrustedPlugin
 from .formats import elf
 from .image import PluginImage, read as read_image
-from .trust import as_store
+
+if TYPE_CHECKING:        # the store the host checked the plugin with (trust.check_trust)
+    from .trust import TrustStore
 
 log = logging.getLogger("minildr")
 
@@ -171,7 +173,7 @@ class Prepared:
 MAX_BUNDLED_DEPTH = 8      # a bundled library's bundled libraries' ..., this deep at most
 
 
-def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
+def load_needed(plugin: str, needs: Needs, origin: str, trust: Optional[TrustStore],
                 prepared: Prepared, copies: Optional[Dict[str, PluginImage]] = None,
                 chain: Tuple[str, ...] = ()) -> None:
     """Load each DT_NEEDED library, checking the bundled ones under `trust`.
@@ -202,7 +204,8 @@ def load_needed(plugin: str, needs: Needs, origin: str, trust: Any,
             prepared.targets[name] = target
 
 
-def load_bundled_needs(plugin: str, copy: PluginImage, found: Found, trust: Any,
+def load_bundled_needs(plugin: str, copy: PluginImage, found: Found,
+                       trust: Optional[TrustStore],
                        prepared: Prepared, copies: Optional[Dict[str, PluginImage]],
                        chain: Tuple[str, ...]) -> None:
     """Before a bundled library is loaded from its sealed copy: the libraries *it* bundles.
@@ -251,7 +254,8 @@ def origin_of(image: PluginImage) -> str:
     return os.path.dirname(os.path.abspath(image.path))
 
 
-def bundled_copies(image: PluginImage, trust: Any = None) -> Dict[str, PluginImage]:
+def bundled_copies(image: PluginImage, trust: Optional[TrustStore] = None
+                   ) -> Dict[str, PluginImage]:
     """The libraries that ship with the plugin (found through $ORIGIN), read and checked here.
 
     An isolated worker is handed these as sealed copies, as it is the plugin:
@@ -268,7 +272,7 @@ def bundled_copies(image: PluginImage, trust: Any = None) -> Dict[str, PluginIma
     return copies
 
 
-def add_bundled(plugin: str, needs: Needs, origin: str, trust: Any,
+def add_bundled(plugin: str, needs: Needs, origin: str, trust: Optional[TrustStore],
                 copies: Dict[str, PluginImage], depth: int) -> None:
     """`bundled_copies` of one library's needs, then of each bundled one's, depth first."""
     for name in needs.needed:
@@ -309,7 +313,7 @@ def as_given(plugin: str, path: str) -> str:
     return path if os.path.isabs(plugin) else os.path.relpath(path)
 
 
-def checked_copy(plugin: str, found: Found, trust: Any,
+def checked_copy(plugin: str, found: Found, trust: Optional[TrustStore],
                  required: bool = True) -> Optional[PluginImage]:
     """A bundled library, read once (files.py), checked like the plugin under `trust`, to
     be loaded from those bytes: its SONAME must then be the plugin's DT_NEEDED name (the
@@ -317,7 +321,7 @@ def checked_copy(plugin: str, found: Found, trust: Any,
     image = read_image(found.path)
     shown = as_given(plugin, found.path)
     if trust is not None:
-        verdict = as_store(trust).verdict(image)
+        verdict = trust.verdict(image)
         if not verdict.trusted:
             error = UntrustedPlugin(plugin, (
                 f"refused before loading: it needs {found.name}, which ships with it "
@@ -425,8 +429,9 @@ def check_resolved(image: PluginImage, needs: Needs, prepared: Prepared) -> None
 
 
 @contextlib.contextmanager
-def prepare(image: PluginImage, trust: Any = None, origin: Optional[str] = None,
-            copies: Optional[Dict[str, PluginImage]] = None) -> Iterator[Prepared]:
+def prepare(image: PluginImage, trust: Optional[TrustStore] = None,
+            origin: Optional[str] = None, copies: Optional[Dict[str, PluginImage]] = None
+            ) -> Iterator[Prepared]:
     """Load what the plugin needs and resolve every symbol it uses, before it is loaded.
 
     Yields while the needed libraries are held loaded (load the plugin in

@@ -12,8 +12,7 @@ import logging
 import os
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from .checks import (check_binary, check_contracts, check_file, check_manifest, check_trust,
-                     check_versions)
+from .checks import check_binary, check_contracts, check_file, check_manifest, check_versions
 from .console import printable
 from .contracts.contract import Contract
 from .errors import PluginError
@@ -26,6 +25,7 @@ from .lifetime import load_started
 from .linkage import Prepared, bundled_copies, prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
+from .trust import check_trust
 
 log = logging.getLogger("minildr")
 
@@ -125,13 +125,13 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         check_versions(image, manifest)
         contracts = list(contracts)
         check_contracts(image, manifest, contracts)
-        check_trust(image, trust, expect)
+        store = check_trust(image, trust, expect)
         if isolate:
             plugin = open_isolated(image, manifest, contracts, isolate, env,
-                                   sandbox or False, bundled_copies(image, trust))
+                                   sandbox or False, bundled_copies(image, store))
         else:
             with one_runtime(image, loader) as image:    # one Go runtime per process
-                plugin = load_in_process(image, manifest, loader, trust)
+                plugin = load_in_process(image, manifest, loader, store)
         if log.isEnabledFor(logging.INFO):          # (the message costs more than the check)
             how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
             log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "

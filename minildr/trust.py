@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Union
 
 from packaging.version import InvalidVersion, Version
 
@@ -565,6 +565,27 @@ def _version(text: str, what: str) -> Version:
     except InvalidVersion:
         raise ValueError(f"{what} {text!r} is not a version a floor can compare "
                          "(use numbers such as 1.4.0)") from None
+
+
+def check_trust(image: PluginImage, trust: Any, expect: Optional[str] = None
+                ) -> Optional[TrustStore]:
+    """With a trust store (or the path of a trust file), refuse what it does not trust.
+
+    With `expect` (a plugin name), refuse a file whose manifest names another
+    plugin, with or without a store: a file put in place of another. The
+    sixth of open()'s checks (checks.py); the store it checked against (None
+    without trust=), which then checks the plugin's bundled libraries too
+    (linkage.py).
+    """
+    if trust is not None:
+        store = as_store(trust)
+        store.check(image, expect=expect)
+        return store
+    if expect is not None:
+        verdict = unexpected(image.manifest(), expect, image.sha256)
+        if verdict is not None:
+            refuse_unless_trusted(image.path, verdict)
+    return None
 
 
 def as_store(trust: Union[TrustStore, PathLike]) -> TrustStore:

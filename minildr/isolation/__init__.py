@@ -39,8 +39,31 @@ One module per idea, in the order a call meets them:
     pids.py        what bounds a worker's processes: a PID namespace, a pids cgroup
     mounts.py      a worker's own /proc: a mount namespace, proc of its PID namespace
     worker.py      the child: `python -I -c ...` (process.worker_command)
-    fastcall.py    the worker's call loop in C for numbers-only calls (fastcall.c)
+    fastcall.py    the worker's call loop in C for numbers-only calls (fastcall.c), built
+    fastloop.py    ... and loaded and served by the worker
 """
-from .plugin import IsolatedPlugin, open_isolated
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .plugin import IsolatedPlugin, open_isolated
 
 __all__ = ["IsolatedPlugin", "open_isolated"]
+
+
+def __getattr__(name: str) -> Any:
+    """The host's side, imported on first use (PEP 562).
+
+    The worker (process.BOOT: `from minildr.isolation.worker import main`)
+    runs this package's __init__ too, and needs none of the host's objects:
+    plugin.py brings the process, the contract proxies and the rest of the
+    host's side with it. (A host has them already: minildr/__init__.py
+    imports loader.py, which imports plugin.py.)
+    """
+    if name in __all__:
+        value = getattr(importlib.import_module(".plugin", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

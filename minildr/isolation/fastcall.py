@@ -14,7 +14,9 @@ machine and the C library (version and file: libc_identity) (written atomically:
 and passes the library's path to each worker, which loads it before it
 confines itself. Where it cannot be built (no compiler, another machine,
 not Linux) or loaded, workers serve every call in Python, and `status()`
-says why (`python -m minildr sandbox` prints it).
+says why (`python -m minildr sandbox` prints it). The worker's side (load
+the library, register, serve) is fastloop.py: a worker imports no compiler
+driver.
 """
 from __future__ import annotations
 
@@ -26,22 +28,15 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Optional
 
-import cffi
-
-from .. import ctype, libdl
+from .. import libdl
 from ..build import find_compiler, run_tool
 from ..errors import CompilerNotFound
 from .kernel import MACHINE
 
 SOURCE = Path(__file__).with_name("fastcall.c")
 MACHINES = ("x86_64", "aarch64")        # the calling conventions fastcall.c knows
-DECLARATIONS = """
-int mldr_register(int handle, void *address, char result, const char *params, int count);
-void mldr_clear(void);
-long mldr_serve(int sock, char *buf, long capacity, long have);
-"""
 
 
 @dataclass(frozen=True)
@@ -140,82 +135,6 @@ def cache_folder() -> Optional[Path]:
         except OSError:
             continue
     return None
-
-
-# ---------------------------------------------------------------------------
-# The worker's side
-# ---------------------------------------------------------------------------
-class Loop:
-    """The C loop in a worker: register functions, serve."""
-
-    def __init__(self, path: str) -> None:
-        self.ffi = cffi.FFI()
-        self.ffi.cdef(DECLARATIONS)
-        self.lib = self.ffi.dlopen(path)
-
-    def register(self, handle: int, function: Any, codes: Tuple[str, str]) -> bool:
-        """Serve calls of `function` (a cffi function pointer) in C, if its signature
-        allows (codes: from type_codes)."""
-        result, params = codes
-        address = self.ffi.cast("void *", function)
-        return bool(self.lib.mldr_register(handle, address, result.encode(), params.encode(),
-                                           len(params)))
-
-    def clear(self) -> None:
-        self.lib.mldr_clear()
-
-    def serve(self, sock: int, inbox: Any, have: int = 0) -> int:
-        """Answer calls until bytes come that Python must handle: how many (at the start of
-        `inbox`, a writable buffer), 0 at end of file; OSError if the socket failed."""
-        got = self.lib.mldr_serve(sock, self.ffi.from_buffer(inbox), len(inbox), have)
-        if got < 0:
-            raise OSError(-got, os.strerror(-got))
-        return got
-
-
-def load(path: str) -> Tuple[Optional[Loop], str]:
-    """The loop from the library the host built ('' if none), or None and why not."""
-    if not path:
-        return None, "the host passed no C call loop"
-    try:
-        return Loop(path), ""
-    except OSError as exc:
-        return None, f"the C call loop could not be loaded ({exc})"
-
-
-# Integer types by (size, signed) -> fastcall.c's type codes
-_INTEGERS = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H",
-             (4, True): "i", (4, False): "I", (8, True): "q", (8, False): "Q"}
-
-
-def _code(ffi: Any, spelling: str) -> Optional[str]:
-    if spelling == "void":
-        return "v"
-    try:
-        t = ffi.typeof(spelling)
-    except Exception:            # cffi raises several types for types it cannot use
-        return None
-    if t.kind == "primitive" and t.cname in ("char", "_Bool", "double"):
-        return {"char": "c", "_Bool": "?", "double": "d"}[t.cname]
-    if t.kind == "enum" or (t.kind == "primitive" and t.cname in ctype.INTEGER_TYPES):
-        if t.kind == "enum":     # cffi gives an enum a signed type only for negative values
-            signed = any(value < 0 for value in t.elements)
-        else:
-            signed = int(ffi.cast(t, -1)) < 0
-        return _INTEGERS.get((ffi.sizeof(t), signed))
-    return None                  # float, long double, pointers: Python's path
-
-
-def type_codes(ffi: Any, declaration: str, types: str) -> Optional[Tuple[str, str]]:
-    """(result code, parameter codes) of a function for fastcall.c, or None if the C loop
-    cannot call it (a float, a string, a pointer: Python's path serves it)."""
-    result, params, variadic = ctype.signature(declaration, types)
-    if variadic:
-        return None
-    codes = [_code(ffi, spelling) for spelling in (result, *params)]
-    if None in codes or "v" in codes[1:]:
-        return None
-    return codes[0], "".join(codes[1:])
 
 
 def main() -> None:

@@ -667,9 +667,17 @@ class Held:
 # SIGCHLD back to its default first: a host that ignores it passes SIG_IGN on through
 # exec (POSIX keeps ignored signals ignored), and the worker's keeper would then find
 # its own children reaped by the kernel and their status lost.
-BOOT = ("import sys, signal; signal.signal(signal.SIGCHLD, signal.SIG_DFL); "
-        "sys.path.insert(0, sys.argv[1]); "
-        "from minildr.isolation.worker import main; main(sys.argv[2:])")
+# The package minildr is registered without running its __init__ (module_from_spec,
+# no exec_module): __init__ imports the host's whole API (build, open, trust, the
+# contract proxies...), which a worker never uses and would pay for at every start.
+# Its submodules import as usual from the package's folder
+# (tests/package/test_imports.py checks what a worker imports).
+BOOT_IMPORT = ("import sys, signal, importlib.util; signal.signal(signal.SIGCHLD, signal.SIG_DFL); "
+               "sys.path.insert(0, sys.argv[1]); "
+               "sys.modules['minildr'] = importlib.util.module_from_spec("
+               "importlib.util.find_spec('minildr')); "
+               "from minildr.isolation.worker import main")
+BOOT = BOOT_IMPORT + "; main(sys.argv[2:])"
 
 
 def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits, arena_fd: int = -1

@@ -48,7 +48,7 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import SandboxUnavailable
 from .kernel import (MACHINE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
                      SYSCALLS, prctl, syscall)
-from . import fastcall, pids
+from . import pids
 from .policy import Limit, Limits, SandboxPolicy
 
 LANDLOCK_ABI_NEEDED = 6      # signals and abstract Unix sockets scoped (Linux 6.12)
@@ -463,8 +463,13 @@ def confine(path: str, policy: SandboxPolicy) -> None:
 # ---------------------------------------------------------------------------
 # python -m minildr sandbox
 # ---------------------------------------------------------------------------
-def report(support: Optional[Support] = None) -> str:
-    """What this kernel supports, and what a sandboxed plugin can and cannot do here."""
+def report(support: Optional[Support] = None, call_loop: str = "") -> str:
+    """What this kernel supports, and what a sandboxed plugin can and cannot do here.
+
+    `call_loop`: why the worker's C call loop is not built ("" if it is:
+    fastcall.status(), which the caller asks for, since building it is the
+    host's business and this module is also the worker's).
+    """
     s = support or probe()
     lines = [f"System: {s.system}",
              "Landlock: " + (f"ABI {s.landlock_abi}" if s.landlock_abi else
@@ -480,9 +485,8 @@ def report(support: Optional[Support] = None) -> str:
               "pids cgroup per worker: " + ("yes (pids.max = processes, root included)"
                                             if cgroup else "no (RLIMIT_NPROC only, which "
                                             "does not bind root)")]
-    loop = fastcall.status()
     lines.append("C call loop (numbers-only calls served in C in the worker): "
-                 + ("yes" if loop.path else f"no ({loop.reason})"))
+                 + (f"no ({call_loop})" if call_loop else "yes"))
     if s.missing:
         lines += ["", "sandbox=True is unavailable here; open() raises SandboxUnavailable:"]
         lines += [f"  - missing {m}" for m in s.missing]

@@ -26,6 +26,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -36,7 +37,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import cffi
 
-from . import fastcall, marshal, mounts, pids, policy, protocol, sandbox, tree
+from . import fastloop, marshal, mounts, pids, policy, protocol, sandbox, tree
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
 from .shm import Arena
@@ -47,6 +48,11 @@ from ..checks import check_binary, check_contracts, check_manifest, check_versio
 from ..linkage import prepare
 from ..plugin import Plugin
 from ..system import SystemLibrary
+
+# What minildr/__init__.py does in a host; the worker does not run that __init__
+# (process.BOOT): without a handler, logging would print the package's warnings to
+# the worker's stderr, which the host forwards.
+logging.getLogger("minildr").addHandler(logging.NullHandler())
 
 _libc_ffi = cffi.FFI()
 _libc_ffi.cdef("int fflush(void *stream);")
@@ -95,9 +101,9 @@ class Server:
     """The plugin, loaded in this process, and the handles the host refers to."""
 
     def __init__(self, limits: Limits, failure: Optional[PluginError],
-                 arena: Optional[Arena] = None, loop: Optional[fastcall.Loop] = None) -> None:
+                 arena: Optional[Arena] = None, loop: Optional[fastloop.Loop] = None) -> None:
         self.limits = limits
-        self.loop = loop                      # the C call loop (fastcall.py), if loaded
+        self.loop = loop                      # the C call loop (fastloop.py), if loaded
         self.arena = arena                    # shared with the host for long strings (shm.py)
         self.failure = failure                # the worker could not limit or confine itself
         self.plugin: Optional[Plugin] = None
@@ -161,7 +167,7 @@ class Server:
         handle = self.new_handle((found, how))
         if how.kind == "function":        # for call frames: the function and its codec
             self.functions[handle] = (found, marshal.frames_for(how))
-            codes = fastcall.type_codes(self.plugin._cffi(), export.ctype,
+            codes = fastloop.type_codes(self.plugin._cffi(), export.ctype,
                                         self.plugin.manifest.types)
             if self.loop is not None and codes is not None and handle < protocol.ECHO_HANDLE \
                     and isinstance(found, _libc_ffi.CData):
@@ -334,7 +340,7 @@ def main(argv: List[str]) -> None:
     if tree.KEEPS_TREE:
         containment = tree.split(lifeline_fd, [fd for fd in (sock_fd, arena_fd) if fd >= 0],
                                  limits.processes)
-    loop, _ = fastcall.load(argv[4] if len(argv) > 4 else "")   # before it confines itself
+    loop, _ = fastloop.load(argv[4] if len(argv) > 4 else "")   # before it confines itself
     pid = pids.host_pid()               # while /proc is still the host's
     failure, containment = limit_and_confine(limits, containment)
     server = Server(limits, failure, Arena(arena_fd) if arena_fd >= 0 else None, loop)

@@ -182,9 +182,10 @@ def test_file_replaced_right_after_verification_loads_the_verified_bytes(
     swapped = []
 
     def check_then_swap(image, trust_arg, expect=None):
-        real_check(image, trust_arg, expect)
+        checked_with = real_check(image, trust_arg, expect)
         os.replace(shutil.copy(evil, tmp_path / "swap.tmp"), plugin)
         swapped.append(image.sha256)
+        return checked_with
 
     monkeypatch.setattr(loader, "check_trust", check_then_swap)
     with minildr.open(plugin, trust=store, isolate=isolate) as loaded:

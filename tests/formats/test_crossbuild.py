@@ -13,7 +13,8 @@ says how. They are committed, so on every machine:
 3. damaged copies are refused with NotAPlugin naming the file, and mutated
    ones never make a reader fail any other way.
 
-Where the tools are installed, the recipe is run again (the rebuilt files
+Where the tools are installed, `make cross-test` (CI, after `make test`; these
+tests are marked `cross`) runs the recipe again (the rebuilt files
 carry the same manifests and exports), and Wine loads the DLLs into
 MinGW-built Windows programs: the exports, the manifest section, exported
 variables and a contract's vtable as the Windows loader sees them. On macOS and Windows themselves, minildr.open
@@ -265,6 +266,11 @@ def without_compiler(found: minildr.Manifest) -> dict:
     return doc
 
 
+# A cross toolchain or Wine runs: `make cross-test` (CI), not `make test`; the
+# committed files above are checked by make test on every machine.
+CROSS = pytest.mark.cross
+
+
 def needs_tools(target):
     """`target`, or skip naming what this machine lacks to build for it."""
     missing = recipe.missing_tools(target)
@@ -276,6 +282,7 @@ def needs_tools(target):
 
 
 @pytest.mark.parametrize("folder", sorted(TARGETS))
+@CROSS
 def test_recipe_rebuilds_the_same_plugins(folder, tmp_path):
     target = needs_tools(TARGETS[folder])
     rebuilt = recipe.build_target(target, tmp_path)
@@ -288,6 +295,7 @@ def test_recipe_rebuilds_the_same_plugins(folder, tmp_path):
         assert exported_names(path, arch) == exported_names(committed, arch)
 
 
+@CROSS
 def test_recipe_rebuilds_the_universal_file(tmp_path):
     needed = [t for t in ("llvm-lipo", "clang", "ld64.lld") if recipe.find_tool(t) is None]
     if needed:
@@ -314,6 +322,7 @@ def test_recipe_rebuilds_the_universal_file(tmp_path):
 
 
 @pytest.mark.parametrize("folder", sorted(TARGETS))
+@CROSS
 def test_recipe_is_reproducible(folder, tmp_path):
     """The same sources and tools give the same bytes: a pinned digest survives a rebuild."""
     target = needs_tools(TARGETS[folder])
@@ -339,6 +348,7 @@ def build_p(target, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("folder", sorted(UNDECLARED))
+@CROSS
 def test_build_for_refuses_an_undeclared_export(folder, tmp_path):
     target = needs_tools(TARGETS[folder])
     (tmp_path / "p.h").write_text("int answer(void);\n")
@@ -351,6 +361,7 @@ def test_build_for_refuses_an_undeclared_export(folder, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["v1.2.3", "my.plugin", "greet-2"])
+@CROSS
 def test_dll_names_with_dots_and_dashes(name, tmp_path):
     """build's names may hold '.' and '-': the .def file's LIBRARY line must take them."""
     target = needs_tools(TARGETS["windows-x86_64"])
@@ -362,6 +373,7 @@ def test_dll_names_with_dots_and_dashes(name, tmp_path):
 
 
 @pytest.mark.parametrize("folder", sorted(UNDECLARED))
+@CROSS
 def test_build_for_refuses_a_declared_export_not_defined(folder, tmp_path):
     target = needs_tools(TARGETS[folder])
     (tmp_path / "p.h").write_text("int answer(void);\nint missing(void);\n")
@@ -413,6 +425,7 @@ def loadgreet(wine, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("folder", [f for f in sorted(TARGETS)
                                     if TARGETS[f].platform.os == "windows"])
+@CROSS
 def test_wine_loads_the_greet_dll(wine, loadgreet, folder, tmp_path):
     """Both DLLs, GNU ld's and lld-link's (MSVC's layout), in the Windows loader."""
     host = loadgreet
@@ -428,6 +441,7 @@ def test_wine_loads_the_greet_dll(wine, loadgreet, folder, tmp_path):
     ]
 
 
+@CROSS
 def test_wine_calls_exported_variables_and_a_contract(wine, tmp_path):
     """echo's `calls` and upper's vtable (function pointers the loader relocates)."""
     host = tmp_path / "loadcommand.exe"

@@ -12,7 +12,7 @@ import cffi
 import pytest
 
 import minildr
-from minildr.isolation import fastcall, marshal, process, protocol
+from minildr.isolation import fastcall, fastloop, marshal, process, protocol
 from minildr.isolation.policy import WORKER_LIMITS
 from minildr.isolation.worker import Server
 from minildr.isolation.marshal import CallFrames, Marshal, Value
@@ -144,10 +144,10 @@ def test_the_loop_serves_what_its_table_knows_and_hands_back_the_rest(abi, loop_
     lib = cffi.FFI()
     lib.cdef("int neg32(int x); double half(double x); int say(int n);")
     plugin = lib.dlopen(str(abi))
-    loop = fastcall.Loop(loop_path)
+    loop = fastloop.Loop(loop_path)
     ffi = cffi.FFI()
-    codes = fastcall.type_codes(ffi, "int32_t (int32_t)", "")
-    assert codes == ("i", "i") and fastcall.type_codes(ffi, "float (float)", "") is None
+    codes = fastloop.type_codes(ffi, "int32_t (int32_t)", "")
+    assert codes == ("i", "i") and fastloop.type_codes(ffi, "float (float)", "") is None
     assert loop.register(3, plugin.neg32, codes)
     assert not loop.register(4, plugin.half, ("d", "ddddddddd"))    # 9 doubles: not in registers
     frames = CallFrames(Marshal("function", Value.INT, (Value.INT,)))
@@ -215,7 +215,7 @@ def test_an_echo_is_a_void_reply_with_nothing_called(abi, monkeypatch, c_loop):
 
 
 def test_no_function_gets_the_echo_handle(abi, loop_path):
-    loop = fastcall.Loop(loop_path)
+    loop = fastloop.Loop(loop_path)
     lib = cffi.FFI()
     lib.cdef("int neg32(int x);")
     assert not loop.register(protocol.ECHO_HANDLE, lib.dlopen(str(abi)).neg32, ("i", "i"))

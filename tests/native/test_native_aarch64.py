@@ -27,6 +27,8 @@ check's result. What is checked, with the x86_64 tests each mirrors:
   and the committed tests/data/aarch64 libraries (test_native_loader.py,
   test_native_elf.py, which on x86_64 can only decode them).
 
+Marked `cross`: `make cross-test` runs them (CI, right after `make test`),
+`make test` does not: the emulated child costs a minute of both cores.
 Without the harness the tests skip and say what installs it;
 MINILDR_REQUIRE_CROSS=1 (set by .ci/run after `make cross-tools`) turns that
 skip into a failure, so CI cannot pass them silently.
@@ -50,7 +52,7 @@ from native_util import AARCH64, HERE, SRC, native_host
 from tls_threads import (COUNTER_C, COUNTER_H, EXPECTED_COUNTS, IE_COUNTER_C, POINTERS_C,
                          POINTERS_H, PROVIDER_C, USER_C)
 
-pytestmark = native_host
+pytestmark = [native_host, pytest.mark.cross]     # make cross-test, not make test
 SYSROOT = ROOT / "build" / "aarch64-sysroot"
 PYTHON = "usr/bin/python3.11"
 LIBM = "/lib/aarch64-linux-gnu/libm.so.6"

@@ -12,6 +12,8 @@ import pathlib
 import subprocess
 import sys
 
+from minildr.isolation.process import BOOT, BOOT_IMPORT
+
 from helpers import ROOT
 
 PACKAGE = ROOT / "minildr"
@@ -87,3 +89,48 @@ def test_import_minildr_then_native_works():
     done = subprocess.run([sys.executable, "-c", "import minildr; print(minildr.native.load.__name__)"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.stdout.strip() == "load", done.stderr
+
+
+# What an isolated worker must not import: the host's side of the package. Each
+# worker is a new Python (isolation/process.py), and what it imports it pays for at
+# every start. pycparser is not in the list: cffi.FFI() imports it (cffi's parser),
+# so every process that calls C through cffi has it.
+NOT_IN_A_WORKER = ("minildr.build", "minildr.loader", "minildr.discover", "minildr.cli",
+                   "minildr.course", "minildr.trust", "minildr.edwards", "packaging",
+                   "minildr.isolation.process", "minildr.isolation.plugin",
+                   "minildr.isolation.contracts", "minildr.isolation.fastcall", "minildr.native")
+
+
+def imported_by(code: str) -> set:
+    """The modules a fresh `python -I -c code ROOT` has at its end (minildr from this clone)."""
+    done = subprocess.run([sys.executable, "-I", "-c", code + "; print('\\n'.join(sys.modules))",
+                           str(ROOT)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def host_side(modules: set) -> list:
+    return sorted(m for m in modules
+                  if any(m == n or m.startswith(n + ".") for n in NOT_IN_A_WORKER))
+
+
+def test_an_isolated_worker_imports_none_of_the_hosts_side():
+    """The worker's own start (process.BOOT's imports) brings only the worker's side.
+
+    BOOT registers the package without running minildr/__init__.py (the
+    host's API) and minildr/isolation/__init__.py is lazy, so a worker
+    imports neither the compiler driver, the trust store, the host's process
+    handling nor the native loader.
+    """
+    assert BOOT.startswith(BOOT_IMPORT)
+    modules = imported_by(BOOT_IMPORT)
+    assert "minildr.isolation.worker" in modules and "minildr.checks" in modules
+    assert host_side(modules) == []
+
+
+def test_the_worker_import_check_sees_the_hosts_side():
+    """The check above can fail: the same import through the package's __init__ brings it."""
+    modules = imported_by("import sys; sys.path.insert(0, sys.argv[1]); "
+                          "import minildr.isolation.worker")
+    assert {"minildr.build", "minildr.loader", "minildr.trust",
+            "minildr.isolation.plugin"} <= set(host_side(modules))
