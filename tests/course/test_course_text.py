@@ -98,3 +98,17 @@ def test_the_ownership_and_stride_pictures_draw_the_run_they_are_given():
     padding = [p for p in stride.axes[0].patches if p.get_hatch() == "..."]
     assert [(p.get_x(), p.get_width()) for p in padding] == [(6, 2), (14, 2), (22, 2)], \
         "the 2 bytes after b in each of the plugin's records; none in the host's"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_each_notebook_ends_by_pointing_at_its_exercise(path):
+    """The key points send the learner on to the exercise (04 and 09 once did not)."""
+    exercise = ROOT / "exercises" / path.name
+    assert exercise.exists(), f"no exercise for {path.name}"
+    cells = nbformat.read(path, as_version=4).cells
+    starts = [i for i, c in enumerate(cells) if c.cell_type == "markdown"
+              and "\n## Key points" in "\n" + c.source]
+    assert starts, f"{path.name} has no key points"
+    ending = "".join(c.source for c in cells[starts[-1]:] if c.cell_type == "markdown")
+    assert f"](../exercises/{path.name})" in ending, \
+        f"{path.name}'s key points (and what follows them) do not link exercises/{path.name}"
