@@ -1,6 +1,6 @@
 # The two commands a newcomer types:
 #   make lab    open the course in JupyterLab
-#   make test   run every test (pytest over tests/, nbval over notebooks/ and solutions/)
+#   make test   the tests (pytest over tests/, nbval over notebooks/ and solutions/; make cross-test: the emulator runs)
 # Both create .venv and install the course into it the first time.
 
 PYTHON ?= python3
