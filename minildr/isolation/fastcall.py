@@ -51,12 +51,19 @@ _status: Optional[Status] = None
 
 
 def status() -> Status:
-    """The C call loop, built on first use (once per process; the file once per machine)."""
+    """The C call loop, built on first use (once per process; the file once per machine).
+
+    Once known, the status is read without the lock: every worker start asks,
+    and a `with` block's exit is a line of its own, where an interrupt (a
+    Ctrl-C, or the interrupt campaign's, tests/core/interrupt_child.py) skips
+    the release, so the next start would wait for the lock forever.
+    """
     global _status
-    with _lock:
-        if _status is None:
-            _status = _build()
-        return _status
+    if _status is None:
+        with _lock:
+            if _status is None:
+                _status = _build()
+    return _status
 
 
 def _build() -> Status:
