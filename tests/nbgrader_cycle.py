@@ -24,6 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import lazy_iri  # noqa: F401 - first: nbformat's jsonschema without its IRI grammar (lazy_iri.py)
 import nbformat
 from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderApp

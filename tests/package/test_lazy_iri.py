@@ -1,0 +1,43 @@
+"""tests/lazy_iri.py: the test processes import nbformat without building RFC 3987's grammar,
+and jsonschema's iri checks still answer as the real rfc3987_syntax does."""
+from __future__ import annotations
+
+import sys
+
+import lazy_iri
+from helpers import TESTS, run_python
+
+
+def test_this_test_process_got_the_stand_in_before_nbformat():
+    """Loaded by pytest (-p lazy_iri) before nbval imported nbformat, jsonschema and rfc3987_syntax."""
+    assert "nbformat" in sys.modules and "jsonschema" in sys.modules
+    assert sys.modules[lazy_iri.NAME].is_valid_syntax is lazy_iri.is_valid_syntax
+
+
+# Each of these, checked as "iri" and as "iri-reference" (valid and not, both ways).
+VALUES = ["http://example.com/ä?q=1#f", "urn:isbn:0451450523", "::bad", "a b", "/rel/x",
+          "http://[::1]:80/", "http://[::zz]/"]
+
+CHECK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+if sys.argv[2] == "stand-in":
+    import lazy_iri
+import nbformat, jsonschema
+built = "rfc3987_syntax.syntax_helpers" in sys.modules
+checker = jsonschema.FormatChecker()
+answers = [[value, checker.conforms(value, "iri"), checker.conforms(value, "iri-reference")]
+           for value in %r]
+print(built, "rfc3987_syntax.syntax_helpers" in sys.modules, answers)
+""" % VALUES
+
+
+def test_the_grammar_is_built_at_the_first_check_and_answers_as_before():
+    lazy = run_python(CHECK, TESTS, "stand-in")
+    real = run_python(CHECK, TESTS, "real")                # without the plugin: built at import
+    assert lazy.returncode == 0 and real.returncode == 0, lazy.stderr + real.stderr
+    assert lazy.stdout.startswith("False True [") and real.stdout.startswith("True True [")
+    answers = lazy.stdout.split(" ", 2)[2]
+    assert answers == real.stdout.split(" ", 2)[2]
+    assert "['http://example.com/ä?q=1#f', True, True]" in answers      # some valid,
+    assert "['::bad', False, False]" in answers and "['/rel/x', False, True]" in answers
