@@ -15,10 +15,14 @@ The three commands go through the `nbgrader` command's own application
 one after another in this process, reset between them the way nbgrader's own
 tests run it (nbgrader.tests.run_nbgrader): importing nbgrader costs seconds
 of CPU (it imports jupyter_server, nbconvert, jsonschema), and three `nbgrader`
-processes paid it three times.
+processes paid it three times. For the same reason the gradebook's schema
+version, which nbgrader asks of an `alembic heads` process when it creates
+the gradebook (that process imports nbgrader again: ~5 s of CPU), is asked
+of alembic's same command here (alembic_heads).
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -26,8 +30,13 @@ from pathlib import Path
 
 import lazy_iri  # noqa: F401 - first: nbformat's jsonschema without its IRI grammar (lazy_iri.py)
 import nbformat
+import nbgrader.api as nbgrader_api
+from alembic import command
+from alembic.config import Config
 from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderApp
+from nbgrader.dbutil import _temp_alembic_ini
+from sqlalchemy import text
 
 from minildr.course.exercises import BEGIN, END, HINT
 
@@ -44,6 +53,18 @@ def nbgrader(*args: str) -> None:
             raise SystemExit(f"nbgrader {' '.join(args)} failed with status {stop.code}")
     finally:
         app.reset()                                      # forget it, its subcommand, its logging
+
+
+def alembic_heads() -> str:
+    """nbgrader.api.get_alembic_version, run here: `alembic -c INI heads` is command.heads.
+
+    The same temporary alembic.ini (nbgrader's template, its migration scripts),
+    the same command alembic's command line runs for `heads`, the first word
+    of its first line taken as nbgrader takes it."""
+    out = io.StringIO()
+    with _temp_alembic_ini("sqlite:////tmp/gradebook.db") as alembic_ini:
+        command.heads(Config(alembic_ini, stdout=out))
+    return out.getvalue().split("\n")[0].split(" ")[0]
 
 
 def as_typed_by_a_student(release: Path, solution: Path, target: Path) -> None:
@@ -73,9 +94,11 @@ def hand_in(course: Path, assignment: str, solutions: Path) -> None:
 
 
 def grades(course: Path, assignment: str) -> dict:
-    """{"scores": {student: [score, max]}, "grades": {student: {notebook: {cell: [score, max]}}}}."""
+    """{"scores": {student: [score, max]}, "grades": {student: {notebook: {cell: [score, max]}}},
+    "schema": the gradebook's alembic revision}."""
     out: dict = {"scores": {}, "grades": {}}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        out["schema"] = gb.db.execute(text("SELECT version_num FROM alembic_version")).scalar()
         for student in STUDENTS:
             submission = gb.find_submission(assignment, student)
             out["scores"][student] = [submission.score, submission.max_score]
@@ -87,6 +110,7 @@ def grades(course: Path, assignment: str) -> dict:
 
 
 def main(course: Path, assignment: str, solutions: Path, report: Path) -> None:
+    nbgrader_api.get_alembic_version = alembic_heads
     nbgrader("generate_assignment", assignment, "--force")
     hand_in(course, assignment, solutions)
     nbgrader("autograde", assignment, "--create")

@@ -124,6 +124,13 @@ def test_a_correct_answer_that_crashes_a_plugin_on_purpose_gets_its_point(cycle)
 
 
 @requires_isolation
+def test_the_gradebook_records_its_schema_revision(cycle):
+    """nbgrader writes alembic's head revision into a new gradebook (asked of alembic in the
+    cycle's process: tests/nbgrader_cycle.py alembic_heads)."""
+    assert re.fullmatch(r"[0-9a-f]{12}", cycle[1]["schema"] or ""), cycle[1].get("schema")
+
+
+@requires_isolation
 def test_nothing_is_put_beside_the_assignment(graded):
     """The notebooks found the examples without ../examples (course_files)."""
     assert not list(graded.rglob("examples"))
