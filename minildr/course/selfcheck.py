@@ -274,6 +274,7 @@ class NotebookResult:
     seconds: float = 0.0
     skipped: str = ""          # not run on this platform, and why (see runs_on.py)
     cells_left_out: int = 0    # cells this platform cannot run, left out
+    notebook: Any = None       # the notebook as it ran, outputs and all (None if not run)
 
 
 def verdicts_in(nb) -> List[Verdict]:
@@ -329,7 +330,7 @@ def run_notebook(path: Path, timeout: int = 300, os_name: str = HOST.os) -> Note
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     return NotebookResult(path, verdicts_in(nb), problem, time.monotonic() - start,
-                          cells_left_out=left_out)
+                          cells_left_out=left_out, notebook=nb)
 
 
 def report(results: Iterable[NotebookResult]) -> str:
