@@ -16,6 +16,18 @@ one whose source contains `cell_with`) gets its regions replaced by each
 answer in turn, each followed by the cells between it and the check (the
 solution's), and the check. A last cell shows that the
 kernel is still there.
+
+Several tasks of one notebook share one kernel (a kernel and the solution's
+cells before the first task cost 1-3 s of CPU each time):
+
+    runs = with_answers_for_tasks(SOLUTION, [Wrong("00.2", [NO_SKIP, RAW]),
+                                             Wrong("00.4", [NULL_WRITE, ENDLESS], "%%")], tmp_path)
+
+Each task's wrong answers run as above, then a cell shows the kernel alive;
+then, before the solution's cells go on to the next task, the solution's own
+answer is typed back in (its cells between, its check) as a learner fixing
+their code would: what the wrong answers left behind is replaced, and that
+check's verdict (`then_solved`) says whether the right answer is done again.
 """
 from __future__ import annotations
 
@@ -25,7 +37,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import nbformat
 from nbclient import NotebookClient
@@ -35,6 +47,16 @@ from minildr.course.exercises import BEGIN, END, marker_text, task_id
 from minildr.course.selfcheck import MIME
 
 ALIVE = "the kernel is alive"
+# An endless loop that waits (pause() until a signal that never comes) rather than spins:
+# to a check's time limit a hang is a hang, without a core burnt for it. <unistd.h>'s
+# pause, declared where the answer needs it.
+PAUSE = "extern int pause(void);\n"
+# The two classic bugs as a C function's body, and what a check says of each.
+C_NULL_WRITE = "*(volatile int *)0 = 1;      /* out = NULL; out[i] = ... */"
+C_ENDLESS = ("extern int pause(void);      /* <unistd.h>'s */\n"
+             "for (;;) pause();            /* a loop whose condition never changes */")
+CRASHED = "Your plugin crashed with SIGSEGV"
+HUNG = "Your plugin did not return within 5 s"
 
 
 @dataclass
@@ -42,6 +64,15 @@ class AnswerRun:
     verdicts: List[str]          # the check's verdict line after each answer
     kernel_alive: bool
     errors: List[str]            # the error outputs of the answer cells (a build error...)
+    then_solved: Optional[str] = None   # the check's verdict on the solution's answer typed
+                                        # back after them (a task followed by another)
+
+
+@dataclass
+class Wrong:
+    task: str
+    answers: Sequence[Union[str, Sequence[str]]]
+    cell_with: str = ""
 
 
 def replace_region(source: str, answer: Union[str, Sequence[str]]) -> str:
@@ -84,23 +115,56 @@ def _answer_index(cells, check: int, cell_with: str) -> int:
 def answer_notebook(solution: Path, task: str, answers: Sequence[Union[str, Sequence[str]]],
                     cell_with: str = "") -> nbformat.NotebookNode:
     """The notebook to run: the solution up to the task, then each answer and its check."""
+    return tasks_notebook(solution, [Wrong(task, answers, cell_with)])
+
+
+def tasks_notebook(solution: Path, wrongs: Sequence[Wrong]) -> nbformat.NotebookNode:
+    """The solution up to each task in turn, its wrong answers and checks, the answer typed back."""
     nb = nbformat.read(solution, as_version=4)
-    check = _check_index(nb.cells, task)
-    answer = _answer_index(nb.cells, check, cell_with)
-    code = [c for c in nb.cells[:answer] if c.cell_type == "code"]
-    between = [c for c in nb.cells[answer + 1:check] if c.cell_type == "code"]
-    cells = list(code)
-    for number, text in enumerate(answers):
-        typed = copy.deepcopy(nb.cells[answer])
-        typed.source = replace_region(typed.source, text)
-        typed.metadata["answer"] = number
-        cells += [typed, *copy.deepcopy(between), copy.deepcopy(nb.cells[check])]
-    cells.append(nbformat.v4.new_code_cell(f"print({ALIVE!r})"))
+    cells: list = []
+    done = 0                                          # the solution's cells already placed
+    for number, wrong in enumerate(sorted(wrongs, key=lambda w: _check_index(nb.cells, w.task))):
+        check = _check_index(nb.cells, wrong.task)
+        answer = _answer_index(nb.cells, check, wrong.cell_with)
+        if answer < done:
+            raise ValueError(f"task {wrong.task}'s answer cell comes before the previous "
+                             "task's check: run them one by one")
+        cells += _code_cells(nb.cells[done:answer])
+        between = nb.cells[answer + 1:check]
+        for which, text in enumerate(wrong.answers):
+            typed = copy.deepcopy(nb.cells[answer])
+            typed.source = replace_region(typed.source, text)
+            typed.metadata["answer"] = which
+            typed.metadata["task"] = wrong.task
+            cells += [typed, *_code_cells(between), _tagged(nb.cells[check], wrong.task, "wrong")]
+        cells.append(_tagged(nbformat.v4.new_code_cell(f"print({ALIVE!r})"), wrong.task, "alive"))
+        if number < len(wrongs) - 1:                  # the next task builds on the right answer
+            cells += [copy.deepcopy(nb.cells[answer]), *_code_cells(between),
+                      _tagged(nb.cells[check], wrong.task, "solved")]
+        done = check + 1
     for cell in cells:
         cell.outputs = []
     run = nbformat.v4.new_notebook(metadata=nb.metadata)
     run.cells = cells
     return run
+
+
+def _code_cells(cells) -> list:
+    return [copy.deepcopy(c) for c in cells if c.cell_type == "code"]
+
+
+def _tagged(cell, task: str, role: str):
+    cell = copy.deepcopy(cell)
+    cell.metadata["run"] = [task, role]
+    return cell
+
+
+def assert_reported(run: "AnswerRun", crashed: str = CRASHED, hung: str = HUNG) -> None:
+    """The NULL write then the endless loop: each told as such, and the kernel still there."""
+    assert run.kernel_alive, run
+    assert len(run.verdicts) == 2, run
+    assert "not yet" in run.verdicts[0] and crashed in run.verdicts[0], run.verdicts[0]
+    assert "not yet" in run.verdicts[1] and hung in run.verdicts[1], run.verdicts[1]
 
 
 def verdict_text(cell) -> str:
@@ -114,7 +178,14 @@ def with_answers(solution: Path, task: str, answers: Sequence[Union[str, Sequenc
                  folder: Path,
                  cell_with: str = "", timeout: int = 600) -> AnswerRun:
     """Run the solution with `answers` typed into `task`, in `folder` (see the docstring)."""
-    nb = answer_notebook(solution, task, answers, cell_with)
+    return with_answers_for_tasks(solution, [Wrong(task, answers, cell_with)], folder,
+                                  timeout)[task]
+
+
+def with_answers_for_tasks(solution: Path, wrongs: Sequence[Wrong], folder: Path,
+                           timeout: int = 600) -> Dict[str, AnswerRun]:
+    """Each task's wrong answers in one kernel, in the notebook's order; the runs by task."""
+    nb = tasks_notebook(solution, wrongs)
     folder.mkdir(parents=True, exist_ok=True)
     sockets = tempfile.mkdtemp(prefix="minildr-answers-")
     config = Config()
@@ -125,13 +196,18 @@ def with_answers(solution: Path, task: str, answers: Sequence[Union[str, Sequenc
                        config=config, resources={"metadata": {"path": str(folder)}}).execute()
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
-    verdicts, errors = [], []
+    runs = {w.task: AnswerRun([], False, []) for w in wrongs}
     for cell in nb.cells:
         if "answer" in cell.metadata:
-            errors += [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs
-                       if o.get("output_type") == "error"]
-        elif task_id(cell.source) == task:
-            verdicts.append(verdict_text(cell))
-    last = nb.cells[-1].outputs
-    alive = any(ALIVE in o.get("text", "") for o in last)
-    return AnswerRun(verdicts, alive, errors)
+            runs[cell.metadata["task"]].errors += [
+                f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs
+                if o.get("output_type") == "error"]
+        elif "run" in cell.metadata:
+            task, role = cell.metadata["run"]
+            if role == "wrong":
+                runs[task].verdicts.append(verdict_text(cell))
+            elif role == "alive":
+                runs[task].kernel_alive = any(ALIVE in o.get("text", "") for o in cell.outputs)
+            else:
+                runs[task].then_solved = verdict_text(cell)
+    return runs

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import pytest
 
-from exercise_answers import with_answers
+from exercise_answers import PAUSE, Wrong, with_answers, with_answers_for_tasks
 from helpers import ROOT
 from platforms import requires_isolation, requires_linux
 
 SOLUTIONS = ROOT / "solutions"
-PAUSE = "extern int pause(void);\n"        # <unistd.h>'s, declared where the answer needs it
 
 CRASHES = {
-    # notebook, task, function, (NULL write, endless loop)
-    "00": ("00-the-plugin-problem.ipynb", "00.4", "format_show", (
-        "char *out = 0;\nout[0] = text[0];",
-        PAUSE + "while (text)\n    pause();")),
+    # notebook, task, function, (NULL write, endless loop). 00's: in test_exercise_00.py,
+    # in one kernel with that notebook's other wrong answers.
     "01": ("01-shared-libraries.ipynb", "01.1", "cube", (
         "int cube(int x) { int *out = 0; out[x] = x; return x; }",
         PAUSE + "int cube(int x) { int y = x; for (;;) pause(); return y; }")),
@@ -50,9 +47,13 @@ CRASHES = {
 @pytest.mark.parametrize("notebook", sorted(CRASHES))
 @requires_isolation
 @requires_linux("the exercise notebooks' checks read ELF files")
-def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(notebook, tmp_path):
+def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(notebook, tmp_path,
+                                                                            request):
     name, task, function, answers = CRASHES[notebook]
-    run = with_answers(SOLUTIONS / name, task, answers, tmp_path, cell_with="%%")    # the C cell
+    if notebook == "02":                # in one kernel with 02.2's wrong answer (runs_02)
+        run = request.getfixturevalue("runs_02")[task]
+    else:
+        run = with_answers(SOLUTIONS / name, task, answers, tmp_path, cell_with="%%")  # the C cell
     assert run.kernel_alive, run
     crashed, hung = run.verdicts
     assert f"not yet. Your plugin crashed with SIGSEGV in `{function}`: look for a pointer" \
@@ -61,15 +62,27 @@ def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(note
         in hung, run
 
 
+# 02.2: a call_int_function that does not ask is_function first (two answer regions).
+CARELESS = ("raw = cffi.FFI()\nraw.cdef(f\"int {name}(void);\")\n"
+            "return getattr(raw.dlopen(str(Path(path).resolve())), name)()")
+ASKS = ("image = elf.ElfFile(Path(path).read_bytes(), path)\n"
+        "return {s.name: s.type for s in image.exported_symbols()}[name] == 'FUNC'")
+
+
 @requires_linux("forks a child to call the learner's function")
-def test_a_python_answer_that_calls_a_variable_anyway_is_told_so(tmp_path):
+def test_a_python_answer_that_calls_a_variable_anyway_is_told_so(runs_02):
     """02.2: a call_int_function that does not ask is_function first crashes in a child."""
-    careless = ("raw = cffi.FFI()\nraw.cdef(f\"int {name}(void);\")\n"
-                "return getattr(raw.dlopen(str(Path(path).resolve())), name)()")
-    asks = ("image = elf.ElfFile(Path(path).read_bytes(), path)\n"
-            "return {s.name: s.type for s in image.exported_symbols()}[name] == 'FUNC'")
-    run = with_answers(SOLUTIONS / "02-smallest-plugin.ipynb", "02.2", [(asks, careless)],
-                       tmp_path)
+    run = runs_02["02.2"]
     assert run.kernel_alive
     assert "called calls() anyway: the process running it died with SIGSEGV" \
         in run.verdicts[0], run
+    assert "done. Well done!" in (run.then_solved or ""), run       # the right answer again
+
+
+@pytest.fixture(scope="module")
+def runs_02(tmp_path_factory) -> dict:
+    """02's wrong answers (02.2's Python, 02.3's crashing C) in one kernel (exercise_answers.py)."""
+    name, task, _, answers = CRASHES["02"]
+    return with_answers_for_tasks(SOLUTIONS / name, [Wrong("02.2", [(ASKS, CARELESS)]),
+                                                     Wrong(task, answers, cell_with="%%")],
+                                  tmp_path_factory.mktemp("answers-02"))

@@ -12,27 +12,14 @@ from __future__ import annotations
 
 import pytest
 
-from exercise_answers import with_answers
+from exercise_answers import C_ENDLESS, C_NULL_WRITE, CRASHED, HUNG, assert_reported, with_answers
 from helpers import ROOT
 from minildr.course import golang
 from platforms import requires_isolation
 
 SOLUTIONS = ROOT / "solutions"
 
-C_NULL_WRITE = "*(volatile int *)0 = 1;      /* out = NULL; out[i] = ... */"
-C_ENDLESS = ("extern int pause(void);      /* <unistd.h>'s */\n"
-             "for (;;) pause();            /* a loop whose condition never changes */")
-CRASHED = "Your plugin crashed with SIGSEGV"
-HUNG = "Your plugin did not return within 5 s"
-
 pytestmark = requires_isolation
-
-
-def assert_reported(run, crashed=CRASHED, hung=HUNG):
-    assert run.kernel_alive, run
-    assert len(run.verdicts) == 2, run
-    assert "not yet" in run.verdicts[0] and crashed in run.verdicts[0], run.verdicts[0]
-    assert "not yet" in run.verdicts[1] and hung in run.verdicts[1], run.verdicts[1]
 
 
 def test_05_a_crash_or_hang_in_run_is_reported(tmp_path):
@@ -64,10 +51,7 @@ def load_greeting(path):                  # no trust=store: the evil plugin runs
                     hung="Your plugin did not return within 5 s in `load_greeting`")
 
 
-def test_07_a_crash_or_hang_in_count_words_is_reported(tmp_path):
-    run = with_answers(SOLUTIONS / "07-when-to-use-a-plugin.ipynb", "07.3",
-                       [C_NULL_WRITE, C_ENDLESS], tmp_path, cell_with="%%minildr wc")
-    assert_reported(run, crashed=CRASHED + " in `count_words`", hung=HUNG + " in `count_words`")
+# 07's (07.3, count_words): in test_exercise_07.py, in one kernel with 07.1's wrong answers.
 
 
 def test_08_a_crash_or_hang_in_lint_is_reported(tmp_path):
