@@ -1,8 +1,10 @@
 """Shared fixtures: the example plugins, built fresh into a temporary folder."""
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -31,6 +33,13 @@ def greet_so(built, tmp_path) -> Path:
 @pytest.fixture
 def echo_so(built, tmp_path) -> Path:
     return Path(shutil.copy(built["echo"], tmp_path / f"echo{SUFFIX}"))
+
+
+@pytest.fixture(scope="session")
+def figures() -> ModuleType:
+    """minildr.course.figures, imported by the first test that draws, not by every worker
+    that collects a file of such tests (it imports matplotlib: ~0.8 s of CPU)."""
+    return importlib.import_module("minildr.course.figures")
 
 
 # The files that take longest, slowest first (CPU seconds measured per file with

@@ -18,6 +18,7 @@ which this machine cannot reach (see README, "Run it for a class").
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -30,10 +31,11 @@ from pathlib import Path
 
 import pytest
 
-repo2docker = pytest.importorskip(
-    "repo2docker", reason="jupyter-repo2docker is not installed (pip install -e '.[dev]' installs it)")
-from repo2docker.app import Repo2Docker  # noqa: E402  (after the skip above)
-from repo2docker.buildpacks import CondaBuildPack  # noqa: E402
+# find_spec, not importorskip: importing repo2docker (and docker) costs ~0.4 s of CPU in
+# every xdist worker that collects this file; one test imports it (_build_context).
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("repo2docker") is None,
+    reason="jupyter-repo2docker is not installed (pip install -e '.[dev]' installs it)")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,6 +112,8 @@ class _CapturingDocker:
 
 def _build_context(repo: Path) -> set[str]:
     """The paths repo2docker would send to docker for `repo`, as `src/...` names."""
+    from repo2docker.app import Repo2Docker             # slow to import: see pytestmark
+    from repo2docker.buildpacks import CondaBuildPack
     cwd = os.getcwd()
     os.chdir(repo)
     try:

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from matplotlib.figure import Figure
 
 from helpers import ROOT
-from minildr.course import figures
 
 FOLDERS = ("notebooks", "exercises", "solutions")
 NOTEBOOKS = sorted(p for folder in FOLDERS for p in (ROOT / folder).glob("*.ipynb"))
@@ -62,7 +60,7 @@ def test_the_glossary_defines_the_words_the_course_leans_on():
         assert f"**{word}" in glossary, word
 
 
-def test_figures_draw_from_the_data_they_are_given():
+def test_figures_draw_from_the_data_they_are_given(figures):
     segments = [{"offset": 0, "vaddr": 0, "filesz": 100, "memsz": 100, "prot": "r--"},
                 {"offset": 0x2e68, "vaddr": 0x3e68, "filesz": 416, "memsz": 424, "prot": "rw-"}]
     drawn = [
@@ -77,14 +75,14 @@ def test_figures_draw_from_the_data_they_are_given():
         figures.relocation("R", 0x3e68, 0x10F0, 0x7F0000010F0, 0x7F000000000, "frame_dummy"),
         figures.lookup_scopes(["python", "a.so"], ["b.so"], "name", "a.so", "b.so"),
     ]
-    assert all(isinstance(fig, Figure) for fig in drawn)
+    assert all(isinstance(fig, figures.Figure) for fig in drawn)
     texts = [t.get_text() for t in drawn[3].axes[0].texts]
     assert "e5" in texts and any("0xe50c4000" in t for t in texts), "the real bytes are drawn"
     texts = [t.get_text() for t in drawn[6].axes[0].texts]
     assert any("+8 bytes zero-filled" in t for t in texts), "memsz - filesz is shown"
 
 
-def test_the_ownership_and_stride_pictures_draw_the_run_they_are_given():
+def test_the_ownership_and_stride_pictures_draw_the_run_they_are_given(figures):
     """Notebook 05's pictures: each step of a real call with its count; each side's own stride."""
     own = figures.ownership([{"from": "host", "to": "plugin", "label": "run(x)", "live": 0},
                              {"from": "plugin", "to": "plugin", "label": "malloc: b", "live": None},

@@ -5,10 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from minildr.course import figures
 
-
-def test_leagues_are_bands_of_the_rows_they_hold(results):
+def test_leagues_are_bands_of_the_rows_they_hold(figures, results):
     assert figures.league("contract") == figures.IN_PROCESS
     assert figures.league_spans(results.calls) == [
         (figures.IN_PROCESS, 40e-9, 40e-9), (figures.ANOTHER_PROCESS, 40e-6, 40e-6),
@@ -26,7 +24,7 @@ def results():
     return SimpleNamespace(calls=calls, loads=loads, discover=[{"plugins": 3, "seconds": 1e-3}])
 
 
-def test_the_boundary_charts_are_written(results, tmp_path):
+def test_the_boundary_charts_are_written(figures, results, tmp_path):
     fig = figures.boundaries(results, tmp_path / "b.png")
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     assert len(fig.axes) == 2
@@ -37,12 +35,12 @@ def test_the_boundary_charts_are_written(results, tmp_path):
 
 
 @pytest.mark.parametrize("draw", [
-    lambda p: figures.vtable_versions([(0, "struct_size"), (8, "run")], 16,
-                                      [(0, "struct_size"), (8, "run"), (16, "help")], 24, p),
-    lambda p: figures.argument_registers(["a", "b"], ["a", "c"], p),
-    lambda p: figures.isolation(p),
-    lambda p: figures.load_pipeline(p),
+    lambda f, p: f.vtable_versions([(0, "struct_size"), (8, "run")], 16,
+                                   [(0, "struct_size"), (8, "run"), (16, "help")], 24, p),
+    lambda f, p: f.argument_registers(["a", "b"], ["a", "c"], p),
+    lambda f, p: f.isolation(p),
+    lambda f, p: f.load_pipeline(p),
 ])
-def test_each_picture_is_drawn(draw, tmp_path):
-    draw(tmp_path / "f.png")
+def test_each_picture_is_drawn(figures, draw, tmp_path):
+    draw(figures, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
