@@ -78,6 +78,20 @@ def run_python(code: str, *args: object, timeout: float = 120,
         return subprocess.CompletedProcess(exc.cmd, None, exc.stdout or "", exc.stderr or "")
 
 
+# `python -m MODULE ARGS...` with tests/lazy_iri.py imported first (then taken off sys.path):
+# the course's commands import nbformat, whose jsonschema builds RFC 3987's grammar at
+# import (~1.7 s of CPU) for checks they never make. runpy.run_module with alter_sys is
+# what -m runs: the module as __main__, sys.argv[0] its file, its exit status the process's.
+_AS_MAIN = ("import runpy, sys; sys.path.insert(0, sys.argv[1]); import lazy_iri; "
+            "del sys.path[0]; sys.argv[:] = sys.argv[2:]; "
+            "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
+
+
+def python_m(module: str, *args: object) -> "list[str]":
+    """The command line of `python -m module args...` (see _AS_MAIN), for subprocess.run."""
+    return [sys.executable, "-c", _AS_MAIN, str(TESTS), module, *map(str, args)]
+
+
 def run_in_worker_first(monkeypatch, code: str) -> None:
     """Make isolated workers started from now on run `code` before they serve.
 

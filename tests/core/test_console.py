@@ -22,7 +22,7 @@ import pytest
 from minildr import SUFFIX
 from minildr.console import shown_path, tolerant_output
 from minildr.course.selfcheck import NotebookResult, report
-from helpers import ROOT
+from helpers import ROOT, python_m
 
 NARROW = {**os.environ, "PYTHONIOENCODING": "cp1252", "PYTHONPATH": str(ROOT)}
 
@@ -85,7 +85,7 @@ def test_selfcheck_table_on_a_narrow_pipe(tmp_path):
     nb.cells = [nbformat.v4.new_code_cell("from minildr.course.selfcheck import task\n"
                                           "@task('9.1', 'first')\ndef _(): pass")]
     nbformat.write(nb, tmp_path / "09-one.ipynb")
-    done = subprocess.run([sys.executable, "-m", "minildr.course.selfcheck", str(tmp_path)],
+    done = subprocess.run(python_m("minildr.course.selfcheck", tmp_path),
                           capture_output=True, env=NARROW, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr.decode("cp1252", "replace")
     assert b"\\u2705 9.1" in done.stdout and b"1/1 tasks done" in done.stdout

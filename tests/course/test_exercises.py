@@ -17,7 +17,7 @@ from nbval import plugin as nbval_plugin
 
 from minildr.course import exercises, selfcheck
 from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
-from helpers import ROOT, write_plugin
+from helpers import ROOT, python_m, write_plugin
 from platforms import requires_isolation
 
 SOLUTIONS = ROOT / "solutions"
@@ -117,8 +117,8 @@ def test_the_check_command_notices_a_stale_exercise(tmp_path):
     out = tmp_path / "exercises"
     assert len(exercises.generate(SOLUTIONS, out)) == len(list(SOLUTIONS.glob("*.ipynb")))
     (out / "02-smallest-plugin.ipynb").write_text("{}")
-    done = subprocess.run([sys.executable, "-m", "minildr.course.exercises", "--check",
-                           "--solutions", str(SOLUTIONS), "--exercises", str(out)],
+    done = subprocess.run(python_m("minildr.course.exercises", "--check",
+                                   "--solutions", SOLUTIONS, "--exercises", out),
                           capture_output=True, text=True)
     assert done.returncode == 1 and "02-smallest-plugin.ipynb" in done.stdout
 
@@ -296,10 +296,10 @@ def run_check(*paths: Path) -> subprocess.CompletedProcess:
 def check_here(monkeypatch, capsys, *paths: Path) -> "tuple[int, str]":
     """make check's main() in this process, from the repository: its exit status and table.
 
-    The command as a process (run_check) starts Python, minildr and nbformat (whose
-    jsonschema costs ~1.7 s of CPU at import) before the first notebook; its exit
-    status, table and encoding through a pipe are tested on a solution and on a
-    missing folder, the other cases here."""
+    The command as a process starts Python, minildr and nbformat before the first
+    notebook; its exit status and table through a pipe are tested on a missing
+    folder (run_check) and on a done notebook through a cp1252 pipe
+    (tests/core/test_console.py), the other cases here."""
     monkeypatch.chdir(ROOT)
     capsys.readouterr()
     status = selfcheck.main(["--strict", *map(str, paths)])
@@ -350,18 +350,18 @@ def test_no_task_of_a_fresh_exercise_is_done(fresh):
     assert all(verdicts.values()) and all(DONE not in v for v in verdicts.values()), verdicts
 
 
-# The command's exit status 0 and "all done" table, as a process, on one solution:
-# every solution already runs under nbval (make test), its check cells' verdicts
-# compared with the committed "done" ones, so running more here would test the
-# notebooks twice and the command no better.
+# The command's exit status 0 and "all done" table on one solution: every solution
+# already runs under nbval (make test), its check cells' verdicts compared with the
+# committed "done" ones, so running more here would test the notebooks twice and the
+# command no better.
 SOLVED = "00-the-plugin-problem.ipynb"
 SAMPLE = ["01-shared-libraries.ipynb", "02-smallest-plugin.ipynb"]
 
 
-def test_progress_says_all_done_on_a_solution():
-    done = run_check(SOLUTIONS / SOLVED)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "all done" in done.stdout and "not yet" not in done.stdout
+def test_progress_says_all_done_on_a_solution(monkeypatch, capsys):
+    status, table = check_here(monkeypatch, capsys, SOLUTIONS / SOLVED)
+    assert status == 0, table
+    assert "all done" in table and "not yet" not in table
 
 
 def test_progress_says_not_yet_on_fresh_exercises(monkeypatch, capsys, fresh):
