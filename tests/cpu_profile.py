@@ -17,7 +17,9 @@ test` under `time` (or a cpuacct cgroup) to see whether anything is missing.
     python tests/cpu_profile.py FOLDER [--top N] [--tests N]
 
 prints the files by CPU seconds, the slowest tests, the total and the floor
-of the wall time on this machine's cores.
+of the wall time on this machine's cores; and, each row carrying the wall
+clock at its end, when each xdist worker ran its last test: a worker that
+ends long before the last one left a core idle (see SLOW_FIRST in conftest.py).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import json
 import os
 import resource
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -55,7 +58,8 @@ class CpuProfile:
         user, system = now[0] - self.mark[0], now[1] - self.mark[1]
         self.mark = now
         self.out.write(json.dumps({"test": nodeid, "user": round(user, 4),
-                                   "system": round(system, 4)}) + "\n")
+                                   "system": round(system, 4),
+                                   "at": round(time.time(), 2)}) + "\n")
         self.out.flush()
 
     def pytest_collection_finish(self, session) -> None:
@@ -86,8 +90,25 @@ def load(folder: Path) -> "list[dict]":
     rows = []
     for path in sorted(folder.glob("cpu-*.jsonl")):
         with open(path, encoding="utf-8") as f:
-            rows.extend(json.loads(line) for line in f if line.strip())
+            rows.extend({**json.loads(line), "process": path.stem}
+                        for line in f if line.strip())
     return rows
+
+
+def timeline(rows: "list[dict]") -> "list[str]":
+    """When each worker's last test ended, in seconds after the first row of the run."""
+    ends: "dict[str, float]" = {}
+    for row in rows:
+        if "at" in row and row["test"] not in ("<session end>", "<xdist controller>"):
+            ends[row["process"]] = max(ends.get(row["process"], 0.0), row["at"])
+    starts = [row["at"] for row in rows if "at" in row]
+    if len(ends) < 2 or not starts:
+        return []
+    first = min(starts)
+    last = max(ends.values())
+    return [f"each worker's last test ended at (s after the run's first row): "
+            + ", ".join(f"{end - first:.0f}" for end in sorted(ends.values()))
+            + f"; idle before the end: {sum(last - end for end in ends.values()):.0f} worker-s"]
 
 
 def file_of(nodeid: str) -> str:
@@ -114,6 +135,7 @@ def report(rows: "list[dict]", top: int, tests: int, cores: int) -> str:
                      f"{sum(n for _, (_u, _s, n) in rest):6d}  ({len(rest)} other files)")
     lines.append(f"{total:8.1f} {user:8.1f} {system:7.1f} {len(rows):6d}  total "
                  f"(floor of the wall time on {cores} cores: {total / cores:.0f} s)")
+    lines += timeline(rows)
     if tests:
         lines.append("")
         lines.append(f"the {tests} slowest tests (CPU s):")

@@ -38,3 +38,15 @@ def test_the_report_sums_per_file_and_gives_the_floor(tmp_path):
     assert "(1 other files)" in lines[3]
     assert "10.0" in lines[4] and "floor of the wall time on 2 cores: 5 s" in lines[4]
     assert text.splitlines()[-1].split() == ["4.0", "tests/a.py::one"]
+
+
+def test_the_timeline_says_when_each_worker_ended():
+    rows = [{"test": "<collect>", "user": 1, "system": 0, "at": 100.0, "process": "cpu-1"},
+            {"test": "a.py::t", "user": 1, "system": 0, "at": 130.0, "process": "cpu-1"},
+            {"test": "<session end>", "user": 0, "system": 0, "at": 190.0, "process": "cpu-1"},
+            {"test": "<collect>", "user": 1, "system": 0, "at": 101.0, "process": "cpu-2"},
+            {"test": "b.py::t", "user": 1, "system": 0, "at": 190.0, "process": "cpu-2"}]
+    assert cpu_profile.timeline(rows) == [
+        "each worker's last test ended at (s after the run's first row): 30, 90; "
+        "idle before the end: 60 worker-s"]
+    assert cpu_profile.timeline(rows[:3]) == []                   # one process: no timeline
