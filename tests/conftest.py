@@ -49,22 +49,26 @@ def figures() -> ModuleType:
 # quick); started first, these long files run beside the many short ones
 # instead of after them, so the run ends when its work does.
 SLOW_FIRST = (
-    "tests/course/test_exercises.py",           # every exercise under nbval-lax, make check: ~50 s
-    "tests/course/test_nbgrader.py",            # nbgrader's whole cycle (one process): ~25 s
-    "tests/course/test_exercises_crashes.py",   # learners' crashing answers: 5 hangs of 5 s
-    "tests/course/test_exercises_crashes_05_09.py",     # the same: 3 of 5 s, Go's of 10 s
-    "tests/core/test_races.py",                 # 4 processes x 50 builds, twice: ~37 s
-    "tests/isolation/test_isolate.py",
+    "tests/course/test_exercises.py",           # each fresh exercise run once: ~34 s
+    "tests/core/test_races.py",                 # 4 processes x 50 builds, twice: ~35 s
+    "tests/course/test_exercises_crashes_05_09.py",     # 3 hangs of 5 s, Go's of 10 s
+    "tests/course/test_exercises_crashes.py",   # wrong answers: 4 hangs of 5 s
+    "tests/course/test_nbgrader.py",            # nbgrader's whole cycle (one process): ~15 s
     "tests/core/test_interrupts.py",
+    "tests/isolation/test_isolate.py",
     "tests/isolation/test_sandbox.py",
+    "notebooks/09-go-for-real.ipynb",           # Go builds: ~15 s
     "tests/core/test_threads.py",
+    "tests/core/test_hostile.py",
     "tests/isolation/test_isolate_contracts.py",
-    "tests/formats/test_crossbuild.py",         # the committed PE/Mach-O files, fuzzed
+    "solutions/09-go-for-real.ipynb",           # Go builds: ~10 s
     "tests/contracts/test_proxy.py",
-    "tests/contracts/test_memory.py",
+    "tests/course/test_golang.py",
     "tests/course/test_editor.py",
-    "notebooks/09-go-for-real.ipynb",
     "notebooks/07-when-to-use-a-plugin.ipynb",
+    "tests/core/test_bundled.py",
+    "tests/course/test_exercise_00.py",         # a hang of 5 s
+    "tests/course/test_exercise_07.py",         # a hang of 5 s
 )
 
 
