@@ -104,6 +104,39 @@ def test_plan_errors_name_the_file(tmp_path):
     assert minildr.native.plan(AARCH64 / "tls.so").tls is not None     # TLS on AArch64 is read
 
 
+# -- the garbage collector: paused during a load, left as it was found ------------
+@native_host
+def test_a_load_pauses_the_collector_and_leaves_it_as_it_found_it(tmp_path, greet_so):
+    """NativeLibrary pauses gc for the load (library.py says why): no collection runs
+    between its first trace event and its last, even with a threshold of one allocation,
+    and afterwards gc is enabled or disabled as before, after a refused load too."""
+    import gc
+    collections, during = [], []
+    broken = tmp_path / "broken.so"
+    broken.write_bytes(greet_so.read_bytes()[:4096])           # truncated: refused in step 1
+    gc.callbacks.append(lambda phase, info: collections.append(phase))
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            gc.set_threshold(1)                                 # any allocation would collect
+            try:
+                with minildr.native.load(greet_so, trace=lambda event: during.append(
+                        (gc.isenabled(), len(collections)))):
+                    assert gc.isenabled() is enabled
+                    loading = during[:]                         # (close's events come after)
+                with pytest.raises(minildr.PluginError):
+                    minildr.native.load(broken)
+                assert gc.isenabled() is enabled
+            finally:
+                gc.set_threshold(700, 10, 10)
+                gc.enable()
+            assert len(loading) > 5 and not any(running for running, _ in loading)
+            assert len({count for _, count in loading}) == 1, "a collection ran during the load"
+            during.clear()
+    finally:
+        gc.callbacks.pop()
+
+
 # -- the reserve event: the base, before any segment is mapped ---------------------
 @native_host
 def test_reserve_event_gives_the_base_before_the_segments(greet_so):
