@@ -8,6 +8,7 @@ gives `NotAPlugin` naming the file, never an exception from deep inside.
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import struct
 from typing import Dict, List, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
@@ -55,7 +56,8 @@ class Reader:
 
     def __init__(self, data: bytes, path: "os.PathLike[str] | str", order: str = "<") -> None:
         self.data = memoryview(data).toreadonly()
-        self.raw = data if isinstance(data, bytes) else bytes(data)    # for find() without copies
+        # for find() without copies (an mmap, files.read_ranges' sparse read, has find() too)
+        self.raw = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
         self.path = os.fspath(path)
         self.order = order
 

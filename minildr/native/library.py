@@ -27,7 +27,7 @@ from ..errors import (FileChanged, LoadError, PluginNotFound, SymbolNotFound, Sy
 from ..host import HOST
 from ..interrupts import finish
 from ..lifetime import KeepsMappedWhileReferenced
-from . import initfini, lookup, mapping, relocate, resolve, tls, unwind
+from . import initfini, lookup, mapping, relocate, resolve, sparse, tls, unwind
 from .libc import ffi
 from .parse import Plan, parse
 from .validate import check_host
@@ -319,11 +319,12 @@ def load(path: "os.PathLike[str] | str", *, trace: Tracer = None) -> NativeLibra
         raise
 
 
-def read(path: str) -> Tuple[bytes, files.Identity]:
+def read(path: str) -> Tuple[Any, files.Identity]:
     """The file's bytes, read as every file minildr reads (minildr.files: a FIFO, a device,
-    a huge or a changing file is refused, never waited on), and its identity."""
+    a huge or a changing file is refused, never waited on), and its identity; of a large
+    file only the parts step 1 reads (sparse.py: not the machine code, mapped from the file)."""
     try:
-        return files.read_regular(path, files.MAX_PLUGIN_BYTES)
+        return files.read_ranges(path, files.MAX_PLUGIN_BYTES, sparse.file_ranges)
     except (PluginNotFound, UnreadableFile) as exc:
         if type(exc) not in (PluginNotFound, UnreadableFile):
             raise                                 # a FIFO, a device, a changing file: as named
