@@ -259,3 +259,57 @@ def test_step_numbers_follow_the_order_a_load_runs(echo_so):
         assert firsts == sorted(firsts)
         assert order.index("reserve") < order.index("map") and order.index("relocate") < \
             order.index("relro") < order.index("init")
+
+
+# -- a large file is read in parts: the tables, not the machine code -----------------
+def big_plugin(tmp_path, name, cflags=()):
+    """A plugin of about 400 KB: 1,500 functions of code, a 300 KB constant table in
+    read-only data, and a pointer table relocated at load time."""
+    functions = "".join(f"int f{i}(int x) {{ return x * {i} + (x >> {i % 7}) + {i}; }}\n"
+                        for i in range(1500))
+    source = (functions + "const unsigned char table[300000] = {[0 ... 299998] = 7, [299999] = 9};\n"
+              "int (*const calls[])(int) = {" + ", ".join(f"f{i}" for i in range(0, 1500, 50))
+              + "};\nint call(int i, int x) { return calls[i](x) + table[299999]; }\n")
+    return write_plugin(tmp_path, name, source, "int call(int i, int x);\n", cflags=cflags)
+
+
+def code_segment(plan):
+    return next(ph for ph in plan.loads if ph.p_flags & 1)          # PF_X
+
+
+@native_host
+@pytest.mark.parametrize("layout", ["separate code", "code with the tables"])
+def test_a_large_file_is_read_in_parts_and_planned_as_if_read_whole(tmp_path, layout):
+    """files.read_ranges with sparse.file_ranges: a plugin over SPARSE_FROM bytes is read
+    without its machine code (zeros in the copy) yet plans exactly as the whole file
+    does, and loads and runs; linked with the tables in its code segment
+    (-z noseparate-code), that segment is read too."""
+    import mmap
+    from minildr import files
+    from minildr.native import sparse
+    separate = layout == "separate code"
+    if not separate and not linker_supports("noseparate-code"):
+        pytest.skip("this linker has no -z noseparate-code")
+    path = big_plugin(tmp_path, "big", () if separate else ("-Wl,-z,noseparate-code",))
+    whole = path.read_bytes()
+    assert len(whole) >= files.SPARSE_FROM
+    parts, _ = files.read_ranges(str(path), files.MAX_PLUGIN_BYTES, sparse.file_ranges)
+    assert isinstance(parts, mmap.mmap) and len(parts) == len(whole)
+    full, sparse_plan = parse(whole, str(path)), parse(parts, str(path))
+    code = code_segment(full)
+    span = slice(code.p_offset, code.p_offset + code.p_filesz)
+    assert any(whole[span])
+    if separate:
+        assert not any(parts[span]), "the machine code was read"
+        table = whole.find(b"\x07" * 4096)            # read-only data, no table in it
+        assert table > 0 and parts[table:table + 4096] == bytes(4096), "read-only data was read"
+    else:
+        assert parts[span] == whole[span], "the code segment holds the tables: read whole"
+    for name in ("relocations", "needed", "versions", "init", "fini", "loads", "span", "relro"):
+        assert getattr(sparse_plan, name) == getattr(full, name), name
+    assert dict(sparse_plan.used) == dict(full.used)
+    assert [sparse_plan.names[i] for i in sparse_plan.used] == [full.names[i] for i in full.used]
+    with minildr.native.load(path) as lib:
+        call = lib.lookup("call", "int(int, int)")
+        assert [call(i, 3) for i in (0, 1, 29)] == [3 + 0 + 0 + 9, 3 * 50 + (3 >> 1) + 50 + 9,
+                                                     3 * 1450 + (3 >> (1450 % 7)) + 1450 + 9]
