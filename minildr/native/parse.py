@@ -96,8 +96,8 @@ class Plan:
     def other(self, rows: List[Relocation]) -> None:
         tables = {t: [r for r in rows if r.table == t] for t in ("RELA", "JMPREL")}
         self.groups = [g for t, mine in tables.items() for g in by_type(
-            t, [r.offset for r in mine], [r.symbol << 32 | r.type for r in mine],
-            [r.addend % (1 << 64) for r in mine])]
+            t, [r.offset for r in mine], [r.type for r in mine], [r.symbol for r in mine],
+            [r.addend for r in mine])]
         self.used = {i: self.symbols[i] for g in self.groups for i in g.symbols if i}
 
     @property
@@ -157,7 +157,9 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
     """RELA, then JMPREL (the PLT's), each of a type the table supports; then RELR.
 
     A table is read as one array of words (r_offset, r_info, r_addend, ...)
-    and kept as columns: the RELATIVE ones in `Relatives`, the rest by type.
+    and kept as columns, split in C: r_info's halves (type, symbol) and the
+    signed addends are the same bytes read as other arrays. The RELATIVE
+    ones go to `Relatives`, the rest by type.
     """
     relative, groups = Relatives(), []
     for table, addr_tag, size_tag in (("RELA", elf.DT.RELA, elf.DT.RELASZ),
@@ -169,30 +171,34 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
                                   arch.RELATIVE)
         relative.offsets += offsets[:first]             # the linker sorts them first: DT_RELACOUNT
         relative.addends += addends[:first]
-        offsets, rest, addends = offsets[first:].tolist(), infos[first:].tolist(), addends[first:]
-        top = max(rest, default=0) >> 32                  # the highest symbol named
-        for rtype in set(info & 0xFFFFFFFF for info in rest):     # each type checked once
-            validate.check_type(f, arch, rtype, top, nsyms)
-        bulk = [info == arch.RELATIVE for info in rest]    # type RELATIVE, symbol 0: in bulk
-        relative.offsets.extend(compress(offsets, bulk))
-        relative.addends.extend(compress(addends, bulk))
-        keep = [not b for b in bulk]
-        groups += by_type(table, list(compress(offsets, keep)), list(compress(rest, keep)),
-                          list(compress(addends, keep)))
+        offsets, infos, addends = offsets[first:], infos[first:], addends[first:]
+        halves = array("I", infos.tobytes())            # r_info: type, symbol (little-endian)
+        types, symbols = halves[0::2], halves[1::2]
+        for rtype in set(types):                        # each type checked once
+            validate.check_type(f, arch, rtype, max(symbols), nsyms)
+        if infos.count(arch.RELATIVE):                  # type RELATIVE, symbol 0: in bulk
+            bulk = list(map(arch.RELATIVE.__eq__, infos))
+            relative.offsets.extend(compress(offsets, bulk))
+            relative.addends.extend(compress(addends, bulk))
+            keep = [not b for b in bulk]
+            offsets, types, symbols, addends = (array(c.typecode, compress(c, keep))
+                                                for c in (offsets, types, symbols, addends))
+        groups += by_type(table, offsets, types, symbols, array("q", addends.tobytes()))
     relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
     return relative, groups
 
 
-def by_type(table: str, offsets: Sequence[int], infos: Sequence[int],
+def by_type(table: str, offsets: Sequence[int], types: Sequence[int], symbols: Sequence[int],
             addends: Sequence[int]) -> List[Relocations]:
-    """Columns split by relocation type (r_info's low half; its high half is the symbol)."""
-    types = [info & 0xFFFFFFFF for info in infos]
+    """Columns split by relocation type, in the order the table has them (addends signed)."""
+    kinds = list(dict.fromkeys(types))
+    if len(kinds) == 1:                                 # JMPREL: all JUMP_SLOT
+        return [Relocations(table, kinds[0], list(offsets), list(symbols), list(addends))]
     groups = []
-    for rtype in dict.fromkeys(types):                  # in the order the table has them
-        mine = [t == rtype for t in types]
+    for rtype in kinds:
+        mine = list(map(rtype.__eq__, types))
         groups.append(Relocations(table, rtype, list(compress(offsets, mine)),
-                                  [info >> 32 for info in compress(infos, mine)],
-                                  [a - (a >> 63 << 64) for a in compress(addends, mine)]))
+                                  list(compress(symbols, mine)), list(compress(addends, mine))))
     return groups
 
 

@@ -24,7 +24,7 @@ from minildr.native.parse import parse
 from helpers import write_plugin
 from platforms import requires_elf, requires_isolation, requires_proc
 from native_util import (AARCH64, build_relocs, linker_supports, mapped_range, mappings_of,
-                         native_host)
+                         native_host, system_library)
 
 GREET_T = "const char *(void)"
 ffi = minildr.ffi
@@ -207,6 +207,38 @@ def test_relocate_events_name_the_symbol_and_the_word_before(relocs_libs, kind):
         assert all(e.data["value"] == libc_strlen for e in strlen)
         relative = [e for e in events if e.data["type"].endswith("_RELATIVE")]
         assert relative and all(e.data["symbol"] is None for e in relative)
+
+
+@native_host
+@pytest.mark.parametrize("kind", ["plain", "relr", "libz"])
+def test_bulk_relocation_writes_the_image_the_one_by_one_path_writes(relocs_libs, kind):
+    """The default load (relocations written by class, in bulk) and the detailed one
+    (trace=True: every write one at a time, with its event) leave the same writable
+    image, word for word, once each is read relative to its own base; and every
+    RELATIVE word is B + A as the relocation rows say."""
+    if kind == "libz":
+        path = system_library("libz.so.1")
+    elif kind not in relocs_libs:
+        pytest.skip("needs a linker with -z pack-relative-relocs")
+    else:
+        path = relocs_libs[kind]
+    images = []
+    for detailed in (False, True):
+        with minildr.native.load(path, trace=detailed) as lib:
+            span, base = lib.plan.span, lib.base
+            words = []
+            for ph in lib.plan.loads:
+                if ph.p_flags & 2:                                          # PF_W
+                    memory = ffi.buffer(ffi.cast("char *", base + ph.p_vaddr), ph.p_memsz // 8 * 8)
+                    words += [w - base if base <= w < base + span else w
+                              for (w,) in struct.iter_unpack("<Q", bytes(memory))]
+            for r in lib.plan.relocations:
+                if lib.plan.rel_class(r) is Rel.RELATIVE:
+                    word = struct.unpack("<Q", bytes(ffi.buffer(ffi.cast("char *", base + r.offset), 8)))[0]
+                    addend = r.addend if r.table == "RELA" else file_word(lib.plan, r.offset)
+                    assert word == (base + addend) % 2**64, r
+            images.append(words)
+    assert len(images[0]) > 0 and images[0] == images[1]
 
 
 # -- Plugin.loader, Plugin.trace, repr ---------------------------------------------
