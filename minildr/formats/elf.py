@@ -361,7 +361,15 @@ class ElfFile(Reader):
         return ET_NAMES.get(self.header.e_type, f"ELF type {self.header.e_type}")
 
     def segments(self, p_type: int) -> Iterator[Elf64_Phdr]:
-        return (ph for ph in self.program_headers if ph.p_type == p_type)
+        return iter(self._by_type.get(p_type, ()))
+
+    @functools.cached_property
+    def _by_type(self) -> Dict[int, List[Elf64_Phdr]]:
+        """The program headers by p_type, in file order (a load asks a dozen times)."""
+        by_type: Dict[int, List[Elf64_Phdr]] = {}
+        for ph in self.program_headers:
+            by_type.setdefault(ph.p_type, []).append(ph)
+        return by_type
 
     def array(self, code: str, offset: int, count: int, what: str) -> tuple:
         """`count` numbers of struct type `code` ("I", "Q", "H") from `offset`."""

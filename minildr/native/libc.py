@@ -39,7 +39,7 @@ libc = _Libc(**{n: getattr(_c, n) for n in ("mmap", "mprotect", "munmap", "getau
                                             "pthread_self")},
              **{n: getattr(libdl.lib, n) for n in libdl.FUNCTIONS + libdl.GNU_FUNCTIONS})
 # The C types the steps cast to, parsed once here rather than on a load's first use.
-BYTES = ffi.typeof("char *")
+BYTES, CHARS = ffi.typeof("char *"), ffi.typeof("char[]")
 FUNCTION = ffi.typeof("uintptr_t (*)(void)")                   # x86-64 IFUNC resolvers, tls.py
 FUNCTION_HWCAP = ffi.typeof("uintptr_t (*)(uint64_t, void *)")  # AArch64 IFUNC resolvers
 INITIALISER = ffi.typeof("void (*)(int, char **, char **)")

@@ -17,7 +17,6 @@ or any code of the library runs.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from functools import partial
 from itertools import chain, repeat
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
@@ -25,7 +24,7 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 from .. import linkage
 from ..formats import elf
 from ..errors import LoadError
-from .libc import ffi, libc
+from .libc import CHARS, ffi, libc
 from .parse import Plan
 from .trace import Trace
 
@@ -102,7 +101,7 @@ def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Bind
     used = plan.used
     asked = [i for i, sym in used.items() if not its_own(plan, sym)]
     undefined = [i for i in asked if used[i].st_shndx == elf.SHN_UNDEF]
-    strings, start = ffi.from_buffer(plan.elf.raw), plan.names.dyn.strtab[0]   # checked: 1b
+    strings, start = ffi.from_buffer(CHARS, plan.elf.raw), plan.names.dyn.strtab[0]   # checked: 1b
     names = {i: strings + (start + used[i].st_name) for i in asked}   # char *, as C reads it
     versions = {i: plan.versions[v].encode() for i in undefined
                 if plan.versym and (v := plan.versym[i] & ~elf.VERSYM_HIDDEN) in plan.versions}
@@ -159,7 +158,8 @@ def own(sym: Any) -> Binding:
 def traced(plan: Plan, trace: Trace, places: Dict[int, str], versions: Dict[int, bytes]) -> None:
     """One event per symbol in detail (name@version -> where), else one per place, counted."""
     if not trace.detailed:
-        for where, count in Counter(map(places.get, plan.used)).items():
+        found = list(map(places.get, plan.used))
+        for where, count in zip(dict.fromkeys(found), map(found.count, dict.fromkeys(found))):
             trace.event("resolve", f"{count} symbol{'s' * (count > 1)} -> {where}",
                         source=where, count=count)
         return
