@@ -733,15 +733,15 @@ class Names(Sequence[str]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
 
-    def check(self, symbols: Collection[Elf64_Sym]) -> int:
-        """Each of these symbols' names lies in the string table, NUL-terminated: checked at
-        once when the table ends with a NUL; otherwise name by name (the first damaged one
-        raises, naming what is wrong). Returns where the string table starts in the file."""
+    def check(self, names: Collection[int]) -> int:
+        """Each of these names (st_name: offsets in the string table) lies in the string
+        table, NUL-terminated: checked at once when the table ends with a NUL; otherwise
+        name by name (the first damaged one raises, naming what is wrong). Returns where
+        the string table starts in the file."""
         start, size = self.dyn.strtab
-        if not size or self.dyn.f.raw[start + size - 1] or any(
-                sym.st_name >= size for sym in symbols):
-            for sym in symbols:
-                self.dyn.string(sym.st_name, "symbol name")
+        if not size or self.dyn.f.raw[start + size - 1] or max(names, default=0) >= size:
+            for name in names:
+                self.dyn.string(name, "symbol name")
         return start
 
 

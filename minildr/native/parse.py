@@ -24,6 +24,7 @@ from ..formats import elf
 from ..formats.elf import Elf64_Phdr, Elf64_Sym
 from ..formats.reader import sizeof
 from . import validate
+from .bulk import Relocations, Used, by_type
 from .classes import Rel
 from .validate import PAGE, page_down, page_up  # noqa: F401  (PAGE: the unit a notebook plots)
 
@@ -34,16 +35,6 @@ class Relocation(NamedTuple):
     type: int
     symbol: int             # index into the dynamic symbol table (0: none)
     addend: int
-
-
-class Relocations(NamedTuple):
-    """The relocations of one type from one table, as columns: a load reads them a column
-    at a time (libcrypto has 4,191 that are not RELATIVE; no object per relocation)."""
-    table: str
-    type: int
-    offsets: List[int]
-    symbols: List[int]
-    addends: List[int]      # signed
 
 
 @dataclass
@@ -75,7 +66,7 @@ class Plan:
     sysv: Optional[elf.SysvHash]
     relative: Relatives                         # RELATIVE relocations, applied in bulk
     groups: List[Relocations]                   # every other relocation, by type and table
-    used: Dict[int, Elf64_Sym]                  # the symbols they name, by index (step 2's)
+    used: Used                                  # the symbols they name, by index (step 2's)
     init: List[Tuple[str, int]] = field(default_factory=list)    # see read_initfini
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
@@ -98,7 +89,8 @@ class Plan:
         self.groups = [g for t, mine in tables.items() for g in by_type(
             t, [r.offset for r in mine], [r.type for r in mine], [r.symbol for r in mine],
             [r.addend for r in mine])]
-        self.used = {i: self.symbols[i] for g in self.groups for i in g.symbols if i}
+        self.used = Used([i for i in dict.fromkeys(chain.from_iterable(
+            g.symbols for g in self.groups)) if i], self.symbols)
 
     @property
     def relocations(self) -> List[Relocation]:
@@ -126,7 +118,7 @@ def parse(data: bytes, path: str) -> Plan:
                 symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
                 versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
                 gnu=gnu, sysv=sysv, relative=relative, groups=groups,
-                used=dict(zip(used, symbols.rows_at(used))),
+                used=Used(used, symbols),
                 symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
                 rpath=search_path(dyn, elf.DT.RPATH), runpath=search_path(dyn, elf.DT.RUNPATH),
                 tls=validate.check_tls(f, loads))
@@ -186,20 +178,6 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
         groups += by_type(table, offsets, types, symbols, array("q", addends.tobytes()))
     relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
     return relative, groups
-
-
-def by_type(table: str, offsets: Sequence[int], types: Sequence[int], symbols: Sequence[int],
-            addends: Sequence[int]) -> List[Relocations]:
-    """Columns split by relocation type, in the order the table has them (addends signed)."""
-    kinds = list(dict.fromkeys(types))
-    if len(kinds) == 1:                                 # JMPREL: all JUMP_SLOT
-        return [Relocations(table, kinds[0], list(offsets), list(symbols), list(addends))]
-    groups = []
-    for rtype in kinds:
-        mine = list(map(rtype.__eq__, types))
-        groups.append(Relocations(table, rtype, list(compress(offsets, mine)),
-                                  list(compress(symbols, mine)), list(compress(addends, mine))))
-    return groups
 
 
 def leading_relatives(infos: "array[int]", count: int, relative: int) -> int:

@@ -28,59 +28,19 @@ word it replaced.
 from __future__ import annotations
 
 import os
-import struct
-from array import array
-from collections import deque
 from itertools import compress
 from typing import Any, Dict, Iterable, List, Optional
 
 from ..errors import LoadError
 from . import tls
 from .classes import Rel
-from .libc import BYTES, ffi, libc
+from .bulk import MASK, Words
+from .libc import ffi, libc
 from .mapping import PROT_READ
 from .parse import Plan, Relocation, Relocations
 from .resolve import NOWHERE, Binding
 from .trace import Trace
 
-WORD = struct.Struct("<Q")
-MASK = (1 << 64) - 1
-LOW_BITS = bytes(b & 7 for b in range(256))      # a byte -> its low three bits
-WORD_INDEX = (3).__rrshift__                    # at -> at >> 3: the word at byte offset `at`
-
-
-class Words:
-    """The mapped library as 8-byte words: read and written many at a time."""
-
-    def __init__(self, base: int, span: int) -> None:
-        self.bytes = ffi.buffer(ffi.cast(BYTES, base), span)
-        self.words = memoryview(self.bytes).cast("B").cast("Q")
-
-    def read(self, offsets: List[int]) -> List[int]:
-        if aligned(offsets):
-            words = self.words
-            return [words[at >> 3] for at in offsets]
-        return [WORD.unpack_from(self.bytes, at)[0] for at in offsets]
-
-    def write(self, offsets: List[int], values: Iterable[int]) -> None:
-        if aligned(offsets):                    # one loop in C: words[at >> 3] = value
-            values = list(values)
-            try:
-                deque(map(self.words.__setitem__, map(WORD_INDEX, offsets), values), 0)
-            except (ValueError, OverflowError):  # a value out of 0..2**64-1: all again, masked
-                deque(map(self.words.__setitem__, map(WORD_INDEX, offsets),
-                          map(MASK.__and__, values)), 0)
-        else:                                   # the ABI allows it; compilers never do it
-            for at, value in zip(offsets, values):
-                WORD.pack_into(self.bytes, at, value & MASK)
-
-
-def aligned(offsets: "List[int] | array[int]") -> bool:
-    """Every offset a multiple of 8: the low byte of each (the words' bytes read as an
-    array of bytes, every eighth) has its low three bits clear, counted in C."""
-    words = offsets if isinstance(offsets, array) else array("Q", offsets)
-    low = words.tobytes()[::8]
-    return low.translate(LOW_BITS).count(0) == len(low)
 
 
 def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
