@@ -10,7 +10,9 @@ Reading the tables is `minildr.formats.elf`'s job (`DynamicSection`, which
 checks every address, size and count against the file); this step turns
 them into the Plan the other steps follow. Relocations are sorted by class
 as they are read: the RELATIVE ones (nine in ten, and all alike) are kept
-as two arrays that step 4 applies in bulk, the rest as `Relocation` rows.
+as two arrays that step 4 applies in bulk, the rest as columns per type
+(bulk.Relocations; `Plan.other` gives them as `Relocation` rows to read).
+For a large file, `load` has read only the parts this step reads (sparse.py).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from . import validate
 from .bulk import Relocations, Used, by_type
 from .classes import Rel
 from .validate import PAGE, page_down, page_up  # noqa: F401  (PAGE: the unit a notebook plots)
+
 
 class Relocation(NamedTuple):
     """One relocation that is not RELATIVE, as a row (`Plan.other`: for reading)."""
