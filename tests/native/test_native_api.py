@@ -345,3 +345,46 @@ def test_a_large_file_is_read_in_parts_and_planned_as_if_read_whole(tmp_path, la
         call = lib.lookup("call", "int(int, int)")
         assert [call(i, 3) for i in (0, 1, 29)] == [3 + 0 + 0 + 9, 3 * 50 + (3 >> 1) + 50 + 9,
                                                      3 * 1450 + (3 >> (1450 % 7)) + 1450 + 9]
+
+
+def test_reading_in_parts_keeps_the_checks_of_every_read(tmp_path):
+    """files.read_ranges refuses what read_regular refuses, naming the file: a file that
+    grows or shrinks while its parts are read (FileChanged), one over the limit
+    (FileTooLarge), a FIFO or a device (NotARegularFile); a file that is not ELF is read
+    whole; a small file is read as bytes."""
+    import mmap
+    from minildr import files
+    from minildr.errors import FileChanged, FileTooLarge, NotARegularFile
+    from minildr.native import sparse
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 2048)                       # 512 KiB, not ELF
+    data, _ = files.read_ranges(str(big), files.MAX_PLUGIN_BYTES, sparse.file_ranges)
+    assert isinstance(data, mmap.mmap) and data[:] == big.read_bytes()
+
+    def growing(pread, size):
+        with open(big, "ab") as f:
+            f.write(b"more")
+        return [(0, 4096)]
+
+    def shrinking(pread, size):
+        os.truncate(big, 4096)
+        return [(0, size)]
+    for change in (growing, shrinking):
+        with pytest.raises(FileChanged) as err:
+            files.read_ranges(str(big), files.MAX_PLUGIN_BYTES, change)
+        assert str(big) in str(err.value)
+        big.write_bytes(bytes(range(256)) * 2048)
+    with pytest.raises(FileTooLarge, match="more than the 300,000"):
+        files.read_ranges(str(big), 300_000, sparse.file_ranges)
+    fifo = tmp_path / "fifo.so"
+    os.mkfifo(fifo)
+    device = tmp_path / "zero.so"
+    device.symlink_to("/dev/zero")
+    for path in (fifo, device):
+        with pytest.raises(NotARegularFile) as err:
+            files.read_ranges(str(path), files.MAX_PLUGIN_BYTES, sparse.file_ranges)
+        assert str(path) in str(err.value)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"\x7fELF" + bytes(100))
+    assert files.read_ranges(str(small), files.MAX_PLUGIN_BYTES, sparse.file_ranges)[0] \
+        == small.read_bytes()
