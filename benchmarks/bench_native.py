@@ -64,7 +64,8 @@ t, c = time.perf_counter() - t, time.thread_time() - c
 print(i, t, c)
 """
 STEPS = """
-import json, os, sys, time
+import gc, json, os, sys, time
+gc.disable()                        # as NativeLibrary does for a load
 from minildr.native import initfini, mapping, relocate, resolve
 from minildr.native.library import read
 from minildr.native.parse import parse

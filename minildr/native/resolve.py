@@ -117,9 +117,9 @@ def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Bind
         found.update((i, (where, pointer)) for i, pointer in zip(plain + tagged, pointers) if pointer)
     bound = {i: Binding(pointer) for i, (_, pointer) in found.items()}
     places = {i: where for i, (where, _) in found.items()}
-    mine = [i for i in used.indices if i not in bound and i not in used.undefined]
-    bound.update(zip(mine, own_bindings([used[i] for i in mine])))
-    places.update(zip(mine, repeat("this library")))
+    mine = [i not in bound and i not in used.undefined for i in used.indices]
+    bound.update(own_bindings(used, mine))
+    places.update(zip(compress(used.indices, mine), repeat("this library")))
     for index in used.keys() - bound.keys():
         places[index], bound[index] = unfound(plan, index, used[index], versions.get(index))
     traced(plan, trace, places, versions)
@@ -148,11 +148,13 @@ def unfound(plan: Plan, index: int, sym: Any, version: Optional[bytes]) -> Tuple
                                "load the library that does first, or link against it")
 
 
-def own_bindings(symbols: List[Any]) -> Iterator[Binding]:
-    """`own` for each of `symbols`, the Bindings made in C (libcrypto binds 3,062 to itself)."""
-    return map(partial(tuple.__new__, Binding), zip(
-        [sym.st_value for sym in symbols], [sym.st_shndx != elf.SHN_ABS for sym in symbols],
-        [sym.st_info & 0xF == elf.STT_GNU_IFUNC for sym in symbols]))     # ELF64_ST_TYPE
+def own_bindings(used: Any, mine: List[bool]) -> Iterator[Tuple[int, Binding]]:
+    """(index, `own`) for the symbols `mine` marks, from Plan.used's columns, the Bindings
+    made in C (libcrypto binds 3,062 to itself)."""
+    ifunc = int(elf.STT_GNU_IFUNC)
+    return zip(compress(used.indices, mine), map(partial(tuple.__new__, Binding), zip(
+        compress(used.value, mine), [shndx != elf.SHN_ABS for shndx in compress(used.shndx, mine)],
+        [info & 0xF == ifunc for info in compress(used.info, mine)])))     # ELF64_ST_TYPE
 
 
 def own(sym: Any) -> Binding:
