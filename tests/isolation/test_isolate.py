@@ -373,12 +373,13 @@ def test_spinning_worker_gives_the_same_answers_and_output(crashy, monkeypatch, 
 # ---------------------------------------------------------------------------
 # Output: the plugin's stdout and stderr appear in the host's
 # ---------------------------------------------------------------------------
-def test_plugin_output_is_shown_by_the_host(crashy, capsys):
-    with minildr.open(crashy, isolate=True) as plugin:
-        plugin.lookup("say", "void (const char *)")(b"hello")
-        captured = capsys.readouterr()
-        assert captured.out == "plugin stdout: hello\n"
-        assert captured.err == "plugin stderr: hello\n"
+def test_plugin_output_is_shown_by_the_host(shared_crashy, capsys):
+    plugin = shared_crashy
+    capsys.readouterr()
+    plugin.lookup("say", "void (const char *)")(b"hello")
+    captured = capsys.readouterr()
+    assert captured.out == "plugin stdout: hello\n"
+    assert captured.err == "plugin stderr: hello\n"
 
 
 def test_more_output_than_a_pipe_holds(crashy, capsys):
@@ -390,10 +391,10 @@ def test_more_output_than_a_pipe_holds(crashy, capsys):
     assert out.endswith("line 019999 of the flood\n")
 
 
-def test_garbage_on_stdout_is_just_output(crashy, capsys):
-    with minildr.open(crashy, isolate=True) as plugin:
-        plugin.lookup("garbage_stdout", "void (void)")()
-        assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
+def test_garbage_on_stdout_is_just_output(shared_crashy, capsys):
+    plugin = shared_crashy
+    plugin.lookup("garbage_stdout", "void (void)")()
+    assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
     assert "garbage on stdout" in capsys.readouterr().out
 
 
