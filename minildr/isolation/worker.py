@@ -17,7 +17,8 @@ limits (policy.py), then:
    is running, as soon as its lifeline pipe reports that the host has gone.
    A worker that ends after close or end-of-file runs its exit functions
    (Python's atexit ones, then exit(3)'s: the plugin's) but skips the
-   interpreter's teardown (`end`), which was an eighth of a worker's CPU.
+   interpreter's teardown (`end`): about 30 ms of the ~230 ms of CPU a
+   worker cost from start to close (benchmarks/bench_worker_start.py).
 
 Its stdout and stderr are pipes the host forwards; the protocol never uses
 them. After each request the worker flushes C's stdio buffers, so what the
