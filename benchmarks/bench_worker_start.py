@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from timing import built_greet  # noqa: E402  (benchmarks/timing.py: the folder goes at the end)
 
 HOST = r"""
 import json, os, resource, sys, time
@@ -79,13 +81,12 @@ def main() -> None:
     ap.add_argument("--modes", default="isolated,sandboxed")
     args = ap.parse_args()
 
-    sys.path.insert(0, str(ROOT))
-    import minildr
-    scratch = Path(tempfile.mkdtemp(prefix="minildr-bench-start-"))
-    greet = ROOT / "examples" / "greet"
-    plugin = minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h",
-                           out_dir=scratch / "out")
-    trees = {args.ref: unpack(args.ref, Path(tempfile.mkdtemp(dir=scratch))), "this": ROOT}
+    with built_greet() as plugin, tempfile.TemporaryDirectory(prefix="minildr-bench-") as other:
+        compare({args.ref: unpack(args.ref, Path(other)), "this": ROOT}, plugin, args)
+
+
+def compare(trees: Dict[str, Path], plugin: Path, args: argparse.Namespace) -> None:
+    """The rounds, then the table (see the module's docstring)."""
     modes = args.modes.split(",")
     for tree in trees.values():                       # warm up: bytecode, the C call loop
         for mode in modes:
