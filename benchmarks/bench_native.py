@@ -64,21 +64,24 @@ t, c = time.perf_counter() - t, time.thread_time() - c
 print(i, t, c)
 """
 STEPS = """
-import json, os, sys, time
+import gc, json, os, sys, time
+gc.disable()                        # as NativeLibrary does for a load
 from minildr.native import initfini, mapping, relocate, resolve
+from minildr.native.library import read
 from minildr.native.parse import parse
 from minildr.native.trace import Trace
-path = sys.argv[1]; data = open(path, "rb").read(); fd = os.open(path, os.O_RDONLY)
-trace, t = Trace(), [time.perf_counter()]
-plan = parse(data, path); t.append(time.perf_counter())
-handles = resolve.open_needed(plan, trace); bound = resolve.bind_symbols(plan, handles, trace)
-t.append(time.perf_counter())
-base = mapping.reserve(plan, trace); mapping.map_segments(plan, base, fd, trace); t.append(time.perf_counter())
+path = sys.argv[1]; fd = os.open(path, os.O_RDONLY)
+trace, t = Trace(), [time.thread_time()]
+data, _ = read(path); t.append(time.thread_time())
+plan = parse(data, path); t.append(time.thread_time())
+handles = []; resolve.open_needed(plan, trace, handles); bound = resolve.bind_symbols(plan, handles, trace)
+t.append(time.thread_time())
+base = mapping.reserve(plan, trace); mapping.map_segments(plan, base, fd, trace); t.append(time.thread_time())
 relocate.relocate(plan, base, bound, trace); relocate.protect_relro(plan, base, trace)
-t.append(time.perf_counter())
+t.append(time.thread_time())
 initfini.run(plan, base, initfini.functions(plan, base, plan.init), "init", trace, [])
-t.append(time.perf_counter())
-print(json.dumps({"steps": dict(zip(["parse", "needed+bind", "map", "relocate+relro", "init"],
+t.append(time.thread_time())
+print(json.dumps({"steps": dict(zip(["read", "parse", "needed+bind", "map", "relocate+relro", "init"],
                                     [b - a for a, b in zip(t, t[1:])])),
                   "relocations": sum(trace.counts().values()), "symbols": len(bound)}))
 """
@@ -148,7 +151,7 @@ def report(args: argparse.Namespace, folders: contextlib.ExitStack) -> None:
     imports = statistics.median(t["import"] for *_, t in rows)
     print(f"(import minildr.native, once per process and outside the timed load: "
           f"{imports * 1e3:.0f} ms)")
-    print("\nnative load of each, step by step (one fresh process):")
+    print("\nnative load of each, step by step (one fresh process, CPU time of each step):")
     for row, path, _, _ in rows:
         out = subprocess.run([sys.executable, "-c", STEPS, str(path)], capture_output=True,
                              text=True, cwd=ROOT, check=True)

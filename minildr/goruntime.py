@@ -81,12 +81,13 @@ def has_go_buildinfo(f: elf.ElfFile) -> bool:
     for ph in f.segments(elf.PT_LOAD):
         if ph.p_flags & (elf.PF_W | elf.PF_X) != elf.PF_W:
             continue
-        data = bytes(f.data[ph.p_offset:ph.p_offset + ph.p_filesz])   # (cut to the file)
-        at = data.find(BUILDINFO_MAGIC)
+        start = ph.p_offset                 # searched in place, no copy (cut to the file)
+        end = min(ph.p_offset + ph.p_filesz, len(f.raw))
+        at = f.raw.find(BUILDINFO_MAGIC, start, end)
         while at != -1:
-            if (ph.p_vaddr + at) % BUILDINFO_ALIGN == 0:
+            if (ph.p_vaddr + at - start) % BUILDINFO_ALIGN == 0:
                 return True
-            at = data.find(BUILDINFO_MAGIC, at + 1)
+            at = f.raw.find(BUILDINFO_MAGIC, at + 1, end)
     return False
 
 

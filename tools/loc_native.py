@@ -30,7 +30,7 @@ from typing import Dict, Set, Tuple
 NATIVE = Path(__file__).resolve().parents[1] / "minildr" / "native"
 CORE = ["parse.py", "resolve.py", "mapping.py", "relocate.py", "classes.py", "x86_64.py",
         "aarch64.py", "initfini.py", "lookup.py", "trace.py", "libc.py"]
-BESIDE = ["validate.py", "tls.py", "unwind.py", "initstack.py"]
+BESIDE = ["validate.py", "tls.py", "unwind.py", "initstack.py", "sparse.py", "bulk.py"]
 REST = ["library.py", "__init__.py"]
 NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
             tokenize.ENCODING, tokenize.ENDMARKER}

@@ -361,7 +361,15 @@ class ElfFile(Reader):
         return ET_NAMES.get(self.header.e_type, f"ELF type {self.header.e_type}")
 
     def segments(self, p_type: int) -> Iterator[Elf64_Phdr]:
-        return (ph for ph in self.program_headers if ph.p_type == p_type)
+        return iter(self._by_type.get(p_type, ()))
+
+    @functools.cached_property
+    def _by_type(self) -> Dict[int, List[Elf64_Phdr]]:
+        """The program headers by p_type, in file order (a load asks a dozen times)."""
+        by_type: Dict[int, List[Elf64_Phdr]] = {}
+        for ph in self.program_headers:
+            by_type.setdefault(ph.p_type, []).append(ph)
+        return by_type
 
     def array(self, code: str, offset: int, count: int, what: str) -> tuple:
         """`count` numbers of struct type `code` ("I", "Q", "H") from `offset`."""
@@ -725,15 +733,15 @@ class Names(Sequence[str]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
 
-    def check(self, symbols: Collection[Elf64_Sym]) -> int:
-        """Each of these symbols' names lies in the string table, NUL-terminated: checked at
-        once when the table ends with a NUL; otherwise name by name (the first damaged one
-        raises, naming what is wrong). Returns where the string table starts in the file."""
+    def check(self, names: Collection[int]) -> int:
+        """Each of these names (st_name: offsets in the string table) lies in the string
+        table, NUL-terminated: checked at once when the table ends with a NUL; otherwise
+        name by name (the first damaged one raises, naming what is wrong). Returns where
+        the string table starts in the file."""
         start, size = self.dyn.strtab
-        if not size or self.dyn.f.raw[start + size - 1] or any(
-                sym.st_name >= size for sym in symbols):
-            for sym in symbols:
-                self.dyn.string(sym.st_name, "symbol name")
+        if not size or self.dyn.f.raw[start + size - 1] or max(names, default=0) >= size:
+            for name in names:
+                self.dyn.string(name, "symbol name")
         return start
 
 

@@ -8,9 +8,10 @@ gives `NotAPlugin` naming the file, never an exception from deep inside.
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import struct
-from typing import Dict, List, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
+from typing import Dict, Iterator, List, Sequence, NoReturn, Optional, Tuple, Type, TypeVar, get_type_hints
 
 from ..errors import NotAPlugin
 
@@ -55,7 +56,8 @@ class Reader:
 
     def __init__(self, data: bytes, path: "os.PathLike[str] | str", order: str = "<") -> None:
         self.data = memoryview(data).toreadonly()
-        self.raw = data if isinstance(data, bytes) else bytes(data)    # for find() without copies
+        # for find() without copies (an mmap, files.read_ranges' sparse read, has find() too)
+        self.raw = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
         self.path = os.fspath(path)
         self.order = order
 
@@ -124,9 +126,16 @@ class Table(Sequence[T]):
     def rows_at(self, indices: Sequence[int]) -> List[T]:
         """The structures at `indices` (each in range), unpacked in C, not one Python call
         each (a load wants 3,205 of libcrypto's 5,511 symbols)."""
+        return list(map(functools.partial(tuple.__new__, self.cls), self.tuples_at(indices)))
+
+    def columns_at(self, indices: Sequence[int]) -> List[List[int]]:
+        """The fields of the structures at `indices`, one list per field (column), in C."""
+        columns = list(map(list, zip(*self.tuples_at(indices))))
+        return columns or [[] for _ in self.cls._fields]      # type: ignore[attr-defined]
+
+    def tuples_at(self, indices: Sequence[int]) -> "Iterator[tuple]":
         size, unpack = self.layout.size, functools.partial(self.layout.unpack_from, self.data)
-        rows = map(unpack, [self.offset + size * i for i in indices])
-        return list(map(functools.partial(tuple.__new__, self.cls), rows))
+        return map(unpack, map((self.offset).__add__, map(size.__mul__, indices)))
 
 
 def c_string(raw: bytes) -> str:

@@ -25,6 +25,11 @@ ffi.cdef("""
     uintptr_t pthread_self(void);
     extern char **environ;
 """)
+# dlsym and dlvsym again, taking addresses as integers: step 2 passes the address of each
+# name in the file's string table, computed in C (no cdata object per symbol).
+ffi.cdef("""
+    uintptr_t dlsym(uintptr_t handle, uintptr_t symbol);
+""", override=True)
 _c = ffi.dlopen(None)
 
 
@@ -36,10 +41,10 @@ class _Libc(types.SimpleNamespace):
 
 
 libc = _Libc(**{n: getattr(_c, n) for n in ("mmap", "mprotect", "munmap", "getauxval",
-                                            "pthread_self")},
+                                            "pthread_self")}, dlsym_at=_c.dlsym,
              **{n: getattr(libdl.lib, n) for n in libdl.FUNCTIONS + libdl.GNU_FUNCTIONS})
 # The C types the steps cast to, parsed once here rather than on a load's first use.
-BYTES = ffi.typeof("char *")
+BYTES, CHARS, ADDRESS = ffi.typeof("char *"), ffi.typeof("char[]"), ffi.typeof("uintptr_t")
 FUNCTION = ffi.typeof("uintptr_t (*)(void)")                   # x86-64 IFUNC resolvers, tls.py
 FUNCTION_HWCAP = ffi.typeof("uintptr_t (*)(uint64_t, void *)")  # AArch64 IFUNC resolvers
 INITIALISER = ffi.typeof("void (*)(int, char **, char **)")

@@ -10,7 +10,9 @@ Reading the tables is `minildr.formats.elf`'s job (`DynamicSection`, which
 checks every address, size and count against the file); this step turns
 them into the Plan the other steps follow. Relocations are sorted by class
 as they are read: the RELATIVE ones (nine in ten, and all alike) are kept
-as two arrays that step 4 applies in bulk, the rest as `Relocation` rows.
+as two arrays that step 4 applies in bulk, the rest as columns per type
+(bulk.Relocations; `Plan.other` gives them as `Relocation` rows to read).
+For a large file, `load` has read only the parts this step reads (sparse.py).
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ from ..formats import elf
 from ..formats.elf import Elf64_Phdr, Elf64_Sym
 from ..formats.reader import sizeof
 from . import validate
+from .bulk import Relocations, Used, by_type
 from .classes import Rel
 from .validate import PAGE, page_down, page_up  # noqa: F401  (PAGE: the unit a notebook plots)
+
 
 class Relocation(NamedTuple):
     """One relocation that is not RELATIVE, as a row (`Plan.other`: for reading)."""
@@ -34,16 +38,6 @@ class Relocation(NamedTuple):
     type: int
     symbol: int             # index into the dynamic symbol table (0: none)
     addend: int
-
-
-class Relocations(NamedTuple):
-    """The relocations of one type from one table, as columns: a load reads them a column
-    at a time (libcrypto has 4,191 that are not RELATIVE; no object per relocation)."""
-    table: str
-    type: int
-    offsets: List[int]
-    symbols: List[int]
-    addends: List[int]      # signed
 
 
 @dataclass
@@ -75,7 +69,7 @@ class Plan:
     sysv: Optional[elf.SysvHash]
     relative: Relatives                         # RELATIVE relocations, applied in bulk
     groups: List[Relocations]                   # every other relocation, by type and table
-    used: Dict[int, Elf64_Sym]                  # the symbols they name, by index (step 2's)
+    used: Used                                  # the symbols they name, by index (step 2's)
     init: List[Tuple[str, int]] = field(default_factory=list)    # see read_initfini
     fini: List[Tuple[str, int]] = field(default_factory=list)
     symbolic: bool = False
@@ -96,9 +90,10 @@ class Plan:
     def other(self, rows: List[Relocation]) -> None:
         tables = {t: [r for r in rows if r.table == t] for t in ("RELA", "JMPREL")}
         self.groups = [g for t, mine in tables.items() for g in by_type(
-            t, [r.offset for r in mine], [r.symbol << 32 | r.type for r in mine],
-            [r.addend % (1 << 64) for r in mine])]
-        self.used = {i: self.symbols[i] for g in self.groups for i in g.symbols if i}
+            t, [r.offset for r in mine], [r.type for r in mine], [r.symbol for r in mine],
+            [r.addend for r in mine])]
+        self.used = Used([i for i in dict.fromkeys(chain.from_iterable(
+            g.symbols for g in self.groups)) if i], self.symbols)
 
     @property
     def relocations(self) -> List[Relocation]:
@@ -126,7 +121,7 @@ def parse(data: bytes, path: str) -> Plan:
                 symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
                 versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
                 gnu=gnu, sysv=sysv, relative=relative, groups=groups,
-                used=dict(zip(used, symbols.rows_at(used))),
+                used=Used(used, symbols),
                 symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
                 rpath=search_path(dyn, elf.DT.RPATH), runpath=search_path(dyn, elf.DT.RUNPATH),
                 tls=validate.check_tls(f, loads))
@@ -157,7 +152,9 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
     """RELA, then JMPREL (the PLT's), each of a type the table supports; then RELR.
 
     A table is read as one array of words (r_offset, r_info, r_addend, ...)
-    and kept as columns: the RELATIVE ones in `Relatives`, the rest by type.
+    and kept as columns, split in C: r_info's halves (type, symbol) and the
+    signed addends are the same bytes read as other arrays. The RELATIVE
+    ones go to `Relatives`, the rest by type.
     """
     relative, groups = Relatives(), []
     for table, addr_tag, size_tag in (("RELA", elf.DT.RELA, elf.DT.RELASZ),
@@ -169,31 +166,21 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
                                   arch.RELATIVE)
         relative.offsets += offsets[:first]             # the linker sorts them first: DT_RELACOUNT
         relative.addends += addends[:first]
-        offsets, rest, addends = offsets[first:].tolist(), infos[first:].tolist(), addends[first:]
-        top = max(rest, default=0) >> 32                  # the highest symbol named
-        for rtype in set(info & 0xFFFFFFFF for info in rest):     # each type checked once
-            validate.check_type(f, arch, rtype, top, nsyms)
-        bulk = [info == arch.RELATIVE for info in rest]    # type RELATIVE, symbol 0: in bulk
-        relative.offsets.extend(compress(offsets, bulk))
-        relative.addends.extend(compress(addends, bulk))
-        keep = [not b for b in bulk]
-        groups += by_type(table, list(compress(offsets, keep)), list(compress(rest, keep)),
-                          list(compress(addends, keep)))
+        offsets, infos, addends = offsets[first:], infos[first:], addends[first:]
+        halves = array("I", infos.tobytes())            # r_info: type, symbol (little-endian)
+        types, symbols = halves[0::2], halves[1::2]
+        for rtype in set(types):                        # each type checked once
+            validate.check_type(f, arch, rtype, max(symbols), nsyms)
+        if infos.count(arch.RELATIVE):                  # type RELATIVE, symbol 0: in bulk
+            bulk = list(map(arch.RELATIVE.__eq__, infos))
+            relative.offsets.extend(compress(offsets, bulk))
+            relative.addends.extend(compress(addends, bulk))
+            keep = [not b for b in bulk]
+            offsets, types, symbols, addends = (array(c.typecode, compress(c, keep))
+                                                for c in (offsets, types, symbols, addends))
+        groups += by_type(table, offsets, types, symbols, array("q", addends.tobytes()))
     relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
     return relative, groups
-
-
-def by_type(table: str, offsets: Sequence[int], infos: Sequence[int],
-            addends: Sequence[int]) -> List[Relocations]:
-    """Columns split by relocation type (r_info's low half; its high half is the symbol)."""
-    types = [info & 0xFFFFFFFF for info in infos]
-    groups = []
-    for rtype in dict.fromkeys(types):                  # in the order the table has them
-        mine = [t == rtype for t in types]
-        groups.append(Relocations(table, rtype, list(compress(offsets, mine)),
-                                  [info >> 32 for info in compress(infos, mine)],
-                                  [a - (a >> 63 << 64) for a in compress(addends, mine)]))
-    return groups
 
 
 def leading_relatives(infos: "array[int]", count: int, relative: int) -> int:

@@ -27,51 +27,20 @@ word it replaced.
 """
 from __future__ import annotations
 
-import functools
-import operator
 import os
-import struct
 from itertools import compress
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from ..errors import LoadError
 from . import tls
 from .classes import Rel
-from .libc import BYTES, ffi, libc
+from .bulk import MASK, Words
+from .libc import ffi, libc
 from .mapping import PROT_READ
 from .parse import Plan, Relocation, Relocations
 from .resolve import NOWHERE, Binding
 from .trace import Trace
 
-WORD = struct.Struct("<Q")
-MASK = (1 << 64) - 1
-
-
-class Words:
-    """The mapped library as 8-byte words: read and written many at a time."""
-
-    def __init__(self, base: int, span: int) -> None:
-        self.bytes = ffi.buffer(ffi.cast(BYTES, base), span)
-        self.words = memoryview(self.bytes).cast("B").cast("Q")
-
-    def read(self, offsets: List[int]) -> List[int]:
-        if aligned(offsets):
-            words = self.words
-            return [words[at >> 3] for at in offsets]
-        return [WORD.unpack_from(self.bytes, at)[0] for at in offsets]
-
-    def write(self, offsets: List[int], values: List[int]) -> None:
-        if aligned(offsets):
-            words = self.words
-            for at, value in zip(offsets, values):
-                words[at >> 3] = value & MASK
-        else:                                   # the ABI allows it; compilers never do it
-            for at, value in zip(offsets, values):
-                WORD.pack_into(self.bytes, at, value & MASK)
-
-
-def aligned(offsets: List[int]) -> bool:
-    return not functools.reduce(operator.or_, offsets, 0) & 7
 
 
 def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
@@ -81,7 +50,7 @@ def relocate(plan: Plan, base: int, bound: Dict[int, Binding], trace: Trace,
     `tls_module`: the module id of the library's own TLS block (tls.py), if it has one.
     """
     memory, rel, relative = Words(base, plan.span), plan.relative, plan.arch.SUPPORTED[plan.arch.RELATIVE][0]
-    store(plan, memory, trace, relative, "RELA", rel.offsets, list(map(base.__add__, rel.addends)))
+    store(plan, memory, trace, relative, "RELA", rel.offsets, map(base.__add__, rel.addends))
     store(plan, memory, trace, relative, "RELR", rel.relr, [base + w for w in memory.read(rel.relr)])
     later: List[Relocation] = []
     ifuncs = {index for index, binding in bound.items() if binding.ifunc}
@@ -137,12 +106,13 @@ def tls_value(plan: Plan, cls: Rel, r: Relocation, binding: Binding, module: int
 
 
 def store(plan: Plan, memory: Words, trace: Trace, name: str, table: str, offsets: List[int],
-          values: List[int], symbols: Optional[List[int]] = None, note: str = "",
+          values: Iterable[int], symbols: Optional[List[int]] = None, note: str = "",
           **extra: Any) -> None:
     """Write `values` at `offsets` (relocations of one type), and tell the trace."""
     if not offsets:
         return
     if trace.detailed:              # every write, with the word it replaced
+        values = list(values)
         for i, (at, value, before) in enumerate(zip(offsets, values, memory.read(offsets))):
             symbol = symbols[i] if symbols else 0
             trace.event("relocate", f"{name:<20} base+{at:#07x} = {value & MASK:#x}{note}",

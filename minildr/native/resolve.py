@@ -17,15 +17,14 @@ or any code of the library runs.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from functools import partial
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .. import linkage
 from ..formats import elf
 from ..errors import LoadError
-from .libc import ffi, libc
+from .libc import ADDRESS, BYTES, CHARS, ffi, libc
 from .parse import Plan
 from .trace import Trace
 
@@ -100,37 +99,43 @@ def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Bind
     place the symbols were found, with how many.
     """
     used = plan.used
-    asked = [i for i, sym in used.items() if not its_own(plan, sym)]
-    undefined = [i for i in asked if used[i].st_shndx == elf.SHN_UNDEF]
-    strings, start = ffi.from_buffer(plan.elf.raw), plan.names.dyn.strtab[0]   # checked: 1b
-    names = {i: strings + (start + used[i].st_name) for i in asked}   # char *, as C reads it
+    asked = list(compress(used.indices, [not own for own in its_own(plan, used)]))
+    undefined = [i for i in asked if i in used.undefined]
+    strings = ffi.from_buffer(CHARS, plan.elf.raw)      # the file's bytes, as C reads them
+    at = int(ffi.cast(ADDRESS, strings)) + plan.names.dyn.strtab[0]      # checked: step 1b
+    names = dict(zip(used.indices, map(at.__add__, used.name)))        # each name's address
     versions = {i: plan.versions[v].encode() for i in undefined
                 if plan.versym and (v := plan.versym[i] & ~elf.VERSYM_HIDDEN) in plan.versions}
     found: Dict[int, Tuple[str, int]] = {}
     for where, handle in [("the host process", RTLD_DEFAULT), *zip(plan.needed, handles)]:
         wanted = asked if handle is RTLD_DEFAULT else [i for i in undefined if i not in found]
         plain, tagged = [i for i in wanted if i not in versions], [i for i in wanted if i in versions]
-        pointers = chain(map(libc.dlsym, repeat(handle), map(names.get, plain)), map(
-            libc.dlvsym, repeat(handle), map(names.get, tagged), map(versions.get, tagged)))
+        pointers = chain(map(libc.dlsym_at, repeat(int(ffi.cast(ADDRESS, handle))),
+                             map(names.get, plain)),
+                         map(libc.dlvsym, repeat(handle), [ffi.cast(BYTES, names[i]) for i in tagged],
+                             map(versions.get, tagged)))
         found.update((i, (where, pointer)) for i, pointer in zip(plain + tagged, pointers) if pointer)
     bound = {i: Binding(pointer) for i, (_, pointer) in found.items()}
     places = {i: where for i, (where, _) in found.items()}
-    mine = [i for i in used if i not in bound and used[i].st_shndx != elf.SHN_UNDEF]
-    bound.update(zip(mine, own_bindings([used[i] for i in mine])))
-    places.update(zip(mine, repeat("this library")))
+    mine = [i not in bound and i not in used.undefined for i in used.indices]
+    bound.update(own_bindings(used, mine))
+    places.update(zip(compress(used.indices, mine), repeat("this library")))
     for index in used.keys() - bound.keys():
         places[index], bound[index] = unfound(plan, index, used[index], versions.get(index))
     traced(plan, trace, places, versions)
     return bound
 
 
-def its_own(plan: Plan, sym: Any) -> bool:
-    """A local symbol, or -Bsymbolic, or protected visibility, or its own TLS (tls.py):
-    defined here and always this library's own, whatever the host defines. (The
-    ELF64_ST_BIND, _TYPE and _VISIBILITY macros written out: this runs for every symbol.)"""
-    return sym.st_shndx != elf.SHN_UNDEF and (
-        plan.symbolic or sym.st_info >> 4 == elf.STB_LOCAL or sym.st_info & 0xF == elf.STT_TLS
-        or sym.st_other & 3 == elf.STV_PROTECTED)
+def its_own(plan: Plan, used: Any) -> List[bool]:
+    """For each symbol: a local symbol, or -Bsymbolic, or protected visibility, or its own
+    TLS (tls.py): defined here and always this library's own, whatever the host defines.
+    (The ELF64_ST_BIND, _TYPE and _VISIBILITY macros written out, over Plan.used's
+    columns: this runs for every symbol.)"""
+    local, tls, protected = int(elf.STB_LOCAL), int(elf.STT_TLS), int(elf.STV_PROTECTED)
+    symbolic = plan.symbolic
+    return [shndx != elf.SHN_UNDEF and (symbolic or info >> 4 == local or info & 0xF == tls
+                                        or other & 3 == protected)
+            for shndx, info, other in zip(used.shndx, used.info, used.other)]
 
 
 def unfound(plan: Plan, index: int, sym: Any, version: Optional[bytes]) -> Tuple[str, Binding]:
@@ -143,11 +148,13 @@ def unfound(plan: Plan, index: int, sym: Any, version: Optional[bytes]) -> Tuple
                                "load the library that does first, or link against it")
 
 
-def own_bindings(symbols: List[Any]) -> Iterator[Binding]:
-    """`own` for each of `symbols`, the Bindings made in C (libcrypto binds 3,062 to itself)."""
-    return map(partial(tuple.__new__, Binding), zip(
-        [sym.st_value for sym in symbols], [sym.st_shndx != elf.SHN_ABS for sym in symbols],
-        [sym.st_info & 0xF == elf.STT_GNU_IFUNC for sym in symbols]))     # ELF64_ST_TYPE
+def own_bindings(used: Any, mine: List[bool]) -> Iterator[Tuple[int, Binding]]:
+    """(index, `own`) for the symbols `mine` marks, from Plan.used's columns, the Bindings
+    made in C (libcrypto binds 3,062 to itself)."""
+    ifunc = int(elf.STT_GNU_IFUNC)
+    return zip(compress(used.indices, mine), map(partial(tuple.__new__, Binding), zip(
+        compress(used.value, mine), [shndx != elf.SHN_ABS for shndx in compress(used.shndx, mine)],
+        [info & 0xF == ifunc for info in compress(used.info, mine)])))     # ELF64_ST_TYPE
 
 
 def own(sym: Any) -> Binding:
@@ -159,7 +166,8 @@ def own(sym: Any) -> Binding:
 def traced(plan: Plan, trace: Trace, places: Dict[int, str], versions: Dict[int, bytes]) -> None:
     """One event per symbol in detail (name@version -> where), else one per place, counted."""
     if not trace.detailed:
-        for where, count in Counter(map(places.get, plan.used)).items():
+        found = list(map(places.get, plan.used))
+        for where, count in zip(dict.fromkeys(found), map(found.count, dict.fromkeys(found))):
             trace.event("resolve", f"{count} symbol{'s' * (count > 1)} -> {where}",
                         source=where, count=count)
         return

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import sys
+from itertools import compress
 from types import ModuleType
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
@@ -38,6 +39,7 @@ EI_ABIVERSION, EI_PAD = 8, 9
 ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
 LIBC_ABI_MAX = 4            # glibc's libc-abis on x86_64: DEFAULT, UNIQUE, IFUNC, ABSOLUTE (sysv/linux/ldsodefs.h)
 DF_1_NOOPEN, DF_1_PIE = 0x40, 0x08000000
+SYMBOL_TYPE = bytes(b & 0xF for b in range(256))   # st_info -> its type (ELF64_ST_TYPE)
 
 
 def refuse(path: str, feature: str) -> NoReturn:
@@ -211,26 +213,28 @@ def check_relocations(plan: Any) -> None:
         check_targets_outside(f, relative + written,
                               [at for g, cls in groups if cls is not Rel.SYMBOLIC
                                for at in g.offsets], plan.tls)
-    plan.names.check(plan.used.values())
+    plan.names.check(plan.used.name)
     check_symbols(f, loads, plan.used, plan.names, use)
     for g, cls in groups:
         for addend in g.addends if cls is Rel.IRELATIVE else ():
             check_code(f, loads, addend, "an IFUNC resolver")
 
 
-def check_symbols(f: elf.ElfFile, loads: List[Elf64_Phdr], used: Dict[int, elf.Elf64_Sym],
+def check_symbols(f: elf.ElfFile, loads: List[Elf64_Phdr], used: Any,
                   names: Sequence[str], use: Dict[int, str]) -> None:
-    """check_symbol for every symbol a relocation uses, in bulk: the defined ones' values,
-    sorted once, counted inside the segments by bisection; the TLS ones compared as a set.
-    Symbol by symbol only if something is wrong (to name it), and for IFUNCs."""
-    values = sorted(sym.st_value for i, sym in used.items()
-                    if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and i not in use)
+    """check_symbol for every symbol a relocation uses, in bulk, over Plan.used's columns:
+    the defined ones' values, sorted once, counted inside the segments by bisection; the
+    TLS ones compared as a set. Symbol by symbol only if something is wrong (to name it),
+    and for IFUNCs."""
+    values = sorted(compress(used.value, [shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and i not in use
+                                          for i, shndx in zip(used.indices, used.shndx)]))
     inside = sum(bisect.bisect_right(values, ph.p_vaddr + ph.p_memsz)
                  - bisect.bisect_left(values, ph.p_vaddr) for ph in loads)
-    tls, ifunc = elf.STT.TLS, elf.STT.GNU_IFUNC      # st_info & 0xF: ELF64_ST_TYPE
-    wrong = inside != len(values) or {i for i, sym in used.items()
-                                      if sym.st_info & 0xF == tls} != set(use) - {0}
-    for index in used if wrong else [i for i, sym in used.items() if sym.st_info & 0xF == ifunc]:
+    types = bytes(used.info).translate(SYMBOL_TYPE)          # st_info & 0xF: ELF64_ST_TYPE
+    tls, ifunc = int(elf.STT.TLS), int(elf.STT.GNU_IFUNC)
+    wrong = inside != len(values) or types.count(tls) != len(set(use) - {0}) or (
+        use and set(compress(used.indices, map(tls.__eq__, types))) != set(use) - {0})
+    for index in used if wrong else compress(used.indices, map(ifunc.__eq__, types)):
         check_symbol(f, loads, used[index], names[index], use.get(index))
 
 

@@ -24,7 +24,7 @@ from minildr.native.parse import parse
 from helpers import write_plugin
 from platforms import requires_elf, requires_isolation, requires_proc
 from native_util import (AARCH64, build_relocs, linker_supports, mapped_range, mappings_of,
-                         native_host)
+                         native_host, system_library)
 
 GREET_T = "const char *(void)"
 ffi = minildr.ffi
@@ -104,6 +104,39 @@ def test_plan_errors_name_the_file(tmp_path):
     assert minildr.native.plan(AARCH64 / "tls.so").tls is not None     # TLS on AArch64 is read
 
 
+# -- the garbage collector: paused during a load, left as it was found ------------
+@native_host
+def test_a_load_pauses_the_collector_and_leaves_it_as_it_found_it(tmp_path, greet_so):
+    """NativeLibrary pauses gc for the load (library.py says why): no collection runs
+    between its first trace event and its last, even with a threshold of one allocation,
+    and afterwards gc is enabled or disabled as before, after a refused load too."""
+    import gc
+    collections, during = [], []
+    broken = tmp_path / "broken.so"
+    broken.write_bytes(greet_so.read_bytes()[:4096])           # truncated: refused in step 1
+    gc.callbacks.append(lambda phase, info: collections.append(phase))
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            gc.set_threshold(1)                                 # any allocation would collect
+            try:
+                with minildr.native.load(greet_so, trace=lambda event: during.append(
+                        (gc.isenabled(), len(collections)))):
+                    assert gc.isenabled() is enabled
+                    loading = during[:]                         # (close's events come after)
+                with pytest.raises(minildr.PluginError):
+                    minildr.native.load(broken)
+                assert gc.isenabled() is enabled
+            finally:
+                gc.set_threshold(700, 10, 10)
+                gc.enable()
+            assert len(loading) > 5 and not any(running for running, _ in loading)
+            assert len({count for _, count in loading}) == 1, "a collection ran during the load"
+            during.clear()
+    finally:
+        gc.callbacks.pop()
+
+
 # -- the reserve event: the base, before any segment is mapped ---------------------
 @native_host
 def test_reserve_event_gives_the_base_before_the_segments(greet_so):
@@ -176,6 +209,38 @@ def test_relocate_events_name_the_symbol_and_the_word_before(relocs_libs, kind):
         assert relative and all(e.data["symbol"] is None for e in relative)
 
 
+@native_host
+@pytest.mark.parametrize("kind", ["plain", "relr", "libz"])
+def test_bulk_relocation_writes_the_image_the_one_by_one_path_writes(relocs_libs, kind):
+    """The default load (relocations written by class, in bulk) and the detailed one
+    (trace=True: every write one at a time, with its event) leave the same writable
+    image, word for word, once each is read relative to its own base; and every
+    RELATIVE word is B + A as the relocation rows say."""
+    if kind == "libz":
+        path = system_library("libz.so.1")
+    elif kind not in relocs_libs:
+        pytest.skip("needs a linker with -z pack-relative-relocs")
+    else:
+        path = relocs_libs[kind]
+    images = []
+    for detailed in (False, True):
+        with minildr.native.load(path, trace=detailed) as lib:
+            span, base = lib.plan.span, lib.base
+            words = []
+            for ph in lib.plan.loads:
+                if ph.p_flags & 2:                                          # PF_W
+                    memory = ffi.buffer(ffi.cast("char *", base + ph.p_vaddr), ph.p_memsz // 8 * 8)
+                    words += [w - base if base <= w < base + span else w
+                              for (w,) in struct.iter_unpack("<Q", bytes(memory))]
+            for r in lib.plan.relocations:
+                if lib.plan.rel_class(r) is Rel.RELATIVE:
+                    word = struct.unpack("<Q", bytes(ffi.buffer(ffi.cast("char *", base + r.offset), 8)))[0]
+                    addend = r.addend if r.table == "RELA" else file_word(lib.plan, r.offset)
+                    assert word == (base + addend) % 2**64, r
+            images.append(words)
+    assert len(images[0]) > 0 and images[0] == images[1]
+
+
 # -- Plugin.loader, Plugin.trace, repr ---------------------------------------------
 def test_system_plugin_says_system_and_has_no_trace(greet_so):
     with minildr.open(greet_so) as plugin:
@@ -226,3 +291,100 @@ def test_step_numbers_follow_the_order_a_load_runs(echo_so):
         assert firsts == sorted(firsts)
         assert order.index("reserve") < order.index("map") and order.index("relocate") < \
             order.index("relro") < order.index("init")
+
+
+# -- a large file is read in parts: the tables, not the machine code -----------------
+def big_plugin(tmp_path, name, cflags=()):
+    """A plugin of about 400 KB: 1,500 functions of code, a 300 KB constant table in
+    read-only data, and a pointer table relocated at load time."""
+    functions = "".join(f"int f{i}(int x) {{ return x * {i} + (x >> {i % 7}) + {i}; }}\n"
+                        for i in range(1500))
+    source = (functions + "const unsigned char table[300000] = {[0 ... 299998] = 7, [299999] = 9};\n"
+              "int (*const calls[])(int) = {" + ", ".join(f"f{i}" for i in range(0, 1500, 50))
+              + "};\nint call(int i, int x) { return calls[i](x) + table[299999]; }\n")
+    return write_plugin(tmp_path, name, source, "int call(int i, int x);\n", cflags=cflags)
+
+
+def code_segment(plan):
+    return next(ph for ph in plan.loads if ph.p_flags & 1)          # PF_X
+
+
+@native_host
+@pytest.mark.parametrize("layout", ["separate code", "code with the tables"])
+def test_a_large_file_is_read_in_parts_and_planned_as_if_read_whole(tmp_path, layout):
+    """files.read_ranges with sparse.file_ranges: a plugin over SPARSE_FROM bytes is read
+    without its machine code (zeros in the copy) yet plans exactly as the whole file
+    does, and loads and runs; linked with the tables in its code segment
+    (-z noseparate-code), that segment is read too."""
+    import mmap
+    from minildr import files
+    from minildr.native import sparse
+    separate = layout == "separate code"
+    if not separate and not linker_supports("noseparate-code"):
+        pytest.skip("this linker has no -z noseparate-code")
+    path = big_plugin(tmp_path, "big", () if separate else ("-Wl,-z,noseparate-code",))
+    whole = path.read_bytes()
+    assert len(whole) >= files.SPARSE_FROM
+    parts, _ = files.read_ranges(str(path), files.MAX_PLUGIN_BYTES, sparse.file_ranges)
+    assert isinstance(parts, mmap.mmap) and len(parts) == len(whole)
+    full, sparse_plan = parse(whole, str(path)), parse(parts, str(path))
+    code = code_segment(full)
+    span = slice(code.p_offset, code.p_offset + code.p_filesz)
+    assert any(whole[span])
+    if separate:
+        assert not any(parts[span]), "the machine code was read"
+        table = whole.find(b"\x07" * 4096)            # read-only data, no table in it
+        assert table > 0 and parts[table:table + 4096] == bytes(4096), "read-only data was read"
+    else:
+        assert parts[span] == whole[span], "the code segment holds the tables: read whole"
+    for name in ("relocations", "needed", "versions", "init", "fini", "loads", "span", "relro"):
+        assert getattr(sparse_plan, name) == getattr(full, name), name
+    assert dict(sparse_plan.used) == dict(full.used)
+    assert [sparse_plan.names[i] for i in sparse_plan.used] == [full.names[i] for i in full.used]
+    with minildr.native.load(path) as lib:
+        call = lib.lookup("call", "int(int, int)")
+        assert [call(i, 3) for i in (0, 1, 29)] == [3 + 0 + 0 + 9, 3 * 50 + (3 >> 1) + 50 + 9,
+                                                     3 * 1450 + (3 >> (1450 % 7)) + 1450 + 9]
+
+
+def test_reading_in_parts_keeps_the_checks_of_every_read(tmp_path):
+    """files.read_ranges refuses what read_regular refuses, naming the file: a file that
+    grows or shrinks while its parts are read (FileChanged), one over the limit
+    (FileTooLarge), a FIFO or a device (NotARegularFile); a file that is not ELF is read
+    whole; a small file is read as bytes."""
+    import mmap
+    from minildr import files
+    from minildr.errors import FileChanged, FileTooLarge, NotARegularFile
+    from minildr.native import sparse
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 2048)                       # 512 KiB, not ELF
+    data, _ = files.read_ranges(str(big), files.MAX_PLUGIN_BYTES, sparse.file_ranges)
+    assert isinstance(data, mmap.mmap) and data[:] == big.read_bytes()
+
+    def growing(pread, size):
+        with open(big, "ab") as f:
+            f.write(b"more")
+        return [(0, 4096)]
+
+    def shrinking(pread, size):
+        os.truncate(big, 4096)
+        return [(0, size)]
+    for change in (growing, shrinking):
+        with pytest.raises(FileChanged) as err:
+            files.read_ranges(str(big), files.MAX_PLUGIN_BYTES, change)
+        assert str(big) in str(err.value)
+        big.write_bytes(bytes(range(256)) * 2048)
+    with pytest.raises(FileTooLarge, match="more than the 300,000"):
+        files.read_ranges(str(big), 300_000, sparse.file_ranges)
+    fifo = tmp_path / "fifo.so"
+    os.mkfifo(fifo)
+    device = tmp_path / "zero.so"
+    device.symlink_to("/dev/zero")
+    for path in (fifo, device):
+        with pytest.raises(NotARegularFile) as err:
+            files.read_ranges(str(path), files.MAX_PLUGIN_BYTES, sparse.file_ranges)
+        assert str(path) in str(err.value)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"\x7fELF" + bytes(100))
+    assert files.read_ranges(str(small), files.MAX_PLUGIN_BYTES, sparse.file_ranges)[0] \
+        == small.read_bytes()

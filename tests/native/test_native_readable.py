@@ -31,13 +31,17 @@ tls.py).
 Raised from 620 to 660 by issue 24's second speed pass (the first load's
 CPU time against dlopen's, main and this pass in the same runs: libcrypto
 32-40 times to 18-22, SQLite 34-36 to 21-26): the relocations that are not RELATIVE kept as columns per type and
-table (parse.Relocations, split by parse.by_type; Plan.other still gives
+table (bulk.Relocations, split by bulk.by_type; Plan.other still gives
 rows to read, and takes rows to load fewer), the symbols the relocations use
 read once into Plan.used, and step 2 run as passes over all of them with
 each dlsym called from C (resolve.bind_symbols, its_own, unfound,
 own_bindings) rather than a Python call per symbol. Each is a step a
 learner can name; the alternative, a per-relocation loop, is what made the
 load 40 times slower than the system loader's.
+Issue 24's third speed pass (nativefast5) lowered the core to 634: the
+C-speed helpers (the symbol columns, the grouping by type, the word writes)
+moved to native/bulk.py, counted beside the core like validate.py, with a
+test that its writes leave the image a write per relocation leaves.
 """
 from __future__ import annotations
 

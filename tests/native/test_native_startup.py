@@ -10,8 +10,11 @@ child process, since a wrong layout makes the walk read stray memory.
 from __future__ import annotations
 
 import subprocess
+import sys
 
-from helpers import run_python
+import pytest
+
+from helpers import ROOT, run_python
 from native_util import native_host
 
 pytestmark = native_host
@@ -122,11 +125,35 @@ print(second is not first, b"MINILDR_TEST_NEW" in names(second),
     assert result.stdout.split() == ["True", "True", "False", "True"]
 
 
+@pytest.mark.parametrize("environment", ["inherited", "empty"])
+def test_the_auxiliary_vector_found_on_the_initial_stack_is_the_kernels(environment):
+    """initstack.from_initial_stack (after argv and envp, from __libc_stack_end) gives the
+    vector /proc/self/auxv gives, also once the environment has moved off the stack
+    (setenv reallocates it), with an empty environment, and when argc disagrees: None."""
+    code = """
+import os, sys
+from minildr.native import initstack
+first = initstack.from_initial_stack()
+os.environ["MINILDR_TEST_MOVED"] = "x" * 100
+for i in range(50):
+    os.environ[f"MINILDR_TEST_{i}"] = "1"              # environ reallocated on the heap
+again = initstack.from_initial_stack()
+sys.orig_argv = sys.orig_argv + ["one more"]
+print(len(first) > 10, first == initstack.read_auxv(), again == first,
+      initstack.from_initial_stack() is None)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, env={} if environment == "empty" else None, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "True", "True"]
+
+
 def test_without_proc_the_auxiliary_vector_comes_from_getauxval():
     result = run_python("""
 from minildr.native import initstack
 from minildr.native.libc import libc
 initstack.AUXV = "/nonexistent/auxv"
+initstack.from_initial_stack = lambda: None       # as if __libc_stack_end were not there
 words = initstack.auxiliary_vector()
 pairs = dict(zip(words[::2], words[1::2]))
 print(words[-2:] == [0, 0], pairs[6] == libc.getauxval(6), pairs[25] == libc.getauxval(25))
