@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Tuple
 
 from . import image as images
 from .contracts.contract import Contract, dependency_mismatch
@@ -88,6 +88,30 @@ def check_contracts(image: PluginImage, manifest: Manifest,
             log.info("%s", printable(f"open {image.path}: contract {contract.name} "
                                      f"{theirs.version} (plugin) and {contract.version} (host) "
                                      "differ by appended fields only: compatible"))
+
+
+CHECKED = "checked"          # an image's fact: its manifest, once checks 2-4 passed on its bytes
+
+
+def check_image(path: "os.PathLike[str] | str") -> Tuple[PluginImage, Manifest]:
+    """Checks 1-4 on the file at `path`: its image and manifest, or the check's error.
+
+    Checks 2-4 read the bytes alone (and this host, which does not change),
+    so their verdict is a fact of the image: a repeated open of an unchanged
+    file (image.unchanged: one stat) takes it from there instead of asking
+    again. A file not seen before, or changed, is read and checked in full.
+    """
+    image = images.unchanged(path)
+    if image is not None:
+        manifest = image.known(CHECKED)
+        if manifest is not None:
+            return image, manifest
+    image = check_file(path)
+    check_binary(image)
+    manifest = check_manifest(image)
+    check_versions(image, manifest)
+    image.record(CHECKED, manifest)
+    return image, manifest
 
 
 def read_manifest(path: "os.PathLike[str] | str") -> Manifest:

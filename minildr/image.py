@@ -51,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from stat import S_ISREG
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -470,6 +471,36 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
             return cached.named(path)
         _remember(key, image)
     return image
+
+
+def unchanged(path: "os.PathLike[str] | str") -> Optional[PluginImage]:
+    """The cached image of `path` if its file is unchanged since it was read, else None.
+
+    A repeated open's whole look at the file: one stat, its device, inode,
+    size, mtime and ctime (in nanoseconds) compared with the cached image's,
+    no lock (each dictionary operation is one step for other threads). Every
+    other case (not cached, changed, only the ctime moved, a BuiltPath, a
+    file that is gone) is `read`'s, which reads, refuses or explains.
+    """
+    if path.__class__ is not str:
+        if isinstance(path, BuiltPath):
+            return None                 # this process's own build there: `_read_built`
+        path = os.fspath(path)
+        if path.__class__ is not str:
+            return None
+    key = _cache_key(path)          # type: ignore[arg-type]
+    cached = _cache.get(key)
+    if cached is None:
+        return None
+    try:
+        st = os.stat(path)
+        _cache.move_to_end(key)     # (KeyError: another thread evicted it meanwhile)
+    except (OSError, ValueError, KeyError):
+        return None
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != cached.identity \
+            or not S_ISREG(st.st_mode):
+        return None
+    return cached.named(path)       # type: ignore[arg-type]
 
 
 _absolute_keys: Dict[str, str] = {}      # an absolute path as given -> its normal form

@@ -161,9 +161,12 @@ def _started_tick(tid: int) -> Optional[int]:
     return int(line[line.rindex(b")") + 2:].split()[19])
 
 
+_LINUX = sys.platform.startswith("linux")
+
+
 def _foreign_threads() -> FrozenSet[int]:
     """The ids of this process's threads that Python's threading did not start (nor knows of)."""
-    if not sys.platform.startswith("linux"):
+    if not _LINUX:
         return frozenset()
     try:
         if _all_pythons(threading.enumerate()):
@@ -182,10 +185,10 @@ def foreign_threads_since(started: int, settle: float = 0.05) -> FrozenSet[int]:
     moments, so a suspect is confirmed only if it is still there `settle`
     seconds later; a plugin's thread that runs its code is still there.
     """
-    tick = started // _TICK_NS
     foreign = _foreign_threads()
     if not foreign:
         return foreign
+    tick = started // _TICK_NS
     suspects = set()
     for tid in foreign:
         started_tick = _started_tick(tid)           # None: gone since
@@ -304,8 +307,9 @@ class KeepsMappedWhileReferenced:
             if self.unloaded or self._closing and not self.unload_reruns:
                 return
             self._closing = True
-            held = len(self._holders) + len(self._results)
-            if held:
+            state = self.__dict__          # (the sets exist only once something was handed out)
+            if state.get("_lifetime_holders") or state.get("_live_results"):
+                held = len(self._holders) + len(self._results)
                 # Until then nothing else may hold this object: the plugin has let
                 # go of it, and the weak references to its results would go with it
                 # as garbage (callbacks and all), leaving the library mapped for good.

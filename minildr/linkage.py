@@ -428,6 +428,13 @@ def check_resolved(image: PluginImage, needs: Needs, prepared: Prepared) -> None
             "library that defines it, or load that library first"))
 
 
+def nothing_to_prepare(image: PluginImage) -> bool:
+    """Whether `prepare` would load nothing and check nothing: the image needs no library
+    (DT_NEEDED), and its symbols were found in the process's global scope by an earlier
+    open of these bytes (a repeated open of an unchanged file, as `prepare` itself judges)."""
+    return image.known(RESOLVED) == ()
+
+
 @contextlib.contextmanager
 def prepare(image: PluginImage, trust: Optional[TrustStore] = None,
             origin: Optional[str] = None, copies: Optional[Dict[str, PluginImage]] = None

@@ -12,17 +12,17 @@ import logging
 import os
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from .checks import check_binary, check_contracts, check_file, check_manifest, check_versions
+from .checks import check_contracts, check_image
 from .console import printable
 from .contracts.contract import Contract
 from .errors import PluginError
-from .goruntime import one_runtime
+from .goruntime import is_go_library, one_runtime
 from .image import PluginImage
 from .interrupts import finish
 from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
 from .lifetime import load_started
-from .linkage import Prepared, bundled_copies, prepare
+from .linkage import Prepared, bundled_copies, nothing_to_prepare, prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
 from .trust import check_trust
@@ -37,6 +37,8 @@ def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -
     under `trust`) and resolves every symbol it uses first: a plugin that
     cannot be linked is refused before any of its code runs.
     """
+    if loader == "system" and nothing_to_prepare(image):
+        return SystemLibrary(image)         # (it undoes its own load if cut short)
     library: Optional[Library] = None
     prepared: Optional[Prepared] = None
     try:
@@ -119,19 +121,18 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
     image: Optional[PluginImage] = None
     plugin: Optional[Plugin] = None
     try:
-        image = check_file(path)
-        check_binary(image)
-        manifest = check_manifest(image)
-        check_versions(image, manifest)
+        image, manifest = check_image(path)
         contracts = list(contracts)
         check_contracts(image, manifest, contracts)
         store = check_trust(image, trust, expect)
         if isolate:
             plugin = open_isolated(image, manifest, contracts, isolate, env,
                                    sandbox or False, bundled_copies(image, store))
-        else:
+        elif is_go_library(image):
             with one_runtime(image, loader) as image:    # one Go runtime per process
                 plugin = load_in_process(image, manifest, loader, store)
+        else:
+            plugin = load_in_process(image, manifest, loader, store)
         if log.isEnabledFor(logging.INFO):          # (the message costs more than the check)
             how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
             log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "

@@ -17,7 +17,6 @@ FreeLibrary.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
@@ -224,6 +223,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
     def __init__(self, image: PluginImage) -> None:
         check_soname(image)
         self.image = image
+        self._nodelete = marked_nodelete(image)     # asked at close, maybe twice
         self._handle: Optional[Any] = None
         self._released = False           # the image given back (by _unload)
         self.load_path = image.acquire(self)
@@ -274,7 +274,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
 
     def _unmaps(self) -> bool:
         # dlclose never unmaps a NODELETE library: its threads cannot lose their code.
-        return not marked_nodelete(self.image)
+        return not self._nodelete
 
     unload_reruns = True
 
@@ -293,16 +293,19 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         # fd number must stay ours while the library is resident): a
         # cached image keeps its copy, so it is asked then, if ever. A
         # NODELETE library (Go's) stays for certain: that is said now.
-        ask_later = None
-        if self.image.users == 1 and self.image.cached and not marked_nodelete(self.image):
-            resident, ask_later = False, functools.partial(_still_loaded, self.load_path)
+        image, ask_later = self.image, None
+        if image.users == 1 and image.cached and not self._nodelete:
+            resident, ask_later = False, self._loader_keeps_it
         else:
-            resident = self.image.users == 1 and _still_loaded(self.load_path)
+            resident = image.users == 1 and _still_loaded(self.load_path)
         if resident:
             log.info("close %s: the system loader keeps it loaded (another handle, or "
-                     "it cannot be unloaded)", printable(self.image.path))
-        self._released = self.image.release(self, resident=resident,
-                                            still_loaded=ask_later) is None
+                     "it cannot be unloaded)", printable(image.path))
+        self._released = image.release(self, resident=resident, still_loaded=ask_later) is None
+
+    def _loader_keeps_it(self) -> bool:
+        """Whether the system loader still has this library (asked when its copy would go)."""
+        return _still_loaded(self.load_path)
 
     @property
     def unloaded(self) -> bool:
