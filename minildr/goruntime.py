@@ -55,8 +55,9 @@ def is_go_library(image: PluginImage) -> bool:
 
     Answered once per image: a repeated open of an unchanged file asks again.
     """
-    return image.fact("go", lambda: image.data[:4] == elf.ELFMAG
-                      and is_go_elf(image.elf_file()))
+    known = image.known("go")
+    return known if known is not None else image.fact(
+        "go", lambda: image.data[:4] == elf.ELFMAG and is_go_elf(image.elf_file()))
 
 
 def is_go_elf(f: elf.ElfFile) -> bool:

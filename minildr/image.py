@@ -205,6 +205,14 @@ class PluginImage:
         giving back another holder's use.
         """
         shared = self._shared
+        # A cached image's sealed copy, made already: no lock. The holder is counted
+        # first; an eviction (_evict) marks the image uncached first and looks at its
+        # holders after, so one of the two sees the other: either the copy stays for
+        # this holder, or this holder sees the image uncached and takes the lock.
+        shared.holders.add(holder)
+        fd = shared.fd
+        if shared.cached and fd is not None:
+            return f"/proc/self/fd/{fd}"
         with _lock:
             if shared.fd is None and shared.copy is None:
                 if USE_MEMFD:
@@ -239,6 +247,15 @@ class PluginImage:
         finishes what is left (freeing the copy) and gives back nothing twice.
         """
         shared = self._shared
+        if shared.cached and not resident:
+            # The copy stays (the cache holds it): no lock. The holder is forgotten
+            # first and the image looked at after, the other way round from an
+            # eviction (_evict), so one of them frees the copy if it must go.
+            if holder in shared.holders:
+                shared.still_loaded = still_loaded if len(shared.holders) == 1 else None
+                shared.holders.discard(holder)
+            if shared.cached:
+                return
         with _lock:
             shared.resident = shared.resident or resident
             if holder in shared.holders:
@@ -613,6 +630,10 @@ def _known_format(head: bytes, path: str) -> None:
 
 
 def _evict(key) -> None:
+    """Under _lock: the cache forgets `key`'s image; its copy goes once nobody holds it.
+
+    Uncached first, holders looked at after: the opposite order to the
+    lock-free `acquire` and `release`, so each sees the other's change."""
     image = _cache.pop(key)
     image._shared.cached = False
     if not image._shared.holders:

@@ -75,6 +75,7 @@ else:
     _libdl = libdl.lib
 
     _FLAGS = os.RTLD_NOW | os.RTLD_LOCAL
+    _LINUX = sys.platform.startswith("linux")
 
     def _open(path: bytes) -> Any:
         # RTLD_NOW: resolve every undefined symbol now, so a plugin needing
@@ -97,11 +98,11 @@ else:
 
     _error = libdl.error
 
-    def _loaded_from(handle: Any) -> Optional[bytes]:
-        """The path the system loader loaded this handle's library from (its link map)."""
-        if not sys.platform.startswith("linux"):
-            return None                     # macOS has no dlinfo; nothing to compare
-        return libdl.loaded_name(handle)
+    def _no_link_map(handle: Any) -> Optional[bytes]:
+        return None                         # macOS has no dlinfo; nothing to compare
+
+    # The path the system loader loaded a handle's library from (its link map).
+    _loaded_from = libdl.loaded_name if _LINUX else _no_link_map
 
     def _defined_in(address: Any, path: str) -> bool:
         info = ffi.new("Dl_info *")
@@ -171,6 +172,23 @@ def check_soname(image: PluginImage) -> None:
             "copy; rebuild it without a '/' in -soname"))
 
 
+LOADABLE = "system-loadable"        # an image's fact: SONAME checked; its NODELETE mark
+
+
+def loadable(image: PluginImage) -> bool:
+    """Refuse a SONAME that is a path (`check_soname`), else say whether the image is NODELETE.
+
+    Both read the bytes alone: asked once per image, the answer kept as one
+    of its facts, so a repeated open of an unchanged file asks a dictionary.
+    """
+    nodelete = image.known(LOADABLE)
+    if nodelete is None:
+        check_soname(image)
+        nodelete = marked_nodelete(image)
+        image.record(LOADABLE, nodelete)
+    return nodelete
+
+
 def misplaced_symbols(image: PluginImage) -> Optional[FrozenSet[str]]:
     """The names with a definition in the image's dynamic symbols that lies outside it.
 
@@ -221,15 +239,14 @@ class SystemLibrary(KeepsMappedWhileReferenced):
     """
 
     def __init__(self, image: PluginImage) -> None:
-        check_soname(image)
+        self._nodelete = loadable(image)            # (asked at close, maybe twice)
         self.image = image
-        self._nodelete = marked_nodelete(image)     # asked at close, maybe twice
         self._handle: Optional[Any] = None
         self._released = False           # the image given back (by _unload)
-        self.load_path = image.acquire(self)
-        self._load_name = os.fsencode(self.load_path)
         handle = ffi.NULL
-        try:
+        try:                             # (an interrupt just after acquire gives it back)
+            self.load_path = image.acquire(self)
+            self._load_name = os.fsencode(self.load_path)
             handle = _open(self._load_name)
             if handle == ffi.NULL:
                 message = _error().replace(self.load_path, image.path)
@@ -294,7 +311,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         # cached image keeps its copy, so it is asked then, if ever. A
         # NODELETE library (Go's) stays for certain: that is said now.
         image, ask_later = self.image, None
-        if image.users == 1 and image.cached and not self._nodelete:
+        if image.cached and not self._nodelete:     # (the last holder's release keeps ask_later)
             resident, ask_later = False, self._loader_keeps_it
         else:
             resident = image.users == 1 and _still_loaded(self.load_path)
