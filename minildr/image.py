@@ -61,9 +61,10 @@ from . import files
 from .atomic import Written
 from .console import printable
 from .formats import elf
+from .formats.survey import Survey, survey
 from .errors import FileChanged, NotAPlugin, PluginError
-from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, examine_elf, is_binary,
-                       manifest_from_payload)
+from .manifest import (BinaryInfo, Manifest, describe_unknown, elf_info, examine, examine_elf,
+                       is_binary, manifest_from_payload)
 
 log = logging.getLogger("minildr")
 
@@ -141,9 +142,21 @@ class PluginImage:
     def examine(self) -> Tuple[BinaryInfo, Optional[bytes]]:
         shared = self._shared
         if shared.examined is None:
-            shared.examined = (examine_elf(self.elf_file()) if self.data[:4] == elf.ELFMAG
+            found = self.survey()
+            shared.examined = ((elf_info(found.e_type, found.e_machine), found.manifest)
+                               if found is not None else
+                               examine_elf(self.elf_file()) if self.data[:4] == elf.ELFMAG
                                else examine(self.data, self.path))
         return shared.examined
+
+    def survey(self) -> Optional[Survey]:
+        """An ELF file's answers to every first-open question, read in one pass
+        (formats/survey.py); None for any other file, or one it declines: then
+        each question is asked of `elf_file`/`dynamic_section`, which say what is wrong."""
+        facts = self._shared.facts
+        if "survey" not in facts:
+            facts["survey"] = survey(self.data) if self.data[:4] == elf.ELFMAG else None
+        return facts["survey"]
 
     def manifest(self) -> Manifest:
         shared = self._shared

@@ -124,8 +124,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
         image, manifest = check_image(path)
         contracts = list(contracts)
         check_contracts(image, manifest, contracts)
-        store = check_trust(image, trust, expect) if trust is not None or expect is not None \
-            else None
+        store = check_trust(image, trust, expect)
         if isolate:
             plugin = open_isolated(image, manifest, contracts, isolate, env,
                                    sandbox or False, bundled_copies(image, store))

@@ -134,6 +134,9 @@ def soname(image: PluginImage) -> Optional[str]:
 def _soname(image: PluginImage) -> Optional[str]:
     if image.data[:4] != elf.ELFMAG:
         return None
+    found = image.survey()
+    if found is not None:
+        return found.soname
     try:
         dynamic = image.dynamic_section()
     except PluginError:
@@ -154,6 +157,9 @@ def marked_nodelete(image: PluginImage) -> bool:
 def _marked_nodelete(image: PluginImage) -> bool:
     if image.data[:4] != elf.ELFMAG:
         return False
+    found = image.survey()
+    if found is not None:
+        return bool(found.flags_1 & DF_1_NODELETE)
     try:
         dynamic = image.dynamic_section()
     except PluginError:
