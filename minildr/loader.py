@@ -78,6 +78,38 @@ def load_in_process(image: PluginImage, manifest: Any, loader: str,
         raise
 
 
+# An image's fact: the system loader loaded it in this process, and what that open checked
+# of the bytes holds for any later open of them (not a Go library; needs no library, and
+# its symbols were found), so a repeated open takes `reopen`'s flat path.
+REOPENS = "reopens"
+
+
+def reopen(image: PluginImage, manifest: Any, contracts: Iterable[Contract], trust: Optional[Any],
+           expect: Optional[str]) -> Plugin:
+    """A repeated open of an unchanged file this process loaded before: one flat path.
+
+    What the first open learnt of these bytes stands (checks 2-4, the Go
+    check, SONAME, what they need: facts of the image); what depends on this
+    call is asked again: the contracts given, and the trust store and
+    `expect` (a store is checked on every open, as its files may have
+    changed). Then the same load as `load_in_process` with nothing to prepare.
+    """
+    if contracts:
+        check_contracts(image, manifest, list(contracts))
+    if trust is not None or expect is not None:
+        check_trust(image, trust, expect)
+    started = load_started()
+    library: Optional[SystemLibrary] = None
+    try:                            # (an interrupt at any line must not lose the library)
+        library = SystemLibrary(image)
+        library.loaded_at = started
+        return Plugin(image, manifest, library, "system")
+    except BaseException:
+        if library is not None:
+            finish(library.close)
+        raise
+
+
 def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
          trust: Optional[Any] = None, isolate: Union[bool, float] = False,
          loader: str = "system", expect: Optional[str] = None,
@@ -121,18 +153,23 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
     image: Optional[PluginImage] = None
     plugin: Optional[Plugin] = None
     try:
-        image, manifest = check_image(path)
-        contracts = list(contracts)
-        check_contracts(image, manifest, contracts)
-        store = check_trust(image, trust, expect)
-        if isolate:
-            plugin = open_isolated(image, manifest, contracts, isolate, env,
-                                   sandbox or False, bundled_copies(image, store))
-        elif is_go_library(image):
-            with one_runtime(image, loader) as image:    # one Go runtime per process
-                plugin = load_in_process(image, manifest, loader, store)
+        image, manifest = check_image(path)       # (a file unchanged since it was read: one stat)
+        if loader == "system" and not isolate and image.known(REOPENS):
+            plugin = reopen(image, manifest, contracts, trust, expect)
         else:
-            plugin = load_in_process(image, manifest, loader, store)
+            contracts = list(contracts)
+            check_contracts(image, manifest, contracts)
+            store = check_trust(image, trust, expect)
+            if isolate:
+                plugin = open_isolated(image, manifest, contracts, isolate, env,
+                                       sandbox or False, bundled_copies(image, store))
+            elif is_go_library(image):
+                with one_runtime(image, loader) as image:    # one Go runtime per process
+                    plugin = load_in_process(image, manifest, loader, store)
+            else:
+                plugin = load_in_process(image, manifest, loader, store)
+                if loader == "system" and nothing_to_prepare(image):
+                    image.record(REOPENS, True)
         if log.isEnabledFor(logging.INFO):          # (the message costs more than the check)
             how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
             log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from typing import Any, FrozenSet, Optional
 
 import cffi
@@ -247,6 +248,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
     def __init__(self, image: PluginImage) -> None:
         self._nodelete = loadable(image)            # (asked at close, maybe twice)
         self.image = image
+        self.lifetime_lock = threading.RLock()      # (lifetime.py; its Plugin's lock too)
         self._handle: Optional[Any] = None
         self._released = False           # the image given back (by _unload)
         handle = ffi.NULL
