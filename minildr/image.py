@@ -518,7 +518,7 @@ def unchanged(path: "os.PathLike[str] | str") -> Optional[PluginImage]:
         path = os.fspath(path)
         if path.__class__ is not str:
             return None
-    key = _cache_key(path)          # type: ignore[arg-type]
+    key = _absolute_keys.get(path) or _cache_key(path)      # type: ignore[arg-type]
     cached = _cache.get(key)
     if cached is None:
         return None

@@ -339,8 +339,9 @@ class KeepsMappedWhileReferenced:
 
     def _unload_unless_running(self) -> None:
         _AWAITING_UNLOAD.discard(self)
-        running = (foreign_threads_since(self.loaded_at)
-                   if self.loaded_at is not None and self._unmaps() else ())
+        running = (foreign_threads_since(self.loaded_at)   # (usually none at all: one fstat)
+                   if self.loaded_at is not None and self._unmaps() and _foreign_threads()
+                   else ())
         if running:
             message = (f"close {printable(self._name)}: left mapped, not unloaded: "
                        f"{len(running)} thread(s) not started by Python appeared since it was "

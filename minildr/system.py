@@ -246,7 +246,8 @@ class SystemLibrary(KeepsMappedWhileReferenced):
     """
 
     def __init__(self, image: PluginImage) -> None:
-        self._nodelete = loadable(image)            # (asked at close, maybe twice)
+        nodelete = image.known(LOADABLE)            # (asked at close, maybe twice)
+        self._nodelete = loadable(image) if nodelete is None else nodelete
         self.image = image
         self.lifetime_lock = threading.RLock()      # (lifetime.py; its Plugin's lock too)
         self._handle: Optional[Any] = None
