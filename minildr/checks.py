@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Iterable, Optional
 
 from . import image as images
 from .contracts.contract import Contract, dependency_mismatch
@@ -93,25 +93,22 @@ def check_contracts(image: PluginImage, manifest: Manifest,
 CHECKED = "checked"          # an image's fact: its manifest, once checks 2-4 passed on its bytes
 
 
-def check_image(path: "os.PathLike[str] | str") -> Tuple[PluginImage, Manifest]:
-    """Checks 1-4 on the file at `path`: its image and manifest, or the check's error.
+def check_image(image: PluginImage) -> Manifest:
+    """Checks 2-4 on an image `check_file` (or image.unchanged) gave: its manifest, or the
+    check's error.
 
-    Checks 2-4 read the bytes alone (and this host, which does not change),
-    so their verdict is a fact of the image: a repeated open of an unchanged
+    They read the bytes alone (and this host, which does not change), so
+    their verdict is a fact of the image: a repeated open of an unchanged
     file (image.unchanged: one stat) takes it from there instead of asking
-    again. A file not seen before, or changed, is read and checked in full.
+    again. A file not seen before, or changed, is checked in full.
     """
-    image = images.unchanged(path)
-    if image is not None:
-        manifest = image.known(CHECKED)
-        if manifest is not None:
-            return image, manifest
-    image = check_file(path)
-    check_binary(image)
-    manifest = check_manifest(image)
-    check_versions(image, manifest)
-    image.record(CHECKED, manifest)
-    return image, manifest
+    manifest = image.known(CHECKED)
+    if manifest is None:
+        check_binary(image)
+        manifest = check_manifest(image)
+        check_versions(image, manifest)
+        image.record(CHECKED, manifest)
+    return manifest
 
 
 def read_manifest(path: "os.PathLike[str] | str") -> Manifest:

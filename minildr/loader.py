@@ -12,12 +12,12 @@ import logging
 import os
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from .checks import check_contracts, check_image
+from .checks import check_contracts, check_file, check_image
 from .console import printable
 from .contracts.contract import Contract
 from .errors import PluginError
 from .goruntime import is_go_library, one_runtime
-from .image import PluginImage
+from .image import PluginImage, unchanged
 from .interrupts import finish
 from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
@@ -153,7 +153,8 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
     image: Optional[PluginImage] = None
     plugin: Optional[Plugin] = None
     try:
-        image, manifest = check_image(path)       # (a file unchanged since it was read: one stat)
+        image = unchanged(path) or check_file(path)     # (a file unchanged since: one stat)
+        manifest = check_image(image)
         if loader == "system" and not isolate and image.known(REOPENS):
             plugin = reopen(image, manifest, contracts, trust, expect)
         else:

@@ -356,7 +356,7 @@ def _target(fd: str) -> str:
 
 
 OPEN_STEPS = [
-    (loader, "check_image"), (images, "unchanged"), (checks, "check_file"),
+    (loader, "unchanged"), (loader, "check_file"), (loader, "check_image"),
     (checks, "check_binary"), (checks, "check_manifest"), (checks, "check_versions"),
     (loader, "check_contracts"), (loader, "check_trust"),
     (images.PluginImage, "acquire"), (system, "check_soname"), (system, "_open"),
