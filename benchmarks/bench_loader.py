@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import os
 import statistics
 import sys
 import tempfile
@@ -164,6 +165,11 @@ def table(small: Path, big: Path, args: argparse.Namespace) -> list:
     return rows + measure_calls(small, big, args.rounds, args.calls)
 
 
+def load_average() -> str:
+    """The machine's load average: the other work the ratios were measured beside."""
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -173,11 +179,15 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200_000)
     args = ap.parse_args()
 
+    load_before = load_average()
     with built_greet() as small, \
             tempfile.TemporaryDirectory(prefix="minildr-bench-big-") as folder:
         rows = table(small, build_big(Path(folder)), args)
     print(f"opens: medians of per-call times over {args.rounds} rounds, sides taking turns call "
           f"by call; calls: best of {args.rounds} rounds")
+    print("first opens and floors: each of a copy with its own last 8 bytes (never opened before, "
+          "so no cache of any kind can serve it)")
+    print("load average (1, 5, 15 min) before: " + load_before + ", after: " + load_average())
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}} {'time':>11} {'ratio':>7}  goal")
     for name, seconds, ratio, goal in rows:

@@ -90,6 +90,27 @@ def check_contracts(image: PluginImage, manifest: Manifest,
                                      "differ by appended fields only: compatible"))
 
 
+CHECKED = "checked"          # an image's fact: its manifest, once checks 2-4 passed on its bytes
+
+
+def check_image(image: PluginImage) -> Manifest:
+    """Checks 2-4 on an image `check_file` (or image.unchanged) gave: its manifest, or the
+    check's error.
+
+    They read the bytes alone (and this host, which does not change), so
+    their verdict is a fact of the image: a repeated open of an unchanged
+    file (image.unchanged: one stat) takes it from there instead of asking
+    again. A file not seen before, or changed, is checked in full.
+    """
+    manifest = image.known(CHECKED)
+    if manifest is None:
+        check_binary(image)
+        manifest = check_manifest(image)
+        check_versions(image, manifest)
+        image.record(CHECKED, manifest)
+    return manifest
+
+
 def read_manifest(path: "os.PathLike[str] | str") -> Manifest:
     """The plugin's manifest, read from its headers WITHOUT running any of its code.
 

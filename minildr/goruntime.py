@@ -55,8 +55,15 @@ def is_go_library(image: PluginImage) -> bool:
 
     Answered once per image: a repeated open of an unchanged file asks again.
     """
-    return image.fact("go", lambda: image.data[:4] == elf.ELFMAG
-                      and is_go_elf(image.elf_file()))
+    known = image.known("go")
+    return known if known is not None else image.fact("go", lambda: _is_go(image))
+
+
+def _is_go(image: PluginImage) -> bool:
+    if image.data[:4] != elf.ELFMAG:
+        return False
+    found = image.survey()                  # (None: a file the one-pass reading declined)
+    return found.go if found is not None else is_go_elf(image.elf_file())
 
 
 def is_go_elf(f: elf.ElfFile) -> bool:

@@ -51,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from stat import S_ISREG
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,9 +61,10 @@ from . import files
 from .atomic import Written
 from .console import printable
 from .formats import elf
+from .formats.survey import Survey, survey
 from .errors import FileChanged, NotAPlugin, PluginError
-from .manifest import (BinaryInfo, Manifest, describe_unknown, examine, examine_elf, is_binary,
-                       manifest_from_payload)
+from .manifest import (BinaryInfo, Manifest, describe_unknown, elf_info, examine, examine_elf,
+                       is_binary, manifest_from_payload)
 
 log = logging.getLogger("minildr")
 
@@ -140,9 +142,21 @@ class PluginImage:
     def examine(self) -> Tuple[BinaryInfo, Optional[bytes]]:
         shared = self._shared
         if shared.examined is None:
-            shared.examined = (examine_elf(self.elf_file()) if self.data[:4] == elf.ELFMAG
+            found = self.survey()
+            shared.examined = ((elf_info(found.e_type, found.e_machine), found.manifest)
+                               if found is not None else
+                               examine_elf(self.elf_file()) if self.data[:4] == elf.ELFMAG
                                else examine(self.data, self.path))
         return shared.examined
+
+    def survey(self) -> Optional[Survey]:
+        """An ELF file's answers to every first-open question, read in one pass
+        (formats/survey.py); None for any other file, or one it declines: then
+        each question is asked of `elf_file`/`dynamic_section`, which say what is wrong."""
+        facts = self._shared.facts
+        if "survey" not in facts:
+            facts["survey"] = survey(self.data) if self.data[:4] == elf.ELFMAG else None
+        return facts["survey"]
 
     def manifest(self) -> Manifest:
         shared = self._shared
@@ -204,6 +218,14 @@ class PluginImage:
         giving back another holder's use.
         """
         shared = self._shared
+        # A cached image's sealed copy, made already: no lock. The holder is counted
+        # first; an eviction (_evict) marks the image uncached first and looks at its
+        # holders after, so one of the two sees the other: either the copy stays for
+        # this holder, or this holder sees the image uncached and takes the lock.
+        shared.holders.add(holder)
+        fd = shared.fd
+        if shared.cached and fd is not None:
+            return f"/proc/self/fd/{fd}"
         with _lock:
             if shared.fd is None and shared.copy is None:
                 if USE_MEMFD:
@@ -238,6 +260,15 @@ class PluginImage:
         finishes what is left (freeing the copy) and gives back nothing twice.
         """
         shared = self._shared
+        if shared.cached and not resident:
+            # The copy stays (the cache holds it): no lock. The holder is forgotten
+            # first and the image looked at after, the other way round from an
+            # eviction (_evict), so one of them frees the copy if it must go.
+            if holder in shared.holders:
+                shared.still_loaded = still_loaded if len(shared.holders) == 1 else None
+                shared.holders.discard(holder)
+            if shared.cached:
+                return
         with _lock:
             shared.resident = shared.resident or resident
             if holder in shared.holders:
@@ -472,6 +503,36 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
     return image
 
 
+def unchanged(path: "os.PathLike[str] | str") -> Optional[PluginImage]:
+    """The cached image of `path` if its file is unchanged since it was read, else None.
+
+    A repeated open's whole look at the file: one stat, its device, inode,
+    size, mtime and ctime (in nanoseconds) compared with the cached image's,
+    no lock (each dictionary operation is one step for other threads). Every
+    other case (not cached, changed, only the ctime moved, a BuiltPath, a
+    file that is gone) is `read`'s, which reads, refuses or explains.
+    """
+    if path.__class__ is not str:
+        if isinstance(path, BuiltPath):
+            return None                 # this process's own build there: `_read_built`
+        path = os.fspath(path)
+        if path.__class__ is not str:
+            return None
+    key = _absolute_keys.get(path) or _cache_key(path)      # type: ignore[arg-type]
+    cached = _cache.get(key)
+    if cached is None:
+        return None
+    try:
+        st = os.stat(path)
+        _cache.move_to_end(key)     # (KeyError: another thread evicted it meanwhile)
+    except (OSError, ValueError, KeyError):
+        return None
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != cached.identity \
+            or not S_ISREG(st.st_mode):
+        return None
+    return cached.named(path)       # type: ignore[arg-type]
+
+
 _absolute_keys: Dict[str, str] = {}      # an absolute path as given -> its normal form
 
 
@@ -582,6 +643,10 @@ def _known_format(head: bytes, path: str) -> None:
 
 
 def _evict(key) -> None:
+    """Under _lock: the cache forgets `key`'s image; its copy goes once nobody holds it.
+
+    Uncached first, holders looked at after: the opposite order to the
+    lock-free `acquire` and `release`, so each sees the other's change."""
     image = _cache.pop(key)
     image._shared.cached = False
     if not image._shared.holders:

@@ -53,6 +53,7 @@ for _name in GNU_FUNCTIONS:
 
 NULL = ffi.NULL
 RTLD_DEFAULT = ffi.NULL                 # dlsym's handle for the global scope (glibc: 0)
+_LINK_MAP = ffi.typeof("struct link_map *")
 RTLD_DI_LINKMAP = 2                     # dlinfo: the struct link_map of a handle
 
 
@@ -73,7 +74,7 @@ def loaded_name(handle: object) -> Optional[bytes]:
     """
     if not HAS_VERSIONS or handle == NULL:
         return None
-    name = ffi.cast("struct link_map *", handle).l_name
+    name = ffi.cast(_LINK_MAP, handle).l_name
     return ffi.string(name) if name != NULL else b""
 
 

@@ -125,9 +125,10 @@ def native_threads() -> FrozenSet[int]:
         return frozenset()
 
 
-def _all_pythons(python: "list[threading.Thread]") -> bool:
-    """Whether the kernel counts as many threads as `python` lists, none of them foreign."""
-    if _task_links() - 2 != len(python):
+def _all_pythons(python: "list[threading.Thread]", links: Optional[int] = None) -> bool:
+    """Whether the kernel counts as many threads as `python` lists, none of them foreign
+    (`links`: /proc/self/task's link count, if just read)."""
+    if (_task_links() if links is None else links) - 2 != len(python):
         return False
     for t in python:
         if t.native_id is None or isinstance(t, _DUMMY):
@@ -161,15 +162,27 @@ def _started_tick(tid: int) -> Optional[int]:
     return int(line[line.rindex(b")") + 2:].split()[19])
 
 
+_LINUX = sys.platform.startswith("linux")
+
+
+_NONE: FrozenSet[int] = frozenset()
+
+
 def _foreign_threads() -> FrozenSet[int]:
-    """The ids of this process's threads that Python's threading did not start (nor knows of)."""
-    if not sys.platform.startswith("linux"):
-        return frozenset()
+    """The ids of this process's threads that Python's threading did not start (nor knows of).
+
+    One fstat (the kernel's count of threads) in the usual cases: the calling
+    thread alone (no other thread exists to run anything), or as many threads
+    as Python's threading lists, none of them foreign (`_all_pythons`).
+    """
+    if not _LINUX:
+        return _NONE
     try:
-        if _all_pythons(threading.enumerate()):
-            return frozenset()                    # the usual case: one fstat, nothing listed
+        links = _task_links()
+        if links == 3 or _all_pythons(threading.enumerate(), links):
+            return _NONE
     except OSError:
-        return frozenset()
+        return _NONE
     return native_threads() - {t.native_id for t in threading.enumerate()}
 
 
@@ -182,10 +195,10 @@ def foreign_threads_since(started: int, settle: float = 0.05) -> FrozenSet[int]:
     moments, so a suspect is confirmed only if it is still there `settle`
     seconds later; a plugin's thread that runs its code is still there.
     """
-    tick = started // _TICK_NS
     foreign = _foreign_threads()
     if not foreign:
         return foreign
+    tick = started // _TICK_NS
     suspects = set()
     for tid in foreign:
         started_tick = _started_tick(tid)           # None: gone since
@@ -219,14 +232,17 @@ class KeepsMappedWhileReferenced:
     _closing: bool = False
     unload_reruns: bool = False  # _unload, interrupted part way, may be run again to finish
     loaded_at: Optional[int] = None      # lifetime.load_started() before the load
+    # The lock the unload decisions are taken under (`_guard`), made when first needed or
+    # by the subclass's __init__, which then lets its Plugin share it (plugin.py).
+    lifetime_lock: threading.RLock
 
     @property
     def _guard(self) -> threading.RLock:
         # Created on first use (the subclasses' __init__ need not call ours);
         # setdefault is atomic, so two threads get the same lock (made only if
         # missing: a lock made per access is most of what a close costs).
-        lock = self.__dict__.get("_lifetime_lock")
-        return lock if lock is not None else self.__dict__.setdefault("_lifetime_lock",
+        lock = self.__dict__.get("lifetime_lock")
+        return lock if lock is not None else self.__dict__.setdefault("lifetime_lock",
                                                                       threading.RLock())
 
     @property
@@ -304,8 +320,9 @@ class KeepsMappedWhileReferenced:
             if self.unloaded or self._closing and not self.unload_reruns:
                 return
             self._closing = True
-            held = len(self._holders) + len(self._results)
-            if held:
+            state = self.__dict__          # (the sets exist only once something was handed out)
+            if state.get("_lifetime_holders") or state.get("_live_results"):
+                held = len(self._holders) + len(self._results)
                 # Until then nothing else may hold this object: the plugin has let
                 # go of it, and the weak references to its results would go with it
                 # as garbage (callbacks and all), leaving the library mapped for good.
@@ -322,8 +339,9 @@ class KeepsMappedWhileReferenced:
 
     def _unload_unless_running(self) -> None:
         _AWAITING_UNLOAD.discard(self)
-        running = (foreign_threads_since(self.loaded_at)
-                   if self.loaded_at is not None and self._unmaps() else ())
+        running = (foreign_threads_since(self.loaded_at)   # (usually none at all: one fstat)
+                   if self.loaded_at is not None and self._unmaps() and _foreign_threads()
+                   else ())
         if running:
             message = (f"close {printable(self._name)}: left mapped, not unloaded: "
                        f"{len(running)} thread(s) not started by Python appeared since it was "

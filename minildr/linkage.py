@@ -76,7 +76,15 @@ def needs_of(data: bytes, path: str) -> Needs:
 
 def image_needs(image: PluginImage) -> Needs:
     """What a checked image needs, read once per image (its dynamic section is shared)."""
-    return image.fact("needs", lambda: needs_in(image.dynamic_section()))
+    return image.fact("needs", lambda: _needs(image))
+
+
+def _needs(image: PluginImage) -> Needs:
+    found = image.survey()                  # (None: a file the one-pass reading declined)
+    if found is None:
+        return needs_in(image.dynamic_section())
+    return Needs(found.needed, found.rpath, found.runpath, found.symbols, found.versions,
+                 found.soname)
 
 
 def needs_in(dyn: elf.DynamicSection) -> Needs:
@@ -426,6 +434,21 @@ def check_resolved(image: PluginImage, needs: Needs, prepared: Prepared) -> None
             + "; refused "
             "before loading it, so none of its code ran. Link the plugin against the "
             "library that defines it, or load that library first"))
+
+
+def nothing_to_prepare(image: PluginImage) -> bool:
+    """Whether `prepare` would load nothing and check nothing: the image needs no library
+    (DT_NEEDED), and either uses no undefined symbol that is not weak, or its symbols were
+    found in the process's global scope by an earlier open of these bytes (a repeated open
+    of an unchanged file, as `prepare` itself judges). A damaged file: NotAPlugin, as
+    `prepare` would raise."""
+    resolved = image.known(RESOLVED)
+    if resolved is not None:
+        return resolved == ()
+    if not ENABLED or image.data[:4] != elf.ELFMAG:
+        return False
+    needs = image_needs(image)
+    return not needs.needed and not needs.symbols
 
 
 @contextlib.contextmanager

@@ -12,17 +12,17 @@ import logging
 import os
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from .checks import check_binary, check_contracts, check_file, check_manifest, check_versions
+from .checks import check_contracts, check_file, check_image
 from .console import printable
 from .contracts.contract import Contract
 from .errors import PluginError
-from .goruntime import one_runtime
-from .image import PluginImage
+from .goruntime import is_go_library, one_runtime
+from .image import PluginImage, unchanged
 from .interrupts import finish
 from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
 from .lifetime import load_started
-from .linkage import Prepared, bundled_copies, prepare
+from .linkage import Prepared, bundled_copies, nothing_to_prepare, prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
 from .trust import check_trust
@@ -37,6 +37,8 @@ def load_library(image: PluginImage, loader: str, trust: Optional[Any] = None) -
     under `trust`) and resolves every symbol it uses first: a plugin that
     cannot be linked is refused before any of its code runs.
     """
+    if loader == "system" and nothing_to_prepare(image):
+        return SystemLibrary(image)         # (it undoes its own load if cut short)
     library: Optional[Library] = None
     prepared: Optional[Prepared] = None
     try:
@@ -70,6 +72,38 @@ def load_in_process(image: PluginImage, manifest: Any, loader: str,
         library = load_library(image, loader, trust)
         library.loaded_at = started          # type: ignore[attr-defined]
         return Plugin(image, manifest, library, loader)
+    except BaseException:
+        if library is not None:
+            finish(library.close)
+        raise
+
+
+# An image's fact: the system loader loaded it in this process, and what that open checked
+# of the bytes holds for any later open of them (not a Go library; needs no library, and
+# its symbols were found), so a repeated open takes `reopen`'s flat path.
+REOPENS = "reopens"
+
+
+def reopen(image: PluginImage, manifest: Any, contracts: Iterable[Contract], trust: Optional[Any],
+           expect: Optional[str]) -> Plugin:
+    """A repeated open of an unchanged file this process loaded before: one flat path.
+
+    What the first open learnt of these bytes stands (checks 2-4, the Go
+    check, SONAME, what they need: facts of the image); what depends on this
+    call is asked again: the contracts given, and the trust store and
+    `expect` (a store is checked on every open, as its files may have
+    changed). Then the same load as `load_in_process` with nothing to prepare.
+    """
+    if contracts:
+        check_contracts(image, manifest, list(contracts))
+    if trust is not None or expect is not None:
+        check_trust(image, trust, expect)
+    started = load_started()
+    library: Optional[SystemLibrary] = None
+    try:                            # (an interrupt at any line must not lose the library)
+        library = SystemLibrary(image)
+        library.loaded_at = started
+        return Plugin(image, manifest, library, "system")
     except BaseException:
         if library is not None:
             finish(library.close)
@@ -119,19 +153,24 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
     image: Optional[PluginImage] = None
     plugin: Optional[Plugin] = None
     try:
-        image = check_file(path)
-        check_binary(image)
-        manifest = check_manifest(image)
-        check_versions(image, manifest)
-        contracts = list(contracts)
-        check_contracts(image, manifest, contracts)
-        store = check_trust(image, trust, expect)
-        if isolate:
-            plugin = open_isolated(image, manifest, contracts, isolate, env,
-                                   sandbox or False, bundled_copies(image, store))
+        image = unchanged(path) or check_file(path)     # (a file unchanged since: one stat)
+        manifest = check_image(image)
+        if loader == "system" and not isolate and image.known(REOPENS):
+            plugin = reopen(image, manifest, contracts, trust, expect)
         else:
-            with one_runtime(image, loader) as image:    # one Go runtime per process
+            contracts = list(contracts)
+            check_contracts(image, manifest, contracts)
+            store = check_trust(image, trust, expect)
+            if isolate:
+                plugin = open_isolated(image, manifest, contracts, isolate, env,
+                                       sandbox or False, bundled_copies(image, store))
+            elif is_go_library(image):
+                with one_runtime(image, loader) as image:    # one Go runtime per process
+                    plugin = load_in_process(image, manifest, loader, store)
+            else:
                 plugin = load_in_process(image, manifest, loader, store)
+                if loader == "system" and nothing_to_prepare(image):
+                    image.record(REOPENS, True)
         if log.isEnabledFor(logging.INFO):          # (the message costs more than the check)
             how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
             log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "

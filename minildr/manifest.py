@@ -197,10 +197,15 @@ def examine(data: bytes, path: "os.PathLike[str] | str") -> Tuple[BinaryInfo, Op
 
 def examine_elf(f: "elf.ElfFile") -> Tuple[BinaryInfo, Optional[bytes]]:
     """`examine` of an ELF file already read (a PluginImage reads it once for every check)."""
-    info = BinaryInfo("ELF", f.kind, f.arch, 64, "linux")
+    info = elf_info(f.header.e_type, f.header.e_machine)
     payload = next((n.desc for n in f.notes()
                     if n.name == NOTE_OWNER and n.type == NT_MINILDR_MANIFEST), None)
     return info, payload
+
+
+def elf_info(e_type: int, e_machine: int) -> BinaryInfo:
+    """What a 64-bit ELF file with this header is."""
+    return BinaryInfo("ELF", elf.kind_name(e_type), elf.arch_name(e_machine), 64, "linux")
 
 
 def is_binary(head: bytes) -> bool:

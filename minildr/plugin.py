@@ -74,8 +74,12 @@ class Plugin:
         self._library: Optional[Library] = library
         self._ffi: Optional[ctype.CffiTypes] = None
         # lookup and close hold it: a close() from another thread can never
-        # come between finding an address and keeping its library mapped.
-        self._lock = threading.RLock()
+        # come between finding an address and keeping its library mapped. A
+        # library that keeps itself mapped (lifetime.py) has a lock for that
+        # already, which lookup and close take inside this one: the same lock
+        # serves both (it is reentrant), one made per open instead of two.
+        self._lock: threading.RLock = (getattr(library, "lifetime_lock", None)
+                                       or threading.RLock())
 
     # -- lookup --------------------------------------------------------
     @property

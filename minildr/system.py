@@ -17,10 +17,10 @@ FreeLibrary.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
+import threading
 from typing import Any, FrozenSet, Optional
 
 import cffi
@@ -76,6 +76,7 @@ else:
     _libdl = libdl.lib
 
     _FLAGS = os.RTLD_NOW | os.RTLD_LOCAL
+    _LINUX = sys.platform.startswith("linux")
 
     def _open(path: bytes) -> Any:
         # RTLD_NOW: resolve every undefined symbol now, so a plugin needing
@@ -98,11 +99,11 @@ else:
 
     _error = libdl.error
 
-    def _loaded_from(handle: Any) -> Optional[bytes]:
-        """The path the system loader loaded this handle's library from (its link map)."""
-        if not sys.platform.startswith("linux"):
-            return None                     # macOS has no dlinfo; nothing to compare
-        return libdl.loaded_name(handle)
+    def _no_link_map(handle: Any) -> Optional[bytes]:
+        return None                         # macOS has no dlinfo; nothing to compare
+
+    # The path the system loader loaded a handle's library from (its link map).
+    _loaded_from = libdl.loaded_name if _LINUX else _no_link_map
 
     def _defined_in(address: Any, path: str) -> bool:
         info = ffi.new("Dl_info *")
@@ -134,6 +135,9 @@ def soname(image: PluginImage) -> Optional[str]:
 def _soname(image: PluginImage) -> Optional[str]:
     if image.data[:4] != elf.ELFMAG:
         return None
+    found = image.survey()
+    if found is not None:
+        return found.soname
     try:
         dynamic = image.dynamic_section()
     except PluginError:
@@ -154,6 +158,9 @@ def marked_nodelete(image: PluginImage) -> bool:
 def _marked_nodelete(image: PluginImage) -> bool:
     if image.data[:4] != elf.ELFMAG:
         return False
+    found = image.survey()
+    if found is not None:
+        return bool(found.flags_1 & DF_1_NODELETE)
     try:
         dynamic = image.dynamic_section()
     except PluginError:
@@ -170,6 +177,23 @@ def check_soname(image: PluginImage) -> None:
             f"its SONAME {name!r} is a path: while it is loaded, the system loader would "
             "return it for any later load of that path, such as the next plugin's sealed "
             "copy; rebuild it without a '/' in -soname"))
+
+
+LOADABLE = "system-loadable"        # an image's fact: SONAME checked; its NODELETE mark
+
+
+def loadable(image: PluginImage) -> bool:
+    """Refuse a SONAME that is a path (`check_soname`), else say whether the image is NODELETE.
+
+    Both read the bytes alone: asked once per image, the answer kept as one
+    of its facts, so a repeated open of an unchanged file asks a dictionary.
+    """
+    nodelete = image.known(LOADABLE)
+    if nodelete is None:
+        check_soname(image)
+        nodelete = marked_nodelete(image)
+        image.record(LOADABLE, nodelete)
+    return nodelete
 
 
 def misplaced_symbols(image: PluginImage) -> Optional[FrozenSet[str]]:
@@ -222,14 +246,16 @@ class SystemLibrary(KeepsMappedWhileReferenced):
     """
 
     def __init__(self, image: PluginImage) -> None:
-        check_soname(image)
+        nodelete = image.known(LOADABLE)            # (asked at close, maybe twice)
+        self._nodelete = loadable(image) if nodelete is None else nodelete
         self.image = image
+        self.lifetime_lock = threading.RLock()      # (lifetime.py; its Plugin's lock too)
         self._handle: Optional[Any] = None
         self._released = False           # the image given back (by _unload)
-        self.load_path = image.acquire(self)
-        self._load_name = os.fsencode(self.load_path)
         handle = ffi.NULL
-        try:
+        try:                             # (an interrupt just after acquire gives it back)
+            self.load_path = image.acquire(self)
+            self._load_name = os.fsencode(self.load_path)
             handle = _open(self._load_name)
             if handle == ffi.NULL:
                 message = _error().replace(self.load_path, image.path)
@@ -274,7 +300,7 @@ class SystemLibrary(KeepsMappedWhileReferenced):
 
     def _unmaps(self) -> bool:
         # dlclose never unmaps a NODELETE library: its threads cannot lose their code.
-        return not marked_nodelete(self.image)
+        return not self._nodelete
 
     unload_reruns = True
 
@@ -293,16 +319,19 @@ class SystemLibrary(KeepsMappedWhileReferenced):
         # fd number must stay ours while the library is resident): a
         # cached image keeps its copy, so it is asked then, if ever. A
         # NODELETE library (Go's) stays for certain: that is said now.
-        ask_later = None
-        if self.image.users == 1 and self.image.cached and not marked_nodelete(self.image):
-            resident, ask_later = False, functools.partial(_still_loaded, self.load_path)
+        image, ask_later = self.image, None
+        if image.cached and not self._nodelete:     # (the last holder's release keeps ask_later)
+            resident, ask_later = False, self._loader_keeps_it
         else:
-            resident = self.image.users == 1 and _still_loaded(self.load_path)
+            resident = image.users == 1 and _still_loaded(self.load_path)
         if resident:
             log.info("close %s: the system loader keeps it loaded (another handle, or "
-                     "it cannot be unloaded)", printable(self.image.path))
-        self._released = self.image.release(self, resident=resident,
-                                            still_loaded=ask_later) is None
+                     "it cannot be unloaded)", printable(image.path))
+        self._released = image.release(self, resident=resident, still_loaded=ask_later) is None
+
+    def _loader_keeps_it(self) -> bool:
+        """Whether the system loader still has this library (asked when its copy would go)."""
+        return _still_loaded(self.load_path)
 
     @property
     def unloaded(self) -> bool:

@@ -295,6 +295,16 @@ class Symbol:
     defined: bool       # False when the symbol is imported from another library
 
 
+def arch_name(e_machine: int) -> str:
+    """The architecture an e_machine value names, as minildr spells it."""
+    return EM_ARCH.get(e_machine, f"machine {e_machine}")
+
+
+def kind_name(e_type: int) -> str:
+    """What kind of file an e_type value says it is ("shared library", ...)."""
+    return ET_NAMES.get(e_type, f"ELF type {e_type}")
+
+
 class ElfFile(Reader):
     """A 64-bit ELF file held in memory, read with every bound checked.
 
@@ -354,11 +364,11 @@ class ElfFile(Reader):
     # -- what the rest of minildr asks --------------------------------
     @property
     def arch(self) -> str:
-        return EM_ARCH.get(self.header.e_machine, f"machine {self.header.e_machine}")
+        return arch_name(self.header.e_machine)
 
     @property
     def kind(self) -> str:
-        return ET_NAMES.get(self.header.e_type, f"ELF type {self.header.e_type}")
+        return kind_name(self.header.e_type)
 
     def segments(self, p_type: int) -> Iterator[Elf64_Phdr]:
         return iter(self._by_type.get(p_type, ()))

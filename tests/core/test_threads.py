@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import minildr
-from minildr import image as images, lifetime, loader, plugin as plugins, system
+from minildr import checks, image as images, lifetime, loader, plugin as plugins, system
 
 if sys.platform.startswith("linux"):              # the native loader binds Linux's libc
     from minildr.native import initfini, mapping, relocate
@@ -356,8 +356,9 @@ def _target(fd: str) -> str:
 
 
 OPEN_STEPS = [
-    (loader, "check_file"), (loader, "check_binary"), (loader, "check_manifest"),
-    (loader, "check_versions"), (loader, "check_contracts"), (loader, "check_trust"),
+    (loader, "unchanged"), (loader, "check_file"), (loader, "check_image"),
+    (checks, "check_binary"), (checks, "check_manifest"), (checks, "check_versions"),
+    (loader, "check_contracts"), (loader, "check_trust"),
     (images.PluginImage, "acquire"), (system, "check_soname"), (system, "_open"),
     (system.SystemLibrary, "_check_same_library"), (plugins.Plugin, "__init__"),
     (loader.log, "info"),
