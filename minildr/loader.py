@@ -130,8 +130,8 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
             plugin = open_isolated(image, manifest, contracts, isolate, env,
                                    sandbox or False, bundled_copies(image, store))
         else:
-            with one_runtime(image, loader) as image:    # one Go runtime per process
-                plugin = load_in_process(image, manifest, loader, store)
+            # one Go runtime per process: see goruntime
+            plugin = one_runtime(image, loader, load_in_process, manifest, loader, store)
         if log.isEnabledFor(logging.INFO):          # (the message costs more than the check)
             how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
             log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "

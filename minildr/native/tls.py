@@ -66,6 +66,7 @@ from ..errors import LoadError
 from ..formats import elf
 from ..formats.reader import pack, sizeof
 from ..host import HOST
+from ..interrupts import under_lock
 from .classes import Rel
 from .libc import FUNCTION, ffi, libc
 
@@ -145,26 +146,30 @@ _code_lock = threading.Lock()
 
 def code() -> Code:
     """This machine's functions (LAYOUT), written on first use."""
-    with _code_lock:
-        if not _code:
-            if LAYOUT is None:
-                raise RuntimeError(f"no thread-local storage layout for {HOST.arch}")
-            page = libc.mmap(0, 4096, 3, 0x22, -1, 0)          # PROT_READ|WRITE, PRIVATE|ANONYMOUS
-            if page == 2**64 - 1:
-                raise OSError(ffi.errno, "mmap failed for the TLS functions")
-            ffi.memmove(ffi.cast("char *", page), LAYOUT.read_tp, len(LAYOUT.read_tp))
-            ffi.memmove(ffi.cast("char *", page + 64), LAYOUT.descriptor_return,
-                        len(LAYOUT.descriptor_return))
-            if LAYOUT.descriptor_dynamic:                       # with __tls_get_addr's address
-                dynamic = LAYOUT.descriptor_dynamic.replace(
-                    bytes.fromhex("48b8" "0000000000000000"),
-                    b"\x48\xb8" + struct.pack("<Q", int(ffi.cast("uintptr_t", libc.__tls_get_addr))))
-                ffi.memmove(ffi.cast("char *", page + 128), dynamic, len(dynamic))
-            if libc.mprotect(page, 4096, 5):                    # PROT_READ|EXEC, never writable again
-                raise OSError(ffi.errno, "mprotect failed for the TLS functions")
-            _code.append(Code(ffi.cast(FUNCTION, page), page + 64,
-                              page + 128 if LAYOUT.descriptor_dynamic else 0, static_tls_size()))
-        return _code[0]
+    return under_lock(_code_lock, _written_code)
+
+
+def _written_code() -> Code:
+    """Under _code_lock: the page written once, its functions."""
+    if not _code:
+        if LAYOUT is None:
+            raise RuntimeError(f"no thread-local storage layout for {HOST.arch}")
+        page = libc.mmap(0, 4096, 3, 0x22, -1, 0)          # PROT_READ|WRITE, PRIVATE|ANONYMOUS
+        if page == 2**64 - 1:
+            raise OSError(ffi.errno, "mmap failed for the TLS functions")
+        ffi.memmove(ffi.cast("char *", page), LAYOUT.read_tp, len(LAYOUT.read_tp))
+        ffi.memmove(ffi.cast("char *", page + 64), LAYOUT.descriptor_return,
+                    len(LAYOUT.descriptor_return))
+        if LAYOUT.descriptor_dynamic:                       # with __tls_get_addr's address
+            dynamic = LAYOUT.descriptor_dynamic.replace(
+                bytes.fromhex("48b8" "0000000000000000"),
+                b"\x48\xb8" + struct.pack("<Q", int(ffi.cast("uintptr_t", libc.__tls_get_addr))))
+            ffi.memmove(ffi.cast("char *", page + 128), dynamic, len(dynamic))
+        if libc.mprotect(page, 4096, 5):                    # PROT_READ|EXEC, never writable again
+            raise OSError(ffi.errno, "mprotect failed for the TLS functions")
+        _code.append(Code(ffi.cast(FUNCTION, page), page + 64,
+                          page + 128 if LAYOUT.descriptor_dynamic else 0, static_tls_size()))
+    return _code[0]
 
 
 def thread_pointer() -> int:
@@ -261,9 +266,14 @@ def dynamic_descriptor(module: int, offset: int) -> Tuple[int, int] | None:
     function = code().descriptor_dynamic
     if not function:
         return None
-    with _code_lock:            # kept for the process: descriptors of any library may point here
-        index = _indexes.setdefault((module, offset), ffi.new("tls_index *", (module, offset)))
+    # kept for the process: descriptors of any library may point here
+    index = under_lock(_code_lock, _index, module, offset)
     return function, int(ffi.cast("uintptr_t", index))
+
+
+def _index(module: int, offset: int) -> Any:
+    """Under _code_lock: the tls_index {module, offset}, made once."""
+    return _indexes.setdefault((module, offset), ffi.new("tls_index *", (module, offset)))
 
 
 # -- Another library's variable by module (general-dynamic into a loaded library) --------
