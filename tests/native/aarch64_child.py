@@ -89,11 +89,17 @@ def shared_variable(user: str, provider: str) -> tuple:
 
 
 def shared_in_dynamic_tls(user: str, provider: str) -> tuple:
-    """shared_variable, and whether the provider's variable is outside static TLS (True: its
-    block is in dynamic TLS, where no constant offset from the thread pointer reaches it)."""
+    """shared_variable; a*b + shared - shared before, with a*b held across the descriptor
+    call; and whether the provider's variable is outside static TLS (True: its block is in
+    dynamic TLS, where no constant offset from the thread pointer reaches it)."""
     values = shared_variable(user, provider)
+    with minildr.native.load(user) as lib:     # values in vector registers across the call
+        twice = lib.lookup("bump_twice_keeping", "double (double, double)")
+        before = ctypes.CDLL(provider).provider_value()
+        kept = twice(1.5, 2.0) - before
+        del twice
     shared = ctypes.addressof(ctypes.c_int.in_dll(ctypes.CDLL(provider), "shared"))
-    return values + (minildr.native.tls.tp_offset(shared) is None,)
+    return values + (kept, minildr.native.tls.tp_offset(shared) is None)
 
 
 def pointers(path: str, loader: str) -> tuple:
