@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -391,10 +392,12 @@ def test_an_interrupt_at_any_line_of_a_locked_step_leaves_no_lock_held(greet_so,
     """image.py's cache lock (an RLock: the next open in the same thread took it again, so
     only another thread would have hung), a plugin's lookup/close lock, the lifetime guard
     and goruntime's record were each taken in a multi-line `with`: an interrupt at its
-    exit line left it held. Each is taken through interrupts.under_lock now. (make test:
+    exit line left it held (build's SIGCHLD lock too, in a generator's `with`). Each is
+    taken through interrupts.under_lock now. (make test:
     every event of the image's and the Go record's steps, a spread of a lookup and close's;
     make fuzz: every event of each.)"""
     from minildr import goruntime, image
+    from minildr.build import run_tool
 
     def read_acquire_release(made):
         image.clear_cache()
@@ -430,3 +433,9 @@ def test_an_interrupt_at_any_line_of_a_locked_step_leaves_no_lock_held(greet_so,
                                           points=fuzz_examples(40)) == []
     monkeypatch.setattr(goruntime, "go_object_loaded", lambda: None)   # its lines: no lock
     assert _locks_left_at_every_event(claim_and_give_back, after=given_back) == []
+    # build's: taken while a tool runs in a host that ignores SIGCHLD (main thread only)
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        assert _locks_left_at_every_event(lambda made: run_tool(["true"])) == []
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
