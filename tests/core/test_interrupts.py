@@ -392,7 +392,8 @@ def test_an_interrupt_at_any_line_of_a_locked_step_leaves_no_lock_held(greet_so,
     """image.py's cache lock (an RLock: the next open in the same thread took it again, so
     only another thread would have hung), a plugin's lookup/close lock, the lifetime guard
     and goruntime's record were each taken in a multi-line `with`: an interrupt at its
-    exit line left it held (build's SIGCHLD lock too, in a generator's `with`). Each is
+    exit line left it held (build's SIGCHLD lock too, in a generator's `with`, and the C
+    type parser's). Each is
     taken through interrupts.under_lock now. (make test:
     every event of the image's and the Go record's steps, a spread of a lookup and close's;
     make fuzz: every event of each.)"""
@@ -413,6 +414,9 @@ def test_an_interrupt_at_any_line_of_a_locked_step_leaves_no_lock_held(greet_so,
         made[0].lookup("greet")
         made[0].close()
 
+    def typed_lookup(made):                          # ctype.PARSE_LOCK, around the parse
+        made.append(made[0].lookup("greet", "const char *(void)"))   # dropped untraced
+
     def closed(made):
         made[0].close()
         assert made[0].closed
@@ -430,6 +434,8 @@ def test_an_interrupt_at_any_line_of_a_locked_step_leaves_no_lock_held(greet_so,
     assert _locks_left_at_every_event(read_acquire_release) == []
     for loader in ("system", "native"):
         assert _locks_left_at_every_event(lookup_and_close, opened, closed,
+                                          points=fuzz_examples(40)) == []
+        assert _locks_left_at_every_event(typed_lookup, opened, closed,
                                           points=fuzz_examples(40)) == []
     monkeypatch.setattr(goruntime, "go_object_loaded", lambda: None)   # its lines: no lock
     assert _locks_left_at_every_event(claim_and_give_back, after=given_back) == []
