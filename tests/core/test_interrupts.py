@@ -7,8 +7,8 @@ interrupt_child.py counts the line events the operation runs inside the minildr
 package, then raises KeyboardInterrupt at each of them (or at an even spread
 of them when there are more than the budget), and after each interrupt checks
 that no descriptor, mapping of the plugin or of its sealed copy, child process,
-thread, or staged file in the build folder is left, and that the same
-operation then works. One child process per operation: what one case leaks
+thread, staged file in the build folder, or lock of minildr's held is left,
+and that the same operation then works. One child process per operation: what one case leaks
 must not hide in, or be blamed on, the next.
 
 `make test` tries a short spread (SHORT interrupt points per operation);
