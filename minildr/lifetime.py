@@ -207,6 +207,17 @@ def foreign_threads_since(started: int, settle: float = 0.05) -> FrozenSet[int]:
     return frozenset(suspects)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _outside_the_package() -> int:
+    """The warnings stack level of the first caller outside minildr (1: the caller of this)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class LeftMapped(RuntimeWarning):
     """close() left a library mapped, because code of it may still be running."""
 
@@ -346,6 +357,6 @@ class KeepsMappedWhileReferenced:
                        "process. Stop the plugin's threads before closing it, or open it with "
                        "isolate=True")
             log.warning("%s", message)
-            warnings.warn(message, LeftMapped, stacklevel=4)
+            warnings.warn(message, LeftMapped, stacklevel=_outside_the_package())
             return
         self._unload()
