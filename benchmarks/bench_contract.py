@@ -38,10 +38,14 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--calls", type=int, default=2000, help="calls per batch")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="minildr-bench-") as out:  # goes however the run ends
+        compare(args, Path(out))
 
+
+def compare(args: argparse.Namespace, out: Path) -> None:
+    """The contract's calls against cffi's by hand, on one `upper` plugin built into `out`."""
     folder = ROOT / "examples" / "command"
     contract = minildr.Contract.from_header(folder / "command.h", version="1.1")
-    out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
     path = minildr.build([folder / "upper.c"], name="upper", exports=folder / "upper.h",
                          contracts=[contract], out_dir=out)
 

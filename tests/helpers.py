@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import minildr
 from minildr.isolation import process
 
@@ -39,6 +41,18 @@ def stress(short: int, long: int) -> int:
     proportion. Mark the test @pytest.mark.fuzz, or make fuzz does not run it.
     """
     return short if FUZZ_SCALE == 1 else max(short, long * FUZZ_SCALE // 20)
+
+
+def cross_tool_missing(reason: str) -> None:
+    """Skip a test whose cross toolchain, emulator or Wine is missing, naming it.
+
+    With MINILDR_REQUIRE_CROSS set (.ci/run sets it after `make cross-tools`),
+    a missing tool is an error instead: CI must not pass by skipping the runs
+    it installed the tools for.
+    """
+    if os.environ.get("MINILDR_REQUIRE_CROSS"):
+        pytest.fail(reason + " — MINILDR_REQUIRE_CROSS is set, so this is an error")
+    pytest.skip(reason)
 
 
 def build_example(name: str, out_dir: Path, **kwargs) -> Path:

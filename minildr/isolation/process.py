@@ -136,12 +136,13 @@ class WorkerProcess:
                 arena.make()
             keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else []) \
                 + ([arena.fd] if arena is not None else []) + copies
-            held.process = subprocess.Popen(
+            held.process = WorkerPopen(
                 worker_command(worker_sock.fileno(), life_r, self.limits,
                                arena.fd if arena is not None else -1),
                 stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=keep,
                 close_fds=True, cwd=held.folder, env=dict(env),
                 start_new_session=True)     # the terminal's Ctrl-C goes to the host only
+            held.process.pidfd = _pidfd(held.process.pid)
             held.started()
             self.process = held.process
             self.pid = self.process.pid
@@ -567,7 +568,7 @@ def _status(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _wait(process: subprocess.Popen, timeout: float) -> int:
+def _wait(process: WorkerPopen, timeout: float) -> int:
     """The worker's exit status (negative: killed by that signal), killing it if need be."""
     try:
         return process.wait(timeout)
@@ -577,7 +578,7 @@ def _wait(process: subprocess.Popen, timeout: float) -> int:
     return process.wait()
 
 
-def _kill(process: subprocess.Popen) -> None:
+def _kill(process: WorkerPopen) -> None:
     """End the worker and everything its plugin started.
 
     Where the worker keeps its tree (tree.py), SIGTERM asks its keeper to
@@ -598,6 +599,35 @@ def _kill(process: subprocess.Popen) -> None:
     process.kill()
 
 
+class WorkerPopen(subprocess.Popen):
+    """Popen whose wait(timeout) sleeps until the worker ends instead of polling.
+
+    Popen.wait(timeout) looks at the child again and again, sleeping up to
+    50 ms in between, so every close saw its worker's end up to 50 ms late. A
+    pidfd (pidfd_open(2), Linux 5.3) becomes readable the moment its process
+    ends: wait sleeps on it in poll(), then reaps. `pidfd` is opened right
+    after the start (None where the kernel refuses: Popen's own wait then) and
+    closed by Held.release once the worker is reaped.
+    """
+    pidfd: Optional[int] = None
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        if timeout is not None and self.returncode is None and self.pidfd is not None:
+            poller = select.poll()
+            poller.register(self.pidfd, select.POLLIN)
+            if not poller.poll(max(0.0, timeout) * 1000):
+                timeout = 0.0                    # not ended: one look, then TimeoutExpired
+        return super().wait(timeout)
+
+
+def _pidfd(pid: int) -> Optional[int]:
+    """A pidfd for the worker just started (still unreaped: the pid is its own), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):       # not Linux, a kernel before 5.3, no descriptor left
+        return None
+
+
 class Held:
     """What the host holds for one worker: its process, its ends of the socket and pipes,
     the images being handed over, its folder and the arena.
@@ -608,7 +638,7 @@ class Held:
     """
 
     def __init__(self) -> None:
-        self.process: Optional[subprocess.Popen] = None
+        self.process: Optional[WorkerPopen] = None
         self.sockets: List[socket.socket] = []   # host's, then the worker's end
         self.fds: List[int] = []                 # lifeline, stdout, stderr: read and write ends
         self.outputs: set = set()                # the host's ends of stdout and stderr
@@ -667,6 +697,8 @@ class Held:
             self.arena.close()
             self.arena = None
         if process is not None:
+            if process.pidfd is not None:              # closed and forgotten in one statement
+                process.pidfd = os.close(process.pidfd)
             pids.remove_worker_cgroup(process.pid)     # if its keeper could not (it was killed)
             self.process = None
 

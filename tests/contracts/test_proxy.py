@@ -36,10 +36,26 @@ def isolate(request):
     return request.param
 
 
-@pytest.fixture
-def plugin(probe_so, isolate):
-    with minildr.open(probe_so, contracts=[PROBE], isolate=isolate) as p:
+@pytest.fixture(scope="module")
+def isolated_probe_plugin(probe_so):
+    """One worker for every isolated case: each looks up its own proxy in it, and a
+    contract violation is an error value, which leaves the worker serving."""
+    with minildr.open(probe_so, contracts=[PROBE], isolate=True) as p:
         yield p
+
+
+@pytest.fixture
+def plugin(request, probe_so, isolate):
+    """The probe plugin: in-process, opened for the test; isolated, the module's worker,
+    checked before each test to be serving with no output left unreleased."""
+    if not isolate:
+        with minildr.open(probe_so, contracts=[PROBE]) as p:
+            yield p
+        return
+    p = request.getfixturevalue("isolated_probe_plugin")
+    assert p._worker.alive and live(p) == 0, \
+        "an earlier test stopped the shared worker or left one of its outputs unreleased"
+    yield p
 
 
 @pytest.fixture

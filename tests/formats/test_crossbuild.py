@@ -43,7 +43,7 @@ from minildr import HOST, manifest
 from minildr.formats import macho, pe
 from minildr.formats.reader import c_string
 from minildr.build import INCLUDE_DIR, BuildError, exported_names
-from helpers import TESTS, fuzz_examples
+from helpers import TESTS, cross_tool_missing, fuzz_examples
 
 DATA = TESTS / "data" / "crossbuild"
 _spec = importlib.util.spec_from_file_location("crossbuild_recipe", DATA / "build.py")
@@ -275,7 +275,7 @@ def needs_tools(target):
     """`target`, or skip naming what this machine lacks to build for it."""
     missing = recipe.missing_tools(target)
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (`make cross-tools` installs Debian's "
+        cross_tool_missing(f"{', '.join(missing)} not installed (`make cross-tools` installs Debian's "
                     "gcc-mingw-w64-x86-64, clang, lld, llvm); the committed files are tested "
                     "all the same")
     return target
@@ -299,7 +299,7 @@ def test_recipe_rebuilds_the_same_plugins(folder, tmp_path):
 def test_recipe_rebuilds_the_universal_file(tmp_path):
     needed = [t for t in ("llvm-lipo", "clang", "ld64.lld") if recipe.find_tool(t) is None]
     if needed:
-        pytest.skip(f"{', '.join(needed)} not installed (Debian: llvm, clang, lld)")
+        cross_tool_missing(f"{', '.join(needed)} not installed (Debian: llvm, clang, lld)")
     slices = []
     for part in UNIVERSAL_PARTS:
         target = TARGETS[part]
@@ -399,7 +399,7 @@ def wine():
     """Wine in a prefix of its own (~700 MB, made in a few seconds), removed afterwards."""
     program = find_wine()
     if program is None or recipe.missing_tools(TARGETS["windows-x86_64"]):
-        pytest.skip("needs Wine and MinGW-w64 gcc (Debian: wine64, gcc-mingw-w64-x86-64)")
+        cross_tool_missing("needs Wine and MinGW-w64 gcc (Debian: wine64, gcc-mingw-w64-x86-64)")
     prefix = tempfile.mkdtemp(prefix="minildr-wine-")
     env = {**os.environ, "WINEPREFIX": prefix, "WINEDEBUG": "-all",
            "WINEDLLOVERRIDES": "mscoree,mshtml="}     # no Mono or Gecko install prompts

@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -127,6 +128,23 @@ int sum(int n, ...) { return n; }
 @pytest.fixture(scope="module")
 def crashy(tmp_path_factory) -> Path:
     return write_plugin(tmp_path_factory.mktemp("crashy"), "crashy", CRASHY_C, CRASHY_H)
+
+
+@pytest.fixture(scope="module")
+def crashy_worker(crashy):
+    """One isolated crashy for the checks that only look things up and make calls that
+    change nothing in it (refused lookups, arguments refused in the host)."""
+    with minildr.open(crashy, isolate=True) as plugin:
+        yield plugin
+
+
+@pytest.fixture
+def shared_crashy(crashy_worker):
+    """The module's crashy worker, checked alive and unchanged before each test uses it:
+    a test that stopped it fails here by name, rather than the next one by surprise."""
+    assert crashy_worker._worker.alive, "a test stopped the shared crashy worker"
+    assert crashy_worker.lookup("add", "int (int, int)")(20, 22) == 42
+    return crashy_worker
 
 
 def gone(pid: int, wait: float = 5.0) -> bool:
@@ -275,12 +293,12 @@ def test_string_results_are_the_same_kind_of_value_as_in_process(crashy):
     ("length", ("text",), TypeError, "takes bytes"),
     ("next_char", (b"ab",), TypeError, "length 1"),
 ])
-def test_bad_arguments_raise_like_cffi(crashy, name, args, error, fragment):
-    with minildr.open(crashy, isolate=True) as plugin:
-        function = plugin.lookup(name, minildr.read_manifest(crashy).exports[name].ctype)
-        with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)")):
-            function(*args)
-        assert plugin.lookup("add", "int (int, int)")(1, 1) == 2       # still fine
+def test_bad_arguments_raise_like_cffi(crashy, shared_crashy, name, args, error, fragment):
+    plugin = shared_crashy
+    function = plugin.lookup(name, minildr.read_manifest(crashy).exports[name].ctype)
+    with pytest.raises(error, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        function(*args)
+    assert plugin.lookup("add", "int (int, int)")(1, 1) == 2       # still fine
 
 
 @pytest.mark.parametrize("name, what", [
@@ -289,11 +307,12 @@ def test_bad_arguments_raise_like_cffi(crashy, name, args, error, fragment):
     ("sum", "a variadic argument list"),
     ("pointer", "a variable of this type"),
 ])
-def test_pointers_are_refused_clearly(crashy, name, what):
-    with minildr.open(crashy, isolate=True) as plugin:
-        ctype = plugin.manifest.exports[name].ctype
-        with pytest.raises(minildr.SymbolTypeError) as err:
-            plugin.lookup(name, ctype)
+def test_pointers_are_refused_clearly(crashy, shared_crashy, name, what):
+    plugin = shared_crashy
+    ctype = plugin.manifest.exports[name].ctype
+    with pytest.raises(minildr.SymbolTypeError) as err:
+        plugin.lookup(name, ctype)
+    assert plugin.lookup("add", "int (int, int)")(1, 1) == 2       # still fine
     assert what in str(err.value) and "cannot cross into the isolated worker" in str(err.value)
     assert str(crashy) in str(err.value)
 
@@ -354,12 +373,13 @@ def test_spinning_worker_gives_the_same_answers_and_output(crashy, monkeypatch, 
 # ---------------------------------------------------------------------------
 # Output: the plugin's stdout and stderr appear in the host's
 # ---------------------------------------------------------------------------
-def test_plugin_output_is_shown_by_the_host(crashy, capsys):
-    with minildr.open(crashy, isolate=True) as plugin:
-        plugin.lookup("say", "void (const char *)")(b"hello")
-        captured = capsys.readouterr()
-        assert captured.out == "plugin stdout: hello\n"
-        assert captured.err == "plugin stderr: hello\n"
+def test_plugin_output_is_shown_by_the_host(shared_crashy, capsys):
+    plugin = shared_crashy
+    capsys.readouterr()
+    plugin.lookup("say", "void (const char *)")(b"hello")
+    captured = capsys.readouterr()
+    assert captured.out == "plugin stdout: hello\n"
+    assert captured.err == "plugin stderr: hello\n"
 
 
 def test_more_output_than_a_pipe_holds(crashy, capsys):
@@ -371,10 +391,10 @@ def test_more_output_than_a_pipe_holds(crashy, capsys):
     assert out.endswith("line 019999 of the flood\n")
 
 
-def test_garbage_on_stdout_is_just_output(crashy, capsys):
-    with minildr.open(crashy, isolate=True) as plugin:
-        plugin.lookup("garbage_stdout", "void (void)")()
-        assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
+def test_garbage_on_stdout_is_just_output(shared_crashy, capsys):
+    plugin = shared_crashy
+    plugin.lookup("garbage_stdout", "void (void)")()
+    assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
     assert "garbage on stdout" in capsys.readouterr().out
 
 
@@ -824,6 +844,46 @@ def test_a_worker_slow_to_exit_after_close_is_waited_for(greet_so, monkeypatch, 
     assert gone(pid, wait=PATIENT)
     assert any(f"its worker (pid {pid}) exited with code 5 after close" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_the_workers_exit_runs_the_plugins_atexit_handlers_and_its_own(tmp_path, monkeypatch,
+                                                                       capfd):
+    """The worker leaves without Python's teardown (worker.end), but not without its
+    exit functions: Python's atexit ones first, then exit(3)'s, which run what the plugin
+    gave atexit() (once closed: the handler was unregistered with the library, glibc's
+    __cxa_finalize; so a plugin that is never unloaded, by a worker whose host went).
+    os._exit in its place fails this test at the plugin's handler; no atexit call, at
+    Python's."""
+    source = ("#include <stdio.h>\n#include <stdlib.h>\n"
+              "static void bye(void) { printf(\"plugin atexit ran\\n\"); }\n"
+              "int arm(void) { return atexit(bye); }\n")
+    path = write_plugin(tmp_path, "bye", source, "int arm(void);\n")
+    run_in_worker_first(monkeypatch, "import atexit, os\n"
+                                     "atexit.register(os.write, 2, b'python atexit ran\\n')\n")
+    plugin = minildr.open(path, isolate=PATIENT)
+    pid = plugin.worker_pid
+    assert plugin.lookup("arm", "int (void)")() == 0
+    plugin._worker._sock.shutdown(socket.SHUT_WR)        # end-of-file: the worker ends itself
+    assert gone(pid, wait=PATIENT)
+    plugin.close()
+    out, err = capfd.readouterr()
+    assert "python atexit ran" in err
+    assert "plugin atexit ran" in out
+
+
+def test_a_worker_is_waited_for_on_a_pidfd_closed_with_it(greet_so):
+    """close() sleeps on the worker's pidfd until it ends (WorkerPopen), and the pidfd
+    goes with the rest of what the host held."""
+    plugin = minildr.open(greet_so, isolate=True)
+    process_ = plugin._worker.process
+    fd = process_.pidfd
+    assert fd is not None and os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+    with pytest.raises(subprocess.TimeoutExpired):
+        process_.wait(0.05)                                # alive: the timeout holds
+    plugin.close()
+    assert process_.returncode == 0 and process_.pidfd is None
+    assert not os.path.exists(f"/proc/self/fd/{fd}") or \
+        os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[pidfd]"
 
 
 def test_calls_and_lookups_racing_close_get_an_answer_or_plugin_closed(crashy):

@@ -45,18 +45,23 @@ def plugins(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def namespaced(plugins):
-    """Whether isolated workers here run in a PID namespace of their own (pids.py):
-    then the host is not there for a plugin to signal or ptrace (ESRCH)."""
+def containment(plugins):
+    """What holds an isolated worker's processes here (pids.Containment), from one worker."""
     with minildr.open(plugins[1], isolate=True) as plugin:
-        return plugin.containment.pid_namespace
+        return plugin.containment
 
 
 @pytest.fixture(scope="module")
-def private_proc(plugins):
+def namespaced(containment):
+    """Whether isolated workers here run in a PID namespace of their own (pids.py):
+    then the host is not there for a plugin to signal or ptrace (ESRCH)."""
+    return containment.pid_namespace
+
+
+@pytest.fixture(scope="module")
+def private_proc(containment):
     """Whether isolated workers here have a /proc of their own PID namespace (mounts.py)."""
-    with minildr.open(plugins[1], isolate=True) as plugin:
-        return plugin.containment.private_proc
+    return containment.private_proc
 
 
 @pytest.fixture(scope="module")
