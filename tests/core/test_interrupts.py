@@ -445,3 +445,33 @@ def test_an_interrupt_at_any_line_of_a_locked_step_leaves_no_lock_held(greet_so,
         assert _locks_left_at_every_event(lambda made: run_tool(["true"])) == []
     finally:
         signal.signal(signal.SIGCHLD, previous)
+
+
+@requires_proc
+def test_an_interrupt_at_any_line_of_an_atomic_write_leaves_no_descriptor_or_file(tmp_path):
+    """The build campaign at every event (3,438) found write_atomically leaving its staged
+    file's descriptor open (and the file) when interrupted at its `try:` line, just after
+    mkstemp, or at the `with os.fdopen` line, before the file object owned the descriptor.
+    Now both are made inside the try and given back by what owns them at that moment."""
+    from minildr.atomic import write_atomically
+    target = tmp_path / "out" / "greet.so"
+    target.parent.mkdir()
+    counted = interrupt_child.Interrupt()
+    counted.run(lambda: write_atomically(target, b"data"))
+    fds, left = interrupt_child.descriptors(), []
+    for at in range(1, counted.events + 1):
+        interrupt = interrupt_child.Interrupt(at)
+        try:
+            interrupt.run(lambda: write_atomically(target, b"data"))
+        except KeyboardInterrupt:
+            pass
+        now = interrupt_child.descriptors()
+        extra = {fd: what for fd, what in now.items() if fds.get(fd) != what}
+        files = sorted(p.name for p in target.parent.iterdir() if p.name != "greet.so")
+        if extra or files:
+            left.append(f"event {at} ({interrupt.where}): {extra} {files}")
+            for fd in extra:
+                os.close(fd)
+            for name in files:
+                (target.parent / name).unlink()
+    assert counted.events > 3 and left == []
