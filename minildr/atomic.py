@@ -39,8 +39,12 @@ def write_atomically(path: "os.PathLike[str] | str", data: Union[bytes, str], *,
     """
     target = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, staged = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # Made inside the try, each held from the statement that makes it: an interrupt
+    # at the `try:` line or at the `with` line (before the file object owns the
+    # descriptor) left the descriptor open and the staged file behind.
+    fd, staged, f = -1, "", None
     try:
+        fd, staged = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -48,8 +52,11 @@ def write_atomically(path: "os.PathLike[str] | str", data: Union[bytes, str], *,
         os.chmod(staged, mode)              # mkstemp makes it 0600
         os.replace(staged, target)
     except BaseException:
+        if f is None and fd != -1:          # no file object owns it yet
+            os.close(fd)
         try:
-            os.unlink(staged)
+            if staged:
+                os.unlink(staged)
         except OSError:
             pass
         raise

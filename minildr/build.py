@@ -35,7 +35,6 @@ and the manifest then records the target's platform, not this machine's.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -54,6 +53,7 @@ from .atomic import write_atomically
 from .formats import elf, macho, pe
 from .contracts.contract import INCLUDE_DIR, Contract
 from .errors import BuildError, CompilerNotFound, PluginError
+from .interrupts import under_lock
 from .host import HOST, SUFFIXES, Platform
 from .image import built_path
 from .progress import progress
@@ -107,38 +107,35 @@ _SIGCHLD = getattr(signal, "SIGCHLD", None)        # POSIX only
 _sigchld_lock = threading.Lock()
 
 
-@contextlib.contextmanager
-def children_reported() -> Iterator[None]:
-    """While a tool runs: its exit status can be read, even if the host ignores SIGCHLD.
+def run_tool(cmd: Sequence[str], **kwargs: Any) -> "subprocess.CompletedProcess[str]":
+    """Run the compiler (or its preprocessor), output captured as text: its real exit status.
 
     A process that sets SIGCHLD to SIG_IGN has its children reaped by the
     kernel as they exit (POSIX, wait(2): waitpid then fails with ECHILD),
     and subprocess reports such a child as exit 0: a compiler that failed
     would look like one that succeeded. So the default disposition is put
-    back for the run, and SIG_IGN restored after. Only the main thread may
-    change a disposition (Python's signal module); from another thread such
-    a build is refused, saying why.
+    back for the run, and SIG_IGN restored after (`_run_reported`, under a
+    lock an interrupt cannot leave held: interrupts.under_lock). Only the
+    main thread may change a disposition (Python's signal module); from
+    another thread such a build is refused, saying why.
     """
     if _SIGCHLD is None or signal.getsignal(_SIGCHLD) != signal.SIG_IGN:
-        yield
-        return
+        return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     if threading.current_thread() is not threading.main_thread():
         raise BuildError(None, (
             "this process ignores SIGCHLD (signal.signal(SIGCHLD, SIG_IGN)), so the exit "
             "status of the C compiler cannot be read, and only the main thread may change "
             "that: build from the main thread, or restore signal.SIG_DFL for SIGCHLD"))
-    with _sigchld_lock:
-        signal.signal(_SIGCHLD, signal.SIG_DFL)
-        try:
-            yield
-        finally:
-            signal.signal(_SIGCHLD, signal.SIG_IGN)
+    return under_lock(_sigchld_lock, _run_reported, cmd, kwargs)
 
 
-def run_tool(cmd: Sequence[str], **kwargs: Any) -> "subprocess.CompletedProcess[str]":
-    """Run the compiler (or its preprocessor), output captured as text: its real exit status."""
-    with children_reported():
+def _run_reported(cmd: Sequence[str], kwargs: Mapping[str, Any]) -> "subprocess.CompletedProcess[str]":
+    """Under _sigchld_lock: the tool run with SIGCHLD's default disposition, SIG_IGN after."""
+    signal.signal(_SIGCHLD, signal.SIG_DFL)
+    try:
         return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    finally:
+        signal.signal(_SIGCHLD, signal.SIG_IGN)
 
 
 @functools.lru_cache(maxsize=None)

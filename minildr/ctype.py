@@ -23,6 +23,8 @@ from typing import Any, Dict, FrozenSet, List, Tuple
 import cffi
 from pycparser import c_ast, c_generator, c_parser
 
+from .interrupts import under_lock
+
 FAKE_LIBC = Path(__file__).with_name("fake_libc")
 # The typedefs of the stand-in standard headers: every type string may use them.
 STANDARD_TYPES = (FAKE_LIBC / "_types.h").read_text()
@@ -82,25 +84,31 @@ def check_nesting(text: str) -> None:
 def cffi_cdef(ffi: Any, text: str) -> None:
     """`ffi.cdef(text)`, thread-safe, and any failure of cffi's as CTypeError."""
     check_nesting(text)
-    with PARSE_LOCK:
-        try:
-            ffi.cdef(text)
-        except Exception as exc:        # CDefError, FFIError, ZeroDivisionError ('1/0'), ...
-            raise CTypeError(f"cffi cannot read these declarations: {type(exc).__name__}: "
-                             f"{exc}") from None
-        except RecursionError as exc:   # pragma: no cover - check_nesting bounds the depth
-            raise CTypeError(f"the declarations nest too deeply ({exc})") from None
+    under_lock(PARSE_LOCK, _cdef, ffi, text)
+
+
+def _cdef(ffi: Any, text: str) -> None:
+    try:
+        ffi.cdef(text)
+    except Exception as exc:        # CDefError, FFIError, ZeroDivisionError ('1/0'), ...
+        raise CTypeError(f"cffi cannot read these declarations: {type(exc).__name__}: "
+                         f"{exc}") from None
+    except RecursionError as exc:   # pragma: no cover - check_nesting bounds the depth
+        raise CTypeError(f"the declarations nest too deeply ({exc})") from None
 
 
 def cffi_type(ffi: Any, text: str) -> Any:
     """`ffi.typeof(text)`, thread-safe, and any failure of cffi's as CTypeError."""
     check_nesting(text)
-    with PARSE_LOCK:
-        try:
-            return ffi.typeof(text)
-        except Exception as exc:
-            raise CTypeError(f"cffi cannot read the type {text!r}: {type(exc).__name__}: "
-                             f"{exc}") from None
+    return under_lock(PARSE_LOCK, _typeof, ffi, text)
+
+
+def _typeof(ffi: Any, text: str) -> Any:
+    try:
+        return ffi.typeof(text)
+    except Exception as exc:
+        raise CTypeError(f"cffi cannot read the type {text!r}: {type(exc).__name__}: "
+                         f"{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -119,14 +127,17 @@ def _parser() -> c_parser.CParser:
 def parse(text: str, filename: str = "<header>") -> c_ast.FileAST:
     """The AST of C declarations; any text pycparser cannot read is CTypeError."""
     check_nesting(text)
-    with PARSE_LOCK:
-        try:
-            return _parser().parse(text, filename)
-        except c_parser.ParseError as exc:
-            raise CTypeError(str(exc)) from None
-        except (RecursionError, IndexError, AttributeError, TypeError,
-                AssertionError) as exc:           # pycparser's own failures on odd text
-            raise CTypeError(f"cannot read the C text ({type(exc).__name__}: {exc})") from None
+    return under_lock(PARSE_LOCK, _parse, text, filename)
+
+
+def _parse(text: str, filename: str) -> c_ast.FileAST:
+    try:
+        return _parser().parse(text, filename)
+    except c_parser.ParseError as exc:
+        raise CTypeError(str(exc)) from None
+    except (RecursionError, IndexError, AttributeError, TypeError,
+            AssertionError) as exc:           # pycparser's own failures on odd text
+        raise CTypeError(f"cannot read the C text ({type(exc).__name__}: {exc})") from None
 
 
 # C11 6.7.2p2: the lists of type specifiers that name a basic type, in any
@@ -296,12 +307,15 @@ def type_names(types: str = "") -> FrozenSet[str]:
     exports used to parse all of its declarations again each time, so a
     manifest with N declarations and N exports cost N * N.
     """
-    with PARSE_LOCK:
-        parse(f"{STANDARD_TYPES}\n{types}", "<types>")
-        # pycparser's file scope after the parse: name -> is it a type. This
-        # is exactly what decides how a later text that uses the names parses.
-        scope = _parser()._scope_stack[0]
-        return frozenset(name for name, is_type in scope.items() if is_type)
+    return under_lock(PARSE_LOCK, _type_names, types)
+
+
+def _type_names(types: str) -> FrozenSet[str]:
+    parse(f"{STANDARD_TYPES}\n{types}", "<types>")
+    # pycparser's file scope after the parse: name -> is it a type. This
+    # is exactly what decides how a later text that uses the names parses.
+    scope = _parser()._scope_stack[0]
+    return frozenset(name for name, is_type in scope.items() if is_type)
 
 
 def _one_parameter(text: str) -> bool:

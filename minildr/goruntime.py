@@ -8,7 +8,7 @@ process: "We do not support multiple Go runtimes in a single process"
 rebuilt and loaded again as a new object (which minildr's load path does
 on purpose), would start a second runtime beside the first.
 
-So `open` asks `one_runtime` before loading in-process: the first Go
+So `open` loads a Go library in-process through `one_runtime`: the first Go
 library loads; with the system loader, the same bytes again reuse the image
 already loaded (dlopen of the same sealed copy hands back the same library,
 whose runtime is running); any other Go library is refused with LoadError,
@@ -19,6 +19,14 @@ while any Go runtime runs in the process, whichever loader started it. And
 `minildr.native.load(path)`, which skips `open`'s checks, asks `start` the
 same question itself (a lock of its own: `one_runtime` holds `_lock` around
 the whole load, the native loader's load included).
+
+The record of the running runtime is claimed *before* the library's code can
+run and given back only if none of it ran, in statements an interrupt cannot
+separate from the load's own undoing (see `start`, `_load_go`): a runtime
+never runs unrecorded. A Go library minildr did not load (ctypes.CDLL, a Go
+program hosting Python) is found in the system loader's list of loaded
+objects (`go_object_loaded`: dl_iterate_phdr, each object's notes as mapped),
+so the rule holds for it too.
 
 A Go library is recognised from its file, by either of two marks Go's
 linker (cmd/link) writes into every ELF binary it links: the Go build ID
@@ -31,23 +39,40 @@ is still recognised.
 """
 from __future__ import annotations
 
-import contextlib
+import os
+import struct
 import threading
-from typing import ContextManager, Iterator, Optional
+from typing import Any, Callable, NamedTuple, Optional, TypeVar
 
 from .errors import LoadError
 from .formats import elf
 from .image import PluginImage
+from .interrupts import finish, under_lock
+
+if os.name == "posix":
+    from . import libdl                      # the system loader's list of loaded objects
+
+T = TypeVar("T")
 
 NT_GO_BUILDID = 4
+GO_NOTE_NAME = b"Go\0\0"                   # cmd/link's ELF_NOTE_GO_NAME
 BUILDINFO_MAGIC = b"\xff Go buildinf:"     # debug/buildinfo's buildInfoMagic
 BUILDINFO_ALIGN = 16                         # and its buildInfoAlign
 GO_ISSUE = "https://github.com/golang/go/issues/18976"
 
 _lock = threading.Lock()                    # one Go load at a time through open
-_loaded: Optional[PluginImage] = None       # the Go library the system loader loaded here
 _running_lock = threading.Lock()            # guards _running alone: taken inside _lock too
-_running: Optional[str] = None              # the Go library whose runtime runs here
+
+
+class Runtime(NamedTuple):
+    """The Go runtime a load through minildr started (or is starting) in this process."""
+
+    path: str                      # the library whose initialisers start it
+    owner: object                  # the load that claimed it: only that load gives it back
+    image: Optional[PluginImage]   # the system loader's: the same bytes are handed back
+
+
+_running: Optional[Runtime] = None
 
 
 def is_go_library(image: PluginImage) -> bool:
@@ -98,27 +123,88 @@ def has_go_buildinfo(f: elf.ElfFile) -> bool:
     return False
 
 
-def start(path: str) -> None:
-    """Record that the native loader starts the Go runtime of `path`, or refuse a second.
+NATIVE_WHY = ("The native loader maps a new copy of a library on every load, so it would "
+              "start a second runtime")
+SYSTEM_WHY = ("Another library (other bytes, or one the native loader mapped) would start a "
+              "second runtime")
 
-    Called before the library's initialisers run (they start the runtime);
-    `stopped(path)` takes it back if the load ends before any of them ran.
+
+def start(path: str, owner: object) -> None:
+    """Record that `owner`, a native load of `path`, starts the Go runtime; or refuse a second.
+
+    Called inside the load's `try`, before the library's initialisers run
+    (they start the runtime): the claim is made in this call, so an interrupt
+    anywhere after it reaches the load's undoing, which gives it back with
+    `stopped(owner)` if none of the initialisers ran.
     """
-    global _running
-    with _running_lock:
-        if _running is not None:
-            raise LoadError(path, _second_runtime(_running, (
-                "The native loader maps a new copy of a library on every load, so it would "
-                "start a second runtime")))
-        _running = path
+    under_lock(_running_lock, _claim, Runtime(path, owner, None), NATIVE_WHY)
 
 
-def stopped(path: str) -> None:
-    """A native load of `path` that ran none of its initialisers: no runtime was started."""
+def stopped(owner: object) -> None:
+    """`owner`'s load ran none of its initialisers: no runtime was started; its claim, if
+    it made one, is given back (another load's claim is left alone)."""
+    under_lock(_running_lock, _give_back, owner)
+
+
+def _claim(runtime: Runtime, why: str) -> None:
+    """Under _running_lock: record `runtime`, unless a Go runtime runs here already."""
     global _running
-    with _running_lock:
-        if _running == path:
-            _running = None
+    if _running is not None:
+        raise LoadError(runtime.path, _second_runtime(_running.path, why))
+    other = go_object_loaded()
+    if other is not None:
+        raise LoadError(runtime.path, _second_runtime(other, (
+            "It was loaded by other means than minildr (ctypes.CDLL, or a Go program "
+            "hosting Python); loading this one would start a second runtime")))
+    _running = runtime
+
+
+def _give_back(owner: object) -> None:
+    global _running
+    if _running is not None and _running.owner is owner:
+        _running = None
+
+
+def go_object_loaded() -> Optional[str]:
+    """The name of a Go binary the system loader has loaded into this process, or None.
+
+    Every binary Go's linker links externally (a c-shared library always is;
+    a program using cgo too) carries a Go build ID note, "Go\\0\\0" type 4
+    (cmd/link/internal/ld/elf.go: ELF_NOTE_GOBUILDID_TAG, written by
+    addgonote when linking externally with a build ID, which cmd/go always
+    passes, cmd/go/internal/work/gc.go), in a read-only PT_NOTE segment, so
+    it is mapped with the library: each loaded object's notes are read from
+    memory (libdl.loaded_notes), no file is opened. About a millisecond,
+    asked only when a Go library is about to load. A binary linked with an
+    empty build ID (-ldflags=-buildid=) carries no note and is not seen here.
+    """
+    if os.name != "posix":
+        return None
+    for loaded in libdl.loaded_notes():
+        if any(_has_go_build_id(align, data) for align, data in loaded.notes):
+            return _shown(loaded.name)
+    return None
+
+
+def _has_go_build_id(align: int, data: bytes) -> bool:
+    """Whether the note segment `data` holds a Go build ID note (gABI note layout)."""
+    if GO_NOTE_NAME not in data:            # most objects: no walk
+        return False
+    align = 8 if align == 8 else 4
+    offset = 0
+    while offset + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from("=III", data, offset)
+        name_at = offset + 12
+        if ntype == NT_GO_BUILDID and data[name_at:name_at + namesz].rstrip(b"\0") == b"Go":
+            return True
+        desc_at = name_at + -(-namesz // align) * align
+        offset = desc_at + -(-descsz // align) * align
+    return False
+
+
+def _shown(name: str) -> str:
+    """A loaded object's name as the user knows it: "" is the program itself."""
+    return name or f"this program ({os.path.basename(os.path.realpath('/proc/self/exe'))})"
 
 
 def _second_runtime(first: str, why: str) -> str:
@@ -129,35 +215,38 @@ def _second_runtime(first: str, why: str) -> str:
             "process with a runtime of its own")
 
 
-def one_runtime(image: PluginImage, loader: str = "system") -> ContextManager[PluginImage]:
-    """Yields the image to load in this process: `image`, or the Go library already loaded.
+def one_runtime(image: PluginImage, loader: str, load: Callable[..., T], *args: Any) -> T:
+    """`load(image, *args)`: `image` loaded in this process, or the Go library already loaded.
 
     Raises LoadError for a second Go runtime: another Go library, or with
-    loader="native" any Go library once a runtime runs. A Go library counts
-    as loaded once the `with` block ends without an error (a load the native
-    loader refused starts no runtime); one Go load at a time. Any other
-    library passes straight through (no generator, no lock: most opens).
+    loader="native" any Go library once a runtime runs. One Go load at a
+    time. Any other library goes straight to `load` (no lock: most opens).
     """
-    return (_one_go_runtime(image, loader) if is_go_library(image)
-            else contextlib.nullcontext(image))
+    if not is_go_library(image):
+        return load(image, *args)
+    return under_lock(_lock, _load_go, image, loader, load, args)
 
 
-@contextlib.contextmanager
-def _one_go_runtime(image: PluginImage, loader: str) -> Iterator[PluginImage]:
-    global _loaded, _running
-    with _lock:
-        if (loader == "system" and _loaded is not None and _loaded.sha256 == image.sha256
-                and _running == _loaded.path):
-            yield _loaded.named(image.path)  # the same bytes: the same loaded library
-            return
-        if _running is not None:
-            why = ("The native loader maps a new copy of a library on every load, so it "
-                   "would start a second runtime" if loader == "native" else
-                   "Another library (other bytes, or one the native loader mapped) would "
-                   "start a second runtime")
-            raise LoadError(image.path, _second_runtime(_running, why))
-        yield image
-        if loader == "system":
-            _loaded = image                  # kept: its runtime runs for the process's life
-            with _running_lock:
-                _running = image.path
+def _load_go(image: PluginImage, loader: str, load: Callable[..., T], args: tuple) -> T:
+    """Under _lock: load a Go library, claiming the runtime first (see `start`).
+
+    With the system loader the claim is given back after a failed load only
+    if no Go object is in the system loader's list: a load refused after
+    dlopen ran the library's initialisers (a check after dlopen) leaves its
+    runtime running, and recorded.
+    """
+    running = _running
+    if (loader == "system" and running is not None and running.image is not None
+            and running.image.sha256 == image.sha256):
+        return load(running.image.named(image.path), *args)   # the same bytes: the same library
+    if loader == "native":
+        if running is not None:
+            raise LoadError(image.path, _second_runtime(running.path, NATIVE_WHY))
+        return load(image, *args)             # NativeLibrary claims it itself (start)
+    owner = object()
+    try:
+        under_lock(_running_lock, _claim, Runtime(image.path, owner, image), SYSTEM_WHY)
+        return load(image, *args)
+    except BaseException:
+        finish(lambda: None if go_object_loaded() else stopped(owner))
+        raise

@@ -63,6 +63,7 @@ from .console import printable
 from .formats import elf
 from .formats.survey import Survey, survey
 from .errors import FileChanged, NotAPlugin, PluginError
+from .interrupts import under_lock
 from .manifest import (BinaryInfo, Manifest, describe_unknown, elf_info, examine, examine_elf,
                        is_binary, manifest_from_payload)
 
@@ -226,14 +227,17 @@ class PluginImage:
         fd = shared.fd
         if shared.cached and fd is not None:
             return f"/proc/self/fd/{fd}"
-        with _lock:
-            if shared.fd is None and shared.copy is None:
-                if USE_MEMFD:
-                    shared.fd = _sealed_memfd(self.data, os.path.basename(self.path))
-                else:
-                    shared.copy = _private_copy(self.data, os.path.basename(self.path))
-            shared.holders.add(holder)
-            return f"/proc/self/fd/{shared.fd}" if shared.fd is not None else shared.copy  # type: ignore[return-value]
+        return under_lock(_lock, self._acquire, holder)
+
+    def _acquire(self, holder: object) -> str:
+        shared = self._shared
+        if shared.fd is None and shared.copy is None:
+            if USE_MEMFD:
+                shared.fd = _sealed_memfd(self.data, os.path.basename(self.path))
+            else:
+                shared.copy = _private_copy(self.data, os.path.basename(self.path))
+        shared.holders.add(holder)
+        return f"/proc/self/fd/{shared.fd}" if shared.fd is not None else shared.copy  # type: ignore[return-value]
 
     def sealed_fd(self) -> Optional[int]:
         """The sealed memfd holding `data` while acquired (None on the private-copy path).
@@ -269,13 +273,17 @@ class PluginImage:
                 shared.holders.discard(holder)
             if shared.cached:
                 return
-        with _lock:
-            shared.resident = shared.resident or resident
-            if holder in shared.holders:
-                shared.still_loaded = still_loaded if shared.holders == {holder} else None
-                shared.holders.discard(holder)
-            if not shared.holders and not shared.cached:
-                self._discard()
+        under_lock(_lock, self._release, holder, resident, still_loaded)
+
+    def _release(self, holder: object, resident: bool,
+                 still_loaded: Optional[Callable[[], bool]]) -> None:
+        shared = self._shared
+        shared.resident = shared.resident or resident
+        if holder in shared.holders:
+            shared.still_loaded = still_loaded if shared.holders == {holder} else None
+            shared.holders.discard(holder)
+        if not shared.holders and not shared.cached:
+            self._discard()
 
     def _discard(self) -> None:
         """Free the sealed copy, unless a library loaded from it is still mapped.
@@ -408,14 +416,13 @@ def built_path(path: "os.PathLike[str] | str", data: bytes, written: "Written") 
     """
     image = PluginImage(path=os.fspath(path), data=data,
                         sha256=hashlib.sha256(data).hexdigest(), identity=_identity(written.stat))
-    key = os.path.abspath(path)
-    with _lock:
-        _remember(key, image)
-        _remember_built(key, _Built(image, written.generation))
+    under_lock(_lock, _remember_built, os.path.abspath(path), _Built(image, written.generation))
     return BuiltPath(path)
 
 
 def _remember_built(key: str, built: _Built) -> None:
+    """Cache the image built (or edited in place) at `key` and remember it as ours (under _lock)."""
+    _remember(key, built.image)
     _built_here[key] = built
     _built_here.move_to_end(key)
     while len(_built_here) > CACHE_SIZE:
@@ -445,8 +452,7 @@ def _read_built(path: "os.PathLike[str] | str", now: Identity) -> Optional[Plugi
     if not isinstance(path, BuiltPath):
         return None
     key = os.path.abspath(path)
-    with _lock:
-        built = _built_here.get(key)
+    built = under_lock(_lock, _built_here.get, key)
     if built is None:
         return None
     mine = built.image
@@ -462,9 +468,7 @@ def _read_built(path: "os.PathLike[str] | str", now: Identity) -> Optional[Plugi
                          "loading it as it is now (this file system keeps no generation "
                          "numbers, so another process's build that reused its inode number "
                          "would look the same)", printable(path))
-            with _lock:
-                _remember(key, edited)
-                _remember_built(key, _Built(edited, built.generation))
+            under_lock(_lock, _remember_built, key, _Built(edited, built.generation))
             return edited
     log.info("open %s: another process replaced the file since this one built "
              "it; loading the bytes built here (sha256 %s)", printable(path), mine.sha256)
@@ -485,21 +489,33 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
     if built is not None:
         return built.named(path)
     key = _cache_key(path)
-    with _lock:
-        cached = _cache.get(key)
-        if cached is not None and cached.identity == now:
-            _cache.move_to_end(key)
-            return cached.named(path)
+    cached = under_lock(_lock, _cached_unchanged, key, now)
+    if cached is not None:
+        return cached.named(path)
     image = _read_file(path, checked=True)
     assert image is not None                          # no inode= given: never None
-    with _lock:
-        cached = _cache.get(key)
-        if cached is not None and cached.sha256 == image.sha256 and \
-                _same_contents_key(cached.identity) == _same_contents_key(image.identity):
-            cached.identity = image.identity          # only the ctime moved: same bytes
-            _cache.move_to_end(key)
-            return cached.named(path)
-        _remember(key, image)
+    return under_lock(_lock, _remember_read, key, image).named(path)
+
+
+def _cached_unchanged(key: str, now: Identity) -> Optional[PluginImage]:
+    """The cached image of `key` if its file is unchanged since (under _lock)."""
+    cached = _cache.get(key)
+    if cached is not None and cached.identity == now:
+        _cache.move_to_end(key)
+        return cached
+    return None
+
+
+def _remember_read(key: str, image: PluginImage) -> PluginImage:
+    """The image to use for the file just read (under _lock): the cached one if only its
+    ctime moved (the same bytes), else `image`, cached as the file's current version."""
+    cached = _cache.get(key)
+    if cached is not None and cached.sha256 == image.sha256 and \
+            _same_contents_key(cached.identity) == _same_contents_key(image.identity):
+        cached.identity = image.identity          # only the ctime moved: same bytes
+        _cache.move_to_end(key)
+        return cached
+    _remember(key, image)
     return image
 
 
@@ -655,6 +671,9 @@ def _evict(key) -> None:
 
 def clear_cache() -> None:
     """Forget every cached image (images still in use stay alive until closed)."""
-    with _lock:
-        for key in list(_cache):
-            _evict(key)
+    under_lock(_lock, _evict_all)
+
+
+def _evict_all() -> None:
+    for key in list(_cache):
+        _evict(key)

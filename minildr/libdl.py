@@ -1,4 +1,5 @@
-"""The system loader's C interface (dlopen, dlsym, dlvsym, dlclose, dlerror, dladdr, dlinfo), bound once.
+"""The system loader's C interface (dlopen, dlsym, dlvsym, dlclose, dlerror, dladdr, dlinfo,
+dl_iterate_phdr), bound once.
 
 Three parts of minildr ask the system loader for something: system.py loads
 plugins with it, linkage.py resolves a plugin's symbols before that, and the
@@ -15,7 +16,7 @@ library lacks them, `lib` has no such attribute and `HAS_VERSIONS` is False.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import List, NamedTuple, Optional, Tuple
 
 import cffi
 
@@ -32,6 +33,11 @@ ffi.cdef("""
     char *dlerror(void);
     int dladdr(uintptr_t address, Dl_info *info);
     int dlinfo(void *handle, int request, void *info);
+    typedef struct { uint32_t p_type, p_flags; uint64_t p_offset, p_vaddr, p_paddr,
+                     p_filesz, p_memsz, p_align; } Elf64_Phdr;
+    struct dl_phdr_info { uintptr_t dlpi_addr; const char *dlpi_name;
+                          const Elf64_Phdr *dlpi_phdr; uint16_t dlpi_phnum; };  /* and more */
+    int dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, void *), void *data);
 """)
 
 lib = ffi.dlopen(None)                  # libc has them since glibc 2.34; macOS always
@@ -41,7 +47,7 @@ except AttributeError:                  # pragma: no cover - glibc before 2.34
     lib = ffi.dlopen("libdl.so.2")
 
 FUNCTIONS = ("dlopen", "dlsym", "dlclose", "dlerror", "dladdr")
-GNU_FUNCTIONS = ("dlvsym", "dlinfo")
+GNU_FUNCTIONS = ("dlvsym", "dlinfo", "dl_iterate_phdr")
 for _name in FUNCTIONS:
     getattr(lib, _name)
 HAS_VERSIONS = True
@@ -82,3 +88,45 @@ def loaded_from(handle: object) -> Optional[str]:
     """`loaded_name`, decoded as the file system's names are."""
     name = loaded_name(handle)
     return os.fsdecode(name) if name is not None else None
+
+
+PT_NOTE = 4
+
+
+class LoadedNotes(NamedTuple):
+    """One object the system loader has loaded, and its notes as they are mapped."""
+
+    name: str            # its link map's name ("" for the program itself)
+    notes: List[Tuple[int, bytes]]   # each PT_NOTE segment: its alignment, its bytes
+
+
+def loaded_notes() -> List[LoadedNotes]:
+    """Every object in the system loader's list (the program first), with its PT_NOTE segments.
+
+    dl_iterate_phdr (glibc; the LSB) calls back once per loaded object with
+    its load address and program headers, holding the loader's lock, so each
+    segment is copied inside the callback, while its object cannot be
+    unloaded. A PT_NOTE segment is inside a loadable one (the gABI's notes
+    are read-only data the loader maps), so reading it reads mapped memory.
+    An exception in the callback (an interrupt) stops the walk and is raised
+    here, not printed and lost as cffi would. 64-bit objects only ([] elsewhere).
+    """
+    if not HAS_VERSIONS or ffi.sizeof("void *") != 8:
+        return []
+    found: List[LoadedNotes] = []
+    failed: List[BaseException] = []
+
+    def each(info, size, data):          # type: ignore[no-untyped-def]
+        found.append(LoadedNotes(os.fsdecode(ffi.string(info.dlpi_name)), [
+            (ph.p_align, ffi.buffer(ffi.cast("char *", info.dlpi_addr + ph.p_vaddr), ph.p_memsz)[:])
+            for ph in info.dlpi_phdr[0:info.dlpi_phnum] if ph.p_type == PT_NOTE]))
+        return 0
+
+    def stop(kind, value, traceback):    # type: ignore[no-untyped-def]
+        failed.append(value)
+        return 1
+    callback = ffi.callback("int(struct dl_phdr_info *, size_t, void *)", each, onerror=stop)
+    lib.dl_iterate_phdr(callback, NULL)
+    if failed:
+        raise failed[0]
+    return found

@@ -54,6 +54,7 @@ import weakref
 from typing import Any, Callable, FrozenSet, Optional, Set
 
 from .console import printable
+from .interrupts import under_lock
 
 log = logging.getLogger("minildr")
 
@@ -95,13 +96,21 @@ def _task_links() -> int:
                 return st.st_nlink
         except OSError:
             pass
-    with _task_lock:                     # one descriptor, however many threads ask first
-        if _task_folder is held:
-            fd = os.open(_TASKS, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            st = os.fstat(fd)
-            _task_folder = (fd, st.st_dev, st.st_ino)
-            return st.st_nlink
-    return _task_links()
+    # one descriptor, however many threads ask first
+    links = under_lock(_task_lock, _open_task_folder, held)
+    return _task_links() if links is None else links
+
+
+def _open_task_folder(held: "tuple[int, int, int] | None") -> Optional[int]:
+    """Under _task_lock: open /proc/self/task unless another thread replaced `held` since
+    (then None: ask that one); the link count."""
+    global _task_folder
+    if _task_folder is not held:
+        return None
+    fd = os.open(_TASKS, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    _task_folder = (fd, st.st_dev, st.st_ino)
+    return st.st_nlink
 
 
 def native_threads() -> FrozenSet[int]:
@@ -211,6 +220,17 @@ def foreign_threads_since(started: int, settle: float = 0.05) -> FrozenSet[int]:
     return frozenset(suspects)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _outside_the_package() -> int:
+    """The warnings stack level of the first caller outside minildr (1: the caller of this)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class LeftMapped(RuntimeWarning):
     """close() left a library mapped, because code of it may still be running."""
 
@@ -270,13 +290,15 @@ class KeepsMappedWhileReferenced:
 
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""
-        with self._guard:
-            # The release first, then the count: an interrupt between the two
-            # leaves a release with nothing to release (the object never reached
-            # the caller), never a count no release will take back (mapped for good).
-            token = object()
-            weakref.finalize(obj, self._release_one, token).atexit = False
-            self._holders.add(token)
+        under_lock(self._guard, self._hold_while, obj)
+
+    def _hold_while(self, obj: object) -> None:
+        # The release first, then the count: an interrupt between the two
+        # leaves a release with nothing to release (the object never reached
+        # the caller), never a count no release will take back (mapped for good).
+        token = object()
+        weakref.finalize(obj, self._release_one, token).atexit = False
+        self._holders.add(token)
 
     def results_keep_mapped(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """`function` (returning a pointer), wrapped: each pointer it returns keeps the library
@@ -287,8 +309,7 @@ class KeepsMappedWhileReferenced:
         def dropped(ref: "weakref.ref[Any]") -> None:
             results.discard(ref)
             if not results and self._closing:
-                with self._guard:
-                    self._unload_if_unreferenced()
+                under_lock(self._guard, self._unload_if_unreferenced)
 
         def call(*args: Any) -> Any:
             result = function(*args)
@@ -302,9 +323,11 @@ class KeepsMappedWhileReferenced:
         return call
 
     def _release_one(self, token: object) -> None:
-        with self._guard:
-            self._holders.discard(token)
-            self._unload_if_unreferenced()
+        under_lock(self._guard, self._release_token, token)
+
+    def _release_token(self, token: object) -> None:
+        self._holders.discard(token)
+        self._unload_if_unreferenced()
 
     def _unload_if_unreferenced(self) -> None:
         """Under the guard: unload if closing and nothing handed out is alive."""
@@ -313,25 +336,27 @@ class KeepsMappedWhileReferenced:
 
     def close(self) -> None:
         """Unload now, or once no function or pointer from the library is held."""
-        with self._guard:
-            # Closing but not unloaded is an interrupted close: called again, it
-            # finishes the job where the loader's unload can be run again
-            # (unload_reruns); elsewhere it must not run twice (finalisers, munmap).
-            if self.unloaded or self._closing and not self.unload_reruns:
-                return
-            self._closing = True
-            state = self.__dict__          # (the sets exist only once something was handed out)
-            if state.get("_lifetime_holders") or state.get("_live_results"):
-                held = len(self._holders) + len(self._results)
-                # Until then nothing else may hold this object: the plugin has let
-                # go of it, and the weak references to its results would go with it
-                # as garbage (callbacks and all), leaving the library mapped for good.
-                _AWAITING_UNLOAD.add(self)
-                log.info("close %s: still mapped while %d function(s) or pointer(s) from it "
-                         "are referenced; it unloads when they are dropped",
-                         printable(self._name), held)
-                return
-            self._unload_unless_running()
+        under_lock(self._guard, self._close_or_await)
+
+    def _close_or_await(self) -> None:
+        # Closing but not unloaded is an interrupted close: called again, it
+        # finishes the job where the loader's unload can be run again
+        # (unload_reruns); elsewhere it must not run twice (finalisers, munmap).
+        if self.unloaded or self._closing and not self.unload_reruns:
+            return
+        self._closing = True
+        state = self.__dict__          # (the sets exist only once something was handed out)
+        if state.get("_lifetime_holders") or state.get("_live_results"):
+            held = len(self._holders) + len(self._results)
+            # Until then nothing else may hold this object: the plugin has let
+            # go of it, and the weak references to its results would go with it
+            # as garbage (callbacks and all), leaving the library mapped for good.
+            _AWAITING_UNLOAD.add(self)
+            log.info("close %s: still mapped while %d function(s) or pointer(s) from it "
+                     "are referenced; it unloads when they are dropped",
+                     printable(self._name), held)
+            return
+        self._unload_unless_running()
 
     def _unmaps(self) -> bool:
         """Whether unloading really unmaps the code (a loader that never does says False)."""
@@ -350,6 +375,6 @@ class KeepsMappedWhileReferenced:
                        "process. Stop the plugin's threads before closing it, or open it with "
                        "isolate=True")
             log.warning("%s", message)
-            warnings.warn(message, LeftMapped, stacklevel=4)
+            warnings.warn(message, LeftMapped, stacklevel=_outside_the_package())
             return
         self._unload()

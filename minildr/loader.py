@@ -164,9 +164,8 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
             if isolate:
                 plugin = open_isolated(image, manifest, contracts, isolate, env,
                                        sandbox or False, bundled_copies(image, store))
-            elif is_go_library(image):
-                with one_runtime(image, loader) as image:    # one Go runtime per process
-                    plugin = load_in_process(image, manifest, loader, store)
+            elif is_go_library(image):      # one Go runtime per process: see goruntime
+                plugin = one_runtime(image, loader, load_in_process, manifest, loader, store)
             else:
                 plugin = load_in_process(image, manifest, loader, store)
                 if loader == "system" and nothing_to_prepare(image):

@@ -20,7 +20,7 @@ from .contracts import proxy
 from .contracts.contract import Contract
 from .errors import PluginClosed, PluginError, SymbolNotFound, SymbolTypeError
 from .image import PluginImage
-from .interrupts import finish
+from .interrupts import finish, under_lock
 from .manifest import Manifest
 
 if TYPE_CHECKING:
@@ -103,8 +103,7 @@ class Plugin:
         """
         shown = printable(f"lookup {name} in {self.path} (type {ctype})")
         try:
-            with self._lock:
-                result = self._lookup(name, ctype)
+            result = under_lock(self._lock, self._lookup, name, ctype)
         except PluginError as exc:
             log.info("%s: refused: %s", shown, exc.reason)
             raise
@@ -175,17 +174,19 @@ class Plugin:
         Safe against lookups in other threads: a lookup either finishes first
         (and what it handed out keeps the library mapped) or sees the plugin closed.
         """
-        with self._lock:
-            library = self._library
-            if library is None:
-                return
+        under_lock(self._lock, self._close)
 
-            def close_then_forget() -> None:  # forgotten only once closed: an interrupted
-                library.close()               # close can always be called again
-                self._library = None
-            finish(close_then_forget)
-            if log.isEnabledFor(logging.INFO):
-                log.info("close %s", printable(self.path))
+    def _close(self) -> None:
+        library = self._library
+        if library is None:
+            return
+
+        def close_then_forget() -> None:  # forgotten only once closed: an interrupted
+            library.close()               # close can always be called again
+            self._library = None
+        finish(close_then_forget)
+        if log.isEnabledFor(logging.INFO):
+            log.info("close %s", printable(self.path))
 
     def __enter__(self) -> "Plugin":
         return self

@@ -33,6 +33,7 @@ from typing import Optional
 from .. import libdl
 from ..build import find_compiler, run_tool
 from ..errors import CompilerNotFound
+from ..interrupts import under_lock
 from .kernel import MACHINE
 
 SOURCE = Path(__file__).with_name("fastcall.c")
@@ -53,16 +54,20 @@ _status: Optional[Status] = None
 def status() -> Status:
     """The C call loop, built on first use (once per process; the file once per machine).
 
-    Once known, the status is read without the lock: every worker start asks,
-    and a `with` block's exit is a line of its own, where an interrupt (a
-    Ctrl-C, or the interrupt campaign's, tests/core/interrupt_child.py) skips
-    the release, so the next start would wait for the lock forever.
+    Once known, the status is read without the lock (every worker start asks);
+    the first build takes it through interrupts.under_lock: a `with` block's
+    exit is a line of its own, where an interrupt (a Ctrl-C, or the interrupt
+    campaign's, tests/core/interrupt_child.py) skipped the release, so the
+    next start waited for the lock forever.
     """
+    return _status if _status is not None else under_lock(_lock, _build_once)
+
+
+def _build_once() -> Status:
+    """Under _lock: the status, built unless another thread built it first."""
     global _status
     if _status is None:
-        with _lock:
-            if _status is None:
-                _status = _build()
+        _status = _build()
     return _status
 
 

@@ -15,7 +15,7 @@ from ..contracts.contract import Contract
 from ..console import printable
 from ..errors import PluginClosed
 from ..image import PluginImage
-from ..interrupts import finish
+from ..interrupts import finish, under_lock
 from ..manifest import Export, Manifest
 from ..plugin import Plugin, Symbol
 from ..system import ffi as host_ffi
@@ -50,23 +50,27 @@ class RemoteFunction:
         if frames.hot:                    # numbers only: one method, one struct each way
             value = self._worker.call_numbers(frames, self._handle, args, self._during)
             return self._by_json(args) if value is BY_JSON else value
-        ffi, worker = self._ffi, self._worker
-        with worker.lock:                 # one request at a time uses the worker's arena
-            arena = worker.arena
-            if frames.strings and arena is not None:
-                arena.begin()
-            seq = worker.next_seq()
-            data = frames.pack_call(seq, self._handle, args, ffi, arena)
-            if data is None:              # a value no binary frame carries: by JSON
-                return self._by_json(args)
-            reply = worker.exchange(data, self._during)
-            try:
-                if type(reply) is bytes:
-                    return frames.read_reply(reply, seq, ffi, arena)
-                return decode_result(self._marshal.result, read_reply(reply, seq, worker.path),
-                                     ffi, arena)
-            except ProtocolViolation as exc:
-                raise worker._violated(exc, self._during) from None
+        return under_lock(self._worker.lock, self._call, args)
+
+    def _call(self, args: tuple) -> Any:
+        """A call through the arena or JSON, under the worker's lock: one request at a time
+        uses the worker's arena."""
+        frames, ffi, worker = self._frames, self._ffi, self._worker
+        arena = worker.arena
+        if frames.strings and arena is not None:
+            arena.begin()
+        seq = worker.next_seq()
+        data = frames.pack_call(seq, self._handle, args, ffi, arena)
+        if data is None:              # a value no binary frame carries: by JSON
+            return self._by_json(args)
+        reply = worker.exchange(data, self._during)
+        try:
+            if type(reply) is bytes:
+                return frames.read_reply(reply, seq, ffi, arena)
+            return decode_result(self._marshal.result, read_reply(reply, seq, worker.path),
+                                 ffi, arena)
+        except ProtocolViolation as exc:
+            raise worker._violated(exc, self._during) from None
 
     def _by_json(self, args: tuple) -> Any:
         """The call as a JSON request (an integer beyond 64 bits: cffi in the worker judges it)."""

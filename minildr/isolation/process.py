@@ -52,7 +52,7 @@ from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
                       PluginTimeout, WorkerStartError)
 from ..image import PluginImage
-from ..interrupts import finish
+from ..interrupts import finish, under_lock
 from . import fastcall, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
@@ -198,14 +198,16 @@ class WorkerProcess:
     # -- one request, one reply ----------------------------------------------------
     def request(self, message: List[Any], during: str, timeout: Optional[float] = None) -> Any:
         """Send a JSON request and return the worker's answer; every failure is a PluginError."""
-        with self.lock:
-            seq = self.next_seq()
-            message.insert(1, seq)
-            reply = self.exchange(frame(message), during, timeout)
-            try:
-                return read_reply(reply, seq, self.path)
-            except ProtocolViolation as exc:
-                raise self._violated(exc, during) from None
+        return under_lock(self.lock, self._request, message, during, timeout)
+
+    def _request(self, message: List[Any], during: str, timeout: Optional[float]) -> Any:
+        seq = self.next_seq()
+        message.insert(1, seq)
+        reply = self.exchange(frame(message), during, timeout)
+        try:
+            return read_reply(reply, seq, self.path)
+        except ProtocolViolation as exc:
+            raise self._violated(exc, during) from None
 
     def next_seq(self) -> int:
         """The next request's id (call it with the lock held)."""
@@ -232,52 +234,55 @@ class WorkerProcess:
         """One call of a function taking and giving numbers (frames.hot): its result, or
         BY_JSON if an argument fits no binary frame (an integer beyond 64 bits).
 
-        The hot path of an isolated plugin, in this one method: count the call,
+        The hot path of an isolated plugin, in one method (_call_numbers, under
+        the worker's lock through interrupts.under_lock): count the call,
         pack its request with the struct precompiled for its signature, send it,
         receive the reply into the kept inbox within FIRST_WAIT, check all of its
         header with one unpack, forward what the plugin printed, return the
         value. Anything else (no reply yet, a frame in pieces, an error reply, a
         spinning worker) continues on the general path, with the same outcome.
         """
-        with self.lock:
-            if self._failure is not None:
-                raise self._failure
-            self._seq = seq = self._seq + 1
+        return under_lock(self.lock, self._call_numbers, frames, handle, args, during)
+
+    def _call_numbers(self, frames: CallFrames, handle: int, args: tuple, during: str) -> Any:
+        if self._failure is not None:
+            raise self._failure
+        self._seq = seq = self._seq + 1
+        try:
+            data = frames.pack_request(seq, handle, frames.count, frames.kinds,
+                                       *map(check_argument, frames.params, args))
+        except struct.error:            # an integer beyond 64 bits: cffi decides, in the worker
+            return BY_JSON
+        if self.spin or self._reader.buffer or self.timeout <= FIRST_WAIT:
+            return self._read_call_reply(frames, self.exchange(data, during), seq, during)
+        inbox = self._inbox
+        try:
+            self._send(data)
             try:
-                data = frames.pack_request(seq, handle, frames.count, frames.kinds,
-                                           *map(check_argument, frames.params, args))
-            except struct.error:            # an integer beyond 64 bits: cffi decides, in the worker
-                return BY_JSON
-            if self.spin or self._reader.buffer or self.timeout <= FIRST_WAIT:
-                return self._read_call_reply(frames, self.exchange(data, during), seq, during)
-            inbox = self._inbox
-            try:
-                self._send(data)
-                try:
-                    size = self._recv_into(inbox)    # returns within FIRST_WAIT (SO_RCVTIMEO)
-                except BlockingIOError:
-                    size = -1
-                if size == frames.reply_size:
-                    got = frames.unpack_reply(inbox)
-                    if got[0] == frames.reply_prefix and got[1] == seq and got[2] == frames.fixed:
-                        if self._open_outputs:   # what the plugin printed, before its result
-                            for fd, _ in self._output_poller.poll(0):
-                                self._forward(fd)
-                        if len(got) == 3:
-                            return None
-                        return bool(got[3]) if frames.is_bool else got[3]
-                message = self._after_first_wait(size, during)
-                if message is None:
-                    message = self._wait(time.monotonic() + self.timeout - FIRST_WAIT,
-                                         self.timeout, during)
-            except KeyboardInterrupt:
-                self._interrupted(during)
-                raise
-            except OSError:                      # the socket broke: the worker is gone
-                raise self._crashed(during) from None
-            except ProtocolViolation as exc:
-                raise self._violated(exc, during) from None
-            return self._read_call_reply(frames, message, seq, during)
+                size = self._recv_into(inbox)    # returns within FIRST_WAIT (SO_RCVTIMEO)
+            except BlockingIOError:
+                size = -1
+            if size == frames.reply_size:
+                got = frames.unpack_reply(inbox)
+                if got[0] == frames.reply_prefix and got[1] == seq and got[2] == frames.fixed:
+                    if self._open_outputs:   # what the plugin printed, before its result
+                        for fd, _ in self._output_poller.poll(0):
+                            self._forward(fd)
+                    if len(got) == 3:
+                        return None
+                    return bool(got[3]) if frames.is_bool else got[3]
+            message = self._after_first_wait(size, during)
+            if message is None:
+                message = self._wait(time.monotonic() + self.timeout - FIRST_WAIT,
+                                     self.timeout, during)
+        except KeyboardInterrupt:
+            self._interrupted(during)
+            raise
+        except OSError:                      # the socket broke: the worker is gone
+            raise self._crashed(during) from None
+        except ProtocolViolation as exc:
+            raise self._violated(exc, during) from None
+        return self._read_call_reply(frames, message, seq, during)
 
     def _read_call_reply(self, frames: CallFrames, message: Any, seq: int, during: str) -> Any:
         """A call's result from its reply, binary or JSON (an error reply raises its error)."""
@@ -509,22 +514,24 @@ class WorkerProcess:
         a busy machine slowing them down does not turn a clean exit (or the
         crash of a destructor) into a worker stopped by the host.
         """
-        with self.lock:
-            if self._failure is None and self.process.returncode is None:
-                try:
-                    self.request([CLOSE], "closing", timeout=self.timeout)
-                except PluginError:
-                    pass                       # it crashed or hung while closing: stopped
-            if self._failure is None:
-                self._failure = PluginClosed(self.path, "is closed; open the plugin again "
-                                                        "to use it")
-                self._stop(grace=self.timeout)
-                if self.process.returncode:            # say, a destructor at exit crashed
-                    log.warning("isolated %s: its worker (pid %d) %s after close",
-                                printable(self.path), self.pid,
-                                _status(self.process.returncode))
-            else:
-                self._stop(grace=2.0)
+        under_lock(self.lock, self._close)
+
+    def _close(self) -> None:
+        if self._failure is None and self.process.returncode is None:
+            try:
+                self.request([CLOSE], "closing", timeout=self.timeout)
+            except PluginError:
+                pass                       # it crashed or hung while closing: stopped
+        if self._failure is None:
+            self._failure = PluginClosed(self.path, "is closed; open the plugin again "
+                                                    "to use it")
+            self._stop(grace=self.timeout)
+            if self.process.returncode:            # say, a destructor at exit crashed
+                log.warning("isolated %s: its worker (pid %d) %s after close",
+                            printable(self.path), self.pid,
+                            _status(self.process.returncode))
+        else:
+            self._stop(grace=2.0)
 
     def _stop(self, grace: float) -> None:
         if grace and self.process.returncode is None:

@@ -39,8 +39,8 @@ Scope: 64-bit little-endian ELF shared libraries (ET_DYN) for x86_64 and
 aarch64 on Linux, with RELA and RELR relocations of the types each
 architecture's table lists. Thread-local storage loads on both (tls.py:
 a block of its own, in static TLS too, and references into libraries
-already loaded, TLS descriptors for blocks in static TLS, and on x86_64
-for another library's block in dynamic TLS; x86-64's variant II layout and
+already loaded, TLS descriptors for blocks in static TLS and for another
+library's block in dynamic TLS; x86-64's variant II layout and
 AArch64's variant I). Refused with UnsupportedELF, before any
 code runs: relocations other than addresses into a TLS image, COPY relocations,
 text relocations, DT_REL, 32-bit, big-endian, ET_EXEC or PIE executables,

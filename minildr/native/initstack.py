@@ -45,6 +45,7 @@ import sys
 import threading
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
+from ..interrupts import under_lock
 from .libc import ffi, libc
 
 AUXV = "/proc/self/auxv"
@@ -74,11 +75,16 @@ def initial_stack() -> InitialStack:
     """The block for the environment as it is now: built on the first load that sees it."""
     environment = environment_pointers()
     block = _blocks.get(environment)
+    if block is None:                       # two threads loading at once share one block
+        block = under_lock(_lock, _block_for, environment)
+    return block
+
+
+def _block_for(environment: Tuple[int, ...]) -> InitialStack:
+    """Under _lock: the block for `environment`, built if no other thread built it first."""
+    block = _blocks.get(environment)
     if block is None:
-        with _lock:                         # two threads loading at once share one block
-            block = _blocks.get(environment)
-            if block is None:
-                block = _blocks[environment] = build(list(environment))
+        block = _blocks[environment] = build(list(environment))
     return block
 
 

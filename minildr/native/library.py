@@ -80,9 +80,9 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         self._unloaded = False
         self._started: List[int] = []      # the initialisers called (glibc's l_init_called)
         self.base: Optional[int] = None
-        self._go = False                     # it starts this process's Go runtime
-        self._go = goruntime.is_go_elf(self.plan.elf) and goruntime.start(path) is None
         try:                                 # every step in it: an interrupt at any line
+            if goruntime.is_go_elf(self.plan.elf):
+                goruntime.start(path, self)  # claimed here or refused: one Go runtime
             resolve.open_needed(self.plan, self.trace, self._needed, needed)
             bound = resolve.bind_symbols(self.plan, self._needed, self.trace)
             self.base = mapping.reserve(self.plan, self.trace)
@@ -103,8 +103,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             if not self._started:
                 self._fini = []
                 finish(self._release_memory)
-                if self._go:                 # none of its code ran: no runtime started
-                    goruntime.stopped(path)
+                goruntime.stopped(self)      # none of its code ran: no runtime started
             else:
                 self._unload()
             raise

@@ -49,9 +49,8 @@ What this loader does, and why it is enough for what libraries ask:
   Initial values that are pointers (relocations into the TLS image) are
   relocated before glibc gets the image (`relocated_image`). TLS
   descriptors (`static_descriptor`) work for blocks in static TLS: the
-  library's own, placed there, and static blocks of loaded libraries; on
-  x86-64 also for another library's block in dynamic TLS
-  (`dynamic_descriptor`).
+  library's own, placed there, and static blocks of loaded libraries; and
+  for another library's block in dynamic TLS (`dynamic_descriptor`).
   (On AArch64 gcc's default for -fPIC code is descriptors, -mtls-dialect=desc,
   so an ordinary `__thread` variable takes this path there.)
 """
@@ -66,6 +65,7 @@ from ..errors import LoadError
 from ..formats import elf
 from ..formats.reader import pack, sizeof
 from ..host import HOST
+from ..interrupts import under_lock
 from .classes import Rel
 from .libc import FUNCTION, ffi, libc
 
@@ -76,6 +76,11 @@ ffi.cdef("""
     uintptr_t __tls_get_addr(tls_index *index);
     void _dl_get_tls_static_info(size_t *size, size_t *align);
 """)
+
+
+def _words(*words: int) -> bytes:
+    """AArch64 instructions (32-bit words, little-endian) as bytes."""
+    return struct.pack(f"<{len(words)}I", *words)
 
 
 class Layout(NamedTuple):
@@ -114,7 +119,21 @@ LAYOUTS = {
     # AArch64: bti c; mrs x0, tpidr_el0; ret
     #          bti c; ldr x0, [x0, #8]; ret              (sysdeps/aarch64/dl-tlsdesc.S)
     "aarch64": Layout(1, 16, struct.pack("<3I", 0xd503245f, 0xd53bd040, 0xd65f03c0),
-                      struct.pack("<3I", 0xd503245f, 0xf9400400, 0xd65f03c0), None),
+                      struct.pack("<3I", 0xd503245f, 0xf9400400, 0xd65f03c0), _words(
+                          # bti c; stp x29, x30, [sp, #-16]!; mov x29, sp
+                          0xd503245f, 0xa9bf7bfd, 0x910003fd,
+                          # stp x1, x2 .. x17, x18, [sp, #-16]! (nine pairs)
+                          *(0xa9bf03e1 | (n + 1) << 10 | n for n in range(1, 19, 2)),
+                          # stp q0, q1 .. q30, q31, [sp, #-32]! (sixteen pairs)
+                          *(0xadbf03e0 | (n + 1) << 10 | n for n in range(0, 32, 2)),
+                          # ldr x0, [x0, #8] (the descriptor's tls_index); ldr x16, =__tls_get_addr
+                          # (the literal below, patched in); blr x16; mrs x1, tpidr_el0; sub x0, x0, x1
+                          0xf9400400, 0x580003f0, 0xd63f0200, 0xd53bd041, 0xcb010000,
+                          # ldp q30, q31 .. q0, q1, [sp], #32; ldp x17, x18 .. x1, x2, [sp], #16
+                          *(0xacc103e0 | (n + 1) << 10 | n for n in range(30, -1, -2)),
+                          *(0xa8c103e0 | (n + 1) << 10 | n for n in range(17, 0, -2)),
+                          # ldp x29, x30, [sp], #16; ret; then the literal (8-aligned at 0xf0)
+                          0xa8c17bfd, 0xd65f03c0, 0, 0)),
 }
 LAYOUT = LAYOUTS.get(HOST.arch)       # None elsewhere: validate.py refuses such hosts first
 
@@ -145,26 +164,29 @@ _code_lock = threading.Lock()
 
 def code() -> Code:
     """This machine's functions (LAYOUT), written on first use."""
-    with _code_lock:
-        if not _code:
-            if LAYOUT is None:
-                raise RuntimeError(f"no thread-local storage layout for {HOST.arch}")
-            page = libc.mmap(0, 4096, 3, 0x22, -1, 0)          # PROT_READ|WRITE, PRIVATE|ANONYMOUS
-            if page == 2**64 - 1:
-                raise OSError(ffi.errno, "mmap failed for the TLS functions")
-            ffi.memmove(ffi.cast("char *", page), LAYOUT.read_tp, len(LAYOUT.read_tp))
-            ffi.memmove(ffi.cast("char *", page + 64), LAYOUT.descriptor_return,
-                        len(LAYOUT.descriptor_return))
-            if LAYOUT.descriptor_dynamic:                       # with __tls_get_addr's address
-                dynamic = LAYOUT.descriptor_dynamic.replace(
-                    bytes.fromhex("48b8" "0000000000000000"),
-                    b"\x48\xb8" + struct.pack("<Q", int(ffi.cast("uintptr_t", libc.__tls_get_addr))))
-                ffi.memmove(ffi.cast("char *", page + 128), dynamic, len(dynamic))
-            if libc.mprotect(page, 4096, 5):                    # PROT_READ|EXEC, never writable again
-                raise OSError(ffi.errno, "mprotect failed for the TLS functions")
-            _code.append(Code(ffi.cast(FUNCTION, page), page + 64,
-                              page + 128 if LAYOUT.descriptor_dynamic else 0, static_tls_size()))
-        return _code[0]
+    return under_lock(_code_lock, _written_code)
+
+
+def _written_code() -> Code:
+    """Under _code_lock: the page written once, its functions."""
+    if not _code:
+        if LAYOUT is None:
+            raise RuntimeError(f"no thread-local storage layout for {HOST.arch}")
+        page = libc.mmap(0, 4096, 3, 0x22, -1, 0)          # PROT_READ|WRITE, PRIVATE|ANONYMOUS
+        if page == 2**64 - 1:
+            raise OSError(ffi.errno, "mmap failed for the TLS functions")
+        ffi.memmove(ffi.cast("char *", page), LAYOUT.read_tp, len(LAYOUT.read_tp))
+        ffi.memmove(ffi.cast("char *", page + 64), LAYOUT.descriptor_return,
+                    len(LAYOUT.descriptor_return))
+        if LAYOUT.descriptor_dynamic:       # __tls_get_addr's address in its 8 zero bytes
+            dynamic = LAYOUT.descriptor_dynamic.replace(
+                bytes(8), struct.pack("<Q", int(ffi.cast("uintptr_t", libc.__tls_get_addr))), 1)
+            ffi.memmove(ffi.cast("char *", page + 128), dynamic, len(dynamic))
+        if libc.mprotect(page, 4096, 5):                    # PROT_READ|EXEC, never writable again
+            raise OSError(ffi.errno, "mprotect failed for the TLS functions")
+        _code.append(Code(ffi.cast(FUNCTION, page), page + 64,
+                          page + 128 if LAYOUT.descriptor_dynamic else 0, static_tls_size()))
+    return _code[0]
 
 
 def thread_pointer() -> int:
@@ -238,7 +260,12 @@ def static_descriptor() -> int:
 # It calls __tls_get_addr every time, where glibc's _dl_tlsdesc_dynamic
 # first tries the thread's dtv: slower, never stale. Like glibc's before
 # 2.40 (its bug 31372, fixed there with xsave), it does not save the upper
-# halves of AVX registers. On AArch64 such a descriptor stays refused.
+# halves of AVX registers. On AArch64 the same function saves x1-x18, x29,
+# x30 and q0-q31 (the descriptor convention there: only x0 changes), the set
+# glibc's _dl_tlsdesc_dynamic saves on its path that calls __tls_get_addr
+# (sysdeps/aarch64/dl-tlsdesc.S, bminor/glibc 04277e0), keeps the stack
+# 16-byte aligned, and reads __tls_get_addr's address from a literal after
+# its code. SVE registers are saved only as far as their q parts, as there.
 _indexes: Dict[Tuple[int, int], Any] = {}
 
 
@@ -250,7 +277,7 @@ def descriptor(plan: Any, r: Any, own: bool, address: int) -> Tuple[int, int]:
         return static_descriptor(), static_offset(plan, r, address) + r.addend
     dynamic = dynamic_descriptor(by_module(plan.path, address, True, 0),
                                  by_module(plan.path, address, False, r.addend))
-    if dynamic is None:                 # no such function on this machine (AArch64)
+    if dynamic is None:                 # no such function on this machine
         static_offset(plan, r, address)     # raises: not in static TLS
     return dynamic
 
@@ -261,9 +288,14 @@ def dynamic_descriptor(module: int, offset: int) -> Tuple[int, int] | None:
     function = code().descriptor_dynamic
     if not function:
         return None
-    with _code_lock:            # kept for the process: descriptors of any library may point here
-        index = _indexes.setdefault((module, offset), ffi.new("tls_index *", (module, offset)))
+    # kept for the process: descriptors of any library may point here
+    index = under_lock(_code_lock, _index, module, offset)
     return function, int(ffi.cast("uintptr_t", index))
+
+
+def _index(module: int, offset: int) -> Any:
+    """Under _code_lock: the tls_index {module, offset}, made once."""
+    return _indexes.setdefault((module, offset), ffi.new("tls_index *", (module, offset)))
 
 
 # -- Another library's variable by module (general-dynamic into a loaded library) --------

@@ -15,7 +15,9 @@ the user pressed Ctrl-C just before that line. After each interrupt:
 - nothing may be left: no descriptor that was not open before, no mapping of
   the plugin's file or of a sealed copy (memfd), no child process (an isolated
   worker or its keeper, a compiler), no staged or temporary file in the build
-  folder;
+  folder, no lock of minildr's held (a module's or an object's; a leaked lock
+  is reported, then freed so the campaign goes on, rather than hanging the
+  next run or passing unseen when it is an RLock the same thread takes again);
 - the same operation must then succeed, and its undoing (close) leave nothing.
 
 Prints one JSON object: {"events": ..., "tried": ..., "problems": [...]}, each
@@ -29,9 +31,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import minildr
 import minildr.native
@@ -130,6 +133,7 @@ class State:
         self.children = children()
         self.files = files_in(OUT)
         self.threads = threads()
+        self.locks = held_locks()
 
     def left_since(self, before: "State") -> List[str]:
         left = []
@@ -142,6 +146,8 @@ class State:
             left.append(f"processes {sorted(set(self.children) - set(before.children))}")
         if set(self.files) - set(before.files):
             left.append(f"files {sorted(set(self.files) - set(before.files))}")
+        if set(self.locks) - set(before.locks):
+            left.append(f"locks held {sorted(set(self.locks) - set(before.locks))}")
         if self.threads > before.threads:
             left.append(f"threads: {self.threads - before.threads} more")
         return left
@@ -157,6 +163,47 @@ def left_since(before: State, wait: float = 3.0) -> List[str]:
 
 def threads() -> int:
     return len(os.listdir("/proc/self/task"))
+
+
+LOCKS = (type(threading.Lock()), type(threading.RLock()))
+
+
+def locks(objects: Optional[Iterable[object]] = None) -> Dict[str, object]:
+    """minildr's locks (name -> lock): each module's, and those in the __dict__ of each of
+    `objects` (by default every live object of a minildr class)."""
+    found, classes = {}, set()
+    for name, module in list(sys.modules.items()):
+        if name == "minildr" or name.startswith("minildr."):
+            for attr, value in list(vars(module).items()):
+                if isinstance(value, LOCKS):
+                    found[f"{name}.{attr}"] = value
+                elif isinstance(value, type) and value.__module__.startswith("minildr"):
+                    classes.add(value)
+    if objects is None:
+        objects = (obj for obj in gc.get_objects() if type(obj) in classes)
+    for obj in objects:
+        found.update((f"{type(obj).__qualname__}.{attr} ({id(obj):#x})", value)
+                     for attr, value in list(getattr(obj, "__dict__", {}).items())
+                     if isinstance(value, LOCKS))
+    return found
+
+
+def held_locks(objects: Optional[Iterable[object]] = None) -> Dict[str, object]:
+    """The locks of minildr (`locks(objects)`) held now: a Lock held by anyone, an RLock
+    held by this thread.
+
+    The campaign runs in one thread and waits for what it starts, so a lock
+    held between two operations was left held (an RLock would not even hang
+    this thread: it takes it again)."""
+    return {name: lock for name, lock in locks(objects).items()
+            if (lock._is_owned() if hasattr(lock, "_is_owned") else lock.locked())}
+
+
+def free_locks(held: Dict[str, object]) -> None:
+    """Release what this thread left held, so the campaign can go on to its next point."""
+    for lock in held.values():
+        while lock._is_owned() if hasattr(lock, "_is_owned") else lock.locked():
+            lock.release()
 
 
 # ---------------------------------------------------------------------------
@@ -329,6 +376,7 @@ def interrupted_at(case: Case, at: int) -> List[str]:
     except BaseException as exc:
         problems.append(f"the caller's close after it failed: {type(exc).__name__}: {exc}")
     left = left_since(before)
+    free_locks(held_locks())                          # reported in `left`; not a hang next
     try:                                              # the same operation works again
         case.set_up()
         case.undo(case.operation())

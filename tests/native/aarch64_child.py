@@ -88,13 +88,28 @@ def shared_variable(user: str, provider: str) -> tuple:
         return dict(lib.trace.counts()), here, tuple(there), provider_value() - start
 
 
+def shared_in_dynamic_tls(user: str, provider: str) -> tuple:
+    """shared_variable; a*b + shared - shared before, with a*b held across the descriptor
+    call; and whether the provider's variable is outside static TLS (True: its block is in
+    dynamic TLS, where no constant offset from the thread pointer reaches it)."""
+    values = shared_variable(user, provider)
+    with minildr.native.load(user) as lib:     # values in vector registers across the call
+        twice = lib.lookup("bump_twice_keeping", "double (double, double)")
+        before = ctypes.CDLL(provider).provider_value()
+        kept = twice(1.5, 2.0) - before
+        del twice
+    shared = ctypes.addressof(ctypes.c_int.in_dll(ctypes.CDLL(provider), "shared"))
+    return values + (kept, minildr.native.tls.tp_offset(shared) is None)
+
+
 def pointers(path: str, loader: str) -> tuple:
     """Pointers as initial values of __thread variables (test_native_tls.py's POINTERS_C)."""
     return pointer_values(path, loader)
 
 
 CHECKS = {f.__name__: f for f in (machine, trace, counts, libm_errno, close_and_reload,
-                                  relocs_plugin, relocs_library, shared_variable, pointers)}
+                                  relocs_plugin, relocs_library, shared_variable,
+                                  shared_in_dynamic_tls, pointers)}
 
 
 def main() -> None:

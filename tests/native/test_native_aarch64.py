@@ -114,13 +114,19 @@ def jobs(cc: str, folder: Path) -> list:
     link = (f"-L{folder}", "-lprovider", "-Wl,-rpath,$ORIGIN")
     user = {"trad": gcc(cc, folder, "user", USER_C, "-mtls-dialect=trad", *link),
             "desc": gcc(cc, folder, "userdesc", USER_C, *link)}
+    # A provider using __tls_get_addr itself (no descriptors): glibc leaves its block in
+    # dynamic TLS; the user reaches it through a descriptor (gcc's default)
+    dynamic = gcc(cc, folder, "providerdyn", PROVIDER_C, "-mtls-dialect=trad")
+    user["desc dynamic"] = gcc(cc, folder, "userdyn", USER_C + VECTOR_C, "-O2", f"-L{folder}",
+                               "-lproviderdyn", "-Wl,-rpath,$ORIGIN")
     return ([("machine", "machine", ())]
             + [(f"trace {d}", "trace", (p,)) for d, p in counter.items()]
             + [(f"counts {d} {loader}", "counts", (p, loader)) for d, p in counter.items()
                for loader in ("native", "system")]
             + [("errno", "libm_errno", (LIBM,)), ("close", "close_and_reload", (counter["desc"],)),
                ("shared", "shared_variable", (user["trad"], provider)),
-               ("shared desc", "shared_variable", (user["desc"], provider))]
+               ("shared desc", "shared_variable", (user["desc"], provider)),
+               ("shared desc dynamic", "shared_in_dynamic_tls", (user["desc dynamic"], dynamic))]
             + [(f"pointers {loader}", "pointers", (pointers, loader)) for loader in ("native", "system")]
             + [(f"relocs {f} {loader}", "relocs_plugin", (p, loader)) for f, p in relocs.items()
                for loader in ("native", "system")]
@@ -193,6 +199,20 @@ def test_descriptors_into_a_library_glibc_loaded_on_aarch64(aarch64):
     counts, here, there, after = result(aarch64, "shared desc")
     assert counts["R_AARCH64_TLSDESC"] == 2                        # one descriptor: two words
     assert (here, there, after) == ((1, 2, 2), (8, 8), 2)
+
+
+VECTOR_C = "double bump_twice_keeping(double a, double b) { shared += 2; return a * b + shared; }\n"
+
+
+def test_descriptors_into_a_block_in_dynamic_tls_on_aarch64(aarch64):
+    """A descriptor against a variable whose block glibc left in dynamic TLS (the provider
+    uses __tls_get_addr itself): no constant offset reaches it, so the descriptor's function
+    calls __tls_get_addr({module, offset}) per use, saving x1-x18 and q0-q31 (the AArch64
+    descriptor convention: only x0 changes). It was refused with a LoadError before."""
+    counts, here, there, after, kept, dynamic = result(aarch64, "shared desc dynamic")
+    assert dynamic, "the provider's block must be in dynamic TLS for this test"
+    assert counts["R_AARCH64_TLSDESC"] == 2          # one descriptor (one variable): two words
+    assert (here, there, after, kept) == ((1, 2, 2), (8, 8), 2, 1.5 * 2.0 + 2)
 
 
 def test_pointers_as_initial_values_on_aarch64(aarch64):

@@ -9,6 +9,7 @@ built as tests/course/test_golang.py builds it, in a workspace of its own
 """
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,91 @@ print("first", first.lookup("go_add", "int (int, int)")(40, 2))
 """, bridge)
     assert "native refused:" in out and "maps a new copy of a library on every load" in out
     assert "isolate=True" in out and "again 3" in out and "first 42" in out
+
+
+AFTER_CLAIM = """
+from minildr import goruntime
+PACKAGE = str(__import__("pathlib").Path(minildr.__file__).resolve().parent)
+
+
+class AfterTheClaim:
+    '''Raise KeyboardInterrupt at the first line event inside minildr once the Go runtime is
+    claimed (goruntime._running set): a Ctrl-C landing just after the claim was made.'''
+    where = None
+    def __call__(self, frame, event, arg):
+        return self.local if frame.f_code.co_filename.startswith(PACKAGE) else None
+    def local(self, frame, event, arg):
+        if event == "line" and self.where is None and goruntime._running:
+            self.where = f"{frame.f_code.co_name}"
+            raise KeyboardInterrupt
+        return self.local
+
+
+load = {"native.load": lambda: minildr.native.load(sys.argv[1]),
+        "open-native": lambda: minildr.open(sys.argv[1], loader="native"),
+        "open": lambda: minildr.open(sys.argv[1])}[sys.argv[2]]
+interrupt = AfterTheClaim()
+sys.settrace(interrupt)
+try:
+    load()
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted in", interrupt.where)
+finally:
+    sys.settrace(None)
+print("claim left:", goruntime._running)
+library = load()                              # the first runtime of the process, now
+print("then", library.lookup("go_add", "int (int, int)")(40, 2))
+"""
+
+
+@pytest.mark.parametrize("how", ["native.load", "open-native", "open"])
+def test_an_interrupt_just_after_the_go_runtime_is_claimed_gives_the_claim_back(bridge, how):
+    """The native loader claimed the runtime (goruntime.start) in a statement before its `try`:
+    an interrupt between the two left the claim held with nothing loaded, and every later Go
+    load in the process was refused ("already runs the Go runtime of" the one that never
+    ran). Now the claim is made inside the load's `try`, and its undoing gives it back;
+    open's system-loader path claims the same way, before dlopen."""
+    out = child(AFTER_CLAIM, bridge, how)
+    assert "interrupted in" in out and "claim left: None" in out and "then 42" in out, out
+
+
+def test_a_go_library_loaded_by_ctypes_counts_as_the_processs_go_runtime(bridge, other):
+    """A Go library minildr did not load (ctypes.CDLL here; a Go program hosting Python alike)
+    was not seen by the one-runtime rule: minildr.open of another Go library started a second
+    runtime beside it. Now the system loader's list of loaded objects is read for a Go build
+    ID note before a Go library loads, and each such load is refused naming the first."""
+    out = child("""
+import ctypes
+ctypes.CDLL(sys.argv[1])                           # its initialisers start the Go runtime
+for name, load in (("open-other", lambda: minildr.open(sys.argv[2])),
+                   ("open-same-file", lambda: minildr.open(sys.argv[1])),
+                   ("open-native", lambda: minildr.open(sys.argv[2], loader="native")),
+                   ("native.load", lambda: minildr.native.load(sys.argv[2]))):
+    try:
+        load()
+        print(name, "LOADED")
+    except minildr.LoadError as exc:
+        print(name, "refused:", exc.reason)
+print("mapped-other", any(sys.argv[2] in line for line in open("/proc/self/maps")))
+print("memfd", any("memfd:" in line and "gobridge" in line for line in open("/proc/self/maps")))
+""", bridge, other)
+    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    for name in ("open-other", "open-same-file", "open-native", "native.load"):
+        reason = lines[name]
+        assert reason.startswith("refused:") and "golang/go#18976" in reason, (name, reason)
+        assert f"runs the Go runtime of {bridge}" in reason and "isolate=True" in reason
+        assert "loaded by other means than minildr" in reason
+    assert lines["mapped-other"] == "False" and lines["memfd"] == "False"
+
+
+def test_the_scan_finds_no_go_runtime_where_none_was_loaded():
+    """The scan itself: the test process's own objects carry no Go build ID note (unless a Go
+    library was loaded here), and a note segment is read as the gABI lays notes out."""
+    from minildr import goruntime
+    go = struct.pack("=III", 4, 8, goruntime.NT_GO_BUILDID) + b"Go\0\0" + b"buildid!"
+    gnu = struct.pack("=III", 4, 20, 3) + b"GNU\0" + bytes(20)
+    assert goruntime._has_go_build_id(4, gnu + go) and not goruntime._has_go_build_id(4, gnu)
+    assert not goruntime._has_go_build_id(4, struct.pack("=III", 4, 8, 1) + b"Go\0\0" + bytes(8))
+    out = child("from minildr import goruntime\nprint('found', goruntime.go_object_loaded())")
+    assert "found None" in out
