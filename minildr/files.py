@@ -28,7 +28,7 @@ import os
 import stat
 import struct
 import sys
-from typing import Callable, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from .errors import (FileChanged, FileTooLarge, NotARegularFile, PluginNotFound,
                      UnreadableFile)
@@ -39,6 +39,7 @@ MAX_KEY_BYTES = 64 * 1024                # a .pub or PEM .key file
 MAX_TRUST_STORE_BYTES = 16 * 1024 * 1024  # a trust file: ~100 bytes per pinned digest
 MAX_SOURCE_BYTES = 16 * 1024 * 1024      # a C header or source minildr reads itself
 
+T = TypeVar("T")
 Identity = Tuple[int, int, int, int, int]   # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
 
 _MISSING = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG}
@@ -83,14 +84,22 @@ def read_regular(path: "os.PathLike[str] | str", limit: int, *,
     path = os.fspath(path)
     if not checked:
         stat_regular(path)
-    # The descriptor is held from the statement that opens it and closed inside the
-    # try: an interrupt at any line closes it (a `finally`'s own line could be cut short).
+    return _through_descriptor(path, _read_descriptor, limit, head)
+
+
+def _through_descriptor(path: str, read: Callable[..., T], *args: object) -> T:
+    """`read(path, fd, *args)` on a descriptor of `path` opened to read, closed after.
+
+    The descriptor is held from the statement that opens it and closed inside
+    the try: an interrupt at any line closes it (a `finally`'s own line could
+    be cut short).
+    """
     fds: List[int] = []
     try:
         fds.append(_open_to_read(path))
-        read = _read_descriptor(path, fds[0], limit, head)
+        result = read(path, fds[0], *args)
         os.close(fds.pop())
-        return read
+        return result
     except BaseException:
         close_all(fds)
         raise
@@ -117,15 +126,7 @@ def read_ranges(path: str, limit: int, ranges: Ranges) -> Tuple[Union[bytes, mma
     st = stat_regular(path)
     if st.st_size < SPARSE_FROM:
         return read_regular(path, limit, checked=True)
-    fds: List[int] = []
-    try:
-        fds.append(_open_to_read(path))
-        read = _read_chosen(path, fds[0], limit, ranges)
-        os.close(fds.pop())
-        return read
-    except BaseException:
-        close_all(fds)
-        raise
+    return _through_descriptor(path, _read_chosen, limit, ranges)
 
 
 def _read_chosen(path: str, fd: int, limit: int, ranges: Ranges) -> Tuple[mmap.mmap, Identity]:

@@ -43,9 +43,22 @@ def other(bridge, tmp_path) -> Path:
     return path
 
 
+# What every child script starts with: its imports, and try_each, which prints
+# for each (name, load) "name LOADED" or "name refused: <the LoadError's reason>".
+PRELUDE = """import sys, time, threading, minildr, minildr.native
+def try_each(*loads):
+    for name, load in loads:
+        try:
+            load()
+            print(name, "LOADED")
+        except minildr.LoadError as exc:
+            print(name, "refused:", exc.reason)
+"""
+
+
 def child(code: str, *args: object) -> str:
     """Run `code` in a fresh Python; it must exit 0 (a crash shows as its signal)."""
-    result = run_python("import sys, time, threading, minildr, minildr.native\n" + code, *args)
+    result = run_python(PRELUDE + code, *args)
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr[-3000:])
     return result.stdout
 
@@ -79,15 +92,10 @@ time.sleep(0.5)
 def test_a_second_go_runtime_is_refused_by_the_native_loader_and_the_first_runs_on(bridge, other):
     out = child("""
 lib = minildr.native.load(sys.argv[1])
-for name, load in (("same", lambda: minildr.native.load(sys.argv[1])),
-                   ("other", lambda: minildr.native.load(sys.argv[2])),
-                   ("open-native", lambda: minildr.open(sys.argv[2], loader="native")),
-                   ("open-system", lambda: minildr.open(sys.argv[2]))):
-    try:
-        load()
-        print(name, "LOADED")
-    except minildr.LoadError as exc:
-        print(name, "refused:", exc.reason)
+try_each(("same", lambda: minildr.native.load(sys.argv[1])),
+         ("other", lambda: minildr.native.load(sys.argv[2])),
+         ("open-native", lambda: minildr.open(sys.argv[2], loader="native")),
+         ("open-system", lambda: minildr.open(sys.argv[2])))
 print("mapped-other", any(sys.argv[2] in line for line in open("/proc/self/maps")))
 print("first", lib.lookup("go_add", "int (int, int)")(40, 2))
 """, bridge, other)
@@ -171,15 +179,10 @@ def test_a_go_library_loaded_by_ctypes_counts_as_the_processs_go_runtime(bridge,
     out = child("""
 import ctypes
 ctypes.CDLL(sys.argv[1])                           # its initialisers start the Go runtime
-for name, load in (("open-other", lambda: minildr.open(sys.argv[2])),
-                   ("open-same-file", lambda: minildr.open(sys.argv[1])),
-                   ("open-native", lambda: minildr.open(sys.argv[2], loader="native")),
-                   ("native.load", lambda: minildr.native.load(sys.argv[2]))):
-    try:
-        load()
-        print(name, "LOADED")
-    except minildr.LoadError as exc:
-        print(name, "refused:", exc.reason)
+try_each(("open-other", lambda: minildr.open(sys.argv[2])),
+         ("open-same-file", lambda: minildr.open(sys.argv[1])),
+         ("open-native", lambda: minildr.open(sys.argv[2], loader="native")),
+         ("native.load", lambda: minildr.native.load(sys.argv[2])))
 print("mapped-other", any(sys.argv[2] in line for line in open("/proc/self/maps")))
 print("memfd", any("memfd:" in line and "gobridge" in line for line in open("/proc/self/maps")))
 """, bridge, other)
