@@ -215,12 +215,15 @@ def main() -> None:
     ap.add_argument("--big-calls", type=int, default=5, help="16 MB calls per round and kind")
     ap.add_argument("--only-ratios", action="store_true", help="issue 17's ratios only")
     args = ap.parse_args()
-    if args.only_ratios:
-        ratios(Path(tempfile.mkdtemp(prefix="minildr-bench-")), args.calls, args.rounds,
-               args.big_calls)
-        return
+    with tempfile.TemporaryDirectory(prefix="minildr-bench-") as out:  # goes however the run ends
+        if args.only_ratios:
+            ratios(Path(out), args.calls, args.rounds, args.big_calls)
+        else:
+            measure(args, Path(out))
 
-    out = Path(tempfile.mkdtemp(prefix="minildr-bench-"))
+
+def measure(args: argparse.Namespace, out: Path) -> None:
+    """Every measurement: opens, empty and typed calls, 16 MB calls, on plugins built into `out`."""
     greet = ROOT / "examples" / "greet"
     path = minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h",
                          out_dir=out)
