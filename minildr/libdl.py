@@ -78,10 +78,10 @@ def loaded_name(handle: object) -> Optional[bytes]:
     So the name is read through the handle, without a call and an allocation
     per open (this is asked at every open of a plugin).
     """
-    if not HAS_VERSIONS or handle == NULL:
+    if not HAS_VERSIONS or not handle:
         return None
     name = ffi.cast(_LINK_MAP, handle).l_name
-    return ffi.string(name) if name != NULL else b""
+    return ffi.string(name) if name else b""
 
 
 def loaded_from(handle: object) -> Optional[str]:

@@ -364,9 +364,15 @@ class KeepsMappedWhileReferenced:
 
     def _unload_unless_running(self) -> None:
         _AWAITING_UNLOAD.discard(self)
-        running = (foreign_threads_since(self.loaded_at)   # (usually none at all: one fstat)
-                   if self.loaded_at is not None and self._unmaps() and _foreign_threads()
-                   else ())
+        if self.loaded_at is not None and self._unmaps() and _foreign_threads():  # (one fstat)
+            self._unload_unless_started_since(self.loaded_at)
+        else:
+            self._unload()
+
+    def _unload_unless_started_since(self, loaded_at: int) -> None:
+        """Unload, unless a thread not started by Python appeared since the load (it may be
+        running the library's code)."""
+        running = foreign_threads_since(loaded_at)
         if running:
             message = (f"close {printable(self._name)}: left mapped, not unloaded: "
                        f"{len(running)} thread(s) not started by Python appeared since it was "

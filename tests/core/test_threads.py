@@ -361,7 +361,7 @@ OPEN_STEPS = [
     (checks, "check_binary"), (checks, "check_manifest"), (checks, "check_versions"),
     (loader, "check_contracts"), (loader, "check_trust"),
     (images.PluginImage, "acquire"), (system, "check_soname"), (system, "_open"),
-    (system.SystemLibrary, "_check_same_library"), (plugins.Plugin, "__init__"),
+    (system, "_loaded_from"), (plugins.Plugin, "__init__"),
     (loader.log, "info"),
 ]
 
