@@ -252,18 +252,9 @@ class KeepsMappedWhileReferenced:
     _closing: bool = False
     unload_reruns: bool = False  # _unload, interrupted part way, may be run again to finish
     loaded_at: Optional[int] = None      # lifetime.load_started() before the load
-    # The lock the unload decisions are taken under (`_guard`), made when first needed or
-    # by the subclass's __init__, which then lets its Plugin share it (plugin.py).
+    # The lock the unload decisions are taken under: each subclass's __init__ makes it
+    # (before anything can be handed out), and lets its Plugin share it (plugin.py).
     lifetime_lock: threading.RLock
-
-    @property
-    def _guard(self) -> threading.RLock:
-        # Created on first use (the subclasses' __init__ need not call ours);
-        # setdefault is atomic, so two threads get the same lock (made only if
-        # missing: a lock made per access is most of what a close costs).
-        lock = self.__dict__.get("lifetime_lock")
-        return lock if lock is not None else self.__dict__.setdefault("lifetime_lock",
-                                                                      threading.RLock())
 
     @property
     def _results(self) -> Set["weakref.ref[Any]"]:
@@ -290,7 +281,7 @@ class KeepsMappedWhileReferenced:
 
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""
-        under_lock(self._guard, self._hold_while, obj)
+        under_lock(self.lifetime_lock, self._hold_while, obj)
 
     def _hold_while(self, obj: object) -> None:
         # The release first, then the count: an interrupt between the two
@@ -309,7 +300,7 @@ class KeepsMappedWhileReferenced:
         def dropped(ref: "weakref.ref[Any]") -> None:
             results.discard(ref)
             if not results and self._closing:
-                under_lock(self._guard, self._unload_if_unreferenced)
+                under_lock(self.lifetime_lock, self._unload_if_unreferenced)
 
         def call(*args: Any) -> Any:
             result = function(*args)
@@ -323,7 +314,7 @@ class KeepsMappedWhileReferenced:
         return call
 
     def _release_one(self, token: object) -> None:
-        under_lock(self._guard, self._release_token, token)
+        under_lock(self.lifetime_lock, self._release_token, token)
 
     def _release_token(self, token: object) -> None:
         self._holders.discard(token)
@@ -336,9 +327,10 @@ class KeepsMappedWhileReferenced:
 
     def close(self) -> None:
         """Unload now, or once no function or pointer from the library is held."""
-        under_lock(self._guard, self._close_or_await)
+        under_lock(self.lifetime_lock, self.close_holding_lock)
 
-    def _close_or_await(self) -> None:
+    def close_holding_lock(self) -> None:
+        """`close`, by a caller that holds `lifetime_lock` already (the Plugin sharing it)."""
         # Closing but not unloaded is an interrupted close: called again, it
         # finishes the job where the loader's unload can be run again
         # (unload_reruns); elsewhere it must not run twice (finalisers, munmap).
@@ -364,7 +356,7 @@ class KeepsMappedWhileReferenced:
 
     def _unload_unless_running(self) -> None:
         _AWAITING_UNLOAD.discard(self)
-        if self.loaded_at is not None and self._unmaps() and _foreign_threads():  # (one fstat)
+        if self.loaded_at is not None and _foreign_threads() and self._unmaps():  # (one fstat)
             self._unload_unless_started_since(self.loaded_at)
         else:
             self._unload()

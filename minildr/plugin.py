@@ -61,6 +61,9 @@ class Plugin:
     for the other loaders, whose work cannot be watched from Python.
     """
 
+    trace: Optional["Trace"] = None             # (set for the native loader's plugins)
+    _ffi: Optional[ctype.CffiTypes] = None      # the manifest's types in cffi, once asked
+
     def __init__(self, image: PluginImage, manifest: Manifest, library: Optional[Library],
                  loader: str = "system") -> None:
         self.path = image.path
@@ -69,10 +72,9 @@ class Plugin:
         self.name = manifest.name
         self.version = manifest.version
         self.loader: str = loader
-        self.trace: Optional["Trace"] = (getattr(library, "trace", None) if loader == "native"
-                                         else None)
+        if loader == "native":
+            self.trace = getattr(library, "trace", None)
         self._library: Optional[Library] = library
-        self._ffi: Optional[ctype.CffiTypes] = None
         # lookup and close hold it: a close() from another thread can never
         # come between finding an address and keeping its library mapped. A
         # library that keeps itself mapped (lifetime.py) has a lock for that
@@ -181,8 +183,13 @@ class Plugin:
         if library is None:
             return
 
+        shares_lock = self._lock is getattr(library, "lifetime_lock", None)
+
         def close_then_forget() -> None:  # forgotten only once closed: an interrupted
-            library.close()               # close can always be called again
+            if shares_lock:               # close can always be called again
+                library.close_holding_lock()    # type: ignore[union-attr]  (held here)
+            else:
+                library.close()
             self._library = None
         finish(close_then_forget)
         if log.isEnabledFor(logging.INFO):

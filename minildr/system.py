@@ -312,28 +312,26 @@ class SystemLibrary(KeepsMappedWhileReferenced):
             # dlclose and forgetting the handle in one statement: interrupted
             # before it, the next run closes it; after it, never twice.
             self._handle = _close(self._handle)
-        if self._released:
-            return
-        # Other plugins opened from the same image share the handle; only
-        # when the last one closes should the library really be gone.
-        # Whether it is matters only when the sealed copy is freed (its
-        # fd number must stay ours while the library is resident): a
-        # cached image keeps its copy, so it is asked then, if ever. A
-        # NODELETE library (Go's) stays for certain: that is said now.
-        image = self.image
-        if image.cached and not self._nodelete:     # (the last holder's release keeps the question)
-            self._released = image.release(self, still_loaded=self._loader_keeps_it) is None
-            return
-        resident = image.users == 1 and _still_loaded(self.load_path)
-        if resident:
-            log.info("close %s: the system loader keeps it loaded (another handle, or "
-                     "it cannot be unloaded)", printable(image.path))
-        self._released = image.release(self, resident=resident) is None
+        if not self._released:
+            # Other plugins opened from the same image share its sealed copy; only
+            # when the last one closes may the copy go, and only if the system loader
+            # unloaded the library: while it is resident, its fd number must stay
+            # ours. For a cached image, whether it is is asked when the copy would
+            # go (often never: the cache keeps it); otherwise now. A NODELETE
+            # library (Go's) stays for certain: that is said now.
+            image = self.image
+            if image.cached and not self._nodelete:
+                self._released = image.release(self, still_loaded=self._loader_keeps_it) is None
+            else:
+                resident = image.users == 1 and _still_loaded(self.load_path)
+                if resident:
+                    log.info("close %s: the system loader keeps it loaded (another handle, "
+                             "or it cannot be unloaded)", printable(image.path))
+                self._released = image.release(self, resident=resident) is None
+        self.unloaded = True
 
     def _loader_keeps_it(self) -> bool:
         """Whether the system loader still has this library (asked when its copy would go)."""
         return _still_loaded(self.load_path)
 
-    @property
-    def unloaded(self) -> bool:
-        return self._handle is None and self._released
+    unloaded = False        # (True once _unload has done both: dlclose, and the image given back)
