@@ -44,6 +44,7 @@ What cannot be made safe in-process, and what close() does about it:
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -145,17 +146,20 @@ def _all_pythons(python: "list[threading.Thread]", links: Optional[int] = None) 
     return True
 
 
-def load_started() -> Optional[int]:
-    """The moment a load begins, for `foreign_threads_since` (None where it cannot be told).
-
-    CLOCK_BOOTTIME in nanoseconds: the clock the kernel gives each thread's
-    start time in (task->start_boottime, fs/proc/array.c do_task_stat), read
-    through the vDSO, so noting it costs no system call.
-    """
-    return time.clock_gettime_ns(_BOOTTIME) if _BOOTTIME is not None else None
-
-
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None) if sys.platform.startswith("linux") else None
+
+
+def _not_told() -> Optional[int]:
+    return None
+
+
+# load_started(): the moment a load begins, for `foreign_threads_since` (None where it
+# cannot be told). CLOCK_BOOTTIME in nanoseconds: the clock the kernel gives each thread's
+# start time in (task->start_boottime, fs/proc/array.c do_task_stat), read through the
+# vDSO, so noting it costs no system call; and bound to its clock as a partial, no Python
+# call either (it is noted at every open).
+load_started: Callable[[], Optional[int]] = (
+    functools.partial(time.clock_gettime_ns, _BOOTTIME) if _BOOTTIME is not None else _not_told)
 _TICK_NS = 10**9 // os.sysconf("SC_CLK_TCK") if _BOOTTIME is not None else 1
 
 
