@@ -176,22 +176,20 @@ class Plugin:
         Safe against lookups in other threads: a lookup either finishes first
         (and what it handed out keeps the library mapped) or sees the plugin closed.
         """
-        under_lock(self._lock, self._close)
+        under_lock(self._lock, finish, self._close)
 
     def _close(self) -> None:
+        """Close the library, then forget it. Cut short, it is run again (interrupts.finish),
+        and does what is left: the library is forgotten only once closed, so an
+        interrupted close() can always be called again."""
         library = self._library
         if library is None:
             return
-
-        shares_lock = self._lock is getattr(library, "lifetime_lock", None)
-
-        def close_then_forget() -> None:  # forgotten only once closed: an interrupted
-            if shares_lock:               # close can always be called again
-                library.close_holding_lock()    # type: ignore[union-attr]  (held here)
-            else:
-                library.close()
-            self._library = None
-        finish(close_then_forget)
+        if self._lock is getattr(library, "lifetime_lock", None):
+            library.close_holding_lock()        # type: ignore[union-attr]  (its lock: held)
+        else:
+            library.close()
+        self._library = None
         if log.isEnabledFor(logging.INFO):
             log.info("close %s", printable(self.path))
 
