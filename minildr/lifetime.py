@@ -137,13 +137,28 @@ def native_threads() -> FrozenSet[int]:
 
 def _all_pythons(python: "list[threading.Thread]", links: Optional[int] = None) -> bool:
     """Whether the kernel counts as many threads as `python` lists, none of them foreign
-    (`links`: /proc/self/task's link count, if just read)."""
+    (`links`: /proc/self/task's link count, if just read).
+
+    A thread object found started by Python (its native id known, no _DummyThread)
+    stays so: the last list found so is kept (`_verified`), and the same objects
+    again are not asked again, one by one (a host with several threads, as a
+    Jupyter kernel has, closes a plugin without a Python call per thread).
+    """
+    global _verified
     if (_task_links() if links is None else links) - 2 != len(python):
         return False
+    if python == _verified:        # (the same objects: Thread has no __eq__ of its own)
+        return True
     for t in python:
         if t.native_id is None or isinstance(t, _DUMMY):
             return False
+    _verified = python
     return True
+
+
+# The last list of threads `_all_pythons` found all started by Python (it keeps those
+# objects alive until another list is found so: a few Thread objects at most).
+_verified: "list[threading.Thread]" = []
 
 
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None) if sys.platform.startswith("linux") else None
