@@ -93,7 +93,7 @@ def _task_links() -> int:
     if held is not None:
         try:
             st = os.fstat(held[0])
-            if (st.st_dev, st.st_ino) == held[1:]:
+            if st.st_ino == held[2] and st.st_dev == held[1]:
                 return st.st_nlink
         except OSError:
             pass

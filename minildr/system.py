@@ -245,15 +245,16 @@ class SystemLibrary(KeepsMappedWhileReferenced):
     the image is released and the handle closed: nothing stays half-loaded.
     """
 
+    _handle: Optional[Any] = None        # dlopen's handle, once the load is checked
+    _released = False                    # the image given back (by _unload)
+
     def __init__(self, image: PluginImage, loaded_at: Optional[int] = None) -> None:
         nodelete = image.known(LOADABLE)            # (asked at close, maybe twice)
         self._nodelete = loadable(image) if nodelete is None else nodelete
         self.image = image
         self.loaded_at = loaded_at                  # (lifetime.load_started, before the load)
         self.lifetime_lock = RLock()                # (lifetime.py; its Plugin's lock too)
-        self._handle: Optional[Any] = None
-        self._released = False           # the image given back (by _unload)
-        handle = ffi.NULL
+        handle = None
         try:                             # (an interrupt just after acquire gives it back)
             self.load_path = image.acquire(self)
             name = self._load_name = image.load_name
