@@ -15,7 +15,7 @@ example, ~15 kB) and a large one (~20 MB, most of it a constant table), where
 hashing dominates. A repeated open of an unchanged file reuses the checked
 image (image.py's cache) and is compared with a raw dlopen + dlclose: what a
 Python host writes for one, cffi's ffi.dlopen + ffi.dlclose. That builds a
-library object per dlopen (a class of its own), which costs about a quarter
+library object per dlopen (a class of its own), which costs about a third
 of the whole on a small plugin: the table also gives the two C calls alone
 (dlopen and dlclose through cffi's binding of them), and the repeated open
 against those, without a goal.
