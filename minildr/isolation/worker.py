@@ -1,7 +1,7 @@
 """The worker process of an isolated plugin.
 
 The host (isolation/process.py) starts one worker per isolated plugin, as
-`python -I -c BOOT PACKAGE_PARENT SOCKET_FD LIFELINE_FD LIMITS` (see
+`python -I -S -c BOOT PACKAGE_PARENT FOLDERS SOCKET_FD LIFELINE_FD LIMITS ...` (see
 process.worker_command), with an empty environment unless the host passes
 one, in a folder of its own. On Linux it splits into a keeper and a server
 (tree.py), so whatever the plugin forks ends with it. The server sets its
@@ -34,11 +34,12 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from time import perf_counter
 from typing import Any, Dict, List, Optional, Tuple
+
+import _socket
 
 import cffi
 
@@ -262,7 +263,7 @@ def receive(recv_into: Any, inbox: memoryview, spin: float) -> int:
         end = perf_counter() + spin
         while perf_counter() < end:
             try:
-                return recv_into(inbox, 0, socket.MSG_DONTWAIT)
+                return recv_into(inbox, 0, _socket.MSG_DONTWAIT)
             except BlockingIOError:
                 os.sched_yield()
     return recv_into(inbox)
@@ -279,7 +280,7 @@ def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
     return protocol.frame(["ok", seq, result])
 
 
-def serve(sock: socket.socket, server: Server) -> None:
+def serve(sock: _socket.socket, server: Server) -> None:
     reader = protocol.FrameReader(binary=protocol.CALL_MAGIC)
     recv_into, send = sock.recv_into, sock.sendall
     inbox = memoryview(bytearray(1 << 16))      # filled by every recv_into, never reallocated
@@ -351,7 +352,7 @@ def main(argv: List[str]) -> None:
     server = Server(limits, failure, Arena(arena_fd) if arena_fd >= 0 else None, loop)
     server.pid, server.containment = pid, containment
     watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
-    sock = socket.socket(fileno=sock_fd)
+    sock = _socket.socket(fileno=sock_fd)   # the C module: socket.py's enums cost ~3 ms
     try:
         serve(sock, server)
     except (BrokenPipeError, ConnectionResetError):
