@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Tuple
 
 import cffi
-from pycparser import c_ast, c_generator, c_parser
 
 from .interrupts import under_lock
+from .lazy_pycparser import c_ast, c_generator, c_parser
 
 FAKE_LIBC = Path(__file__).with_name("fake_libc")
 # The typedefs of the stand-in standard headers: every type string may use them.

@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from pycparser import c_ast, c_generator
-
 from .. import ctype
+from ..lazy_pycparser import c_ast, c_generator
 
 SIZE_FIELD = ("struct_size", "size_t")
 

@@ -10,24 +10,26 @@ from __future__ import annotations
 import os
 from typing import Any, Optional, Tuple
 
-import cffi
+from .. import ctype, outofline
 
-from .. import ctype
-
+# Every C function the worker calls itself: the C library's (worker.py) and the loop's.
 DECLARATIONS = """
+int fflush(void *stream);
+void exit(int status);
 int mldr_register(int handle, void *address, char result, const char *params, int count);
 void mldr_clear(void);
 long mldr_serve(int sock, char *buf, long capacity, long have);
 """
+ffi = outofline.declared("worker", DECLARATIONS)    # no C parser in a worker: outofline.py
+libc = ffi.dlopen(None)
 
 
 class Loop:
     """The C loop in a worker: register functions, serve."""
 
     def __init__(self, path: str) -> None:
-        self.ffi = cffi.FFI()
-        self.ffi.cdef(DECLARATIONS)
-        self.lib = self.ffi.dlopen(path)
+        self.ffi = ffi
+        self.lib = ffi.dlopen(path)
 
     def register(self, handle: int, function: Any, codes: Tuple[str, str]) -> bool:
         """Serve calls of `function` (a cffi function pointer) in C, if its signature

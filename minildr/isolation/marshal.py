@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-import cffi
+import _cffi_backend
 
 from .. import ctype
 from ..ctype import INTEGER_TYPES
@@ -201,7 +201,7 @@ def _copied_from(arena: Arena, offset: int, length: int, ffi: Any) -> Any:
 
 
 # -- the worker's side ---------------------------------------------------------
-_ffi = cffi.FFI()       # for NULL and ffi.string on the worker's own cdata
+_ffi = _cffi_backend.FFI()   # for NULL and ffi.string on the worker's own cdata (no parser)
 
 
 def from_wire(kind: Value, value: Any, arena: Optional[Arena] = None) -> Any:

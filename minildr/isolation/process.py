@@ -49,13 +49,15 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
+from .. import outofline
 from ..console import printable
 from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
                       PluginTimeout, WorkerStartError)
 from ..image import PluginImage
 from ..interrupts import finish, under_lock
-from . import fastcall, pids, policy, shm
+# fastloop: imported here, its declarations' module is written for the workers (dependency_folders)
+from . import fastcall, fastloop, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
@@ -729,10 +731,13 @@ WORKER_DEPENDENCIES = ("_cffi_backend", "cffi", "pycparser")
 
 @functools.lru_cache(maxsize=None)
 def dependency_folders() -> str:
-    """The folders the host imports WORKER_DEPENDENCIES from, joined by os.pathsep.
+    """The folders the host imports WORKER_DEPENDENCIES from, and the folder of the
+    out-of-line cffi modules (outofline.py), joined by os.pathsep.
 
     Found without importing them (importlib's find_spec): the host may not
-    have needed pycparser yet.
+    have needed pycparser yet. The worker's own declarations (fastloop.ffi)
+    were made into their module when this process imported fastloop, so
+    the worker finds them there whatever its environment says its cache is.
     """
     folders: List[str] = []
     for name in WORKER_DEPENDENCIES:
@@ -743,6 +748,9 @@ def dependency_folders() -> str:
         folder = str(origin.parents[1] if spec.submodule_search_locations else origin.parent)
         if folder not in folders:
             folders.append(folder)
+    cache = outofline.cache_folder()
+    if cache is not None:
+        folders.append(str(cache))
     return os.pathsep.join(folders)
 
 

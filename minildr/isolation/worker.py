@@ -41,8 +41,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import _socket
 
-import cffi
-
 from . import fastloop, marshal, mounts, pids, policy, protocol, sandbox, tree
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
@@ -60,9 +58,7 @@ from ..system import SystemLibrary
 # the worker's stderr, which the host forwards.
 logging.getLogger("minildr").addHandler(logging.NullHandler())
 
-_libc_ffi = cffi.FFI()
-_libc_ffi.cdef("int fflush(void *stream); void exit(int status);")
-_libc = _libc_ffi.dlopen(None)
+_libc_ffi, _libc = fastloop.ffi, fastloop.libc
 _COPIED = (Value.STRING, Value.CHAR)      # results copied out of the worker's memory
 
 

@@ -33,6 +33,11 @@ ALLOWED_LATE = {
     ".native": "Linux only: binds libc's mmap and dlvsym",
     "..native": "Linux only: binds libc's mmap and dlvsym",
     ".course.magic": "IPython only where %load_ext asks",
+    "cffi.recompiler": "slow (cffi's code generator imports pycparser); only the first run "
+                       "on a machine generates an out-of-line module (minildr/outofline.py)",
+    "pycparser": "slow to import (its lexer's regular expressions, ~14 ms); only reading C text "
+                 "needs it, which an isolated worker of plain C types never does "
+                 "(minildr/lazy_pycparser.py)",
 }
 
 
