@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Tuple
 
+import _cffi_backend
 import cffi
 
 from .interrupts import under_lock
@@ -109,6 +110,25 @@ def _typeof(ffi: Any, text: str) -> Any:
     except Exception as exc:
         raise CTypeError(f"cffi cannot read the type {text!r}: {type(exc).__name__}: "
                          f"{exc}") from None
+
+
+# An FFI with no declarations: its typeof reads C types with cffi's backend alone
+# (its own C parser, not pycparser), knowing C's types and the standard typedef
+# names cffi knows (size_t, int32_t, ...), but no name a manifest declares.
+_BACKEND = _cffi_backend.FFI()
+
+
+def plain_type(text: str) -> Any:
+    """The cffi type `text` spells, read without pycparser (see _BACKEND); CTypeError if
+    the backend cannot read it (a struct, a name declared elsewhere, a function type
+    not spelled as a pointer). Types are the backend's own: the same object whichever
+    FFI made them."""
+    check_nesting(text)
+    try:
+        return _BACKEND.typeof(text)
+    except Exception as exc:        # ffi.error, TypeError, ...
+        raise CTypeError(f"cffi's backend cannot read the type {text!r}: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)
