@@ -17,7 +17,6 @@ import cffi
 
 from . import ctype
 from .console import printable
-from .contracts import proxy
 from .contracts.contract import Contract
 from .errors import PluginClosed, PluginError, SymbolNotFound, SymbolTypeError
 from .image import PluginImage
@@ -160,7 +159,8 @@ class Plugin:
         if wanted is None:
             return Symbol(name, export.ctype, export.kind, address)
         if isinstance(wanted, Contract):                  # a vtable: see proxy.py
-            return proxy.bind(self, name, export, address, wanted)
+            from .contracts.proxy import bind     # slow to import; only a vtable needs it
+            return bind(self, name, export, address, wanted)
         try:
             asked = ctype.canonical(wanted, self.manifest.types)
         except (ctype.CTypeError, TypeError) as exc:

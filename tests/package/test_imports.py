@@ -35,6 +35,8 @@ ALLOWED_LATE = {
     ".course.magic": "IPython only where %load_ext asks",
     "cffi.recompiler": "slow (cffi's code generator imports pycparser); only the first run "
                        "on a machine generates an out-of-line module (minildr/outofline.py)",
+    ".contracts.proxy": "slow to import (the calling convention's records and enums, ~5 ms of "
+                        "an isolated worker's start); only a contract lookup needs it",
     "pycparser": "slow to import (its lexer's regular expressions, ~14 ms); only reading C text "
                  "needs it, which an isolated worker of plain C types never does "
                  "(minildr/lazy_pycparser.py)",
