@@ -10,9 +10,10 @@ involved) that builds the FFI from `_cffi_backend`'s tables alone. The
 module depends only on the declarations and cffi's version, so it is made
 once per user and version: in the user's cache folder, named after a hash
 of both, written atomically (two processes making it at once is harmless).
-A worker looks in its host's cache folder too (the host puts it on the
-worker's sys.path: isolation/process.py), since its environment, and with
-it $XDG_CACHE_HOME or $HOME, may differ from the host's.
+A worker looks in its host's cache folder first (the host puts it on the
+worker's sys.path: isolation/process.py): its environment, and with it
+$XDG_CACHE_HOME or $HOME, may differ from the host's, and it should make
+no folder of its own.
 
 Where no cache folder can be written, or a module in it fails to load, the
 declarations are read in-line as before: `declared` gives an FFI with the
@@ -62,14 +63,12 @@ def module_name(name: str, declarations: str) -> str:
 def declared(name: str, declarations: str) -> Any:
     """An FFI that knows `declarations`: out-of-line (made once, see the module), or in-line."""
     module = module_name(name, declarations)
-    folder = cache_folder()
-    path = folder / f"{module}.py" if folder is not None else None
-    spec = None
-    if path is not None and path.exists():
-        spec = importlib.util.spec_from_file_location(module, path)
-    if spec is None:                  # a worker: its host's folder, on its sys.path
-        spec = importlib.util.find_spec(module)
-    if spec is None and path is not None and generate(module, declarations, path):
+    spec = importlib.util.find_spec(module)     # a worker: in its host's folder, on its path
+    path = None
+    if spec is None:
+        folder = cache_folder()
+        path = folder / f"{module}.py" if folder is not None else None
+    if path is not None and (path.exists() or generate(module, declarations, path)):
         spec = importlib.util.spec_from_file_location(module, path)
     if spec is not None and spec.loader is not None:
         try:
