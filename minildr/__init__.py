@@ -13,6 +13,8 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
     host.py         this machine: OS, CPU, binary format, plugin SUFFIX
     files.py        reading a file that may be hostile: regular, bounded, non-blocking
     atomic.py       writing a file whole or not at all
+    outofline.py    fixed C declarations made once into cffi's out-of-line mode
+    lazy_pycparser.py  pycparser, imported when C text is first read
     formats/        ELF, Mach-O and PE read-only and bounds-checked (reader.py)
     manifest.py     what build stamps into a plugin: Manifest, Export, ContractRef
     image.py        the file read once: the bytes checked are the bytes loaded
