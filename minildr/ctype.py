@@ -116,6 +116,10 @@ def _typeof(ffi: Any, text: str) -> Any:
 # (its own C parser, not pycparser), knowing C's types and the standard typedef
 # names cffi knows (size_t, int32_t, ...), but no name a manifest declares.
 _BACKEND = _cffi_backend.FFI()
+# The longest type text worth giving it: it reads at most ~600 parts of one type
+# ("internal type complexity limit reached": a function of 597 int parameters is
+# the most, ~3,000 characters), and a longer type is slow to spell for it anyway.
+PLAIN_TYPE_TEXT = 2000
 
 
 def plain_type(text: str) -> Any:
@@ -127,8 +131,8 @@ def plain_type(text: str) -> Any:
     try:
         return _BACKEND.typeof(text)
     except Exception as exc:        # ffi.error, TypeError, ...
-        raise CTypeError(f"cffi's backend cannot read the type {text!r}: "
-                         f"{type(exc).__name__}: {exc}") from None
+        raise CTypeError(f"cffi's backend cannot read the type {text[:200]!r}: "
+                         f"{type(exc).__name__}: {str(exc)[-200:]}") from None
 
 
 @dataclass(frozen=True)

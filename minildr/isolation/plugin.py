@@ -183,7 +183,8 @@ class IsolatedPlugin(Plugin):
 
     def _compared(self, name: str, wanted: str) -> Optional[Tuple[str, Marshal]]:
         """The pointer type and the marshal of export `name`, if `wanted` is its type and
-        its values can cross; None otherwise, or if the manifest declares types of its own.
+        its values can cross; None otherwise, if the manifest declares types of its own,
+        or if the type is longer than cffi's backend reads (ctype.PLAIN_TYPE_TEXT).
 
         With them the worker skips reading C text (worker.lookup_compared:
         pycparser is its largest import). Whenever this says None, the worker
@@ -192,7 +193,7 @@ class IsolatedPlugin(Plugin):
         defined, another type, a type that cannot cross) is its, as it was.
         """
         export = self.manifest.exports.get(name)
-        if export is None or self.manifest.types:
+        if export is None or self.manifest.types or len(export.ctype) > ctype.PLAIN_TYPE_TEXT:
             return None
         try:
             if ctype.canonical(wanted) != export.ctype:
