@@ -18,10 +18,9 @@ from __future__ import annotations
 import os
 from typing import List, NamedTuple, Optional, Tuple
 
-import cffi
+from . import outofline
 
-ffi = cffi.FFI()
-ffi.cdef("""
+DECLARATIONS = """
     typedef struct { const char *dli_fname; void *dli_fbase;
                      const char *dli_sname; void *dli_saddr; } Dl_info;
     struct link_map { uintptr_t l_addr; char *l_name; void *l_ld;
@@ -38,7 +37,8 @@ ffi.cdef("""
     struct dl_phdr_info { uintptr_t dlpi_addr; const char *dlpi_name;
                           const Elf64_Phdr *dlpi_phdr; uint16_t dlpi_phnum; };  /* and more */
     int dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, void *), void *data);
-""")
+"""
+ffi = outofline.declared("libdl", DECLARATIONS)      # no C parser at run time: outofline.py
 
 lib = ffi.dlopen(None)                  # libc has them since glibc 2.34; macOS always
 try:

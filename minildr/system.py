@@ -34,13 +34,14 @@ from .lifetime import KeepsMappedWhileReferenced
 log = logging.getLogger("minildr")
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    ffi = cffi.FFI()
-    ffi.cdef("""
+    DECLARATIONS = """
         void *LoadLibraryExW(const wchar_t *name, void *reserved, unsigned long flags);
         void *GetProcAddress(void *module, const char *name);
         int FreeLibrary(void *module);
         int GetModuleHandleExW(unsigned long flags, const wchar_t *name, void **module);
-    """)
+    """
+    ffi = cffi.FFI()
+    ffi.cdef(DECLARATIONS)
     _UNCHANGED_REFCOUNT = 0x2        # GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT
     _kernel32 = ffi.dlopen("kernel32.dll")
 
@@ -72,7 +73,7 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         return None
 else:
     from . import libdl             # POSIX: the one binding of dlopen & co.
-    ffi = libdl.ffi
+    ffi, DECLARATIONS = libdl.ffi, libdl.DECLARATIONS
     _libdl = libdl.lib
 
     _FLAGS = os.RTLD_NOW | os.RTLD_LOCAL
