@@ -21,6 +21,7 @@ shell = get_ipython()
 print(json.dumps({"debugpy": sys.modules.get("debugpy", "absent") is not None,
                   "history": shell.history_manager.enabled,
                   "history_thread": shell.history_manager.save_thread is not None,
+                  "history_db": type(shell.history_manager.db).__name__,
                   "profile": shell.profile_dir.location}))"""
 
 
@@ -42,9 +43,11 @@ def kernel_facts(env: dict, cwd: Path) -> dict:
 def test_a_test_kernel_has_no_debugger_and_no_history_file(tmp_path):
     facts = kernel_facts(dict(os.environ), tmp_path)
     assert "debugger" not in facts["features"] and not facts["debugpy"], facts
-    assert facts["history"] is False and not facts["history_thread"], facts
+    # IPython's stand-in for a database: no file opened (the profile's folder is the whole
+    # run's, where an in-process IPython shell of another test may have made one).
+    assert facts["history"] is False and facts["history_db"] == "DummyDB", facts
+    assert not facts["history_thread"], facts
     assert Path(facts["profile"]).parent == Path(os.environ["IPYTHONDIR"]), facts
-    assert not (Path(facts["profile"]) / "history.sqlite").exists()
 
 
 def test_the_learners_kernel_keeps_its_debugger_and_history(tmp_path):
@@ -54,6 +57,7 @@ def test_the_learners_kernel_keeps_its_debugger_and_history(tmp_path):
     facts = kernel_facts(env, tmp_path)
     assert "debugger" in facts["features"] and facts["debugpy"], facts
     assert facts["history"] is True and facts["history_thread"], facts
+    assert facts["history_db"] == "Connection", facts               # sqlite3's
     assert Path(facts["profile"]) == tmp_path / "ipython" / "profile_default"
     assert (Path(facts["profile"]) / "history.sqlite").exists()
 
