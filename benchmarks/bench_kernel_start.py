@@ -20,6 +20,7 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -40,7 +41,8 @@ def one_kernel(ipython_dir: Path, cell: str, kill: bool) -> float:
     """CPU seconds of one kernel: start, one cell, stop (killed or asked)."""
     env = {**os.environ, "IPYTHONDIR": str(ipython_dir)}
     before = children_cpu()
-    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT))
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT),
+                              stderr=subprocess.DEVNULL)      # its TCP warning, each time
     try:
         reply = kc.execute_interactive(cell, timeout=120, output_hook=lambda msg: None)
         assert reply["content"]["status"] == "ok", reply["content"]
