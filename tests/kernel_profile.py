@@ -2,11 +2,12 @@
 
 One `make test` starts about 60 Jupyter kernels (nbval: one per notebook;
 make check's runs of the exercises; the wrong answers of tests/exercise_answers.py;
-nbgrader's autograde; a few tests of the kernel itself). Each start costs ~0.6
-CPU s, about a third of it importing debugpy, the debugger behind JupyterLab's
+nbgrader's autograde; a few tests of the kernel itself). Each costs 0.5-0.6
+CPU s, of which ~0.1 is importing debugpy, the debugger behind JupyterLab's
 debug panel, which no test uses; and every kernel opened the user's
 ~/.ipython history database (one file for every kernel of the run and the
-learner's own) with a thread writing to it.
+learner's own) with a thread writing to it. Leaving both out: 0.13-0.15 CPU s
+less per kernel (benchmarks/bench_kernel_start.py).
 
 So `configure` (tests/conftest.py, at the start of every pytest process of the
 tests) points IPYTHONDIR at a folder of the session whose profile holds
