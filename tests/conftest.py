@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +14,7 @@ from minildr.host import SUFFIX
 # The platform markers (requires_linux, ...) and the notebook rule: see platforms.py.
 import platforms
 import cpu_profile
+import kernel_profile
 
 from helpers import build_example
 
@@ -80,3 +82,5 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_configure(config):
     cpu_profile.configure(config)       # MINILDR_TEST_CPU=FOLDER: CPU seconds per test (make test-profile)
+    # Every kernel a test starts reads tests/kernel_config.py (no debugpy, no history file).
+    kernel_profile.configure(config, os.environ.get(cpu_profile.ENV))

@@ -20,6 +20,9 @@ prints the files by CPU seconds, the slowest tests, the total and the floor
 of the wall time on this machine's cores; and, each row carrying the wall
 clock at its end, when each xdist worker ran its last test: a worker that
 ends long before the last one left a core idle (see SLOW_FIRST in conftest.py).
+It also counts the Jupyter kernels the run started, by the file whose test
+started them (each test kernel writes a line to FOLDER/kernels.jsonl:
+tests/kernel_config.py); a kernel of an inner nbval session counts under its notebook.
 """
 from __future__ import annotations
 
@@ -144,6 +147,21 @@ def report(rows: "list[dict]", top: int, tests: int, cores: int) -> str:
     return "\n".join(lines)
 
 
+def kernels(folder: Path) -> "list[str]":
+    """How many kernels the run started, in all and by the file of the test that started them."""
+    path = folder / "kernels.jsonl"
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        tests = [json.loads(line)["test"] for line in f if line.strip()]
+    by_file: "dict[str, int]" = defaultdict(int)
+    for test in tests:
+        by_file[file_of(test) or "(no test: a process the tests started)"] += 1
+    ranked = sorted(by_file.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [f"Jupyter kernels started: {len(tests)} ("
+            + ", ".join(f"{name} {count}" for name, count in ranked) + ")"]
+
+
 def main(argv: "list[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
@@ -157,6 +175,7 @@ def main(argv: "list[str] | None" = None) -> int:
               file=sys.stderr)
         return 1
     print(report(rows, args.top, args.tests, args.cores))
+    print("\n".join(kernels(args.folder)))
     return 0
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from kernel_profile import learner_env
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "browser"
 EXPECTED = "Hello from the greet plugin"
@@ -91,7 +93,8 @@ def lab(tmp_path):
     apputils.mkdir(parents=True)
     (apputils / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings),
+    # The learner's lab: its kernels without the test kernels' profile (kernel_profile.py).
+    env = dict(learner_env(os.environ), JUPYTERLAB_SETTINGS_DIR=str(settings),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
     lab_args = (f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} "
                 f"--ServerApp.port_retries=0 --IdentityProvider.token={token} "

@@ -50,3 +50,16 @@ def test_the_timeline_says_when_each_worker_ended():
         "each worker's last test ended at (s after the run's first row): 30, 90; "
         "idle before the end: 60 worker-s"]
     assert cpu_profile.timeline(rows[:3]) == []                   # one process: no timeline
+
+
+def test_the_kernels_are_counted_by_the_file_that_started_them(tmp_path):
+    """Each test kernel's line (tests/kernel_config.py), summed per file."""
+    lines = [{"kernel": 1, "at": 1.0, "test": "tests/a.py::one (setup)"},
+             {"kernel": 2, "at": 2.0, "test": "tests/a.py::two (call)"},
+             {"kernel": 3, "at": 3.0, "test": "notebooks/n.ipynb::Cell 0 (setup)"},
+             {"kernel": 4, "at": 4.0, "test": ""}]
+    assert cpu_profile.kernels(tmp_path) == []                   # not measured: nothing said
+    (tmp_path / "kernels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert cpu_profile.kernels(tmp_path) == [
+        "Jupyter kernels started: 4 (tests/a.py 2, (no test: a process the tests started) 1, "
+        "notebooks/n.ipynb 1)"]
