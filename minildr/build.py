@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import ctype, files
+from . import ctype, files, headercache
 from .atomic import write_atomically
 from .formats import elf, macho, pe
 from .contracts.contract import INCLUDE_DIR, Contract
@@ -165,7 +165,7 @@ def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[
     header can use their types; the stand-ins (see fake_libc/) keep compiler
     extensions out of the text the C parser reads.
     """
-    user = [f for f in cflags if f.startswith(("-I", "-D", "-U", "/I", "/D"))]
+    user = preprocessor_flags(cflags)
     if compiler.family == "msvc":
         return [compiler.path, *compiler.target_flags, "/nologo", "/E", "/X", "/I",
                 str(ctype.FAKE_LIBC),
@@ -178,15 +178,56 @@ def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[
             str(header)]
 
 
+# The flags of `cflags` the exports header is preprocessed with: its macros and where its
+# includes are found. Each may take its value joined or as the next word.
+_PREPROCESSOR_FLAGS = ("-D", "-U", "-I", "-iquote", "-isystem", "-idirafter", "/D", "/I")
+
+
+def preprocessor_flags(cflags: Sequence[str]) -> List[str]:
+    """The macro and include-folder flags of `cflags`, each with its value (joined, or the
+    next word: `-I dir` keeps `dir`, which HeaderStage.flags writes that way)."""
+    words, kept, i = list(cflags), [], 0
+    while i < len(words):
+        flag = next((f for f in _PREPROCESSOR_FLAGS if words[i].startswith(f)), None)
+        if flag is not None and words[i] == flag:
+            kept += words[i:i + 2]
+            i += 2
+            continue
+        if flag is not None and not (flag == "-I" and words[i].startswith("-I-")):
+            kept.append(words[i])
+        i += 1
+    return kept
+
+
 def read_exports(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
                  cflags: Sequence[str] = (), forced_includes: Sequence[Path] = (),
-                 shown: Optional[Path] = None) -> Tuple[List[ctype.Declaration], str]:
+                 shown: Optional[Path] = None,
+                 work: Optional[Path] = None) -> Tuple[List[ctype.Declaration], str]:
     """The declarations of the exports header, with canonical C types.
 
     `shown`: the header's own path, for messages, when `header` is its staged copy.
+    `work`: the build's own folder; given, the result may come from, and goes to,
+    headercache (the same header preprocessed again by this process, nothing it
+    read changed: see there), for GCC-style compilers.
     """
     cmd = preprocess_command(compiler, header, include_dirs, cflags, forced_includes)
     header = shown or header
+    if work is None or compiler.family == "msvc":
+        return _preprocessed_exports(cmd, header)
+    cache_key = headercache.key(compiler, cmd, work, header)
+    remembered = headercache.lookup(cache_key, work)
+    if remembered is not None:
+        return list(remembered[0]), remembered[1]
+    deps = work / "exports.d"
+    started = headercache.now_ns()
+    declarations, types = _preprocessed_exports([*cmd, "-MD", "-MF", str(deps)], header)
+    headercache.remember(cache_key, (tuple(declarations), types), deps,
+                         searched_folders(cmd), work, started)
+    return declarations, types
+
+
+def _preprocessed_exports(cmd: Sequence[str], header: Path) -> Tuple[List[ctype.Declaration], str]:
+    """Run the preprocessor's command `cmd` on the exports header and parse what it gives."""
     done = run_tool(cmd)
     if done.returncode != 0:
         raise BuildError(header, f"the exports header does not preprocess:\n{done.stderr.strip()}")
@@ -198,6 +239,15 @@ def read_exports(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
         raise BuildError(header, "the exports header declares no function or extern variable; "
                                  "declare what the plugin exports there")
     return declarations, types
+
+
+def searched_folders(cmd: Sequence[str], environ: Optional[Mapping[str, str]] = None) -> List[Path]:
+    """Every folder a GCC-style preprocessor command searches for an #include besides the
+    including file's own: its -I, -iquote, -isystem and -idirafter folders and the
+    environment's (CPATH, C_INCLUDE_PATH)."""
+    folders = [folder for kind, folder, _ in _folder_flags(cmd) if kind is not None]
+    return folders + [folder for _, folder in
+                      environment_folders(os.environ if environ is None else environ)]
 
 
 # ---------------------------------------------------------------------------
@@ -714,7 +764,7 @@ def build_for(target: Platform, compiler: Optional[Compiler],
         cflags = stage.flags(cflags)             # each include folder: its mirror first
         include_dirs = [contract_dir, INCLUDE_DIR]
         declared, types = read_exports(compiler, staged_header, include_dirs, cflags,
-                                       contract_headers, shown=header.resolve())
+                                       contract_headers, shown=header.resolve(), work=work)
 
         manifest = Manifest(
             abi=ABI_VERSION, platform=target, name=name, version=version,
