@@ -4,8 +4,13 @@ minildr's analogue of `go build -buildmode=plugin`. The steps, each a function:
 
 1. `find_compiler`      - $CC, else cc / gcc / clang (cl on Windows).
 2. `read_exports`       - preprocess the exports header and record the C type
-                          of every function and `extern` variable it declares.
-3. `manifest_source`    - write the manifest into a C file, as a note section.
+                          of every function and `extern` variable it declares
+                          (the result reused by the next build in this process
+                          while nothing the preprocessor read changed: headercache).
+3. `manifest_appendix`  - the manifest as C, a note section, appended to the
+                          first C source so that it is compiled in that
+                          source's compiler run (`manifest_source`: a C file
+                          of its own, for MSVC or a build without a C source).
 4. `compile_command`    - compile with everything hidden by default; the exports
                           header is force-included into every source inside
                           `#pragma GCC visibility push(default)`, so exactly its
