@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from timing import unpack  # noqa: E402  (benchmarks/timing.py)
+
 KINDS = ("greet again", "new header", "new cell")
 
 SAMPLE = r"""
@@ -74,13 +77,6 @@ with tempfile.TemporaryDirectory(prefix="minildr-bench-") as out:
 print(json.dumps(rows[1:]))
 """
 
-
-def unpack(ref: str, into: Path) -> Path:
-    """`git archive ref minildr` unpacked in `into`; the folder to put on sys.path."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "minildr"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def sample(tree: Path, kind: str, builds: int) -> List[List[float]]:
