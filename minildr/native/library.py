@@ -17,6 +17,7 @@ import functools
 import gc
 import logging
 import os
+from _thread import RLock           # (threading.RLock is a Python function making this)
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import ctype as ctypes_
@@ -52,6 +53,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         minildr.native`, the first such pass walks what the imports left: 1.6 to 2.7 ms,
         issue 24). Paused, that pass comes at the host's next allocations instead, as it
         would have anyway. Reference counting, which frees almost everything, goes on."""
+        self.lifetime_lock = RLock()        # (lifetime.py; its Plugin's lock too)
         collecting = gc.isenabled()
         try:
             gc.disable()
