@@ -31,7 +31,7 @@ from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from timing import built_greet  # noqa: E402  (benchmarks/timing.py: the folder goes at the end)
+from timing import built_greet, unpack  # noqa: E402  (benchmarks/timing.py: the folder goes at the end)
 
 HOST = r"""
 import json, os, resource, sys, time
@@ -57,13 +57,6 @@ for _ in range(cycles):
 print(json.dumps(rows))
 """
 
-
-def unpack(ref: str, into: Path) -> Path:
-    """`git archive ref minildr` unpacked in `into`; the folder to put on sys.path."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "minildr"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def sample(tree: Path, plugin: Path, mode: str, cycles: int) -> List[List[float]]:

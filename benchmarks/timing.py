@@ -7,6 +7,7 @@ the same thing measured side by side in one run.
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -37,3 +38,13 @@ def built_greet() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="minildr-bench-") as out:
         yield minildr.build([greet / "greet.c"], name="greet", exports=greet / "greet.h",
                             out_dir=out)
+
+
+def unpack(ref: str, into: Path) -> Path:
+    """`git archive ref minildr` of this repository unpacked in `into`: the folder to put
+    first on sys.path to import that tree's minildr (a benchmark's side-by-side "other")."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "minildr"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into

@@ -37,6 +37,7 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
     loader.py       open(): the checks, then one of the loaders above
     discover.py     discover() a folder, plugin_path()
     build.py        the compiler driver: build(), build_many()
+    headercache.py  an exports header's preprocessing, reused while nothing it read changed
     cli.py          python -m minildr
     course/         the course's tooling: %%minildr, exercises, selfcheck, Go
 

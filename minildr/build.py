@@ -4,8 +4,13 @@ minildr's analogue of `go build -buildmode=plugin`. The steps, each a function:
 
 1. `find_compiler`      - $CC, else cc / gcc / clang (cl on Windows).
 2. `read_exports`       - preprocess the exports header and record the C type
-                          of every function and `extern` variable it declares.
-3. `manifest_source`    - write the manifest into a C file, as a note section.
+                          of every function and `extern` variable it declares
+                          (the result reused by the next build in this process
+                          while nothing the preprocessor read changed: headercache).
+3. `manifest_appendix`  - the manifest as C, a note section, appended to the
+                          first C source so that it is compiled in that
+                          source's compiler run (`manifest_source`: a C file
+                          of its own, for MSVC or a build without a C source).
 4. `compile_command`    - compile with everything hidden by default; the exports
                           header is force-included into every source inside
                           `#pragma GCC visibility push(default)`, so exactly its
@@ -48,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import ctype, files
+from . import ctype, files, headercache
 from .atomic import write_atomically
 from .formats import elf, macho, pe
 from .contracts.contract import INCLUDE_DIR, Contract
@@ -165,7 +170,7 @@ def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[
     header can use their types; the stand-ins (see fake_libc/) keep compiler
     extensions out of the text the C parser reads.
     """
-    user = [f for f in cflags if f.startswith(("-I", "-D", "-U", "/I", "/D"))]
+    user = preprocessor_flags(cflags)
     if compiler.family == "msvc":
         return [compiler.path, *compiler.target_flags, "/nologo", "/E", "/X", "/I",
                 str(ctype.FAKE_LIBC),
@@ -178,15 +183,56 @@ def preprocess_command(compiler: Compiler, header: Path, include_dirs: Sequence[
             str(header)]
 
 
+# The flags of `cflags` the exports header is preprocessed with: its macros and where its
+# includes are found. Each may take its value joined or as the next word.
+_PREPROCESSOR_FLAGS = ("-D", "-U", "-I", "-iquote", "-isystem", "-idirafter", "/D", "/I")
+
+
+def preprocessor_flags(cflags: Sequence[str]) -> List[str]:
+    """The macro and include-folder flags of `cflags`, each with its value (joined, or the
+    next word: `-I dir` keeps `dir`, which HeaderStage.flags writes that way)."""
+    words, kept, i = list(cflags), [], 0
+    while i < len(words):
+        flag = next((f for f in _PREPROCESSOR_FLAGS if words[i].startswith(f)), None)
+        if flag is not None and words[i] == flag:
+            kept += words[i:i + 2]
+            i += 2
+            continue
+        if flag is not None and not (flag == "-I" and words[i].startswith("-I-")):
+            kept.append(words[i])
+        i += 1
+    return kept
+
+
 def read_exports(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
                  cflags: Sequence[str] = (), forced_includes: Sequence[Path] = (),
-                 shown: Optional[Path] = None) -> Tuple[List[ctype.Declaration], str]:
+                 shown: Optional[Path] = None,
+                 work: Optional[Path] = None) -> Tuple[List[ctype.Declaration], str]:
     """The declarations of the exports header, with canonical C types.
 
     `shown`: the header's own path, for messages, when `header` is its staged copy.
+    `work`: the build's own folder; given, the result may come from, and goes to,
+    headercache (the same header preprocessed again by this process, nothing it
+    read changed: see there), for GCC-style compilers.
     """
     cmd = preprocess_command(compiler, header, include_dirs, cflags, forced_includes)
     header = shown or header
+    if work is None or compiler.family == "msvc":
+        return _preprocessed_exports(cmd, header)
+    cache_key = headercache.key(compiler, cmd, work, header)
+    remembered = headercache.lookup(cache_key, work)
+    if remembered is not None:
+        return list(remembered[0]), remembered[1]
+    deps = work / "exports.d"
+    started = headercache.now_ns()
+    declarations, types = _preprocessed_exports([*cmd, "-MD", "-MF", str(deps)], header)
+    headercache.remember(cache_key, (tuple(declarations), types), deps,
+                         searched_folders(cmd), work, started)
+    return declarations, types
+
+
+def _preprocessed_exports(cmd: Sequence[str], header: Path) -> Tuple[List[ctype.Declaration], str]:
+    """Run the preprocessor's command `cmd` on the exports header and parse what it gives."""
     done = run_tool(cmd)
     if done.returncode != 0:
         raise BuildError(header, f"the exports header does not preprocess:\n{done.stderr.strip()}")
@@ -200,11 +246,49 @@ def read_exports(compiler: Compiler, header: Path, include_dirs: Sequence[Path],
     return declarations, types
 
 
+def searched_folders(cmd: Sequence[str], environ: Optional[Mapping[str, str]] = None) -> List[Path]:
+    """Every folder a GCC-style preprocessor command searches for an #include besides the
+    including file's own: its -I, -iquote, -isystem and -idirafter folders and the
+    environment's (CPATH, C_INCLUDE_PATH)."""
+    folders = [folder for kind, folder, _ in _folder_flags(cmd) if kind is not None]
+    return folders + [folder for _, folder in
+                      environment_folders(os.environ if environ is None else environ)]
+
+
 # ---------------------------------------------------------------------------
 # 3. the manifest, as C
 # ---------------------------------------------------------------------------
 def manifest_source(payload: bytes) -> str:
     """A C file holding `payload` as a minildr note, in the section each format uses."""
+    return f"""\
+/* The plugin's manifest, generated by minildr.build: do not edit.
+ * An ELF-style note (namesz, descsz, type, owner name, JSON payload) placed
+ * where each binary format keeps such data, so that tools can read it
+ * without running the plugin. */
+{manifest_definition(payload)}"""
+
+
+def manifest_appendix(payload: bytes) -> str:
+    """`payload` as a minildr note, to append to the first C source (`manifest_host`).
+
+    The compiler then makes the note in the run that compiles that source,
+    instead of starting a compiler and an assembler for a file of its own
+    (about 10 ms of a build's 55). Appended, the definition follows whatever
+    the source leaves open, so it is written to stand anywhere: it starts on
+    a line of its own, after two newlines (a source that ends with a
+    backslash or without a newline), it holds no comment (a source that
+    ends inside an unterminated comment stays unterminated, and the compiler
+    still says so), it is `static` (hidden whatever visibility pragma the
+    source left pushed) and it spells attributes and members with names no
+    user macro takes (`__used__`, `minildr_*`). `#line` names it in any
+    message. MSVC keeps the file of its own: it needs an external name
+    (`/include:minildr_manifest`).
+    """
+    return '\n\n#line 1 "minildr_manifest.c"\n' + manifest_definition(payload, "static ")
+
+
+def manifest_definition(payload: bytes, storage: str = "") -> str:
+    """The C definition of the note, comment-free; `storage` e.g. "static "."""
     text = payload.decode("ascii")
     size = (len(payload) + 3) & ~3
     def c_string(chunk: str) -> str:
@@ -213,31 +297,37 @@ def manifest_source(payload: bytes) -> str:
     # Split before escaping, so that no escape sequence is cut in two.
     chunks = "\n    ".join(c_string(text[i:i + 100]) for i in range(0, len(text), 100))
     return f"""\
-/* The plugin's manifest, generated by minildr.build: do not edit.
- * An ELF-style note (namesz, descsz, type, owner name, JSON payload) placed
- * where each binary format keeps such data, so that tools can read it
- * without running the plugin. */
+#undef MINILDR_MANIFEST_SECTION
 #if defined(__APPLE__)
-#  define MINILDR_MANIFEST_SECTION __attribute__((section("__TEXT,__minildr"), used, aligned(4)))
+#  define MINILDR_MANIFEST_SECTION __attribute__((__section__("__TEXT,__minildr"), __used__, __aligned__(4)))
 #elif defined(_MSC_VER)
 #  pragma section(".minildr", read)
 #  pragma comment(linker, "/include:minildr_manifest")
 #  define MINILDR_MANIFEST_SECTION __declspec(allocate(".minildr"))
 #elif defined(_WIN32)
-#  define MINILDR_MANIFEST_SECTION __attribute__((section(".minildr"), used, aligned(4)))
+#  define MINILDR_MANIFEST_SECTION __attribute__((__section__(".minildr"), __used__, __aligned__(4)))
 #else
-#  define MINILDR_MANIFEST_SECTION __attribute__((section(".note.minildr"), used, aligned(4)))
+#  define MINILDR_MANIFEST_SECTION __attribute__((__section__(".note.minildr"), __used__, __aligned__(4)))
 #endif
 
-MINILDR_MANIFEST_SECTION const struct {{
-    unsigned int namesz, descsz, type;
-    char name[8];
-    char desc[{size}];
+{storage}MINILDR_MANIFEST_SECTION const struct {{
+    unsigned int minildr_namesz, minildr_descsz, minildr_type;
+    char minildr_name[8];
+    char minildr_desc[{size}];
 }} minildr_manifest = {{
     {len(NOTE_OWNER) + 1}, {len(payload)}, {NT_MINILDR_MANIFEST:#x}u, "{NOTE_OWNER}",
     {chunks}
 }};
+#undef MINILDR_MANIFEST_SECTION
 """
+
+
+def manifest_host(sources: Sequence[Path], compiler: Compiler) -> Optional[int]:
+    """The index of the source the manifest is appended to: the first C source (".c"), for
+    GCC-style compilers; None (the manifest gets a file of its own) for MSVC or without one."""
+    if compiler.family == "msvc":
+        return None
+    return next((i for i, src in enumerate(sources) if src.suffix == ".c"), None)
 
 
 def exports_wrapper(header: Path, os_name: str) -> str:
@@ -679,14 +769,21 @@ def build_for(target: Platform, compiler: Optional[Compiler],
         cflags = stage.flags(cflags)             # each include folder: its mirror first
         include_dirs = [contract_dir, INCLUDE_DIR]
         declared, types = read_exports(compiler, staged_header, include_dirs, cflags,
-                                       contract_headers, shown=header.resolve())
+                                       contract_headers, shown=header.resolve(), work=work)
 
         manifest = Manifest(
             abi=ABI_VERSION, platform=target, name=name, version=version,
             exports={d.name: Export(d.name, d.kind, d.ctype) for d in declared},
             contracts={c.name: c.ref for c in contracts}, types=types,
             compiler=compiler.version)
-        (work / "minildr_manifest.c").write_text(manifest_source(manifest.encode()))
+        payload, host = manifest.encode(), manifest_host(srcs, compiler)
+        if host is None:
+            manifest_file = [work / "minildr_manifest.c"]
+            manifest_file[0].write_text(manifest_source(payload))
+        else:
+            manifest_file = []
+            with open(copies[host], "ab") as copy:
+                copy.write(manifest_appendix(payload).encode("ascii"))
         (work / "minildr_exports.h").write_text(exports_wrapper(staged_header, target.os))
         def_file = work / f"{name}.def"
         def_file.write_text(def_file_text(name, [d.name for d in declared],
@@ -694,7 +791,7 @@ def build_for(target: Platform, compiler: Optional[Compiler],
 
         partial = work / installed.name
         cmd = compile_command(
-            compiler, target.os, [*copies, work / "minildr_manifest.c"],
+            compiler, target.os, [*copies, *manifest_file],
             partial, forced_includes=[*contract_headers, work / "minildr_exports.h"],
             include_dirs=include_dirs, quote_dirs=stage.quote_dirs(),
             defines={"MINILDR_PLUGIN_NAME": f'"{name}"', "MINILDR_PLUGIN_VERSION": f'"{version}"'},

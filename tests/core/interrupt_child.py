@@ -38,6 +38,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 import minildr
 import minildr.native
+from minildr import headercache
 from minildr.build import find_compiler
 
 PACKAGE = str(Path(minildr.__file__).resolve().parent) + os.sep
@@ -312,6 +313,14 @@ class Building(Case):
         assert path == PLUGIN
 
 
+class BuildingUncached(Building):
+    """A build that preprocesses its exports header (nothing remembered: headercache), so
+    the steps of a first build and of remembering its result are interrupted too."""
+    def set_up(self) -> None:
+        super().set_up()
+        headercache.clear()
+
+
 class LoadingNatively(Case):
     """minildr.native.load(path): the native loader on its own, no manifest (not from_image)."""
     def operation(self):
@@ -344,6 +353,7 @@ OPERATIONS = {
     "load-native": lambda: LoadingNatively(),
     "close-isolated": lambda: Closing(isolate=True),
     "build": lambda: Building(),
+    "build-uncached": lambda: BuildingUncached(),
     "discover": lambda: Discovering(),
     "discover-isolated": lambda: Discovering(isolate=True),
 }

@@ -169,6 +169,72 @@ def test_manifest_source_compiles_to_note(tmp_path, payload, std):
         assert ELFFile(stream).get_section_by_name(".note.minildr").data() == raw
 
 
+# The manifest appended to the first C source: whatever that source leaves open, the
+# note is compiled in as before, nothing else is exported, and an error stays the source's.
+LEFT_OPEN = {
+    "no-final-newline": "int f(void) { return 1; }",
+    "backslash-comment": "int f(void) { return 1; }\n// a comment that goes on \\",
+    "visibility-pushed": '#pragma GCC visibility push(default)\nint f(void) { return 1; }\n',
+    "pack-1": "#pragma pack(1)\nint f(void) { return 1; }\n",
+    "macros": "".join(f"#define {word} oops\n" for word in (
+        "name", "desc", "type", "namesz", "descsz", "used", "section", "aligned",
+        "MINILDR_MANIFEST_SECTION")) + "int f(void) { return 1; }\n",
+}
+
+
+@requires_elf
+@pytest.mark.parametrize("ending", sorted(LEFT_OPEN))
+def test_the_manifest_appended_to_a_source_is_compiled_whatever_the_source_leaves_open(
+        tmp_path, ending):
+    # A trailing backslash is a warning of its own (-Wcomment, or backslash-newline at end
+    # of file without the appendix): no -Werror there.
+    strict = [] if "backslash" in ending else ["-Werror"]
+    path = write_plugin(tmp_path, "open", LEFT_OPEN[ending], "int f(void);\n",
+                        cflags=["-Wall", "-Wextra", *strict])
+    assert list(minildr.read_manifest(path).exports) == ["f"]
+    f = elf.ElfFile(path.read_bytes(), path)
+    assert {s.name for s in f.exported_symbols()} - builder._LINKER_SYMBOLS == {"f"}
+    assert [n.name for n in f.notes()].count("minildr") == 1
+    with minildr.open(path) as plugin:
+        assert plugin.lookup("f", "int (void)")() == 1
+
+
+def test_a_source_ending_in_an_unterminated_comment_still_fails_naming_it(tmp_path):
+    """The appended note holds no comment: the source's open one runs to the end of the
+    file, and the compiler says so at the source's line."""
+    with pytest.raises(minildr.BuildError) as err:
+        write_plugin(tmp_path, "cut", "int f(void) { return 1; }\n/* never closed\n",
+                     "int f(void);\n")
+    assert re.search(r"cut\.c:2:\d+: error: unterminated comment", str(err.value)), err.value
+
+
+@requires_elf
+def test_the_appended_manifest_is_the_note_manifest_source_makes(tmp_path):
+    """Same bytes in .note.minildr from the appendix after C text as from the file of its own."""
+    payload = PAYLOADS[1]
+    notes = []
+    for name, text in [("own.c", builder.manifest_source(payload)),
+                       ("tail.c", LEFT_OPEN["macros"] + builder.manifest_appendix(payload))]:
+        (tmp_path / name).write_text(text)
+        done = subprocess.run(["cc", "-Wall", "-Werror", "-c", name, "-o", name + ".o"],
+                              cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        data = (tmp_path / (name + ".o")).read_bytes()
+        sh = elf.ElfFile(data, name).section(".note.minildr")
+        notes.append(data[sh.sh_offset:sh.sh_offset + sh.sh_size])
+    assert notes[0] == notes[1] and manifest.parse_note(notes[1], "tail.c.o") == payload
+
+
+@pytest.mark.parametrize("compiler, sources, host", [
+    (GCC, ["a.c", "b.c"], 0),
+    (CLANG, ["a.S", "b.c"], 1),          # the first C source, not the first source
+    (GCC, ["a.cpp", "b.S"], None),       # no C source: the manifest gets a file of its own
+    (MSVC, ["a.c"], None),               # cl needs the external name /include: keeps
+])
+def test_the_manifest_goes_into_the_first_c_source(compiler, sources, host):
+    assert builder.manifest_host([Path(s) for s in sources], compiler) == host
+
+
 def test_suffixes():
     assert minildr.SUFFIX == {"linux": ".so", "darwin": ".dylib", "win32": ".dll"}[sys.platform]
     assert host.SUFFIXES == {"linux": ".so", "darwin": ".dylib", "windows": ".dll"}

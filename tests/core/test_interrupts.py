@@ -49,7 +49,7 @@ def campaign(operation: str, folder: Path, cases: int, timeout: float = 900) -> 
     return json.loads(done.stdout.splitlines()[-1])
 
 
-IN_PROCESS = ["open", "lookup", "close", "build", "discover"]
+IN_PROCESS = ["open", "lookup", "close", "build", "build-uncached", "discover"]
 
 
 @requires_proc

@@ -1,8 +1,10 @@
 """The binary formats: ELF checked against pyelftools; Mach-O and PE from synthetic files."""
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -14,9 +16,9 @@ from elftools.elf.elffile import ELFFile
 import minildr
 from minildr import manifest
 from minildr.formats import elf
-from minildr.host import HOST
+from minildr.host import HOST, Platform
 
-from helpers import write_plugin
+from helpers import cross_tool_missing, write_plugin
 from platforms import requires_elf, skip_on
 
 # ---------------------------------------------------------------------------
@@ -151,6 +153,53 @@ def test_plugin_with_8_byte_aligned_property_note_opens(tmp_path):
     assert ("GNU", 5) in [(n.name, n.type) for n in f.notes()]    # NT_GNU_PROPERTY_TYPE_0
     with minildr.open(path) as plugin:
         assert plugin.lookup("answer", "int (void)")() == 42
+
+
+builder = importlib.import_module("minildr.build")     # the module, not the function
+
+
+def feature_bits(path: Path, pr_type: int) -> int:
+    """The bits of one GNU property (e.g. x86 FEATURE_1_AND) in the file's property note."""
+    f = elf.ElfFile(path.read_bytes(), path)
+    (desc,) = [n.desc for n in f.notes() if (n.name, n.type) == ("GNU", 5)]
+    offset = 0
+    while offset + 8 <= len(desc):
+        kind, size = struct.unpack_from("<II", desc, offset)
+        if kind == pr_type:
+            return struct.unpack_from("<I", desc, offset + 8)[0]
+        offset += 8 + (size + 7) // 8 * 8
+    return 0
+
+
+@requires_elf
+@pytest.mark.skipif(HOST.arch != "x86_64", reason="-fcf-protection is an x86 flag")
+def test_every_object_of_a_build_carries_the_cet_marking(tmp_path):
+    """The linker keeps IBT and SHSTK only if every object it links has them: the manifest
+    compiled in the first source, and a second source, leave both on (-nostdlib: the crt
+    files are built without them)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.c").write_text("int answer(void) { return 42; }\n")
+    (src / "b.c").write_text("int other(void) { return 7; }\n")
+    (src / "p.h").write_text("int answer(void);\nint other(void);\n")
+    path = minildr.build([src / "a.c", src / "b.c"], name="p", exports=src / "p.h",
+                         out_dir=tmp_path, cflags=["-fcf-protection=full", "-nostdlib"])
+    assert feature_bits(path, 0xc0000002) == 0b11      # GNU_PROPERTY_X86_FEATURE_1_AND: IBT|SHSTK
+
+
+@pytest.mark.cross
+def test_every_object_of_an_aarch64_build_carries_the_bti_and_pac_marking(tmp_path):
+    """The same for AArch64's branch protection (GNU_PROPERTY_AARCH64_FEATURE_1_AND)."""
+    gcc = shutil.which("aarch64-linux-gnu-gcc")
+    if gcc is None:
+        cross_tool_missing("aarch64-linux-gnu-gcc not installed (Debian: gcc-aarch64-linux-gnu)")
+    (tmp_path / "a.c").write_text("int answer(void) { return 42; }\n")
+    (tmp_path / "p.h").write_text("int answer(void);\n")
+    path = builder.build_for(Platform("linux", "aarch64", 64), builder._identify(gcc),
+                             [tmp_path / "a.c"], name="p", exports=tmp_path / "p.h",
+                             out_dir=tmp_path / "out",
+                             cflags=["-mbranch-protection=standard", "-nostdlib"])
+    assert feature_bits(path, 0xc0000000) == 0b11      # BTI|PAC
 
 
 # ---------------------------------------------------------------------------
