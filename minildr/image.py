@@ -16,12 +16,20 @@ it already has for that path).
 
 Reading an unchanged file again reuses its image: the cache trusts a file
 whose device, inode, size, mtime and ctime (in nanoseconds) are unchanged,
-the way Python's import system trusts a .pyc by its source's size and mtime.
-ctime alone changing is not proof of a change: another process renaming a
-file over it (a build installing) or a hard link changes it too. Then the
-file is read and hashed again, and the same digest keeps the image. Each
-open gets the cached image under the name it gave (`PluginImage.named`), so
-its messages name the file as that call did.
+the way Python's import system trusts a .pyc by its source's size and mtime,
+but only once the file has settled: git's "racy clean" rule (git's
+Documentation/technical/racy-git.txt). A file's times come from a clock
+coarser than ours (see SETTLED_NS), so a same-size rewrite made within one
+of its steps of the file's last change leaves all five as they were. An
+image is trusted by its stat alone only if the file's mtime and ctime were
+at least SETTLED_NS older than the wall clock taken before its read began
+(`PluginImage.trusted`); until then every open reads and hashes the file
+again, and the same digest keeps the image (and the read that finds the file
+settled marks it trusted from then on). ctime alone changing is not proof of
+a change either: another process renaming a file over it (a build
+installing) or a hard link changes it too; it is read and hashed again the
+same way. Each open gets the cached image under the name it gave
+(`PluginImage.named`), so its messages name the file as that call did.
 
 A large file (DIGEST_IN_THREAD) is hashed by a thread of its own while the
 open parses it and copies it into its sealed memfd: for 20 MB each takes
@@ -79,6 +87,19 @@ _identity = files.identity
 
 _same_contents_key = files.contents_key     # device, inode, size, mtime: not the ctime
 
+# How much older than the start of its read a file's mtime and ctime must be for its
+# image to be trusted by its stat alone (git's racy-clean rule, racy-git.txt). File
+# times come from a clock coarser than time.time_ns: the kernel's tick (1-10 ms) on
+# Linux before 6.13 (and since, on file systems without its multigrain timestamps),
+# whole seconds on ext4 with 128-byte inodes and on some NFS servers, 2 s on FAT. A
+# write made after the read began gets times at most one such step behind it, so it
+# cannot leave times this old as they were: 2 s for FAT's step, and a second more for
+# a network server whose clock runs a little behind ours (a larger skew is not
+# covered). A settled plugin file (one installed a few seconds before) loses nothing;
+# one just written is read and hashed on each open until then.
+SETTLED_NS = 3_000_000_000
+_wall_clock_ns = time.time_ns       # (a name of its own: tests move the clock on)
+
 T = TypeVar("T")
 
 
@@ -109,17 +130,23 @@ class PluginImage:
     image of the same cached file (`named`): a plugin first read by its
     absolute path and then opened by a relative one is named the way each
     call named it.
+
+    `identity` is the file's when it was read; `trusted` is the same identity
+    if the file had settled by then (its times SETTLED_NS older than the
+    read's start), else None: what a stat alone is compared with (`unchanged`).
     """
 
-    __slots__ = ("path", "data", "_sha256", "identity", "_shared")
+    __slots__ = ("path", "data", "_sha256", "identity", "trusted", "_shared")
 
     def __init__(self, path: str, data: bytes, sha256: "str | Digest", identity: Identity, *,
+                 trusted: Optional[Identity] = None,
                  _fd: Optional[int] = None, _cached: bool = True,
                  _shared: Optional[_Sealed] = None) -> None:
         self.path = path
         self.data = data
         self._sha256 = sha256
         self.identity = identity
+        self.trusted = trusted
         self._shared = _Sealed(fd=_fd, cached=_cached) if _shared is None else _shared
 
     @property
@@ -426,7 +453,9 @@ def built_path(path: "os.PathLike[str] | str", data: bytes, written: "Written") 
     """The BuiltPath for `data`, just installed at `path` (`written`: that file, before the rename).
 
     The image is cached too, so an open by the path's name (a string) finds
-    it without reading the file again while that file is unchanged.
+    it without reading the file again while that file is unchanged, once it
+    has settled (until then, as any just-written file, it is read and hashed
+    again on each open, and the same digest keeps this image).
     """
     image = PluginImage(path=os.fspath(path), data=data,
                         sha256=hashlib.sha256(data).hexdigest(), identity=_identity(written.stat))
@@ -492,10 +521,12 @@ def _read_built(path: "os.PathLike[str] | str", now: Identity) -> Optional[Plugi
 def read(path: "os.PathLike[str] | str") -> PluginImage:
     """The image of the file at `path`: from the cache if the file is unchanged.
 
-    Unchanged means the same device, inode, size and mtime; if only the
-    ctime differs (a rename or link elsewhere touched the inode), the file is
-    hashed again, and the same digest keeps the cached image. A BuiltPath
-    gives the bytes this process built there (`_read_built`).
+    Unchanged means the same device, inode, size, mtime and ctime of a file
+    that had settled when it was read (`PluginImage.trusted`). Otherwise
+    (only the ctime moved: a rename or link elsewhere touched the inode; or
+    the file changed too recently for its times to tell) the file is read
+    and hashed again, and the same digest keeps the cached image. A
+    BuiltPath gives the bytes this process built there (`_read_built`).
     """
     now = _identity(files.stat_regular(os.fspath(path)))
     built = _read_built(path, now) if isinstance(path, BuiltPath) else None
@@ -512,21 +543,24 @@ def read(path: "os.PathLike[str] | str") -> PluginImage:
 
 
 def _cached_unchanged(key: str, now: Identity) -> Optional[PluginImage]:
-    """The cached image of `key` if its file is unchanged since (under _lock)."""
+    """The cached image of `key` if its file is unchanged since, and had settled (under _lock)."""
     cached = _cache.get(key)
-    if cached is not None and cached.identity == now:
+    if cached is not None and cached.trusted == now:
         _cache.move_to_end(key)
         return cached
     return None
 
 
 def _remember_read(key: str, image: PluginImage) -> PluginImage:
-    """The image to use for the file just read (under _lock): the cached one if only its
-    ctime moved (the same bytes), else `image`, cached as the file's current version."""
+    """The image to use for the file just read (under _lock): the cached one if its bytes
+    are the same (only the ctime moved, or it was read again as not settled), with this
+    read's identity and verdict on it (trusted once a read finds it settled), else
+    `image`, cached as the file's current version."""
     cached = _cache.get(key)
     if cached is not None and cached.sha256 == image.sha256 and \
             _same_contents_key(cached.identity) == _same_contents_key(image.identity):
-        cached.identity = image.identity          # only the ctime moved: same bytes
+        cached.identity = image.identity          # the same bytes
+        cached.trusted = image.trusted            # (one store: `unchanged` reads it unlocked)
         _cache.move_to_end(key)
         return cached
     _remember(key, image)
@@ -537,10 +571,12 @@ def unchanged(path: "os.PathLike[str] | str") -> Optional[PluginImage]:
     """The cached image of `path` if its file is unchanged since it was read, else None.
 
     A repeated open's whole look at the file: one stat, its device, inode,
-    size, mtime and ctime (in nanoseconds) compared with the cached image's,
-    no lock (each dictionary operation is one step for other threads). Every
-    other case (not cached, changed, only the ctime moved, a BuiltPath, a
-    file that is gone) is `read`'s, which reads, refuses or explains.
+    size, mtime and ctime (in nanoseconds) compared with the cached image's
+    `trusted` identity (None until a read found the file settled: then no
+    stat matches), no lock (each dictionary operation is one step for other
+    threads). Every other case (not cached, changed, only the ctime moved,
+    not settled when read, a BuiltPath, a file that is gone) is `read`'s,
+    which reads, refuses or explains.
     """
     if path.__class__ is not str:
         if isinstance(path, BuiltPath):
@@ -557,7 +593,7 @@ def unchanged(path: "os.PathLike[str] | str") -> Optional[PluginImage]:
         _cache.move_to_end(key)     # (KeyError: another thread evicted it meanwhile)
     except (OSError, ValueError, KeyError):
         return None
-    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != cached.identity \
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != cached.trusted \
             or not S_ISREG(st.st_mode):
         return None
     return cached if cached.path == path else cached.named(path)      # type: ignore[arg-type]
@@ -640,9 +676,12 @@ def _read_file(path: str, checked: bool = False,
     A change is a new size or mtime of the file read: a rename over its
     name by another process (how minildr.build installs) leaves the file
     being read whole and only moves its ctime, so it is not one.
+    The wall clock is taken before each read begins: the image is trusted by
+    its identity if the file had settled by then (`_trusted`).
     """
     last: Optional[FileChanged] = None
     for attempt in range(READ_ATTEMPTS):
+        started = _wall_clock_ns()
         try:
             if inode is None:
                 data, identity = files.read_regular(path, files.MAX_PLUGIN_BYTES,
@@ -658,8 +697,15 @@ def _read_file(path: str, checked: bool = False,
             last = exc
             time.sleep(0.05 * (attempt + 1))
             continue
-        return PluginImage(path=path, data=data, sha256=digest_of(data), identity=identity)
+        return PluginImage(path=path, data=data, sha256=digest_of(data), identity=identity,
+                           trusted=_trusted(identity, started))
     raise FileChanged(path, f"{last.reason} (each of the {READ_ATTEMPTS} times it was read)")
+
+
+def _trusted(identity: Identity, started_ns: int) -> Optional[Identity]:
+    """`identity` if the file's mtime and ctime were SETTLED_NS older than `started_ns` (when
+    its read began), else None: a write since would have moved them (racy-git.txt)."""
+    return identity if max(identity[3], identity[4]) <= started_ns - SETTLED_NS else None
 
 
 def _known_format(head: bytes, path: str) -> None:

@@ -6,6 +6,13 @@ file (image.unchanged: one stat) skips those and goes straight to the load.
 Each test here opens a file once, then again, and makes the second open one
 that must be refused or must load other bytes: it fails if the flat path
 skipped the check that tells.
+
+A file is trusted by its stat alone only once it has settled (image.py,
+git's racy-clean rule): its times older than the start of its read by
+image.SETTLED_NS. The files here are written by the test itself, so
+`stamped` moves image.py's wall clock on by SETTLED_NS (as if the test had
+waited that long) for the tests that need the fast path; the tests at the
+end simulate a coarse clock, whose times do not move on a rewrite.
 """
 from __future__ import annotations
 
@@ -35,8 +42,18 @@ def contract(text: str = COMMAND_V1, version: str = "1.0") -> minildr.Contract:
 
 
 @pytest.fixture
-def stamped(greet_so):
-    """greet with 8 bytes appended (after everything a loader reads), first opened once."""
+def clock_moved_on(monkeypatch):
+    """image.py's wall clock SETTLED_NS (and a second) ahead: files written before each
+    read count as settled, as they would after waiting that long."""
+    real = images._wall_clock_ns
+    monkeypatch.setattr(images, "_wall_clock_ns",
+                        lambda: real() + images.SETTLED_NS + 1_000_000_000)
+
+
+@pytest.fixture
+def stamped(greet_so, clock_moved_on):
+    """greet with 8 bytes appended (after everything a loader reads), first opened once;
+    settled (clock_moved_on), so a repeated open may trust its stat alone."""
     with open(greet_so, "ab") as f:
         f.write(bytes(8))
     minildr.open(greet_so).close()
@@ -205,3 +222,108 @@ def test_an_image_whose_copy_went_loads_a_new_copy_not_the_old_path(tmp_path):
             assert plugin.lookup("twice", "int (int)")(21) == 42
     finally:
         os.close(holder)
+
+
+# -- a coarse clock: a rewrite that leaves every time as it was -----------------------
+class _HeldTimes:
+    """A stat result of the held file, with its mtime and ctime as they were held."""
+
+    def __init__(self, st, ns):
+        self._st, self.st_mtime_ns, self.st_ctime_ns = st, ns, ns
+        self.st_mtime = self.st_ctime = ns / 1e9
+
+    def __getattr__(self, name):
+        return getattr(self._st, name)
+
+
+@pytest.fixture
+def coarse_clock(monkeypatch):
+    """hold(path): from now on, a stat of that file (os.stat, os.fstat) shows the mtime and
+    ctime it has now, whatever is written to it: what a kernel without multigrain
+    timestamps (before Linux 6.13: times from a clock ticking every 1-10 ms) or a file
+    system keeping 1 s or 2 s times shows of a rewrite made within one tick."""
+    held = {}
+    real_stat, real_fstat = os.stat, os.fstat
+
+    def holding(st):
+        ns = held.get((st.st_dev, st.st_ino))
+        return st if ns is None else _HeldTimes(st, ns)
+
+    monkeypatch.setattr(os, "stat", lambda *a, **kw: holding(real_stat(*a, **kw)))
+    monkeypatch.setattr(os, "fstat", lambda fd: holding(real_fstat(fd)))
+
+    def hold(path):
+        st = real_stat(path)
+        held[(st.st_dev, st.st_ino)] = max(st.st_mtime_ns, st.st_ctime_ns)
+    return hold
+
+
+def reads_of(monkeypatch):
+    """A list that gets the path of each file image.py reads (its _read_file)."""
+    calls = []
+    real = images._read_file
+
+    def spy(path, *args, **kwargs):
+        calls.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "_read_file", spy)
+    return calls
+
+
+def rewritten(path, value):
+    """`path` rewritten in place, the same size, its last 8 bytes `value`; its new digest."""
+    data = bytearray(path.read_bytes())
+    data[-8:] = value.to_bytes(8, "little")
+    with open(path, "r+b") as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("how", ["open", "image.read"])
+def test_a_rewrite_within_one_tick_of_a_file_not_settled_loads_the_new_bytes(
+        greet_so, coarse_clock, how):
+    """The file was just written (not settled when read): a same-size rewrite whose times
+    the coarse clock left as they were is read again, not served from the cache by its
+    stat. Without the racy-clean rule, unchanged (and read) trust the identical stat."""
+    with open(greet_so, "ab") as f:
+        f.write(bytes(8))
+    coarse_clock(greet_so)
+    first = minildr.open(greet_so)
+    first.close()
+    identity = images.read(greet_so).identity
+    digest = rewritten(greet_so, 12345)
+    st = os.stat(greet_so)
+    assert (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == identity
+    assert images.unchanged(greet_so) is None
+    if how == "open":
+        with minildr.open(greet_so) as plugin:
+            assert plugin.sha256 == digest != first.sha256
+            assert minildr.ffi.string(plugin.lookup("greet", GREET_T)()).startswith(b"Hello")
+    else:
+        assert images.read(greet_so).sha256 == digest != first.sha256
+
+
+def test_a_file_is_trusted_by_its_stat_from_the_read_that_finds_it_settled(
+        greet_so, coarse_clock, monkeypatch):
+    """Not settled: each open reads the file again (the same bytes keep the image and its
+    flat path). Once a read begins SETTLED_NS after the file's times (the clock moved on),
+    that read marks it trusted, and the next open takes the fast path: one stat, no read.
+    Fails without the rule (the second open does not read) and with a rule that never
+    trusts (the last one does)."""
+    coarse_clock(greet_so)
+    reads = reads_of(monkeypatch)
+    minildr.open(greet_so).close()
+    image = images.read(greet_so)
+    assert len(reads) == 2 and image.trusted is None
+    assert images.unchanged(greet_so) is None
+    reopened(greet_so).close()                              # read again: the same image
+    assert len(reads) == 3 and images.read(greet_so) is image and len(reads) == 4
+
+    real = images._wall_clock_ns
+    monkeypatch.setattr(images, "_wall_clock_ns", lambda: real() + images.SETTLED_NS)
+    reopened(greet_so).close()                              # read once more: now settled
+    assert len(reads) == 5 and image.trusted == image.identity
+    assert images.unchanged(greet_so) is image
+    with reopened(greet_so) as plugin:                      # one stat, no read
+        assert len(reads) == 5 and plugin.sha256 == image.sha256
