@@ -39,6 +39,19 @@ MAX_KEY_BYTES = 64 * 1024                # a .pub or PEM .key file
 MAX_TRUST_STORE_BYTES = 16 * 1024 * 1024  # a trust file: ~100 bytes per pinned digest
 MAX_SOURCE_BYTES = 16 * 1024 * 1024      # a C header or source minildr reads itself
 
+# How much older than the start of its read a file's mtime and ctime must be for what
+# was read to be trusted by a stat alone later (git's racy-clean rule, racy-git.txt):
+# image.py's cached plugin images, headercache.py's remembered preprocessing. File
+# times come from a clock coarser than time.time_ns: the kernel's tick (1-10 ms) on
+# Linux before 6.13 (and since, on file systems without its multigrain timestamps),
+# whole seconds on ext4 with 128-byte inodes and on some NFS servers, 2 s on FAT. A
+# write made after the read began gets times at most one such step behind it, so it
+# cannot leave times this old as they were: 2 s for FAT's step, and a second more for
+# a network server whose clock runs a little behind ours (a larger skew is not
+# covered). A settled file (one written a few seconds before) loses nothing; one just
+# written is read again on each use until then.
+SETTLED_NS = 3_000_000_000
+
 T = TypeVar("T")
 Identity = Tuple[int, int, int, int, int]   # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
 

@@ -139,10 +139,11 @@ def _concrete(text: str, work: Path) -> str:
 
 
 def _settled(paths: Sequence[str], work: Path, started_ns: int) -> bool:
-    """Nothing outside the build folder changed since the preprocessor started (ctime, which
-    only the kernel sets; 50 ms before the start, for its coarse clock), so what is read
-    now is what it read."""
-    limit = started_ns - 50_000_000
+    """Nothing outside the build folder changed since the preprocessor started, so what is
+    read now is what it read: each ctime (which only the kernel sets) older than the start
+    by files.SETTLED_NS, the step of the coarsest clock file times come from (a change
+    made during the run can carry a time up to one step before it)."""
+    limit = started_ns - files.SETTLED_NS
     for path in paths:
         if path.startswith(str(work) + os.sep):
             continue                       # the build's own files: written before, not since

@@ -87,17 +87,7 @@ _identity = files.identity
 
 _same_contents_key = files.contents_key     # device, inode, size, mtime: not the ctime
 
-# How much older than the start of its read a file's mtime and ctime must be for its
-# image to be trusted by its stat alone (git's racy-clean rule, racy-git.txt). File
-# times come from a clock coarser than time.time_ns: the kernel's tick (1-10 ms) on
-# Linux before 6.13 (and since, on file systems without its multigrain timestamps),
-# whole seconds on ext4 with 128-byte inodes and on some NFS servers, 2 s on FAT. A
-# write made after the read began gets times at most one such step behind it, so it
-# cannot leave times this old as they were: 2 s for FAT's step, and a second more for
-# a network server whose clock runs a little behind ours (a larger skew is not
-# covered). A settled plugin file (one installed a few seconds before) loses nothing;
-# one just written is read and hashed on each open until then.
-SETTLED_NS = 3_000_000_000
+SETTLED_NS = files.SETTLED_NS     # git's racy-clean rule: files.py says why
 _wall_clock_ns = time.time_ns       # (a name of its own: tests move the clock on)
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from typing import List, Tuple
 import pytest
 
 import minildr
-from minildr import headercache
+from minildr import files, headercache
 
 from helpers import EXAMPLES
 from platforms import requires_posix
@@ -29,10 +29,19 @@ pytestmark = requires_posix("GCC-style compilers only (MSVC's preprocessing is n
 
 @pytest.fixture
 def preprocessed(monkeypatch):
-    """The list of preprocessor runs (-E commands) made from now on, from a clean cache."""
+    """The list of preprocessor runs (-E commands) made from now on, from a clean cache.
+
+    The files these tests write are new, and what was read from a file changed less
+    than files.SETTLED_NS before is never remembered: the clock the build reads
+    (headercache.now_ns) is moved on by that much less 50 ms, as if each file had been
+    written that long before, while a change made during a run still shows.
+    """
     headercache.clear()
     runs = []
     real = builder.run_tool
+    clock = headercache.now_ns
+    monkeypatch.setattr(headercache, "now_ns",
+                        lambda: clock() + files.SETTLED_NS - 50_000_000)
 
     def counting(cmd, **kwargs):
         if "-E" in cmd:
@@ -96,6 +105,25 @@ def test_the_same_header_built_again_is_preprocessed_once(tmp_path, preprocessed
                              exports=EXAMPLES / "greet/greet.h", out_dir=tmp_path)
         assert minildr.read_manifest(path).exports["greet"].ctype == "const char *(void)"
     assert len(preprocessed) == 1
+
+
+def test_what_was_read_from_a_file_just_changed_is_not_remembered(tmp_path, preprocessed,
+                                                                  monkeypatch):
+    """A file changed less than files.SETTLED_NS before the run may change again with the
+    same times on a coarse clock (racy-git.txt): its preprocessing is run again."""
+    monkeypatch.setattr(headercache, "now_ns", time.time_ns)        # the real clock
+    include = tmp_path / "inc"
+    include.mkdir()
+    (include / "types.h").write_text("typedef int number;\n")
+    exports = tmp_path / "f.h"
+    exports.write_text('#include "types.h"\nnumber f(void);\n')
+    source = tmp_path / "f.c"
+    source.write_text('#include "types.h"\nnumber f(void) { return 1; }\n')
+    time.sleep(0.2)              # older than a kernel tick, younger than files.SETTLED_NS
+    for _ in range(2):
+        minildr.build([source], name="f", exports=exports, out_dir=tmp_path / "out",
+                      cflags=["-I", str(include)])
+    assert len(preprocessed) == 2
 
 
 def test_a_changed_include_is_seen(tmp_path, preprocessed):
