@@ -37,6 +37,7 @@ EI_NIDENT = 16
 ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB, ELFDATA2MSB = 1, 2
 EV_CURRENT = 1
+NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"      # struct's, of this machine
 
 # Each small vocabulary is an IntEnum (its names come with it: `PT(1).name` is
 # "LOAD"), and each member is also a module constant under its spec name
@@ -381,11 +382,15 @@ class ElfFile(Reader):
             by_type.setdefault(ph.p_type, []).append(ph)
         return by_type
 
-    def array(self, code: str, offset: int, count: int, what: str) -> tuple:
-        """`count` numbers of struct type `code` ("I", "Q", "H") from `offset`."""
-        layout = struct.Struct(f"{self.order}{count}{code}")
-        self.check_range(offset, layout.size, what)
-        return layout.unpack_from(self.data, offset)
+    def array(self, code: str, offset: int, count: int, what: str) -> Sequence[int]:
+        """`count` numbers of struct type `code` ("I", "Q", "H") from `offset`: a view of the
+        bytes, read where indexed (libcrypto's DT_VERSYM has 5,511: no tuple of them), or,
+        in a file of the other byte order, unpacked into a tuple."""
+        size = count * struct.calcsize(code)
+        self.check_range(offset, size, what)
+        if self.order == NATIVE_ORDER:
+            return self.data[offset:offset + size].cast(code)
+        return struct.unpack_from(f"{self.order}{count}{code}", self.data, offset)
 
     def file_offset(self, vaddr: int, size: int, what: str) -> int:
         """Where the `size` bytes the loader maps at `vaddr` are in the file.
@@ -500,16 +505,16 @@ class GnuHash(NamedTuple):
     offset: int                 # of its header, in the file
     symoffset: int              # symbols below this index are not in the table
     bloom_shift: int
-    bloom: Tuple[int, ...]      # 64-bit words: two bits set per name in the table
-    buckets: Tuple[int, ...]    # the first symbol of each bucket (0: empty)
-    chain: Tuple[int, ...]      # the hash of each symbol from symoffset on; low bit: last in bucket
+    bloom: Sequence[int]        # 64-bit words: two bits set per name in the table
+    buckets: Sequence[int]      # the first symbol of each bucket (0: empty)
+    chain: Sequence[int]        # the hash of each symbol from symoffset on; low bit: last in bucket
 
 
 class SysvHash(NamedTuple):
     """DT_HASH, read in full: chain[i] is the next symbol after symbol i in its bucket."""
     offset: int
-    buckets: Tuple[int, ...]
-    chain: Tuple[int, ...]      # one entry per symbol
+    buckets: Sequence[int]
+    chain: Sequence[int]        # one entry per symbol
 
 
 class DynamicSection:
@@ -562,7 +567,7 @@ class DynamicSection:
             return []
         return self.f.table(cls, self.offset(tag, size, what), size // sizeof(cls), what)
 
-    def array(self, code: str, tag: int, size: int, what: str) -> tuple:
+    def array(self, code: str, tag: int, size: int, what: str) -> Sequence[int]:
         """The numbers (struct `code`) in the `size` bytes at `tag`'s address, or ()."""
         if not self.has(tag):
             return ()
@@ -657,7 +662,7 @@ class DynamicSection:
         table = self.table(Elf64_Sym, DT_SYMTAB, count * sizeof(Elf64_Sym), "symbol table")
         return [(sym, self.string(sym.st_name, "symbol name")) for sym in table]
 
-    def versym(self, count: int) -> Tuple[int, ...]:
+    def versym(self, count: int) -> Sequence[int]:
         """DT_VERSYM: each dynamic symbol's version index (() if the file has none)."""
         return self.array("H", DT_VERSYM, 2 * count, "DT_VERSYM")
 

@@ -64,7 +64,7 @@ class Plan:
     symbols: Sequence[Elf64_Sym]
     names: Sequence[str]
     versions: Dict[int, str]                    # DT_VERSYM index -> needed version name
-    versym: Tuple[int, ...]
+    versym: Sequence[int]
     gnu: Optional[elf.GnuHash]                  # the hash tables: one or both
     sysv: Optional[elf.SysvHash]
     relative: Relatives                         # RELATIVE relocations, applied in bulk
@@ -189,7 +189,7 @@ def leading_relatives(infos: "array[int]", count: int, relative: int) -> int:
     return count if infos[:count].count(relative) == count else 0
 
 
-def decode_relr(words: Tuple[int, ...]) -> List[int]:
+def decode_relr(words: Sequence[int]) -> List[int]:
     """DT_RELR: an address, then bitmaps of which of the next 63 words are relative too.
 
     An even word is an address to relocate; an odd word is a bitmap whose
