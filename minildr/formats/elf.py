@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated, Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from .reader import Reader, declare, layout, sizeof
+from .reader import NATIVE_ORDER, Reader, declare, layout, sizeof
 
 # ---------------------------------------------------------------------------
 # e_ident: the first 16 bytes, the same in every ELF file
@@ -37,7 +37,6 @@ EI_NIDENT = 16
 ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB, ELFDATA2MSB = 1, 2
 EV_CURRENT = 1
-NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"      # struct's, of this machine
 
 # Each small vocabulary is an IntEnum (its names come with it: `PT(1).name` is
 # "LOAD"), and each member is also a module constant under its spec name
