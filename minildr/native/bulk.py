@@ -61,13 +61,15 @@ class Used(Mapping):
     order), for steps 1b and 2, which check and bind them all at once (libcrypto: 3,205)."""
 
     def __init__(self, indices: List[int], symbols: Sequence[Elf64_Sym]) -> None:
-        self.indices, self.symbols, self.order = indices, symbols, dict.fromkeys(indices)
+        self.indices, self.symbols, self._order = indices, symbols, None
         (self.name, self.info, self.other, self.shndx, self.value,
          self.size) = symbols.columns_at(indices)
         self.undefined = set(compress(indices, map(elf.SHN_UNDEF.__eq__, self.shndx)))
 
     def __getitem__(self, index: int) -> Elf64_Sym:
-        if index not in self.order:
+        if self._order is None:                 # made when first asked: a load asks for few
+            self._order = frozenset(self.indices)
+        if index not in self._order:
             raise KeyError(index)
         return self.symbols[index]
 

@@ -26,7 +26,7 @@ from ..formats import elf
 from ..formats.elf import Elf64_Phdr, Elf64_Sym
 from ..formats.reader import sizeof
 from . import validate
-from .bulk import Relocations, Used, by_type
+from .bulk import WORD, Relocations, Used, by_type
 from .classes import Rel
 from .validate import PAGE, page_down, page_up  # noqa: F401  (PAGE: the unit a notebook plots)
 
@@ -169,8 +169,9 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
         offsets, infos, addends = offsets[first:], infos[first:], addends[first:]
         halves = array("I", infos.tobytes())            # r_info: type, symbol (little-endian)
         types, symbols = halves[0::2], halves[1::2]
+        most = max(symbols, default=0)
         for rtype in set(types):                        # each type checked once
-            validate.check_type(f, arch, rtype, max(symbols), nsyms)
+            validate.check_type(f, arch, rtype, most, nsyms)
         if infos.count(arch.RELATIVE):                  # type RELATIVE, symbol 0: in bulk
             bulk = list(map(arch.RELATIVE.__eq__, infos))
             relative.offsets.extend(compress(offsets, bulk))
@@ -183,10 +184,11 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
     return relative, groups
 
 
-def leading_relatives(infos: "array[int]", count: int, relative: int) -> int:
-    """How many entries at the start are RELATIVE: DT_RELACOUNT says, if it is true."""
+def leading_relatives(infos: Sequence[int], count: int, relative: int) -> int:
+    """How many entries at the start are RELATIVE: DT_RELACOUNT says, if it is true (their
+    r_info words are all the one word RELATIVE, symbol 0: compared as bytes)."""
     count = min(count, len(infos))
-    return count if infos[:count].count(relative) == count else 0
+    return count if infos[:count].tobytes() == WORD.pack(relative) * count else 0
 
 
 def decode_relr(words: Sequence[int]) -> List[int]:

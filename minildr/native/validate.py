@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import sys
-from itertools import compress
+from itertools import chain, compress
 from types import ModuleType
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
@@ -202,15 +202,15 @@ def check_relocations(plan: Any) -> None:
     every thread-local reference one this loader can make (tls.py)."""
     f, loads = plan.elf, plan.loads
     groups = [(g, plan.rel_class(g)) for g in plan.groups]
-    written = [at for g, cls in groups if cls is not Rel.NONE for at in g.offsets]  # NONE writes nothing
-    relative = [*plan.relative.offsets, *plan.relative.relr]
-    check_targets(f, loads, relative + written       # a TLS descriptor: 2 words
-                  + [at + 8 for g, cls in groups if cls is Rel.TLSDESC for at in g.offsets])
+    written = [g.offsets for g, cls in groups if cls is not Rel.NONE]     # NONE writes nothing
+    check_targets(f, loads, chain(plan.relative.offsets, plan.relative.relr, *written,
+                                  [at + 8 for g, cls in groups if cls is Rel.TLSDESC
+                                   for at in g.offsets]))      # a TLS descriptor: 2 words
     use = {i: TLS_USE[cls] for g, cls in groups if cls in TLS_USE for i in g.symbols}
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
     if plan.tls is not None:            # B + A and S + A into the image: tls.relocated_image
-        check_targets_outside(f, relative + written,
+        check_targets_outside(f, [*chain(plan.relative.offsets, plan.relative.relr, *written)],
                               [at for g, cls in groups if cls is not Rel.SYMBOLIC
                                for at in g.offsets], plan.tls)
     plan.names.check(plan.used.name)
@@ -226,8 +226,11 @@ def check_symbols(f: elf.ElfFile, loads: List[Elf64_Phdr], used: Any,
     the defined ones' values, sorted once, counted inside the segments by bisection; the
     TLS ones compared as a set. Symbol by symbol only if something is wrong (to name it),
     and for IFUNCs."""
-    values = sorted(compress(used.value, [shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and i not in use
-                                          for i, shndx in zip(used.indices, used.shndx)]))
+    special = (elf.SHN_UNDEF, elf.SHN_ABS)
+    defined = [shndx not in special for shndx in used.shndx]
+    if use:                                                   # the TLS ones: as a set, below
+        defined = [d and i not in use for d, i in zip(defined, used.indices)]
+    values = sorted(compress(used.value, defined))
     inside = sum(bisect.bisect_right(values, ph.p_vaddr + ph.p_memsz)
                  - bisect.bisect_left(values, ph.p_vaddr) for ph in loads)
     types = bytes(used.info).translate(SYMBOL_TYPE)          # st_info & 0xF: ELF64_ST_TYPE
