@@ -397,7 +397,7 @@ class ElfFile(Reader):
         The dynamic section gives addresses, not file offsets; a table the
         loader reads must lie in the file-backed part of one PT_LOAD segment.
         """
-        for ph in self.segments(PT.LOAD):
+        for ph in self.segments(PT_LOAD):
             if ph.p_vaddr <= vaddr and vaddr + size <= ph.p_vaddr + ph.p_filesz:
                 offset = ph.p_offset + vaddr - ph.p_vaddr
                 self.check_range(offset, size, what)
@@ -411,7 +411,7 @@ class ElfFile(Reader):
 
     def dynamic_pairs(self) -> List[Tuple[int, int]]:
         """`dynamic` as plain (d_tag, d_val) pairs: what DynamicSection reads at every open."""
-        segment = next(self.segments(PT.DYNAMIC), None)
+        segment = next(self.segments(PT_DYNAMIC), None)
         if segment is None:
             return []
         row = layout(Elf64_Dyn, self.order)
@@ -435,7 +435,7 @@ class ElfFile(Reader):
     def _read_notes(self) -> Iterator[Note]:
         header = layout(Elf64_Nhdr, self.order)
         size, raw = header.size, self.raw
-        for ph in self.segments(PT.NOTE):
+        for ph in self.segments(PT_NOTE):
             self.check_range(ph.p_offset, ph.p_filesz, "note segment")
             align = 8 if ph.p_align == 8 else 4
             start, end = ph.p_offset, ph.p_offset + ph.p_filesz
@@ -487,7 +487,7 @@ class ElfFile(Reader):
                     name=self.string_at(strtab.sh_offset, strtab.sh_size, sym.st_name, "symbol"),
                     value=sym.st_value, size=sym.st_size,
                     bind=_name(STB, ELF64_ST_BIND(sym.st_info)),
-                    type=_name(STT, ELF64_ST_TYPE(sym.st_info), {STT.GNU_IFUNC: "IFUNC"}),
+                    type=_name(STT, ELF64_ST_TYPE(sym.st_info), {STT_GNU_IFUNC: "IFUNC"}),
                     visibility=STV(ELF64_ST_VISIBILITY(sym.st_other)).name,
                     defined=sym.st_shndx != SHN_UNDEF))
         return result
@@ -534,15 +534,15 @@ class DynamicSection:
                 entries[tag].append(value)
             else:
                 entries[tag] = [value]
-        for tag, size, name in ((DT.SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
-                                (DT.RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
-                                (DT.RELRENT, 8, "DT_RELRENT")):
+        for tag, size, name in ((DT_SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
+                                (DT_RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
+                                (DT_RELRENT, 8, "DT_RELRENT")):
             if self.get(tag, size) != size:
                 f.fail(f"damaged: {name} is {self.get(tag)}, expected {size}")
-        if not self.has(DT.STRTAB) or not self.has(DT.SYMTAB):
+        if not self.has(DT_STRTAB) or not self.has(DT_SYMTAB):
             f.fail("damaged: the dynamic section has no string or symbol table")
-        size = self.get(DT.STRSZ)
-        self.strtab = (self.offset(DT.STRTAB, size, "string table"), size)
+        size = self.get(DT_STRSZ)
+        self.strtab = (self.offset(DT_STRTAB, size, "string table"), size)
 
     def has(self, tag: int) -> bool:
         return tag in self.entries
@@ -588,9 +588,9 @@ class DynamicSection:
     def gnu_hash(self) -> Optional[GnuHash]:
         """DT_GNU_HASH: a header, the Bloom filter, the buckets, then one chain word per
         symbol, up to the end of the last bucket's chain (which is how many symbols exist)."""
-        if not self.has(DT.GNU_HASH):
+        if not self.has(DT_GNU_HASH):
             return None
-        at = self.offset(DT.GNU_HASH, sizeof(Elf_GnuHashHeader), "DT_GNU_HASH")
+        at = self.offset(DT_GNU_HASH, sizeof(Elf_GnuHashHeader), "DT_GNU_HASH")
         h = self.f.read(Elf_GnuHashHeader, at, "DT_GNU_HASH")
         buckets_at = at + sizeof(Elf_GnuHashHeader) + 8 * h.bloom_size
         buckets = self.f.array("I", buckets_at, h.nbuckets, "DT_GNU_HASH buckets")
@@ -607,11 +607,11 @@ class DynamicSection:
 
     def sysv_hash(self) -> Optional[SysvHash]:
         """DT_HASH: nbucket, nchain, then bucket[nbucket] and chain[nchain]."""
-        if not self.has(DT.HASH):
+        if not self.has(DT_HASH):
             return None
-        at = self.offset(DT.HASH, sizeof(Elf_HashHeader), "DT_HASH")
+        at = self.offset(DT_HASH, sizeof(Elf_HashHeader), "DT_HASH")
         h = self.f.read(Elf_HashHeader, at, "DT_HASH")
-        words = self.array("I", DT.HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
+        words = self.array("I", DT_HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
         return SysvHash(at, words[2:2 + h.nbucket], words[2 + h.nbucket:])
 
     def symbol_count(self) -> int:
@@ -621,10 +621,10 @@ class DynamicSection:
         of its chain (the word with the low bit set); its Bloom filter and the
         other chains are not read (`gnu_hash` reads them all, and checks them).
         """
-        if self.has(DT.GNU_HASH):
+        if self.has(DT_GNU_HASH):
             f = self.f
             header = layout(Elf_GnuHashHeader, f.order)
-            at = self.offset(DT.GNU_HASH, header.size, "DT_GNU_HASH")
+            at = self.offset(DT_GNU_HASH, header.size, "DT_GNU_HASH")
             nbuckets, symoffset, bloom_size, _ = header.unpack_from(f.raw, at)
             buckets_at = at + header.size + 8 * bloom_size
             buckets = f.array("I", buckets_at, nbuckets, "DT_GNU_HASH buckets")
@@ -710,11 +710,11 @@ class DynamicSection:
     def versions_needed(self) -> Dict[int, str]:
         """The versions this file asks of other libraries (DT_VERNEED): DT_VERSYM index -> name."""
         versions: Dict[int, str] = {}
-        if not self.has(DT.VERNEED):
+        if not self.has(DT_VERNEED):
             return versions
-        at = self.offset(DT.VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
+        at = self.offset(DT_VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
         budget = 1 << 16                      # a cycle of offsets must not loop forever
-        for _ in range(self.get(DT.VERNEEDNUM)):
+        for _ in range(self.get(DT_VERNEEDNUM)):
             need = self.f.read(Elf64_Verneed, at, "DT_VERNEED entry")
             aux = at + need.vn_aux
             for _ in range(need.vn_cnt):

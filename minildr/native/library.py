@@ -135,7 +135,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
                 return None
             sym = self.plan.symbols[index]
             address = self.base + sym.st_value
-            if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC:
+            if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_GNU_IFUNC:
                 address = relocate.call_resolver(self.plan, address)
             self._cache[name] = address
         return self._cache[name]
@@ -175,7 +175,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         l_nodelete_active); Go's linker asks it of every c-shared library on ELF
         (cmd/link/internal/ld/lib.go: -Wl,-z,nodelete, "a dlclose will do nothing"),
         because the runtime's threads run its code until the process ends."""
-        return bool(elf.DynamicSection(self.plan.elf).get(elf.DT.FLAGS_1) & DF_1_NODELETE)
+        return bool(elf.DynamicSection(self.plan.elf).get(elf.DT_FLAGS_1) & DF_1_NODELETE)
 
     def _unmaps(self) -> bool:
         """What close() will do, for the running-thread check (lifetime.py): nothing to
