@@ -371,11 +371,15 @@ class ElfFile(Reader):
         return kind_name(self.header.e_type)
 
     def segments(self, p_type: int) -> Iterator[Elf64_Phdr]:
-        return iter(self._by_type.get(p_type, ()))
+        by_type = self.__dict__.get("_by_type")
+        if by_type is None:
+            by_type = self._by_type = self._group_by_type()
+        return iter(by_type.get(p_type, ()))
 
-    @functools.cached_property
-    def _by_type(self) -> Dict[int, List[Elf64_Phdr]]:
-        """The program headers by p_type, in file order (a load asks a dozen times)."""
+    def _group_by_type(self) -> Dict[int, List[Elf64_Phdr]]:
+        """The program headers by p_type, in file order (a load asks a dozen times: grouped
+        on the first, by hand rather than with functools.cached_property, which takes a
+        lock on every first read in Python 3.11)."""
         by_type: Dict[int, List[Elf64_Phdr]] = {}
         for ph in self.program_headers:
             by_type.setdefault(ph.p_type, []).append(ph)

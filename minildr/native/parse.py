@@ -223,8 +223,9 @@ def read_initfini(plan: Plan, dyn: elf.DynamicSection) -> Tuple[List[Tuple[str, 
         return [(name, slot) for slot in range(start, start + size, 8)]
     init = array(elf.DT_INIT_ARRAY, elf.DT_INIT_ARRAYSZ, "DT_INIT_ARRAY")
     fini = array(elf.DT_FINI_ARRAY, elf.DT_FINI_ARRAYSZ, "DT_FINI_ARRAY")[::-1]
-    for tag, calls, where in (("DT_INIT", init, 0), ("DT_FINI", fini, len(fini))):
-        if dyn.has(elf.DT[tag[3:]]):
-            validate.check_code(plan.elf, plan.loads, dyn.get(elf.DT[tag[3:]]), tag)
-            calls.insert(where, (tag, dyn.get(elf.DT[tag[3:]])))
+    for tag, name, calls, where in ((elf.DT_INIT, "DT_INIT", init, 0),
+                                    (elf.DT_FINI, "DT_FINI", fini, len(fini))):
+        if dyn.has(tag):
+            validate.check_code(plan.elf, plan.loads, dyn.get(tag), name)
+            calls.insert(where, (name, dyn.get(tag)))
     return init, fini

@@ -61,7 +61,8 @@ def open_needed(plan: Plan, trace: Trace, handles: List[Any],
     NULL may be there too, for a moment: close_needed skips it.
     """
     needs = linkage.Needs(plan.needed, plan.rpath, plan.runpath, [], {})
-    origin = os.path.dirname(os.path.abspath(plan.path))
+    origin = os.path.dirname(os.path.abspath(plan.path)) if plan.rpath or plan.runpath or any(
+        "/" in name for name in plan.needed) else ""      # $ORIGIN, where a path can hold it
     for name in plan.needed:
         found = linkage.find_library(name, needs, origin)
         target = (loaded or {}).get(name) or found.path or name
