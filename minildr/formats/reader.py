@@ -22,6 +22,7 @@ T = TypeVar("T")
 REBUILD = "rebuild the plugin, or copy it again if it was damaged on the way"
 _LAYOUTS: Dict[Tuple[type, str], struct.Struct] = {}
 NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"      # struct's, of this machine
+VIEWS_FROM = 64             # Table.columns_at: rows picked from views from this many on
 
 
 def declare(cls: Type[T], fmt: Optional[str] = None) -> Type[T]:
@@ -138,9 +139,10 @@ class Table(Sequence[T]):
         size, every (row size / field size)-th from the field's place: a strided view
         (`field_views`), from which operator.itemgetter picks the rows asked for, in C,
         with no tuple per row. A layout that cannot be read so (another byte order,
-        a field not aligned to its size) is unpacked row by row, also in C."""
-        views = self.field_views()
-        if views is None or len(indices) < 2:
+        a field not aligned to its size) is unpacked row by row, also in C, and so are
+        a few rows (under VIEWS_FROM: setting up the views costs more than they save)."""
+        views = self.field_views() if len(indices) >= VIEWS_FROM else None
+        if views is None:
             columns = list(map(list, zip(*self.tuples_at(indices))))
             return columns or [[] for _ in self.cls._fields]      # type: ignore[attr-defined]
         pick = operator.itemgetter(*indices)

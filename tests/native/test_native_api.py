@@ -19,6 +19,7 @@ import pytest
 import minildr
 import minildr.native
 from minildr.native.classes import Rel
+from minildr.formats.reader import VIEWS_FROM
 from minildr.native.parse import parse
 
 from helpers import write_plugin
@@ -55,6 +56,20 @@ def test_plan_reads_the_file_and_runs_nothing(tmp_path):
     assert [tag for tag, _ in plan.init][-1] == "DT_INIT_ARRAY"    # the constructor: listed...
     assert not marker.exists()                                        # ...but never run
     assert not mappings_of(path.name)                                 # and nothing mapped
+
+
+def test_symbol_columns_picked_from_views_are_the_rows_unpacked():
+    """Table.columns_at (fields picked from strided views of the table, from VIEWS_FROM rows
+    on) gives, field by field, what unpacking each row gives, in the order asked, repeats
+    and all; and so does its row-by-row path for a few rows."""
+    plan = minildr.native.plan(AARCH64 / "relocs.so")
+    count = len(plan.symbols)
+    many, few = [*range(count - 1, 0, -1)] * (VIEWS_FROM // count + 2), [1, count - 1, 1]
+    assert len(few) < VIEWS_FROM <= len(many)
+    for indices in (many, few):
+        columns = plan.symbols.columns_at(indices)
+        assert [list(c) for c in columns] == [list(field) for field in zip(
+            *(plan.symbols[i] for i in indices))]
 
 
 def test_plan_of_a_library_for_another_machine_only_reads_it():
