@@ -421,12 +421,9 @@ class ElfFile(Reader):
         row = layout(Elf64_Dyn, self.order)
         count = segment.p_filesz // row.size
         self.check_range(segment.p_offset, count * row.size, "dynamic section")
-        pairs = []
-        for pair in row.iter_unpack(self.raw[segment.p_offset:segment.p_offset + count * row.size]):
-            if pair[0] == DT_NULL:
-                break
-            pairs.append(pair)
-        return pairs
+        pairs = list(row.iter_unpack(self.raw[segment.p_offset:segment.p_offset + count * row.size]))
+        tags = [tag for tag, _ in pairs]
+        return pairs[:tags.index(DT_NULL)] if DT_NULL in tags else pairs
 
     def notes(self) -> List[Note]:
         """Every note in the PT_NOTE segments (what `readelf -n` lists), read once: the
@@ -532,12 +529,8 @@ class DynamicSection:
     def __init__(self, f: ElfFile) -> None:
         self.f = f
         self.entries: Dict[int, List[int]] = {}
-        entries = self.entries
         for tag, value in f.dynamic_pairs():
-            if tag in entries:
-                entries[tag].append(value)
-            else:
-                entries[tag] = [value]
+            self.entries.setdefault(tag, []).append(value)
         for tag, size, name in ((DT_SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
                                 (DT_RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
                                 (DT_RELRENT, 8, "DT_RELRENT")):

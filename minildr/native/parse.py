@@ -160,6 +160,8 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
     for table, addr_tag, size_tag in (("RELA", elf.DT_RELA, elf.DT_RELASZ),
                                       ("JMPREL", elf.DT_JMPREL, elf.DT_PLTRELSZ)):
         size = dyn.get(size_tag) // sizeof(elf.Elf64_Rela) * sizeof(elf.Elf64_Rela)
+        if not size or not dyn.has(addr_tag):
+            continue                                    # no such table (-z now: no PLT's)
         words = dyn.words(addr_tag, size, f"DT_{table} table")
         offsets, infos, addends = words[0::3], words[1::3], words[2::3]
         first = leading_relatives(infos, dyn.get(elf.DT_RELACOUNT) if table == "RELA" else 0,
