@@ -134,7 +134,14 @@ def auxiliary_vector() -> List[int]:
     return _auxv
 
 
-_kernel: List[Optional[Tuple[InitialStack, int, int]]] = []   # looked for once per process
+class KernelStack(NamedTuple):
+    """The initial stack as initialisers get it, and what says environ is still its array."""
+    stack: InitialStack
+    envp: int             # the address of the environment array the kernel wrote
+    count: int            # how many entries it had
+
+
+_kernel: List[Optional[KernelStack]] = []      # looked for once per process
 
 
 def kernel_stack() -> Optional[InitialStack]:
@@ -145,17 +152,27 @@ def kernel_stack() -> Optional[InitialStack]:
     longer follow its NULL): then None, and a block is built. No copy is made: the first
     load of a process builds nothing (~90 us saved)."""
     if not _kernel:
-        found = stack_and_vector()
-        _kernel.append(None if found is None else (InitialStack(
-            found[0][0], ffi.cast(POINTERS, found[0] + 1), ffi.cast(POINTERS, found[0] + found[0][0] + 2),
-            found[0], []), int(ffi.cast(WORD_T, found[0] + found[0][0] + 2)), found[1] - found[0][0] - 3))
-    if _kernel[0] is None:
+        _kernel.append(the_kernels())
+    kernel = _kernel[0]
+    if kernel is None or environ_address()[0] != kernel.envp:
         return None
-    stack, envp, count = _kernel[0]
-    if environ_address()[0] != envp or stack.envp[count] != ffi.NULL \
-            or (count and stack.envp[count - 1] == ffi.NULL):
+    envp, count = kernel.stack.envp, kernel.count
+    if envp[count] != ffi.NULL or (count and envp[count - 1] == ffi.NULL):
+        return None                         # shortened in place
+    return kernel.stack
+
+
+def the_kernels() -> Optional[KernelStack]:
+    """argc, argv (after argc) and envp (after argv's NULL) on the initial stack, or None."""
+    found = stack_and_vector()
+    if found is None:
         return None
-    return stack
+    words, vector, _ = found
+    argc = words[0]
+    envp = words + argc + 2
+    return KernelStack(InitialStack(argc, ffi.cast(POINTERS, words + 1), ffi.cast(POINTERS, envp),
+                                    words, []),
+                       int(ffi.cast(WORD_T, envp)), vector - 1 - (argc + 2))
 
 
 def from_initial_stack() -> Optional[List[int]]:
@@ -166,9 +183,9 @@ def from_initial_stack() -> Optional[List[int]]:
 
 def stack_and_vector() -> Optional[Tuple[Any, int, List[int]]]:
     """The initial stack (a uintptr_t * to argc), the index of its auxiliary vector, and the
-    vector's words (ending in AT_NULL's), found from glibc's `__libc_stack_end` (exported by ld.so: the address of argc on the initial
-    stack, elf/dl-sysdep.c DL_STACK_END), without /proc's open and read (~100 us in a fresh
-    process). Taken only if argc is Python's, the vector ends within 64 pairs and its
+    vector's words (ending in AT_NULL's), found from glibc's `__libc_stack_end` (exported
+    by ld.so: the address of argc on the initial stack, elf/dl-sysdep.c DL_STACK_END),
+    without /proc's open and read (~100 us in a fresh process). Taken only if argc is Python's, the vector ends within 64 pairs and its
     AT_PAGESZ, AT_PHDR and AT_RANDOM are what getauxval says; else None."""
     end = libc.dlsym(ffi.NULL, b"__libc_stack_end")
     if not end:
