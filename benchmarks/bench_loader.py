@@ -13,7 +13,12 @@ need) and loads it; its floor is exactly that, done by hand: read + SHA-256
 opened before (see `measure_opens`). Measured for a small plugin (the greet
 example, ~15 kB) and a large one (~20 MB, most of it a constant table), where
 hashing dominates. A repeated open of an unchanged file reuses the checked
-image (image.py's cache) and is compared with a raw dlopen + dlclose.
+image (image.py's cache) and is compared with a raw dlopen + dlclose: what a
+Python host writes for one, cffi's ffi.dlopen + ffi.dlclose. That builds a
+library object per dlopen (a class of its own), which costs about a third
+of the whole on a small plugin: the table also gives the two C calls alone
+(dlopen and dlclose through cffi's binding of them), and the repeated open
+against those, without a goal.
 
 Goals (issue 16): first open <= 1.3x its floor for both sizes; repeated open
 of an unchanged file <= 1.2x raw dlopen + dlclose; a typed call of a function
@@ -39,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import minildr  # noqa: E402
 from timing import best_of, built_greet  # noqa: E402  (benchmarks/timing.py)
-from minildr import image as images  # noqa: E402
+from minildr import image as images, libdl  # noqa: E402
 from minildr.progress import progress  # noqa: E402
 
 BIG_BYTES = 20 * 1024 * 1024
@@ -89,6 +94,11 @@ def measure_opens(path: Path, rounds: int, first_opens: int, opens: int) -> dict
     def raw_open() -> None:
         raw.dlclose(raw.dlopen(name))
 
+    calls, flags, encoded = libdl.lib, os.RTLD_NOW | os.RTLD_LOCAL, os.fsencode(name)
+
+    def c_calls() -> None:           # the same system loader work, no library object
+        calls.dlclose(calls.dlopen(encoded, flags))
+
     def floor() -> None:
         with open(name, "rb") as f:
             hashlib.sha256(f.read()).digest()
@@ -101,9 +111,9 @@ def measure_opens(path: Path, rounds: int, first_opens: int, opens: int) -> dict
         stamp(path, next(counter))
         images.clear_cache()
 
-    times: dict = {side: [] for side in ("floor", "first", "raw", "repeated")}
+    times: dict = {side: [] for side in ("floor", "first", "raw", "repeated", "c calls")}
     sides = (("floor", fresh, floor), ("first", fresh, open_close),
-             ("raw", None, raw_open), ("repeated", None, open_close))
+             ("raw", None, raw_open), ("repeated", None, open_close), ("c calls", None, c_calls))
     for _ in progress(range(rounds), desc=path.name, unit="round"):
         for i in range(opens):
             for side, setup, fn in sides:
@@ -159,9 +169,14 @@ def table(small: Path, big: Path, args: argparse.Namespace) -> list:
         rows += [(f"{size}: floor (read + SHA-256 + raw dlopen + dlclose)", t["floor"], 1.0, ""),
                  (f"{size}: minildr.open + close, first open", t["first"],
                   t["first"] / t["floor"], "<= 1.3 x floor"),
-                 (f"{size}: raw dlopen + dlclose", t["raw"], 1.0, ""),
+                 (f"{size}: raw dlopen + dlclose (cffi's ffi.dlopen, ffi.dlclose)", t["raw"],
+                  1.0, ""),
                  (f"{size}: minildr.open + close, unchanged file", t["repeated"],
-                  t["repeated"] / t["raw"], "<= 1.2 x raw")]
+                  t["repeated"] / t["raw"], "<= 1.2 x raw"),
+                 (f"{size}: dlopen + dlclose, the C calls alone (no library object)",
+                  t["c calls"], t["c calls"] / t["raw"], "(x raw)"),
+                 (f"{size}: minildr.open + close, unchanged file, against the C calls",
+                  t["repeated"], t["repeated"] / t["c calls"], "(x the C calls)")]
     return rows + measure_calls(small, big, args.rounds, args.calls)
 
 

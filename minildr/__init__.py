@@ -13,6 +13,8 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
     host.py         this machine: OS, CPU, binary format, plugin SUFFIX
     files.py        reading a file that may be hostile: regular, bounded, non-blocking
     atomic.py       writing a file whole or not at all
+    outofline.py    fixed C declarations made once into cffi's out-of-line mode
+    lazy_pycparser.py  pycparser, imported when C text is first read
     formats/        ELF, Mach-O and PE read-only and bounds-checked (reader.py)
     manifest.py     what build stamps into a plugin: Manifest, Export, ContractRef
     image.py        the file read once: the bytes checked are the bytes loaded
@@ -80,6 +82,8 @@ from __future__ import annotations
 import importlib
 import logging
 
+import cffi
+
 from .build import build, build_many
 from .checks import read_manifest
 from .contracts.contract import Contract
@@ -96,8 +100,15 @@ from .isolation.policy import Limits, SandboxPolicy
 from .loader import open
 from .manifest import ABI_VERSION, Manifest
 from .plugin import Plugin, Symbol
-from .system import ffi
+from .outofline import inline
+from .system import DECLARATIONS, ffi as _loaders_ffi
 from .trust import PublicKey, TrustStore, Verdict
+
+# `minildr.ffi`: cffi's in-line FFI, as a learner knows it (cdef, dlopen, string...),
+# with the system loader's declarations. The loader's own binding is out-of-line
+# where it can be (outofline.py: no C parser at run time, for the isolated worker);
+# cdata from either are the same to cffi.
+ffi = _loaders_ffi if isinstance(_loaders_ffi, cffi.FFI) else inline(DECLARATIONS)
 
 __version__ = "0.1.0"
 

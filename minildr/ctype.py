@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Tuple
 
+import _cffi_backend
 import cffi
-from pycparser import c_ast, c_generator, c_parser
 
 from .interrupts import under_lock
+from .lazy_pycparser import c_ast, c_generator, c_parser
 
 FAKE_LIBC = Path(__file__).with_name("fake_libc")
 # The typedefs of the stand-in standard headers: every type string may use them.
@@ -109,6 +110,29 @@ def _typeof(ffi: Any, text: str) -> Any:
     except Exception as exc:
         raise CTypeError(f"cffi cannot read the type {text!r}: {type(exc).__name__}: "
                          f"{exc}") from None
+
+
+# An FFI with no declarations: its typeof reads C types with cffi's backend alone
+# (its own C parser, not pycparser), knowing C's types and the standard typedef
+# names cffi knows (size_t, int32_t, ...), but no name a manifest declares.
+_BACKEND = _cffi_backend.FFI()
+# The longest type text worth giving it: it reads at most ~600 parts of one type
+# ("internal type complexity limit reached": a function of 597 int parameters is
+# the most, ~3,000 characters), and a longer type is slow to spell for it anyway.
+PLAIN_TYPE_TEXT = 2000
+
+
+def plain_type(text: str) -> Any:
+    """The cffi type `text` spells, read without pycparser (see _BACKEND); CTypeError if
+    the backend cannot read it (a struct, a name declared elsewhere, a function type
+    not spelled as a pointer). Types are the backend's own: the same object whichever
+    FFI made them."""
+    check_nesting(text)
+    try:
+        return _BACKEND.typeof(text)
+    except Exception as exc:        # ffi.error, TypeError, ...
+        raise CTypeError(f"cffi's backend cannot read the type {text[:200]!r}: "
+                         f"{type(exc).__name__}: {str(exc)[-200:]}") from None
 
 
 @dataclass(frozen=True)

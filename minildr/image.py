@@ -88,6 +88,10 @@ class _Sealed:
 
     fd: Optional[int] = None
     copy: Optional[str] = None
+    # The path the loaders open (/proc/self/fd/N, or the copy), and as bytes for dlopen:
+    # worked out once per copy, not at every open of it.
+    load_path: Optional[str] = None
+    load_name: Optional[bytes] = None
     holders: Set[object] = field(default_factory=set)   # who acquired it (acquire)
     cached: bool = True
     resident: bool = False     # the system loader would not unload it: keep its name unique
@@ -224,9 +228,9 @@ class PluginImage:
         # holders after, so one of the two sees the other: either the copy stays for
         # this holder, or this holder sees the image uncached and takes the lock.
         shared.holders.add(holder)
-        fd = shared.fd
-        if shared.cached and fd is not None:
-            return f"/proc/self/fd/{fd}"
+        path = shared.load_path
+        if shared.cached and path is not None:
+            return path
         return under_lock(_lock, self._acquire, holder)
 
     def _acquire(self, holder: object) -> str:
@@ -237,7 +241,16 @@ class PluginImage:
             else:
                 shared.copy = _private_copy(self.data, os.path.basename(self.path))
         shared.holders.add(holder)
-        return f"/proc/self/fd/{shared.fd}" if shared.fd is not None else shared.copy  # type: ignore[return-value]
+        if shared.load_path is None:      # (the bytes first: the lock-free path reads the str)
+            path = f"/proc/self/fd/{shared.fd}" if shared.fd is not None else shared.copy
+            shared.load_name = os.fsencode(path)                    # type: ignore[arg-type]
+            shared.load_path = path
+        return shared.load_path
+
+    @property
+    def load_name(self) -> bytes:
+        """`acquire`'s path as bytes, as dlopen takes it (made once per sealed copy)."""
+        return self._shared.load_name                   # type: ignore[return-value]
 
     def sealed_fd(self) -> Optional[int]:
         """The sealed memfd holding `data` while acquired (None on the private-copy path).
@@ -304,6 +317,7 @@ class PluginImage:
                 log.info("%s: the system loader keeps it loaded (another handle, or it "
                          "cannot be unloaded); its sealed copy stays", printable(self.path))
                 return
+        shared.load_path = shared.load_name = None   # (forgotten before what they name goes)
         if shared.fd is not None:
             shared.fd = os.close(shared.fd)          # None: closed and forgotten at once
         if shared.copy is not None:
@@ -546,7 +560,7 @@ def unchanged(path: "os.PathLike[str] | str") -> Optional[PluginImage]:
     if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != cached.identity \
             or not S_ISREG(st.st_mode):
         return None
-    return cached.named(path)       # type: ignore[arg-type]
+    return cached if cached.path == path else cached.named(path)      # type: ignore[arg-type]
 
 
 _absolute_keys: Dict[str, str] = {}      # an absolute path as given -> its normal form

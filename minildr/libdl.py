@@ -18,15 +18,14 @@ from __future__ import annotations
 import os
 from typing import List, NamedTuple, Optional, Tuple
 
-import cffi
+from . import outofline
 
-ffi = cffi.FFI()
-ffi.cdef("""
+DECLARATIONS = """
     typedef struct { const char *dli_fname; void *dli_fbase;
                      const char *dli_sname; void *dli_saddr; } Dl_info;
     struct link_map { uintptr_t l_addr; char *l_name; void *l_ld;
                       struct link_map *l_next, *l_prev; };
-    void *dlopen(const char *filename, int flags);
+    struct link_map *dlopen(const char *filename, int flags);   /* glibc: see loaded_name */
     uintptr_t dlsym(void *handle, const char *symbol);
     uintptr_t dlvsym(void *handle, const char *symbol, const char *version);
     int dlclose(void *handle);
@@ -38,7 +37,8 @@ ffi.cdef("""
     struct dl_phdr_info { uintptr_t dlpi_addr; const char *dlpi_name;
                           const Elf64_Phdr *dlpi_phdr; uint16_t dlpi_phnum; };  /* and more */
     int dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, void *), void *data);
-""")
+"""
+ffi = outofline.declared("libdl", DECLARATIONS)      # no C parser at run time: outofline.py
 
 lib = ffi.dlopen(None)                  # libc has them since glibc 2.34; macOS always
 try:
@@ -59,7 +59,6 @@ for _name in GNU_FUNCTIONS:
 
 NULL = ffi.NULL
 RTLD_DEFAULT = ffi.NULL                 # dlsym's handle for the global scope (glibc: 0)
-_LINK_MAP = ffi.typeof("struct link_map *")
 RTLD_DI_LINKMAP = 2                     # dlinfo: the struct link_map of a handle
 
 
@@ -76,12 +75,14 @@ def loaded_name(handle: object) -> Optional[bytes]:
     dlinfo(RTLD_DI_LINKMAP) hands back the handle itself (glibc dlfcn/dlinfo.c,
     dlinfo_doit: `*(struct link_map **) args->arg = l` with `l = args->handle`).
     So the name is read through the handle, without a call and an allocation
-    per open (this is asked at every open of a plugin).
+    per open (this is asked at every open of a plugin); `dlopen` is declared
+    to return a `struct link_map *` for that (elsewhere nothing reads it as one),
+    so a handle it gave needs no cast either.
     """
-    if not HAS_VERSIONS or handle == NULL:
+    if not HAS_VERSIONS or not handle:
         return None
-    name = ffi.cast(_LINK_MAP, handle).l_name
-    return ffi.string(name) if name != NULL else b""
+    name = handle.l_name
+    return ffi.string(name) if name else b""
 
 
 def loaded_from(handle: object) -> Optional[str]:

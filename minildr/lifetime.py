@@ -44,6 +44,7 @@ What cannot be made safe in-process, and what close() does about it:
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -92,7 +93,7 @@ def _task_links() -> int:
     if held is not None:
         try:
             st = os.fstat(held[0])
-            if (st.st_dev, st.st_ino) == held[1:]:
+            if st.st_ino == held[2] and st.st_dev == held[1]:
                 return st.st_nlink
         except OSError:
             pass
@@ -136,26 +137,44 @@ def native_threads() -> FrozenSet[int]:
 
 def _all_pythons(python: "list[threading.Thread]", links: Optional[int] = None) -> bool:
     """Whether the kernel counts as many threads as `python` lists, none of them foreign
-    (`links`: /proc/self/task's link count, if just read)."""
+    (`links`: /proc/self/task's link count, if just read).
+
+    A thread object found started by Python (its native id known, no _DummyThread)
+    stays so: the last list found so is kept (`_verified`), and the same objects
+    again are not asked again, one by one (a host with several threads, as a
+    Jupyter kernel has, closes a plugin without a Python call per thread).
+    """
+    global _verified
     if (_task_links() if links is None else links) - 2 != len(python):
         return False
+    if python == _verified:        # (the same objects: Thread has no __eq__ of its own)
+        return True
     for t in python:
         if t.native_id is None or isinstance(t, _DUMMY):
             return False
+    _verified = python
     return True
 
 
-def load_started() -> Optional[int]:
-    """The moment a load begins, for `foreign_threads_since` (None where it cannot be told).
-
-    CLOCK_BOOTTIME in nanoseconds: the clock the kernel gives each thread's
-    start time in (task->start_boottime, fs/proc/array.c do_task_stat), read
-    through the vDSO, so noting it costs no system call.
-    """
-    return time.clock_gettime_ns(_BOOTTIME) if _BOOTTIME is not None else None
+# The last list of threads `_all_pythons` found all started by Python (it keeps those
+# objects alive until another list is found so: a few Thread objects at most).
+_verified: "list[threading.Thread]" = []
 
 
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None) if sys.platform.startswith("linux") else None
+
+
+def _not_told() -> Optional[int]:
+    return None
+
+
+# load_started(): the moment a load begins, for `foreign_threads_since` (None where it
+# cannot be told). CLOCK_BOOTTIME in nanoseconds: the clock the kernel gives each thread's
+# start time in (task->start_boottime, fs/proc/array.c do_task_stat), read through the
+# vDSO, so noting it costs no system call; and bound to its clock as a partial, no Python
+# call either (it is noted at every open).
+load_started: Callable[[], Optional[int]] = (
+    functools.partial(time.clock_gettime_ns, _BOOTTIME) if _BOOTTIME is not None else _not_told)
 _TICK_NS = 10**9 // os.sysconf("SC_CLK_TCK") if _BOOTTIME is not None else 1
 
 
@@ -252,18 +271,9 @@ class KeepsMappedWhileReferenced:
     _closing: bool = False
     unload_reruns: bool = False  # _unload, interrupted part way, may be run again to finish
     loaded_at: Optional[int] = None      # lifetime.load_started() before the load
-    # The lock the unload decisions are taken under (`_guard`), made when first needed or
-    # by the subclass's __init__, which then lets its Plugin share it (plugin.py).
+    # The lock the unload decisions are taken under: each subclass's __init__ makes it
+    # (before anything can be handed out), and lets its Plugin share it (plugin.py).
     lifetime_lock: threading.RLock
-
-    @property
-    def _guard(self) -> threading.RLock:
-        # Created on first use (the subclasses' __init__ need not call ours);
-        # setdefault is atomic, so two threads get the same lock (made only if
-        # missing: a lock made per access is most of what a close costs).
-        lock = self.__dict__.get("lifetime_lock")
-        return lock if lock is not None else self.__dict__.setdefault("lifetime_lock",
-                                                                      threading.RLock())
 
     @property
     def _results(self) -> Set["weakref.ref[Any]"]:
@@ -290,7 +300,7 @@ class KeepsMappedWhileReferenced:
 
     def keep_mapped_while(self, obj: object) -> None:
         """Do not unmap the library while `obj` (a function or data pointer) is alive."""
-        under_lock(self._guard, self._hold_while, obj)
+        under_lock(self.lifetime_lock, self._hold_while, obj)
 
     def _hold_while(self, obj: object) -> None:
         # The release first, then the count: an interrupt between the two
@@ -309,7 +319,7 @@ class KeepsMappedWhileReferenced:
         def dropped(ref: "weakref.ref[Any]") -> None:
             results.discard(ref)
             if not results and self._closing:
-                under_lock(self._guard, self._unload_if_unreferenced)
+                under_lock(self.lifetime_lock, self._unload_if_unreferenced)
 
         def call(*args: Any) -> Any:
             result = function(*args)
@@ -323,7 +333,7 @@ class KeepsMappedWhileReferenced:
         return call
 
     def _release_one(self, token: object) -> None:
-        under_lock(self._guard, self._release_token, token)
+        under_lock(self.lifetime_lock, self._release_token, token)
 
     def _release_token(self, token: object) -> None:
         self._holders.discard(token)
@@ -336,9 +346,10 @@ class KeepsMappedWhileReferenced:
 
     def close(self) -> None:
         """Unload now, or once no function or pointer from the library is held."""
-        under_lock(self._guard, self._close_or_await)
+        under_lock(self.lifetime_lock, self.close_holding_lock)
 
-    def _close_or_await(self) -> None:
+    def close_holding_lock(self) -> None:
+        """`close`, by a caller that holds `lifetime_lock` already (the Plugin sharing it)."""
         # Closing but not unloaded is an interrupted close: called again, it
         # finishes the job where the loader's unload can be run again
         # (unload_reruns); elsewhere it must not run twice (finalisers, munmap).
@@ -364,9 +375,15 @@ class KeepsMappedWhileReferenced:
 
     def _unload_unless_running(self) -> None:
         _AWAITING_UNLOAD.discard(self)
-        running = (foreign_threads_since(self.loaded_at)   # (usually none at all: one fstat)
-                   if self.loaded_at is not None and self._unmaps() and _foreign_threads()
-                   else ())
+        if self.loaded_at is not None and _foreign_threads() and self._unmaps():  # (one fstat)
+            self._unload_unless_started_since(self.loaded_at)
+        else:
+            self._unload()
+
+    def _unload_unless_started_since(self, loaded_at: int) -> None:
+        """Unload, unless a thread not started by Python appeared since the load (it may be
+        running the library's code)."""
+        running = foreign_threads_since(loaded_at)
         if running:
             message = (f"close {printable(self._name)}: left mapped, not unloaded: "
                        f"{len(running)} thread(s) not started by Python appeared since it was "

@@ -79,8 +79,9 @@ def load_in_process(image: PluginImage, manifest: Any, loader: str,
 
 
 # An image's fact: the system loader loaded it in this process, and what that open checked
-# of the bytes holds for any later open of them (not a Go library; needs no library, and
-# its symbols were found), so a repeated open takes `reopen`'s flat path.
+# of the bytes holds for any later open of them (checks 2-4 passed: the fact is their
+# manifest; not a Go library; needs no library, and its symbols were found), so a
+# repeated open takes `reopen`'s flat path.
 REOPENS = "reopens"
 
 
@@ -98,11 +99,9 @@ def reopen(image: PluginImage, manifest: Any, contracts: Iterable[Contract], tru
         check_contracts(image, manifest, list(contracts))
     if trust is not None or expect is not None:
         check_trust(image, trust, expect)
-    started = load_started()
     library: Optional[SystemLibrary] = None
     try:                            # (an interrupt at any line must not lose the library)
-        library = SystemLibrary(image)
-        library.loaded_at = started
+        library = SystemLibrary(image, load_started())
         return Plugin(image, manifest, library, "system")
     except BaseException:
         if library is not None:
@@ -154,10 +153,11 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
     plugin: Optional[Plugin] = None
     try:
         image = unchanged(path) or check_file(path)     # (a file unchanged since: one stat)
-        manifest = check_image(image)
-        if loader == "system" and not isolate and image.known(REOPENS):
+        manifest = image.known(REOPENS)                 # (checks 2-4 passed already)
+        if manifest is not None and loader == "system" and not isolate:
             plugin = reopen(image, manifest, contracts, trust, expect)
         else:
+            manifest = check_image(image)
             contracts = list(contracts)
             check_contracts(image, manifest, contracts)
             store = check_trust(image, trust, expect)
@@ -169,7 +169,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
             else:
                 plugin = load_in_process(image, manifest, loader, store)
                 if loader == "system" and nothing_to_prepare(image):
-                    image.record(REOPENS, True)
+                    image.record(REOPENS, manifest)
         if log.isEnabledFor(logging.INFO):          # (the message costs more than the check)
             how = " (sandboxed)" if sandbox else " (isolated)" if isolate else ""
             log.info("%s", printable(f"open {image.path} sha256={image.sha256}: loaded "

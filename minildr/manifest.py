@@ -63,6 +63,9 @@ class ContractRef:
 
 @dataclass(frozen=True)
 class Manifest:
+    """What `build` stamped into a plugin: ABI, platform, name, version, exports, types,
+    contracts. (A dataclass without a docstring has one made from inspect.signature,
+    ~0.1 ms at every import: every isolated worker's start.)"""
     abi: int
     platform: Platform
     name: str

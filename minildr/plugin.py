@@ -10,23 +10,25 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Tuple, Union
 
+import _cffi_backend
 import cffi
 
 from . import ctype
 from .console import printable
-from .contracts import proxy
 from .contracts.contract import Contract
 from .errors import PluginClosed, PluginError, SymbolNotFound, SymbolTypeError
 from .image import PluginImage
 from .interrupts import finish, under_lock
-from .manifest import Manifest
+from .manifest import Export, Manifest
 
 if TYPE_CHECKING:
     from .native.trace import Trace
 
 log = logging.getLogger("minildr")
+# ffi.cast, for a cffi type whichever FFI made it (the types are the backend's own)
+_CAST = _cffi_backend.FFI().cast
 
 
 class Library(Protocol):
@@ -61,6 +63,9 @@ class Plugin:
     for the other loaders, whose work cannot be watched from Python.
     """
 
+    trace: Optional["Trace"] = None             # (set for the native loader's plugins)
+    _ffi: Optional[ctype.CffiTypes] = None      # the manifest's types in cffi, once asked
+
     def __init__(self, image: PluginImage, manifest: Manifest, library: Optional[Library],
                  loader: str = "system") -> None:
         self.path = image.path
@@ -69,10 +74,9 @@ class Plugin:
         self.name = manifest.name
         self.version = manifest.version
         self.loader: str = loader
-        self.trace: Optional["Trace"] = (getattr(library, "trace", None) if loader == "native"
-                                         else None)
+        if loader == "native":
+            self.trace = getattr(library, "trace", None)
         self._library: Optional[Library] = library
-        self._ffi: Optional[ctype.CffiTypes] = None
         # lookup and close hold it: a close() from another thread can never
         # come between finding an address and keeping its library mapped. A
         # library that keeps itself mapped (lifetime.py) has a lock for that
@@ -101,16 +105,40 @@ class Plugin:
         The type must be the one the plugin's exports header declares
         (spelling aside), or SymbolTypeError says both.
         """
-        shown = printable(f"lookup {name} in {self.path} (type {ctype})")
+        return self._logged(f"lookup {name} in {self.path} (type {ctype})", self._lookup,
+                            name, ctype)
+
+    def lookup_compared(self, name: str, pointer_type: Any) -> Any:
+        """A typed lookup of `name` whose C types the caller has already compared, as
+        `pointer_type` (a cffi type: a pointer to the export's type, as its manifest
+        declares it).
+
+        For an isolated plugin's worker: its host compared the type it was
+        asked for with the export's, in this very manifest (the same bytes,
+        verified by their digest), and made the pointer type from it; so the
+        worker reads no C text at all (isolation/worker.py). Every other
+        check of `lookup` is made, with its error.
+        """
+        return self._logged(f"lookup {name} in {self.path} (type compared by the host)",
+                            self._lookup_compared, name, pointer_type)
+
+    def _logged(self, shown: str, step: Any, *args: Any) -> Any:
+        """`step(*args)` under the plugin's lock, logged as it ends."""
+        shown = printable(shown)
         try:
-            result = under_lock(self._lock, self._lookup, name, ctype)
+            result = under_lock(self._lock, step, *args)
         except PluginError as exc:
             log.info("%s: refused: %s", shown, exc.reason)
             raise
         log.info("%s: ok", shown)
         return result
 
-    def _lookup(self, name: str, wanted: Union[str, Contract, None]) -> Any:
+    def _lookup_compared(self, name: str, pointer_type: Any) -> Any:
+        library, _, address = self._find(name)
+        return self._typed(library, address, pointer_type)
+
+    def _find(self, name: str) -> Tuple[Library, Export, int]:
+        """The open library, the export `name` and its address, or why not."""
         library = self._library
         if library is None:
             raise PluginClosed(self.path, f"is closed, so {name!r} cannot be looked up; "
@@ -126,10 +154,15 @@ class Plugin:
             raise SymbolNotFound(self.path, (
                 f"its manifest lists {name!r}, but the library does not define it: the "
                 "plugin is damaged or was altered after minildr.build; rebuild it"))
+        return library, export, address
+
+    def _lookup(self, name: str, wanted: Union[str, Contract, None]) -> Any:
+        library, export, address = self._find(name)
         if wanted is None:
             return Symbol(name, export.ctype, export.kind, address)
         if isinstance(wanted, Contract):                  # a vtable: see proxy.py
-            return proxy.bind(self, name, export, address, wanted)
+            from .contracts.proxy import bind     # slow to import; only a vtable needs it
+            return bind(self, name, export, address, wanted)
         try:
             asked = ctype.canonical(wanted, self.manifest.types)
         except (ctype.CTypeError, TypeError) as exc:
@@ -141,12 +174,15 @@ class Plugin:
                 f"'{asked}'; use the plugin's type (or rebuild the plugin with the type "
                 "the host expects)"))
         try:
-            types = self._types()
-            ffi, pointer_type = types.ffi, types.pointer(export.ctype)
+            pointer_type = self._types().pointer(export.ctype)
         except ctype.CTypeError as exc:
             raise SymbolTypeError(self.path, f"the type of {name!r} in its manifest cannot be "
                                              f"used: {exc}; rebuild the plugin") from None
-        pointer = ffi.cast(pointer_type, address)
+        return self._typed(library, address, pointer_type)
+
+    def _typed(self, library: Library, address: int, pointer_type: Any) -> Any:
+        """The export at `address` as a `pointer_type`, keeping its library mapped."""
+        pointer = _CAST(pointer_type, address)
         if pointer_type.kind == "function" and pointer_type.result.kind == "pointer":
             # Its results may point into the library (a const char * in its
             # read-only data): each keeps it mapped while alive (lifetime.py).
@@ -174,17 +210,20 @@ class Plugin:
         Safe against lookups in other threads: a lookup either finishes first
         (and what it handed out keeps the library mapped) or sees the plugin closed.
         """
-        under_lock(self._lock, self._close)
+        under_lock(self._lock, finish, self._close)
 
     def _close(self) -> None:
+        """Close the library, then forget it. Cut short, it is run again (interrupts.finish),
+        and does what is left: the library is forgotten only once closed, so an
+        interrupted close() can always be called again."""
         library = self._library
         if library is None:
             return
-
-        def close_then_forget() -> None:  # forgotten only once closed: an interrupted
-            library.close()               # close can always be called again
-            self._library = None
-        finish(close_then_forget)
+        if self._lock is getattr(library, "lifetime_lock", None):
+            library.close_holding_lock()        # type: ignore[union-attr]  (its lock: held)
+        else:
+            library.close()
+        self._library = None
         if log.isEnabledFor(logging.INFO):
             log.info("close %s", printable(self.path))
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
+from _thread import RLock           # (threading.RLock is a Python function making this)
 from typing import Any, FrozenSet, Optional
 
 import cffi
@@ -34,13 +34,14 @@ from .lifetime import KeepsMappedWhileReferenced
 log = logging.getLogger("minildr")
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    ffi = cffi.FFI()
-    ffi.cdef("""
+    DECLARATIONS = """
         void *LoadLibraryExW(const wchar_t *name, void *reserved, unsigned long flags);
         void *GetProcAddress(void *module, const char *name);
         int FreeLibrary(void *module);
         int GetModuleHandleExW(unsigned long flags, const wchar_t *name, void **module);
-    """)
+    """
+    ffi = cffi.FFI()
+    ffi.cdef(DECLARATIONS)
     _UNCHANGED_REFCOUNT = 0x2        # GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT
     _kernel32 = ffi.dlopen("kernel32.dll")
 
@@ -72,7 +73,7 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         return None
 else:
     from . import libdl             # POSIX: the one binding of dlopen & co.
-    ffi = libdl.ffi
+    ffi, DECLARATIONS = libdl.ffi, libdl.DECLARATIONS
     _libdl = libdl.lib
 
     _FLAGS = os.RTLD_NOW | os.RTLD_LOCAL
@@ -245,42 +246,44 @@ class SystemLibrary(KeepsMappedWhileReferenced):
     the image is released and the handle closed: nothing stays half-loaded.
     """
 
-    def __init__(self, image: PluginImage) -> None:
+    _handle: Optional[Any] = None        # dlopen's handle, once the load is checked
+    _released = False                    # the image given back (by _unload)
+
+    def __init__(self, image: PluginImage, loaded_at: Optional[int] = None) -> None:
         nodelete = image.known(LOADABLE)            # (asked at close, maybe twice)
         self._nodelete = loadable(image) if nodelete is None else nodelete
         self.image = image
-        self.lifetime_lock = threading.RLock()      # (lifetime.py; its Plugin's lock too)
-        self._handle: Optional[Any] = None
-        self._released = False           # the image given back (by _unload)
-        handle = ffi.NULL
+        self.loaded_at = loaded_at                  # (lifetime.load_started, before the load)
+        self.lifetime_lock = RLock()                # (lifetime.py; its Plugin's lock too)
+        handle = None
         try:                             # (an interrupt just after acquire gives it back)
             self.load_path = image.acquire(self)
-            self._load_name = os.fsencode(self.load_path)
-            handle = _open(self._load_name)
-            if handle == ffi.NULL:
+            name = self._load_name = image.load_name
+            handle = _open(name)
+            if not handle:
                 message = _error().replace(self.load_path, image.path)
                 raise LoadError(image.path, f"the system loader refused it: {message}")
-            self._check_same_library(handle)
+            loaded_from = _loaded_from(handle)
+            if loaded_from is not None and loaded_from != name:
+                raise self._another_library(loaded_from)
             self._handle = handle
         except BaseException:
-            if handle != ffi.NULL and self._handle is None:
+            if handle and self._handle is None:
                 _close(handle)
             image.release(self)
             raise
 
-    def _check_same_library(self, handle: Any) -> None:
-        """The handle is the library loaded from our sealed copy, not one loaded before.
+    def _another_library(self, loaded_from: bytes) -> LoadError:
+        """The handle is not the library loaded from our sealed copy but one loaded before.
 
         dlopen matches a path against the SONAMEs of loaded libraries: the
         checked bytes must be the bytes loaded, whatever another library claims.
         """
-        loaded_from = _loaded_from(handle)
-        if loaded_from is not None and loaded_from != self._load_name:
-            raise LoadError(self.image.path, (
-                f"the system loader returned another, already loaded library "
-                f"({os.fsdecode(loaded_from)!r}) for its sealed copy: a library loaded earlier claims this "
-                "path as its SONAME; close that plugin (and rebuild it without a path as "
-                "-soname)"))
+        return LoadError(self.image.path, (
+            f"the system loader returned another, already loaded library "
+            f"({os.fsdecode(loaded_from)!r}) for its sealed copy: a library loaded earlier "
+            "claims this path as its SONAME; close that plugin (and rebuild it without a path "
+            "as -soname)"))
 
     def address(self, name: str) -> Optional[int]:
         """Where `name` is in memory, if this library (not a dependency) defines it."""
@@ -311,28 +314,26 @@ class SystemLibrary(KeepsMappedWhileReferenced):
             # dlclose and forgetting the handle in one statement: interrupted
             # before it, the next run closes it; after it, never twice.
             self._handle = _close(self._handle)
-        if self._released:
-            return
-        # Other plugins opened from the same image share the handle; only
-        # when the last one closes should the library really be gone.
-        # Whether it is matters only when the sealed copy is freed (its
-        # fd number must stay ours while the library is resident): a
-        # cached image keeps its copy, so it is asked then, if ever. A
-        # NODELETE library (Go's) stays for certain: that is said now.
-        image, ask_later = self.image, None
-        if image.cached and not self._nodelete:     # (the last holder's release keeps ask_later)
-            resident, ask_later = False, self._loader_keeps_it
-        else:
-            resident = image.users == 1 and _still_loaded(self.load_path)
-        if resident:
-            log.info("close %s: the system loader keeps it loaded (another handle, or "
-                     "it cannot be unloaded)", printable(image.path))
-        self._released = image.release(self, resident=resident, still_loaded=ask_later) is None
+        if not self._released:
+            # Other plugins opened from the same image share its sealed copy; only
+            # when the last one closes may the copy go, and only if the system loader
+            # unloaded the library: while it is resident, its fd number must stay
+            # ours. For a cached image, whether it is is asked when the copy would
+            # go (often never: the cache keeps it); otherwise now. A NODELETE
+            # library (Go's) stays for certain: that is said now.
+            image = self.image
+            if image.cached and not self._nodelete:
+                self._released = image.release(self, still_loaded=self._loader_keeps_it) is None
+            else:
+                resident = image.users == 1 and _still_loaded(self.load_path)
+                if resident:
+                    log.info("close %s: the system loader keeps it loaded (another handle, "
+                             "or it cannot be unloaded)", printable(image.path))
+                self._released = image.release(self, resident=resident) is None
+        self.unloaded = True
 
     def _loader_keeps_it(self) -> bool:
         """Whether the system loader still has this library (asked when its copy would go)."""
         return _still_loaded(self.load_path)
 
-    @property
-    def unloaded(self) -> bool:
-        return self._handle is None and self._released
+    unloaded = False        # (True once _unload has done both: dlclose, and the image given back)

@@ -28,11 +28,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Tuple
 
-import cffi
-from pycparser import c_ast
+import _cffi_backend
 
 from ..ctype import FLOAT_TYPES, INTEGER_TYPES, spell
 from ..errors import ContractViolation, NotImplementedByPlugin, PluginCallError
+from ..lazy_pycparser import c_ast
 from . import layout
 from .contract import Contract
 
@@ -322,7 +322,7 @@ def failed(proxy: Any, method: str, status: int, err: Any) -> None:
         plugin=proxy._plugin_name, method=method, status=status, plugin_message=message)
 
 
-_ffi = cffi.FFI()       # for ffi.string on any cdata
+_ffi = _cffi_backend.FFI()   # for ffi.string on any cdata (cffi.FFI() would import its parser)
 
 
 

@@ -17,15 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from pycparser import c_ast, c_generator
-
 from .. import ctype
+from ..lazy_pycparser import c_ast, c_generator
 
 SIZE_FIELD = ("struct_size", "size_t")
 
 
 @dataclass(frozen=True)
 class Field:
+    """One field of a struct: its name, its canonical C type, and its declarator."""
     name: str
     ctype: str                                     # canonical spelling, e.g. 'const char *(*)(void)'
     node: c_ast.Node = field(compare=False, repr=False)   # the declarator, for the proxy
@@ -33,6 +33,7 @@ class Field:
 
 @dataclass(frozen=True)
 class Struct:
+    """A struct's layout as the append-only rule compares it: its fields in order."""
     name: str                                      # 'command_t' or 'struct command'
     fields: Tuple[Field, ...]
 

@@ -22,7 +22,6 @@ import functools
 from typing import Any, Callable, Dict, List, Tuple
 
 import cffi
-from pycparser import c_generator
 
 from . import layout
 from .contract import Contract, dependency_mismatch
@@ -30,6 +29,7 @@ from .convention import (Kind, Method, Output, annotate, check_data, check_text,
                          decode_text, failed, missing, not_utf8, read_methods, record_class,
                          record_fields, record_text, refuse_nul, violation)
 from ..errors import ContractMismatch
+from ..lazy_pycparser import c_generator
 
 
 # ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from .. import libdl
 from ..build import find_compiler, run_tool
 from ..errors import CompilerNotFound
 from ..interrupts import under_lock
+from ..outofline import cache_folder
 from .kernel import MACHINE
 
 SOURCE = Path(__file__).with_name("fastcall.c")
@@ -132,21 +133,6 @@ def libc_identity() -> str:
     except OSError:
         return f"{version} {path}"
     return f"{version} {path} {st.st_size} {st.st_mtime_ns}"
-
-
-def cache_folder() -> Optional[Path]:
-    """$XDG_CACHE_HOME/minildr or ~/.cache/minildr, else a folder of this user's in the
-    temporary folder; None if none can be made."""
-    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    for folder in (Path(home) / "minildr",
-                   Path(tempfile.gettempdir()) / f"minildr-cache-{os.geteuid()}"):
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if folder.stat().st_uid == os.geteuid() and os.access(folder, os.W_OK):
-                return folder
-        except OSError:
-            continue
-    return None
 
 
 def main() -> None:

@@ -8,26 +8,28 @@ imports neither the compiler driver nor anything the host needs to build.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-import cffi
+from .. import ctype, outofline
 
-from .. import ctype
-
+# Every C function the worker calls itself: the C library's (worker.py) and the loop's.
 DECLARATIONS = """
+int fflush(void *stream);
+void exit(int status);
 int mldr_register(int handle, void *address, char result, const char *params, int count);
 void mldr_clear(void);
 long mldr_serve(int sock, char *buf, long capacity, long have);
 """
+ffi = outofline.declared("worker", DECLARATIONS)    # no C parser in a worker: outofline.py
+libc = ffi.dlopen(None)
 
 
 class Loop:
     """The C loop in a worker: register functions, serve."""
 
     def __init__(self, path: str) -> None:
-        self.ffi = cffi.FFI()
-        self.ffi.cdef(DECLARATIONS)
-        self.lib = self.ffi.dlopen(path)
+        self.ffi = ffi
+        self.lib = ffi.dlopen(path)
 
     def register(self, handle: int, function: Any, codes: Tuple[str, str]) -> bool:
         """Serve calls of `function` (a cffi function pointer) in C, if its signature
@@ -64,13 +66,20 @@ _INTEGERS = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H",
              (4, True): "i", (4, False): "I", (8, True): "q", (8, False): "Q"}
 
 
-def _code(ffi: Any, spelling: str) -> Optional[str]:
+def _code_of(ffi: Any, spelling: str) -> Optional[str]:
     if spelling == "void":
         return "v"
     try:
         t = ffi.typeof(spelling)
     except Exception:            # cffi raises several types for types it cannot use
         return None
+    return _code(ffi, t)
+
+
+def _code(ffi: Any, t: Any) -> Optional[str]:
+    """fastcall.c's code for a value of the cffi type `t`, None if it takes no numbers."""
+    if t.kind == "void":
+        return "v"
     if t.kind == "primitive" and t.cname in ("char", "_Bool", "double"):
         return {"char": "c", "_Bool": "?", "double": "d"}[t.cname]
     if t.kind == "enum" or (t.kind == "primitive" and t.cname in ctype.INTEGER_TYPES):
@@ -88,7 +97,17 @@ def type_codes(ffi: Any, declaration: str, types: str) -> Optional[Tuple[str, st
     result, params, variadic = ctype.signature(declaration, types)
     if variadic:
         return None
-    codes = [_code(ffi, spelling) for spelling in (result, *params)]
+    return _joined([_code_of(ffi, spelling) for spelling in (result, *params)])
+
+
+def codes_of(function: Any) -> Optional[Tuple[str, str]]:
+    """type_codes, from the function's cffi type (a worker reads no C text: worker.py)."""
+    if function.kind != "function" or function.ellipsis:
+        return None
+    return _joined([_code(ffi, t) for t in (function.result, *function.args)])
+
+
+def _joined(codes: List[Optional[str]]) -> Optional[Tuple[str, str]]:
     if None in codes or "v" in codes[1:]:
         return None
-    return codes[0], "".join(codes[1:])
+    return codes[0], "".join(codes[1:])            # type: ignore[arg-type]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import sys
 from typing import Any, Optional
+
+from ..host import MACHINE_NAME
 
 # prctl(2) options (include/uapi/linux/prctl.h)
 PR_SET_PDEATHSIG = 1
@@ -30,7 +31,7 @@ _NUMBERS = {   # the system calls made here, by machine
     "aarch64": {"landlock_create_ruleset": 444, "landlock_add_rule": 445,
                 "landlock_restrict_self": 446, "capset": 91},
 }
-MACHINE = platform.machine().lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
+MACHINE = MACHINE_NAME.lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
 SYSCALLS = _NUMBERS.get(MACHINE, {}) if sys.platform.startswith("linux") else {}
 
 _libc: Optional[Any] = None

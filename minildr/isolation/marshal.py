@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-import cffi
+import _cffi_backend
 
 from .. import ctype
 from ..ctype import INTEGER_TYPES
@@ -48,6 +48,45 @@ class Marshal:
     kind: str                    # the export's kind: "function" or "data"
     result: Value                # the function's result, or the variable's value
     params: Tuple[Value, ...] = ()
+
+    def to_wire(self) -> List[str]:
+        """As the host sends it with a compared lookup (isolation/worker.py)."""
+        return [self.kind, self.result.value, "".join(p.value for p in self.params)]
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> "Marshal":
+        """A Marshal from `to_wire`'s list; ProtocolViolation for anything else."""
+        try:
+            kind, result, params = wire
+            if kind in ("function", "data") and type(params) is str:
+                return cls(kind, Value(result), tuple(Value(p) for p in params))
+        except (TypeError, ValueError):
+            pass
+        raise ProtocolViolation(f"{str(wire)[:80]!r} is not a marshal")
+
+    def fits(self, pointer_type: Any) -> bool:
+        """Whether this is how values of the export behind `pointer_type` (a cffi type: a
+        pointer to a function or variable) can cross: each value of the kind its C
+        type has (a STRING a pointer to char; cffi keeps no `const`, which the host's
+        marshal_for judged)."""
+        if self.kind == "data":
+            return pointer_type.kind == "pointer" and _fits(self.result, pointer_type.item)
+        return (pointer_type.kind == "function" and not pointer_type.ellipsis
+                and len(pointer_type.args) == len(self.params)
+                and all(map(_fits, (self.result, *self.params),
+                            (pointer_type.result, *pointer_type.args))))
+
+
+def _fits(kind: Value, t: Any) -> bool:
+    """Whether a value of the cffi type `t` crosses as `kind` (the rules of _kind_of)."""
+    if kind is Value.VOID:
+        return t.kind == "void"
+    if kind is Value.STRING:
+        return t.kind == "pointer" and t.item.kind == "primitive" and t.item.cname == "char"
+    if kind is Value.INT:
+        return t.kind == "enum" or (t.kind == "primitive" and t.cname in INTEGER_TYPES)
+    wanted = {Value.CHAR: ("char",), Value.BOOL: ("_Bool",), Value.FLOAT: ("float", "double")}
+    return t.kind == "primitive" and t.cname in wanted[kind]
 
 
 def _kind_of(ffi: Any, spelling: str, role: str) -> Optional[Value]:
@@ -201,7 +240,7 @@ def _copied_from(arena: Arena, offset: int, length: int, ffi: Any) -> Any:
 
 
 # -- the worker's side ---------------------------------------------------------
-_ffi = cffi.FFI()       # for NULL and ffi.string on the worker's own cdata
+_ffi = _cffi_backend.FFI()   # for NULL and ffi.string on the worker's own cdata (no parser)
 
 
 def from_wire(kind: Value, value: Any, arena: Optional[Arena] = None) -> Any:

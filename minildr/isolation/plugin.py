@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Dict, Iterable, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 from ..contracts.contract import Contract
 from ..console import printable
-from ..errors import PluginClosed
+from .. import ctype
+from ..errors import PluginClosed, PluginError
 from ..image import PluginImage
 from ..interrupts import finish, under_lock
 from ..manifest import Export, Manifest
@@ -163,7 +164,11 @@ class IsolatedPlugin(Plugin):
         if isinstance(wanted, Contract):
             return bind_remote(self, worker, name, wanted)
         during = f"looking up {name}"
-        reply = worker.request([LOOKUP, name, wanted], during)
+        compared = self._compared(name, wanted) if isinstance(wanted, str) else None
+        request = [LOOKUP, name, wanted]
+        if compared is not None:
+            request.append([compared[0], compared[1].to_wire()])
+        reply = worker.request(request, during)
         export = self.manifest.exports.get(name)
         if type(reply) is not int or reply < 0 or export is None:   # an address or a handle
             raise worker._violated(ProtocolViolation(
@@ -171,9 +176,32 @@ class IsolatedPlugin(Plugin):
                 "the manifest lists"), during)
         if wanted is None:
             return Symbol(name, export.ctype, export.kind, reply)
-        marshal = marshal_for(self._cffi(), self.path, export, self.manifest.types)
+        marshal = compared[1] if compared is not None else \
+            marshal_for(self._cffi(), self.path, export, self.manifest.types)
         cls = RemoteFunction if marshal.kind == "function" else RemoteVariable
         return cls(worker, reply, export, marshal, host_ffi)
+
+    def _compared(self, name: str, wanted: str) -> Optional[Tuple[str, Marshal]]:
+        """The pointer type and the marshal of export `name`, if `wanted` is its type and
+        its values can cross; None otherwise, if the manifest declares types of its own,
+        or if the type is longer than cffi's backend reads (ctype.PLAIN_TYPE_TEXT).
+
+        With them the worker skips reading C text (worker.lookup_compared:
+        pycparser is its largest import). Whenever this says None, the worker
+        gets the lookup as before and answers it in full, with the same
+        checks in the same order, so every refusal (not exported, not
+        defined, another type, a type that cannot cross) is its, as it was.
+        """
+        export = self.manifest.exports.get(name)
+        if export is None or self.manifest.types or len(export.ctype) > ctype.PLAIN_TYPE_TEXT:
+            return None
+        try:
+            if ctype.canonical(wanted) != export.ctype:
+                return None
+            return (ctype.pointer_to(export.ctype),
+                    marshal_for(self._cffi(), self.path, export, self.manifest.types))
+        except (ctype.CTypeError, PluginError):
+            return None
 
     def close(self) -> None:
         """Unload the plugin and end its worker process. Closing twice is fine; an

@@ -29,6 +29,8 @@ import base64
 import codecs
 import collections
 import contextlib
+import functools
+import importlib.util
 import json
 import logging
 import os
@@ -47,13 +49,15 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
+from .. import outofline
 from ..console import printable
 from ..contracts.contract import Contract
 from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolError,
                       PluginTimeout, WorkerStartError)
 from ..image import PluginImage
 from ..interrupts import finish, under_lock
-from . import fastcall, pids, policy, shm
+# fastloop: imported here, its declarations' module is written for the workers (dependency_folders)
+from . import fastcall, fastloop, pids, policy, shm
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
@@ -710,13 +714,44 @@ class Held:
 # no exec_module): __init__ imports the host's whole API (build, open, trust, the
 # contract proxies...), which a worker never uses and would pay for at every start.
 # Its submodules import as usual from the package's folder
-# (tests/package/test_imports.py checks what a worker imports).
-BOOT_IMPORT = ("import sys, signal, importlib.util; signal.signal(signal.SIGCHLD, signal.SIG_DFL); "
-               "sys.path.insert(0, sys.argv[1]); "
+# (tests/package/test_imports.py checks what a worker imports). The worker's
+# Python runs without `site` (-S), so the folders of the libraries it imports
+# (dependency_folders) are added after the standard library's, where site puts them.
+BOOT_IMPORT = ("import sys, os, signal, importlib.util; "
+               "signal.signal(signal.SIGCHLD, signal.SIG_DFL); "
+               "sys.path.insert(0, sys.argv[1]); sys.path += sys.argv[2].split(os.pathsep); "
                "sys.modules['minildr'] = importlib.util.module_from_spec("
                "importlib.util.find_spec('minildr')); "
                "from minildr.isolation.worker import main")
-BOOT = BOOT_IMPORT + "; main(sys.argv[2:])"
+BOOT = BOOT_IMPORT + "; main(sys.argv[3:])"
+# What a worker imports from outside the standard library: cffi (its C backend and,
+# for declarations of structs, its parser pycparser).
+WORKER_DEPENDENCIES = ("_cffi_backend", "cffi", "pycparser")
+
+
+@functools.lru_cache(maxsize=None)
+def dependency_folders() -> str:
+    """The folders the host imports WORKER_DEPENDENCIES from, and the folder of the
+    out-of-line cffi modules (outofline.py), joined by os.pathsep.
+
+    Found without importing them (importlib's find_spec): the host may not
+    have needed pycparser yet. The worker's own declarations (fastloop.ffi)
+    were made into their module when this process imported fastloop, so
+    the worker finds them there whatever its environment says its cache is.
+    """
+    folders: List[str] = []
+    for name in WORKER_DEPENDENCIES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin)
+        folder = str(origin.parents[1] if spec.submodule_search_locations else origin.parent)
+        if folder not in folders:
+            folders.append(folder)
+    cache = outofline.cache_folder()
+    if cache is not None:
+        folders.append(str(cache))
+    return os.pathsep.join(folders)
 
 
 def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits, arena_fd: int = -1
@@ -725,12 +760,16 @@ def worker_command(sock_fd: int, lifeline_fd: int, limits: Limits, arena_fd: int
 
     -I (isolated mode) ignores PYTHON* variables and the user's site folder,
     and puts neither the current folder nor a script's folder on sys.path;
-    the one folder added is the parent of the minildr the host runs. So a
-    stray minildr/ (or cffi/) in the host's current folder is never imported.
+    the folders added are the parent of the minildr the host runs and those
+    the host imports cffi and pycparser from. So a stray minildr/ (or cffi/)
+    in the host's current folder is never imported. -S skips `site`: its
+    reading of every .pth file in site-packages (an editable install's import
+    hook among them) cost ~15 ms of CPU at every start, for nothing a worker uses.
     """
     package_parent = str(Path(__file__).resolve().parents[2])
-    return [sys.executable, "-I", "-c", BOOT, package_parent, str(sock_fd), str(lifeline_fd),
-            json.dumps(policy.to_wire(limits)), str(arena_fd), fastcall.status().path]
+    return [sys.executable, "-I", "-S", "-c", BOOT, package_parent, dependency_folders(),
+            str(sock_fd), str(lifeline_fd), json.dumps(policy.to_wire(limits)), str(arena_fd),
+            fastcall.status().path]
 
 
 

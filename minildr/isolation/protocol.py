@@ -28,7 +28,9 @@ CALL_MAGIC, REPLY_MAGIC = b"MLDc", b"MLDr"      # binary frames of a call (marsh
 HEADER = struct.Struct("<4sI")
 MAX_FRAME = 64 << 20
 
-# The requests, host -> worker.
+# The requests, host -> worker. LOOKUP carries the export's name and the type asked
+# for (None: untyped), and for a type the host has compared with the manifest's, a
+# third part: [the pointer type, the marshal] (isolation/plugin.py, worker.lookup_compared).
 READY, OPEN, LOOKUP, CALL, GET, SET, CONTRACT, METHOD, CLOSE = (
     "ready", "open", "lookup", "call", "get", "set", "contract", "method", "close")
 # A binary call frame with no arguments to handle ECHO_HANDLE (never a function's) is

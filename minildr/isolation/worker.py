@@ -1,7 +1,7 @@
 """The worker process of an isolated plugin.
 
 The host (isolation/process.py) starts one worker per isolated plugin, as
-`python -I -c BOOT PACKAGE_PARENT SOCKET_FD LIFELINE_FD LIMITS` (see
+`python -I -S -c BOOT PACKAGE_PARENT FOLDERS SOCKET_FD LIFELINE_FD LIMITS ...` (see
 process.worker_command), with an empty environment unless the host passes
 one, in a folder of its own. On Linux it splits into a keeper and a server
 (tree.py), so whatever the plugin forks ends with it. The server sets its
@@ -34,15 +34,15 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from time import perf_counter
 from typing import Any, Dict, List, Optional, Tuple
 
-import cffi
+import _socket
 
 from . import fastloop, marshal, mounts, pids, policy, protocol, sandbox, tree
+from .. import ctype
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
 from .shm import Arena
@@ -59,9 +59,7 @@ from ..system import SystemLibrary
 # the worker's stderr, which the host forwards.
 logging.getLogger("minildr").addHandler(logging.NullHandler())
 
-_libc_ffi = cffi.FFI()
-_libc_ffi.cdef("int fflush(void *stream); void exit(int status);")
-_libc = _libc_ffi.dlopen(None)
+_libc_ffi, _libc = fastloop.ffi, fastloop.libc
 _COPIED = (Value.STRING, Value.CHAR)      # results copied out of the worker's memory
 
 
@@ -129,6 +127,8 @@ class Server:
         if op == protocol.OPEN:
             return self.open(args[0])
         if op == protocol.LOOKUP:
+            if len(args) == 3:
+                return self.lookup_compared(args[0], args[1], args[2])
             return self.lookup(args[0], args[1])
         if op == protocol.GET:
             pointer, how = self.handles[args[0]]
@@ -169,11 +169,48 @@ class Server:
         export = self.plugin.manifest.exports[name]
         how = marshal.marshal_for(self.plugin._cffi(), self.plugin.path, export,
                                   self.plugin.manifest.types)
+        codes = None
+        if how.kind == "function":
+            codes = fastloop.type_codes(self.plugin._cffi(), export.ctype,
+                                        self.plugin.manifest.types)
+        return self.typed_handle(found, how, codes)
+
+    def lookup_compared(self, name: str, ctype_text: str, compared: Any) -> int:
+        """A typed lookup the host has compared already: [pointer type, marshal].
+
+        The host (isolation/plugin.py) compared the type it was asked for
+        with the export's, in the manifest of these very bytes, and sends the
+        pointer type (spelled by ctype.pointer_to) and how values cross
+        (marshal_for), both made from the manifest's spelling: so the worker
+        reads them with cffi's backend alone and never imports pycparser
+        (~14 ms of CPU at each start) for a plugin of plain C types. What it
+        sends must still fit: the marshal the cffi type, or the request is refused.
+        A type the backend cannot read is looked up in full (`lookup`), as before.
+        """
+        assert self.plugin is not None
+        if not (isinstance(compared, list) and len(compared) == 2
+                and isinstance(compared[0], str)):
+            raise protocol.ProtocolViolation(f"{str(compared)[:80]!r} is not a compared type")
+        try:
+            pointer_type = ctype.plain_type(compared[0])
+        except ctype.CTypeError:
+            return self.lookup(name, ctype_text)
+        how = marshal.Marshal.from_wire(compared[1])
+        if not how.fits(pointer_type):
+            raise protocol.ProtocolViolation(f"the marshal {compared[1]!r} does not fit the "
+                                             f"type {compared[0]!r}")
+        found = self.plugin.lookup_compared(name, pointer_type)
+        codes = fastloop.codes_of(pointer_type) if how.kind == "function" else None
+        return self.typed_handle(found, how, codes)
+
+    def typed_handle(self, found: Any, how: marshal.Marshal,
+                     codes: Optional[Tuple[str, str]]) -> int:
+        """A handle for a typed export (`found`: a cffi pointer, or a function wrapped to
+        keep its library mapped) and how its values cross; numbers-only functions
+        (fastcall codes) are served by the C loop."""
         handle = self.new_handle((found, how))
         if how.kind == "function":        # for call frames: the function and its codec
             self.functions[handle] = (found, marshal.frames_for(how))
-            codes = fastloop.type_codes(self.plugin._cffi(), export.ctype,
-                                        self.plugin.manifest.types)
             if self.loop is not None and codes is not None and handle < protocol.ECHO_HANDLE \
                     and isinstance(found, _libc_ffi.CData):
                 self.loop.register(handle, found, codes)    # numbers only: served in C
@@ -262,7 +299,7 @@ def receive(recv_into: Any, inbox: memoryview, spin: float) -> int:
         end = perf_counter() + spin
         while perf_counter() < end:
             try:
-                return recv_into(inbox, 0, socket.MSG_DONTWAIT)
+                return recv_into(inbox, 0, _socket.MSG_DONTWAIT)
             except BlockingIOError:
                 os.sched_yield()
     return recv_into(inbox)
@@ -279,7 +316,7 @@ def respond(server: Server, op: str, seq: int, args: List[Any]) -> bytes:
     return protocol.frame(["ok", seq, result])
 
 
-def serve(sock: socket.socket, server: Server) -> None:
+def serve(sock: _socket.socket, server: Server) -> None:
     reader = protocol.FrameReader(binary=protocol.CALL_MAGIC)
     recv_into, send = sock.recv_into, sock.sendall
     inbox = memoryview(bytearray(1 << 16))      # filled by every recv_into, never reallocated
@@ -351,7 +388,7 @@ def main(argv: List[str]) -> None:
     server = Server(limits, failure, Arena(arena_fd) if arena_fd >= 0 else None, loop)
     server.pid, server.containment = pid, containment
     watch_lifeline(lifeline_fd)         # the first thread: after confine(), so it is confined too
-    sock = socket.socket(fileno=sock_fd)
+    sock = _socket.socket(fileno=sock_fd)   # the C module: socket.py's enums cost ~3 ms
     try:
         serve(sock, server)
     except (BrokenPipeError, ConnectionResetError):

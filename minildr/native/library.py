@@ -17,6 +17,7 @@ import functools
 import gc
 import logging
 import os
+from _thread import RLock           # (threading.RLock is a Python function making this)
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import ctype as ctypes_
@@ -56,6 +57,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         The collector is resumed by the load's last statement, inside the try that
         undoes the load (not in a `finally` after it: an interrupt there, the library
         loaded, would leave it mapped with no one holding it)."""
+        self.lifetime_lock = RLock()        # (lifetime.py; its Plugin's lock too)
         collecting = gc.isenabled()
         try:
             gc.disable()

@@ -361,7 +361,7 @@ OPEN_STEPS = [
     (checks, "check_binary"), (checks, "check_manifest"), (checks, "check_versions"),
     (loader, "check_contracts"), (loader, "check_trust"),
     (images.PluginImage, "acquire"), (system, "check_soname"), (system, "_open"),
-    (system.SystemLibrary, "_check_same_library"), (plugins.Plugin, "__init__"),
+    (system, "_loaded_from"), (plugins.Plugin, "__init__"),
     (loader.log, "info"),
 ]
 
@@ -506,3 +506,29 @@ def test_native_threads_without_listing_agrees_with_the_listing():
         worker.join()
     time.sleep(0.05)                          # its kernel thread has gone too
     assert lifetime.native_threads() == listed()
+
+
+@requires_linux("/proc/self/task's link count is the kernel's count of threads")
+def test_a_list_of_threads_found_all_pythons_is_asked_again_when_it_differs():
+    """_all_pythons keeps the last list it found all Python's and answers the same list
+    without asking each thread again; any other list, even as long (a thread gone, a
+    foreign one in its place, seen by Python as a _DummyThread, or one not started),
+    is asked thread by thread."""
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        python = threading.enumerate()
+        links = len(python) + 2
+        assert lifetime._all_pythons(python, links)
+        assert lifetime._all_pythons(list(python), links)          # the same objects
+        dummy = object.__new__(threading._DummyThread)             # (not registered)
+        dummy._initialized, dummy._native_id = True, 4242
+        assert not lifetime._all_pythons([*python[:-1], dummy], links)
+        starting = threading.Thread(target=stop.wait)              # native id not yet known
+        assert not lifetime._all_pythons([*python[:-1], starting], links)
+        assert not lifetime._all_pythons(python, links + 1)        # a thread Python lacks
+        assert lifetime._all_pythons(python, links)
+    finally:
+        stop.set()
+        helper.join()

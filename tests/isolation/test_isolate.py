@@ -772,9 +772,9 @@ def test_an_unexpected_exception_in_the_worker_is_a_runtime_error(crashy, tmp_pa
         import minildr.isolation.marshal
         class Weird(Exception):
             pass
-        def marshal_for(*args):
+        def frames_for(*args):           # (every typed lookup of a function makes its frames)
             raise Weird("the worker's lookup went wrong")
-        minildr.isolation.marshal.marshal_for = marshal_for
+        minildr.isolation.marshal.frames_for = frames_for
     """))
     with minildr.open(crashy, isolate=True) as plugin:
         with pytest.raises(RuntimeError, match="Weird in the isolated plugin's worker: "
