@@ -97,7 +97,11 @@ def is_go_elf(f: elf.ElfFile) -> bool:
 
 
 def has_go_build_id(f: elf.ElfFile) -> bool:
-    return any(n.name == "Go" and n.type == NT_GO_BUILDID for n in f.notes())
+    """A note of owner "Go" and type NT_GO_BUILDID; the notes are read only if one of the
+    note segments holds the owner's name at all (a C library's never does)."""
+    named = any(f.raw.find(b"Go\0", ph.p_offset, ph.p_offset + ph.p_filesz) >= 0
+                for ph in f.segments(elf.PT_NOTE))
+    return named and any(n.name == "Go" and n.type == NT_GO_BUILDID for n in f.notes())
 
 
 def has_go_buildinfo(f: elf.ElfFile) -> bool:

@@ -91,6 +91,8 @@ def generate(module: str, declarations: str, path: Path) -> bool:
         write_atomically(path, text.getvalue(), mode=0o600)
     except (OSError, CTypeError, cffi.CDefError, cffi.VerificationError):
         return False
+    except TypeError:                 # cffi before 1.16 writes to a file name only (Debian 12's
+        return False                  # 1.15.1, the AArch64 harness's sysroot): in-line there
     return True
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated, Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from .reader import Reader, declare, layout, sizeof
+from .reader import NATIVE_ORDER, Reader, declare, layout, sizeof
 
 # ---------------------------------------------------------------------------
 # e_ident: the first 16 bytes, the same in every ELF file
@@ -371,21 +371,29 @@ class ElfFile(Reader):
         return kind_name(self.header.e_type)
 
     def segments(self, p_type: int) -> Iterator[Elf64_Phdr]:
-        return iter(self._by_type.get(p_type, ()))
+        by_type = self.__dict__.get("_by_type")
+        if by_type is None:
+            by_type = self._by_type = self._group_by_type()
+        return iter(by_type.get(p_type, ()))
 
-    @functools.cached_property
-    def _by_type(self) -> Dict[int, List[Elf64_Phdr]]:
-        """The program headers by p_type, in file order (a load asks a dozen times)."""
+    def _group_by_type(self) -> Dict[int, List[Elf64_Phdr]]:
+        """The program headers by p_type, in file order (a load asks a dozen times: grouped
+        on the first, by hand rather than with functools.cached_property, which takes a
+        lock on every first read in Python 3.11)."""
         by_type: Dict[int, List[Elf64_Phdr]] = {}
         for ph in self.program_headers:
             by_type.setdefault(ph.p_type, []).append(ph)
         return by_type
 
-    def array(self, code: str, offset: int, count: int, what: str) -> tuple:
-        """`count` numbers of struct type `code` ("I", "Q", "H") from `offset`."""
-        layout = struct.Struct(f"{self.order}{count}{code}")
-        self.check_range(offset, layout.size, what)
-        return layout.unpack_from(self.data, offset)
+    def array(self, code: str, offset: int, count: int, what: str) -> Sequence[int]:
+        """`count` numbers of struct type `code` ("I", "Q", "H") from `offset`: a view of the
+        bytes, read where indexed (libcrypto's DT_VERSYM has 5,511: no tuple of them), or,
+        in a file of the other byte order, unpacked into a tuple."""
+        size = count * struct.calcsize(code)
+        self.check_range(offset, size, what)
+        if self.order == NATIVE_ORDER:
+            return self.data[offset:offset + size].cast(code)
+        return struct.unpack_from(f"{self.order}{count}{code}", self.data, offset)
 
     def file_offset(self, vaddr: int, size: int, what: str) -> int:
         """Where the `size` bytes the loader maps at `vaddr` are in the file.
@@ -393,7 +401,7 @@ class ElfFile(Reader):
         The dynamic section gives addresses, not file offsets; a table the
         loader reads must lie in the file-backed part of one PT_LOAD segment.
         """
-        for ph in self.segments(PT.LOAD):
+        for ph in self.segments(PT_LOAD):
             if ph.p_vaddr <= vaddr and vaddr + size <= ph.p_vaddr + ph.p_filesz:
                 offset = ph.p_offset + vaddr - ph.p_vaddr
                 self.check_range(offset, size, what)
@@ -407,18 +415,15 @@ class ElfFile(Reader):
 
     def dynamic_pairs(self) -> List[Tuple[int, int]]:
         """`dynamic` as plain (d_tag, d_val) pairs: what DynamicSection reads at every open."""
-        segment = next(self.segments(PT.DYNAMIC), None)
+        segment = next(self.segments(PT_DYNAMIC), None)
         if segment is None:
             return []
         row = layout(Elf64_Dyn, self.order)
         count = segment.p_filesz // row.size
         self.check_range(segment.p_offset, count * row.size, "dynamic section")
-        pairs = []
-        for pair in row.iter_unpack(self.raw[segment.p_offset:segment.p_offset + count * row.size]):
-            if pair[0] == DT_NULL:
-                break
-            pairs.append(pair)
-        return pairs
+        pairs = list(row.iter_unpack(self.raw[segment.p_offset:segment.p_offset + count * row.size]))
+        tags = [tag for tag, _ in pairs]
+        return pairs[:tags.index(DT_NULL)] if DT_NULL in tags else pairs
 
     def notes(self) -> List[Note]:
         """Every note in the PT_NOTE segments (what `readelf -n` lists), read once: the
@@ -431,7 +436,7 @@ class ElfFile(Reader):
     def _read_notes(self) -> Iterator[Note]:
         header = layout(Elf64_Nhdr, self.order)
         size, raw = header.size, self.raw
-        for ph in self.segments(PT.NOTE):
+        for ph in self.segments(PT_NOTE):
             self.check_range(ph.p_offset, ph.p_filesz, "note segment")
             align = 8 if ph.p_align == 8 else 4
             start, end = ph.p_offset, ph.p_offset + ph.p_filesz
@@ -483,7 +488,7 @@ class ElfFile(Reader):
                     name=self.string_at(strtab.sh_offset, strtab.sh_size, sym.st_name, "symbol"),
                     value=sym.st_value, size=sym.st_size,
                     bind=_name(STB, ELF64_ST_BIND(sym.st_info)),
-                    type=_name(STT, ELF64_ST_TYPE(sym.st_info), {STT.GNU_IFUNC: "IFUNC"}),
+                    type=_name(STT, ELF64_ST_TYPE(sym.st_info), {STT_GNU_IFUNC: "IFUNC"}),
                     visibility=STV(ELF64_ST_VISIBILITY(sym.st_other)).name,
                     defined=sym.st_shndx != SHN_UNDEF))
         return result
@@ -500,16 +505,16 @@ class GnuHash(NamedTuple):
     offset: int                 # of its header, in the file
     symoffset: int              # symbols below this index are not in the table
     bloom_shift: int
-    bloom: Tuple[int, ...]      # 64-bit words: two bits set per name in the table
-    buckets: Tuple[int, ...]    # the first symbol of each bucket (0: empty)
-    chain: Tuple[int, ...]      # the hash of each symbol from symoffset on; low bit: last in bucket
+    bloom: Sequence[int]        # 64-bit words: two bits set per name in the table
+    buckets: Sequence[int]      # the first symbol of each bucket (0: empty)
+    chain: Sequence[int]        # the hash of each symbol from symoffset on; low bit: last in bucket
 
 
 class SysvHash(NamedTuple):
     """DT_HASH, read in full: chain[i] is the next symbol after symbol i in its bucket."""
     offset: int
-    buckets: Tuple[int, ...]
-    chain: Tuple[int, ...]      # one entry per symbol
+    buckets: Sequence[int]
+    chain: Sequence[int]        # one entry per symbol
 
 
 class DynamicSection:
@@ -524,21 +529,17 @@ class DynamicSection:
     def __init__(self, f: ElfFile) -> None:
         self.f = f
         self.entries: Dict[int, List[int]] = {}
-        entries = self.entries
         for tag, value in f.dynamic_pairs():
-            if tag in entries:
-                entries[tag].append(value)
-            else:
-                entries[tag] = [value]
-        for tag, size, name in ((DT.SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
-                                (DT.RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
-                                (DT.RELRENT, 8, "DT_RELRENT")):
+            self.entries.setdefault(tag, []).append(value)
+        for tag, size, name in ((DT_SYMENT, sizeof(Elf64_Sym), "DT_SYMENT"),
+                                (DT_RELAENT, sizeof(Elf64_Rela), "DT_RELAENT"),
+                                (DT_RELRENT, 8, "DT_RELRENT")):
             if self.get(tag, size) != size:
                 f.fail(f"damaged: {name} is {self.get(tag)}, expected {size}")
-        if not self.has(DT.STRTAB) or not self.has(DT.SYMTAB):
+        if not self.has(DT_STRTAB) or not self.has(DT_SYMTAB):
             f.fail("damaged: the dynamic section has no string or symbol table")
-        size = self.get(DT.STRSZ)
-        self.strtab = (self.offset(DT.STRTAB, size, "string table"), size)
+        size = self.get(DT_STRSZ)
+        self.strtab = (self.offset(DT_STRTAB, size, "string table"), size)
 
     def has(self, tag: int) -> bool:
         return tag in self.entries
@@ -562,7 +563,7 @@ class DynamicSection:
             return []
         return self.f.table(cls, self.offset(tag, size, what), size // sizeof(cls), what)
 
-    def array(self, code: str, tag: int, size: int, what: str) -> tuple:
+    def array(self, code: str, tag: int, size: int, what: str) -> Sequence[int]:
         """The numbers (struct `code`) in the `size` bytes at `tag`'s address, or ()."""
         if not self.has(tag):
             return ()
@@ -584,9 +585,9 @@ class DynamicSection:
     def gnu_hash(self) -> Optional[GnuHash]:
         """DT_GNU_HASH: a header, the Bloom filter, the buckets, then one chain word per
         symbol, up to the end of the last bucket's chain (which is how many symbols exist)."""
-        if not self.has(DT.GNU_HASH):
+        if not self.has(DT_GNU_HASH):
             return None
-        at = self.offset(DT.GNU_HASH, sizeof(Elf_GnuHashHeader), "DT_GNU_HASH")
+        at = self.offset(DT_GNU_HASH, sizeof(Elf_GnuHashHeader), "DT_GNU_HASH")
         h = self.f.read(Elf_GnuHashHeader, at, "DT_GNU_HASH")
         buckets_at = at + sizeof(Elf_GnuHashHeader) + 8 * h.bloom_size
         buckets = self.f.array("I", buckets_at, h.nbuckets, "DT_GNU_HASH buckets")
@@ -603,11 +604,11 @@ class DynamicSection:
 
     def sysv_hash(self) -> Optional[SysvHash]:
         """DT_HASH: nbucket, nchain, then bucket[nbucket] and chain[nchain]."""
-        if not self.has(DT.HASH):
+        if not self.has(DT_HASH):
             return None
-        at = self.offset(DT.HASH, sizeof(Elf_HashHeader), "DT_HASH")
+        at = self.offset(DT_HASH, sizeof(Elf_HashHeader), "DT_HASH")
         h = self.f.read(Elf_HashHeader, at, "DT_HASH")
-        words = self.array("I", DT.HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
+        words = self.array("I", DT_HASH, 4 * (2 + h.nbucket + h.nchain), "DT_HASH")
         return SysvHash(at, words[2:2 + h.nbucket], words[2 + h.nbucket:])
 
     def symbol_count(self) -> int:
@@ -617,10 +618,10 @@ class DynamicSection:
         of its chain (the word with the low bit set); its Bloom filter and the
         other chains are not read (`gnu_hash` reads them all, and checks them).
         """
-        if self.has(DT.GNU_HASH):
+        if self.has(DT_GNU_HASH):
             f = self.f
             header = layout(Elf_GnuHashHeader, f.order)
-            at = self.offset(DT.GNU_HASH, header.size, "DT_GNU_HASH")
+            at = self.offset(DT_GNU_HASH, header.size, "DT_GNU_HASH")
             nbuckets, symoffset, bloom_size, _ = header.unpack_from(f.raw, at)
             buckets_at = at + header.size + 8 * bloom_size
             buckets = f.array("I", buckets_at, nbuckets, "DT_GNU_HASH buckets")
@@ -657,7 +658,7 @@ class DynamicSection:
         table = self.table(Elf64_Sym, DT_SYMTAB, count * sizeof(Elf64_Sym), "symbol table")
         return [(sym, self.string(sym.st_name, "symbol name")) for sym in table]
 
-    def versym(self, count: int) -> Tuple[int, ...]:
+    def versym(self, count: int) -> Sequence[int]:
         """DT_VERSYM: each dynamic symbol's version index (() if the file has none)."""
         return self.array("H", DT_VERSYM, 2 * count, "DT_VERSYM")
 
@@ -706,11 +707,11 @@ class DynamicSection:
     def versions_needed(self) -> Dict[int, str]:
         """The versions this file asks of other libraries (DT_VERNEED): DT_VERSYM index -> name."""
         versions: Dict[int, str] = {}
-        if not self.has(DT.VERNEED):
+        if not self.has(DT_VERNEED):
             return versions
-        at = self.offset(DT.VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
+        at = self.offset(DT_VERNEED, sizeof(Elf64_Verneed), "DT_VERNEED")
         budget = 1 << 16                      # a cycle of offsets must not loop forever
-        for _ in range(self.get(DT.VERNEEDNUM)):
+        for _ in range(self.get(DT_VERNEEDNUM)):
             need = self.f.read(Elf64_Verneed, at, "DT_VERNEED entry")
             aux = at + need.vn_aux
             for _ in range(need.vn_cnt):

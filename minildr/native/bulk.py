@@ -14,9 +14,11 @@ relocation (the detailed trace's path) leaves.
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from collections import deque
-from itertools import compress
+from itertools import compress, repeat
+from operator import setitem
 from typing import Iterable, Iterator, List, Mapping, NamedTuple, Sequence
 
 from ..formats import elf
@@ -26,7 +28,6 @@ from .libc import BYTES, ffi
 WORD = struct.Struct("<Q")
 MASK = (1 << 64) - 1
 LOW_BITS = bytes(b & 7 for b in range(256))      # a byte -> its low three bits
-WORD_INDEX = (3).__rrshift__                    # at -> at >> 3: the word at byte offset `at`
 
 
 class Relocations(NamedTuple):
@@ -60,13 +61,15 @@ class Used(Mapping):
     order), for steps 1b and 2, which check and bind them all at once (libcrypto: 3,205)."""
 
     def __init__(self, indices: List[int], symbols: Sequence[Elf64_Sym]) -> None:
-        self.indices, self.symbols, self.order = indices, symbols, dict.fromkeys(indices)
+        self.indices, self.symbols, self._order = indices, symbols, None
         (self.name, self.info, self.other, self.shndx, self.value,
          self.size) = symbols.columns_at(indices)
         self.undefined = set(compress(indices, map(elf.SHN_UNDEF.__eq__, self.shndx)))
 
     def __getitem__(self, index: int) -> Elf64_Sym:
-        if index not in self.order:
+        if self._order is None:                 # made when first asked: a load asks for few
+            self._order = frozenset(self.indices)
+        if index not in self._order:
             raise KeyError(index)
         return self.symbols[index]
 
@@ -90,17 +93,24 @@ class Words:
             return [words[at >> 3] for at in offsets]
         return [WORD.unpack_from(self.bytes, at)[0] for at in offsets]
 
-    def write(self, offsets: List[int], values: Iterable[int]) -> None:
+    def write(self, offsets: "List[int] | array[int]", values: Iterable[int]) -> None:
         if aligned(offsets):                    # one loop in C: words[at >> 3] = value
-            values = list(values)
+            values, where = list(values), word_indices(offsets)
             try:
-                deque(map(self.words.__setitem__, map(WORD_INDEX, offsets), values), 0)
+                deque(map(setitem, repeat(self.words), where, values), 0)
             except (ValueError, OverflowError):  # a value out of 0..2**64-1: all again, masked
-                deque(map(self.words.__setitem__, map(WORD_INDEX, offsets),
-                          map(MASK.__and__, values)), 0)
+                deque(map(setitem, repeat(self.words), where, map(MASK.__and__, values)), 0)
         else:                                   # the ABI allows it; compilers never do it
             for at, value in zip(offsets, values):
                 WORD.pack_into(self.bytes, at, value & MASK)
+
+
+def word_indices(offsets: "List[int] | array[int]") -> memoryview:
+    """at >> 3 for every offset `at` (each a multiple of 8: `aligned`), at once: the offsets'
+    bytes read as one big number and shifted right by 3 bits. Each offset's low 3 bits are
+    zero, so no bit crosses from one word into its neighbour."""
+    raw = (offsets if isinstance(offsets, array) else array("Q", offsets)).tobytes()
+    return memoryview((int.from_bytes(raw, sys.byteorder) >> 3).to_bytes(len(raw), sys.byteorder)).cast("Q")
 
 
 def aligned(offsets: "List[int] | array[int]") -> bool:

@@ -23,9 +23,12 @@ vDSO); `goenvs_unix` reads the environment from the same place, and `goargs`
 holding NULL, Go read whatever memory followed it as the environment and the
 auxiliary vector, and its threads crashed the process soon after.
 
-So this loader passes what glibc passes, laid out as that stack: one block
-of words, [argc, argv..., NULL, envp..., NULL, auxv..., AT_NULL, 0], with
-argv and envp pointing into it. The arguments are the program's own
+So this loader passes what glibc passes. While `environ` is still the
+array the kernel wrote (no setenv has moved it, no unsetenv shortened it),
+that is the initial stack itself: argc, argv and envp point into it, as
+glibc's do (`kernel_stack`). Otherwise it is a block laid out as that stack:
+one block of words, [argc, argv..., NULL, envp..., NULL, auxv..., AT_NULL,
+0], with argv and envp pointing into it. The arguments are the program's own
 (`sys.orig_argv`, the argv Python was started with); the environment
 pointers are those of `environ` now (the same strings glibc's `__environ`
 holds); the auxiliary vector is the kernel's (/proc/self/auxv, which Go
@@ -72,7 +75,11 @@ _auxv: Optional[List[int]] = None
 
 
 def initial_stack() -> InitialStack:
-    """The block for the environment as it is now: built on the first load that sees it."""
+    """The kernel's stack while environ is its array, whole; else the block for the
+    environment as it is now, built on the first load that sees it."""
+    kernels = kernel_stack()
+    if kernels is not None:
+        return kernels
     environment = environment_pointers()
     block = _blocks.get(environment)
     if block is None:                       # two threads loading at once share one block
@@ -127,11 +134,58 @@ def auxiliary_vector() -> List[int]:
     return _auxv
 
 
+class KernelStack(NamedTuple):
+    """The initial stack as initialisers get it, and what says environ is still its array."""
+    stack: InitialStack
+    envp: int             # the address of the environment array the kernel wrote
+    count: int            # how many entries it had
+
+
+_kernel: List[Optional[KernelStack]] = []      # looked for once per process
+
+
+def kernel_stack() -> Optional[InitialStack]:
+    """The initial stack itself, if `environ` is still the array on it with as many entries
+    as the kernel wrote: argv and envp are then the very pointers glibc gives initialisers
+    (`__libc_argv`, `__environ`), and the auxiliary vector follows envp's NULL. setenv
+    moves environ to the heap and unsetenv shortens it in place (the vector would no
+    longer follow its NULL): then None, and a block is built. No copy is made: the first
+    load of a process builds nothing (~90 us saved)."""
+    if not _kernel:
+        _kernel.append(the_kernels())
+    kernel = _kernel[0]
+    if kernel is None or environ_address()[0] != kernel.envp:
+        return None
+    envp, count = kernel.stack.envp, kernel.count
+    if envp[count] != ffi.NULL or (count and envp[count - 1] == ffi.NULL):
+        return None                         # shortened in place
+    return kernel.stack
+
+
+def the_kernels() -> Optional[KernelStack]:
+    """argc, argv (after argc) and envp (after argv's NULL) on the initial stack, or None."""
+    found = stack_and_vector()
+    if found is None:
+        return None
+    words, vector, _ = found
+    argc = words[0]
+    envp = words + argc + 2
+    return KernelStack(InitialStack(argc, ffi.cast(POINTERS, words + 1), ffi.cast(POINTERS, envp),
+                                    words, []),
+                       int(ffi.cast(WORD_T, envp)), vector - 1 - (argc + 2))
+
+
 def from_initial_stack() -> Optional[List[int]]:
-    """The vector where the kernel put it: after the process's own argv and envp, found from
-    glibc's `__libc_stack_end` (exported by ld.so: the address of argc on the initial stack,
-    elf/dl-sysdep.c DL_STACK_END), without /proc's open and read (~100 us in a fresh
-    process). Taken only if argc is Python's, the vector ends within 64 pairs and its
+    """The vector where the kernel put it (stack_and_vector), as words ending in AT_NULL's."""
+    found = stack_and_vector()
+    return None if found is None else found[2]
+
+
+def stack_and_vector() -> Optional[Tuple[Any, int, List[int]]]:
+    """The initial stack (a uintptr_t * to argc), the index of its auxiliary vector, and the
+    vector's words (ending in AT_NULL's), found from glibc's `__libc_stack_end` (exported
+    by ld.so: the address of argc on the initial stack, elf/dl-sysdep.c DL_STACK_END),
+    without /proc's open and read (~100 us in a fresh process). Taken only if argc is Python's, the vector ends within 64 pairs and its
     AT_PAGESZ, AT_PHDR and AT_RANDOM are what getauxval says; else None."""
     end = libc.dlsym(ffi.NULL, b"__libc_stack_end")
     if not end:
@@ -142,6 +196,7 @@ def from_initial_stack() -> Optional[List[int]]:
     at = stack[0] + 2
     while stack[at]:                        # the environment the process started with
         at += 1
+    vector = at + 1
     pairs = []                              # word by word: nothing past AT_NULL is read
     for at in range(at + 1, at + 1 + 2 * 64, 2):
         if stack[at] == AT_NULL:
@@ -151,7 +206,7 @@ def from_initial_stack() -> Optional[List[int]]:
         return None
     if any(dict(pairs).get(kind) != libc.getauxval(kind) for kind in (AT_PAGESZ, AT_PHDR, AT_RANDOM)):
         return None
-    return [w for pair in pairs for w in pair] + [AT_NULL, 0]
+    return stack, vector, [w for pair in pairs for w in pair] + [AT_NULL, 0]
 
 
 def read_auxv() -> Optional[List[int]]:

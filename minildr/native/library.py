@@ -52,20 +52,25 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         collection of the host's young objects in the middle of the load (after `import
         minildr.native`, the first such pass walks what the imports left: 1.6 to 2.7 ms,
         issue 24). Paused, that pass comes at the host's next allocations instead, as it
-        would have anyway. Reference counting, which frees almost everything, goes on."""
+        would have anyway. Reference counting, which frees almost everything, goes on.
+
+        The collector is resumed by the load's last statement, inside the try that
+        undoes the load (not in a `finally` after it: an interrupt there, the library
+        loaded, would leave it mapped with no one holding it)."""
         self.lifetime_lock = RLock()        # (lifetime.py; its Plugin's lock too)
         collecting = gc.isenabled()
         try:
             gc.disable()
-            self._load(data, path, fd, trace, on_unload, needed)
-        finally:
+            self._load(data, path, fd, trace, on_unload, needed, collecting)
+        except BaseException:
             if collecting:
                 gc.enable()
+            raise
 
     def _load(self, data: bytes, path: str, fd: int,
               trace: "Optional[Callable[[Event], None]] | bool",
               on_unload: Optional[Callable[[], None]],
-              needed: Optional[Dict[str, str]]) -> None:
+              needed: Optional[Dict[str, str]], collecting: bool) -> None:
         check_host(path, HOST)
         self.path = path
         self.trace = Trace(trace)
@@ -100,6 +105,8 @@ class NativeLibrary(KeepsMappedWhileReferenced):
             inits = initfini.functions(self.plan, self.base, self.plan.init)
             self._fini = initfini.functions(self.plan, self.base, self.plan.fini)
             self._run_initialisers(inits, on_unload)
+            if collecting:
+                gc.enable()                  # (the caller resumes it if this raises)
         except BaseException:
             # the caller (from_image) releases the image itself when this raises
             if not self._started:
@@ -137,7 +144,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
                 return None
             sym = self.plan.symbols[index]
             address = self.base + sym.st_value
-            if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC:
+            if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_GNU_IFUNC:
                 address = relocate.call_resolver(self.plan, address)
             self._cache[name] = address
         return self._cache[name]
@@ -177,7 +184,7 @@ class NativeLibrary(KeepsMappedWhileReferenced):
         l_nodelete_active); Go's linker asks it of every c-shared library on ELF
         (cmd/link/internal/ld/lib.go: -Wl,-z,nodelete, "a dlclose will do nothing"),
         because the runtime's threads run its code until the process ends."""
-        return bool(elf.DynamicSection(self.plan.elf).get(elf.DT.FLAGS_1) & DF_1_NODELETE)
+        return bool(elf.DynamicSection(self.plan.elf).get(elf.DT_FLAGS_1) & DF_1_NODELETE)
 
     def _unmaps(self) -> bool:
         """What close() will do, for the running-thread check (lifetime.py): nothing to

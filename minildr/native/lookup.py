@@ -67,8 +67,8 @@ def inside(plan: Plan, index: int) -> bool:
 def exported(plan: Plan, index: int) -> bool:
     sym = plan.symbols[index]
     hidden_version = bool(plan.versym) and plan.versym[index] & elf.VERSYM_HIDDEN
-    return (sym.st_shndx != elf.SHN_UNDEF and elf.ELF64_ST_BIND(sym.st_info) != elf.STB.LOCAL
-            and elf.ELF64_ST_VISIBILITY(sym.st_other) in (elf.STV.DEFAULT, elf.STV.PROTECTED)
+    return (sym.st_shndx != elf.SHN_UNDEF and elf.ELF64_ST_BIND(sym.st_info) != elf.STB_LOCAL
+            and elf.ELF64_ST_VISIBILITY(sym.st_other) in (elf.STV_DEFAULT, elf.STV_PROTECTED)
             and not hidden_version)
 
 

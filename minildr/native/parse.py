@@ -26,7 +26,7 @@ from ..formats import elf
 from ..formats.elf import Elf64_Phdr, Elf64_Sym
 from ..formats.reader import sizeof
 from . import validate
-from .bulk import Relocations, Used, by_type
+from .bulk import WORD, Relocations, Used, by_type
 from .classes import Rel
 from .validate import PAGE, page_down, page_up  # noqa: F401  (PAGE: the unit a notebook plots)
 
@@ -64,7 +64,7 @@ class Plan:
     symbols: Sequence[Elf64_Sym]
     names: Sequence[str]
     versions: Dict[int, str]                    # DT_VERSYM index -> needed version name
-    versym: Tuple[int, ...]
+    versym: Sequence[int]
     gnu: Optional[elf.GnuHash]                  # the hash tables: one or both
     sysv: Optional[elf.SysvHash]
     relative: Relatives                         # RELATIVE relocations, applied in bulk
@@ -117,13 +117,13 @@ def parse(data: bytes, path: str) -> Plan:
     relative, groups = read_relocations(f, dyn, arch, len(symbols))
     used = [i for i in dict.fromkeys(chain.from_iterable(g.symbols for g in groups)) if i]
     plan = Plan(path=f.path, elf=f, arch=arch, loads=loads, span=span, relro=relro,
-                needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT.NEEDED)],
+                needed=[dyn.string(v, "DT_NEEDED") for v in dyn.all(elf.DT_NEEDED)],
                 symbols=symbols, names=elf.Names(dyn, symbols), versions=dyn.versions_needed(),
-                versym=dyn.array("H", elf.DT.VERSYM, 2 * len(symbols), "DT_VERSYM"),
+                versym=dyn.array("H", elf.DT_VERSYM, 2 * len(symbols), "DT_VERSYM"),
                 gnu=gnu, sysv=sysv, relative=relative, groups=groups,
                 used=Used(used, symbols),
-                symbolic=dyn.has(elf.DT.SYMBOLIC) or bool(dyn.get(elf.DT.FLAGS) & elf.DF_SYMBOLIC),
-                rpath=search_path(dyn, elf.DT.RPATH), runpath=search_path(dyn, elf.DT.RUNPATH),
+                symbolic=dyn.has(elf.DT_SYMBOLIC) or bool(dyn.get(elf.DT_FLAGS) & elf.DF_SYMBOLIC),
+                rpath=search_path(dyn, elf.DT_RPATH), runpath=search_path(dyn, elf.DT_RUNPATH),
                 tls=validate.check_tls(f, loads))
     validate.check_relocations(plan)
     plan.init, plan.fini = read_initfini(plan, dyn)
@@ -143,7 +143,7 @@ def read_symbols(dyn: elf.DynamicSection, gnu: Optional[elf.GnuHash],
     """
     count = gnu.symoffset + len(gnu.chain) if gnu else len(sysv.chain)
     size = count * sizeof(Elf64_Sym)
-    return dyn.f.lazy_table(Elf64_Sym, dyn.offset(elf.DT.SYMTAB, size, "symbol table"), count,
+    return dyn.f.lazy_table(Elf64_Sym, dyn.offset(elf.DT_SYMTAB, size, "symbol table"), count,
                             "symbol table")
 
 
@@ -157,20 +157,23 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
     ones go to `Relatives`, the rest by type.
     """
     relative, groups = Relatives(), []
-    for table, addr_tag, size_tag in (("RELA", elf.DT.RELA, elf.DT.RELASZ),
-                                      ("JMPREL", elf.DT.JMPREL, elf.DT.PLTRELSZ)):
+    for table, addr_tag, size_tag in (("RELA", elf.DT_RELA, elf.DT_RELASZ),
+                                      ("JMPREL", elf.DT_JMPREL, elf.DT_PLTRELSZ)):
         size = dyn.get(size_tag) // sizeof(elf.Elf64_Rela) * sizeof(elf.Elf64_Rela)
+        if not size or not dyn.has(addr_tag):
+            continue                                    # no such table (-z now: no PLT's)
         words = dyn.words(addr_tag, size, f"DT_{table} table")
         offsets, infos, addends = words[0::3], words[1::3], words[2::3]
-        first = leading_relatives(infos, dyn.get(elf.DT.RELACOUNT) if table == "RELA" else 0,
+        first = leading_relatives(infos, dyn.get(elf.DT_RELACOUNT) if table == "RELA" else 0,
                                   arch.RELATIVE)
         relative.offsets += offsets[:first]             # the linker sorts them first: DT_RELACOUNT
         relative.addends += addends[:first]
         offsets, infos, addends = offsets[first:], infos[first:], addends[first:]
         halves = array("I", infos.tobytes())            # r_info: type, symbol (little-endian)
         types, symbols = halves[0::2], halves[1::2]
+        most = max(symbols, default=0)
         for rtype in set(types):                        # each type checked once
-            validate.check_type(f, arch, rtype, max(symbols), nsyms)
+            validate.check_type(f, arch, rtype, most, nsyms)
         if infos.count(arch.RELATIVE):                  # type RELATIVE, symbol 0: in bulk
             bulk = list(map(arch.RELATIVE.__eq__, infos))
             relative.offsets.extend(compress(offsets, bulk))
@@ -179,17 +182,18 @@ def read_relocations(f: elf.ElfFile, dyn: elf.DynamicSection, arch: ModuleType,
             offsets, types, symbols, addends = (array(c.typecode, compress(c, keep))
                                                 for c in (offsets, types, symbols, addends))
         groups += by_type(table, offsets, types, symbols, array("q", addends.tobytes()))
-    relative.relr = decode_relr(dyn.array("Q", elf.DT.RELR, dyn.get(elf.DT.RELRSZ), "DT_RELR table"))
+    relative.relr = decode_relr(dyn.array("Q", elf.DT_RELR, dyn.get(elf.DT_RELRSZ), "DT_RELR table"))
     return relative, groups
 
 
-def leading_relatives(infos: "array[int]", count: int, relative: int) -> int:
-    """How many entries at the start are RELATIVE: DT_RELACOUNT says, if it is true."""
+def leading_relatives(infos: Sequence[int], count: int, relative: int) -> int:
+    """How many entries at the start are RELATIVE: DT_RELACOUNT says, if it is true (their
+    r_info words are all the one word RELATIVE, symbol 0: compared as bytes)."""
     count = min(count, len(infos))
-    return count if infos[:count].count(relative) == count else 0
+    return count if infos[:count].tobytes() == WORD.pack(relative) * count else 0
 
 
-def decode_relr(words: Tuple[int, ...]) -> List[int]:
+def decode_relr(words: Sequence[int]) -> List[int]:
     """DT_RELR: an address, then bitmaps of which of the next 63 words are relative too.
 
     An even word is an address to relocate; an odd word is a bitmap whose
@@ -219,10 +223,11 @@ def read_initfini(plan: Plan, dyn: elf.DynamicSection) -> Tuple[List[Tuple[str, 
         start, size = dyn.get(tag), dyn.get(size_tag)
         validate.check_array(plan.elf, plan.loads, start, size, name)
         return [(name, slot) for slot in range(start, start + size, 8)]
-    init = array(elf.DT.INIT_ARRAY, elf.DT.INIT_ARRAYSZ, "DT_INIT_ARRAY")
-    fini = array(elf.DT.FINI_ARRAY, elf.DT.FINI_ARRAYSZ, "DT_FINI_ARRAY")[::-1]
-    for tag, calls, where in (("DT_INIT", init, 0), ("DT_FINI", fini, len(fini))):
-        if dyn.has(elf.DT[tag[3:]]):
-            validate.check_code(plan.elf, plan.loads, dyn.get(elf.DT[tag[3:]]), tag)
-            calls.insert(where, (tag, dyn.get(elf.DT[tag[3:]])))
+    init = array(elf.DT_INIT_ARRAY, elf.DT_INIT_ARRAYSZ, "DT_INIT_ARRAY")
+    fini = array(elf.DT_FINI_ARRAY, elf.DT_FINI_ARRAYSZ, "DT_FINI_ARRAY")[::-1]
+    for tag, name, calls, where in ((elf.DT_INIT, "DT_INIT", init, 0),
+                                    (elf.DT_FINI, "DT_FINI", fini, len(fini))):
+        if dyn.has(tag):
+            validate.check_code(plan.elf, plan.loads, dyn.get(tag), name)
+            calls.insert(where, (name, dyn.get(tag)))
     return init, fini

@@ -61,7 +61,8 @@ def open_needed(plan: Plan, trace: Trace, handles: List[Any],
     NULL may be there too, for a moment: close_needed skips it.
     """
     needs = linkage.Needs(plan.needed, plan.rpath, plan.runpath, [], {})
-    origin = os.path.dirname(os.path.abspath(plan.path))
+    origin = os.path.dirname(os.path.abspath(plan.path)) if plan.rpath or plan.runpath or any(
+        "/" in name for name in plan.needed) else ""      # $ORIGIN, where a path can hold it
     for name in plan.needed:
         found = linkage.find_library(name, needs, origin)
         target = (loaded or {}).get(name) or found.path or name
@@ -117,10 +118,11 @@ def bind_symbols(plan: Plan, handles: List[Any], trace: Trace) -> Dict[int, Bind
         found.update((i, (where, pointer)) for i, pointer in zip(plain + tagged, pointers) if pointer)
     bound = {i: Binding(pointer) for i, (_, pointer) in found.items()}
     places = {i: where for i, (where, _) in found.items()}
-    mine = [i not in bound and i not in used.undefined for i in used.indices]
+    undefined_here = used.undefined
+    mine = [i not in bound and i not in undefined_here for i in used.indices]
     bound.update(own_bindings(used, mine))
     places.update(zip(compress(used.indices, mine), repeat("this library")))
-    for index in used.keys() - bound.keys():
+    for index in [i for i in used.indices if i not in bound]:
         places[index], bound[index] = unfound(plan, index, used[index], versions.get(index))
     traced(plan, trace, places, versions)
     return bound
@@ -132,9 +134,9 @@ def its_own(plan: Plan, used: Any) -> List[bool]:
     (The ELF64_ST_BIND, _TYPE and _VISIBILITY macros written out, over Plan.used's
     columns: this runs for every symbol.)"""
     local, tls, protected = int(elf.STB_LOCAL), int(elf.STT_TLS), int(elf.STV_PROTECTED)
-    symbolic = plan.symbolic
-    return [shndx != elf.SHN_UNDEF and (symbolic or info >> 4 == local or info & 0xF == tls
-                                        or other & 3 == protected)
+    symbolic, undefined = plan.symbolic, elf.SHN_UNDEF
+    return [shndx != undefined and (symbolic or info >> 4 == local or info & 0xF == tls
+                                    or other & 3 == protected)
             for shndx, info, other in zip(used.shndx, used.info, used.other)]
 
 
@@ -151,9 +153,9 @@ def unfound(plan: Plan, index: int, sym: Any, version: Optional[bytes]) -> Tuple
 def own_bindings(used: Any, mine: List[bool]) -> Iterator[Tuple[int, Binding]]:
     """(index, `own`) for the symbols `mine` marks, from Plan.used's columns, the Bindings
     made in C (libcrypto binds 3,062 to itself)."""
-    ifunc = int(elf.STT_GNU_IFUNC)
+    ifunc, absolute = int(elf.STT_GNU_IFUNC), elf.SHN_ABS
     return zip(compress(used.indices, mine), map(partial(tuple.__new__, Binding), zip(
-        compress(used.value, mine), [shndx != elf.SHN_ABS for shndx in compress(used.shndx, mine)],
+        compress(used.value, mine), [shndx != absolute for shndx in compress(used.shndx, mine)],
         [info & 0xF == ifunc for info in compress(used.info, mine)])))     # ELF64_ST_TYPE
 
 

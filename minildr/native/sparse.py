@@ -22,9 +22,9 @@ from typing import Callable, List, Optional, Tuple
 from ..formats import elf
 from ..formats.reader import layout, sizeof
 
-TABLES = {elf.DT.HASH, elf.DT.GNU_HASH, elf.DT.STRTAB, elf.DT.SYMTAB, elf.DT.RELA, elf.DT.REL,
-          elf.DT.JMPREL, elf.DT.RELR, elf.DT.VERSYM, elf.DT.VERDEF, elf.DT.VERNEED,
-          elf.DT.INIT_ARRAY, elf.DT.FINI_ARRAY, elf.DT.PREINIT_ARRAY}   # what step 1 reads
+TABLES = {elf.DT_HASH, elf.DT_GNU_HASH, elf.DT_STRTAB, elf.DT_SYMTAB, elf.DT_RELA, elf.DT_REL,
+          elf.DT_JMPREL, elf.DT_RELR, elf.DT_VERSYM, elf.DT_VERDEF, elf.DT_VERNEED,
+          elf.DT_INIT_ARRAY, elf.DT_FINI_ARRAY, elf.DT_PREINIT_ARRAY}   # what step 1 reads
 Span = Tuple[int, int]                                                   # (offset, count)
 
 
@@ -41,10 +41,10 @@ def file_ranges(pread: Callable[[int, int], bytes], size: int) -> Optional[List[
     phdrs = [elf.Elf64_Phdr._make(row) for row in phdr_layout.iter_unpack(table)]
     spans = [(0, ehdr_layout.size), (header.e_phoff, len(table))]
     spans += [(ph.p_offset, ph.p_filesz) for ph in phdrs
-              if ph.p_type != elf.PT.LOAD or ph.p_flags & elf.PF_W]
+              if ph.p_type != elf.PT_LOAD or ph.p_flags & elf.PF_W]
     pointers = [value for tag, value in dynamic_entries(pread, phdrs) if tag in TABLES]
     spans += [(ph.p_offset, ph.p_filesz) for ph in phdrs
-              if ph.p_type == elf.PT.LOAD and not ph.p_flags & elf.PF_W and (
+              if ph.p_type == elf.PT_LOAD and not ph.p_flags & elf.PF_W and (
                   ph.p_offset <= header.e_phoff < ph.p_offset + ph.p_filesz or ph.p_offset == 0
                   or any(ph.p_vaddr <= at < ph.p_vaddr + ph.p_memsz for at in pointers))]
     return spans
@@ -55,7 +55,7 @@ def dynamic_entries(pread: Callable[[int, int], bytes], phdrs: List[elf.Elf64_Ph
     row = layout(elf.Elf64_Dyn)
     entries = []
     for ph in phdrs:
-        if ph.p_type == elf.PT.DYNAMIC:
+        if ph.p_type == elf.PT_DYNAMIC:
             data = pread(ph.p_offset, ph.p_filesz // row.size * row.size)
             entries += list(row.iter_unpack(data[:len(data) // row.size * row.size]))
     return entries

@@ -457,20 +457,20 @@ def stub_library(machine: int, tls: Any, image: bytes, static: bool = False) -> 
     rela_at = (image_at + max(len(image), 1) + 7) & ~7
     size = rela_at + (sizeof(elf.Elf64_Rela) + 8 if static else 0)
     ident = elf.ELFMAG + bytes([elf.ELFCLASS64, elf.ELFDATA2LSB, elf.EV_CURRENT]) + bytes(9)
-    headers = [elf.Elf64_Phdr(elf.PT.LOAD, elf.PF_R | elf.PF_W, 0, 0, 0, size, size, 0x1000),
-               elf.Elf64_Phdr(elf.PT.DYNAMIC, elf.PF_R | elf.PF_W, dynamic_at, dynamic_at,
+    headers = [elf.Elf64_Phdr(elf.PT_LOAD, elf.PF_R | elf.PF_W, 0, 0, 0, size, size, 0x1000),
+               elf.Elf64_Phdr(elf.PT_DYNAMIC, elf.PF_R | elf.PF_W, dynamic_at, dynamic_at,
                               dynamic_at, ndyn * 16, ndyn * 16, 8),
-               elf.Elf64_Phdr(elf.PT.TLS, elf.PF_R, image_at, image_at, image_at, len(image),
+               elf.Elf64_Phdr(elf.PT_TLS, elf.PF_R, image_at, image_at, image_at, len(image),
                               tls.p_memsz, align),
-               elf.Elf64_Phdr(elf.PT.GNU_STACK, elf.PF_R | elf.PF_W, 0, 0, 0, 0, 0, 16)]
-    dynamic = [elf.Elf64_Dyn(elf.DT.STRTAB, strtab_at), elf.Elf64_Dyn(elf.DT.SYMTAB, symtab_at),
-               elf.Elf64_Dyn(elf.DT.STRSZ, 1), elf.Elf64_Dyn(elf.DT.SYMENT, 24)]
+               elf.Elf64_Phdr(elf.PT_GNU_STACK, elf.PF_R | elf.PF_W, 0, 0, 0, 0, 0, 16)]
+    dynamic = [elf.Elf64_Dyn(elf.DT_STRTAB, strtab_at), elf.Elf64_Dyn(elf.DT_SYMTAB, symtab_at),
+               elf.Elf64_Dyn(elf.DT_STRSZ, 1), elf.Elf64_Dyn(elf.DT_SYMENT, 24)]
     if static:
-        dynamic += [elf.Elf64_Dyn(elf.DT.RELA, rela_at), elf.Elf64_Dyn(elf.DT.RELASZ, 24),
-                    elf.Elf64_Dyn(elf.DT.RELAENT, 24)]
-    dynamic.append(elf.Elf64_Dyn(elf.DT.NULL, 0))
+        dynamic += [elf.Elf64_Dyn(elf.DT_RELA, rela_at), elf.Elf64_Dyn(elf.DT_RELASZ, 24),
+                    elf.Elf64_Dyn(elf.DT_RELAENT, 24)]
+    dynamic.append(elf.Elf64_Dyn(elf.DT_NULL, 0))
     out = bytearray(size)
-    out[:head] = pack(elf.Elf64_Ehdr(ident, elf.ET.DYN, machine, elf.EV_CURRENT, 0, head, 0, 0,
+    out[:head] = pack(elf.Elf64_Ehdr(ident, elf.ET_DYN, machine, elf.EV_CURRENT, 0, head, 0, 0,
                                      head, sizeof(elf.Elf64_Phdr), phnum, 64, 0, 0))
     out[head:dynamic_at] = b"".join(pack(ph) for ph in headers)
     out[dynamic_at:symtab_at] = b"".join(pack(d) for d in dynamic)

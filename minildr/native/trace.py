@@ -16,24 +16,23 @@ bar chart of the address space.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """One thing a load or a close did. (A row, not a class with behaviour: a load records
+    a few dozen, made in one call each.)"""
     step: str           # "needed", "resolve", "reserve", "map", "tls", "relocate", "relro",
     #                     "unwind", "init", "fini", "unmap", "tls": in the order a load and a
     #                     close run them
     message: str
-    data: Dict[str, Any] = field(default_factory=dict)
+    data: Dict[str, Any]
 
     def __str__(self) -> str:
         return f"{self.step:<9} {self.message}"
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     kind: str           # "file" (mapped from the file), "bss" (zero pages) or "gap" (PROT_NONE)
     start: int          # offset from the load base, page-aligned
     end: int
@@ -41,11 +40,15 @@ class Segment:
     address: int        # base + start, where it really is
 
     def as_dict(self) -> Dict[str, Any]:
-        return dict(vars(self))                 # its fields, in order
+        return self._asdict()                   # its fields, in order
 
 
 def prot_text(prot: int) -> str:
-    return "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
+    return PROT_TEXT[prot & 7]
+
+
+PROT_TEXT = ["".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
+             for prot in range(8)]                     # "r-x" for PROT_READ | PROT_EXEC
 
 
 class Trace:

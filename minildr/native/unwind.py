@@ -61,7 +61,7 @@ def brought_by(needed: List[Any]) -> bool:
 
 def eh_frame(plan: Any, base: int) -> Optional[int]:
     """Where the library's .eh_frame is in memory, read from its .eh_frame_hdr, or None."""
-    header = next(plan.elf.segments(elf.PT.GNU_EH_FRAME), None)
+    header = next(plan.elf.segments(elf.PT_GNU_EH_FRAME), None)
     if header is None or header.p_memsz < 8:
         return None
     at = plan.elf.file_offset(header.p_vaddr, 8, "the .eh_frame_hdr")

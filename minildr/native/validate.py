@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import sys
-from itertools import compress
+from itertools import chain, compress
 from types import ModuleType
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
@@ -68,7 +68,7 @@ def check_target(f: elf.ElfFile) -> ModuleType:
     if f.order != "<":
         refuse(f.path, "big-endian byte order")
     check_ident(f)
-    if f.header.e_type != elf.ET.DYN:
+    if f.header.e_type != elf.ET_DYN:
         refuse(f.path, f"the ELF type '{f.kind}' (only shared libraries, ET_DYN, load here)")
     if f.header.e_phentsize != elf.sizeof(elf.Elf64_Phdr):   # open_verify: "phentsize not the expected size"
         f.fail(f"damaged: program headers of {f.header.e_phentsize} bytes, not "
@@ -107,11 +107,11 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Rang
     the first segment to the end of the last, so an out-of-order or
     overlapping table maps garbage. Refused here instead, before any mmap.
     """
-    stack = next(f.segments(elf.PT.GNU_STACK), None)
+    stack = next(f.segments(elf.PT_GNU_STACK), None)
     if stack is not None and stack.p_flags & elf.PF_X:      # glibc >= 2.41 refuses it for dlopen
         refuse(f.path, "an executable stack (PT_GNU_STACK with PF_X)")
-    loads = list(f.segments(elf.PT.LOAD))
-    dynamic = next(f.segments(elf.PT.DYNAMIC), None)
+    loads = list(f.segments(elf.PT_LOAD))
+    dynamic = next(f.segments(elf.PT_DYNAMIC), None)
     if not loads or dynamic is None or not dynamic.p_filesz:    # "object file has no dynamic section"
         f.fail("no loadable segments or no dynamic section: nothing a loader can load")
     if loads != sorted(loads, key=lambda ph: ph.p_vaddr):
@@ -139,7 +139,7 @@ def check_segments(f: elf.ElfFile) -> Tuple[List[Elf64_Phdr], int, Optional[Rang
 
 def check_tls(f: elf.ElfFile, loads: List[Elf64_Phdr]) -> Optional[Elf64_Phdr]:
     """PT_TLS, the image of a thread's copy of the library's TLS block (tls.py), if any."""
-    tls = next(f.segments(elf.PT.TLS), None)
+    tls = next(f.segments(elf.PT_TLS), None)
     if tls is None or not tls.p_memsz:
         return None
     ph = segment_of(loads, tls.p_vaddr, tls.p_filesz)
@@ -161,7 +161,7 @@ def check_dynamic_segment(f: elf.ElfFile, loads: List[Elf64_Phdr], dynamic: Elf6
 
 
 def check_relro(f: elf.ElfFile, loads: List[Elf64_Phdr]) -> Optional[Range]:
-    relro = next(f.segments(elf.PT.GNU_RELRO), None)
+    relro = next(f.segments(elf.PT_GNU_RELRO), None)
     pages = (page_down(relro.p_vaddr), page_down(relro.p_vaddr + relro.p_memsz)) if relro else None
     if pages and not any(ph.p_flags & elf.PF_W and page_down(ph.p_vaddr) <= pages[0]
                         and pages[1] <= page_up(ph.p_vaddr + ph.p_memsz) for ph in loads):
@@ -171,13 +171,13 @@ def check_relro(f: elf.ElfFile, loads: List[Elf64_Phdr]) -> Optional[Range]:
 
 def check_dynamic(f: elf.ElfFile, dyn: elf.DynamicSection) -> None:
     """Refuse a dynamic section that asks for what this loader lacks, or that dlopen refuses."""
-    if dyn.get(elf.DT.FLAGS_1) & (DF_1_NOOPEN | DF_1_PIE):    # _dl_map_object_from_fd
+    if dyn.get(elf.DT_FLAGS_1) & (DF_1_NOOPEN | DF_1_PIE):    # _dl_map_object_from_fd
         refuse(f.path, "a flag that forbids dlopen (DF_1_NOOPEN, or DF_1_PIE: an executable)")
-    if dyn.has(elf.DT.REL) or dyn.get(elf.DT.PLTREL, elf.DT.RELA) != elf.DT.RELA:
+    if dyn.has(elf.DT_REL) or dyn.get(elf.DT_PLTREL, elf.DT_RELA) != elf.DT_RELA:
         refuse(f.path, "DT_REL relocations (without addends)")
-    if dyn.has(elf.DT.TEXTREL) or dyn.get(elf.DT.FLAGS) & elf.DF_TEXTREL:
+    if dyn.has(elf.DT_TEXTREL) or dyn.get(elf.DT_FLAGS) & elf.DF_TEXTREL:
         refuse(f.path, "text relocations (DT_TEXTREL: code built without -fPIC)")
-    if not dyn.has(elf.DT.GNU_HASH) and not dyn.has(elf.DT.HASH):
+    if not dyn.has(elf.DT_GNU_HASH) and not dyn.has(elf.DT_HASH):
         refuse(f.path, "a dynamic section without a symbol hash table (no DT_GNU_HASH, no DT_HASH)")
 
 
@@ -202,15 +202,15 @@ def check_relocations(plan: Any) -> None:
     every thread-local reference one this loader can make (tls.py)."""
     f, loads = plan.elf, plan.loads
     groups = [(g, plan.rel_class(g)) for g in plan.groups]
-    written = [at for g, cls in groups if cls is not Rel.NONE for at in g.offsets]  # NONE writes nothing
-    relative = [*plan.relative.offsets, *plan.relative.relr]
-    check_targets(f, loads, relative + written       # a TLS descriptor: 2 words
-                  + [at + 8 for g, cls in groups if cls is Rel.TLSDESC for at in g.offsets])
+    written = [g.offsets for g, cls in groups if cls is not Rel.NONE]     # NONE writes nothing
+    check_targets(f, loads, chain(plan.relative.offsets, plan.relative.relr, *written,
+                                  [at + 8 for g, cls in groups if cls is Rel.TLSDESC
+                                   for at in g.offsets]))      # a TLS descriptor: 2 words
     use = {i: TLS_USE[cls] for g, cls in groups if cls in TLS_USE for i in g.symbols}
     if use and (0 in use or any(plan.symbols[i].st_shndx for i in use)) and plan.tls is None:
         f.fail("damaged: TLS relocations of its own thread-local storage, but no PT_TLS")
     if plan.tls is not None:            # B + A and S + A into the image: tls.relocated_image
-        check_targets_outside(f, relative + written,
+        check_targets_outside(f, [*chain(plan.relative.offsets, plan.relative.relr, *written)],
                               [at for g, cls in groups if cls is not Rel.SYMBOLIC
                                for at in g.offsets], plan.tls)
     plan.names.check(plan.used.name)
@@ -226,12 +226,15 @@ def check_symbols(f: elf.ElfFile, loads: List[Elf64_Phdr], used: Any,
     the defined ones' values, sorted once, counted inside the segments by bisection; the
     TLS ones compared as a set. Symbol by symbol only if something is wrong (to name it),
     and for IFUNCs."""
-    values = sorted(compress(used.value, [shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and i not in use
-                                          for i, shndx in zip(used.indices, used.shndx)]))
+    special = (elf.SHN_UNDEF, elf.SHN_ABS)
+    defined = [shndx not in special for shndx in used.shndx]
+    if use:                                                   # the TLS ones: as a set, below
+        defined = [d and i not in use for d, i in zip(defined, used.indices)]
+    values = sorted(compress(used.value, defined))
     inside = sum(bisect.bisect_right(values, ph.p_vaddr + ph.p_memsz)
                  - bisect.bisect_left(values, ph.p_vaddr) for ph in loads)
     types = bytes(used.info).translate(SYMBOL_TYPE)          # st_info & 0xF: ELF64_ST_TYPE
-    tls, ifunc = int(elf.STT.TLS), int(elf.STT.GNU_IFUNC)
+    tls, ifunc = int(elf.STT_TLS), int(elf.STT_GNU_IFUNC)
     wrong = inside != len(values) or types.count(tls) != len(set(use) - {0}) or (
         use and set(compress(used.indices, map(tls.__eq__, types))) != set(use) - {0})
     for index in used if wrong else compress(used.indices, map(ifunc.__eq__, types)):
@@ -273,13 +276,13 @@ def check_symbol(f: elf.ElfFile, loads: List[Elf64_Phdr], sym: elf.Elf64_Sym, na
                  tls_use: Optional[str]) -> None:
     """A symbol a relocation uses: TLS exactly when a TLS relocation uses it, and then
     another library's; if defined here, inside the library."""
-    if (elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.TLS) != bool(tls_use):
+    if (elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_TLS) != bool(tls_use):
         f.fail(f"damaged: symbol {name!r} is used by a relocation of the other kind of storage "
                "(thread-local and ordinary)")
     if sym.st_shndx not in (elf.SHN_UNDEF, elf.SHN_ABS) and not tls_use:
         if segment_of(loads, sym.st_value, 0) is None:
             f.fail(f"damaged: symbol {name!r} lies outside the library")
-        if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT.GNU_IFUNC:
+        if elf.ELF64_ST_TYPE(sym.st_info) == elf.STT_GNU_IFUNC:
             check_code(f, loads, sym.st_value, "an IFUNC resolver")
 
 

@@ -40,6 +40,23 @@ def test_without_a_cache_folder_the_declarations_are_read_in_line(monkeypatch):
     assert isinstance(ffi, cffi.FFI) and ffi.dlopen(None).abs(-3) == 3
 
 
+def test_a_cffi_that_writes_to_file_names_only_leaves_the_declarations_in_line(monkeypatch, tmp_path):
+    """cffi before 1.16 (Debian 12's 1.15.1, the AArch64 harness's sysroot) takes a file
+    name, not a file object, and raises TypeError: the declarations are read in line and
+    no file is left (before: `import minildr` itself failed there)."""
+    import cffi.recompiler
+
+    def old_make_py_source(ffi, module_name, target_py_file, verbose=False):
+        with open(target_py_file, "w"):              # what 1.15.1 does with a StringIO
+            pass
+
+    monkeypatch.setattr(outofline, "cache_folder", lambda: tmp_path)
+    monkeypatch.setattr(cffi.recompiler, "make_py_source", old_make_py_source)
+    ffi = outofline.declared(fresh_name(), DECLARATIONS)
+    assert isinstance(ffi, cffi.FFI) and ffi.dlopen(None).abs(-3) == 3
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_damaged_module_is_read_in_line_instead(monkeypatch, tmp_path):
     monkeypatch.setattr(outofline, "cache_folder", lambda: tmp_path)
     name = fresh_name()

@@ -19,6 +19,7 @@ import pytest
 import minildr
 import minildr.native
 from minildr.native.classes import Rel
+from minildr.formats.reader import VIEWS_FROM
 from minildr.native.parse import parse
 
 from helpers import write_plugin
@@ -55,6 +56,20 @@ def test_plan_reads_the_file_and_runs_nothing(tmp_path):
     assert [tag for tag, _ in plan.init][-1] == "DT_INIT_ARRAY"    # the constructor: listed...
     assert not marker.exists()                                        # ...but never run
     assert not mappings_of(path.name)                                 # and nothing mapped
+
+
+def test_symbol_columns_picked_from_views_are_the_rows_unpacked():
+    """Table.columns_at (fields picked from strided views of the table, from VIEWS_FROM rows
+    on) gives, field by field, what unpacking each row gives, in the order asked, repeats
+    and all; and so does its row-by-row path for a few rows."""
+    plan = minildr.native.plan(AARCH64 / "relocs.so")
+    count = len(plan.symbols)
+    many, few = [*range(count - 1, 0, -1)] * (VIEWS_FROM // count + 2), [1, count - 1, 1]
+    assert len(few) < VIEWS_FROM <= len(many)
+    for indices in (many, few):
+        columns = plan.symbols.columns_at(indices)
+        assert [list(c) for c in columns] == [list(field) for field in zip(
+            *(plan.symbols[i] for i in indices))]
 
 
 def test_plan_of_a_library_for_another_machine_only_reads_it():
@@ -106,6 +121,47 @@ def test_plan_errors_name_the_file(tmp_path):
 
 # -- the garbage collector: paused during a load, left as it was found ------------
 @native_host
+@native_host
+def test_an_interrupt_as_the_load_ends_leaves_nothing_loaded_and_the_collector_resumed(greet_so):
+    """A KeyboardInterrupt at each line a finished load still runs (NativeLibrary's own
+    lines and the ones after the initialisers): it reaches the caller, nothing of the
+    library stays mapped, the collector is running again. (When the collector was
+    resumed in a `finally` after the load, an interrupt there left the library mapped
+    with no one holding it: the load-native campaign, event 2306 of 2309.)"""
+    import gc
+    import sys
+    from minildr.native import library
+    init, load = library.NativeLibrary.__init__.__code__, library.NativeLibrary._load.__code__
+    last = max(load.co_lines(), key=lambda row: row[2] or 0)[2]            # the load's last line
+    ends = [n for n, line in enumerate(open(load.co_filename).read().splitlines(), 1)
+            if load.co_firstlineno <= n <= last and "self._run_initialisers(" in line]
+    assert len(ends) == 1
+    points = 0
+    for point in range(1, 30):
+        seen = [0]
+
+        def interrupt(frame, event, arg, point=point):
+            if event == "line" and (frame.f_code is init or (
+                    frame.f_code is load and frame.f_lineno > ends[0])):
+                seen[0] += 1
+                if seen[0] == point:
+                    raise KeyboardInterrupt
+            return interrupt
+
+        gc.enable()
+        sys.settrace(lambda frame, event, arg: interrupt if frame.f_code in (init, load) else None)
+        try:
+            minildr.native.load(greet_so).close()
+        except KeyboardInterrupt:
+            points += 1
+        else:
+            break
+        finally:
+            sys.settrace(None)
+        assert not mappings_of(str(greet_so)) and gc.isenabled(), point
+    assert points >= 4
+
+
 def test_a_load_pauses_the_collector_and_leaves_it_as_it_found_it(tmp_path, greet_so):
     """NativeLibrary pauses gc for the load (library.py says why): no collection runs
     between its first trace event and its last, even with a threshold of one allocation,

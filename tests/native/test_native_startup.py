@@ -9,6 +9,7 @@ child process, since a wrong layout makes the walk read stray memory.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -123,6 +124,50 @@ print(second is not first, b"MINILDR_TEST_NEW" in names(second),
 """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "False", "True"]
+
+
+def test_while_environ_is_the_kernels_array_initialisers_get_the_initial_stack_itself():
+    """What glibc passes (__libc_argv, __environ): while environ is still the array the kernel
+    wrote, argv and envp point into the initial stack itself (found from __libc_stack_end),
+    no block is built; once unsetenv has shortened that array in place (the auxiliary
+    vector no longer follows its NULL) a block is built, without the removed name, laid out
+    as the stack (argv's NULL, envp, its NULL, then AT_NULL-terminated pairs); and setenv
+    (environ moved to the heap) gets a block too."""
+    code = """
+import os, sys
+from minildr.native import initstack
+from minildr.native.libc import ffi, libc
+stack = ffi.cast("uintptr_t *", ffi.cast("uintptr_t *", libc.dlsym(ffi.NULL, b"__libc_stack_end"))[0])
+environ = ffi.cast("uintptr_t *", libc.dlsym(ffi.NULL, b"environ"))[0]
+first = initstack.initial_stack()
+def address(pointer):
+    return int(ffi.cast("uintptr_t", pointer))
+def names(block):
+    found, i = [], 0
+    while block.envp[i] != ffi.NULL:
+        found.append(ffi.string(block.envp[i]).split(b"=")[0])
+        i += 1
+    return found, block.envp + i + 1
+kernels = (address(first.argv) == address(stack + 1) and address(first.envp) == environ
+           and first.argc == len(sys.orig_argv) and not initstack._blocks)
+del os.environ["MINILDR_TEST_GONE"]                  # unsetenv: the array shortened in place
+second = initstack.initial_stack()
+found, vector = names(second)
+vector, pairs = ffi.cast("uintptr_t *", vector), {}
+while vector[0]:
+    pairs[vector[0]] = vector[1]
+    vector += 2
+os.environ["MINILDR_TEST_NEW"] = "1"                 # setenv: environ moved to the heap
+third = initstack.initial_stack()
+print(kernels, address(second.envp) != environ, b"MINILDR_TEST_GONE" not in found,
+      b"MINILDR_TEST_KEPT" in found, second.argv[second.argc] == ffi.NULL,
+      pairs.get(6) == libc.getauxval(6), third is not second, b"MINILDR_TEST_NEW" in names(third)[0])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "MINILDR_TEST_GONE": "1", "MINILDR_TEST_KEPT": "1"},
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True"] * 8
 
 
 @pytest.mark.parametrize("environment", ["inherited", "empty"])
