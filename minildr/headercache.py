@@ -24,8 +24,9 @@ uses a name the preprocessor resolves in ways not listed above (#include
 with a macro or a path with a folder in it, #include_next, #import,
 __has_include) or whose expansion depends on when or where it runs
 (__DATE__, __TIME__, __TIMESTAMP__, __FILE__, __BASE_FILE__, __COUNTER__);
-a file or folder outside the build's folder that changed (its ctime) after
-the preprocessor started, since its fingerprint might not be what it read;
+a file or folder outside the build's folder that changed (its ctime) less
+than files.SETTLED_NS before the preprocessor started, since on a coarse
+clock its fingerprint might not be what it read (git's racy-clean rule);
 MSVC (no -MD output). A file that is not a regular file, or too large, makes
 the fingerprint fail, and the header is preprocessed again.
 """
