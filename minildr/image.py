@@ -465,10 +465,13 @@ def _remember_built(key: str, built: _Built) -> None:
 def _read_built(path: "os.PathLike[str] | str", now: Identity) -> Optional[PluginImage]:
     """The bytes this process built at `path` (a BuiltPath), or its file as edited in place.
 
-    Still our file (device, inode, size, mtime): our bytes, without reading the
-    name again (between a stat and a read another process may rename its build
-    over ours). Another file in its place: our bytes too. The same device and
-    inode number with other contents is our file edited in place only if it is
+    Still our file (device, inode, size, mtime) and settled (PluginImage.trusted:
+    its times older than SETTLED_NS when last read, so a same-size edit would have
+    moved them): our bytes, without reading the name again (between a stat and a
+    read another process may rename its build over ours). Written more recently,
+    it is read again, pinned to our inode object, until a read finds it settled.
+    Another file in its place: our bytes too. The same device and inode number
+    with other contents is our file edited in place only if it is
     provably the same inode object: inode numbers are reused (ext4 gives a
     freed one to the next file it creates), so another process's newer build,
     written to a file that got our old number and renamed over the name,
@@ -489,12 +492,18 @@ def _read_built(path: "os.PathLike[str] | str", now: Identity) -> Optional[Plugi
     if built is None:
         return None
     mine = built.image
-    if _same_contents_key(mine.identity) == _same_contents_key(now):
-        return mine         # still the file we wrote: no read, so no window for a rename
+    if _same_contents_key(mine.identity) == _same_contents_key(now) and mine.trusted:
+        return mine         # still the file we wrote, settled: no read, no window for a rename
     path = os.fspath(path)
     if mine.identity[:2] == now[:2]:
+        # Our inode, and either changed since or written too recently for its times to
+        # show a same-size edit (SETTLED_NS): read it, pinned to our inode object.
         edited = _read_file(path, checked=True,
                             inode=(*mine.identity[:2], built.generation))  # type: ignore[arg-type]
+        if edited is not None and edited.sha256 == mine.sha256 and \
+                _same_contents_key(edited.identity) == _same_contents_key(mine.identity):
+            mine.trusted = edited.trusted       # the bytes we wrote; trusted once settled
+            return mine
         if edited is not None:                      # our inode, changed in place since
             if built.generation is None:
                 log.info("open %s: the file this process built there was changed in place; "

@@ -327,3 +327,54 @@ def test_a_file_is_trusted_by_its_stat_from_the_read_that_finds_it_settled(
     assert images.unchanged(greet_so) is image
     with reopened(greet_so) as plugin:                      # one stat, no read
         assert len(reads) == 5 and plugin.sha256 == image.sha256
+
+
+def _built_who(folder, value):
+    """`who` built by this process into `folder` (a BuiltPath): who() = value, a variable
+    in its data (so a test can find and change it in the file on any machine)."""
+    source = f"int value = {value};\nint who(void) {{ return value; }}\n"
+    return write_plugin(folder, "who", source, "int who(void);\n")
+
+
+def test_a_rewrite_within_one_tick_of_a_build_is_opened_as_it_is_now(tmp_path, coarse_clock):
+    """open(build(...)) trusts the file this process built by its stat only once it has
+    settled: a same-size edit in place made within one tick of the build (times left as
+    they were by the coarse clock) is read, and its bytes load. Without the rule the
+    build's own bytes were opened (_read_built compared device, inode, size, mtime)."""
+    built = _built_who(tmp_path, 0x5EED1234)
+    coarse_clock(built)
+    with minildr.open(built) as plugin:
+        assert plugin.lookup("who", "int (void)")() == 0x5EED1234
+        first = plugin.sha256
+    before = os.stat(built)
+    data = bytearray(built.read_bytes())
+    at = data.index((0x5EED1234).to_bytes(4, "little"))      # `value` in .data
+    data[at:at + 4] = (0x5EED1235).to_bytes(4, "little")
+    with open(built, "r+b") as f:
+        f.write(data)
+    after = os.stat(built)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == \
+        (before.st_ino, before.st_size, before.st_mtime_ns)
+    with minildr.open(built) as plugin:
+        assert plugin.sha256 == hashlib.sha256(data).hexdigest() != first
+        assert plugin.lookup("who", "int (void)")() == 0x5EED1235
+
+
+def test_a_build_is_read_until_it_settles_then_trusted_by_its_stat(tmp_path, monkeypatch):
+    """Just built: each open(build(...)) reads the file again (pinned to its inode) and,
+    the bytes being the same, loads the build's bytes; once a read begins SETTLED_NS
+    after its times, the next opens read nothing."""
+    built = _built_who(tmp_path, 3)
+    reads = reads_of(monkeypatch)
+    digests = set()
+    for _ in range(2):
+        with minildr.open(built) as plugin:
+            assert plugin.lookup("who", "int (void)")() == 3
+            digests.add(plugin.sha256)
+    assert len(reads) == 2 and digests == {hashlib.sha256(built.read_bytes()).hexdigest()}
+    real = images._wall_clock_ns
+    monkeypatch.setattr(images, "_wall_clock_ns", lambda: real() + images.SETTLED_NS)
+    for _ in range(3):
+        with minildr.open(built) as plugin:
+            assert plugin.lookup("who", "int (void)")() == 3
+    assert len(reads) == 3
