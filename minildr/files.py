@@ -229,16 +229,16 @@ def read_same_file(path: "os.PathLike[str] | str", limit: int, inode: InodeObjec
     The check is made on the descriptor read, so a rename over the name
     between the caller's stat and this read is seen (None), not read.
     """
-    path = os.fspath(path)
-    fd = _open_to_read(path)
-    try:
-        st = os.fstat(fd)
-        _check_regular(path, st)             # no ioctl on whatever else the name may be now
-        if (st.st_dev, st.st_ino) != inode[:2] or generation(fd) != inode[2]:
-            return None
-        return _read_descriptor(path, fd, limit, head)
-    finally:
-        os.close(fd)
+    return _through_descriptor(os.fspath(path), _read_if_same, limit, inode, head)
+
+
+def _read_if_same(path: str, fd: int, limit: int, inode: InodeObject,
+                  head: Optional[Callable[[bytes], None]]) -> Optional[Tuple[bytes, Identity]]:
+    st = os.fstat(fd)
+    _check_regular(path, st)                 # no ioctl on whatever else the name may be now
+    if (st.st_dev, st.st_ino) != inode[:2] or generation(fd) != inode[2]:
+        return None
+    return _read_descriptor(path, fd, limit, head)
 
 
 def _open_to_read(path: str) -> int:
