@@ -44,7 +44,7 @@ class _RecordType(type):
             raise TypeError(f"{name}: a field without a default follows one with a default")
         record = collections.namedtuple(name, fields, defaults=defaults or None,
                                         module=namespace["__module__"])
-        record.__annotations__ = annotations
+        record.__annotations__ = record.__new__.__annotations__ = annotations
         for key, value in namespace.items():            # docstring, methods, properties
             if key not in meta._OWN and key not in annotations:
                 setattr(record, key, value)
