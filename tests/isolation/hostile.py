@@ -190,6 +190,9 @@ MODES = ("in-process", "isolated", "sandboxed")
 MEMORY_LIMIT = 1 << 30            # the sandbox's memory= in these runs
 ALLOCATION = 3 << 29              # 1.5 GiB: past it, within an isolated worker's 4 GiB
 CPU_LIMIT = 1                     # the sandbox's cpu_seconds= for the spinning plugin
+# CPU seconds the spinning plugin asks for: past CPU_LIMIT (the sandboxed worker is
+# stopped at it), and little more: the isolated and in-process hosts spin all of it.
+SPIN = CPU_LIMIT + 0.25
 SECRET = "MINILDR_TEST_SECRET"
 
 # action: (words for the table, function, its C type, arguments from the context)
@@ -215,7 +218,8 @@ ACTIONS: Dict[str, Tuple[str, str, str, Tuple[str, ...]]] = {
                       ("secret_name",)),
     "allocate": ("allocate 1.5 GiB (sandbox limit: 1 GiB)", "allocate", "int (long long)",
                  ("allocation",)),
-    "spin": ("spin 2 s of CPU (sandbox limit: 1 s)", "spin", "int (double)", ("spin",)),
+    "spin": (f"spin {SPIN} s of CPU (sandbox limit: {CPU_LIMIT} s)", "spin", "int (double)",
+             ("spin",)),
 }
 
 
@@ -313,7 +317,7 @@ def context_in(folder: Path, servers: Servers) -> dict:
             "new_file": str(folder / "created-by-plugin.txt"),
             "home": os.path.expanduser("~"), "tcp_port": servers.tcp.getsockname()[1],
             "udp_port": servers.udp.getsockname()[1], "secret_name": SECRET,
-            "allocation": ALLOCATION, "spin": 2.0}
+            "allocation": ALLOCATION, "spin": SPIN}
 
 
 def observe(mode: str, plugin: Path, other: Path, folder: Path) -> Dict[str, dict]:
