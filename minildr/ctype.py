@@ -287,6 +287,7 @@ def pointer_to(ctype: str, types: str = "") -> str:
     return spell(c_ast.PtrDecl(quals=[], type=_probe(ctype, types).type))
 
 
+@functools.lru_cache(maxsize=16)
 def _probe(ctype: str, types: str) -> c_ast.Node:
     """`ctype` read as the one parameter of a probe function, in the scope of `types`.
 
@@ -294,6 +295,14 @@ def _probe(ctype: str, types: str) -> c_ast.Node:
     to the grammar a typedef name is a typedef name, whatever it stands
     for), so the cost is the length of `ctype`, not of `types`, which are
     read once per manifest (`type_names`).
+
+    The last few readings are kept: canonical, pointer_to and signature read
+    the same text one after the other (a typed lookup canonicalises the type
+    asked for, which is the export's own spelling; isolation then reads the
+    export's signature to marshal it), and each parsed it again: ~0.6 s apiece
+    for a 10,000-parameter type. The node is shared, so no caller may change
+    it (spell() strips names from a copy). A text that fails is read again
+    each time (lru_cache keeps no exception).
     """
     if not ctype.strip() or re.search(r"[;{}]", ctype):
         raise CTypeError(f"{ctype!r} is not a C type")

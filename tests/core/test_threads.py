@@ -59,7 +59,7 @@ def cname(function) -> str:
 
 def reparse() -> None:
     """Forget the parsed types, so that the next lookups parse (and race) again."""
-    for cached in (minildr.ctype.pointer_to, minildr.ctype.canonical):
+    for cached in (minildr.ctype.pointer_to, minildr.ctype.canonical, minildr.ctype._probe):
         getattr(cached, "cache_clear", lambda: None)()
 
 
