@@ -319,9 +319,19 @@ def _probe(ctype: str, types: str) -> c_ast.Node:
 
 
 def _probe_all(ctypes: List[str], types: str) -> List[c_ast.Node]:
-    """Each of `ctypes` read as one parameter of a single probe function (one parse)."""
+    """Each of `ctypes` read as one parameter of a single probe function (one parse).
+
+    One text alone is the text `_probe` parses: its kept reading is used when
+    it has one (a plugin's first typed lookup canonicalised the very text of
+    its one export type); a text `_probe` refuses is read here, as before.
+    """
     if not ctypes:
         return []
+    if len(ctypes) == 1:
+        try:
+            return [_probe(ctypes[0], types)]
+        except CTypeError:
+            pass                               # this function's own reading and error
     text = ", ".join(ctypes)
     used = sorted(set(re.findall(r"[A-Za-z_]\w*", text)) & type_names(types))
     ast = parse("".join(f"typedef int {name};\n" for name in used)

@@ -397,6 +397,37 @@ def test_one_type_text_is_parsed_once_for_canonical_signature_and_pointer_to(mon
     assert ctype.canonical(text) == answers[0]           # from the kept node, unchanged
 
 
+def test_a_manifest_of_one_export_type_reuses_the_reading_of_its_lookup(monkeypatch):
+    """The first typed lookup of a plugin canonicalises the type asked for, then reads
+    every export type as one batch (_probe_all): with one export type the batch is the
+    same text, read once; cffi reads the pointer types after (its own parse). What the
+    batch gives is what it gives without the kept reading, and a text _probe refuses
+    gets the batch's own verdict."""
+    from pycparser import c_parser
+    text = "int (" + ", ".join(["int"] * 50) + ")"
+    ctype.cffi_types.cache_clear()
+    ctype._probe.cache_clear()
+    alone = ctype.CffiTypes("", (text,)).pointer(text).cname
+    parses = []
+    parse = c_parser.CParser.parse
+
+    def counted_parse(self, source, *args, **kwargs):
+        parses.append(source)
+        return parse(self, source, *args, **kwargs)
+
+    for cache in (ctype.canonical, ctype._probe):
+        cache.cache_clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(c_parser.CParser, "parse", counted_parse)
+        assert ctype.canonical(text) == text
+        assert ctype.CffiTypes("", (text,)).pointer(text).cname == alone
+    probes = [p for p in parses if "__minildr_probe__" in p]
+    assert len(probes) == 1, probes                      # (cffi's own parse not counted)
+    refused = ctype.CffiTypes("", ("foo",))              # a bare name: _probe refuses it
+    with pytest.raises(ctype.CTypeError, match="'ID' object has no attribute"):
+        refused.pointer("foo")                           # the batch's verdict, as on main
+
+
 def test_export_types_are_read_all_at_once_and_each_on_its_own_when_one_fails():
     """The batch (one pycparser and one cffi parse for all exports) gives what reading
     each export's pointer type on its own gives; a type cffi cannot take, or text that is
