@@ -11,8 +11,9 @@ all PROCESSES processes have reached it (a barrier of files in FOLDER/gate):
 the builds of one round start together, so their installs and opens
 overlap in every round rather than where the processes' paces happen to
 bring them together (a build is ~60 ms of compiler runs; the window between
-one process's install and its open is a few ms). Prints one line per failure: a round whose
-build or open raised, or that called back another process's constant.
+one process's install and its open is a few ms). Prints one line per
+failure: a round whose build or open raised, or that called back another
+process's constant.
 Exit status 0 only if no round failed.
 """
 from __future__ import annotations
