@@ -1,0 +1,145 @@
+"""A worker's own folder: made for it, gone with it, and nothing but it ever removed.
+
+Each isolated worker runs in a temporary folder of its own, its current
+folder (process.py), which its plugin may fill. Whatever ends the host, the
+folder goes:
+
+- the host makes it, its name recorded before it exists (`fresh_name`, then
+  `make`: an interrupt as mkdir returns still leaves it known), and removes
+  it at close, at a failed start, at its garbage collection or exit (`remove`);
+- the worker's keeper (tree.py) removes it as it ends, once every process
+  of the plugin is gone (`remove_current`): so also when the host was killed
+  (SIGKILL, os._exit) while the worker lived; and the init of the worker's
+  PID namespace does the same when the keeper was killed too.
+
+A plugin is hostile: it may put files, symbolic links and folders in its
+folder, or rename the folder and put a symbolic link or another folder
+under its name. Removing follows no symbolic link: the folder is opened
+with O_NOFOLLOW and emptied through that descriptor (shutil.rmtree with
+dir_fd below it, which works through descriptors too:
+shutil.rmtree.avoids_symlink_attacks), and it is the folder made only if it
+is the same inode (device and inode number) as the one made, or for the
+keeper the one it runs in. What is not (a folder put under its name) is left
+alone. The name itself goes last (rmdir), and only if it still names that
+folder. The keeper and the init run no plugin code and live in the host's
+mount namespace (the server's private /proc is in a namespace of its own:
+mounts.py), so what a plugin mounts is never under the folder they remove.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from typing import Optional, Tuple
+
+PREFIX = "minildr-worker-"
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+Identity = Tuple[int, int]          # (st_dev, st_ino) of the folder made
+
+
+def fresh_name() -> str:
+    """The path of a new worker folder in the temporary folder (tempfile.gettempdir():
+    $TMPDIR, else /tmp): PREFIX and 128 random bits, so no other folder has it."""
+    return os.path.join(tempfile.gettempdir(), PREFIX + os.urandom(16).hex())
+
+
+def make(path: str) -> Identity:
+    """Make the folder `path` (mode 0700) and return its identity."""
+    os.mkdir(path, 0o700)
+    made = os.lstat(path)
+    return made.st_dev, made.st_ino
+
+
+def remove(path: str, made: Optional[Identity]) -> None:
+    """Remove the folder made at `path` (identity `made`) and everything in it, if it
+    is still that folder; `made` None (interrupted as it was made): only if empty."""
+    if made is None:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+        return
+    try:
+        fd = os.open(path, _OPEN_FOLDER)
+    except OSError:                 # gone already, or a symbolic link now: not ours
+        return
+    try:
+        _remove_if(fd, path, made)
+    finally:
+        os.close(fd)
+
+
+def remove_current() -> None:
+    """Remove this process's current folder, if it is a worker's (named PREFIX...), and
+    everything in it: the keeper's, and the init's, last step (see the module)."""
+    try:
+        path = os.getcwd()          # where the folder is now, if the plugin renamed it
+        fd = os.open(".", _OPEN_FOLDER)
+    except OSError:                 # removed already
+        return
+    try:
+        if os.path.basename(path).startswith(PREFIX):
+            here = os.fstat(fd)
+            _remove_if(fd, path, (here.st_dev, here.st_ino))
+    finally:
+        os.close(fd)
+
+
+def _remove_if(fd: int, path: str, made: Identity) -> None:
+    """Empty the folder open as `fd` if it is `made`, then remove its name `path` if that
+    still names it."""
+    here = os.fstat(fd)
+    if (here.st_dev, here.st_ino) != made:
+        return                      # another folder under its name: not ours to remove
+    _empty(fd)
+    with contextlib.suppress(OSError):
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) == made:
+            os.rmdir(path)
+
+
+def _empty(top: int) -> None:
+    """Remove everything in the folder open as `top`, following no symbolic link.
+
+    Holds two descriptors at most, whatever the depth: each pass removes the
+    files of `top` and of its folders, moves the folders found inside those up
+    into `top` (renameat), and removes what it emptied; a pass that removes
+    nothing ends it (what cannot be removed stays). shutil.rmtree recurses
+    instead, one descriptor and one Python frame per level: a plugin's
+    thousands of nested folders made it fail (EMFILE, RecursionError).
+    """
+    progress = True
+    while progress:
+        progress = False
+        with os.scandir(top) as entries:
+            found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+        for name, is_folder in found:
+            if is_folder:
+                progress = _lift(top, name) or progress
+            with contextlib.suppress(OSError):
+                (os.rmdir if is_folder else os.unlink)(name, dir_fd=top)
+                progress = True
+
+
+def _lift(top: int, name: str) -> bool:
+    """Remove the files in `top`'s folder `name`, and move its folders up into `top`;
+    whether anything was."""
+    done = False
+    try:
+        fd = os.open(name, _OPEN_FOLDER, dir_fd=top)  # a symbolic link now: ELOOP, skipped
+    except OSError:
+        return done
+    try:
+        with os.scandir(fd) as entries:
+            found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+        for inner, is_folder in found:
+            with contextlib.suppress(OSError):
+                if is_folder:
+                    os.rename(inner, PREFIX + os.urandom(16).hex(), src_dir_fd=fd,
+                              dst_dir_fd=top)
+                else:
+                    os.unlink(inner, dir_fd=fd)
+                done = True
+    finally:
+        os.close(fd)
+    return done
