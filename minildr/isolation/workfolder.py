@@ -15,15 +15,15 @@ folder goes:
 A plugin is hostile: it may put files, symbolic links and folders in its
 folder, or rename the folder and put a symbolic link or another folder
 under its name. Removing follows no symbolic link: the folder is opened
-with O_NOFOLLOW and emptied through that descriptor (shutil.rmtree with
-dir_fd below it, which works through descriptors too:
-shutil.rmtree.avoids_symlink_attacks), and it is the folder made only if it
-is the same inode (device and inode number) as the one made, or for the
-keeper the one it runs in. What is not (a folder put under its name) is left
-alone. The name itself goes last (rmdir), and only if it still names that
-folder. The keeper and the init run no plugin code and live in the host's
-mount namespace (the server's private /proc is in a namespace of its own:
-mounts.py), so what a plugin mounts is never under the folder they remove.
+with O_NOFOLLOW and emptied through that descriptor, as shutil.rmtree does
+(shutil.rmtree.avoids_symlink_attacks), but without recursion (_empty) and
+without entering another file system mounted inside; and only if it is the
+same inode (device and inode number) as the one made, or for the keeper the
+one it runs in. What is not (a folder put under its name) is left alone. The
+name itself goes last (rmdir), and only if it still names that folder. The
+keeper and the init run no plugin code and live in the host's mount
+namespace (the server's private /proc is in a namespace of its own:
+mounts.py), so what a plugin mounts there is never under the folder they remove.
 """
 from __future__ import annotations
 
@@ -91,15 +91,16 @@ def _remove_if(fd: int, path: str, made: Identity) -> None:
     here = os.fstat(fd)
     if (here.st_dev, here.st_ino) != made:
         return                      # another folder under its name: not ours to remove
-    _empty(fd)
+    _empty(fd, here.st_dev)
     with contextlib.suppress(OSError):
         now = os.lstat(path)
         if (now.st_dev, now.st_ino) == made:
             os.rmdir(path)
 
 
-def _empty(top: int) -> None:
-    """Remove everything in the folder open as `top`, following no symbolic link.
+def _empty(top: int, device: int) -> None:
+    """Remove everything in the folder open as `top` (on `device`), following no symbolic
+    link and entering no other file system (a mount point is left as it is).
 
     Holds two descriptors at most, whatever the depth: each pass removes the
     files of `top` and of its folders, moves the folders found inside those up
@@ -115,13 +116,13 @@ def _empty(top: int) -> None:
             found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
         for name, is_folder in found:
             if is_folder:
-                progress = _lift(top, name) or progress
+                progress = _lift(top, name, device) or progress
             with contextlib.suppress(OSError):
                 (os.rmdir if is_folder else os.unlink)(name, dir_fd=top)
                 progress = True
 
 
-def _lift(top: int, name: str) -> bool:
+def _lift(top: int, name: str, device: int) -> bool:
     """Remove the files in `top`'s folder `name`, and move its folders up into `top`;
     whether anything was."""
     done = False
@@ -130,6 +131,8 @@ def _lift(top: int, name: str) -> bool:
     except OSError:
         return done
     try:
+        if os.fstat(fd).st_dev != device:             # another file system mounted here
+            return done
         with os.scandir(fd) as entries:
             found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
         for inner, is_folder in found:

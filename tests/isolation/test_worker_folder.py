@@ -246,3 +246,34 @@ def test_a_name_whose_making_was_interrupted_is_removed_only_if_empty(tmp_path):
     (made / "f").unlink()
     workfolder.remove(str(made), None)
     assert not made.exists()
+
+
+
+MOUNTED = r"""
+import os, subprocess, sys
+from minildr.isolation import workfolder
+outside, folder = sys.argv[1], sys.argv[2]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", outside], check=True)
+with open(os.path.join(outside, "keep"), "w") as f:
+    f.write("mine")
+made = workfolder.make(folder)
+os.mkdir(os.path.join(folder, "mnt"))
+subprocess.run(["mount", "--bind", outside, os.path.join(folder, "mnt")], check=True)
+workfolder.remove(folder, made)
+print(sorted(os.listdir(outside)))
+"""
+
+
+def test_removing_enters_no_other_file_system(tmp_path):
+    """A file system mounted inside a worker's folder (a tmpfs, in a private mount namespace
+    here) is not emptied: removing stays on the folder's own file system."""
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a private mount namespace here (needs root or user namespaces)")
+    (tmp_path / "outside").mkdir()
+    done = subprocess.run(["unshare", "-m", sys.executable, "-c", MOUNTED, str(tmp_path / "outside"),
+                           str(tmp_path / (workfolder.PREFIX + "m"))],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    if "mount" in done.stderr and done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['keep']"]
