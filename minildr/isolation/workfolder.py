@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import tempfile
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple, TypeVar
+
+from ..files import close_all
 
 PREFIX = "minildr-worker-"
 _OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Identity = Tuple[int, int]          # (st_dev, st_ino) of the folder made
+T = TypeVar("T")
 
 
 def fresh_name() -> str:
@@ -59,14 +61,7 @@ def remove(path: str, made: Optional[Identity]) -> None:
         with contextlib.suppress(OSError):
             os.rmdir(path)
         return
-    try:
-        fd = os.open(path, _OPEN_FOLDER)
-    except OSError:                 # gone already, or a symbolic link now: not ours
-        return
-    try:
-        _remove_if(fd, path, made)
-    finally:
-        os.close(fd)
+    _through(path, None, _remove_if, path, made)
 
 
 def remove_current() -> None:
@@ -74,15 +69,36 @@ def remove_current() -> None:
     everything in it: the keeper's, and the init's, last step (see the module)."""
     try:
         path = os.getcwd()          # where the folder is now, if the plugin renamed it
-        fd = os.open(".", _OPEN_FOLDER)
     except OSError:                 # removed already
         return
+    if os.path.basename(path).startswith(PREFIX):
+        _through(".", None, _remove_here, path)
+
+
+def _through(path: str, folder: Optional[int], step: Callable[..., T], *args: object
+             ) -> Optional[T]:
+    """`step(fd, *args)` on the folder `path` (in the folder open as `folder`, if given)
+    opened as fd, following no symbolic link; None if it cannot be opened (gone, or a
+    symbolic link now). The descriptor is held from the statement that opens it and
+    closed inside the try, as files._through_descriptor does: an interrupt at any line
+    closes it."""
+    fds: List[int] = []
     try:
-        if os.path.basename(path).startswith(PREFIX):
-            here = os.fstat(fd)
-            _remove_if(fd, path, (here.st_dev, here.st_ino))
-    finally:
-        os.close(fd)
+        try:
+            fds.append(os.open(path, _OPEN_FOLDER, dir_fd=folder))
+        except OSError:
+            return None
+        result = step(fds[0], *args)
+        os.close(fds.pop())
+        return result
+    except BaseException:
+        close_all(fds)
+        raise
+
+
+def _remove_here(fd: int, path: str) -> None:
+    here = os.fstat(fd)
+    _remove_if(fd, path, (here.st_dev, here.st_ino))
 
 
 def _remove_if(fd: int, path: str, made: Identity) -> None:
@@ -124,25 +140,21 @@ def _empty(top: int, device: int) -> None:
 
 def _lift(top: int, name: str, device: int) -> bool:
     """Remove the files in `top`'s folder `name`, and move its folders up into `top`;
-    whether anything was."""
+    whether anything was (a symbolic link now: nothing)."""
+    return bool(_through(name, top, _lift_from, top, device))
+
+
+def _lift_from(fd: int, top: int, device: int) -> bool:
+    if os.fstat(fd).st_dev != device:                 # another file system mounted here
+        return False
     done = False
-    try:
-        fd = os.open(name, _OPEN_FOLDER, dir_fd=top)  # a symbolic link now: ELOOP, skipped
-    except OSError:
-        return done
-    try:
-        if os.fstat(fd).st_dev != device:             # another file system mounted here
-            return done
-        with os.scandir(fd) as entries:
-            found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-        for inner, is_folder in found:
-            with contextlib.suppress(OSError):
-                if is_folder:
-                    os.rename(inner, PREFIX + os.urandom(16).hex(), src_dir_fd=fd,
-                              dst_dir_fd=top)
-                else:
-                    os.unlink(inner, dir_fd=fd)
-                done = True
-    finally:
-        os.close(fd)
+    with os.scandir(fd) as entries:
+        found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for inner, is_folder in found:
+        with contextlib.suppress(OSError):
+            if is_folder:
+                os.rename(inner, PREFIX + os.urandom(16).hex(), src_dir_fd=fd, dst_dir_fd=top)
+            else:
+                os.unlink(inner, dir_fd=fd)
+            done = True
     return done
