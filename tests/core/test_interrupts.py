@@ -203,12 +203,14 @@ def test_an_interrupted_isolated_close_is_finished_by_the_next(greet_so, monkeyp
     minildr.open(greet_so, isolate=True).close()
     fds, kids = child.descriptors(), child.children()
     plugin = minildr.open(greet_so, isolate=True)
-    monkeypatch.setattr(process, "shutil", _InterruptOnce(process.shutil))
+    folder = plugin._worker.folder
+    monkeypatch.setattr(process, "workfolder", _InterruptOnce(process.workfolder))
     with pytest.raises(KeyboardInterrupt):
         plugin.close()
     monkeypatch.undo()
     plugin.close()
     assert plugin.closed and _left_since(fds, kids) == []
+    assert not os.path.exists(folder)
 
 
 def _mapped(name: str) -> list:
