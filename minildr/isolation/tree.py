@@ -27,8 +27,8 @@ kills the rest of the tree and ends the same way, so the host sees the
 server's signal or exit code), the lifeline reaching end-of-file (the host
 is gone) and SIGTERM (the host stops the worker): in each case it kills the
 whole tree first, then removes the worker's folder (workfolder.py: also when
-the host was killed and cannot). The server has PR_SET_PDEATHSIG: if the keeper itself is
-killed, the server goes too.
+the host was killed and cannot). The server has PR_SET_PDEATHSIG: if the
+keeper itself is killed, the server goes too.
 Elsewhere (macOS) the worker serves in the process the host started, which
 is a process-group leader; the host kills the group.
 """

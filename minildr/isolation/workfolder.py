@@ -7,10 +7,15 @@ folder goes:
 - the host makes it, its name recorded before it exists (`fresh_name`, then
   `make`: an interrupt as mkdir returns still leaves it known), and removes
   it at close, at a failed start, at its garbage collection or exit (`remove`);
-- the worker's keeper (tree.py) removes it as it ends, once every process
-  of the plugin is gone (`remove_current`): so also when the host was killed
-  (SIGKILL, os._exit) while the worker lived; and the init of the worker's
+- the worker's keeper (tree.py) removes it as it ends, however it ends, once
+  every process of the plugin is gone (`remove_current`): so also when the
+  host was killed (SIGKILL, os._exit) while the worker lived (after a close
+  the host then finds it gone, one failed open); and the init of the worker's
   PID namespace does the same when the keeper was killed too.
+
+Only a folder whose host, keeper and init were all killed at once (or, with
+no PID namespace, host and keeper) has no one left to remove it; so does a
+host killed on a system without a keeper (macOS).
 
 A plugin is hostile: it may put files, symbolic links and folders in its
 folder, or rename the folder and put a symbolic link or another folder
