@@ -182,7 +182,8 @@ def from_outside(info: "signal.struct_siginfo") -> bool:
 
 def orphaned(cgroup: str) -> None:
     """The init, its keeper gone: leave the cgroup, kill every process of the namespace
-    (kill(-1) from its init reaches them all), reap them, remove the cgroup, end."""
+    (kill(-1) from its init reaches them all), reap them, remove the cgroup and the
+    worker's folder, end."""
     pids.leave_cgroup(cgroup)
     try:
         os.kill(-1, signal.SIGKILL)
