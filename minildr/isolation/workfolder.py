@@ -11,11 +11,11 @@ folder goes:
   every process of the plugin is gone (`remove_current`): so also when the
   host was killed (SIGKILL, os._exit) while the worker lived (after a close
   the host then finds it gone, one failed open); and the init of the worker's
-  PID namespace does the same when the keeper was killed too.
+  PID namespace does the same when the keeper was killed too; where no keeper
+  runs (macOS), the worker itself, as its lifeline breaks (worker.py).
 
 Only a folder whose host, keeper and init were all killed at once (or, with
-no PID namespace, host and keeper) has no one left to remove it; so does a
-host killed on a system without a keeper (macOS).
+no PID namespace, host and keeper) has no one left to remove it.
 
 A plugin is hostile: it may put files, symbolic links and folders in its
 folder, or rename the folder and put a symbolic link or another folder

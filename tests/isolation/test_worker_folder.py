@@ -284,3 +284,31 @@ def test_removing_enters_no_other_file_system(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip().splitlines()[-1]}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['keep']"]
+
+
+WITHOUT_KEEPER = r"""
+import sys, minildr
+from minildr.isolation import process
+# Its workers serve without a keeper, as on macOS (tree.KEEPS_TREE is read at their start).
+process.BOOT = process.BOOT.replace(
+    "; main(", "; import minildr.isolation.tree as t; t.KEEPS_TREE = False; main(")
+plugin = minildr.open(sys.argv[1] if len(sys.argv) > 1 else {path!r}, isolate=True)
+assert plugin.containment.reason == "no keeper on this system", plugin.containment
+hang = plugin.lookup("hang", "void (void)")
+print(plugin.worker_pid, flush=True)
+hang()
+"""
+
+
+@requires_linux("the host's children outlive it below the guard (a subreaper)")
+def test_a_worker_without_a_keeper_removes_its_folder_when_its_host_is_killed(plugin_path,
+                                                                              temp):
+    """Where no keeper runs (macOS: tree.KEEPS_TREE), the worker's lifeline thread removes
+    its folder as it exits; before, a killed host left it."""
+    host = WITHOUT_KEEPER.format(path=str(plugin_path))
+    result = subprocess.run([sys.executable, "-c", ORPHAN_GUARD, host, "kill"],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert int(outcome["first"]) > 0 and outcome["state"] == "none left", outcome
+    assert left(temp) == []
