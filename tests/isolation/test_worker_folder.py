@@ -159,9 +159,21 @@ time.sleep(600)                                   # until the test kills it
 """
 
 
+def zombie_or_gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie not yet reaped, or gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
 @requires_linux("PID namespaces")
 def test_the_namespaces_init_removes_the_folder_when_host_and_keeper_are_killed(
         plugin_path, temp):
+    """SIGKILL to the keeper, then to the host: the init of the worker's PID namespace,
+    woken by its keeper's death, removes the folder (tree.orphaned)."""
     host = subprocess.Popen([sys.executable, "-c", HOST_KILLED_WITH_ITS_KEEPER, str(plugin_path)],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -170,6 +182,11 @@ def test_the_namespaces_init_removes_the_folder_when_host_and_keeper_are_killed(
             pytest.skip("no PID namespace here: no init outlives the keeper")
         assert len(list(temp.iterdir())) == 1
         os.kill(keeper, signal.SIGKILL)
+        # The keeper dead (a zombie: the host never reaps it), its init has had its
+        # parent-death signal before the host goes and the server with it.
+        deadline = time.monotonic() + 10
+        while not zombie_or_gone(keeper) and time.monotonic() < deadline:
+            time.sleep(0.02)
         host.kill()
         host.wait()
         assert left(temp) == []
