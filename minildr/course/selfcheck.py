@@ -312,21 +312,22 @@ def run_notebook(path: Path, timeout: int = 300, os_name: str = HOST.os) -> Note
         return NotebookResult(path, [], skipped=why)
     left_out = leave_out_what_cannot_run(nb, os_name)
     start = time.monotonic()
-    sockets = tempfile.mkdtemp(prefix="minildr-check-")
-    config = Config()
-    if os.name == "posix":
-        # A local socket rather than TCP: nothing to warn about, nothing on the
-        # network. (Windows: TCP on loopback, jupyter_client's default.)
-        config.KernelManager.transport = "ipc"
-        config.KernelManager.ip = os.path.join(sockets, "kernel")
-    client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                            config=config, resources={"metadata": {"path": str(path.parent)}})
     problem = ""
-    try:
-        client.execute()
-    except Exception as exc:  # noqa: BLE001 - a dead kernel, a timeout: report, go on
-        first = (str(exc).strip().splitlines() or [""])[0]
-        problem = f"{type(exc).__name__}: {first}"
+    sockets = tempfile.mkdtemp(prefix="minildr-check-")
+    try:                # from the next statement on, it goes however this ends
+        config = Config()
+        if os.name == "posix":
+            # A local socket rather than TCP: nothing to warn about, nothing on the
+            # network. (Windows: TCP on loopback, jupyter_client's default.)
+            config.KernelManager.transport = "ipc"
+            config.KernelManager.ip = os.path.join(sockets, "kernel")
+        client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
+                                config=config, resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute()
+        except Exception as exc:  # noqa: BLE001 - a dead kernel, a timeout: report, go on
+            first = (str(exc).strip().splitlines() or [""])[0]
+            problem = f"{type(exc).__name__}: {first}"
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     return NotebookResult(path, verdicts_in(nb), problem, time.monotonic() - start,

@@ -36,6 +36,7 @@ One module per idea, in the order a call meets them:
     sandbox.py     the confinement: rlimits, no_new_privs, Landlock, seccomp; probe()
     kernel.py      the Linux calls os does not offer (prctl, Landlock, capset)
     tree.py        the keeper: nothing a plugin forks outlives its worker
+    workfolder.py  a worker's own folder: gone whatever ends the host, nothing else removed
     pids.py        what bounds a worker's processes: a PID namespace, a pids cgroup
     mounts.py      a worker's own /proc: a mount namespace, proc of its PID namespace
     worker.py      the child: `python -I -c ...` (process.worker_command)

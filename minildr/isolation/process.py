@@ -35,13 +35,11 @@ import json
 import logging
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import struct
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -57,7 +55,7 @@ from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolEr
 from ..image import PluginImage
 from ..interrupts import finish, under_lock
 # fastloop: imported here, its declarations' module is written for the workers (dependency_folders)
-from . import fastcall, fastloop, pids, policy, shm
+from . import fastcall, fastloop, pids, policy, shm, workfolder
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
@@ -133,7 +131,8 @@ class WorkerProcess:
                                   for name, b in self.bundled.items()
                                   if b.sealed_fd() is not None}
             copies = [entry["fd"] for entry in self._bundled_spec.values()]
-            held.folder = tempfile.mkdtemp(prefix="minildr-worker-")
+            held.folder = workfolder.fresh_name()   # known before it exists (workfolder.py)
+            held.folder_made = workfolder.make(held.folder)
             held.arena = shm.Arena() if shm.available() else None
             arena = held.arena
             if arena is not None:
@@ -648,6 +647,7 @@ class Held:
         self.outputs: set = set()                # the host's ends of stdout and stderr
         self.images: List[PluginImage] = []      # held only while the worker starts
         self.folder: Optional[str] = None
+        self.folder_made: Optional[workfolder.Identity] = None  # its device and inode
         self.arena: Optional[shm.Arena] = None
 
     def started(self) -> None:
@@ -694,8 +694,8 @@ class Held:
         while self.outputs:
             with contextlib.suppress(OSError):
                 os.close(self.outputs.pop())
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder is not None:                    # (the keeper may have removed it)
+            workfolder.remove(self.folder, self.folder_made)
             self.folder = None
         if self.arena is not None:
             self.arena.close()

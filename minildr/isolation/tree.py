@@ -26,8 +26,9 @@ the whole tree. The keeper waits for three things: the server ending (it
 kills the rest of the tree and ends the same way, so the host sees the
 server's signal or exit code), the lifeline reaching end-of-file (the host
 is gone) and SIGTERM (the host stops the worker): in each case it kills the
-whole tree first. The server has PR_SET_PDEATHSIG: if the keeper itself is
-killed, the server goes too.
+whole tree first, then removes the worker's folder (workfolder.py: also when
+the host was killed and cannot). The server has PR_SET_PDEATHSIG: if the
+keeper itself is killed, the server goes too.
 Elsewhere (macOS) the worker serves in the process the host started, which
 is a process-group leader; the host kills the group.
 """
@@ -41,7 +42,7 @@ import struct
 import sys
 from typing import Iterable, List, Optional
 
-from . import pids
+from . import pids, workfolder
 from .kernel import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, SI_USER, prctl
 
 KEEPS_TREE = sys.platform.startswith("linux")
@@ -181,7 +182,8 @@ def from_outside(info: "signal.struct_siginfo") -> bool:
 
 def orphaned(cgroup: str) -> None:
     """The init, its keeper gone: leave the cgroup, kill every process of the namespace
-    (kill(-1) from its init reaches them all), reap them, remove the cgroup, end."""
+    (kill(-1) from its init reaches them all), reap them, remove the cgroup and the
+    worker's folder, end."""
     pids.leave_cgroup(cgroup)
     try:
         os.kill(-1, signal.SIGKILL)
@@ -193,6 +195,7 @@ def orphaned(cgroup: str) -> None:
         except ChildProcessError:
             break
     pids.remove_worker_cgroup_folder(cgroup)
+    workfolder.remove_current()                   # the host is gone too, most likely
     os._exit(0)
 
 
@@ -201,6 +204,7 @@ def keep(child: int, lifeline: int, status_r: int, cgroup: str) -> None:
     def end() -> None:
         end_tree()
         pids.leave_and_remove(cgroup)
+        workfolder.remove_current()     # the worker's folder: its host may be gone
 
     def stop(signum: int, frame: object) -> None:
         end()

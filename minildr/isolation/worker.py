@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import _socket
 
-from . import fastloop, marshal, mounts, pids, policy, protocol, sandbox, tree
+from . import fastloop, marshal, mounts, pids, policy, protocol, sandbox, tree, workfolder
 from .. import ctype
 from .marshal import Value
 from .policy import Limits, SandboxPolicy
@@ -62,13 +62,16 @@ _COPIED = (Value.STRING, Value.CHAR)      # results copied out of the worker's m
 
 
 def watch_lifeline(fd: int) -> None:
-    """Exit the moment the host is gone: every write end of the lifeline is then closed."""
+    """Exit the moment the host is gone: every write end of the lifeline is then closed.
+    Where no keeper removes the worker's folder (tree.KEEPS_TREE), this process does."""
     def watch() -> None:
         try:
             while os.read(fd, 1):
                 pass
         except OSError:
             pass
+        if not tree.KEEPS_TREE:
+            workfolder.remove_current()
         os._exit(0)
     threading.Thread(target=watch, name="minildr-lifeline", daemon=True).start()
 

@@ -15,7 +15,8 @@ the user pressed Ctrl-C just before that line. After each interrupt:
 - nothing may be left: no descriptor that was not open before, no mapping of
   the plugin's file or of a sealed copy (memfd), no child process (an isolated
   worker or its keeper, a compiler), no staged or temporary file in the build
-  folder, no lock of minildr's held (a module's or an object's; a leaked lock
+  folder, nothing in the temporary folder (an isolated worker's folder, a
+  build's: the campaign points TMPDIR at FOLDER/tmp, which it counts), no lock of minildr's held (a module's or an object's; a leaked lock
   is reported, then freed so the campaign goes on, rather than hanging the
   next run or passing unseen when it is an RLock the same thread takes again);
 - the same operation must then succeed, and its undoing (close) leave nothing.
@@ -31,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -133,6 +135,7 @@ class State:
         self.maps = mappings(PLUGIN)
         self.children = children()
         self.files = files_in(OUT)
+        self.temporary = files_in(TEMP)
         self.threads = threads()
         self.locks = held_locks()
 
@@ -147,6 +150,8 @@ class State:
             left.append(f"processes {sorted(set(self.children) - set(before.children))}")
         if set(self.files) - set(before.files):
             left.append(f"files {sorted(set(self.files) - set(before.files))}")
+        if set(self.temporary) - set(before.temporary):
+            left.append(f"temporary {sorted(set(self.temporary) - set(before.temporary))}")
         if set(self.locks) - set(before.locks):
             left.append(f"locks held {sorted(set(self.locks) - set(before.locks))}")
         if self.threads > before.threads:
@@ -243,7 +248,7 @@ def free_locks(held: Dict[str, object]) -> None:
 # ---------------------------------------------------------------------------
 # The operations: (set up, the operation, undo what it made)
 # ---------------------------------------------------------------------------
-WORK = OUT = PLUGIN = Path()          # set by main()
+WORK = OUT = PLUGIN = TEMP = Path()   # set by main()
 
 
 def build(native: bool = False) -> Path:
@@ -430,9 +435,11 @@ def interrupted_at(case: Case, at: int) -> List[str]:
 
 
 def main() -> int:
-    global WORK, OUT, PLUGIN
+    global WORK, OUT, PLUGIN, TEMP
     name, WORK, cases = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    OUT = WORK / "out"
+    OUT, TEMP = WORK / "out", WORK / "tmp"
+    TEMP.mkdir(parents=True, exist_ok=True)        # this campaign's temporary folder: counted
+    os.environ["TMPDIR"] = tempfile.tempdir = str(TEMP)
     PLUGIN = build(native=name in NATIVE)
     case = OPERATIONS[name]()
     case.set_up()                                     # warm up: imports, caches

@@ -124,6 +124,18 @@ def test_the_interrupt_points_spread_over_the_whole_operation():
     assert len(points) == 12 and points[0] == 1 and points[-1] == 1000
 
 
+def test_the_campaign_counts_what_is_left_in_its_temporary_folder(tmp_path, monkeypatch):
+    """interrupt_child points TMPDIR at a folder of its own and reports what stays in it
+    (a worker's folder whose name an interrupt lost would be this)."""
+    child = _child_helpers()
+    monkeypatch.setattr(child, "TEMP", tmp_path / "tmp")
+    monkeypatch.setattr(child, "OUT", tmp_path / "out")
+    (tmp_path / "tmp").mkdir()
+    before = child.State()
+    (tmp_path / "tmp" / "minildr-worker-x").mkdir()
+    assert "temporary ['minildr-worker-x']" in child.left_since(before, wait=0)
+
+
 def _child_helpers():
     sys.path.insert(0, str(HERE))
     try:
@@ -191,12 +203,14 @@ def test_an_interrupted_isolated_close_is_finished_by_the_next(greet_so, monkeyp
     minildr.open(greet_so, isolate=True).close()
     fds, kids = child.descriptors(), child.children()
     plugin = minildr.open(greet_so, isolate=True)
-    monkeypatch.setattr(process, "shutil", _InterruptOnce(process.shutil))
+    folder = plugin._worker.folder
+    monkeypatch.setattr(process, "workfolder", _InterruptOnce(process.workfolder))
     with pytest.raises(KeyboardInterrupt):
         plugin.close()
     monkeypatch.undo()
     plugin.close()
     assert plugin.closed and _left_since(fds, kids) == []
+    assert not os.path.exists(folder)
 
 
 def _mapped(name: str) -> list:

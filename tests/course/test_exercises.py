@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbclient
 import nbformat
 import pytest
 from nbval import plugin as nbval_plugin
@@ -461,3 +462,19 @@ def test_each_exercise_builds_into_a_folder_of_its_own(path):
     clearing) one folder delete each other's files (05 once used 04's build/ex04)."""
     folders = set(re.findall(r"build/ex(\d\d)", path.read_text(encoding="utf-8")))
     assert folders <= {path.name[:2]}, f"{path.name} builds into build/ex{sorted(folders)}"
+
+
+def test_run_notebook_leaves_no_socket_folder_when_its_client_cannot_start(tmp_path,
+                                                                         monkeypatch):
+    """run_notebook's folder for the kernel's sockets goes however it ends: a client that
+    could not be made (here: refused) left it in the temporary folder for good."""
+    class Refused:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("no kernel here")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(selfcheck.tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(nbclient, "NotebookClient", Refused)
+    notebook = sorted((ROOT / "exercises").glob("0*.ipynb"))[0]
+    with pytest.raises(RuntimeError, match="no kernel here"):
+        selfcheck.run_notebook(notebook, os_name=host()[0])
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -309,8 +309,8 @@ def test_other_host_is_refused_clearly(greet_so, monkeypatch):
 
 
 NOEXEC_CHILD = textwrap.dedent("""
-    import shutil, subprocess, sys, tempfile, minildr, minildr.native
-    folder = tempfile.mkdtemp()
+    import shutil, subprocess, sys, minildr, minildr.native
+    folder = sys.argv[2]                 # the test's own (a mkdtemp here stayed in /tmp)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec,size=8m", "tmpfs", folder], check=True)
     path = shutil.copy(sys.argv[1], folder)
     try:
@@ -322,12 +322,14 @@ NOEXEC_CHILD = textwrap.dedent("""
 """)
 
 
-def test_noexec_mount_gives_a_clear_error(greet_so):
+def test_noexec_mount_gives_a_clear_error(greet_so, tmp_path):
     """In a private mount namespace, a noexec tmpfs: mapping code from it is refused."""
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("cannot make a private mount namespace here (needs root or user namespaces)")
-    proc = subprocess.run(["unshare", "-m", sys.executable, "-c", NOEXEC_CHILD, str(greet_so)],
+    (tmp_path / "noexec").mkdir()
+    proc = subprocess.run(["unshare", "-m", sys.executable, "-c", NOEXEC_CHILD, str(greet_so),
+                           str(tmp_path / "noexec")],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     if "mount" in proc.stderr and proc.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip().splitlines()[-1]}")
