@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import golinks
 from ..build import INCLUDE_DIR, check_exports, find_compiler, manifest_source, read_exports
 from ..errors import BuildError, GoToolchainNotFound
 from ..host import HOST, SUFFIXES
@@ -67,6 +68,11 @@ def default_cache() -> Path:
     """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "minildr" / "go-build"
+
+
+def default_links() -> Path:
+    """Where the tests keep their Go links (golinks.py), beside Go's build cache."""
+    return default_cache().parent / "go-links"
 
 
 def toolchains_folder() -> Path:
@@ -231,13 +237,16 @@ class Workspace:
 
     def __init__(self, root: PathLike, *, sources: PathLike,
                  toolchain: Optional[Toolchain] = None, shown_as: Optional[str] = None,
-                 cache: Optional[PathLike] = None) -> None:
+                 cache: Optional[PathLike] = None,
+                 links: Optional[golinks.LinkCache] = None) -> None:
         self.root = Path(root).resolve()
         self.shown_as = shown_as or (os.fspath(root) if not Path(root).is_absolute() else "WORK")
         self.toolchain = toolchain or find_toolchain()
         self.src = self.root / "src"
         self.out = self.root / "out"
         self.cache = Path(cache).resolve() if cache is not None else default_cache()
+        # Earlier links offered to Go's up-to-date check: the tests' only (golinks.py).
+        self.links = links if links is not None else golinks.from_environment()
         for folder in (self.src, self.out, self.cache, self.root / "gopath"):
             folder.mkdir(parents=True, exist_ok=True)
         # A copy, so that nothing Go writes (go.sum, edits under -mod=mod)
@@ -274,6 +283,9 @@ class Workspace:
         A failed build is a Result too (the notebook shows Go's message);
         `-trimpath` keeps this machine's folders out of the binaries, and
         notebook 08 turns it off once to show that Go's plugin check sees it.
+        With `links` (the tests' MINILDR_GO_LINK_CACHE), a missing output is
+        first put back from an earlier link, for Go's up-to-date check to
+        accept or link again (golinks.py).
         """
         toolchain = toolchain or self.toolchain
         target = self.out / output
@@ -282,7 +294,18 @@ class Workspace:
         if buildmode:
             command.append(f"-buildmode={buildmode}")
         command += [*flags, "-o", str(target), package]
-        return self._run(command, self.src / module, self.environment(toolchain, env), 600)
+        key = golinks.build_key(str(toolchain.goroot), toolchain.version, output, package,
+                                module, buildmode, tuple(flags), sorted((env or {}).items()),
+                                "-trimpath" if trimpath else str(self.root),  # else in the binary
+                                golinks.folder_digest(self.src / module / package))
+        links = self.links
+        offered = links is not None and links.offer(key, target)
+        result = self._run(command, self.src / module, self.environment(toolchain, env), 600)
+        if links is not None and result.ok:
+            links.keep(key, target)
+        elif offered:                  # a failed build leaves no output, offered or not
+            target.unlink(missing_ok=True)
+        return result
 
     def run(self, program: str, *args: str, cwd: Optional[PathLike] = None,
             timeout: float = 60) -> Result:

