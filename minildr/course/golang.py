@@ -19,7 +19,8 @@ This module holds the few steps that needs:
                          the build outputs;
                          Go's build cache is the user's own. Every
                          build runs offline (GOTOOLCHAIN=local, GOPROXY=off,
-                         GOFLAGS=-mod=mod, only local modules), every program
+                         GOFLAGS=-mod=mod -buildvcs=false: only local modules,
+                         no git revision stamped in), every program
                          runs in a subprocess (a Go host that dies cannot take
                          the notebook's kernel with it), and every output is
                          sanitized: no path of this machine, no build hash.
@@ -263,7 +264,11 @@ class Workspace:
             "GOROOT": str(toolchain.goroot),
             "GOTOOLCHAIN": "local",         # never download another Go
             "GOPROXY": "off",               # never fetch a module
-            "GOFLAGS": "-mod=mod",          # go.mod may be completed from local modules only
+            # go.mod may be completed from local modules only; and no version control
+            # stamp: inside a checkout of the course Go would write its git revision and
+            # dirty flag into every binary (`go help build`, -buildvcs), so each commit
+            # made every build new, and each build asked git.
+            "GOFLAGS": "-mod=mod -buildvcs=false",
             "GOENV": "off",                 # ignore the user's `go env -w` settings
             "GOCACHE": str(self.cache),
             "GOPATH": str(self.root / "gopath"),

@@ -144,7 +144,8 @@ def test_the_environment_is_offline_and_keeps_caches_in_the_workspace(ws, monkey
     monkeypatch.setenv("GOPROXY", "https://proxy.example")
     monkeypatch.setenv("GOFLAGS", "-mod=vendor")
     env = ws.environment()
-    assert (env["GOTOOLCHAIN"], env["GOPROXY"], env["GOFLAGS"]) == ("local", "off", "-mod=mod")
+    assert (env["GOTOOLCHAIN"], env["GOPROXY"], env["GOFLAGS"]) == (
+        "local", "off", "-mod=mod -buildvcs=false")
     for key in ("GOPATH", "GOMODCACHE"):
         assert Path(env[key]).is_relative_to(ws.root), key
     assert env["GOCACHE"] == str(golang.default_cache())    # the user's, as the notebooks
@@ -225,6 +226,11 @@ def test_a_plugin_and_its_host_build_and_run(ws):
     assert ws.build("./hosts/greet", "greet-host").ok
     result = ws.run("greet-host", "greet.so", "Greet")
     assert result.ok and result.output == "hello from a Go plugin\n"
+    # build/go-tests is inside the course's git checkout: no revision stamped in, so a
+    # commit does not make every build new (Go's build info, as `go version -m` reads it).
+    info = golang.subprocess.run([str(ws.toolchain.go), "version", "-m", str(ws.out / "greet.so")],
+                                 env=ws.environment(), capture_output=True, text=True).stdout
+    assert "\tbuild\t-trimpath=true" in info and "vcs" not in info, info
 
 
 @needs_go_plugins
