@@ -351,27 +351,68 @@ def test_a_c_plugin_is_not_a_go_library(greet_so):
     assert not goruntime.is_go_library(image.read(str(greet_so)))
 
 
+@pytest.fixture
+def go_commands(ws, monkeypatch) -> "list[tuple[str, ...]]":
+    """The go subcommands the workspace runs (`build`, `list`, `tool cgo`, ...), in order."""
+    ran: "list[tuple[str, ...]]" = []
+    real = ws._run
+
+    def spy(command, *args, **kwargs):
+        if command[0] == str(ws.toolchain.go):
+            ran.append(tuple(command[1:3]))
+        return real(command, *args, **kwargs)
+    monkeypatch.setattr(ws, "_run", spy)
+    return ran
+
+
+DISAGREEING = ("long go_add(long a, long b);\nint go_count_words(char *text);\n"
+               "char *go_runtime_version(void);\n")
+
+
 @needs_elf
-def test_a_header_that_disagrees_with_go_is_refused(ws, tmp_path):
+def test_a_header_that_disagrees_with_go_is_refused_before_linking(ws, tmp_path, go_commands):
     header = tmp_path / "bridge.h"
-    header.write_text("long go_add(long a, long b);\nint go_count_words(char *text);\n"
-                      "char *go_runtime_version(void);\n")
+    header.write_text(DISAGREEING)
     with pytest.raises(BuildError, match="does not match the Go //export functions") as info:
         ws.build_c_shared(ws.src / "bridge", name="badbridge", exports=header,
                           out_dir=tmp_path / "out")
     assert "conflicting types for 'go_add'" in str(info.value)
     assert "minildr_header_check.c:2" in str(info.value) and str(ws.root) not in str(info.value)
     assert not (tmp_path / "out" / "badbridge.so").exists()
+    assert ("tool", "cgo") in go_commands and ("build", "-trimpath") not in go_commands
 
 
 @needs_elf
-def test_a_declared_function_go_does_not_export_is_refused(ws, tmp_path):
+def test_a_declared_function_go_does_not_export_is_refused_before_linking(ws, tmp_path,
+                                                                           go_commands):
     header = tmp_path / "bridge.h"
     header.write_text((EXAMPLES / "bridge" / "bridge.h").read_text()
                       + "int go_multiply(int a, int b);\n")
     with pytest.raises(BuildError, match="declares go_multiply but no source file defines it"):
         ws.build_c_shared(ws.src / "bridge", name="shortbridge", exports=header,
                           out_dir=tmp_path / "out")
+    assert ("build", "-trimpath") not in go_commands
+
+
+@needs_elf
+def test_where_cgo_cannot_run_alone_the_checks_after_the_link_still_refuse(ws, tmp_path,
+                                                                         monkeypatch):
+    """The early check is a shortcut: with `go tool cgo` failing, the same header is refused
+    after the build, from the header go build itself installed (one link, ~1 CPU s)."""
+    real = ws._run
+
+    def no_cgo(command, *args, **kwargs):
+        if command[1:3] == ["tool", "cgo"]:
+            return golang.Result(tuple(command), 2, "cgo: cannot run here\n")
+        return real(command, *args, **kwargs)
+    monkeypatch.setattr(ws, "_run", no_cgo)
+    header = tmp_path / "bridge.h"
+    header.write_text(DISAGREEING)
+    with pytest.raises(BuildError, match="does not match the Go //export functions") as info:
+        ws.build_c_shared(ws.src / "bridge", name="badbridge", exports=header,
+                          out_dir=tmp_path / "out")
+    assert "conflicting types for 'go_add'" in str(info.value)
+    assert not (tmp_path / "out" / "badbridge.so").exists()
 
 
 def test_the_bridge_needs_a_go_package_folder(ws, tmp_path):
