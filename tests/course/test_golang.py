@@ -220,10 +220,16 @@ def test_a_program_that_hangs_is_stopped_at_the_timeout(ws):
     assert result.output.startswith("started\n") and "(timed out after 1 s)" in result.output
 
 
+@pytest.fixture(scope="module")
+def greet_built(ws) -> "tuple[golang.Result, golang.Result]":
+    """greet.so and greet-host, built once for the tests that run them (none changes them)."""
+    return (ws.build("./greet", "greet.so", buildmode="plugin"),
+            ws.build("./hosts/greet", "greet-host"))
+
+
 @needs_go_plugins
-def test_a_plugin_and_its_host_build_and_run(ws):
-    assert ws.build("./greet", "greet.so", buildmode="plugin").ok
-    assert ws.build("./hosts/greet", "greet-host").ok
+def test_a_plugin_and_its_host_build_and_run(ws, greet_built):
+    assert all(built.ok for built in greet_built), greet_built
     result = ws.run("greet-host", "greet.so", "Greet")
     assert result.ok and result.output == "hello from a Go plugin\n"
     # build/go-tests is inside the course's git checkout: no revision stamped in, so a
@@ -250,9 +256,7 @@ def test_a_failed_build_is_a_result_with_gos_message(ws):
 
 
 @needs_go_plugins
-def test_a_host_that_panics_dies_in_its_own_process(ws):
-    ws.build("./greet", "greet.so", buildmode="plugin")
-    ws.build("./hosts/greet", "greet-host")
+def test_a_host_that_panics_dies_in_its_own_process(ws, greet_built):
     result = ws.run("greet-host", "-as", "int", "greet.so", "Greet")
     assert result.returncode == 2 and result.status == "exit status 2"
     assert result.output.startswith("panic: interface conversion: plugin.Symbol is "
@@ -261,9 +265,7 @@ def test_a_host_that_panics_dies_in_its_own_process(ws):
 
 
 @needs_go_plugins
-def test_a_relative_plugin_path_follows_the_working_directory(ws):
-    ws.build("./greet", "greet.so", buildmode="plugin")
-    ws.build("./hosts/greet", "greet-host")
+def test_a_relative_plugin_path_follows_the_working_directory(ws, greet_built):
     assert ws.run("greet-host", "greet.so", "Greet", cwd=ws.out).ok
     moved = ws.run("greet-host", "-chdir", "..", "greet.so", "Greet", cwd=ws.out)
     assert not moved.ok and "realpath failed" in moved.output
