@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,6 +36,10 @@ from .. import files
 from ..errors import PluginError
 
 ENV = "MINILDR_GO_LINK_CACHE"
+# Go's own rule for its build cache (cmd/go/internal/cache/cache.go: trimInterval,
+# trimLimit): once a day at most, remove what was not used for 5 days.
+TRIM_EVERY_S = 24 * 3600
+TRIM_UNUSED_S = 5 * 24 * 3600
 
 
 def from_environment() -> Optional["LinkCache"]:
@@ -113,10 +118,30 @@ class LinkCache:
                 continue
             try:
                 _write_new(target, data, mode)
+                os.utime(entry)                          # used: kept by trim() for 5 more days
             except OSError:                              # a full disk: Go links as usual
                 return False
             return True
         return False
+
+    def trim(self, now: Optional[float] = None) -> None:
+        """Remove the links not used for TRIM_UNUSED_S, at most once per TRIM_EVERY_S."""
+        now = time.time() if now is None else now
+        marker = self.folder / "trim.txt"
+        try:
+            if now - marker.stat().st_mtime < TRIM_EVERY_S:
+                return
+        except OSError:
+            pass                                         # never trimmed
+        for entry in self.folder.iterdir():
+            try:
+                if entry.is_file() and entry != marker and \
+                        now - entry.stat().st_mtime > TRIM_UNUSED_S:
+                    entry.unlink()
+            except OSError:
+                continue                                 # removed meanwhile
+        marker.write_text(f"{int(now)}\n")
+        os.utime(marker, (now, now))
 
     def keep(self, key: str, output: Path) -> None:
         """Keep a copy of a successful build's `output` under `key` (replacing older ones).
@@ -133,5 +158,6 @@ class LinkCache:
             for older in self._entries(key):
                 if older != entry:
                     older.unlink(missing_ok=True)
+            self.trim()
         except (PluginError, OSError):
             pass

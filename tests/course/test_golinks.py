@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_an_offered_link_of_other_sources_is_linked_again_never_served(tmp_path,
     # The new link replaced the old one: a third workspace with "second" is not linked.
     third = _workspace(tmp_path, "c", links, "second")
     assert not _linked(third.build(".", "hello", module="hello", flags=FLAGS))
-    assert len(list(links.folder.iterdir())) == 1
+    assert len([p for p in links.folder.iterdir() if p.name != "trim.txt"]) == 1
 
 
 def test_a_failed_build_leaves_no_output_even_when_one_was_offered(tmp_path, links):
@@ -96,7 +97,7 @@ def test_a_damaged_link_is_not_offered_and_is_removed(tmp_path, links):
     output = tmp_path / "out.bin"
     output.write_bytes(b"\x7fELF" + bytes(1000))
     links.keep("k", output)
-    (entry,) = links.folder.iterdir()
+    (entry,) = [p for p in links.folder.iterdir() if p.name != "trim.txt"]
     assert entry.name == f"k.{hashlib.sha256(output.read_bytes()).hexdigest()}"
     entry.write_bytes(b"\x7fELF" + bytes(999) + b"\1")      # one byte changed on disk
     target = tmp_path / "target"
@@ -121,6 +122,23 @@ def test_only_the_tests_have_a_link_cache(tmp_path, monkeypatch):
     monkeypatch.delenv(golinks.ENV)
     ws = golang.Workspace(tmp_path / "ws", sources=_sources(tmp_path / "src", "x"))
     assert ws.links is None
+
+
+def test_links_unused_for_five_days_are_removed_once_a_day(tmp_path, links):
+    """As Go trims its own build cache; a link offered meanwhile counts as used."""
+    output = tmp_path / "out.bin"
+    for key in ("old", "used", "new"):
+        output.write_bytes(key.encode())
+        links.keep(key, output)
+    old, used, new = (links._entries(k)[0] for k in ("old", "used", "new"))
+    six_days_ago = time.time() - 6 * 24 * 3600
+    for entry in (old, used):
+        os.utime(entry, (six_days_ago, six_days_ago))
+    assert links.offer("used", tmp_path / "taken")
+    links.trim()                                  # keep() trimmed minutes ago: not yet again
+    assert old.exists()
+    links.trim(now=time.time() + 3600 * 25)       # a day later
+    assert not old.exists() and used.exists() and new.exists()
 
 
 def _keep_and_offer(folder: Path, me: int, rounds: int) -> None:
