@@ -10,6 +10,7 @@ The package reads top to bottom in the order a load runs; every module
 imports only from the rows above it (no cycles; tests/package/test_imports.py):
 
     errors.py       every PluginError, with the attributes each one carries
+    logger.py       the "minildr" logger: a host's, attached by this __init__; none in a worker
     host.py         this machine: OS, CPU, binary format, plugin SUFFIX
     files.py        reading a file that may be hostile: regular, bounded, non-blocking
     atomic.py       writing a file whole or not at all
@@ -99,6 +100,7 @@ from .errors import (BadTrustFile, BuildError, CellBuildFailed, CompilerNotFound
 from .host import HOST, SUFFIX, Platform
 from .isolation.policy import Limits, SandboxPolicy
 from .loader import open
+from .logger import LOG
 from .manifest import ABI_VERSION, Manifest
 from .plugin import Plugin, Symbol
 from .outofline import inline
@@ -130,7 +132,9 @@ def __getattr__(name: str):
         return importlib.import_module(".native", __name__)
     raise AttributeError(f"module 'minildr' has no attribute {name!r}")
 
+# The loader modules an isolated worker shares log through logger.LOG: in a host, to this logger.
 logging.getLogger("minildr").addHandler(logging.NullHandler())
+LOG.attach(logging.getLogger("minildr"))
 
 __all__ = [
     "ABI_VERSION", "SUFFIX", "HOST", "Platform", "build", "build_many", "open", "read_manifest", "discover",

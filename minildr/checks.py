@@ -23,7 +23,6 @@ anything (the way importlib's finders read a spec before any loader runs).
 """
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any, Iterable, Optional
 
@@ -33,9 +32,10 @@ from .console import printable
 from .errors import NotAPlugin, VersionMismatch
 from .host import BINARY_FORMAT, HOST
 from .image import PluginImage
+from .logger import LOG
 from .manifest import ABI_VERSION, BinaryInfo, Manifest
 
-log = logging.getLogger("minildr")
+log = LOG                   # the "minildr" logger, once a host attached it (logger.py)
 
 _OS_NAMES = {"linux": "Linux", "darwin": "macOS", "windows": "Windows"}
 

@@ -287,6 +287,7 @@ def pointer_to(ctype: str, types: str = "") -> str:
     return spell(c_ast.PtrDecl(quals=[], type=_probe(ctype, types).type))
 
 
+@functools.lru_cache(maxsize=16)
 def _probe(ctype: str, types: str) -> c_ast.Node:
     """`ctype` read as the one parameter of a probe function, in the scope of `types`.
 
@@ -294,6 +295,14 @@ def _probe(ctype: str, types: str) -> c_ast.Node:
     to the grammar a typedef name is a typedef name, whatever it stands
     for), so the cost is the length of `ctype`, not of `types`, which are
     read once per manifest (`type_names`).
+
+    The last few readings are kept: canonical, pointer_to and signature read
+    the same text one after the other (a typed lookup canonicalises the type
+    asked for, which is the export's own spelling; isolation then reads the
+    export's signature to marshal it), and each parsed it again: ~0.6 s apiece
+    for a 10,000-parameter type. The node is shared, so no caller may change
+    it (spell() strips names from a copy). A text that fails is read again
+    each time (lru_cache keeps no exception).
     """
     if not ctype.strip() or re.search(r"[;{}]", ctype):
         raise CTypeError(f"{ctype!r} is not a C type")
@@ -310,9 +319,19 @@ def _probe(ctype: str, types: str) -> c_ast.Node:
 
 
 def _probe_all(ctypes: List[str], types: str) -> List[c_ast.Node]:
-    """Each of `ctypes` read as one parameter of a single probe function (one parse)."""
+    """Each of `ctypes` read as one parameter of a single probe function (one parse).
+
+    One text alone is the text `_probe` parses: its kept reading is used when
+    it has one (a plugin's first typed lookup canonicalised the very text of
+    its one export type); a text `_probe` refuses is read here, as before.
+    """
     if not ctypes:
         return []
+    if len(ctypes) == 1:
+        try:
+            return [_probe(ctypes[0], types)]
+        except CTypeError:
+            pass                               # this function's own reading and error
     text = ", ".join(ctypes)
     used = sorted(set(re.findall(r"[A-Za-z_]\w*", text)) & type_names(types))
     ast = parse("".join(f"typedef int {name};\n" for name in used)

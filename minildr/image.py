@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import logging
 import os
 import shutil
 import sys
@@ -72,10 +71,11 @@ from .formats import elf
 from .formats.survey import Survey, survey
 from .errors import FileChanged, NotAPlugin, PluginError
 from .interrupts import under_lock
+from .logger import LOG
 from .manifest import (BinaryInfo, Manifest, describe_unknown, elf_info, examine, examine_elf,
                        is_binary, manifest_from_payload)
 
-log = logging.getLogger("minildr")
+log = LOG                   # the "minildr" logger, once a host attached it (logger.py)
 
 # Tests switch this off to exercise the private-copy path on Linux too.
 USE_MEMFD = sys.platform.startswith("linux") and hasattr(os, "memfd_create")

@@ -45,7 +45,6 @@ What cannot be made safe in-process, and what close() does about it:
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import sys
 import threading
@@ -56,8 +55,9 @@ from typing import Any, Callable, FrozenSet, Optional, Set
 
 from .console import printable
 from .interrupts import under_lock
+from .logger import LOG
 
-log = logging.getLogger("minildr")
+log = LOG                   # the "minildr" logger, once a host attached it (logger.py)
 
 _TASKS = "/proc/self/task"
 _DUMMY = getattr(threading, "_DummyThread", ())     # threading's entry for a foreign thread

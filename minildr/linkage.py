@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -50,7 +49,6 @@ from .image import PluginImage, read as read_image
 if TYPE_CHECKING:        # the store the host checked the plugin with (trust.check_trust)
     from .trust import TrustStore
 
-log = logging.getLogger("minildr")
 
 ENABLED = sys.platform.startswith("linux")
 if ENABLED:

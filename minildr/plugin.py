@@ -7,7 +7,6 @@ plugin's manifest lists, and a typed lookup compares C types first.
 """
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Tuple, Union
@@ -21,12 +20,13 @@ from .contracts.contract import Contract
 from .errors import PluginClosed, PluginError, SymbolNotFound, SymbolTypeError
 from .image import PluginImage
 from .interrupts import finish, under_lock
+from .logger import INFO, LOG
 from .manifest import Export, Manifest
 
 if TYPE_CHECKING:
     from .native.trace import Trace
 
-log = logging.getLogger("minildr")
+log = LOG                   # the "minildr" logger, once a host attached it (logger.py)
 # ffi.cast, for a cffi type whichever FFI made it (the types are the backend's own)
 _CAST = _cffi_backend.FFI().cast
 
@@ -224,7 +224,7 @@ class Plugin:
         else:
             library.close()
         self._library = None
-        if log.isEnabledFor(logging.INFO):
+        if log.isEnabledFor(INFO):
             log.info("close %s", printable(self.path))
 
     def __enter__(self) -> "Plugin":

@@ -17,7 +17,6 @@ FreeLibrary.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from _thread import RLock           # (threading.RLock is a Python function making this)
@@ -30,8 +29,9 @@ from .errors import LoadError, PluginError
 from .formats import elf
 from .image import PluginImage
 from .lifetime import KeepsMappedWhileReferenced
+from .logger import LOG
 
-log = logging.getLogger("minildr")
+log = LOG                   # the "minildr" logger, once a host attached it (logger.py)
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     DECLARATIONS = """

@@ -53,13 +53,13 @@ def figures() -> ModuleType:
 # instead of after them, so the run ends when its work does.
 SLOW_FIRST = (
     "tests/course/test_exercises.py",           # each fresh exercise run once: ~34 s
-    "tests/core/test_races.py",                 # 4 processes x 50 builds, twice: ~35 s
     "tests/course/test_exercises_crashes_05_09.py",     # 3 hangs of 5 s, Go's of 10 s
     "tests/course/test_exercises_crashes.py",   # wrong answers: 4 hangs of 5 s
     "tests/course/test_nbgrader.py",            # nbgrader's whole cycle (one process): ~15 s
     "tests/core/test_interrupts.py",
     "tests/isolation/test_isolate.py",
     "tests/isolation/test_sandbox.py",
+    "tests/core/test_races.py",                 # 4 processes x 10 builds, twice: ~10 s
     "notebooks/09-go-for-real.ipynb",           # Go builds: ~15 s
     "tests/core/test_threads.py",
     "tests/core/test_hostile.py",

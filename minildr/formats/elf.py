@@ -24,9 +24,9 @@ import struct
 import sys
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Annotated, Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Annotated, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .reader import NATIVE_ORDER, Reader, declare, layout, sizeof
+from .reader import NATIVE_ORDER, Reader, Record, declare, layout, sizeof
 
 # ---------------------------------------------------------------------------
 # e_ident: the first 16 bytes, the same in every ELF file
@@ -146,7 +146,7 @@ unsigned_char = Annotated[int, "B"]
 
 
 @declare
-class Elf64_Ehdr(NamedTuple):
+class Elf64_Ehdr(Record):
     e_ident: Annotated[bytes, "16s"]    # magic, class, data encoding, version, OS ABI
     e_type: Elf64_Half          # ET_DYN for a shared library
     e_machine: Elf64_Half       # EM_X86_64, EM_AARCH64, ...
@@ -164,7 +164,7 @@ class Elf64_Ehdr(NamedTuple):
 
 
 @declare
-class Elf64_Phdr(NamedTuple):
+class Elf64_Phdr(Record):
     p_type: Elf64_Word          # PT_LOAD, PT_DYNAMIC, PT_NOTE, ...
     p_flags: Elf64_Word         # PF_R | PF_W | PF_X
     p_offset: Elf64_Off         # where the segment's bytes start in the file
@@ -176,7 +176,7 @@ class Elf64_Phdr(NamedTuple):
 
 
 @declare
-class Elf64_Shdr(NamedTuple):
+class Elf64_Shdr(Record):
     sh_name: Elf64_Word         # offset of the name in the section-name string table
     sh_type: Elf64_Word
     sh_flags: Elf64_Xword
@@ -190,7 +190,7 @@ class Elf64_Shdr(NamedTuple):
 
 
 @declare
-class Elf64_Sym(NamedTuple):
+class Elf64_Sym(Record):
     st_name: Elf64_Word         # offset of the name in the string table
     st_info: unsigned_char      # binding << 4 | type: ELF64_ST_BIND, ELF64_ST_TYPE
     st_other: unsigned_char     # visibility in the low 2 bits: ELF64_ST_VISIBILITY
@@ -200,20 +200,20 @@ class Elf64_Sym(NamedTuple):
 
 
 @declare
-class Elf64_Dyn(NamedTuple):
+class Elf64_Dyn(Record):
     d_tag: Elf64_Sxword
     d_val: Elf64_Xword
 
 
 @declare
-class Elf64_Nhdr(NamedTuple):
+class Elf64_Nhdr(Record):
     n_namesz: Elf64_Word        # length of the owner's name, with its NUL
     n_descsz: Elf64_Word        # length of the payload
     n_type: Elf64_Word          # meaning chosen by the owner
 
 
 @declare
-class Elf64_Rela(NamedTuple):
+class Elf64_Rela(Record):
     r_offset: Elf64_Addr        # where to write (relative to the load base)
     r_info: Elf64_Xword         # symbol index << 32 | relocation type
     r_addend: Elf64_Sxword      # a constant added to the computed value
@@ -228,7 +228,7 @@ def ELF64_R_TYPE(r_info: int) -> int:
 
 
 @declare
-class Elf64_Verneed(NamedTuple):    # one library whose symbol versions this file needs
+class Elf64_Verneed(Record):    # one library whose symbol versions this file needs
     vn_version: Elf64_Half      # 1
     vn_cnt: Elf64_Half          # how many Elf64_Vernaux follow
     vn_file: Elf64_Word         # the library's name (string table offset)
@@ -237,7 +237,7 @@ class Elf64_Verneed(NamedTuple):    # one library whose symbol versions this fil
 
 
 @declare
-class Elf64_Vernaux(NamedTuple):    # one version needed from that library
+class Elf64_Vernaux(Record):    # one version needed from that library
     vna_hash: Elf64_Word
     vna_flags: Elf64_Half
     vna_other: Elf64_Half       # the index DT_VERSYM entries use for this version
@@ -246,7 +246,7 @@ class Elf64_Vernaux(NamedTuple):    # one version needed from that library
 
 
 @declare
-class Elf64_Verdef(NamedTuple):     # one version this file defines (DT_VERDEF)
+class Elf64_Verdef(Record):     # one version this file defines (DT_VERDEF)
     vd_version: Elf64_Half      # 1
     vd_flags: Elf64_Half        # VER_FLG_BASE for the entry naming the file itself
     vd_ndx: Elf64_Half          # the index DT_VERSYM entries use for this version
@@ -257,26 +257,26 @@ class Elf64_Verdef(NamedTuple):     # one version this file defines (DT_VERDEF)
 
 
 @declare
-class Elf64_Verdaux(NamedTuple):
+class Elf64_Verdaux(Record):
     vda_name: Elf64_Word        # the version's name (string table offset)
     vda_next: Elf64_Word
 
 
 @declare
-class Elf_HashHeader(NamedTuple):   # DT_HASH (System V): then bucket[nbucket], chain[nchain]
+class Elf_HashHeader(Record):   # DT_HASH (System V): then bucket[nbucket], chain[nchain]
     nbucket: Elf64_Word
     nchain: Elf64_Word          # equals the number of symbols
 
 
 @declare
-class Elf_GnuHashHeader(NamedTuple):  # DT_GNU_HASH: then bloom[bloom_size] (64-bit words),
+class Elf_GnuHashHeader(Record):  # DT_GNU_HASH: then bloom[bloom_size] (64-bit words),
     nbuckets: Elf64_Word        #   buckets[nbuckets], chain[] (32-bit words)
     symoffset: Elf64_Word       # symbols below this index are not in the table
     bloom_size: Elf64_Word
     bloom_shift: Elf64_Word
 
 
-class Note(NamedTuple):
+class Note(Record):
     """One ELF note: an owner's name, a type number, and a payload."""
     name: str
     type: int
@@ -500,7 +500,7 @@ class ElfFile(Reader):
                 and s.type not in ("SECTION", "FILE")]
 
 
-class GnuHash(NamedTuple):
+class GnuHash(Record):
     """DT_GNU_HASH, read in full (see `DynamicSection.gnu_hash`)."""
     offset: int                 # of its header, in the file
     symoffset: int              # symbols below this index are not in the table
@@ -510,7 +510,7 @@ class GnuHash(NamedTuple):
     chain: Sequence[int]        # the hash of each symbol from symoffset on; low bit: last in bucket
 
 
-class SysvHash(NamedTuple):
+class SysvHash(Record):
     """DT_HASH, read in full: chain[i] is the next symbol after symbol i in its bucket."""
     offset: int
     buckets: Sequence[int]

@@ -9,9 +9,9 @@ A universal ("fat") file is read by picking the slice for the wanted CPU.
 from __future__ import annotations
 
 import os
-from typing import Iterator, List, NamedTuple, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
-from .reader import Reader, c_string, declare, sizeof
+from .reader import Reader, Record, c_string, declare, sizeof
 
 MH_MAGIC, MH_MAGIC_64 = 0xFEEDFACE, 0xFEEDFACF
 MH_CIGAM, MH_CIGAM_64 = 0xCEFAEDFE, 0xCFFAEDFE     # the same, byte-swapped
@@ -33,7 +33,7 @@ CPU_TYPES = {CPU_TYPE_X86: "i386", CPU_TYPE_X86 | CPU_ARCH_ABI64: "x86_64",
 MANIFEST_SEGMENT, MANIFEST_SECTION = "__TEXT", "__minildr"
 
 
-class mach_header_64(NamedTuple):
+class mach_header_64(Record):
     magic: int          # I
     cputype: int        # i
     cpusubtype: int     # i
@@ -44,12 +44,12 @@ class mach_header_64(NamedTuple):
     reserved: int       # I
 
 
-class load_command(NamedTuple):
+class load_command(Record):
     cmd: int            # I
     cmdsize: int        # I
 
 
-class segment_command_64(NamedTuple):
+class segment_command_64(Record):
     cmd: int            # I
     cmdsize: int        # I
     segname: bytes      # 16s
@@ -63,7 +63,7 @@ class segment_command_64(NamedTuple):
     flags: int          # I
 
 
-class section_64(NamedTuple):
+class section_64(Record):
     sectname: bytes     # 16s
     segname: bytes      # 16s
     addr: int           # Q
@@ -78,7 +78,7 @@ class section_64(NamedTuple):
     reserved3: int      # I
 
 
-class dyld_info_command(NamedTuple):   # LC_DYLD_INFO(_ONLY): where dyld's tables are
+class dyld_info_command(Record):   # LC_DYLD_INFO(_ONLY): where dyld's tables are
     cmd: int            # I
     cmdsize: int        # I
     rebase_off: int     # I
@@ -93,19 +93,19 @@ class dyld_info_command(NamedTuple):   # LC_DYLD_INFO(_ONLY): where dyld's table
     export_size: int    # I
 
 
-class linkedit_data_command(NamedTuple):   # LC_DYLD_EXPORTS_TRIE and others
+class linkedit_data_command(Record):   # LC_DYLD_EXPORTS_TRIE and others
     cmd: int            # I
     cmdsize: int        # I
     dataoff: int        # I
     datasize: int       # I
 
 
-class fat_header(NamedTuple):
+class fat_header(Record):
     magic: int          # I
     nfat_arch: int      # I
 
 
-class fat_arch(NamedTuple):
+class fat_arch(Record):
     cputype: int        # i
     cpusubtype: int     # i
     offset: int         # I
@@ -122,7 +122,7 @@ declare(linkedit_data_command, "IIII")
 declare(fat_header, "II")
 
 
-class MachOExport(NamedTuple):
+class MachOExport(Record):
     """One symbol the dylib exports, as dlsym names it (C's leading '_' removed)."""
     name: str
     address: int        # offset from the Mach-O header (0 for a re-export)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import List, NamedTuple, Optional
+from typing import List, Optional
 
-from .reader import Reader, c_string, declare, sizeof
+from .reader import Reader, Record, c_string, declare, sizeof
 
 IMAGE_FILE_MACHINE = {0x14C: "i386", 0x8664: "x86_64", 0xAA64: "aarch64", 0x1C4: "arm"}
 IMAGE_FILE_DLL = 0x2000
@@ -22,13 +22,13 @@ MANIFEST_SECTION = ".minildr"
 IMAGE_DIRECTORY_ENTRY_EXPORT = 0   # the first data directory: the export table
 
 
-class IMAGE_DOS_HEADER(NamedTuple):
+class IMAGE_DOS_HEADER(Record):
     e_magic: bytes      # 2s   "MZ"
     e_skip: bytes       # 58s  the DOS stub fields minildr does not need
     e_lfanew: int       # I    where the PE header starts
 
 
-class IMAGE_FILE_HEADER(NamedTuple):
+class IMAGE_FILE_HEADER(Record):
     Signature: bytes            # 4s  "PE\0\0"
     Machine: int                # H
     NumberOfSections: int       # H
@@ -39,18 +39,18 @@ class IMAGE_FILE_HEADER(NamedTuple):
     Characteristics: int        # H   IMAGE_FILE_DLL for a DLL
 
 
-class IMAGE_OPTIONAL_HEADER64(NamedTuple):
+class IMAGE_OPTIONAL_HEADER64(Record):
     Magic: int                  # H    PE32PLUS_MAGIC
     skip: bytes                 # 106s linker versions, sizes, image base, ... (unused here)
     NumberOfRvaAndSizes: int    # I    how many IMAGE_DATA_DIRECTORY entries follow
 
 
-class IMAGE_DATA_DIRECTORY(NamedTuple):
+class IMAGE_DATA_DIRECTORY(Record):
     VirtualAddress: int         # I    an RVA: an address relative to the image's base
     Size: int                   # I
 
 
-class IMAGE_EXPORT_DIRECTORY(NamedTuple):
+class IMAGE_EXPORT_DIRECTORY(Record):
     Characteristics: int        # I
     TimeDateStamp: int          # I
     MajorVersion: int           # H
@@ -64,7 +64,7 @@ class IMAGE_EXPORT_DIRECTORY(NamedTuple):
     AddressOfNameOrdinals: int  # I    RVA of a table of 16-bit indexes into AddressOfFunctions
 
 
-class IMAGE_SECTION_HEADER(NamedTuple):
+class IMAGE_SECTION_HEADER(Record):
     Name: bytes                 # 8s
     VirtualSize: int            # I
     VirtualAddress: int         # I
@@ -85,7 +85,7 @@ declare(IMAGE_DATA_DIRECTORY, "II")
 declare(IMAGE_EXPORT_DIRECTORY, "IIHHIIIIIII")
 
 
-class PEExport(NamedTuple):
+class PEExport(Record):
     """One named export: what GetProcAddress(dll, name) finds."""
     name: str
     ordinal: int

@@ -21,10 +21,10 @@ compares both readers' answers on every example and on damaged copies).
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from . import elf
-from .reader import layout
+from .reader import Record, layout
 
 _EHDR = layout(elf.Elf64_Ehdr)
 _PHDR = layout(elf.Elf64_Phdr)
@@ -49,7 +49,7 @@ BUILDINFO_MAGIC, BUILDINFO_ALIGN = b"\xff Go buildinf:", 16     # as goruntime.p
 MANIFEST_OWNER, NT_MANIFEST = b"minildr", 0x4D4C4452            # as manifest.py
 
 
-class Survey(NamedTuple):
+class Survey(Record):
     """What a first open asks of an ELF file, as its own readers would answer."""
     e_type: int
     e_machine: int

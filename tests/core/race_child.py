@@ -1,13 +1,19 @@
 """One of several processes building and opening the same plugin name in one folder.
 
-    python race_child.py MODE INDEX ROUNDS FOLDER START
+    python race_child.py MODE INDEX ROUNDS FOLDER START [PROCESSES]
 
 MODE "build": each round writes this process's own source (returning INDEX)
 into a folder of its own, builds it as plugin `who` into FOLDER/out (shared
 by every process), opens what build returned and calls it. MODE "cell": the
 same through %%minildr's build_cell, into FOLDER/cells. Every process starts
-at the wall-clock time START. Prints one line per failure: a round whose
-build or open raised, or that called back another process's constant.
+at the wall-clock time START, and with PROCESSES given each round waits until
+all PROCESSES processes have reached it (a barrier of files in FOLDER/gate):
+the builds of one round start together, so their installs and opens
+overlap in every round rather than where the processes' paces happen to
+bring them together (a build is ~60 ms of compiler runs; the window between
+one process's install and its open is a few ms). Prints one line per
+failure: a round whose build or open raised, or that called back another
+process's constant.
 Exit status 0 only if no round failed.
 """
 from __future__ import annotations
@@ -37,12 +43,28 @@ def one_round(mode: str, index: int, round_: int, folder: Path) -> str:
     return "" if got == index else f"round {round_}: built {index}, called back {got}"
 
 
+def wait_for_the_others(gate: Path, index: int, round_: int, processes: int) -> None:
+    """Mark this process as at `round_`; return once all `processes` are (or after 60 s:
+    a process that died must not hang the rest, its own failure tells why)."""
+    (gate / f"{round_}-{index}").touch()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if all((gate / f"{round_}-{i}").exists() for i in range(processes)):
+            return
+        time.sleep(0.001)
+
+
 def main() -> int:
     mode, index, rounds, folder, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
         Path(sys.argv[4]), float(sys.argv[5])
+    processes = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+    gate = folder / "gate"
+    gate.mkdir(exist_ok=True)
     time.sleep(max(0.0, start - time.time()))
     failures = 0
     for round_ in range(rounds):
+        if processes:
+            wait_for_the_others(gate, index, round_, processes)
         try:
             problem = one_round(mode, index, round_, folder)
         except Exception:

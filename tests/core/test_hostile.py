@@ -312,7 +312,8 @@ def parsing_work(monkeypatch, path: Path) -> int:
     with monkeypatch.context() as patch:
         patch.setattr(c_parser.CParser, "parse", counted_parse)
         patch.setattr(elf.DynamicSection, "string", counted_string)
-        for cache in (ctype.canonical, ctype.pointer_to, ctype.type_names, ctype.cffi_types):
+        for cache in (ctype.canonical, ctype.pointer_to, ctype._probe, ctype.type_names,
+                      ctype.cffi_types):
             cache.cache_clear()
         images.clear_cache()
         with minildr.open(path) as plugin:
@@ -362,6 +363,71 @@ def test_an_export_of_10000_parameters_is_looked_up_and_called_by_each_loader(tm
             assert plugin.lookup("wide", wanted)(*args) == expected, how
 
 
+def test_one_type_text_is_parsed_once_for_canonical_signature_and_pointer_to(monkeypatch):
+    """A typed lookup canonicalises the type asked for (the export's own spelling), and an
+    isolated one then reads the export's signature to marshal it: each parsed the same
+    text again (~0.6 s apiece for the 10,000-parameter export above, in the host and in
+    its worker). ctype._probe keeps the last few readings: one parse for the three, each
+    answer what it is when parsed alone, and the shared node left as it was."""
+    from pycparser import c_parser
+    text = "const char *(struct point *p, int n, double [3], int (*cb)(void *))"
+    answers = []
+    for ask in (ctype.canonical, ctype.signature, ctype.pointer_to):
+        for cache in (ctype.canonical, ctype.signature, ctype.pointer_to, ctype._probe):
+            cache.cache_clear()
+        answers.append(ask(text))                        # each parsed on its own
+    parses = []
+    parse = c_parser.CParser.parse
+
+    def counted_parse(self, source, *args, **kwargs):
+        parses.append(source)
+        return parse(self, source, *args, **kwargs)
+
+    for cache in (ctype.canonical, ctype.signature, ctype.pointer_to, ctype._probe):
+        cache.cache_clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(c_parser.CParser, "parse", counted_parse)
+        together = [ask(text) for ask in (ctype.canonical, ctype.signature, ctype.pointer_to)]
+        node = ctype._probe(text, "")
+    assert together == answers
+    assert answers[0] == "const char *(struct point *, int, double [3], int (*)(void *))"
+    assert len(parses) == 1, parses
+    assert [d.name for d in node.type.args.params][:2] == ["p", "n"]   # names not stripped
+    ctype.canonical.cache_clear()
+    assert ctype.canonical(text) == answers[0]           # from the kept node, unchanged
+
+
+def test_a_manifest_of_one_export_type_reuses_the_reading_of_its_lookup(monkeypatch):
+    """The first typed lookup of a plugin canonicalises the type asked for, then reads
+    every export type as one batch (_probe_all): with one export type the batch is the
+    same text, read once; cffi reads the pointer types after (its own parse). What the
+    batch gives is what it gives without the kept reading, and a text _probe refuses
+    gets the batch's own verdict."""
+    from pycparser import c_parser
+    text = "int (" + ", ".join(["int"] * 50) + ")"
+    ctype.cffi_types.cache_clear()
+    ctype._probe.cache_clear()
+    alone = ctype.CffiTypes("", (text,)).pointer(text).cname
+    parses = []
+    parse = c_parser.CParser.parse
+
+    def counted_parse(self, source, *args, **kwargs):
+        parses.append(source)
+        return parse(self, source, *args, **kwargs)
+
+    for cache in (ctype.canonical, ctype._probe):
+        cache.cache_clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(c_parser.CParser, "parse", counted_parse)
+        assert ctype.canonical(text) == text
+        assert ctype.CffiTypes("", (text,)).pointer(text).cname == alone
+    probes = [p for p in parses if "__minildr_probe__" in p]
+    assert len(probes) == 1, probes                      # (cffi's own parse not counted)
+    refused = ctype.CffiTypes("", ("foo",))              # a bare name: _probe refuses it
+    with pytest.raises(ctype.CTypeError, match="'ID' object has no attribute"):
+        refused.pointer("foo")                           # the batch's verdict, as on main
+
+
 def test_export_types_are_read_all_at_once_and_each_on_its_own_when_one_fails():
     """The batch (one pycparser and one cffi parse for all exports) gives what reading
     each export's pointer type on its own gives; a type cffi cannot take, or text that is
@@ -407,7 +473,8 @@ def broken_export_work(monkeypatch, count: int) -> tuple:
 
     with monkeypatch.context() as patch:
         patch.setattr(c_parser.CParser, "parse", counted_parse)
-        for cache in (ctype.canonical, ctype.pointer_to, ctype.type_names, ctype.cffi_types):
+        for cache in (ctype.canonical, ctype.pointer_to, ctype._probe, ctype.type_names,
+                      ctype.cffi_types):
             cache.cache_clear()
         types_ = ctype.cffi_types(types, exports)
         every_lookup(types_)

@@ -24,7 +24,7 @@ from minildr import checks, image as images, lifetime, loader, plugin as plugins
 if sys.platform.startswith("linux"):              # the native loader binds Linux's libc
     from minildr.native import initfini, mapping, relocate
 
-from helpers import run_python, write_plugin
+from helpers import run_python, stress, write_plugin
 from platforms import requires_linux, requires_native_loader, requires_proc
 
 LOADERS = ["system", pytest.param("native", marks=requires_native_loader)]
@@ -59,7 +59,7 @@ def cname(function) -> str:
 
 def reparse() -> None:
     """Forget the parsed types, so that the next lookups parse (and race) again."""
-    for cached in (minildr.ctype.pointer_to, minildr.ctype.canonical):
+    for cached in (minildr.ctype.pointer_to, minildr.ctype.canonical, minildr.ctype._probe):
         getattr(cached, "cache_clear", lambda: None)()
 
 
@@ -120,12 +120,16 @@ def test_parallel_typed_lookups_give_exactly_the_declared_type(eight, loader_nam
     assert not strays, f"{len(strays)} non-PluginErrors, e.g. {strays[:3]!r}"
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("loader_name", LOADERS)
 def test_threads_opening_calling_and_closing_raise_only_plugin_errors(eight, loader_name,
                                                                      fast_switching):
     """Case 2: 8 threads open/lookup/call/close: non-PluginErrors (CTypeError 'At end of
-    input', AttributeError, IndexError) escaped, from the same shared parser."""
-    deadline = time.monotonic() + 3
+    input', AttributeError, IndexError) escaped, from the same shared parser.
+
+    The threads go on for 1 s in make test (about 1 CPU s: they take turns on
+    the GIL), 3 s in make fuzz (helpers.stress)."""
+    deadline = time.monotonic() + stress(1, 3)
 
     def work(i: int) -> None:
         name = list(EIGHT)[i % len(EIGHT)]
@@ -159,10 +163,10 @@ LOOKUP_VS_CLOSE = r"""
 import sys, threading, time
 import minildr
 sys.setswitchinterval(1e-5)
-path, loader = sys.argv[1], sys.argv[2]
+path, loader, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 reparse = getattr(minildr.ctype.pointer_to, "cache_clear", lambda: None)
 kept, looked_up = [], [0]
-for round in range(60):
+for round in range(rounds):
     plugin = minildr.open(path, loader=loader)
     go, closing = threading.Barrier(5), threading.Event()
     def looker():
@@ -194,11 +198,14 @@ print(sum(f() for f in kept), len(kept), looked_up[0])
 """
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("loader_name", LOADERS)
 def test_lookup_racing_close_never_hands_out_a_dangling_function(eight, loader_name):
     """Case 3: lookup() racing close() handed out a function whose library was already
-    unloaded; calling it: SIGSEGV."""
-    done = run_python(LOOKUP_VS_CLOSE, eight, loader_name, timeout=120)
+    unloaded; calling it: SIGSEGV. 20 rounds of open, 4 lookers and a close in make
+    test (with Plugin._typed's keep_mapped_while gone, each short run crashed), 60
+    in make fuzz (helpers.stress)."""
+    done = run_python(LOOKUP_VS_CLOSE, eight, loader_name, stress(20, 60), timeout=120)
     assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
     total, kept, looked_up = map(int, done.stdout.split())
     assert looked_up >= 100 and total == kept          # f_int() == 1 every time

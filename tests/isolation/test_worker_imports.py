@@ -7,20 +7,29 @@ in-line FFIs and by minildr's readers of C text; socket.py and site cost
 ~3 and ~15 ms. A worker serving a plugin of plain C types needs none of
 them: its fixed C functions are declared out of line (minildr/outofline.py)
 and its host sends a typed lookup compared (worker.lookup_compared).
+No worker needs `logging` either (~6 ms with traceback and string): what the
+loader modules log there went to a NullHandler; they log through
+minildr/logger.py, which only a host attaches to the "minildr" logger.
 
 What a worker imported is written by an exit function its boot line
 registers (helpers.run_in_worker_first), which the server runs at its end.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import minildr
 import pytest
+from minildr.isolation import process
 
-from helpers import run_in_worker_first
+from helpers import ROOT, run_in_worker_first
 from platforms import requires_linux
 
 # Never imported by a worker that serves a plain plugin.
 HEAVY = ("pycparser", "cffi.cparser", "cffi.recompiler", "socket", "site")
+# Never imported by any worker.
+NEVER = ("logging", "base64", "traceback", "string")
 DUMP = ("import atexit, sys; atexit.register(lambda: open({path!r}, 'w').write("
         "'\\n'.join(sorted(sys.modules))))")
 
@@ -32,6 +41,15 @@ def imported_by_worker(monkeypatch, tmp_path, plugin, use) -> set:
     with minildr.open(plugin, isolate=True) as opened:
         use(opened)
     return set(dump.read_text().split())
+
+
+def imported_at_boot(tmp_path) -> set:
+    """The modules of a worker right after its boot line's imports (process.BOOT_IMPORT)."""
+    done = subprocess.run([sys.executable, "-I", "-S", "-c",
+                           process.BOOT_IMPORT + "; print('\\n'.join(sorted(sys.modules)))",
+                           str(ROOT), process.dependency_folders()],
+                          capture_output=True, text=True, env={}, cwd=tmp_path, check=True)
+    return set(done.stdout.split())
 
 
 def greet_twice(plugin) -> None:
@@ -58,3 +76,13 @@ def test_the_import_check_sees_a_worker_that_parses(monkeypatch, tmp_path, greet
                                                           "but was looked up as 'int \\(void\\)'"):
             plugin.lookup("greet", "int (void)")
     assert "pycparser" in imported_by_worker(monkeypatch, tmp_path, greet_so, wrong_type)
+
+
+@requires_linux("the worker's exit functions run in its server (tree.py)")
+def test_no_worker_imports_logging(monkeypatch, tmp_path, greet_so):
+    """Neither at boot (the modules a sandboxed worker has too: it reads no file after)
+    nor while it opens, looks up, calls and closes."""
+    assert [m for m in imported_at_boot(tmp_path) if m.split(".")[0] in NEVER] == []
+    modules = imported_by_worker(monkeypatch, tmp_path, greet_so, greet_twice)
+    assert "minildr.plugin" in modules and "minildr.logger" in modules
+    assert [m for m in modules if m.split(".")[0] in NEVER] == []
