@@ -468,18 +468,23 @@ def exported_names(path: Path, arch: str = HOST.arch) -> Set[str]:
     raise BuildError(path, "the compiler made a file that is neither ELF, PE nor Mach-O")
 
 
-def check_exports(path: Path, declared: Sequence[ctype.Declaration], header: Path,
-                  arch: str = HOST.arch) -> None:
-    """Declared and exported must be the same set of names, in every format."""
-    exported = exported_names(path, arch)
-    names = {d.name for d in declared}
-    missing = sorted(names - exported)
-    extra = sorted(exported - names)
+def check_defined(declared: Sequence[ctype.Declaration], defined: Iterable[str],
+                  header: Path) -> None:
+    """Every name the header declares must be defined (exported) by the sources."""
+    missing = sorted({d.name for d in declared} - set(defined))
     if missing:
         raise BuildError(header, f"declares {', '.join(missing)} but no source file defines "
                                  f"{'it' if len(missing) == 1 else 'them'}; define "
                                  f"{'it' if len(missing) == 1 else 'them'} (not static) or "
                                  "remove the declaration")
+
+
+def check_exports(path: Path, declared: Sequence[ctype.Declaration], header: Path,
+                  arch: str = HOST.arch) -> None:
+    """Declared and exported must be the same set of names, in every format."""
+    exported = exported_names(path, arch)
+    check_defined(declared, exported, header)
+    extra = sorted(exported - {d.name for d in declared})
     if extra:
         raise BuildError(header, f"the plugin also exports {', '.join(extra)}, which this "
                                  "header does not declare; declare it here, or remove the "

@@ -9,6 +9,7 @@ from types import ModuleType
 
 import pytest
 
+from minildr.course import golang, golinks
 from minildr.host import SUFFIX
 
 # The platform markers (requires_linux, ...) and the notebook rule: see platforms.py.
@@ -84,3 +85,8 @@ def pytest_configure(config):
     cpu_profile.configure(config)       # MINILDR_TEST_CPU=FOLDER: CPU seconds per test (make test-profile)
     # Every kernel a test starts reads tests/kernel_config.py (no debugpy, no history file).
     kernel_profile.configure(config, os.environ.get(cpu_profile.ENV))
+    # Go links offered to Go's own up-to-date check, shared by every Workspace of the tests
+    # and their kernels (the notebooks', the solutions', a test's tmp_path), in this run and
+    # the next, beside Go's build cache: Go links again whatever is not the same build
+    # (minildr/course/golinks.py). A learner's kernel never has it (kernel_profile.learner_env).
+    os.environ.setdefault(golinks.ENV, str(golang.default_links()))

@@ -34,6 +34,7 @@ CONFIG = HERE / "kernel_config.py"
 MARK = "MINILDR_TEST_IPYTHONDIR"    # the folder this module made
 USERS = "MINILDR_TEST_USERS_IPYTHONDIR"  # the IPYTHONDIR the run was started with, if any
 KERNEL_LOG = "MINILDR_TEST_KERNEL_LOG"  # kernel_config.py: one line per kernel (make test-profile)
+GO_LINKS = "MINILDR_GO_LINK_CACHE"  # the tests' shared Go links (minildr/course/golinks.py)
 
 
 def configure(config, cpu_folder: "str | None" = None) -> None:
@@ -70,4 +71,5 @@ def learner_env(env: Mapping[str, str]) -> Dict[str, str]:
         if USERS in out:
             out["IPYTHONDIR"] = out.pop(USERS)
     out.pop(KERNEL_LOG, None)
+    out.pop(GO_LINKS, None)            # a learner's Go builds link what they say they build
     return out

