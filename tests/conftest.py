@@ -11,6 +11,11 @@ import pytest
 
 from minildr.host import SUFFIX
 
+# Hypothesis runs every "hypothesis" entry point at its import: trio's (installed
+# for jupyter's sake) imports all of trio, ~0.3 s of CPU in each xdist worker
+# that collects a hypothesis test (all of them). No test uses trio's strategies.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+
 # The platform markers (requires_linux, ...) and the notebook rule: see platforms.py.
 import platforms
 import cpu_profile
