@@ -21,7 +21,18 @@ import platforms
 import cpu_profile
 import kernel_profile
 
+import helpers
 from helpers import build_example
+
+
+@pytest.fixture(scope="session", autouse=True)
+def build_cache(tmp_path_factory) -> Path:
+    """helpers.build_once's folder: the session's, shared by its xdist workers (each
+    worker's basetemp is a folder in it)."""
+    base = tmp_path_factory.getbasetemp()
+    helpers.BUILD_CACHE = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    helpers.BUILD_CACHE.mkdir(exist_ok=True)
+    return helpers.BUILD_CACHE
 
 
 @pytest.fixture(scope="session")
