@@ -52,12 +52,17 @@ def qp(plugins_dir, isolate):
         yield plugin.lookup("quoted_printable", FORMAT)
 
 
-@pytest.fixture
-def lint(plugins_dir, isolate):
+@pytest.fixture(scope="module")
+def opened_linter(plugins_dir, isolate):
+    """The linter, opened once for the module each way (one worker, not one per test)."""
     with minildr.open(plugins_dir / f"lint{SUFFIX}", contracts=[LINTER], isolate=isolate) as plugin:
-        linter = plugin.lookup("whitespace", LINTER)
-        yield linter
-        linter.configure("max-line-length", "79")      # module state: put it back
+        yield plugin.lookup("whitespace", LINTER)
+
+
+@pytest.fixture
+def lint(opened_linter):
+    yield opened_linter
+    opened_linter.configure("max-line-length", "79")      # module state: put it back
 
 
 # ---------------------------------------------------------------------------
