@@ -12,12 +12,28 @@ import pytest
 from minildr.course import golang, golinks
 from minildr.host import SUFFIX
 
+# Hypothesis runs every "hypothesis" entry point at its import: trio's (installed
+# for jupyter's sake) imports all of trio, ~0.3 s of CPU in each xdist worker
+# that collects a hypothesis test (all of them). No test uses trio's strategies.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+
 # The platform markers (requires_linux, ...) and the notebook rule: see platforms.py.
 import platforms
 import cpu_profile
 import kernel_profile
 
+import helpers
 from helpers import build_example
+
+
+@pytest.fixture(scope="session", autouse=True)
+def build_cache(tmp_path_factory) -> Path:
+    """helpers.build_once's folder: the session's, shared by its xdist workers (each
+    worker's basetemp is a folder in it)."""
+    base = tmp_path_factory.getbasetemp()
+    helpers.BUILD_CACHE = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    helpers.BUILD_CACHE.mkdir(exist_ok=True)
+    return helpers.BUILD_CACHE
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,18 @@ fixtures stay in conftest.py, which pytest alone imports.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import minildr
+from minildr.host import SUFFIX
 from minildr.isolation import process
 
 BOOT = process.BOOT         # as the package has it (tests may change process.BOOT)
@@ -61,14 +65,59 @@ def build_example(name: str, out_dir: Path, **kwargs) -> Path:
                          exports=folder / f"{name}.h", out_dir=out_dir, **kwargs)
 
 
-def write_plugin(tmp_path: Path, name: str, source: str, header: str, **kwargs) -> Path:
-    """Build a plugin from C text (one source, one exports header) into tmp_path/out."""
+def write_plugin(tmp_path: Path, name: str, source: str, header: str, *, once: bool = False,
+                 **kwargs) -> Path:
+    """Build a plugin from C text (one source, one exports header) into tmp_path/out.
+
+    once=True: for a test that is not about building (see build_once).
+    """
     src_dir = tmp_path / f"src-{name}"
     src_dir.mkdir(exist_ok=True)
     (src_dir / f"{name}.c").write_text(source)
     (src_dir / f"{name}.h").write_text(header)
-    return minildr.build([src_dir / f"{name}.c"], name=name, exports=src_dir / f"{name}.h",
-                         out_dir=tmp_path / "out", **kwargs)
+    build = build_once if once else minildr.build
+    return build([src_dir / f"{name}.c"], name=name, exports=src_dir / f"{name}.h",
+                 out_dir=tmp_path / "out", **kwargs)
+
+
+# Set by conftest.py for the test session: one folder shared by its xdist workers.
+BUILD_CACHE: "Path | None" = None
+# What else decides what the compiler makes of the same files (find_compiler, build.py).
+BUILD_ENVIRONMENT = ("CC", "PATH", "CPATH", "C_INCLUDE_PATH", "LIBRARY_PATH", "COMPILER_PATH",
+                     "GCC_EXEC_PREFIX")
+
+
+def build_once(sources, *, name: str, exports, out_dir, **kwargs) -> Path:
+    """minildr.build for a test that is not about building: the same inputs are compiled
+    once per test session, and each call gets its own fresh copy in out_dir.
+
+    The same inputs: name, keyword arguments, the environment variables that pick
+    the compiler and its folders, and every file in the folders of the sources
+    and of the exports header (what they may #include) — read each time. A build
+    is installed in the cache by a rename (workers building the same thing at once
+    each install the same bytes). Not a BuiltPath: opened as any plugin file is.
+    """
+    sources = [Path(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
+    if BUILD_CACHE is None or "contracts" in kwargs:
+        return minildr.build(sources, name=name, exports=exports, out_dir=out_dir, **kwargs)
+    key = hashlib.sha256(repr((name, [p.name for p in sources], Path(exports).name,
+                               sorted((k, tuple(v) if isinstance(v, list) else v)
+                                      for k, v in kwargs.items()),
+                               [os.environ.get(v) for v in BUILD_ENVIRONMENT])).encode())
+    for folder in sorted({p.resolve().parent for p in (*sources, Path(exports))}):
+        for entry in sorted(folder.iterdir()):
+            if entry.is_file():
+                key.update(b"%s\0%d\0" % (os.fsencode(entry.name), entry.stat().st_size))
+                key.update(entry.read_bytes())
+    cached = BUILD_CACHE / key.hexdigest()[:32] / f"{name}{SUFFIX}"
+    if not cached.exists():
+        scratch = Path(tempfile.mkdtemp(prefix="building-", dir=BUILD_CACHE))
+        built = minildr.build(sources, name=name, exports=exports, out_dir=scratch, **kwargs)
+        cached.parent.mkdir(exist_ok=True)
+        os.replace(built, cached)
+        shutil.rmtree(scratch)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(cached, Path(out_dir) / cached.name))
 
 
 def run_python(code: str, *args: object, timeout: float = 120,

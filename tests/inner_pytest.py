@@ -67,7 +67,9 @@ def inner_pytest(args: Sequence[str], cwd: Path,
                 os.environ[name] = value
         os.chdir(cwd)
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            code = pytest.main(list(args), plugins=[recorder])
+            # -p no:anyio as pyproject's addopts (not read here: cwd is another folder):
+            # anyio's plugin imports trio, which no test uses.
+            code = pytest.main(["-p", "no:anyio", *args], plugins=[recorder])
     finally:
         os.chdir(folder)
         os.environ.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +42,34 @@ def helper(folder: Path, source: str = HELPER) -> Path:
     return out
 
 
+# Each bundle below is built once per module run (two to five compiler runs) into a folder
+# of its own; a test gets a fresh copy of that folder (its files newly written, as a
+# build's are) as tmp_path/out, to change or delete at will.
+_once: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _bundles_built_once(tmp_path_factory):
+    _once["folder"] = tmp_path_factory.mktemp("bundles")
+    yield
+    _once.clear()
+
+
+def copy_of(build, tmp_path: Path) -> Path:
+    """tmp_path/out: a copy of the folder `build` made (built at the module's first call)."""
+    if build.__name__ not in _once:
+        _once[build.__name__] = build(_once["folder"] / build.__name__)
+    built = _once[build.__name__]
+    shutil.copytree(built.parent, tmp_path / "out", copy_function=shutil.copy)
+    return tmp_path / "out" / built.name
+
+
 def plugin_with_helper(tmp_path: Path) -> Path:
     """Plugin `bundled` in tmp_path/out, linked against libhelper.so with RUNPATH=$ORIGIN."""
+    return copy_of(build_with_helper, tmp_path)
+
+
+def build_with_helper(tmp_path: Path) -> Path:
     lib = helper(tmp_path / "out")
     return write_plugin(tmp_path, "bundled", """\
 extern int helper_answer(void);
@@ -95,7 +122,7 @@ def test_under_trust_an_unpinned_bundled_library_is_refused(tmp_path):
 def test_a_refusal_names_the_library_as_the_plugin_was_named(tmp_path, monkeypatch):
     """A plugin opened by a relative path: its library is named relative too, no folder of ours."""
     path = plugin_with_helper(tmp_path)
-    image.clear_cache()              # write_plugin read it by its absolute path
+    image.clear_cache()              # nothing read by its absolute path stays cached
     monkeypatch.chdir(tmp_path)
     relative = os.path.relpath(path)
     store = TrustStore()
@@ -183,6 +210,10 @@ HELPER_OF_HELPER2 = "extern int helper2_value(void);\nint helper_answer(void) { 
 def plugin_with_two_levels(tmp_path: Path) -> Path:
     """Plugin `nested` -> libhelper.so (RUNPATH=$ORIGIN) -> libhelper2.so (its RUNPATH=$ORIGIN),
     all three in tmp_path/out, built with the system compiler."""
+    return copy_of(build_two_levels, tmp_path)
+
+
+def build_two_levels(tmp_path: Path) -> Path:
     out = tmp_path / "out"
     out.mkdir(parents=True, exist_ok=True)
     cc = builder.find_compiler().path
@@ -285,6 +316,10 @@ def test_in_a_worker_under_trust_an_unpinned_second_level_is_refused(tmp_path, h
 # -- a cycle: libcyca.so needs libcycb.so, which needs libcyca.so -----------------------------
 def plugin_with_a_cycle(tmp_path: Path) -> Path:
     """Plugin `cyclic` -> libcyca.so <-> libcycb.so, all RUNPATH=$ORIGIN, in tmp_path/out."""
+    return copy_of(build_a_cycle, tmp_path)
+
+
+def build_a_cycle(tmp_path: Path) -> Path:
     out = tmp_path / "out"
     out.mkdir(parents=True, exist_ok=True)
     cc = builder.find_compiler().path

@@ -91,7 +91,7 @@ def with_future_glibc(tmp_path: Path) -> tuple:
     """
     path = write_plugin(tmp_path, "future", "#include <stdlib.h>\n"
                         "const char *home(void) { return getenv(\"HOME\"); }\n",
-                        "const char *home(void);\n")
+                        "const char *home(void);\n", once=True)     # a copy: patched below
     image = read_image(str(path))
     [version] = linkage.needs_of(image.data, image.path).versions["libc.so.6"]
     future = re.sub(r"\d", "9", version)

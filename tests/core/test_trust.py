@@ -30,12 +30,25 @@ def ctor_plugin(tmp_path: Path, name: str, marker: Path, answer: int = 42) -> Pa
               "__attribute__((constructor)) static void init(void)\n"
               f"{{ FILE *f = fopen({json.dumps(str(marker))}, \"w\"); if (f) fclose(f); }}\n"
               f"int answer(void) {{ return {answer}; }}\n")
-    return write_plugin(tmp_path, name, source, "int answer(void);\n")
+    return write_plugin(tmp_path, name, source, "int answer(void);\n", once=True)
+
+
+@pytest.fixture(scope="module")
+def markers(tmp_path_factory) -> Path:
+    """The folder of the constructors' marker files: one per module run, so that a plugin
+    (whose source names its marker) is built once for the module (helpers.build_once)."""
+    return tmp_path_factory.mktemp("markers")
+
+
+def fresh(marker: Path) -> Path:
+    """`marker`, made absent (an earlier test's plugin may have created it)."""
+    marker.unlink(missing_ok=True)
+    return marker
 
 
 @pytest.fixture
-def marker(tmp_path) -> Path:
-    return tmp_path / "constructor-ran"
+def marker(markers) -> Path:
+    return fresh(markers / "constructor-ran")
 
 
 @pytest.fixture
@@ -153,8 +166,8 @@ def test_truncated_signature_file(plugin, marker, keys, alice_store, keep):
             "sign the plugin again")
 
 
-def test_signature_for_another_plugin(plugin, marker, keys, alice_store, tmp_path):
-    other = ctor_plugin(tmp_path, "other", tmp_path / "other-marker", answer=7)
+def test_signature_for_another_plugin(plugin, marker, keys, alice_store, tmp_path, markers):
+    other = ctor_plugin(tmp_path, "other", fresh(markers / "other-marker"), answer=7)
     shutil.copy(trust.sign(other, keys["alice"][0]), f"{plugin}.sig")
     refused(plugin, alice_store, marker, "tampered", "changed after it was signed")
 
@@ -172,9 +185,9 @@ def test_pin_beats_a_bad_signature(plugin, keys, alice_store):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("isolate", [False, pytest.param(True, marks=requires_isolation)], ids=["in-process", "isolated"])
 def test_file_replaced_right_after_verification_loads_the_verified_bytes(
-        plugin, marker, tmp_path, monkeypatch, isolate):
+        plugin, marker, tmp_path, monkeypatch, isolate, markers):
     """The hook swaps in another plugin the moment trust is checked: it never runs."""
-    evil_marker = tmp_path / "evil-constructor-ran"
+    evil_marker = fresh(markers / "evil-constructor-ran")
     evil = ctor_plugin(tmp_path, "evil", evil_marker, answer=666)
     store = TrustStore()
     store.pin(plugin)
@@ -251,12 +264,12 @@ def test_signing_with_a_public_key_file_is_refused(plugin, keys):
 # ---------------------------------------------------------------------------
 # discover
 # ---------------------------------------------------------------------------
-def test_discover_reports_untrusted_and_loads_the_rest(tmp_path, keys, alice_store):
+def test_discover_reports_untrusted_and_loads_the_rest(tmp_path, keys, alice_store, markers):
     folder = tmp_path / "plugins"
     folder.mkdir()
-    markers = {n: tmp_path / f"{n}-ran" for n in ("pinned", "signed", "unsigned", "tampered")}
+    ran = {n: fresh(markers / f"{n}-ran") for n in ("pinned", "signed", "unsigned", "tampered")}
     paths = {n: Path(shutil.copy(ctor_plugin(tmp_path, n, m), folder / f"{n}{SUFFIX}"))
-             for n, m in markers.items()}
+             for n, m in ran.items()}
     alice_store.pin(paths["pinned"])
     trust.sign(paths["signed"], keys["alice"][0])
     trust.sign(paths["tampered"], keys["alice"][0])
@@ -268,8 +281,8 @@ def test_discover_reports_untrusted_and_loads_the_rest(tmp_path, keys, alice_sto
     assert all(isinstance(e, minildr.UntrustedPlugin) for e in failed.values())
     assert failed[f"tampered{SUFFIX}"].verdict.status == "tampered"
     assert failed[f"unsigned{SUFFIX}"].verdict.status == "no-signature"
-    assert not markers["unsigned"].exists() and not markers["tampered"].exists()
-    assert markers["pinned"].exists() and markers["signed"].exists()
+    assert not ran["unsigned"].exists() and not ran["tampered"].exists()
+    assert ran["pinned"].exists() and ran["signed"].exists()
 
 
 # ---------------------------------------------------------------------------
@@ -316,18 +329,19 @@ def test_cli_reports_a_bad_trust_file(plugin, tmp_path, capsys):
 
 
 @requires_isolation
-def test_cli_scan_with_a_trust_file(tmp_path, capsys):
+def test_cli_scan_with_a_trust_file(tmp_path, capsys, markers):
     folder = tmp_path / "plugins"
     folder.mkdir()
-    good = Path(shutil.copy(ctor_plugin(tmp_path, "good", tmp_path / "good-ran"), folder))
-    shutil.copy(ctor_plugin(tmp_path, "bad", tmp_path / "bad-ran"), folder)
+    good_ran, bad_ran = fresh(markers / "good-ran"), fresh(markers / "bad-ran")
+    good = Path(shutil.copy(ctor_plugin(tmp_path, "good", good_ran), folder))
+    shutil.copy(ctor_plugin(tmp_path, "bad", bad_ran), folder)
     trust_file = tmp_path / "trust.txt"
     assert cli.main(["pin", "--trust", str(trust_file), str(good)]) == 0
     capsys.readouterr()
     assert cli.main(["scan", "--trust", str(trust_file), "--isolate", str(folder)]) == 1
     table = capsys.readouterr().out
     assert f"bad{SUFFIX}   UntrustedPlugin" in table and f"good{SUFFIX}  loaded" in table
-    assert not (tmp_path / "bad-ran").exists() and (tmp_path / "good-ran").exists()
+    assert not bad_ran.exists() and good_ran.exists()
 
 
 # ---------------------------------------------------------------------------
@@ -341,7 +355,8 @@ def release(tmp_path: Path, name: str, version: str, marker: Path, keys) -> Path
         "#include <stdio.h>\n"
         "__attribute__((constructor)) static void init(void)\n"
         f"{{ FILE *f = fopen({json.dumps(str(marker))}, \"w\"); if (f) fclose(f); }}\n"
-        "int answer(void) { return 42; }\n"), "int answer(void);\n", version=version)
+        "int answer(void) { return 42; }\n"), "int answer(void);\n", version=version,
+        once=True)
     trust.sign(path, keys["alice"][0])
     return path
 

@@ -8,8 +8,7 @@ from typing import List, Optional, Sequence
 
 import pytest
 
-import minildr
-from helpers import DATA
+from helpers import DATA, build_once
 from platforms import requires_native_loader
 from minildr.formats import elf
 from minildr.host import HOST
@@ -24,9 +23,10 @@ native_host = requires_native_loader        # declared once, in platforms.py
 
 
 def build_relocs(out_dir: Path, cflags: Sequence[str] = ()) -> Path:
-    """The relocs plugin: every relocation kind an ordinary C library has."""
-    return minildr.build([SRC / "relocs.c"], name="relocs", exports=SRC / "relocs.h",
-                         out_dir=out_dir, cflags=tuple(cflags))
+    """The relocs plugin: every relocation kind an ordinary C library has (a fresh copy
+    in out_dir: each compiler and set of flags is built once per test session)."""
+    return build_once([SRC / "relocs.c"], name="relocs", exports=SRC / "relocs.h",
+                      out_dir=out_dir, cflags=tuple(cflags))
 
 
 def system_library(soname: str) -> Path:

@@ -224,7 +224,7 @@ print("exiting", flush=True)
 
 @pytest.mark.parametrize("loader", LOADERS)
 def test_constructor_destructor_and_atexit_on_close(tmp_path, loader):
-    path = write_plugin(tmp_path, "life", LIFECYCLE_C, "int ping(void);\n")
+    path = write_plugin(tmp_path, "life", LIFECYCLE_C, "int ping(void);\n", once=True)
     out = run_child(path, loader, "close")
     assert out == ["constructor", "ping", "destructor", "atexit", "closed", "exiting"]
 
@@ -232,7 +232,7 @@ def test_constructor_destructor_and_atexit_on_close(tmp_path, loader):
 @pytest.mark.parametrize("loader", LOADERS)
 def test_atexit_runs_at_exit_when_never_closed(tmp_path, loader):
     """The handler a plugin gave atexit runs at interpreter exit, into still-mapped code."""
-    path = write_plugin(tmp_path, "life", LIFECYCLE_C, "int ping(void);\n")
+    path = write_plugin(tmp_path, "life", LIFECYCLE_C, "int ping(void);\n", once=True)
     out = run_child(path, loader, "keep")
     assert out[:3] == ["constructor", "ping", "exiting"]
     assert "atexit" in out[3:]
@@ -277,7 +277,7 @@ int has_it(void) { return (maybe_there != 0) + (&maybe_data != 0); }
 
 @pytest.mark.parametrize("loader", LOADERS)
 def test_weak_undefined_symbols_are_zero(tmp_path, loader):
-    path = write_plugin(tmp_path, "weak", WEAK_C, "int has_it(void);\n")
+    path = write_plugin(tmp_path, "weak", WEAK_C, "int has_it(void);\n", once=True)
     with minildr.open(path, loader=loader) as plugin:
         assert plugin.lookup("has_it", "int (void)")() == 0
 

@@ -95,11 +95,19 @@ PATCHES = {
 }
 
 
+@pytest.fixture(scope="module")
+def markers(tmp_path_factory):
+    """Where the constructor's marker is: one folder per module run, so that the plugin
+    (whose source names its marker) is built once, each test patching its own copy."""
+    return tmp_path_factory.mktemp("markers")
+
+
 @pytest.fixture
-def ctor(tmp_path):
-    marker = tmp_path / "constructor-ran"
+def ctor(tmp_path, markers):
+    marker = markers / "constructor-ran"
+    marker.unlink(missing_ok=True)                  # an earlier test's plugin made it
     source = f"#define MARKER {json.dumps(str(marker))}\n" + CTOR_C
-    return write_plugin(tmp_path, "ctor", source, "const char *pick(int i);\n"), marker
+    return write_plugin(tmp_path, "ctor", source, "const char *pick(int i);\n", once=True), marker
 
 
 @pytest.mark.skipif(minildr.HOST.arch != "x86_64", reason="patches x86-64 relocation numbers")

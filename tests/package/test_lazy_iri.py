@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import sys
 
+import hypothesis  # noqa: F401  (imported as every xdist worker does: for the trio check below)
+
 import lazy_iri
 from helpers import TESTS, run_python
+
+# Taken as this module is collected: pytest's plugins and hypothesis's entry points have
+# run by then (a test run later may import trio for itself: an inner pytest, a kernel client).
+TRIO_AT_COLLECTION = "trio" in sys.modules
 
 
 def test_this_test_process_got_the_stand_in_before_nbformat():
     """Loaded by pytest (-p lazy_iri) before nbval imported nbformat, jsonschema and rfc3987_syntax."""
     assert "nbformat" in sys.modules and "jsonschema" in sys.modules
     assert sys.modules[lazy_iri.NAME].is_valid_syntax is lazy_iri.is_valid_syntax
+
+
+def test_this_test_process_did_not_import_trio():
+    """Nor trio (installed for jupyter's sake, used by no test): anyio's pytest plugin is off
+    (-p no:anyio) and hypothesis runs no entry points (HYPOTHESIS_NO_PLUGINS, conftest.py),
+    each of which imported all of it in every test process."""
+    assert not TRIO_AT_COLLECTION
 
 
 # Each of these, checked as "iri" and as "iri-reference" (valid and not, both ways).
