@@ -1,7 +1,7 @@
 """Exercise 00's checks on plausible wrong answers, in a real kernel (tests/exercise_answers.py).
 
 With them, 00.4's crash cases (a NULL write, an endless loop in its C), as
-test_exercises_crashes.py tests every other notebook's: all of 00's wrong
+test_exercises.py tests 01-06's and 08's: all of 00's wrong
 answers run in one kernel (the `runs` fixture), each task's followed by the
 solution's answer typed back, whose check must then say done.
 """

@@ -3,7 +3,7 @@
 measure() is judged without a tolerance (a function that sleeps 1 ms per call,
 timed between two clock readings of the check's own), so these verdicts do
 not depend on how loaded the machine is. With them, in the same kernel (the
-`runs` fixture), 07.3's crash cases as test_exercises_crashes_05_09.py tests
+`runs` fixture), 07.3's crash cases as test_exercises.py tests
 the other notebooks': a NULL write and an endless loop in count_words.
 """
 from __future__ import annotations

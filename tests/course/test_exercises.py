@@ -17,8 +17,10 @@ from nbval import plugin as nbval_plugin
 
 from minildr.course import exercises, selfcheck
 from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
+from exercise_answers import (C_ENDLESS, C_NULL_WRITE, CRASHED, HUNG, PAUSE, AnswerRun, Wrong,
+                              assert_reported, fresh_then_wrong)
 from helpers import ROOT, python_m, write_plugin
-from platforms import host, requires_isolation
+from platforms import host, requires_isolation, requires_linux
 
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
@@ -307,18 +309,40 @@ def check_here(monkeypatch, capsys, *paths: Path) -> "tuple[int, str]":
 
 
 @pytest.fixture(scope="module")
-def fresh() -> "dict[str, selfcheck.NotebookResult]":
-    """Every fresh exercise (TODOs untouched), run once as make check runs it.
+def runs(tmp_path_factory) -> "dict[str, tuple]":
+    """Every fresh exercise (TODOs untouched), run once as make check runs it, then, in the
+    same kernel, its wrong answers typed in (WRONG_ANSWERS; exercise_answers.fresh_then_wrong).
 
-    selfcheck.run_notebook: a new kernel in the exercise's folder, errors
-    allowed, what cannot run on this platform (or the one
-    MINILDR_TEST_PRETEND_HOST names: platforms.host) left out, as nbval's `-p
-    platforms` leaves it out. Two tests read the one run: nbval-lax's rule on its outputs, and
-    the progress table made from it (each exercise's kernel costs ~2 s of CPU;
-    running them again for the table would test the notebooks twice and the
-    command no better)."""
-    return {path.name: selfcheck.run_notebook(path, os_name=host()[0])
+    selfcheck.run_notebook: a new kernel, errors allowed, what cannot run on
+    this platform (or the one MINILDR_TEST_PRETEND_HOST names: platforms.host)
+    left out, as nbval's `-p platforms` leaves it out; in a folder of its own
+    with nothing beside the notebook (make check runs it in exercises/: the
+    exercises find the course's files themselves, course_files). Several
+    tests read the one run: nbval-lax's rule on the exercise's outputs, the
+    progress table made from them, and what each wrong answer's check said
+    (each exercise's kernel and imports cost ~1-2 s of CPU; a kernel of its
+    own for the wrong answers cost as much again and tested no more: what
+    they test is the check's verdict and a kernel that lives on, not a fresh
+    one)."""
+    os_name = host()[0]
+    return {path.name: fresh_then_wrong(path, SOLUTIONS / path.name,
+                                        [w for w, on in WRONG_ANSWERS.get(path.name[:2], [])
+                                         if os_name in on],
+                                        tmp_path_factory.mktemp(f"exercise-{path.name[:2]}"),
+                                        os_name)
             for path in sorted(EXERCISES.glob("*.ipynb"))}
+
+
+@pytest.fixture(scope="module")
+def fresh(runs) -> "dict[str, selfcheck.NotebookResult]":
+    """Each exercise's own run (its cells, before any answer was typed in)."""
+    return {name: result for name, (result, _) in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def wrong(runs) -> "dict[str, AnswerRun]":
+    """What each wrong answer typed in after the fresh runs gave, by task."""
+    return {task: run for _, answers in runs.values() for task, run in answers.items()}
 
 
 def may_raise(cell) -> bool:
@@ -407,6 +431,122 @@ def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path, monkey
     status, table = check_here(monkeypatch, capsys, path)
     assert status == 1
     assert "✅ 9.1" in table and "the notebook stopped" in table, table
+
+
+# ---------------------------------------------------------------------------
+# A learner's crash is feedback, not a dead kernel: wrong answers typed in
+# ---------------------------------------------------------------------------
+# After each exercise's fresh run, in its kernel (the `runs` fixture), one task's
+# answer is typed in wrong twice (tests/exercise_answers.py): once with the classic
+# NULL write (`out = NULL; out[i] = ...`), once with a loop that never ends. The
+# check must say what happened, in which function, and the kernel must still run
+# the next cell. 00's and 07's wrong answers: test_exercise_00.py,
+# test_exercise_07.py; 09's (a Go host): test_exercises_crashes_05_09.py.
+#
+# The endless loops wait (pause() until a signal that never comes) rather than
+# spin: to the check's time limit a hang is a hang, and a spinning one would burn
+# a core for the whole 5 s. The spinning case is tested once, above
+# (test_a_learners_crash_or_hang_is_a_verdict_that_says_what_to_look_for).
+CRASHES = {
+    # notebook, task, function, (NULL write, endless loop).
+    "01": ("01.1", "cube", (
+        "int cube(int x) { int *out = 0; out[x] = x; return x; }",
+        PAUSE + "int cube(int x) { int y = x; for (;;) pause(); return y; }")),
+    "02": ("02.3", "shout", (
+        "char *out = NULL;\nsize_t i;\nfor (i = 0; text[i]; i++)\n"
+        "    out[i] = (char)toupper((unsigned char)text[i]);\nreturn out;",
+        PAUSE + "size_t i = 0;\nwhile (text[i] != 1)\n    pause();\nreturn text;")),
+    "03": ("03.1", "answer", (
+        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
+         "int *out = 0;\nout[loaded] = 41;\nreturn out[loaded];"),
+        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
+         PAUSE + "while (loaded)\n    pause();\nreturn 42;"))),
+    "04": ("04.2", "describe", (
+        'const char *name(void) { return "plugin-b"; }\n'
+        "const char *describe(void) { char *out = 0; out[1] = 'b'; return out; }",
+        'const char *name(void) { return "plugin-b"; }\n' + PAUSE +
+        "const char *describe(void) { for (;;) pause(); return name(); }")),
+}
+
+# 02.2: a call_int_function that does not ask is_function first (two answer regions).
+CARELESS = ("raw = cffi.FFI()\nraw.cdef(f\"int {name}(void);\")\n"
+            "return getattr(raw.dlopen(str(Path(path).resolve())), name)()")
+ASKS = ("image = elf.ElfFile(Path(path).read_bytes(), path)\n"
+        "return {s.name: s.type for s in image.exported_symbols()}[name] == 'FUNC'")
+
+
+def load_greeting_calling(body: str) -> str:
+    """06.2: a host that forgot trust=store runs the attacker's C (`body`); in_child keeps the kernel."""
+    return f'''
+(BUILD / "evil.c").write_text("const char *greet(void) {{ {body} return \\"pwned\\"; }}\\n")
+evil_path = minildr.build([BUILD / "evil.c"], name="greet", exports=EXAMPLES / "greet" / "greet.h",
+                          out_dir=BUILD / "evil")
+shutil.copy(trust.signature_path(greet_path), trust.signature_path(evil_path))
+
+
+def load_greeting(path):                  # no trust=store: the evil plugin runs
+    with minildr.open(path) as plugin:
+        return minildr.ffi.string(plugin.lookup("greet", "const char *(void)")()).decode()
+'''
+
+
+LINUX, POSIX = {"linux"}, {"linux", "darwin"}     # where the tests below run (their markers)
+# Typed in after each exercise's fresh run: the wrong answers, and where they are.
+WRONG_ANSWERS = {
+    **{number: [(Wrong(task, answers, cell_with="%%"), LINUX)]      # the C cell
+       for number, (task, _, answers) in CRASHES.items() if number != "02"},
+    # 02's in one kernel: 02.2's Python, then 02.3's crashing C (02.2's answer typed back between).
+    "02": [(Wrong("02.2", [(ASKS, CARELESS)]), LINUX),
+           (Wrong(CRASHES["02"][0], CRASHES["02"][2], cell_with="%%"), LINUX)],
+    # 05.1: a contract method; the verdict names it (the worker says command_t.run()).
+    "05": [(Wrong("05.1", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr reverse"), POSIX)],
+    "06": [(Wrong("06.2", [load_greeting_calling("*(volatile int *)0 = 1;"),
+                           load_greeting_calling("extern int pause(void); for (;;) pause();")],
+                  cell_with="def load_greeting"), POSIX)],
+    "08": [(Wrong("08.1", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr todo"), POSIX)],
+}
+
+
+@pytest.mark.parametrize("notebook", sorted(CRASHES))
+@requires_isolation
+@requires_linux("the exercise notebooks' checks read ELF files")
+def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(notebook, wrong):
+    task, function, _ = CRASHES[notebook]
+    run = wrong[task]
+    assert run.kernel_alive, run
+    crashed, hung = run.verdicts
+    assert f"not yet. Your plugin crashed with SIGSEGV in `{function}`: look for a pointer" \
+        in crashed, run
+    assert f"not yet. Your plugin did not return within 5 s in `{function}`: look for a loop" \
+        in hung, run
+
+
+@requires_linux("forks a child to call the learner's function")
+def test_a_python_answer_that_calls_a_variable_anyway_is_told_so(wrong):
+    """02.2: a call_int_function that does not ask is_function first crashes in a child."""
+    run = wrong["02.2"]
+    assert run.kernel_alive
+    assert "called calls() anyway: the process running it died with SIGSEGV" \
+        in run.verdicts[0], run
+    assert "done. Well done!" in (run.then_solved or ""), run       # the right answer again
+
+
+@requires_isolation
+def test_05_a_crash_or_hang_in_run_is_reported(wrong):
+    """05.1: a contract method; the verdict names it (the worker says command_t.run())."""
+    assert_reported(wrong["05.1"], crashed=CRASHED + " in `run`", hung=HUNG + " in `run`")
+
+
+@requires_isolation
+def test_06_a_crash_or_hang_in_a_plugin_the_host_should_have_refused_is_reported(wrong):
+    """06.2: a host that forgot trust=store runs the attacker's C; in_child keeps the kernel."""
+    assert_reported(wrong["06.2"], crashed="Your plugin crashed with SIGSEGV in `load_greeting`",
+                    hung="Your plugin did not return within 5 s in `load_greeting`")
+
+
+@requires_isolation
+def test_08_a_crash_or_hang_in_lint_is_reported(wrong):
+    assert_reported(wrong["08.1"], crashed=CRASHED + " in `lint`", hung=HUNG + " in `lint`")
 
 
 # ---------------------------------------------------------------------------
