@@ -244,6 +244,8 @@ def fresh_then_wrong(exercise: Path, solution: Path, wrongs: Sequence[Wrong], fo
     for cell in typed:
         cell.id = f"typed-in-{len(nb.cells)}"          # unique: the solution's ids are the exercise's
         cell.metadata[TYPED_IN] = True
+        if cell.cell_type == "code":
+            cell.execution_count = None                # the solution's count: not run yet
         nb.cells.append(cell)
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, folder / exercise.name)
