@@ -242,7 +242,7 @@ def fresh_then_wrong(exercise: Path, solution: Path, wrongs: Sequence[Wrong], fo
     nb = nbformat.read(exercise, as_version=4)
     typed = tasks_notebook(solution, wrongs).cells if wrongs else []
     for cell in typed:
-        cell.id = f"typed-in-{len(nb.cells)}"          # unique: the solution's ids are the exercise's
+        cell.id = f"typed-in-{len(nb.cells)}"      # unique: the solution's ids are the exercise's
         cell.metadata[TYPED_IN] = True
         if cell.cell_type == "code":
             cell.execution_count = None                # the solution's count: not run yet

@@ -1,7 +1,9 @@
-"""Exercises: generated from solutions, self-checking, and the progress command.
+"""Exercises: generated from solutions, self-checking, the progress command, and wrong answers.
 
 The solution notebooks themselves are run by nbval in `make test` (with the
-course notebooks); these tests check the machinery around them.
+course notebooks); these tests check the machinery around them, run each
+fresh exercise once as `make check` does, and type a learner's crashing and
+hanging answers in after it, in the same kernel.
 """
 from __future__ import annotations
 
@@ -398,7 +400,8 @@ def committed_run(path: Path) -> selfcheck.NotebookResult:
 
 def test_progress_says_all_done_on_a_solution(monkeypatch, capsys):
     ran = committed_run(SOLUTIONS / SOLVED)
-    checks = [c for c in ran.notebook.cells if c.cell_type == "code" and exercises.task_id(c.source)]
+    checks = [c for c in ran.notebook.cells
+              if c.cell_type == "code" and exercises.task_id(c.source)]
     assert checks and len(ran.verdicts) == len(checks), ran.verdicts    # one per check cell
     monkeypatch.setattr(selfcheck, "run_notebook",
                         lambda path, timeout: {ran.path.resolve(): ran}[path.resolve()])
@@ -491,7 +494,8 @@ ASKS = ("image = elf.ElfFile(Path(path).read_bytes(), path)\n"
 
 
 def load_greeting_calling(body: str) -> str:
-    """06.2: a host that forgot trust=store runs the attacker's C (`body`); in_child keeps the kernel."""
+    """06.2: a host that forgot trust=store runs the attacker's C (`body`); in_child keeps
+    the kernel."""
     return f'''
 (BUILD / "evil.c").write_text("const char *greet(void) {{ {body} return \\"pwned\\"; }}\\n")
 evil_path = minildr.build([BUILD / "evil.c"], name="greet", exports=EXAMPLES / "greet" / "greet.h",

@@ -1,4 +1,4 @@
-"""A learner's nil pointer and endless loop in exercise notebook 09's Go host: feedback, not a dead kernel.
+"""A learner's nil pointer and endless loop in exercise 09's Go host: feedback, not a dead kernel.
 
 Task 09.2's answer is a Go host that runs natively; it gets the two classic
 bugs typed in, the way a learner would (tests/exercise_answers.py runs the

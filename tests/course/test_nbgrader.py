@@ -85,7 +85,7 @@ def test_the_untouched_release_scores_zero_and_the_solutions_full_marks(cycle):
         for n in NOTEBOOKS)
     assert alice[1] == bob[1] == checks > 0, got
     assert alice[0] == 0, got
-    assert (cycle[0] / "autograded" / "alice" / ASSIGNMENT / NOTEBOOKS[0]).exists()  # graded, not missing
+    assert (cycle[0] / "autograded" / "alice" / ASSIGNMENT / NOTEBOOKS[0]).exists()  # not missing
     assert bob[0] == bob[1], got
     # Alice's forgotten 06: in the gradebook, each of its checks 0 of 1.
     forgotten = cycle[1]["grades"]["alice"][NOTEBOOKS[1][:-len(".ipynb")]]
