@@ -51,7 +51,7 @@ def figures() -> ModuleType:
 # quick); started first, these long files run beside the many short ones
 # instead of after them, so the run ends when its work does.
 SLOW_FIRST = (
-    "tests/course/test_exercises.py",           # the fresh exercises, then 7 hangs of 5 s
+    "tests/course/test_exercises.py",           # the fresh exercises, then 9 hangs of 5 s
     "tests/core/test_races.py",                 # 4 processes x 50 builds, twice: ~35 s
     "tests/course/test_exercises_crashes_05_09.py",     # Go's hang of 10 s
     "tests/course/test_nbgrader.py",            # nbgrader's whole cycle (one process): ~15 s
@@ -68,8 +68,6 @@ SLOW_FIRST = (
     "tests/course/test_editor.py",
     "notebooks/07-when-to-use-a-plugin.ipynb",
     "tests/core/test_bundled.py",
-    "tests/course/test_exercise_00.py",         # a hang of 5 s
-    "tests/course/test_exercise_07.py",         # a hang of 5 s
 )
 
 

@@ -458,8 +458,8 @@ def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path, monkey
 # answer is typed in wrong twice (tests/exercise_answers.py): once with the classic
 # NULL write (`out = NULL; out[i] = ...`), once with a loop that never ends. The
 # check must say what happened, in which function, and the kernel must still run
-# the next cell. 00's and 07's wrong answers: test_exercise_00.py,
-# test_exercise_07.py; 09's (a Go host): test_exercises_crashes_05_09.py.
+# the next cell. 00's and 07's other wrong answers: further down; 09's (a Go
+# host): test_exercises_crashes_05_09.py.
 #
 # The endless loops wait (pause() until a signal that never comes) rather than
 # spin: to the check's time limit a hang is a hang, and a spinning one would burn
@@ -467,6 +467,8 @@ def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path, monkey
 # (test_a_learners_crash_or_hang_is_a_verdict_that_says_what_to_look_for).
 CRASHES = {
     # notebook, task, function, (NULL write, endless loop).
+    "00": ("00.4", "format_show", ("char *out = 0;\nout[0] = text[0];",
+                                   PAUSE + "while (text)\n    pause();")),
     "01": ("01.1", "cube", (
         "int cube(int x) { int *out = 0; out[x] = x; return x; }",
         PAUSE + "int cube(int x) { int y = x; for (;;) pause(); return y; }")),
@@ -510,10 +512,12 @@ def load_greeting(path):                  # no trust=store: the evil plugin runs
 
 
 LINUX, POSIX = {"linux"}, {"linux", "darwin"}     # where the tests below run (their markers)
-# Typed in after each exercise's fresh run: the wrong answers, and where they are.
+EVERYWHERE = POSIX | {"windows"}
+# Typed in after each exercise's fresh run: the wrong answers, and where they are
+# (00's and 07's, other than their crashes, are defined further down).
 WRONG_ANSWERS = {
     **{number: [(Wrong(task, answers, cell_with="%%"), LINUX)]      # the C cell
-       for number, (task, _, answers) in CRASHES.items() if number != "02"},
+       for number, (task, _, answers) in CRASHES.items() if number not in ("00", "02")},
     # 02's in one kernel: 02.2's Python, then 02.3's crashing C (02.2's answer typed back between).
     "02": [(Wrong("02.2", [(ASKS, CARELESS)]), LINUX),
            (Wrong(CRASHES["02"][0], CRASHES["02"][2], cell_with="%%"), LINUX)],
@@ -566,6 +570,122 @@ def test_06_a_crash_or_hang_in_a_plugin_the_host_should_have_refused_is_reported
 @requires_isolation
 def test_08_a_crash_or_hang_in_lint_is_reported(wrong):
     assert_reported(wrong["08.1"], crashed=CRASHED + " in `lint`", hung=HUNG + " in `lint`")
+
+
+# ---------------------------------------------------------------------------
+# Exercise 00's checks on plausible wrong answers (typed in after its fresh run)
+# ---------------------------------------------------------------------------
+# All of 00's wrong answers in its kernel, each task's followed by the solution's
+# answer typed back, whose check must then say done; 00.4's crash cases are
+# CRASHES["00"] above.
+# 00.3: "a module with a file" is not "a module loaded from a shared library".
+EVERY_FILE = ('return {name: Path(module.__file__) for name, module in list(sys.modules.items())\n'
+              '        if isinstance(getattr(module, "__file__", None), str)}')
+# ... nor is a module whose name starts with "_" (most, not all, C modules do).
+UNDERSCORE = ('return {name: Path(module.__file__) for name, module in list(sys.modules.items())\n'
+              '        if name.startswith("_") and isinstance(getattr(module, "__file__", None), str)}')
+
+
+@requires_linux("the check reads /proc/self/maps")
+def test_python_modules_that_are_not_libraries_are_named(wrong):
+    run = wrong["00.3"]
+    assert run.kernel_alive, run
+    every, underscore = run.verdicts
+    assert "not yet" in every and "are in your answer, but their files are not mapped" in every
+    assert "not yet" in underscore, run
+
+
+# 00.2: a scan that asks every plugin for format_extension stops at greet.
+NO_SKIP = ("found = {}\nfor plugin in minildr.discover(folder).loaded:\n"
+           "    ext = plugin.lookup('format_extension', 'const char *(void)')\n"
+           "    fn = plugin.lookup('format_show', 'const char *(const char *)')\n"
+           "    found[minildr.ffi.string(ext()).decode()] = fn\n"
+           "return found")
+# ... and one that hands the editor C's function as it is (bytes in, a char * out).
+RAW = NO_SKIP.replace("    ext =", "    if 'format_show' not in plugin.exports:\n        continue\n"
+                      "    ext =")
+
+
+def test_a_scan_that_stops_at_a_non_format_or_returns_c_values_is_told_so(wrong):
+    run = wrong["00.2"]
+    assert run.kernel_alive, run
+    stops, raw = run.verdicts
+    assert "stopped at a plugin that is not a format" in stops, run
+    assert "not yet. the .shout format failed on the text 'Tea at 5?' (TypeError" in raw, run
+    assert "C wants bytes in and gives a char * back" in raw, run
+
+
+# 00.1: "it is greet, it loads" (the copy under another name) and "a shared library loads".
+TRUSTING = "\n".join(f"prediction[{name}] = {said}" for name, said in [
+    ('f"greet{S}"', "LOADED"), ('f"echo{S}"', "LOADED"), ('f"backend{S}"', "LOADED"),
+    ('f"hello{S}"', "LOADED"), ('f"empty{S}"', "REFUSED"), ('"echo.txt"', "NOT_LOOKED_AT"),
+    ('f"old/echo{S}"', "NOT_LOOKED_AT")])
+
+
+def test_a_wrong_prediction_is_told_with_the_scans_reason(wrong):
+    run = wrong["00.1"]
+    assert run.kernel_alive, run
+    verdict = run.verdicts[0]
+    assert "not yet. 2 of your 7 predictions differ from the scan" in verdict, run
+    assert "First, backend.so: you said 'loaded', the scan says 'refused' (NotAPlugin:" in verdict
+    assert "without a minildr manifest" in verdict, run
+
+
+# 00.4: format_show's C, with the classic NULL write and a loop that never ends.
+NULL_WRITE = "char *out = 0;\nout[0] = text[0];"
+ENDLESS = PAUSE + "while (text)\n    pause();"
+
+
+def test_each_right_answer_typed_back_in_00_is_done_again(wrong):
+    """After a task's wrong answers, the solution's answer: its check says done (and the next
+    task's wrong answers ran on the state a learner's right answer leaves)."""
+    runs = {task: run for task, run in wrong.items() if task.startswith("00.")}
+    solved = {task: run.then_solved for task, run in runs.items() if run.then_solved is not None}
+    assert len(solved) == len(runs) - 1, solved                 # every task but the last
+    assert all("done. Well done!" in verdict for verdict in solved.values()), solved
+
+
+# ---------------------------------------------------------------------------
+# Exercise 07.1's check on measurements wrong in the ways learners get them wrong
+# ---------------------------------------------------------------------------
+# measure() is judged without a tolerance (a function that sleeps 1 ms per call,
+# timed between two clock readings of the check's own), so these verdicts do not
+# depend on how loaded the machine is. With them, in the same kernel, 07.3's crash
+# cases: a NULL write and an endless loop in count_words.
+REST = ("\n\n\nin_process = measure(greet_here, 20000)\n"
+        "isolated = measure(greet_there, 2000)")
+TOTAL = ("def measure(fn, calls):\n    start = time.perf_counter()\n    for _ in range(calls):\n"
+         "        fn()\n    return time.perf_counter() - start" + REST)
+CPU_TIME = ("def measure(fn, calls):\n    start = time.process_time()\n    for _ in range(calls):\n"
+            "        fn()\n    return (time.process_time() - start) / calls" + REST)
+MICROSECONDS = TOTAL.replace("return time.perf_counter() - start",
+                             "return (time.perf_counter() - start) / calls") + " * 1e6"
+
+
+@requires_isolation
+def test_a_total_cpu_time_or_microseconds_is_not_a_time_per_call(wrong):
+    run = wrong["07.1"]
+    assert run.kernel_alive, run
+    total, cpu, micro = run.verdicts
+    for verdict in (total, cpu):
+        assert "not yet. measure(a 1 ms nap, 10 calls) gave" in verdict, run
+        assert "the time of ONE call, in seconds" in verdict, run
+    assert "not yet. isolated = " in micro and "is it per call, in seconds?" in micro, run
+    assert "done. Well done!" in (run.then_solved or ""), run       # the right answer again
+
+
+@requires_isolation
+def test_a_crash_or_hang_in_count_words_is_reported(wrong):
+    assert_reported(wrong["07.3"], crashed=CRASHED + " in `count_words`",
+                    hung=HUNG + " in `count_words`")
+
+
+WRONG_ANSWERS["00"] = [(Wrong("00.1", [TRUSTING]), EVERYWHERE),
+                      (Wrong("00.2", [NO_SKIP, RAW]), EVERYWHERE),
+                      (Wrong("00.3", [EVERY_FILE, UNDERSCORE]), LINUX),    # /proc/self/maps
+                      (Wrong("00.4", CRASHES["00"][2], cell_with="%%"), LINUX)]
+WRONG_ANSWERS["07"] = [(Wrong("07.1", [TOTAL, CPU_TIME, MICROSECONDS]), POSIX),
+                      (Wrong("07.3", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr wc"), POSIX)]
 
 
 # ---------------------------------------------------------------------------
