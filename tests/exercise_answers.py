@@ -28,6 +28,10 @@ then, before the solution's cells go on to the next task, the solution's own
 answer is typed back in (its cells between, its check) as a learner fixing
 their code would: what the wrong answers left behind is replaced, and that
 check's verdict (`then_solved`) says whether the right answer is done again.
+
+The exercises' tests type their wrong answers in after the exercise's fresh
+run, in its kernel (fresh_then_wrong: the fresh run's outputs are read as
+make check reads them, the typed-in cells as above).
 """
 from __future__ import annotations
 
