@@ -68,9 +68,8 @@ def figures() -> ModuleType:
 # quick); started first, these long files run beside the many short ones
 # instead of after them, so the run ends when its work does.
 SLOW_FIRST = (
-    "tests/course/test_exercises.py",           # each fresh exercise run once: ~34 s
-    "tests/course/test_exercises_crashes_05_09.py",     # 3 hangs of 5 s, Go's of 10 s
-    "tests/course/test_exercises_crashes.py",   # wrong answers: 4 hangs of 5 s
+    "tests/course/test_exercises.py",           # the fresh exercises, then 9 hangs of 5 s
+    "tests/course/test_exercises_crashes_05_09.py",     # Go's hang of 10 s
     "tests/course/test_nbgrader.py",            # nbgrader's whole cycle (one process): ~15 s
     "tests/core/test_interrupts.py",
     "tests/isolation/test_isolate.py",
@@ -86,8 +85,6 @@ SLOW_FIRST = (
     "tests/course/test_editor.py",
     "notebooks/07-when-to-use-a-plugin.ipynb",
     "tests/core/test_bundled.py",
-    "tests/course/test_exercise_00.py",         # a hang of 5 s
-    "tests/course/test_exercise_07.py",         # a hang of 5 s
 )
 
 

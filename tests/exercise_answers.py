@@ -28,6 +28,10 @@ then, before the solution's cells go on to the next task, the solution's own
 answer is typed back in (its cells between, its check) as a learner fixing
 their code would: what the wrong answers left behind is replaced, and that
 check's verdict (`then_solved`) says whether the right answer is done again.
+
+The exercises' tests type their wrong answers in after the exercise's fresh
+run, in its kernel (fresh_then_wrong: the fresh run's outputs are read as
+make check reads them, the typed-in cells as above).
 """
 from __future__ import annotations
 
@@ -37,14 +41,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import nbformat
 from nbclient import NotebookClient
 from traitlets.config import Config
 
+from minildr.course import selfcheck
 from minildr.course.exercises import BEGIN, END, marker_text, task_id
-from minildr.course.selfcheck import MIME
+from minildr.course.selfcheck import MIME, NotebookResult
 
 ALIVE = "the kernel is alive"
 # An endless loop that waits (pause() until a signal that never comes) rather than spins:
@@ -196,8 +201,13 @@ def with_answers_for_tasks(solution: Path, wrongs: Sequence[Wrong], folder: Path
                        config=config, resources={"metadata": {"path": str(folder)}}).execute()
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
+    return answer_runs(nb.cells, wrongs)
+
+
+def answer_runs(cells, wrongs: Sequence[Wrong]) -> Dict[str, AnswerRun]:
+    """What each task's wrong answers gave, read from the executed cells of tasks_notebook."""
     runs = {w.task: AnswerRun([], False, []) for w in wrongs}
-    for cell in nb.cells:
+    for cell in cells:
         if "answer" in cell.metadata:
             runs[cell.metadata["task"]].errors += [
                 f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs
@@ -211,3 +221,49 @@ def with_answers_for_tasks(solution: Path, wrongs: Sequence[Wrong], folder: Path
             else:
                 runs[task].then_solved = verdict_text(cell)
     return runs
+
+
+# Marks the cells fresh_then_wrong types in after the exercise's own.
+TYPED_IN = "typed_in_after_the_fresh_run"
+
+
+def fresh_then_wrong(exercise: Path, solution: Path, wrongs: Sequence[Wrong], folder: Path,
+                     os_name: str) -> "Tuple[NotebookResult, Dict[str, AnswerRun]]":
+    """The fresh exercise as make check runs it, then wrong answers typed in, in the same kernel.
+
+    What a learner does: Run All on the untouched exercise (every TODO cell
+    raises, every check says not yet), then, from the top, the answers typed
+    in (the solution's cells) up to a task, that task's answer typed in wrong
+    and its check run again (tasks_notebook's cells, after the exercise's).
+    One kernel and one start of the notebook's imports instead of two.
+
+    The whole runs through selfcheck.run_notebook (make check's own function)
+    in `folder`, with nothing beside the notebook (the exercises find the
+    course's files themselves: course_files). The exercise's part is returned
+    as run_notebook returns a notebook (its verdicts, whether the kernel lived
+    through it, its cells left out), the typed-in part as answer_runs reads it.
+    """
+    nb = nbformat.read(exercise, as_version=4)
+    typed = tasks_notebook(solution, wrongs).cells if wrongs else []
+    for cell in typed:
+        cell.id = f"typed-in-{len(nb.cells)}"      # unique: the solution's ids are the exercise's
+        cell.metadata[TYPED_IN] = True
+        if cell.cell_type == "code":
+            cell.execution_count = None                # the solution's count: not run yet
+        nb.cells.append(cell)
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / exercise.name)
+    ran = selfcheck.run_notebook(folder / exercise.name, os_name=os_name)
+    if ran.skipped:
+        return NotebookResult(exercise, [], skipped=ran.skipped), {}
+    fresh = [c for c in ran.notebook.cells if not c.metadata.get(TYPED_IN)]
+    after = [c for c in ran.notebook.cells if c.metadata.get(TYPED_IN)]
+    # The kernel died (or timed out) in the exercise's part if the typed-in part never began.
+    reached = any(c.get("execution_count") for c in after if c.cell_type == "code")
+    out = nbformat.v4.new_notebook(metadata=ran.notebook.metadata)
+    out.cells = fresh
+    left_out = ran.cells_left_out - (len(typed) - len(after))
+    result = NotebookResult(exercise, selfcheck.verdicts_in(out),
+                            "" if reached else ran.problem, ran.seconds,
+                            cells_left_out=left_out, notebook=out)
+    return result, answer_runs(after, wrongs)

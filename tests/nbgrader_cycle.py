@@ -4,8 +4,9 @@
 
 In COURSE (holding the course's nbgrader_config.py and source/ASSIGNMENT/),
 does what a teacher and two students do: `nbgrader generate_assignment
-ASSIGNMENT --force`; alice hands in the release untouched, bob types in every
-answer (the solution's code from SOLUTIONS, markers removed); `nbgrader
+ASSIGNMENT --force`; alice hands in the release's first notebook untouched and
+forgets the others, bob types in every answer of every notebook (the
+solution's code from SOLUTIONS, markers removed); `nbgrader
 autograde ASSIGNMENT --create`; `nbgrader generate_feedback ASSIGNMENT`. Then
 writes the gradebook's scores to GRADES.json, so that the test reads them
 without importing nbgrader itself.
@@ -85,10 +86,10 @@ def hand_in(course: Path, assignment: str, solutions: Path) -> None:
     for student in STUDENTS:
         submitted = course / "submitted" / student / assignment
         submitted.mkdir(parents=True)
-        for name in notebooks:
-            if student == "alice":                  # hands in the release untouched
-                shutil.copy(release / name, submitted / name)
-            else:                                   # types in every answer
+        if student == "alice":                      # the first untouched, the others forgotten
+            shutil.copy(release / notebooks[0], submitted / notebooks[0])
+        else:
+            for name in notebooks:                  # types in every answer
                 as_typed_by_a_student(release / name, solutions / name, submitted / name)
         (submitted / "timestamp.txt").write_text("2026-12-06 12:00:00.000000 UTC")
 

@@ -1,7 +1,9 @@
-"""Exercises: generated from solutions, self-checking, and the progress command.
+"""Exercises: generated from solutions, self-checking, the progress command, and wrong answers.
 
 The solution notebooks themselves are run by nbval in `make test` (with the
-course notebooks); these tests check the machinery around them.
+course notebooks); these tests check the machinery around them, run each
+fresh exercise once as `make check` does, and type a learner's crashing and
+hanging answers in after it, in the same kernel.
 """
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from nbval import plugin as nbval_plugin
 
 from minildr.course import exercises, selfcheck
 from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
+from exercise_answers import (C_ENDLESS, C_NULL_WRITE, CRASHED, HUNG, PAUSE, AnswerRun, Wrong,
+                              assert_reported, fresh_then_wrong)
 from helpers import ROOT, python_m, write_plugin
-from platforms import host, requires_isolation
+from platforms import host, requires_isolation, requires_linux
 
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
@@ -308,18 +312,40 @@ def check_here(monkeypatch, capsys, *paths: Path) -> "tuple[int, str]":
 
 
 @pytest.fixture(scope="module")
-def fresh() -> "dict[str, selfcheck.NotebookResult]":
-    """Every fresh exercise (TODOs untouched), run once as make check runs it.
+def runs(tmp_path_factory) -> "dict[str, tuple]":
+    """Every fresh exercise (TODOs untouched), run once as make check runs it, then, in the
+    same kernel, its wrong answers typed in (WRONG_ANSWERS; exercise_answers.fresh_then_wrong).
 
-    selfcheck.run_notebook: a new kernel in the exercise's folder, errors
-    allowed, what cannot run on this platform (or the one
-    MINILDR_TEST_PRETEND_HOST names: platforms.host) left out, as nbval's `-p
-    platforms` leaves it out. Two tests read the one run: nbval-lax's rule on its outputs, and
-    the progress table made from it (each exercise's kernel costs ~2 s of CPU;
-    running them again for the table would test the notebooks twice and the
-    command no better)."""
-    return {path.name: selfcheck.run_notebook(path, os_name=host()[0])
+    selfcheck.run_notebook: a new kernel, errors allowed, what cannot run on
+    this platform (or the one MINILDR_TEST_PRETEND_HOST names: platforms.host)
+    left out, as nbval's `-p platforms` leaves it out; in a folder of its own
+    with nothing beside the notebook (make check runs it in exercises/: the
+    exercises find the course's files themselves, course_files). Several
+    tests read the one run: nbval-lax's rule on the exercise's outputs, the
+    progress table made from them, and what each wrong answer's check said
+    (each exercise's kernel and imports cost ~1-2 s of CPU; a kernel of its
+    own for the wrong answers cost as much again and tested no more: what
+    they test is the check's verdict and a kernel that lives on, not a fresh
+    one)."""
+    os_name = host()[0]
+    return {path.name: fresh_then_wrong(path, SOLUTIONS / path.name,
+                                        [w for w, on in WRONG_ANSWERS.get(path.name[:2], [])
+                                         if os_name in on],
+                                        tmp_path_factory.mktemp(f"exercise-{path.name[:2]}"),
+                                        os_name)
             for path in sorted(EXERCISES.glob("*.ipynb"))}
+
+
+@pytest.fixture(scope="module")
+def fresh(runs) -> "dict[str, selfcheck.NotebookResult]":
+    """Each exercise's own run (its cells, before any answer was typed in)."""
+    return {name: result for name, (result, _) in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def wrong(runs) -> "dict[str, AnswerRun]":
+    """What each wrong answer typed in after the fresh runs gave, by task."""
+    return {task: run for _, answers in runs.values() for task, run in answers.items()}
 
 
 def may_raise(cell) -> bool:
@@ -355,15 +381,31 @@ def test_no_task_of_a_fresh_exercise_is_done(fresh):
     assert all(DONE not in v for v in verdicts.values()), verdicts
 
 
-# The command's exit status 0 and "all done" table on one solution: every solution
-# already runs under nbval (make test), its check cells' verdicts compared with the
-# committed "done" ones, so running more here would test the notebooks twice and the
-# command no better.
+# The command's exit status 0 and "all done" table on a solution, from its committed
+# outputs: every solution runs under nbval (make test), each check cell's verdict (the
+# check's record and its text) compared with the committed "done" one, so a kernel run
+# here would test the notebook twice and the command no better. run_notebook itself
+# runs for real above (the fresh exercises) and below (a learner's answer, a dead
+# kernel, other platforms).
 SOLVED = "00-the-plugin-problem.ipynb"
 SAMPLE = ["01-shared-libraries.ipynb", "02-smallest-plugin.ipynb"]
 
 
+def committed_run(path: Path) -> selfcheck.NotebookResult:
+    """The notebook's run as its committed outputs record it (as run_notebook reads a run)."""
+    nb = nbformat.read(path, as_version=4)
+    left_out = selfcheck.leave_out_what_cannot_run(nb, host()[0])
+    return selfcheck.NotebookResult(path, selfcheck.verdicts_in(nb), cells_left_out=left_out,
+                                    notebook=nb)
+
+
 def test_progress_says_all_done_on_a_solution(monkeypatch, capsys):
+    ran = committed_run(SOLUTIONS / SOLVED)
+    checks = [c for c in ran.notebook.cells
+              if c.cell_type == "code" and exercises.task_id(c.source)]
+    assert checks and len(ran.verdicts) == len(checks), ran.verdicts    # one per check cell
+    monkeypatch.setattr(selfcheck, "run_notebook",
+                        lambda path, timeout: {ran.path.resolve(): ran}[path.resolve()])
     status, table = check_here(monkeypatch, capsys, SOLUTIONS / SOLVED)
     assert status == 0, table
     assert "all done" in table and "not yet" not in table
@@ -408,6 +450,243 @@ def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path, monkey
     status, table = check_here(monkeypatch, capsys, path)
     assert status == 1
     assert "✅ 9.1" in table and "the notebook stopped" in table, table
+
+
+# ---------------------------------------------------------------------------
+# A learner's crash is feedback, not a dead kernel: wrong answers typed in
+# ---------------------------------------------------------------------------
+# After each exercise's fresh run, in its kernel (the `runs` fixture), one task's
+# answer is typed in wrong twice (tests/exercise_answers.py): once with the classic
+# NULL write (`out = NULL; out[i] = ...`), once with a loop that never ends. The
+# check must say what happened, in which function, and the kernel must still run
+# the next cell. 00's and 07's other wrong answers: further down; 09's (a Go
+# host): test_exercises_crashes_05_09.py.
+#
+# The endless loops wait (pause() until a signal that never comes) rather than
+# spin: to the check's time limit a hang is a hang, and a spinning one would burn
+# a core for the whole 5 s. The spinning case is tested once, above
+# (test_a_learners_crash_or_hang_is_a_verdict_that_says_what_to_look_for).
+CRASHES = {
+    # notebook, task, function, (NULL write, endless loop).
+    "00": ("00.4", "format_show", ("char *out = 0;\nout[0] = text[0];",
+                                   PAUSE + "while (text)\n    pause();")),
+    "01": ("01.1", "cube", (
+        "int cube(int x) { int *out = 0; out[x] = x; return x; }",
+        PAUSE + "int cube(int x) { int y = x; for (;;) pause(); return y; }")),
+    "02": ("02.3", "shout", (
+        "char *out = NULL;\nsize_t i;\nfor (i = 0; text[i]; i++)\n"
+        "    out[i] = (char)toupper((unsigned char)text[i]);\nreturn out;",
+        PAUSE + "size_t i = 0;\nwhile (text[i] != 1)\n    pause();\nreturn text;")),
+    "03": ("03.1", "answer", (
+        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
+         "int *out = 0;\nout[loaded] = 41;\nreturn out[loaded];"),
+        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
+         PAUSE + "while (loaded)\n    pause();\nreturn 42;"))),
+    "04": ("04.2", "describe", (
+        'const char *name(void) { return "plugin-b"; }\n'
+        "const char *describe(void) { char *out = 0; out[1] = 'b'; return out; }",
+        'const char *name(void) { return "plugin-b"; }\n' + PAUSE +
+        "const char *describe(void) { for (;;) pause(); return name(); }")),
+}
+
+# 02.2: a call_int_function that does not ask is_function first (two answer regions).
+CARELESS = ("raw = cffi.FFI()\nraw.cdef(f\"int {name}(void);\")\n"
+            "return getattr(raw.dlopen(str(Path(path).resolve())), name)()")
+ASKS = ("image = elf.ElfFile(Path(path).read_bytes(), path)\n"
+        "return {s.name: s.type for s in image.exported_symbols()}[name] == 'FUNC'")
+
+
+def load_greeting_calling(body: str) -> str:
+    """06.2: a host that forgot trust=store runs the attacker's C (`body`); in_child keeps
+    the kernel."""
+    return f'''
+(BUILD / "evil.c").write_text("const char *greet(void) {{ {body} return \\"pwned\\"; }}\\n")
+evil_path = minildr.build([BUILD / "evil.c"], name="greet", exports=EXAMPLES / "greet" / "greet.h",
+                          out_dir=BUILD / "evil")
+shutil.copy(trust.signature_path(greet_path), trust.signature_path(evil_path))
+
+
+def load_greeting(path):                  # no trust=store: the evil plugin runs
+    with minildr.open(path) as plugin:
+        return minildr.ffi.string(plugin.lookup("greet", "const char *(void)")()).decode()
+'''
+
+
+LINUX, POSIX = {"linux"}, {"linux", "darwin"}     # where the tests below run (their markers)
+EVERYWHERE = POSIX | {"windows"}
+# Typed in after each exercise's fresh run: the wrong answers, and where they are
+# (00's and 07's, other than their crashes, are defined further down).
+WRONG_ANSWERS = {
+    **{number: [(Wrong(task, answers, cell_with="%%"), LINUX)]      # the C cell
+       for number, (task, _, answers) in CRASHES.items() if number not in ("00", "02")},
+    # 02's in one kernel: 02.2's Python, then 02.3's crashing C (02.2's answer typed back between).
+    "02": [(Wrong("02.2", [(ASKS, CARELESS)]), LINUX),
+           (Wrong(CRASHES["02"][0], CRASHES["02"][2], cell_with="%%"), LINUX)],
+    # 05.1: a contract method; the verdict names it (the worker says command_t.run()).
+    "05": [(Wrong("05.1", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr reverse"), POSIX)],
+    "06": [(Wrong("06.2", [load_greeting_calling("*(volatile int *)0 = 1;"),
+                           load_greeting_calling("extern int pause(void); for (;;) pause();")],
+                  cell_with="def load_greeting"), POSIX)],
+    "08": [(Wrong("08.1", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr todo"), POSIX)],
+}
+
+
+@pytest.mark.parametrize("notebook", sorted(CRASHES))
+@requires_isolation
+@requires_linux("the exercise notebooks' checks read ELF files")
+def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(notebook, wrong):
+    task, function, _ = CRASHES[notebook]
+    run = wrong[task]
+    assert run.kernel_alive, run
+    crashed, hung = run.verdicts
+    assert f"not yet. Your plugin crashed with SIGSEGV in `{function}`: look for a pointer" \
+        in crashed, run
+    assert f"not yet. Your plugin did not return within 5 s in `{function}`: look for a loop" \
+        in hung, run
+
+
+@requires_linux("forks a child to call the learner's function")
+def test_a_python_answer_that_calls_a_variable_anyway_is_told_so(wrong):
+    """02.2: a call_int_function that does not ask is_function first crashes in a child."""
+    run = wrong["02.2"]
+    assert run.kernel_alive
+    assert "called calls() anyway: the process running it died with SIGSEGV" \
+        in run.verdicts[0], run
+    assert "done. Well done!" in (run.then_solved or ""), run       # the right answer again
+
+
+@requires_isolation
+def test_05_a_crash_or_hang_in_run_is_reported(wrong):
+    """05.1: a contract method; the verdict names it (the worker says command_t.run())."""
+    assert_reported(wrong["05.1"], crashed=CRASHED + " in `run`", hung=HUNG + " in `run`")
+
+
+@requires_isolation
+def test_06_a_crash_or_hang_in_a_plugin_the_host_should_have_refused_is_reported(wrong):
+    """06.2: a host that forgot trust=store runs the attacker's C; in_child keeps the kernel."""
+    assert_reported(wrong["06.2"], crashed="Your plugin crashed with SIGSEGV in `load_greeting`",
+                    hung="Your plugin did not return within 5 s in `load_greeting`")
+
+
+@requires_isolation
+def test_08_a_crash_or_hang_in_lint_is_reported(wrong):
+    assert_reported(wrong["08.1"], crashed=CRASHED + " in `lint`", hung=HUNG + " in `lint`")
+
+
+# ---------------------------------------------------------------------------
+# Exercise 00's checks on plausible wrong answers (typed in after its fresh run)
+# ---------------------------------------------------------------------------
+# All of 00's wrong answers in its kernel, each task's followed by the solution's
+# answer typed back, whose check must then say done; 00.4's crash cases are
+# CRASHES["00"] above.
+# 00.3: "a module with a file" is not "a module loaded from a shared library".
+EVERY_FILE = ('return {name: Path(module.__file__) for name, module in list(sys.modules.items())\n'
+              '        if isinstance(getattr(module, "__file__", None), str)}')
+# ... nor is a module whose name starts with "_" (most, not all, C modules do).
+UNDERSCORE = ('return {name: Path(module.__file__) for name, module in list(sys.modules.items())\n'
+              '        if name.startswith("_") and isinstance(getattr(module, "__file__", None), str)}')
+
+
+@requires_linux("the check reads /proc/self/maps")
+def test_python_modules_that_are_not_libraries_are_named(wrong):
+    run = wrong["00.3"]
+    assert run.kernel_alive, run
+    every, underscore = run.verdicts
+    assert "not yet" in every and "are in your answer, but their files are not mapped" in every
+    assert "not yet" in underscore, run
+
+
+# 00.2: a scan that asks every plugin for format_extension stops at greet.
+NO_SKIP = ("found = {}\nfor plugin in minildr.discover(folder).loaded:\n"
+           "    ext = plugin.lookup('format_extension', 'const char *(void)')\n"
+           "    fn = plugin.lookup('format_show', 'const char *(const char *)')\n"
+           "    found[minildr.ffi.string(ext()).decode()] = fn\n"
+           "return found")
+# ... and one that hands the editor C's function as it is (bytes in, a char * out).
+RAW = NO_SKIP.replace("    ext =", "    if 'format_show' not in plugin.exports:\n        continue\n"
+                      "    ext =")
+
+
+def test_a_scan_that_stops_at_a_non_format_or_returns_c_values_is_told_so(wrong):
+    run = wrong["00.2"]
+    assert run.kernel_alive, run
+    stops, raw = run.verdicts
+    assert "stopped at a plugin that is not a format" in stops, run
+    assert "not yet. the .shout format failed on the text 'Tea at 5?' (TypeError" in raw, run
+    assert "C wants bytes in and gives a char * back" in raw, run
+
+
+# 00.1: "it is greet, it loads" (the copy under another name) and "a shared library loads".
+TRUSTING = "\n".join(f"prediction[{name}] = {said}" for name, said in [
+    ('f"greet{S}"', "LOADED"), ('f"echo{S}"', "LOADED"), ('f"backend{S}"', "LOADED"),
+    ('f"hello{S}"', "LOADED"), ('f"empty{S}"', "REFUSED"), ('"echo.txt"', "NOT_LOOKED_AT"),
+    ('f"old/echo{S}"', "NOT_LOOKED_AT")])
+
+
+def test_a_wrong_prediction_is_told_with_the_scans_reason(wrong):
+    run = wrong["00.1"]
+    assert run.kernel_alive, run
+    verdict = run.verdicts[0]
+    assert "not yet. 2 of your 7 predictions differ from the scan" in verdict, run
+    assert "First, backend.so: you said 'loaded', the scan says 'refused' (NotAPlugin:" in verdict
+    assert "without a minildr manifest" in verdict, run
+
+
+# 00.4: format_show's C, with the classic NULL write and a loop that never ends.
+NULL_WRITE = "char *out = 0;\nout[0] = text[0];"
+ENDLESS = PAUSE + "while (text)\n    pause();"
+
+
+def test_each_right_answer_typed_back_in_00_is_done_again(wrong):
+    """After a task's wrong answers, the solution's answer: its check says done (and the next
+    task's wrong answers ran on the state a learner's right answer leaves)."""
+    runs = {task: run for task, run in wrong.items() if task.startswith("00.")}
+    solved = {task: run.then_solved for task, run in runs.items() if run.then_solved is not None}
+    assert len(solved) == len(runs) - 1, solved                 # every task but the last
+    assert all("done. Well done!" in verdict for verdict in solved.values()), solved
+
+
+# ---------------------------------------------------------------------------
+# Exercise 07.1's check on measurements wrong in the ways learners get them wrong
+# ---------------------------------------------------------------------------
+# measure() is judged without a tolerance (a function that sleeps 1 ms per call,
+# timed between two clock readings of the check's own), so these verdicts do not
+# depend on how loaded the machine is. With them, in the same kernel, 07.3's crash
+# cases: a NULL write and an endless loop in count_words.
+REST = ("\n\n\nin_process = measure(greet_here, 20000)\n"
+        "isolated = measure(greet_there, 2000)")
+TOTAL = ("def measure(fn, calls):\n    start = time.perf_counter()\n    for _ in range(calls):\n"
+         "        fn()\n    return time.perf_counter() - start" + REST)
+CPU_TIME = ("def measure(fn, calls):\n    start = time.process_time()\n    for _ in range(calls):\n"
+            "        fn()\n    return (time.process_time() - start) / calls" + REST)
+MICROSECONDS = TOTAL.replace("return time.perf_counter() - start",
+                             "return (time.perf_counter() - start) / calls") + " * 1e6"
+
+
+@requires_isolation
+def test_a_total_cpu_time_or_microseconds_is_not_a_time_per_call(wrong):
+    run = wrong["07.1"]
+    assert run.kernel_alive, run
+    total, cpu, micro = run.verdicts
+    for verdict in (total, cpu):
+        assert "not yet. measure(a 1 ms nap, 10 calls) gave" in verdict, run
+        assert "the time of ONE call, in seconds" in verdict, run
+    assert "not yet. isolated = " in micro and "is it per call, in seconds?" in micro, run
+    assert "done. Well done!" in (run.then_solved or ""), run       # the right answer again
+
+
+@requires_isolation
+def test_a_crash_or_hang_in_count_words_is_reported(wrong):
+    assert_reported(wrong["07.3"], crashed=CRASHED + " in `count_words`",
+                    hung=HUNG + " in `count_words`")
+
+
+WRONG_ANSWERS["00"] = [(Wrong("00.1", [TRUSTING]), EVERYWHERE),
+                      (Wrong("00.2", [NO_SKIP, RAW]), EVERYWHERE),
+                      (Wrong("00.3", [EVERY_FILE, UNDERSCORE]), LINUX),    # /proc/self/maps
+                      (Wrong("00.4", CRASHES["00"][2], cell_with="%%"), LINUX)]
+WRONG_ANSWERS["07"] = [(Wrong("07.1", [TOTAL, CPU_TIME, MICROSECONDS]), POSIX),
+                      (Wrong("07.3", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr wc"), POSIX)]
 
 
 # ---------------------------------------------------------------------------

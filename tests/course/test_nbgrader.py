@@ -8,15 +8,22 @@ cell with two answer regions, checks that call the learner's C in a worker)
 and 06 (a `%%writefile` C answer, a private key made in build/, and 06.3,
 whose correct answer makes a plugin abort on purpose: its worker writes to
 stderr, and nbgrader gives no points to a test that writes to stderr). The
-release is what `exercises/` holds, cell for cell; an untouched release
-scores 0; the solutions, typed in as a student would (markers removed), score
-full marks, 06.3 included; the feedback quotes the course's own check
-messages; no build output or private key lands in the release. Nothing is put
+release is what `exercises/` holds, cell for cell; an untouched notebook
+scores 0 (alice hands in 02 as released), and so does a notebook not handed
+in (she forgets 06), its points still counted; the solutions, typed in as a
+student would (markers removed), score full marks, 06.3 included; the
+feedback quotes the course's own check messages; no build output or private
+key lands in the release. Nothing is put
 beside the assignment: the notebooks find the course's examples themselves
 (course_files), from nbgrader's source/, release/, submitted/ and autograded/
 folders alike. (03, graded here before, cost as much to run and added no case
 that 02 and 06 lack: its C cell's two regions are cleared by the same
-exercise_cell as 02's two Python regions.)
+exercise_cell as 02's two Python regions. Alice's untouched 06, graded here
+before, cost a kernel and 06's cells (~1.5 s of CPU) and could fail only if a
+check of untouched 06 said done, which test_exercises.py's
+test_no_task_of_a_fresh_exercise_is_done rules out for every exercise: graded,
+a check scores only if its verdict is done, selfcheck.task raising otherwise,
+test_under_grading_a_check_not_done_raises_with_its_verdict.)
 """
 from __future__ import annotations
 
@@ -78,7 +85,11 @@ def test_the_untouched_release_scores_zero_and_the_solutions_full_marks(cycle):
         for n in NOTEBOOKS)
     assert alice[1] == bob[1] == checks > 0, got
     assert alice[0] == 0, got
+    assert (cycle[0] / "autograded" / "alice" / ASSIGNMENT / NOTEBOOKS[0]).exists()  # not missing
     assert bob[0] == bob[1], got
+    # Alice's forgotten 06: in the gradebook, each of its checks 0 of 1.
+    forgotten = cycle[1]["grades"]["alice"][NOTEBOOKS[1][:-len(".ipynb")]]
+    assert forgotten and all(score == [0, 1] for score in forgotten.values()), forgotten
 
 
 @requires_isolation
