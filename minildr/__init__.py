@@ -98,20 +98,16 @@ from .errors import (BadTrustFile, BuildError, CellBuildFailed, CompilerNotFound
                      SandboxUnavailable, SymbolNotFound, SymbolTypeError, UnsupportedELF,
                      UntrustedPlugin, VersionMismatch, WorkerStartError)
 from .host import HOST, SUFFIX, Platform
+from .interrupts import under_lock
 from .isolation.policy import Limits, SandboxPolicy
 from .loader import open
 from .logger import LOG
 from .manifest import ABI_VERSION, Manifest
 from .plugin import Plugin, Symbol
+from .ctype import PARSE_LOCK
 from .outofline import inline
 from .system import DECLARATIONS, ffi as _loaders_ffi
 from .trust import PublicKey, TrustStore, Verdict
-
-# `minildr.ffi`: cffi's in-line FFI, as a learner knows it (cdef, dlopen, string...),
-# with the system loader's declarations. The loader's own binding is out-of-line
-# where it can be (outofline.py: no C parser at run time, for the isolated worker);
-# cdata from either are the same to cffi.
-ffi = _loaders_ffi if isinstance(_loaders_ffi, cffi.FFI) else inline(DECLARATIONS)
 
 __version__ = "0.1.0"
 
@@ -122,12 +118,38 @@ def load_ipython_extension(ipython) -> None:
     load(ipython)
 
 
-def __getattr__(name: str):
-    """`minildr.native` after a bare `import minildr`, as a learner will type it.
+def _public_ffi() -> cffi.FFI:
+    """`minildr.ffi`: cffi's in-line FFI, as a learner knows it (cdef, dlopen, string...),
+    with the system loader's declarations; made once, at its first use.
 
-    Imported on first use: it binds libc's mmap and dlvsym, which exist on
-    Linux only, and `import minildr` must work everywhere.
+    The loader's own binding is out-of-line where it can be (outofline.py: no C
+    parser at run time); cdata from either are the same to cffi. An in-line FFI
+    imports cffi's C parser (pycparser, ~25 ms of CPU), which most processes
+    that import minildr never use: a test's child, a plugin host that prints
+    with `ffi.string` later. So it is made here, at the first `minildr.ffi`,
+    under ctype.PARSE_LOCK (cffi's parser is shared): threads asking at once
+    get the one FFI the first of them made.
     """
+    return under_lock(PARSE_LOCK, _make_public_ffi)
+
+
+def _make_public_ffi() -> cffi.FFI:
+    made = globals().get("ffi")
+    if made is None:
+        made = _loaders_ffi if isinstance(_loaders_ffi, cffi.FFI) else inline(DECLARATIONS)
+        globals()["ffi"] = made          # later uses are a plain module attribute
+    return made
+
+
+def __getattr__(name: str):
+    """`minildr.ffi` and `minildr.native`, made at their first use (PEP 562).
+
+    `native` is imported on first use: it binds libc's mmap and dlvsym, which
+    exist on Linux only, and `import minildr` must work everywhere. `ffi`: see
+    _public_ffi.
+    """
+    if name == "ffi":
+        return _public_ffi()
     if name == "native":
         return importlib.import_module(".native", __name__)
     raise AttributeError(f"module 'minildr' has no attribute {name!r}")

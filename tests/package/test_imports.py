@@ -14,7 +14,7 @@ import sys
 
 from minildr.isolation.process import BOOT, BOOT_IMPORT, dependency_folders
 
-from helpers import ROOT
+from helpers import ROOT, run_python
 
 PACKAGE = ROOT / "minildr"
 
@@ -97,6 +97,45 @@ def test_import_minildr_then_native_works():
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.stdout.strip() == "load", done.stderr
 
+
+
+# What `import minildr` must not import: each is slow, and most processes that import
+# minildr (every test's child, pytest worker, Jupyter kernel) never use it. They come
+# at their first use: pycparser (cffi's C parser, ~25 ms) with `minildr.ffi`.
+NOT_AT_IMPORT = ("pycparser", "cffi.cparser")
+
+
+def test_import_minildr_imports_no_c_parser():
+    """`import minildr` reads no C text; `minildr.ffi` is then made at its first use,
+    cffi's in-line FFI as before (cdef, string), the same object however it is asked."""
+    done = run_python(
+        "import sys, cffi, minildr; print(sorted(m for m in sys.modules if any("
+        "m == n or m.startswith(n + '.') for n in sys.argv[1:]))); "
+        "ffi = minildr.ffi; from minildr import ffi as again; ffi.cdef('int abs(int);'); "
+        "print(isinstance(ffi, cffi.FFI), again is ffi is minildr.ffi, "
+        "ffi.string(ffi.new('char[]', b'hi')).decode(), ffi.dlopen(None).abs(-4), "
+        "'pycparser' in sys.modules)", *NOT_AT_IMPORT, timeout=60)
+    assert done.stdout.splitlines() == ["[]", "True True hi 4 True"], done.stderr
+
+
+def test_minildr_ffi_is_made_once_when_threads_ask_at_once():
+    """Eight threads asking for `minildr.ffi` at once get one FFI, made once (its
+    making is slowed down so that, without the lock, several threads would make one)."""
+    done = run_python(
+        "import threading, time, minildr\n"
+        "made = []\n"
+        "real = minildr.inline\n"
+        "def slow(declarations):\n"
+        "    made.append(1); time.sleep(0.05); return real(declarations)\n"
+        "minildr.inline = slow\n"
+        "minildr._loaders_ffi = object()       # as where the loader's binding is out-of-line\n"
+        "start = threading.Barrier(8); got = []\n"
+        "def ask():\n"
+        "    start.wait(); got.append(minildr.ffi)\n"
+        "threads = [threading.Thread(target=ask) for _ in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(made), len(got), len({id(f) for f in got}))\n", timeout=60)
+    assert done.stdout.split() == ["1", "8", "1"], done.stderr
 
 # What an isolated worker must not import: the host's side of the package. Each
 # worker is a new Python (isolation/process.py), and what it imports it pays for at
