@@ -19,7 +19,6 @@ from .errors import PluginError
 from .goruntime import is_go_library, one_runtime
 from .image import PluginImage, unchanged
 from .interrupts import finish
-from .isolation.plugin import open_isolated
 from .isolation.policy import SandboxPolicy
 from .lifetime import load_started
 from .linkage import Prepared, bundled_copies, nothing_to_prepare, prepare
@@ -162,6 +161,7 @@ def open(path: "os.PathLike[str] | str", *, contracts: Iterable[Contract] = (),
             check_contracts(image, manifest, contracts)
             store = check_trust(image, trust, expect)
             if isolate:
+                from .isolation.plugin import open_isolated  # slow (~15 ms); isolate=True only
                 plugin = open_isolated(image, manifest, contracts, isolate, env,
                                        sandbox or False, bundled_copies(image, store))
             elif is_go_library(image):      # one Go runtime per process: see goruntime
