@@ -89,7 +89,6 @@ import cffi
 from .build import build, build_many
 from .checks import read_manifest
 from .contracts.contract import Contract
-from .contracts.proxy import ContractProxy
 from .discover import Report, discover, plugin_path
 from .errors import (BadTrustFile, BuildError, CellBuildFailed, CompilerNotFound, ContractMismatch,
                      ContractViolation, DependencyMismatch, LoadError, NotAPlugin,
@@ -142,17 +141,28 @@ def _make_public_ffi() -> cffi.FFI:
 
 
 def __getattr__(name: str):
-    """`minildr.ffi` and `minildr.native`, made at their first use (PEP 562).
+    """`minildr.ffi`, `minildr.native` and `minildr.ContractProxy`, made at their first
+    use (PEP 562).
 
     `native` is imported on first use: it binds libc's mmap and dlvsym, which
     exist on Linux only, and `import minildr` must work everywhere. `ffi`: see
-    _public_ffi.
+    _public_ffi. `ContractProxy`: contracts/proxy.py and the calling convention
+    it imports cost ~3 ms, which only a host calling through a contract needs.
     """
     if name == "ffi":
         return _public_ffi()
+    if name == "ContractProxy":
+        return importlib.import_module(".contracts.proxy", __name__).ContractProxy
     if name == "native":
         return importlib.import_module(".native", __name__)
     raise AttributeError(f"module 'minildr' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    """What `dir(minildr)` and a notebook's tab completion offer: the names made at
+    first use (__getattr__) as well, before that use."""
+    return sorted(set(globals()) | {"ffi", "native", "ContractProxy"})
+
 
 # The loader modules an isolated worker shares log through logger.LOG: in a host, to this logger.
 logging.getLogger("minildr").addHandler(logging.NullHandler())

@@ -48,8 +48,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Union
 
-from packaging.version import InvalidVersion, Version
-
 from . import edwards, files
 from .errors import BadTrustFile, PluginError, PluginNotFound, UnreadableFile, UntrustedPlugin
 from .image import PluginImage, read as read_image
@@ -64,6 +62,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.@+-]+")
 PathLike = Union[str, "os.PathLike[str]"]
 
 if TYPE_CHECKING:
+    from packaging.version import Version
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
                                                                    Ed25519PublicKey)
 
@@ -560,6 +559,7 @@ def unexpected(manifest: Manifest, expect: Optional[str], digest: str,
 
 def _version(text: str, what: str) -> Version:
     """A PEP 440 version (1.4.0, 2.0rc1); ValueError naming `what` otherwise."""
+    from packaging.version import InvalidVersion, Version   # slow; only a floor needs it
     try:
         return Version(text)
     except InvalidVersion:

@@ -40,6 +40,8 @@ ALLOWED_LATE = {
     ".isolation.plugin": "slow to import (a worker's process handling: sockets, ctypes, PID "
                          "namespaces, the sandbox; ~15 ms of every `import minildr`); only "
                          "open(isolate=True) needs it",
+    "packaging.version": "slow to import (its version regular expression, ~2 ms of every "
+                         "`import minildr`); only a trust store's version floor needs it",
     "pycparser": "slow to import (its lexer's regular expressions, ~14 ms); only reading C text "
                  "needs it, which an isolated worker of plain C types never does "
                  "(minildr/lazy_pycparser.py)",
@@ -105,18 +107,24 @@ def test_import_minildr_then_native_works():
 # What `import minildr` must not import: each is slow, and most processes that import
 # minildr (every test's child, pytest worker, Jupyter kernel) never use it. They come
 # at their first use: pycparser (cffi's C parser, ~25 ms) with `minildr.ffi`, the
-# isolated worker's host side (~15 ms) with the first open(isolate=True).
+# isolated worker's host side (~15 ms) with the first open(isolate=True), packaging
+# (~2 ms) with the first version floor, the contracts' proxies (~3 ms) with the first
+# contract lookup or `minildr.ContractProxy`.
 NOT_AT_IMPORT = ("pycparser", "cffi.cparser", "minildr.isolation.plugin",
-                 "minildr.isolation.process", "minildr.isolation.sandbox")
+                 "minildr.isolation.process", "minildr.isolation.sandbox", "packaging",
+                 "minildr.contracts.proxy", "minildr.contracts.convention")
 
 
-def test_import_minildr_imports_neither_a_c_parser_nor_the_isolated_side():
-    """`import minildr` reads no C text and starts no worker; `minildr.ffi` is then made
-    at its first use, cffi's in-line FFI as before (cdef, string), the same object
-    however it is asked."""
+def test_import_minildr_imports_nothing_it_makes_at_first_use():
+    """`import minildr` imports none of NOT_AT_IMPORT; `minildr.ContractProxy` and
+    `minildr.ffi` then come at their first use, as before: the same objects however
+    they are asked for, the ffi cffi's in-line FFI (cdef, string, dlopen)."""
     done = run_python(
         "import sys, cffi, minildr; print(sorted(m for m in sys.modules if any("
         "m == n or m.startswith(n + '.') for n in sys.argv[1:]))); "
+        "assert {'ffi', 'ContractProxy', 'native'} <= set(dir(minildr)); "
+        "from minildr import ContractProxy; assert ContractProxy is minildr.ContractProxy; "
+        "assert ContractProxy.__module__ == 'minildr.contracts.proxy'; "
         "ffi = minildr.ffi; from minildr import ffi as again; ffi.cdef('int abs(int);'); "
         "print(isinstance(ffi, cffi.FFI), again is ffi is minildr.ffi, "
         "ffi.string(ffi.new('char[]', b'hi')).decode(), ffi.dlopen(None).abs(-4), "
