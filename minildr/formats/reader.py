@@ -83,7 +83,12 @@ def declare(cls: Type[T], fmt: Optional[str] = None) -> Type[T]:
 def _letter(annotation: Any, module: Dict[str, Any]) -> str:
     """The struct letter of a field annotated `Annotated[int, "I"]` or an alias of one (the
     annotation is the text of it, postponed: evaluated in its module, as get_type_hints would)."""
-    hint = eval(annotation, module) if isinstance(annotation, str) else annotation
+    if not isinstance(annotation, str):
+        hint = annotation
+    elif annotation in module:          # an alias by name (Elf64_Word): no compile, as eval
+        hint = module[annotation]       # would give (~70 of them at every import)
+    else:
+        hint = eval(annotation, module)
     return hint.__metadata__[0]
 
 
