@@ -167,7 +167,7 @@ def ended(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):    # gone before the open, or the read
         return True
     return fields[0] == "Z" and int(fields[1]) != os.getpid()   # its parent's job to reap
 

@@ -156,11 +156,14 @@ def text(function, *args) -> str:
 
 
 def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
+    """The process exists and is not a zombie.
+
+    A process reaped between the open and the read of its stat file makes the
+    read fail with ESRCH (ProcessLookupError), not the open with ENOENT."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 
