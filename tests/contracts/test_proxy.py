@@ -301,7 +301,7 @@ const command_t impostor = { sizeof(command_t), 0, name };
 
 def test_same_type_name_other_fields_names_the_field(tmp_path, isolate):
     """Built without the contract (so no hash to compare), caught by the layout check."""
-    path = write_plugin(tmp_path, "impostor", IMPOSTOR_C, IMPOSTOR_H)
+    path = write_plugin(tmp_path, "impostor", IMPOSTOR_C, IMPOSTOR_H, once=True)
     with minildr.open(path, contracts=[COMMAND], isolate=isolate) as plugin:
         with pytest.raises(minildr.ContractMismatch) as err:
             plugin.lookup("impostor", COMMAND)
