@@ -59,10 +59,12 @@ def cross_tool_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def build_example(name: str, out_dir: Path, **kwargs) -> Path:
+def build_example(name: str, out_dir: Path, *, once: bool = False, **kwargs) -> Path:
+    """Build examples/NAME into out_dir (once=True: for a test not about building, see build_once)."""
     folder = EXAMPLES / name
-    return minildr.build(sorted(folder.glob("*.c")), name=name,
-                         exports=folder / f"{name}.h", out_dir=out_dir, **kwargs)
+    build = build_once if once else minildr.build
+    return build(sorted(folder.glob("*.c")), name=name,
+                 exports=folder / f"{name}.h", out_dir=out_dir, **kwargs)
 
 
 def write_plugin(tmp_path: Path, name: str, source: str, header: str, *, once: bool = False,
