@@ -38,9 +38,10 @@ def build_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> dict:
-    """greet and echo, built once per test session (do not modify these files)."""
+    """greet and echo, built once per test session, whichever xdist worker asks first
+    (helpers.build_once; do not modify these files)."""
     out = tmp_path_factory.mktemp("built")
-    return {name: build_example(name, out) for name in ("greet", "echo")}
+    return {name: build_example(name, out, once=True) for name in ("greet", "echo")}
 
 
 @pytest.fixture

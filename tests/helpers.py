@@ -59,10 +59,12 @@ def cross_tool_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def build_example(name: str, out_dir: Path, **kwargs) -> Path:
+def build_example(name: str, out_dir: Path, *, once: bool = False, **kwargs) -> Path:
+    """Build examples/NAME into out_dir (once=True: for a test not about building, see build_once)."""
     folder = EXAMPLES / name
-    return minildr.build(sorted(folder.glob("*.c")), name=name,
-                         exports=folder / f"{name}.h", out_dir=out_dir, **kwargs)
+    build = build_once if once else minildr.build
+    return build(sorted(folder.glob("*.c")), name=name,
+                 exports=folder / f"{name}.h", out_dir=out_dir, **kwargs)
 
 
 def write_plugin(tmp_path: Path, name: str, source: str, header: str, *, once: bool = False,
@@ -87,22 +89,34 @@ BUILD_ENVIRONMENT = ("CC", "PATH", "CPATH", "C_INCLUDE_PATH", "LIBRARY_PATH", "C
                      "GCC_EXEC_PREFIX")
 
 
+def _key_part(value):
+    """A keyword argument of build as build_once keys on it: a contract by all it writes
+    into the build (its repr leaves out its text), a list or tuple as a tuple."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_key_part(v) for v in value)
+    if isinstance(value, minildr.Contract):
+        return ("contract", value.name, value.version, value.filename, value.text)
+    return value
+
+
 def build_once(sources, *, name: str, exports, out_dir, **kwargs) -> Path:
     """minildr.build for a test that is not about building: the same inputs are compiled
     once per test session, and each call gets its own fresh copy in out_dir.
 
-    The same inputs: name, keyword arguments, the environment variables that pick
-    the compiler and its folders, and every file in the folders of the sources
-    and of the exports header (what they may #include) — read each time. A build
+    The same inputs: name, keyword arguments (a contract: its name, version, file
+    name and text), the environment variables that pick the compiler and its folders,
+    and every file in the folders of the sources and of the exports header (what
+    they may #include) — read each time. A build
     is installed in the cache by a rename (workers building the same thing at once
     each install the same bytes). Not a BuiltPath: opened as any plugin file is.
     """
     sources = [Path(s) for s in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
-    if BUILD_CACHE is None or "contracts" in kwargs:
+    if "contracts" in kwargs:
+        kwargs["contracts"] = list(kwargs["contracts"])
+    if BUILD_CACHE is None:
         return minildr.build(sources, name=name, exports=exports, out_dir=out_dir, **kwargs)
     key = hashlib.sha256(repr((name, [p.name for p in sources], Path(exports).name,
-                               sorted((k, tuple(v) if isinstance(v, list) else v)
-                                      for k, v in kwargs.items()),
+                               sorted((k, _key_part(v)) for k, v in kwargs.items()),
                                [os.environ.get(v) for v in BUILD_ENVIRONMENT])).encode())
     for folder in sorted({p.resolve().parent for p in (*sources, Path(exports))}):
         for entry in sorted(folder.iterdir()):

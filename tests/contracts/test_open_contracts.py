@@ -29,7 +29,7 @@ def contract(text=COMMAND_V1, version="1.0"):
 
 @pytest.fixture
 def shout(tmp_path):
-    return write_plugin(tmp_path, "shout", SOURCE, HEADER, contracts=[contract()])
+    return write_plugin(tmp_path, "shout", SOURCE, HEADER, contracts=[contract()], once=True)
 
 
 def test_build_compiles_the_contract_in_and_records_its_hash(shout):

@@ -14,7 +14,7 @@ import minildr
 from minildr.contracts import convention as proxies
 from minildr.contracts.stubs import protocol_source
 
-from helpers import DATA, EXAMPLES, write_plugin
+from helpers import DATA, EXAMPLES, build_once, write_plugin
 from platforms import requires_isolation
 
 HERE = DATA / "contracts"
@@ -25,8 +25,8 @@ COMMAND = minildr.Contract.from_header(EXAMPLES / "command" / "command.h", versi
 @pytest.fixture(scope="module")
 def probe_so(tmp_path_factory):
     out = tmp_path_factory.mktemp("probe")
-    return minildr.build([HERE / "probe_plugin.c"], name="probe", exports=HERE / "probe_plugin.h",
-                         contracts=[PROBE], out_dir=out)
+    return build_once([HERE / "probe_plugin.c"], name="probe", exports=HERE / "probe_plugin.h",
+                      contracts=[PROBE], out_dir=out)
 
 
 @pytest.fixture(params=[False, pytest.param(True, marks=requires_isolation)], ids=["in-process", "isolated"])
@@ -67,8 +67,8 @@ def probe(plugin):
 def upper_so(tmp_path_factory):
     out = tmp_path_factory.mktemp("upper")
     folder = EXAMPLES / "command"
-    return minildr.build([folder / "upper.c"], name="upper", exports=folder / "upper.h",
-                         contracts=[COMMAND], out_dir=out)
+    return build_once([folder / "upper.c"], name="upper", exports=folder / "upper.h",
+                      contracts=[COMMAND], out_dir=out)
 
 
 def live(plugin):
@@ -301,7 +301,7 @@ const command_t impostor = { sizeof(command_t), 0, name };
 
 def test_same_type_name_other_fields_names_the_field(tmp_path, isolate):
     """Built without the contract (so no hash to compare), caught by the layout check."""
-    path = write_plugin(tmp_path, "impostor", IMPOSTOR_C, IMPOSTOR_H)
+    path = write_plugin(tmp_path, "impostor", IMPOSTOR_C, IMPOSTOR_H, once=True)
     with minildr.open(path, contracts=[COMMAND], isolate=isolate) as plugin:
         with pytest.raises(minildr.ContractMismatch) as err:
             plugin.lookup("impostor", COMMAND)

@@ -561,7 +561,7 @@ def base_plugin() -> bytes:
     """The greet plugin's bytes, built once (hypothesis does not mix with fixtures)."""
     out = Path(tempfile.mkdtemp(prefix="minildr-fuzz-"))
     try:
-        return build_example("greet", out).read_bytes()
+        return build_example("greet", out, once=True).read_bytes()
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

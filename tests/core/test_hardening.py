@@ -101,7 +101,7 @@ def test_built_plugin_is_marked_bind_now_relro_and_symbolic(tmp_path):
 @pytest.mark.parametrize("loader", ["system", "native"])
 def test_got_function_slots_are_read_only_after_load(tmp_path, loader):
     """Full RELRO: every GOT slot of a function the plugin calls is in a read-only page."""
-    path = write_plugin(tmp_path, "relro", CALLS_LIBC, CALLS_LIBC_H)
+    path = write_plugin(tmp_path, "relro", CALLS_LIBC, CALLS_LIBC_H, once=True)
     with minildr.open(path, loader=loader) as plugin:
         length = plugin.lookup("length", "int (const char *)")
         assert length(b"four") == 4                    # the slots were bound and work
@@ -123,7 +123,7 @@ def test_a_plugin_calls_its_own_export_not_the_process_one(tmp_path, loader):
     path = write_plugin(tmp_path, "ownpid", """\
 int getpid(void) { return 4242; }
 int who(void) { return getpid(); }
-""", "int getpid(void);\nint who(void);\n")
+""", "int getpid(void);\nint who(void);\n", once=True)
     with minildr.open(path, loader=loader) as plugin:
         assert plugin.lookup("who", "int (void)")() == 4242
         assert os.getpid() != 4242

@@ -49,7 +49,7 @@ def signed(tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
     plugin = write_plugin(tmp_path, "greet", 'const char *greet(void) { return "hi"; }\n',
-                          "const char *greet(void);\n")
+                          "const char *greet(void);\n", once=True)
     plugin = Path(shutil.move(plugin, folder / plugin.name))
     keys = tmp_path / "keys"
     keys.mkdir()
@@ -534,7 +534,7 @@ def note_address(path: Path) -> int:
 def test_an_export_moved_outside_the_library_is_not_found(tmp_path, loader):
     """Case 12: st_value moved 1 TiB past the library: the native loader handed out the
     address (calling it: SIGSEGV). Never called here: SymbolNotFound is asserted."""
-    path = write_plugin(tmp_path, "lone", *LONE)
+    path = write_plugin(tmp_path, "lone", *LONE, once=True)
     patch_symbol(path, "lone", value_delta=1 << 40)
     with minildr.open(path, loader=loader) as plugin:
         with pytest.raises(SymbolNotFound, match="damaged") as err:
@@ -560,7 +560,7 @@ with minildr.open(sys.argv[1], loader=sys.argv[2]) as plugin:
 def test_an_export_retyped_as_ifunc_into_data_is_not_called(tmp_path, loader):
     """Case 12: an export retyped STT_GNU_IFUNC pointing at the note: lookup called the
     'resolver' (dlsym does, and so did the native loader) and crashed, both loaders."""
-    path = write_plugin(tmp_path, "lone", *LONE)
+    path = write_plugin(tmp_path, "lone", *LONE, once=True)
     patch_symbol(path, "lone", stt=elf.STT_GNU_IFUNC, value=note_address(path))
     done = run_python(IFUNC_CHILD, path, loader, timeout=60)
     assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
@@ -602,8 +602,9 @@ def test_a_soname_naming_the_next_memfd_does_not_capture_it(tmp_path, guard):
     dlopen returned A's handle for B, so B's checked bytes were not the bytes loaded."""
     first = 40                              # A's memfd will be 40, B's 41
     a = write_plugin(tmp_path, "a", "int answer(void) { return 1; }\n", "int answer(void);\n",
-                     cflags=(f"-Wl,-soname,/proc/self/fd/{first + 1}",))
-    b = write_plugin(tmp_path, "b", "int answer(void) { return 2; }\n", "int answer(void);\n")
+                     cflags=(f"-Wl,-soname,/proc/self/fd/{first + 1}",), once=True)
+    b = write_plugin(tmp_path, "b", "int answer(void) { return 2; }\n", "int answer(void);\n",
+                     once=True)
     done = run_python(HIJACK_CHILD, a, b, first, "allow" if guard == "handle" else "check",
                       timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]

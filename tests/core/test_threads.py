@@ -263,7 +263,7 @@ def test_close_leaves_a_plugin_mapped_while_its_thread_runs(tmp_path, loader_nam
     """Case 23: a thread the plugin started still ran when close() unmapped its code:
     SIGSEGV. close() now sees a thread Python did not start and leaves it mapped; its
     LeftMapped warning names the host's line that closed it."""
-    path = write_plugin(tmp_path, "spinner", *THREAD_PLUGIN)
+    path = write_plugin(tmp_path, "spinner", *THREAD_PLUGIN, once=True)
     done = run_python(PLUGIN_THREAD, path, loader_name, timeout=60)
     assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
     assert done.stdout.strip() == "alive [('LeftMapped', '<string>')]"   # not minildr's line
@@ -293,8 +293,9 @@ def test_a_foreign_thread_older_than_the_load_does_not_keep_a_plugin_mapped(tmp_
     """close() leaves mapped only for a foreign thread that started since the load began
     (lifetime.foreign_threads_since: the kernel's start time of each thread): another
     plugin's thread, running since before, lets this one unload."""
-    spinner = write_plugin(tmp_path, "spinner", *THREAD_PLUGIN)
-    other = write_plugin(tmp_path, "other", "int one(void) { return 1; }\n", "int one(void);\n")
+    spinner = write_plugin(tmp_path, "spinner", *THREAD_PLUGIN, once=True)
+    other = write_plugin(tmp_path, "other", "int one(void) { return 1; }\n", "int one(void);\n",
+                         once=True)
     done = run_python(FOREIGN_BEFORE, spinner, other, loader_name, timeout=60)
     assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
     assert done.stdout.strip() == "unmapped []"

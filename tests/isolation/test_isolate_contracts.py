@@ -17,7 +17,7 @@ from minildr import errors
 from minildr.isolation import contracts as remote, marshal, protocol as isolate
 from examples.editor import Editor, EditorError, FORMAT, LINTER, build_plugins
 
-from helpers import EXAMPLES, fuzz_examples, run_in_worker_first, write_plugin
+from helpers import EXAMPLES, build_once, fuzz_examples, run_in_worker_first, write_plugin
 from platforms import requires_isolation
 
 COMMAND = minildr.Contract.from_header(EXAMPLES / "command" / "command.h", name="command",
@@ -29,8 +29,8 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("isocontract")
     folder = EXAMPLES / "command"
     paths = build_plugins(out / "editor")
-    paths["upper"] = minildr.build([folder / "upper.c"], name="upper",
-                                   exports=folder / "upper.h", contracts=[COMMAND], out_dir=out)
+    paths["upper"] = build_once([folder / "upper.c"], name="upper",
+                                exports=folder / "upper.h", contracts=[COMMAND], out_dir=out)
     return paths
 
 

@@ -24,10 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EXAMPLES, fuzz_examples
+from helpers import build_example, fuzz_examples
 from native_util import native_host
-
-import minildr
 
 HERE = Path(__file__).resolve().parent
 COUNT = fuzz_examples(80)
@@ -76,9 +74,7 @@ def verdicts(mode: str, folder: Path) -> dict:
 @pytest.mark.fuzz
 @pytest.mark.differential
 def test_native_loader_refuses_what_glibc_refuses(tmp_path):
-    folder = EXAMPLES / "greet"
-    base = minildr.build(sorted(folder.glob("*.c")), name="greet", exports=folder / "greet.h",
-                         out_dir=tmp_path / "base")
+    base = build_example("greet", tmp_path / "base", once=True)
     data, rng = base.read_bytes(), random.Random(int(os.environ.get("MINILDR_FUZZ_SEED", "24")))
     mutants = tmp_path / "mutants"
     mutants.mkdir()
@@ -145,9 +141,7 @@ def read_only_bss(data: bytes) -> bytes:
 def test_crash_classes_found_by_fuzzing_load_as_glibc_loads_them(tmp_path):
     """Each class of mutant the long fuzz found the native loader crashing on (or refusing where
     glibc loads), made once from a fresh build: glibc loads it, so the native loader does too."""
-    folder = EXAMPLES / "greet"
-    data = minildr.build(sorted(folder.glob("*.c")), name="greet", exports=folder / "greet.h",
-                         out_dir=tmp_path / "base").read_bytes()
+    data = build_example("greet", tmp_path / "base", once=True).read_bytes()
     assert struct.unpack_from("<H", data, 56)[0] == 9       # the layout the recipes read
     cases = tmp_path / "cases"
     cases.mkdir()

@@ -77,14 +77,14 @@ def test_close_while_other_threads_use_libm_errno():
 
 def test_a_thread_counter_of_its_own_counts_per_thread(tmp_path):
     """A __thread counter: each of four threads (two before the load) gets its own copy."""
-    path = write_plugin(tmp_path, "counter", COUNTER_C, COUNTER_H)
+    path = write_plugin(tmp_path, "counter", COUNTER_C, COUNTER_H, once=True)
     native = counts_from_four_threads(path, "native")
     assert native == counts_from_four_threads(path, "system")
     assert native == EXPECTED_COUNTS
 
 
 def test_the_tls_block_is_borrowed_and_given_back(tmp_path):
-    path = write_plugin(tmp_path, "counter", COUNTER_C, COUNTER_H)
+    path = write_plugin(tmp_path, "counter", COUNTER_C, COUNTER_H, once=True)
     lib = minildr.native.load(path)
     borrowed = [e for e in lib.trace.events if e.step == "tls"]
     assert len(borrowed) == 1 and borrowed[0].data["size"] == 8 and borrowed[0].data["init_size"] == 4

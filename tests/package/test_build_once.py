@@ -44,3 +44,26 @@ def test_the_same_inputs_are_built_once_and_each_call_gets_its_own_copy(tmp_path
     monkeypatch.setenv("CC", "cc")                                  # another compiler asked for
     make("e")
     assert len(calls) == 4
+
+
+def test_contracts_are_keyed_on_their_text_not_only_their_name(tmp_path, monkeypatch):
+    """Two contracts with one name and version but other text (a Contract's repr leaves its
+    text out) are two builds: each plugin records its own contract's hash."""
+    calls = builds(monkeypatch)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "sized.c").write_text("const thing_t sized = { 1 };\n")
+    (src / "sized.h").write_text("extern const thing_t sized;\n")
+
+    def thing(field: str) -> minildr.Contract:
+        return minildr.Contract.from_header(f"typedef struct thing {{ {field} value; }} thing_t;\n",
+                                            name="thing", version="1.0")
+
+    def make(out: str, contract: minildr.Contract):
+        path = build_once([src / "sized.c"], name="sized", exports=src / "sized.h",
+                          out_dir=tmp_path / out, contracts=(c for c in [contract]))
+        return minildr.read_manifest(path).contracts["thing"].sha256
+    narrow, wide = thing("int"), thing("long")
+    assert make("a", narrow) == narrow.sha256 and make("b", narrow) == narrow.sha256
+    assert len(calls) == 1                                           # the same contract: once
+    assert make("c", wide) == wide.sha256 and len(calls) == 2
