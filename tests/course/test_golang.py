@@ -371,16 +371,22 @@ DISAGREEING = ("long go_add(long a, long b);\nint go_count_words(char *text);\n"
                "char *go_runtime_version(void);\n")
 
 
-@needs_elf
-def test_a_header_that_disagrees_with_go_is_refused_before_linking(ws, tmp_path, go_commands):
+def refuse_disagreeing_header(ws, tmp_path) -> BuildError:
+    """Build the bridge against DISAGREEING: the refusal, with no badbridge.so left."""
     header = tmp_path / "bridge.h"
     header.write_text(DISAGREEING)
     with pytest.raises(BuildError, match="does not match the Go //export functions") as info:
         ws.build_c_shared(ws.src / "bridge", name="badbridge", exports=header,
                           out_dir=tmp_path / "out")
     assert "conflicting types for 'go_add'" in str(info.value)
-    assert "minildr_header_check.c:2" in str(info.value) and str(ws.root) not in str(info.value)
     assert not (tmp_path / "out" / "badbridge.so").exists()
+    return info.value
+
+
+@needs_elf
+def test_a_header_that_disagrees_with_go_is_refused_before_linking(ws, tmp_path, go_commands):
+    error = refuse_disagreeing_header(ws, tmp_path)
+    assert "minildr_header_check.c:2" in str(error) and str(ws.root) not in str(error)
     assert ("tool", "cgo") in go_commands and ("build", "-trimpath") not in go_commands
 
 
@@ -408,13 +414,7 @@ def test_where_cgo_cannot_run_alone_the_checks_after_the_link_still_refuse(ws, t
             return golang.Result(tuple(command), 2, "cgo: cannot run here\n")
         return real(command, *args, **kwargs)
     monkeypatch.setattr(ws, "_run", no_cgo)
-    header = tmp_path / "bridge.h"
-    header.write_text(DISAGREEING)
-    with pytest.raises(BuildError, match="does not match the Go //export functions") as info:
-        ws.build_c_shared(ws.src / "bridge", name="badbridge", exports=header,
-                          out_dir=tmp_path / "out")
-    assert "conflicting types for 'go_add'" in str(info.value)
-    assert not (tmp_path / "out" / "badbridge.so").exists()
+    refuse_disagreeing_header(ws, tmp_path)
 
 
 def test_the_bridge_needs_a_go_package_folder(ws, tmp_path):
