@@ -23,6 +23,8 @@ ends long before the last one left a core idle (see SLOW_FIRST in conftest.py).
 It also counts the Jupyter kernels the run started, by the file whose test
 started them (each test kernel writes a line to FOLDER/kernels.jsonl:
 tests/kernel_config.py); a kernel of an inner nbval session counts under its notebook.
+And it counts the isolated workers the run started, by the file of the test
+that started them (FOLDER/workers.jsonl: tests/worker_site/sitecustomize.py).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ENV = "MINILDR_TEST_CPU"
+WORKER_SITE = Path(__file__).resolve().parent / "worker_site"   # its sitecustomize counts workers
 
 
 def cpu_seconds(children: bool = True) -> "tuple[float, float]":
@@ -87,6 +90,19 @@ def configure(config) -> None:
     controller = not hasattr(config, "workerinput") and bool(config.getoption("numprocesses", None))
     config.pluginmanager.register(CpuProfile(Path(folder), children=not controller),
                                   "minildr-cpu-profile")
+    count_workers(Path(folder))
+
+
+def count_workers(folder: Path) -> None:
+    """Log every isolated worker started by this process and the Pythons it starts."""
+    os.environ.setdefault("MINILDR_TEST_WORKER_LOG", str(folder.resolve() / "workers.jsonl"))
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(WORKER_SITE) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(WORKER_SITE)] + [p for p in paths if p])
+    if str(WORKER_SITE) not in sys.path:
+        sys.path.append(str(WORKER_SITE))
+    import sitecustomize            # tests/worker_site's (none other in this venv); installs once
+    sitecustomize.install()
 
 
 def load(folder: Path) -> "list[dict]":
@@ -162,6 +178,21 @@ def kernels(folder: Path) -> "list[str]":
             + ", ".join(f"{name} {count}" for name, count in ranked) + ")"]
 
 
+def workers(folder: Path) -> "list[str]":
+    """How many isolated workers the run started, in all and by the file of the test."""
+    path = folder / "workers.jsonl"
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        tests = [json.loads(line)["test"] for line in f if line.strip()]
+    by_file: "dict[str, int]" = defaultdict(int)
+    for test in tests:
+        by_file[file_of(test) or "(no test)"] += 1
+    ranked = sorted(by_file.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [f"isolated workers started: {len(tests)} ("
+            + ", ".join(f"{name} {count}" for name, count in ranked) + ")"]
+
+
 def main(argv: "list[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
@@ -176,6 +207,7 @@ def main(argv: "list[str] | None" = None) -> int:
         return 1
     print(report(rows, args.top, args.tests, args.cores))
     print("\n".join(kernels(args.folder)))
+    print("\n".join(workers(args.folder)))
     return 0
 
 
