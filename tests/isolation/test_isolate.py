@@ -147,6 +147,22 @@ def shared_crashy(crashy_worker):
     return crashy_worker
 
 
+@pytest.fixture(scope="module")
+def greet_worker(built):
+    """One isolated greet (the session's file, never changed) for the checks that only
+    look things up and call greet()."""
+    with minildr.open(built["greet"], isolate=True) as plugin:
+        yield plugin
+
+
+@pytest.fixture
+def shared_greet(greet_worker):
+    """The module's greet worker, checked alive and answering before each test uses it."""
+    assert greet_worker._worker.alive, "a test stopped the shared greet worker"
+    assert minildr.ffi.string(greet_worker.lookup("greet", GREET_T)()).startswith(b"Hello")
+    return greet_worker
+
+
 def gone(pid: int, wait: float = 5.0) -> bool:
     """The process has ended, and if it was our child, has been reaped (no zombie left)."""
     deadline = time.monotonic() + wait
@@ -232,8 +248,9 @@ def test_an_isolated_plugin_is_not_mapped_in_the_host(greet_so):
         assert in_host_maps(only_here.name)
 
 
-def test_lookup_errors_are_the_in_process_ones(greet_so):
-    with minildr.open(greet_so) as local, minildr.open(greet_so, isolate=True) as remote:
+def test_lookup_errors_are_the_in_process_ones(shared_greet):
+    remote = shared_greet
+    with minildr.open(remote.path) as local:
         for name, ctype, error in [("greet", "int (void)", minildr.SymbolTypeError),
                                    ("message", None, minildr.SymbolNotFound),
                                    ("greet", "int (", minildr.SymbolTypeError)]:
@@ -244,9 +261,11 @@ def test_lookup_errors_are_the_in_process_ones(greet_so):
             assert str(there.value) == str(here.value)
 
 
-def test_values_cross_both_ways(crashy):
-    with minildr.open(crashy, isolate=True) as plugin:
-        f = lambda name, t: plugin.lookup(name, t)    # noqa: E731
+def test_values_cross_both_ways(shared_crashy):
+    plugin = shared_crashy
+    f = lambda name, t: plugin.lookup(name, t)    # noqa: E731
+    ratio = f("ratio", "double")
+    try:
         assert f("add", "int (int, int)")(2, 40) == 42
         assert f("add", "int (int, int)")(-7, 2) == -5
         assert f("widen", "long long (long long)")(2**40) == 2**40 * 1000000
@@ -259,17 +278,19 @@ def test_values_cross_both_ways(crashy):
         assert f("null_string", GREET_T)() == minildr.ffi.NULL
         length = f("length", "int (const char *)")
         assert (length(b"four"), length(None)) == (4, -1)
-        ratio = f("ratio", "double")
         assert ratio[0] == 0.5
         ratio[0] = 2.25
         assert ratio[0] == 2.25
+    finally:
+        ratio[0] = 0.5                   # the shared worker as it was
 
 
-def test_string_results_are_the_same_kind_of_value_as_in_process(crashy):
+def test_string_results_are_the_same_kind_of_value_as_in_process(crashy, shared_crashy):
     """A char * result is a `char *` cdata on both paths (once a char[] when isolated),
     whether it crossed in the frame, in the arena, by JSON or as a variable's value."""
     ffi, long_text = minildr.ffi, b"x" * 255
-    with minildr.open(crashy) as local, minildr.open(crashy, isolate=True) as remote:
+    remote = shared_crashy
+    with minildr.open(crashy) as local:
         for plugin in (local, remote):
             shout = plugin.lookup("shout", "const char *(const char *)")
             for text in (b"hi", long_text):          # (in-process: one static buffer)
@@ -337,24 +358,24 @@ def test_private_copy_path_sends_the_bytes(greet_so, monkeypatch):
     images.clear_cache()
 
 
-def test_contract_lookup_is_forwarded_to_the_worker(greet_so):
+def test_contract_lookup_is_forwarded_to_the_worker(shared_greet):
     """The worker answers a contract lookup as its in-process Plugin does."""
     contract = minildr.Contract.from_header("int x;", name="Thing")
-    with minildr.open(greet_so) as local:
+    remote = shared_greet
+    with minildr.open(remote.path) as local:
         try:
             local.lookup("greet", contract)
             expected = None
         except Exception as exc:                          # what this version does
             expected = exc
-    with minildr.open(greet_so, isolate=True) as remote:
-        if expected is None:
-            assert remote.lookup("greet", contract) is not None
-        else:
-            with pytest.raises(type(expected)) as err:
-                remote.lookup("greet", contract)
-            assert str(err.value).endswith(expected.reason if hasattr(expected, "reason")
-                                           else str(expected))
-            assert remote.lookup("greet", GREET_T)() != minildr.ffi.NULL   # still usable
+    if expected is None:
+        assert remote.lookup("greet", contract) is not None
+    else:
+        with pytest.raises(type(expected)) as err:
+            remote.lookup("greet", contract)
+        assert str(err.value).endswith(expected.reason if hasattr(expected, "reason")
+                                       else str(expected))
+        assert remote.lookup("greet", GREET_T)() != minildr.ffi.NULL   # still usable
 
 
 def test_spinning_worker_gives_the_same_answers_and_output(crashy, monkeypatch, capsys):
@@ -382,11 +403,13 @@ def test_plugin_output_is_shown_by_the_host(shared_crashy, capsys):
     assert captured.err == "plugin stderr: hello\n"
 
 
-def test_more_output_than_a_pipe_holds(crashy, capsys):
-    """The host drains the pipes while it waits, so a chatty call cannot deadlock."""
-    with minildr.open(crashy, isolate=5.0) as plugin:
-        assert plugin.lookup("flood", "int (int)")(20_000) == 20_000
-        out = capsys.readouterr().out
+def test_more_output_than_a_pipe_holds(shared_crashy, capsys):
+    """The host drains the pipes while it waits, so a chatty call cannot deadlock (a call
+    that did would time out, stopping the shared worker: this test and the next fail)."""
+    plugin = shared_crashy
+    capsys.readouterr()
+    assert plugin.lookup("flood", "int (int)")(20_000) == 20_000
+    out = capsys.readouterr().out
     assert len(out) == 20_000 * len("line 000000 of the flood\n")
     assert out.endswith("line 019999 of the flood\n")
 
@@ -409,9 +432,9 @@ CRASHES = {
 
 
 @pytest.mark.parametrize("name", list(CRASHES))
-def test_crash_is_reported_and_the_host_survives(crashy, greet_so, name):
+def test_crash_is_reported_and_the_host_survives(crashy, greet_so, shared_crashy, name):
     args, signame, code, last_line = CRASHES[name]
-    other = minildr.open(greet_so, isolate=True)
+    other = shared_crashy           # another worker of the same plugin, started before
     local = minildr.open(greet_so)
     plugin = minildr.open(crashy, isolate=True)
     pid = plugin.worker_pid
@@ -431,14 +454,13 @@ def test_crash_is_reported_and_the_host_survives(crashy, greet_so, name):
     with pytest.raises(minildr.PluginCrashed):            # it stays crashed
         function(*args)
     # The host, an in-process plugin and another isolated plugin are unharmed.
-    assert minildr.ffi.string(other.lookup("greet", GREET_T)()).startswith(b"Hello")
+    assert other.lookup("add", "int (int, int)")(20, 22) == 42
     assert minildr.ffi.string(local.lookup("greet", GREET_T)()).startswith(b"Hello")
     # And the crashed plugin opens again, in a new worker.
     with minildr.open(crashy, isolate=True) as again:
         assert again.worker_pid != pid
         assert again.lookup("add", "int (int, int)")(20, 22) == 42
     plugin.close()
-    other.close()
     local.close()
 
 
@@ -926,14 +948,13 @@ def test_calls_and_lookups_racing_close_get_an_answer_or_plugin_closed(crashy):
     assert plugin.closed and gone(pid)
 
 
-def test_threads_share_one_worker_safely(crashy):
+def test_threads_share_one_worker_safely(shared_crashy):
     """Requests from several threads are serialized: each gets its own reply."""
     from concurrent.futures import ThreadPoolExecutor
-    with minildr.open(crashy, isolate=True) as plugin:
-        add = plugin.lookup("add", "int (int, int)")
+    add = shared_crashy.lookup("add", "int (int, int)")
 
-        def work(k: int) -> bool:
-            return all(add(i, k) == i + k for i in range(500))
+    def work(k: int) -> bool:
+        return all(add(i, k) == i + k for i in range(500))
 
-        with ThreadPoolExecutor(4) as pool:
-            assert all(pool.map(work, range(4)))
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(4)))
