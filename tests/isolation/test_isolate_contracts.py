@@ -193,9 +193,9 @@ def crashcmd(tmp_path_factory):
 @pytest.mark.parametrize("line, signal, exit_code", [("segv", "SIGSEGV", None),
                                                     ("abort", "SIGABRT", None),
                                                     ("exit", None, 3)])
-def test_a_method_that_crashes_is_plugin_crashed_and_the_host_goes_on(crashcmd, built, line,
+def test_a_method_that_crashes_is_plugin_crashed_and_the_host_goes_on(crashcmd, both, line,
                                                                      signal, exit_code):
-    other = minildr.open(built["upper"], contracts=[COMMAND], isolate=True)
+    other = both["upper"][1]            # another isolated plugin's proxy: the module's worker
     plugin = minildr.open(crashcmd, contracts=[COMMAND], isolate=True)
     cmd = plugin.lookup("crashcmd", COMMAND)
     assert cmd.run("fine") == "fine" and not cmd.has("help")
@@ -209,11 +209,10 @@ def test_a_method_that_crashes_is_plugin_crashed_and_the_host_goes_on(crashcmd, 
     with pytest.raises(minildr.PluginCrashed):         # the worker stays gone
         cmd.name()
     assert plugin.closed and not isinstance(e, minildr.PluginProtocolError)
-    assert other.lookup("upper", COMMAND).run("alive") == "ALIVE"      # another plugin
+    assert other.run("alive") == "ALIVE"                                # another plugin
     with minildr.open(crashcmd, contracts=[COMMAND], isolate=True) as again:   # reopened
         assert again.lookup("crashcmd", COMMAND).run("back") == "back"
     plugin.close()
-    other.close()
 
 
 @requires_isolation
