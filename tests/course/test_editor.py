@@ -42,24 +42,37 @@ def isolate(request):
     return request.param
 
 
-@pytest.fixture
-def editor(plugins_dir, isolate):
+@pytest.fixture(scope="module")
+def loaded_editor(plugins_dir, isolate):
+    """The editor with the folder's plugins, loaded once for the module each way (isolated:
+    two workers for the module, not two per test). test_broken_plugin_is_reported_and_skipped
+    loads its own, to see a load's report."""
     with Editor(isolate=isolate) as e:
         e.load_plugins(plugins_dir)
         yield e
 
 
-@pytest.fixture(scope="module")
-def qp(plugins_dir, isolate):
-    with minildr.open(plugins_dir / f"qp{SUFFIX}", contracts=[FORMAT], isolate=isolate) as plugin:
-        yield plugin.lookup("quoted_printable", FORMAT)
+@pytest.fixture
+def editor(loaded_editor):
+    """The module's editor, given back as it was loaded: a hook or format a test adds goes."""
+    formats, hooks, skipped = (dict(loaded_editor.formats), list(loaded_editor.hooks),
+                               list(loaded_editor.skipped))
+    yield loaded_editor
+    loaded_editor.formats.clear()
+    loaded_editor.formats.update(formats)
+    loaded_editor.hooks[:], loaded_editor.skipped[:] = hooks, skipped
 
 
 @pytest.fixture(scope="module")
-def opened_linter(plugins_dir, isolate):
-    """The linter, opened once for the module each way (one worker, not one per test)."""
-    with minildr.open(plugins_dir / f"lint{SUFFIX}", contracts=[LINTER], isolate=isolate) as plugin:
-        yield plugin.lookup("whitespace", LINTER)
+def qp(loaded_editor):
+    """The quoted-printable format plugin's vtable, as the module's editor loaded it."""
+    return loaded_editor.formats[".qp"]
+
+
+@pytest.fixture(scope="module")
+def opened_linter(loaded_editor):
+    """The linter's vtable, as the module's editor loaded it."""
+    return dict(loaded_editor.hooks)["whitespace"]
 
 
 @pytest.fixture
