@@ -119,6 +119,21 @@ def loop_path():
     return status.path
 
 
+@pytest.fixture(scope="module")
+def abi_worker(abi, loop_path):
+    """One isolated abi for the tests that only call it (its functions keep no state)."""
+    with minildr.open(abi, isolate=True) as plugin:
+        yield plugin
+
+
+@pytest.fixture
+def shared_abi(abi_worker):
+    """The module's abi worker, checked alive and answering before each test uses it."""
+    assert abi_worker._worker.alive, "a test stopped the shared abi worker"
+    assert abi_worker.lookup("neg32", "int32_t (int32_t)")(5) == -5
+    return abi_worker
+
+
 def outcome(function, args):
     try:
         value = function(*args)
@@ -127,9 +142,10 @@ def outcome(function, args):
     return value if not isinstance(value, float) or not math.isnan(value) else "nan"
 
 
-def test_every_value_kind_crosses_as_cffi_gives_it_in_process(abi, loop_path):
+def test_every_value_kind_crosses_as_cffi_gives_it_in_process(abi, shared_abi):
     manifest = minildr.read_manifest(abi)
-    with minildr.open(abi) as local, minildr.open(abi, isolate=True) as remote:
+    remote = shared_abi
+    with minildr.open(abi) as local:
         for name, args in CASES + REFUSED:
             t = manifest.exports[name].ctype
             here, there = outcome(local.lookup(name, t), args), outcome(remote.lookup(name, t), args)
@@ -178,21 +194,21 @@ def test_the_loop_serves_what_its_table_knows_and_hands_back_the_rest(abi, loop_
         worker.close()
 
 
-def test_output_printed_in_a_c_served_call_comes_before_its_result(abi, loop_path, capfd):
-    with minildr.open(abi, isolate=True) as remote:
-        say = remote.lookup("say", "int (int)")
-        for n in range(3):
-            assert say(n) == n
-            assert capfd.readouterr().out == f"say {n}\n"
+def test_output_printed_in_a_c_served_call_comes_before_its_result(shared_abi, capfd):
+    say = shared_abi.lookup("say", "int (int)")
+    capfd.readouterr()
+    for n in range(3):
+        assert say(n) == n
+        assert capfd.readouterr().out == f"say {n}\n"
 
 
-def test_a_reply_slower_than_the_first_wait_comes_after_its_output(abi, loop_path, capfd):
+def test_a_reply_slower_than_the_first_wait_comes_after_its_output(shared_abi, capfd):
     """call_numbers' slow path: no reply within FIRST_WAIT, so it polls on."""
-    with minildr.open(abi, isolate=True) as remote:
-        nap = remote.lookup("nap", "int (int)")
-        for ms in (1, int(process.FIRST_WAIT * 1000) * 3):
-            assert nap(ms) == ms
-            assert capfd.readouterr().out == f"napped {ms}\n"
+    nap = shared_abi.lookup("nap", "int (int)")
+    capfd.readouterr()
+    for ms in (1, int(process.FIRST_WAIT * 1000) * 3):
+        assert nap(ms) == ms
+        assert capfd.readouterr().out == f"napped {ms}\n"
 
 
 @pytest.mark.parametrize("c_loop", [True, False], ids=["C loop", "Python loop"])
