@@ -11,7 +11,6 @@ import main`). The worker itself (python -I) reads neither this file nor the
 environment: it is counted where it is started. cpu_profile.py counts the
 lines by the file of the test (PYTEST_CURRENT_TEST, inherited by children).
 """
-import json
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ def install() -> None:
             return
         argv = args[1]
         if isinstance(argv, (list, tuple)) and any(BOOT_MARK in str(a) for a in argv):
+            import json         # here: most Pythons of the tests start no worker (~2 ms each)
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"worker": os.getpid(), "at": round(time.time(), 2),
                                     "test": os.environ.get("PYTEST_CURRENT_TEST", "")}) + "\n")
