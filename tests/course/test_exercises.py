@@ -730,7 +730,7 @@ def test_on_windows_the_kernel_would_run_what_it_runs_for_macos(tmp_path):
     (notebook_skip_reason), less the cells leave_out_what_cannot_run drops; nothing else in
     it depends on `os_name`. For Windows both say what they say for macOS, whose kernel run
     is test_cells_for_another_platform_are_left_out[darwin-...]: a kernel of its own here
-    (~0.9 CPU s) would run the same cells again. (Windows' own rules: test_platforms.py.)"""
+    (0.5-0.9 CPU s) would run the same cells again. (Windows' own rules: test_platforms.py.)"""
     path = tagged_notebook(tmp_path / "09-tagged.ipynb")
     kept = {}
     for os_name in ("darwin", "windows"):

@@ -5,8 +5,8 @@ inner pytest session in this process: tests/inner_pytest.py) on a small notebook
 records the kernel's interpreter, and checks that it is the interpreter running the
 tests (the .venv's), even when the notebook asks for a kernel named something else.
 Its second cell is the control: a saved output that differs from the run fails.
-The two cells share the notebook's one kernel (nbval starts one per notebook, ~0.75
-CPU s): nbval compares each cell on its own, and neither cell needs a fresh kernel.
+The two cells share the notebook's one kernel (nbval starts one per notebook; a second
+cost 0.3-0.7 CPU s): nbval compares each cell on its own, and neither cell needs a fresh kernel.
 """
 from __future__ import annotations
 

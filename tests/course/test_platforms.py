@@ -167,7 +167,7 @@ def test_on_another_platform_cells_run_outputs_are_not_compared_tagged_cells_ski
 
 
 def test_on_windows_posix_only_cells_skip_too(tmp_path):
-    """The tagged cells only: on Windows both skip, so nbval starts no kernel (~0.6 CPU s).
+    """The tagged cells only: on Windows both skip, so nbval starts no kernel (~0.7 CPU s).
     The untagged cells would take the path they take on macOS, where they run with
     their outputs not compared (the test above: the hook's only branch on the host is
     cell_skip_reason, whose Windows answers test_which_cells_are_skipped_where checks)."""
