@@ -7,7 +7,7 @@ cell and stops it, the two ways the tests stop kernels: a shutdown request
 its CPU is the kernel process's, reaped below this one (RUSAGE_CHILDREN).
 The learner's kernel gets a fresh IPython folder of its own (nothing of the
 user's ~/.ipython), the test kernel the tests' profile (tests/kernel_config.py:
-no debugpy, no history database). The two take turns, the order alternating
+no debugpy, no history database, no collection at exit). The two take turns, the order alternating
 round by round, so both see the same machine; the load average is printed
 before and after.
 

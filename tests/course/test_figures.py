@@ -34,6 +34,21 @@ def test_the_boundary_charts_are_written(figures, results, tmp_path):
     assert len(figures.boundaries(results, calls=False).axes) == 1
 
 
+def test_the_boundary_charts_read_durations_in_units_at_each_power_of_ten(figures, results):
+    """As the bars are labelled ('40 ns'), not as mathtext ('$10^{-8}$'), one grid line
+    per decade (the notebook's prose: each grid line is ten times the one before)."""
+    fig = figures.boundaries(results)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.xaxis.get_major_ticks() if ax.get_xlim()[0] <= t.get_loc() <= ax.get_xlim()[1]]
+        locs = [t.get_loc() for t in ticks]
+        assert len(locs) >= 3 and all(abs(b / a - 10) < 1e-6 for a, b in zip(locs, locs[1:])), locs
+        labels = [t.label1.get_text() for t in ticks]
+        assert labels == [figures.human(x) for x in locs], labels
+        assert all(t.gridline.get_visible() for t in ticks)
+        assert not ax.xaxis.get_minor_locator()()
+
+
 @pytest.mark.parametrize("draw", [
     lambda f, p: f.vtable_versions([(0, "struct_size"), (8, "run")], 16,
                                    [(0, "struct_size"), (8, "run"), (16, "help")], 24, p),

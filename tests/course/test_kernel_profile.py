@@ -69,3 +69,41 @@ def test_learner_env_gives_back_the_ipythondir_the_run_started_with():
     assert learner_env({**ours, "MINILDR_TEST_USERS_IPYTHONDIR": "/home/me/.ipy"}) == {
         "PATH": "/bin", "IPYTHONDIR": "/home/me/.ipy"}
     assert learner_env({"IPYTHONDIR": "/home/me/.ipy"}) == {"IPYTHONDIR": "/home/me/.ipy"}
+
+
+EXIT_PROBE = """import gc, weakref
+class Cycle:
+    def __del__(self):
+        open("cycle-finalised", "w").close()
+cycle = Cycle()
+cycle.me = cycle                # freed by the collector only: a reference cycle
+class Kept:
+    pass
+kept = Kept()
+weakref.finalize(kept, lambda: open("finalize-ran", "w").close())   # atexit=True"""
+
+
+def exit_facts(env: dict, cwd: Path) -> dict:
+    """What a kernel asked to shut down (as make check and nbgrader stop theirs) left behind."""
+    cwd.mkdir()
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=env)
+    try:
+        reply = kc.execute_interactive(EXIT_PROBE, timeout=60, output_hook=lambda msg: None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        process = km.provisioner.process
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    return {"status": process.wait(timeout=30),
+            "cycle_finalised": (cwd / "cycle-finalised").exists(),
+            "finalize_ran": (cwd / "finalize-ran").exists()}
+
+
+def test_a_test_kernel_leaves_its_exit_collection_out_and_still_exits_cleanly(tmp_path):
+    """kernel_config.py: gc.freeze() as the last atexit function. The test kernel exits 0,
+    weakref.finalize's exit functions run; only the reference cycle is not finalised."""
+    test = exit_facts(dict(os.environ), tmp_path / "test")
+    env = {**learner_env(os.environ), "IPYTHONDIR": str(tmp_path / "ipython")}
+    learner = exit_facts(env, tmp_path / "learner")
+    assert learner == {"status": 0, "cycle_finalised": True, "finalize_ran": True}, learner
+    assert test == {"status": 0, "cycle_finalised": False, "finalize_ran": True}, test
