@@ -10,13 +10,13 @@ import minildr
 from minildr.errors import CellBuildFailed
 from platforms import requires_posix
 
-IPython = pytest.importorskip("IPython")
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
-
 
 @pytest.fixture
 def ip(tmp_path, monkeypatch):
-    shell = InteractiveShell.instance()     # one shell for the session, as in a notebook
+    # IPython (optional: skipped without it) imported by the first test that drives a
+    # shell, not by every xdist worker that collects this file (~40 ms of CPU each).
+    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
+    shell = interactiveshell.InteractiveShell.instance()   # one per session, as in a notebook
     shell.run_line_magic("load_ext", "minildr")
     monkeypatch.chdir(tmp_path)           # the default build folder is ./build/cells
     yield shell
