@@ -31,6 +31,11 @@ pytestmark = requires_linux("$ORIGIN, RUNPATH and SONAME are ELF's, read on Linu
 HELPER = "int helper_answer(void) { return 42; }\n"
 
 
+# The controls' Python: no site (-S), only ctypes from the standard library; the control is
+# the system loader alone, and site (with the editable install's import hook) costs ~25 ms.
+PLAIN = ("-S", "-c")
+
+
 def helper(folder: Path, source: str = HELPER) -> Path:
     """libhelper.so (SONAME libhelper.so) in `folder`, built with the system compiler."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,7 @@ def test_plain_dlopen_agrees(tmp_path):
     """The control: the system loader alone, on the file itself, finds libhelper too."""
     path = plugin_with_helper(tmp_path)
     code = f"import ctypes; print(ctypes.CDLL({str(path)!r}).answer())"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *PLAIN, code], capture_output=True, text=True)
     assert done.stdout.strip() == "42", done.stderr
 
 
@@ -236,7 +241,7 @@ def test_two_levels_plain_dlopen_agrees(tmp_path):
     """The control: the system loader alone, on the file itself, finds both levels."""
     path = plugin_with_two_levels(tmp_path)
     code = f"import ctypes; print(ctypes.CDLL({str(path)!r}).answer())"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *PLAIN, code], capture_output=True, text=True)
     assert done.stdout.strip() == "42", done.stderr
 
 
@@ -346,7 +351,7 @@ def test_a_cycle_of_bundled_libraries_loads_without_trust_as_plain_dlopen(tmp_pa
     """The control: the system loader maps the cycle from the files, each library once."""
     path = plugin_with_a_cycle(tmp_path)
     code = f"import ctypes; print(ctypes.CDLL({str(path)!r}).answer())"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *PLAIN, code], capture_output=True, text=True)
     assert done.stdout.strip() == "42", done.stderr
     with minildr.open(path) as plugin:
         assert plugin.lookup("answer", "int (void)")() == 42
