@@ -55,7 +55,7 @@ from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolEr
 from ..image import PluginImage
 from ..interrupts import finish, under_lock
 # fastloop: imported here, its declarations' module is written for the workers (dependency_folders)
-from . import fastcall, fastloop, pids, policy, shm, workfolder
+from . import fastcall, fastloop, forkserver, pids, policy, shm, workfolder
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
@@ -139,12 +139,21 @@ class WorkerProcess:
                 arena.make()
             keep = [worker_sock.fileno(), life_r] + ([memfd] if memfd is not None else []) \
                 + ([arena.fd] if arena is not None else []) + copies
-            held.process = WorkerPopen(
-                worker_command(worker_sock.fileno(), life_r, self.limits,
-                               arena.fd if arena is not None else -1),
-                stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=keep,
-                close_fds=True, cwd=held.folder, env=dict(env),
-                start_new_session=True)     # the terminal's Ctrl-C goes to the host only
+            command = worker_command(worker_sock.fileno(), life_r, self.limits,
+                                     arena.fd if arena is not None else -1)
+            if KEEPS_TREE and forkserver.wanted(env, keep):      # forkserver.py
+                held.status.extend(os.pipe())
+                pid = forkserver.start_worker(command, {fd: fd for fd in keep}, out_w, err_w,
+                                              held.folder, env, held.status[1], BOOT_ZYGOTE)
+                with contextlib.suppress(OSError):
+                    os.close(held.status.pop())     # the server holds its own copy
+                if pid is not None:
+                    held.process = forkserver.ForkedWorker(pid, held.status[0], command)
+            if held.process is None:
+                held.process = WorkerPopen(
+                    command, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                    pass_fds=keep, close_fds=True, cwd=held.folder, env=dict(env),
+                    start_new_session=True)     # the terminal's Ctrl-C goes to the host only
             held.process.pidfd = _pidfd(held.process.pid)
             held.started()
             self.process = held.process
@@ -470,7 +479,12 @@ class WorkerProcess:
             self._partial_line = ""
         name = _signal_name(-code) if code < 0 else None
         how = _status(code) + self._limit_hit(name)
-        if code == 0 and _children_reaped_unseen():
+        if code == 0 and isinstance(self.process, forkserver.ForkedWorker) \
+                and self.process.status_lost:
+            how, code = ("ended (how cannot be known: the fork server that started it "
+                         "ended first, see isolation/forkserver.py)"), None
+        elif code == 0 and not isinstance(self.process, forkserver.ForkedWorker) \
+                and _children_reaped_unseen():
             how, code = ("ended (how cannot be known: this process ignores SIGCHLD, so the "
                          "kernel discards its children's exit status)"), None
         tail = [line for line in self._stderr_tail if line.strip()]
@@ -571,7 +585,7 @@ def _status(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _wait(process: WorkerPopen, timeout: float) -> int:
+def _wait(process: "WorkerPopen | forkserver.ForkedWorker", timeout: float) -> int:
     """The worker's exit status (negative: killed by that signal), killing it if need be."""
     try:
         return process.wait(timeout)
@@ -581,7 +595,7 @@ def _wait(process: WorkerPopen, timeout: float) -> int:
     return process.wait()
 
 
-def _kill(process: WorkerPopen) -> None:
+def _kill(process: "WorkerPopen | forkserver.ForkedWorker") -> None:
     """End the worker and everything its plugin started.
 
     Where the worker keeps its tree (tree.py), SIGTERM asks its keeper to
@@ -595,10 +609,7 @@ def _kill(process: WorkerPopen) -> None:
             return
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except OSError:
-        pass                            # the group is gone already
+    process.kill_group()
     process.kill()
 
 
@@ -613,6 +624,13 @@ class WorkerPopen(subprocess.Popen):
     closed by Held.release once the worker is reaped.
     """
     pidfd: Optional[int] = None
+
+    def kill_group(self) -> None:
+        """SIGKILL to its process group (it leads a session of its own)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass                            # the group is gone already
 
     def wait(self, timeout: Optional[float] = None) -> int:
         if timeout is not None and self.returncode is None and self.pidfd is not None:
@@ -641,7 +659,8 @@ class Held:
     """
 
     def __init__(self) -> None:
-        self.process: Optional[WorkerPopen] = None
+        self.process: "Optional[WorkerPopen | forkserver.ForkedWorker]" = None
+        self.status: List[int] = []              # from the fork server: read end (, write end)
         self.sockets: List[socket.socket] = []   # host's, then the worker's end
         self.fds: List[int] = []                 # lifeline, stdout, stderr: read and write ends
         self.outputs: set = set()                # the host's ends of stdout and stderr
@@ -685,6 +704,13 @@ class Held:
                 os.close(self.fds.pop())
         self.give_back_images()
         process = self.process
+        while len(self.status) > 1:                    # (an interrupt during the request)
+            with contextlib.suppress(OSError):
+                os.close(self.status.pop())
+        if process is None and self.status:
+            # A keeper the fork server may have started before an interrupt: its
+            # lifeline is closed now, and its end comes on the status pipe.
+            forkserver.wait_readable(self.status[0], 5.0)
         if process is not None and process.returncode is None:
             try:
                 process.wait(0.5)
@@ -700,6 +726,9 @@ class Held:
         if self.arena is not None:
             self.arena.close()
             self.arena = None
+        while self.status:
+            with contextlib.suppress(OSError):
+                os.close(self.status.pop())
         if process is not None:
             if process.pidfd is not None:              # closed and forgotten in one statement
                 process.pidfd = os.close(process.pidfd)
@@ -724,6 +753,8 @@ BOOT_IMPORT = ("import sys, os, signal, importlib.util; "
                "importlib.util.find_spec('minildr')); "
                "from minildr.isolation.worker import main")
 BOOT = BOOT_IMPORT + "; main(sys.argv[3:])"
+# The fork server (zygote.py) boots the same way, then serves.
+BOOT_ZYGOTE = BOOT_IMPORT + "; from minildr.isolation.zygote import serve; serve(sys.argv[3:])"
 # What a worker imports from outside the standard library: cffi (its C backend and,
 # for declarations of structs, its parser pycparser).
 WORKER_DEPENDENCIES = ("_cffi_backend", "cffi", "pycparser")
