@@ -141,7 +141,7 @@ class WorkerProcess:
                 + ([arena.fd] if arena is not None else []) + copies
             command = worker_command(worker_sock.fileno(), life_r, self.limits,
                                      arena.fd if arena is not None else -1)
-            if KEEPS_TREE and forkserver.wanted(env, keep):      # forkserver.py
+            if KEEPS_TREE and command[4] == BOOT_STANDARD and forkserver.wanted(env, keep):
                 held.status.extend(os.pipe())
                 pid = forkserver.start_worker(command, {fd: fd for fd in keep}, out_w, err_w,
                                               held.folder, env, held.status[1], BOOT_ZYGOTE)
@@ -753,7 +753,9 @@ BOOT_IMPORT = ("import sys, os, signal, importlib.util; "
                "importlib.util.find_spec('minildr')); "
                "from minildr.isolation.worker import main")
 BOOT = BOOT_IMPORT + "; main(sys.argv[3:])"
-# The fork server (zygote.py) boots the same way, then serves.
+# The fork server (zygote.py) boots the same way, then serves. It serves only workers
+# started with the standard boot line (a test may change BOOT: such a worker starts directly).
+BOOT_STANDARD = BOOT
 BOOT_ZYGOTE = BOOT_IMPORT + "; from minildr.isolation.zygote import serve; serve(sys.argv[3:])"
 # What a worker imports from outside the standard library: cffi (its C backend and,
 # for declarations of structs, its parser pycparser).
