@@ -104,21 +104,36 @@ def mappings(plugin: Path) -> List[str]:
 
 
 def children() -> List[str]:
-    """This process's children (any thread's), with their state: a zombie counts too."""
+    """Every process below this one (any thread's children, and theirs), with its state:
+    a zombie counts too. Below, not only children: a worker from the fork server
+    (minildr/isolation/forkserver.py) is the server's child, and the server, started at
+    the warm-up, lives on by design: what it forks and is left over is found below it."""
     found = []
-    for task in os.listdir("/proc/self/task"):
+    todo = ["self"]
+    pids: List[str] = []
+    while todo:
+        parent = todo.pop()
         try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                pids = f.read().split()
+            tasks = os.listdir(f"/proc/{parent}/task")
         except OSError:
             continue
-        for pid in pids:
+        for task in tasks:
             try:
-                with open(f"/proc/{pid}/stat") as f:
-                    stat = f.read()
-                found.append(f"{pid} {stat[stat.rindex(')') + 2]} {stat[stat.index('(') + 1:stat.rindex(')')]}")
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    below = f.read().split()
             except OSError:
-                pass
+                continue
+            pids.extend(below)
+            todo.extend(below)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            state, ppid = stat[stat.rindex(')') + 2:].split()[:2]
+            found.append(f"{pid} {state} {stat[stat.index('(') + 1:stat.rindex(')')]} "
+                         f"(child of {ppid})")
+        except OSError:
+            pass
     return sorted(found)
 
 
@@ -146,8 +161,13 @@ class State:
             left.append(f"descriptors {fds}")
         if set(self.maps) - set(before.maps):
             left.append(f"mapped {sorted(set(self.maps) - set(before.maps))}")
-        if set(self.children) - set(before.children):
-            left.append(f"processes {sorted(set(self.children) - set(before.children))}")
+        # New by pid, or a zombie now (a process running before, running or sleeping now,
+        # e.g. the fork server, is the same process whatever its state letter).
+        was = {line.split()[0]: line.split()[1] for line in before.children}
+        new = [line for line in self.children if line.split()[0] not in was
+               or line.split()[1] == "Z" != was[line.split()[0]]]
+        if new:
+            left.append(f"processes {new}")
         if set(self.files) - set(before.files):
             left.append(f"files {sorted(set(self.files) - set(before.files))}")
         if set(self.temporary) - set(before.temporary):
