@@ -166,6 +166,25 @@ class Server:
 _server = Server()
 
 
+def shutdown(timeout: float = 10.0) -> None:
+    """Let this host's fork server go and wait (up to `timeout` s) until it has ended,
+    which it does once the keepers it started have: for a host that wants it reaped now
+    (a benchmark counting its CPU time, a test). The next isolated open starts another."""
+    under_lock(_server.lock, finish, _server.forget)
+    for process in list(_server.retired):
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    _server.retired = [p for p in _server.retired if p.returncode is None]
+
+
+def server_pid() -> Optional[int]:
+    """The pid of this host's fork server, if one runs (for tests and diagnostics)."""
+    process = _server.process
+    return process.pid if process is not None and _server.owner == os.getpid() else None
+
+
 def start_worker(command: List[str], fds: Dict[int, int], stdout: int, stderr: int,
                  cwd: str, env: Mapping[str, str], status_w: int, boot: str) -> Optional[int]:
     """Ask the fork server to start `command` (a worker_command): the pid of the keeper

@@ -17,8 +17,8 @@ process the host would have started (`become_worker`):
   /dev/null, stdout and stderr the host's pipes, every other descriptor
   closed (the server's socket and other keepers' status pipes included);
 - a session of its own (setsid), the worker's folder as current folder, the
-  host's umask, the server's startup environment (what Python itself set at
-  start, e.g. LC_CTYPE by PEP 538) plus the requested variables, an empty
+  host's umask, the requested variables followed by what Python itself set
+  at its start (LC_CTYPE by PEP 538's locale coercion), in that order, an empty
   signal mask (dispositions are the fresh interpreter's: the server never
   changes one), sys.argv as the fresh worker's;
 
@@ -151,8 +151,8 @@ def become_worker(request: Dict[str, Any], fds: List[int], base_env: Dict[str, s
         os.chdir(request["cwd"])
         os.umask(request["umask"])
         os.environ.clear()
-        os.environ.update(base_env)
-        os.environ.update(request["env"])
+        os.environ.update(request["env"])      # then what Python added at its start, in
+        os.environ.update({k: v for k, v in base_env.items() if k not in request["env"]})
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         sys.argv = ["-c", *request["argv"]]
         worker.main(request["argv"][2:])

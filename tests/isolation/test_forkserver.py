@@ -1,0 +1,265 @@
+"""The fork server (minildr/isolation/zygote.py, forkserver.py): a worker forked from it is the
+worker a direct start gives, its end is reported as before, and the server itself is safe to
+lose.
+
+Each comparison runs both paths in this process: the direct start is chosen with
+MINILDR_NO_FORK_SERVER=1 (forkserver.DISABLE), the fork server is the default on Linux.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import minildr
+from minildr.isolation import forkserver, process
+from helpers import write_plugin
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the fork server is Linux's")
+
+PROBE_H = """
+const char *describe(void);
+void segfault(void);
+void do_exit(int code);
+int add(int a, int b);
+void say(const char *text);
+"""
+# What the plugin's process looks like from inside: its descriptors (how many, and what
+# 0, 1, 2 are), umask, blocked and ignored signals, session, folder, environment, limits.
+PROBE_C = r"""
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+static char out[8192];
+
+static void link_of(int fd, char *to, size_t size)
+{
+    char path[64];
+    ssize_t n;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    n = readlink(path, to, size - 1);
+    to[n < 0 ? 0 : n] = '\0';
+    if (strchr(to, ':'))
+        *strchr(to, ':') = '\0';          /* pipe:[123] -> pipe */
+}
+
+const char *describe(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int fds = -1, s;                        /* less the directory's own descriptor */
+    char l0[256], l1[256], l2[256], cwd[4096], names[2048] = "";
+    unsigned long blocked = 0, ignored = 0, handled = 0;
+    sigset_t set;
+    struct sigaction sa;
+    struct rlimit nofile, core;
+    mode_t mask = umask(0);
+    char **v;
+
+    umask(mask);
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            fds++;
+    closedir(d);
+    link_of(0, l0, sizeof l0);
+    link_of(1, l1, sizeof l1);
+    link_of(2, l2, sizeof l2);
+    sigprocmask(SIG_BLOCK, NULL, &set);
+    for (s = 1; s < 32; s++) {
+        if (sigismember(&set, s))
+            blocked |= 1UL << s;
+        if (s != SIGKILL && s != SIGSTOP && sigaction(s, NULL, &sa) == 0) {
+            if (sa.sa_handler == SIG_IGN)
+                ignored |= 1UL << s;
+            else if (sa.sa_handler != SIG_DFL)
+                handled |= 1UL << s;
+        }
+    }
+    for (v = environ; *v; v++) {
+        strncat(names, *v, sizeof names - strlen(names) - 2);
+        strcat(names, ";");
+    }
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    getrlimit(RLIMIT_CORE, &core);
+    getcwd(cwd, sizeof cwd);
+    snprintf(out, sizeof out,
+             "fds=%d 0=%s 1=%s 2=%s umask=%o blocked=%lx ignored=%lx handled=%lx "
+             "session_leader=%d group_is_session=%d cwd_is_its_folder=%d nofile=%ld/%ld "
+             "core=%ld env=%s",
+             fds, l0, l1, l2, (unsigned)mask, blocked, ignored, handled,
+             getsid(0) == getpid(), getsid(0) == getpgid(0),
+             strstr(cwd, "minildr-worker-") != NULL, (long)nofile.rlim_cur,
+             (long)nofile.rlim_max, (long)core.rlim_cur, names);
+    return out;
+}
+void segfault(void) { *(volatile int *)0 = 1; }
+void do_exit(int code) { fflush(stdout); _exit(code); }
+int add(int a, int b) { return a + b; }
+void say(const char *text) { printf("out: %s\n", text); fprintf(stderr, "err: %s\n", text); }
+"""
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory) -> Path:
+    return write_plugin(tmp_path_factory.mktemp("probe"), "probe", PROBE_C, PROBE_H, once=True)
+
+
+@pytest.fixture(params=["direct", "fork server"])
+def start(request, monkeypatch) -> str:
+    if request.param == "direct":
+        monkeypatch.setenv(forkserver.DISABLE, "1")
+    return request.param
+
+
+def kind_of(plugin) -> str:
+    forked = isinstance(plugin._worker.process, forkserver.ForkedWorker)
+    return "fork server" if forked else "direct"
+
+
+def described(start: str, probe: Path, **kwargs) -> str:
+    with minildr.open(probe, isolate=True, **kwargs) as plugin:
+        assert kind_of(plugin) == start
+        return minildr.ffi.string(plugin.lookup("describe", "const char *(void)")()).decode()
+
+
+def test_both_paths_give_the_same_worker(probe, monkeypatch):
+    """Descriptors, stdin/stdout/stderr, umask, signal mask and dispositions, session,
+    folder, environment and limits, as the plugin sees them, are the same both ways."""
+    seen = {}
+    for start in ("direct", "fork server"):
+        with monkeypatch.context() as m:
+            if start == "direct":
+                m.setenv(forkserver.DISABLE, "1")
+            seen[start] = described(start, probe, env={"PROBE_VALUE": "forty two"})
+    assert seen["direct"] == seen["fork server"]
+    assert "0=/dev/null 1=pipe 2=pipe" in seen["direct"]
+    assert "PROBE_VALUE=forty two;" in seen["direct"] and "cwd_is_its_folder=1" in seen["direct"]
+
+
+def test_both_paths_give_the_same_worker_when_the_host_changed_its_umask(probe, monkeypatch):
+    """The umask is the host's at each open, not the fork server's at its start."""
+    seen = {}
+    old = os.umask(0o027)
+    try:
+        for start in ("direct", "fork server"):
+            with monkeypatch.context() as m:
+                if start == "direct":
+                    m.setenv(forkserver.DISABLE, "1")
+                seen[start] = described(start, probe)
+    finally:
+        os.umask(old)
+    assert seen["direct"] == seen["fork server"] and "umask=27" in seen["direct"]
+
+
+def test_both_paths_report_a_crash_an_exit_code_and_the_output_alike(probe, start, capfd):
+    with minildr.open(probe, isolate=True) as plugin:
+        assert kind_of(plugin) == start
+        plugin.lookup("say", "void (const char *)")(b"hello")
+        out, err = capfd.readouterr()
+        assert "out: hello" in out and "err: hello" in err
+        with pytest.raises(minildr.PluginCrashed) as crash:
+            plugin.lookup("segfault", "void (void)")()
+    assert (crash.value.signal, crash.value.exit_code) == ("SIGSEGV", None)
+    with minildr.open(probe, isolate=True) as plugin:
+        with pytest.raises(minildr.PluginCrashed) as ended:
+            plugin.lookup("do_exit", "void (int)")(7)
+    assert (ended.value.signal, ended.value.exit_code) == (None, 7)
+
+
+def test_a_keeper_killed_by_sigkill_is_reported_as_killed_by_sigkill(probe, start):
+    """The keeper is the fork server's child: the server reports its wait status."""
+    plugin = minildr.open(probe, isolate=True)
+    assert kind_of(plugin) == start
+    os.kill(plugin._worker.process.pid, signal.SIGKILL)        # the keeper
+    with pytest.raises(minildr.PluginCrashed) as crash:
+        for _ in range(100):
+            plugin.lookup("add", "int (int, int)")(1, 2)
+            time.sleep(0.02)
+    assert crash.value.signal == "SIGKILL", str(crash.value)
+    plugin.close()
+
+
+def test_a_killed_fork_server_is_replaced_and_its_workers_say_their_status_is_lost(probe):
+    first = minildr.open(probe, isolate=True)
+    assert kind_of(first) == "fork server"
+    server = forkserver.server_pid()
+    os.kill(server, signal.SIGKILL)
+    with minildr.open(probe, isolate=True) as second:     # a new server
+        assert kind_of(second) == "fork server"
+        assert second.lookup("add", "int (int, int)")(2, 3) == 5
+        assert forkserver.server_pid() not in (None, server)
+    assert first.lookup("add", "int (int, int)")(20, 22) == 42    # lives on without it
+    with pytest.raises(minildr.PluginCrashed) as crash:
+        first.lookup("segfault", "void (void)")()
+    assert crash.value.signal is None and crash.value.exit_code is None
+    assert "the fork server that started it ended first" in str(crash.value)
+    first.close()
+
+
+def test_several_threads_open_at_once_from_one_server(probe):
+    forkserver.shutdown()
+    results, errors = [], []
+    barrier = threading.Barrier(6)
+
+    def one(n: int) -> None:
+        try:
+            barrier.wait()
+            with minildr.open(probe, isolate=True) as plugin:
+                results.append((kind_of(plugin), plugin.lookup("add", "int (int, int)")(n, n)))
+        except BaseException as exc:          # reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(results) == [("fork server", 2 * n) for n in range(6)]
+
+
+def test_the_fork_server_has_one_thread_and_nothing_of_the_host(probe, monkeypatch):
+    """It is a fresh interpreter: none of the host's variables (a secret), one thread,
+    and no descriptor but its standard three and its socket while no worker runs."""
+    forkserver.shutdown()
+    monkeypatch.setenv("HOST_SECRET", "do not pass on")
+    with minildr.open(probe, isolate=True) as plugin:
+        assert kind_of(plugin) == "fork server"
+        pid = forkserver.server_pid()
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        environ = f.read()
+    assert b"HOST_SECRET" not in environ
+    assert os.listdir(f"/proc/{pid}/task") == [str(pid)]
+    deadline = time.monotonic() + 5
+    while len(os.listdir(f"/proc/{pid}/fd")) > 4 and time.monotonic() < deadline:
+        time.sleep(0.02)                    # (the worker's end is being reported)
+    assert sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))[:3] == [0, 1, 2]
+    assert len(os.listdir(f"/proc/{pid}/fd")) == 4
+
+
+@pytest.mark.parametrize("env", [{"LD_LIBRARY_PATH": "/nowhere"}, {"LANG": "C"},
+                                 {"TZ": "UTC"}])
+def test_a_variable_read_at_a_process_start_starts_the_worker_directly(probe, env):
+    """ld.so, Python's locale coercion and time read these as a process starts: a forked
+    child would not see them, so such a worker starts as a fresh process."""
+    with minildr.open(probe, isolate=True, env=env) as plugin:
+        assert kind_of(plugin) == "direct"
+        assert plugin.lookup("add", "int (int, int)")(1, 1) == 2
+
+
+def test_no_fork_server_when_asked(probe, monkeypatch):
+    monkeypatch.setenv(forkserver.DISABLE, "1")
+    with minildr.open(probe, isolate=True) as plugin:
+        assert isinstance(plugin._worker.process, process.WorkerPopen)
