@@ -132,6 +132,8 @@ def kind_of(plugin) -> str:
 def described(start: str, probe: Path, **kwargs) -> str:
     with minildr.open(probe, isolate=True, **kwargs) as plugin:
         assert kind_of(plugin) == start
+        keeper = plugin._worker.process.pid
+        assert os.getsid(keeper) == os.getpgid(keeper) == keeper    # a session of its own
         return minildr.ffi.string(plugin.lookup("describe", "const char *(void)")()).decode()
 
 
