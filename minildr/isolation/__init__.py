@@ -32,6 +32,8 @@ One module per idea, in the order a call meets them:
     shm.py         the arena: long strings cross through shared memory
     protocol.py    frames, requests, replies, errors as values (host and worker share it)
     process.py     WorkerProcess: spawn, request/reply, output, crash, timeout, stop
+    forkserver.py  the host's fork server: one per host, asked for each worker (Linux)
+    zygote.py      ... the server itself: imports once, forks each keeper ready-made
     policy.py      Limits (every worker) and SandboxPolicy (what a sandbox grants)
     sandbox.py     the confinement: rlimits, no_new_privs, Landlock, seccomp; probe()
     kernel.py      the Linux calls os does not offer (prctl, Landlock, capset)

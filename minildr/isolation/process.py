@@ -22,6 +22,15 @@ end-of-file and the worker exits. On Linux the process started is a keeper
 (tree.py) that ends everything the plugin forked, at close, crash, timeout
 or the host's death; stopping a worker asks the keeper (SIGTERM), then
 kills its process group.
+
+On Linux the keeper is forked by the host's fork server (forkserver.py,
+zygote.py: the same process, without a fresh interpreter's ~120-145 ms of
+CPU); it is started directly, as `worker_command` says, where the fork
+server is not used: MINILDR_NO_FORK_SERVER=1 in the host's environment,
+a variable in env= that a process reads as it starts (LD_*, LC_*, LANG,
+TZ...: forkserver.STARTUP_VARIABLES), a changed boot line, or a server
+that cannot start. Either way the host gets the same worker and the same
+reports (tests/isolation/test_forkserver.py).
 """
 from __future__ import annotations
 

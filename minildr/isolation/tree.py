@@ -31,6 +31,28 @@ the host was killed and cannot). The server has PR_SET_PDEATHSIG: if the
 keeper itself is killed, the server goes too.
 Elsewhere (macOS) the worker serves in the process the host started, which
 is a process-group leader; the host kills the group.
+
+On Linux the keeper normally comes from the host's fork server (zygote.py,
+forkserver.py) rather than from a fresh Python: the server imported the
+worker's modules once, and forks a child that makes itself the process the
+host would have started, then runs the same code (this module's `split`):
+
+    host ─┬─ fork server (python -I -S, one per host; started at the first isolated open)
+          │     ├── keeper ── init (pid 1) ── server ── the plugin's processes
+          │     └── keeper ── init (pid 1) ── server ── ...
+          └── (MINILDR_NO_FORK_SERVER=1, or a variable read at a process's start
+               in env=: keeper ── init ── server, started directly, as above)
+
+Each keeper leads a session of its own; the host holds its socket, its
+lifeline and a status pipe. The fork server reaps the keepers and writes
+each one's wait status to its status pipe (the keeper is not the host's
+child, so the host cannot wait for it); the host's pidfd of the keeper
+(pidfd_open works for any process) tells it the keeper ended if the server
+was killed first, and then that its status is lost. Nothing else changes:
+the keeper ends its tree and removes the worker's folder when the server
+ends, the lifeline breaks (the host is gone, however it ended) or SIGTERM
+comes; the fork server ends once its socket breaks (the host is gone) and
+its last keeper has ended.
 """
 from __future__ import annotations
 

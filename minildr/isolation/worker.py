@@ -3,7 +3,9 @@
 The host (isolation/process.py) starts one worker per isolated plugin, as
 `python -I -S -c BOOT PACKAGE_PARENT FOLDERS SOCKET_FD LIFELINE_FD LIMITS ...` (see
 process.worker_command), with an empty environment unless the host passes
-one, in a folder of its own. On Linux it splits into a keeper and a server
+one, in a folder of its own; on Linux usually forked ready-made from the host's
+fork server instead, which ran the same boot line once (zygote.py): main() then
+runs with the same arguments. On Linux it splits into a keeper and a server
 (tree.py), so whatever the plugin forks ends with it. The server sets its
 limits (policy.py), then:
 
