@@ -14,7 +14,8 @@ worker directly (process.py), as it always did:
   (STARTUP_VARIABLES: the dynamic loader's LD_*, glibc's tunables, Python's
   locale coercion, the time zone): a forked child would not see it as a
   fresh one does;
-- a descriptor the worker needs is numbered below 3, or there are too many;
+- a descriptor the worker needs is numbered below 3, or there are too many,
+  or env= is larger than MAX_ENV;
 - the fork server cannot be started, or died twice in a row (it is then not
   tried again in this process; the direct start reports any real failure).
 
@@ -42,6 +43,7 @@ from ..interrupts import finish, under_lock
 STARTUP_VARIABLES = ("LD_", "GLIBC_TUNABLES", "MALLOC_", "LC_", "LANG", "LANGUAGE", "TZ",
                      "GCONV_PATH", "LOCPATH", "NLSPATH", "MINILDR_")
 MAX_FDS = 200
+MAX_ENV = 64 << 10          # bytes of env= sent in one request (a datagram: kept well small)
 REPLY_TIMEOUT = 60.0        # seconds for the server's reply (its first start on a busy machine)
 DISABLE = "MINILDR_NO_FORK_SERVER"
 
@@ -120,7 +122,8 @@ def wanted(env: Mapping[str, str], targets: List[int]) -> bool:
     """Whether this worker may come from the fork server (see the module)."""
     return (_server.broken is None and os.environ.get(DISABLE, "") in ("", "0")
             and not any(name.startswith(STARTUP_VARIABLES) for name in env)
-            and min(targets, default=3) >= 3 and len(targets) < MAX_FDS)
+            and min(targets, default=3) >= 3 and len(targets) < MAX_FDS
+            and sum(len(k) + len(v) for k, v in env.items()) < MAX_ENV)
 
 
 class Server:
@@ -164,6 +167,14 @@ class Server:
 
 
 _server = Server()
+
+
+def _after_fork_in_child() -> None:
+    """A fork of the host starts its own server (owner), with a lock no thread holds."""
+    _server.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shutdown(timeout: float = 10.0) -> None:

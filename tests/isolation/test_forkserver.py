@@ -265,3 +265,55 @@ def test_no_fork_server_when_asked(probe, monkeypatch):
     monkeypatch.setenv(forkserver.DISABLE, "1")
     with minildr.open(probe, isolate=True) as plugin:
         assert isinstance(plugin._worker.process, process.WorkerPopen)
+
+
+def test_a_fork_of_the_host_starts_its_own_server(probe):
+    """The parent's server answers the parent's socket only; a forked child of the host
+    (with the lock perhaps held by a thread that does not exist in it) starts its own."""
+    with minildr.open(probe, isolate=True) as plugin:
+        parent_server = forkserver.server_pid()
+        assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
+        read, write = os.pipe()
+        forkserver._server.lock.acquire()   # held by this thread as it forks
+        child = os.fork()
+        if child != 0:
+            forkserver._server.lock.release()
+        if child == 0:
+            code = 1
+            try:
+                with minildr.open(probe, isolate=True) as mine:
+                    ok = (kind_of(mine) == "fork server"
+                          and forkserver.server_pid() not in (None, parent_server)
+                          and mine.lookup("add", "int (int, int)")(2, 2) == 4)
+                forkserver.shutdown()
+                code = 0 if ok else 2
+            finally:
+                os.write(write, bytes([code]))
+                os._exit(code)
+        os.close(write)
+        assert gone_within(child, 30), "the forked host hung (the lock held at the fork?)"
+        assert os.read(read, 1) == b"\0"
+        os.close(read)
+        assert forkserver.server_pid() == parent_server
+        assert plugin.lookup("add", "int (int, int)")(3, 4) == 7
+
+
+def test_a_large_environment_starts_the_worker_directly(probe):
+    env = {f"V{i}": "x" * 1000 for i in range(80)}         # 80 kB: more than MAX_ENV
+    with minildr.open(probe, isolate=True, env=env) as plugin:
+        assert kind_of(plugin) == "direct"
+    with minildr.open(probe, isolate=True) as plugin:       # and the server is still used
+        assert kind_of(plugin) == "fork server"
+
+
+def gone_within(child: int, seconds: float) -> bool:
+    """Whether our child `child` ended with exit code 0 within `seconds` (else it is killed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            return os.waitstatus_to_exitcode(status) == 0
+        time.sleep(0.02)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    return False
