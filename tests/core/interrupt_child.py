@@ -137,6 +137,15 @@ def children() -> List[str]:
     return sorted(found)
 
 
+def new_processes(now: List[str], before: List[str]) -> List[str]:
+    """Of children()'s lines, the processes new since `before` by pid, or zombies now that
+    were not (one running before and running or sleeping now, e.g. the fork server, is
+    the same process whatever its state letter)."""
+    was = {line.split()[0]: line.split()[1] for line in before}
+    return [line for line in now if line.split()[0] not in was
+            or line.split()[1] == "Z" != was[line.split()[0]]]
+
+
 def files_in(folder: Path) -> List[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
@@ -161,11 +170,7 @@ class State:
             left.append(f"descriptors {fds}")
         if set(self.maps) - set(before.maps):
             left.append(f"mapped {sorted(set(self.maps) - set(before.maps))}")
-        # New by pid, or a zombie now (a process running before, running or sleeping now,
-        # e.g. the fork server, is the same process whatever its state letter).
-        was = {line.split()[0]: line.split()[1] for line in before.children}
-        new = [line for line in self.children if line.split()[0] not in was
-               or line.split()[1] == "Z" != was[line.split()[0]]]
+        new = new_processes(self.children, before.children)
         if new:
             left.append(f"processes {new}")
         if set(self.files) - set(before.files):

@@ -152,7 +152,7 @@ def _left_since(fds: dict, kids: list, wait: float = 5.0) -> list:
     while True:
         left = [f"fd {fd}: {what}" for fd, what in child.descriptors().items()
                 if fds.get(fd) != what]
-        left += sorted(set(child.children()) - set(kids))
+        left += child.new_processes(child.children(), kids)
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
