@@ -76,6 +76,11 @@ class CpuProfile:
             self.record(nodeid)         # after teardown: module/session fixtures it ended count here
 
     def pytest_sessionfinish(self, session) -> None:
+        # The isolated workers forked by the fork server are its children: its CPU and
+        # theirs reach this process when it is reaped (forkserver.shutdown).
+        forkserver = sys.modules.get("minildr.isolation.forkserver")
+        if forkserver is not None and self.children:
+            forkserver.shutdown()
         self.record("<session end>" if self.children else "<xdist controller>")
         self.out.close()
 
