@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -142,6 +143,7 @@ class Server:
         self.failures = 0
         self.broken: Optional[str] = None     # why it is not used any more in this process
         self.retired: List[subprocess.Popen] = []   # servers let go, not yet reaped
+        self.inherited: tuple = ()            # what it inherited from this host (_process_state)
 
     def start(self, command: List[str], boot: str) -> None:
         """Start the server: `command` is a worker's first 7 words (Python, its options,
@@ -218,13 +220,15 @@ def start_worker(command: List[str], fds: Dict[int, int], stdout: int, stderr: i
 def _start_worker(command: List[str], fds: Dict[int, int], stdout: int, stderr: int,
                   cwd: str, env: Mapping[str, str], status_w: int, boot: str) -> Optional[int]:
     for _ in range(2):
+        umask, inherited = _process_state()
         if _server.owner != os.getpid() or _server.command != command[:7] \
-                or _server.process is None:
+                or _server.process is None or _server.inherited != inherited:
             _restart(command[:7], boot)
+            _server.inherited = inherited
             if _server.broken is not None:
                 return None
         try:
-            return _ask(command, fds, stdout, stderr, cwd, env, status_w)
+            return _ask(command, fds, stdout, stderr, cwd, env, status_w, umask)
         except (OSError, ValueError) as exc:        # it died, or answered nonsense
             _server.failures += 1
             finish(_server.forget)
@@ -248,12 +252,12 @@ def _restart(command: List[str], boot: str) -> None:
 
 
 def _ask(command: List[str], fds: Dict[int, int], stdout: int, stderr: int, cwd: str,
-         env: Mapping[str, str], status_w: int) -> Optional[int]:
+         env: Mapping[str, str], status_w: int, umask: int) -> Optional[int]:
     """Send one request and wait for its reply (skipping any earlier one left unread)."""
     _server.seq += 1
     seq = _server.seq
     request = {"seq": seq, "argv": command[5:], "fds": list(fds), "cwd": cwd,
-               "env": dict(env), "umask": _umask()}
+               "env": dict(env), "umask": umask}
     passed = [status_w, stdout, stderr, *fds.values()]
     sock = _server.sockets[0]
     sock.sendmsg([json.dumps(request).encode()],
@@ -273,13 +277,27 @@ def _ask(command: List[str], fds: Dict[int, int], stdout: int, stderr: int, cwd:
     raise ValueError(reply.get("error", "no pid in the reply"))
 
 
-def _umask() -> int:
-    """This process's umask, read without changing it (proc(5): Umask, Linux 4.7)."""
+# What a process passes on to a child that a fork server started earlier would not have
+# passed: credentials, capabilities, no_new_privs, seccomp filters (proc(5), status).
+INHERITED = ("Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:",
+             "NoNewPrivs:", "Seccomp:", "Seccomp_filters:")
+
+
+def _process_state() -> tuple:
+    """This process's umask, and what its child inherits that the fork server had to have
+    inherited too: the lines INHERITED of /proc/self/status and the resource limits. A
+    server started before the host changed them (dropped privileges, confined itself,
+    lowered a limit) is replaced by one that inherits the change."""
+    umask, lines = 0o022, []
     try:
         with open("/proc/self/status") as status:
             for line in status:
                 if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
+                    umask = int(line.split()[1], 8)
+                elif line.startswith(INHERITED):
+                    lines.append(line)
     except OSError:
         pass
-    return 0o022
+    limits = [resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource))
+              if name.startswith("RLIMIT_")]
+    return umask, (tuple(lines), tuple(limits))

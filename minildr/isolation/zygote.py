@@ -49,6 +49,7 @@ stdout's, stderr's, then those named in "fds"), one per reply: {"seq",
 """
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -92,6 +93,8 @@ def serve(argv: List[str]) -> None:
             try:
                 if request.get("argv", [])[:2] != expect:
                     raise OSError(0, "the fork server runs another minildr")
+                if len(fds) != 3 + len(request.get("fds", ())):   # (truncated: MSG_CTRUNC)
+                    raise OSError(errno.EINVAL, "descriptors missing from the request")
                 pid = os.fork()
                 if pid == 0:
                     sock.detach()            # its number may be one the worker's gets

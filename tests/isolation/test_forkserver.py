@@ -8,6 +8,7 @@ MINILDR_NO_FORK_SERVER=1 (forkserver.DISABLE), the fork server is the default on
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
 import threading
@@ -317,3 +318,26 @@ def gone_within(child: int, seconds: float) -> bool:
     os.kill(child, signal.SIGKILL)
     os.waitpid(child, 0)
     return False
+
+
+def test_a_limit_the_host_lowered_reaches_the_next_worker(probe, monkeypatch):
+    """A worker inherits the host's resource limits as they are at its open: a fork server
+    started before the host lowered one is replaced (so are credentials, capabilities,
+    no_new_privs and seccomp filters: forkserver.INHERITED)."""
+    with minildr.open(probe, isolate=True):
+        before = forkserver.server_pid()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 900) - 1
+    seen = {}
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        for start in ("fork server", "direct"):
+            with monkeypatch.context() as m:
+                if start == "direct":
+                    m.setenv(forkserver.DISABLE, "1")
+                seen[start] = described(start, probe)
+        after = forkserver.server_pid()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert seen["direct"] == seen["fork server"] and f"nofile={lowered}/" in seen["direct"]
+    assert after != before
