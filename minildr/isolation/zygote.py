@@ -42,6 +42,15 @@ When the host is gone (its socket at end-of-file) the server takes no more
 requests, reports its keepers' ends as they come (each keeper ends by its own
 lifeline) and exits when the last has ended.
 
+What the host changed after the server started and a child inherits (its
+credentials, capabilities, no_new_privs, seccomp filters, resource limits)
+makes the host replace the server (forkserver._process_state); the umask
+comes with each request. Not followed: a signal the host started ignoring
+after the server started (a fresh worker inherits SIG_IGN through exec), a
+Landlock domain or namespace the host entered since, and the string hash
+seed, which every worker of one server shares (a plugin learns its own
+anyway). The random module reseeds itself in each child (os.register_at_fork).
+
 Wire: one SOCK_SEQPACKET datagram per request, JSON {"seq", "argv", "fds",
 "cwd", "env", "umask"} with the descriptors (the status pipe's write end,
 stdout's, stderr's, then those named in "fds"), one per reply: {"seq",
