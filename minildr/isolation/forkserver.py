@@ -278,9 +278,10 @@ def _ask(command: List[str], fds: Dict[int, int], stdout: int, stderr: int, cwd:
 
 
 # What a process passes on to a child that a fork server started earlier would not have
-# passed: credentials, capabilities, no_new_privs, seccomp filters (proc(5), status).
+# passed: credentials, capabilities, no_new_privs, seccomp filters, ignored signals
+# (proc(5), status).
 INHERITED = ("Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:",
-             "NoNewPrivs:", "Seccomp:", "Seccomp_filters:")
+             "NoNewPrivs:", "Seccomp:", "Seccomp_filters:", "SigIgn:")
 
 
 def _process_state() -> tuple:

@@ -43,11 +43,10 @@ requests, reports its keepers' ends as they come (each keeper ends by its own
 lifeline) and exits when the last has ended.
 
 What the host changed after the server started and a child inherits (its
-credentials, capabilities, no_new_privs, seccomp filters, resource limits)
-makes the host replace the server (forkserver._process_state); the umask
-comes with each request. Not followed: a signal the host started ignoring
-after the server started (a fresh worker inherits SIG_IGN through exec), a
-Landlock domain or namespace the host entered since, and the string hash
+credentials, capabilities, no_new_privs, seccomp filters, ignored signals
+(SIG_IGN survives exec), resource limits) makes the host replace the server
+(forkserver._process_state); the umask comes with each request. Not
+followed: a Landlock domain or namespace the host entered since, and the string hash
 seed, which every worker of one server shares (a plugin learns its own
 anyway). The random module reseeds itself in each child (os.register_at_fork).
 
