@@ -117,6 +117,7 @@ import sys, minildr
 plugin = minildr.open(sys.argv[1] if len(sys.argv) > 1 else {path!r}, {how_isolated})
 plugin.lookup("litter", "int (const char *, int)")({victim!r}.encode(), 3)
 hang = plugin.lookup("hang", "void (void)")
+assert type(plugin._worker.process).__name__ == {kind!r}, plugin._worker.process
 print(plugin.worker_pid, flush=True)
 {then}
 """
@@ -131,14 +132,21 @@ print(plugin.worker_pid, flush=True)
     ("hang()", "kill", "sandbox=True"),                          # ... a sandboxed one
 ], ids=["exit-without-close", "os._exit", "sigkill-while-idle", "sigkill-during-hang",
         "sandboxed-sigkill-during-hang"])
+@pytest.mark.parametrize("kind", ["ForkedWorker", "WorkerPopen"])
 def test_no_worker_folder_outlives_its_host(plugin_path, temp, tmp_path, then, how,
-                                            how_isolated):
-    """Before the keeper removed it, os._exit and SIGKILL left the (littered) folder."""
+                                            how_isolated, kind, monkeypatch):
+    """Before the keeper removed it, os._exit and SIGKILL left the (littered) folder.
+    Both ways a worker starts (from the fork server, forkserver.ForkedWorker; directly,
+    process.WorkerPopen): the guard also sees the fork server end with its host."""
+    if kind == "WorkerPopen":
+        monkeypatch.setenv("MINILDR_NO_FORK_SERVER", "1")
+    else:
+        monkeypatch.delenv("MINILDR_NO_FORK_SERVER", raising=False)
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep").write_text("mine")
     host = HOST.format(path=str(plugin_path), victim=str(victim), then=then,
-                       how_isolated=how_isolated)
+                       how_isolated=how_isolated, kind=kind)
     result = subprocess.run([sys.executable, "-c", ORPHAN_GUARD, host, how], capture_output=True,
                             text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
