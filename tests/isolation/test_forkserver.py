@@ -341,3 +341,20 @@ def test_a_limit_the_host_lowered_reaches_the_next_worker(probe, monkeypatch):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert seen["direct"] == seen["fork server"] and f"nofile={lowered}/" in seen["direct"]
     assert after != before
+
+
+def test_a_fork_server_that_cannot_serve_gives_way_to_the_direct_start(probe, monkeypatch):
+    """A server that dies before answering is started again once; failing twice, it is
+    not tried again in this process and workers start directly (the open works)."""
+    forkserver.shutdown()
+    monkeypatch.setattr(process, "BOOT_ZYGOTE", "import os; os._exit(3)")
+    monkeypatch.setattr(forkserver._server, "broken", None)      # (restored after the test)
+    monkeypatch.setattr(forkserver._server, "failures", 0)
+    for _ in range(2):
+        with minildr.open(probe, isolate=True) as plugin:
+            assert kind_of(plugin) == "direct"
+            assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
+    assert "the fork server failed twice" in forkserver._server.broken
+    monkeypatch.undo()
+    with minildr.open(probe, isolate=True) as plugin:           # a good one again
+        assert kind_of(plugin) == "fork server"
