@@ -90,6 +90,8 @@ def fork_racers(mode: str, rounds: int, folder: Path, start: float, processes: i
             status = 2
             try:
                 status = run(mode, index, rounds, folder, start, processes)
+            except BaseException:                        # printed: the test shows it
+                print(f"racer {index}: " + traceback.format_exc().replace("\n", " | "))
             finally:
                 sys.stdout.flush()
                 os._exit(status)
