@@ -25,6 +25,7 @@ import pytest
 import minildr
 from minildr.errors import PluginCallError
 
+import conftest                     # the suite's own teardown hook, run as pytest runs it
 from helpers import EXAMPLES, build_once
 from platforms import requires_isolation, requires_native_loader, requires_proc
 
@@ -178,3 +179,25 @@ def test_closing_an_isolated_plugin_ends_its_worker_while_its_objects_are_held(u
         held[0].run("abc")
     with pytest.raises(minildr.PluginClosed):
         held[1]()
+
+
+def test_the_suite_collects_a_tests_own_cycle_that_holds_a_closed_plugin(greet_so, gc_off):
+    """Where the held object is in a cycle of the caller's, only a collection frees it: the
+    shape of many tests (a function from the plugin in a local, `pytest.raises(...) as err`
+    in the same frame). tests/conftest.py collects after such a test, so the plugin is
+    unmapped in that test, not at a later collection under another test's threads."""
+    def a_test() -> None:
+        with minildr.open(greet_so) as plugin:
+            greet = plugin.lookup("greet", GREET_T)
+        with pytest.raises(ZeroDivisionError) as err:
+            1 / 0
+        assert greet() and err.value    # frame -> err -> traceback -> frame: a cycle
+
+    before = mapped(greet_so)
+    a_test()
+    assert mapped(greet_so) > before, "the cycle did not hold the function: nothing shown"
+    teardown = conftest.pytest_runtest_teardown(None, None)
+    next(teardown)
+    with pytest.raises(StopIteration):
+        teardown.send(None)
+    assert mapped(greet_so) == before
