@@ -2,7 +2,6 @@
 in-process, crashes and hangs inside a method, a worker that lies, errors across the pipe."""
 from __future__ import annotations
 
-import gc
 import json
 import os
 import pickle
@@ -46,10 +45,8 @@ def both(built):
         opened += [local, isolated]
         pairs[key] = (local.lookup(export, contract), isolated.lookup(export, contract))
     yield pairs
-    pairs.clear()       # the proxies held keep their plugin mapped; close then unloads it
-    gc.collect()        # (a proxy and its bound methods are a cycle: freed by a collection)
-    for plugin in opened:          # here, not later at a collection under another test's
-        plugin.close()             # threads (a LeftMapped warning in test_memory before)
+    for plugin in opened:
+        plugin.close()
 
 
 def outcome(fn, *args):
