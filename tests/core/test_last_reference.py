@@ -201,3 +201,27 @@ def test_the_suite_collects_a_tests_own_cycle_that_holds_a_closed_plugin(greet_s
     with pytest.raises(StopIteration):
         teardown.send(None)
     assert mapped(greet_so) == before
+
+
+@requires_isolation
+def test_an_isolated_plugin_dropped_without_close_ends_its_worker_at_once(upper_so, greet_so,
+                                                                          gc_off):
+    """Dropping the last reference to an isolated plugin, and what came from it (a typed
+    function, a contract proxy), ends its worker by reference counts alone: nothing of the
+    host's worker object may sit in a cycle (a table of its own bound methods did: the
+    worker lived until a collection)."""
+    plugin = minildr.open(greet_so, isolate=True)
+    greet = plugin.lookup("greet", GREET_T)
+    assert greet()
+    pid = plugin.worker_pid
+    del plugin, greet
+    assert not os.path.exists(f"/proc/{pid}"), "the worker outlived its last reference"
+
+    plugin = minildr.open(upper_so, contracts=[COMMAND], isolate=True)
+    upper = plugin.lookup("upper", COMMAND)
+    pid = plugin.worker_pid
+    del plugin
+    assert os.path.exists(f"/proc/{pid}"), "the proxy did not keep its worker"
+    assert upper.run("abc") is not None
+    del upper
+    assert not os.path.exists(f"/proc/{pid}"), "the worker outlived its proxy"
