@@ -27,7 +27,7 @@ COMMAND = minildr.Contract.from_header(EXAMPLES / "command" / "command.h", name=
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("isocontract")
     folder = EXAMPLES / "command"
-    paths = build_plugins(out / "editor")
+    paths = build_plugins(out / "editor", build=build_once)
     paths["upper"] = build_once([folder / "upper.c"], name="upper",
                                 exports=folder / "upper.h", contracts=[COMMAND], out_dir=out)
     return paths
