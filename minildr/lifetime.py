@@ -259,6 +259,19 @@ class LeftMapped(RuntimeWarning):
 _AWAITING_UNLOAD: Set["KeepsMappedWhileReferenced"] = set()
 
 
+def awaiting_unload() -> int:
+    """How many closed libraries are still mapped because something they handed out is alive.
+
+    Each unloads when the last such object is dropped: by its reference count,
+    at once, unless the object sits in a reference cycle of the caller's (an
+    exception kept with its traceback, which holds the frames that hold the
+    object); then only a garbage collection frees it, in whatever thread runs
+    that collection. A host (or a test suite) that knows it made such cycles
+    can ask this and collect them itself, where it chooses.
+    """
+    return len(_AWAITING_UNLOAD)
+
+
 class KeepsMappedWhileReferenced:
     """Mixin: `keep_mapped_while`, `close`; subclasses give `unloaded`, `_unload`, `_name`.
 

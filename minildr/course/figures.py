@@ -440,7 +440,7 @@ def _calls(results: Any, ax: Any) -> None:
     seconds = [max(r["seconds"], 1e-10) for r in rows]
     low, high = min(seconds) / 4, max(seconds) * 400
     for name, cheapest, dearest in league_spans(results.calls):
-        left, right = max(cheapest, 1e-10) / 1.6, dearest * 1.6
+        left, right = max(cheapest, 1e-10) / 1.6, max(dearest, 1e-10) * 1.6   # as the bars
         ax.axvspan(left, right, color=LEAGUE_SHADES[name], zorder=0)
         ax.text((left * right) ** 0.5, len(rows) - 0.45, name.replace(" or ", "\nor "),
                 ha="center", va="bottom", fontsize=7.5, color="#555555")

@@ -173,8 +173,11 @@ class WorkerProcess:
             self._send, self._recv_into = host_sock.sendall, host_sock.recv_into
             host_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _FIRST_WAIT_TIMEVAL)
             decoder = codecs.getincrementaldecoder("utf-8")
-            self._outputs = {out_r: (self._stdout, decoder("replace")),
-                             err_r: (self._stderr, decoder("replace"))}
+            # The class's functions, not bound methods: a table of self's own bound
+            # methods held by self is a cycle, and a worker dropped without close()
+            # would live on until a garbage collection.
+            self._outputs = {out_r: (WorkerProcess._stdout, decoder("replace")),
+                             err_r: (WorkerProcess._stderr, decoder("replace"))}
             self._poller = select.poll()
             self._poller.register(host_sock.fileno(), select.POLLIN)
             self._open_outputs = held.outputs
@@ -425,8 +428,7 @@ class WorkerProcess:
         return once
 
     # -- output ------------------------------------------------------------------------
-    @staticmethod
-    def _stdout(text: str) -> None:
+    def _stdout(self, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
@@ -448,7 +450,7 @@ class WorkerProcess:
             data = b""
         text = decoder.decode(data, final=not data)
         if text:
-            write(text)
+            write(self, text)
         if not data:                 # each step can be taken again (an interrupted close)
             for poller in (self._poller, self._output_poller):
                 with contextlib.suppress(KeyError):

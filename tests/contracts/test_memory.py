@@ -15,7 +15,7 @@ import pytest
 import minildr
 from examples.editor import FORMAT, LINTER, build_plugins
 
-from helpers import stress
+from helpers import build_once, stress
 from platforms import requires_proc
 from test_proxy import COMMAND, PROBE, upper_so, probe_so  # noqa: F401  (fixtures)
 
@@ -81,7 +81,7 @@ def test_bytes_and_records_are_released_once_each(probe_so):
 
 
 def test_editor_plugins_over_many_calls(tmp_path):
-    built = build_plugins(tmp_path)
+    built = build_plugins(tmp_path, build=build_once)
     with minildr.open(built["qp"]) as qp_plugin, minildr.open(built["lint"]) as lint_plugin:
         qp = qp_plugin.lookup("quoted_printable", FORMAT)
         linter = lint_plugin.lookup("whitespace", LINTER)

@@ -9,7 +9,8 @@ of them when there are more than the budget), and after each interrupt checks
 that no descriptor, mapping of the plugin or of its sealed copy, child process,
 thread, staged file in the build folder, or lock of minildr's held is left,
 and that the same operation then works. One child process per operation: what one case leaks
-must not hide in, or be blamed on, the next.
+must not hide in, or be blamed on, the next (each forked from one that imported
+minildr once for the file: interrupt_child.serve).
 
 `make test` tries a short spread (SHORT interrupt points per operation);
 `make fuzz` twenty times as many (fuzz_examples), which covers every line event
@@ -41,12 +42,27 @@ SHORT = 6                    # interrupt points per operation in make test
 SHORT_ISOLATED = 4           # each starts a worker process: fewer (80 in make fuzz)
 
 
-def campaign(operation: str, folder: Path, cases: int, timeout: float = 900) -> dict:
-    done = subprocess.run([sys.executable, str(HERE / "interrupt_child.py"), operation,
-                           str(folder), str(cases)], capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+@pytest.fixture(scope="module")
+def campaigns():
+    """interrupt_child.py --serve: each campaign a process of its own, forked from one
+    that imported minildr once for the whole file (interrupt_child.serve)."""
+    server = subprocess.Popen([sys.executable, str(HERE / "interrupt_child.py"), "--serve"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    yield server
+    server.stdin.close()
+    server.wait(timeout=60)
+
+
+def campaign(campaigns, operation: str, folder: Path, cases: int,
+             timeout: float = 900) -> dict:
+    """interrupt_child's campaign of `operation` (in a process of its own): its report."""
+    campaigns.stdin.write(json.dumps([operation, str(folder), cases, timeout]) + "\n")
+    campaigns.stdin.flush()
+    answer = campaigns.stdout.readline()
+    assert answer, f"the campaign server ended (status {campaigns.wait(timeout=60)})"
+    done = json.loads(answer)
+    assert done["returncode"] == 0, done["stderr"][-3000:]
+    return json.loads(done["stdout"].splitlines()[-1])
 
 
 IN_PROCESS = ["open", "lookup", "close", "build", "build-uncached", "discover"]
@@ -55,22 +71,22 @@ IN_PROCESS = ["open", "lookup", "close", "build", "build-uncached", "discover"]
 @requires_proc
 @pytest.mark.fuzz
 @pytest.mark.parametrize("operation", IN_PROCESS)
-def test_an_interrupt_at_any_line_leaves_nothing_behind(operation, tmp_path):
+def test_an_interrupt_at_any_line_leaves_nothing_behind(campaigns, operation, tmp_path):
     """The review's campaign (4,650 random interrupts) found open(), close() and discover
     leaving the library mapped: a library made in load_library lost when prepare()'s
     exit was interrupted, the plugin lost at open's `return`, and close() forgetting the
     library before closing it (so an interrupted close could never be finished)."""
-    result = campaign(operation, tmp_path, fuzz_examples(SHORT))
+    result = campaign(campaigns, operation, tmp_path, fuzz_examples(SHORT))
     assert result["events"] > 10 and result["tried"] >= min(SHORT, result["events"])
     assert result["problems"] == []
 
 
 @requires_native_loader
 @pytest.mark.fuzz
-def test_an_interrupt_at_any_line_of_a_native_lookup_leaves_nothing_behind(tmp_path):
+def test_an_interrupt_at_any_line_of_a_native_lookup_leaves_nothing_behind(campaigns, tmp_path):
     """keep_mapped_while counted a function before registering its release: an interrupt
     in between kept the library mapped for good. Now the release comes first."""
-    result = campaign("lookup-native", tmp_path, fuzz_examples(SHORT))
+    result = campaign(campaigns, "lookup-native", tmp_path, fuzz_examples(SHORT))
     assert result["events"] > 10 and result["problems"] == []
 
 
@@ -79,7 +95,7 @@ def test_an_interrupt_at_any_line_of_a_native_lookup_leaves_nothing_behind(tmp_p
 @pytest.mark.fuzz
 @pytest.mark.parametrize("operation", ["open-native", "close-native", "load-native"])
 def test_an_interrupt_at_any_line_of_a_native_open_or_close_leaves_nothing_behind(
-        operation, tmp_path):
+        campaigns, operation, tmp_path):
     """The native unload could not be run twice (a second __deregister_frame aborts the
     process), so an interrupted close left the library mapped for good; and an interrupt
     between two of its steps unmapped the code before its frames were deregistered
@@ -92,7 +108,7 @@ def test_an_interrupt_at_any_line_of_a_native_open_or_close_leaves_nothing_behin
     memfd, and native.load(path) (load-native) returned the library from inside a
     `with` whose exit could be interrupted. Each is held from the statement that
     makes it now."""
-    result = campaign(operation, tmp_path, fuzz_examples(SHORT))
+    result = campaign(campaigns, operation, tmp_path, fuzz_examples(SHORT))
     assert result["events"] > 10 and result["tried"] >= min(SHORT, result["events"])
     assert result["problems"] == []
 
@@ -103,12 +119,12 @@ def test_an_interrupt_at_any_line_of_a_native_open_or_close_leaves_nothing_behin
 @pytest.mark.parametrize("operation", ["open-isolated", "close-isolated", "lookup-isolated",
                                        "call-isolated", "discover-isolated"])
 def test_an_interrupt_at_any_line_of_an_isolated_operation_leaves_nothing_behind(
-        operation, tmp_path):
+        campaigns, operation, tmp_path):
     """An interrupt after the worker started and before its finalizer was registered left
     three pipes, the arena's memfd and a zombie worker; one in the middle of stopping it
     left the pipes and the arena. Now each thing is held (isolation.process.Held) from
     the statement that makes it, and its release can be finished by a second close."""
-    result = campaign(operation, tmp_path, fuzz_examples(SHORT_ISOLATED))
+    result = campaign(campaigns, operation, tmp_path, fuzz_examples(SHORT_ISOLATED))
     assert result["events"] > 10 and result["tried"] >= min(SHORT_ISOLATED, result["events"])
     assert result["problems"] == []
 

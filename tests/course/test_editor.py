@@ -20,7 +20,7 @@ from examples.editor.__main__ import main as editor_main
 from examples.editor.core import Diagnostic
 from minildr.contracts.stubs import protocol_source
 
-from helpers import ROOT, TESTS, fuzz_examples
+from helpers import ROOT, TESTS, build_once, fuzz_examples
 from minildr.host import SUFFIX
 from platforms import requires_isolation
 
@@ -30,7 +30,7 @@ DATA = TESTS / "data" / "editor"
 @pytest.fixture(scope="module")
 def plugins_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("editor-plugins")
-    build_plugins(folder)
+    build_plugins(folder, build=build_once)
     return folder
 
 

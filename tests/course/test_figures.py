@@ -34,6 +34,15 @@ def test_the_boundary_charts_are_written(figures, results, tmp_path):
     assert len(figures.boundaries(results, calls=False).axes) == 1
 
 
+def test_a_row_at_or_below_the_timing_loop_still_draws(figures, results):
+    """Net of the timing loop a cheap row can come out at or below zero on a loaded
+    machine: it is drawn at the axis' floor like any bar, and the chart is still made
+    (its league's band once took the square root of a negative number: a TypeError)."""
+    results.calls[0]["seconds"] = -2e-9
+    fig = figures.boundaries(results, loads=False)
+    assert len(fig.axes) == 1
+
+
 def test_the_boundary_charts_read_durations_in_units_at_each_power_of_ten(figures, results):
     """As the bars are labelled ('40 ns'), not as mathtext ('$10^{-8}$'), one grid line
     per decade (the notebook's prose: each grid line is ten times the one before)."""

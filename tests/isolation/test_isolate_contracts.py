@@ -2,7 +2,6 @@
 in-process, crashes and hangs inside a method, a worker that lies, errors across the pipe."""
 from __future__ import annotations
 
-import gc
 import json
 import os
 import pickle
@@ -28,7 +27,7 @@ COMMAND = minildr.Contract.from_header(EXAMPLES / "command" / "command.h", name=
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("isocontract")
     folder = EXAMPLES / "command"
-    paths = build_plugins(out / "editor")
+    paths = build_plugins(out / "editor", build=build_once)
     paths["upper"] = build_once([folder / "upper.c"], name="upper",
                                 exports=folder / "upper.h", contracts=[COMMAND], out_dir=out)
     return paths
@@ -46,10 +45,8 @@ def both(built):
         opened += [local, isolated]
         pairs[key] = (local.lookup(export, contract), isolated.lookup(export, contract))
     yield pairs
-    pairs.clear()       # the proxies held keep their plugin mapped; close then unloads it
-    gc.collect()        # (a proxy and its bound methods are a cycle: freed by a collection)
-    for plugin in opened:          # here, not later at a collection under another test's
-        plugin.close()             # threads (a LeftMapped warning in test_memory before)
+    for plugin in opened:
+        plugin.close()
 
 
 def outcome(fn, *args):

@@ -25,7 +25,7 @@ from minildr.isolation.policy import SandboxPolicy
 
 import hostile
 from examples.editor import Editor, build_plugins
-from helpers import ROOT, run_in_worker_first
+from helpers import ROOT, build_once, run_in_worker_first
 from platforms import requires_linux
 
 SUPPORT = sandbox.probe()
@@ -415,7 +415,7 @@ def test_the_table_of_hostile_actions(plugins, sandboxed, isolated, capsys):
 @requires_sandbox
 def test_the_editor_runs_its_plugins_sandboxed(tmp_path):
     folder = tmp_path / "plugins"
-    build_plugins(folder)
+    build_plugins(folder, build=build_once)
     letter = ROOT / "tests" / "data" / "editor" / "letter.qp"
     with Editor() as local:
         local.load_plugins(folder)
