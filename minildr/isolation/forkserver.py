@@ -38,6 +38,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 from typing import Dict, List, Mapping, Optional
 
@@ -271,6 +272,7 @@ def _ask(command: List[str], fds: Dict[int, int], stdout: int, stderr: int, cwd:
             break
     _server.failures = 0
     if "pid" in reply:
+        sys.audit("minildr.forkserver.worker", command)   # PEP 578: as Popen's event tells
         return int(reply["pid"])
     if reply.get("errno"):                     # fork failed here: the direct start says it
         return None

@@ -5,7 +5,8 @@ set, so every Python the tests start without -I (xdist workers, run_python's
 children, Jupyter kernels, inner pytest sessions) imports it at its start, and
 conftest.py installs it in the pytest process itself. It adds an audit hook
 (PEP 578, sys.addaudithook) that hears every subprocess.Popen of the process
-and writes a line to the file MINILDR_TEST_WORKER_LOG names when the command
+and every worker the fork server forks for it (the event
+minildr.forkserver.worker, isolation/forkserver.py), and writes a line to the file MINILDR_TEST_WORKER_LOG names when the command
 is a worker's (process.BOOT: `python -I -S -c ... from minildr.isolation.worker
 import main`). The worker itself (python -I) reads neither this file nor the
 environment: it is counted where it is started. cpu_profile.py counts the
@@ -17,6 +18,7 @@ import time
 
 ENV = "MINILDR_TEST_WORKER_LOG"
 BOOT_MARK = "from minildr.isolation.worker import main"
+SERVER_MARK = "zygote import serve"      # the fork server's boot line: not a worker
 
 
 def install() -> None:
@@ -27,10 +29,14 @@ def install() -> None:
     sys._minildr_worker_log = True
 
     def hook(event: str, args: tuple) -> None:
-        if event != "subprocess.Popen":
+        if event == "subprocess.Popen":
+            argv = args[1]
+        elif event == "minildr.forkserver.worker":   # forked by the fork server (forkserver.py)
+            argv = args[0]
+        else:
             return
-        argv = args[1]
-        if isinstance(argv, (list, tuple)) and any(BOOT_MARK in str(a) for a in argv):
+        if isinstance(argv, (list, tuple)) and any(BOOT_MARK in str(a) and SERVER_MARK not in
+                                                   str(a) for a in argv):
             import json         # here: most Pythons of the tests start no worker (~2 ms each)
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"worker": os.getpid(), "at": round(time.time(), 2),
