@@ -12,7 +12,8 @@ worker directly (process.py), as it always did:
   environment (both paths give the same results: tests/isolation/test_forkserver.py);
 - the requested environment sets a variable a process reads as it starts
   (STARTUP_VARIABLES: the dynamic loader's LD_*, glibc's tunables, Python's
-  locale coercion, the time zone): a forked child would not see it as a
+  locale coercion, the time zone, and MINILDR_*, which minildr's own modules
+  may read as they are imported): a forked child would not see it as a
   fresh one does;
 - a descriptor the worker needs is numbered below 3, or there are too many,
   or env= is larger than MAX_ENV;
