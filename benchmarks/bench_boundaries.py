@@ -51,7 +51,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import cffi
 
@@ -359,11 +359,21 @@ class Bench:
              _best(lambda: read_config(config_path), repeats), repeats)
         config = read_config(config_path)
 
+        self.plugin_path = plugin_path
+        # In a method of its own: this frame can outlive __init__ (cffi's compile above
+        # leaves a traceback in a cycle that holds it until a collection), and the
+        # functions looked up must not: close() would then leave the plugin mapped.
+        self._look_up(plugin_path, contract, ext, py_add, process_add, config,
+                      config_path)
+
+    def _look_up(self, plugin_path: Path, contract: minildr.Contract, ext: Any,
+                 py_add: Callable[[int, int], int], process_add: Callable[[], object],
+                 config: dict, config_path: Path) -> None:
+        """Open the plugin both ways and make the boundaries to time."""
         plugin = minildr.open(plugin_path, contracts=[contract])
         self._closers.append(plugin.close)
         isolated = minildr.open(plugin_path, isolate=True)
         self._closers.append(isolated.close)
-        self.plugin_path = plugin_path
 
         cffi_add = ext.lib.add
         typed_add = plugin.lookup("add", ADD_T)
@@ -395,6 +405,11 @@ class Bench:
     def close(self) -> None:
         while self._closers:
             self._closers.pop()()
+        # What was looked up goes too: a closed plugin stays mapped while its functions live.
+        # The list is emptied, not replaced: a notebook's progress bar (tqdm) keeps the
+        # list it counted through, in a cycle of its widgets.
+        self.boundaries.clear()
+        self.count_local = self.count_remote = None
 
 
 # ---------------------------------------------------------------------------
@@ -458,6 +473,7 @@ def run(out: Path = DEFAULT_OUT, *, calls: int = 20_000, rounds: int = 15, repea
         compiled = compiled_call_seconds(bench.loop_exe, compiled_calls)
         discovered = time_discover(bench.plugin_path, out, discover_counts,
                                    max(1, repeats // 10), show)
+        named = [(b.key, b.label) for b in bench.boundaries if b.key != "harness"]
     finally:
         bench.close()
     meta = {"python": platform.python_version(), "machine": platform.machine(),
@@ -467,9 +483,9 @@ def run(out: Path = DEFAULT_OUT, *, calls: int = 20_000, rounds: int = 15, repea
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     harness = raw["harness"]
     base = raw["python"] - harness
-    rows = [{"key": b.key, "label": b.label, "seconds": raw[b.key] - harness,
-             "raw": raw[b.key], "ratio": (raw[b.key] - harness) / base}
-            for b in bench.boundaries if b.key != "harness"]
+    rows = [{"key": key, "label": label, "seconds": raw[key] - harness,
+             "raw": raw[key], "ratio": (raw[key] - harness) / base}
+            for key, label in named]
     return Results(meta, rows, bench.loads, discovered, payloads, compiled, harness)
 
 

@@ -43,6 +43,13 @@ def progress(items: Iterable[T], *, desc: str, total: Optional[int] = None,
     except ImportError:  # pragma: no cover - tqdm is a course dependency
         yield from items
         return
-    with tqdm(items, desc=desc, total=total, unit=unit, leave=True,
-              dynamic_ncols=True) as bar:
-        yield from bar
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)              # type: ignore[arg-type]
+    # The bar is told the count, not given the items: a notebook's bar stays on the
+    # page (leave=True), and a bar holding the items would keep them alive with it,
+    # in a cycle of its widgets (a benchmark's looked-up functions, and so a closed
+    # plugin mapped, until a garbage collection).
+    with tqdm(desc=desc, total=total, unit=unit, leave=True, dynamic_ncols=True) as bar:
+        for item in items:
+            yield item
+            bar.update(1)

@@ -33,6 +33,42 @@ def test_a_bar_on_a_terminal(monkeypatch):
     assert "letters" in text and "3/3" in text and "100%" in text
 
 
+def test_a_bar_keeps_nothing_it_counted(monkeypatch):
+    """A bar stays on the page after the loop (leave=True); the items must not stay with
+    it (a benchmark's looked-up functions would keep a closed plugin mapped). A list is
+    counted by its length: the bar shows n/N without being given the list."""
+    import gc
+    import weakref
+
+    class Item:
+        pass
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    items = [Item(), Item()]
+    watch = weakref.ref(items[0])
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        bars = []
+        from tqdm import tqdm
+        monkeypatch.setattr(tqdm, "__init__", _remembering(tqdm.__init__, bars))
+        assert len(list(progress(items, desc="items"))) == 2
+        del items
+        assert watch() is None, "the bar kept the items it counted"
+        assert bars, "no bar was drawn: nothing shown"
+    finally:
+        if was:
+            gc.enable()
+    assert "2/2" in screen.getvalue()
+
+
+def _remembering(init, bars):
+    def remembering(self, *args, **kwargs):
+        bars.append(self)              # kept alive here, as a notebook's widget keeps it
+        init(self, *args, **kwargs)
+    return remembering
+
+
 def _job(tmp_path: Path, name: str, body: str) -> dict:
     src = tmp_path / "src" / name
     src.mkdir(parents=True)
