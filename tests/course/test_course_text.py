@@ -110,3 +110,29 @@ def test_each_notebook_ends_by_pointing_at_its_exercise(path):
     ending = "".join(c.source for c in cells[starts[-1]:] if c.cell_type == "markdown")
     assert f"](../exercises/{path.name})" in ending, \
         f"{path.name}'s key points (and what follows them) do not link exercises/{path.name}"
+
+
+# Where this machine's paths would show: the home folder, the checkout, Python's own
+# install, the temporary folder's pytest and worker folders.
+MACHINE_PATH = re.compile(r"/root/|/home/[^/\s]+/|/work/|/Users/[^/\s]+/|\.pyenv/|"
+                          r"site-packages/|/tmp/(?:pytest-of-|minildr-|tmp)")
+
+
+def outputs_text(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append("".join(out.get("text", "")))
+            texts.append("".join(out.get("traceback", [])))
+            texts.extend("".join(v) for k, v in out.get("data", {}).items()
+                         if k.startswith("text/"))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_output_shows_a_path_of_the_machine_it_ran_on(path):
+    """Nothing a learner sees names the folders of the machine the notebook was run on
+    (a warning's file and line, a traceback, a printed path): outputs are committed."""
+    found = [m.group(0) for m in MACHINE_PATH.finditer(outputs_text(path))]
+    assert not found, f"{path.name}: its outputs name this machine's paths: {found[:5]}"
