@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root (Docker, Binder, CI) unless told.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: lab test cross-test test-profile fuzz fuzz-differential go-toolchains browser-test chromium node site site-test hub-env hub-test cross-tools exercises check bench clean
+.PHONY: lab test cross-test test-profile test-direct-start fuzz fuzz-differential go-toolchains browser-test chromium node site site-test hub-env hub-test cross-tools exercises check bench clean
 
 # Quiet, with a line before and after: setuptools' notices about editable
 # installs (PYTHONWARNINGS=ignore) are for package maintainers, not learners.
@@ -92,6 +92,14 @@ test-profile: $(STAMP)
 	rm -rf build/test-cpu
 	MINILDR_TEST_CPU=build/test-cpu $(MAKE) test; status=$$?; \
 		$(BIN)/python tests/cpu_profile.py build/test-cpu; exit $$status
+
+# The isolation tests again with each worker started as its own Python, as on
+# macOS or with MINILDR_NO_FORK_SERVER=1 (minildr/isolation/forkserver.py): make
+# test runs them through the fork server, so the direct start would otherwise be
+# left to the few tests that ask for it. CI runs this after make fuzz.
+test-direct-start: $(STAMP)
+	MINILDR_NO_FORK_SERVER=1 $(BIN)/python -m pytest tests/isolation tests/core/test_interrupts.py \
+		-n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider $(PYTEST_ARGS)
 
 # The fuzzers with long budgets (make test runs each with a short one).
 # MINILDR_FUZZ_SCALE multiplies every fuzzer's number of examples.

@@ -113,6 +113,14 @@ void say(const char *text) { printf("out: %s\n", text); fprintf(stderr, "err: %s
 """
 
 
+@pytest.fixture(autouse=True)
+def fork_server_unless_asked(monkeypatch):
+    """The fork server is what these tests are about, also when the whole run starts
+    workers directly (make test-direct-start sets forkserver.DISABLE): each test sets
+    the variable itself where it wants the direct start."""
+    monkeypatch.delenv(forkserver.DISABLE, raising=False)
+
+
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> Path:
     return write_plugin(tmp_path_factory.mktemp("probe"), "probe", PROBE_C, PROBE_H, once=True)
@@ -356,5 +364,6 @@ def test_a_fork_server_that_cannot_serve_gives_way_to_the_direct_start(probe, mo
             assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
     assert "the fork server failed twice" in forkserver._server.broken
     monkeypatch.undo()
+    monkeypatch.delenv(forkserver.DISABLE, raising=False)       # (undo put it back)
     with minildr.open(probe, isolate=True) as plugin:           # a good one again
         assert kind_of(plugin) == "fork server"

@@ -479,6 +479,8 @@ def test_a_host_ignoring_sigchld_still_sees_a_crash_and_says_why_its_status_is_u
         monkeypatch.setenv("MINILDR_NO_FORK_SERVER", "1")
     elif not sys.platform.startswith("linux"):
         pytest.skip("the fork server is Linux's")
+    else:                           # also under make test-direct-start
+        monkeypatch.delenv("MINILDR_NO_FORK_SERVER", raising=False)
     previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
         plugin = minildr.open(crashy, isolate=True)
