@@ -49,6 +49,13 @@ credentials, capabilities, no_new_privs, seccomp filters, ignored signals
 followed: a Landlock domain or namespace the host entered since, and the string hash
 seed, which every worker of one server shares (a plugin learns its own
 anyway). The random module reseeds itself in each child (os.register_at_fork).
+Shared too: the address-space layout. ASLR picks it at exec, not at fork, so
+every worker of one server has the server's (the load addresses of Python,
+libc and the worker's modules; each plugin is mapped afterwards, at an address
+of its own): a plugin that learns its worker's addresses knows those of the
+host's other workers, though not the host's, a separate exec (the same
+trade-off as Android's zygote). Where that matters, MINILDR_NO_FORK_SERVER=1
+starts every worker as its own exec.
 
 Wire: one SOCK_SEQPACKET datagram per request, JSON {"seq", "argv", "fds",
 "cwd", "env", "umask"} with the descriptors (the status pipe's write end,
