@@ -72,7 +72,7 @@ def figures() -> ModuleType:
 # instead of after them, so the run ends when its work does.
 SLOW_FIRST = (
     "tests/course/test_exercises.py",           # the fresh exercises, then 9 hangs of 5 s
-    "tests/course/test_exercises_crashes_05_09.py",     # Go's hang of 10 s
+    "tests/course/test_exercises_crashes_09.py",     # Go's hang of 10 s
     "tests/course/test_nbgrader.py",            # nbgrader's whole cycle (one process): ~15 s
     "tests/core/test_interrupts.py",
     "tests/isolation/test_isolate.py",

@@ -460,7 +460,7 @@ def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path, monkey
 # NULL write (`out = NULL; out[i] = ...`), once with a loop that never ends. The
 # check must say what happened, in which function, and the kernel must still run
 # the next cell. 00's and 07's other wrong answers: further down; 09's (a Go
-# host): test_exercises_crashes_05_09.py.
+# host): test_exercises_crashes_09.py.
 #
 # The endless loops wait (pause() until a signal that never comes) rather than
 # spin: to the check's time limit a hang is a hang, and a spinning one would burn
