@@ -168,34 +168,31 @@ def report(rows: "list[dict]", top: int, tests: int, cores: int) -> str:
     return "\n".join(lines)
 
 
-def kernels(folder: Path) -> "list[str]":
-    """How many kernels the run started, in all and by the file of the test that started them."""
-    path = folder / "kernels.jsonl"
+def started(folder: Path, log: str, what: str, untested: str) -> "list[str]":
+    """How many of `what` the run started (one line each in folder/log), in all and by
+    the file of the test that started them (`untested` names those no test started)."""
+    path = folder / log
     if not path.exists():
         return []
     with open(path, encoding="utf-8") as f:
         tests = [json.loads(line)["test"] for line in f if line.strip()]
     by_file: "dict[str, int]" = defaultdict(int)
     for test in tests:
-        by_file[file_of(test) or "(no test: a process the tests started)"] += 1
+        by_file[file_of(test) or untested] += 1
     ranked = sorted(by_file.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [f"Jupyter kernels started: {len(tests)} ("
+    return [f"{what} started: {len(tests)} ("
             + ", ".join(f"{name} {count}" for name, count in ranked) + ")"]
+
+
+def kernels(folder: Path) -> "list[str]":
+    """How many kernels the run started, in all and by the file of the test that started them."""
+    return started(folder, "kernels.jsonl", "Jupyter kernels",
+                   "(no test: a process the tests started)")
 
 
 def workers(folder: Path) -> "list[str]":
     """How many isolated workers the run started, in all and by the file of the test."""
-    path = folder / "workers.jsonl"
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        tests = [json.loads(line)["test"] for line in f if line.strip()]
-    by_file: "dict[str, int]" = defaultdict(int)
-    for test in tests:
-        by_file[file_of(test) or "(no test)"] += 1
-    ranked = sorted(by_file.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [f"isolated workers started: {len(tests)} ("
-            + ", ".join(f"{name} {count}" for name, count in ranked) + ")"]
+    return started(folder, "workers.jsonl", "isolated workers", "(no test)")
 
 
 def main(argv: "list[str] | None" = None) -> int:

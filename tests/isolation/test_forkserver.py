@@ -146,15 +146,22 @@ def described(start: str, probe: Path, **kwargs) -> str:
         return minildr.ffi.string(plugin.lookup("describe", "const char *(void)")()).decode()
 
 
-def test_both_paths_give_the_same_worker(probe, monkeypatch):
-    """Descriptors, stdin/stdout/stderr, umask, signal mask and dispositions, session,
-    folder, environment and limits, as the plugin sees them, are the same both ways."""
+def described_both_ways(probe: Path, monkeypatch, order=("direct", "fork server"),
+                        **kwargs) -> dict:
+    """What the probe says of its worker, started each way in `order`."""
     seen = {}
-    for start in ("direct", "fork server"):
+    for start in order:
         with monkeypatch.context() as m:
             if start == "direct":
                 m.setenv(forkserver.DISABLE, "1")
-            seen[start] = described(start, probe, env={"PROBE_VALUE": "forty two"})
+            seen[start] = described(start, probe, **kwargs)
+    return seen
+
+
+def test_both_paths_give_the_same_worker(probe, monkeypatch):
+    """Descriptors, stdin/stdout/stderr, umask, signal mask and dispositions, session,
+    folder, environment and limits, as the plugin sees them, are the same both ways."""
+    seen = described_both_ways(probe, monkeypatch, env={"PROBE_VALUE": "forty two"})
     assert seen["direct"] == seen["fork server"]
     assert "0=/dev/null 1=pipe 2=pipe" in seen["direct"]
     assert "PROBE_VALUE=forty two;" in seen["direct"] and "cwd_is_its_folder=1" in seen["direct"]
@@ -162,14 +169,9 @@ def test_both_paths_give_the_same_worker(probe, monkeypatch):
 
 def test_both_paths_give_the_same_worker_when_the_host_changed_its_umask(probe, monkeypatch):
     """The umask is the host's at each open, not the fork server's at its start."""
-    seen = {}
     old = os.umask(0o027)
     try:
-        for start in ("direct", "fork server"):
-            with monkeypatch.context() as m:
-                if start == "direct":
-                    m.setenv(forkserver.DISABLE, "1")
-                seen[start] = described(start, probe)
+        seen = described_both_ways(probe, monkeypatch)
     finally:
         os.umask(old)
     assert seen["direct"] == seen["fork server"] and "umask=27" in seen["direct"]
@@ -336,14 +338,9 @@ def test_a_limit_the_host_lowered_reaches_the_next_worker(probe, monkeypatch):
         before = forkserver.server_pid()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     lowered = min(soft, 900) - 1
-    seen = {}
     resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
     try:
-        for start in ("fork server", "direct"):
-            with monkeypatch.context() as m:
-                if start == "direct":
-                    m.setenv(forkserver.DISABLE, "1")
-                seen[start] = described(start, probe)
+        seen = described_both_ways(probe, monkeypatch, order=("fork server", "direct"))
         after = forkserver.server_pid()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
