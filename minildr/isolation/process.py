@@ -645,9 +645,7 @@ class WorkerPopen(subprocess.Popen):
 
     def wait(self, timeout: Optional[float] = None) -> int:
         if timeout is not None and self.returncode is None and self.pidfd is not None:
-            poller = select.poll()
-            poller.register(self.pidfd, select.POLLIN)
-            if not poller.poll(max(0.0, timeout) * 1000):
+            if not forkserver.wait_readable(self.pidfd, timeout):
                 timeout = 0.0                    # not ended: one look, then TimeoutExpired
         return super().wait(timeout)
 
