@@ -183,8 +183,11 @@ def run_in_worker_first(monkeypatch, code: str) -> None:
 # A subreaper: every orphan of the host below is re-parented to this process,
 # so it sees whether anything the host started (its workers, whatever their
 # plugins forked) outlived the host. argv: the host's code, then "exit" (the
-# host ends by itself) or "kill" (SIGKILL once it printed its first line).
-# Prints {"state": "none left"} or the processes still running 10 s later.
+# host ends by itself) or "kill" (SIGKILL once it printed its first line), and
+# optionally how many seconds orphans are given to end once the host has ended
+# (10: only a failure waits that long where none should be left; a test that
+# expects one left says how long it looks).
+# Prints {"state": "none left"} or the processes still running then.
 ORPHAN_GUARD = r"""
 import ctypes, json, os, signal, subprocess, sys, time
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER
@@ -198,7 +201,7 @@ def children():
     with open(f"/proc/self/task/{os.getpid()}/children") as f:
         return [int(p) for p in f.read().split()]
 
-deadline = time.monotonic() + 10
+deadline = time.monotonic() + (float(sys.argv[3]) if len(sys.argv) > 3 else 10)
 state = "none left"
 while True:
     try:

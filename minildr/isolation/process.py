@@ -180,6 +180,11 @@ class WorkerProcess:
                              err_r: (WorkerProcess._stderr, decoder("replace"))}
             self._poller = select.poll()
             self._poller.register(host_sock.fileno(), select.POLLIN)
+            # The worker's end, watched with its reply: where a process the plugin started
+            # holds the socket open, its end-of-file never comes (see _wait).
+            self._ended_fd = held.process.pidfd
+            if self._ended_fd is not None:
+                self._poller.register(self._ended_fd, select.POLLIN)
             self._open_outputs = held.outputs
             self._output_poller = select.poll()
             for fd in self._outputs:
@@ -355,9 +360,18 @@ class WorkerProcess:
 
     def _wait(self, deadline: float, timeout: float, during: str) -> Any:
         """Poll the socket and the output pipes (forwarding what the plugin printed) until
-        a whole message is in, or the deadline."""
+        a whole message is in, or the deadline; and the worker's pidfd.
+
+        A worker that ends closes its end of the socket, and the host reads
+        end-of-file: a crash. But a daemon its plugin started inherited that end
+        and keeps it open; where no PID namespace ends the daemon with its
+        keeper (isolation/pids.py), a keeper killed from inside then left the
+        host waiting for the call's whole timeout, to report a hang. Its pidfd
+        says at once that it ended: what it sent before is in the socket already,
+        nothing can come after, so with the socket empty the worker crashed.
+        """
         reader, inbox, recv_into = self._reader, self._inbox, self._sock.recv_into
-        sock_fd = self._sock.fileno()
+        sock_fd, ended_fd = self._sock.fileno(), self._ended_fd
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -365,12 +379,18 @@ class WorkerProcess:
             events = self._poller.poll(remaining * 1000)
             if not events:
                 raise self._timed_out(during, timeout)
-            readable = False
+            readable = ended = False
             for fd, _ in events:             # what the plugin printed, before its reply
                 if fd == sock_fd:
                     readable = True
+                elif fd == ended_fd:
+                    ended = True
                 else:
                     self._forward(fd)
+            if ended and not readable:       # (the socket looked at again, after the end)
+                readable = forkserver.wait_readable(sock_fd, 0)
+                if not readable:
+                    raise self._crashed(during)
             if readable:
                 size = recv_into(inbox)
                 if not size:

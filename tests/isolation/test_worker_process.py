@@ -403,7 +403,8 @@ ESCAPE_C = r"""
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A setsid() daemon (double fork), then SIGKILL to the keeper: what errno kill() gave. */
+/* A setsid() daemon (double fork), then SIGKILL to the keeper: what errno kill() gave
+   if it failed; if it worked, no reply (the server dies with its keeper, PR_SET_PDEATHSIG). */
 int escape(int keeper) {
     pid_t middle = fork();
     if (middle == 0) {
@@ -411,7 +412,8 @@ int escape(int keeper) {
         _exit(0);
     }
     waitpid(middle, NULL, 0);
-    return kill(keeper, SIGKILL) ? errno : 0;
+    if (kill(keeper, SIGKILL)) return errno;
+    for (;;) pause();
 }
 
 /* Every process forks for ever. */
@@ -420,7 +422,7 @@ int bomb(void) { for (;;) fork(); }
 ESCAPE_H = "int escape(int keeper);\nint bomb(void);\n"
 
 HOST_ESCAPE = r"""
-import os, signal, sys, time
+import os, signal, sys
 import minildr
 from minildr.isolation import process
 if {no_namespace}:                # the fallback: the keeper alone (as where unshare is refused)
@@ -428,16 +430,16 @@ if {no_namespace}:                # the fallback: the keeper alone (as where uns
         "import minildr.isolation.pids as p; p.enter_pid_namespace = lambda: 'off (test)'; "
         "from minildr.isolation.worker import main")
 plugin = minildr.open({path!r}, isolate=True)
-keeper = plugin._worker.process.pid
+keeper = plugin._worker.process
 try:
-    errno = plugin.lookup("escape", "int (int)")(keeper)
-except (minildr.PluginCrashed, minildr.PluginTimeout):
-    errno = 0       # the keeper died, and the server with it, before the reply; without the
-                    # namespace the daemon still holds the socket: then only the timeout tells
+    errno = plugin.lookup("escape", "int (int)")(keeper.pid)
+    ended = "returned"
+except minildr.PluginError as exc:            # the keeper died, and the server with it
+    errno, ended = 0, f"{{type(exc).__name__}}:{{getattr(exc, 'signal', None)}}"
 if errno:                         # ESRCH: from inside its namespace the keeper is not there
-    os.kill(keeper, signal.SIGKILL)          # so kill it from outside, as if it had worked
-time.sleep(0.5)
-print(errno, plugin.containment.pid_namespace, flush=True)
+    os.kill(keeper.pid, signal.SIGKILL)      # so kill it from outside, as if it had worked
+keeper.wait(60)                   # the keeper has ended (its status is in)
+print(errno, plugin.containment.pid_namespace, ended, flush=True)
 plugin.close()
 """
 
@@ -447,9 +449,10 @@ def escaping(tmp_path_factory) -> Path:
     return write_plugin(tmp_path_factory.mktemp("escape"), "escape", ESCAPE_C, ESCAPE_H)
 
 
-def escape_outcome(path: Path, no_namespace: bool) -> dict:
+def escape_outcome(path: Path, no_namespace: bool, seconds: float = 10) -> dict:
+    """What the guard saw `seconds` after the host's exit (ORPHAN_GUARD)."""
     host = HOST_ESCAPE.format(path=str(path), no_namespace=no_namespace)
-    result = subprocess.run([sys.executable, "-c", ORPHAN_GUARD, host, "exit"],
+    result = subprocess.run([sys.executable, "-c", ORPHAN_GUARD, host, "exit", str(seconds)],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -459,19 +462,27 @@ def escape_outcome(path: Path, no_namespace: bool) -> dict:
 def test_a_daemon_survives_no_killed_keeper_in_a_pid_namespace(escaping):
     """Double fork, setsid(), SIGKILL to the keeper: after close, nothing is left."""
     outcome = escape_outcome(escaping, no_namespace=False)
-    errno_, namespaced = outcome["first"].split()
+    errno_, namespaced, ended = outcome["first"].split()
     if namespaced != "True":
         pytest.skip("no PID namespace here (unshare refused): see the next test")
-    assert int(errno_) == errno.ESRCH              # the plugin cannot even name its keeper
+    assert (int(errno_), ended) == (errno.ESRCH, "returned")   # it cannot even name its keeper
     assert outcome["state"] == "none left", outcome
 
 
 @requires_linux("the keeper as child subreaper (prctl)")
 def test_without_the_namespace_a_killed_keeper_leaves_the_daemon(escaping):
-    """The gap the namespace closes: the keeper alone cannot end what outlives it."""
-    outcome = escape_outcome(escaping, no_namespace=True)
-    errno_, namespaced = outcome["first"].split()
+    """The gap the namespace closes: the keeper alone cannot end what outlives it.
+
+    The daemon holds the worker's socket open, so no end-of-file tells the
+    host that its keeper was killed: the keeper's own end does, at once
+    (PluginCrashed, not a PluginTimeout after isolate=True's 10 s). The daemon
+    is still there 3 s after the host's exit: nothing is left that could end it
+    (in the namespace, the previous test, none is left even as the host exits).
+    """
+    outcome = escape_outcome(escaping, no_namespace=True, seconds=3)
+    errno_, namespaced, ended = outcome["first"].split()
     assert (int(errno_), namespaced) == (0, "False")     # the plugin killed its keeper
+    assert ended == "PluginCrashed:SIGKILL", outcome
     assert outcome["state"].startswith("left running"), outcome   # (the guard kills it)
 
 
