@@ -16,7 +16,6 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -284,36 +283,46 @@ def test_a_crash_is_seen_at_once_though_a_daemon_holds_the_socket(probe):
     plugin.close()
 
 
+FORK_HANG_C = r"""
+#include <unistd.h>
+
+/* A copy of this process in a session of its own, waiting: its pid (in a PID namespace,
+   the namespace's number), known before the call returns. */
+int fork_copy(void) {
+    int fds[2];
+    pid_t child = 0;
+    if (pipe(fds)) return -1;
+    if (fork() == 0) {
+        setsid();
+        pid_t me = getpid();
+        write(fds[1], &me, sizeof me);
+        for (;;) pause();
+    }
+    read(fds[0], &child, sizeof child);
+    close(fds[0]);
+    close(fds[1]);
+    return child;
+}
+
+int hang(void) { for (;;) pause(); }
+"""
+
+
 @requires_linux("the worker keeps its process tree as Linux's child subreaper")
 def test_a_timeout_ends_the_whole_tree(probe, tmp_path):
-    """A plugin that forks a copy of itself (in a session of its own) and hangs."""
-    source = ("#include <stdio.h>\n#include <unistd.h>\n"
-              "int fork_and_hang(const char *where) {\n"     # the child writes its pid
-              "  if (fork() == 0) {\n"
-              "    setsid();\n"
-              "    FILE *f = fopen(where, \"w\"); fprintf(f, \"%d\", (int)getpid()); fclose(f);\n"
-              "    for (;;) pause();\n"
-              "  }\n"
-              "  for (;;) pause();\n}\n")
-    path = write_plugin(tmp_path, "forkhang", source, "int fork_and_hang(const char *where);\n")
-    plugin = minildr.open(path, isolate=10)
-    worker = plugin.worker_pid
-    where = tmp_path / "child.pid"
-    raised = []
+    """A plugin that forks a copy of itself (in a session of its own), then hangs.
 
-    def call() -> None:
-        try:
-            plugin.lookup("fork_and_hang", "int (const char *)")(str(where).encode())
-        except minildr.PluginError as exc:
-            raised.append(exc)
-    caller = threading.Thread(target=call)
-    caller.start()
-    deadline = time.monotonic() + 9     # (the child may be slow to come on a busy machine)
-    while not (where.exists() and where.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child = as_seen_by_host(int(where.read_text()), plugin)    # while the tree is there
-    caller.join(60)
-    assert [type(e) for e in raised] == [minildr.PluginTimeout]
+    The copy is found while nothing is timed (its call returned), so the hang's
+    short timeout cannot race the test looking for it on a busy machine.
+    """
+    path = write_plugin(tmp_path, "forkhang", FORK_HANG_C,
+                        "int fork_copy(void);\nint hang(void);\n")
+    plugin = minildr.open(path, isolate=2.0)
+    worker = plugin.worker_pid
+    child = as_seen_by_host(plugin.lookup("fork_copy", "int (void)")(), plugin)
+    assert alive(child) and child != worker
+    with pytest.raises(minildr.PluginTimeout):
+        plugin.lookup("hang", "int (void)")()
     assert ends_soon(worker) and ends_soon(child)
 
 
