@@ -17,6 +17,11 @@ answer in turn, each followed by the cells between it and the check (the
 solution's), and the check. A last cell shows that the
 kernel is still there.
 
+A `set_up` (Wrong's, with_answers') is code run once before the task's first
+answer, after the solution's cells before it: a check's time limit that the
+check reads from the notebook's own variable can be made short there, for a
+wrong answer that hangs until it, without changing what a learner sees.
+
 Several tasks of one notebook share one kernel (a kernel and the solution's
 cells before the first task cost 1-3 s of CPU each time):
 
@@ -78,6 +83,7 @@ class Wrong:
     task: str
     answers: Sequence[Union[str, Sequence[str]]]
     cell_with: str = ""
+    set_up: str = ""       # code run before the first answer (a check's time limit, say)
 
 
 def replace_region(source: str, answer: Union[str, Sequence[str]]) -> str:
@@ -135,6 +141,8 @@ def tasks_notebook(solution: Path, wrongs: Sequence[Wrong]) -> nbformat.Notebook
             raise ValueError(f"task {wrong.task}'s answer cell comes before the previous "
                              "task's check: run them one by one")
         cells += _code_cells(nb.cells[done:answer])
+        if wrong.set_up:
+            cells.append(nbformat.v4.new_code_cell(wrong.set_up))
         between = nb.cells[answer + 1:check]
         for which, text in enumerate(wrong.answers):
             typed = copy.deepcopy(nb.cells[answer])
@@ -181,9 +189,9 @@ def verdict_text(cell) -> str:
 
 def with_answers(solution: Path, task: str, answers: Sequence[Union[str, Sequence[str]]],
                  folder: Path,
-                 cell_with: str = "", timeout: int = 600) -> AnswerRun:
+                 cell_with: str = "", timeout: int = 600, set_up: str = "") -> AnswerRun:
     """Run the solution with `answers` typed into `task`, in `folder` (see the docstring)."""
-    return with_answers_for_tasks(solution, [Wrong(task, answers, cell_with)], folder,
+    return with_answers_for_tasks(solution, [Wrong(task, answers, cell_with, set_up)], folder,
                                   timeout)[task]
 
 
