@@ -126,10 +126,11 @@ def split(lifeline: int, server_only: Iterable[int],
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if select.select([keeper_fd], [], [], 0)[0]:   # the keeper died before prctl took effect
             os._exit(1)
-        os.close(keeper_fd)
         os.close(status_r)
-        if not why_not:
-            run_init(status_w, server_only, cgroup)  # returns in the server only
+        if not why_not:     # returns in the server only (keeper_fd closed there)
+            run_init(status_w, server_only, cgroup, keeper_fd)
+        else:
+            os.close(keeper_fd)
         os.close(status_w)
         reasons = [why_not and f"no PID namespace: {why_not}",
                    not cgroup and ("no pids cgroup: " + (
@@ -144,7 +145,7 @@ def split(lifeline: int, server_only: Iterable[int],
     raise AssertionError("unreachable")          # keep() ends the process
 
 
-def run_init(status_w: int, server_only: List[int], cgroup: str) -> None:
+def run_init(status_w: int, server_only: List[int], cgroup: str, keeper_fd: int) -> None:
     """Process 1 of the worker's PID namespace: fork the server, reap orphans, and
     when the server ends, tell the keeper how and end (the kernel then kills the rest).
 
@@ -153,11 +154,13 @@ def run_init(status_w: int, server_only: List[int], cgroup: str) -> None:
     removes the keeper's cgroup, which nobody else would until the next worker
     starts (pids.sweep) when the host was killed too. A SIGTERM that a process of
     the namespace sent (the plugin: kill(1, SIGTERM), kill(getppid(), SIGTERM)) is
-    not that signal, and is ignored (from_outside).
+    not that signal, and is ignored (from_outside). `keeper_fd`, the keeper's
+    pidfd, tells orphaned whether the keeper is still there.
     """
     server = os.fork()
     if server == 0:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        os.close(keeper_fd)
         return
     for fd in server_only:
         os.close(fd)
@@ -169,7 +172,7 @@ def run_init(status_w: int, server_only: List[int], cgroup: str) -> None:
         reap(server, status_w)              # (a child may have ended before the block)
         info = signal.sigwaitinfo([signal.SIGTERM, signal.SIGCHLD])
         if info.si_signo == signal.SIGTERM and from_outside(info):
-            orphaned(cgroup)
+            orphaned(cgroup, keeper_fd)
 
 
 def reap(server: int, status_w: int) -> None:
@@ -202,10 +205,16 @@ def from_outside(info: "signal.struct_siginfo") -> bool:
     return info.si_code == SI_USER and info.si_pid == 0
 
 
-def orphaned(cgroup: str) -> None:
-    """The init, its keeper gone: leave the cgroup, kill every process of the namespace
-    (kill(-1) from its init reaches them all), reap them, remove the cgroup and the
-    worker's folder, end."""
+def orphaned(cgroup: str, keeper_fd: int) -> None:
+    """The init, its keeper gone (or SIGTERM from outside): leave the cgroup, kill every
+    process of the namespace (kill(-1) from its init reaches them all), reap them,
+    remove the cgroup and the worker's folder, end.
+
+    The cgroup is removed here only if the keeper has ended (its pidfd is
+    readable; it sent its parent-death signal as it ended): a keeper still
+    there is in the cgroup, so rmdir would fail for as long as the retries
+    last, and the keeper removes it itself once this init has ended (keep).
+    """
     pids.leave_cgroup(cgroup)
     try:
         os.kill(-1, signal.SIGKILL)
@@ -216,7 +225,8 @@ def orphaned(cgroup: str) -> None:
             os.waitpid(-1, 0)
         except ChildProcessError:
             break
-    pids.remove_worker_cgroup_folder(cgroup)
+    if select.select([keeper_fd], [], [], 0)[0]:
+        pids.remove_worker_cgroup_folder(cgroup)
     workfolder.remove_current()                   # the host is gone too, most likely
     os._exit(0)
 

@@ -607,7 +607,8 @@ def test_a_plugin_cannot_end_its_worker_by_signalling_its_init(probe):
 @requires_linux("PID namespaces")
 def test_sigterm_from_outside_the_namespace_still_ends_the_init(probe):
     """From outside (si_pid 0, as the parent-death signal): the init ends its namespace,
-    and the host sees the worker's crash at the next call."""
+    and the host sees the worker's crash at the next call. The keeper, still there,
+    removes its cgroup (the init leaves that to it: tree.orphaned)."""
     with minildr.open(probe, isolate=True) as plugin:
         if not plugin.containment.pid_namespace:
             pytest.skip(f"no PID namespace here: {plugin.containment.reason}")
@@ -616,3 +617,5 @@ def test_sigterm_from_outside_the_namespace_still_ends_the_init(probe):
         assert ends_soon(init)
         with pytest.raises(minildr.PluginCrashed):
             plugin.lookup("cwd", "const char *(void)")()
+        cgroup = plugin.containment.cgroup
+        assert not cgroup or not os.path.exists(cgroup)
