@@ -181,9 +181,9 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-# At the host's exit (after its workers' finalizers, registered later: atexit runs last
-# first) the server is let go and reaped, as a directly started worker is: nothing the
-# host started outlives it, and its CPU time counts as the host's children's.
+# At the host's exit (after its workers are released: process._at_exit, registered later,
+# atexit runs last first) the server is let go and reaped, as a directly started worker is:
+# nothing the host started outlives it, and its CPU time counts as the host's children's.
 atexit.register(lambda: shutdown(2.0))
 
 

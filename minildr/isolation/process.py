@@ -34,6 +34,7 @@ reports (tests/isolation/test_forkserver.py).
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import codecs
 import collections
@@ -94,6 +95,30 @@ _FIRST_WAIT_TIMEVAL = struct.pack("@ll", 0, int(FIRST_WAIT * 1e6))
 BY_JSON = object()     # call_numbers: this call's arguments fit no binary frame
 
 
+# The workers not yet released, for _at_exit.
+_OPEN: "weakref.WeakSet[WorkerProcess]" = weakref.WeakSet()
+
+
+def _at_exit() -> None:
+    """At the host's exit, release every worker still open before the fork server is let go.
+
+    forkserver's own exit function waits (2 s at most) for its server, which
+    ends once the keepers it started have, and a keeper ends once its worker is
+    released (its lifeline closed). weakref.finalize runs the workers'
+    finalizers from an exit function of its own, registered when the process
+    made its first finalize object: often before forkserver was imported (a
+    build's TemporaryDirectory makes one), so it ran after forkserver's, which
+    waited its whole 2 s at every such exit (a notebook's kernel, a script).
+    This function is registered after forkserver's import (this module imports
+    it), so it runs before; a worker it releases is not released again.
+    """
+    for worker in list(_OPEN):
+        worker._finalizer()
+
+
+atexit.register(_at_exit)
+
+
 class WorkerProcess:
     """A worker process and the host's ends of its socket, lifeline and output pipes."""
 
@@ -124,6 +149,7 @@ class WorkerProcess:
         """
         held = self._held = Held()
         self._finalizer = weakref.finalize(self, held.release)    # GC, the host's exit
+        _OPEN.add(self)                                           # (the host's exit: _at_exit)
         try:
             held.sockets.extend(socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
             host_sock, worker_sock = held.sockets

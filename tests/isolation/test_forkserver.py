@@ -19,7 +19,7 @@ import pytest
 
 import minildr
 from minildr.isolation import forkserver, process
-from helpers import write_plugin
+from helpers import run_python, write_plugin
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the fork server is Linux's")
@@ -315,6 +315,34 @@ def test_a_large_environment_starts_the_worker_directly(probe):
         assert kind_of(plugin) == "direct"
     with minildr.open(probe, isolate=True) as plugin:       # and the server is still used
         assert kind_of(plugin) == "fork server"
+
+
+# A host that made a weakref.finalize object before its first isolated open imported the
+# fork server (a build's TemporaryDirectory makes one), then exits with its plugin open;
+# it says whether its worker was released when the fork server's exit function ran.
+HOST_EXITING_OPEN = r"""
+import sys, tempfile
+import minildr
+folder = tempfile.TemporaryDirectory()          # weakref.finalize's exit function: first
+plugin = minildr.open(sys.argv[1], isolate=True)
+from minildr.isolation import forkserver
+keeper, shutdown = plugin._worker.process, forkserver.shutdown
+
+def watched(timeout=10.0):
+    print("released" if keeper.returncode is not None else "open", flush=True)
+    shutdown(timeout)
+forkserver.shutdown = watched                   # what its exit function calls
+assert plugin.lookup("add", "int (int, int)")(1, 2) == 3
+"""
+
+
+def test_a_host_exiting_with_a_plugin_open_releases_its_worker_before_the_fork_server(probe):
+    """The fork server's exit function waits for its server, which ends once its keepers
+    have: a worker still open then made every such exit wait the whole 2 s (process._at_exit
+    releases the workers first, whatever order the other exit functions were made in)."""
+    done = run_python(HOST_EXITING_OPEN, probe, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["released"], (done.stdout, done.stderr[-2000:])
 
 
 def gone_within(child: int, seconds: float) -> bool:
