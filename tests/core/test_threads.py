@@ -322,16 +322,32 @@ THREAD_PLUGIN = ("#include <pthread.h>\n#include <unistd.h>\n"
                  "int start(void);\n")
 
 PLUGIN_THREAD = r"""
-import sys, time, warnings
+import os, sys, time, warnings
 import minildr
 path, loader = sys.argv[1], sys.argv[2]
+
+def wakings(ours: set) -> int:
+    # Each of the plugin's usleep()s ends in a voluntary context switch of its thread
+    # (the one thread not among `ours`), which then runs the plugin's loop again.
+    total = 0
+    for tid in set(os.listdir("/proc/self/task")) - ours:
+        with open(f"/proc/self/task/{tid}/status") as f:
+            total += next(int(line.split()[1]) for line in f
+                          if line.startswith("voluntary_ctxt_switches"))
+    return total
+
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     plugin = minildr.open(path, loader=loader)
+    ours = set(os.listdir("/proc/self/task"))
     assert plugin.lookup("start", "int (void)")() == 0
+    assert len(set(os.listdir("/proc/self/task")) - ours) == 1
     time.sleep(0.05)
     plugin.close()
-time.sleep(0.5)                                      # its thread runs on: still mapped
+start, deadline = wakings(ours), time.monotonic() + 30
+while wakings(ours) < start + 50:                    # its thread runs on: still mapped
+    assert time.monotonic() < deadline, "the plugin's thread stopped"
+    time.sleep(0.01)
 print("alive", [(w.category.__name__, w.filename) for w in caught])   # the host's close()
 """
 

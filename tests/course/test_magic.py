@@ -206,10 +206,13 @@ def test_a_contract_path_may_start_with_a_drive_letter(tmp_path, monkeypatch):
     assert (contract.name, contract.version) == ("Shape", "1.0")
 
 
+# The endless loop waits (pause) instead of spinning: to the timeout a hang is a hang,
+# without a core burnt for its 2 s (as tests/exercise_answers.py's).
 CRASHY = '''\
 #include <stddef.h>
+extern int pause(void);      /* <unistd.h>'s */
 int write_null(int i) { int *out = NULL; out[i] = 1; return 0; }
-int spin(void) { for (;;) { } return 0; }
+int endless(void) { for (;;) pause(); return 0; }
 '''
 
 
@@ -226,4 +229,4 @@ def test_isolate_makes_a_learners_crash_an_error_not_a_dead_kernel(ip, capsys, l
     if line.endswith("2"):
         run(ip, line, CRASHY)                      # a fresh worker after the crash
         with pytest.raises(minildr.PluginTimeout):
-            ip.user_ns["cellcrash"].lookup("spin", "int (void)")()
+            ip.user_ns["cellcrash"].lookup("endless", "int (void)")()
