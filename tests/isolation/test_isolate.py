@@ -47,6 +47,7 @@ void segfault(void);
 void do_abort(void);
 void do_exit(int code);
 void hang(void);
+void hang_saying(const char *text);
 void corrupt(void);
 void garbage_stdout(void);
 int flood(int lines);
@@ -99,6 +100,7 @@ void segfault(void)
 void do_abort(void) { fprintf(stderr, "crashy: calling abort()\n"); abort(); }
 void do_exit(int code) { fprintf(stderr, "crashy: calling exit(%d)\n", code); exit(code); }
 void hang(void) { for (;;) pause(); }
+void hang_saying(const char *text) { fprintf(stderr, "%s\n", text); for (;;) pause(); }
 void corrupt(void)
 {
     /* Find the worker's protocol socket and write over it. */
@@ -671,7 +673,6 @@ def test_four_plugins_many_calls_each_one_crashing(tmp_path):
 # ---------------------------------------------------------------------------
 def test_a_jupyter_kernel_shows_output_under_the_cell_and_survives(crashy):
     """Output lands under the calling cell; a crash, then an interrupt, leave the kernel up."""
-    import threading
     from jupyter_client.manager import KernelManager
 
     km = KernelManager(kernel_name="python3")
@@ -682,9 +683,10 @@ def test_a_jupyter_kernel_shows_output_under_the_cell_and_survives(crashy):
     try:
         kc.wait_for_ready(timeout=60)
 
-        def run(code: str) -> tuple:
+        def run(code: str, also=lambda msg: None) -> tuple:
             outputs = []
-            reply = kc.execute_interactive(code, timeout=60, output_hook=outputs.append)
+            reply = kc.execute_interactive(
+                code, timeout=60, output_hook=lambda msg: (outputs.append(msg), also(msg)))
             streams = {}
             for msg in outputs:
                 if msg["msg_type"] == "stream":
@@ -709,8 +711,12 @@ def test_a_jupyter_kernel_shows_output_under_the_cell_and_survives(crashy):
         content, streams = run(f"plugin = minildr.open({str(crashy)!r}, isolate=True)\n"
                                "print(plugin.worker_pid)")
         worker = int(streams["stdout"])
-        threading.Timer(1.0, km.interrupt_kernel).start()
-        content, _ = run('plugin.lookup("hang", "void (void)")()')
+
+        def interrupt_once_it_hangs(msg: dict) -> None:    # the plugin says so, in its call
+            if msg["msg_type"] == "stream" and "hanging now" in msg["content"]["text"]:
+                km.interrupt_kernel()
+        content, _ = run('plugin.lookup("hang_saying", "void (const char *)")(b"hanging now")',
+                         interrupt_once_it_hangs)
         assert (content["status"], content["ename"]) == ("error", "KeyboardInterrupt")
         assert gone(worker)
         content, streams = run("again = minildr.open(plugin.path, isolate=True)\n"
