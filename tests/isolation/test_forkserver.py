@@ -219,7 +219,27 @@ def test_a_killed_fork_server_is_replaced_and_its_workers_say_their_status_is_lo
         first.lookup("segfault", "void (void)")()
     assert crash.value.signal is None and crash.value.exit_code is None
     assert "the fork server that started it ended first" in str(crash.value)
+    assert first._worker.process.returncode == forkserver.STATUS_LOST
     first.close()
+
+
+def test_a_worker_whose_status_was_lost_with_its_server_never_looks_like_a_clean_exit(
+        probe, caplog):
+    """The fork server, the keeper's parent, is the only process that can read its exit
+    status: killed while the worker runs, it takes that status with it. The worker then
+    ends (here by a clean close, an exit 0 nobody can see); its handle says STATUS_LOST, to
+    Popen's API (returncode, poll, wait) and in the close's log line, never 0."""
+    plugin = minildr.open(probe, isolate=True)
+    assert kind_of(plugin) == "fork server"
+    worker, pid = plugin._worker.process, plugin.worker_pid
+    os.kill(forkserver.server_pid(), signal.SIGKILL)
+    assert plugin.lookup("add", "int (int, int)")(1, 2) == 3     # lives on without it
+    plugin.close()
+    assert worker.returncode == worker.poll() == worker.wait() == forkserver.STATUS_LOST
+    assert worker.status_lost and worker.returncode != 0
+    said = [r.getMessage() for r in caplog.records if f"(pid {pid})" in r.getMessage()]
+    assert len(said) == 1 and "after close" in said[0], said
+    assert "how cannot be known (the fork server that started it ended first" in said[0]
 
 
 def test_several_threads_open_at_once_from_one_server(probe):
