@@ -44,6 +44,7 @@ import threading
 from typing import Dict, List, Mapping, Optional
 
 from ..interrupts import finish, under_lock
+from . import tree
 
 STARTUP_VARIABLES = ("LD_", "GLIBC_TUNABLES", "MALLOC_", "LC_", "LANG", "LANGUAGE", "TZ",
                      "GCONV_PATH", "LOCPATH", "NLSPATH", "MINILDR_")
@@ -109,12 +110,10 @@ class ForkedWorker:
         self.send_signal(signal.SIGKILL)
 
     def kill_group(self) -> None:
-        """SIGKILL to its process group (a session of its own), while it has not ended."""
+        """SIGKILL to its process group, while it has not ended (not the host's child:
+        once ended, the fork server reaps it, and its pid may be another's)."""
         if self.pidfd is not None and self.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            tree.kill_group(self.pid)
 
 
 def wait_readable(fd: int, timeout: Optional[float]) -> bool:

@@ -64,7 +64,7 @@ from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolEr
 from ..image import PluginImage
 from ..interrupts import finish, under_lock
 # fastloop: imported here, its declarations' module is written for the workers (dependency_folders)
-from . import fastcall, fastloop, forkserver, pids, policy, shm, workfolder
+from . import fastcall, fastloop, forkserver, pids, policy, shm, tree, workfolder
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
@@ -641,11 +641,8 @@ class WorkerPopen(subprocess.Popen):
     pidfd: Optional[int] = None
 
     def kill_group(self) -> None:
-        """SIGKILL to its process group (it leads a session of its own)."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass                            # the group is gone already
+        """SIGKILL to its process group (the host's child: its pid is its own until reaped)."""
+        tree.kill_group(self.pid)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         if timeout is not None and self.returncode is None and self.pidfd is not None:

@@ -205,6 +205,40 @@ def test_a_keeper_killed_by_sigkill_is_reported_as_killed_by_sigkill(probe, star
     plugin.close()
 
 
+def running_in_group(group: int) -> list:
+    """The processes of process group `group` that have not ended (zombies do not count)."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        state, _, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == group and state != "Z":
+            found.append(int(name))
+    return found
+
+
+def test_a_worker_stopped_whole_is_killed_with_its_group(probe, start):
+    """Stopping a worker asks its keeper (SIGTERM); a keeper that does not end within a
+    second gets SIGKILL to its whole process group (tree.kill_group, both kinds of worker
+    handle: ForkedWorker, WorkerPopen). With the group stopped (SIGSTOP), the keeper's own
+    kill alone would leave the init and server below it stopped for ever."""
+    plugin = minildr.open(probe, isolate=0.5)
+    assert kind_of(plugin) == start
+    group = plugin._worker.process.pid
+    assert len(running_in_group(group)) >= 2          # the keeper and what is below it
+    os.killpg(group, signal.SIGSTOP)
+    with pytest.raises(minildr.PluginTimeout):
+        plugin.lookup("add", "int (int, int)")
+    deadline = time.monotonic() + 10
+    while running_in_group(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running_in_group(group) == []
+    plugin.close()
+
+
 def test_a_killed_fork_server_is_replaced_and_its_workers_say_their_status_is_lost(probe):
     first = minildr.open(probe, isolate=True)
     assert kind_of(first) == "fork server"
