@@ -387,6 +387,54 @@ def test_a_lock_taken_with_under_lock_is_never_left_held():
     assert _left_held_by(under_lock, lock) == []
 
 
+_FINISH_AS_IT_WAS = '''
+def finish(undo, *args):
+    try:
+        undo(*args)
+    except BaseException:
+        undo(*args)
+        raise
+'''
+
+
+def _undo_skipped_by(finish) -> list:
+    """Run `finish(undo)` with KeyboardInterrupt raised at each of its own line events in
+    turn; the lines where the interrupt skipped the undo (it never ran to its end)."""
+    counted = interrupt_child.Interrupt()
+    sys.settrace(lambda frame, event, arg: counted.line if frame.f_code is finish.__code__
+                 else None)
+    try:
+        finish(lambda: None)
+    finally:
+        sys.settrace(None)
+    skipped = []
+    for at in range(1, counted.events + 1):
+        done = []
+        interrupt = interrupt_child.Interrupt(at)
+        sys.settrace(lambda frame, event, arg: interrupt.line
+                     if frame.f_code is finish.__code__ else None)
+        try:
+            finish(done.append, "undone")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        if not done:
+            skipped.append(interrupt.where.split(":")[-1])
+    return skipped
+
+
+def test_finish_runs_its_undo_whatever_line_an_interrupt_lands_on():
+    """finish's `try:` on a line of its own had a line event outside its handler: an
+    interrupt there skipped the undo (a finalizer calling finish then lost its release:
+    lifetime.py). With the try on the call's line there is none."""
+    from minildr.interrupts import finish
+    forms: dict = {}
+    exec(compile(_FINISH_AS_IT_WAS, "forms.py", "exec"), forms)
+    assert _undo_skipped_by(forms["finish"]) == ["3"]                  # `try:` (line 3)
+    assert _undo_skipped_by(finish) == []
+
+
 def _locks_left_at_every_event(operation, before=lambda made: None,
                                 after=lambda made: None, points: int = 10**6) -> list:
     """Interrupt `operation(made)` at each of its line events inside minildr in turn (or at
