@@ -263,6 +263,7 @@ def test_a_worker_whose_status_was_lost_with_its_server_never_looks_like_a_clean
     status: killed while the worker runs, it takes that status with it. The worker then
     ends (here by a clean close, an exit 0 nobody can see); its handle says STATUS_LOST, to
     Popen's API (returncode, poll, wait) and in the close's log line, never 0."""
+    caplog.set_level("WARNING", logger="minildr")   # (minildr.cli, run in-process, sets ERROR)
     plugin = minildr.open(probe, isolate=True)
     assert kind_of(plugin) == "fork server"
     worker, pid = plugin._worker.process, plugin.worker_pid
