@@ -225,8 +225,9 @@ def test_a_worker_stopped_whole_is_killed_with_its_group(probe, start):
     second gets SIGKILL to its whole process group (tree.kill_group, both kinds of worker
     handle: ForkedWorker, WorkerPopen). With the group stopped (SIGSTOP), the keeper's own
     kill alone would leave the init and server below it stopped for ever."""
-    plugin = minildr.open(probe, isolate=0.5)
+    plugin = minildr.open(probe, isolate=True)          # its start: the default timeout
     assert kind_of(plugin) == start
+    plugin._worker.timeout = 0.5                          # a request it cannot answer now
     group = plugin._worker.process.pid
     assert len(running_in_group(group)) >= 2          # the keeper and what is below it
     os.killpg(group, signal.SIGSTOP)
