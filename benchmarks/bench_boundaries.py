@@ -112,8 +112,15 @@ class Results:
         calls, once = self.call_seconds(), self.loads_by_key()
         lines = [f"timing harness (loop + lambda), subtracted from every row: "
                  f"{human(self.harness or 0)}"]
-        lines += [f"per call  {r['key']:<14}{human(r['seconds']):>10}  {times(r['ratio']):>8}"
-                  f" of python" for r in self.calls]
+        if calls.get("python", 1.0) <= 0:
+            lines.append(NO_RATIO.format(python=human(calls["python"] + (self.harness or 0)),
+                                         harness=human(self.harness or 0)))
+        if any(r["seconds"] <= 0 for r in self.calls if r["key"] != "python"):
+            lines.append("a row at <= 0 measured no more than the timing harness alone in "
+                         "this run: too close to it to tell apart, so it has no ratio")
+        lines += [f"per call  {r['key']:<14}{net_text(r['seconds']):>10}  "
+                  + (f"{times(r['ratio']):>8} of python" if r["ratio"] is not None else
+                     f"{'-':>8} (no ratio)") for r in self.calls]
         if self.compiled_call is not None:
             lines.append(f"per call  add() from a C caller (no Python): "
                          f"{human(self.compiled_call)}; an isolated call is "
@@ -133,7 +140,9 @@ class Results:
 
     def table(self) -> str:
         lines = [f"{'per call':<44}{'ns':>12}{'x python':>10}"]
-        lines += [f"{r['label']:<44}{r['seconds'] * 1e9:>12,.0f}{r['ratio']:>10,.1f}"
+        lines += [f"{r['label']:<44}"
+                  + (f"{r['seconds'] * 1e9:>12,.0f}" if r["seconds"] > 0 else f"{'<= 0':>12}")
+                  + (f"{r['ratio']:>10,.1f}" if r["ratio"] is not None else f"{'-':>10}")
                   for r in self.calls]
         lines += ["", f"{'once per option (load / setup)':<44}{'us':>12}{'repeats':>10}"]
         lines += [f"{r['label']:<44}{r['seconds'] * 1e6:>12,.1f}{r['repeats']:>10}"
@@ -481,12 +490,34 @@ def run(out: Path = DEFAULT_OUT, *, calls: int = 20_000, rounds: int = 15, repea
             "rounds": rounds, "repeats": repeats, "plugin_bytes": bench.plugin_bytes,
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rows = net_rows(raw, named)
+    return Results(meta, rows, bench.loads, discovered, payloads, compiled, raw["harness"])
+
+
+def net_rows(raw: Dict[str, float], named: Sequence[tuple]) -> List[Dict[str, object]]:
+    """One row per boundary (key, label) of `raw` (best seconds per call, the timing
+    harness's row included): its seconds net of the harness, and its ratio to python's.
+
+    Under a heavy load the harness's best batch may come out as slow as python's, or
+    slower: python's net time is then <= 0, and a ratio to it (a division by zero or
+    by a negative number) would be false. The ratio is then None (the summary says why),
+    never a made-up number; so is that of any row whose own net time is <= 0.
+    """
     harness = raw["harness"]
     base = raw["python"] - harness
-    rows = [{"key": key, "label": label, "seconds": raw[key] - harness,
-             "raw": raw[key], "ratio": (raw[key] - harness) / base}
+    return [{"key": key, "label": label, "seconds": raw[key] - harness, "raw": raw[key],
+             "ratio": (raw[key] - harness) / base if base > 0 and raw[key] > harness else None}
             for key, label in named]
-    return Results(meta, rows, bench.loads, discovered, payloads, compiled, harness)
+
+
+NO_RATIO = ("no ratio to python in this run: a python call measured {python}, no more than "
+            "the timing harness alone ({harness}), so its net time is not above zero and "
+            "every ratio to it would be false; the machine was too busy: run it again")
+
+
+def net_text(seconds: float) -> str:
+    """A net time per call; one not above zero says so rather than show a negative time."""
+    return human(seconds) if seconds > 0 else "<= 0"
 
 
 # The results of one full run on the development machine, kept in the repository
@@ -504,7 +535,8 @@ def write(results: Results, out: Path = DEFAULT_OUT) -> List[Path]:
         w = csv.writer(f)
         w.writerow(["kind", "key", "label", "seconds", "ratio_to_python"])
         for r in results.calls:
-            w.writerow(["call", r["key"], r["label"], f"{r['seconds']:.4g}", f"{r['ratio']:.4g}"])
+            w.writerow(["call", r["key"], r["label"], f"{r['seconds']:.4g}",
+                        "" if r["ratio"] is None else f"{r['ratio']:.4g}"])
         for r in results.loads:
             w.writerow(["load", r["key"], r["label"], f"{r['seconds']:.4g}", ""])
         for r in results.discover:

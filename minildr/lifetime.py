@@ -54,7 +54,7 @@ import weakref
 from typing import Any, Callable, FrozenSet, Optional, Set
 
 from .console import printable
-from .interrupts import under_lock
+from .interrupts import finish, under_lock
 from .logger import LOG
 
 log = LOG                   # the "minildr" logger, once a host attached it (logger.py)
@@ -319,8 +319,9 @@ class KeepsMappedWhileReferenced:
         # The release first, then the count: an interrupt between the two
         # leaves a release with nothing to release (the object never reached
         # the caller), never a count no release will take back (mapped for good).
+        # The release runs through finish (see _release_token).
         token = object()
-        weakref.finalize(obj, self._release_one, token).atexit = False
+        weakref.finalize(obj, finish, self._release_one, token).atexit = False
         self._holders.add(token)
 
     def results_keep_mapped(self, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -334,12 +335,15 @@ class KeepsMappedWhileReferenced:
             if not results and self._closing:
                 under_lock(self.lifetime_lock, self._unload_if_unreferenced)
 
+        # Through finish, as a holder's release is (_release_token); made once, not per call.
+        on_drop = functools.partial(finish, dropped)
+
         def call(*args: Any) -> Any:
             result = function(*args)
             if result:                     # NULL points nowhere: nothing to keep
                 # The wrapper is alive during the call and keeps the library
                 # mapped; the result is tracked before the wrapper can go.
-                results.add(track(result, dropped))
+                results.add(track(result, on_drop))
             return result
 
         call.cdata = function              # type: ignore[attr-defined]
@@ -349,6 +353,16 @@ class KeepsMappedWhileReferenced:
         under_lock(self.lifetime_lock, self._release_token, token)
 
     def _release_token(self, token: object) -> None:
+        """Take a holder off; the last one gone from a closing library unloads it.
+
+        It runs in a finalizer, whose interrupt Python only reports (unraisable):
+        one landing between the two steps, or before the first, left a closing
+        library mapped for good with no holder left to unload it. So the finalizer
+        calls interrupts.finish, which has no line before its handler and runs the
+        release again if it was cut short: taking a token off twice is harmless,
+        and both loaders' unload may be run again to finish (unload_reruns is True
+        for both). tests/core/test_interrupts.py (drop-last*) interrupts each line.
+        """
         self._holders.discard(token)
         self._unload_if_unreferenced()
 

@@ -451,8 +451,17 @@ def _calls(results: Any, ax: Any) -> None:
     ax.set_title("one call across each boundary, from Python: add(2, 3)")
     for bar, r in zip(bars, rows):
         ax.text(bar.get_width() * 1.2, bar.get_y() + bar.get_height() / 2,
-                f"{human(r['seconds'])}  ({times(r['ratio'])} python)", va="center",
-                fontsize=8, zorder=3)
+                _call_label(r), va="center", fontsize=8, zorder=3)
+
+
+def _call_label(row: Dict[str, Any]) -> str:
+    """A bar's words: its net time and its ratio to python, or that this run has neither
+    (a net time not above zero, no ratio: bench_boundaries.net_rows)."""
+    if row["seconds"] <= 0:
+        return "<= 0 (no more than the timing loop)"
+    if row["ratio"] is None:
+        return f"{human(row['seconds'])}  (no ratio: python's net time <= 0)"
+    return f"{human(row['seconds'])}  ({times(row['ratio'])} python)"
 
 
 def _loads(results: Any, ax: Any) -> None:

@@ -44,6 +44,7 @@ import threading
 from typing import Dict, List, Mapping, Optional
 
 from ..interrupts import finish, under_lock
+from . import tree
 
 STARTUP_VARIABLES = ("LD_", "GLIBC_TUNABLES", "MALLOC_", "LC_", "LANG", "LANGUAGE", "TZ",
                      "GCONV_PATH", "LOCPATH", "NLSPATH", "MINILDR_")
@@ -51,6 +52,10 @@ MAX_FDS = 200
 MAX_ENV = 64 << 10          # bytes of env= sent in one request (a datagram: kept well small)
 REPLY_TIMEOUT = 60.0        # seconds for the server's reply (its first start on a busy machine)
 DISABLE = "MINILDR_NO_FORK_SERVER"
+# The return code of a keeper whose wait status is lost: its fork server (its parent,
+# the only process that could read the status) was killed before the keeper ended.
+# Neither an exit code (0-255) nor a signal (negative): never read as a clean exit 0.
+STATUS_LOST = 256
 
 
 class ForkedWorker:
@@ -58,8 +63,9 @@ class ForkedWorker:
 
     The status pipe's read end (`status_fd`, owned by process.Held) gives the
     return code when the keeper ends (Popen's convention: negative for a
-    signal); end-of-file without it means the server died, and `status_lost`
-    says so once the keeper's pidfd says it ended too.
+    signal); end-of-file without it means the server died: once the keeper's
+    pidfd says it ended too, its return code is STATUS_LOST (and `status_lost`
+    is set), which no caller can take for an exit 0.
     """
 
     def __init__(self, pid: int, status_fd: int, args: List[str]) -> None:
@@ -89,8 +95,8 @@ class ForkedWorker:
         if self.pidfd is not None and not _readable(self.pidfd, timeout):
             raise subprocess.TimeoutExpired(self.args, timeout)
         self.status_lost = True
-        self.returncode = 0
-        return 0
+        self.returncode = STATUS_LOST
+        return STATUS_LOST
 
     def send_signal(self, number: int) -> None:
         if self.poll() is not None or self.pidfd is None:   # ended: its pid may be another's
@@ -104,12 +110,10 @@ class ForkedWorker:
         self.send_signal(signal.SIGKILL)
 
     def kill_group(self) -> None:
-        """SIGKILL to its process group (a session of its own), while it has not ended."""
+        """SIGKILL to its process group, while it has not ended (not the host's child:
+        once ended, the fork server reaps it, and its pid may be another's)."""
         if self.pidfd is not None and self.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            tree.kill_group(self.pid)
 
 
 def wait_readable(fd: int, timeout: Optional[float]) -> bool:

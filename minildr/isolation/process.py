@@ -65,7 +65,7 @@ from ..errors import (PluginClosed, PluginCrashed, PluginError, PluginProtocolEr
 from ..image import PluginImage
 from ..interrupts import finish, under_lock
 # fastloop: imported here, its declarations' module is written for the workers (dependency_folders)
-from . import fastcall, fastloop, forkserver, pids, policy, shm, workfolder
+from . import fastcall, fastloop, forkserver, pids, policy, shm, tree, workfolder
 from .policy import Limits
 from .tree import KEEPS_TREE
 from .marshal import VOID_REPLY, CallFrames, check_argument, echo_frame
@@ -536,10 +536,8 @@ class WorkerProcess:
             self._partial_line = ""
         name = _signal_name(-code) if code < 0 else None
         how = _status(code) + self._limit_hit(name)
-        if code == 0 and isinstance(self.process, forkserver.ForkedWorker) \
-                and self.process.status_lost:
-            how, code = ("ended (how cannot be known: the fork server that started it "
-                         "ended first, see isolation/forkserver.py)"), None
+        if code == forkserver.STATUS_LOST:
+            code = None
         elif code == 0 and not isinstance(self.process, forkserver.ForkedWorker) \
                 and _children_reaped_unseen():
             how, code = ("ended (how cannot be known: this process ignores SIGCHLD, so the "
@@ -600,7 +598,7 @@ class WorkerProcess:
             self._failure = PluginClosed(self.path, "is closed; open the plugin again "
                                                     "to use it")
             self._stop(grace=self.timeout)
-            if self.process.returncode:            # say, a destructor at exit crashed
+            if self.process.returncode:     # a destructor at exit crashed, or status lost
                 log.warning("isolated %s: its worker (pid %d) %s after close",
                             printable(self.path), self.pid,
                             _status(self.process.returncode))
@@ -636,7 +634,13 @@ def _signal_name(number: int) -> str:
 
 
 def _status(code: int) -> str:
-    """A worker's exit status in words: 'was killed by SIGSEGV (...)' or 'exited with code 3'."""
+    """A worker's exit status in words: 'was killed by SIGSEGV (...)', 'exited with code 3',
+    or that it is unknown (forkserver.STATUS_LOST)."""
+    if code == forkserver.STATUS_LOST:
+        return ("ended, how cannot be known (the fork server that started it ended first, "
+                "and only that server could read its exit status; the next isolated open "
+                "starts a new one, and MINILDR_NO_FORK_SERVER=1 starts each worker as the "
+                "host's own child, whose status the host reads itself)")
     if code < 0:
         return f"was killed by {_signal_name(-code)} ({signal.strsignal(-code)})"
     return f"exited with code {code}"
@@ -683,11 +687,8 @@ class WorkerPopen(subprocess.Popen):
     pidfd: Optional[int] = None
 
     def kill_group(self) -> None:
-        """SIGKILL to its process group (it leads a session of its own)."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass                            # the group is gone already
+        """SIGKILL to its process group (the host's child: its pid is its own until reaped)."""
+        tree.kill_group(self.pid)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         if timeout is not None and self.returncode is None and self.pidfd is not None:

@@ -91,6 +91,16 @@ def descendants(pid: int) -> List[int]:
     return found
 
 
+def kill_group(pid: int) -> None:
+    """The host's last resort: SIGKILL to the process group `pid` leads (a worker: its
+    keeper, or elsewhere the worker itself, leads a session of its own), if there still is
+    one. The caller knows `pid` is still its worker's (not reaped, or not ended)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass                            # the group is gone already
+
+
 def end_tree() -> None:
     """Kill every process below this one and reap them, until none is left."""
     while True:

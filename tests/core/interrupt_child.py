@@ -56,7 +56,7 @@ NATIVE_SOURCE = ('__thread int calls;\nextern int helper_add(int, int);\n'
                  'const char *greet(void) { return "hi"; }\n'
                  'int twice(int x) { calls++; return helper_add(x, x) + calls - calls; }\n')
 HELPER_SOURCE = "int helper_add(int a, int b) { return a + b; }\n"
-NATIVE = {"open-native", "lookup-native", "close-native", "load-native"}
+NATIVE = {"open-native", "lookup-native", "close-native", "load-native", "drop-last-native"}
 
 
 class Interrupt:
@@ -299,8 +299,11 @@ def build(native: bool = False) -> Path:
 
 class Case:
     """One operation: set_up() before it, operation() itself, undo(result) after a clean run,
-    and after_interrupt(): what the caller does with what the case set up (close it)."""
+    and after_interrupt(): what the caller does with what the case set up (close it).
+    `interrupt_reaches_caller`: False where the operation's minildr code runs only in a
+    finalizer, whose exceptions Python reports as unraisable instead of raising them."""
     held: dict
+    interrupt_reaches_caller = True
 
     def __init__(self, **kwargs) -> None:
         self.kwargs, self.held = kwargs, {}
@@ -368,6 +371,36 @@ class Closing(LookingUp):
         self.held.pop("plugin")
 
 
+class DroppingTheLast(Case):
+    """The last function handed out by a closed plugin, dropped: its finalizer (lifetime.py,
+    keep_mapped_while) takes it off the library's holders and unloads the library. An
+    interrupt there never reaches the caller (a finalizer's exception is unraisable); what
+    it must not do is leave the library mapped with nothing left to unload it."""
+    interrupt_reaches_caller = False
+
+    def set_up(self) -> None:
+        plugin = minildr.open(PLUGIN, **self.kwargs)
+        self.held["last"] = plugin.lookup("twice", "int (int)")
+        plugin.close()                        # still mapped: the function is alive
+
+    def operation(self):
+        del self.held["last"]                 # the finalizer runs here
+
+    def undo(self, _) -> None:
+        pass
+
+
+class DroppingTheLastPointer(DroppingTheLast):
+    """The same for the last pointer a function of it returned (lifetime.py,
+    results_keep_mapped: a weak reference's callback)."""
+    def set_up(self) -> None:
+        plugin = minildr.open(PLUGIN, **self.kwargs)
+        greet = plugin.lookup("greet", "const char *(void)")
+        self.held["last"] = greet()
+        del greet
+        plugin.close()                        # still mapped: the pointer is alive
+
+
 class Building(Case):
     def set_up(self) -> None:                 # a changed source: build compiles each time
         (WORK / "src" / "greet.c").write_text(SOURCE + f"int round_{time.monotonic_ns()};\n")
@@ -418,6 +451,9 @@ OPERATIONS = {
     "close-native": lambda: Closing(loader="native"),
     "load-native": lambda: LoadingNatively(),
     "close-isolated": lambda: Closing(isolate=True),
+    "drop-last": lambda: DroppingTheLast(),
+    "drop-last-native": lambda: DroppingTheLast(loader="native"),
+    "drop-last-pointer": lambda: DroppingTheLastPointer(),
     "build": lambda: Building(),
     "build-uncached": lambda: BuildingUncached(),
     "discover": lambda: Discovering(),
@@ -443,9 +479,13 @@ def interrupted_at(case: Case, at: int) -> List[str]:
         outcome = "interrupted"
     except BaseException as exc:                      # the interrupt turned into something else
         outcome = f"raised {type(exc).__name__} instead: {exc}"
-    else:                                             # past its last line: undo it as usual
-        case.undo(result)
-        return []
+    else:
+        if not interrupt.where:                       # past its last line: undo it as usual
+            case.undo(result)
+            return []
+        # Raised, and not seen by the caller: a finalizer's (reported as unraisable)
+        outcome = "interrupted" if not case.interrupt_reaches_caller else \
+            "the interrupt did not reach the caller"
     problems = [] if outcome == "interrupted" else [outcome]
     try:
         case.after_interrupt()

@@ -129,6 +129,68 @@ def test_an_interrupt_at_any_line_of_an_isolated_operation_leaves_nothing_behind
     assert result["problems"] == []
 
 
+@requires_proc
+@pytest.mark.fuzz
+@pytest.mark.parametrize("operation", ["drop-last", "drop-last-pointer",
+                                       pytest.param("drop-last-native",
+                                                    marks=requires_native_loader)])
+def test_an_interrupt_at_any_line_of_a_last_reference_drop_leaves_nothing_mapped(
+        campaigns, operation, tmp_path):
+    """The last function (or pointer) from a closed plugin, dropped: its finalizer takes it
+    off the library's holders and unloads the library. An interrupt between the two steps,
+    or before the first, left the library mapped for good with no holder left (every
+    campaign found it at its first event). Now the finalizer runs the release through
+    interrupts.finish. Every line event of the two in-process drops (~40 each); a spread
+    of the native one's ~460 (all of them in make fuzz)."""
+    cases = fuzz_examples(4 * SHORT) if operation == "drop-last-native" else 10**5
+    result = campaign(campaigns, operation, tmp_path, cases)
+    assert result["events"] > 10 and result["tried"] >= min(cases, result["events"])
+    assert result["problems"] == []
+
+
+@requires_proc
+@pytest.mark.parametrize("step", ["_release_token", "dropped"])
+def test_an_interrupt_between_a_last_release_and_the_unload_check_still_unloads(
+        greet_so, step, monkeypatch):
+    """Exactly there: KeyboardInterrupt at the unload check's line, after the last holder
+    (a function: _release_token) or the last pointer (results_keep_mapped's `dropped`)
+    was taken off. The finalizer's interrupt is unraisable (reported, not raised); the
+    library was left mapped with nothing to unload it. Now it unloads all the same."""
+    from minildr import lifetime
+    code = (lifetime.KeepsMappedWhileReferenced._release_token.__code__ if step != "dropped"
+            else next(c for c in lifetime.KeepsMappedWhileReferenced.results_keep_mapped
+                      .__code__.co_consts if getattr(c, "co_name", "") == "dropped"))
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    check = max(lines)                    # the last line: the unload check, after the discard
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: reported.append(info.exc_type))
+    before = _mapped("greet")
+    plugin = minildr.open(greet_so)
+    greet = plugin.lookup("greet", "const char *(void)")
+    last = greet() if step == "dropped" else greet
+    del greet
+    plugin.close()
+    assert _mapped("greet") != before                     # kept mapped: `last` is alive
+
+    def trace(frame, event, arg):
+        if frame.f_code is not code:
+            return None
+
+        def line(frame, event, arg):
+            if event == "line" and frame.f_lineno == check and not reported:
+                reported.append("raised")
+                raise KeyboardInterrupt
+            return line
+        return line
+    sys.settrace(trace)
+    try:
+        del last                                          # the finalizer runs here
+    finally:
+        sys.settrace(None)
+    assert reported == ["raised", KeyboardInterrupt]      # it landed there, unseen by us
+    assert _mapped("greet") == before
+
+
 def test_the_interrupt_points_spread_over_the_whole_operation():
     sys.path.insert(0, str(HERE))
     try:
@@ -385,6 +447,54 @@ def test_a_lock_taken_with_under_lock_is_never_left_held():
     assert _left_held_by(forms["try_finally"], lock) == ["9", "12"]   # `try:`, `lock.release()`
     assert _left_held_by(forms["one_line"], lock) == []
     assert _left_held_by(under_lock, lock) == []
+
+
+_FINISH_AS_IT_WAS = '''
+def finish(undo, *args):
+    try:
+        undo(*args)
+    except BaseException:
+        undo(*args)
+        raise
+'''
+
+
+def _undo_skipped_by(finish) -> list:
+    """Run `finish(undo)` with KeyboardInterrupt raised at each of its own line events in
+    turn; the lines where the interrupt skipped the undo (it never ran to its end)."""
+    counted = interrupt_child.Interrupt()
+    sys.settrace(lambda frame, event, arg: counted.line if frame.f_code is finish.__code__
+                 else None)
+    try:
+        finish(lambda: None)
+    finally:
+        sys.settrace(None)
+    skipped = []
+    for at in range(1, counted.events + 1):
+        done = []
+        interrupt = interrupt_child.Interrupt(at)
+        sys.settrace(lambda frame, event, arg: interrupt.line
+                     if frame.f_code is finish.__code__ else None)
+        try:
+            finish(done.append, "undone")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        if not done:
+            skipped.append(interrupt.where.split(":")[-1])
+    return skipped
+
+
+def test_finish_runs_its_undo_whatever_line_an_interrupt_lands_on():
+    """finish's `try:` on a line of its own had a line event outside its handler: an
+    interrupt there skipped the undo (a finalizer calling finish then lost its release:
+    lifetime.py). With the try on the call's line there is none."""
+    from minildr.interrupts import finish
+    forms: dict = {}
+    exec(compile(_FINISH_AS_IT_WAS, "forms.py", "exec"), forms)
+    assert _undo_skipped_by(forms["finish"]) == ["3"]                  # `try:` (line 3)
+    assert _undo_skipped_by(finish) == []
 
 
 def _locks_left_at_every_event(operation, before=lambda made: None,

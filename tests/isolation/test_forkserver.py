@@ -205,6 +205,41 @@ def test_a_keeper_killed_by_sigkill_is_reported_as_killed_by_sigkill(probe, star
     plugin.close()
 
 
+def running_in_group(group: int) -> list:
+    """The processes of process group `group` that have not ended (zombies do not count)."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        state, _, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == group and state != "Z":
+            found.append(int(name))
+    return found
+
+
+def test_a_worker_stopped_whole_is_killed_with_its_group(probe, start):
+    """Stopping a worker asks its keeper (SIGTERM); a keeper that does not end within a
+    second gets SIGKILL to its whole process group (tree.kill_group, both kinds of worker
+    handle: ForkedWorker, WorkerPopen). With the group stopped (SIGSTOP), the keeper's own
+    kill alone would leave the init and server below it stopped for ever."""
+    plugin = minildr.open(probe, isolate=True)          # its start: the default timeout
+    assert kind_of(plugin) == start
+    plugin._worker.timeout = 0.5                          # a request it cannot answer now
+    group = plugin._worker.process.pid
+    assert len(running_in_group(group)) >= 2          # the keeper and what is below it
+    os.killpg(group, signal.SIGSTOP)
+    with pytest.raises(minildr.PluginTimeout):
+        plugin.lookup("add", "int (int, int)")
+    deadline = time.monotonic() + 10
+    while running_in_group(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running_in_group(group) == []
+    plugin.close()
+
+
 def test_a_killed_fork_server_is_replaced_and_its_workers_say_their_status_is_lost(probe):
     first = minildr.open(probe, isolate=True)
     assert kind_of(first) == "fork server"
@@ -219,7 +254,28 @@ def test_a_killed_fork_server_is_replaced_and_its_workers_say_their_status_is_lo
         first.lookup("segfault", "void (void)")()
     assert crash.value.signal is None and crash.value.exit_code is None
     assert "the fork server that started it ended first" in str(crash.value)
+    assert first._worker.process.returncode == forkserver.STATUS_LOST
     first.close()
+
+
+def test_a_worker_whose_status_was_lost_with_its_server_never_looks_like_a_clean_exit(
+        probe, caplog):
+    """The fork server, the keeper's parent, is the only process that can read its exit
+    status: killed while the worker runs, it takes that status with it. The worker then
+    ends (here by a clean close, an exit 0 nobody can see); its handle says STATUS_LOST, to
+    Popen's API (returncode, poll, wait) and in the close's log line, never 0."""
+    caplog.set_level("WARNING", logger="minildr")   # (minildr.cli, run in-process, sets ERROR)
+    plugin = minildr.open(probe, isolate=True)
+    assert kind_of(plugin) == "fork server"
+    worker, pid = plugin._worker.process, plugin.worker_pid
+    os.kill(forkserver.server_pid(), signal.SIGKILL)
+    assert plugin.lookup("add", "int (int, int)")(1, 2) == 3     # lives on without it
+    plugin.close()
+    assert worker.returncode == worker.poll() == worker.wait() == forkserver.STATUS_LOST
+    assert worker.status_lost and worker.returncode != 0
+    said = [r.getMessage() for r in caplog.records if f"(pid {pid})" in r.getMessage()]
+    assert len(said) == 1 and "after close" in said[0], said
+    assert "how cannot be known (the fork server that started it ended first" in said[0]
 
 
 def test_several_threads_open_at_once_from_one_server(probe):
