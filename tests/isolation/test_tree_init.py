@@ -63,7 +63,7 @@ def _run_init(order: str, status_w: int, go_r: int, go_w: int) -> None:
             _until_a_child_ended()
             return real_wait(*args)
         tree.signal = types.SimpleNamespace(**{**vars(signal), "sigwaitinfo": told_then_wait})
-    tree.run_init(status_w, [], "")
+    tree.run_init(status_w, [], "", os.pidfd_open(os.getppid()))    # the test: its keeper
     # the server (run_init returns in it only)
     if order == "between the first reap and the wait":
         os.close(go_w)
