@@ -313,15 +313,17 @@ def test_a_timeout_ends_the_whole_tree(probe, tmp_path):
     """A plugin that forks a copy of itself (in a session of its own), then hangs.
 
     The copy is found while nothing is timed (its call returned), so the hang's
-    short timeout cannot race the test looking for it on a busy machine.
+    short timeout cannot race the test looking for it on a busy machine; the
+    start and the first call have the default timeout, the hang alone 0.5 s.
     """
     path = write_plugin(tmp_path, "forkhang", FORK_HANG_C,
                         "int fork_copy(void);\nint hang(void);\n")
-    plugin = minildr.open(path, isolate=2.0)
+    plugin = minildr.open(path, isolate=True)
     worker = plugin.worker_pid
     child = as_seen_by_host(plugin.lookup("fork_copy", "int (void)")(), plugin)
     assert alive(child) and child != worker
-    with pytest.raises(minildr.PluginTimeout):
+    plugin._worker.timeout = 0.5
+    with pytest.raises(minildr.PluginTimeout, match=r"no answer within 0\.5 s during hang"):
         plugin.lookup("hang", "int (void)")()
     assert ends_soon(worker) and ends_soon(child)
 
