@@ -41,7 +41,7 @@ def preprocessed(monkeypatch):
     real = builder.run_tool
     clock = headercache.now_ns
     monkeypatch.setattr(headercache, "now_ns",
-                        lambda: clock() + files.SETTLED_NS - 50_000_000)
+                        lambda: clock() + files.SETTLED_NS - MARGIN_NS)
 
     def counting(cmd, **kwargs):
         if "-E" in cmd:
@@ -58,14 +58,21 @@ def project(tmp_path: Path, header: str, source: str, **files: str) -> Path:
     for name, text in {"p.h": header, "p.c": source, **files}.items():
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_text(text)
-    settle()
+    settle(tmp_path)
     return src
 
 
-def settle() -> None:
-    """Let what was just written age past headercache's "changed since it started" margin
-    (50 ms), so that a result is not left unremembered for that reason alone."""
-    time.sleep(0.1)
+MARGIN_NS = 50_000_000      # `preprocessed`: a file changed this recently counts as changed
+
+
+def settle(folder: Path) -> None:
+    """Let what was just written under `folder` age past the `preprocessed` fixture's
+    "changed since it started" margin, so that a result is not left unremembered for that
+    reason alone: until the clock is MARGIN_NS past the newest ctime there (a file's times
+    step with the kernel's tick, so they lag the clock, never lead it)."""
+    newest = max(path.lstat().st_ctime_ns for path in [folder, *folder.rglob("*")])
+    while time.time_ns() <= newest + MARGIN_NS:
+        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -264,7 +271,7 @@ def test_a_file_changed_while_the_preprocessor_runs_is_not_remembered_as_read(
         return done
     monkeypatch.setattr(builder, "run_tool", changing)
     assert ctype_of(build(src, tmp_path, cflags=flags)) == "int (void)"
-    settle()
+    settle(tmp_path)
     assert ctype_of(build(src, tmp_path, cflags=flags)) == "long (void)"
 
 
@@ -277,7 +284,7 @@ def test_a_header_added_in_front_in_a_folder_read_by_name_is_seen(tmp_path, prep
     assert ctype_of(build(src, tmp_path, cflags=flags)) == "int (void)"
     assert len(preprocessed) == 1
     (fake_libc / "ret.h").write_text("#define RET long\n")
-    settle()
+    settle(tmp_path)
     assert ctype_of(build(src, tmp_path, cflags=flags)) == "long (void)"
 
 
@@ -290,6 +297,6 @@ def test_a_folder_in_front_turned_into_a_header_of_that_name_is_seen(tmp_path, p
     assert ctype_of(build(src, tmp_path, cflags=flags)) == "int (void)"
     (fake_libc / "ret.h").rmdir()
     (fake_libc / "ret.h").write_text("#define RET long\n")
-    settle()
+    settle(tmp_path)
     assert ctype_of(build(src, tmp_path, cflags=flags)) == "long (void)"
     assert len(preprocessed) == 2
