@@ -68,7 +68,9 @@ def expect(condition: object, message: str) -> None:
         raise NotDone(message)
 
 
-# Seconds a learner's function may take in a check before it counts as a hang.
+# Seconds a learner's function may take in a check before it counts as a hang. Read when
+# a check calls isolated, host_process or in_child without `seconds` (not bound at their
+# definition): a test that types a hang in may shorten it, what a learner sees unchanged.
 CALL_SECONDS = 5.0
 
 # What each way of dying usually means in a learner's C, and where to look.
@@ -85,7 +87,7 @@ LOOK_FOR_HANG = ("look for a loop whose condition never becomes false: what chan
 
 
 @contextlib.contextmanager
-def isolated(plugin: Union[Plugin, str, "os.PathLike[str]"], seconds: float = CALL_SECONDS,
+def isolated(plugin: Union[Plugin, str, "os.PathLike[str]"], seconds: Optional[float] = None,
              **open_args: Any) -> Iterator[Plugin]:
     """The learner's plugin opened again in a worker process, for a check to call.
 
@@ -95,8 +97,13 @@ def isolated(plugin: Union[Plugin, str, "os.PathLike[str]"], seconds: float = CA
     to minildr.open (contracts=...).
     """
     path = plugin.path if isinstance(plugin, Plugin) else plugin
-    with open_plugin(path, isolate=seconds, **open_args) as worker:
+    with open_plugin(path, isolate=_limit(seconds), **open_args) as worker:
         yield worker
+
+
+def _limit(seconds: Optional[float]) -> float:
+    """A check's time limit: `seconds` if given, else CALL_SECONDS as it is now."""
+    return CALL_SECONDS if seconds is None else seconds
 
 
 def _died(returncode: int, during: str) -> None:
@@ -107,7 +114,7 @@ def _died(returncode: int, during: str) -> None:
                             signal=name)
 
 
-def host_process(code: str, *args: object, seconds: float = CALL_SECONDS,
+def host_process(code: str, *args: object, seconds: Optional[float] = None,
                  during: str = "the host", cwd: Optional[Path] = None,
                  env: Optional[dict] = None) -> "subprocess.CompletedProcess[str]":
     """Run a small Python host (`python -c code args...`) in a process of its own.
@@ -118,6 +125,7 @@ def host_process(code: str, *args: object, seconds: float = CALL_SECONDS,
     PluginTimeout "during `during`()", which judge turns into feedback; an
     exit status is returned, for the check to read.
     """
+    seconds = _limit(seconds)
     try:
         done = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=seconds)
@@ -134,7 +142,7 @@ def _child(pipe: Any, function: Callable[..., Any], args: tuple) -> None:
         pipe.send((False, exc))
 
 
-def in_child(function: Callable[..., Any], *args: Any, seconds: float = CALL_SECONDS,
+def in_child(function: Callable[..., Any], *args: Any, seconds: Optional[float] = None,
              during: str = "your function") -> Any:
     """Call a learner's Python function in a forked child; its result, or its exception.
 
@@ -142,6 +150,7 @@ def in_child(function: Callable[..., Any], *args: Any, seconds: float = CALL_SEC
     the task says not to, the child dies, not the kernel (PluginCrashed,
     PluginTimeout). POSIX only; the result must pickle.
     """
+    seconds = _limit(seconds)
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(send, function, args), daemon=True)
