@@ -221,9 +221,10 @@ def orphaned(cgroup: str, keeper_fd: int) -> None:
     remove the cgroup and the worker's folder, end.
 
     The cgroup is removed here only if the keeper has ended (its pidfd is
-    readable; it sent its parent-death signal as it ended): a keeper still
-    there is in the cgroup, so rmdir would fail for as long as the retries
-    last, and the keeper removes it itself once this init has ended (keep).
+    readable, as it is once the kernel sent this init its parent-death
+    signal): a keeper still there is in the cgroup, so rmdir would fail for as
+    long as the retries last, and the keeper removes it itself once this init
+    has ended (keep).
     """
     pids.leave_cgroup(cgroup)
     try:
