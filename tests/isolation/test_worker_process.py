@@ -502,7 +502,7 @@ import json, os, threading, time
 import minildr
 plugin = minildr.open({path!r}, isolate=True)    # its start: the default timeout
 containment = plugin.containment
-plugin._worker.timeout = 1.0                     # the bomb's call: 1 s
+plugin._worker.timeout = 2.0                     # the bomb's call: 2 s
 refused, called = [0], threading.Event()
 
 def watch():                                     # the forks its pids cgroup refused so far
@@ -536,8 +536,9 @@ print(json.dumps([outcome, took, time.monotonic() - start, containment.cgroup,
 @requires_linux("a pids cgroup, or RLIMIT_NPROC for a user other than root")
 def test_a_fork_bomb_ends_with_its_call_and_leaves_nothing(escaping):
     """Bounded by the pids cgroup (pids.max = processes; RLIMIT_NPROC does not bind root):
-    where there is one, its count of refused forks says the bomb reached that bound (within
-    ~0.15 s of its start at load 29 here; its call has 1 s)."""
+    where there is one, its count of refused forks says the bomb reached that bound. Its
+    call has 2 s: the first refusal came ~0.15 s after its start at load 29 here, up to
+    ~0.5 s at load 130-220; with 1 s, once in 12 runs at load 96 it had come in none."""
     with minildr.open(escaping, isolate=True) as plugin:
         bounded = plugin.containment.cgroup or os.geteuid() != 0
     if not bounded:
