@@ -7,7 +7,12 @@ limit a learner sees, in its message): run one after another in one test
 file, the ten runs kept one xdist worker waiting for ~80 s, the longest
 stretch of `make test`. So each test file of SHARES runs its share of the
 exercises in its own module fixture (share_runs) and reads only those runs;
-xdist gives each file to a worker, and the waits overlap.
+xdist gives each file to a worker, and the waits overlap. Within a share the
+exercises run at once too, each from a thread of the fixture: each in a
+kernel of its own (a process, in a folder of its own), which runs its cells
+one at a time as a learner's does, so each check still waits its 5 s; the
+thread only relays the kernel's messages, and a hang's wait is a pause(),
+so the kernels' waits overlap without taking CPU from each other.
 
 Together the shares still cover every exercise, each once
 (tests/course/test_exercises.py: test_every_exercise_runs_fresh_in_one_share),
@@ -16,6 +21,7 @@ and every file checks its share's fresh runs by the same rules
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Sequence, Set, Tuple
 
@@ -31,14 +37,18 @@ SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 
 # Which test file (under tests/course/) runs which exercises fresh, balanced by their
-# measured wall time in `make test` (each ~6-9 s but 09's ~1.5 s; the first file
-# has ~8 s of other tests besides): about 25 s each. tests/conftest.py's SLOW_FIRST
-# starts them first.
+# measured wall time in `make test` one after another (each ~6-9 s but 09's ~1.5 s;
+# the first file has ~8 s of other tests besides): about 25 s each, ~13 s with the
+# share's runs at once. tests/conftest.py's SLOW_FIRST starts them first.
 SHARES: Dict[str, Tuple[str, ...]] = {
     "test_exercises.py": ("00", "01", "02"),
     "test_exercises_03_05.py": ("03", "04", "05"),
     "test_exercises_06_09.py": ("06", "07", "08", "09"),
 }
+
+# Runs of a share at once (all of them): a share's kernels start together, ~1-2 CPU s
+# each, then mostly wait (a check's 5 s, a compiler).
+CONCURRENT = max(len(share) for share in SHARES.values())
 
 LINUX, POSIX = {"linux"}, {"linux", "darwin"}     # where the answers' tests run (their markers)
 EVERYWHERE = POSIX | {"windows"}
@@ -76,18 +86,23 @@ def share_runs(share: Sequence[str], wrong_answers: WrongAnswers,
     own for the wrong answers cost as much again and tested no more: what
     they test is the check's verdict and a kernel that lives on, not a fresh
     one). Wrong answers for an exercise outside the share are an error: they
-    would never be typed in, and their tests would read nothing.
+    would never be typed in, and their tests would read nothing. The share's
+    exercises run at once (CONCURRENT; the module's docstring says why), each
+    in its own kernel and folder.
     """
     outside = sorted(set(wrong_answers) - set(share))
     if outside:
         raise ValueError(f"wrong answers for exercises {outside}, not in the share {share}")
     os_name = host()[0]
-    return {path.name: fresh_then_wrong(path, SOLUTIONS / path.name,
-                                        [w for w, on in wrong_answers.get(path.name[:2], [])
-                                         if os_name in on],
-                                        tmp_path_factory.mktemp(f"exercise-{path.name[:2]}"),
-                                        os_name)
-            for path in exercises_in(share)}
+    paths = exercises_in(share)
+    folders = {path: tmp_path_factory.mktemp(f"exercise-{path.name[:2]}") for path in paths}
+
+    def run(path: Path) -> "Tuple[NotebookResult, Dict[str, AnswerRun]]":
+        wrongs = [w for w, on in wrong_answers.get(path.name[:2], []) if os_name in on]
+        return fresh_then_wrong(path, SOLUTIONS / path.name, wrongs, folders[path], os_name)
+
+    with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
+        return dict(zip((path.name for path in paths), pool.map(run, paths)))
 
 
 def fresh_of(runs) -> Dict[str, NotebookResult]:
