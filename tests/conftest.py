@@ -72,7 +72,7 @@ def figures() -> ModuleType:
 # instead of after them, so the run ends when its work does.
 SLOW_FIRST = (
     # The fresh exercises in three shares (tests/exercise_runs.py), one per worker at the
-    # start: each ~25 s of wall (3 hangs of 5 s) for ~4 CPU s.
+    # start: each ~13 s of wall (its runs at once, a hang of 5 s in each) for ~3-4 CPU s.
     "tests/course/test_exercises.py",           # 00-02, and the exercises' machinery
     "tests/course/test_exercises_03_05.py",
     "tests/course/test_exercises_06_09.py",
