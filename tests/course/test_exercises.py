@@ -3,7 +3,9 @@
 The solution notebooks themselves are run by nbval in `make test` (with the
 course notebooks); these tests check the machinery around them, run each
 fresh exercise once as `make check` does, and type a learner's crashing and
-hanging answers in after it, in the same kernel.
+hanging answers in after it, in the same kernel: here exercises 00-02's, the
+others' in test_exercises_03_05.py and test_exercises_06_09.py (one share of
+the runs per file, so that xdist runs them at once: tests/exercise_runs.py).
 """
 from __future__ import annotations
 
