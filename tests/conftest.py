@@ -71,7 +71,12 @@ def figures() -> ModuleType:
 # quick); started first, these long files run beside the many short ones
 # instead of after them, so the run ends when its work does.
 SLOW_FIRST = (
-    "tests/course/test_exercises.py",           # the fresh exercises, then 9 hangs of 5 s
+    # The fresh exercises in three shares (tests/exercise_runs.py), one per worker at the
+    # start: each ~13 s of wall (its runs at once, a hang of 5 s in each) for ~3-4 CPU s.
+    "tests/course/test_exercises.py",           # 00-02, and the exercises' machinery
+    "tests/course/test_exercises_03_05.py",
+    "tests/course/test_exercises_06_09.py",
+    "tests/isolation/test_worker_process.py",   # ~39 s of waiting (call timeouts) for ~1.5 CPU s
     "tests/course/test_exercises_crashes_09.py",     # Go's hang of 10 s
     "tests/course/test_nbgrader.py",            # nbgrader's whole cycle (one process): ~15 s
     "tests/core/test_interrupts.py",

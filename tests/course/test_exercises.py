@@ -3,7 +3,9 @@
 The solution notebooks themselves are run by nbval in `make test` (with the
 course notebooks); these tests check the machinery around them, run each
 fresh exercise once as `make check` does, and type a learner's crashing and
-hanging answers in after it, in the same kernel.
+hanging answers in after it, in the same kernel: here exercises 00-02's, the
+others' in test_exercises_03_05.py and test_exercises_06_09.py (one share of
+the runs per file, so that xdist runs them at once: tests/exercise_runs.py).
 """
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
-from nbval import plugin as nbval_plugin
 
 from minildr.course import exercises, selfcheck
 from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
-from exercise_answers import (C_ENDLESS, C_NULL_WRITE, CRASHED, HUNG, PAUSE, AnswerRun, Wrong,
-                              assert_reported, fresh_then_wrong)
+from exercise_answers import PAUSE, AnswerRun, Wrong
+from exercise_runs import (EVERYWHERE, LINUX, SHARES, assert_no_task_done,
+                           assert_null_write_then_endless_loop, assert_only_todo_cells_raised,
+                           fresh_of, share_of, share_runs, wrong_of)
 from helpers import ROOT, python_m, write_plugin
 from platforms import host, requires_isolation, requires_linux
 
@@ -311,74 +314,44 @@ def check_here(monkeypatch, capsys, *paths: Path) -> "tuple[int, str]":
     return status, capsys.readouterr().out
 
 
+# This file's share of the fresh exercises (00-02; the others: tests/exercise_runs.py's
+# SHARES), each run once, its wrong answers (WRONG_ANSWERS, below) typed in after it.
+SHARE = share_of(__file__)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> "dict[str, tuple]":
-    """Every fresh exercise (TODOs untouched), run once as make check runs it, then, in the
-    same kernel, its wrong answers typed in (WRONG_ANSWERS; exercise_answers.fresh_then_wrong).
-
-    selfcheck.run_notebook: a new kernel, errors allowed, what cannot run on
-    this platform (or the one MINILDR_TEST_PRETEND_HOST names: platforms.host)
-    left out, as nbval's `-p platforms` leaves it out; in a folder of its own
-    with nothing beside the notebook (make check runs it in exercises/: the
-    exercises find the course's files themselves, course_files). Several
-    tests read the one run: nbval-lax's rule on the exercise's outputs, the
-    progress table made from them, and what each wrong answer's check said
-    (each exercise's kernel and imports cost ~1-2 s of CPU; a kernel of its
-    own for the wrong answers cost as much again and tested no more: what
-    they test is the check's verdict and a kernel that lives on, not a fresh
-    one)."""
-    os_name = host()[0]
-    return {path.name: fresh_then_wrong(path, SOLUTIONS / path.name,
-                                        [w for w, on in WRONG_ANSWERS.get(path.name[:2], [])
-                                         if os_name in on],
-                                        tmp_path_factory.mktemp(f"exercise-{path.name[:2]}"),
-                                        os_name)
-            for path in sorted(EXERCISES.glob("*.ipynb"))}
+    """The share's fresh exercises, then their wrong answers (exercise_runs.share_runs)."""
+    return share_runs(SHARE, WRONG_ANSWERS, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def fresh(runs) -> "dict[str, selfcheck.NotebookResult]":
-    """Each exercise's own run (its cells, before any answer was typed in)."""
-    return {name: result for name, (result, _) in runs.items()}
+    return fresh_of(runs)
 
 
 @pytest.fixture(scope="module")
 def wrong(runs) -> "dict[str, AnswerRun]":
-    """What each wrong answer typed in after the fresh runs gave, by task."""
-    return {task: run for _, answers in runs.values() for task, run in answers.items()}
+    return wrong_of(runs)
 
 
-def may_raise(cell) -> bool:
-    """nbval's rule: a cell may raise if tagged raises-exception (or # NBVAL_RAISES_EXCEPTION)."""
-    found = dict(nbval_plugin.find_metadata_tags(cell.metadata))
-    found.update(nbval_plugin.find_comment_markers(cell.source))
-    return bool(found.get("check_exception"))
+def test_every_exercise_runs_fresh_in_one_share():
+    """Each file of SHARES runs its share's fresh exercises (test_fresh_exercises_run_with_
+    only_their_todo_cells_failing in each checks it ran those): together, every exercise, once."""
+    numbers = [number for share in SHARES.values() for number in share]
+    assert sorted(numbers) == sorted(p.name[:2] for p in EXERCISES.glob("*.ipynb")), SHARES
+    assert len(set(numbers)) == len(numbers), SHARES
+    here = Path(__file__).parent
+    assert all((here / name).is_file() for name in SHARES), SHARES
 
 
 def test_fresh_exercises_run_with_only_their_todo_cells_failing(fresh):
-    """nbval-lax over the exercises (outputs not compared): TODO cells may raise, no other.
-
-    The rule nbval applies (its own find_metadata_tags / find_comment_markers),
-    on the outputs of the one run of each exercise (fresh): the kernel lived to
-    the end, and every cell that raised may raise."""
-    assert sorted(fresh) == sorted(p.name for p in EXERCISES.glob("*.ipynb"))
-    raised = 0
-    for name, result in fresh.items():
-        assert not result.problem, f"{name}: {result.problem}"
-        for number, cell in enumerate(result.notebook.cells if result.notebook else []):
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            if errors:
-                raised += 1
-                assert may_raise(cell), (f"{name} cell {number} raised "
-                                         f"{errors[0].ename}: {errors[0].evalue}\n{cell.source}")
-    assert raised, "no TODO cell raised: were the exercises run?"
+    """nbval-lax over the share's exercises: exercise_runs.assert_only_todo_cells_raised."""
+    assert_only_todo_cells_raised(fresh, SHARE)
 
 
 def test_no_task_of_a_fresh_exercise_is_done(fresh):
-    verdicts = {name: [v.status for v in result.verdicts] for name, result in fresh.items()
-                if not result.skipped}
-    assert any(verdicts.values()), verdicts     # (on another platform some lose every check)
-    assert all(DONE not in v for v in verdicts.values()), verdicts
+    assert_no_task_done(fresh)
 
 
 # The command's exit status 0 and "all done" table on a solution, from its committed
@@ -459,7 +432,8 @@ def test_a_notebook_that_kills_its_kernel_is_reported_not_fatal(tmp_path, monkey
 # answer is typed in wrong twice (tests/exercise_answers.py): once with the classic
 # NULL write (`out = NULL; out[i] = ...`), once with a loop that never ends. The
 # check must say what happened, in which function, and the kernel must still run
-# the next cell. 00's and 07's other wrong answers: further down; 09's (a Go
+# the next cell. 00's other wrong answers: further down; 03's to 08's (with their
+# fresh runs): test_exercises_03_05.py and test_exercises_06_09.py; 09's (a Go
 # host): test_exercises_crashes_09.py.
 #
 # The endless loops wait (pause() until a signal that never comes) rather than
@@ -477,16 +451,6 @@ CRASHES = {
         "char *out = NULL;\nsize_t i;\nfor (i = 0; text[i]; i++)\n"
         "    out[i] = (char)toupper((unsigned char)text[i]);\nreturn out;",
         PAUSE + "size_t i = 0;\nwhile (text[i] != 1)\n    pause();\nreturn text;")),
-    "03": ("03.1", "answer", (
-        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
-         "int *out = 0;\nout[loaded] = 41;\nreturn out[loaded];"),
-        ("__attribute__((constructor)) static void on_load(void) { loaded = 1; }",
-         PAUSE + "while (loaded)\n    pause();\nreturn 42;"))),
-    "04": ("04.2", "describe", (
-        'const char *name(void) { return "plugin-b"; }\n'
-        "const char *describe(void) { char *out = 0; out[1] = 'b'; return out; }",
-        'const char *name(void) { return "plugin-b"; }\n' + PAUSE +
-        "const char *describe(void) { for (;;) pause(); return name(); }")),
 }
 
 # 02.2: a call_int_function that does not ask is_function first (two answer regions).
@@ -495,39 +459,13 @@ CARELESS = ("raw = cffi.FFI()\nraw.cdef(f\"int {name}(void);\")\n"
 ASKS = ("image = elf.ElfFile(Path(path).read_bytes(), path)\n"
         "return {s.name: s.type for s in image.exported_symbols()}[name] == 'FUNC'")
 
-
-def load_greeting_calling(body: str) -> str:
-    """06.2: a host that forgot trust=store runs the attacker's C (`body`); in_child keeps
-    the kernel."""
-    return f'''
-(BUILD / "evil.c").write_text("const char *greet(void) {{ {body} return \\"pwned\\"; }}\\n")
-evil_path = minildr.build([BUILD / "evil.c"], name="greet", exports=EXAMPLES / "greet" / "greet.h",
-                          out_dir=BUILD / "evil")
-shutil.copy(trust.signature_path(greet_path), trust.signature_path(evil_path))
-
-
-def load_greeting(path):                  # no trust=store: the evil plugin runs
-    with minildr.open(path) as plugin:
-        return minildr.ffi.string(plugin.lookup("greet", "const char *(void)")()).decode()
-'''
-
-
-LINUX, POSIX = {"linux"}, {"linux", "darwin"}     # where the tests below run (their markers)
-EVERYWHERE = POSIX | {"windows"}
 # Typed in after each exercise's fresh run: the wrong answers, and where they are
-# (00's and 07's, other than their crashes, are defined further down).
+# (00's, other than its crashes, are defined further down).
 WRONG_ANSWERS = {
-    **{number: [(Wrong(task, answers, cell_with="%%"), LINUX)]      # the C cell
-       for number, (task, _, answers) in CRASHES.items() if number not in ("00", "02")},
+    "01": [(Wrong(CRASHES["01"][0], CRASHES["01"][2], cell_with="%%"), LINUX)],   # the C cell
     # 02's in one kernel: 02.2's Python, then 02.3's crashing C (02.2's answer typed back between).
     "02": [(Wrong("02.2", [(ASKS, CARELESS)]), LINUX),
            (Wrong(CRASHES["02"][0], CRASHES["02"][2], cell_with="%%"), LINUX)],
-    # 05.1: a contract method; the verdict names it (the worker says command_t.run()).
-    "05": [(Wrong("05.1", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr reverse"), POSIX)],
-    "06": [(Wrong("06.2", [load_greeting_calling("*(volatile int *)0 = 1;"),
-                           load_greeting_calling("extern int pause(void); for (;;) pause();")],
-                  cell_with="def load_greeting"), POSIX)],
-    "08": [(Wrong("08.1", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr todo"), POSIX)],
 }
 
 
@@ -536,13 +474,7 @@ WRONG_ANSWERS = {
 @requires_linux("the exercise notebooks' checks read ELF files")
 def test_a_null_write_and_an_endless_loop_are_verdicts_and_the_kernel_lives(notebook, wrong):
     task, function, _ = CRASHES[notebook]
-    run = wrong[task]
-    assert run.kernel_alive, run
-    crashed, hung = run.verdicts
-    assert f"not yet. Your plugin crashed with SIGSEGV in `{function}`: look for a pointer" \
-        in crashed, run
-    assert f"not yet. Your plugin did not return within 5 s in `{function}`: look for a loop" \
-        in hung, run
+    assert_null_write_then_endless_loop(wrong[task], function)
 
 
 @requires_linux("forks a child to call the learner's function")
@@ -553,24 +485,6 @@ def test_a_python_answer_that_calls_a_variable_anyway_is_told_so(wrong):
     assert "called calls() anyway: the process running it died with SIGSEGV" \
         in run.verdicts[0], run
     assert "done. Well done!" in (run.then_solved or ""), run       # the right answer again
-
-
-@requires_isolation
-def test_05_a_crash_or_hang_in_run_is_reported(wrong):
-    """05.1: a contract method; the verdict names it (the worker says command_t.run())."""
-    assert_reported(wrong["05.1"], crashed=CRASHED + " in `run`", hung=HUNG + " in `run`")
-
-
-@requires_isolation
-def test_06_a_crash_or_hang_in_a_plugin_the_host_should_have_refused_is_reported(wrong):
-    """06.2: a host that forgot trust=store runs the attacker's C; in_child keeps the kernel."""
-    assert_reported(wrong["06.2"], crashed="Your plugin crashed with SIGSEGV in `load_greeting`",
-                    hung="Your plugin did not return within 5 s in `load_greeting`")
-
-
-@requires_isolation
-def test_08_a_crash_or_hang_in_lint_is_reported(wrong):
-    assert_reported(wrong["08.1"], crashed=CRASHED + " in `lint`", hung=HUNG + " in `lint`")
 
 
 # ---------------------------------------------------------------------------
@@ -646,47 +560,10 @@ def test_each_right_answer_typed_back_in_00_is_done_again(wrong):
     assert all("done. Well done!" in verdict for verdict in solved.values()), solved
 
 
-# ---------------------------------------------------------------------------
-# Exercise 07.1's check on measurements wrong in the ways learners get them wrong
-# ---------------------------------------------------------------------------
-# measure() is judged without a tolerance (a function that sleeps 1 ms per call,
-# timed between two clock readings of the check's own), so these verdicts do not
-# depend on how loaded the machine is. With them, in the same kernel, 07.3's crash
-# cases: a NULL write and an endless loop in count_words.
-REST = ("\n\n\nin_process = measure(greet_here, 20000)\n"
-        "isolated = measure(greet_there, 2000)")
-TOTAL = ("def measure(fn, calls):\n    start = time.perf_counter()\n    for _ in range(calls):\n"
-         "        fn()\n    return time.perf_counter() - start" + REST)
-CPU_TIME = ("def measure(fn, calls):\n    start = time.process_time()\n    for _ in range(calls):\n"
-            "        fn()\n    return (time.process_time() - start) / calls" + REST)
-MICROSECONDS = TOTAL.replace("return time.perf_counter() - start",
-                             "return (time.perf_counter() - start) / calls") + " * 1e6"
-
-
-@requires_isolation
-def test_a_total_cpu_time_or_microseconds_is_not_a_time_per_call(wrong):
-    run = wrong["07.1"]
-    assert run.kernel_alive, run
-    total, cpu, micro = run.verdicts
-    for verdict in (total, cpu):
-        assert "not yet. measure(a 1 ms nap, 10 calls) gave" in verdict, run
-        assert "the time of ONE call, in seconds" in verdict, run
-    assert "not yet. isolated = " in micro and "is it per call, in seconds?" in micro, run
-    assert "done. Well done!" in (run.then_solved or ""), run       # the right answer again
-
-
-@requires_isolation
-def test_a_crash_or_hang_in_count_words_is_reported(wrong):
-    assert_reported(wrong["07.3"], crashed=CRASHED + " in `count_words`",
-                    hung=HUNG + " in `count_words`")
-
-
 WRONG_ANSWERS["00"] = [(Wrong("00.1", [TRUSTING]), EVERYWHERE),
                       (Wrong("00.2", [NO_SKIP, RAW]), EVERYWHERE),
                       (Wrong("00.3", [EVERY_FILE, UNDERSCORE]), LINUX),    # /proc/self/maps
                       (Wrong("00.4", CRASHES["00"][2], cell_with="%%"), LINUX)]
-WRONG_ANSWERS["07"] = [(Wrong("07.1", [TOTAL, CPU_TIME, MICROSECONDS]), POSIX),
-                      (Wrong("07.3", [C_NULL_WRITE, C_ENDLESS], cell_with="%%minildr wc"), POSIX)]
 
 
 # ---------------------------------------------------------------------------
