@@ -76,8 +76,8 @@ SLOW_FIRST = (
     "tests/course/test_exercises.py",           # 00-02, and the exercises' machinery
     "tests/course/test_exercises_03_05.py",
     "tests/course/test_exercises_06_09.py",
-    "tests/isolation/test_worker_process.py",   # ~39 s of waiting (call timeouts) for ~1.5 CPU s
-    "tests/course/test_exercises_crashes_09.py",     # Go's hang of 10 s
+    "tests/isolation/test_worker_process.py",   # ~10-12 s, mostly waiting, for ~2-3 CPU s
+    "tests/course/test_exercises_crashes_09.py",     # Go's hang, checked at 2 s: ~4-5 s
     "tests/course/test_nbgrader.py",            # nbgrader's whole cycle (one process): ~15 s
     "tests/core/test_interrupts.py",
     "tests/isolation/test_isolate.py",
