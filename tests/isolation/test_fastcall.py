@@ -12,7 +12,7 @@ import cffi
 import pytest
 
 import minildr
-from minildr.isolation import fastcall, fastloop, marshal, process, protocol
+from minildr.isolation import fastcall, fastloop, forkserver, marshal, process, protocol
 from minildr.isolation.policy import WORKER_LIMITS
 from minildr.isolation.worker import Server
 from minildr.isolation.marshal import CallFrames, Marshal, Value
@@ -227,6 +227,9 @@ def test_an_echo_is_a_void_reply_with_nothing_called(abi, monkeypatch, c_loop):
         host = worker._sock
         with worker.lock:
             host.sendall(marshal.echo_frame(77))
+            # The host's socket gives up a recv after FIRST_WAIT (SO_RCVTIMEO, 10 ms): on a
+            # loaded machine the reply may come later, so wait for it first.
+            assert forkserver.wait_readable(host.fileno(), 30)
             assert host.recv(64) == marshal.VOID_REPLY.pack(protocol.REPLY_MAGIC, 5, 77, b"v")
 
 
