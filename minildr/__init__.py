@@ -32,8 +32,9 @@ imports only from the rows above it (no cycles; tests/package/test_imports.py):
     system.py       the system loader (dlopen / LoadLibrary)
     native/         minildr's own ELF loader, one module per step (Linux)
     isolation/      a plugin in a worker process: protocol, marshal, process,
-                    its process tree (a keeper, a PID namespace), and the
-                    sandbox (Landlock, seccomp, rlimits)
+                    the fork server that starts workers (Linux), its process
+                    tree (a keeper, a PID namespace), and the sandbox
+                    (Landlock, seccomp, rlimits)
     interrupts.py   undoing that an interrupt cannot cut short (finish)
     loader.py       open(): the checks, then one of the loaders above
     discover.py     discover() a folder, plugin_path()
