@@ -210,12 +210,14 @@ hub-test: $(STAMP) hub-env
 # fixtures with, and wine, which loads the DLLs (Debian packages, installed if
 # missing, as root; about 1.2 GB), and g++, which builds the C++ plugin of
 # tests/native/test_native_cxx.py. Then the AArch64 harness of
-# tests/native/test_native_aarch64.py: qemu-user and gcc-aarch64-linux-gnu, and an
+# tests/native/test_native_aarch64.py: qemu-user and gcc-aarch64-linux-gnu with
+# libc6-dev-arm64-cross (the cross linker's crti.o and libc: gcc-aarch64-linux-gnu
+# only recommends it, and --no-install-recommends leaves it out), and an
 # arm64 Debian Python with cffi unpacked into build/aarch64-sysroot
 # (tools/aarch64-sysroot.sh: adds arm64 to dpkg's architectures, downloads ~25 MB of
 # .debs, installs nothing of arm64 into the system). Without them those tests skip
 # and say why (.ci/run sets MINILDR_REQUIRE_CROSS=1: there they must run).
-CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64 g++ qemu-user gcc-aarch64-linux-gnu
+CROSS_PACKAGES := gcc-mingw-w64-x86-64 clang lld llvm wine64 g++ qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 cross-tools:
 	@missing=$$(for p in $(CROSS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "cross-tools: installing" $$missing; \
