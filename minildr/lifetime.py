@@ -29,7 +29,9 @@ What cannot be made safe in-process, and what close() does about it:
   thread may be the plugin's, and then the library is left mapped (a
   warning says so) rather than unmapped under it. In the usual case every
   thread is Python's, which one fstat shows (`native_threads`), and nothing
-  is listed. The kernel counts start times in clock ticks (10 ms on most
+  is listed. A Python thread still starting or already ending, which the
+  kernel lists and threading's list does not name, counts as Python's
+  (`_python_thread_ids`). The kernel counts start times in clock ticks (10 ms on most
   systems): a foreign thread that started in the same tick as the load is
   counted as possibly the plugin's. The check cannot tell whose such a
   thread is (another C library may have started it): it errs on the side of
@@ -211,17 +213,70 @@ def _foreign_threads() -> FrozenSet[int]:
             return _NONE
     except OSError:
         return _NONE
-    return native_threads() - {t.native_id for t in threading.enumerate()}
+    return native_threads() - _python_thread_ids()
+
+
+# How long close() waits, at most, for a thread Python is starting to learn its id: the
+# thread does it first thing, so only a thread that cannot run at all takes this long.
+STARTING_WAIT = 10.0
+
+
+def _python_thread_ids() -> Set[int]:
+    """The kernel's ids of the threads Python started that may be in /proc/self/task now.
+
+    Besides threading's list, two moments in a Python thread's life where the
+    kernel lists it and threading's list does not name it:
+
+    - starting (threading._limbo): the thread exists, but its native id is
+      set by the thread itself, first thing, once it runs; on a loaded
+      machine that may be long after it was made. Its id is waited for
+      (Thread._started, set just after it; STARTING_WAIT at most).
+    - ending: the thread left threading's list (Thread._delete) but still
+      runs Python's teardown of it. Its Thread object (in threading._dangling
+      while anything refers to it, its own last frame at least) still holds
+      its native id, and its id is counted while the thread is alive below
+      Python (its tstate lock held, or its handle not done): no other thread
+      can have that id before it has ended.
+
+    Before, both looked foreign, and a close() that came at such a moment,
+    after a thread started since the load, left the library mapped with a
+    warning whenever the thread did not settle within 50 ms (a busy machine).
+    """
+    deadline = time.monotonic() + STARTING_WAIT
+    for thread in list(threading._limbo.values()):                 # type: ignore[attr-defined]
+        while (thread.native_id is None and thread in threading._limbo.values()  # type: ignore[attr-defined]
+               and not thread._started.wait(0.01)                  # type: ignore[attr-defined]
+               and time.monotonic() < deadline):
+            pass
+    ids = {t.native_id for t in threading.enumerate() if t.native_id is not None}
+    for thread in list(threading._dangling):                        # type: ignore[attr-defined]
+        if thread.native_id is not None and thread.native_id not in ids \
+                and _alive_below_python(thread):
+            ids.add(thread.native_id)
+    return ids
+
+
+def _alive_below_python(thread: threading.Thread) -> bool:
+    """Whether `thread` has started and not yet ended where Python's C code sees it (3.10-3.12:
+    its tstate lock is held; 3.13: its handle is not done), whatever threading's list says."""
+    lock = getattr(thread, "_tstate_lock", None)
+    if lock is not None:
+        return lock.locked()
+    handle = getattr(thread, "_handle", None)
+    if handle is not None and hasattr(handle, "is_done"):
+        return not handle.is_done()
+    return False
 
 
 def foreign_threads_since(started: int, settle: float = 0.05) -> FrozenSet[int]:
     """Threads alive now that Python's threading did not start and that started at `started`
     (a `load_started` time) or later, or in the same clock tick (the kernel counts no finer).
 
-    A Python thread that was just joined may still be exiting: it has left
-    threading's list but not yet the kernel's. Such threads are gone within
-    moments, so a suspect is confirmed only if it is still there `settle`
-    seconds later; a plugin's thread that runs its code is still there.
+    A Python thread that has ended below Python (its tstate gone, so
+    `_python_thread_ids` no longer names it) may still be in the C library's
+    last steps of a thread's exit, in the kernel's list. Such threads are
+    gone within moments, so a suspect is confirmed only if it is still there
+    `settle` seconds later; a plugin's thread that runs its code is still there.
     """
     foreign = _foreign_threads()
     if not foreign:

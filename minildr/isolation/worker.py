@@ -63,17 +63,41 @@ _libc_ffi, _libc = fastloop.ffi, fastloop.libc
 _COPIED = (Value.STRING, Value.CHAR)      # results copied out of the worker's memory
 
 
+_LEAVING = threading.Lock()       # held while the worker removes its own folder
+_LEFT: List[bool] = []            # [True] once it has
+
+
+def leave_folder() -> None:
+    """Where no keeper removes the worker's folder (tree.KEEPS_TREE), remove it, once.
+
+    Both ways the worker ends come here before they exit: the lifeline thread
+    (the host is gone) and the main thread's end() (close, or end-of-file on
+    the socket). A killed host breaks the socket and the lifeline at once, so
+    either may come first; the lock makes the other wait until the folder is
+    gone, so neither exit cuts the other's removal short, and the one that
+    came first has removed it, whichever it was. Before, only the lifeline
+    thread removed it: when end-of-file woke the main thread first, its
+    exit(3) ended the process before or while the lifeline thread removed
+    the folder, and the folder stayed.
+    """
+    if tree.KEEPS_TREE:
+        return
+    with _LEAVING:
+        if not _LEFT:
+            workfolder.remove_current()
+            _LEFT.append(True)
+
+
 def watch_lifeline(fd: int) -> None:
     """Exit the moment the host is gone: every write end of the lifeline is then closed.
-    Where no keeper removes the worker's folder (tree.KEEPS_TREE), this process does."""
+    Where no keeper removes the worker's folder, this process does (leave_folder)."""
     def watch() -> None:
         try:
             while os.read(fd, 1):
                 pass
         except OSError:
             pass
-        if not tree.KEEPS_TREE:
-            workfolder.remove_current()
+        leave_folder()
         os._exit(0)
     threading.Thread(target=watch, name="minildr-lifeline", daemon=True).start()
 
@@ -412,12 +436,16 @@ def end() -> None:
     that is about to vanish: its Python exit functions run here (atexit,
     in the order Python runs them), then exit(3) runs what the plugin
     registered (its atexit handlers, its libraries' finalisers) and flushes
-    C's stdio, as before. An exception out of serve() still ends the worker
-    the ordinary way (a traceback on stderr, exit code 1).
+    C's stdio, as before. Where no keeper runs, the worker removes its
+    folder between the two (leave_folder): the plugin's C exit handlers then
+    run without it, as they never run at all when the lifeline ends the
+    worker. An exception out of serve() still ends the worker the ordinary
+    way (a traceback on stderr, exit code 1).
     """
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
+    leave_folder()
     _libc.exit(0)
 
 

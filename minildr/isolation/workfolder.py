@@ -12,7 +12,8 @@ folder goes:
   host was killed (SIGKILL, os._exit) while the worker lived (after a close
   the host then finds it gone, one failed open); and the init of the worker's
   PID namespace does the same when the keeper was killed too; where no keeper
-  runs (macOS), the worker itself, as its lifeline breaks (worker.py).
+  runs (macOS), the worker itself, as it ends, whether its lifeline or its
+  socket told it first (worker.leave_folder).
 
 Only a folder whose host, keeper and init were all killed at once (or, with
 no PID namespace, host and keeper) has no one left to remove it.

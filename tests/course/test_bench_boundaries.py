@@ -76,6 +76,8 @@ def test_payloads_compiled_calls_and_cold_opens_are_measured(results):
     assert res.compiled_call > 0
     once = res.loads_by_key()
     assert {"plugin-open-cold", "plugin-open", "python-start", "c-start"} <= set(once)
+    started = {r["key"]: r["cpu_seconds"] for r in res.loads if "cpu_seconds" in r}
+    assert set(started) == {"python-start", "c-start"} and all(s > 0 for s in started.values())
     assert res.meta["plugin_bytes"] > 0
     summary = res.summary()
     for line in ("timing harness", "from a C caller", "4 kB: in process", "open      cold",

@@ -337,3 +337,74 @@ def test_a_worker_without_a_keeper_removes_its_folder_when_its_host_is_killed(pl
     outcome = json.loads(result.stdout)
     assert int(outcome["first"]) > 0 and outcome["state"] == "none left", outcome
     assert left(temp) == []
+
+
+WITHOUT_KEEPER_END_OF_FILE = r"""
+import os, socket, sys, minildr
+from minildr.isolation import process
+process.BOOT = process.BOOT.replace(
+    "; main(", "; import minildr.isolation.tree as t; t.KEEPS_TREE = False; main(")
+plugin = minildr.open(sys.argv[1], isolate=True)
+assert plugin.containment.reason == "no keeper on this system", plugin.containment
+worker = plugin._worker
+worker._sock.shutdown(socket.SHUT_WR)       # end-of-file on its socket; the lifeline stays
+print(worker.process.wait(30), flush=True)  # it ended on its own, by its main thread
+os._exit(0)                                 # no finalizer: the host removes nothing
+"""
+
+
+@requires_linux("the worker's keeper is turned off in the worker only")
+def test_a_worker_without_a_keeper_that_reads_end_of_file_first_removes_its_folder(
+        plugin_path, temp):
+    """A killed host ends the socket and the lifeline at once; here the socket's end-of-file
+    comes alone, so the main thread's exit (end) runs while the lifeline still holds: it
+    left the folder behind (only the lifeline thread removed it), the cause of this test's
+    neighbour failing at times on a loaded machine."""
+    result = subprocess.run([sys.executable, "-c", WITHOUT_KEEPER_END_OF_FILE, str(plugin_path)],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0"]
+    assert left(temp, wait=0) == []
+
+
+LIFELINE_REMOVING_AS_MAIN_ENDS = r"""
+import atexit, os, sys, threading, time
+from minildr.isolation import tree, worker, workfolder
+tree.KEEPS_TREE = False
+os.chdir(sys.argv[1])
+removing, ending = threading.Event(), threading.Event()
+remove_current, in_flight = workfolder.remove_current, []
+
+def remove_once_main_ends():
+    if in_flight:           # two removals at once: each may end the process halfway
+        sys.stderr.write("a second removal began while the first ran\n")
+        os._exit(3)
+    in_flight.append(True)
+    removing.set()
+    ending.wait()           # the main thread has run its exit functions: it is about to exit
+    time.sleep(0.5)         # (its exit(3), unless it waits for this removal, comes first)
+    remove_current()
+    in_flight.pop()
+
+workfolder.remove_current = remove_once_main_ends
+atexit.register(ending.set)
+lifeline, host = os.pipe()
+worker.watch_lifeline(lifeline)
+os.close(host)              # the host is gone: the lifeline thread starts removing
+removing.wait()
+worker.end()                # and the socket's end-of-file ends the main thread meanwhile
+"""
+
+
+def test_the_lifeline_threads_removal_is_not_cut_short_by_the_main_threads_exit(tmp_path):
+    """The other order: the lifeline thread is removing the folder when the main thread
+    ends (end): the main thread's exit waits for the removal, and starts no second one.
+    Before, exit(3) ended the process halfway, and the folder stayed with what was in it."""
+    folder = tmp_path / (workfolder.PREFIX + "both")
+    workfolder.make(str(folder))
+    (folder / "sub").mkdir()
+    (folder / "sub" / "file").write_text("x")
+    done = subprocess.run([sys.executable, "-c", LIFELINE_REMOVING_AS_MAIN_ENDS, str(folder)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert not folder.exists()
