@@ -38,6 +38,15 @@ What cannot be made safe in-process, and what close() does about it:
   leaving memory mapped, never of a crash. (Start times, not a list of the
   thread ids alive before the load: no listing at each open, and a thread
   id the kernel reused for a new thread is not mistaken for the old one.)
+  One case needs no look at all: a library that handed nothing out (no
+  lookup: `handed_out`) and whose load started no foreign thread
+  (`note_loaded`: one not alive as the load began, `threads_before_load`,
+  that started since) has run only its initialisers, in the loading thread, so
+  no thread can be running its code. A Jupyter kernel needs this: libzmq
+  starts C threads of its own at any time (pyzmq's garbage collector makes
+  a context, two threads, at the first large zero-copy send, as a figure
+  is), and a plugin opened and closed meanwhile was left mapped. Not seen:
+  an initialiser that gives another library a callback its threads call.
 - an `on_exit()` handler the plugin registered with the C library runs at
   process exit, after close(); glibc keeps that list private, so nothing
   can detect it. (`atexit()` handlers are run by dlclose, and minildr's
@@ -268,6 +277,12 @@ def _alive_below_python(thread: threading.Thread) -> bool:
     return False
 
 
+def threads_before_load() -> FrozenSet[int]:
+    """The foreign threads alive as a load begins (none, with one fstat, in the usual
+    case), for `KeepsMappedWhileReferenced.note_loaded`."""
+    return _foreign_threads()
+
+
 def foreign_threads_since(started: int, settle: float = 0.05) -> FrozenSet[int]:
     """Threads alive now that Python's threading did not start and that started at `started`
     (a `load_started` time) or later, or in the same clock tick (the kernel counts no finer).
@@ -339,6 +354,12 @@ class KeepsMappedWhileReferenced:
     _closing: bool = False
     unload_reruns: bool = False  # _unload, interrupted part way, may be run again to finish
     loaded_at: Optional[int] = None      # lifetime.load_started() before the load
+    # A lookup found an address in it (a function, a variable, a vtable): from then on
+    # its code may run in any thread. Set by Plugin._find; never unset.
+    handed_out: bool = False
+    # Whether a foreign thread started during the load (its initialisers may have
+    # started it): until note_loaded says otherwise, assumed.
+    spawned_at_load: bool = True
     # The lock the unload decisions are taken under: each subclass's __init__ makes it
     # (before anything can be handed out), and lets its Plugin share it (plugin.py).
     lifetime_lock: threading.RLock
@@ -455,9 +476,22 @@ class KeepsMappedWhileReferenced:
         """Whether unloading really unmaps the code (a loader that never does says False)."""
         return True
 
+    def note_loaded(self, before: FrozenSet[int]) -> None:
+        """The loader's word that the library's initialisers have run: whether a foreign
+        thread not among `before` (`threads_before_load`) started since the load began.
+
+        One fstat when every thread is Python's. The kernel's start times are
+        clock ticks: a thread another library started just before the load, in
+        its tick, is told apart by being in `before`.
+        """
+        self.spawned_at_load = (self.loaded_at is not None and bool(_foreign_threads())
+                                and bool(foreign_threads_since(self.loaded_at, settle=0)
+                                         - before))
+
     def _unload_unless_running(self) -> None:
         _AWAITING_UNLOAD.discard(self)
-        if self.loaded_at is not None and _foreign_threads() and self._unmaps():  # (one fstat)
+        if (self.loaded_at is not None and (self.handed_out or self.spawned_at_load)
+                and _foreign_threads() and self._unmaps()):              # (one fstat)
             self._unload_unless_started_since(self.loaded_at)
         else:
             self._unload()

@@ -20,7 +20,7 @@ from .goruntime import is_go_library, one_runtime
 from .image import PluginImage, unchanged
 from .interrupts import finish
 from .isolation.policy import SandboxPolicy
-from .lifetime import load_started
+from .lifetime import load_started, threads_before_load
 from .linkage import Prepared, bundled_copies, nothing_to_prepare, prepare
 from .plugin import Library, Plugin
 from .system import SystemLibrary
@@ -65,11 +65,12 @@ def load_in_process(image: PluginImage, manifest: Any, loader: str,
     When the load began is noted: close() leaves the library mapped if threads
     Python did not start, started since, may still run its code (lifetime.py).
     """
-    started = load_started()
+    before, started = threads_before_load(), load_started()
     library: Optional[Library] = None
     try:                            # (an interrupt at any line must not lose the library)
         library = load_library(image, loader, trust)
         library.loaded_at = started          # type: ignore[attr-defined]
+        library.note_loaded(before)          # type: ignore[attr-defined]
         return Plugin(image, manifest, library, loader)
     except BaseException:
         if library is not None:
@@ -100,7 +101,9 @@ def reopen(image: PluginImage, manifest: Any, contracts: Iterable[Contract], tru
         check_trust(image, trust, expect)
     library: Optional[SystemLibrary] = None
     try:                            # (an interrupt at any line must not lose the library)
+        before = threads_before_load()
         library = SystemLibrary(image, load_started())
+        library.note_loaded(before)
         return Plugin(image, manifest, library, "system")
     except BaseException:
         if library is not None:

@@ -33,6 +33,8 @@ _CAST = _cffi_backend.FFI().cast
 
 class Library(Protocol):
     """What a Plugin needs of a loaded library, whichever loader loaded it."""
+    handed_out: bool                        # a lookup found an address in it (lifetime.py)
+
     def address(self, name: str) -> Optional[int]: ...
     def keep_mapped_while(self, obj: object) -> None: ...
     def results_keep_mapped(self, function: Any) -> Any: ...
@@ -154,6 +156,7 @@ class Plugin:
             raise SymbolNotFound(self.path, (
                 f"its manifest lists {name!r}, but the library does not define it: the "
                 "plugin is damaged or was altered after minildr.build; rebuild it"))
+        library.handed_out = True      # its code may run in any thread now (lifetime.py)
         return library, export, address
 
     def _lookup(self, name: str, wanted: Union[str, Contract, None]) -> Any:

@@ -173,10 +173,12 @@ def test_a_repeated_open_refuses_a_handle_another_library_claims(stamped, monkey
 @requires_proc
 def test_a_repeated_open_is_closed_with_the_running_thread_check(stamped, monkeypatch):
     """close after a repeated open asks whether a foreign thread started since the load
-    (lifetime.foreign_threads_since) and then leaves the library mapped."""
+    (lifetime.foreign_threads_since) and then leaves the library mapped (once a lookup
+    handed something out: before, no thread can run its code)."""
     plugin = reopened(stamped)
     library = plugin._library
     assert library.loaded_at is not None
+    plugin.lookup("greet", GREET_T)                # handed out (and dropped at once)
     monkeypatch.setattr(lifetime, "_foreign_threads", lambda: frozenset({4242}))
     monkeypatch.setattr(lifetime, "foreign_threads_since", lambda started, settle=0.05:
                         frozenset({4242}))

@@ -397,6 +397,54 @@ def test_a_foreign_thread_older_than_the_load_does_not_keep_a_plugin_mapped(tmp_
     assert done.stdout.strip() == "unmapped []"
 
 
+FOREIGN_AFTER = r"""
+import sys, time, warnings
+import minildr
+spinner, other, loader, mode = sys.argv[1:5]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    plugin = minildr.open(other, loader=loader)    # (the constructor mode: its own thread)
+    if mode == "looked-up":
+        plugin.lookup("one", "int (void)")          # handed out, dropped at once
+    started = minildr.open(spinner, loader=loader)
+    assert started.lookup("start", "int (void)")() == 0   # a foreign thread, after the load
+    time.sleep(0.05)
+    plugin.close()
+with open("/proc/self/maps") as maps:
+    print("mapped" if "minildr:other" in maps.read() else "unmapped",
+          [str(w.category.__name__) for w in caught])
+time.sleep(0.2)                                      # the threads run on: nothing unmapped
+"""
+
+# `other` whose initialiser starts a thread running its code (no lookup needed).
+STARTS_AT_LOAD = ("#include <pthread.h>\n#include <unistd.h>\n"
+                  "static volatile long ticks;\n"
+                  "static void *spin(void *arg) { for (;;) { ticks++; usleep(1000); } return arg; }\n"
+                  "__attribute__((constructor)) static void go(void) "
+                  "{ pthread_t t; pthread_create(&t, 0, spin, 0); }\n"
+                  "int one(void) { return 1; }\n", "int one(void);\n")
+
+
+@requires_linux("/proc/self/task lists a process's threads")
+@pytest.mark.parametrize("loader_name", LOADERS)
+@pytest.mark.parametrize("mode, seen", [("nothing", "unmapped []"),
+                                        ("looked-up", "mapped ['LeftMapped']"),
+                                        ("constructor", "mapped ['LeftMapped']")])
+def test_a_foreign_thread_younger_than_the_load_keeps_it_mapped_once_its_code_could_run(
+        tmp_path, loader_name, mode, seen):
+    """A foreign thread that started after the load (as libzmq's do in a Jupyter kernel,
+    at any time) cannot be running the code of a library that handed nothing out and
+    started no thread as it loaded: it unloads. Once a lookup handed something out, or
+    when its initialiser started a thread, close() leaves it mapped as before."""
+    spinner = write_plugin(tmp_path, "spinner", *THREAD_PLUGIN, once=True)
+    other = write_plugin(tmp_path, "other", *(STARTS_AT_LOAD if mode == "constructor" else
+                                              ("int one(void) { return 1; }\n",
+                                               "int one(void);\n")), once=True)
+    done = run_python(FOREIGN_AFTER, spinner, other, loader_name, mode, timeout=60)
+    assert done.returncode == 0, f"crashed ({done.returncode}): {done.stderr[-2000:]}"
+    assert done.stdout.strip() == seen
+
+
 def test_a_thread_starting_in_the_tick_of_the_load_counts_as_the_plugins(monkeypatch):
     """The kernel counts start times in clock ticks: a foreign thread that started in the
     load's tick may be the plugin's (never unmapped under it); one a tick before is not."""
@@ -406,6 +454,20 @@ def test_a_thread_starting_in_the_tick_of_the_load_counts_as_the_plugins(monkeyp
     assert lifetime.foreign_threads_since(100 * tick + tick - 1, settle=0.01) == {4242}
     assert lifetime.foreign_threads_since(100 * tick, settle=0.01) == {4242}
     assert lifetime.foreign_threads_since(101 * tick, settle=0.01) == frozenset()
+
+
+def test_a_foreign_thread_alive_as_the_load_began_is_not_one_the_load_started(monkeypatch):
+    """A thread another library started just before the load, in its clock tick, looks
+    as young as the load; being among threads_before_load() tells it apart (libzmq's,
+    in a Jupyter kernel, started as a figure was sent: notebook 03's stray LeftMapped)."""
+    monkeypatch.setattr(lifetime, "_foreign_threads", lambda: frozenset({4242}))
+    monkeypatch.setattr(lifetime, "_started_tick", lambda tid: 100)
+    library = lifetime.KeepsMappedWhileReferenced()
+    library.loaded_at = 100 * lifetime._TICK_NS
+    library.note_loaded(before=frozenset({4242}))
+    assert library.spawned_at_load is False
+    library.note_loaded(before=frozenset())          # not there before: the load's, maybe
+    assert library.spawned_at_load is True
 
 
 @requires_linux("/proc/self/task/TID/stat gives a thread's start time")
