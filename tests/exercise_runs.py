@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Sequence, Set, Tuple
 
 import pytest
 from nbval import plugin as nbval_plugin
@@ -113,6 +113,26 @@ def fresh_of(runs) -> Dict[str, NotebookResult]:
 def wrong_of(runs) -> Dict[str, AnswerRun]:
     """What each wrong answer typed in after the fresh runs gave, by task."""
     return {task: run for _, answers in runs.values() for task, run in answers.items()}
+
+
+def share_fixtures(share: Sequence[str], wrong_answers: "Callable[[], WrongAnswers]"):
+    """A test file's three module fixtures over its share, for `runs, fresh, wrong = ...`:
+    `runs` (share_runs: the share's fresh exercises, then their wrong answers), `fresh`
+    (fresh_of) and `wrong` (wrong_of). `wrong_answers` gives the file's WRONG_ANSWERS,
+    asked when the run starts (the files define them below their fixtures)."""
+    @pytest.fixture(scope="module")
+    def runs(tmp_path_factory) -> "dict[str, tuple]":
+        return share_runs(share, wrong_answers(), tmp_path_factory)
+
+    @pytest.fixture(scope="module")
+    def fresh(runs) -> Dict[str, NotebookResult]:
+        return fresh_of(runs)
+
+    @pytest.fixture(scope="module")
+    def wrong(runs) -> Dict[str, AnswerRun]:
+        return wrong_of(runs)
+
+    return runs, fresh, wrong
 
 
 def may_raise(cell) -> bool:

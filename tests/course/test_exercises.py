@@ -21,10 +21,10 @@ import pytest
 
 from minildr.course import exercises, selfcheck
 from minildr.course.selfcheck import DONE, ERROR, NOT_YET, NotDone, judge
-from exercise_answers import PAUSE, AnswerRun, Wrong
+from exercise_answers import PAUSE, Wrong
 from exercise_runs import (EVERYWHERE, LINUX, SHARES, assert_no_task_done,
                            assert_null_write_then_endless_loop, assert_only_todo_cells_raised,
-                           fresh_of, share_of, share_runs, wrong_of)
+                           share_fixtures, share_of)
 from helpers import ROOT, python_m, write_plugin
 from platforms import host, requires_isolation, requires_linux
 
@@ -319,20 +319,8 @@ def check_here(monkeypatch, capsys, *paths: Path) -> "tuple[int, str]":
 SHARE = share_of(__file__)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> "dict[str, tuple]":
-    """The share's fresh exercises, then their wrong answers (exercise_runs.share_runs)."""
-    return share_runs(SHARE, WRONG_ANSWERS, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def fresh(runs) -> "dict[str, selfcheck.NotebookResult]":
-    return fresh_of(runs)
-
-
-@pytest.fixture(scope="module")
-def wrong(runs) -> "dict[str, AnswerRun]":
-    return wrong_of(runs)
+# The share's fresh exercises, then their wrong answers (exercise_runs.share_fixtures).
+runs, fresh, wrong = share_fixtures(SHARE, lambda: WRONG_ANSWERS)
 
 
 def test_every_exercise_runs_fresh_in_one_share():

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from exercise_answers import (C_ENDLESS, C_NULL_WRITE, CRASHED, HUNG, PAUSE, AnswerRun, Wrong,
+from exercise_answers import (C_ENDLESS, C_NULL_WRITE, CRASHED, HUNG, PAUSE, Wrong,
                               assert_reported)
 from exercise_runs import (LINUX, POSIX, assert_no_task_done, assert_null_write_then_endless_loop,
-                           assert_only_todo_cells_raised, fresh_of, share_of, share_runs, wrong_of)
-from minildr.course.selfcheck import NotebookResult
+                           assert_only_todo_cells_raised, share_fixtures, share_of)
 from platforms import requires_isolation, requires_linux
 
 # This file's share of the fresh exercises (03-05; the others: tests/exercise_runs.py's
@@ -23,20 +22,8 @@ from platforms import requires_isolation, requires_linux
 SHARE = share_of(__file__)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> "dict[str, tuple]":
-    """The share's fresh exercises, then their wrong answers (exercise_runs.share_runs)."""
-    return share_runs(SHARE, WRONG_ANSWERS, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def fresh(runs) -> "dict[str, NotebookResult]":
-    return fresh_of(runs)
-
-
-@pytest.fixture(scope="module")
-def wrong(runs) -> "dict[str, AnswerRun]":
-    return wrong_of(runs)
+# The share's fresh exercises, then their wrong answers (exercise_runs.share_fixtures).
+runs, fresh, wrong = share_fixtures(SHARE, lambda: WRONG_ANSWERS)
 
 
 def test_fresh_exercises_run_with_only_their_todo_cells_failing(fresh):

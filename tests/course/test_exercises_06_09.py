@@ -10,13 +10,10 @@ Go host): test_exercises_crashes_09.py.
 """
 from __future__ import annotations
 
-import pytest
-
-from exercise_answers import (C_ENDLESS, C_NULL_WRITE, CRASHED, HUNG, AnswerRun, Wrong,
+from exercise_answers import (C_ENDLESS, C_NULL_WRITE, CRASHED, HUNG, Wrong,
                               assert_reported)
-from exercise_runs import (POSIX, assert_no_task_done, assert_only_todo_cells_raised, fresh_of,
-                           share_of, share_runs, wrong_of)
-from minildr.course.selfcheck import NotebookResult
+from exercise_runs import (POSIX, assert_no_task_done, assert_only_todo_cells_raised,
+                           share_fixtures, share_of)
 from platforms import requires_isolation
 
 # This file's share of the fresh exercises (06-09; the others: tests/exercise_runs.py's
@@ -24,20 +21,8 @@ from platforms import requires_isolation
 SHARE = share_of(__file__)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> "dict[str, tuple]":
-    """The share's fresh exercises, then their wrong answers (exercise_runs.share_runs)."""
-    return share_runs(SHARE, WRONG_ANSWERS, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def fresh(runs) -> "dict[str, NotebookResult]":
-    return fresh_of(runs)
-
-
-@pytest.fixture(scope="module")
-def wrong(runs) -> "dict[str, AnswerRun]":
-    return wrong_of(runs)
+# The share's fresh exercises, then their wrong answers (exercise_runs.share_fixtures).
+runs, fresh, wrong = share_fixtures(SHARE, lambda: WRONG_ANSWERS)
 
 
 def test_fresh_exercises_run_with_only_their_todo_cells_failing(fresh):
